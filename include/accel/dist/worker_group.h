@@ -1,0 +1,76 @@
+#pragma once
+// Supervision of a group of local worker processes, shared by the
+// in-process launcher (dist/launcher.h) and `accel launch`.
+//
+// The rule: when one worker exits non-zero or dies by a signal, the others
+// get SIGTERM, then SIGKILL after a grace period, and the result names the
+// first failing rank and how it failed. Nothing is left behind.
+#include <sys/types.h>
+
+#include <chrono>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace accel {
+
+struct WorkerExit {
+  int rank = -1;
+  int exit_code = 0;    // when exited normally
+  int signal = 0;       // when killed by a signal
+  bool stopped_by_us = false;  // ended because another rank failed or a stop was requested
+  bool ok() const { return signal == 0 && exit_code == 0; }
+  /// "rank 1 exited with status 3" / "rank 0 was killed by signal 9 (Killed)".
+  std::string describe() const;
+};
+
+struct GroupResult {
+  std::vector<WorkerExit> exits;           // one per rank, in rank order
+  std::optional<WorkerExit> first_failure; // the failure that ended the group
+  bool timed_out = false;
+  bool stop_requested = false;
+  bool ok() const { return !first_failure && !timed_out && !stop_requested; }
+  /// The exit status a launcher should end with: 0, the failing rank's
+  /// status, or 128 + signal.
+  int exit_status() const;
+  std::string describe() const;
+};
+
+struct WorkerGroupOptions {
+  /// Between SIGTERM and SIGKILL when stopping the survivors.
+  std::chrono::milliseconds grace = std::chrono::seconds(5);
+  /// Stop everyone after this long (0: no limit).
+  std::chrono::milliseconds timeout{0};
+};
+
+class WorkerGroup {
+ public:
+  explicit WorkerGroup(WorkerGroupOptions options = {}) : options_(options) {}
+  ~WorkerGroup();
+
+  /// Registers a started worker.
+  void add(int rank, pid_t pid);
+  /// Forks a worker that runs `body` and exits with its return value; an
+  /// exception escaping `body` is printed with the rank and exits 1. The
+  /// child dies with its parent (PR_SET_PDEATHSIG).
+  pid_t fork_worker(int rank, const std::function<int()>& body);
+
+  /// Waits for every worker. Stops the group on the first failure, on
+  /// timeout, or when request_stop() was called (e.g. from a signal handler).
+  GroupResult wait();
+
+  /// Async-signal-safe: asks wait() to stop the group with `sig`.
+  static void request_stop(int sig);
+
+  const std::vector<std::pair<int, pid_t>>& workers() const { return workers_; }
+
+ private:
+  void kill_running();
+
+  WorkerGroupOptions options_;
+  std::vector<std::pair<int, pid_t>> workers_;  // (rank, pid)
+  std::vector<bool> reaped_;
+};
+
+}  // namespace accel

@@ -1,0 +1,33 @@
+#pragma once
+// Reading the process environment with the checks every accel component
+// wants: a bad value is an error that names the variable and what was
+// expected, never a silent default.
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+
+namespace accel {
+
+/// Where environment values come from. The default reads the real process
+/// environment; tests pass a map.
+using EnvLookup = std::function<std::optional<std::string>(const std::string&)>;
+
+/// The real process environment.
+EnvLookup process_env();
+/// A fixed set of variables (for tests and for launchers building a child's env).
+EnvLookup env_from_map(std::map<std::string, std::string> vars);
+
+/// The variable if set and non-empty.
+std::optional<std::string> env_string(const EnvLookup& env, const std::string& name);
+/// The variable parsed as an integer; throws naming the variable on a bad value.
+std::optional<long> env_int(const EnvLookup& env, const std::string& name);
+/// Accepts 1/0, true/false, yes/no, on/off (any case); throws otherwise.
+std::optional<bool> env_bool(const EnvLookup& env, const std::string& name);
+
+/// Parses an integer, throwing "<what>: expected an integer, got '<text>'".
+long parse_int(const std::string& text, const std::string& what);
+/// Parses a boolean like env_bool does.
+bool parse_bool(const std::string& text, const std::string& what);
+
+}  // namespace accel

@@ -1,0 +1,140 @@
+#include "accel/dist/process_group.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <thread>
+
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#ifdef ACCEL_WITH_CUDA
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
+
+namespace accel {
+namespace {
+
+std::string seconds(std::chrono::milliseconds t) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f s", t.count() / 1000.0);
+  return buf;
+}
+
+std::string where(const Topology& t) { return t.master_addr + ":" + std::to_string(t.master_port); }
+
+bool is_loopback(const std::string& addr) {
+  return addr == "127.0.0.1" || addr == "localhost" || addr == "::1" || addr.rfind("127.", 0) == 0;
+}
+
+// Rank 0 waits for every rank's arrival key and names those that never came;
+// the others wait for rank 0's "all here" key.
+void wait_for_all_ranks(c10d::Store& store, const Topology& t, std::chrono::milliseconds timeout) {
+  const std::string arrived = "accel/arrived/";
+  store.set(arrived + std::to_string(t.rank), std::vector<uint8_t>{1});
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  if (t.rank == 0) {
+    std::vector<int> missing;
+    for (int r = 0; r < t.world_size; ++r) missing.push_back(r);
+    while (!missing.empty()) {
+      std::vector<int> still;
+      for (int r : missing)
+        if (!store.check({arrived + std::to_string(r)})) still.push_back(r);
+      missing = std::move(still);
+      if (missing.empty()) break;
+      if (std::chrono::steady_clock::now() > deadline) {
+        std::string names;
+        for (size_t i = 0; i < missing.size() && i < 16; ++i) names += (i ? ", " : "") + std::to_string(missing[i]);
+        if (missing.size() > 16) names += ", ...";
+        throw RendezvousError("rendezvous at " + where(t) + " timed out after " + seconds(timeout) + ": rank(s) " +
+                              names + " of world size " + std::to_string(t.world_size) +
+                              " never arrived (check that every process was started with the same MASTER_ADDR, "
+                              "MASTER_PORT and WORLD_SIZE)");
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    store.set("accel/all_arrived", std::vector<uint8_t>{1});
+  } else {
+    try {
+      store.wait({"accel/all_arrived"}, timeout);
+    } catch (const c10::Error&) {
+      throw RendezvousError("rank " + std::to_string(t.rank) + " waited " + seconds(timeout) +
+                            " at " + where(t) + " but not every rank of world size " +
+                            std::to_string(t.world_size) + " arrived (rank 0 names the missing ones)");
+    }
+  }
+}
+
+}  // namespace
+
+Backend parse_backend(const std::string& name) {
+  std::string n = name;
+  std::transform(n.begin(), n.end(), n.begin(), ::tolower);
+  if (n == "gloo") return Backend::gloo;
+  if (n == "nccl") return Backend::nccl;
+  throw std::invalid_argument("unknown backend '" + name + "': expected 'gloo' or 'nccl'");
+}
+
+std::string to_string(Backend backend) { return backend == Backend::gloo ? "gloo" : "nccl"; }
+
+c10::intrusive_ptr<c10d::Store> connect_store(const Topology& t, std::chrono::milliseconds timeout) {
+  c10d::TCPStoreOptions opts;
+  opts.port = static_cast<std::uint16_t>(t.master_port);
+  opts.isServer = t.rank == 0;
+  opts.numWorkers = t.world_size;
+  opts.waitWorkers = false;  // we wait ourselves, to name who is missing
+  opts.timeout = timeout;
+  c10::intrusive_ptr<c10d::Store> store;
+  try {
+    store = c10::make_intrusive<c10d::TCPStore>(t.master_addr, opts);
+  } catch (const std::exception& e) {
+    std::string first_line = e.what();
+    first_line = first_line.substr(0, first_line.find('\n'));
+    if (t.rank == 0)
+      throw RendezvousError("rank 0 could not host the rendezvous store at " + where(t) +
+                            " (is the port already in use?): " + first_line);
+    throw RendezvousError("rank " + std::to_string(t.rank) + " could not reach the rendezvous store at " + where(t) +
+                          " within " + seconds(timeout) + " (is rank 0 running and MASTER_ADDR/MASTER_PORT right?): " +
+                          first_line);
+  }
+  wait_for_all_ranks(*store, t, timeout);
+  return store;
+}
+
+c10::intrusive_ptr<c10d::ProcessGroup> new_process_group(const c10::intrusive_ptr<c10d::Store>& store,
+                                                         const Topology& t, Backend backend,
+                                                         std::chrono::milliseconds timeout, int cuda_device,
+                                                         const std::string& name) {
+  auto prefixed = c10::make_intrusive<c10d::PrefixStore>(name, store);
+  auto pg = c10::make_intrusive<c10d::ProcessGroup>(prefixed, t.rank, t.world_size);
+
+  auto gloo_opts = c10d::ProcessGroupGloo::Options::create(timeout);
+  if (const char* ifname = std::getenv("GLOO_SOCKET_IFNAME"); ifname && *ifname) {
+    gloo_opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(ifname));
+  } else if (is_loopback(t.master_addr)) {
+    gloo_opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
+  } else {
+    gloo_opts->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
+  }
+  auto gloo = c10::make_intrusive<c10d::ProcessGroupGloo>(
+      c10::make_intrusive<c10d::PrefixStore>("gloo", prefixed), t.rank, t.world_size, gloo_opts);
+  pg->setBackend(c10::DeviceType::CPU, c10d::ProcessGroup::BackendType::GLOO, gloo);
+  pg->setDefaultBackend(c10d::ProcessGroup::BackendType::GLOO);
+
+  if (backend == Backend::nccl) {
+#ifdef ACCEL_WITH_CUDA
+    auto nccl_opts = c10::make_intrusive<c10d::ProcessGroupNCCL::Options>();
+    nccl_opts->timeout = timeout;
+    auto nccl = c10::make_intrusive<c10d::ProcessGroupNCCL>(
+        c10::make_intrusive<c10d::PrefixStore>("nccl", prefixed), t.rank, t.world_size, nccl_opts);
+    if (cuda_device >= 0) nccl->setBoundDeviceId(c10::Device(c10::DeviceType::CUDA, cuda_device));
+    pg->setBackend(c10::DeviceType::CUDA, c10d::ProcessGroup::BackendType::NCCL, nccl);
+    pg->setDefaultBackend(c10d::ProcessGroup::BackendType::NCCL);
+#else
+    throw std::invalid_argument("backend 'nccl' requested, but this accel was built without CUDA support");
+#endif
+  }
+  return pg;
+}
+
+}  // namespace accel

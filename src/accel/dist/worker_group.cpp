@@ -1,0 +1,151 @@
+#include "accel/dist/worker_group.h"
+
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <iostream>
+#include <thread>
+
+namespace accel {
+namespace {
+std::atomic<int> g_stop_signal{0};
+constexpr auto kPoll = std::chrono::milliseconds(10);
+}  // namespace
+
+std::string WorkerExit::describe() const {
+  std::string who = "rank " + std::to_string(rank);
+  if (signal != 0) {
+    const char* name = strsignal(signal);
+    return who + " was killed by signal " + std::to_string(signal) + " (" + (name ? name : "?") + ")" +
+           (stopped_by_us ? " after the group was stopped" : "");
+  }
+  return who + " exited with status " + std::to_string(exit_code);
+}
+
+int GroupResult::exit_status() const {
+  if (first_failure) return first_failure->signal ? 128 + first_failure->signal : first_failure->exit_code;
+  if (timed_out) return 124;
+  if (stop_requested) return 130;
+  return 0;
+}
+
+std::string GroupResult::describe() const {
+  if (first_failure) return "worker failed: " + first_failure->describe();
+  if (timed_out) return "workers timed out and were stopped";
+  if (stop_requested) return "workers were stopped on request";
+  return "all " + std::to_string(exits.size()) + " workers succeeded";
+}
+
+WorkerGroup::~WorkerGroup() {
+  // Never leave workers behind, even when wait() was not reached.
+  kill_running();
+}
+
+void WorkerGroup::add(int rank, pid_t pid) {
+  workers_.emplace_back(rank, pid);
+  reaped_.push_back(false);
+}
+
+pid_t WorkerGroup::fork_worker(int rank, const std::function<int()>& body) {
+  std::cout.flush();
+  std::cerr.flush();
+  std::fflush(nullptr);
+  pid_t parent = getpid();
+  pid_t pid = fork();
+  if (pid < 0) throw std::runtime_error(std::string("fork failed: ") + std::strerror(errno));
+  if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(1);  // the parent died before prctl took effect
+    int code = 1;
+    try {
+      code = body();
+    } catch (const std::exception& e) {
+      std::cerr << "[rank " << rank << "] error: " << e.what() << std::endl;
+    } catch (...) {
+      std::cerr << "[rank " << rank << "] error: unknown exception" << std::endl;
+    }
+    std::cout.flush();
+    std::cerr.flush();
+    std::fflush(nullptr);
+    _exit(code);
+  }
+  add(rank, pid);
+  return pid;
+}
+
+void WorkerGroup::request_stop(int sig) { g_stop_signal.store(sig); }
+
+void WorkerGroup::kill_running() {
+  for (size_t i = 0; i < workers_.size(); ++i)
+    if (!reaped_[i]) {
+      kill(workers_[i].second, SIGKILL);
+      waitpid(workers_[i].second, nullptr, 0);
+      reaped_[i] = true;
+    }
+}
+
+GroupResult WorkerGroup::wait() {
+  GroupResult result;
+  result.exits.resize(workers_.size());
+  for (size_t i = 0; i < workers_.size(); ++i) result.exits[i].rank = workers_[i].first;
+  auto start = std::chrono::steady_clock::now();
+  bool stopping = false;
+  auto reap = [&](bool blocking) {
+    for (size_t i = 0; i < workers_.size(); ++i) {
+      if (reaped_[i]) continue;
+      int status = 0;
+      pid_t r = waitpid(workers_[i].second, &status, blocking ? 0 : WNOHANG);
+      if (r == 0) continue;
+      reaped_[i] = true;
+      auto& e = result.exits[i];
+      if (r < 0) {
+        e.exit_code = 255;
+      } else if (WIFSIGNALED(status)) {
+        e.signal = WTERMSIG(status);
+      } else {
+        e.exit_code = WEXITSTATUS(status);
+      }
+      e.stopped_by_us = stopping;
+      if (!e.ok() && !stopping && !result.first_failure) result.first_failure = e;
+    }
+  };
+  while (true) {
+    reap(false);
+    bool all = true;
+    for (bool r : reaped_) all = all && r;
+    if (all) break;
+    int sig = g_stop_signal.exchange(0);
+    bool timed_out = options_.timeout.count() > 0 && std::chrono::steady_clock::now() - start > options_.timeout;
+    if (result.first_failure || sig || timed_out) {
+      result.stop_requested = sig != 0;
+      result.timed_out = timed_out;
+      stopping = true;
+      // Forward the requested signal (SIGINT/SIGTERM) or stop with SIGTERM,
+      // then escalate to SIGKILL after the grace period.
+      for (size_t i = 0; i < workers_.size(); ++i)
+        if (!reaped_[i]) kill(workers_[i].second, sig ? sig : SIGTERM);
+      auto deadline = std::chrono::steady_clock::now() + options_.grace;
+      while (std::chrono::steady_clock::now() < deadline) {
+        reap(false);
+        bool done = true;
+        for (bool r : reaped_) done = done && r;
+        if (done) break;
+        std::this_thread::sleep_for(kPoll);
+      }
+      for (size_t i = 0; i < workers_.size(); ++i)
+        if (!reaped_[i]) kill(workers_[i].second, SIGKILL);
+      reap(true);
+      break;
+    }
+    std::this_thread::sleep_for(kPoll);
+  }
+  return result;
+}
+
+}  // namespace accel

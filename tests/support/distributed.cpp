@@ -1,0 +1,21 @@
+#include "support/distributed.h"
+
+#include <stdexcept>
+
+namespace accel::testing {
+
+void run_distributed(int n, const std::function<void()>& body, LaunchOptions options) {
+  options.num_processes = n;
+  auto result = launch_processes(
+      [&] {
+        body();
+        if (::testing::Test::HasFailure()) throw std::runtime_error("a test assertion failed in this rank");
+      },
+      options);
+  EXPECT_TRUE(result.ok()) << result.describe();
+}
+
+std::string source_path(const std::string& relative) { return std::string(ACCEL_SOURCE_DIR) + "/" + relative; }
+std::string binary_path(const std::string& relative) { return std::string(ACCEL_BINARY_DIR) + "/" + relative; }
+
+}  // namespace accel::testing

@@ -1,0 +1,16 @@
+#include "commands.h"
+
+namespace accel::cli {
+namespace {
+int g_exit_code = 0;
+}
+
+void set_exit_code(int code) { g_exit_code = code; }
+int exit_code() { return g_exit_code; }
+std::string version() { return ACCEL_CLI_VERSION; }
+
+void register_all(CLI::App& app) {
+  register_env(app);
+}
+
+}  // namespace accel::cli

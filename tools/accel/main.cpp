@@ -1,0 +1,20 @@
+// The `accel` command line. Each subcommand lives in its own file and
+// registers itself through tools/accel/commands.h.
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+
+#include "commands.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"accel: distributed and mixed-precision training for LibTorch programs"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", std::string("accel ") + accel::cli::version());
+  accel::cli::register_all(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  return accel::cli::exit_code();
+}
