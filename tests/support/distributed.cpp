@@ -1,5 +1,7 @@
 #include "support/distributed.h"
 
+#include "accel_test_paths.h"
+
 #include <stdexcept>
 
 namespace accel::testing {

@@ -1,5 +1,7 @@
 #include "commands.h"
 
+#include "accel/version.h"
+
 namespace accel::cli {
 namespace {
 int g_exit_code = 0;
@@ -7,7 +9,7 @@ int g_exit_code = 0;
 
 void set_exit_code(int code) { g_exit_code = code; }
 int exit_code() { return g_exit_code; }
-std::string version() { return ACCEL_CLI_VERSION; }
+std::string version() { return accel::kVersion; }
 
 void register_all(CLI::App& app) {
   register_env(app);

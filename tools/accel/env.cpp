@@ -38,7 +38,7 @@ void run_env() {
     << "- CPU cores: " << sysconf(_SC_NPROCESSORS_ONLN) << "\n"
     << "- System RAM: " << (pages * page) / (1024.0 * 1024 * 1024) << " GiB\n"
     << "- CUDA available: " << (torch::cuda::is_available() ? "yes" : "no") << "\n"
-    << "- GPUs: " << torch::cuda::device_count() << "\n";
+    << "- GPUs: " << static_cast<int>(torch::cuda::device_count()) << "\n";
   std::cout << s.str();
 }
 
