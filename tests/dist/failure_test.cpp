@@ -1,0 +1,151 @@
+// Failure handling: a rank that throws or dies ends the whole group, named;
+// a rendezvous that cannot complete ends with the timeout error, not a hang.
+#include <signal.h>
+
+#include <chrono>
+#include <fstream>
+#include <gtest/gtest.h>
+
+#include "accel/dist/collectives.h"
+#include "accel/dist/launcher.h"
+#include "accel/state.h"
+
+using namespace accel;
+using namespace std::chrono_literals;
+
+TEST(Failure, ThrowingRankEndsTheGroupWithinSeconds) {
+  auto start = std::chrono::steady_clock::now();
+  LaunchOptions opts;
+  opts.num_processes = 3;
+  opts.grace = 2s;
+  auto result = launch_processes(
+      [] {
+        auto& st = state();
+        if (st.rank() == 1) throw std::runtime_error("boom");
+        // The others block in a collective that can never complete.
+        wait_for_everyone();
+        wait_for_everyone();
+      },
+      opts);
+  auto took = std::chrono::steady_clock::now() - start;
+  ASSERT_FALSE(result.ok());
+  ASSERT_TRUE(result.first_failure);
+  EXPECT_EQ(result.first_failure->rank, 1);
+  EXPECT_EQ(result.first_failure->exit_code, 1);
+  EXPECT_NE(result.describe().find("rank 1"), std::string::npos) << result.describe();
+  EXPECT_LT(took, 20s);
+  // Every process was reaped (none left behind): each has an exit record.
+  for (auto& e : result.exits) EXPECT_TRUE(e.rank == 1 || e.stopped_by_us || e.ok()) << e.describe();
+}
+
+TEST(Failure, RankKilledBySignalIsNamed) {
+  auto result = launch_processes([] {
+    if (state().rank() == 0) raise(SIGKILL);
+    wait_for_everyone();
+  });
+  ASSERT_TRUE(result.first_failure);
+  EXPECT_EQ(result.first_failure->rank, 0);
+  EXPECT_EQ(result.first_failure->signal, SIGKILL);
+  EXPECT_EQ(result.exit_status(), 128 + SIGKILL);
+  EXPECT_NE(result.describe().find("signal 9"), std::string::npos) << result.describe();
+}
+
+TEST(Failure, DebugLauncherThrowsNamingTheRank) {
+  try {
+    debug_launcher([] {
+      if (state().rank() == 1) throw std::runtime_error("bad");
+    });
+    FAIL() << "expected LaunchError";
+  } catch (const LaunchError& e) {
+    EXPECT_NE(std::string(e.what()).find("rank 1"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Failure, MissingRankGivesTimeoutErrorNamingIt) {
+  // World size 3, but only ranks 0 and 1 exist: rank 0 must name rank 2.
+  auto start = std::chrono::steady_clock::now();
+  int port = find_free_port();
+  LaunchOptions opts;
+  opts.num_processes = 2;
+  opts.master_port = port;
+  opts.env = {{"WORLD_SIZE", "3"}};
+  std::string path = ::testing::TempDir() + "/accel_missing_rank.txt";
+  std::remove(path.c_str());
+  auto result = launch_processes(
+      [&] {
+        StateOptions so;
+        so.timeout = 2s;
+        try {
+          ProcessState::init(so);
+        } catch (const RendezvousError& e) {
+          if (std::getenv("RANK") == std::string("0")) {
+            std::ofstream(path) << e.what();
+          }
+          throw;
+        }
+      },
+      opts);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 15s);
+  ASSERT_FALSE(result.ok());
+  std::ifstream in(path);
+  std::string msg((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(msg.find("rank(s) 2"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("127.0.0.1:" + std::to_string(port)), std::string::npos) << msg;
+  EXPECT_NE(msg.find("2.0 s"), std::string::npos) << msg;
+}
+
+TEST(Failure, UnreachableMasterGivesTimeoutError) {
+  // A client rank whose master never comes up: wrong MASTER_PORT.
+  LaunchOptions opts;
+  opts.num_processes = 1;
+  opts.env = {{"RANK", "1"}, {"WORLD_SIZE", "2"}, {"MASTER_PORT", std::to_string(find_free_port())}};
+  std::string path = ::testing::TempDir() + "/accel_unreachable.txt";
+  auto start = std::chrono::steady_clock::now();
+  auto result = launch_processes(
+      [&] {
+        StateOptions so;
+        so.timeout = 2s;
+        try {
+          ProcessState::init(so);
+        } catch (const RendezvousError& e) {
+          std::ofstream(path) << e.what();
+          throw;
+        }
+      },
+      opts);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 30s);
+  EXPECT_FALSE(result.ok());
+  std::ifstream in(path);
+  std::string msg((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(msg.find("rank 1 could not reach"), std::string::npos) << msg;
+}
+
+TEST(Failure, PortInUseIsNamed) {
+  // Rank 0 of a 1-process "group" of 2 hosts the store on a port another
+  // store already holds.
+  int port = find_free_port();
+  LaunchOptions opts;
+  opts.num_processes = 2;
+  opts.master_port = port;
+  std::string path = ::testing::TempDir() + "/accel_port_in_use.txt";
+  std::remove(path.c_str());
+  auto result = launch_processes(
+      [&] {
+        if (state().rank() == 0) {
+          // Now the port is held by this group's store; a second server fails.
+          Topology t = state().topology();
+          try {
+            connect_store(t, 2s);
+          } catch (const RendezvousError& e) {
+            std::ofstream(path) << e.what();
+          }
+        }
+        wait_for_everyone();
+      },
+      opts);
+  EXPECT_TRUE(result.ok()) << result.describe();
+  std::ifstream in(path);
+  std::string msg((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(msg.find("already in use"), std::string::npos) << msg;
+  EXPECT_NE(msg.find(std::to_string(port)), std::string::npos) << msg;
+}
