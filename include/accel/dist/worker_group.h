@@ -8,6 +8,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <optional>
 #include <string>
@@ -46,7 +47,9 @@ struct WorkerGroupOptions {
 
 class WorkerGroup {
  public:
-  explicit WorkerGroup(WorkerGroupOptions options = {}) : options_(options) {}
+  explicit WorkerGroup(WorkerGroupOptions options = {});
+  WorkerGroup(const WorkerGroup&) = delete;
+  WorkerGroup& operator=(const WorkerGroup&) = delete;
   ~WorkerGroup();
 
   /// Registers a started worker.
@@ -71,6 +74,7 @@ class WorkerGroup {
   WorkerGroupOptions options_;
   std::vector<std::pair<int, pid_t>> workers_;  // (rank, pid)
   std::vector<bool> reaped_;
+  int64_t* failure_times_ = nullptr;  // shared with forked workers, by rank
 };
 
 }  // namespace accel

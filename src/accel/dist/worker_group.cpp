@@ -1,6 +1,7 @@
 #include "accel/dist/worker_group.h"
 
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -16,7 +17,24 @@ namespace accel {
 namespace {
 std::atomic<int> g_stop_signal{0};
 constexpr auto kPoll = std::chrono::milliseconds(10);
+constexpr size_t kMaxTimedRanks = 4096;
+
+int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
 }  // namespace
+
+WorkerGroup::WorkerGroup(WorkerGroupOptions options) : options_(options) {
+  // Forked workers write the moment they failed here (shared with the
+  // parent), so the group names the rank that failed first, not the peers
+  // that failed a moment later because it was gone.
+  void* p = mmap(nullptr, kMaxTimedRanks * sizeof(int64_t), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (p != MAP_FAILED) {
+    failure_times_ = static_cast<int64_t*>(p);
+    std::fill(failure_times_, failure_times_ + kMaxTimedRanks, int64_t{0});
+  }
+}
 
 std::string WorkerExit::describe() const {
   std::string who = "rank " + std::to_string(rank);
@@ -45,6 +63,7 @@ std::string GroupResult::describe() const {
 WorkerGroup::~WorkerGroup() {
   // Never leave workers behind, even when wait() was not reached.
   kill_running();
+  if (failure_times_) munmap(failure_times_, kMaxTimedRanks * sizeof(int64_t));
 }
 
 void WorkerGroup::add(int rank, pid_t pid) {
@@ -63,11 +82,17 @@ pid_t WorkerGroup::fork_worker(int rank, const std::function<int()>& body) {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent) _exit(1);  // the parent died before prctl took effect
     int code = 1;
+    auto record_failure = [&] {
+      if (failure_times_ && rank >= 0 && static_cast<size_t>(rank) < kMaxTimedRanks) failure_times_[rank] = now_ns();
+    };
     try {
       code = body();
+      if (code != 0) record_failure();
     } catch (const std::exception& e) {
+      record_failure();
       std::cerr << "[rank " << rank << "] error: " << e.what() << std::endl;
     } catch (...) {
+      record_failure();
       std::cerr << "[rank " << rank << "] error: unknown exception" << std::endl;
     }
     std::cout.flush();
@@ -96,6 +121,7 @@ GroupResult WorkerGroup::wait() {
   for (size_t i = 0; i < workers_.size(); ++i) result.exits[i].rank = workers_[i].first;
   auto start = std::chrono::steady_clock::now();
   bool stopping = false;
+  std::vector<int64_t> failed_at(workers_.size(), 0);
   auto reap = [&](bool blocking) {
     for (size_t i = 0; i < workers_.size(); ++i) {
       if (reaped_[i]) continue;
@@ -112,6 +138,9 @@ GroupResult WorkerGroup::wait() {
         e.exit_code = WEXITSTATUS(status);
       }
       e.stopped_by_us = stopping;
+      failed_at[i] = now_ns();
+      if (failure_times_ && e.rank >= 0 && static_cast<size_t>(e.rank) < kMaxTimedRanks && failure_times_[e.rank])
+        failed_at[i] = std::min(failed_at[i], failure_times_[e.rank]);
       if (!e.ok() && !stopping && !result.first_failure) result.first_failure = e;
     }
   };
@@ -144,6 +173,14 @@ GroupResult WorkerGroup::wait() {
       break;
     }
     std::this_thread::sleep_for(kPoll);
+  }
+  // Several ranks may have failed within one poll: name the earliest.
+  for (size_t i = 0; i < workers_.size(); ++i) {
+    auto& e = result.exits[i];
+    if (e.ok() || e.stopped_by_us || !result.first_failure) continue;
+    size_t j = 0;
+    while (result.exits[j].rank != result.first_failure->rank) ++j;
+    if (failed_at[i] < failed_at[j]) result.first_failure = e;
   }
   return result;
 }
