@@ -1,0 +1,146 @@
+#pragma once
+// DistributedDataParallel for LibTorch modules, on PyTorch's own engine:
+// c10d::Reducer. Gradients are all-reduced in buckets (bucket_cap_mb)
+// launched from autograd hooks while backward still runs, then averaged.
+// Parameters fill buckets in reverse registration order, as in PyTorch's
+// DDP, because backward produces their gradients roughly in that order.
+//
+//   auto ddp = accel::DistributedDataParallel<Net>(net);   // Net: a ModuleHolder
+//   auto loss = loss_fn(ddp(x), y);    // forward: runs the module, arms the reducer
+//   loss.backward();                   // all-reduce overlaps backward
+//   { auto guard = ddp.no_sync(); ... } // accumulate locally, no communication
+#include <memory>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include <torch/nn/module.h>
+#include <torch/nn/pimpl.h>
+#include <torch/types.h>
+#include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
+
+namespace c10d {
+class Reducer;
+class Logger;
+}
+
+namespace accel {
+
+struct DDPOptions {
+  /// Bucket size in MiB (PyTorch's default 25).
+  double bucket_cap_mb = 25.0;
+  /// Search the autograd graph after forward for parameters that got no
+  /// gradient this step and mark them ready (needed when a branch is unused).
+  bool find_unused_parameters = false;
+  /// Broadcast rank 0's buffers (e.g. BatchNorm statistics) before each forward.
+  bool broadcast_buffers = true;
+  /// Gradients become views into the communication buckets (saves a copy).
+  bool gradient_as_bucket_view = false;
+
+  DDPOptions& set_bucket_cap_mb(double v) { bucket_cap_mb = v; return *this; }
+  DDPOptions& set_find_unused_parameters(bool v) { find_unused_parameters = v; return *this; }
+  DDPOptions& set_broadcast_buffers(bool v) { broadcast_buffers = v; return *this; }
+  DDPOptions& set_gradient_as_bucket_view(bool v) { gradient_as_bucket_view = v; return *this; }
+};
+
+/// Rank 0's parameters and buffers copied to every rank, coalesced per dtype.
+void broadcast_module_states(torch::nn::Module& module, const c10::intrusive_ptr<c10d::ProcessGroup>& group,
+                             bool include_buffers = true);
+
+/// The type-independent engine behind DistributedDataParallel<M>.
+class DataParallelEngine {
+ public:
+  DataParallelEngine(std::shared_ptr<torch::nn::Module> module, c10::intrusive_ptr<c10d::ProcessGroup> group,
+                     DDPOptions options);
+  ~DataParallelEngine();
+
+  /// Before the module's forward: buffers broadcast, reducer armed.
+  void before_forward();
+  /// After forward: with find_unused_parameters, `outputs` seed the search.
+  void after_forward(const std::vector<torch::Tensor>& outputs);
+
+  /// While false (inside no_sync), backward accumulates locally.
+  bool require_backward_grad_sync = true;
+
+  const DDPOptions& options() const { return options_; }
+  const c10::intrusive_ptr<c10d::ProcessGroup>& process_group() const { return group_; }
+  /// Parameter indices per bucket (in the reducer's order), for inspection.
+  const std::vector<std::vector<size_t>>& bucket_indices() const { return bucket_indices_; }
+
+ private:
+  std::shared_ptr<torch::nn::Module> module_;
+  c10::intrusive_ptr<c10d::ProcessGroup> group_;
+  DDPOptions options_;
+  std::vector<torch::Tensor> params_;
+  std::vector<std::vector<size_t>> bucket_indices_;
+  std::shared_ptr<c10d::Reducer> reducer_;
+  std::shared_ptr<c10d::Logger> logger_;
+};
+
+/// Collects the tensors of a forward's result (for the unused-parameter search).
+inline void collect_tensors(const torch::Tensor& t, std::vector<torch::Tensor>& out) { out.push_back(t); }
+template <class... Ts>
+void collect_tensors(const std::tuple<Ts...>& t, std::vector<torch::Tensor>& out) {
+  std::apply([&](const auto&... x) { (collect_tensors(x, out), ...); }, t);
+}
+template <class T>
+void collect_tensors(const std::vector<T>& v, std::vector<torch::Tensor>& out) {
+  for (const auto& x : v) collect_tensors(x, out);
+}
+template <class K, class V>
+void collect_tensors(const std::map<K, V>& m, std::vector<torch::Tensor>& out) {
+  for (const auto& [k, v] : m) collect_tensors(v, out);
+}
+
+/// Scope in which backward does not all-reduce (gradient accumulation).
+class NoSyncGuard {
+ public:
+  explicit NoSyncGuard(DataParallelEngine* engine) : engine_(engine), previous_(engine ? engine->require_backward_grad_sync : true) {
+    if (engine_) engine_->require_backward_grad_sync = false;
+  }
+  ~NoSyncGuard() {
+    if (engine_) engine_->require_backward_grad_sync = previous_;
+  }
+  NoSyncGuard(const NoSyncGuard&) = delete;
+  NoSyncGuard& operator=(const NoSyncGuard&) = delete;
+
+ private:
+  DataParallelEngine* engine_;
+  bool previous_;
+};
+
+/// DDP around a LibTorch ModuleHolder (e.g. torch::nn::Linear or a
+/// TORCH_MODULE). Construction broadcasts rank 0's parameters and buffers.
+template <class Holder>
+class DistributedDataParallel {
+ public:
+  DistributedDataParallel(Holder module, c10::intrusive_ptr<c10d::ProcessGroup> group, DDPOptions options = {})
+      : module_(std::move(module)),
+        engine_(std::make_shared<DataParallelEngine>(module_.ptr(), std::move(group), options)) {}
+
+  template <class... Args>
+  auto forward(Args&&... args) {
+    engine_->before_forward();
+    auto out = module_->forward(std::forward<Args>(args)...);
+    std::vector<torch::Tensor> outs;
+    if (engine_->options().find_unused_parameters) collect_tensors(out, outs);
+    engine_->after_forward(outs);
+    return out;
+  }
+  template <class... Args>
+  auto operator()(Args&&... args) {
+    return forward(std::forward<Args>(args)...);
+  }
+
+  NoSyncGuard no_sync() { return NoSyncGuard(engine_.get()); }
+
+  Holder& module() { return module_; }
+  typename Holder::ContainedType* operator->() { return module_.get(); }
+  DataParallelEngine& engine() { return *engine_; }
+
+ private:
+  Holder module_;
+  std::shared_ptr<DataParallelEngine> engine_;
+};
+
+}  // namespace accel
