@@ -6,5 +6,7 @@
 #include "accel/dist/logging.h"
 #include "accel/dist/process_group.h"
 #include "accel/dist/topology.h"
+#include "accel/amp/autocast.h"
+#include "accel/parallel/ddp.h"
 #include "accel/state.h"
 #include "accel/util/env.h"
