@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Set-up (scripts/setup.sh) then the main job: the two-spirals example
+# trained by 2 CPU processes under `accel launch`.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+"$ROOT/scripts/setup.sh"
+cd "$ROOT"
+B="${BUILD_DIR:-build}"
+exec "$B/accel" launch --cpu --num_processes 2 "$B/examples/spirals"
