@@ -32,6 +32,10 @@ TORCH_MODULE(Net);
 
 constexpr int kSteps = 5, kBatch = 4;
 
+// Seeds the CPU generator only: torch::manual_seed would also initialise
+// CUDA (where present) in the parent, and CUDA does not survive fork.
+void seed_cpu(uint64_t seed) { at::detail::getDefaultCPUGenerator().set_current_seed(seed); }
+
 torch::Tensor inputs(int step) {
   auto g = at::detail::createCPUGenerator(1000 + step);
   return torch::randn({2 * kBatch, 6}, g);
@@ -43,7 +47,7 @@ torch::Tensor targets(int step) {
 
 // The reference: one process, the full batch of 2b samples per step.
 std::vector<torch::Tensor> single_process(int accumulation, bool branch_every_other) {
-  torch::manual_seed(7);
+  seed_cpu(7);
   Net net;
   torch::optim::AdamW opt(net->parameters(), torch::optim::AdamWOptions(0.01));
   for (int step = 0; step < kSteps; ++step) {
@@ -73,7 +77,7 @@ void ddp_run(int accumulation, bool branch_every_other, DDPOptions opts) {
   accel::testing::run_distributed(2, [&] {
     auto& st = state();
     // Different seeds per rank: DDP's broadcast must make them equal.
-    torch::manual_seed(7 + st.rank() * 100);
+    seed_cpu(7 + st.rank() * 100);
     Net net;
     DistributedDataParallel<Net> ddp(net, st.process_group(), opts);
     torch::optim::AdamW opt(net->parameters(), torch::optim::AdamWOptions(0.01));
@@ -121,7 +125,7 @@ TEST(DDP, FindUnusedParametersWithIdleBranch) {
 TEST(DDP, BroadcastsInitialParametersAndBuffers) {
   accel::testing::run_distributed(3, [] {
     auto& st = state();
-    torch::manual_seed(st.rank());
+    seed_cpu(st.rank());
     auto bn = torch::nn::BatchNorm1d(4);
     bn->running_mean.fill_(static_cast<float>(st.rank()));
     auto lin = torch::nn::Sequential(torch::nn::Linear(4, 4), bn);

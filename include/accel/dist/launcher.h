@@ -6,7 +6,8 @@
 // sees an ordinary distributed job through accel::state().
 //
 // The caller must not have created accel::ProcessState yet (the children
-// build their own). Because children are forks, OMP_NUM_THREADS defaults to
+// build their own), nor initialised CUDA (torch::manual_seed does, where a
+// GPU exists): CUDA does not survive fork. Because children are forks, OMP_NUM_THREADS defaults to
 // 1 in them, as torchrun does: OpenMP does not survive fork with more.
 #include <chrono>
 #include <functional>
