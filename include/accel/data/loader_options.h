@@ -42,6 +42,8 @@ struct DataLoaderOptions {
   /// Batches of indices; excludes batch_size, shuffle, sampler and drop_last.
   TORCH_ARG(std::shared_ptr<BatchSamplerBase>, batch_sampler) = nullptr;
 
+  // (TORCH_ARG leaves the section private.)
+ public:
   /// Throws std::invalid_argument naming the first bad or conflicting option.
   /// `iterable`: the options are for an iterable dataset (no sampler, no
   /// shuffle: the stream has its own order).
