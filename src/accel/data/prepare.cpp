@@ -1,0 +1,29 @@
+#include "accel/data/prepare.h"
+
+namespace accel::detail {
+
+std::pair<int, int> resolve_ranks(const PrepareOptions& options) {
+  int world = 1, rank = 0;
+  if (!options.num_processes() || !options.process_index()) {
+    auto& st = ProcessState::get();
+    world = st.world_size();
+    rank = st.rank();
+  }
+  if (options.num_processes()) world = *options.num_processes();
+  if (options.process_index()) rank = *options.process_index();
+  if (world < 1)
+    throw std::invalid_argument("prepare_data_loader: num_processes " + std::to_string(world) + " must be >= 1");
+  if (rank < 0 || rank >= world)
+    throw std::invalid_argument("prepare_data_loader: process_index " + std::to_string(rank) + " must be in [0, " +
+                                std::to_string(world) + ")");
+  return {world, rank};
+}
+
+uint64_t agree_on_seed(uint64_t seed, int num_processes) {
+  auto& st = ProcessState::get();
+  if (!st.distributed() || st.world_size() != num_processes) return seed;
+  const std::string mine = std::to_string(seed);
+  return std::stoull(broadcast_object(mine, 0));
+}
+
+}  // namespace accel::detail
