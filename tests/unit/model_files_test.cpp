@@ -56,13 +56,13 @@ struct Net : torch::nn::Module {
     scale = register_parameter("scale", torch::ones({1}));
     steps = register_buffer("steps", torch::zeros({}, torch::kInt64));
     emb = register_module("emb", std::make_shared<Embedding>(v, d));
-    layers = register_module("layers", torch::nn::Sequential(Block(d), Block(d)));
+    layers = register_module("layers", torch::nn::ModuleList(std::make_shared<Block>(d), std::make_shared<Block>(d)));
     head = register_module("head", std::make_shared<Head>(emb->weight));
     if (extra) register_module("extra", torch::nn::Linear(d, 1));
   }
   torch::Tensor scale, steps;
   std::shared_ptr<Embedding> emb;
-  torch::nn::Sequential layers{nullptr};
+  torch::nn::ModuleList layers{nullptr};
   std::shared_ptr<Head> head;
 };
 
@@ -97,9 +97,10 @@ TEST_F(ModelFiles, StateFollowsPythonsStateDictOrder) {
   Net net;
   std::vector<std::string> names;
   for (const auto& [name, t] : accel::model_state(net)) names.push_back(name);
-  EXPECT_EQ(names, (std::vector<std::string>{"scale", "steps", "emb.weight", "layers.0.fc.weight", "layers.0.fc.bias",
-                                             "layers.0.running", "layers.1.fc.weight", "layers.1.fc.bias",
-                                             "layers.1.running", "head.weight"}));
+  // A module's own buffers come before its children's tensors.
+  EXPECT_EQ(names, (std::vector<std::string>{"scale", "steps", "emb.weight", "layers.0.running", "layers.0.fc.weight",
+                                             "layers.0.fc.bias", "layers.1.running", "layers.1.fc.weight",
+                                             "layers.1.fc.bias", "head.weight"}));
 }
 
 TEST_F(ModelFiles, SingleFileSaveAndLoadWithTiedWeights) {
@@ -141,7 +142,9 @@ TEST_F(ModelFiles, ShardsStayUnderTheLimitAndTheIndexIsHuggingFaces) {
     st::File shard(dir_ / name);
     auto size = static_cast<int64_t>(shard.header().data_size());
     sum += size;
-    if (shard.keys() != std::vector<std::string>{"big"}) EXPECT_LE(size, 1000) << name;
+    if (shard.keys() != std::vector<std::string>{"big"}) {
+      EXPECT_LE(size, 1000) << name;
+    }
   }
   EXPECT_EQ(sum, saved.total_size);
 
@@ -235,7 +238,8 @@ TEST_F(ModelFiles, StrictLoadRefusesAndLeavesTheModelUntouched) {
   accel::save_model(Net(4, 6, true), dir_);
   Net plain;
   auto unexpected = accel::load_model_weights(plain, dir_, LoadModelOptions().strict(false));
-  EXPECT_EQ(unexpected.unexpected_keys, (std::vector<std::string>{"extra.weight", "extra.bias"}));
+  // In file order (Python's layout: by dtype, then name).
+  EXPECT_EQ(unexpected.unexpected_keys, (std::vector<std::string>{"extra.bias", "extra.weight"}));
   EXPECT_THROW(accel::load_model_weights(plain, dir_), std::runtime_error);
 }
 

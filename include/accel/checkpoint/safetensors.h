@@ -14,6 +14,7 @@
 // Every header is validated (safetensors_format.h) before any byte of data
 // is touched; a file that lies about its contents is refused with an error
 // naming it.
+#include <concepts>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -93,7 +94,14 @@ TensorDict load(std::string_view bytes);
 /// std::invalid_argument for a repeated name, an undefined, sparse or meta
 /// tensor, or a dtype safetensors lacks; the file is then left untouched.
 void save_file(const NamedTensors& tensors, const std::filesystem::path& path, const Metadata& metadata = {});
-void save_file(const TensorDict& tensors, const std::filesystem::path& path, const Metadata& metadata = {});
+/// The pairs of an OrderedDict (e.g. named_parameters()), in order.
+NamedTensors to_named(const TensorDict& tensors);
+// A template so that a braced list ({{"w", t}}) picks the overload above.
+template <class Dict>
+  requires std::same_as<Dict, TensorDict>
+void save_file(const Dict& tensors, const std::filesystem::path& path, const Metadata& metadata = {}) {
+  save_file(to_named(tensors), path, metadata);
+}
 /// save_file's bytes appended to an open file (for callers that commit
 /// several files together, see model_files.h).
 void write_tensors(AtomicFile& out, const NamedTensors& tensors, const Metadata& metadata = {});

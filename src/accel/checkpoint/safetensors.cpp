@@ -259,11 +259,11 @@ void save_file(const NamedTensors& tensors, const std::filesystem::path& path, c
   file.commit();
 }
 
-void save_file(const TensorDict& tensors, const std::filesystem::path& path, const Metadata& metadata) {
+NamedTensors to_named(const TensorDict& tensors) {
   NamedTensors named;
   named.reserve(tensors.size());
   for (const auto& item : tensors) named.emplace_back(item.key(), item.value());
-  save_file(named, path, metadata);
+  return named;
 }
 
 std::string save(const NamedTensors& tensors, const Metadata& metadata) {
