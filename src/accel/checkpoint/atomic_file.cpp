@@ -1,0 +1,107 @@
+#include "accel/checkpoint/atomic_file.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+namespace accel {
+namespace {
+
+[[noreturn]] void fail(const std::string& what, const std::filesystem::path& path, int error) {
+  throw std::runtime_error(what + " '" + path.string() + "': " + std::strerror(error));
+}
+
+std::filesystem::path temp_name_for(const std::filesystem::path& target) {
+  static std::atomic<unsigned> counter{0};
+  auto name = "." + target.filename().string() + ".tmp-" + std::to_string(::getpid()) + "-" +
+              std::to_string(counter.fetch_add(1));
+  return target.parent_path() / name;
+}
+
+// Linux writes at most ~2 GiB per call; larger tensors go in pieces.
+constexpr size_t kMaxWriteChunk = size_t{1} << 30;
+
+}  // namespace
+
+AtomicFile::AtomicFile(std::filesystem::path target) : target_(std::move(target)) {
+  if (target_.filename().empty()) throw std::invalid_argument("AtomicFile: '" + target_.string() + "' names no file");
+  temp_ = temp_name_for(target_);
+  fd_ = ::open(temp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd_ < 0) fail("cannot create temporary file", temp_, errno);
+}
+
+AtomicFile::AtomicFile(AtomicFile&& other) noexcept
+    : target_(std::move(other.target_)),
+      temp_(std::move(other.temp_)),
+      fd_(other.fd_),
+      written_(other.written_),
+      committed_(other.committed_) {
+  other.fd_ = -1;
+  other.committed_ = true;  // the moved-from object owns nothing to clean up
+}
+
+AtomicFile::~AtomicFile() {
+  if (!committed_) discard();
+}
+
+void AtomicFile::discard() noexcept {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+  if (!temp_.empty()) ::unlink(temp_.c_str());
+}
+
+void AtomicFile::write(const void* data, size_t size) {
+  if (fd_ < 0) throw std::logic_error("AtomicFile: write after close of '" + target_.string() + "'");
+  const char* p = static_cast<const char*>(data);
+  while (size > 0) {
+    ssize_t n = ::write(fd_, p, std::min(size, kMaxWriteChunk));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      fail("cannot write", target_, errno);
+    }
+    p += n;
+    size -= static_cast<size_t>(n);
+    written_ += static_cast<size_t>(n);
+  }
+}
+
+void AtomicFile::close() {
+  if (fd_ < 0) return;
+  if (::fsync(fd_) != 0) fail("cannot flush", target_, errno);
+  int fd = fd_;
+  fd_ = -1;
+  if (::close(fd) != 0) fail("cannot close", target_, errno);
+}
+
+void AtomicFile::commit() {
+  if (committed_) throw std::logic_error("AtomicFile: '" + target_.string() + "' committed twice");
+  close();
+  if (::rename(temp_.c_str(), target_.c_str()) != 0) fail("cannot rename temporary file onto", target_, errno);
+  committed_ = true;
+  auto dir = target_.parent_path();
+  sync_directory(dir.empty() ? std::filesystem::path(".") : dir);
+}
+
+void write_file_atomic(const std::filesystem::path& path, std::string_view bytes) {
+  AtomicFile file(path);
+  file.write(bytes);
+  file.commit();
+}
+
+void sync_directory(const std::filesystem::path& dir) {
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) fail("cannot open directory", dir, errno);
+  int rc = ::fsync(fd);
+  int error = errno;
+  ::close(fd);
+  if (rc != 0) fail("cannot flush directory", dir, error);
+}
+
+}  // namespace accel
