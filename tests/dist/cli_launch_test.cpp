@@ -22,7 +22,7 @@ namespace {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
-struct Run {
+struct Outcome {
   int status = -1;  // exit status, or 128 + signal
   std::string output;
   double seconds = 0;
@@ -62,8 +62,8 @@ class CliLaunch : public ::testing::Test {
     }
     return pid;
   }
-  Run finish(pid_t pid, Clock::time_point t0, int index = 0) {
-    Run r;
+  Outcome finish(pid_t pid, Clock::time_point t0, int index = 0) {
+    Outcome r;
     int st = 0;
     waitpid(pid, &st, 0);
     r.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
@@ -71,7 +71,7 @@ class CliLaunch : public ::testing::Test {
     r.output = read(dir_ / ("launcher" + std::to_string(index) + ".log"));
     return r;
   }
-  Run accel(const std::vector<std::string>& args, const std::map<std::string, std::string>& env = {}) {
+  Outcome accel(const std::vector<std::string>& args, const std::map<std::string, std::string>& env = {}) {
     auto t0 = Clock::now();
     return finish(start(args, env), t0);
   }
@@ -239,7 +239,7 @@ TEST_F(CliLaunch, ConfigDefaultAndUpdate) {
   ASSERT_EQ(r.status, 0) << r.output;
   auto text = read(cfg);
   EXPECT_NE(text.find("mixed_precision: bf16\n"), std::string::npos) << text;
-  EXPECT_NE(text.find("distributed_type: NO\n"), std::string::npos) << text;  // no GPU here
+  EXPECT_NE(text.find("distributed_type: 'NO'\n"), std::string::npos) << text;  // no GPU here
   EXPECT_NE(text.find("use_cpu: true\n"), std::string::npos) << text;
   auto again = accel({"config", "default", "--config_file", cfg});
   EXPECT_NE(again.output.find("already exists"), std::string::npos);

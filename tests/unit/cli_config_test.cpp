@@ -128,6 +128,9 @@ TEST(CliConfig, ReadsTheJsonAccelerateConfigDefaultWrites) {
 TEST(CliConfig, FillsAccelerateDefaultsAndConvertsLegacyKeys) {
   auto c = ClusterConfig::parse("distributed_type: NO\nfp16: true\ndynamo_backend: INDUCTOR\n");
   EXPECT_EQ(c.get("compute_environment").str(), "LOCAL_MACHINE");
+  // A bare NO is a boolean in YAML 1.1: read as the word, written quoted as PyYAML does.
+  EXPECT_EQ(c.get("distributed_type"), Value::of_text("NO"));
+  EXPECT_NE(c.to_yaml().find("distributed_type: 'NO'\n"), std::string::npos) << c.to_yaml();
   EXPECT_EQ(c.get("mixed_precision").str(), "fp16");
   EXPECT_EQ(c.get("num_processes").integer, 1);  // distributed_type NO
   EXPECT_EQ(c.get("rdzv_backend").str(), "static");

@@ -175,6 +175,15 @@ void register_test(CLI::App& app) {
   auto* worker = app.add_subcommand("__test-worker", "");
   worker->group("");  // hidden: run by `accel test`
   worker->callback([] { set_exit_code(run_worker()); });
+
+  // Hidden too: the smallest distributed program (process group up, one
+  // barrier, exit), for measuring launch start-up.
+  auto* init = app.add_subcommand("__init-group", "");
+  init->group("");
+  init->callback([] {
+    wait_for_everyone();
+    ProcessState::shutdown();
+  });
 }
 
 }  // namespace accel::cli

@@ -198,6 +198,31 @@ std::string section_key_name(const std::string& section, const std::string& key)
   return key;
 }
 
+const Spec* find_spec(const std::string& section, const std::string& key) {
+  if (section.empty()) {
+    auto it = top_specs().find(key);
+    return it == top_specs().end() ? nullptr : &it->second;
+  }
+  auto sec = section_specs().find(section);
+  if (sec == section_specs().end()) return nullptr;
+  auto it = sec->second.find(section_key_name(section, key));
+  return it == sec->second.end() ? nullptr : &it->second;
+}
+
+// YAML 1.1 reads a bare NO / off / yes as a boolean, which PyYAML then
+// refuses as a distributed_type; accel reads what was meant: the word.
+Value as_written(const Spec* spec, const YAML::Node& node, Value v) {
+  if (spec && spec->type == Type::choice && v.kind == Value::Kind::boolean && node.IsScalar() && node.Tag() != "!") {
+    const std::string word = node.Scalar();
+    bool listed = std::any_of(spec->choices.begin(), spec->choices.end(),
+                              [&](const std::string& c) { return lower(c) == lower(word); });
+    bool bool_listed = std::any_of(spec->choices.begin(), spec->choices.end(),
+                                   [&](const std::string& c) { return c == "true" || c == "false"; });
+    if (listed && !bool_listed) return Value::of_text(word);
+  }
+  return v;
+}
+
 void check_section_key(const std::string& section, const std::string& key, const Value& value) {
   auto it = section_specs().find(section);
   if (it == section_specs().end()) return;
@@ -327,11 +352,11 @@ ClusterConfig ClusterConfig::parse(const std::string& text, const std::string& s
         if (!node.IsMap()) throw std::invalid_argument("config key '" + key + "': expected a mapping of keys to values");
         for (const auto& item : node) {
           const std::string k = item.first.as<std::string>();
-          c.set(key, k, read_value(key + "." + k, item.second));
+          c.set(key, k, as_written(find_spec(key, k), item.second, read_value(key + "." + k, item.second)));
         }
         continue;
       }
-      raw[key] = read_value(key, node);
+      raw[key] = as_written(&spec->second, node, read_value(key, node));
     }
     // Accelerate's BaseConfig.process_config: legacy keys and missing fields.
     if (!raw.count("compute_environment") || raw["compute_environment"].is_none())
