@@ -12,7 +12,10 @@ int exit_code() { return g_exit_code; }
 std::string version() { return accel::kVersion; }
 
 void register_all(CLI::App& app) {
+  register_launch(app);
+  register_config(app);
   register_env(app);
+  register_test(app);
 }
 
 }  // namespace accel::cli

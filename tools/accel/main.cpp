@@ -15,6 +15,9 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
+  } catch (const std::exception& e) {
+    std::cerr << "accel: error: " << e.what() << std::endl;
+    return 2;
   }
   return accel::cli::exit_code();
 }

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -31,9 +32,10 @@ struct GroupResult {
   std::optional<WorkerExit> first_failure; // the failure that ended the group
   bool timed_out = false;
   bool stop_requested = false;
+  int stop_signal = 0;  // the signal passed to request_stop(), when one was
   bool ok() const { return !first_failure && !timed_out && !stop_requested; }
   /// The exit status a launcher should end with: 0, the failing rank's
-  /// status, or 128 + signal.
+  /// status, 128 + its signal, 124 on timeout, 128 + the stop signal.
   int exit_status() const;
   std::string describe() const;
 };
@@ -43,6 +45,19 @@ struct WorkerGroupOptions {
   std::chrono::milliseconds grace = std::chrono::seconds(5);
   /// Stop everyone after this long (0: no limit).
   std::chrono::milliseconds timeout{0};
+  /// How often wait() looks at the workers.
+  std::chrono::milliseconds poll{10};
+};
+
+/// A program for WorkerGroup::spawn to run.
+struct WorkerCommand {
+  /// argv[0] is the program: a path, or a name looked up on PATH.
+  std::vector<std::string> argv;
+  /// Variables set (or replaced) on top of the launcher's environment.
+  std::map<std::string, std::string> env;
+  /// Where the worker's stdout / stderr go (-1: the launcher's own).
+  int stdout_fd = -1;
+  int stderr_fd = -1;
 };
 
 class WorkerGroup {
@@ -58,6 +73,11 @@ class WorkerGroup {
   /// exception escaping `body` is printed with the rank and exits 1. The
   /// child dies with its parent (PR_SET_PDEATHSIG).
   pid_t fork_worker(int rank, const std::function<int()>& body);
+  /// Starts `command` as worker `rank` (fork + exec). Throws
+  /// std::runtime_error naming the program when it cannot be executed
+  /// (not found, not executable). The worker dies with the launcher
+  /// (PR_SET_PDEATHSIG).
+  pid_t spawn(int rank, const WorkerCommand& command);
 
   /// Waits for every worker. Stops the group on the first failure, on
   /// timeout, or when request_stop() was called (e.g. from a signal handler).

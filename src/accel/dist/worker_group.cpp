@@ -6,7 +6,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <fcntl.h>
+
 #include <atomic>
+#include <filesystem>
 #include <cstdio>
 #include <cstring>
 #include <exception>
@@ -16,12 +19,31 @@
 namespace accel {
 namespace {
 std::atomic<int> g_stop_signal{0};
-constexpr auto kPoll = std::chrono::milliseconds(10);
 constexpr size_t kMaxTimedRanks = 4096;
 
 int64_t now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
       .count();
+}
+
+extern "C" char** environ;
+
+// The path execve() needs: `program` itself when it has a '/', else the
+// first executable match on PATH (resolved before fork, where allocating is safe).
+std::string resolve_program(const std::string& program) {
+  if (program.find('/') != std::string::npos) return program;
+  const char* path = std::getenv("PATH");
+  std::string dirs = path ? path : "/usr/local/bin:/usr/bin:/bin";
+  size_t start = 0;
+  while (start <= dirs.size()) {
+    size_t end = dirs.find(':', start);
+    if (end == std::string::npos) end = dirs.size();
+    std::string dir = end > start ? dirs.substr(start, end - start) : ".";
+    std::string candidate = dir + "/" + program;
+    if (access(candidate.c_str(), X_OK) == 0 && !std::filesystem::is_directory(candidate)) return candidate;
+    start = end + 1;
+  }
+  throw std::runtime_error("cannot execute '" + program + "': not found on PATH");
 }
 }  // namespace
 
@@ -49,7 +71,7 @@ std::string WorkerExit::describe() const {
 int GroupResult::exit_status() const {
   if (first_failure) return first_failure->signal ? 128 + first_failure->signal : first_failure->exit_code;
   if (timed_out) return 124;
-  if (stop_requested) return 130;
+  if (stop_requested) return 128 + (stop_signal ? stop_signal : SIGINT);
   return 0;
 }
 
@@ -104,6 +126,61 @@ pid_t WorkerGroup::fork_worker(int rank, const std::function<int()>& body) {
   return pid;
 }
 
+pid_t WorkerGroup::spawn(int rank, const WorkerCommand& command) {
+  if (command.argv.empty()) throw std::invalid_argument("WorkerGroup::spawn: empty command");
+  const std::string path = resolve_program(command.argv[0]);
+  // Everything the child needs is built here: after fork, in a process with
+  // threads, only async-signal-safe calls are allowed.
+  std::vector<std::string> env_strings;
+  for (char** e = environ; *e; ++e) {
+    std::string kv = *e;
+    auto eq = kv.find('=');
+    if (eq != std::string::npos && command.env.count(kv.substr(0, eq))) continue;
+    env_strings.push_back(std::move(kv));
+  }
+  for (auto& [k, v] : command.env) env_strings.push_back(k + "=" + v);
+  std::vector<char*> envp, argv;
+  for (auto& s : env_strings) envp.push_back(s.data());
+  envp.push_back(nullptr);
+  std::vector<std::string> args = command.argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+
+  int err_pipe[2];
+  if (pipe2(err_pipe, O_CLOEXEC) != 0) throw std::runtime_error(std::string("pipe failed: ") + std::strerror(errno));
+  std::fflush(nullptr);
+  pid_t parent = getpid();
+  pid_t pid = fork();
+  if (pid < 0) {
+    close(err_pipe[0]);
+    close(err_pipe[1]);
+    throw std::runtime_error(std::string("fork failed: ") + std::strerror(errno));
+  }
+  if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(1);
+    if (command.stdout_fd >= 0) dup2(command.stdout_fd, STDOUT_FILENO);
+    if (command.stderr_fd >= 0) dup2(command.stderr_fd, STDERR_FILENO);
+    execve(path.c_str(), argv.data(), envp.data());
+    int err = errno;
+    (void)!write(err_pipe[1], &err, sizeof err);
+    _exit(127);
+  }
+  close(err_pipe[1]);
+  int err = 0;
+  ssize_t n;
+  do {
+    n = read(err_pipe[0], &err, sizeof err);
+  } while (n < 0 && errno == EINTR);
+  close(err_pipe[0]);
+  if (n == sizeof err) {
+    waitpid(pid, nullptr, 0);
+    throw std::runtime_error("cannot execute '" + command.argv[0] + "': " + std::strerror(err));
+  }
+  add(rank, pid);
+  return pid;
+}
+
 void WorkerGroup::request_stop(int sig) { g_stop_signal.store(sig); }
 
 void WorkerGroup::kill_running() {
@@ -153,6 +230,7 @@ GroupResult WorkerGroup::wait() {
     bool timed_out = options_.timeout.count() > 0 && std::chrono::steady_clock::now() - start > options_.timeout;
     if (result.first_failure || sig || timed_out) {
       result.stop_requested = sig != 0;
+      result.stop_signal = sig;
       result.timed_out = timed_out;
       stopping = true;
       // Forward the requested signal (SIGINT/SIGTERM) or stop with SIGTERM,
@@ -165,14 +243,14 @@ GroupResult WorkerGroup::wait() {
         bool done = true;
         for (bool r : reaped_) done = done && r;
         if (done) break;
-        std::this_thread::sleep_for(kPoll);
+        std::this_thread::sleep_for(options_.poll);
       }
       for (size_t i = 0; i < workers_.size(); ++i)
         if (!reaped_[i]) kill(workers_[i].second, SIGKILL);
       reap(true);
       break;
     }
-    std::this_thread::sleep_for(kPoll);
+    std::this_thread::sleep_for(options_.poll);
   }
   // Several ranks may have failed within one poll: name the earliest.
   for (size_t i = 0; i < workers_.size(); ++i) {

@@ -1,0 +1,48 @@
+#pragma once
+// Per-rank output for `accel launch`: each worker's stdout / stderr can be
+// copied to the console with a "[rank N]: " prefix on every line (`--tee`)
+// and written to log files (`--log_dir`, one folder per attempt and rank:
+// <log_dir>/attempt_<n>/<rank>/stdout.log and stderr.log, like torchrun).
+// Streams that need neither go straight to the launcher's own.
+#include <atomic>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace accel::launch {
+
+class OutputPump {
+ public:
+  /// `tee`: 0 none, 1 stdout, 2 stderr, 3 both are prefixed on the console.
+  /// `log_dir`: empty for no files.
+  OutputPump(int tee, std::string log_dir, int attempt);
+  ~OutputPump();
+
+  /// The descriptors to give rank `rank`'s stdout and stderr (-1: inherit).
+  /// Call for every rank before start().
+  std::pair<int, int> add_rank(int rank);
+  /// Closes the workers' ends of the pipes; copies output in a thread.
+  void start();
+  /// Waits for the copies to end (every worker gone), at most `grace_ms`
+  /// once nothing arrives any more (a grandchild may hold a pipe open).
+  void finish(int grace_ms = 500);
+
+ private:
+  struct Stream {
+    int rank;
+    int fd_read = -1, fd_write = -1;  // pipe ends
+    int console = -1;                 // 1 or 2 when copied to the console
+    int file = -1;
+    std::string partial;              // a line not finished yet
+  };
+  void run();
+  void emit(Stream& s, const char* data, size_t n, bool eof);
+
+  int tee_;
+  std::string dir_;
+  std::vector<Stream> streams_;
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
+};
+
+}  // namespace accel::launch

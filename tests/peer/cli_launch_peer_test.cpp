@@ -1,0 +1,195 @@
+// `accel launch` against Accelerate 1.15's `accelerate launch --no_python`:
+// config files written by Accelerate's own code are read as they are, and a
+// worker gets the same environment, variable by variable. The deliberate
+// differences are listed in docs/cli.md and here in kDeliberate.
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include <gtest/gtest.h>
+
+#include "accel/dist/launcher.h"
+#include "accel_test_paths.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using Env = std::map<std::string, std::string>;
+
+// Variables torchrun's agent sets that describe the agent itself: accel has
+// no agent, no error-file protocol, and rank 0 (not the launcher) hosts the
+// rendezvous store.
+const std::set<std::string> kDeliberate = {"TORCHELASTIC_ERROR_FILE", "TORCHELASTIC_USE_AGENT_STORE"};
+// The variables accel adds when it starts several processes where
+// Accelerate's simple launcher starts one.
+const std::set<std::string> kPerRank = {
+    "RANK",          "LOCAL_RANK",       "WORLD_SIZE",        "LOCAL_WORLD_SIZE",        "GROUP_RANK",
+    "GROUP_WORLD_SIZE", "ROLE_RANK",     "ROLE_WORLD_SIZE",   "ROLE_NAME",               "TORCHELASTIC_RESTART_COUNT",
+    "TORCHELASTIC_MAX_RESTARTS", "TORCHELASTIC_RUN_ID", "TORCHELASTIC_SIGNALS_TO_HANDLE",
+    "TORCHELASTIC_USE_AGENT_STORE", "TORCH_NCCL_ASYNC_ERROR_HANDLING"};
+
+class CliPeer : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("accel_cli_peer_" + std::to_string(getpid()) + "_" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_ / "hf");
+    port_ = std::to_string(accel::find_free_port());
+    std::string cmd = std::string(ACCEL_PYTHON) + " " + ACCEL_SOURCE_DIR + "/tests/peer/scripts/cli_write_configs.py " +
+                      dir_.string() + " " + port_;
+    ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  }
+  void TearDown() override {
+    if (!HasFailure()) fs::remove_all(dir_);
+  }
+  std::string cfg(const std::string& name) { return (dir_ / (name + ".yaml")).string(); }
+
+  // Starts `tool launch ARGS... --no_python dump_env.sh`, in the same environment for both tools.
+  pid_t start(const std::string& tool, std::vector<std::string> args, int index) {
+    std::vector<std::string> argv;
+    if (tool == "accel")
+      argv = {std::string(ACCEL_BINARY_DIR) + "/accel", "launch"};
+    else
+      argv = {fs::path(ACCEL_PYTHON).parent_path().string() + "/accelerate", "launch"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    argv.push_back("--no_python");
+    argv.push_back(std::string(ACCEL_SOURCE_DIR) + "/tests/programs/dump_env.sh");
+    const std::string log = (dir_ / (tool + std::to_string(index) + ".log")).string();
+    pid_t pid = fork();
+    if (pid == 0) {
+      int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      dup2(fd, 1);
+      dup2(fd, 2);
+      chdir(dir_.c_str());
+      setenv("HF_HOME", (dir_ / "hf").c_str(), 1);
+      setenv("ACCEL_TEST_OUT", (dir_ / "out").c_str(), 1);
+      setenv("LC_CTYPE", "C.UTF-8", 1);  // else Python's locale coercion adds it
+      setenv("PYTHONPATH", (dir_ / "fakeds").c_str(), 1);
+      unsetenv("OMP_NUM_THREADS");
+      std::vector<char*> a;
+      for (auto& s : argv) a.push_back(s.data());
+      a.push_back(nullptr);
+      execv(a[0], a.data());
+      _exit(127);
+    }
+    return pid;
+  }
+
+  // Runs the tool (once per machine rank in `machines`) and collects each worker's env by rank.
+  std::map<std::string, Env> run(const std::string& tool, const std::vector<std::string>& args,
+                                 const std::vector<std::vector<std::string>>& machines = {{}}) {
+    fs::remove_all(dir_ / "out");
+    fs::create_directories(dir_ / "out");
+    std::vector<pid_t> pids;
+    for (size_t m = 0; m < machines.size(); ++m) {
+      auto a = args;
+      a.insert(a.end(), machines[m].begin(), machines[m].end());
+      pids.push_back(start(tool, a, static_cast<int>(m)));
+    }
+    for (size_t m = 0; m < pids.size(); ++m) {
+      int st = 0;
+      waitpid(pids[m], &st, 0);
+      std::ifstream f(dir_ / (tool + std::to_string(m) + ".log"));
+      std::stringstream s;
+      s << f.rdbuf();
+      EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << tool << " failed:\n" << s.str();
+    }
+    std::map<std::string, Env> envs;
+    for (auto& entry : fs::directory_iterator(dir_ / "out")) {
+      Env e;
+      std::ifstream f(entry.path());
+      std::string line;
+      while (std::getline(f, line)) {
+        auto eq = line.find('=');
+        if (eq != std::string::npos) e[line.substr(0, eq)] = line.substr(eq + 1);
+      }
+      envs[entry.path().filename().string().substr(4)] = e;  // "env.<rank>"
+    }
+    return envs;
+  }
+
+  static void expect_same(const Env& accelerate, const Env& accel, const std::string& rank,
+                          const std::set<std::string>& accel_extras = {}) {
+    for (auto& [k, v] : accelerate) {
+      if (kDeliberate.count(k)) continue;
+      auto it = accel.find(k);
+      if (it == accel.end())
+        ADD_FAILURE() << "rank " << rank << ": accel does not set " << k << "=" << v;
+      else
+        EXPECT_EQ(it->second, v) << "rank " << rank << ": " << k;
+    }
+    for (auto& [k, v] : accel)
+      if (!accelerate.count(k) && !kDeliberate.count(k) && !accel_extras.count(k))
+        ADD_FAILURE() << "rank " << rank << ": accel sets " << k << "=" << v << ", Accelerate does not";
+  }
+
+  void compare(const std::vector<std::string>& args, size_t expected_workers,
+               const std::vector<std::vector<std::string>>& machines = {{}}) {
+    auto theirs = run("accelerate", args, machines);
+    auto ours = run("accel", args, machines);
+    ASSERT_EQ(theirs.size(), expected_workers);
+    ASSERT_EQ(ours.size(), expected_workers);
+    for (auto& [rank, env] : theirs) {
+      ASSERT_TRUE(ours.count(rank)) << "accel started no rank " << rank;
+      expect_same(env, ours[rank], rank);
+    }
+  }
+
+  // Accelerate's simple launcher starts one process for a MULTI_CPU config (it
+  // needs mpirun for more) and for --cpu --num_processes N; accel starts N,
+  // each with Accelerate's variables plus the per-rank ones.
+  void expect_extension(std::map<std::string, Env> theirs, std::map<std::string, Env> ours) {
+    ASSERT_EQ(theirs.size(), 1u);
+    ASSERT_TRUE(theirs.count("none"));
+    ASSERT_EQ(ours.size(), 2u);
+    for (auto& [rank, env] : ours) {
+      EXPECT_EQ(env.at("RANK"), rank);
+      expect_same(theirs["none"], env, rank, kPerRank);
+    }
+  }
+
+
+  fs::path dir_;
+  std::string port_;
+};
+
+TEST_F(CliPeer, ConfigDefaultFile) { compare({"--config_file", cfg("default")}, 1); }
+
+TEST_F(CliPeer, MultiGpuConfigOnACpuMachine) { compare({"--config_file", cfg("multi_gpu")}, 2); }
+
+TEST_F(CliPeer, Fsdp1Config) { compare({"--config_file", cfg("fsdp1")}, 2); }
+
+TEST_F(CliPeer, Fsdp2ConfigWithFlagOverrides) {
+  compare({"--config_file", cfg("fsdp2"), "--fsdp_offload_params", "true", "--mixed-precision", "fp16"}, 2);
+}
+
+TEST_F(CliPeer, DeepSpeedConfig) { compare({"--config_file", cfg("deepspeed")}, 2); }
+
+TEST_F(CliPeer, MultiGpuFlagsWithoutConfig) {
+  compare({"--multi_gpu", "--num_processes", "2", "--mixed_precision", "bf16", "--num_cpu_threads_per_process", "2",
+           "--main_process_port", port_, "--debug"},
+          2);
+}
+
+TEST_F(CliPeer, MultiNodeConfigOnLoopback) {
+  compare({"--config_file", cfg("multi_node")}, 4, {{"--machine_rank", "0"}, {"--machine_rank", "1"}});
+}
+
+TEST_F(CliPeer, MultiCpuConfigStartsEveryProcess) {
+  std::vector<std::string> args = {"--config_file", cfg("multi_cpu")};
+  expect_extension(run("accelerate", args), run("accel", args));
+}
+
+TEST_F(CliPeer, CpuFlagStartsEveryProcess) {
+  std::vector<std::string> args = {"--cpu", "--num_processes", "2", "--mixed_precision", "fp16", "--main_process_port", port_};
+  expect_extension(run("accelerate", args), run("accel", args));
+}
+
+}  // namespace
