@@ -1,6 +1,15 @@
 #pragma once
 // accel: Hugging Face Accelerate's counterpart for LibTorch. This umbrella
 // header brings in the whole public API.
+#include "accel/checkpoint/model_files.h"
+#include "accel/checkpoint/safetensors.h"
+#include "accel/data/batch_sampler_shard.h"
+#include "accel/data/data_loader.h"
+#include "accel/data/dataset.h"
+#include "accel/data/iterable_dataset_shard.h"
+#include "accel/data/metrics.h"
+#include "accel/data/prepare.h"
+#include "accel/data/sampler.h"
 #include "accel/dist/collectives.h"
 #include "accel/dist/launcher.h"
 #include "accel/dist/logging.h"
