@@ -74,6 +74,9 @@ class File {
  private:
   struct Mapping;
   torch::Tensor view(const TensorInfo& info) const;
+  // Reads the bytes straight into a dense CPU tensor of the file's dtype;
+  // false (nothing done) for any other destination.
+  bool read_bytes(const TensorInfo& info, torch::Tensor& dst) const;
 
   std::filesystem::path path_;
   std::shared_ptr<Mapping> mapping_;
