@@ -7,9 +7,11 @@
 // mapping (no copy) when its bytes are aligned for its dtype, which they are
 // in files written by accel or Python; it keeps the mapping alive for as
 // long as it lives. The mapping is private: writing into such a tensor
-// copies the touched pages and never changes the file. A tensor read to a
-// device is copied from the mapping one tensor at a time, so loading a
-// checkpoint to a GPU never holds the whole file in host memory.
+// copies the touched pages and never changes the file. Copies (read_into,
+// get(name, device)) are made one tensor at a time: straight from the file
+// (pread) into a dense CPU destination of the same dtype, else from the
+// mapping, so loading a checkpoint to a GPU never holds the whole file in
+// host memory.
 //
 // Every header is validated (safetensors_format.h) before any byte of data
 // is touched; a file that lies about its contents is refused with an error
