@@ -7,9 +7,11 @@
 // mapping (no copy) when its bytes are aligned for its dtype, which they are
 // in files written by accel or Python; it keeps the mapping alive for as
 // long as it lives. The mapping is private: writing into such a tensor
-// copies the touched pages and never changes the file. A tensor read to a
-// device is copied from the mapping one tensor at a time, so loading a
-// checkpoint to a GPU never holds the whole file in host memory.
+// copies the touched pages and never changes the file. Copies (read_into,
+// get(name, device)) are made one tensor at a time: straight from the file
+// (pread) into a dense CPU destination of the same dtype, else from the
+// mapping, so loading a checkpoint to a GPU never holds the whole file in
+// host memory.
 //
 // Every header is validated (safetensors_format.h) before any byte of data
 // is touched; a file that lies about its contents is refused with an error
@@ -74,6 +76,9 @@ class File {
  private:
   struct Mapping;
   torch::Tensor view(const TensorInfo& info) const;
+  // Reads the bytes straight into a dense CPU tensor of the file's dtype;
+  // false (nothing done) for any other destination.
+  bool read_bytes(const TensorInfo& info, torch::Tensor& dst) const;
 
   std::filesystem::path path_;
   std::shared_ptr<Mapping> mapping_;
