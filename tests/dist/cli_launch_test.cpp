@@ -249,6 +249,19 @@ TEST_F(CliLaunch, ConfigDefaultAndUpdate) {
   EXPECT_NE(read(cfg).find("num_processes: 2\n"), std::string::npos);
 }
 
+TEST_F(CliLaunch, EnvReportsVersionsAndTheDefaultConfig) {
+  auto none = accel({"env"});
+  ASSERT_EQ(none.status, 0) << none.output;
+  EXPECT_NE(none.output.find("- LibTorch version: 2.11"), std::string::npos) << none.output;
+  EXPECT_NE(none.output.find("- System RAM: "), std::string::npos) << none.output;
+  EXPECT_NE(none.output.find("default_config.yaml): Not found"), std::string::npos) << none.output;
+  fs::create_directories(dir_ / "hf" / "accelerate");
+  std::ofstream(dir_ / "hf" / "accelerate" / "default_config.yaml") << "distributed_type: MULTI_CPU\nnum_processes: 3\n";
+  auto with = accel({"env"});
+  EXPECT_NE(with.output.find("\t- num_processes: 3\n"), std::string::npos) << with.output;
+  EXPECT_NE(with.output.find("\t- distributed_type: MULTI_CPU\n"), std::string::npos) << with.output;
+}
+
 TEST_F(CliLaunch, ConfigQuestionnaireFromPipedAnswers) {
   const std::string cfg = (dir_ / "q.yaml").string();
   std::ofstream(dir_ / "answers") << "multi-CPU\n1\nno\n4\nbf16\n" << cfg << "\n";

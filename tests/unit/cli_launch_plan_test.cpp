@@ -98,6 +98,20 @@ TEST_F(CliLaunchPlan, SingleProcessGetsNoRankVariables) {
   EXPECT_EQ(p.defaults_used.front(), "\t`--num_processes` was set to a value of `1`");
 }
 
+TEST_F(CliLaunchPlan, GpuMachineDefaultsToEveryGpu) {
+  auto p = plan({}, 4);
+  EXPECT_EQ(p.kind, LauncherKind::multi_gpu);  // Accelerate turns multi-GPU on by itself
+  EXPECT_EQ(p.local_processes, 4);
+  EXPECT_EQ(p.defaults_used.front(), "\t`--num_processes` was set to a value of `4`");
+  EXPECT_NE(p.defaults_used[1].find("More than one GPU was found"), std::string::npos);
+  auto e = worker_env(p, 3);
+  EXPECT_EQ(e.at("RANK"), "3");
+  EXPECT_EQ(e.count("ACCELERATE_USE_CPU"), 0u);
+  // --gpu_ids restricts the devices the workers see.
+  auto ids = plan({{"multi_gpu", ""}, {"num_processes", "2"}, {"gpu_ids", "2,3"}}, 4);
+  EXPECT_EQ(worker_env(ids, 0).at("CUDA_VISIBLE_DEVICES"), "2,3");
+}
+
 TEST_F(CliLaunchPlan, FlagsOverrideTheFile) {
   auto cfg = write("c.yaml",
                    "distributed_type: FSDP\nnum_processes: 2\nmixed_precision: bf16\nmain_process_port: 29612\n"

@@ -56,7 +56,7 @@ void register_config(CLI::App& app) {
                 << ", will not override. Run `accel config` manually or pass a different `--config_file`." << std::endl;
       return;
     }
-    basic_config(*precision, launch::HostInfo::detect().gpus).save(where);
+    basic_config(*precision, launch::HostInfo::detect().gpu_count()).save(where);
     std::cout << "accel configuration saved at " << where << std::endl;
   });
 

@@ -85,7 +85,9 @@ void run_env() {
   const auto& hooks = at::detail::getCUDAHooks();
   std::string cuda = "not available", cudnn = "not available";
   try {
-    if (hooks.hasCUDA()) cuda = cuda_version(hooks.versionCUDART());
+    // The version LibTorch was built with: known without a GPU.
+    long v = hooks.versionCUDART();
+    if (v > 0) cuda = cuda_version(v);
   } catch (const std::exception&) {
   }
   try {

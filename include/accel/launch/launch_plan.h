@@ -23,9 +23,12 @@ namespace accel::launch {
 
 /// What the launcher needs to know about this machine.
 struct HostInfo {
-  int gpus = 0;            // CUDA devices
+  int gpus = -1;           // CUDA devices; -1: ask LibTorch when needed
   int physical_cores = 1;  // for Accelerate's CPU thread default
-  /// This machine (GPUs through LibTorch, cores from /proc/cpuinfo).
+  /// The GPU count, asked of LibTorch only on first use: loading CUDA costs
+  /// a launch that does not need it (--cpu, --num_processes given) ~0.4 s.
+  int gpu_count() const;
+  /// This machine (cores from /proc/cpuinfo; GPUs counted lazily).
   static HostInfo detect();
 };
 

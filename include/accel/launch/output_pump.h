@@ -23,9 +23,9 @@ class OutputPump {
   std::pair<int, int> add_rank(int rank);
   /// Closes the workers' ends of the pipes; copies output in a thread.
   void start();
-  /// Waits for the copies to end (every worker gone), at most `grace_ms`
-  /// once nothing arrives any more (a grandchild may hold a pipe open).
-  void finish(int grace_ms = 500);
+  /// Waits for the copies to end: every pipe closed, or nothing arriving for
+  /// 0.5 s (a worker's own child may hold a pipe open after it exited).
+  void finish();
 
  private:
   struct Stream {

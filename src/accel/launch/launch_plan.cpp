@@ -172,9 +172,14 @@ void add_deepspeed_env(const LaunchArgs& a, const std::string& ds_fields, const 
 
 }  // namespace
 
+int HostInfo::gpu_count() const {
+  if (gpus >= 0) return gpus;
+  static const int count = static_cast<int>(torch::cuda::device_count());
+  return count;
+}
+
 HostInfo HostInfo::detect() {
   HostInfo h;
-  h.gpus = static_cast<int>(torch::cuda::device_count());
   h.physical_cores = count_physical_cores();
   return h;
 }
@@ -237,10 +242,10 @@ LaunchPlan plan_launch(LaunchArgs a, const EnvLookup& env, const HostInfo& host)
   } else {
     if (a.get("num_processes").is_none()) {
       // accel: at least one process, also on a machine without GPUs.
-      a.set("num_processes", Value::of_int(std::max(1, host.gpus)));
+      a.set("num_processes", Value::of_int(std::max(1, host.gpu_count())));
       warned.push_back("\t`--num_processes` was set to a value of `" + a.get("num_processes").str() + "`");
     }
-    if (!a.flag("multi_gpu") && a.get("num_processes").integer > 1 && host.gpus > 1 && !a.flag("cpu")) {
+    if (!a.flag("multi_gpu") && !a.flag("cpu") && a.get("num_processes").integer > 1 && host.gpu_count() > 1) {
       warned.push_back(
           "\t\tMore than one GPU was found, enabling multi-GPU training.\n"
           "\t\tIf this was unintended please pass in `--num_processes=1`.");

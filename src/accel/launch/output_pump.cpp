@@ -128,8 +128,7 @@ void OutputPump::run() {
   }
 }
 
-void OutputPump::finish(int grace_ms) {
-  (void)grace_ms;
+void OutputPump::finish() {
   stop_ = true;
   if (thread_.joinable()) thread_.join();
 }

@@ -49,7 +49,7 @@ std::string python_float(double d) {
   if (fixed) {
     if (s.find('.') == std::string::npos) s += ".0";
   } else {
-    // C++ writes 1e-05 like Python already; Python drops a '+' exponent sign? No: 1e+16.
+    // Python writes the exponent with a sign and at least two digits: 1e-05, 1e+16.
     auto e = s.find('e');
     std::string mant = s.substr(0, e), exp = s.substr(e + 1);
     char sign = exp[0] == '-' ? '-' : '+';
