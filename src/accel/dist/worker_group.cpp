@@ -199,7 +199,13 @@ GroupResult WorkerGroup::wait() {
   auto start = std::chrono::steady_clock::now();
   bool stopping = false;
   std::vector<int64_t> failed_at(workers_.size(), 0);
+  // A rank that dies by a signal records no time of its own; the earliest it
+  // can have died is the previous check that still found it alive. Using that
+  // bound (not the reap time) keeps a SIGKILLed rank ahead of the peers that
+  // fail later only because its connections were reset.
+  int64_t previous_check = now_ns();
   auto reap = [&](bool blocking) {
+    int64_t this_check = now_ns();
     for (size_t i = 0; i < workers_.size(); ++i) {
       if (reaped_[i]) continue;
       int status = 0;
@@ -215,11 +221,12 @@ GroupResult WorkerGroup::wait() {
         e.exit_code = WEXITSTATUS(status);
       }
       e.stopped_by_us = stopping;
-      failed_at[i] = now_ns();
+      failed_at[i] = previous_check;
       if (failure_times_ && e.rank >= 0 && static_cast<size_t>(e.rank) < kMaxTimedRanks && failure_times_[e.rank])
-        failed_at[i] = std::min(failed_at[i], failure_times_[e.rank]);
+        failed_at[i] = failure_times_[e.rank];
       if (!e.ok() && !stopping && !result.first_failure) result.first_failure = e;
     }
+    previous_check = this_check;
   };
   while (true) {
     reap(false);
