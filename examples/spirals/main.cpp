@@ -1,6 +1,8 @@
 // Two spirals: a small MLP learns to tell two interleaved spirals apart.
-// The same program runs alone or under `accel launch --num_processes N`:
-// each rank trains on its share of every batch, DDP averages gradients.
+// Written the way a user writes a LibTorch loop with accel: the same
+// program runs alone or under `accel launch --num_processes N`, in fp32 or
+// bf16 (`--mixed_precision bf16`), with gradient accumulation
+// (`--gradient_accumulation_steps 2`), chosen at launch, not in the code.
 //
 //   ./build/examples/spirals                       # one process
 //   ./build/accel launch --cpu --num_processes 2 ./build/examples/spirals
@@ -16,7 +18,7 @@ namespace {
 
 // Points on two spirals (class 0 and 1) with a little noise; the data is
 // made from a fixed seed, so every rank builds the same dataset.
-std::pair<torch::Tensor, torch::Tensor> make_spirals(int64_t n_per_class, uint64_t seed) {
+accel::TensorDict make_spirals(int64_t n_per_class, uint64_t seed) {
   auto gen = at::detail::createCPUGenerator(seed);
   auto t = torch::rand({n_per_class}, gen) * 2.0 * M_PI + 0.5;
   std::vector<torch::Tensor> xs, ys;
@@ -26,8 +28,7 @@ std::pair<torch::Tensor, torch::Tensor> make_spirals(int64_t n_per_class, uint64
     xs.push_back(x + 0.02 * torch::randn({n_per_class, 2}, gen));
     ys.push_back(torch::full({n_per_class}, c, torch::kLong));
   }
-  auto perm = torch::randperm(2 * n_per_class, gen);
-  return {torch::cat(xs).index_select(0, perm), torch::cat(ys).index_select(0, perm)};
+  return {{"x", torch::cat(xs)}, {"y", torch::cat(ys)}};
 }
 
 struct MlpImpl : torch::nn::Module {
@@ -49,55 +50,60 @@ int env_int(const char* name, int fallback) {
 }  // namespace
 
 int main() {
-  auto& st = accel::state();
+  accel::Accelerator accelerator;  // everything else comes from `accel launch`
   const int epochs = env_int("SPIRALS_EPOCHS", 20);
-  const int64_t global_batch = 64;
-  if (global_batch % st.world_size() != 0) {
-    std::cerr << "global batch " << global_batch << " must divide by the number of processes " << st.world_size() << "\n";
-    return 2;
-  }
-  const int64_t local_batch = global_batch / st.world_size();
-  accel::print("spirals: ", st.world_size(), " process(es) on ", st.device(), ", backend ",
-               accel::to_string(st.backend()), ", global batch ", global_batch);
+  const int64_t batch = 32;  // per process
+  accel::print("spirals: ", accelerator.num_processes(), " process(es) on ", accelerator.device(), ", ",
+               accel::to_string(accelerator.distributed_type()), ", mixed precision ",
+               accel::to_string(accelerator.mixed_precision()), ", gradient accumulation ",
+               accelerator.gradient_accumulation_steps());
 
-  auto [train_x, train_y] = make_spirals(1000, 1);
-  auto [test_x, test_y] = make_spirals(500, 2);
+  auto train = accel::make_data_loader(std::make_shared<accel::TensorDataset>(make_spirals(1000, 1)),
+                                       accel::DataLoaderOptions(batch).shuffle(true));
+  auto test = accel::make_data_loader(std::make_shared<accel::TensorDataset>(make_spirals(500, 2)),
+                                      accel::DataLoaderOptions(256));
 
   torch::manual_seed(0);
-  Mlp model(64);
-  model->to(st.device());
-  std::optional<accel::DistributedDataParallel<Mlp>> ddp;
-  if (st.distributed()) ddp.emplace(model, st.process_group());
-  auto forward = [&](const torch::Tensor& x) { return ddp ? (*ddp)(x) : model(x); };
-  torch::optim::AdamW optimizer(model->parameters(), torch::optim::AdamWOptions(1e-2).weight_decay(1e-4));
+  Mlp net(64);
+  auto adamw = std::make_shared<torch::optim::AdamW>(net->parameters(), torch::optim::AdamWOptions(1e-2).weight_decay(1e-4));
+  // The schedule counts batches of `batch` samples, as if in one process;
+  // the prepared scheduler steps num_processes times per optimizer step.
+  const int64_t total = epochs * train.size();
+  auto schedule = accel::get_scheduler(accel::SchedulerType::cosine, *adamw, total / 20, total);
+  auto [model, optimizer, scheduler, train_loader, test_loader] =
+      accelerator.prepare(net, adamw, schedule, train, test);
 
-  const int64_t steps_per_epoch = train_x.size(0) / global_batch;
   for (int epoch = 0; epoch < epochs; ++epoch) {
-    auto perm = torch::randperm(train_x.size(0), at::detail::createCPUGenerator(100 + epoch));
     double loss_sum = 0;
-    for (int64_t step = 0; step < steps_per_epoch; ++step) {
-      // This rank's slice of the global batch.
-      auto idx = perm.narrow(0, step * global_batch + st.rank() * local_batch, local_batch);
-      auto x = train_x.index_select(0, idx).to(st.device());
-      auto y = train_y.index_select(0, idx).to(st.device());
-      optimizer.zero_grad();
-      auto loss = torch::nn::functional::cross_entropy(forward(x), y);
-      loss.backward();
-      optimizer.step();
+    int64_t batches = 0;
+    for (auto& b : train_loader) {
+      auto scope = accelerator.accumulate(model);
+      auto loss = torch::nn::functional::cross_entropy(model(b["x"]), b["y"]);
+      accelerator.backward(loss);
+      if (accelerator.sync_gradients()) accelerator.clip_grad_norm_(net->parameters(), 1.0);
+      optimizer->step();
+      scheduler->step();
+      optimizer->zero_grad();
       loss_sum += loss.item<double>();
+      ++batches;
     }
-    auto mean_loss = accel::reduce(torch::tensor({loss_sum / steps_per_epoch}), accel::ReduceOp::mean);
-    if (epoch % 5 == 4 || epoch == 0) accel::print("epoch ", epoch + 1, "/", epochs, "  loss ", mean_loss.item<double>());
+    auto mean_loss = accelerator.reduce(torch::tensor({loss_sum / batches}), accel::ReduceOp::mean);
+    if (epoch % 5 == 4 || epoch == 0)
+      accel::print("epoch ", epoch + 1, "/", epochs, "  loss ", mean_loss.item<double>(), "  lr ",
+                   scheduler->get_last_lr()[0]);
   }
 
-  // Each rank scores its share of the test set; the counts are summed.
+  // Every rank scores its share of the test set; gather_for_metrics puts the
+  // predictions together, each test point once.
   torch::NoGradGuard no_grad;
-  auto shard = accel::split_between_processes(torch::arange(test_x.size(0)));
-  auto pred = model(test_x.index_select(0, shard).to(st.device())).argmax(1).cpu();
-  auto correct = (pred == test_y.index_select(0, shard)).sum().to(torch::kFloat64).reshape({1});
-  auto totals = accel::reduce(torch::cat({correct, torch::tensor({static_cast<double>(shard.size(0))}, torch::kFloat64)}),
-                              accel::ReduceOp::sum);
-  double accuracy = totals[0].item<double>() / totals[1].item<double>();
-  accel::print("test accuracy: ", accuracy * 100.0, "% on ", static_cast<int64_t>(totals[1].item<double>()), " points");
+  int64_t correct = 0, seen = 0;
+  for (auto& b : test_loader) {
+    auto pred = accelerator.gather_for_metrics(model(b["x"]).argmax(1));
+    auto target = accelerator.gather_for_metrics(b["y"]);
+    correct += (pred == target).sum().item<int64_t>();
+    seen += target.size(0);
+  }
+  const double accuracy = static_cast<double>(correct) / static_cast<double>(seen);
+  accel::print("test accuracy: ", accuracy * 100.0, "% on ", seen, " points");
   return accuracy > 0.9 ? 0 : 1;
 }

@@ -1,6 +1,7 @@
 #pragma once
 // accel: Hugging Face Accelerate's counterpart for LibTorch. This umbrella
 // header brings in the whole public API.
+#include "accel/accelerator.h"
 #include "accel/checkpoint/model_files.h"
 #include "accel/checkpoint/safetensors.h"
 #include "accel/data/batch_sampler_shard.h"
@@ -16,6 +17,8 @@
 #include "accel/dist/process_group.h"
 #include "accel/dist/topology.h"
 #include "accel/amp/autocast.h"
+#include "accel/optim/schedules.h"
 #include "accel/parallel/ddp.h"
+#include "accel/parallel/local_sgd.h"
 #include "accel/state.h"
 #include "accel/util/env.h"

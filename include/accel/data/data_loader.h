@@ -28,19 +28,11 @@
 #include "accel/data/detail/dispatch.h"
 #include "accel/data/detail/pipeline.h"
 #include "accel/data/detail/source.h"
+#include "accel/data/loader_observer.h"
 #include "accel/data/loader_options.h"
 #include "accel/data/loader_state.h"
 
 namespace accel {
-
-/// Where a loader stands, as gather_for_metrics needs it.
-struct LoaderProgress {
-  /// The batch in hand is the last of the epoch.
-  bool end_of_dataloader = false;
-  /// Real rows in the last gathered batch (the rest repeat earlier samples);
-  /// 0: none repeated; -1: unknown (no dataset length, or drop_last).
-  int64_t remainder = -1;
-};
 
 template <class Batch>
 class DataLoader {
@@ -88,6 +80,7 @@ class DataLoader {
         dispatch_(o.dispatch_),
         total_batch_size_(o.total_batch_size_),
         total_length_(o.total_length_),
+        observer_(o.observer_),
         epoch_(o.epoch_),
         pending_skip_(o.pending_skip_) {}
   DataLoader& operator=(const DataLoader&) = delete;
@@ -169,6 +162,9 @@ class DataLoader {
     non_blocking_ = d.non_blocking;
   }
 
+  /// Told of every pass and batch (the Accelerator's gradient state).
+  void set_observer(std::shared_ptr<LoaderObserver> observer) { observer_ = std::move(observer); }
+
   bool iterable() const { return source_->iterable(); }
   const DataLoaderOptions& options() const { return options_; }
   std::optional<torch::Device> device() const { return device_; }
@@ -215,6 +211,7 @@ class DataLoader {
     end_of_dataloader_ = false;
     measured_remainder_.reset();
     run_ = make_run(skip);
+    if (observer_) observer_->on_pass_begin(this);
     next_ = fetch();
     advance();
   }
@@ -226,6 +223,7 @@ class DataLoader {
       run_.reset();
       ++epoch_;
       position_ = 0;
+      if (observer_) observer_->on_pass_end(this);
       return;
     }
     ++position_;
@@ -234,6 +232,7 @@ class DataLoader {
       end_of_dataloader_ = true;
       measured_remainder_ = run_->measured_remainder();
     }
+    if (observer_) observer_->on_batch(this, progress());
   }
 
   std::shared_ptr<const detail::BatchSource<Batch>> source_;
@@ -244,6 +243,7 @@ class DataLoader {
   std::optional<detail::DispatchSpec> dispatch_;
   int64_t total_batch_size_ = -1;
   std::optional<int64_t> total_length_;
+  std::shared_ptr<LoaderObserver> observer_;
 
   int64_t epoch_ = 0;
   int64_t pending_skip_ = 0;

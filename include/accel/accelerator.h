@@ -1,0 +1,232 @@
+#pragma once
+// Accelerator: the one object a training loop talks to. It knows the
+// process (rank, device, process group), prepares the model, optimizer,
+// scheduler and data loaders for the configured mode, and owns the
+// mixed-precision and gradient-accumulation state. It delegates: DDP is
+// parallel/ddp.h, autocast and loss scaling amp/, sharding data/prepare.h.
+//
+//   accel::Accelerator acc;                       // options from `accel launch`
+//   auto opt = std::make_shared<torch::optim::AdamW>(net->parameters(), 1e-3);
+//   auto sched = accel::get_scheduler("linear", *opt, 100, 1000);
+//   auto [model, optimizer, scheduler, loader] = acc.prepare(net, opt, sched, train_loader);
+//   for (auto& batch : loader) {
+//     auto scope = acc.accumulate(model);
+//     auto loss = loss_fn(model(batch["x"]), batch["y"]);
+//     acc.backward(loss);
+//     if (acc.sync_gradients()) acc.clip_grad_norm_(net->parameters(), 1.0);
+//     optimizer->step(); scheduler->step(); optimizer->zero_grad();
+//   }
+#include <filesystem>
+#include <memory>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include <torch/nn/module.h>
+#include <torch/nn/pimpl.h>
+
+#include "accel/accelerator_options.h"
+#include "accel/amp/autocast.h"
+#include "accel/amp/grad_scaler.h"
+#include "accel/data/data_loader.h"
+#include "accel/data/metrics.h"
+#include "accel/data/prepare.h"
+#include "accel/dist/collectives.h"
+#include "accel/gradient_state.h"
+#include "accel/optim/accelerated_optimizer.h"
+#include "accel/optim/accelerated_scheduler.h"
+#include "accel/prepared_model.h"
+#include "accel/state.h"
+
+namespace accel {
+
+/// Accelerate's names for how the model is replicated.
+enum class DistributedType { no, multi_cpu, multi_gpu };
+std::string to_string(DistributedType type);
+
+/// Scope of one batch under gradient accumulation (Accelerator::accumulate):
+/// backward inside it all-reduces only when the batch completes an
+/// accumulation.
+class AccumulateScope {
+ public:
+  AccumulateScope(AccumulateScope&&) = default;
+  AccumulateScope(const AccumulateScope&) = delete;
+  AccumulateScope& operator=(const AccumulateScope&) = delete;
+
+ private:
+  friend class Accelerator;
+  AccumulateScope() = default;
+  std::vector<std::unique_ptr<NoSyncGuard>> guards_;
+};
+
+template <class T>
+struct IsDataLoader : std::false_type {};
+template <class B>
+struct IsDataLoader<DataLoader<B>> : std::true_type {};
+
+template <class T>
+concept Module = std::is_base_of_v<torch::nn::ModuleHolder<typename T::ContainedType>, T>;
+template <class T>
+concept OptimizerPtr = requires(T t) {
+  requires std::is_base_of_v<torch::optim::Optimizer, typename T::element_type>;
+};
+template <class T>
+concept SchedulerPtr = requires(T t) {
+  requires std::is_base_of_v<LRScheduler, typename T::element_type> ||
+               std::is_base_of_v<torch::optim::LRScheduler, typename T::element_type>;
+};
+
+class Accelerator {
+ public:
+  /// Initialises the process state (rendezvous) if nothing has yet.
+  explicit Accelerator(AcceleratorOptions options = {});
+
+  // --- the process ---------------------------------------------------------
+  ProcessState& process_state() const { return *state_; }
+  torch::Device device() const { return state_->device(); }
+  int num_processes() const { return state_->world_size(); }
+  int process_index() const { return state_->rank(); }
+  int local_process_index() const { return state_->local_rank(); }
+  bool is_main_process() const { return state_->is_main_process(); }
+  bool is_local_main_process() const { return state_->is_local_main_process(); }
+  bool use_distributed() const { return state_->distributed(); }
+  DistributedType distributed_type() const;
+  MixedPrecision mixed_precision() const { return mixed_precision_; }
+  int64_t gradient_accumulation_steps() const { return gradient_state_->num_steps(); }
+  const AcceleratorOptions& options() const { return options_; }
+
+  // --- prepare -------------------------------------------------------------
+  /// Prepares each object for the configured mode and returns them in the
+  /// order given (one object: returned as is; several: a tuple). Models,
+  /// optimizers and loaders go first, so a scheduler knows the optimizers
+  /// prepared in the same call.
+  template <class... Ts>
+  auto prepare(Ts&&... objects) {
+    std::tuple first{prepare_first(std::forward<Ts>(objects))...};
+    auto done = std::apply([this](auto&&... x) { return std::tuple{prepare_second(std::move(x))...}; },
+                           std::move(first));
+    if constexpr (sizeof...(Ts) == 1) {
+      return std::get<0>(std::move(done));
+    } else {
+      return done;
+    }
+  }
+
+  /// The model moved to the device (cast for master weights), rank 0's
+  /// parameters and buffers broadcast, wrapped in DDP when distributed.
+  template <Module Holder>
+  PreparedModel<Holder> prepare_model(Holder module) {
+    return PreparedModel<Holder>(module, prepare_model_core(module.ptr()));
+  }
+  std::shared_ptr<AcceleratedOptimizer> prepare_optimizer(std::shared_ptr<torch::optim::Optimizer> optimizer);
+  std::shared_ptr<AcceleratedScheduler> prepare_scheduler(std::shared_ptr<LRScheduler> scheduler);
+  std::shared_ptr<AcceleratedScheduler> prepare_scheduler(std::shared_ptr<torch::optim::LRScheduler> scheduler);
+  /// This rank's share of the loader, on the device; it reports its
+  /// progress to the gradient state (end of loader, remainder).
+  template <class Batch>
+  DataLoader<Batch> prepare_data_loader(const DataLoader<Batch>& loader) {
+    auto out = ::accel::prepare_data_loader(loader, loader_options());
+    out.set_observer(gradient_state_);
+    return out;
+  }
+
+  // --- the training step ---------------------------------------------------
+  /// loss / gradient_accumulation_steps, scaled under fp16, then backward.
+  void backward(const torch::Tensor& loss, bool retain_graph = false);
+  /// One batch of gradient accumulation: decides whether it syncs, and
+  /// suppresses the all-reduce in `models` when it does not.
+  template <class... Models>
+  AccumulateScope accumulate(Models&... models) {
+    gradient_state_->advance();
+    AccumulateScope scope;
+    const bool sync = sync_gradients() || (use_distributed() && gradient_state_->plugin().sync_each_batch());
+    if (!sync) (scope.guards_.push_back(std::make_unique<NoSyncGuard>(models.core().ddp())), ...);
+    return scope;
+  }
+  /// Backward inside the scope does not all-reduce.
+  template <class Holder>
+  NoSyncGuard no_sync(PreparedModel<Holder>& model) {
+    return model.no_sync();
+  }
+  /// The current batch completes an accumulation (optimizers will step).
+  bool sync_gradients() const { return gradient_state_->sync_gradients(); }
+  GradientState& gradient_state() { return *gradient_state_; }
+
+  /// Divides the gradients by the loss scale (fp16) so they can be
+  /// inspected or clipped; null: every prepared optimizer.
+  void unscale_gradients(AcceleratedOptimizer* optimizer = nullptr);
+  /// Unscales, then clips the gradients of `parameters` to a total norm of
+  /// `max_norm`; returns the norm before clipping. Under DDP every rank
+  /// holds the averaged gradients, so this is the global norm.
+  double clip_grad_norm_(const std::vector<torch::Tensor>& parameters, double max_norm, double norm_type = 2.0);
+  /// Unscales, then clamps every gradient element to [-clip_value, clip_value].
+  void clip_grad_value_(const std::vector<torch::Tensor>& parameters, double clip_value);
+
+  /// Autocast for code outside the prepared model (no-op without mixed precision).
+  AutocastGuard autocast() const { return AutocastGuard(device(), mixed_precision_); }
+  /// The fp16 loss scaler (null unless mixed_precision is fp16).
+  GradScaler* scaler() { return scaler_.get(); }
+
+  // --- metrics and utilities -----------------------------------------------
+  torch::Tensor gather(const torch::Tensor& tensor) const { return ::accel::gather(tensor); }
+  /// Gathers across ranks and drops the samples that were repeated to even
+  /// out the last batch of the loader being iterated.
+  torch::Tensor gather_for_metrics(const torch::Tensor& tensor) const;
+  torch::Tensor reduce(const torch::Tensor& tensor, ReduceOp op = ReduceOp::sum) const {
+    return ::accel::reduce(tensor, op);
+  }
+  torch::Tensor pad_across_processes(const torch::Tensor& tensor, int64_t dim = 0, double pad_index = 0) const {
+    return ::accel::pad_across_processes(tensor, dim, pad_index);
+  }
+  void wait_for_everyone() const { ::accel::wait_for_everyone(); }
+  /// Writes `tensors` as safetensors from the main process only (atomic).
+  void save(const std::vector<std::pair<std::string, torch::Tensor>>& tensors, const std::filesystem::path& path) const;
+  /// Forgets every prepared object and releases cached GPU memory.
+  void free_memory();
+
+  const std::vector<std::shared_ptr<PreparedModelCore>>& models() const { return models_; }
+  const std::vector<std::shared_ptr<AcceleratedOptimizer>>& optimizers() const { return optimizers_; }
+
+ private:
+  AcceleratorOptions options_;
+  ProcessState* state_;
+  MixedPrecision mixed_precision_;
+  std::shared_ptr<GradientState> gradient_state_;
+  std::shared_ptr<GradScaler> scaler_;
+  std::vector<std::shared_ptr<PreparedModelCore>> models_;
+  std::vector<std::shared_ptr<AcceleratedOptimizer>> optimizers_;
+  std::vector<std::shared_ptr<AcceleratedScheduler>> schedulers_;
+
+  std::shared_ptr<PreparedModelCore> prepare_model_core(std::shared_ptr<torch::nn::Module> module);
+  PrepareOptions loader_options() const;
+
+  // Pass one prepares everything but schedulers; pass two the schedulers.
+  template <class T>
+  auto prepare_first(T&& object) {
+    using D = std::decay_t<T>;
+    if constexpr (Module<D>) {
+      return prepare_model(std::forward<T>(object));
+    } else if constexpr (OptimizerPtr<D>) {
+      return prepare_optimizer(std::forward<T>(object));
+    } else if constexpr (IsDataLoader<D>::value) {
+      return prepare_data_loader(object);
+    } else if constexpr (SchedulerPtr<D>) {
+      return D(std::forward<T>(object));
+    } else {
+      static_assert(!sizeof(D), "Accelerator::prepare: expected a module holder, a shared_ptr to an optimizer or "
+                                "scheduler, or a DataLoader");
+    }
+  }
+  template <class T>
+  auto prepare_second(T&& object) {
+    using D = std::decay_t<T>;
+    if constexpr (SchedulerPtr<D>) {
+      return prepare_scheduler(std::forward<T>(object));
+    } else {
+      return D(std::forward<T>(object));
+    }
+  }
+};
+
+}  // namespace accel

@@ -1,0 +1,72 @@
+#pragma once
+// AcceleratorOptions: how an Accelerator trains. Each unset option takes
+// what `accel launch` (or Accelerate's launcher) put in the environment,
+// else Accelerate's default; a value set in code wins over the environment.
+//
+//   accel::Accelerator acc(accel::AcceleratorOptions()
+//                              .mixed_precision("bf16")
+//                              .gradient_accumulation_steps(4));
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include <torch/arg.h>
+
+#include "accel/amp/autocast.h"
+#include "accel/amp/grad_scaler.h"
+#include "accel/gradient_state.h"
+#include "accel/parallel/ddp.h"
+#include "accel/util/env.h"
+
+namespace accel {
+
+struct AcceleratorOptions {
+  /// "no", "fp16" or "bf16". Unset: ACCELERATE_MIXED_PRECISION, else "no".
+  TORCH_ARG(std::optional<MixedPrecision>, mixed_precision) = std::nullopt;
+  AcceleratorOptions& mixed_precision(const std::string& name) {
+    mixed_precision_ = parse_mixed_precision(name);
+    return *this;
+  }
+  /// Unset: ACCELERATE_GRADIENT_ACCUMULATION_STEPS, else 1. Give this or
+  /// the plugin, not both.
+  TORCH_ARG(std::optional<int64_t>, gradient_accumulation_steps) = std::nullopt;
+  TORCH_ARG(std::optional<GradientAccumulationPlugin>, gradient_accumulation_plugin) = std::nullopt;
+  /// Train on the CPU even with GPUs present. Unset: ACCELERATE_USE_CPU.
+  TORCH_ARG(std::optional<bool>, cpu) = std::nullopt;
+
+  /// Data loaders (see data/prepare.h): cut each batch across ranks
+  /// instead of giving each rank whole batches.
+  TORCH_ARG(bool, split_batches) = false;
+  TORCH_ARG(bool, even_batches) = true;
+  TORCH_ARG(std::optional<bool>, dispatch_batches) = std::nullopt;
+  /// The shuffle seed of every prepared loader (Accelerate's data_seed).
+  TORCH_ARG(std::optional<uint64_t>, data_seed) = std::nullopt;
+  /// Asynchronous host-to-device copies of batches (pair with pin_memory).
+  TORCH_ARG(bool, non_blocking) = false;
+
+  /// Step prepared schedulers only when the optimizer stepped, and
+  /// num_processes times (see optim/accelerated_scheduler.h).
+  TORCH_ARG(bool, step_scheduler_with_optimizer) = true;
+  /// Move prepared models and batches to the process's device.
+  TORCH_ARG(bool, device_placement) = true;
+  TORCH_ARG(DDPOptions, ddp) = {};
+  /// fp16's dynamic loss scaling.
+  TORCH_ARG(GradScalerOptions, scaler) = {};
+  /// Keep the model in the mixed-precision dtype with fp32 master weights
+  /// in the optimizer (apex O2) instead of fp32 weights under autocast.
+  TORCH_ARG(bool, master_weights) = false;
+
+  /// Where unset options are read from (tests pass a map).
+  TORCH_ARG(EnvLookup, env) = process_env();
+};
+
+/// The options with every unset value filled from the environment or the
+/// default; throws naming a bad variable or a contradiction.
+struct ResolvedOptions {
+  MixedPrecision mixed_precision = MixedPrecision::no;
+  GradientAccumulationPlugin accumulation;
+  std::optional<bool> cpu;
+};
+ResolvedOptions resolve(const AcceleratorOptions& options);
+
+}  // namespace accel

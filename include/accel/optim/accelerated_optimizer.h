@@ -1,0 +1,61 @@
+#pragma once
+// AcceleratedOptimizer: any torch::optim optimizer, prepared. Under
+// gradient accumulation step() and zero_grad() do nothing until the batch
+// that syncs gradients; under fp16 step() unscales the gradients, skips the
+// update when any rank found inf/nan (step_was_skipped()) and adjusts the
+// loss scale; with master weights it updates fp32 copies and rounds them
+// back into the fp16/bf16 model.
+//
+//   auto opt = accelerator.prepare(std::make_shared<torch::optim::AdamW>(model->parameters()));
+//   opt->step(); opt->zero_grad();
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include <torch/optim/optimizer.h>
+
+#include "accel/amp/grad_scaler.h"
+#include "accel/amp/master_weights.h"
+#include "accel/gradient_state.h"
+
+namespace accel {
+
+class AcceleratedOptimizer {
+ public:
+  /// `scaler` (fp16) may be null; `master_weights` swaps the optimizer's
+  /// parameters for fp32 masters (see amp/master_weights.h).
+  AcceleratedOptimizer(std::shared_ptr<torch::optim::Optimizer> optimizer,
+                       std::shared_ptr<const GradientState> gradient_state, std::shared_ptr<GradScaler> scaler = nullptr,
+                       bool master_weights = false);
+
+  /// Updates the parameters if this batch syncs gradients.
+  void step();
+  /// Clears gradients if this batch syncs gradients (set_to_none as PyTorch's default).
+  void zero_grad(bool set_to_none = true);
+  /// The last step() found inf/nan gradients and did not update.
+  bool step_was_skipped() const { return skipped_; }
+
+  /// Makes the gradients the optimizer will use final for this step: copied
+  /// to the masters and divided by the loss scale. Once per step; step()
+  /// does it when clip_grad_norm_ has not.
+  void unscale_gradients();
+  /// The tensors this optimizer updates in place of `params` (their fp32
+  /// masters under master weights, else the same tensors).
+  std::vector<torch::Tensor> optimized_tensors(const std::vector<torch::Tensor>& params) const;
+
+  torch::optim::Optimizer& optimizer() { return *optimizer_; }
+  torch::optim::Optimizer* operator->() { return optimizer_.get(); }
+  const std::shared_ptr<torch::optim::Optimizer>& optimizer_ptr() const { return optimizer_; }
+  GradScaler* scaler() { return scaler_.get(); }
+  const MasterWeights* master_weights() const { return masters_ ? &*masters_ : nullptr; }
+
+ private:
+  std::shared_ptr<torch::optim::Optimizer> optimizer_;
+  std::shared_ptr<const GradientState> gradient_state_;
+  std::shared_ptr<GradScaler> scaler_;
+  std::optional<MasterWeights> masters_;
+  bool unscaled_ = false;
+  bool skipped_ = false;
+};
+
+}  // namespace accel

@@ -1,0 +1,170 @@
+#include "accel/accelerator.h"
+
+#include <stdexcept>
+
+#include <torch/cuda.h>
+#include <torch/nn/utils/clip_grad.h>
+
+#include "accel/checkpoint/safetensors.h"
+
+#ifdef ACCEL_WITH_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
+
+namespace accel {
+
+std::string to_string(DistributedType type) {
+  switch (type) {
+    case DistributedType::no: return "NO";
+    case DistributedType::multi_cpu: return "MULTI_CPU";
+    case DistributedType::multi_gpu: return "MULTI_GPU";
+  }
+  return "?";
+}
+
+namespace {
+ProcessState& state_for(const std::optional<bool>& cpu) {
+  if (!ProcessState::initialized()) {
+    StateOptions so;
+    so.cpu = cpu;
+    return ProcessState::init(so);
+  }
+  auto& st = ProcessState::get();
+  if (cpu.value_or(false) && !st.device().is_cpu())
+    throw std::logic_error("Accelerator: cpu was requested but the process state already runs on " +
+                           st.device().str() + "; create the Accelerator before anything uses the process state");
+  return st;
+}
+}  // namespace
+
+Accelerator::Accelerator(AcceleratorOptions options) : options_(std::move(options)) {
+  const auto resolved = resolve(options_);
+  state_ = &state_for(resolved.cpu);
+  mixed_precision_ = resolved.mixed_precision;
+  gradient_state_ = std::make_shared<GradientState>(resolved.accumulation);
+  if (mixed_precision_ == MixedPrecision::fp16)
+    scaler_ = std::make_shared<GradScaler>(options_.scaler(), state_->process_group());
+}
+
+DistributedType Accelerator::distributed_type() const {
+  if (!state_->distributed()) return DistributedType::no;
+  return state_->device().is_cuda() ? DistributedType::multi_gpu : DistributedType::multi_cpu;
+}
+
+std::shared_ptr<PreparedModelCore> Accelerator::prepare_model_core(std::shared_ptr<torch::nn::Module> module) {
+  if (!module) throw std::invalid_argument("Accelerator::prepare: the model is empty (a null module holder)");
+  if (options_.device_placement()) module->to(device());
+  if (options_.master_weights() && mixed_precision_ != MixedPrecision::no) {
+    // Module::to(dtype) would also cast integer buffers; cast floating ones only.
+    const auto dtype = *autocast_dtype(mixed_precision_);
+    torch::NoGradGuard no_grad;
+    for (auto& p : module->parameters())
+      if (p.is_floating_point()) p.set_data(p.to(dtype));
+    for (auto& b : module->buffers())
+      if (b.is_floating_point()) b.set_data(b.to(dtype));
+  }
+  std::unique_ptr<DataParallelEngine> ddp;
+  if (state_->distributed())
+    ddp = std::make_unique<DataParallelEngine>(module, state_->process_group(), options_.ddp());
+  auto core = std::make_shared<PreparedModelCore>(std::move(module), device(), mixed_precision_, std::move(ddp));
+  models_.push_back(core);
+  return core;
+}
+
+std::shared_ptr<AcceleratedOptimizer> Accelerator::prepare_optimizer(
+    std::shared_ptr<torch::optim::Optimizer> optimizer) {
+  auto opt = std::make_shared<AcceleratedOptimizer>(std::move(optimizer), gradient_state_, scaler_,
+                                                    options_.master_weights() &&
+                                                        mixed_precision_ != MixedPrecision::no);
+  optimizers_.push_back(opt);
+  return opt;
+}
+
+namespace {
+SchedulerStepping stepping_of(const AcceleratorOptions& o, int num_processes) {
+  return SchedulerStepping{num_processes, o.split_batches(), o.step_scheduler_with_optimizer()};
+}
+}  // namespace
+
+std::shared_ptr<AcceleratedScheduler> Accelerator::prepare_scheduler(std::shared_ptr<LRScheduler> scheduler) {
+  auto s = std::make_shared<AcceleratedScheduler>(std::move(scheduler), optimizers_, gradient_state_,
+                                                  stepping_of(options_, num_processes()));
+  schedulers_.push_back(s);
+  return s;
+}
+
+std::shared_ptr<AcceleratedScheduler> Accelerator::prepare_scheduler(
+    std::shared_ptr<torch::optim::LRScheduler> scheduler) {
+  auto s = std::make_shared<AcceleratedScheduler>(std::move(scheduler), optimizers_, gradient_state_,
+                                                  stepping_of(options_, num_processes()));
+  schedulers_.push_back(s);
+  return s;
+}
+
+PrepareOptions Accelerator::loader_options() const {
+  PrepareOptions o;
+  o.split_batches(options_.split_batches())
+      .even_batches(options_.even_batches())
+      .dispatch_batches(options_.dispatch_batches())
+      .seed(options_.data_seed())
+      .non_blocking(options_.non_blocking());
+  if (options_.device_placement()) o.device(device());
+  return o;
+}
+
+void Accelerator::backward(const torch::Tensor& loss, bool retain_graph) {
+  auto l = loss;
+  if (gradient_state_->num_steps() > 1) l = l / static_cast<double>(gradient_state_->num_steps());
+  if (scaler_) l = scaler_->scale(l);
+  l.backward({}, retain_graph);
+}
+
+void Accelerator::unscale_gradients(AcceleratedOptimizer* optimizer) {
+  // Unscaling a partial accumulation would mix scaled and unscaled sums in
+  // the next backward: only the batch that syncs is final.
+  if (!sync_gradients()) return;
+  if (optimizer) {
+    optimizer->unscale_gradients();
+    return;
+  }
+  for (auto& opt : optimizers_) opt->unscale_gradients();
+}
+
+namespace {
+std::vector<torch::Tensor> optimized(const std::vector<std::shared_ptr<AcceleratedOptimizer>>& optimizers,
+                                     std::vector<torch::Tensor> params) {
+  for (auto& opt : optimizers)
+    if (opt->master_weights()) params = opt->optimized_tensors(params);
+  return params;
+}
+}  // namespace
+
+double Accelerator::clip_grad_norm_(const std::vector<torch::Tensor>& parameters, double max_norm, double norm_type) {
+  unscale_gradients();
+  return torch::nn::utils::clip_grad_norm_(optimized(optimizers_, parameters), max_norm, norm_type);
+}
+
+void Accelerator::clip_grad_value_(const std::vector<torch::Tensor>& parameters, double clip_value) {
+  unscale_gradients();
+  torch::nn::utils::clip_grad_value_(optimized(optimizers_, parameters), clip_value);
+}
+
+torch::Tensor Accelerator::gather_for_metrics(const torch::Tensor& tensor) const {
+  return ::accel::gather_for_metrics(tensor, gradient_state_->progress());
+}
+
+void Accelerator::save(const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
+                       const std::filesystem::path& path) const {
+  if (is_main_process()) safetensors::save_file(tensors, path);
+}
+
+void Accelerator::free_memory() {
+  schedulers_.clear();
+  optimizers_.clear();
+  models_.clear();
+#ifdef ACCEL_WITH_CUDA
+  if (torch::cuda::is_available()) c10::cuda::CUDACachingAllocator::emptyCache();
+#endif
+}
+
+}  // namespace accel

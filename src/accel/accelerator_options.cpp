@@ -1,0 +1,42 @@
+#include "accel/accelerator_options.h"
+
+#include <stdexcept>
+
+namespace accel {
+
+ResolvedOptions resolve(const AcceleratorOptions& options) {
+  ResolvedOptions r;
+  const auto& env = options.env();
+  if (options.mixed_precision()) {
+    r.mixed_precision = *options.mixed_precision();
+  } else if (auto mp = env_string(env, "ACCELERATE_MIXED_PRECISION")) {
+    try {
+      r.mixed_precision = parse_mixed_precision(*mp);
+    } catch (const std::exception& e) {
+      throw std::invalid_argument(std::string("ACCELERATE_MIXED_PRECISION: ") + e.what());
+    }
+  }
+
+  if (options.gradient_accumulation_plugin() && options.gradient_accumulation_steps())
+    throw std::invalid_argument(
+        "Accelerator: give gradient_accumulation_steps or gradient_accumulation_plugin, not both");
+  if (options.gradient_accumulation_plugin()) {
+    r.accumulation = *options.gradient_accumulation_plugin();
+  } else {
+    int64_t steps = 1;
+    if (options.gradient_accumulation_steps()) {
+      steps = *options.gradient_accumulation_steps();
+    } else if (auto v = env_int(env, "ACCELERATE_GRADIENT_ACCUMULATION_STEPS")) {
+      steps = *v;
+    }
+    r.accumulation.num_steps(steps);
+  }
+  if (r.accumulation.num_steps() < 1)
+    throw std::invalid_argument("Accelerator: gradient_accumulation_steps must be >= 1, got " +
+                                std::to_string(r.accumulation.num_steps()));
+
+  r.cpu = options.cpu() ? options.cpu() : env_bool(env, "ACCELERATE_USE_CPU");
+  return r;
+}
+
+}  // namespace accel

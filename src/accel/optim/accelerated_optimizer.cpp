@@ -1,0 +1,52 @@
+#include "accel/optim/accelerated_optimizer.h"
+
+#include <stdexcept>
+
+namespace accel {
+
+AcceleratedOptimizer::AcceleratedOptimizer(std::shared_ptr<torch::optim::Optimizer> optimizer,
+                                           std::shared_ptr<const GradientState> gradient_state,
+                                           std::shared_ptr<GradScaler> scaler, bool master_weights)
+    : optimizer_(std::move(optimizer)), gradient_state_(std::move(gradient_state)), scaler_(std::move(scaler)) {
+  if (!optimizer_) throw std::invalid_argument("AcceleratedOptimizer: the optimizer is null, expected one");
+  if (!gradient_state_) throw std::invalid_argument("AcceleratedOptimizer: the gradient state is null");
+  if (master_weights) masters_.emplace(*optimizer_);
+}
+
+void AcceleratedOptimizer::unscale_gradients() {
+  if (unscaled_) return;
+  if (masters_) masters_->copy_grads_to_masters();
+  if (scaler_ && scaler_->enabled()) scaler_->unscale_(*optimizer_);
+  unscaled_ = true;
+}
+
+void AcceleratedOptimizer::step() {
+  if (!gradient_state_->sync_gradients()) return;
+  unscale_gradients();
+  if (scaler_ && scaler_->enabled()) {
+    skipped_ = !scaler_->step(*optimizer_);
+    scaler_->update();
+  } else {
+    optimizer_->step();
+    skipped_ = false;
+  }
+  if (masters_ && !skipped_) masters_->copy_masters_to_model();
+  unscaled_ = false;
+}
+
+void AcceleratedOptimizer::zero_grad(bool set_to_none) {
+  if (!gradient_state_->sync_gradients()) return;
+  optimizer_->zero_grad(set_to_none);
+  if (masters_) masters_->zero_model_grads(set_to_none);
+  unscaled_ = false;
+}
+
+std::vector<torch::Tensor> AcceleratedOptimizer::optimized_tensors(const std::vector<torch::Tensor>& params) const {
+  if (!masters_) return params;
+  std::vector<torch::Tensor> out;
+  out.reserve(params.size());
+  for (const auto& p : params) out.push_back(masters_->master_of(p));
+  return out;
+}
+
+}  // namespace accel

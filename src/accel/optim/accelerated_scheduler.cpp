@@ -1,0 +1,68 @@
+#include "accel/optim/accelerated_scheduler.h"
+
+#include <stdexcept>
+
+namespace accel {
+
+namespace {
+void check(const std::shared_ptr<const GradientState>& gs, const SchedulerStepping& s) {
+  if (!gs) throw std::invalid_argument("AcceleratedScheduler: the gradient state is null");
+  if (s.num_processes < 1)
+    throw std::invalid_argument("AcceleratedScheduler: num_processes must be >= 1, got " +
+                                std::to_string(s.num_processes));
+}
+}  // namespace
+
+AcceleratedScheduler::AcceleratedScheduler(std::shared_ptr<LRScheduler> scheduler,
+                                           std::vector<std::shared_ptr<AcceleratedOptimizer>> optimizers,
+                                           std::shared_ptr<const GradientState> gradient_state,
+                                           SchedulerStepping stepping)
+    : scheduler_(std::move(scheduler)),
+      optimizers_(std::move(optimizers)),
+      gradient_state_(std::move(gradient_state)),
+      stepping_(stepping) {
+  if (!scheduler_) throw std::invalid_argument("AcceleratedScheduler: the scheduler is null, expected one");
+  check(gradient_state_, stepping_);
+}
+
+AcceleratedScheduler::AcceleratedScheduler(std::shared_ptr<torch::optim::LRScheduler> scheduler,
+                                           std::vector<std::shared_ptr<AcceleratedOptimizer>> optimizers,
+                                           std::shared_ptr<const GradientState> gradient_state,
+                                           SchedulerStepping stepping)
+    : torch_scheduler_(std::move(scheduler)),
+      optimizers_(std::move(optimizers)),
+      gradient_state_(std::move(gradient_state)),
+      stepping_(stepping) {
+  if (!torch_scheduler_) throw std::invalid_argument("AcceleratedScheduler: the scheduler is null, expected one");
+  check(gradient_state_, stepping_);
+}
+
+void AcceleratedScheduler::step_once() {
+  if (scheduler_) {
+    scheduler_->step();
+  } else {
+    torch_scheduler_->step();
+  }
+}
+
+void AcceleratedScheduler::step() {
+  if (!stepping_.step_with_optimizer) {
+    step_once();
+    return;
+  }
+  if (!gradient_state_->sync_gradients()) return;
+  for (const auto& opt : optimizers_)
+    if (opt->step_was_skipped()) return;
+  const int times = stepping_.split_batches ? 1 : stepping_.num_processes;
+  for (int i = 0; i < times; ++i) step_once();
+}
+
+std::vector<double> AcceleratedScheduler::get_last_lr() const {
+  if (scheduler_) return scheduler_->get_last_lr();
+  std::vector<double> lrs;
+  if (!optimizers_.empty())
+    for (auto& g : optimizers_.front()->optimizer().param_groups()) lrs.push_back(g.options().get_lr());
+  return lrs;
+}
+
+}  // namespace accel

@@ -1,0 +1,79 @@
+// AcceleratorOptions: unset values come from the environment accel launch
+// sets; values in code win; contradictions and bad values are named.
+#include <gtest/gtest.h>
+
+#include "accel/accelerator_options.h"
+
+using namespace accel;
+
+TEST(AcceleratorOptions, DefaultsWithoutEnvironment) {
+  auto r = resolve(AcceleratorOptions().env(env_from_map({})));
+  EXPECT_EQ(r.mixed_precision, MixedPrecision::no);
+  EXPECT_EQ(r.accumulation.num_steps(), 1);
+  EXPECT_FALSE(r.cpu.has_value());
+}
+
+TEST(AcceleratorOptions, EnvironmentFillsUnsetValues) {
+  auto env = env_from_map({{"ACCELERATE_MIXED_PRECISION", "bf16"},
+                           {"ACCELERATE_GRADIENT_ACCUMULATION_STEPS", "4"},
+                           {"ACCELERATE_USE_CPU", "true"}});
+  auto r = resolve(AcceleratorOptions().env(env));
+  EXPECT_EQ(r.mixed_precision, MixedPrecision::bf16);
+  EXPECT_EQ(r.accumulation.num_steps(), 4);
+  EXPECT_EQ(r.cpu, true);
+}
+
+TEST(AcceleratorOptions, CodeWinsOverEnvironment) {
+  auto env = env_from_map({{"ACCELERATE_MIXED_PRECISION", "bf16"}, {"ACCELERATE_GRADIENT_ACCUMULATION_STEPS", "4"}});
+  auto r = resolve(AcceleratorOptions().env(env).mixed_precision("fp16").gradient_accumulation_steps(2).cpu(false));
+  EXPECT_EQ(r.mixed_precision, MixedPrecision::fp16);
+  EXPECT_EQ(r.accumulation.num_steps(), 2);
+  EXPECT_EQ(r.cpu, false);
+  auto p = resolve(AcceleratorOptions().env(env).gradient_accumulation_plugin(
+      GradientAccumulationPlugin().num_steps(8).sync_with_dataloader(false)));
+  EXPECT_EQ(p.accumulation.num_steps(), 8);
+  EXPECT_FALSE(p.accumulation.sync_with_dataloader());
+}
+
+TEST(AcceleratorOptions, BadValuesAreNamed) {
+  auto expect_error = [](const AcceleratorOptions& o, const std::string& needle) {
+    try {
+      resolve(o);
+      ADD_FAILURE() << "expected an error mentioning " << needle;
+    } catch (const std::exception& e) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  };
+  expect_error(AcceleratorOptions().env(env_from_map({{"ACCELERATE_MIXED_PRECISION", "fp12"}})), "fp12");
+  expect_error(AcceleratorOptions().env(env_from_map({{"ACCELERATE_GRADIENT_ACCUMULATION_STEPS", "two"}})),
+               "ACCELERATE_GRADIENT_ACCUMULATION_STEPS");
+  expect_error(AcceleratorOptions().env(env_from_map({})).gradient_accumulation_steps(0), "got 0");
+  expect_error(AcceleratorOptions()
+                   .env(env_from_map({}))
+                   .gradient_accumulation_steps(2)
+                   .gradient_accumulation_plugin(GradientAccumulationPlugin()),
+               "not both");
+  EXPECT_THROW(AcceleratorOptions().mixed_precision("half"), std::invalid_argument);
+}
+
+TEST(GradientState, SyncsEveryNumStepsAndAtTheEndOfTheLoader) {
+  GradientState gs(GradientAccumulationPlugin().num_steps(3));
+  int loader = 0;
+  std::vector<bool> syncs;
+  gs.on_pass_begin(&loader);
+  for (int i = 0; i < 7; ++i) {
+    gs.on_batch(&loader, LoaderProgress{i == 6, 0});
+    gs.advance();
+    syncs.push_back(gs.sync_gradients());
+  }
+  gs.on_pass_end(&loader);
+  EXPECT_EQ(syncs, (std::vector<bool>{false, false, true, false, false, true, true}));
+  EXPECT_FALSE(gs.in_dataloader());
+  // The count restarted at the end of the loader.
+  gs.advance();
+  gs.advance();
+  EXPECT_FALSE(gs.sync_gradients());
+  gs.advance();
+  EXPECT_TRUE(gs.sync_gradients());
+  EXPECT_THROW(GradientState(GradientAccumulationPlugin().num_steps(0)), std::invalid_argument);
+}
