@@ -66,7 +66,7 @@ std::vector<double> run(accel::Accelerator& acc, Holder net, const torch::Tensor
     opt->step();
     opt->zero_grad();
     if (acc.device().is_cuda()) torch::cuda::synchronize();
-    loss.item<float>();  // the host waits for the step, as a logging loop would
+    loss.template item<float>();  // the host waits for the step, as a logging loop would
     if (s >= 10) ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
   }
   return ms;

@@ -39,7 +39,8 @@ class TinyTransformer(torch.nn.Module):
 def main(which, batch, steps):
     if "OMP_NUM_THREADS" in os.environ:
         torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
-    acc = Accelerator()
+    # On a machine without a GPU, Accelerate forms the process group only with cpu=True.
+    acc = Accelerator(cpu=not torch.cuda.is_available())
     torch.manual_seed(0)
     if which == "mlp":
         net, x = Mlp(), torch.randn(batch, 256)

@@ -2,7 +2,9 @@
 // Written the way a user writes a LibTorch loop with accel: the same
 // program runs alone or under `accel launch --num_processes N`, in fp32 or
 // bf16 (`--mixed_precision bf16`), with gradient accumulation
-// (`--gradient_accumulation_steps 2`), chosen at launch, not in the code.
+// (ACCELERATE_GRADIENT_ACCUMULATION_STEPS=2; Accelerate's launcher passes
+// its --gradient_accumulation_steps on only for DeepSpeed, and so does
+// accel's), chosen at launch, not in the code.
 //
 //   ./build/examples/spirals                       # one process
 //   ./build/accel launch --cpu --num_processes 2 ./build/examples/spirals

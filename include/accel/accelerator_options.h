@@ -23,6 +23,8 @@ namespace accel {
 struct AcceleratorOptions {
   /// "no", "fp16" or "bf16". Unset: ACCELERATE_MIXED_PRECISION, else "no".
   TORCH_ARG(std::optional<MixedPrecision>, mixed_precision) = std::nullopt;
+
+ public:  // TORCH_ARG leaves the section private
   AcceleratorOptions& mixed_precision(const std::string& name) {
     mixed_precision_ = parse_mixed_precision(name);
     return *this;

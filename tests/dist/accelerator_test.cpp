@@ -12,6 +12,7 @@
 #include "support/distributed.h"
 
 using namespace accel;
+using accel::testing::seed_cpu;
 namespace F = torch::nn::functional;
 
 namespace {
@@ -31,13 +32,6 @@ struct NetImpl : torch::nn::Module {
 };
 TORCH_MODULE(Net);
 
-// CPU generator only: torch::manual_seed would initialise CUDA where present,
-// and CUDA does not survive fork.
-void seed_cpu(uint64_t seed) {
-  auto gen = at::detail::getDefaultCPUGenerator();
-  std::lock_guard<std::mutex> lock(gen.mutex());
-  gen.set_current_seed(seed);
-}
 
 constexpr int64_t kSamples = 48;
 torch::Tensor all_x() { return torch::randn({kSamples, 6}, at::detail::createCPUGenerator(11)); }

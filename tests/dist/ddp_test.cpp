@@ -10,6 +10,7 @@
 #include "support/distributed.h"
 
 using namespace accel;
+using accel::testing::seed_cpu;
 
 namespace {
 
@@ -32,13 +33,6 @@ TORCH_MODULE(Net);
 
 constexpr int kSteps = 5, kBatch = 4;
 
-// Seeds the CPU generator only: torch::manual_seed would also initialise
-// CUDA (where present) in the parent, and CUDA does not survive fork.
-void seed_cpu(uint64_t seed) {
-  auto gen = at::detail::getDefaultCPUGenerator();
-  std::lock_guard<std::mutex> lock(gen.mutex());
-  gen.set_current_seed(seed);
-}
 
 torch::Tensor inputs(int step) {
   auto g = at::detail::createCPUGenerator(1000 + step);

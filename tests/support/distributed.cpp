@@ -2,7 +2,10 @@
 
 #include "accel_test_paths.h"
 
+#include <mutex>
 #include <stdexcept>
+
+#include <ATen/CPUGeneratorImpl.h>
 
 namespace accel::testing {
 
@@ -15,6 +18,12 @@ void run_distributed(int n, const std::function<void()>& body, LaunchOptions opt
       },
       options);
   EXPECT_TRUE(result.ok()) << result.describe();
+}
+
+void seed_cpu(uint64_t seed) {
+  auto gen = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  gen.set_current_seed(seed);
 }
 
 std::string source_path(const std::string& relative) { return std::string(ACCEL_SOURCE_DIR) + "/" + relative; }

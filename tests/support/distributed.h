@@ -1,5 +1,6 @@
 #pragma once
 // Test helpers for multi-process tests over Gloo on loopback.
+#include <cstdint>
 #include <functional>
 
 #include <gtest/gtest.h>
@@ -12,6 +13,10 @@ namespace accel::testing {
 /// assertion or an exception inside a child fails that rank; the calling
 /// test then fails naming it.
 void run_distributed(int n, const std::function<void()>& body, LaunchOptions options = {});
+
+/// Seeds LibTorch's default CPU generator only: torch::manual_seed would
+/// also initialise CUDA where present, and CUDA does not survive fork.
+void seed_cpu(uint64_t seed);
 
 /// Path of a file in the source tree / build tree.
 std::string source_path(const std::string& relative);

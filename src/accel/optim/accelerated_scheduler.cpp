@@ -4,37 +4,36 @@
 
 namespace accel {
 
-namespace {
-void check(const std::shared_ptr<const GradientState>& gs, const SchedulerStepping& s) {
-  if (!gs) throw std::invalid_argument("AcceleratedScheduler: the gradient state is null");
-  if (s.num_processes < 1)
-    throw std::invalid_argument("AcceleratedScheduler: num_processes must be >= 1, got " +
-                                std::to_string(s.num_processes));
-}
-}  // namespace
-
 AcceleratedScheduler::AcceleratedScheduler(std::shared_ptr<LRScheduler> scheduler,
                                            std::vector<std::shared_ptr<AcceleratedOptimizer>> optimizers,
                                            std::shared_ptr<const GradientState> gradient_state,
                                            SchedulerStepping stepping)
-    : scheduler_(std::move(scheduler)),
-      optimizers_(std::move(optimizers)),
-      gradient_state_(std::move(gradient_state)),
-      stepping_(stepping) {
-  if (!scheduler_) throw std::invalid_argument("AcceleratedScheduler: the scheduler is null, expected one");
-  check(gradient_state_, stepping_);
-}
+    : AcceleratedScheduler(std::move(scheduler), nullptr, std::move(optimizers), std::move(gradient_state),
+                           stepping) {}
 
 AcceleratedScheduler::AcceleratedScheduler(std::shared_ptr<torch::optim::LRScheduler> scheduler,
                                            std::vector<std::shared_ptr<AcceleratedOptimizer>> optimizers,
                                            std::shared_ptr<const GradientState> gradient_state,
                                            SchedulerStepping stepping)
-    : torch_scheduler_(std::move(scheduler)),
+    : AcceleratedScheduler(nullptr, std::move(scheduler), std::move(optimizers), std::move(gradient_state),
+                           stepping) {}
+
+AcceleratedScheduler::AcceleratedScheduler(std::shared_ptr<LRScheduler> scheduler,
+                                           std::shared_ptr<torch::optim::LRScheduler> torch_scheduler,
+                                           std::vector<std::shared_ptr<AcceleratedOptimizer>> optimizers,
+                                           std::shared_ptr<const GradientState> gradient_state,
+                                           SchedulerStepping stepping)
+    : scheduler_(std::move(scheduler)),
+      torch_scheduler_(std::move(torch_scheduler)),
       optimizers_(std::move(optimizers)),
       gradient_state_(std::move(gradient_state)),
       stepping_(stepping) {
-  if (!torch_scheduler_) throw std::invalid_argument("AcceleratedScheduler: the scheduler is null, expected one");
-  check(gradient_state_, stepping_);
+  if (!scheduler_ && !torch_scheduler_)
+    throw std::invalid_argument("AcceleratedScheduler: the scheduler is null, expected one");
+  if (!gradient_state_) throw std::invalid_argument("AcceleratedScheduler: the gradient state is null");
+  if (stepping_.num_processes < 1)
+    throw std::invalid_argument("AcceleratedScheduler: num_processes must be >= 1, got " +
+                                std::to_string(stepping_.num_processes));
 }
 
 void AcceleratedScheduler::step_once() {

@@ -29,7 +29,9 @@ def main(src, out, batch, accumulation, warmup, total, clip, lr):
     net = Net()
     net.load_state_dict({k: v for k, v in tensors.items() if k.startswith("fc")})
     data = DataLoader(TensorDataset(tensors["x"], tensors["y"]), batch_size=batch, shuffle=False)
-    acc = Accelerator(gradient_accumulation_steps=accumulation)
+    # cpu=True: under `accelerate launch --multi_gpu` on a machine without a GPU
+    # Accelerate would otherwise leave each process alone (no process group).
+    acc = Accelerator(gradient_accumulation_steps=accumulation, cpu=True)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)
     sched = get_linear_schedule_with_warmup(opt, warmup, total)
     model, opt, data, sched = acc.prepare(net, opt, data, sched)
