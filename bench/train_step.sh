@@ -7,9 +7,9 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 MODE="${1:-cpu}"; STEPS="${2:-40}"; THREADS="${3:-1}"
 B="${BUILD_DIR:-$ROOT/build}"
-PY_BIN="${PY_BIN:-$ROOT/.venv/bin}"
+PY="${PY:-$ROOT/.venv/bin/python}"
 export OMP_NUM_THREADS="$THREADS" HF_HOME="$(mktemp -d)"
-port() { "$PY_BIN/python" -c 'import socket; s=socket.socket(); s.bind(("",0)); print(s.getsockname()[1])'; }
+port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("",0)); print(s.getsockname()[1])'; }
 run_pair() {  # ranks mixed_precision model batch
   local n="$1" mp="$2" model="$3" batch="$4" cpu=() multi=()
   [[ "$MODE" == cpu ]] && cpu=(--cpu)
@@ -17,7 +17,7 @@ run_pair() {  # ranks mixed_precision model batch
   if [[ "$MODE" == cpu ]]; then export CUDA_VISIBLE_DEVICES=; fi
   "$B/accel" launch "${cpu[@]}" --num_processes "$n" --mixed_precision "$mp" --main_process_port "$(port)" \
       "$B/bench/bench_train_step" "$model" "$batch" "$STEPS"
-  "$PY_BIN/accelerate" launch "${multi[@]}" --num_processes "$n" --num_machines 1 --mixed_precision "$mp" \
+  "$PY" -m accelerate.commands.launch "${multi[@]}" --num_processes "$n" --num_machines 1 --mixed_precision "$mp" \
       --dynamo_backend no --main_process_port "$(port)" "$ROOT/bench/train_step.py" "$model" "$batch" "$STEPS" 2>/dev/null
 }
 if [[ "$MODE" == cpu ]]; then

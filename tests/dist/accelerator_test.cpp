@@ -128,8 +128,10 @@ void expect_same_training(const Run& run, const Reference& ref) {
 
 TEST(Accelerator, DdpEqualsSingleProcessFullBatch) {
   // 2 ranks x 4 rows = 8 rows per step; 6 steps; scheduler stepped twice per step.
-  auto ref = reference(8, 2, 0.0, 6);
+  // The reference runs in each rank: autograd used in the parent before
+  // fork (with CUDA present) breaks autograd in the children.
   accel::testing::run_distributed(2, [&] {
+    auto ref = reference(8, 2, 0.0, 6);
     Accelerator acc;
     auto run = train(acc, 4, 0.0);
     expect_same_training(run, ref);
@@ -139,8 +141,10 @@ TEST(Accelerator, DdpEqualsSingleProcessFullBatch) {
 
 TEST(Accelerator, AccumulationWithDdpEqualsFullBatch) {
   // 2 ranks x 2 micro-batches x 3 rows = 12 rows per step, 4 steps.
-  auto ref = reference(12, 2, 0.0, 4);
+  // The reference runs in each rank: autograd used in the parent before
+  // fork (with CUDA present) breaks autograd in the children.
   accel::testing::run_distributed(2, [&] {
+    auto ref = reference(12, 2, 0.0, 4);
     Accelerator acc(AcceleratorOptions().gradient_accumulation_steps(2));
     auto run = train(acc, 3, 0.0);
     expect_same_training(run, ref);
@@ -149,8 +153,10 @@ TEST(Accelerator, AccumulationWithDdpEqualsFullBatch) {
 
 TEST(Accelerator, AccumulationInOneProcessEqualsFullBatch) {
   // 4 micro-batches of 3 rows = one step of 12.
-  auto ref = reference(12, 1, 0.0, 4);
+  // The reference runs in each rank: autograd used in the parent before
+  // fork (with CUDA present) breaks autograd in the children.
   accel::testing::run_distributed(1, [&] {
+    auto ref = reference(12, 1, 0.0, 4);
     Accelerator acc(AcceleratorOptions().gradient_accumulation_steps(4));
     auto run = train(acc, 3, 0.0);
     expect_same_training(run, ref);
@@ -158,8 +164,10 @@ TEST(Accelerator, AccumulationInOneProcessEqualsFullBatch) {
 }
 
 TEST(Accelerator, ClipGradNormIsTheSingleProcessNorm) {
-  auto ref = reference(8, 2, 0.05, 6);
+  // The reference runs in each rank: autograd used in the parent before
+  // fork (with CUDA present) breaks autograd in the children.
   accel::testing::run_distributed(2, [&] {
+    auto ref = reference(8, 2, 0.05, 6);
     Accelerator acc;
     auto run = train(acc, 4, 0.05);
     ASSERT_FALSE(run.norms.empty());
@@ -169,8 +177,10 @@ TEST(Accelerator, ClipGradNormIsTheSingleProcessNorm) {
 }
 
 TEST(Accelerator, FindUnusedParametersKeepsRanksInSync) {
-  auto ref = reference(8, 2, 0.0, 6, /*idle_branch=*/true);
+  // The reference runs in each rank: autograd used in the parent before
+  // fork (with CUDA present) breaks autograd in the children.
   accel::testing::run_distributed(2, [&] {
+    auto ref = reference(8, 2, 0.0, 6, /*idle_branch=*/true);
     Accelerator acc(AcceleratorOptions().ddp(DDPOptions().set_find_unused_parameters(true)));
     auto run = train(acc, 4, 0.0, /*idle_branch=*/true);
     expect_same_training(run, ref);
@@ -180,8 +190,10 @@ TEST(Accelerator, FindUnusedParametersKeepsRanksInSync) {
 
 TEST(Accelerator, SchedulerStepsOncePerOptimizerStepWithSplitBatches) {
   // split_batches: each rank gets half of every 8-row batch; one scheduler step per optimizer step.
-  auto ref = reference(8, 1, 0.0, 6);
+  // The reference runs in each rank: autograd used in the parent before
+  // fork (with CUDA present) breaks autograd in the children.
   accel::testing::run_distributed(2, [&] {
+    auto ref = reference(8, 1, 0.0, 6);
     Accelerator acc(AcceleratorOptions().split_batches(true));
     auto run = train(acc, 8, 0.0);
     expect_same_training(run, ref);

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include <gtest/gtest.h>
+#include <torch/cuda.h>
 
 #include "accel/dist/launcher.h"
 #include "accel_test_paths.h"
@@ -239,8 +240,12 @@ TEST_F(CliLaunch, ConfigDefaultAndUpdate) {
   ASSERT_EQ(r.status, 0) << r.output;
   auto text = read(cfg);
   EXPECT_NE(text.find("mixed_precision: bf16\n"), std::string::npos) << text;
-  EXPECT_NE(text.find("distributed_type: 'NO'\n"), std::string::npos) << text;  // no GPU here
-  EXPECT_NE(text.find("use_cpu: true\n"), std::string::npos) << text;
+  // Without a GPU the default config trains on the CPU; with one, on it;
+  // with several, on all of them.
+  const bool gpu = torch::cuda::is_available();
+  const char* type = torch::cuda::device_count() > 1 ? "distributed_type: MULTI_GPU\n" : "distributed_type: 'NO'\n";
+  EXPECT_NE(text.find(type), std::string::npos) << text;
+  EXPECT_NE(text.find(gpu ? "use_cpu: false\n" : "use_cpu: true\n"), std::string::npos) << text;
   auto again = accel({"config", "default", "--config_file", cfg});
   EXPECT_NE(again.output.find("already exists"), std::string::npos);
   std::ofstream(cfg) << "distributed_type: MULTI_CPU\nnum_processes: 2\n";

@@ -71,8 +71,10 @@ void expect_close(const std::vector<torch::Tensor>& a, const std::vector<torch::
 }
 
 void ddp_run(int accumulation, bool branch_every_other, DDPOptions opts) {
-  auto ref = single_process(accumulation, branch_every_other);
+  // The reference runs in each rank: autograd used in the parent before
+  // fork (with CUDA present) breaks autograd in the children.
   accel::testing::run_distributed(2, [&] {
+    auto ref = single_process(accumulation, branch_every_other);
     auto& st = state();
     // Different seeds per rank: DDP's broadcast must make them equal.
     seed_cpu(7 + st.rank() * 100);

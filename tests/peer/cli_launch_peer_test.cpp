@@ -25,7 +25,12 @@ using Env = std::map<std::string, std::string>;
 // Variables torchrun's agent sets that describe the agent itself: accel has
 // no agent, no error-file protocol, and rank 0 (not the launcher) hosts the
 // rendezvous store.
-const std::set<std::string> kDeliberate = {"TORCHELASTIC_ERROR_FILE", "TORCHELASTIC_USE_AGENT_STORE"};
+// Also the variables Python libraries put into their own process's
+// environment when imported (Intel OpenMP's KMP_* and torch._inductor's cache
+// folder, seen on the GPU machine), which Accelerate's children inherit but no
+// launcher sets.
+const std::set<std::string> kDeliberate = {"TORCHELASTIC_ERROR_FILE", "TORCHELASTIC_USE_AGENT_STORE",
+                                           "KMP_DUPLICATE_LIB_OK", "KMP_INIT_AT_FORK", "TORCHINDUCTOR_CACHE_DIR"};
 // The variables accel adds when it starts several processes where
 // Accelerate's simple launcher starts one.
 const std::set<std::string> kPerRank = {

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# One call on the GPU machine (see ../shared/device/README.md): configure and
+# build, run the test suite (gpu tests included), then the benchmarks with
+# their Python peers. Full logs go to $OUT (default /tmp/accel_gpu_out).
+#   bench/gpu_run.sh [what...]   what: build tests bench (default: all three)
+# Needs .deps/libgloo-dev_*.deb carried along (the machine has no Gloo headers).
+set -uo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+OUT="${OUT:-/tmp/accel_gpu_out}"; mkdir -p "$OUT"
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+WHAT=("$@"); [[ ${#WHAT[@]} -eq 0 ]] && WHAT=(build tests bench)
+B=build-gpu
+want() { [[ " ${WHAT[*]} " == *" $1 "* ]]; }
+
+if want build; then
+  mkdir -p /tmp/deps && dpkg -x .deps/libgloo-dev_*.deb /tmp/deps
+  P=$(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)')
+  cmake -S . -B $B -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$P" \
+    -DGLOO_INCLUDE_DIR=/tmp/deps/usr/include -DACCEL_PYTHON="$(which python3)" >"$OUT/configure.log" 2>&1 \
+    && cmake --build $B -j16 >"$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
+  echo "build ok"
+fi
+if want tests; then
+  (cd $B && ctest -j8 --output-on-failure >"$OUT/ctest.log" 2>&1)
+  echo "ctest exit $?"; grep -E "tests passed|FAILED|\(Failed\)|Skipped\)" "$OUT/ctest.log" | head -30
+fi
+if want bench; then
+  BUILD_DIR="$ROOT/$B" PY="$(which python3)" bench/train_step.sh gpu 50 \
+    >"$OUT/train_step.log" 2>&1
+  grep -E "^(accel|accelerate) " "$OUT/train_step.log"
+fi
