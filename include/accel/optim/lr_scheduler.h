@@ -41,6 +41,7 @@ struct SchedulerState {
   bool operator==(const SchedulerState&) const = default;
 };
 
+/// Holds a reference to the optimizer, which must outlive it.
 class LRScheduler {
  public:
   /// One lambda for every param group.
