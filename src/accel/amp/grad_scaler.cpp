@@ -1,0 +1,255 @@
+#include "accel/amp/grad_scaler.h"
+
+#include <charconv>
+#include <cmath>
+#include <stdexcept>
+#include <tuple>
+#include <vector>
+
+#include <ATen/ops/_amp_foreach_non_finite_check_and_unscale.h>
+#include <ATen/ops/_amp_update_scale.h>
+
+#include "accel/dist/collectives.h"
+
+namespace accel {
+
+namespace {
+
+std::string num(double v) {
+  char buf[32];
+  const auto r = std::to_chars(buf, buf + sizeof buf, v);
+  return std::string(buf, r.ptr);
+}
+
+void check(const char* where, const char* scale_name, double init_scale, double growth_factor, double backoff_factor,
+           int64_t growth_interval) {
+  const std::string w(where);
+  if (!(init_scale > 0) || !std::isfinite(init_scale))
+    throw std::invalid_argument(w + ": " + scale_name + " is " + num(init_scale) + "; expected a finite value > 0");
+  if (!(growth_factor > 1) || !std::isfinite(growth_factor))
+    throw std::invalid_argument(w + ": growth_factor is " + num(growth_factor) + "; expected a finite value > 1");
+  if (!(backoff_factor > 0 && backoff_factor < 1))
+    throw std::invalid_argument(w + ": backoff_factor is " + num(backoff_factor) + "; expected a value in (0, 1)");
+  if (growth_interval <= 0)
+    throw std::invalid_argument(w + ": growth_interval is " + std::to_string(growth_interval) +
+                                "; expected a value > 0");
+}
+
+// Gradients that the kernel may process in one call share device and dtype
+// (its CUDA path is a multi-tensor launch over same-typed tensors).
+struct GradBucket {
+  torch::Device device;
+  torch::ScalarType dtype;
+  std::vector<torch::Tensor> grads;
+};
+
+}  // namespace
+
+// ---- GradScalerState ---------------------------------------------------
+
+std::map<std::string, torch::Tensor> GradScalerState::to_tensors() const {
+  auto f64 = [](double v) { return torch::tensor(v, torch::kFloat64); };
+  auto i64 = [](int64_t v) { return torch::tensor(v, torch::kInt64); };
+  return {{"scale", f64(scale)},
+          {"growth_factor", f64(growth_factor)},
+          {"backoff_factor", f64(backoff_factor)},
+          {"growth_interval", i64(growth_interval)},
+          {"_growth_tracker", i64(growth_tracker)}};
+}
+
+GradScalerState GradScalerState::from_tensors(const std::map<std::string, torch::Tensor>& tensors) {
+  if (tensors.empty())
+    throw std::invalid_argument(
+        "GradScalerState::from_tensors: the state is empty, as saved from a disabled GradScaler; expected the keys "
+        "scale, growth_factor, backoff_factor, growth_interval, _growth_tracker");
+  auto get = [&](const std::string& key) -> const torch::Tensor& {
+    auto it = tensors.find(key);
+    if (it == tensors.end())
+      throw std::invalid_argument("GradScalerState::from_tensors: key '" + key + "' is missing");
+    if (!it->second.defined() || it->second.numel() != 1)
+      throw std::invalid_argument("GradScalerState::from_tensors: '" + key + "' has " +
+                                  std::to_string(it->second.defined() ? it->second.numel() : 0) +
+                                  " elements; expected a scalar");
+    return it->second;
+  };
+  GradScalerState s;
+  s.scale = get("scale").item<double>();
+  s.growth_factor = get("growth_factor").item<double>();
+  s.backoff_factor = get("backoff_factor").item<double>();
+  s.growth_interval = get("growth_interval").item<int64_t>();
+  s.growth_tracker = get("_growth_tracker").item<int64_t>();
+  return s;
+}
+
+// ---- GradScaler ----------------------------------------------------------
+
+GradScaler::GradScaler(GradScalerOptions options, c10::intrusive_ptr<c10d::ProcessGroup> group)
+    : options_(options), group_(std::move(group)), pending_scale_(options.init_scale()) {
+  check("GradScaler", "init_scale", options.init_scale(), options.growth_factor(), options.backoff_factor(),
+        options.growth_interval());
+}
+
+void GradScaler::lazy_init(const torch::Device& device) {
+  if (scale_.defined()) return;
+  scale_ = torch::full({}, pending_scale_, torch::dtype(torch::kFloat32).device(device));
+  growth_tracker_ = torch::full({}, pending_growth_tracker_, torch::dtype(torch::kInt32).device(device));
+}
+
+torch::Tensor GradScaler::scale(const torch::Tensor& loss) {
+  if (!enabled()) return loss;
+  if (!loss.defined()) throw std::invalid_argument("GradScaler::scale: the loss is an undefined tensor");
+  lazy_init(loss.device());
+  return loss * scale_.to(loss.device(), /*non_blocking=*/true);
+}
+
+void GradScaler::unscale_(torch::optim::Optimizer& optimizer) {
+  if (!enabled()) return;
+  auto it = per_optimizer_.find(&optimizer);
+  if (it != per_optimizer_.end()) {
+    if (it->second.stage == Stage::unscaled)
+      throw std::logic_error("GradScaler::unscale_: already called for this optimizer since the last update()");
+    if (it->second.stage == Stage::stepped)
+      throw std::logic_error("GradScaler::unscale_: called after step() for this optimizer; call update() first");
+  }
+
+  // Check every gradient before touching any, so a refused call changes nothing.
+  std::vector<GradBucket> buckets;
+  const auto& groups = optimizer.param_groups();
+  for (size_t g = 0; g < groups.size(); ++g) {
+    const auto& params = groups[g].params();
+    for (size_t i = 0; i < params.size(); ++i) {
+      const auto& grad = params[i].grad();
+      if (!grad.defined()) continue;
+      const std::string where = "parameter " + std::to_string(i) + " of param group " + std::to_string(g);
+      if (grad.is_sparse())
+        throw std::invalid_argument("GradScaler::unscale_: " + where +
+                                    " has a sparse gradient; GradScaler supports dense gradients only");
+      if (grad.scalar_type() == torch::kHalf)
+        throw std::invalid_argument("GradScaler::unscale_: " + where +
+                                    " has an fp16 gradient; expected fp32 parameters, with fp16 only inside "
+                                    "autocast");
+      if (grad.scalar_type() == torch::kBFloat16)
+        throw std::invalid_argument("GradScaler::unscale_: " + where +
+                                    " has a bf16 gradient; bf16 has fp32's range and needs no loss scaling "
+                                    "(disable the scaler), and ATen's CUDA unscale kernel does not take it");
+      if (grad.scalar_type() != torch::kFloat && grad.scalar_type() != torch::kDouble)
+        throw std::invalid_argument("GradScaler::unscale_: " + where + " has a gradient of dtype " +
+                                    std::string(c10::toString(grad.scalar_type())) + "; expected float32 or float64");
+      GradBucket* b = nullptr;
+      for (auto& cand : buckets)
+        if (cand.device == grad.device() && cand.dtype == grad.scalar_type()) b = &cand;
+      if (!b) b = &buckets.emplace_back(GradBucket{grad.device(), grad.scalar_type(), {}});
+      b->grads.push_back(grad);
+    }
+  }
+  if (!scale_.defined()) {
+    if (buckets.empty())
+      throw std::logic_error(
+          "GradScaler::unscale_: the optimizer has no gradients and scale() was never called, so there is no "
+          "scale to unscale by");
+    lazy_init(buckets.front().device);
+  }
+
+  // As PyTorch: the reciprocal in double, then fp32, so 1/scale is exact
+  // for the power-of-two scales dynamic scaling produces.
+  const auto inv_scale = scale_.to(torch::kFloat64).reciprocal().to(torch::kFloat32);
+  auto found_inf = torch::zeros({}, scale_.options().dtype(torch::kFloat32));
+  // One flag per device (the kernel writes to a flag on its tensors' device).
+  std::vector<std::pair<torch::Device, torch::Tensor>> flags;
+  for (auto& b : buckets) {
+    torch::Tensor* flag = nullptr;
+    for (auto& [dev, t] : flags)
+      if (dev == b.device) flag = &t;
+    if (!flag) {
+      auto t = b.device == scale_.device() ? found_inf : torch::zeros({}, found_inf.options().device(b.device));
+      flag = &flags.emplace_back(b.device, t).second;
+    }
+    at::_amp_foreach_non_finite_check_and_unscale_(b.grads, *flag, inv_scale.to(b.device, /*non_blocking=*/true));
+  }
+  for (auto& [dev, t] : flags)
+    if (!t.is_same(found_inf)) found_inf.add_(t.to(found_inf.device(), /*non_blocking=*/true));
+  if (group_) {
+    auto flat = found_inf.view({1});
+    all_reduce_(flat, ReduceOp::max, group_);
+  }
+  auto& rec = per_optimizer_[&optimizer];
+  rec.found_inf = found_inf;
+  rec.stage = Stage::unscaled;
+}
+
+bool GradScaler::step(torch::optim::Optimizer& optimizer) {
+  if (!enabled()) {
+    optimizer.step();
+    return true;
+  }
+  auto it = per_optimizer_.find(&optimizer);
+  if (it != per_optimizer_.end() && it->second.stage == Stage::stepped)
+    throw std::logic_error("GradScaler::step: already called for this optimizer since the last update()");
+  if (it == per_optimizer_.end() || it->second.stage == Stage::ready) unscale_(optimizer);
+  auto& rec = per_optimizer_.at(&optimizer);
+  // The one read-back of an iteration: whether to call the optimizer at all.
+  const bool skip = rec.found_inf.item<float>() != 0.0f;
+  if (!skip) optimizer.step();
+  rec.stage = Stage::stepped;
+  return !skip;
+}
+
+void GradScaler::update() {
+  if (!enabled()) return;
+  torch::Tensor found;
+  for (auto& [opt, rec] : per_optimizer_) {
+    if (!rec.found_inf.defined()) continue;
+    found = found.defined() ? found + rec.found_inf : rec.found_inf;
+  }
+  if (!found.defined())
+    throw std::logic_error(
+        "GradScaler::update: no optimizer was unscaled or stepped through this scaler since the last update()");
+  at::_amp_update_scale_(scale_, growth_tracker_, found, options_.growth_factor(), options_.backoff_factor(),
+                         options_.growth_interval());
+  per_optimizer_.clear();
+}
+
+double GradScaler::get_scale() const {
+  if (!enabled()) return 1.0;
+  return scale_.defined() ? scale_.item<double>() : pending_scale_;
+}
+
+int64_t GradScaler::growth_tracker() const {
+  if (!enabled()) return 0;
+  return growth_tracker_.defined() ? growth_tracker_.item<int64_t>() : pending_growth_tracker_;
+}
+
+bool GradScaler::found_inf() const {
+  for (const auto& [opt, rec] : per_optimizer_)
+    if (rec.found_inf.defined() && rec.found_inf.item<float>() != 0.0f) return true;
+  return false;
+}
+
+std::optional<GradScalerState> GradScaler::state() const {
+  if (!enabled()) return std::nullopt;
+  GradScalerState s;
+  s.scale = get_scale();
+  s.growth_tracker = growth_tracker();
+  s.growth_factor = options_.growth_factor();
+  s.backoff_factor = options_.backoff_factor();
+  s.growth_interval = options_.growth_interval();
+  return s;
+}
+
+void GradScaler::load_state(const GradScalerState& state) {
+  if (!enabled()) return;
+  check("GradScaler::load_state", "scale", state.scale, state.growth_factor, state.backoff_factor, state.growth_interval);
+  if (state.growth_tracker < 0)
+    throw std::invalid_argument("GradScaler::load_state: growth_tracker is " + std::to_string(state.growth_tracker) +
+                                "; expected a value >= 0");
+  options_.growth_factor(state.growth_factor).backoff_factor(state.backoff_factor).growth_interval(
+      state.growth_interval);
+  pending_scale_ = state.scale;
+  pending_growth_tracker_ = state.growth_tracker;
+  if (scale_.defined()) {
+    scale_.fill_(state.scale);
+    growth_tracker_.fill_(state.growth_tracker);
+  }
+}
+
+}  // namespace accel
