@@ -221,7 +221,9 @@ TEST(Accelerator, OptimizerAndSchedulerIdleOnAccumulationBatches) {
       EXPECT_EQ(acc.sync_gradients(), sync) << "batch " << i;
       EXPECT_EQ(max_diff(snapshot(*net), before) > 0, sync) << "batch " << i;
       // Gradients are kept (not zeroed) between accumulation batches.
-      if (!sync) EXPECT_TRUE(net->fc1->weight.grad().equal(grad));
+      if (!sync) {
+        EXPECT_TRUE(net->fc1->weight.grad().equal(grad));
+      }
       EXPECT_EQ(scheduler->scheduler()->last_epoch(), 2 * (i / 3)) << "batch " << i;
     }
   });

@@ -87,7 +87,9 @@ TEST(GpuAccelerator, Fp16ScalerSkipsOverflowAndTrains) {
       optimizer->step();
       optimizer->zero_grad();
       EXPECT_EQ(optimizer->step_was_skipped(), poison) << "step " << step;
-      if (poison) EXPECT_EQ(acc.scaler()->get_scale(), scale / 2);
+      if (poison) {
+        EXPECT_EQ(acc.scaler()->get_scale(), scale / 2);
+      }
       if (first < 0) first = loss.item<double>();
       last = loss.item<double>();
       ++step;
