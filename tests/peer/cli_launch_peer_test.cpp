@@ -6,9 +6,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <set>
 #include <sstream>
 
@@ -38,6 +41,27 @@ const std::set<std::string> kPerRank = {
     "GROUP_WORLD_SIZE", "ROLE_RANK",     "ROLE_WORLD_SIZE",   "ROLE_NAME",               "TORCHELASTIC_RESTART_COUNT",
     "TORCHELASTIC_MAX_RESTARTS", "TORCHELASTIC_RUN_ID", "TORCHELASTIC_SIGNALS_TO_HANDLE",
     "TORCHELASTIC_USE_AGENT_STORE", "TORCH_NCCL_ASYNC_ERROR_HANDLING"};
+
+// The variables Accelerate's own Python process adds to its environment
+// when it starts and imports its launcher (site hooks, torch, MPI bindings;
+// they differ per machine: the GPU machine's Python adds OMPI_MCA_* and
+// PMIX_*): inherited by its children, not set by the launcher.
+const std::set<std::string>& set_by_python_imports() {
+  static const std::set<std::string> names = [] {
+    std::set<std::string> out;
+    const std::string cmd = std::string(ACCEL_PYTHON) +
+                            " -c 'import os, accelerate.commands.launch; print(\"\\n\".join(os.environ))'";
+    std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(cmd.c_str(), "r"), pclose);
+    char line[4096];
+    while (pipe && fgets(line, sizeof line, pipe.get())) {
+      std::string name(line);
+      while (!name.empty() && (name.back() == '\n' || name.back() == '\r')) name.pop_back();
+      if (!name.empty() && !std::getenv(name.c_str())) out.insert(name);
+    }
+    return out;
+  }();
+  return names;
+}
 
 class CliPeer : public ::testing::Test {
  protected:
@@ -123,7 +147,7 @@ class CliPeer : public ::testing::Test {
   static void expect_same(const Env& accelerate, const Env& accel, const std::string& rank,
                           const std::set<std::string>& accel_extras = {}) {
     for (auto& [k, v] : accelerate) {
-      if (kDeliberate.count(k)) continue;
+      if (kDeliberate.count(k) || set_by_python_imports().count(k)) continue;
       auto it = accel.find(k);
       if (it == accel.end())
         ADD_FAILURE() << "rank " << rank << ": accel does not set " << k << "=" << v;
