@@ -26,8 +26,8 @@ if want tests; then
   echo "ctest exit $?"; grep -E "tests passed|FAILED|\(Failed\)|Skipped\)" "$OUT/ctest.log" | head -30
 fi
 if want bench; then
-  for rep in 1 2; do
-    BUILD_DIR="$ROOT/$B" PY="$(which python3)" bench/train_step.sh gpu 300 >"$OUT/train_step.$rep.log" 2>&1
+  for rep in 1; do
+    BUILD_DIR="$ROOT/$B" PY="$(which python3)" bench/train_step.sh gpu 200 >"$OUT/train_step.$rep.log" 2>&1
     grep -E "^(accel|accelerate) " "$OUT/train_step.$rep.log"
   done
 fi

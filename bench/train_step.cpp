@@ -5,7 +5,9 @@
 // threads); bench/train_step.sh runs both and prints the table.
 //
 //   accel launch --cpu --num_processes 2 build/bench/bench_train_step mlp 64 60
-//   args: model (mlp|transformer) per-rank-batch steps
+//   args: model (mlp|transformer) per-rank-batch steps [optimizer: adamw|fused]
+// adamw is LibTorch's AdamW (the peer: torch.optim.AdamW's default), fused
+// is accel::FusedAdamW (the peer: AdamW(fused=True)).
 // Prints: the median and mean step time over the steps after 10 warm-up steps.
 #include <algorithm>
 #include <chrono>
@@ -17,6 +19,7 @@
 #include <torch/torch.h>
 
 #include "accel/accelerator.h"
+#include "accel/optim/fused_adamw.h"
 
 namespace {
 
@@ -53,8 +56,14 @@ struct TinyTransformerImpl : torch::nn::Module {
 TORCH_MODULE(TinyTransformer);
 
 template <class Holder>
-std::vector<double> run(accel::Accelerator& acc, Holder net, const torch::Tensor& x, const torch::Tensor& y, int steps) {
-  auto adamw = std::make_shared<torch::optim::AdamW>(net->parameters(), torch::optim::AdamWOptions(1e-4));
+std::vector<double> run(accel::Accelerator& acc, Holder net, const torch::Tensor& x, const torch::Tensor& y, int steps,
+                        bool fused) {
+  std::shared_ptr<torch::optim::Optimizer> adamw;
+  if (fused) {
+    adamw = std::make_shared<accel::FusedAdamW>(net->parameters(), torch::optim::AdamWOptions(1e-4));
+  } else {
+    adamw = std::make_shared<torch::optim::AdamW>(net->parameters(), torch::optim::AdamWOptions(1e-4));
+  }
   auto [model, opt] = acc.prepare(net, adamw);
   auto xd = x.to(acc.device()), yd = y.to(acc.device());
   std::vector<double> ms;
@@ -78,14 +87,20 @@ int main(int argc, char** argv) {
   const std::string which = argc > 1 ? argv[1] : "mlp";
   const int64_t batch = argc > 2 ? std::atoll(argv[2]) : 64;
   const int steps = argc > 3 ? std::atoi(argv[3]) : 60;
+  const std::string optimizer = argc > 4 ? argv[4] : "adamw";
+  if (optimizer != "adamw" && optimizer != "fused") {
+    std::fprintf(stderr, "unknown optimizer '%s': expected adamw or fused\n", optimizer.c_str());
+    return 2;
+  }
+  const bool fused = optimizer == "fused";
   if (const char* t = std::getenv("OMP_NUM_THREADS")) torch::set_num_threads(std::atoi(t));
   accel::Accelerator acc;
   torch::manual_seed(0);
   std::vector<double> ms;
   if (which == "mlp") {
-    ms = run(acc, Mlp(), torch::randn({batch, 256}), torch::randint(0, 10, {batch}), steps);
+    ms = run(acc, Mlp(), torch::randn({batch, 256}), torch::randint(0, 10, {batch}), steps, fused);
   } else if (which == "transformer") {
-    ms = run(acc, TinyTransformer(), torch::randint(0, 1000, {batch, 64}), torch::randint(0, 10, {batch}), steps);
+    ms = run(acc, TinyTransformer(), torch::randint(0, 1000, {batch, 64}), torch::randint(0, 10, {batch}), steps, fused);
   } else {
     std::fprintf(stderr, "unknown model '%s': expected mlp or transformer\n", which.c_str());
     return 2;
@@ -95,8 +110,9 @@ int main(int argc, char** argv) {
   const double median = sorted[sorted.size() / 2];
   const double mean = std::accumulate(ms.begin(), ms.end(), 0.0) / static_cast<double>(ms.size());
   if (acc.is_main_process())
-    std::printf("accel %s ranks=%d batch=%lld mp=%s threads=%d median_ms=%.3f mean_ms=%.3f\n", which.c_str(),
-                acc.num_processes(), static_cast<long long>(batch), accel::to_string(acc.mixed_precision()).c_str(),
+    std::printf("accel %s opt=%s ranks=%d batch=%lld mp=%s threads=%d median_ms=%.3f mean_ms=%.3f\n", which.c_str(),
+                optimizer.c_str(), acc.num_processes(), static_cast<long long>(batch),
+                accel::to_string(acc.mixed_precision()).c_str(),
                 torch::get_num_threads(), median, mean);
   return 0;
 }

@@ -1,7 +1,7 @@
 """The Python twin of bench/train_step.cpp: the same model, batch, optimizer
 and threads with Accelerate + PyTorch DDP (run under `accelerate launch`).
 
-    accelerate launch --multi_gpu --num_processes 2 bench/train_step.py mlp 64 60
+    accelerate launch --multi_gpu --num_processes 2 bench/train_step.py mlp 64 60 [adamw|fused]
 """
 import os
 import statistics
@@ -36,7 +36,7 @@ class TinyTransformer(torch.nn.Module):
         return self.head(self.encoder(h).mean(0))
 
 
-def main(which, batch, steps):
+def main(which, batch, steps, optimizer):
     if "OMP_NUM_THREADS" in os.environ:
         torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     # On a machine without a GPU, Accelerate forms the process group only with cpu=True.
@@ -47,7 +47,7 @@ def main(which, batch, steps):
     else:
         net, x = TinyTransformer(), torch.randint(0, 1000, (batch, 64))
     y = torch.randint(0, 10, (batch,))
-    opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-4, fused=(optimizer == "fused") or None)
     model, opt = acc.prepare(net, opt)
     x, y = x.to(acc.device), y.to(acc.device)
     cuda = acc.device.type == "cuda"
@@ -66,10 +66,10 @@ def main(which, batch, steps):
         if s >= 10:
             ms.append((time.perf_counter() - t0) * 1000)
     if acc.is_main_process:
-        print(f"accelerate {which} ranks={acc.num_processes} batch={batch} mp={acc.mixed_precision} "
+        print(f"accelerate {which} opt={optimizer} ranks={acc.num_processes} batch={batch} mp={acc.mixed_precision} "
               f"threads={torch.get_num_threads()} median_ms={statistics.median(ms):.3f} "
               f"mean_ms={statistics.fmean(ms):.3f}")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))
+    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] if len(sys.argv) > 4 else "adamw")

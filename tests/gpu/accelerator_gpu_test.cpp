@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include "accel/accelerator.h"
+#include "accel/optim/fused_adamw.h"
 #include "accel/optim/schedules.h"
 
 #define REQUIRE_CUDA() \
@@ -119,4 +120,24 @@ TEST(GpuAccelerator, Bf16MasterWeightsOnTheGpu) {
     EXPECT_EQ(masters[i].scalar_type(), torch::kFloat);
     EXPECT_LT((masters[i].cpu().to(torch::kFloat64) - ref[i]).abs().max().item<double>(), 2e-2) << i;
   }
+}
+
+TEST(GpuAccelerator, FusedAdamWEqualsAdamWOnTheGpu) {
+  REQUIRE_CUDA();
+  auto run = [](auto make_opt) {
+    auto net = make_net();
+    net->to(torch::kCUDA);
+    auto opt = make_opt(net->parameters());
+    for (int e = 0; e < 3; ++e)
+      for (auto& b : data()) {
+        opt->zero_grad();
+        F::cross_entropy(net->forward(b["x"].cuda()), b["y"].cuda()).backward();
+        opt->step();
+      }
+    return net->parameters();
+  };
+  const auto options = torch::optim::AdamWOptions(1e-2).weight_decay(0.05);
+  auto ref = run([&](std::vector<torch::Tensor> p) { return std::make_shared<torch::optim::AdamW>(p, options); });
+  auto fused = run([&](std::vector<torch::Tensor> p) { return std::make_shared<FusedAdamW>(p, options); });
+  for (size_t i = 0; i < ref.size(); ++i) EXPECT_LT((fused[i] - ref[i]).abs().max().item<double>(), 1e-5) << i;
 }
