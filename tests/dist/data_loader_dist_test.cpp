@@ -55,7 +55,9 @@ Rows gathered_ids(DataLoader<TensorDict>& loader) {
     seen.insert(seen.end(), r.begin(), r.end());
     ++steps;
   }
-  if (loader.size() >= 0) EXPECT_EQ(steps, loader.size());
+  if (loader.size() >= 0) {
+    EXPECT_EQ(steps, loader.size());
+  }
   return seen;
 }
 
