@@ -64,7 +64,9 @@ TEST_P(Collectives, PadAcrossProcessesUnevenShapes) {
     auto p = pad_across_processes(t, 0, -1);
     ASSERT_EQ(p.sizes(), (std::vector<int64_t>{n, 2}));
     EXPECT_TRUE(p.narrow(0, 0, r + 1).eq(1).all().item<bool>());
-    if (r + 1 < n) EXPECT_TRUE(p.narrow(0, r + 1, n - r - 1).eq(-1).all().item<bool>());
+    if (r + 1 < n) {
+      EXPECT_TRUE(p.narrow(0, r + 1, n - r - 1).eq(-1).all().item<bool>());
+    }
     auto first = pad_across_processes(t, 0, 7, /*pad_first=*/true);
     EXPECT_TRUE(first.narrow(0, n - r - 1, r + 1).eq(1).all().item<bool>());
     // The padded tensors can now be gathered.

@@ -12,6 +12,7 @@
 #include "accel/data/iterable_dataset_shard.h"
 #include "accel/data/sampler.h"
 #include "accel_test_paths.h"
+#include "support/distributed.h"
 
 using namespace accel;
 
@@ -19,19 +20,10 @@ namespace {
 
 const std::string kScript = std::string(ACCEL_SOURCE_DIR) + "/tests/peer/scripts/data_shards.py";
 
-std::string run(const std::string& command) {
-  std::string out;
-  std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(command.c_str(), "r"), pclose);
-  if (!pipe) throw std::runtime_error("cannot run " + command);
-  char buf[1 << 16];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, pipe.get())) > 0) out.append(buf, n);
-  return out;
-}
-
 // The script's records, read once for all tests.
 const nlohmann::json& records() {
-  static const nlohmann::json j = nlohmann::json::parse(run(std::string(ACCEL_PYTHON) + " " + kScript));
+  static const nlohmann::json j =
+      nlohmann::json::parse(accel::testing::command_output(std::string(ACCEL_PYTHON) + " " + kScript));
   return j;
 }
 

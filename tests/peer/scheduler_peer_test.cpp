@@ -14,6 +14,7 @@
 
 #include "accel/optim/schedules.h"
 #include "accel_test_paths.h"
+#include "support/distributed.h"
 
 using namespace accel;
 
@@ -21,18 +22,9 @@ namespace {
 
 const std::string kScript = std::string(ACCEL_SOURCE_DIR) + "/tests/peer/scripts/schedules.py";
 
-std::string run(const std::string& command) {
-  std::string out;
-  std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(command.c_str(), "r"), pclose);
-  if (!pipe) throw std::runtime_error("cannot run " + command);
-  char buf[1 << 16];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, pipe.get())) > 0) out.append(buf, n);
-  return out;
-}
-
 const nlohmann::json& records() {
-  static const nlohmann::json j = nlohmann::json::parse(run(std::string(ACCEL_PYTHON) + " " + kScript));
+  static const nlohmann::json j =
+      nlohmann::json::parse(accel::testing::command_output(std::string(ACCEL_PYTHON) + " " + kScript));
   return j;
 }
 

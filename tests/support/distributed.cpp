@@ -2,6 +2,8 @@
 
 #include "accel_test_paths.h"
 
+#include <cstdio>
+#include <memory>
 #include <mutex>
 #include <stdexcept>
 
@@ -24,6 +26,16 @@ void seed_cpu(uint64_t seed) {
   auto gen = at::detail::getDefaultCPUGenerator();
   std::lock_guard<std::mutex> lock(gen.mutex());
   gen.set_current_seed(seed);
+}
+
+std::string command_output(const std::string& command) {
+  std::string out;
+  std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(command.c_str(), "r"), pclose);
+  if (!pipe) throw std::runtime_error("cannot run " + command);
+  char buf[1 << 16];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, pipe.get())) > 0) out.append(buf, n);
+  return out;
 }
 
 std::string source_path(const std::string& relative) { return std::string(ACCEL_SOURCE_DIR) + "/" + relative; }

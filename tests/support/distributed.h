@@ -2,6 +2,7 @@
 // Test helpers for multi-process tests over Gloo on loopback.
 #include <cstdint>
 #include <functional>
+#include <string>
 
 #include <gtest/gtest.h>
 
@@ -17,6 +18,9 @@ void run_distributed(int n, const std::function<void()>& body, LaunchOptions opt
 /// Seeds LibTorch's default CPU generator only: torch::manual_seed would
 /// also initialise CUDA where present, and CUDA does not survive fork.
 void seed_cpu(uint64_t seed);
+
+/// What `command` prints on stdout (run by the shell); throws if it cannot start.
+std::string command_output(const std::string& command);
 
 /// Path of a file in the source tree / build tree.
 std::string source_path(const std::string& relative);

@@ -11,15 +11,13 @@
 
 #include "accel/dist/collectives.h"
 
+#include "accel/util/format.h"
+
 namespace accel {
 
 namespace {
 
-std::string num(double v) {
-  char buf[32];
-  const auto r = std::to_chars(buf, buf + sizeof buf, v);
-  return std::string(buf, r.ptr);
-}
+std::string num(double v) { return format_double(v); }
 
 void check(const char* where, const char* scale_name, double init_scale, double growth_factor, double backoff_factor,
            int64_t growth_interval) {

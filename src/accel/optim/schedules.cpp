@@ -8,16 +8,13 @@
 #include <stdexcept>
 #include <utility>
 
+#include "accel/util/format.h"
+
 namespace accel {
 
 namespace {
 
-// Shortest text that reads back as the same double (0.1, not 0.10000000000000001).
-std::string num(double v) {
-  char buf[32];
-  const auto r = std::to_chars(buf, buf + sizeof buf, v);
-  return std::string(buf, r.ptr);
-}
+std::string num(double v) { return format_double(v); }
 
 void require_non_negative(const char* what, int64_t steps, const char* schedule) {
   if (steps < 0)
