@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include "accel/accelerator.h"
+#include "accel/checkpoint/safetensors.h"
 #include "accel/data/data_loader.h"
 #include "accel/optim/schedules.h"
 #include "accel/parallel/local_sgd.h"
@@ -370,5 +371,29 @@ TEST(Accelerator, GatherForMetricsReturnsEachSampleOnce) {
     for (auto& b : prepared) seen.push_back(acc.gather_for_metrics(b["id"]));
     auto all = torch::cat(seen).reshape(-1);
     EXPECT_TRUE(all.equal(torch::arange(10).to(torch::kFloat))) << all;
+  });
+}
+
+TEST(Accelerator, SyncEachBatchEqualsFullBatch) {
+  // All-reduce on every batch, step every 2: the same training as accumulation.
+  accel::testing::run_distributed(2, [&] {
+    auto ref = reference(12, 2, 0.0, 4);
+    Accelerator acc(AcceleratorOptions().gradient_accumulation_plugin(
+        GradientAccumulationPlugin().num_steps(2).sync_each_batch(true)));
+    auto run = train(acc, 3, 0.0);
+    expect_same_training(run, ref);
+  });
+}
+
+TEST(Accelerator, SaveWritesFromTheMainProcessOnly) {
+  const std::string path = ::testing::TempDir() + "/accel_accelerator_save.safetensors";
+  std::remove(path.c_str());
+  accel::testing::run_distributed(2, [&] {
+    Accelerator acc;
+    // Each rank offers a different tensor; only rank 0's may reach the file.
+    acc.save({{"w", torch::full({3}, static_cast<float>(acc.process_index()))}}, path);
+    acc.wait_for_everyone();
+    auto back = safetensors::load_file(path);
+    EXPECT_TRUE(back["w"].equal(torch::zeros({3})));
   });
 }
