@@ -10,6 +10,7 @@
 #include "accel/dist/collectives.h"
 #include "accel/dist/launcher.h"
 #include "accel/state.h"
+#include "support/distributed.h"
 
 using namespace accel;
 using namespace std::chrono_literals;
@@ -98,8 +99,7 @@ TEST(Failure, MissingRankGivesTimeoutErrorNamingIt) {
       opts);
   EXPECT_LT(std::chrono::steady_clock::now() - start, 15s);
   ASSERT_FALSE(result.ok());
-  std::ifstream in(path);
-  std::string msg((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string msg = accel::testing::read_text(path);
   EXPECT_NE(msg.find("rank(s) 2"), std::string::npos) << msg;
   EXPECT_NE(msg.find("127.0.0.1:" + std::to_string(port)), std::string::npos) << msg;
   EXPECT_NE(msg.find("2.0 s"), std::string::npos) << msg;
@@ -126,8 +126,7 @@ TEST(Failure, UnreachableMasterGivesTimeoutError) {
       opts);
   EXPECT_LT(std::chrono::steady_clock::now() - start, 30s);
   EXPECT_FALSE(result.ok());
-  std::ifstream in(path);
-  std::string msg((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string msg = accel::testing::read_text(path);
   EXPECT_NE(msg.find("rank 1 could not reach"), std::string::npos) << msg;
 }
 
@@ -155,8 +154,7 @@ TEST(Failure, PortInUseIsNamed) {
       },
       opts);
   EXPECT_TRUE(result.ok()) << result.describe();
-  std::ifstream in(path);
-  std::string msg((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string msg = accel::testing::read_text(path);
   EXPECT_NE(msg.find("already in use"), std::string::npos) << msg;
   EXPECT_NE(msg.find(std::to_string(port)), std::string::npos) << msg;
 }

@@ -63,8 +63,7 @@ TEST(AcceleratorPeer, TrainsLikeAccelerate) {
                           " " + std::to_string(kTotal) + " " + std::to_string(kClip) + " " + std::to_string(kLr) +
                           " > " + (dir / "peer.log").string() + " 2>&1";
   int rc = std::system(cmd.c_str());
-  std::ifstream log(dir / "peer.log");
-  ASSERT_EQ(rc, 0) << cmd << "\n" << std::string(std::istreambuf_iterator<char>(log), {});
+  ASSERT_EQ(rc, 0) << cmd << "\n" << accel::testing::read_text((dir / "peer.log").string());
   const auto peer = nlohmann::json::parse(std::ifstream(peer_out + ".json"));
   ASSERT_EQ(peer["num_processes"], 2);
   const auto peer_weights = safetensors::load_file(peer_out + ".safetensors");

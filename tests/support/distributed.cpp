@@ -3,6 +3,8 @@
 #include "accel_test_paths.h"
 
 #include <cstdio>
+#include <fstream>
+#include <iterator>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
@@ -36,6 +38,11 @@ std::string command_output(const std::string& command) {
   size_t n;
   while ((n = fread(buf, 1, sizeof buf, pipe.get())) > 0) out.append(buf, n);
   return out;
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
 }
 
 std::string source_path(const std::string& relative) { return std::string(ACCEL_SOURCE_DIR) + "/" + relative; }

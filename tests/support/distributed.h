@@ -22,6 +22,9 @@ void seed_cpu(uint64_t seed);
 /// What `command` prints on stdout (run by the shell); throws if it cannot start.
 std::string command_output(const std::string& command);
 
+/// The whole file as a string (empty when it cannot be read).
+std::string read_text(const std::string& path);
+
 /// Path of a file in the source tree / build tree.
 std::string source_path(const std::string& relative);
 std::string binary_path(const std::string& relative);
