@@ -57,6 +57,10 @@ struct AcceleratorOptions {
   /// Keep the model in the mixed-precision dtype with fp32 master weights
   /// in the optimizer (apex O2) instead of fp32 weights under autocast.
   TORCH_ARG(bool, master_weights) = false;
+  /// Step prepared torch::optim::Adam, AdamW and SGD with ATen's fused
+  /// multi-tensor kernels when their parameters are on CUDA (see
+  /// optim/fused_step.h); false keeps LibTorch's per-tensor step().
+  TORCH_ARG(bool, fused_optimizer_step) = true;
 
   /// Where unset options are read from (tests pass a map).
   TORCH_ARG(EnvLookup, env) = process_env();

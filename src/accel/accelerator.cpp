@@ -75,7 +75,8 @@ std::shared_ptr<AcceleratedOptimizer> Accelerator::prepare_optimizer(
     std::shared_ptr<torch::optim::Optimizer> optimizer) {
   auto opt = std::make_shared<AcceleratedOptimizer>(std::move(optimizer), gradient_state_, scaler_,
                                                     options_.master_weights() &&
-                                                        mixed_precision_ != MixedPrecision::no);
+                                                        mixed_precision_ != MixedPrecision::no,
+                                                    options_.fused_optimizer_step());
   optimizers_.push_back(opt);
   return opt;
 }

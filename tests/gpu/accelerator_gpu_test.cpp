@@ -1,6 +1,9 @@
 // The Accelerator on one GPU (label gpu; skipped without CUDA): the model
 // and batches land on cuda:0, fp32 training equals the CPU run, fp16 loss
-// scaling works with the scale on the GPU, bf16 master weights stay fp32.
+// scaling works with the scale on the GPU, bf16 master weights stay fp32,
+// prepared optimizers step with the fused kernels.
+#include <functional>
+
 #include <gtest/gtest.h>
 
 #include <torch/torch.h>
@@ -125,22 +128,45 @@ TEST(GpuAccelerator, Bf16MasterWeightsOnTheGpu) {
   }
 }
 
-TEST(GpuAccelerator, FusedAdamWEqualsAdamWOnTheGpu) {
+// Prepared LibTorch optimizers step with the fused kernels on CUDA
+// (fused_optimizer_step, on by default): the same training as their own
+// step() (fused_optimizer_step off) and as FusedAdamW.
+TEST(GpuAccelerator, FusedOptimizerStepEqualsLibTorchsStep) {
   REQUIRE_CUDA();
-  auto run = [](auto make_opt) {
+  using MakeOpt = std::function<std::shared_ptr<torch::optim::Optimizer>(std::vector<torch::Tensor>)>;
+  auto run = [](const MakeOpt& make_opt, bool fused) {
+    Accelerator acc(AcceleratorOptions().fused_optimizer_step(fused));
     auto net = make_net();
-    net->to(torch::kCUDA);
-    auto opt = make_opt(net->parameters());
+    auto [model, optimizer, loader] = acc.prepare(net, make_opt(net->parameters()), data());
     for (int e = 0; e < 3; ++e)
-      for (auto& b : data()) {
-        opt->zero_grad();
-        F::cross_entropy(net->forward(b["x"].cuda()), b["y"].cuda()).backward();
-        opt->step();
+      for (auto& b : loader) {
+        acc.backward(F::cross_entropy(model(b["x"]), b["y"]));
+        optimizer->step();
+        optimizer->zero_grad();
       }
     return net->parameters();
   };
-  const auto options = torch::optim::AdamWOptions(1e-2).weight_decay(0.05);
-  auto ref = run([&](std::vector<torch::Tensor> p) { return std::make_shared<torch::optim::AdamW>(p, options); });
-  auto fused = run([&](std::vector<torch::Tensor> p) { return std::make_shared<FusedAdamW>(p, options); });
-  for (size_t i = 0; i < ref.size(); ++i) EXPECT_LT((fused[i] - ref[i]).abs().max().item<double>(), 1e-5) << i;
+  const auto adamw = torch::optim::AdamWOptions(1e-2).weight_decay(0.05);
+  const std::vector<std::pair<std::string, MakeOpt>> optimizers = {
+      {"AdamW", [&](auto p) { return std::make_shared<torch::optim::AdamW>(p, adamw); }},
+      {"FusedAdamW", [&](auto p) { return std::make_shared<FusedAdamW>(p, adamw); }},
+      {"Adam", [](auto p) { return std::make_shared<torch::optim::Adam>(p, torch::optim::AdamOptions(1e-2).amsgrad(true)); }},
+      {"SGD", [](auto p) {
+         return std::make_shared<torch::optim::SGD>(p, torch::optim::SGDOptions(0.1).momentum(0.9).nesterov(true));
+       }}};
+  const MakeOpt& reference = optimizers[0].second;
+  auto ref_adamw = run(reference, false);
+  for (const auto& [name, make] : optimizers) {
+    auto want = name == "FusedAdamW" ? ref_adamw : run(make, false);
+    auto got = run(make, true);
+    for (size_t i = 0; i < want.size(); ++i)
+      EXPECT_LT((got[i] - want[i]).abs().max().item<double>(), 1e-5) << name << " tensor " << i;
+  }
+  // And the fused path is the one taken on CUDA.
+  auto p = torch::ones({3}, torch::TensorOptions().device(torch::kCUDA).requires_grad(true));
+  p.mutable_grad() = torch::ones({3}, torch::kCUDA);
+  torch::optim::SGD sgd(std::vector<torch::Tensor>{p}, torch::optim::SGDOptions(0.5));
+  FusedStep fused;
+  EXPECT_TRUE(fused.step_on_cuda(sgd));
+  EXPECT_TRUE(torch::allclose(p.detach().cpu(), torch::full({3}, 0.5)));
 }

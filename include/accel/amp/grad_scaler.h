@@ -33,6 +33,7 @@
 // Not thread-safe. Optimizers are told apart by address, from unscale_ or
 // step until the next update().
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -109,6 +110,9 @@ class GradScaler {
   /// optimizer per iteration (std::logic_error otherwise). Optimizers that
   /// need a closure (LBFGS) are not supported, as in PyTorch.
   bool step(torch::optim::Optimizer& optimizer);
+  /// The same, with `update` doing the optimizer's step in place of
+  /// optimizer.step() (AcceleratedOptimizer's fused step).
+  bool step(torch::optim::Optimizer& optimizer, const std::function<void()>& update);
 
   /// The next iteration's scale from this one's flags (all optimizers):
   /// backoff on inf/nan, growth after growth_interval good iterations; then

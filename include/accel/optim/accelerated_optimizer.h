@@ -4,7 +4,10 @@
 // that syncs gradients; under fp16 step() unscales the gradients, skips the
 // update when any rank found inf/nan (step_was_skipped()) and adjusts the
 // loss scale; with master weights it updates fp32 copies and rounds them
-// back into the fp16/bf16 model.
+// back into the fp16/bf16 model. LibTorch's own Adam, AdamW and SGD with
+// parameters on CUDA are stepped by ATen's fused kernels on their own state
+// (optim/fused_step.h), as PyTorch steps its optimizers with multi-tensor
+// kernels on CUDA by default; `fused_step = false` keeps their step().
 //
 //   auto opt = accelerator.prepare(std::make_shared<torch::optim::AdamW>(model->parameters()));
 //   opt->step(); opt->zero_grad();
@@ -17,6 +20,7 @@
 #include "accel/amp/grad_scaler.h"
 #include "accel/amp/master_weights.h"
 #include "accel/gradient_state.h"
+#include "accel/optim/fused_step.h"
 
 namespace accel {
 
@@ -26,7 +30,7 @@ class AcceleratedOptimizer {
   /// parameters for fp32 masters (see amp/master_weights.h).
   AcceleratedOptimizer(std::shared_ptr<torch::optim::Optimizer> optimizer,
                        std::shared_ptr<const GradientState> gradient_state, std::shared_ptr<GradScaler> scaler = nullptr,
-                       bool master_weights = false);
+                       bool master_weights = false, bool fused_step = true);
 
   /// Updates the parameters if this batch syncs gradients.
   void step();
@@ -54,6 +58,7 @@ class AcceleratedOptimizer {
   std::shared_ptr<const GradientState> gradient_state_;
   std::shared_ptr<GradScaler> scaler_;
   std::optional<MasterWeights> masters_;
+  std::optional<FusedStep> fused_;
   bool unscaled_ = false;
   bool skipped_ = false;
 };

@@ -9,10 +9,9 @@
 //
 //   auto opt = std::make_shared<accel::FusedAdamW>(model->parameters(),
 //                                                  torch::optim::AdamWOptions(1e-3));
-#include <unordered_map>
-#include <vector>
-
 #include <torch/optim/adamw.h>
+
+#include "accel/optim/fused_step.h"
 
 namespace accel {
 
@@ -24,9 +23,7 @@ class FusedAdamW : public torch::optim::AdamW {
   torch::Tensor step(LossClosure closure = nullptr) override;
 
  private:
-  // The kernel takes each parameter's step count as a float tensor on the
-  // parameter's device; AdamWParamState keeps the same count as an integer.
-  std::unordered_map<void*, torch::Tensor> step_tensors_;
+  FusedStep fused_;
 };
 
 }  // namespace accel

@@ -176,8 +176,12 @@ void GradScaler::unscale_(torch::optim::Optimizer& optimizer) {
 }
 
 bool GradScaler::step(torch::optim::Optimizer& optimizer) {
+  return step(optimizer, [&optimizer] { optimizer.step(); });
+}
+
+bool GradScaler::step(torch::optim::Optimizer& optimizer, const std::function<void()>& update) {
   if (!enabled()) {
-    optimizer.step();
+    update();
     return true;
   }
   auto it = per_optimizer_.find(&optimizer);
@@ -187,7 +191,7 @@ bool GradScaler::step(torch::optim::Optimizer& optimizer) {
   auto& rec = per_optimizer_.at(&optimizer);
   // The one read-back of an iteration: whether to call the optimizer at all.
   const bool skip = rec.found_inf.item<float>() != 0.0f;
-  if (!skip) optimizer.step();
+  if (!skip) update();
   rec.stage = Stage::stepped;
   return !skip;
 }

@@ -6,11 +6,13 @@ namespace accel {
 
 AcceleratedOptimizer::AcceleratedOptimizer(std::shared_ptr<torch::optim::Optimizer> optimizer,
                                            std::shared_ptr<const GradientState> gradient_state,
-                                           std::shared_ptr<GradScaler> scaler, bool master_weights)
+                                           std::shared_ptr<GradScaler> scaler, bool master_weights,
+                                           bool fused_step)
     : optimizer_(std::move(optimizer)), gradient_state_(std::move(gradient_state)), scaler_(std::move(scaler)) {
   if (!optimizer_) throw std::invalid_argument("AcceleratedOptimizer: the optimizer is null, expected one");
   if (!gradient_state_) throw std::invalid_argument("AcceleratedOptimizer: the gradient state is null");
   if (master_weights) masters_.emplace(*optimizer_);
+  if (fused_step && FusedStep::supports(*optimizer_)) fused_.emplace();
 }
 
 void AcceleratedOptimizer::unscale_gradients() {
@@ -23,11 +25,14 @@ void AcceleratedOptimizer::unscale_gradients() {
 void AcceleratedOptimizer::step() {
   if (!gradient_state_->sync_gradients()) return;
   unscale_gradients();
+  auto update = [this] {
+    if (!fused_ || !fused_->step_on_cuda(*optimizer_)) optimizer_->step();
+  };
   if (scaler_ && scaler_->enabled()) {
-    skipped_ = !scaler_->step(*optimizer_);
+    skipped_ = !scaler_->step(*optimizer_, update);
     scaler_->update();
   } else {
-    optimizer_->step();
+    update();
     skipped_ = false;
   }
   if (masters_ && !skipped_) masters_->copy_masters_to_model();
