@@ -2,14 +2,14 @@
 # One call on the GPU machine (see ../shared/device/README.md): configure and
 # build, run the test suite (gpu tests included), then the benchmarks with
 # their Python peers. Full logs go to $OUT (default /tmp/accel_gpu_out).
-#   bench/gpu_run.sh [what...]   what: build tests bench startup (default: all)
+#   bench/gpu_run.sh [what...]   what: build tests bench data startup (default: all)
 # Needs .deps/libgloo-dev_*.deb carried along (the machine has no Gloo headers).
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 OUT="${OUT:-/tmp/accel_gpu_out}"; mkdir -p "$OUT"
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
-WHAT=("$@"); [[ ${#WHAT[@]} -eq 0 ]] && WHAT=(build tests bench startup)
+WHAT=("$@"); [[ ${#WHAT[@]} -eq 0 ]] && WHAT=(build tests bench data startup)
 B=build-gpu
 want() { [[ " ${WHAT[*]} " == *" $1 "* ]]; }
 
@@ -30,6 +30,9 @@ if want bench; then
     BUILD_DIR="$ROOT/$B" PY="$(which python3)" bench/train_step.sh gpu 200 >"$OUT/train_step.$rep.log" 2>&1
     grep -E "^(accel|accelerate) " "$OUT/train_step.$rep.log"
   done
+fi
+if want data; then
+  "$B/bench/bench_data_loader" 2048 32 40 10 2>&1 | tee "$OUT/data_loader.log"
 fi
 if want startup; then
   BUILD_DIR="$ROOT/$B" PY="$(which python3)" bench/startup.sh gpu 1 2>&1
