@@ -10,6 +10,8 @@
 //               were dropped from the page cache (what a restart costs)
 //   load_warm   the same with the file in the page cache (memory bound)
 //   map_cold    load_file alone (mapping, no copy): the zero-copy open
+//   gpu_cold    load_file(path, kCUDA) until the tensors are on the GPU,
+//   gpu_warm    cold and warm cache (with a GPU only)
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -19,6 +21,7 @@
 #include <filesystem>
 #include <string>
 
+#include <torch/cuda.h>
 #include <torch/torch.h>
 
 #include "accel/checkpoint/safetensors.h"
@@ -111,6 +114,17 @@ int main(int argc, char** argv) {
     t0 = now();
     auto mapped = st::load_file(path);
     report("map_cold", now() - t0, bytes);
+
+    if (torch::cuda::is_available()) {
+      mapped = {};
+      for (const char* what : {"gpu_cold", "gpu_warm"}) {
+        if (std::string(what) == "gpu_cold") evict(path);
+        t0 = now();
+        auto on_gpu = st::load_file(path, torch::kCUDA);
+        torch::cuda::synchronize();
+        report(what, now() - t0, bytes);
+      }
+    }
   }
   for (size_t i = 0; i < state.size(); ++i) {
     if (!torch::equal(dst[i].view(torch::kInt16), state[i].second.view(torch::kInt16))) {

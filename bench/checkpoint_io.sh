@@ -5,6 +5,9 @@
 #
 #   bench/checkpoint_io.sh [GB] [DIR]      (defaults: 2, build/bench_io)
 #
+# With a GPU it also loads the file onto it (accel: load_file(path, kCUDA),
+# Python: load_file(path, device="cuda")), cold and warm cache.
+#
 # Needs: build/bench/bench_checkpoint_io (cmake --build build --target
 # bench_checkpoint_io) and the .venv. Uses ~3x GB of memory and 2x GB of
 # disk. "Cold" runs first drop the file's pages from the page cache
@@ -79,6 +82,16 @@ for _ in range(2):
             dst[k].copy_(t)
         del loaded
         note(key, time.perf_counter() - t0)
+if torch.cuda.is_available():
+    for _ in range(2):
+        for key in ("gpu_cold", "gpu_warm"):
+            if key == "gpu_cold":
+                evict()
+            t0 = time.perf_counter()
+            on_gpu = load_file(path, device="cuda")
+            torch.cuda.synchronize()
+            note(key, time.perf_counter() - t0)
+            del on_gpu
 for k in state:
     assert torch.equal(dst[k].view(torch.int16), state[k].view(torch.int16)), k
 for key, value in best.items():
@@ -94,3 +107,7 @@ printf '%-34s %10s %10s %10s\n' "write + fsync" "$(get dd_write)" "$(get accel_s
 printf '%-34s %10s %10s %10s\n' "read into memory, cold cache" "$(get dd_read_cold)" "$(get accel_load_cold)" "$(get python_load_cold)"
 printf '%-34s %10s %10s %10s\n' "read into memory, warm cache" "$(get dd_read_warm)" "$(get accel_load_warm)" "$(get python_load_warm)"
 printf '%-34s %10s %10s %10s\n' "open, zero-copy (map), cold" "-" "$(get accel_map_cold)" "-"
+if [[ -n "$(get accel_gpu_cold)" ]]; then
+  printf '%-34s %10s %10s %10s\n' "load to the GPU, cold cache" "-" "$(get accel_gpu_cold)" "$(get python_gpu_cold)"
+  printf '%-34s %10s %10s %10s\n' "load to the GPU, warm cache" "-" "$(get accel_gpu_warm)" "$(get python_gpu_warm)"
+fi

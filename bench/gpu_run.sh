@@ -2,14 +2,14 @@
 # One call on the GPU machine (see ../shared/device/README.md): configure and
 # build, run the test suite (gpu tests included), then the benchmarks with
 # their Python peers. Full logs go to $OUT (default /tmp/accel_gpu_out).
-#   bench/gpu_run.sh [what...]   what: build tests bench data startup (default: all)
+#   bench/gpu_run.sh [what...]   what: build tests bench data checkpoint startup (default: all)
 # Needs .deps/libgloo-dev_*.deb carried along (the machine has no Gloo headers).
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 OUT="${OUT:-/tmp/accel_gpu_out}"; mkdir -p "$OUT"
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
-WHAT=("$@"); [[ ${#WHAT[@]} -eq 0 ]] && WHAT=(build tests bench data startup)
+WHAT=("$@"); [[ ${#WHAT[@]} -eq 0 ]] && WHAT=(build tests bench data checkpoint startup)
 B=build-gpu
 want() { [[ " ${WHAT[*]} " == *" $1 "* ]]; }
 
@@ -33,6 +33,10 @@ if want bench; then
 fi
 if want data; then
   "$B/bench/bench_data_loader" 2048 32 40 10 2>&1 | tee "$OUT/data_loader.log"
+fi
+if want checkpoint; then
+  BENCH_BIN="$ROOT/$B/bench/bench_checkpoint_io" ACCEL_PYTHON="$(which python3)" bench/checkpoint_io.sh 4 /tmp/accel_bench_io 2>&1 \
+    | tee "$OUT/checkpoint_io.log" | tail -9
 fi
 if want startup; then
   BUILD_DIR="$ROOT/$B" PY="$(which python3)" bench/startup.sh gpu 1 2>&1

@@ -18,6 +18,7 @@
 //   }
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -29,6 +30,8 @@
 #include "accel/accelerator_options.h"
 #include "accel/amp/autocast.h"
 #include "accel/amp/grad_scaler.h"
+#include "accel/checkpoint/checkpointable.h"
+#include "accel/checkpoint/project_config.h"
 #include "accel/data/data_loader.h"
 #include "accel/data/metrics.h"
 #include "accel/data/prepare.h"
@@ -128,6 +131,7 @@ class Accelerator {
   DataLoader<Batch> prepare_data_loader(const DataLoader<Batch>& loader) {
     auto out = ::accel::prepare_data_loader(loader, loader_options());
     out.set_observer(gradient_state_);
+    loaders_.push_back(out.state_handle());
     return out;
   }
 
@@ -168,6 +172,31 @@ class Accelerator {
   /// The fp16 loss scaler (null unless mixed_precision is fp16).
   GradScaler* scaler() { return scaler_.get(); }
 
+  // --- checkpoints (docs/checkpointing.md) --------------------------------
+  /// Saves everything prepared and registered into `dir` (every process
+  /// calls it): model weights (model.safetensors, model_1.safetensors ...),
+  /// optimizer states (optimizer[_i].safetensors + .json), schedulers,
+  /// loader positions, the loss scaler, each rank's random states and the
+  /// registered objects, then accel_state.json. The folder appears whole
+  /// or not at all (see checkpoint/staged_directory.h). Without `dir`:
+  /// project_config's automatic naming (an error when it is off). Returns
+  /// the folder written.
+  std::filesystem::path save_state(const std::optional<std::filesystem::path>& dir = std::nullopt);
+  /// Restores a save_state folder into the same set of prepared and
+  /// registered objects (without `dir`: the newest automatic checkpoint).
+  /// Refuses, naming what differs, a folder without a complete save, one
+  /// saved by another number of processes or with other objects, and
+  /// tensors whose shape or dtype do not fit. Returns the folder loaded.
+  std::filesystem::path load_state(const std::optional<std::filesystem::path>& dir = std::nullopt);
+  /// Saves and restores `object` with the state (custom_checkpoint_<i>):
+  /// a torch::nn::Module, or any type with state_dict()/load_state_dict()
+  /// over named tensors (see checkpoint/checkpointable.h).
+  template <class T>
+  void register_for_checkpointing(std::shared_ptr<T> object) {
+    custom_.push_back(checkpoint_hooks(std::move(object)));
+  }
+  ProjectConfiguration& project_configuration() { return project_; }
+
   // --- metrics and utilities -----------------------------------------------
   torch::Tensor gather(const torch::Tensor& tensor) const { return ::accel::gather(tensor); }
   /// Gathers across ranks and drops the samples that were repeated to even
@@ -197,6 +226,9 @@ class Accelerator {
   std::vector<std::shared_ptr<PreparedModelCore>> models_;
   std::vector<std::shared_ptr<AcceleratedOptimizer>> optimizers_;
   std::vector<std::shared_ptr<AcceleratedScheduler>> schedulers_;
+  std::vector<LoaderStateHandle> loaders_;
+  std::vector<CheckpointHooks> custom_;
+  ProjectConfiguration project_;
 
   std::shared_ptr<PreparedModelCore> prepare_model_core(std::shared_ptr<torch::nn::Module> module);
   PrepareOptions loader_options() const;

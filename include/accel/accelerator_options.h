@@ -14,6 +14,7 @@
 
 #include "accel/amp/autocast.h"
 #include "accel/amp/grad_scaler.h"
+#include "accel/checkpoint/project_config.h"
 #include "accel/gradient_state.h"
 #include "accel/parallel/ddp.h"
 #include "accel/util/env.h"
@@ -61,6 +62,9 @@ struct AcceleratorOptions {
   /// multi-tensor kernels when their parameters are on CUDA (see
   /// optim/fused_step.h); false keeps LibTorch's per-tensor step().
   TORCH_ARG(bool, fused_optimizer_step) = true;
+
+  /// Where save_state/load_state put checkpoints without a folder.
+  TORCH_ARG(ProjectConfiguration, project_config) = {};
 
   /// Where unset options are read from (tests pass a map).
   TORCH_ARG(EnvLookup, env) = process_env();

@@ -43,6 +43,10 @@ class GradientState : public LoaderObserver {
   void set_sync_gradients(bool sync) { sync_gradients_ = sync; }
   /// One more batch (Accelerator::accumulate calls this): sets sync_gradients.
   void advance();
+  /// Batches counted towards accumulation (Accelerate's `step`); saved and
+  /// restored by checkpoints so a resumed run syncs on the same batches.
+  int64_t step() const { return step_; }
+  void set_step(int64_t step) { step_ = step; }
 
   /// Inside a pass of a prepared loader.
   bool in_dataloader() const { return !active_.empty(); }

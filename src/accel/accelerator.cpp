@@ -37,7 +37,14 @@ ProcessState& state_for(const std::optional<bool>& cpu) {
 }
 }  // namespace
 
-Accelerator::Accelerator(AcceleratorOptions options) : options_(std::move(options)) {
+Accelerator::Accelerator(AcceleratorOptions options)
+    : options_(std::move(options)), project_(options_.project_config()) {
+  if (project_.total_limit() && *project_.total_limit() < 1)
+    throw std::invalid_argument("Accelerator: project_config.total_limit is " +
+                                std::to_string(*project_.total_limit()) + ", expected >= 1 (or unset to keep all)");
+  if (project_.iteration() < 0)
+    throw std::invalid_argument("Accelerator: project_config.iteration is " + std::to_string(project_.iteration()) +
+                                ", expected >= 0");
   const auto resolved = resolve(options_);
   state_ = &state_for(resolved.cpu);
   mixed_precision_ = resolved.mixed_precision;
@@ -160,6 +167,8 @@ void Accelerator::save(const std::vector<std::pair<std::string, torch::Tensor>>&
 }
 
 void Accelerator::free_memory() {
+  custom_.clear();
+  loaders_.clear();
   schedulers_.clear();
   optimizers_.clear();
   models_.clear();

@@ -81,8 +81,9 @@ class DataLoader {
         total_batch_size_(o.total_batch_size_),
         total_length_(o.total_length_),
         observer_(o.observer_),
-        epoch_(o.epoch_),
-        pending_skip_(o.pending_skip_) {}
+        cursor_(std::make_shared<detail::LoaderCursor>(detail::LoaderCursor{o.cursor_->epoch, 0, o.cursor_->pending_skip})) {}
+  /// A moved loader keeps its progress and the handles that follow it.
+  DataLoader(DataLoader&&) noexcept = default;
   DataLoader& operator=(const DataLoader&) = delete;
 
   /// Starts a pass over the current epoch (skipping what load_state or
@@ -102,9 +103,9 @@ class DataLoader {
     return source_->drop_last() ? whole / p : (whole + p - 1) / p;
   }
 
-  int64_t epoch() const { return epoch_; }
+  int64_t epoch() const { return cursor_->epoch; }
   /// The epoch of the next pass (Accelerate's set_epoch).
-  void set_epoch(int64_t epoch) { epoch_ = epoch; }
+  void set_epoch(int64_t epoch) { cursor_->epoch = epoch; }
 
   /// Rows per step across all ranks (batch_size, times the ranks unless
   /// split_batches); -1 when batches vary.
@@ -120,28 +121,33 @@ class DataLoader {
 
   /// Where this loader stands: inside a pass, the batches handed out so far
   /// (the one in hand included); between passes, position 0 of the next.
-  LoaderState state() const {
-    auto s = source_->sampler();
-    return LoaderState{epoch_, position_, s ? s->seed() : std::nullopt};
-  }
+  LoaderState state() const { return state_handle().state(); }
   /// The next pass continues where `state` stood. Throws when `state` has a
   /// seed and this loader does not shuffle from one.
-  void load_state(const LoaderState& state) {
-    if (state.seed) {
-      auto s = source_->sampler();
-      if (!s || !s->seed())
-        throw std::invalid_argument("DataLoader::load_state: the state has seed " + std::to_string(*state.seed) +
-                                    " but this loader is not shuffled from a seed");
-      s->set_seed(*state.seed);
-    }
-    epoch_ = state.epoch;
-    pending_skip_ = state.position;
-    position_ = 0;
+  void load_state(const LoaderState& state) { state_handle().load_state(state); }
+  /// state() and load_state() of this loader, valid wherever it is moved
+  /// (the Accelerator keeps one per prepared loader for its checkpoints).
+  LoaderStateHandle state_handle() const {
+    return LoaderStateHandle(
+        [cursor = cursor_, source = source_] {
+          auto s = source->sampler();
+          return LoaderState{cursor->epoch, cursor->position, s ? s->seed() : std::nullopt};
+        },
+        [cursor = cursor_, source = source_](const LoaderState& state) {
+          if (state.seed) {
+            auto s = source->sampler();
+            if (!s || !s->seed())
+              throw std::invalid_argument("DataLoader::load_state: the state has seed " +
+                                          std::to_string(*state.seed) + " but this loader is not shuffled from a seed");
+            s->set_seed(*state.seed);
+          }
+          *cursor = detail::LoaderCursor{state.epoch, 0, state.position};
+        });
   }
   /// The next pass starts after its first `n` batches.
   void skip_next(int64_t n) {
     if (n < 0) throw std::invalid_argument("DataLoader: cannot skip " + std::to_string(n) + " batches (need >= 0)");
-    pending_skip_ = n;
+    cursor_->pending_skip = n;
   }
 
   /// How prepare_data_loader turns a loader into one rank's share.
@@ -179,7 +185,7 @@ class DataLoader {
     auto pipeline = [&](int64_t pipeline_skip) {
       std::shared_ptr<WorkerPool> pool = pool_;
       if (!pool && options_.num_workers() > 0) pool = std::make_shared<WorkerPool>(options_.num_workers());
-      return std::make_unique<detail::Pipeline<Batch>>(source_->open(epoch_), pipeline_skip, std::move(pool),
+      return std::make_unique<detail::Pipeline<Batch>>(source_->open(cursor_->epoch), pipeline_skip, std::move(pool),
                                                        options_.prefetch_factor(), options_.pin_memory());
     };
     if (!dispatch_) return pipeline(skip);
@@ -206,8 +212,8 @@ class DataLoader {
     run_.reset();
     current_.reset();
     next_.reset();
-    const int64_t skip = std::exchange(pending_skip_, 0);
-    position_ = skip;
+    const int64_t skip = std::exchange(cursor_->pending_skip, 0);
+    cursor_->position = skip;
     end_of_dataloader_ = false;
     measured_remainder_.reset();
     run_ = make_run(skip);
@@ -221,12 +227,12 @@ class DataLoader {
     next_.reset();
     if (!current_) {
       run_.reset();
-      ++epoch_;
-      position_ = 0;
+      ++cursor_->epoch;
+      cursor_->position = 0;
       if (observer_) observer_->on_pass_end(this);
       return;
     }
-    ++position_;
+    ++cursor_->position;
     next_ = fetch();
     if (!next_) {
       end_of_dataloader_ = true;
@@ -245,9 +251,8 @@ class DataLoader {
   std::optional<int64_t> total_length_;
   std::shared_ptr<LoaderObserver> observer_;
 
-  int64_t epoch_ = 0;
-  int64_t pending_skip_ = 0;
-  int64_t position_ = 0;
+  // Shared with state handles; a copy gets its own (see the copy constructor).
+  std::shared_ptr<detail::LoaderCursor> cursor_ = std::make_shared<detail::LoaderCursor>();
   bool end_of_dataloader_ = false;
   std::optional<int64_t> measured_remainder_;
   std::unique_ptr<detail::EpochRun<Batch>> run_;

@@ -40,6 +40,17 @@ class AcceleratedScheduler {
   /// The wrapped accel scheduler (null when it wraps a LibTorch one).
   LRScheduler* scheduler() { return scheduler_.get(); }
 
+  /// Where the schedule stands, for checkpoints. An accel LRScheduler's
+  /// state; for a LibTorch scheduler its step count as last_epoch (its
+  /// base_lrs empty: LibTorch's schedulers keep no more, the current lrs
+  /// live in the optimizer's param groups).
+  SchedulerState state() const;
+  /// Restores state(); one taken from the other kind of scheduler throws
+  /// std::invalid_argument.
+  void load_state(const SchedulerState& state);
+  /// Whether this wraps a LibTorch torch::optim::LRScheduler.
+  bool wraps_libtorch_scheduler() const { return torch_scheduler_ != nullptr; }
+
  private:
   std::shared_ptr<LRScheduler> scheduler_;
   std::shared_ptr<torch::optim::LRScheduler> torch_scheduler_;

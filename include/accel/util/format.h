@@ -1,11 +1,17 @@
 #pragma once
-// Numbers in error messages: the shortest text that reads back as the same
+// Numbers and tensors in error messages. Numbers: the shortest text that reads back as the same
 // double (0.1, not 0.10000000000000001), so a message quotes the value the
 // user wrote.
 #include <string>
 
+#include <c10/core/ScalarType.h>
+#include <c10/util/ArrayRef.h>
+
 namespace accel {
 
 std::string format_double(double value);
+
+/// A tensor's shape and dtype as messages quote them: "[4, 8] Float".
+std::string describe_tensor(c10::IntArrayRef shape, c10::ScalarType type);
 
 }  // namespace accel

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "accel/checkpoint/model_files.h"
+#include "accel/util/format.h"
 
 namespace accel {
 namespace {
@@ -99,12 +100,6 @@ struct OpenCheckpoint {
     }
   }
 };
-
-std::string describe_tensor(c10::IntArrayRef shape, torch::ScalarType type) {
-  std::ostringstream out;
-  out << shape << " " << type;
-  return out.str();
-}
 
 template <class Items>
 void append_list(std::ostringstream& out, const std::string& title, const Items& items) {

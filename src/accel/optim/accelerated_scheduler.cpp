@@ -4,6 +4,14 @@
 
 namespace accel {
 
+namespace {
+// LibTorch's schedulers keep their step count in a protected member and
+// offer no state API; a pointer to member taken through a subclass reaches it.
+struct StepCount : torch::optim::LRScheduler {
+  static unsigned& of(torch::optim::LRScheduler& scheduler) { return scheduler.*(&StepCount::step_count_); }
+};
+}  // namespace
+
 AcceleratedScheduler::AcceleratedScheduler(std::shared_ptr<LRScheduler> scheduler,
                                            std::vector<std::shared_ptr<AcceleratedOptimizer>> optimizers,
                                            std::shared_ptr<const GradientState> gradient_state,
@@ -62,6 +70,23 @@ std::vector<double> AcceleratedScheduler::get_last_lr() const {
   if (!optimizers_.empty())
     for (auto& g : optimizers_.front()->optimizer().param_groups()) lrs.push_back(g.options().get_lr());
   return lrs;
+}
+
+SchedulerState AcceleratedScheduler::state() const {
+  if (scheduler_) return scheduler_->state();
+  return SchedulerState{static_cast<int64_t>(StepCount::of(*torch_scheduler_)), {}};
+}
+
+void AcceleratedScheduler::load_state(const SchedulerState& state) {
+  if (scheduler_) {
+    scheduler_->load_state(state);
+    return;
+  }
+  if (!state.base_lrs.empty() || state.last_epoch < 0)
+    throw std::invalid_argument("AcceleratedScheduler::load_state: the state (last_epoch " +
+                                std::to_string(state.last_epoch) + ", " + std::to_string(state.base_lrs.size()) +
+                                " base lrs) is not a LibTorch scheduler's step count");
+  StepCount::of(*torch_scheduler_) = static_cast<unsigned>(state.last_epoch);
 }
 
 }  // namespace accel

@@ -1,0 +1,261 @@
+// Accelerator::save_state / load_state: the layout of a checkpoint folder
+// and the order in which processes write it (see docs/checkpointing.md).
+#include <fstream>
+#include <iterator>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "accel/accelerator.h"
+#include "accel/checkpoint/atomic_file.h"
+#include "accel/checkpoint/model_files.h"
+#include "accel/checkpoint/optimizer_state.h"
+#include "accel/checkpoint/random_state.h"
+#include "accel/checkpoint/staged_directory.h"
+
+namespace fs = std::filesystem;
+
+namespace accel {
+
+namespace {
+
+using json = nlohmann::json;
+constexpr const char* kStateFile = "accel_state.json";
+constexpr const char* kStateFormat = "accel.state/1";
+
+// Accelerate's numbering: model.safetensors, model_1.safetensors, ...
+std::string numbered(const std::string& stem, size_t i, const std::string& extension) {
+  return (i == 0 ? stem : stem + "_" + std::to_string(i)) + extension;
+}
+
+std::string random_states_name(int rank) { return "random_states_" + std::to_string(rank) + ".safetensors"; }
+
+json read_json(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error("load_state: cannot read '" + path.string() + "'");
+  try {
+    return json::parse(in);
+  } catch (const json::exception& e) {
+    throw std::runtime_error("load_state: '" + path.string() + "' is not valid JSON (" + e.what() + ")");
+  }
+}
+
+std::string read_text_file(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error("load_state: cannot read '" + path.string() + "'");
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+json scheduler_json(const AcceleratedScheduler& s) {
+  const auto st = s.state();
+  return {{"kind", s.wraps_libtorch_scheduler() ? "libtorch" : "accel"},
+          {"last_epoch", st.last_epoch},
+          {"base_lrs", st.base_lrs}};
+}
+
+void load_scheduler_json(AcceleratedScheduler& s, const json& j, const fs::path& path) {
+  const std::string kind = s.wraps_libtorch_scheduler() ? "libtorch" : "accel";
+  try {
+    if (j.at("kind").get<std::string>() != kind)
+      throw std::runtime_error("it holds a " + j.at("kind").get<std::string>() + " scheduler, the prepared one is " +
+                               kind);
+    s.load_state(SchedulerState{j.at("last_epoch").get<int64_t>(), j.at("base_lrs").get<std::vector<double>>()});
+  } catch (const std::exception& e) {
+    throw std::runtime_error("load_state: scheduler state '" + path.string() + "': " + e.what());
+  }
+}
+
+// How many of each kind of object the checkpoint holds, as accel_state.json records.
+struct Counts {
+  size_t models, optimizers, schedulers, dataloaders, custom;
+  json to_json() const {
+    return {{"models", models}, {"optimizers", optimizers}, {"schedulers", schedulers},
+            {"dataloaders", dataloaders}, {"custom_checkpoints", custom}};
+  }
+};
+
+}  // namespace
+
+fs::path Accelerator::save_state(const std::optional<fs::path>& dir) {
+  fs::path out;
+  if (dir) {
+    out = *dir;
+  } else if (project_.automatic_checkpoint_naming()) {
+    out = project_.checkpoints_dir() / ("checkpoint_" + std::to_string(project_.iteration()));
+    if (fs::exists(out))
+      throw std::runtime_error("save_state: '" + out.string() + "' already exists (iteration " +
+                               std::to_string(project_.iteration()) +
+                               "); set project_configuration().iteration(...) to the next free number");
+  } else {
+    throw std::invalid_argument(
+        "save_state: no folder given and project_config.automatic_checkpoint_naming is off; pass a folder");
+  }
+  const fs::path staging = staging_directory(out);
+  if (is_main_process()) begin_staging(out);
+  wait_for_everyone();
+
+  // Each rank its generators; the main process everything shared.
+  safetensors::save_file(random_states(), staging / random_states_name(process_index()));
+  const Counts counts{models_.size(), optimizers_.size(), schedulers_.size(), loaders_.size(), custom_.size()};
+  if (is_main_process()) {
+    for (size_t i = 0; i < models_.size(); ++i)
+      write_model_files(model_state(models_[i]->module()), staging,
+                        SaveModelOptions().weights_name(numbered("model", i, ".safetensors")));
+    for (size_t i = 0; i < optimizers_.size(); ++i) {
+      auto st = optimizer_state(optimizers_[i]->optimizer());
+      if (const auto* masters = optimizers_[i]->master_weights())
+        for (size_t m = 0; m < masters->masters().size(); ++m)
+          st.tensors.emplace_back("master." + std::to_string(m), masters->masters()[m].detach().to(torch::kCPU));
+      safetensors::save_file(st.tensors, staging / numbered("optimizer", i, ".safetensors"));
+      write_file_atomic(staging / numbered("optimizer", i, ".json"), st.json);
+    }
+    for (size_t i = 0; i < schedulers_.size(); ++i)
+      write_file_atomic(staging / numbered("scheduler", i, ".json"), scheduler_json(*schedulers_[i]).dump());
+    for (size_t i = 0; i < loaders_.size(); ++i)
+      write_file_atomic(staging / numbered("dataloader", i, ".json"), loaders_[i].state().to_string());
+    if (scaler_) {
+      if (auto st = scaler_->state()) {
+        const auto tensors = st->to_tensors();
+        safetensors::save_file(safetensors::NamedTensors(tensors.begin(), tensors.end()), staging / "scaler.safetensors");
+      }
+    }
+    for (size_t i = 0; i < custom_.size(); ++i)
+      safetensors::save_file(custom_[i].state_dict(), staging / ("custom_checkpoint_" + std::to_string(i) + ".safetensors"));
+  }
+  wait_for_everyone();
+  if (is_main_process()) {
+    // Written last: a folder without it is not a complete checkpoint.
+    json j = {{"format", kStateFormat},
+              {"num_processes", num_processes()},
+              {"mixed_precision", to_string(mixed_precision_)},
+              {"iteration", project_.iteration()},
+              {"gradient_step", gradient_state_->step()},
+              {"objects", counts.to_json()}};
+    write_file_atomic(staging / kStateFile, j.dump(2));
+    commit_staging(out);
+    if (!dir && project_.total_limit()) {
+      auto all = list_checkpoints(project_.checkpoints_dir());
+      const auto keep = static_cast<size_t>(*project_.total_limit());
+      for (size_t i = 0; i + keep < all.size(); ++i) fs::remove_all(all[i].second);
+    }
+  }
+  wait_for_everyone();
+  project_.iteration(project_.iteration() + 1);
+  return out;
+}
+
+fs::path Accelerator::load_state(const std::optional<fs::path>& dir) {
+  fs::path in;
+  if (dir) {
+    in = *dir;
+  } else if (project_.automatic_checkpoint_naming()) {
+    auto all = list_checkpoints(project_.checkpoints_dir());
+    if (all.empty())
+      throw std::runtime_error("load_state: no checkpoint_<n> folder in '" + project_.checkpoints_dir().string() + "'");
+    in = all.back().second;
+  } else {
+    throw std::invalid_argument(
+        "load_state: no folder given and project_config.automatic_checkpoint_naming is off; pass a folder");
+  }
+  if (!fs::is_directory(in)) throw std::runtime_error("load_state: '" + in.string() + "' is not a folder");
+  if (!fs::exists(in / kStateFile))
+    throw std::runtime_error("load_state: '" + in.string() + "' holds no complete accel checkpoint (" + kStateFile +
+                             " is missing: the save did not finish, or the folder is not from save_state)");
+  const json meta = read_json(in / kStateFile);
+  if (!meta.is_object() || meta.value("format", "") != kStateFormat)
+    throw std::runtime_error("load_state: '" + (in / kStateFile).string() + "' is not an accel state file (expected \"format\": \"" +
+                             kStateFormat + "\")");
+
+  // What the folder holds must be what this run prepared.
+  const int saved_processes = meta.at("num_processes").get<int>();
+  if (saved_processes != num_processes())
+    throw std::runtime_error(
+        "load_state: '" + in.string() + "' was saved by " + std::to_string(saved_processes) +
+        " processes and this run has " + std::to_string(num_processes()) + ": the random states and loader " +
+        "positions are per process. Resume with --num_processes " + std::to_string(saved_processes) +
+        ", or load only the weights with accel::load_model_weights(model, \"" + (in / "model.safetensors").string() +
+        "\")");
+  const Counts here{models_.size(), optimizers_.size(), schedulers_.size(), loaders_.size(), custom_.size()};
+  const json saved_counts = meta.at("objects"), counts_here = here.to_json();
+  for (const auto& [key, value] : counts_here.items())
+    if (saved_counts.value(key, json(-1)) != value)
+      throw std::runtime_error("load_state: '" + in.string() + "' holds " + saved_counts.value(key, json(-1)).dump() +
+                               " " + key + ", this Accelerator has " + value.dump() +
+                               " prepared or registered; prepare the same objects as the run that saved it");
+
+  // Every file present before anything is touched.
+  std::string missing;
+  for (size_t i = 0; i < models_.size(); ++i) {
+    try {
+      find_checkpoint_files(in, numbered("model", i, ".safetensors"));  // either layout
+    } catch (const std::exception&) {
+      missing += "\n  " + numbered("model", i, ".safetensors");
+    }
+  }
+  std::vector<fs::path> expected;
+  for (size_t i = 0; i < optimizers_.size(); ++i) {
+    expected.push_back(in / numbered("optimizer", i, ".safetensors"));
+    expected.push_back(in / numbered("optimizer", i, ".json"));
+  }
+  for (size_t i = 0; i < schedulers_.size(); ++i) expected.push_back(in / numbered("scheduler", i, ".json"));
+  for (size_t i = 0; i < loaders_.size(); ++i) expected.push_back(in / numbered("dataloader", i, ".json"));
+  for (size_t i = 0; i < custom_.size(); ++i)
+    expected.push_back(in / ("custom_checkpoint_" + std::to_string(i) + ".safetensors"));
+  expected.push_back(in / random_states_name(process_index()));
+  const bool has_scaler = scaler_ && scaler_->enabled();
+  if (has_scaler) expected.push_back(in / "scaler.safetensors");
+  for (const auto& p : expected)
+    if (!fs::exists(p)) missing += "\n  " + p.filename().string();
+  if (!missing.empty()) throw std::runtime_error("load_state: '" + in.string() + "' lacks:" + missing);
+
+  for (size_t i = 0; i < models_.size(); ++i)
+    load_model_weights(models_[i]->module(), in, LoadModelOptions().weights_name(numbered("model", i, ".safetensors")));
+  for (size_t i = 0; i < optimizers_.size(); ++i) {
+    const auto file = in / numbered("optimizer", i, ".safetensors");
+    const auto tensors = safetensors::load_file(file);
+    load_optimizer_state(optimizers_[i]->optimizer(), tensors, read_text_file(in / numbered("optimizer", i, ".json")),
+                         "'" + file.string() + "'");
+    if (const auto* masters = optimizers_[i]->master_weights()) {
+      torch::NoGradGuard no_grad;
+      for (size_t m = 0; m < masters->masters().size(); ++m) {
+        const auto* saved = tensors.find("master." + std::to_string(m));
+        auto target = masters->masters()[m];
+        if (!saved || saved->sizes() != target.sizes() || saved->scalar_type() != target.scalar_type())
+          throw std::runtime_error("load_state: '" + file.string() + "' lacks master weight " + std::to_string(m) +
+                                   " of its shape and dtype (was it saved without master_weights?)");
+        target.copy_(*saved);
+      }
+    }
+  }
+  for (size_t i = 0; i < schedulers_.size(); ++i) {
+    const auto file = in / numbered("scheduler", i, ".json");
+    load_scheduler_json(*schedulers_[i], read_json(file), file);
+  }
+  for (size_t i = 0; i < loaders_.size(); ++i) {
+    const auto file = in / numbered("dataloader", i, ".json");
+    try {
+      loaders_[i].load_state(LoaderState::from_string(read_text_file(file)));
+    } catch (const std::invalid_argument& e) {
+      throw std::runtime_error("load_state: loader state '" + file.string() + "': " + e.what());
+    }
+  }
+  if (has_scaler) {
+    const auto tensors = safetensors::load_file(in / "scaler.safetensors");
+    std::map<std::string, torch::Tensor> m;
+    for (const auto& item : tensors) m.emplace(item.key(), item.value());
+    scaler_->load_state(GradScalerState::from_tensors(m));
+  }
+  for (size_t i = 0; i < custom_.size(); ++i)
+    custom_[i].load_state_dict(
+        safetensors::load_file(in / ("custom_checkpoint_" + std::to_string(i) + ".safetensors")));
+  const auto random_file = in / random_states_name(process_index());
+  load_random_states(safetensors::load_file(random_file), "'" + random_file.string() + "'");
+  gradient_state_->set_step(meta.value("gradient_step", int64_t{0}));
+  project_.iteration(meta.value("iteration", int64_t{-1}) + 1);
+  return in;
+}
+
+}  // namespace accel
