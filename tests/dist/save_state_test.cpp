@@ -155,6 +155,15 @@ class SaveState : public ::testing::Test {
       EXPECT_TRUE(fs::exists(dir_ / "ckpt" / f)) << f;
   }
 
+  // `ranks` processes train `steps` fp32 steps and save into `dir`.
+  static void save_after(int ranks, int steps, const fs::path& dir) {
+    run_distributed(ranks, [&] {
+      Trainer r({"no", 1});
+      r.train(steps);
+      r.acc.save_state(dir);
+    });
+  }
+
   fs::path dir_;
 };
 
@@ -191,11 +200,7 @@ TEST_F(SaveState, AutomaticNamingKeepsTotalLimitAndLoadsTheNewest) {
 
 TEST_F(SaveState, SaveKilledBetweenFilesLeavesThePreviousCheckpoint) {
   const fs::path dir = dir_;
-  run_distributed(1, [&] {
-    Trainer r({"no", 1});
-    r.train(3);
-    r.acc.save_state(dir / "ckpt");
-  });
+  save_after(1, 3, dir / "ckpt");
   // The main process dies while writing the registered objects: after the
   // model and optimizer files of the new save, before accel_state.json.
   LaunchOptions one;
@@ -239,11 +244,7 @@ TEST_F(SaveState, SaveKilledBetweenFilesLeavesThePreviousCheckpoint) {
 
 TEST_F(SaveState, RefusesAnotherWorldSizeOtherObjectsAndMissingFiles) {
   const fs::path dir = dir_;
-  run_distributed(2, [&] {
-    Trainer r({"no", 1});
-    r.train(2);
-    r.acc.save_state(dir / "ckpt");
-  });
+  save_after(2, 2, dir / "ckpt");
   auto expect_error = [](const std::function<void()>& f, const std::vector<std::string>& words) {
     try {
       f();

@@ -74,6 +74,12 @@ void expect_round_trip(const MakeOpt& make) {
   EXPECT_EQ(optimizer_state(*loaded).json, optimizer_state(*opt).json);
 }
 
+safetensors::TensorDict as_dict(const safetensors::NamedTensors& tensors) {
+  safetensors::TensorDict out;
+  for (const auto& [name, t] : tensors) out.insert(name, t);
+  return out;
+}
+
 void expect_refused(const std::function<void()>& f, const std::string& words) {
   try {
     f();
@@ -111,8 +117,7 @@ TEST(OptimizerState, FusedAdamWAndAdamWShareTheirState) {
   torch::optim::AdamW plain(p, torch::optim::AdamWOptions(1e-2));
   train(plain, p, 2, 1);
   auto saved = optimizer_state(plain);
-  safetensors::TensorDict tensors;
-  for (auto& [name, t] : saved.tensors) tensors.insert(name, t);
+  auto tensors = as_dict(saved.tensors);
   auto q = copy_of(p);
   FusedAdamW fused(q, torch::optim::AdamWOptions(1e-2));
   load_optimizer_state(fused, tensors, saved.json, "memory");
@@ -136,8 +141,7 @@ TEST(OptimizerState, MismatchesAreRefusedAndChangeNothing) {
   torch::optim::Adam adam(p, torch::optim::AdamOptions(1e-2));
   train(adam, p, 2, 1);
   auto saved = optimizer_state(adam);
-  safetensors::TensorDict tensors;
-  for (auto& [name, t] : saved.tensors) tensors.insert(name, t);
+  auto tensors = as_dict(saved.tensors);
 
   torch::optim::AdamW adamw(copy_of(p), torch::optim::AdamWOptions(1e-2));
   expect_refused([&] { load_optimizer_state(adamw, tensors, saved.json, "f"); }, "holds a Adam state, the optimizer is a AdamW");

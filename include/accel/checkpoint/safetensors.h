@@ -79,6 +79,8 @@ class File {
   // Reads the bytes straight into a dense CPU tensor of the file's dtype;
   // false (nothing done) for any other destination.
   bool read_bytes(const TensorInfo& info, torch::Tensor& dst) const;
+  // Starts the kernel reading this tensor's bytes and what follows.
+  void will_need(const TensorInfo& info) const;
 
   std::filesystem::path path_;
   std::shared_ptr<Mapping> mapping_;
