@@ -11,7 +11,8 @@
 #
 #   bench/gpt2.sh gpu [config=124M] [steps=30] [warm-up=10]   # batches 8 and 16, seq 1024
 #   bench/gpt2.sh cpu                                         # smoke test: tiny, seq 64, batch 4, no compile
-# Raw lines and logs go to $OUT (default: a temporary folder).
+# GPT2_BATCHES="16" picks other batches. Raw lines and logs go to $OUT
+# (default: a temporary folder). On the GPU machine: bench/gpu_run.sh gpt2.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 MODE="${1:-gpu}"
@@ -25,12 +26,12 @@ export HF_HOME="$OUT/hf_home"  # no user's accelerate default_config.yaml in the
 ACCEL_FAST_FLAGS=(--optimizer fused)
 
 if [[ "$MODE" == cpu ]]; then
-  CONFIG=tiny; STEPS="${3:-6}"; SKIP="${4:-2}"; SEQ=64; BATCHES=(4)
+  CONFIG=tiny; STEPS="${3:-6}"; SKIP="${4:-2}"; SEQ=64; BATCHES=(${GPT2_BATCHES:-4})
   COMPILE=()  # torch.compile on a 2-core CPU takes minutes: rows 2 and 3 run eager
   ACCEL_LAUNCH=(--cpu); ACCELERATE_LAUNCH=(--cpu)
   export CUDA_VISIBLE_DEVICES=
 else
-  CONFIG="${2:-124M}"; STEPS="${3:-30}"; SKIP="${4:-10}"; SEQ=1024; BATCHES=(8 16)
+  CONFIG="${2:-124M}"; STEPS="${3:-30}"; SKIP="${4:-10}"; SEQ=1024; BATCHES=(${GPT2_BATCHES:-8 16})
   COMPILE=(--compile)
   ACCEL_LAUNCH=(); ACCELERATE_LAUNCH=()
 fi
@@ -48,7 +49,8 @@ peer() {  # row batch [flags...]
 }
 accel() {  # row batch [flags...]
   local row="$1" batch="$2"; shift 2
-  "$B/accel" launch "${ACCEL_LAUNCH[@]}" --num_processes 1 --mixed_precision bf16 --main_process_port "$(port)" \
+  "$B/accel" launch "${ACCEL_LAUNCH[@]}" --num_processes 1 --num_machines 1 --mixed_precision bf16 \
+      --dynamo_backend no --main_process_port "$(port)" \
       "$B/examples/gpt2" "${COMMON[@]}" --batch "$batch" --timing "$@" >"$OUT/row$row.b$batch.log" 2>&1 \
     || { echo "row $row (batch $batch) failed:"; tail -20 "$OUT/row$row.b$batch.log"; return 1; }
   grep '^timing ' "$OUT/row$row.b$batch.log" | sed "s/^timing /$row /" >>"$OUT/timing.txt"
