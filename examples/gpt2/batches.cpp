@@ -14,7 +14,8 @@ TokenBatches::TokenBatches(torch::Tensor text, int64_t vocab, uint64_t seed)
     : text_(std::move(text)), vocab_(vocab), generator_(at::detail::createCPUGenerator(seed)) {}
 
 TokenBatches TokenBatches::random(int64_t vocab_size, uint64_t seed) {
-  if (vocab_size < 1) throw std::invalid_argument("random tokens need vocab_size >= 1, got " + std::to_string(vocab_size));
+  if (vocab_size < 1)
+    throw std::invalid_argument("random tokens need vocab_size >= 1, got " + std::to_string(vocab_size));
   return TokenBatches(torch::Tensor(), vocab_size, seed);
 }
 

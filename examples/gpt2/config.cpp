@@ -20,8 +20,9 @@ GPT2Options named_config(const std::string& name) {
 namespace {
 
 void check_positive(const char* name, int64_t value) {
-  if (value < 1) throw std::invalid_argument(std::string("GPT2Options: ") + name + " = " + std::to_string(value) +
-                                             ", expected at least 1");
+  if (value < 1)
+    throw std::invalid_argument(std::string("GPT2Options: ") + name + " = " + std::to_string(value) +
+                                ", expected at least 1");
 }
 
 }  // namespace
@@ -119,7 +120,8 @@ GPT2Options read_hf_config(const std::filesystem::path& path) {
 
   r.require("activation_function", "gelu_new", "GELU with the tanh approximation");
   if (auto it = r.doc().find("n_inner"); it != r.doc().end() && !it->is_null() && *it != 4 * options.n_embd())
-    r.fail("n_inner", "is " + it->dump() + ", but this model's MLP is 4 * n_embd = " + std::to_string(4 * options.n_embd()));
+    r.fail("n_inner",
+           "is " + it->dump() + ", but this model's MLP is 4 * n_embd = " + std::to_string(4 * options.n_embd()));
   r.require("add_cross_attention", false, "a decoder without an encoder");
   r.require("scale_attn_weights", true, "attention scaled by 1/sqrt(head size)");
   r.require("scale_attn_by_inverse_layer_idx", false, "the same attention scale in every layer");

@@ -92,16 +92,16 @@ void load_hf_weights(GPT2Impl& model, const fs::path& dir) {
     const bool conv1d = is_conv1d_weight(name);
     if (conv1d) source.tensor = source.tensor.t();
     if (source.tensor.sizes() != target->sizes()) {
-      throw std::runtime_error(
-          where(source) + " has shape " + shape_text(it->second.info(file_name).shape) + ", but the model (" +
-          describe(model.options()) + ") expects " +
-          (conv1d ? shape_text(target->t().sizes()) + " (Conv1D [in, out], transposed into Linear's [out, in] " +
-                        shape_text(target->sizes()) + ")"
-                  : shape_text(target->sizes())));
+      throw std::runtime_error(where(source) + " has shape " + shape_text(it->second.info(file_name).shape) +
+                               ", but the model (" + describe(model.options()) + ") expects " +
+                               (conv1d ? shape_text(target->t().sizes()) +
+                                             " (Conv1D [in, out], transposed into Linear's [out, in] " +
+                                             shape_text(target->sizes()) + ")"
+                                       : shape_text(target->sizes())));
     }
     if (!sources.emplace(name, source).second)
-      throw std::runtime_error(where(source) + " names the same weight as \"" + sources.at(name).file_name +
-                               "\" in " + sources.at(name).file.string() + ": expected one of them");
+      throw std::runtime_error(where(source) + " names the same weight as \"" + sources.at(name).file_name + "\" in " +
+                               sources.at(name).file.string() + ": expected one of them");
   }
   if (!unexpected.empty()) {
     std::string text;

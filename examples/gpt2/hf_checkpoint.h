@@ -49,6 +49,7 @@ accel::safetensors::NamedTensors hf_state(const GPT2Impl& model);
 /// Writes config.json and model.safetensors (fp32, sharded past
 /// `max_shard_size` as transformers shards) into `dir`, which is created if
 /// needed. Call it from one process (e.g. the main one).
-void save_pretrained(const GPT2Impl& model, const std::filesystem::path& dir, const std::string& max_shard_size = "5GB");
+void save_pretrained(const GPT2Impl& model, const std::filesystem::path& dir,
+                     const std::string& max_shard_size = "5GB");
 
 }  // namespace gpt2

@@ -61,7 +61,8 @@ Flags parse(int argc, char** argv) {
   app.add_option("--steps", f.steps, "optimizer steps")->check(CLI::PositiveNumber);
   app.add_option("--warmup", f.warmup, "learning-rate warmup steps (default: steps / 10)");
   app.add_option("--lr", f.lr, "peak learning rate")->check(CLI::PositiveNumber);
-  app.add_option("--weight-decay", f.weight_decay, "AdamW weight decay of the weight matrices")->check(CLI::NonNegativeNumber);
+  app.add_option("--weight-decay", f.weight_decay, "AdamW weight decay of the weight matrices")
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--clip", f.clip, "clip the gradient norm to this (0: no clipping)")->check(CLI::NonNegativeNumber);
   app.add_option("--dropout", f.dropout, "dropout probability")->check(CLI::Range(0.0, 0.99));
   app.add_option("--mixed-precision", f.mixed_precision, "no, fp16 or bf16 (default: what the launcher set)")
@@ -82,8 +83,9 @@ Flags parse(int argc, char** argv) {
   }
   if (f.warmup < 0) f.warmup = f.steps / 10;
   if (f.timing_skip >= f.steps)
-    throw std::invalid_argument("--timing-skip " + std::to_string(f.timing_skip) + " leaves no timed step out of --steps " +
-                                std::to_string(f.steps) + ": expected fewer warm-up steps than steps");
+    throw std::invalid_argument("--timing-skip " + std::to_string(f.timing_skip) +
+                                " leaves no timed step out of --steps " + std::to_string(f.steps) +
+                                ": expected fewer warm-up steps than steps");
   return f;
 }
 
@@ -136,9 +138,11 @@ int main(int argc, char** argv) try {
                      : gpt2::TokenBatches::from_text(flags.data, flags.seed + accelerator.process_index());
   if (batches.vocab_needed() > shape.vocab_size())
     throw std::invalid_argument("--data " + flags.data + " has " + std::to_string(batches.vocab_needed()) +
-                                " token values, more than the model's vocab_size " + std::to_string(shape.vocab_size()));
+                                " token values, more than the model's vocab_size " +
+                                std::to_string(shape.vocab_size()));
 
-  auto adamw_options = torch::optim::AdamWOptions(flags.lr).betas({0.9, 0.95}).eps(1e-8).weight_decay(flags.weight_decay);
+  auto adamw_options =
+      torch::optim::AdamWOptions(flags.lr).betas({0.9, 0.95}).eps(1e-8).weight_decay(flags.weight_decay);
   std::shared_ptr<torch::optim::AdamW> adamw;
   if (flags.optimizer == "fused") {
     adamw = std::make_shared<accel::FusedAdamW>(param_groups(*net, adamw_options), adamw_options);
@@ -154,8 +158,9 @@ int main(int argc, char** argv) try {
   const int64_t accumulation = accelerator.gradient_accumulation_steps();
   const int64_t tokens_per_step = flags.batch * flags.seq * accumulation * n;
   accel::print("gpt2: ", net->num_parameters() / 1e6, "M parameters (", shape.n_layer(), " layers, ", shape.n_head(),
-               " heads, ", shape.n_embd(), " wide), ", n, " process(es) on ", accelerator.device(), ", mixed precision ",
-               accel::to_string(accelerator.mixed_precision()), ", ", tokens_per_step, " tokens per step");
+               " heads, ", shape.n_embd(), " wide), ", n, " process(es) on ", accelerator.device(),
+               ", mixed precision ", accel::to_string(accelerator.mixed_precision()), ", ", tokens_per_step,
+               " tokens per step");
 
   const bool cuda = accelerator.device().is_cuda();
   double timed_ms = 0;

@@ -35,9 +35,7 @@ MlpImpl::MlpImpl(const GPT2Options& o) {
   dropout_ = register_module("dropout", torch::nn::Dropout(o.dropout()));
 }
 
-torch::Tensor MlpImpl::forward(const torch::Tensor& x) {
-  return dropout_(c_proj(torch::gelu(c_fc(x), "tanh")));
-}
+torch::Tensor MlpImpl::forward(const torch::Tensor& x) { return dropout_(c_proj(torch::gelu(c_fc(x), "tanh"))); }
 
 BlockImpl::BlockImpl(const GPT2Options& o) {
   const auto norm = torch::nn::LayerNormOptions({o.n_embd()}).eps(o.layer_norm_epsilon());
@@ -58,7 +56,8 @@ TransformerImpl::TransformerImpl(const GPT2Options& o) {
   drop_ = register_module("drop", torch::nn::Dropout(o.dropout()));
   h = register_module("h", torch::nn::ModuleList());
   for (int64_t i = 0; i < o.n_layer(); ++i) h->push_back(Block(o));
-  ln_f = register_module("ln_f", torch::nn::LayerNorm(torch::nn::LayerNormOptions({o.n_embd()}).eps(o.layer_norm_epsilon())));
+  ln_f = register_module("ln_f",
+                         torch::nn::LayerNorm(torch::nn::LayerNormOptions({o.n_embd()}).eps(o.layer_norm_epsilon())));
 }
 
 torch::Tensor TransformerImpl::forward(const torch::Tensor& tokens) {

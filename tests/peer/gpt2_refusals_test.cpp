@@ -24,7 +24,9 @@ using nlohmann::json;
 
 namespace {
 
-gpt2::GPT2Options small() { return gpt2::GPT2Options().n_layer(2).n_head(2).n_embd(32).n_positions(16).vocab_size(300); }
+gpt2::GPT2Options small() {
+  return gpt2::GPT2Options().n_layer(2).n_head(2).n_embd(32).n_positions(16).vocab_size(300);
+}
 
 // Runs `load`, expects std::runtime_error, and checks that its message
 // holds every one of `parts`.
@@ -34,7 +36,8 @@ void expect_refused(const std::function<void()>& load, const std::vector<std::st
     ADD_FAILURE() << "expected the load to be refused";
   } catch (const std::runtime_error& e) {
     const std::string message = e.what();
-    for (const auto& part : parts) EXPECT_NE(message.find(part), std::string::npos) << "'" << part << "' not in: " << message;
+    for (const auto& part : parts)
+      EXPECT_NE(message.find(part), std::string::npos) << "'" << part << "' not in: " << message;
   }
 }
 
@@ -76,7 +79,8 @@ TEST_F(Gpt2Refusals, MissingConfig) {
 
 TEST_F(Gpt2Refusals, ValueOfTheWrongType) {
   set("n_embd", "wide");
-  expect_refused([&] { gpt2::from_pretrained(dir_); }, {config_path(), "\"n_embd\"", "\"wide\"", "expected an integer"});
+  expect_refused([&] { gpt2::from_pretrained(dir_); },
+                 {config_path(), "\"n_embd\"", "\"wide\"", "expected an integer"});
 }
 
 TEST_F(Gpt2Refusals, HeadsThatDoNotDivideTheWidth) {
@@ -126,7 +130,8 @@ TEST_F(Gpt2Refusals, MissingAndUnexpectedTensors) {
   set("n_layer", 3);
   expect_refused([&] { gpt2::from_pretrained(dir_); }, {"lacks", "transformer.h.2.attn.c_attn.weight"});
   set("n_layer", 1);
-  expect_refused([&] { gpt2::from_pretrained(dir_); }, {"does not have", weights_path(), "transformer.h.1.mlp.c_fc.weight"});
+  expect_refused([&] { gpt2::from_pretrained(dir_); },
+                 {"does not have", weights_path(), "transformer.h.1.mlp.c_fc.weight"});
 }
 
 TEST_F(Gpt2Refusals, OutputProjectionThatIsNotTheEmbedding) {
