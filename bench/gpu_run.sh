@@ -2,7 +2,8 @@
 # One call on the GPU machine (see ../shared/device/README.md): configure and
 # build, run the test suite (gpu tests included), then the benchmarks with
 # their Python peers. Full logs go to $OUT (default /tmp/accel_gpu_out).
-#   bench/gpu_run.sh [what...]   what: build tests bench data checkpoint startup (default: all)
+#   bench/gpu_run.sh [what...]   what: build tests bench data checkpoint startup (default: all), gpt2 (only
+#                                when named: it takes minutes; GPT2_BATCHES="8" runs one batch size)
 # Needs .deps/libgloo-dev_*.deb carried along (the machine has no Gloo headers).
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -37,6 +38,9 @@ fi
 if want checkpoint; then
   BENCH_BIN="$ROOT/$B/bench/bench_checkpoint_io" ACCEL_PYTHON="$(which python3)" bench/checkpoint_io.sh 4 /tmp/accel_bench_io 2>&1 \
     | tee "$OUT/checkpoint_io.log" | tail -9
+fi
+if want gpt2; then
+  BUILD_DIR="$ROOT/$B" PY="$(which python3)" OUT="$OUT/gpt2" bench/gpt2.sh gpu 2>&1 | tee "$OUT/gpt2.log"
 fi
 if want startup; then
   BUILD_DIR="$ROOT/$B" PY="$(which python3)" bench/startup.sh gpu 1 2>&1

@@ -1,0 +1,167 @@
+#include "config.h"
+
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+#include <nlohmann/json.hpp>
+
+namespace gpt2 {
+
+using nlohmann::json;
+
+GPT2Options named_config(const std::string& name) {
+  if (name == "124M") return GPT2Options().n_layer(12).n_head(12).n_embd(768);
+  if (name == "350M") return GPT2Options().n_layer(24).n_head(16).n_embd(1024);
+  if (name == "tiny") return GPT2Options().n_layer(2).n_head(4).n_embd(64).n_positions(128).vocab_size(512);
+  throw std::invalid_argument("unknown GPT-2 configuration '" + name + "': expected 124M, 350M or tiny");
+}
+
+namespace {
+
+void check_positive(const char* name, int64_t value) {
+  if (value < 1)
+    throw std::invalid_argument(std::string("GPT2Options: ") + name + " = " + std::to_string(value) +
+                                ", expected at least 1");
+}
+
+}  // namespace
+
+void check(const GPT2Options& o) {
+  check_positive("n_layer", o.n_layer());
+  check_positive("n_head", o.n_head());
+  check_positive("n_embd", o.n_embd());
+  check_positive("n_positions", o.n_positions());
+  check_positive("vocab_size", o.vocab_size());
+  if (o.n_embd() % o.n_head() != 0)
+    throw std::invalid_argument("GPT2Options: n_embd = " + std::to_string(o.n_embd()) +
+                                " is not divisible by n_head = " + std::to_string(o.n_head()));
+  if (!(o.layer_norm_epsilon() > 0))
+    throw std::invalid_argument("GPT2Options: layer_norm_epsilon = " + std::to_string(o.layer_norm_epsilon()) +
+                                ", expected > 0");
+  if (!(o.dropout() >= 0 && o.dropout() < 1))
+    throw std::invalid_argument("GPT2Options: dropout = " + std::to_string(o.dropout()) + ", expected in [0, 1)");
+  if (!(o.initializer_range() > 0))
+    throw std::invalid_argument("GPT2Options: initializer_range = " + std::to_string(o.initializer_range()) +
+                                ", expected > 0");
+}
+
+namespace {
+
+// Reads config.json values with the file and key in every error.
+class ConfigReader {
+ public:
+  ConfigReader(const std::filesystem::path& path, json doc) : path_(path), doc_(std::move(doc)) {}
+
+  [[noreturn]] void fail(const std::string& key, const std::string& what) const {
+    throw std::runtime_error(path_.string() + ": \"" + key + "\" " + what);
+  }
+  int64_t integer(const std::string& key, int64_t fallback) const {
+    auto it = doc_.find(key);
+    if (it == doc_.end()) return fallback;
+    if (!it->is_number_integer()) fail(key, "is " + it->dump() + ", expected an integer");
+    return it->get<int64_t>();
+  }
+  double number(const std::string& key, double fallback) const {
+    auto it = doc_.find(key);
+    if (it == doc_.end()) return fallback;
+    if (!it->is_number()) fail(key, "is " + it->dump() + ", expected a number");
+    return it->get<double>();
+  }
+  bool boolean(const std::string& key, bool fallback) const {
+    auto it = doc_.find(key);
+    if (it == doc_.end()) return fallback;
+    if (!it->is_boolean()) fail(key, "is " + it->dump() + ", expected true or false");
+    return it->get<bool>();
+  }
+  // A setting this model implements only at one value (GPT-2's own).
+  void require(const std::string& key, const json& supported, const std::string& why) const {
+    auto it = doc_.find(key);
+    if (it != doc_.end() && *it != supported)
+      fail(key, "is " + it->dump() + ", but this model supports only " + supported.dump() + " (" + why + ")");
+  }
+  const json& doc() const { return doc_; }
+
+ private:
+  std::filesystem::path path_;
+  json doc_;
+};
+
+}  // namespace
+
+GPT2Options read_hf_config(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  if (!in) throw std::runtime_error("cannot open " + path.string() + ": expected a Hugging Face GPT-2 config.json");
+  json doc;
+  try {
+    doc = json::parse(in);
+  } catch (const json::parse_error& e) {
+    throw std::runtime_error(path.string() + " is not valid JSON: " + e.what());
+  }
+  if (!doc.is_object()) throw std::runtime_error(path.string() + ": expected a JSON object, found " + doc.type_name());
+  ConfigReader r(path, std::move(doc));
+  if (auto it = r.doc().find("model_type"); it != r.doc().end() && *it != "gpt2")
+    r.fail("model_type", "is " + it->dump() + ", expected \"gpt2\"");
+
+  const GPT2Options defaults;  // GPT2Config's defaults, as transformers fills missing keys
+  auto options = GPT2Options()
+                     .n_layer(r.integer("n_layer", defaults.n_layer()))
+                     .n_head(r.integer("n_head", defaults.n_head()))
+                     .n_embd(r.integer("n_embd", defaults.n_embd()))
+                     .n_positions(r.integer("n_positions", defaults.n_positions()))
+                     .vocab_size(r.integer("vocab_size", defaults.vocab_size()))
+                     .layer_norm_epsilon(r.number("layer_norm_epsilon", defaults.layer_norm_epsilon()))
+                     .initializer_range(r.number("initializer_range", defaults.initializer_range()));
+  try {
+    check(options);
+  } catch (const std::invalid_argument& e) {
+    throw std::runtime_error(path.string() + ": " + e.what());
+  }
+
+  r.require("activation_function", "gelu_new", "GELU with the tanh approximation");
+  if (auto it = r.doc().find("n_inner"); it != r.doc().end() && !it->is_null() && *it != 4 * options.n_embd())
+    r.fail("n_inner",
+           "is " + it->dump() + ", but this model's MLP is 4 * n_embd = " + std::to_string(4 * options.n_embd()));
+  r.require("add_cross_attention", false, "a decoder without an encoder");
+  r.require("scale_attn_weights", true, "attention scaled by 1/sqrt(head size)");
+  r.require("scale_attn_by_inverse_layer_idx", false, "the same attention scale in every layer");
+  r.require("tie_word_embeddings", true, "the output projection is the token embedding");
+  // reorder_and_upcast_attn changes only the precision of the attention
+  // scores under autocast, not the function, so either value loads.
+  r.boolean("reorder_and_upcast_attn", false);
+  return options;
+}
+
+std::string hf_config_json(const GPT2Options& o) {
+  check(o);
+  // GPT-2's end-of-text token, when the vocabulary holds it (transformers
+  // warns about a token id outside the vocabulary).
+  const json eos = o.vocab_size() > 50256 ? json(50256) : json(nullptr);
+  json doc = {
+      {"architectures", {"GPT2LMHeadModel"}},
+      {"model_type", "gpt2"},
+      {"n_layer", o.n_layer()},
+      {"n_head", o.n_head()},
+      {"n_embd", o.n_embd()},
+      {"n_positions", o.n_positions()},
+      {"n_inner", nullptr},
+      {"vocab_size", o.vocab_size()},
+      {"layer_norm_epsilon", o.layer_norm_epsilon()},
+      {"initializer_range", o.initializer_range()},
+      {"activation_function", "gelu_new"},
+      {"resid_pdrop", o.dropout()},
+      {"embd_pdrop", o.dropout()},
+      {"attn_pdrop", o.dropout()},
+      {"scale_attn_weights", true},
+      {"scale_attn_by_inverse_layer_idx", false},
+      {"reorder_and_upcast_attn", false},
+      {"add_cross_attention", false},
+      {"tie_word_embeddings", true},
+      {"bos_token_id", eos},
+      {"eos_token_id", eos},
+      {"dtype", "float32"},
+  };
+  return doc.dump(2) + "\n";
+}
+
+}  // namespace gpt2

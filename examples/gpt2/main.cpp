@@ -1,0 +1,222 @@
+// Trains a GPT-2 family model (model.h) with accel, the way a LibTorch user
+// writes it: the same program runs on a CPU or a GPU, alone or under
+// `accel launch --num_processes N`, in fp32 or bf16, chosen at launch
+// (or with --mixed-precision). AdamW with decoupled weight decay on the
+// matrices, a cosine schedule with linear warmup, gradient clipping.
+//
+//   ./build/examples/gpt2 --config tiny --seq 64 --batch 8 --steps 50 --data README.md
+//   ./build/examples/gpt2 --config 124M --batch 8 --mixed-precision bf16 --timing
+//   ./build/examples/gpt2 --from <hugging face gpt2 folder> --save out/   # fine-tune, save for transformers
+//
+// --timing prints one machine-readable line at the end (bench/gpt2.sh reads it):
+//   timing {"impl": "accel", "tokens_per_s": ..., "step_ms": ..., "peak_mem_mb": ..., ...}
+// tokens/s and step ms are over the steps after --timing-skip warm-up steps;
+// peak_mem_mb is the CUDA caching allocator's peak of allocated bytes
+// (PyTorch's torch.cuda.max_memory_allocated), 0 on a CPU.
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+#ifdef ACCEL_WITH_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAFunctions.h>
+#endif
+
+#include "accel/accel.h"
+#include "accel/optim/fused_adamw.h"
+#include "batches.h"
+#include "hf_checkpoint.h"
+#include "model.h"
+
+namespace {
+
+struct Flags {
+  std::string config = "124M";
+  std::string from;  // a Hugging Face GPT-2 folder to start from
+  std::string data = "random";
+  std::string save;
+  std::string mixed_precision;  // empty: from the launcher
+  std::string optimizer = "adamw";
+  int64_t batch = 8, seq = 1024, steps = 20, warmup = -1, timing_skip = 3, log_every = 1;
+  double lr = 6e-4, weight_decay = 0.1, clip = 1.0, dropout = 0.0;
+  uint64_t seed = 1337;
+  bool timing = false;
+};
+
+Flags parse(int argc, char** argv) {
+  Flags f;
+  CLI::App app{"Train a GPT-2 family model with accel"};
+  app.add_option("--config", f.config, "model shape: 124M, 350M or tiny (ignored with --from)")
+      ->check(CLI::IsMember({"124M", "350M", "tiny"}));
+  app.add_option("--from", f.from, "start from this Hugging Face GPT-2 folder (config.json + model.safetensors)");
+  app.add_option("--data", f.data, "'random' tokens, or a text file whose bytes are the tokens");
+  app.add_option("--batch", f.batch, "sequences per process per step")->check(CLI::PositiveNumber);
+  app.add_option("--seq", f.seq, "tokens per sequence (at most the model's n_positions)")->check(CLI::PositiveNumber);
+  app.add_option("--steps", f.steps, "optimizer steps")->check(CLI::PositiveNumber);
+  app.add_option("--warmup", f.warmup, "learning-rate warmup steps (default: steps / 10)");
+  app.add_option("--lr", f.lr, "peak learning rate")->check(CLI::PositiveNumber);
+  app.add_option("--weight-decay", f.weight_decay, "AdamW weight decay of the weight matrices")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--clip", f.clip, "clip the gradient norm to this (0: no clipping)")->check(CLI::NonNegativeNumber);
+  app.add_option("--dropout", f.dropout, "dropout probability")->check(CLI::Range(0.0, 0.99));
+  app.add_option("--mixed-precision", f.mixed_precision, "no, fp16 or bf16 (default: what the launcher set)")
+      ->check(CLI::IsMember({"no", "fp16", "bf16"}));
+  app.add_option("--optimizer", f.optimizer,
+                 "adamw: torch::optim::AdamW (prepared, it steps with ATen's fused kernel on CUDA); "
+                 "fused: accel::FusedAdamW (the fused kernel on every device)")
+      ->check(CLI::IsMember({"adamw", "fused"}));
+  app.add_option("--seed", f.seed, "initial weights and data");
+  app.add_option("--save", f.save, "save the trained model here in Hugging Face's layout");
+  app.add_flag("--timing", f.timing, "print a machine-readable timing line at the end");
+  app.add_option("--timing-skip", f.timing_skip, "warm-up steps left out of the timing")->check(CLI::NonNegativeNumber);
+  app.add_option("--log-every", f.log_every, "print the loss every N steps")->check(CLI::PositiveNumber);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    std::exit(app.exit(e));
+  }
+  if (f.warmup < 0) f.warmup = f.steps / 10;
+  if (f.timing_skip >= f.steps)
+    throw std::invalid_argument("--timing-skip " + std::to_string(f.timing_skip) +
+                                " leaves no timed step out of --steps " + std::to_string(f.steps) +
+                                ": expected fewer warm-up steps than steps");
+  return f;
+}
+
+// AdamW's usual grouping for transformers: decay the weight matrices and
+// embeddings, not the biases and LayerNorm gains (decaying those towards 0
+// only hurts). A group's options replace the defaults, so each is a copy
+// of `options` with its own weight decay.
+std::vector<torch::optim::OptimizerParamGroup> param_groups(gpt2::GPT2Impl& net,
+                                                            const torch::optim::AdamWOptions& options) {
+  std::vector<torch::Tensor> decay, no_decay;
+  for (auto& p : net.parameters()) (p.dim() >= 2 ? decay : no_decay).push_back(p);
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  groups.emplace_back(decay, std::make_unique<torch::optim::AdamWOptions>(options));
+  auto without = std::make_unique<torch::optim::AdamWOptions>(options);
+  without->weight_decay(0.0);
+  groups.emplace_back(no_decay, std::move(without));
+  return groups;
+}
+
+double peak_memory_mb(torch::Device device) {
+#ifdef ACCEL_WITH_CUDA
+  if (device.is_cuda()) {
+    const auto index = device.has_index() ? device.index() : c10::cuda::current_device();
+    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(index);
+    return static_cast<double>(
+               stats.allocated_bytes[static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE)].peak) /
+           (1024.0 * 1024.0);
+  }
+#endif
+  return 0.0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) try {
+  const Flags flags = parse(argc, argv);
+  accel::AcceleratorOptions options;
+  if (!flags.mixed_precision.empty()) options.mixed_precision(flags.mixed_precision);
+  accel::Accelerator accelerator(options);
+
+  torch::manual_seed(flags.seed);
+  gpt2::GPT2 net = flags.from.empty() ? gpt2::GPT2(gpt2::named_config(flags.config).dropout(flags.dropout))
+                                      : gpt2::from_pretrained(flags.from, flags.dropout);
+  const auto& shape = net->options();
+  if (flags.seq > shape.n_positions())
+    throw std::invalid_argument("--seq " + std::to_string(flags.seq) + " is longer than the model's n_positions " +
+                                std::to_string(shape.n_positions()));
+  auto batches = flags.data == "random"
+                     ? gpt2::TokenBatches::random(shape.vocab_size(), flags.seed + accelerator.process_index())
+                     : gpt2::TokenBatches::from_text(flags.data, flags.seed + accelerator.process_index());
+  if (batches.vocab_needed() > shape.vocab_size())
+    throw std::invalid_argument("--data " + flags.data + " has " + std::to_string(batches.vocab_needed()) +
+                                " token values, more than the model's vocab_size " +
+                                std::to_string(shape.vocab_size()));
+
+  auto adamw_options =
+      torch::optim::AdamWOptions(flags.lr).betas({0.9, 0.95}).eps(1e-8).weight_decay(flags.weight_decay);
+  std::shared_ptr<torch::optim::AdamW> adamw;
+  if (flags.optimizer == "fused") {
+    adamw = std::make_shared<accel::FusedAdamW>(param_groups(*net, adamw_options), adamw_options);
+  } else {
+    adamw = std::make_shared<torch::optim::AdamW>(param_groups(*net, adamw_options), adamw_options);
+  }
+  // A prepared scheduler steps num_processes times per optimizer step
+  // (Accelerate's rule), so the schedule is counted in those steps.
+  const int64_t n = accelerator.num_processes();
+  auto schedule = accel::get_scheduler("cosine", *adamw, flags.warmup * n, flags.steps * n);
+  auto [model, optimizer, scheduler] = accelerator.prepare(net, adamw, schedule);
+
+  const int64_t accumulation = accelerator.gradient_accumulation_steps();
+  const int64_t tokens_per_step = flags.batch * flags.seq * accumulation * n;
+  accel::print("gpt2: ", net->num_parameters() / 1e6, "M parameters (", shape.n_layer(), " layers, ", shape.n_head(),
+               " heads, ", shape.n_embd(), " wide), ", n, " process(es) on ", accelerator.device(),
+               ", mixed precision ", accel::to_string(accelerator.mixed_precision()), ", ", tokens_per_step,
+               " tokens per step");
+
+  const bool cuda = accelerator.device().is_cuda();
+  double timed_ms = 0;
+  for (int64_t step = 0; step < flags.steps; ++step) {
+    if (cuda) torch::cuda::synchronize();
+    const auto start = std::chrono::steady_clock::now();
+    torch::Tensor loss;
+    for (int64_t micro = 0; micro < accumulation; ++micro) {
+      auto scope = accelerator.accumulate(model);
+      auto batch = batches.next(flags.batch, flags.seq, accelerator.device());
+      auto logits = model(batch.inputs);
+      loss = torch::nn::functional::cross_entropy(logits.view({-1, logits.size(-1)}), batch.targets.reshape(-1));
+      accelerator.backward(loss);
+      if (accelerator.sync_gradients() && flags.clip > 0) accelerator.clip_grad_norm_(net->parameters(), flags.clip);
+      optimizer->step();
+      scheduler->step();
+      optimizer->zero_grad();
+    }
+    const double loss_value = loss.item<double>();  // waits for the step, as any logging loop does
+    if (cuda) torch::cuda::synchronize();
+    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+    if (step >= flags.timing_skip) timed_ms += ms;
+    if (step % flags.log_every == 0 || step + 1 == flags.steps) {
+      accel::print("step ", step + 1, "/", flags.steps, "  loss ", loss_value, "  lr ", scheduler->get_last_lr()[0],
+                   "  ", ms, " ms  ", static_cast<double>(tokens_per_step) / ms * 1e3, " tokens/s");
+    }
+  }
+
+  const double step_ms = timed_ms / static_cast<double>(flags.steps - flags.timing_skip);
+  const double tokens_per_s = static_cast<double>(tokens_per_step) / step_ms * 1e3;
+  accel::print("mean over ", flags.steps - flags.timing_skip, " steps: ", step_ms, " ms/step, ", tokens_per_s,
+               " tokens/s, peak memory ", peak_memory_mb(accelerator.device()), " MB");
+  if (flags.timing && accelerator.is_main_process()) {
+    const nlohmann::json line = {
+        {"impl", "accel"},
+        {"optimizer", flags.optimizer},
+        {"config", flags.from.empty() ? flags.config : flags.from},
+        {"batch", flags.batch},
+        {"seq", flags.seq},
+        {"processes", n},
+        {"mixed_precision", accel::to_string(accelerator.mixed_precision())},
+        {"timed_steps", flags.steps - flags.timing_skip},
+        {"tokens_per_s", tokens_per_s},
+        {"step_ms", step_ms},
+        {"peak_mem_mb", peak_memory_mb(accelerator.device())},
+    };
+    std::cout << "timing " << line.dump() << std::endl;
+  }
+
+  if (!flags.save.empty()) {
+    if (accelerator.is_main_process()) gpt2::save_pretrained(*net, flags.save);
+    accelerator.wait_for_everyone();
+    accel::print("saved to ", flags.save);
+  }
+  return 0;
+} catch (const std::exception& e) {
+  std::cerr << "gpt2: " << e.what() << std::endl;
+  return 1;
+}

@@ -1,0 +1,114 @@
+#include "model.h"
+
+#include <cmath>
+#include <string>
+
+#include <c10/util/Exception.h>
+#include <torch/nn/functional/linear.h>
+#include <torch/nn/init.h>
+#include <torch/torch.h>
+
+namespace gpt2 {
+
+namespace F = torch::nn::functional;
+
+CausalSelfAttentionImpl::CausalSelfAttentionImpl(const GPT2Options& o) : n_head_(o.n_head()), dropout_(o.dropout()) {
+  c_attn = register_module("c_attn", torch::nn::Linear(o.n_embd(), 3 * o.n_embd()));
+  c_proj = register_module("c_proj", torch::nn::Linear(o.n_embd(), o.n_embd()));
+  resid_dropout_ = register_module("resid_dropout", torch::nn::Dropout(o.dropout()));
+}
+
+torch::Tensor CausalSelfAttentionImpl::forward(const torch::Tensor& x) {
+  const int64_t B = x.size(0), T = x.size(1), C = x.size(2);
+  // c_attn's output holds all queries, then all keys, then all values, each
+  // n_head slices of C / n_head (Hugging Face's split order), so one view
+  // and permute give [3, B, n_head, T, head_size] without a copy.
+  auto qkv = c_attn(x).view({B, T, 3, n_head_, C / n_head_}).permute({2, 0, 3, 1, 4});
+  auto y = torch::scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], /*attn_mask=*/{},
+                                               /*dropout_p=*/is_training() ? dropout_ : 0.0, /*is_causal=*/true);
+  return resid_dropout_(c_proj(y.transpose(1, 2).reshape({B, T, C})));
+}
+
+MlpImpl::MlpImpl(const GPT2Options& o) {
+  c_fc = register_module("c_fc", torch::nn::Linear(o.n_embd(), 4 * o.n_embd()));
+  c_proj = register_module("c_proj", torch::nn::Linear(4 * o.n_embd(), o.n_embd()));
+  dropout_ = register_module("dropout", torch::nn::Dropout(o.dropout()));
+}
+
+torch::Tensor MlpImpl::forward(const torch::Tensor& x) { return dropout_(c_proj(torch::gelu(c_fc(x), "tanh"))); }
+
+BlockImpl::BlockImpl(const GPT2Options& o) {
+  const auto norm = torch::nn::LayerNormOptions({o.n_embd()}).eps(o.layer_norm_epsilon());
+  ln_1 = register_module("ln_1", torch::nn::LayerNorm(norm));
+  attn = register_module("attn", CausalSelfAttention(o));
+  ln_2 = register_module("ln_2", torch::nn::LayerNorm(norm));
+  mlp = register_module("mlp", Mlp(o));
+}
+
+torch::Tensor BlockImpl::forward(torch::Tensor x) {
+  x = x + attn(ln_1(x));
+  return x + mlp(ln_2(x));
+}
+
+TransformerImpl::TransformerImpl(const GPT2Options& o) {
+  wte = register_module("wte", torch::nn::Embedding(o.vocab_size(), o.n_embd()));
+  wpe = register_module("wpe", torch::nn::Embedding(o.n_positions(), o.n_embd()));
+  drop_ = register_module("drop", torch::nn::Dropout(o.dropout()));
+  h = register_module("h", torch::nn::ModuleList());
+  for (int64_t i = 0; i < o.n_layer(); ++i) h->push_back(Block(o));
+  ln_f = register_module("ln_f",
+                         torch::nn::LayerNorm(torch::nn::LayerNormOptions({o.n_embd()}).eps(o.layer_norm_epsilon())));
+}
+
+torch::Tensor TransformerImpl::forward(const torch::Tensor& tokens) {
+  TORCH_CHECK(tokens.dim() == 2, "GPT-2 takes tokens of shape [batch, seq], got ", tokens.sizes());
+  const int64_t T = tokens.size(1), n_positions = wpe->weight.size(0);
+  TORCH_CHECK(T <= n_positions, "GPT-2: a sequence of ", T, " tokens is longer than n_positions = ", n_positions);
+  auto positions = torch::arange(T, tokens.options().dtype(torch::kLong));
+  auto x = drop_(wte(tokens) + wpe(positions));
+  for (auto& block : *h) x = block->as<Block>()->forward(x);
+  return ln_f(x);
+}
+
+GPT2Impl::GPT2Impl(const GPT2Options& options) : options_(options) {
+  check(options_);
+  transformer = register_module("transformer", Transformer(options_));
+  init_weights();
+}
+
+torch::Tensor GPT2Impl::forward(const torch::Tensor& tokens) {
+  // The tied output projection: logits against every token's embedding.
+  return F::linear(transformer(tokens), transformer->wte->weight);
+}
+
+int64_t GPT2Impl::num_parameters() const {
+  int64_t n = 0;
+  for (const auto& p : parameters()) n += p.numel();
+  return n;
+}
+
+void GPT2Impl::init_weights() {
+  // GPT-2's scheme (and transformers' _init_weights): weights and
+  // embeddings N(0, 0.02), biases 0, LayerNorms 1 and 0; the projections
+  // that write into the residual stream (c_proj, two per block) are scaled
+  // by 1/sqrt(2 * n_layer) so the stream's variance does not grow with depth.
+  torch::NoGradGuard no_grad;
+  const double std = options_.initializer_range();
+  const double residual_std = std / std::sqrt(2.0 * static_cast<double>(options_.n_layer()));
+  for (auto& item : named_parameters()) {
+    const std::string& name = item.key();
+    auto& p = item.value();
+    const bool ln = name.find(".ln_") != std::string::npos;
+    if (name.ends_with(".bias")) {
+      torch::nn::init::zeros_(p);
+    } else if (ln) {
+      torch::nn::init::ones_(p);
+    } else if (name.ends_with("c_proj.weight")) {
+      torch::nn::init::normal_(p, 0.0, residual_std);
+    } else {
+      torch::nn::init::normal_(p, 0.0, std);
+    }
+  }
+}
+
+}  // namespace gpt2

@@ -1,0 +1,109 @@
+#pragma once
+// A GPT-2 family decoder as LibTorch modules: token and position
+// embeddings, n_layer pre-LayerNorm blocks (causal self-attention, then a
+// GELU MLP, each added to the residual stream), a final LayerNorm, and the
+// output projection tied to the token embedding.
+//
+// Parameter names are those of Hugging Face's GPT2LMHeadModel
+// ("transformer.wte.weight", "transformer.h.0.attn.c_attn.weight", ...), so
+// that its checkpoints load name by name (hf_checkpoint.h). The linear
+// layers are torch::nn::Linear, whose weight is [out, in]; Hugging Face
+// stores the same layers as Conv1D [in, out], which the checkpoint code
+// transposes. The tied output projection is not a module of its own: it is
+// the token embedding's weight, so the optimizer sees that tensor once.
+//
+//   gpt2::GPT2 model(gpt2::named_config("124M"));
+//   auto logits = model(tokens);            // [batch, seq] int64 -> [batch, seq, vocab]
+#include <torch/nn/module.h>
+#include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/modules/dropout.h>
+#include <torch/nn/modules/embedding.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/modules/normalization.h>
+#include <torch/nn/pimpl.h>
+
+#include "config.h"
+
+namespace gpt2 {
+
+/// Multi-head causal self-attention: one projection makes queries, keys and
+/// values (c_attn, [3 * n_embd, n_embd]), scaled dot-product attention with
+/// the causal mask (FlashAttention on CUDA where it applies), and the
+/// output projection (c_proj).
+class CausalSelfAttentionImpl : public torch::nn::Module {
+ public:
+  explicit CausalSelfAttentionImpl(const GPT2Options& options);
+  torch::Tensor forward(const torch::Tensor& x);
+
+  torch::nn::Linear c_attn{nullptr}, c_proj{nullptr};
+
+ private:
+  int64_t n_head_;
+  double dropout_;
+  torch::nn::Dropout resid_dropout_{nullptr};
+};
+TORCH_MODULE(CausalSelfAttention);
+
+/// n_embd -> 4 * n_embd -> GELU (tanh approximation, GPT-2's gelu_new) -> n_embd.
+class MlpImpl : public torch::nn::Module {
+ public:
+  explicit MlpImpl(const GPT2Options& options);
+  torch::Tensor forward(const torch::Tensor& x);
+
+  torch::nn::Linear c_fc{nullptr}, c_proj{nullptr};
+
+ private:
+  torch::nn::Dropout dropout_{nullptr};
+};
+TORCH_MODULE(Mlp);
+
+/// x + attn(ln_1(x)), then x + mlp(ln_2(x)).
+class BlockImpl : public torch::nn::Module {
+ public:
+  explicit BlockImpl(const GPT2Options& options);
+  torch::Tensor forward(torch::Tensor x);
+
+  torch::nn::LayerNorm ln_1{nullptr};
+  CausalSelfAttention attn{nullptr};
+  torch::nn::LayerNorm ln_2{nullptr};
+  Mlp mlp{nullptr};
+};
+TORCH_MODULE(Block);
+
+/// The decoder without the output projection (GPT2Model): hidden states.
+class TransformerImpl : public torch::nn::Module {
+ public:
+  explicit TransformerImpl(const GPT2Options& options);
+  /// tokens [batch, seq] (int64, seq <= n_positions) -> [batch, seq, n_embd].
+  torch::Tensor forward(const torch::Tensor& tokens);
+
+  torch::nn::Embedding wte{nullptr}, wpe{nullptr};
+  torch::nn::ModuleList h{nullptr};
+  torch::nn::LayerNorm ln_f{nullptr};
+
+ private:
+  torch::nn::Dropout drop_{nullptr};
+};
+TORCH_MODULE(Transformer);
+
+/// GPT2LMHeadModel: next-token logits.
+class GPT2Impl : public torch::nn::Module {
+ public:
+  /// Checks the options (config.h) and initialises the weights as GPT-2 does.
+  explicit GPT2Impl(const GPT2Options& options = {});
+  /// tokens [batch, seq] (int64) -> logits [batch, seq, vocab_size].
+  torch::Tensor forward(const torch::Tensor& tokens);
+
+  const GPT2Options& options() const { return options_; }
+  /// Parameters, with the tied embedding counted once.
+  int64_t num_parameters() const;
+
+  Transformer transformer{nullptr};
+
+ private:
+  void init_weights();
+  GPT2Options options_;
+};
+TORCH_MODULE(GPT2);
+
+}  // namespace gpt2
