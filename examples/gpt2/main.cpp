@@ -8,6 +8,8 @@
 //   ./build/examples/gpt2 --config 124M --batch 8 --mixed-precision bf16 --timing
 //   ./build/examples/gpt2 --from <hugging face gpt2 folder> --save out/   # fine-tune, save for transformers
 //
+//   ./build/examples/gpt2 --config 124M --batch 8 --mixed-precision bf16 --cuda-graph --profile 3
+//
 // --timing prints one machine-readable line at the end (bench/gpt2.sh reads it):
 //   timing {"impl": "accel", "tokens_per_s": ..., "step_ms": ..., "peak_mem_mb": ..., ...}
 // tokens/s and step ms are over the steps after --timing-skip warm-up steps;
@@ -30,6 +32,7 @@
 
 #include "accel/accel.h"
 #include "accel/optim/fused_adamw.h"
+#include "accel/util/kernel_profile.h"
 #include "batches.h"
 #include "hf_checkpoint.h"
 #include "model.h"
@@ -43,10 +46,12 @@ struct Flags {
   std::string save;
   std::string mixed_precision;  // empty: from the launcher
   std::string optimizer = "adamw";
-  int64_t batch = 8, seq = 1024, steps = 20, warmup = -1, timing_skip = 3, log_every = 1;
+  int64_t batch = 8, seq = 1024, steps = 20, warmup = -1, timing_skip = 3, log_every = 1, profile = 0;
   double lr = 6e-4, weight_decay = 0.1, clip = 1.0, dropout = 0.0;
   uint64_t seed = 1337;
   bool timing = false;
+  bool cuda_graph = false;
+  std::string trace;
 };
 
 Flags parse(int argc, char** argv) {
@@ -73,7 +78,12 @@ Flags parse(int argc, char** argv) {
       ->check(CLI::IsMember({"adamw", "fused"}));
   app.add_option("--seed", f.seed, "initial weights and data");
   app.add_option("--save", f.save, "save the trained model here in Hugging Face's layout");
+  app.add_flag("--cuda-graph", f.cuda_graph,
+               "record the training step as a CUDA graph once and replay it (AcceleratorOptions::cuda_graph)");
   app.add_flag("--timing", f.timing, "print a machine-readable timing line at the end");
+  app.add_option("--profile", f.profile, "after training, profile this many more steps and print the top kernels")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--trace", f.trace, "with --profile: write a Chrome trace here");
   app.add_option("--timing-skip", f.timing_skip, "warm-up steps left out of the timing")->check(CLI::NonNegativeNumber);
   app.add_option("--log-every", f.log_every, "print the loss every N steps")->check(CLI::PositiveNumber);
   try {
@@ -124,6 +134,7 @@ int main(int argc, char** argv) try {
   const Flags flags = parse(argc, argv);
   accel::AcceleratorOptions options;
   if (!flags.mixed_precision.empty()) options.mixed_precision(flags.mixed_precision);
+  options.cuda_graph(flags.cuda_graph);
   accel::Accelerator accelerator(options);
 
   torch::manual_seed(flags.seed);
@@ -162,24 +173,43 @@ int main(int argc, char** argv) try {
                ", mixed precision ", accel::to_string(accelerator.mixed_precision()), ", ", tokens_per_step,
                " tokens per step");
 
+  // One batch: forward, loss, backward, clipping, optimizer step. With
+  // --cuda-graph it is recorded once and replayed (the same code runs
+  // eagerly otherwise); under gradient accumulation it runs per micro-batch
+  // inside accumulate().
+  auto micro_step = [&](const std::vector<torch::Tensor>& in) {
+    auto logits = model(in[0]);
+    auto loss = torch::nn::functional::cross_entropy(logits.view({-1, logits.size(-1)}), in[1].reshape(-1));
+    accelerator.backward(loss);
+    if (accelerator.sync_gradients() && flags.clip > 0) accelerator.clip_grad_norm_(net->parameters(), flags.clip);
+    optimizer->step();
+    optimizer->zero_grad();
+    return std::vector<torch::Tensor>{loss.detach()};
+  };
+  auto captured = accelerator.capture_step(micro_step);
+  auto train_step = [&]() {
+    torch::Tensor loss;
+    if (accumulation == 1) {
+      auto batch = batches.next(flags.batch, flags.seq, accelerator.device());
+      loss = captured({batch.inputs, batch.targets})[0];
+      scheduler->step();
+    } else {
+      for (int64_t micro = 0; micro < accumulation; ++micro) {
+        auto scope = accelerator.accumulate(model);
+        auto batch = batches.next(flags.batch, flags.seq, accelerator.device());
+        loss = micro_step({batch.inputs, batch.targets})[0];
+        scheduler->step();
+      }
+    }
+    return loss.item<double>();  // waits for the step, as any logging loop does
+  };
+
   const bool cuda = accelerator.device().is_cuda();
   double timed_ms = 0;
   for (int64_t step = 0; step < flags.steps; ++step) {
     if (cuda) torch::cuda::synchronize();
     const auto start = std::chrono::steady_clock::now();
-    torch::Tensor loss;
-    for (int64_t micro = 0; micro < accumulation; ++micro) {
-      auto scope = accelerator.accumulate(model);
-      auto batch = batches.next(flags.batch, flags.seq, accelerator.device());
-      auto logits = model(batch.inputs);
-      loss = torch::nn::functional::cross_entropy(logits.view({-1, logits.size(-1)}), batch.targets.reshape(-1));
-      accelerator.backward(loss);
-      if (accelerator.sync_gradients() && flags.clip > 0) accelerator.clip_grad_norm_(net->parameters(), flags.clip);
-      optimizer->step();
-      scheduler->step();
-      optimizer->zero_grad();
-    }
-    const double loss_value = loss.item<double>();  // waits for the step, as any logging loop does
+    const double loss_value = train_step();
     if (cuda) torch::cuda::synchronize();
     const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
     if (step >= flags.timing_skip) timed_ms += ms;
@@ -208,6 +238,14 @@ int main(int argc, char** argv) try {
         {"peak_mem_mb", peak_memory_mb(accelerator.device())},
     };
     std::cout << "timing " << line.dump() << std::endl;
+  }
+
+  if (flags.profile > 0) {
+    accel::KernelProfile profile;
+    for (int64_t i = 0; i < flags.profile; ++i) train_step();
+    auto summary = profile.stop(flags.trace.empty() ? std::nullopt : std::optional<std::string>(flags.trace));
+    if (accelerator.is_main_process())
+      std::cout << "profile of " << flags.profile << " steps:\n" << summary.table(30) << std::flush;
   }
 
   if (!flags.save.empty()) {

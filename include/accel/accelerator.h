@@ -37,6 +37,7 @@
 #include "accel/data/prepare.h"
 #include "accel/dist/collectives.h"
 #include "accel/gradient_state.h"
+#include "accel/graph/captured_step.h"
 #include "accel/optim/accelerated_optimizer.h"
 #include "accel/optim/accelerated_scheduler.h"
 #include "accel/prepared_model.h"
@@ -161,11 +162,22 @@ class Accelerator {
   /// inspected or clipped; null: every prepared optimizer.
   void unscale_gradients(AcceleratedOptimizer* optimizer = nullptr);
   /// Unscales, then clips the gradients of `parameters` to a total norm of
-  /// `max_norm`; returns the norm before clipping. Under DDP every rank
-  /// holds the averaged gradients, so this is the global norm.
-  double clip_grad_norm_(const std::vector<torch::Tensor>& parameters, double max_norm, double norm_type = 2.0);
+  /// `max_norm`; returns the norm before clipping as a 0-dim tensor on the
+  /// device (as Accelerate does: reading it with .item() is the caller's
+  /// choice, so the step never waits for the GPU; see optim/clip_grad.h).
+  /// Under DDP every rank holds the averaged gradients, so this is the
+  /// global norm.
+  torch::Tensor clip_grad_norm_(const std::vector<torch::Tensor>& parameters, double max_norm, double norm_type = 2.0);
   /// Unscales, then clamps every gradient element to [-clip_value, clip_value].
   void clip_grad_value_(const std::vector<torch::Tensor>& parameters, double clip_value);
+
+  /// The whole step `fn` (forward, backward, clipping, optimizer steps) as
+  /// a callable that, with options().cuda_graph() on a GPU, is recorded
+  /// once as a CUDA graph and then replayed (see graph/captured_step.h);
+  /// otherwise it calls `fn`. Each call is one batch: do not call
+  /// accumulate() inside. Throws when capture is asked for and the setup
+  /// cannot be captured (gradient accumulation, DDP, fp16 scaling).
+  CapturedStep capture_step(CapturedStep::Function fn, CaptureOptions capture_options = {});
 
   /// Autocast for code outside the prepared model (no-op without mixed precision).
   AutocastGuard autocast() const { return AutocastGuard(device(), mixed_precision_); }

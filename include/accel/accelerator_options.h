@@ -63,6 +63,10 @@ struct AcceleratorOptions {
   /// optim/fused_step.h); false keeps LibTorch's per-tensor step().
   TORCH_ARG(bool, fused_optimizer_step) = true;
 
+  /// Accelerator::capture_step records the step as a CUDA graph and replays
+  /// it (graph/captured_step.h); off, or on a CPU, it runs the step as is.
+  TORCH_ARG(bool, cuda_graph) = false;
+
   /// Where save_state/load_state put checkpoints without a folder.
   TORCH_ARG(ProjectConfiguration, project_config) = {};
 

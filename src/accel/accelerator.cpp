@@ -6,6 +6,7 @@
 #include <torch/nn/utils/clip_grad.h>
 
 #include "accel/checkpoint/safetensors.h"
+#include "accel/optim/clip_grad.h"
 
 #ifdef ACCEL_WITH_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>
@@ -147,14 +148,30 @@ std::vector<torch::Tensor> optimized(const std::vector<std::shared_ptr<Accelerat
 }
 }  // namespace
 
-double Accelerator::clip_grad_norm_(const std::vector<torch::Tensor>& parameters, double max_norm, double norm_type) {
+torch::Tensor Accelerator::clip_grad_norm_(const std::vector<torch::Tensor>& parameters, double max_norm, double norm_type) {
   unscale_gradients();
-  return torch::nn::utils::clip_grad_norm_(optimized(optimizers_, parameters), max_norm, norm_type);
+  return clip_grad_norm(optimized(optimizers_, parameters), max_norm, norm_type);
 }
 
 void Accelerator::clip_grad_value_(const std::vector<torch::Tensor>& parameters, double clip_value) {
   unscale_gradients();
   torch::nn::utils::clip_grad_value_(optimized(optimizers_, parameters), clip_value);
+}
+
+CapturedStep Accelerator::capture_step(CapturedStep::Function fn, CaptureOptions capture_options) {
+  const bool capture = options_.cuda_graph() && device().is_cuda();
+  if (capture) {
+    if (gradient_state_->num_steps() > 1)
+      throw std::invalid_argument("Accelerator::capture_step: gradient_accumulation_steps is " +
+                                  std::to_string(gradient_state_->num_steps()) +
+                                  ", expected 1 with cuda_graph (a graph replays one batch per step: use a larger "
+                                  "batch, or turn cuda_graph off)");
+    if (use_distributed())
+      throw std::invalid_argument("Accelerator::capture_step: cuda_graph with " + std::to_string(num_processes()) +
+                                  " processes is not supported yet (capturing DDP's all-reduce has not been verified "
+                                  "on several GPUs); expected one process, or cuda_graph off");
+  }
+  return CapturedStep(std::move(fn), optimizers_, gradient_state_, capture, capture_options);
 }
 
 torch::Tensor Accelerator::gather_for_metrics(const torch::Tensor& tensor) const {

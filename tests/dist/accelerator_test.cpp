@@ -107,7 +107,7 @@ Run train(Accelerator& acc, int64_t batch, double clip, bool idle_branch = false
     const int64_t step = batches++ / acc.gradient_accumulation_steps();
     auto loss = F::cross_entropy(model(b["x"], !idle_branch || step % 2 == 0), b["y"]);
     acc.backward(loss);
-    if (acc.sync_gradients() && clip > 0) r.norms.push_back(acc.clip_grad_norm_(net->parameters(), clip));
+    if (acc.sync_gradients() && clip > 0) r.norms.push_back(acc.clip_grad_norm_(net->parameters(), clip).item<double>());
     optimizer->step();
     scheduler->step();
     optimizer->zero_grad();

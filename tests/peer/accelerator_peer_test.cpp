@@ -83,7 +83,7 @@ TEST(AcceleratorPeer, TrainsLikeAccelerate) {
     for (auto& b : loader) {
       auto scope = acc.accumulate(model);
       acc.backward(torch::nn::functional::cross_entropy(model(b["x"]), b["y"]));
-      if (acc.sync_gradients()) norms.push_back(acc.clip_grad_norm_(net->parameters(), kClip));
+      if (acc.sync_gradients()) norms.push_back(acc.clip_grad_norm_(net->parameters(), kClip).item<double>());
       optimizer->step();
       scheduler->step();
       optimizer->zero_grad();

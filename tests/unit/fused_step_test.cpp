@@ -139,3 +139,38 @@ TEST(FusedStep, SparseGradientIsRefused) {
     EXPECT_NE(std::string(e.what()).find("sparse"), std::string::npos) << e.what();
   }
 }
+
+// The learning rate read from a tensor (what a CUDA graph replays): with the
+// lr changed every step and refresh_lr() called before each step, the same
+// parameters as LibTorch's step(); advance_host_steps() moves the host's
+// step counts by one for the parameters of the last step.
+TEST(FusedStep, DeviceLearningRateFollowsTheScheduleAndCountsAdvance) {
+  using O = torch::optim::AdamWOptions;
+  const auto options = O(1e-2).weight_decay(0.01), second = O(3e-3);
+  auto schedule = [](torch::optim::Optimizer& opt, int s) {
+    for (auto& g : opt.param_groups()) g.options().set_lr(g.options().get_lr() * (s % 2 ? 0.5 : 1.5));
+  };
+  auto ref = train<torch::optim::AdamW>(options, second, [&](torch::optim::Optimizer& opt, int s) {
+    schedule(opt, s);
+    opt.step();
+  });
+  accel::FusedStep fused;
+  fused.use_device_lr();
+  auto got = train<torch::optim::AdamW>(options, second, [&](torch::optim::Optimizer& opt, int s) {
+    schedule(opt, s);
+    fused.refresh_lr(opt);
+    fused.adamw(static_cast<torch::optim::AdamW&>(opt));
+  });
+  expect_close(got, ref, 1e-5);  // the lr tensor is float: the updates round it
+
+  auto p = torch::ones({4}, torch::requires_grad());
+  p.mutable_grad() = torch::ones({4});
+  torch::optim::AdamW opt(std::vector<torch::Tensor>{p}, O(0.1));
+  accel::FusedStep f;
+  f.adamw(opt);
+  auto& st = static_cast<torch::optim::AdamWParamState&>(*opt.state().at(p.unsafeGetTensorImpl()));
+  EXPECT_EQ(st.step(), 1);
+  f.advance_host_steps(opt);
+  f.advance_host_steps(opt);
+  EXPECT_EQ(st.step(), 3);
+}

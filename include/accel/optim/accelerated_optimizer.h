@@ -13,6 +13,7 @@
 //   opt->step(); opt->zero_grad();
 #include <memory>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include <torch/optim/optimizer.h>
@@ -46,6 +47,18 @@ class AcceleratedOptimizer {
   /// The tensors this optimizer updates in place of `params` (their fp32
   /// masters under master weights, else the same tensors).
   std::vector<torch::Tensor> optimized_tensors(const std::vector<torch::Tensor>& params) const;
+
+  // --- CUDA graphs (graph/captured_step.h) ---------------------------------
+  /// Whether step() runs entirely on the device with nothing read back
+  /// (the fused kernels, every parameter on CUDA, no fp16 loss scaling):
+  /// what a captured step needs. Says why not in `reason` otherwise.
+  bool steps_on_device(std::string* reason = nullptr) const;
+  /// Switches the fused step to learning rates held on the device.
+  void prepare_capture();
+  /// Before each run of a captured step: the current lr to the device.
+  void before_replay();
+  /// After each replay: host step counts advanced as the device's were.
+  void after_replay();
 
   torch::optim::Optimizer& optimizer() { return *optimizer_; }
   torch::optim::Optimizer* operator->() { return optimizer_.get(); }

@@ -46,6 +46,34 @@ void AcceleratedOptimizer::zero_grad(bool set_to_none) {
   unscaled_ = false;
 }
 
+bool AcceleratedOptimizer::steps_on_device(std::string* reason) const {
+  auto no = [&](std::string why) {
+    if (reason) *reason = std::move(why);
+    return false;
+  };
+  if (!fused_)
+    return no("its step() is not one of ATen's fused kernels (torch::optim::Adam, AdamW or SGD with "
+              "fused_optimizer_step on); other optimizers compute on the host from values a replay cannot update");
+  if (scaler_ && scaler_->enabled())
+    return no("fp16 loss scaling decides on the host whether to step; use bf16 or fp32");
+  for (const auto& group : optimizer_->param_groups())
+    for (const auto& p : group.params())
+      if (!p.is_cuda()) return no("a parameter is on " + p.device().str() + ", not on a CUDA device");
+  return true;
+}
+
+void AcceleratedOptimizer::prepare_capture() {
+  if (fused_) fused_->use_device_lr();
+}
+
+void AcceleratedOptimizer::before_replay() {
+  if (fused_) fused_->refresh_lr(*optimizer_);
+}
+
+void AcceleratedOptimizer::after_replay() {
+  if (fused_) fused_->advance_host_steps(*optimizer_);
+}
+
 std::vector<torch::Tensor> AcceleratedOptimizer::optimized_tensors(const std::vector<torch::Tensor>& params) const {
   if (!masters_) return params;
   std::vector<torch::Tensor> out;

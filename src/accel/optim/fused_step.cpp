@@ -68,10 +68,44 @@ torch::Tensor& FusedStep::step_tensor(const torch::Tensor& param, int64_t count)
   return s.tensor;
 }
 
+torch::Tensor& FusedStep::lr_tensor(size_t group, const torch::Tensor& like, double lr) {
+  auto& t = lr_tensors_[{group, like.device().str()}];
+  // float: the kernels read the tensor as float.
+  if (!t.defined()) t = torch::full({}, lr, like.options().dtype(torch::kFloat));
+  return t;
+}
+
+namespace {
+double group_lr(const torch::optim::OptimizerParamGroup& group) { return group.options().get_lr(); }
+}  // namespace
+
+void FusedStep::refresh_lr(torch::optim::Optimizer& optimizer) {
+  torch::NoGradGuard no_grad;
+  auto& groups = optimizer.param_groups();
+  for (auto& [key, t] : lr_tensors_)
+    if (key.first < groups.size()) t.fill_(group_lr(groups[key.first]));
+}
+
+void FusedStep::advance_host_steps(torch::optim::Optimizer& optimizer) {
+  auto& state = optimizer.state();
+  for (const void* p : last_stepped_) {
+    auto it = state.find(const_cast<void*>(p));
+    if (it == state.end() || !it->second) continue;
+    auto& st = *it->second;
+    if (auto* a = dynamic_cast<torch::optim::AdamWParamState*>(&st)) a->step(a->step() + 1);
+    if (auto* a = dynamic_cast<torch::optim::AdamParamState*>(&st)) a->step(a->step() + 1);
+    auto s = steps_.find(p);
+    if (s != steps_.end()) s->second.value += 1;
+  }
+}
+
 template <typename Options, typename State>
 void FusedStep::adam_family(torch::optim::Optimizer& optimizer, bool decoupled_weight_decay) {
   torch::NoGradGuard no_grad;
+  last_stepped_.clear();
+  size_t group_index = 0;
   for (auto& group : optimizer.param_groups()) {
+    const size_t gi = group_index++;
     auto& o = static_cast<Options&>(group.options());
     std::map<BucketKey, AdamLists> buckets;
     for (auto& p : group.params()) {
@@ -86,6 +120,7 @@ void FusedStep::adam_family(torch::optim::Optimizer& optimizer, bool decoupled_w
         slot = std::move(st);
       }
       auto& st = static_cast<State&>(*slot);
+      last_stepped_.push_back(p.unsafeGetTensorImpl());
       auto& l = buckets[bucket_key(p)];
       l.steps.push_back(step_tensor(p, st.step()));
       st.step(st.step() + 1);
@@ -98,6 +133,16 @@ void FusedStep::adam_family(torch::optim::Optimizer& optimizer, bool decoupled_w
     const double beta1 = std::get<0>(o.betas()), beta2 = std::get<1>(o.betas());
     for (auto& [key, l] : buckets) {
       at::_foreach_add_(l.steps, 1);
+      if (device_lr_) {
+        const auto& lr = lr_tensor(gi, l.params.front(), o.lr());
+        if (decoupled_weight_decay)
+          at::_fused_adamw_(l.params, l.grads, l.exp_avgs, l.exp_avg_sqs, l.max_exp_avg_sqs, l.steps, lr, beta1, beta2,
+                            o.weight_decay(), o.eps(), o.amsgrad(), /*maximize=*/false);
+        else
+          at::_fused_adam_(l.params, l.grads, l.exp_avgs, l.exp_avg_sqs, l.max_exp_avg_sqs, l.steps, lr, beta1, beta2,
+                           o.weight_decay(), o.eps(), o.amsgrad(), /*maximize=*/false);
+        continue;
+      }
       if (decoupled_weight_decay)
         at::_fused_adamw_(l.params, l.grads, l.exp_avgs, l.exp_avg_sqs, l.max_exp_avg_sqs, l.steps, o.lr(), beta1,
                           beta2, o.weight_decay(), o.eps(), o.amsgrad(), /*maximize=*/false);
@@ -118,7 +163,10 @@ void FusedStep::adamw(torch::optim::AdamW& optimizer) {
 
 void FusedStep::sgd(torch::optim::SGD& optimizer) {
   torch::NoGradGuard no_grad;
+  last_stepped_.clear();
+  size_t group_index = 0;
   for (auto& group : optimizer.param_groups()) {
+    const size_t gi = group_index++;
     auto& o = static_cast<torch::optim::SGDOptions&>(group.options());
     // Parameters without a momentum buffer yet take the first-step form
     // (buffer = gradient), as LibTorch's step() does; they get their own launch.
@@ -143,9 +191,14 @@ void FusedStep::sgd(torch::optim::SGD& optimizer) {
       l.grads.push_back(p.grad());
       if (buffer.defined()) l.buffers.push_back(buffer);
     }
-    for (auto& [key, l] : buckets)
-      at::_fused_sgd_(l.params, l.grads, l.buffers, o.weight_decay(), o.momentum(), o.lr(), o.dampening(),
-                      o.nesterov(), /*maximize=*/false, /*is_first_step=*/std::get<3>(key));
+    for (auto& [key, l] : buckets) {
+      if (device_lr_)
+        at::_fused_sgd_(l.params, l.grads, l.buffers, o.weight_decay(), o.momentum(), lr_tensor(gi, l.params.front(), o.lr()),
+                        o.dampening(), o.nesterov(), /*maximize=*/false, /*is_first_step=*/std::get<3>(key));
+      else
+        at::_fused_sgd_(l.params, l.grads, l.buffers, o.weight_decay(), o.momentum(), o.lr(), o.dampening(),
+                        o.nesterov(), /*maximize=*/false, /*is_first_step=*/std::get<3>(key));
+    }
   }
 }
 
