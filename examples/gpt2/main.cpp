@@ -51,6 +51,7 @@ struct Flags {
   uint64_t seed = 1337;
   bool timing = false;
   bool cuda_graph = false;
+  bool fused_loss = false;
   std::string trace;
 };
 
@@ -80,6 +81,8 @@ Flags parse(int argc, char** argv) {
   app.add_option("--save", f.save, "save the trained model here in Hugging Face's layout");
   app.add_flag("--cuda-graph", f.cuda_graph,
                "record the training step as a CUDA graph once and replay it (AcceleratorOptions::cuda_graph)");
+  app.add_flag("--fused-loss", f.fused_loss,
+               "compute the loss with accel::linear_cross_entropy (no full logits; padded, chunked GEMMs)");
   app.add_flag("--timing", f.timing, "print a machine-readable timing line at the end");
   app.add_option("--profile", f.profile, "after training, profile this many more steps and print the top kernels")
       ->check(CLI::NonNegativeNumber);
@@ -178,8 +181,13 @@ int main(int argc, char** argv) try {
   // eagerly otherwise); under gradient accumulation it runs per micro-batch
   // inside accumulate().
   auto micro_step = [&](const std::vector<torch::Tensor>& in) {
-    auto logits = model(in[0]);
-    auto loss = torch::nn::functional::cross_entropy(logits.view({-1, logits.size(-1)}), in[1].reshape(-1));
+    torch::Tensor loss;
+    if (flags.fused_loss) {
+      loss = model(in[0], in[1]);
+    } else {
+      auto logits = model(in[0]);
+      loss = torch::nn::functional::cross_entropy(logits.view({-1, logits.size(-1)}), in[1].reshape(-1));
+    }
     accelerator.backward(loss);
     if (accelerator.sync_gradients() && flags.clip > 0) accelerator.clip_grad_norm_(net->parameters(), flags.clip);
     optimizer->step();

@@ -8,6 +8,8 @@
 #include <torch/nn/init.h>
 #include <torch/torch.h>
 
+#include "accel/ops/linear_cross_entropy.h"
+
 namespace gpt2 {
 
 namespace F = torch::nn::functional;
@@ -79,6 +81,10 @@ GPT2Impl::GPT2Impl(const GPT2Options& options) : options_(options) {
 torch::Tensor GPT2Impl::forward(const torch::Tensor& tokens) {
   // The tied output projection: logits against every token's embedding.
   return F::linear(transformer(tokens), transformer->wte->weight);
+}
+
+torch::Tensor GPT2Impl::forward(const torch::Tensor& tokens, const torch::Tensor& targets) {
+  return accel::linear_cross_entropy(transformer(tokens), transformer->wte->weight, targets);
 }
 
 int64_t GPT2Impl::num_parameters() const {

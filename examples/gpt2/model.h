@@ -93,6 +93,10 @@ class GPT2Impl : public torch::nn::Module {
   explicit GPT2Impl(const GPT2Options& options = {});
   /// tokens [batch, seq] (int64) -> logits [batch, seq, vocab_size].
   torch::Tensor forward(const torch::Tensor& tokens);
+  /// tokens and their next tokens [batch, seq] -> the mean cross-entropy,
+  /// through accel::linear_cross_entropy: the same value as cross_entropy
+  /// of forward(tokens), without materialising the logits.
+  torch::Tensor forward(const torch::Tensor& tokens, const torch::Tensor& targets);
 
   const GPT2Options& options() const { return options_; }
   /// Parameters, with the tied embedding counted once.

@@ -17,6 +17,7 @@
 #include "accel/dist/process_group.h"
 #include "accel/dist/topology.h"
 #include "accel/amp/autocast.h"
+#include "accel/ops/linear_cross_entropy.h"
 #include "accel/optim/clip_grad.h"
 #include "accel/optim/schedules.h"
 #include "accel/parallel/ddp.h"
