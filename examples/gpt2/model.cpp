@@ -78,12 +78,9 @@ GPT2Impl::GPT2Impl(const GPT2Options& options) : options_(options) {
   init_weights();
 }
 
-torch::Tensor GPT2Impl::forward(const torch::Tensor& tokens) {
-  // The tied output projection: logits against every token's embedding.
-  return F::linear(transformer(tokens), transformer->wte->weight);
-}
-
 torch::Tensor GPT2Impl::forward(const torch::Tensor& tokens, const torch::Tensor& targets) {
+  // The tied output projection: logits against every token's embedding.
+  if (!targets.defined()) return F::linear(transformer(tokens), transformer->wte->weight);
   return accel::linear_cross_entropy(transformer(tokens), transformer->wte->weight, targets);
 }
 

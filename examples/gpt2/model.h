@@ -91,12 +91,13 @@ class GPT2Impl : public torch::nn::Module {
  public:
   /// Checks the options (config.h) and initialises the weights as GPT-2 does.
   explicit GPT2Impl(const GPT2Options& options = {});
-  /// tokens [batch, seq] (int64) -> logits [batch, seq, vocab_size].
-  torch::Tensor forward(const torch::Tensor& tokens);
-  /// tokens and their next tokens [batch, seq] -> the mean cross-entropy,
-  /// through accel::linear_cross_entropy: the same value as cross_entropy
-  /// of forward(tokens), without materialising the logits.
-  torch::Tensor forward(const torch::Tensor& tokens, const torch::Tensor& targets);
+  /// tokens [batch, seq] (int64) -> logits [batch, seq, vocab_size]; with
+  /// `targets` (the next tokens, [batch, seq]) -> the mean cross-entropy
+  /// instead, through accel::linear_cross_entropy: the value of
+  /// cross_entropy over the logits, without materialising them. (One
+  /// forward with a default argument: LibTorch's module holders cannot
+  /// call an overloaded forward.)
+  torch::Tensor forward(const torch::Tensor& tokens, const torch::Tensor& targets = {});
 
   const GPT2Options& options() const { return options_; }
   /// Parameters, with the tied embedding counted once.

@@ -108,13 +108,18 @@ TEST(FusedStep, FusedAdamWEqualsLibTorchAdamW) {
   expect_close(train<accel::FusedAdamW>(options, second, libtorch), train<torch::optim::AdamW>(options, second, libtorch));
 }
 
+struct MyAdamW : torch::optim::AdamW {  // a subclass that may step differently
+  using torch::optim::AdamW::AdamW;
+};
+
 TEST(FusedStep, SupportsExactlyLibTorchsAdamAdamWAndSgd) {
   auto p = torch::zeros({2}, torch::requires_grad());
   EXPECT_TRUE(accel::FusedStep::supports(torch::optim::AdamW(Params{p})));
   EXPECT_TRUE(accel::FusedStep::supports(torch::optim::Adam(Params{p})));
   EXPECT_TRUE(accel::FusedStep::supports(torch::optim::SGD(Params{p}, torch::optim::SGDOptions(0.1))));
   EXPECT_FALSE(accel::FusedStep::supports(torch::optim::RMSprop(Params{p})));
-  EXPECT_FALSE(accel::FusedStep::supports(accel::FusedAdamW(Params{p})));  // a subclass keeps its own step()
+  EXPECT_FALSE(accel::FusedStep::supports(MyAdamW(Params{p})));  // a subclass keeps its own step()
+  EXPECT_TRUE(accel::FusedStep::supports(accel::FusedAdamW(Params{p})));  // whose step() is FusedStep's
 }
 
 TEST(FusedStep, StepOnCudaLeavesCpuParametersAlone) {

@@ -25,8 +25,9 @@ namespace accel {
 
 class FusedStep {
  public:
-  /// Whether `optimizer` is exactly torch::optim::Adam, AdamW or SGD. A
-  /// subclass may have changed what step() does, so it is left to its step().
+  /// Whether `optimizer` is exactly torch::optim::Adam, AdamW, SGD or
+  /// accel::FusedAdamW (whose step() is this). Another subclass may have
+  /// changed what step() does, so it is left to its step().
   static bool supports(const torch::optim::Optimizer& optimizer);
 
   /// Steps a supported optimizer whose parameters with gradients are all

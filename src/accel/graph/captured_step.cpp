@@ -8,6 +8,7 @@
 
 #ifdef ACCEL_WITH_CUDA
 #include <ATen/cuda/CUDAEvent.h>
+#include <ATen/cuda/CUDAGeneratorImpl.h>
 #include <ATen/cuda/CUDAGraph.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
@@ -76,6 +77,16 @@ void order_after(const c10::cuda::CUDAStream& waiter, const c10::cuda::CUDAStrea
   event.block(waiter);
 }
 
+// A capture that failed part-way leaves the device's default generator
+// marked as capturing, so any later random op would fail. Give it a clean
+// copy of its own state (same seed and offset).
+void release_generator(c10::DeviceIndex device) {
+  auto gen = at::cuda::detail::getDefaultCUDAGenerator(device);
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  auto* impl = gen.get<at::CUDAGeneratorImpl>();
+  impl->graphsafe_set_state(impl->clone()->graphsafe_get_state());
+}
+
 void check_same(const std::vector<torch::Tensor>& expected, const std::vector<torch::Tensor>& got) {
   if (expected.size() != got.size())
     throw std::invalid_argument("CapturedStep: called with " + std::to_string(got.size()) +
@@ -141,7 +152,9 @@ std::vector<torch::Tensor> CapturedStep::run_captured(const std::vector<torch::T
           g.graph.capture_end();
         } catch (...) {
         }
+        const auto device = g.stream.device_index();
         graph_.reset();
+        release_generator(device);
         throw std::runtime_error(
             std::string("CapturedStep: the step cannot be captured in a CUDA graph: ") + e.what() +
             "\n(a captured step must not wait for the GPU or read values back: no .item(), no printing tensors, "

@@ -93,18 +93,19 @@ Result compute(const torch::Tensor& hidden, const torch::Tensor& weight, const t
     auto hc = h.narrow(0, r0, n);
     auto vc = valid.narrow(0, r0, n);
     auto tc = safe_t.narrow(0, r0, n).unsqueeze(1);
-    auto logits = at::mm(hc, w.t());
+    // Logits in float32 for the softmax: on CUDA the 16-bit GEMM writes
+    // them in float32 directly; elsewhere through a copy.
+    const bool low = cdt == torch::kBFloat16 || cdt == torch::kHalf;
+    auto logits = low && hc.is_cuda() ? at::mm(hc, w.t(), torch::kFloat) : at::mm(hc, w.t());
+    if (low && !hc.is_cuda()) logits = logits.to(torch::kFloat);
     if (Vp != V) logits.narrow(1, V, Vp - V).fill_(-std::numeric_limits<double>::infinity());
-    // float32 log-probabilities straight from 16-bit logits on CUDA (one
-    // kernel); elsewhere through a float32 copy.
-    const bool low = logits.scalar_type() == torch::kBFloat16 || logits.scalar_type() == torch::kHalf;
-    auto logp = low && logits.is_cuda() ? at::_log_softmax(logits, 1, /*half_to_float=*/true)
-                                        : at::_log_softmax(low ? logits.to(torch::kFloat) : logits, 1, false);
+    auto logp = at::_log_softmax(logits, 1, false);
+    logits = torch::Tensor();
     loss_sum.sub_((logp.gather(1, tc).squeeze(1) * vc).sum().to(torch::kFloat));
     if (!want_grads) continue;
     // d loss_row / d logits = softmax - one_hot(target); ignored rows get
     // zero through their masked hidden rows (grad_weight) and output rows.
-    auto grad_logits = torch::empty_like(logits);
+    auto grad_logits = torch::empty_like(logp, logp.options().dtype(cdt));
     at::exp_out(grad_logits, logp);
     logp = torch::Tensor();
     grad_logits.scatter_add_(1, tc, torch::full({n, 1}, -1.0, grad_logits.options()));

@@ -1,5 +1,7 @@
 #include "accel/optim/fused_step.h"
 
+#include "accel/optim/fused_adamw.h"
+
 #include <map>
 #include <memory>
 #include <stdexcept>
@@ -43,7 +45,7 @@ struct SgdLists {
 bool FusedStep::supports(const torch::optim::Optimizer& optimizer) {
   const auto& type = typeid(optimizer);
   return type == typeid(torch::optim::Adam) || type == typeid(torch::optim::AdamW) ||
-         type == typeid(torch::optim::SGD);
+         type == typeid(torch::optim::SGD) || type == typeid(FusedAdamW);
 }
 
 bool FusedStep::step_on_cuda(torch::optim::Optimizer& optimizer) {
