@@ -52,6 +52,7 @@ struct Flags {
   bool timing = false;
   bool cuda_graph = false;
   bool fused_loss = false;
+  bool master_weights = false;
   std::string trace;
 };
 
@@ -81,6 +82,8 @@ Flags parse(int argc, char** argv) {
   app.add_option("--save", f.save, "save the trained model here in Hugging Face's layout");
   app.add_flag("--cuda-graph", f.cuda_graph,
                "record the training step as a CUDA graph once and replay it (AcceleratorOptions::cuda_graph)");
+  app.add_flag("--master-weights", f.master_weights,
+               "keep the model in bf16/fp16 with fp32 master weights in the optimizer (AcceleratorOptions::master_weights)");
   app.add_flag("--fused-loss", f.fused_loss,
                "compute the loss with accel::linear_cross_entropy (no full logits; padded, chunked GEMMs)");
   app.add_flag("--timing", f.timing, "print a machine-readable timing line at the end");
@@ -137,7 +140,7 @@ int main(int argc, char** argv) try {
   const Flags flags = parse(argc, argv);
   accel::AcceleratorOptions options;
   if (!flags.mixed_precision.empty()) options.mixed_precision(flags.mixed_precision);
-  options.cuda_graph(flags.cuda_graph);
+  options.cuda_graph(flags.cuda_graph).master_weights(flags.master_weights);
   accel::Accelerator accelerator(options);
 
   torch::manual_seed(flags.seed);
