@@ -23,7 +23,7 @@ export HF_HOME="$OUT/hf_home"  # no user's accelerate default_config.yaml in the
 
 # The speed options of row 5. Add each new one here as the example gains it
 # (e.g. CUDA graphs, a fused cross-entropy, activation checkpointing off/on).
-ACCEL_FAST_FLAGS=(--optimizer fused --fused-loss --cuda-graph)
+ACCEL_FAST_FLAGS=(--optimizer fused --fused-loss --cuda-graph --master-weights)
 
 if [[ "$MODE" == cpu ]]; then
   CONFIG=tiny; STEPS="${3:-6}"; SKIP="${4:-2}"; SEQ=64; BATCHES=(${GPT2_BATCHES:-4})

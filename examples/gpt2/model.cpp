@@ -25,7 +25,10 @@ torch::Tensor CausalSelfAttentionImpl::forward(const torch::Tensor& x) {
   // c_attn's output holds all queries, then all keys, then all values, each
   // n_head slices of C / n_head (Hugging Face's split order), so one view
   // and permute give [3, B, n_head, T, head_size] without a copy.
-  auto qkv = c_attn(x).view({B, T, 3, n_head_, C / n_head_}).permute({2, 0, 3, 1, 4});
+  // unbind, not qkv[0], qkv[1], qkv[2]: backward then stacks the three
+  // gradients once, where three selects would each make a zero-filled
+  // full-size gradient and add them up.
+  auto qkv = c_attn(x).view({B, T, 3, n_head_, C / n_head_}).permute({2, 0, 3, 1, 4}).unbind(0);
   auto y = torch::scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], /*attn_mask=*/{},
                                                /*dropout_p=*/is_training() ? dropout_ : 0.0, /*is_causal=*/true);
   return resid_dropout_(c_proj(y.transpose(1, 2).reshape({B, T, C})));
