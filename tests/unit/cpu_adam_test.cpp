@@ -135,8 +135,8 @@ TEST(CpuAdam, ParamCopyEqualsLibTorchsCasts) {
   auto scales = torch::pow(10.0, torch::randint(-12, 8, {50000}, g).to(torch::kFloat));
   auto values = torch::randn({50000}, g) * scales;
   const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
-  auto special = torch::tensor({0.f, -0.f, inf, -inf, nan, 65504.f, 65519.f, 65520.f, -65520.f, 1e5f, 6.1e-5f,
-                                5.96e-8f, 2.98e-8f, 2.99e-8f, 1e-9f, -3e-6f, 1.0009765625f, 3.0e38f, 1.17549435e-38f});
+  auto special = torch::tensor({0.f, -0.f, inf, -inf, nan, 65504.f, 65519.f, 65520.f, -65520.f, 1e5f, 6.1e-5f, 5.96e-8f,
+                                2.98e-8f, 2.99e-8f, 1e-9f, -3e-6f, 1.0009765625f, 3.0e38f, 1.17549435e-38f});
   auto param = torch::cat({values, special});
   const int64_t n = param.numel();
   for (auto dtype : {torch::kBFloat16, torch::kHalf}) {

@@ -26,8 +26,8 @@ namespace fs = std::filesystem;
 struct TempDir {
   fs::path path;
   TempDir() {
-    path = fs::temp_directory_path() / ("accel_offload_test_" + std::to_string(::getpid()) + "_" +
-                                        std::to_string(counter()++));
+    path = fs::temp_directory_path() /
+           ("accel_offload_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter()++));
     fs::remove_all(path);
     fs::create_directories(path);
   }
@@ -193,11 +193,9 @@ TEST(OffloadedAdam, NvmeKeepsOnlyChunkBuffersInMemory) {
   TempDir dir;
   const int64_t n = 1 << 20;
   accel::OffloadedAdam cpu(n, accel::CpuAdamOptions());
-  accel::OffloadedAdam nvme(n, accel::CpuAdamOptions(),
-                            accel::OffloadedAdamOptions()
-                                .device(accel::OffloadDevice::nvme)
-                                .nvme_path(dir.path)
-                                .chunk_elements(1 << 16));
+  accel::OffloadedAdam nvme(
+      n, accel::CpuAdamOptions(),
+      accel::OffloadedAdamOptions().device(accel::OffloadDevice::nvme).nvme_path(dir.path).chunk_elements(1 << 16));
   EXPECT_EQ(cpu.host_state_bytes(), 2 * 4 * n);
   EXPECT_EQ(nvme.host_state_bytes(), 3 * 2 * 4 * (1 << 16));  // three buffers, two fields
   auto p = torch::zeros({n});
@@ -217,9 +215,12 @@ TEST(OffloadedAdam, IoErrorsAreReported) {
             accel::OffloadedAdamOptions().device(accel::OffloadDevice::nvme).nvme_path(dir.path / "file" / "x"));
       },
       {(dir.path / "file" / "x").string()});
-  expect_error([] { accel::OffloadedAdam opt(100, accel::CpuAdamOptions(),
-                                             accel::OffloadedAdamOptions().device(accel::OffloadDevice::nvme)); },
-               {"needs nvme_path"});
+  expect_error(
+      [] {
+        accel::OffloadedAdam opt(100, accel::CpuAdamOptions(),
+                                 accel::OffloadedAdamOptions().device(accel::OffloadDevice::nvme));
+      },
+      {"needs nvme_path"});
   // A page that vanished between steps: the next step names it.
   accel::OffloadedAdam opt(
       100, accel::CpuAdamOptions(),

@@ -38,7 +38,8 @@ void expect_error(F&& f, std::initializer_list<std::string> parts) {
   }
 }
 
-void expect_parse_error(const std::string& text, std::initializer_list<std::string> parts, ShardingConfigContext ctx = {}) {
+void expect_parse_error(const std::string& text, std::initializer_list<std::string> parts,
+                        ShardingConfigContext ctx = {}) {
   expect_error([&] { parse(text, ctx); }, parts);
 }
 
@@ -85,8 +86,8 @@ TEST(ShardingConfig, StagesAndOffload) {
   EXPECT_EQ(parse(R"({"zero_optimization": {"stage": 0}})").sharding->strategy(), ShardingStrategy::no_shard);
   EXPECT_EQ(parse(R"({"zero_optimization": {"stage": 1}})").sharding->strategy(), ShardingStrategy::shard_optimizer);
   EXPECT_EQ(parse(R"({"zero_optimization": {}})").sharding->strategy(), ShardingStrategy::no_shard);  // DeepSpeed's 0
-  expect_parse_error(R"({"zero_optimization": {"stage": 3}})", {"ds.json", "zero_optimization.stage = 3",
-                                                                  "ZeRO-3 is not supported yet"});
+  expect_parse_error(R"({"zero_optimization": {"stage": 3}})",
+                     {"ds.json", "zero_optimization.stage = 3", "ZeRO-3 is not supported yet"});
   expect_parse_error(R"({"zero_optimization": {"stage": 4}})", {"zero_optimization.stage = 4", "0, 1 or 2"});
   expect_parse_error(R"({"zero_optimization": {"stage": "two"}})", {"zero_optimization.stage = \"two\"", "integer"});
   expect_parse_error(R"({"train_batch_size": 8})", {"no zero_optimization section"});
@@ -108,15 +109,17 @@ TEST(ShardingConfig, StagesAndOffload) {
                      {"offload_param.device = \"cpu\"", "ZeRO-3"});
   expect_parse_error(R"({"zero_optimization": {"stage": 2, "reduce_bucket_size": 1.5}})",
                      {"reduce_bucket_size = 1.5", "integer >= 1"});
-  expect_parse_error(R"({"zero_optimization": {"stage": 2, "overlap_comm": 3}})", {"overlap_comm = 3", "true or false"});
+  expect_parse_error(R"({"zero_optimization": {"stage": 2, "overlap_comm": 3}})",
+                     {"overlap_comm = 3", "true or false"});
   expect_parse_error(R"({"zero_optimization": {"stage": 2, "zero_quantized_gradients": true}})",
                      {"zero_quantized_gradients"});
   expect_parse_error(R"({"zero_optimization": {"stage": 2},})", {"ds.json", "not valid JSON"});
 
   ShardingConfigContext ctx;
   ctx.hidden_size = 1024;
-  EXPECT_EQ(parse(R"({"zero_optimization": {"stage": 2, "reduce_bucket_size": "auto"}})", ctx).sharding->reduce_bucket_size(),
-            1024 * 1024);
+  EXPECT_EQ(
+      parse(R"({"zero_optimization": {"stage": 2, "reduce_bucket_size": "auto"}})", ctx).sharding->reduce_bucket_size(),
+      1024 * 1024);
 }
 
 TEST(ShardingConfig, AutoValuesTakeTheAcceleratorsSettings) {
@@ -213,8 +216,7 @@ TEST(ShardingConfig, BatchSizesAtPrepare) {
   EXPECT_EQ(c.train_batch_size, 64);  // micro * accumulation * world size
 
   auto d = parse(R"({"zero_optimization": {"stage": 2}, "train_micro_batch_size_per_gpu": 4})");
-  expect_error([&] { accel::check_batch_sizes(d, 8, 1, 2); },
-               {"train_micro_batch_size_per_gpu is 4", "batches of 8"});
+  expect_error([&] { accel::check_batch_sizes(d, 8, 1, 2); }, {"train_micro_batch_size_per_gpu is 4", "batches of 8"});
   auto e = parse(R"({"zero_optimization": {"stage": 2}, "train_batch_size": 32})");
   expect_error([&] { accel::check_batch_sizes(e, 8, 1, 2); }, {"train_batch_size is 32", "= 16"});
 }
@@ -232,7 +234,8 @@ TEST(ShardingConfig, OptimizerSectionIsCheckedAgainstThePreparedOptimizer) {
   // DeepSpeed's "Adam" is AdamW unless adam_w_mode is false.
   auto ds_adam = parse(R"({"zero_optimization": {"stage": 2}, "optimizer": {"type": "Adam"}})");
   accel::check_optimizer(ds_adam, adamw);
-  auto l2 = parse(R"({"zero_optimization": {"stage": 2}, "optimizer": {"type": "Adam", "params": {"adam_w_mode": false}}})");
+  auto l2 =
+      parse(R"({"zero_optimization": {"stage": 2}, "optimizer": {"type": "Adam", "params": {"adam_w_mode": false}}})");
   accel::check_optimizer(l2, adam);
   expect_error([&] { accel::check_optimizer(l2, adamw); }, {"not a torch::optim::Adam"});
 }
@@ -259,21 +262,35 @@ TEST(ShardingConfig, DeepSpeedVariablesOfTheLauncher) {
   EXPECT_EQ(c.gradient_clipping, 0.7);
   EXPECT_EQ(c.gradient_accumulation_steps, 3);
 
-  expect_error([] { accel::sharding_config_from_env(env({{"ACCELERATE_USE_DEEPSPEED", "true"},
-                                                         {"ACCELERATE_DEEPSPEED_ZERO_STAGE", "3"}})); },
-               {"ACCELERATE_DEEPSPEED_ZERO_STAGE=3", "ZeRO-3 is not supported yet"});
-  expect_error([] { accel::sharding_config_from_env(env({{"ACCELERATE_USE_DEEPSPEED", "true"},
-                                                         {"ACCELERATE_DEEPSPEED_OFFLOAD_OPTIMIZER_DEVICE", "nvme"}})); },
-               {"ACCELERATE_DEEPSPEED_OFFLOAD_OPTIMIZER_NVME_PATH"});
-  expect_error([] { accel::sharding_config_from_env(env({{"ACCELERATE_USE_DEEPSPEED", "true"},
-                                                         {"ACCELERATE_DEEPSPEED_OFFLOAD_PARAM_DEVICE", "cpu"}})); },
-               {"ACCELERATE_DEEPSPEED_OFFLOAD_PARAM_DEVICE=cpu", "ZeRO-3"});
-  expect_error([] { accel::sharding_config_from_env(env({{"ACCELERATE_USE_DEEPSPEED", "true"},
-                                                         {"ACCELERATE_DEEPSPEED_ZERO_STAGE", "x"}})); },
-               {"ACCELERATE_DEEPSPEED_ZERO_STAGE"});
-  expect_error([] { accel::sharding_config_from_env(env({{"ACCELERATE_USE_DEEPSPEED", "true"},
-                                                         {"ACCELERATE_USE_FSDP", "true"}})); },
-               {"both true"});
+  expect_error(
+      [] {
+        accel::sharding_config_from_env(
+            env({{"ACCELERATE_USE_DEEPSPEED", "true"}, {"ACCELERATE_DEEPSPEED_ZERO_STAGE", "3"}}));
+      },
+      {"ACCELERATE_DEEPSPEED_ZERO_STAGE=3", "ZeRO-3 is not supported yet"});
+  expect_error(
+      [] {
+        accel::sharding_config_from_env(
+            env({{"ACCELERATE_USE_DEEPSPEED", "true"}, {"ACCELERATE_DEEPSPEED_OFFLOAD_OPTIMIZER_DEVICE", "nvme"}}));
+      },
+      {"ACCELERATE_DEEPSPEED_OFFLOAD_OPTIMIZER_NVME_PATH"});
+  expect_error(
+      [] {
+        accel::sharding_config_from_env(
+            env({{"ACCELERATE_USE_DEEPSPEED", "true"}, {"ACCELERATE_DEEPSPEED_OFFLOAD_PARAM_DEVICE", "cpu"}}));
+      },
+      {"ACCELERATE_DEEPSPEED_OFFLOAD_PARAM_DEVICE=cpu", "ZeRO-3"});
+  expect_error(
+      [] {
+        accel::sharding_config_from_env(
+            env({{"ACCELERATE_USE_DEEPSPEED", "true"}, {"ACCELERATE_DEEPSPEED_ZERO_STAGE", "x"}}));
+      },
+      {"ACCELERATE_DEEPSPEED_ZERO_STAGE"});
+  expect_error(
+      [] {
+        accel::sharding_config_from_env(env({{"ACCELERATE_USE_DEEPSPEED", "true"}, {"ACCELERATE_USE_FSDP", "true"}}));
+      },
+      {"both true"});
 }
 
 TEST(ShardingConfig, DeepSpeedConfigFileFromTheLauncher) {
@@ -286,16 +303,21 @@ TEST(ShardingConfig, DeepSpeedConfigFileFromTheLauncher) {
   EXPECT_EQ(c.gradient_clipping, 2.5);
   EXPECT_EQ(c.source, fixture("zero2_offload.json"));
   // Accelerate's rule: keys the file decides must not also come from the accelerate config.
-  expect_error([] { accel::sharding_config_from_env(env({{"ACCELERATE_USE_DEEPSPEED", "true"},
-                                                         {"ACCELERATE_DEEPSPEED_CONFIG_FILE", fixture("zero2.json")},
-                                                         {"ACCELERATE_CONFIG_DS_FIELDS",
-                                                          "deepspeed_config_file,zero_stage"}})); },
-               {"deepspeed_config.zero_stage", "zero2.json"});
+  expect_error(
+      [] {
+        accel::sharding_config_from_env(env({{"ACCELERATE_USE_DEEPSPEED", "true"},
+                                             {"ACCELERATE_DEEPSPEED_CONFIG_FILE", fixture("zero2.json")},
+                                             {"ACCELERATE_CONFIG_DS_FIELDS", "deepspeed_config_file,zero_stage"}}));
+      },
+      {"deepspeed_config.zero_stage", "zero2.json"});
   // A conflict between the file and the launcher's accumulation steps names both.
-  expect_error([] { accel::sharding_config_from_env(env({{"ACCELERATE_USE_DEEPSPEED", "true"},
-                                                         {"ACCELERATE_DEEPSPEED_CONFIG_FILE", fixture("zero2.json")},
-                                                         {"ACCELERATE_GRADIENT_ACCUMULATION_STEPS", "4"}})); },
-               {"gradient_accumulation_steps is 1", "Accelerator's is 4"});
+  expect_error(
+      [] {
+        accel::sharding_config_from_env(env({{"ACCELERATE_USE_DEEPSPEED", "true"},
+                                             {"ACCELERATE_DEEPSPEED_CONFIG_FILE", fixture("zero2.json")},
+                                             {"ACCELERATE_GRADIENT_ACCUMULATION_STEPS", "4"}}));
+      },
+      {"gradient_accumulation_steps is 1", "Accelerator's is 4"});
 }
 
 TEST(ShardingConfig, FsdpVariablesOfTheLauncher) {
@@ -309,9 +331,8 @@ TEST(ShardingConfig, FsdpVariablesOfTheLauncher) {
   EXPECT_EQ(strategy({{"FSDP_SHARDING_STRATEGY", "3"}}), ShardingStrategy::no_shard);
   EXPECT_EQ(strategy({{"FSDP_VERSION", "2"}, {"FSDP_RESHARD_AFTER_FORWARD", "false"}}),
             ShardingStrategy::shard_grad_op);
-  auto offload = accel::sharding_config_from_env(env({{"ACCELERATE_USE_FSDP", "true"},
-                                                      {"FSDP_SHARDING_STRATEGY", "SHARD_GRAD_OP"},
-                                                      {"FSDP_OFFLOAD_PARAMS", "true"}}));
+  auto offload = accel::sharding_config_from_env(env(
+      {{"ACCELERATE_USE_FSDP", "true"}, {"FSDP_SHARDING_STRATEGY", "SHARD_GRAD_OP"}, {"FSDP_OFFLOAD_PARAMS", "true"}}));
   EXPECT_EQ(offload.sharding->offload_optimizer().device(), OffloadDevice::cpu);
 
   auto error = [](std::map<std::string, std::string> vars, std::initializer_list<std::string> parts) {

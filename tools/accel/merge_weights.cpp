@@ -40,8 +40,7 @@ void run_merge(const MergeArgs& a) {
 void register_merge_weights(CLI::App& app) {
   auto args = std::make_shared<MergeArgs>();
   auto* cmd = app.add_subcommand(
-      "merge-weights",
-      "Merge the weights of a sharded (ZeRO) checkpoint into <output_path>/model.safetensors");
+      "merge-weights", "Merge the weights of a sharded (ZeRO) checkpoint into <output_path>/model.safetensors");
   cmd->add_option("checkpoint_directory", args->checkpoint_dir,
                   "A save_state folder with zero_layout.json and zero_shard_rank<r>.safetensors")
       ->required();

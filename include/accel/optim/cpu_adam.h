@@ -32,9 +32,10 @@
 namespace accel {
 
 struct CpuAdamOptions {
+  using Betas = std::tuple<double, double>;
   CpuAdamOptions(double lr = 1e-3) : lr_(lr) {}  // NOLINT: implicit as in AdamWOptions
   TORCH_ARG(double, lr);
-  TORCH_ARG(std::tuple<double, double>, betas) = std::make_tuple(0.9, 0.999);
+  TORCH_ARG(Betas, betas) = std::make_tuple(0.9, 0.999);
   TORCH_ARG(double, eps) = 1e-8;
   /// AdamW's default. With adamw false, Adam's L2 term added to the gradient.
   TORCH_ARG(double, weight_decay) = 1e-2;

@@ -91,7 +91,7 @@ class OffloadedAdam {
   int64_t numel_;
   CpuAdamOptions adam_;
   OffloadedAdamOptions options_;
-  bool amsgrad_;        // fixed at construction: it decides the state's fields
+  bool amsgrad_;  // fixed at construction: it decides the state's fields
   int64_t step_ = 0;
   bool paged_ = false;   // nvme: the swap files hold the current state
   bool failed_ = false;  // nvme: a step or load stopped part way

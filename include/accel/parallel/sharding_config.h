@@ -58,8 +58,8 @@ struct ShardingConfigContext {
 /// given to prepare() is used, as with Accelerate's DummyOptim's absence):
 /// check_optimizer() checks that it is the one the section describes.
 struct DeepSpeedOptimizerSection {
-  std::string type;         // as written: "Adam", "AdamW", ...
-  bool decoupled = true;    // AdamW-style decay: type AdamW, or Adam with adam_w_mode (DeepSpeed's default true)
+  std::string type;       // as written: "Adam", "AdamW", ...
+  bool decoupled = true;  // AdamW-style decay: type AdamW, or Adam with adam_w_mode (DeepSpeed's default true)
   std::map<std::string, double> params;  // explicit numbers: lr, eps, weight_decay, beta1, beta2
 };
 

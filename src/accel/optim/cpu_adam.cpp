@@ -17,8 +17,7 @@ constexpr int64_t kGrain = 32 * 1024;
 void check_part(const torch::Tensor& t, const char* name, int64_t numel, std::initializer_list<torch::ScalarType> ok) {
   if (!t.defined()) throw std::invalid_argument(std::string("cpu_adam_step: ") + name + " is undefined");
   if (!t.device().is_cpu())
-    throw std::invalid_argument(std::string("cpu_adam_step: ") + name + " must be on the CPU, got " +
-                                t.device().str());
+    throw std::invalid_argument(std::string("cpu_adam_step: ") + name + " must be on the CPU, got " + t.device().str());
   bool dtype_ok = false;
   for (auto d : ok) dtype_ok |= t.scalar_type() == d;
   if (!dtype_ok)
@@ -54,13 +53,21 @@ detail::AdamScalars scalars(const CpuAdamOptions& o, int64_t step) {
 }  // namespace
 
 CpuAdamOptions CpuAdamOptions::from(const torch::optim::AdamWOptions& o) {
-  return CpuAdamOptions(o.lr()).betas(o.betas()).eps(o.eps()).weight_decay(o.weight_decay()).adamw(true).amsgrad(
-      o.amsgrad());
+  return CpuAdamOptions(o.lr())
+      .betas(o.betas())
+      .eps(o.eps())
+      .weight_decay(o.weight_decay())
+      .adamw(true)
+      .amsgrad(o.amsgrad());
 }
 
 CpuAdamOptions CpuAdamOptions::from(const torch::optim::AdamOptions& o) {
-  return CpuAdamOptions(o.lr()).betas(o.betas()).eps(o.eps()).weight_decay(o.weight_decay()).adamw(false).amsgrad(
-      o.amsgrad());
+  return CpuAdamOptions(o.lr())
+      .betas(o.betas())
+      .eps(o.eps())
+      .weight_decay(o.weight_decay())
+      .adamw(false)
+      .amsgrad(o.amsgrad());
 }
 
 void CpuAdamOptions::check() const {
@@ -131,8 +138,7 @@ void step_all(torch::optim::Optimizer& optimizer, bool adamw, const char* name) 
       }
       auto& st = static_cast<State&>(*slot);
       st.step(st.step() + 1);
-      CpuAdamSlice slice{p.view(-1), p.grad().contiguous().view(-1), st.exp_avg().view(-1),
-                         st.exp_avg_sq().view(-1)};
+      CpuAdamSlice slice{p.view(-1), p.grad().contiguous().view(-1), st.exp_avg().view(-1), st.exp_avg_sq().view(-1)};
       if (o.amsgrad()) slice.max_exp_avg_sq = st.max_exp_avg_sq().view(-1);
       cpu_adam_step(options, st.step(), slice);
     }

@@ -40,8 +40,8 @@ ACCEL_INLINE uint16_t float_to_f16(float f) {
   uint32_t u = bits_of(f);
   const uint32_t sign = u & 0x80000000u;
   u ^= sign;
-  const uint32_t f32_inf = 255u << 23, f16_max = (127u + 16u) << 23, denorm_magic = ((127u - 15u) + (23u - 10u) + 1u)
-                                                                                      << 23;
+  const uint32_t f32_inf = 255u << 23, f16_max = (127u + 16u) << 23,
+                 denorm_magic = ((127u - 15u) + (23u - 10u) + 1u) << 23;
   const uint32_t big = u > f32_inf ? 0x7e00u : 0x7c00u;
   const uint32_t small = bits_of(float_of(u) + float_of(denorm_magic)) - denorm_magic;
   const uint32_t normal = (u + ((15u - 127u) << 23) + 0xfffu + ((u >> 13) & 1u)) >> 13;
@@ -93,8 +93,8 @@ using AdamFn = void (*)(const AdamScalars&, const AdamArrays&, int64_t, int64_t)
 
 template <AdamGrad G, AdamCopy C, bool AMS, bool ADAMW>
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma,f16c"))) void adam_avx512(const AdamScalars& s,
-                                                                                       const AdamArrays& a,
-                                                                                       int64_t begin, int64_t end) {
+                                                                                        const AdamArrays& a,
+                                                                                        int64_t begin, int64_t end) {
   adam_body<G, C, AMS, ADAMW>(s, a, begin, end);
 }
 
@@ -126,9 +126,12 @@ const Isa kIsa = detect_isa();
 template <AdamGrad G, AdamCopy C, bool AMS, bool ADAMW>
 AdamFn pick() {
   switch (kIsa) {
-    case Isa::avx512: return &adam_avx512<G, C, AMS, ADAMW>;
-    case Isa::avx2: return &adam_avx2<G, C, AMS, ADAMW>;
-    case Isa::baseline: break;
+    case Isa::avx512:
+      return &adam_avx512<G, C, AMS, ADAMW>;
+    case Isa::avx2:
+      return &adam_avx2<G, C, AMS, ADAMW>;
+    case Isa::baseline:
+      break;
   }
   return &adam_baseline<G, C, AMS, ADAMW>;
 }
@@ -146,9 +149,12 @@ AdamFn pick_ams(bool amsgrad, bool adamw) {
 template <AdamGrad G>
 AdamFn pick_copy(AdamCopy c, bool amsgrad, bool adamw) {
   switch (c) {
-    case AdamCopy::bf16: return pick_ams<G, AdamCopy::bf16>(amsgrad, adamw);
-    case AdamCopy::f16: return pick_ams<G, AdamCopy::f16>(amsgrad, adamw);
-    case AdamCopy::none: break;
+    case AdamCopy::bf16:
+      return pick_ams<G, AdamCopy::bf16>(amsgrad, adamw);
+    case AdamCopy::f16:
+      return pick_ams<G, AdamCopy::f16>(amsgrad, adamw);
+    case AdamCopy::none:
+      break;
   }
   return pick_ams<G, AdamCopy::none>(amsgrad, adamw);
 }
@@ -163,9 +169,12 @@ void adam_update(const AdamScalars& s, const AdamArrays& a, int64_t begin, int64
 
 const char* adam_isa() {
   switch (kIsa) {
-    case Isa::avx512: return "avx512";
-    case Isa::avx2: return "avx2";
-    case Isa::baseline: break;
+    case Isa::avx512:
+      return "avx512";
+    case Isa::avx2:
+      return "avx2";
+    case Isa::baseline:
+      break;
   }
   return "baseline";
 }

@@ -15,9 +15,9 @@ struct AdamScalars {
   float beta1 = 0.9f, beta2 = 0.999f;
   float one_minus_beta1 = 0.1f, one_minus_beta2 = 0.001f;
   float eps = 1e-8f;
-  float weight_decay = 0.f;   // Adam: added to the gradient as weight_decay * param
-  float decay_factor = 1.f;   // AdamW: param *= 1 - lr * weight_decay
-  float step_size = 1e-3f;    // lr / (1 - beta1^t)
+  float weight_decay = 0.f;           // Adam: added to the gradient as weight_decay * param
+  float decay_factor = 1.f;           // AdamW: param *= 1 - lr * weight_decay
+  float step_size = 1e-3f;            // lr / (1 - beta1^t)
   float sqrt_bias_correction2 = 1.f;  // sqrt(1 - beta2^t)
   bool adamw = true;
   bool amsgrad = false;

@@ -160,9 +160,8 @@ NvmeStore::~NvmeStore() {
 }
 
 std::filesystem::path NvmeStore::path_of(const std::string& key) const {
-  if (key.empty() || !std::all_of(key.begin(), key.end(), [](unsigned char c) {
-        return std::isalnum(c) || c == '.' || c == '_' || c == '-';
-      }))
+  if (key.empty() || !std::all_of(key.begin(), key.end(),
+                                  [](unsigned char c) { return std::isalnum(c) || c == '.' || c == '_' || c == '-'; }))
     throw std::invalid_argument("NvmeStore: key '" + key + "': expected letters, digits, '.', '_' and '-' only");
   return options_.folder() / (key + ".swp");
 }
@@ -205,7 +204,7 @@ IoHandle NvmeStore::submit(const std::string& key, const torch::Tensor& tensor, 
     std::lock_guard<std::mutex> lock(mutex_);
     keys_.insert(key);
   } else {
-    struct stat st{};
+    struct stat st {};
     if (::fstat(r->fd, &st) != 0) {
       const int err = errno;
       ::close(r->fd);

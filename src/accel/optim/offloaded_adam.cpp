@@ -36,8 +36,11 @@ void wait_all_then_throw(std::vector<std::vector<IoHandle>>& groups) {
 }  // namespace
 
 OffloadedAdamOptions OffloadedAdamOptions::from(const OffloadOptions& o) {
-  return OffloadedAdamOptions().device(o.device()).nvme_path(o.nvme_path()).pin_memory(o.pin_memory()).io_threads(
-      o.io_threads());
+  return OffloadedAdamOptions()
+      .device(o.device())
+      .nvme_path(o.nvme_path())
+      .pin_memory(o.pin_memory())
+      .io_threads(o.io_threads());
 }
 
 OffloadedAdam::OffloadedAdam(int64_t numel, CpuAdamOptions adam, OffloadedAdamOptions options)
@@ -55,7 +58,8 @@ OffloadedAdam::OffloadedAdam(int64_t numel, CpuAdamOptions adam, OffloadedAdamOp
       break;
     case OffloadDevice::nvme: {
       if (options_.nvme_path().empty())
-        throw std::invalid_argument("OffloadedAdamOptions: device nvme needs nvme_path (the folder for the swap files)");
+        throw std::invalid_argument(
+            "OffloadedAdamOptions: device nvme needs nvme_path (the folder for the swap files)");
       store_ = std::make_unique<NvmeStore>(
           NvmeStoreOptions(options_.nvme_path()).io_threads(options_.io_threads()).direct_io(options_.direct_io()));
       const int64_t len = std::min(numel_, options_.chunk_elements());
@@ -102,9 +106,10 @@ void OffloadedAdam::step(const torch::Tensor& param, const torch::Tensor& grad, 
 
 void OffloadedAdam::step_nvme(const torch::Tensor& param, const torch::Tensor& grad, const torch::Tensor& param_copy) {
   // Check the whole tensors once (the chunks are views of them).
-  cpu_adam_step(adam_, step_ + 1, {param.narrow(0, 0, 0), grad.narrow(0, 0, 0), torch::zeros({0}), torch::zeros({0}),
-                                   amsgrad_ ? torch::zeros({0}) : torch::Tensor(),
-                                   param_copy.defined() ? param_copy.narrow(0, 0, 0) : torch::Tensor()});
+  cpu_adam_step(adam_, step_ + 1,
+                {param.narrow(0, 0, 0), grad.narrow(0, 0, 0), torch::zeros({0}), torch::zeros({0}),
+                 amsgrad_ ? torch::zeros({0}) : torch::Tensor(),
+                 param_copy.defined() ? param_copy.narrow(0, 0, 0) : torch::Tensor()});
   for (const auto* t : {&param, &grad, &param_copy})
     if (t->defined() && (t->numel() != numel_ || !t->is_contiguous()))
       throw std::invalid_argument("OffloadedAdam::step: param, grad and param_copy must be contiguous with " +
@@ -177,7 +182,8 @@ std::map<std::string, torch::Tensor> OffloadedAdam::state() const {
 }
 
 void OffloadedAdam::load_state(const std::map<std::string, torch::Tensor>& state, int64_t step_count) {
-  if (step_count < 0) throw std::invalid_argument("OffloadedAdam::load_state: step count " + std::to_string(step_count));
+  if (step_count < 0)
+    throw std::invalid_argument("OffloadedAdam::load_state: step count " + std::to_string(step_count));
   for (const auto& f : fields()) {
     auto it = state.find(f);
     if (it == state.end()) throw std::invalid_argument("OffloadedAdam::load_state: no '" + f + "' tensor");

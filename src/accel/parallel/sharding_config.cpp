@@ -148,8 +148,7 @@ void parse_precision(const Reader& r, const json& root, const ShardingConfigCont
   auto value = [&](const char* key) { return r.find(*fp16, key); };
   if (const json* v = value("loss_scale")) {
     const double scale = r.number(*v, "fp16.loss_scale", 0);
-    if (scale != 0)
-      r.fail("fp16.loss_scale", *v, "0 (dynamic loss scaling); a static loss scale is not supported yet");
+    if (scale != 0) r.fail("fp16.loss_scale", *v, "0 (dynamic loss scaling); a static loss scale is not supported yet");
   }
   if (const json* v = value("initial_scale_power")) power = r.integer(*v, "fp16.initial_scale_power", 0);
   if (power > 126) r.fail("fp16.initial_scale_power", *value("initial_scale_power"), "an integer in [0, 126]");
@@ -164,16 +163,17 @@ void parse_precision(const Reader& r, const json& root, const ShardingConfigCont
 
 void parse_zero(const Reader& r, const json& root, const ShardingConfigContext& ctx, ShardingConfig& out) {
   const json* zero = r.section(root, "zero_optimization");
-  if (!zero)
-    r.fail("no zero_optimization section: give one with at least \"stage\" (Accelerate requires it too)");
+  if (!zero) r.fail("no zero_optimization section: give one with at least \"stage\" (Accelerate requires it too)");
   int64_t stage = 0;  // DeepSpeed's default
-  if (const json* v = r.find(*zero, "stage")) stage = Reader::is_auto(*v) ? 2 : r.integer(*v, "zero_optimization.stage", 0);
+  if (const json* v = r.find(*zero, "stage"))
+    stage = Reader::is_auto(*v) ? 2 : r.integer(*v, "zero_optimization.stage", 0);
   if (stage == 3)
     r.fail("zero_optimization.stage", 3, "0, 1 or 2: ZeRO-3 is not supported yet (it shards the parameters)");
   if (stage > 3) r.fail("zero_optimization.stage", stage, "0, 1 or 2");
   ShardingOptions o;
-  o.strategy(stage == 0 ? ShardingStrategy::no_shard
-                        : stage == 1 ? ShardingStrategy::shard_optimizer : ShardingStrategy::shard_grad_op);
+  o.strategy(stage == 0   ? ShardingStrategy::no_shard
+             : stage == 1 ? ShardingStrategy::shard_optimizer
+                          : ShardingStrategy::shard_grad_op);
 
   if (const json* off = r.find(*zero, "offload_optimizer")) {
     if (!off->is_object()) r.fail("zero_optimization.offload_optimizer", *off, "an object");
@@ -192,10 +192,12 @@ void parse_zero(const Reader& r, const json& root, const ShardingConfigContext& 
       const std::string path = r.text(*p, "zero_optimization.offload_optimizer.nvme_path");
       if (path != "none" && path != "auto") oo.nvme_path(path);
     }
-    if (const json* p = r.find(*off, "pin_memory")) oo.pin_memory(r.boolean(*p, "zero_optimization.offload_optimizer.pin_memory"));
+    if (const json* p = r.find(*off, "pin_memory"))
+      oo.pin_memory(r.boolean(*p, "zero_optimization.offload_optimizer.pin_memory"));
     if (oo.device() == OffloadDevice::nvme && oo.nvme_path().empty())
-      r.fail("zero_optimization.offload_optimizer.device is \"nvme\" but no nvme_path is given: name the folder "
-             "for the optimizer state pages");
+      r.fail(
+          "zero_optimization.offload_optimizer.device is \"nvme\" but no nvme_path is given: name the folder "
+          "for the optimizer state pages");
     if (oo.device() != OffloadDevice::none && stage == 0)
       r.fail("zero_optimization.offload_optimizer.device", device, "none with stage 0 (offload needs stage 1 or 2)");
     o.offload_optimizer(oo);
@@ -219,7 +221,8 @@ void parse_zero(const Reader& r, const json& root, const ShardingConfigContext& 
   for (const char* key : {"zero_quantized_weights", "zero_quantized_gradients", "zero_quantized_nontrainable_weights"})
     if (const json* v = r.find(*zero, key); v && r.boolean(*v, std::string("zero_optimization.") + key))
       r.fail(std::string("zero_optimization.") + key, *v, "false (quantized ZeRO++ communication is not supported)");
-  if (const json* v = r.find(*zero, "zero_hpz_partition_size"); v && r.integer(*v, "zero_optimization.zero_hpz_partition_size", 1) > 1)
+  if (const json* v = r.find(*zero, "zero_hpz_partition_size");
+      v && r.integer(*v, "zero_optimization.zero_hpz_partition_size", 1) > 1)
     r.fail("zero_optimization.zero_hpz_partition_size", *v, "1 (hierarchical partitioning is not supported)");
   if (const json* v = r.find(*zero, "mics_shard_size"); v && r.integer(*v, "zero_optimization.mics_shard_size", -1) > 0)
     r.fail("zero_optimization.mics_shard_size", *v, "-1 (MiCS is not supported)");
@@ -368,8 +371,10 @@ json deepspeed_json_from_env(const EnvLookup& env) {
   const std::string stage_var = "ACCELERATE_DEEPSPEED_ZERO_STAGE";
   const long stage = env_int(env, stage_var).value_or(2);
   if (stage == 3)
-    throw std::invalid_argument(stage_var + "=3: ZeRO-3 is not supported yet (it shards the parameters); use 0, 1 or 2");
-  if (stage < 0 || stage > 3) throw std::invalid_argument(stage_var + "=" + std::to_string(stage) + ": expected 0, 1 or 2");
+    throw std::invalid_argument(stage_var +
+                                "=3: ZeRO-3 is not supported yet (it shards the parameters); use 0, 1 or 2");
+  if (stage < 0 || stage > 3)
+    throw std::invalid_argument(stage_var + "=" + std::to_string(stage) + ": expected 0, 1 or 2");
   zero["stage"] = stage;
   const std::string dev_var = "ACCELERATE_DEEPSPEED_OFFLOAD_OPTIMIZER_DEVICE";
   const std::string device = lower(env_string(env, dev_var).value_or("none"));
@@ -389,7 +394,8 @@ json deepspeed_json_from_env(const EnvLookup& env) {
     throw std::invalid_argument(param_var + "=" + param_device +
                                 ": expected none (parameter offload needs ZeRO-3, which is not supported yet)");
   j["zero_optimization"] = zero;
-  if (auto clip = env_string(env, "ACCELERATE_GRADIENT_CLIPPING"); clip && *clip != "auto") j["gradient_clipping"] = "auto";
+  if (auto clip = env_string(env, "ACCELERATE_GRADIENT_CLIPPING"); clip && *clip != "auto")
+    j["gradient_clipping"] = "auto";
   return j;
 }
 
@@ -447,9 +453,9 @@ ShardingConfig sharding_config_from_env(const EnvLookup& env, const ShardingConf
     // Accelerate's _deepspeed_config_checks: with a config file, the
     // accelerate config must leave these keys to the file.
     static const std::vector<std::string> ignored = {
-        "gradient_accumulation_steps", "gradient_clipping",        "zero_stage",
-        "offload_optimizer_device",    "offload_param_device",     "offload_param_nvme_path",
-        "offload_optimizer_nvme_path", "zero3_save_16bit_model",   "mixed_precision"};
+        "gradient_accumulation_steps", "gradient_clipping",      "zero_stage",
+        "offload_optimizer_device",    "offload_param_device",   "offload_param_nvme_path",
+        "offload_optimizer_nvme_path", "zero3_save_16bit_model", "mixed_precision"};
     const std::string fields = env_string(env, "ACCELERATE_CONFIG_DS_FIELDS").value_or("");
     std::stringstream ss(fields);
     for (std::string f; std::getline(ss, f, ',');)
@@ -472,10 +478,10 @@ void check_batch_sizes(ShardingConfig& c, int64_t micro, int64_t accumulation, i
                                 "; set it to \"auto\" or make them agree");
   const int64_t total = micro * accumulation * world_size;
   if (c.train_batch_size && *c.train_batch_size != total)
-    throw std::invalid_argument(where + ": train_batch_size is " + std::to_string(*c.train_batch_size) +
-                                " but batch " + std::to_string(micro) + " * accumulation " +
-                                std::to_string(accumulation) + " * processes " + std::to_string(world_size) + " = " +
-                                std::to_string(total) + "; set it to \"auto\" or make them agree");
+    throw std::invalid_argument(where + ": train_batch_size is " + std::to_string(*c.train_batch_size) + " but batch " +
+                                std::to_string(micro) + " * accumulation " + std::to_string(accumulation) +
+                                " * processes " + std::to_string(world_size) + " = " + std::to_string(total) +
+                                "; set it to \"auto\" or make them agree");
   c.train_micro_batch_size_per_gpu = micro;
   c.train_batch_size = total;
 }
