@@ -119,7 +119,6 @@ void parse_precision(const Reader& r, const json& root, const ShardingConfigCont
   const auto bf16_set = enabled_flag(r, bf16, bf16_key);
   const bool use_fp16 = fp16_set.value_or(want == MixedPrecision::fp16);
   const bool use_bf16 = bf16_set.value_or(want == MixedPrecision::bf16);
-  if (use_fp16 && use_bf16) r.fail("fp16.enabled and " + bf16_key + ".enabled are both true; enable one");
   if (want && *want != MixedPrecision::no) {
     const bool is_fp16 = *want == MixedPrecision::fp16;
     const std::string other = is_fp16 ? bf16_key : "fp16";
@@ -131,6 +130,7 @@ void parse_precision(const Reader& r, const json& root, const ShardingConfigCont
       r.fail(std::string(is_fp16 ? "fp16" : bf16_key) + ".enabled is false but the Accelerator's mixed_precision is '" +
              mp_name(*want) + "'; set it to \"auto\" or make them agree");
   }
+  if (use_fp16 && use_bf16) r.fail("fp16.enabled and " + bf16_key + ".enabled are both true; enable one");
   if (use_fp16)
     out.mixed_precision = MixedPrecision::fp16;
   else if (use_bf16)
