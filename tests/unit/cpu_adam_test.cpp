@@ -96,6 +96,24 @@ TEST(CpuAdam, StateMatchesLibTorchsAfterSteps) {
   }
 }
 
+TEST(CpuAdam, StepsAnAdamOrAdamWOnItsOwnState) {
+  // What an engine keeping the user's optimizer over CPU slices calls.
+  struct ViaFunction : torch::optim::AdamW {
+    using AdamW::AdamW;
+    torch::Tensor step(LossClosure = nullptr) override {
+      EXPECT_TRUE(accel::cpu_adam_step(static_cast<torch::optim::Optimizer&>(*this)));
+      return {};
+    }
+  };
+  auto o = torch::optim::AdamWOptions(1e-2).weight_decay(0.1);
+  expect_close(train<ViaFunction>(o), train<torch::optim::AdamW>(o), 2e-6);
+  auto w = torch::zeros({3}, torch::requires_grad());
+  w.mutable_grad() = torch::ones({3});
+  torch::optim::SGD sgd({w}, torch::optim::SGDOptions(0.1));
+  EXPECT_FALSE(accel::cpu_adam_step(sgd));
+  EXPECT_TRUE(torch::equal(w, torch::zeros({3})));
+}
+
 struct Flat {
   torch::Tensor param, exp_avg, exp_avg_sq, max_exp_avg_sq;
   static Flat make(int64_t n) {

@@ -69,6 +69,13 @@ struct CpuAdamSlice {
 /// dtype, size or layout.
 void cpu_adam_step(const CpuAdamOptions& options, int64_t step, const CpuAdamSlice& slice);
 
+/// Steps a torch::optim::Adam or AdamW (or a subclass, e.g. FusedAdamW) on
+/// its own per-parameter state with the CPU Adam update, as its step() would
+/// (same state, step counts and checkpoints): for an engine that keeps the
+/// user's optimizer over fp32 CPU slices (ZeRO-Offload). Returns false,
+/// changing nothing, for any other optimizer type; throws like CpuAdamW.
+bool cpu_adam_step(torch::optim::Optimizer& optimizer);
+
 /// The instruction set the update runs with here: "avx512", "avx2" or "baseline".
 std::string cpu_adam_isa();
 

@@ -147,6 +147,18 @@ void step_all(torch::optim::Optimizer& optimizer, bool adamw, const char* name) 
 
 }  // namespace
 
+bool cpu_adam_step(torch::optim::Optimizer& optimizer) {
+  if (dynamic_cast<torch::optim::AdamW*>(&optimizer)) {
+    step_all<torch::optim::AdamWOptions, torch::optim::AdamWParamState>(optimizer, true, "cpu_adam_step(AdamW)");
+    return true;
+  }
+  if (dynamic_cast<torch::optim::Adam*>(&optimizer)) {
+    step_all<torch::optim::AdamOptions, torch::optim::AdamParamState>(optimizer, false, "cpu_adam_step(Adam)");
+    return true;
+  }
+  return false;
+}
+
 torch::Tensor CpuAdamW::step(LossClosure closure) {
   torch::Tensor loss;
   if (closure) {
