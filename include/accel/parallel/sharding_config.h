@@ -1,0 +1,119 @@
+#pragma once
+// ShardingConfig: what a DeepSpeed JSON file, or the variables `accel
+// launch` / `accelerate launch` set (ACCELERATE_USE_DEEPSPEED,
+// ACCELERATE_DEEPSPEED_*, ACCELERATE_USE_FSDP, FSDP_*), say about sharded
+// training, resolved with Accelerate's rules (accelerate/utils/dataclasses.py
+// DeepSpeedPlugin, FullyShardedDataParallelPlugin; accelerator.py
+// _prepare_deepspeed):
+//
+//   zero_optimization.stage 0 / 1 / 2   -> no_shard / shard_optimizer / shard_grad_op
+//                           3           -> error: ZeRO-3 is not supported yet
+//   FSDP_SHARDING_STRATEGY NO_SHARD (3) / SHARD_GRAD_OP (2) -> no_shard / shard_grad_op
+//                          FULL_SHARD (1), HYBRID_* (4, 5)  -> error: not supported yet
+//   "auto" values take the Accelerator's settings (the context below):
+//     gradient_accumulation_steps -> the Accelerator's (else left to it)
+//     gradient_clipping           -> the Accelerator's, else 1.0 (Accelerate's fill)
+//     fp16/bf16.enabled           -> the Accelerator's mixed precision
+//     train_micro_batch_size_per_gpu, train_batch_size -> the prepared loader's
+//                                    batch size (check_batch_sizes, at prepare)
+//     reduce_bucket_size          -> hidden_size^2 when the context has one, else
+//                                    DeepSpeed's default 5e8
+// A value given both in the file and to the Accelerator (in code or by its
+// ACCELERATE_* variable) must agree, else std::invalid_argument names both.
+// A bad value names the key, the value and what was expected.
+//
+// The Accelerator calls sharding_config_from_env() when its options set no
+// sharding; a program can also read a file itself:
+//
+//   auto cfg = accel::load_deepspeed_config("ds_config.json", {.world_size = 2});
+//   if (cfg.sharding) options.sharding(*cfg.sharding);
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+
+#include <torch/optim/optimizer.h>
+
+#include "accel/amp/autocast.h"
+#include "accel/amp/grad_scaler.h"
+#include "accel/parallel/sharding_options.h"
+#include "accel/util/env.h"
+
+namespace accel {
+
+/// What the Accelerator knows when a config is resolved: the values "auto"
+/// takes, and the values an explicit entry must agree with. Unset means the
+/// user did not give it (neither in code nor in the environment).
+struct ShardingConfigContext {
+  std::optional<int64_t> gradient_accumulation_steps;
+  std::optional<MixedPrecision> mixed_precision;
+  std::optional<double> gradient_clipping;
+  /// The model's hidden size, for reduce_bucket_size "auto" (Accelerate reads model.config.hidden_size).
+  std::optional<int64_t> hidden_size;
+  int world_size = 1;
+};
+
+/// The file's "optimizer" section. accel builds no optimizer from it (the one
+/// given to prepare() is used, as with Accelerate's DummyOptim's absence):
+/// check_optimizer() checks that it is the one the section describes.
+struct DeepSpeedOptimizerSection {
+  std::string type;       // as written: "Adam", "AdamW", ...
+  bool decoupled = true;  // AdamW-style decay: type AdamW, or Adam with adam_w_mode (DeepSpeed's default true)
+  std::map<std::string, double> params;  // explicit numbers: lr, eps, weight_decay, beta1, beta2
+};
+
+struct ShardingConfig {
+  /// nullopt: no sharding asked for (plain DDP).
+  std::optional<ShardingOptions> sharding;
+  std::optional<int64_t> gradient_accumulation_steps;
+  /// Max norm of the global gradient clip applied by the engine at each step.
+  std::optional<double> gradient_clipping;
+  /// nullopt: "auto" or absent, i.e. the prepared loader's batch size.
+  std::optional<int64_t> train_micro_batch_size_per_gpu;
+  std::optional<int64_t> train_batch_size;
+  /// From fp16/bf16 "enabled"; nullopt when the file enables neither and says nothing.
+  std::optional<MixedPrecision> mixed_precision;
+  /// fp16 dynamic loss scaling: init_scale 2^initial_scale_power, growth_interval loss_scale_window.
+  std::optional<GradScalerOptions> scaler;
+  /// DeepSpeed's fp16 hysteresis (overflows tolerated before the scale drops) and
+  /// min_loss_scale. Kept for the engine; accel's GradScaler backs off on every
+  /// overflow (hysteresis 1) and has no floor, as PyTorch's does.
+  int64_t loss_scale_hysteresis = 2;
+  double min_loss_scale = 1.0;
+  std::optional<DeepSpeedOptimizerSection> optimizer;
+  /// Where it came from, for messages ("ds_config.json", "environment").
+  std::string source;
+};
+
+/// Parses DeepSpeed JSON text. Throws std::invalid_argument naming `source`,
+/// the key, the value and what was expected, or both values of a conflict.
+ShardingConfig parse_deepspeed_config(const std::string& json_text, const std::string& source,
+                                      const ShardingConfigContext& context = {});
+/// Reads and parses a file (errors name the path).
+ShardingConfig load_deepspeed_config(const std::filesystem::path& path, const ShardingConfigContext& context = {});
+
+/// From the launcher's variables: ACCELERATE_USE_DEEPSPEED with either
+/// ACCELERATE_DEEPSPEED_CONFIG_FILE (read as above; Accelerate's rule that the
+/// accelerate config must then not also set the file's keys is kept, via
+/// ACCELERATE_CONFIG_DS_FIELDS) or ACCELERATE_DEEPSPEED_ZERO_STAGE (default 2),
+/// ACCELERATE_DEEPSPEED_OFFLOAD_OPTIMIZER_DEVICE, ..._OFFLOAD_OPTIMIZER_NVME_PATH,
+/// ..._OFFLOAD_PARAM_DEVICE (must be none), ACCELERATE_GRADIENT_CLIPPING;
+/// or ACCELERATE_USE_FSDP with FSDP_VERSION, FSDP_SHARDING_STRATEGY (v1) /
+/// FSDP_RESHARD_AFTER_FORWARD (v2), FSDP_OFFLOAD_PARAMS (true: optimizer state
+/// and master weights offloaded to the CPU; parameters stay on the device,
+/// which needs FULL_SHARD to change). Neither set: an empty config (no sharding).
+ShardingConfig sharding_config_from_env(const EnvLookup& env, const ShardingConfigContext& context = {});
+
+/// At prepare(), once the loader's per-process batch size is known: fills
+/// train_micro_batch_size_per_gpu / train_batch_size (micro * accumulation *
+/// world_size) and throws naming both when an explicit one disagrees.
+void check_batch_sizes(ShardingConfig& config, int64_t micro_batch_per_process, int64_t accumulation_steps,
+                       int world_size);
+
+/// Throws naming both when the file's optimizer section does not describe
+/// `optimizer` (type Adam/AdamW by its decay, explicit lr, betas, eps,
+/// weight_decay against its first param group). No section: nothing to check.
+void check_optimizer(const ShardingConfig& config, const torch::optim::Optimizer& optimizer);
+
+}  // namespace accel

@@ -1,0 +1,222 @@
+#include "accel/optim/offloaded_adam.h"
+
+#include <stdexcept>
+
+#include <torch/cuda.h>
+
+namespace accel {
+namespace {
+
+constexpr int kBuffers = 3;  // chunk k-2 being written, k-1 stepped, k read
+
+torch::Tensor host_zeros(int64_t n, bool pin) {
+  auto options = torch::TensorOptions().dtype(torch::kFloat);
+  if (pin && torch::cuda::is_available()) options = options.pinned_memory(true);
+  return torch::zeros({n}, options);
+}
+
+void wait_all(std::vector<IoHandle>& handles) {
+  for (auto& h : handles) h.wait();
+  handles.clear();
+}
+
+// Waits for every handle, even after a failure, and rethrows the first error.
+void wait_all_then_throw(std::vector<std::vector<IoHandle>>& groups) {
+  std::exception_ptr first;
+  for (auto& g : groups)
+    for (auto& h : g) try {
+        h.wait();
+      } catch (...) {
+        if (!first) first = std::current_exception();
+      }
+  groups.clear();
+  if (first) std::rethrow_exception(first);
+}
+
+}  // namespace
+
+OffloadedAdamOptions OffloadedAdamOptions::from(const OffloadOptions& o) {
+  return OffloadedAdamOptions()
+      .device(o.device())
+      .nvme_path(o.nvme_path())
+      .pin_memory(o.pin_memory())
+      .io_threads(o.io_threads());
+}
+
+OffloadedAdam::OffloadedAdam(int64_t numel, CpuAdamOptions adam, OffloadedAdamOptions options)
+    : numel_(numel), adam_(std::move(adam)), options_(std::move(options)), amsgrad_(adam_.amsgrad()) {
+  adam_.check();
+  if (numel_ < 0) throw std::invalid_argument("OffloadedAdam: numel = " + std::to_string(numel_) + ", expected >= 0");
+  if (options_.chunk_elements() < 1)
+    throw std::invalid_argument("OffloadedAdamOptions: chunk_elements = " + std::to_string(options_.chunk_elements()) +
+                                ", expected >= 1");
+  switch (options_.device()) {
+    case OffloadDevice::none:
+      throw std::invalid_argument("OffloadedAdamOptions: device none; expected cpu or nvme");
+    case OffloadDevice::cpu:
+      for (const auto& f : fields()) host_[f] = host_zeros(numel_, options_.pin_memory());
+      break;
+    case OffloadDevice::nvme: {
+      if (options_.nvme_path().empty())
+        throw std::invalid_argument(
+            "OffloadedAdamOptions: device nvme needs nvme_path (the folder for the swap files)");
+      store_ = std::make_unique<NvmeStore>(
+          NvmeStoreOptions(options_.nvme_path()).io_threads(options_.io_threads()).direct_io(options_.direct_io()));
+      const int64_t len = std::min(numel_, options_.chunk_elements());
+      buffers_.resize(kBuffers);
+      for (auto& b : buffers_)
+        for (const auto& f : fields()) b[f] = host_zeros(len, options_.pin_memory());
+      break;
+    }
+  }
+}
+
+OffloadedAdam::~OffloadedAdam() = default;
+
+std::vector<std::string> OffloadedAdam::fields() const {
+  std::vector<std::string> f = {"exp_avg", "exp_avg_sq"};
+  if (amsgrad_) f.push_back("max_exp_avg_sq");
+  return f;
+}
+
+int64_t OffloadedAdam::chunks() const { return (numel_ + options_.chunk_elements() - 1) / options_.chunk_elements(); }
+
+std::string OffloadedAdam::key(const std::string& field, int64_t chunk) const {
+  return field + "." + std::to_string(chunk);
+}
+
+void OffloadedAdam::step(const torch::Tensor& param, const torch::Tensor& grad, const torch::Tensor& param_copy) {
+  if (adam_.amsgrad() != amsgrad_)
+    throw std::invalid_argument("OffloadedAdam: amsgrad cannot change after construction");
+  adam_.check();
+  if (!param.defined() || param.numel() != numel_)
+    throw std::invalid_argument("OffloadedAdam::step: param has " +
+                                std::to_string(param.defined() ? param.numel() : 0) + " elements, expected " +
+                                std::to_string(numel_));
+  if (options_.device() == OffloadDevice::nvme) {
+    step_nvme(param, grad, param_copy);
+    return;
+  }
+  CpuAdamSlice s{param, grad, host_.at("exp_avg"), host_.at("exp_avg_sq")};
+  if (amsgrad_) s.max_exp_avg_sq = host_.at("max_exp_avg_sq");
+  s.param_copy = param_copy;
+  cpu_adam_step(adam_, step_ + 1, s);  // checks every tensor before changing any
+  ++step_;
+}
+
+void OffloadedAdam::step_nvme(const torch::Tensor& param, const torch::Tensor& grad, const torch::Tensor& param_copy) {
+  // Check the whole tensors once (the chunks are views of them).
+  cpu_adam_step(adam_, step_ + 1,
+                {param.narrow(0, 0, 0), grad.narrow(0, 0, 0), torch::zeros({0}), torch::zeros({0}),
+                 amsgrad_ ? torch::zeros({0}) : torch::Tensor(),
+                 param_copy.defined() ? param_copy.narrow(0, 0, 0) : torch::Tensor()});
+  for (const auto* t : {&param, &grad, &param_copy})
+    if (t->defined() && (t->numel() != numel_ || !t->is_contiguous()))
+      throw std::invalid_argument("OffloadedAdam::step: param, grad and param_copy must be contiguous with " +
+                                  std::to_string(numel_) + " elements; got one with " + std::to_string(t->numel()));
+  if (failed_)
+    throw std::runtime_error("OffloadedAdam: an earlier step failed part way, so the swap files in " +
+                             options_.nvme_path().string() + " no longer hold one state; load_state() to go on");
+  const int64_t k_count = chunks(), c = options_.chunk_elements();
+  const bool fresh = !paged_;
+  const int64_t t = step_ + 1;
+  auto length = [&](int64_t k) { return std::min(c, numel_ - k * c); };
+  std::vector<std::vector<IoHandle>> reads(k_count), writes(kBuffers);
+  auto issue_read = [&](int64_t k) {
+    const int slot = static_cast<int>(k % kBuffers);
+    wait_all(writes[slot]);  // the buffer's previous chunk is on disk
+    for (const auto& f : fields()) {
+      auto buf = buffers_[slot][f].narrow(0, 0, length(k));
+      if (fresh)
+        buf.zero_();
+      else
+        reads[k].push_back(store_->read(key(f, k), buf));
+    }
+  };
+  try {
+    if (k_count > 0) issue_read(0);
+    for (int64_t k = 0; k < k_count; ++k) {
+      if (k + 1 < k_count) issue_read(k + 1);
+      wait_all(reads[k]);
+      const int slot = static_cast<int>(k % kBuffers);
+      const int64_t begin = k * c, len = length(k);
+      auto& b = buffers_[slot];
+      CpuAdamSlice s{param.narrow(0, begin, len), grad.narrow(0, begin, len), b.at("exp_avg").narrow(0, 0, len),
+                     b.at("exp_avg_sq").narrow(0, 0, len)};
+      if (amsgrad_) s.max_exp_avg_sq = b.at("max_exp_avg_sq").narrow(0, 0, len);
+      if (param_copy.defined()) s.param_copy = param_copy.narrow(0, begin, len);
+      cpu_adam_step(adam_, t, s);
+      for (const auto& f : fields()) writes[slot].push_back(store_->write(key(f, k), b.at(f).narrow(0, 0, len)));
+    }
+  } catch (...) {
+    // Leave no I/O running on the buffers; the step's error is the one to report.
+    try {
+      wait_all_then_throw(reads);
+      wait_all_then_throw(writes);
+    } catch (...) {
+    }
+    failed_ = true;  // the pages are no longer one consistent state
+    throw;
+  }
+  wait_all_then_throw(writes);
+  paged_ = true;
+  step_ = t;
+}
+
+std::map<std::string, torch::Tensor> OffloadedAdam::state() const {
+  std::map<std::string, torch::Tensor> out;
+  if (options_.device() == OffloadDevice::cpu) {
+    for (const auto& [f, t] : host_) out[f] = t.clone();
+    return out;
+  }
+  std::vector<std::vector<IoHandle>> reads(1);
+  const int64_t c = options_.chunk_elements();
+  for (const auto& f : fields()) {
+    out[f] = torch::zeros({numel_});
+    if (!paged_) continue;
+    for (int64_t k = 0; k < chunks(); ++k)
+      reads[0].push_back(store_->read(key(f, k), out[f].narrow(0, k * c, std::min(c, numel_ - k * c))));
+  }
+  wait_all_then_throw(reads);
+  return out;
+}
+
+void OffloadedAdam::load_state(const std::map<std::string, torch::Tensor>& state, int64_t step_count) {
+  if (step_count < 0)
+    throw std::invalid_argument("OffloadedAdam::load_state: step count " + std::to_string(step_count));
+  for (const auto& f : fields()) {
+    auto it = state.find(f);
+    if (it == state.end()) throw std::invalid_argument("OffloadedAdam::load_state: no '" + f + "' tensor");
+    if (it->second.numel() != numel_)
+      throw std::invalid_argument("OffloadedAdam::load_state: '" + f + "' has " + std::to_string(it->second.numel()) +
+                                  " elements, expected " + std::to_string(numel_));
+  }
+  if (options_.device() == OffloadDevice::cpu) {
+    for (const auto& f : fields()) host_[f].copy_(state.at(f).reshape({-1}));
+  } else {
+    std::vector<std::vector<IoHandle>> writes(1);
+    std::vector<torch::Tensor> sources;  // fp32, contiguous copies held until written
+    const int64_t c = options_.chunk_elements();
+    for (const auto& f : fields()) {
+      sources.push_back(state.at(f).reshape({-1}).to(torch::kCPU, torch::kFloat).contiguous());
+      for (int64_t k = 0; k < chunks(); ++k)
+        writes[0].push_back(store_->write(key(f, k), sources.back().narrow(0, k * c, std::min(c, numel_ - k * c))));
+    }
+    paged_ = false;
+    failed_ = true;
+    wait_all_then_throw(writes);
+    paged_ = true;
+    failed_ = false;
+  }
+  step_ = step_count;
+}
+
+int64_t OffloadedAdam::host_state_bytes() const {
+  int64_t bytes = 0;
+  for (const auto& [f, t] : host_) bytes += static_cast<int64_t>(t.nbytes());
+  for (const auto& b : buffers_)
+    for (const auto& [f, t] : b) bytes += static_cast<int64_t>(t.nbytes());
+  return bytes;
+}
+
+}  // namespace accel

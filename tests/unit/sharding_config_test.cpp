@@ -1,0 +1,351 @@
+// DeepSpeed JSON and launcher variables -> ShardingConfig, with Accelerate's
+// rules: the ZeRO-2 configs of Accelerate's examples (tests/data/deepspeed,
+// same keys and values) parse to the right options; "auto" values take the
+// Accelerator's settings; explicit values that disagree with the
+// Accelerator's are errors naming both; bad values are named; the
+// ACCELERATE_DEEPSPEED_* / FSDP_* variables map as Accelerate reads them.
+#include <fstream>
+
+#include <gtest/gtest.h>
+
+#include <torch/torch.h>
+
+#include "accel/parallel/sharding_config.h"
+#include "accel_test_paths.h"
+
+namespace {
+
+using accel::MixedPrecision;
+using accel::OffloadDevice;
+using accel::ShardingConfig;
+using accel::ShardingConfigContext;
+using accel::ShardingStrategy;
+
+std::string fixture(const std::string& name) { return std::string(ACCEL_SOURCE_DIR) + "/tests/data/deepspeed/" + name; }
+
+ShardingConfig parse(const std::string& text, ShardingConfigContext ctx = {}) {
+  return accel::parse_deepspeed_config(text, "ds.json", ctx);
+}
+
+// Expects std::invalid_argument whose message contains every one of `parts`.
+template <class F>
+void expect_error(F&& f, std::initializer_list<std::string> parts) {
+  try {
+    f();
+    ADD_FAILURE() << "no error; expected one mentioning " << *parts.begin();
+  } catch (const std::invalid_argument& e) {
+    for (const auto& p : parts) EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what();
+  }
+}
+
+void expect_parse_error(const std::string& text, std::initializer_list<std::string> parts,
+                        ShardingConfigContext ctx = {}) {
+  expect_error([&] { parse(text, ctx); }, parts);
+}
+
+TEST(ShardingConfig, AccelerateZero2Example) {
+  ShardingConfigContext ctx;
+  ctx.mixed_precision = MixedPrecision::fp16;
+  ctx.world_size = 2;
+  auto c = accel::load_deepspeed_config(fixture("zero2.json"), ctx);
+  ASSERT_TRUE(c.sharding);
+  EXPECT_EQ(c.sharding->strategy(), ShardingStrategy::shard_grad_op);
+  EXPECT_EQ(c.sharding->offload_optimizer().device(), OffloadDevice::none);
+  EXPECT_EQ(c.sharding->reduce_bucket_size(), 500'000'000);  // "auto" without a hidden size: DeepSpeed's default
+  EXPECT_TRUE(c.sharding->overlap_comm());
+  EXPECT_EQ(c.gradient_accumulation_steps, 1);
+  EXPECT_EQ(c.gradient_clipping, 1.0);  // "auto": Accelerate fills 1.0
+  EXPECT_FALSE(c.train_micro_batch_size_per_gpu);
+  EXPECT_FALSE(c.train_batch_size);
+  EXPECT_EQ(c.mixed_precision, MixedPrecision::fp16);
+  ASSERT_TRUE(c.scaler);
+  EXPECT_EQ(c.scaler->init_scale(), 65536.0);
+  EXPECT_EQ(c.scaler->growth_interval(), 1000);
+  EXPECT_EQ(c.scaler->growth_factor(), 2.0);
+  EXPECT_EQ(c.scaler->backoff_factor(), 0.5);
+  EXPECT_EQ(c.loss_scale_hysteresis, 2);
+  EXPECT_EQ(c.min_loss_scale, 1.0);
+  ASSERT_TRUE(c.optimizer);
+  EXPECT_EQ(c.optimizer->type, "AdamW");
+  EXPECT_TRUE(c.optimizer->decoupled);
+  EXPECT_TRUE(c.optimizer->params.empty());  // all "auto"
+  EXPECT_EQ(c.source, fixture("zero2.json"));
+}
+
+TEST(ShardingConfig, AccelerateZero2OffloadExample) {
+  auto c = accel::load_deepspeed_config(fixture("zero2_offload.json"));
+  ASSERT_TRUE(c.sharding);
+  EXPECT_EQ(c.sharding->strategy(), ShardingStrategy::shard_grad_op);
+  EXPECT_EQ(c.sharding->offload_optimizer().device(), OffloadDevice::cpu);
+  EXPECT_TRUE(c.sharding->offload_optimizer().pin_memory());
+  // fp16 enabled in the file and no mixed precision asked of the Accelerator: the file decides.
+  EXPECT_EQ(c.mixed_precision, MixedPrecision::fp16);
+}
+
+TEST(ShardingConfig, StagesAndOffload) {
+  EXPECT_EQ(parse(R"({"zero_optimization": {"stage": 0}})").sharding->strategy(), ShardingStrategy::no_shard);
+  EXPECT_EQ(parse(R"({"zero_optimization": {"stage": 1}})").sharding->strategy(), ShardingStrategy::shard_optimizer);
+  EXPECT_EQ(parse(R"({"zero_optimization": {}})").sharding->strategy(), ShardingStrategy::no_shard);  // DeepSpeed's 0
+  expect_parse_error(R"({"zero_optimization": {"stage": 3}})",
+                     {"ds.json", "zero_optimization.stage = 3", "ZeRO-3 is not supported yet"});
+  expect_parse_error(R"({"zero_optimization": {"stage": 4}})", {"zero_optimization.stage = 4", "0, 1 or 2"});
+  expect_parse_error(R"({"zero_optimization": {"stage": "two"}})", {"zero_optimization.stage = \"two\"", "integer"});
+  expect_parse_error(R"({"train_batch_size": 8})", {"no zero_optimization section"});
+
+  auto nvme = parse(R"({"zero_optimization": {"stage": 1, "reduce_bucket_size": 5e7, "overlap_comm": false,
+      "offload_optimizer": {"device": "nvme", "nvme_path": "/local_nvme", "pin_memory": false}}})");
+  EXPECT_EQ(nvme.sharding->offload_optimizer().device(), OffloadDevice::nvme);
+  EXPECT_EQ(nvme.sharding->offload_optimizer().nvme_path(), "/local_nvme");
+  EXPECT_FALSE(nvme.sharding->offload_optimizer().pin_memory());
+  EXPECT_EQ(nvme.sharding->reduce_bucket_size(), 50'000'000);
+  EXPECT_FALSE(nvme.sharding->overlap_comm());
+  expect_parse_error(R"({"zero_optimization": {"stage": 2, "offload_optimizer": {"device": "nvme"}}})",
+                     {"\"nvme\" but no nvme_path"});
+  expect_parse_error(R"({"zero_optimization": {"stage": 2, "offload_optimizer": {"device": "gpu"}}})",
+                     {"offload_optimizer.device = \"gpu\"", "none, cpu, nvme"});
+  expect_parse_error(R"({"zero_optimization": {"stage": 0, "offload_optimizer": {"device": "cpu"}}})",
+                     {"offload needs stage 1 or 2"});
+  expect_parse_error(R"({"zero_optimization": {"stage": 2, "offload_param": {"device": "cpu"}}})",
+                     {"offload_param.device = \"cpu\"", "ZeRO-3"});
+  expect_parse_error(R"({"zero_optimization": {"stage": 2, "reduce_bucket_size": 1.5}})",
+                     {"reduce_bucket_size = 1.5", "integer >= 1"});
+  expect_parse_error(R"({"zero_optimization": {"stage": 2, "overlap_comm": 3}})",
+                     {"overlap_comm = 3", "true or false"});
+  expect_parse_error(R"({"zero_optimization": {"stage": 2, "zero_quantized_gradients": true}})",
+                     {"zero_quantized_gradients"});
+  expect_parse_error(R"({"zero_optimization": {"stage": 2},})", {"ds.json", "not valid JSON"});
+
+  ShardingConfigContext ctx;
+  ctx.hidden_size = 1024;
+  EXPECT_EQ(
+      parse(R"({"zero_optimization": {"stage": 2, "reduce_bucket_size": "auto"}})", ctx).sharding->reduce_bucket_size(),
+      1024 * 1024);
+}
+
+TEST(ShardingConfig, AutoValuesTakeTheAcceleratorsSettings) {
+  const std::string text = R"({"zero_optimization": {"stage": 2}, "gradient_accumulation_steps": "auto",
+      "gradient_clipping": "auto", "fp16": {"enabled": "auto"}, "bf16": {"enabled": "auto"},
+      "train_micro_batch_size_per_gpu": "auto", "train_batch_size": "auto"})";
+  ShardingConfigContext ctx;
+  ctx.gradient_accumulation_steps = 4;
+  ctx.gradient_clipping = 0.5;
+  ctx.mixed_precision = MixedPrecision::bf16;
+  auto c = parse(text, ctx);
+  EXPECT_EQ(c.gradient_accumulation_steps, 4);
+  EXPECT_EQ(c.gradient_clipping, 0.5);
+  EXPECT_EQ(c.mixed_precision, MixedPrecision::bf16);
+  EXPECT_FALSE(c.scaler);
+
+  ctx = {};
+  ctx.mixed_precision = MixedPrecision::fp16;
+  c = parse(text, ctx);
+  EXPECT_FALSE(c.gradient_accumulation_steps);  // nothing given: the Accelerator keeps its own
+  EXPECT_EQ(c.gradient_clipping, 1.0);
+  EXPECT_EQ(c.mixed_precision, MixedPrecision::fp16);
+  ASSERT_TRUE(c.scaler);
+  EXPECT_EQ(c.scaler->init_scale(), 65536.0);
+
+  // No precision sections and the Accelerator asks for fp16: Accelerate inserts fp16 enabled.
+  c = parse(R"({"zero_optimization": {"stage": 1}})", ctx);
+  EXPECT_EQ(c.mixed_precision, MixedPrecision::fp16);
+  EXPECT_TRUE(c.scaler);
+  // "no" from the launcher (it always sets ACCELERATE_MIXED_PRECISION) leaves the file's choice.
+  ctx.mixed_precision = MixedPrecision::no;
+  EXPECT_EQ(parse(R"({"zero_optimization": {"stage": 1}, "bf16": {"enabled": true}})", ctx).mixed_precision,
+            MixedPrecision::bf16);
+
+  // fp16 scaler keys.
+  c = parse(R"({"zero_optimization": {"stage": 1}, "fp16": {"enabled": true, "initial_scale_power": 12,
+      "loss_scale_window": 500, "hysteresis": 1, "min_loss_scale": 0.25}})");
+  EXPECT_EQ(c.scaler->init_scale(), 4096.0);
+  EXPECT_EQ(c.scaler->growth_interval(), 500);
+  EXPECT_EQ(c.loss_scale_hysteresis, 1);
+  EXPECT_EQ(c.min_loss_scale, 0.25);
+}
+
+TEST(ShardingConfig, ConflictsWithTheAcceleratorNameBoth) {
+  ShardingConfigContext ctx;
+  ctx.gradient_accumulation_steps = 4;
+  expect_parse_error(R"({"zero_optimization": {"stage": 2}, "gradient_accumulation_steps": 2})",
+                     {"gradient_accumulation_steps is 2", "Accelerator's is 4"}, ctx);
+  ctx = {};
+  ctx.gradient_clipping = 1.0;
+  expect_parse_error(R"({"zero_optimization": {"stage": 2}, "gradient_clipping": 0.3})",
+                     {"gradient_clipping is 0.3", "Accelerator's is 1"}, ctx);
+  ctx = {};
+  ctx.mixed_precision = MixedPrecision::fp16;
+  expect_parse_error(R"({"zero_optimization": {"stage": 2}, "bf16": {"enabled": true}})",
+                     {"bf16.enabled is true", "mixed_precision is 'fp16'"}, ctx);
+  expect_parse_error(R"({"zero_optimization": {"stage": 2}, "fp16": {"enabled": false}})",
+                     {"fp16.enabled is false", "mixed_precision is 'fp16'"}, ctx);
+  expect_parse_error(R"({"zero_optimization": {"stage": 2}, "fp16": {"enabled": true}, "bf16": {"enabled": true}})",
+                     {"both true"});
+  // Equal values are no conflict.
+  ctx = {};
+  ctx.gradient_accumulation_steps = 2;
+  EXPECT_EQ(parse(R"({"zero_optimization": {"stage": 2}, "gradient_accumulation_steps": 2})", ctx)
+                .gradient_accumulation_steps,
+            2);
+}
+
+TEST(ShardingConfig, BadValuesAreNamed) {
+  expect_parse_error(R"({"zero_optimization": {"stage": 2}, "gradient_accumulation_steps": 0})",
+                     {"gradient_accumulation_steps = 0", "integer >= 1"});
+  expect_parse_error(R"({"zero_optimization": {"stage": 2}, "gradient_clipping": -1})",
+                     {"gradient_clipping = -1", "number >= 0"});
+  expect_parse_error(R"({"zero_optimization": {"stage": 2}, "fp16": {"enabled": true, "loss_scale": 128}})",
+                     {"fp16.loss_scale = 128", "static loss scale is not supported"});
+  expect_parse_error(R"({"zero_optimization": {"stage": 2}, "fp16": {"enabled": "yes"}})",
+                     {"fp16.enabled = \"yes\"", "true or false"});
+  expect_parse_error(R"({"zero_optimization": {"stage": 2}, "optimizer": {"type": "Lamb"}})",
+                     {"optimizer.type = \"Lamb\"", "Adam or AdamW"});
+  expect_parse_error(R"({"zero_optimization": {"stage": 2}, "scheduler": {"type": "WarmupLR",
+      "params": {"warmup_num_steps": 100}}})",
+                     {"scheduler.params.warmup_num_steps = 100", "builds no scheduler"});
+  expect_parse_error(R"({"zero_optimization": {"stage": 2}, "train_batch_size": 10,
+      "train_micro_batch_size_per_gpu": 2, "gradient_accumulation_steps": 2})",
+                     {"train_batch_size is 10", "2 * 2 * 2 = 8"}, ShardingConfigContext{.world_size = 2});
+  expect_error([] { accel::load_deepspeed_config("/nonexistent/ds.json"); }, {"/nonexistent/ds.json"});
+}
+
+TEST(ShardingConfig, BatchSizesAtPrepare) {
+  auto c = parse(R"({"zero_optimization": {"stage": 2}, "train_micro_batch_size_per_gpu": "auto",
+      "train_batch_size": "auto"})");
+  accel::check_batch_sizes(c, 8, 2, 4);
+  EXPECT_EQ(c.train_micro_batch_size_per_gpu, 8);
+  EXPECT_EQ(c.train_batch_size, 64);  // micro * accumulation * world size
+
+  auto d = parse(R"({"zero_optimization": {"stage": 2}, "train_micro_batch_size_per_gpu": 4})");
+  expect_error([&] { accel::check_batch_sizes(d, 8, 1, 2); }, {"train_micro_batch_size_per_gpu is 4", "batches of 8"});
+  auto e = parse(R"({"zero_optimization": {"stage": 2}, "train_batch_size": 32})");
+  expect_error([&] { accel::check_batch_sizes(e, 8, 1, 2); }, {"train_batch_size is 32", "= 16"});
+}
+
+TEST(ShardingConfig, OptimizerSectionIsCheckedAgainstThePreparedOptimizer) {
+  auto w = torch::zeros({2}, torch::requires_grad());
+  torch::optim::AdamW adamw({w}, torch::optim::AdamWOptions(1e-3).weight_decay(0.1));
+  torch::optim::Adam adam({w}, torch::optim::AdamOptions(1e-3));
+  auto c = parse(R"({"zero_optimization": {"stage": 2}, "optimizer": {"type": "AdamW",
+      "params": {"lr": 1e-3, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 0.1}}})");
+  accel::check_optimizer(c, adamw);
+  expect_error([&] { accel::check_optimizer(c, adam); }, {"AdamW", "not a torch::optim::AdamW"});
+  auto lr = parse(R"({"zero_optimization": {"stage": 2}, "optimizer": {"type": "AdamW", "params": {"lr": 3e-4}}})");
+  expect_error([&] { accel::check_optimizer(lr, adamw); }, {"optimizer.params.lr is 0.0003", "has 0.001"});
+  // DeepSpeed's "Adam" is AdamW unless adam_w_mode is false.
+  auto ds_adam = parse(R"({"zero_optimization": {"stage": 2}, "optimizer": {"type": "Adam"}})");
+  accel::check_optimizer(ds_adam, adamw);
+  auto l2 =
+      parse(R"({"zero_optimization": {"stage": 2}, "optimizer": {"type": "Adam", "params": {"adam_w_mode": false}}})");
+  accel::check_optimizer(l2, adam);
+  expect_error([&] { accel::check_optimizer(l2, adamw); }, {"not a torch::optim::Adam"});
+}
+
+accel::EnvLookup env(std::map<std::string, std::string> vars) { return accel::env_from_map(std::move(vars)); }
+
+TEST(ShardingConfig, DeepSpeedVariablesOfTheLauncher) {
+  EXPECT_FALSE(accel::sharding_config_from_env(env({})).sharding);
+  auto c = accel::sharding_config_from_env(env({{"ACCELERATE_USE_DEEPSPEED", "true"}}));
+  ASSERT_TRUE(c.sharding);
+  EXPECT_EQ(c.sharding->strategy(), ShardingStrategy::shard_grad_op);  // Accelerate's default stage 2
+  EXPECT_FALSE(c.gradient_clipping);
+  EXPECT_EQ(c.source, "environment");
+
+  c = accel::sharding_config_from_env(env({{"ACCELERATE_USE_DEEPSPEED", "true"},
+                                           {"ACCELERATE_DEEPSPEED_ZERO_STAGE", "1"},
+                                           {"ACCELERATE_DEEPSPEED_OFFLOAD_OPTIMIZER_DEVICE", "nvme"},
+                                           {"ACCELERATE_DEEPSPEED_OFFLOAD_OPTIMIZER_NVME_PATH", "/nvme"},
+                                           {"ACCELERATE_GRADIENT_CLIPPING", "0.7"},
+                                           {"ACCELERATE_GRADIENT_ACCUMULATION_STEPS", "3"}}));
+  EXPECT_EQ(c.sharding->strategy(), ShardingStrategy::shard_optimizer);
+  EXPECT_EQ(c.sharding->offload_optimizer().device(), OffloadDevice::nvme);
+  EXPECT_EQ(c.sharding->offload_optimizer().nvme_path(), "/nvme");
+  EXPECT_EQ(c.gradient_clipping, 0.7);
+  EXPECT_EQ(c.gradient_accumulation_steps, 3);
+
+  expect_error(
+      [] {
+        accel::sharding_config_from_env(
+            env({{"ACCELERATE_USE_DEEPSPEED", "true"}, {"ACCELERATE_DEEPSPEED_ZERO_STAGE", "3"}}));
+      },
+      {"ACCELERATE_DEEPSPEED_ZERO_STAGE=3", "ZeRO-3 is not supported yet"});
+  expect_error(
+      [] {
+        accel::sharding_config_from_env(
+            env({{"ACCELERATE_USE_DEEPSPEED", "true"}, {"ACCELERATE_DEEPSPEED_OFFLOAD_OPTIMIZER_DEVICE", "nvme"}}));
+      },
+      {"ACCELERATE_DEEPSPEED_OFFLOAD_OPTIMIZER_NVME_PATH"});
+  expect_error(
+      [] {
+        accel::sharding_config_from_env(
+            env({{"ACCELERATE_USE_DEEPSPEED", "true"}, {"ACCELERATE_DEEPSPEED_OFFLOAD_PARAM_DEVICE", "cpu"}}));
+      },
+      {"ACCELERATE_DEEPSPEED_OFFLOAD_PARAM_DEVICE=cpu", "ZeRO-3"});
+  expect_error(
+      [] {
+        accel::sharding_config_from_env(
+            env({{"ACCELERATE_USE_DEEPSPEED", "true"}, {"ACCELERATE_DEEPSPEED_ZERO_STAGE", "x"}}));
+      },
+      {"ACCELERATE_DEEPSPEED_ZERO_STAGE"});
+  expect_error(
+      [] {
+        accel::sharding_config_from_env(env({{"ACCELERATE_USE_DEEPSPEED", "true"}, {"ACCELERATE_USE_FSDP", "true"}}));
+      },
+      {"both true"});
+}
+
+TEST(ShardingConfig, DeepSpeedConfigFileFromTheLauncher) {
+  // The file's "auto" clipping takes ACCELERATE_GRADIENT_CLIPPING, as Accelerate's plugin fills it.
+  auto c = accel::sharding_config_from_env(env({{"ACCELERATE_USE_DEEPSPEED", "true"},
+                                                {"ACCELERATE_DEEPSPEED_CONFIG_FILE", fixture("zero2_offload.json")},
+                                                {"ACCELERATE_GRADIENT_CLIPPING", "2.5"},
+                                                {"ACCELERATE_CONFIG_DS_FIELDS", "deepspeed_config_file"}}));
+  EXPECT_EQ(c.sharding->offload_optimizer().device(), OffloadDevice::cpu);
+  EXPECT_EQ(c.gradient_clipping, 2.5);
+  EXPECT_EQ(c.source, fixture("zero2_offload.json"));
+  // Accelerate's rule: keys the file decides must not also come from the accelerate config.
+  expect_error(
+      [] {
+        accel::sharding_config_from_env(env({{"ACCELERATE_USE_DEEPSPEED", "true"},
+                                             {"ACCELERATE_DEEPSPEED_CONFIG_FILE", fixture("zero2.json")},
+                                             {"ACCELERATE_CONFIG_DS_FIELDS", "deepspeed_config_file,zero_stage"}}));
+      },
+      {"deepspeed_config.zero_stage", "zero2.json"});
+  // A conflict between the file and the launcher's accumulation steps names both.
+  expect_error(
+      [] {
+        accel::sharding_config_from_env(env({{"ACCELERATE_USE_DEEPSPEED", "true"},
+                                             {"ACCELERATE_DEEPSPEED_CONFIG_FILE", fixture("zero2.json")},
+                                             {"ACCELERATE_GRADIENT_ACCUMULATION_STEPS", "4"}}));
+      },
+      {"gradient_accumulation_steps is 1", "Accelerator's is 4"});
+}
+
+TEST(ShardingConfig, FsdpVariablesOfTheLauncher) {
+  auto strategy = [](std::map<std::string, std::string> vars) {
+    vars["ACCELERATE_USE_FSDP"] = "true";
+    return accel::sharding_config_from_env(env(vars)).sharding->strategy();
+  };
+  EXPECT_EQ(strategy({{"FSDP_SHARDING_STRATEGY", "SHARD_GRAD_OP"}}), ShardingStrategy::shard_grad_op);
+  EXPECT_EQ(strategy({{"FSDP_SHARDING_STRATEGY", "2"}}), ShardingStrategy::shard_grad_op);
+  EXPECT_EQ(strategy({{"FSDP_SHARDING_STRATEGY", "no_shard"}}), ShardingStrategy::no_shard);
+  EXPECT_EQ(strategy({{"FSDP_SHARDING_STRATEGY", "3"}}), ShardingStrategy::no_shard);
+  EXPECT_EQ(strategy({{"FSDP_VERSION", "2"}, {"FSDP_RESHARD_AFTER_FORWARD", "false"}}),
+            ShardingStrategy::shard_grad_op);
+  auto offload = accel::sharding_config_from_env(env(
+      {{"ACCELERATE_USE_FSDP", "true"}, {"FSDP_SHARDING_STRATEGY", "SHARD_GRAD_OP"}, {"FSDP_OFFLOAD_PARAMS", "true"}}));
+  EXPECT_EQ(offload.sharding->offload_optimizer().device(), OffloadDevice::cpu);
+
+  auto error = [](std::map<std::string, std::string> vars, std::initializer_list<std::string> parts) {
+    vars["ACCELERATE_USE_FSDP"] = "true";
+    expect_error([&] { accel::sharding_config_from_env(env(vars)); }, parts);
+  };
+  error({}, {"FSDP_SHARDING_STRATEGY=FULL_SHARD", "not supported yet"});  // Accelerate's default
+  error({{"FSDP_SHARDING_STRATEGY", "1"}}, {"FSDP_SHARDING_STRATEGY=1 (FULL_SHARD)", "not supported yet"});
+  error({{"FSDP_SHARDING_STRATEGY", "HYBRID_SHARD"}}, {"hybrid sharding is not supported"});
+  error({{"FSDP_SHARDING_STRATEGY", "7"}}, {"FSDP_SHARDING_STRATEGY=7", "1-5"});
+  error({{"FSDP_SHARDING_STRATEGY", "HALF_SHARD"}}, {"FSDP_SHARDING_STRATEGY=HALF_SHARD", "SHARD_GRAD_OP"});
+  error({{"FSDP_VERSION", "2"}}, {"FSDP_RESHARD_AFTER_FORWARD=true (FULL_SHARD)", "not supported yet"});
+  error({{"FSDP_VERSION", "3"}}, {"FSDP_VERSION=3"});
+}
+
+}  // namespace
