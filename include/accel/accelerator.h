@@ -44,6 +44,8 @@
 
 namespace accel {
 
+class Replication;
+
 /// Accelerate's names for how the model is replicated.
 enum class DistributedType { no, multi_cpu, multi_gpu };
 std::string to_string(DistributedType type);
@@ -117,7 +119,9 @@ class Accelerator {
   }
 
   /// The model moved to the device (cast for master weights), rank 0's
-  /// parameters and buffers broadcast, wrapped in DDP when distributed.
+  /// parameters and buffers broadcast, wrapped in DDP when distributed
+  /// (with options().sharding: not wrapped; the ZeRO engine is built when
+  /// its optimizer is prepared, which must come with or after the model).
   template <Module Holder>
   PreparedModel<Holder> prepare_model(Holder module) {
     return PreparedModel<Holder>(module, prepare_model_core(module.ptr()));
@@ -162,7 +166,9 @@ class Accelerator {
   void unscale_gradients(AcceleratedOptimizer* optimizer = nullptr);
   /// Unscales, then clips the gradients of `parameters` to a total norm of
   /// `max_norm`; returns the norm before clipping. Under DDP every rank
-  /// holds the averaged gradients, so this is the global norm.
+  /// holds the averaged gradients, so this is the global norm; under ZeRO
+  /// each rank holds a slice and the norm is all-reduced over the slices
+  /// (every rank must call it).
   double clip_grad_norm_(const std::vector<torch::Tensor>& parameters, double max_norm, double norm_type = 2.0);
   /// Unscales, then clamps every gradient element to [-clip_value, clip_value].
   void clip_grad_value_(const std::vector<torch::Tensor>& parameters, double clip_value);
@@ -223,6 +229,8 @@ class Accelerator {
   MixedPrecision mixed_precision_;
   std::shared_ptr<GradientState> gradient_state_;
   std::shared_ptr<GradScaler> scaler_;
+  // How models and optimizers are replicated (parallel/replication.h).
+  std::shared_ptr<Replication> replication_;
   std::vector<std::shared_ptr<PreparedModelCore>> models_;
   std::vector<std::shared_ptr<AcceleratedOptimizer>> optimizers_;
   std::vector<std::shared_ptr<AcceleratedScheduler>> schedulers_;
@@ -231,6 +239,7 @@ class Accelerator {
   ProjectConfiguration project_;
 
   std::shared_ptr<PreparedModelCore> prepare_model_core(std::shared_ptr<torch::nn::Module> module);
+  GradientSet gradients_of(const std::vector<torch::Tensor>& parameters) const;
   PrepareOptions loader_options() const;
 
   // Pass one prepares everything but schedulers; pass two the schedulers.

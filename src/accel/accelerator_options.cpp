@@ -36,6 +36,12 @@ ResolvedOptions resolve(const AcceleratorOptions& options) {
                                 std::to_string(r.accumulation.num_steps()));
 
   r.cpu = options.cpu() ? options.cpu() : env_bool(env, "ACCELERATE_USE_CPU");
+  // Sharding: what the code set. (The environment and DeepSpeed / FSDP
+  // config files come in through here too once they are read.)
+  if (options.sharding()) {
+    check_sharding_options(*options.sharding());
+    r.sharding = options.sharding();
+  }
   return r;
 }
 

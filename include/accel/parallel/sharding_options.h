@@ -1,0 +1,71 @@
+#pragma once
+// ShardingOptions: sharded data parallel training (ZeRO / FSDP without
+// parameter sharding). Each rank still holds the whole model; what is split
+// across the N ranks is the optimizer state (and fp32 master weights), and
+// under shard_grad_op the gradients too. See docs/sharding.md and
+// parallel/zero/zero_engine.h.
+//
+//   accel::Accelerator acc(accel::AcceleratorOptions().sharding(
+//       accel::ShardingOptions().strategy(accel::ShardingStrategy::shard_grad_op)));
+//   auto [model, opt] = acc.prepare(net, optimizer);   // model and optimizer together
+//
+// DeepSpeed's zero_optimization.stage 0/1/2 and FSDP's NO_SHARD /
+// SHARD_GRAD_OP map onto the strategies below.
+#include <cstdint>
+#include <filesystem>
+#include <string>
+
+#include <torch/arg.h>
+
+namespace accel {
+
+enum class ShardingStrategy {
+  /// Every rank keeps everything; gradients are all-reduced (= DDP). ZeRO stage 0, FSDP NO_SHARD.
+  no_shard,
+  /// ZeRO-1: optimizer state (and fp32 masters) sharded; full gradients
+  /// reduce-scattered once per optimizer step.
+  shard_optimizer,
+  /// ZeRO-2 / FSDP SHARD_GRAD_OP: gradients also sharded, reduced in
+  /// buckets while backward runs.
+  shard_grad_op,
+};
+/// "no_shard", "shard_optimizer", "shard_grad_op" (the names zero_layout.json uses).
+std::string to_string(ShardingStrategy strategy);
+/// The inverse of to_string; throws std::invalid_argument naming `name`.
+ShardingStrategy parse_sharding_strategy(const std::string& name);
+
+enum class OffloadDevice { none, cpu, nvme };
+/// "none", "cpu", "nvme" (DeepSpeed's offload_optimizer.device values).
+std::string to_string(OffloadDevice device);
+/// The inverse of to_string; throws std::invalid_argument naming `name`.
+OffloadDevice parse_offload_device(const std::string& name);
+
+struct OffloadOptions {
+  /// Where optimizer state and fp32 master weights live.
+  TORCH_ARG(OffloadDevice, device) = OffloadDevice::none;
+  /// Folder of the NVMe pages; required when device == nvme.
+  TORCH_ARG(std::filesystem::path, nvme_path);
+  /// Page-locked host memory for the offloaded tensors (faster copies).
+  TORCH_ARG(bool, pin_memory) = true;
+  /// NVMe page I/O threads. >= 1.
+  TORCH_ARG(int, io_threads) = 4;
+};
+
+struct ShardingOptions {
+  /// What is split across ranks.
+  TORCH_ARG(ShardingStrategy, strategy) = ShardingStrategy::shard_grad_op;
+  TORCH_ARG(OffloadOptions, offload_optimizer) = {};
+  /// Elements per gradient bucket (DeepSpeed's reduce_bucket_size default). >= 1.
+  TORCH_ARG(int64_t, reduce_bucket_size) = 500'000'000;
+  /// Reduce buckets asynchronously while backward continues.
+  TORCH_ARG(bool, overlap_comm) = true;
+  /// save_state also writes the full (gathered) optimizer state in the
+  /// non-sharded format, which any number of processes can load.
+  TORCH_ARG(bool, consolidated_checkpoint) = false;
+};
+
+/// Throws std::invalid_argument naming the option and its bad value
+/// (reduce_bucket_size < 1, io_threads < 1, nvme without nvme_path).
+void check_sharding_options(const ShardingOptions& options);
+
+}  // namespace accel
