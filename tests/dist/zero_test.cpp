@@ -164,7 +164,9 @@ void expect_equals_reference(ShardingStrategy strategy, int world, int64_t accum
     expect_ranks_agree(mine);
     ASSERT_EQ(t.norms.size(), ref.norms.size());
     for (size_t i = 0; i < ref.norms.size(); ++i) EXPECT_NEAR(t.norms[i], ref.norms[i], 1e-5) << "step " << i;
-    if (clip > 0) EXPECT_GT(ref.norms[0], clip);  // clipping really happened
+    if (clip > 0) {
+      EXPECT_GT(ref.norms[0], clip);  // clipping really happened
+    }
   });
 }
 
@@ -203,8 +205,10 @@ TEST(Zero, ThreeRanksZero1AndZero2EqualDdp) {
 
 TEST(Zero, Zero2SmallBucketsWithAndWithoutOverlapEqualDdp) {
   // Buckets of 40 elements: many per rank, several straddling the slice border.
-  expect_equals_reference(ShardingStrategy::shard_grad_op, 3, 1, 0.0, Opt::adamw, 40, true);
-  expect_equals_reference(ShardingStrategy::shard_grad_op, 2, 2, 0.0, Opt::adamw, 40, false);
+  // Clipping compares the gradient norms too (Adam alone would hide a wrong
+  // gradient scale).
+  expect_equals_reference(ShardingStrategy::shard_grad_op, 3, 1, 0.05, Opt::adamw, 40, true);
+  expect_equals_reference(ShardingStrategy::shard_grad_op, 2, 2, 0.05, Opt::adamw, 40, false);
 }
 
 TEST(Zero, SgdWithMomentumEqualsDdp) {
