@@ -276,14 +276,16 @@ TEST(Zero, EachRankHoldsOneNthOfOptimizerStateAndGradients) {
         EXPECT_LE(state_bytes(t.optimizer->optimizer()), full / world + 2 * 4 * 2 * world);
         const auto mem = t.engine().memory();
         EXPECT_EQ(mem.optimizer_state, 2 * 4 * padded / world);
-        EXPECT_EQ(mem.gradient_slices, 4 * padded / world);
         EXPECT_EQ(mem.master_weights, 0);  // fp32 model: the slices are views of it
         if (strategy == ShardingStrategy::shard_grad_op) {
-          // No full-size gradient survives backward.
+          // Only the 1/N slice of the gradients; no full-size gradient survives backward.
+          EXPECT_EQ(mem.gradient_slices, 4 * padded / world);
           EXPECT_EQ(mem.full_gradients, 0);
           for (auto& p : t.net->parameters()) EXPECT_FALSE(p.grad().defined());
           EXPECT_GT(mem.peak_buckets, 0);
         } else {
+          // ZeRO-1 keeps the full gradients; its slice is their rank's range.
+          EXPECT_EQ(mem.gradient_slices, 0);
           EXPECT_EQ(mem.full_gradients, 4 * padded);
         }
       }

@@ -42,6 +42,9 @@ class GradientReducer {
   virtual int64_t held_bytes() const = 0;
   /// The most bytes of gradient storage alive at once besides the slices.
   virtual int64_t peak_bytes() const { return held_bytes(); }
+  /// Whether the slices are views of the reducer's own storage (then they
+  /// cost no bytes of their own).
+  virtual bool slices_are_views() const { return false; }
 };
 
 }  // namespace accel::zero

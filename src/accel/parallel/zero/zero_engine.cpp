@@ -154,7 +154,8 @@ ZeroMemory ZeroEngine::memory() const {
   for (const auto& [name, t] : optimizer_state(optimizer_).tensors) m.optimizer_state += t.nbytes();
   if (!masters_are_views_)
     for (const auto& t : masters_) m.master_weights += t.nbytes();
-  for (const auto& t : target_->grad_slices) m.gradient_slices += t.nbytes();
+  if (!reducer_->slices_are_views())
+    for (const auto& t : target_->grad_slices) m.gradient_slices += t.nbytes();
   m.full_gradients = reducer_->held_bytes();
   if (m.full_gradients == 0)  // ZeRO-2: model gradients still alive (none between steps)
     for (size_t g = 0; g < layout_.groups.size(); ++g)
