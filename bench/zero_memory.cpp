@@ -10,13 +10,13 @@
 //
 //   build/bench/bench_zero_memory [hidden=1024] [ranks=2,4]
 // Prints a markdown table (bench/zero_memory.sh runs it).
+#include <torch/torch.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <sstream>
 #include <string>
 #include <vector>
-
-#include <torch/torch.h>
 
 #include "accel/accelerator.h"
 #include "accel/checkpoint/optimizer_state.h"
@@ -123,8 +123,9 @@ int main(int argc, char** argv) {
     const std::vector<std::pair<std::string, std::optional<accel::ShardingOptions>>> modes{
         {"DDP", std::nullopt},
         {"ZeRO-1", accel::ShardingOptions().strategy(accel::ShardingStrategy::shard_optimizer)},
-        {"ZeRO-2", accel::ShardingOptions().strategy(accel::ShardingStrategy::shard_grad_op).reduce_bucket_size(
-                       hidden * hidden / 2)}};
+        {"ZeRO-2", accel::ShardingOptions()
+                       .strategy(accel::ShardingStrategy::shard_grad_op)
+                       .reduce_bucket_size(hidden * hidden / 2)}};
     for (const auto& [name, sharding] : modes) {
       accel::LaunchOptions lo;
       lo.num_processes = n;

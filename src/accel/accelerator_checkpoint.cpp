@@ -33,7 +33,9 @@ std::string numbered(const std::string& stem, size_t i, const std::string& exten
 }
 
 // The ZeRO engine behind a prepared optimizer, or null.
-zero::ZeroEngine* zero_engine(const AcceleratedOptimizer& opt) { return dynamic_cast<zero::ZeroEngine*>(opt.tensors()); }
+zero::ZeroEngine* zero_engine(const AcceleratedOptimizer& opt) {
+  return dynamic_cast<zero::ZeroEngine*>(opt.tensors());
+}
 
 std::string random_states_name(int rank) { return "random_states_" + std::to_string(rank) + ".safetensors"; }
 

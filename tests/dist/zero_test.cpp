@@ -6,13 +6,13 @@
 // agreed across ranks, the refusals, and the checkpoints: sharded save/load
 // equals uninterrupted training, and a consolidated save from 2 ranks
 // resumes on 3.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
 #include <filesystem>
 #include <fstream>
 #include <limits>
-
-#include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
-#include <torch/torch.h>
 
 #include "accel/accelerator.h"
 #include "accel/checkpoint/optimizer_state.h"
@@ -55,8 +55,10 @@ std::shared_ptr<torch::optim::Optimizer> make_optimizer(Opt kind, Net& net) {
   for (auto& p : net->fc1->parameters()) body.push_back(p);
   for (auto& p : net->fc2->parameters()) body.push_back(p);
   for (auto& p : net->head->parameters()) head.push_back(p);
-  groups.emplace_back(body, std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(0.01).weight_decay(0.1)));
-  groups.emplace_back(head, std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(0.02).weight_decay(0)));
+  groups.emplace_back(body,
+                      std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(0.01).weight_decay(0.1)));
+  groups.emplace_back(head,
+                      std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(0.02).weight_decay(0)));
   return std::make_shared<torch::optim::AdamW>(groups, torch::optim::AdamWOptions(0.01));
 }
 
@@ -132,6 +134,10 @@ struct Trainer {
   }
   zero::ZeroEngine& engine() { return dynamic_cast<zero::ZeroEngine&>(*optimizer->tensors()); }
 
+  // Also clear the module's own gradients after each step (a user's habit
+  // that must not break ZeRO's gradient views).
+  bool module_zero_grad = false;
+
   // `steps` optimizer steps; each rank takes its rows of each micro-batch.
   void train(int64_t steps, double clip, const std::function<torch::Tensor(int64_t step)>& extra_loss = {}) {
     static const auto x = all_x(), y = all_y();
@@ -146,18 +152,30 @@ struct Trainer {
         if (acc.sync_gradients() && clip > 0) norms.push_back(acc.clip_grad_norm_(net->parameters(), clip));
         optimizer->step();
         optimizer->zero_grad();
+        if (module_zero_grad && acc.sync_gradients()) net->zero_grad();
       }
       skipped.push_back(optimizer->step_was_skipped());
     }
   }
 };
 
+struct Variant {
+  int64_t bucket = 500'000'000;
+  bool overlap = true;
+  bool module_zero_grad = false;
+  OffloadDevice offload = OffloadDevice::none;
+};
+
 void expect_equals_reference(ShardingStrategy strategy, int world, int64_t accumulation, double clip, Opt kind,
-                             int64_t bucket = 500'000'000, bool overlap = true) {
+                             Variant v = {}) {
   run_distributed(world, [&] {
     const int64_t steps = 4;
     auto ref = reference(kind, {{steps, world * kRows * accumulation}}, clip);
-    Trainer t(zero_options(strategy, accumulation, bucket, overlap), kind);
+    auto options = zero_options(strategy, accumulation, v.bucket, v.overlap);
+    options.sharding()->offload_optimizer(OffloadOptions().device(v.offload));
+    Trainer t(options, kind);
+    t.module_zero_grad = v.module_zero_grad;
+    if (v.offload == OffloadDevice::cpu) EXPECT_FALSE(t.engine().masters_are_views());
     t.train(steps, clip);
     const auto mine = snapshot(*t.net);
     EXPECT_LT(max_diff(mine, ref.params), 1e-5) << to_string(strategy);
@@ -207,8 +225,19 @@ TEST(Zero, Zero2SmallBucketsWithAndWithoutOverlapEqualDdp) {
   // Buckets of 40 elements: many per rank, several straddling the slice border.
   // Clipping compares the gradient norms too (Adam alone would hide a wrong
   // gradient scale).
-  expect_equals_reference(ShardingStrategy::shard_grad_op, 3, 1, 0.05, Opt::adamw, 40, true);
-  expect_equals_reference(ShardingStrategy::shard_grad_op, 2, 2, 0.05, Opt::adamw, 40, false);
+  expect_equals_reference(ShardingStrategy::shard_grad_op, 3, 1, 0.05, Opt::adamw, {.bucket = 40});
+  expect_equals_reference(ShardingStrategy::shard_grad_op, 2, 2, 0.05, Opt::adamw, {.bucket = 40, .overlap = false});
+}
+
+TEST(Zero, ModuleZeroGradBetweenStepsKeepsZero1AndNoShardRight) {
+  expect_equals_reference(ShardingStrategy::shard_optimizer, 2, 2, 0.05, Opt::adamw, {.module_zero_grad = true});
+  expect_equals_reference(ShardingStrategy::no_shard, 2, 1, 0.05, Opt::sgd, {.module_zero_grad = true});
+}
+
+TEST(Zero, OptimizerOffloadedToCpuMemoryEqualsDdp) {
+  // Separate fp32 master slices in host memory (here the model is on the CPU too).
+  expect_equals_reference(ShardingStrategy::shard_grad_op, 2, 2, 0.05, Opt::adamw, {.offload = OffloadDevice::cpu});
+  expect_equals_reference(ShardingStrategy::shard_optimizer, 2, 1, 0.05, Opt::sgd, {.offload = OffloadDevice::cpu});
 }
 
 TEST(Zero, SgdWithMomentumEqualsDdp) {
@@ -362,7 +391,8 @@ class ZeroCheckpoint : public ::testing::Test {
 
 TEST_F(ZeroCheckpoint, ShardedSaveAndLoadEqualsUninterruptedTraining) {
   const fs::path dir = dir_;
-  for (auto strategy : {ShardingStrategy::shard_grad_op, ShardingStrategy::shard_optimizer, ShardingStrategy::no_shard}) {
+  for (auto strategy :
+       {ShardingStrategy::shard_grad_op, ShardingStrategy::shard_optimizer, ShardingStrategy::no_shard}) {
     const auto ckpt = dir / ("ckpt_" + to_string(strategy));
     run_distributed(2, [&] {
       Trainer t(zero_options(strategy, 2), Opt::adamw);

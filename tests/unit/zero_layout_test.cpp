@@ -1,8 +1,9 @@
 // ShardingOptions' checks and FlatLayout: padding, rank ranges, the
 // zero_layout.json round trip and its refusals.
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 #include <torch/torch.h>
+
+#include <nlohmann/json.hpp>
 
 #include "accel/accelerator_options.h"
 #include "accel/parallel/sharding_options.h"
@@ -73,8 +74,11 @@ TEST(FlatLayout, PadsEachGroupToTheWorldSize) {
   EXPECT_EQ(layout.groups[1].params[0].dtype, torch::kBFloat16);
   // An empty group still gives each rank one element.
   EXPECT_EQ(FlatLayout::build({{}}, 4, ShardingStrategy::shard_grad_op).groups[0].padded_numel, 4);
-  expect_invalid([] { FlatLayout::build({{{"steps", torch::zeros({2}, torch::kLong)}}}, 2, ShardingStrategy::no_shard); },
-                 {"steps", "floating"});
+  expect_invalid(
+      [] {
+        FlatLayout::build({{{"steps", torch::zeros({2}, torch::kLong)}}}, 2, ShardingStrategy::no_shard);
+      },
+      {"steps", "floating"});
   expect_invalid([] { FlatLayout::build({}, 0, ShardingStrategy::no_shard); }, {"world_size", "0"});
 }
 

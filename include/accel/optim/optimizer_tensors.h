@@ -9,10 +9,10 @@
 //   parameters_to_model()      the updated values go back into the model
 //                              (rounded / all-gathered), unless the step was skipped
 //   zero_model_grads()         with the optimizer's zero_grad
-#include <vector>
-
 #include <torch/types.h>
+
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
+#include <vector>
 
 namespace accel {
 

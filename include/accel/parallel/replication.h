@@ -6,11 +6,11 @@
 //   DDP                DataParallelEngine around each model (parallel/ddp.h)
 //   ZeRO (sharding)    no DDP; a ZeroEngine per (model, optimizer) pair
 //                      (parallel/zero/zero_engine.h)
-#include <memory>
-#include <vector>
-
 #include <torch/nn/module.h>
 #include <torch/optim/optimizer.h>
+
+#include <memory>
+#include <vector>
 
 #include "accel/accelerator_options.h"
 #include "accel/optim/optimizer_tensors.h"

@@ -18,8 +18,8 @@ class Replicated : public Replication {
     if (!group_) return nullptr;
     return std::make_unique<DataParallelEngine>(module, group_, ddp_);
   }
-  std::shared_ptr<OptimizerTensors> prepare_optimizer(
-      torch::optim::Optimizer& optimizer, const std::vector<std::shared_ptr<PreparedModelCore>>&) override {
+  std::shared_ptr<OptimizerTensors> prepare_optimizer(torch::optim::Optimizer& optimizer,
+                                                      const std::vector<std::shared_ptr<PreparedModelCore>>&) override {
     if (!master_weights_) return nullptr;
     return std::make_shared<MasterWeights>(optimizer);
   }

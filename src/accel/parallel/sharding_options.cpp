@@ -6,9 +6,12 @@ namespace accel {
 
 std::string to_string(ShardingStrategy strategy) {
   switch (strategy) {
-    case ShardingStrategy::no_shard: return "no_shard";
-    case ShardingStrategy::shard_optimizer: return "shard_optimizer";
-    case ShardingStrategy::shard_grad_op: return "shard_grad_op";
+    case ShardingStrategy::no_shard:
+      return "no_shard";
+    case ShardingStrategy::shard_optimizer:
+      return "shard_optimizer";
+    case ShardingStrategy::shard_grad_op:
+      return "shard_grad_op";
   }
   return "?";
 }
@@ -22,9 +25,12 @@ ShardingStrategy parse_sharding_strategy(const std::string& name) {
 
 std::string to_string(OffloadDevice device) {
   switch (device) {
-    case OffloadDevice::none: return "none";
-    case OffloadDevice::cpu: return "cpu";
-    case OffloadDevice::nvme: return "nvme";
+    case OffloadDevice::none:
+      return "none";
+    case OffloadDevice::cpu:
+      return "cpu";
+    case OffloadDevice::nvme:
+      return "nvme";
   }
   return "?";
 }
@@ -49,8 +55,8 @@ void check_sharding_options(const ShardingOptions& o) {
     throw std::invalid_argument("ShardingOptions: offload_optimizer.device is " + std::to_string(device) +
                                 ", expected none, cpu or nvme");
   if (off.io_threads() < 1)
-    throw std::invalid_argument("ShardingOptions: offload_optimizer.io_threads is " +
-                                std::to_string(off.io_threads()) + ", expected >= 1");
+    throw std::invalid_argument("ShardingOptions: offload_optimizer.io_threads is " + std::to_string(off.io_threads()) +
+                                ", expected >= 1");
   if (off.device() == OffloadDevice::nvme && off.nvme_path().empty())
     throw std::invalid_argument(
         "ShardingOptions: offload_optimizer.device is nvme but nvme_path is empty; give the folder for the pages");

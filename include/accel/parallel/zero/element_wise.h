@@ -6,9 +6,9 @@
 // that looks at whole tensors or at all parameters together (LBFGS's line
 // search and history, a per-tensor trust ratio as in LAMB) is not, so only
 // the known element-wise families are accepted.
-#include <string>
-
 #include <torch/optim/optimizer.h>
+
+#include <string>
 
 namespace accel::zero {
 

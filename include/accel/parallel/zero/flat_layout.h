@@ -12,12 +12,12 @@
 //   {"format": "accel-zero-v1", "world_size": 2, "strategy": "shard_grad_op",
 //    "groups": [{"padded_numel": 40, "params": [{"name": "fc1.weight", "shape": [4, 3],
 //                "dtype": "F32", "offset": 0, "numel": 12}, ...]}, ...]}
+#include <torch/types.h>
+
 #include <cstdint>
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <torch/types.h>
 
 #include "accel/parallel/sharding_options.h"
 
@@ -62,8 +62,8 @@ struct FlatLayout {
   /// Lays out `groups` (each a list of (name, parameter)) for `world_size`
   /// ranks. Throws std::invalid_argument for world_size < 1, or a
   /// parameter that is not floating point (naming it).
-  static FlatLayout build(const std::vector<std::vector<std::pair<std::string, torch::Tensor>>>& groups,
-                          int world_size, ShardingStrategy strategy);
+  static FlatLayout build(const std::vector<std::vector<std::pair<std::string, torch::Tensor>>>& groups, int world_size,
+                          ShardingStrategy strategy);
 
   /// zero_layout.json's text.
   std::string to_json() const;

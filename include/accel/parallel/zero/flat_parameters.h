@@ -5,9 +5,9 @@
 // identity (module fields, optimizer lists and user references still name
 // them; only their storage moved), so the module runs unchanged, and
 // writing a whole group is one copy or one all-gather into the buffer.
-#include <vector>
-
 #include <torch/types.h>
+
+#include <vector>
 
 #include "accel/parallel/zero/flat_layout.h"
 

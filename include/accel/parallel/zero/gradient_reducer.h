@@ -8,11 +8,11 @@
 //   BucketedGradientReducer  ZeRO-2: buckets reduced while backward runs,
 //                            only the slice kept (bucketed_gradient_reducer.h)
 // Both average like DDP: the sum over ranks divided by the world size.
-#include <cstdint>
-#include <vector>
-
 #include <torch/types.h>
+
+#include <cstdint>
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
+#include <vector>
 
 #include "accel/parallel/zero/flat_layout.h"
 #include "accel/parallel/zero/flat_parameters.h"

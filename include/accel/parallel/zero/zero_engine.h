@@ -18,13 +18,13 @@
 //
 // The AcceleratedOptimizer drives it (optim/optimizer_tensors.h); prepare a
 // model and its optimizer with AcceleratorOptions::sharding set.
-#include <cstdint>
-#include <memory>
-#include <vector>
-
 #include <torch/nn/module.h>
 #include <torch/optim/optimizer.h>
+
+#include <cstdint>
+#include <memory>
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
+#include <vector>
 
 #include "accel/optim/optimizer_tensors.h"
 #include "accel/parallel/sharding_options.h"
@@ -36,11 +36,11 @@ namespace accel::zero {
 
 /// Bytes this rank holds for the optimizer (ZeroEngine::memory()).
 struct ZeroMemory {
-  int64_t optimizer_state = 0;   // the optimizer's state tensors (its slices)
-  int64_t master_weights = 0;    // fp32 master slices that are copies (0 when views of the model)
-  int64_t gradient_slices = 0;   // the averaged fp32 gradient slices
-  int64_t full_gradients = 0;    // full-size gradients kept between steps (ZeRO-1, NO_SHARD)
-  int64_t peak_buckets = 0;      // most bytes of ZeRO-2 bucket buffers alive at once
+  int64_t optimizer_state = 0;  // the optimizer's state tensors (its slices)
+  int64_t master_weights = 0;   // fp32 master slices that are copies (0 when views of the model)
+  int64_t gradient_slices = 0;  // the averaged fp32 gradient slices
+  int64_t full_gradients = 0;   // full-size gradients kept between steps (ZeRO-1, NO_SHARD)
+  int64_t peak_buckets = 0;     // most bytes of ZeRO-2 bucket buffers alive at once
 };
 
 class ZeroEngine : public OptimizerTensors {

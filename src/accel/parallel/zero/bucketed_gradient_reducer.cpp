@@ -1,11 +1,11 @@
 #include "accel/parallel/zero/bucketed_gradient_reducer.h"
 
-#include <algorithm>
-#include <stdexcept>
-
 #include <torch/csrc/autograd/engine.h>
 #include <torch/csrc/autograd/function_hook.h>
 #include <torch/csrc/autograd/variable.h>
+
+#include <algorithm>
+#include <stdexcept>
 
 namespace accel::zero {
 

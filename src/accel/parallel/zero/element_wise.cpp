@@ -1,8 +1,5 @@
 #include "accel/parallel/zero/element_wise.h"
 
-#include <stdexcept>
-#include <typeinfo>
-
 #include <c10/util/Type.h>
 #include <torch/optim/adagrad.h>
 #include <torch/optim/adam.h>
@@ -10,6 +7,9 @@
 #include <torch/optim/lbfgs.h>
 #include <torch/optim/rmsprop.h>
 #include <torch/optim/sgd.h>
+
+#include <stdexcept>
+#include <typeinfo>
 
 namespace accel::zero {
 

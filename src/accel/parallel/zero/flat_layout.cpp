@@ -1,8 +1,7 @@
 #include "accel/parallel/zero/flat_layout.h"
 
-#include <stdexcept>
-
 #include <nlohmann/json.hpp>
+#include <stdexcept>
 
 #include "accel/checkpoint/safetensors.h"
 
@@ -19,7 +18,8 @@ std::string dtype_name(torch::ScalarType dtype) {
 
 FlatLayout FlatLayout::build(const std::vector<std::vector<std::pair<std::string, torch::Tensor>>>& groups,
                              int world_size, ShardingStrategy strategy) {
-  if (world_size < 1) throw std::invalid_argument("FlatLayout: world_size is " + std::to_string(world_size) + ", expected >= 1");
+  if (world_size < 1)
+    throw std::invalid_argument("FlatLayout: world_size is " + std::to_string(world_size) + ", expected >= 1");
   FlatLayout layout;
   layout.world_size = world_size;
   layout.strategy = strategy;
@@ -28,8 +28,8 @@ FlatLayout FlatLayout::build(const std::vector<std::vector<std::pair<std::string
     int64_t offset = 0;
     for (const auto& [name, p] : group) {
       if (!p.is_floating_point())
-        throw std::invalid_argument("FlatLayout: parameter '" + name + "' is " + std::string(c10::toString(p.scalar_type())) +
-                                    ", expected a floating-point tensor");
+        throw std::invalid_argument("FlatLayout: parameter '" + name + "' is " +
+                                    std::string(c10::toString(p.scalar_type())) + ", expected a floating-point tensor");
       g.params.push_back(FlatParam{name, p.sizes().vec(), p.scalar_type(), offset, p.numel()});
       offset += p.numel();
     }
@@ -45,18 +45,19 @@ std::string FlatLayout::to_json() const {
   for (const auto& g : groups) {
     json ps = json::array();
     for (const auto& p : g.params)
-      ps.push_back({{"name", p.name}, {"shape", p.shape}, {"dtype", dtype_name(p.dtype)}, {"offset", p.offset},
+      ps.push_back({{"name", p.name},
+                    {"shape", p.shape},
+                    {"dtype", dtype_name(p.dtype)},
+                    {"offset", p.offset},
                     {"numel", p.numel}});
     gs.push_back({{"padded_numel", g.padded_numel}, {"params", ps}});
   }
-  return json{{"format", kFormat}, {"world_size", world_size}, {"strategy", to_string(strategy)}, {"groups", gs}}
-      .dump(2);
+  return json{{"format", kFormat}, {"world_size", world_size}, {"strategy", to_string(strategy)}, {"groups", gs}}.dump(
+      2);
 }
 
 FlatLayout FlatLayout::from_json(const std::string& text, const std::string& source) {
-  auto fail = [&](const std::string& what) -> void {
-    throw std::runtime_error("ZeRO layout " + source + ": " + what);
-  };
+  auto fail = [&](const std::string& what) -> void { throw std::runtime_error("ZeRO layout " + source + ": " + what); };
   FlatLayout layout;
   try {
     const json j = json::parse(text);

@@ -4,10 +4,9 @@
 #include <iterator>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <stdexcept>
-
-#include <nlohmann/json.hpp>
 
 #include "accel/checkpoint/atomic_file.h"
 
@@ -72,7 +71,9 @@ std::string read_text(const fs::path& path) {
 
 }  // namespace
 
-std::string layout_file_name(size_t i) { return i == 0 ? "zero_layout.json" : "zero_layout_" + std::to_string(i) + ".json"; }
+std::string layout_file_name(size_t i) {
+  return i == 0 ? "zero_layout.json" : "zero_layout_" + std::to_string(i) + ".json";
+}
 
 std::string shard_file_name(size_t i, int rank) {
   return (i == 0 ? std::string("zero") : "zero_" + std::to_string(i)) + "_shard_rank" + std::to_string(rank) +
@@ -114,15 +115,18 @@ void load_shards(ZeroEngine& engine, const fs::path& dir, size_t index) {
                              "processes can load");
   std::string why;
   if (!layout.same_parameters(saved, &why))
-    throw std::runtime_error("load_state: '" + layout_path.string() + "' describes other parameters than this model's "
-                             "optimizer: " + why);
+    throw std::runtime_error("load_state: '" + layout_path.string() +
+                             "' describes other parameters than this model's "
+                             "optimizer: " +
+                             why);
   // The shards covering this rank's owned ranges (all of them under NO_SHARD).
   std::map<int, std::unique_ptr<safetensors::File>> files;
   auto file = [&](int r) -> safetensors::File& {
     auto& f = files[r];
     if (!f) {
       const auto path = dir / shard_file_name(index, r);
-      if (!fs::exists(path)) throw std::runtime_error("load_state: '" + dir.string() + "' lacks " + path.filename().string());
+      if (!fs::exists(path))
+        throw std::runtime_error("load_state: '" + dir.string() + "' lacks " + path.filename().string());
       f = std::make_unique<safetensors::File>(path);
     }
     return *f;

@@ -27,8 +27,9 @@ ZeroEngine::ZeroEngine(std::shared_ptr<torch::nn::Module> module, torch::optim::
   if (!group_) throw std::invalid_argument("ZeRO: no process group");
   require_element_wise(optimizer_);
   if (!optimizer_.state().empty())
-    throw std::invalid_argument("ZeRO: the optimizer already holds state (it has stepped); prepare it before its "
-                                "first step");
+    throw std::invalid_argument(
+        "ZeRO: the optimizer already holds state (it has stepped); prepare it before its "
+        "first step");
   if (options_.offload_optimizer().device() == OffloadDevice::nvme)
     throw std::invalid_argument("ZeRO: offload_optimizer.device nvme is not available in this engine yet");
 
@@ -69,9 +70,8 @@ ZeroEngine::ZeroEngine(std::shared_ptr<torch::nn::Module> module, torch::optim::
   torch::NoGradGuard no_grad;
   for (size_t g = 0; g < layout_.groups.size(); ++g) {
     const auto& buffer = flat_->buffer(g);
-    const auto range = options_.strategy() == ShardingStrategy::no_shard
-                           ? FlatRange{0, layout_.groups[g].padded_numel}
-                           : layout_.rank_range(g, group_->getRank());
+    const auto range = options_.strategy() == ShardingStrategy::no_shard ? FlatRange{0, layout_.groups[g].padded_numel}
+                                                                         : layout_.rank_range(g, group_->getRank());
     target_->owned.push_back(range);
     auto slice = buffer.narrow(0, range.first, range.second - range.first);
     const auto dtype = master_dtype(buffer.scalar_type());
@@ -91,11 +91,15 @@ ZeroEngine::ZeroEngine(std::shared_ptr<torch::nn::Module> module, torch::optim::
     optimizer_.param_groups()[g].params() = {master};
   }
   switch (options_.strategy()) {
-    case ShardingStrategy::no_shard: reducer_ = std::make_unique<FullGradientReducer>(target_, false); break;
-    case ShardingStrategy::shard_optimizer: reducer_ = std::make_unique<FullGradientReducer>(target_, true); break;
+    case ShardingStrategy::no_shard:
+      reducer_ = std::make_unique<FullGradientReducer>(target_, false);
+      break;
+    case ShardingStrategy::shard_optimizer:
+      reducer_ = std::make_unique<FullGradientReducer>(target_, true);
+      break;
     case ShardingStrategy::shard_grad_op:
-      reducer_ = std::make_unique<BucketedGradientReducer>(target_, options_.reduce_bucket_size(),
-                                                           options_.overlap_comm());
+      reducer_ =
+          std::make_unique<BucketedGradientReducer>(target_, options_.reduce_bucket_size(), options_.overlap_comm());
       break;
   }
 }
@@ -134,7 +138,8 @@ void ZeroEngine::collect_gradients(const std::vector<torch::Tensor>& params, std
   if (sharded) out.group = group_;
   std::unordered_map<const void*, std::pair<size_t, size_t>> where;
   for (size_t g = 0; g < layout_.groups.size(); ++g)
-    for (size_t i = 0; i < flat_->params(g).size(); ++i) where.emplace(flat_->params(g)[i].unsafeGetTensorImpl(), std::pair{g, i});
+    for (size_t i = 0; i < flat_->params(g).size(); ++i)
+      where.emplace(flat_->params(g)[i].unsafeGetTensorImpl(), std::pair{g, i});
   for (size_t k = 0; k < params.size(); ++k) {
     auto it = where.find(params[k].unsafeGetTensorImpl());
     if (it == where.end()) continue;
