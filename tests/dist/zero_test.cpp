@@ -175,7 +175,9 @@ void expect_equals_reference(ShardingStrategy strategy, int world, int64_t accum
     options.sharding()->offload_optimizer(OffloadOptions().device(v.offload));
     Trainer t(options, kind);
     t.module_zero_grad = v.module_zero_grad;
-    if (v.offload == OffloadDevice::cpu) EXPECT_FALSE(t.engine().masters_are_views());
+    if (v.offload == OffloadDevice::cpu) {
+      EXPECT_FALSE(t.engine().masters_are_views());
+    }
     t.train(steps, clip);
     const auto mine = snapshot(*t.net);
     EXPECT_LT(max_diff(mine, ref.params), 1e-5) << to_string(strategy);
