@@ -45,6 +45,8 @@
 
 namespace accel {
 
+class Replication;
+
 /// Accelerate's names for how the model is replicated.
 enum class DistributedType { no, multi_cpu, multi_gpu };
 std::string to_string(DistributedType type);
@@ -118,7 +120,9 @@ class Accelerator {
   }
 
   /// The model moved to the device (cast for master weights), rank 0's
-  /// parameters and buffers broadcast, wrapped in DDP when distributed.
+  /// parameters and buffers broadcast, wrapped in DDP when distributed
+  /// (with options().sharding: not wrapped; the ZeRO engine is built when
+  /// its optimizer is prepared, which must come with or after the model).
   template <Module Holder>
   PreparedModel<Holder> prepare_model(Holder module) {
     return PreparedModel<Holder>(module, prepare_model_core(module.ptr()));
@@ -164,9 +168,10 @@ class Accelerator {
   /// Unscales, then clips the gradients of `parameters` to a total norm of
   /// `max_norm`; returns the norm before clipping as a 0-dim tensor on the
   /// device (as Accelerate does: reading it with .item() is the caller's
-  /// choice, so the step never waits for the GPU; see optim/clip_grad.h).
+  /// choice, so a plain step never waits for the GPU; see optim/clip_grad.h).
   /// Under DDP every rank holds the averaged gradients, so this is the
-  /// global norm.
+  /// global norm; under ZeRO each rank holds a slice and the norm is
+  /// all-reduced over the slices (every rank must call it).
   torch::Tensor clip_grad_norm_(const std::vector<torch::Tensor>& parameters, double max_norm, double norm_type = 2.0);
   /// Unscales, then clamps every gradient element to [-clip_value, clip_value].
   void clip_grad_value_(const std::vector<torch::Tensor>& parameters, double clip_value);
@@ -235,6 +240,8 @@ class Accelerator {
   MixedPrecision mixed_precision_;
   std::shared_ptr<GradientState> gradient_state_;
   std::shared_ptr<GradScaler> scaler_;
+  // How models and optimizers are replicated (parallel/replication.h).
+  std::shared_ptr<Replication> replication_;
   std::vector<std::shared_ptr<PreparedModelCore>> models_;
   std::vector<std::shared_ptr<AcceleratedOptimizer>> optimizers_;
   std::vector<std::shared_ptr<AcceleratedScheduler>> schedulers_;
@@ -243,6 +250,7 @@ class Accelerator {
   ProjectConfiguration project_;
 
   std::shared_ptr<PreparedModelCore> prepare_model_core(std::shared_ptr<torch::nn::Module> module);
+  GradientSet gradients_of(const std::vector<torch::Tensor>& parameters) const;
   PrepareOptions loader_options() const;
 
   // Pass one prepares everything but schedulers; pass two the schedulers.

@@ -17,6 +17,7 @@
 #include "accel/checkpoint/project_config.h"
 #include "accel/gradient_state.h"
 #include "accel/parallel/ddp.h"
+#include "accel/parallel/sharding_options.h"
 #include "accel/util/env.h"
 
 namespace accel {
@@ -53,6 +54,10 @@ struct AcceleratorOptions {
   /// Move prepared models and batches to the process's device.
   TORCH_ARG(bool, device_placement) = true;
   TORCH_ARG(DDPOptions, ddp) = {};
+  /// Sharded data parallelism (ZeRO-1/2, FSDP NO_SHARD / SHARD_GRAD_OP) in
+  /// place of DDP when distributed: see parallel/sharding_options.h and
+  /// docs/sharding.md. Unset: not sharded.
+  TORCH_ARG(std::optional<ShardingOptions>, sharding) = std::nullopt;
   /// fp16's dynamic loss scaling.
   TORCH_ARG(GradScalerOptions, scaler) = {};
   /// Keep the model in the mixed-precision dtype with fp32 master weights
@@ -80,6 +85,8 @@ struct ResolvedOptions {
   MixedPrecision mixed_precision = MixedPrecision::no;
   GradientAccumulationPlugin accumulation;
   std::optional<bool> cpu;
+  /// Checked (check_sharding_options); nullopt: DDP.
+  std::optional<ShardingOptions> sharding;
 };
 ResolvedOptions resolve(const AcceleratorOptions& options);
 

@@ -3,10 +3,10 @@
 #include <stdexcept>
 
 #include <torch/cuda.h>
-#include <torch/nn/utils/clip_grad.h>
 
 #include "accel/checkpoint/safetensors.h"
-#include "accel/optim/clip_grad.h"
+#include "accel/optim/grad_norm.h"
+#include "accel/parallel/replication.h"
 
 #ifdef ACCEL_WITH_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>
@@ -52,6 +52,8 @@ Accelerator::Accelerator(AcceleratorOptions options)
   gradient_state_ = std::make_shared<GradientState>(resolved.accumulation);
   if (mixed_precision_ == MixedPrecision::fp16)
     scaler_ = std::make_shared<GradScaler>(options_.scaler(), state_->process_group());
+  replication_ = make_replication(*state_, resolved.sharding, options_.ddp(),
+                                  options_.master_weights() && mixed_precision_ != MixedPrecision::no);
 }
 
 DistributedType Accelerator::distributed_type() const {
@@ -71,9 +73,7 @@ std::shared_ptr<PreparedModelCore> Accelerator::prepare_model_core(std::shared_p
     for (auto& b : module->buffers())
       if (b.is_floating_point()) b.set_data(b.to(dtype));
   }
-  std::unique_ptr<DataParallelEngine> ddp;
-  if (state_->distributed())
-    ddp = std::make_unique<DataParallelEngine>(module, state_->process_group(), options_.ddp());
+  auto ddp = replication_->prepare_model(module);
   auto core = std::make_shared<PreparedModelCore>(std::move(module), device(), mixed_precision_, std::move(ddp));
   models_.push_back(core);
   return core;
@@ -81,9 +81,9 @@ std::shared_ptr<PreparedModelCore> Accelerator::prepare_model_core(std::shared_p
 
 std::shared_ptr<AcceleratedOptimizer> Accelerator::prepare_optimizer(
     std::shared_ptr<torch::optim::Optimizer> optimizer) {
-  auto opt = std::make_shared<AcceleratedOptimizer>(std::move(optimizer), gradient_state_, scaler_,
-                                                    options_.master_weights() &&
-                                                        mixed_precision_ != MixedPrecision::no,
+  if (!optimizer) throw std::invalid_argument("Accelerator::prepare: the optimizer is null");
+  auto tensors = replication_->prepare_optimizer(*optimizer, models_);
+  auto opt = std::make_shared<AcceleratedOptimizer>(std::move(optimizer), gradient_state_, scaler_, std::move(tensors),
                                                     options_.fused_optimizer_step());
   optimizers_.push_back(opt);
   return opt;
@@ -139,23 +139,28 @@ void Accelerator::unscale_gradients(AcceleratedOptimizer* optimizer) {
   for (auto& opt : optimizers_) opt->unscale_gradients();
 }
 
-namespace {
-std::vector<torch::Tensor> optimized(const std::vector<std::shared_ptr<AcceleratedOptimizer>>& optimizers,
-                                     std::vector<torch::Tensor> params) {
-  for (auto& opt : optimizers)
-    if (opt->master_weights()) params = opt->optimized_tensors(params);
-  return params;
+GradientSet Accelerator::gradients_of(const std::vector<torch::Tensor>& parameters) const {
+  // Each parameter's gradient as the optimizer that owns it holds it (an
+  // fp32 master's, a ZeRO slice's piece), else its own.
+  GradientSet set;
+  std::vector<bool> claimed(parameters.size(), false);
+  for (const auto& opt : optimizers_)
+    if (auto* t = opt->tensors()) t->collect_gradients(parameters, claimed, set);
+  for (size_t i = 0; i < parameters.size(); ++i)
+    if (!claimed[i] && parameters[i].grad().defined()) set.replicated.push_back(parameters[i].grad());
+  return set;
 }
-}  // namespace
 
 torch::Tensor Accelerator::clip_grad_norm_(const std::vector<torch::Tensor>& parameters, double max_norm, double norm_type) {
   unscale_gradients();
-  return clip_grad_norm(optimized(optimizers_, parameters), max_norm, norm_type);
+  auto grads = gradients_of(parameters);
+  return ::accel::clip_grad_norm_(grads, max_norm, norm_type);
 }
 
 void Accelerator::clip_grad_value_(const std::vector<torch::Tensor>& parameters, double clip_value) {
   unscale_gradients();
-  torch::nn::utils::clip_grad_value_(optimized(optimizers_, parameters), clip_value);
+  auto grads = gradients_of(parameters);
+  ::accel::clip_grad_value_(grads, clip_value);
 }
 
 CapturedStep Accelerator::capture_step(CapturedStep::Function fn, CaptureOptions capture_options) {

@@ -15,6 +15,7 @@
 #include "accel/checkpoint/optimizer_state.h"
 #include "accel/checkpoint/random_state.h"
 #include "accel/checkpoint/staged_directory.h"
+#include "accel/parallel/zero/zero_checkpoint.h"
 
 namespace fs = std::filesystem;
 
@@ -29,6 +30,11 @@ constexpr const char* kStateFormat = "accel.state/1";
 // Accelerate's numbering: model.safetensors, model_1.safetensors, ...
 std::string numbered(const std::string& stem, size_t i, const std::string& extension) {
   return (i == 0 ? stem : stem + "_" + std::to_string(i)) + extension;
+}
+
+// The ZeRO engine behind a prepared optimizer, or null.
+zero::ZeroEngine* zero_engine(const AcceleratedOptimizer& opt) {
+  return dynamic_cast<zero::ZeroEngine*>(opt.tensors());
 }
 
 std::string random_states_name(int rank) { return "random_states_" + std::to_string(rank) + ".safetensors"; }
@@ -100,18 +106,29 @@ fs::path Accelerator::save_state(const std::optional<fs::path>& dir) {
   // Each rank its generators; the main process everything shared.
   safetensors::save_file(random_states(), staging / random_states_name(process_index()));
   const Counts counts{models_.size(), optimizers_.size(), schedulers_.size(), loaders_.size(), custom_.size()};
+  // Optimizers: a ZeRO engine's shards from every rank (and, consolidated,
+  // its gathered full state: a collective); the others from the main process.
+  for (size_t i = 0; i < optimizers_.size(); ++i) {
+    std::optional<OptimizerStateFiles> full;
+    if (auto* engine = zero_engine(*optimizers_[i])) {
+      zero::save_shard(*engine, staging / zero::shard_file_name(i, process_index()));
+      if (is_main_process()) write_file_atomic(staging / zero::layout_file_name(i), engine->layout().to_json());
+      if (engine->options().consolidated_checkpoint()) full = zero::consolidated_state(*engine);
+    } else if (is_main_process()) {
+      full = optimizer_state(optimizers_[i]->optimizer());
+      if (const auto* masters = optimizers_[i]->master_weights())
+        for (size_t m = 0; m < masters->masters().size(); ++m)
+          full->tensors.emplace_back("master." + std::to_string(m), masters->masters()[m].detach().to(torch::kCPU));
+    }
+    if (full && is_main_process()) {
+      safetensors::save_file(full->tensors, staging / numbered("optimizer", i, ".safetensors"));
+      write_file_atomic(staging / numbered("optimizer", i, ".json"), full->json);
+    }
+  }
   if (is_main_process()) {
     for (size_t i = 0; i < models_.size(); ++i)
       write_model_files(model_state(models_[i]->module()), staging,
                         SaveModelOptions().weights_name(numbered("model", i, ".safetensors")));
-    for (size_t i = 0; i < optimizers_.size(); ++i) {
-      auto st = optimizer_state(optimizers_[i]->optimizer());
-      if (const auto* masters = optimizers_[i]->master_weights())
-        for (size_t m = 0; m < masters->masters().size(); ++m)
-          st.tensors.emplace_back("master." + std::to_string(m), masters->masters()[m].detach().to(torch::kCPU));
-      safetensors::save_file(st.tensors, staging / numbered("optimizer", i, ".safetensors"));
-      write_file_atomic(staging / numbered("optimizer", i, ".json"), st.json);
-    }
     for (size_t i = 0; i < schedulers_.size(); ++i)
       write_file_atomic(staging / numbered("scheduler", i, ".json"), scheduler_json(*schedulers_[i]).dump());
     for (size_t i = 0; i < loaders_.size(); ++i)
@@ -169,15 +186,27 @@ fs::path Accelerator::load_state(const std::optional<fs::path>& dir) {
     throw std::runtime_error("load_state: '" + (in / kStateFile).string() + "' is not an accel state file (expected \"format\": \"" +
                              kStateFormat + "\")");
 
-  // What the folder holds must be what this run prepared.
+  // What the folder holds must be what this run prepared. Another number
+  // of processes can resume only from full optimizer states (not ZeRO
+  // shards) and without loaders (their positions are per process); ranks
+  // the saving run did not have keep their own random states.
   const int saved_processes = meta.at("num_processes").get<int>();
-  if (saved_processes != num_processes())
-    throw std::runtime_error(
-        "load_state: '" + in.string() + "' was saved by " + std::to_string(saved_processes) +
-        " processes and this run has " + std::to_string(num_processes()) + ": the random states and loader " +
-        "positions are per process. Resume with --num_processes " + std::to_string(saved_processes) +
-        ", or load only the weights with accel::load_model_weights(model, \"" + (in / "model.safetensors").string() +
-        "\")");
+  const bool same_world = saved_processes == num_processes();
+  if (!same_world) {
+    std::string why;
+    if (!loaders_.empty()) why = "the loader positions are per process";
+    for (size_t i = 0; i < optimizers_.size() && why.empty(); ++i)
+      if (!fs::exists(in / numbered("optimizer", i, ".safetensors")) && fs::exists(in / zero::layout_file_name(i)))
+        why = "its optimizer state is sharded per process (" + zero::shard_file_name(i, 0) +
+              ", ...); save with ShardingOptions().consolidated_checkpoint(true) to resume with another number of "
+              "processes";
+    if (!why.empty())
+      throw std::runtime_error("load_state: '" + in.string() + "' was saved by " + std::to_string(saved_processes) +
+                               " processes and this run has " + std::to_string(num_processes()) + ": " + why +
+                               ". Resume with --num_processes " + std::to_string(saved_processes) +
+                               ", or load only the weights with accel::load_model_weights(model, \"" +
+                               (in / "model.safetensors").string() + "\")");
+  }
   const Counts here{models_.size(), optimizers_.size(), schedulers_.size(), loaders_.size(), custom_.size()};
   const json saved_counts = meta.at("objects"), counts_here = here.to_json();
   for (const auto& [key, value] : counts_here.items())
@@ -196,7 +225,15 @@ fs::path Accelerator::load_state(const std::optional<fs::path>& dir) {
     }
   }
   std::vector<fs::path> expected;
+  // A ZeRO optimizer loads its shards when the world size is the same and
+  // they are there, else the full state.
+  std::vector<bool> from_shards(optimizers_.size(), false);
   for (size_t i = 0; i < optimizers_.size(); ++i) {
+    from_shards[i] = zero_engine(*optimizers_[i]) && same_world && fs::exists(in / zero::layout_file_name(i));
+    if (from_shards[i]) {
+      expected.push_back(in / zero::shard_file_name(i, process_index()));
+      continue;
+    }
     expected.push_back(in / numbered("optimizer", i, ".safetensors"));
     expected.push_back(in / numbered("optimizer", i, ".json"));
   }
@@ -204,7 +241,8 @@ fs::path Accelerator::load_state(const std::optional<fs::path>& dir) {
   for (size_t i = 0; i < loaders_.size(); ++i) expected.push_back(in / numbered("dataloader", i, ".json"));
   for (size_t i = 0; i < custom_.size(); ++i)
     expected.push_back(in / ("custom_checkpoint_" + std::to_string(i) + ".safetensors"));
-  expected.push_back(in / random_states_name(process_index()));
+  const auto random_file = in / random_states_name(process_index());
+  if (same_world) expected.push_back(random_file);
   const bool has_scaler = scaler_ && scaler_->enabled();
   if (has_scaler) expected.push_back(in / "scaler.safetensors");
   for (const auto& p : expected)
@@ -214,10 +252,19 @@ fs::path Accelerator::load_state(const std::optional<fs::path>& dir) {
   for (size_t i = 0; i < models_.size(); ++i)
     load_model_weights(models_[i]->module(), in, LoadModelOptions().weights_name(numbered("model", i, ".safetensors")));
   for (size_t i = 0; i < optimizers_.size(); ++i) {
+    auto* engine = zero_engine(*optimizers_[i]);
+    if (from_shards[i]) {
+      zero::load_shards(*engine, in, i);
+      continue;
+    }
     const auto file = in / numbered("optimizer", i, ".safetensors");
     const auto tensors = safetensors::load_file(file);
-    load_optimizer_state(optimizers_[i]->optimizer(), tensors, read_text_file(in / numbered("optimizer", i, ".json")),
-                         "'" + file.string() + "'");
+    const auto text = read_text_file(in / numbered("optimizer", i, ".json"));
+    if (engine) {
+      zero::load_consolidated_state(*engine, tensors, text, "'" + file.string() + "'");
+      continue;
+    }
+    load_optimizer_state(optimizers_[i]->optimizer(), tensors, text, "'" + file.string() + "'");
     if (const auto* masters = optimizers_[i]->master_weights()) {
       torch::NoGradGuard no_grad;
       for (size_t m = 0; m < masters->masters().size(); ++m) {
@@ -251,8 +298,8 @@ fs::path Accelerator::load_state(const std::optional<fs::path>& dir) {
   for (size_t i = 0; i < custom_.size(); ++i)
     custom_[i].load_state_dict(
         safetensors::load_file(in / ("custom_checkpoint_" + std::to_string(i) + ".safetensors")));
-  const auto random_file = in / random_states_name(process_index());
-  load_random_states(safetensors::load_file(random_file), "'" + random_file.string() + "'");
+  if (fs::exists(random_file))
+    load_random_states(safetensors::load_file(random_file), "'" + random_file.string() + "'");
   gradient_state_->set_step(meta.value("gradient_step", int64_t{0}));
   project_.iteration(meta.value("iteration", int64_t{-1}) + 1);
   return in;

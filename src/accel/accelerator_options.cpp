@@ -2,6 +2,8 @@
 
 #include <stdexcept>
 
+#include "accel/parallel/sharding_config.h"
+
 namespace accel {
 
 ResolvedOptions resolve(const AcceleratorOptions& options) {
@@ -36,6 +38,30 @@ ResolvedOptions resolve(const AcceleratorOptions& options) {
                                 std::to_string(r.accumulation.num_steps()));
 
   r.cpu = options.cpu() ? options.cpu() : env_bool(env, "ACCELERATE_USE_CPU");
+  // Sharding: what the code set, else what the launcher's variables (and a
+  // DeepSpeed file they name) say; "auto" values there take the settings
+  // given in code or by the launcher.
+  if (options.sharding()) {
+    check_sharding_options(*options.sharding());
+    r.sharding = options.sharding();
+    return r;
+  }
+  ShardingConfigContext context;
+  const bool accumulation_given = options.gradient_accumulation_plugin() || options.gradient_accumulation_steps() ||
+                                  env_int(env, "ACCELERATE_GRADIENT_ACCUMULATION_STEPS");
+  if (accumulation_given) context.gradient_accumulation_steps = r.accumulation.num_steps();
+  const bool precision_given = options.mixed_precision() || env_string(env, "ACCELERATE_MIXED_PRECISION");
+  if (precision_given) context.mixed_precision = r.mixed_precision;
+  context.world_size = static_cast<int>(env_int(env, "WORLD_SIZE").value_or(1));
+  const auto config = sharding_config_from_env(env, context);
+  if (config.sharding) {
+    check_sharding_options(*config.sharding);
+    r.sharding = config.sharding;
+  }
+  if (config.mixed_precision && !options.mixed_precision()) r.mixed_precision = *config.mixed_precision;
+  if (config.gradient_accumulation_steps && !options.gradient_accumulation_plugin() &&
+      !options.gradient_accumulation_steps())
+    r.accumulation.num_steps(*config.gradient_accumulation_steps);
   return r;
 }
 

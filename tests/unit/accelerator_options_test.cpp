@@ -77,3 +77,20 @@ TEST(GradientState, SyncsEveryNumStepsAndAtTheEndOfTheLoader) {
   EXPECT_TRUE(gs.sync_gradients());
   EXPECT_THROW(GradientState(GradientAccumulationPlugin().num_steps(0)), std::invalid_argument);
 }
+
+TEST(AcceleratorOptions, ShardingComesFromTheLaunchersVariables) {
+  EXPECT_FALSE(resolve(AcceleratorOptions().env(env_from_map({}))).sharding);
+  auto ds = resolve(AcceleratorOptions().env(env_from_map(
+      {{"ACCELERATE_USE_DEEPSPEED", "true"}, {"ACCELERATE_DEEPSPEED_ZERO_STAGE", "1"}, {"WORLD_SIZE", "2"}})));
+  ASSERT_TRUE(ds.sharding);
+  EXPECT_EQ(ds.sharding->strategy(), ShardingStrategy::shard_optimizer);
+  auto fsdp = resolve(AcceleratorOptions().env(
+      env_from_map({{"ACCELERATE_USE_FSDP", "true"}, {"FSDP_SHARDING_STRATEGY", "SHARD_GRAD_OP"}})));
+  ASSERT_TRUE(fsdp.sharding);
+  EXPECT_EQ(fsdp.sharding->strategy(), ShardingStrategy::shard_grad_op);
+  // Code wins over the environment.
+  auto code = resolve(AcceleratorOptions()
+                          .sharding(ShardingOptions().strategy(ShardingStrategy::no_shard))
+                          .env(env_from_map({{"ACCELERATE_USE_DEEPSPEED", "true"}})));
+  EXPECT_EQ(code.sharding->strategy(), ShardingStrategy::no_shard);
+}

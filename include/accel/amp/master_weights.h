@@ -15,9 +15,11 @@
 #include <torch/optim/optimizer.h>
 #include <torch/types.h>
 
+#include "accel/optim/optimizer_tensors.h"
+
 namespace accel {
 
-class MasterWeights {
+class MasterWeights : public OptimizerTensors {
  public:
   /// Replaces every floating-point parameter of `optimizer` with an fp32
   /// master copy; the optimizer must not have stepped yet.
@@ -28,7 +30,14 @@ class MasterWeights {
   /// model = master, rounded to the model's dtype.
   void copy_masters_to_model();
   /// Clears the model's gradients (the masters' are the optimizer's).
-  void zero_model_grads(bool set_to_none);
+  void zero_model_grads(bool set_to_none) override;
+
+  // OptimizerTensors
+  void gradients_to_optimizer() override { copy_grads_to_masters(); }
+  void parameters_to_model() override { copy_masters_to_model(); }
+  /// The masters' gradients (replicated).
+  void collect_gradients(const std::vector<torch::Tensor>& params, std::vector<bool>& claimed,
+                         GradientSet& out) const override;
 
   /// The master standing for `model_param`, or `model_param` itself.
   torch::Tensor master_of(const torch::Tensor& model_param) const;

@@ -8,6 +8,9 @@
 // parameters on CUDA are stepped by ATen's fused kernels on their own state
 // (optim/fused_step.h), as PyTorch steps its optimizers with multi-tensor
 // kernels on CUDA by default; `fused_step = false` keeps their step().
+// Under ZeRO (parallel/zero/zero_engine.h) the optimizer's parameters are
+// the flat slices this rank owns: step() reduces the gradients into them
+// first and all-gathers the updated slices into the model after.
 //
 //   auto opt = accelerator.prepare(std::make_shared<torch::optim::AdamW>(model->parameters()));
 //   opt->step(); opt->zero_grad();
@@ -22,6 +25,7 @@
 #include "accel/amp/master_weights.h"
 #include "accel/gradient_state.h"
 #include "accel/optim/fused_step.h"
+#include "accel/optim/optimizer_tensors.h"
 
 namespace accel {
 
@@ -32,6 +36,11 @@ class AcceleratedOptimizer {
   AcceleratedOptimizer(std::shared_ptr<torch::optim::Optimizer> optimizer,
                        std::shared_ptr<const GradientState> gradient_state, std::shared_ptr<GradScaler> scaler = nullptr,
                        bool master_weights = false, bool fused_step = true);
+  /// `tensors` (may be null) stands between the model and the optimizer:
+  /// master weights or a ZeRO engine, already built over `optimizer`.
+  AcceleratedOptimizer(std::shared_ptr<torch::optim::Optimizer> optimizer,
+                       std::shared_ptr<const GradientState> gradient_state, std::shared_ptr<GradScaler> scaler,
+                       std::shared_ptr<OptimizerTensors> tensors, bool fused_step = true);
 
   /// Updates the parameters if this batch syncs gradients.
   void step();
@@ -64,13 +73,15 @@ class AcceleratedOptimizer {
   torch::optim::Optimizer* operator->() { return optimizer_.get(); }
   const std::shared_ptr<torch::optim::Optimizer>& optimizer_ptr() const { return optimizer_; }
   GradScaler* scaler() { return scaler_.get(); }
-  const MasterWeights* master_weights() const { return masters_ ? &*masters_ : nullptr; }
+  const MasterWeights* master_weights() const { return dynamic_cast<const MasterWeights*>(tensors_.get()); }
+  /// Master weights, a ZeRO engine, or null.
+  OptimizerTensors* tensors() const { return tensors_.get(); }
 
  private:
   std::shared_ptr<torch::optim::Optimizer> optimizer_;
   std::shared_ptr<const GradientState> gradient_state_;
   std::shared_ptr<GradScaler> scaler_;
-  std::optional<MasterWeights> masters_;
+  std::shared_ptr<OptimizerTensors> tensors_;
   std::optional<FusedStep> fused_;
   bool unscaled_ = false;
   bool skipped_ = false;

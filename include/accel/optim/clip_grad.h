@@ -23,6 +23,9 @@ namespace accel {
 /// negative max_norm or a norm_type below 0.
 torch::Tensor clip_grad_norm(const std::vector<torch::Tensor>& parameters, double max_norm, double norm_type = 2.0);
 
+/// The same over gradient tensors themselves (not their parameters).
+torch::Tensor clip_gradients(const std::vector<torch::Tensor>& grads, double max_norm, double norm_type = 2.0);
+
 /// The total norm of the gradients without changing them.
 torch::Tensor grad_norm(const std::vector<torch::Tensor>& parameters, double norm_type = 2.0);
 

@@ -11,11 +11,11 @@
 //
 // DeepSpeed's zero_optimization.stage 0/1/2 and FSDP's NO_SHARD /
 // SHARD_GRAD_OP map onto the strategies below.
+#include <torch/arg.h>
+
 #include <cstdint>
 #include <filesystem>
 #include <string>
-
-#include <torch/arg.h>
 
 namespace accel {
 

@@ -53,6 +53,16 @@ void MasterWeights::zero_model_grads(bool set_to_none) {
   }
 }
 
+void MasterWeights::collect_gradients(const std::vector<torch::Tensor>& params, std::vector<bool>& claimed,
+                                      GradientSet& out) const {
+  for (size_t i = 0; i < params.size(); ++i) {
+    auto it = index_.find(params[i].unsafeGetTensorImpl());
+    if (it == index_.end()) continue;
+    claimed[i] = true;
+    if (const auto& g = masters_[it->second].grad(); g.defined()) out.replicated.push_back(g);
+  }
+}
+
 torch::Tensor MasterWeights::master_of(const torch::Tensor& model_param) const {
   auto it = index_.find(model_param.unsafeGetTensorImpl());
   return it == index_.end() ? model_param : masters_[it->second];

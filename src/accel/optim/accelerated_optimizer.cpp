@@ -8,16 +8,26 @@ AcceleratedOptimizer::AcceleratedOptimizer(std::shared_ptr<torch::optim::Optimiz
                                            std::shared_ptr<const GradientState> gradient_state,
                                            std::shared_ptr<GradScaler> scaler, bool master_weights,
                                            bool fused_step)
-    : optimizer_(std::move(optimizer)), gradient_state_(std::move(gradient_state)), scaler_(std::move(scaler)) {
+    : AcceleratedOptimizer(optimizer, std::move(gradient_state), std::move(scaler),
+                           master_weights && optimizer ? std::make_shared<MasterWeights>(*optimizer) : nullptr,
+                           fused_step) {}
+
+AcceleratedOptimizer::AcceleratedOptimizer(std::shared_ptr<torch::optim::Optimizer> optimizer,
+                                           std::shared_ptr<const GradientState> gradient_state,
+                                           std::shared_ptr<GradScaler> scaler,
+                                           std::shared_ptr<OptimizerTensors> tensors, bool fused_step)
+    : optimizer_(std::move(optimizer)),
+      gradient_state_(std::move(gradient_state)),
+      scaler_(std::move(scaler)),
+      tensors_(std::move(tensors)) {
   if (!optimizer_) throw std::invalid_argument("AcceleratedOptimizer: the optimizer is null, expected one");
   if (!gradient_state_) throw std::invalid_argument("AcceleratedOptimizer: the gradient state is null");
-  if (master_weights) masters_.emplace(*optimizer_);
   if (fused_step && FusedStep::supports(*optimizer_)) fused_.emplace();
 }
 
 void AcceleratedOptimizer::unscale_gradients() {
   if (unscaled_) return;
-  if (masters_) masters_->copy_grads_to_masters();
+  if (tensors_) tensors_->gradients_to_optimizer();
   if (scaler_ && scaler_->enabled()) scaler_->unscale_(*optimizer_);
   unscaled_ = true;
 }
@@ -35,14 +45,14 @@ void AcceleratedOptimizer::step() {
     update();
     skipped_ = false;
   }
-  if (masters_ && !skipped_) masters_->copy_masters_to_model();
+  if (tensors_ && !skipped_) tensors_->parameters_to_model();
   unscaled_ = false;
 }
 
 void AcceleratedOptimizer::zero_grad(bool set_to_none) {
   if (!gradient_state_->sync_gradients()) return;
   optimizer_->zero_grad(set_to_none);
-  if (masters_) masters_->zero_model_grads(set_to_none);
+  if (tensors_) tensors_->zero_model_grads(set_to_none);
   unscaled_ = false;
 }
 
@@ -75,10 +85,11 @@ void AcceleratedOptimizer::after_replay() {
 }
 
 std::vector<torch::Tensor> AcceleratedOptimizer::optimized_tensors(const std::vector<torch::Tensor>& params) const {
-  if (!masters_) return params;
+  const auto* masters = master_weights();
+  if (!masters) return params;
   std::vector<torch::Tensor> out;
   out.reserve(params.size());
-  for (const auto& p : params) out.push_back(masters_->master_of(p));
+  for (const auto& p : params) out.push_back(masters->master_of(p));
   return out;
 }
 

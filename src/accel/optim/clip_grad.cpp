@@ -19,14 +19,20 @@ namespace {
 // The multi-tensor kernels take lists of one device and dtype.
 using Key = std::tuple<int, int, int>;
 
-std::map<Key, std::vector<torch::Tensor>> gradients_by_device(const std::vector<torch::Tensor>& parameters) {
+std::map<Key, std::vector<torch::Tensor>> by_device(const std::vector<torch::Tensor>& grads) {
   std::map<Key, std::vector<torch::Tensor>> out;
-  for (const auto& p : parameters) {
-    const auto& g = p.grad();
+  for (const auto& g : grads) {
     if (!g.defined()) continue;
     out[{static_cast<int>(g.device().type()), g.device().index(), static_cast<int>(g.scalar_type())}].push_back(g);
   }
   return out;
+}
+
+std::vector<torch::Tensor> gradients_of(const std::vector<torch::Tensor>& parameters) {
+  std::vector<torch::Tensor> grads;
+  for (const auto& p : parameters)
+    if (p.grad().defined()) grads.push_back(p.grad());
+  return grads;
 }
 
 torch::Tensor total_norm(const std::map<Key, std::vector<torch::Tensor>>& groups, double norm_type) {
@@ -47,14 +53,18 @@ torch::Tensor total_norm(const std::map<Key, std::vector<torch::Tensor>>& groups
 
 torch::Tensor grad_norm(const std::vector<torch::Tensor>& parameters, double norm_type) {
   torch::NoGradGuard no_grad;
-  return total_norm(gradients_by_device(parameters), norm_type);
+  return total_norm(by_device(gradients_of(parameters)), norm_type);
 }
 
 torch::Tensor clip_grad_norm(const std::vector<torch::Tensor>& parameters, double max_norm, double norm_type) {
+  return clip_gradients(gradients_of(parameters), max_norm, norm_type);
+}
+
+torch::Tensor clip_gradients(const std::vector<torch::Tensor>& grads, double max_norm, double norm_type) {
   if (!(max_norm >= 0))
     throw std::invalid_argument("clip_grad_norm: max_norm is " + format_double(max_norm) + ", expected >= 0");
   torch::NoGradGuard no_grad;
-  const auto groups = gradients_by_device(parameters);
+  const auto groups = by_device(grads);
   auto norm = total_norm(groups, norm_type);
   if (groups.empty()) return norm;
   // min(max_norm / (norm + 1e-6), 1): the same coefficient as PyTorch, kept

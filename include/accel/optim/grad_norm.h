@@ -1,0 +1,22 @@
+#pragma once
+// Gradient clipping over a GradientSet (optim/optimizer_tensors.h): some
+// gradients replicated on every rank, some sharded across ranks (ZeRO's
+// slices). The norm is the norm of all of them together, as if one process
+// held every gradient: each rank sums |g|^p over its shards, the sums are
+// all-reduced (max for the inf-norm), and the replicated part is added
+// once. Without shards this is accel::clip_gradients (optim/clip_grad.h):
+// multi-tensor kernels, nothing read back to the host.
+#include "accel/optim/optimizer_tensors.h"
+
+namespace accel {
+
+/// Scales every gradient of `grads` by min(1, max_norm / (norm + 1e-6))
+/// in place; returns the norm before clipping as a 0-dim float tensor (0
+/// when there is none). Every rank of grads.group must call it when
+/// grads.sharded may be non-empty on any rank (it all-reduces).
+torch::Tensor clip_grad_norm_(GradientSet& grads, double max_norm, double norm_type = 2.0);
+
+/// Clamps every gradient element to [-clip_value, clip_value] in place.
+void clip_grad_value_(GradientSet& grads, double clip_value);
+
+}  // namespace accel

@@ -1,0 +1,44 @@
+#pragma once
+// OptimizerTensors: what a prepared optimizer updates when it is not the
+// model's parameters themselves: fp32 master copies (amp/master_weights.h)
+// or ZeRO's flat per-rank slices (parallel/zero/zero_engine.h). The
+// AcceleratedOptimizer drives it, once per optimizer step:
+//   gradients_to_optimizer()   the gradients the optimizer will use become final
+//                              (copied to the masters / reduced into the slices)
+//   (loss-scale unscaling, clipping, the optimizer's own step)
+//   parameters_to_model()      the updated values go back into the model
+//                              (rounded / all-gathered), unless the step was skipped
+//   zero_model_grads()         with the optimizer's zero_grad
+#include <torch/types.h>
+
+#include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
+#include <vector>
+
+namespace accel {
+
+/// The gradients standing for some model parameters, as this rank holds
+/// them: `replicated` ones are equal on every rank, `sharded` ones are this
+/// rank's disjoint part of gradients split across `group` (norms of those
+/// are summed over the ranks).
+struct GradientSet {
+  std::vector<torch::Tensor> replicated;
+  std::vector<torch::Tensor> sharded;
+  c10::intrusive_ptr<c10d::ProcessGroup> group;
+};
+
+class OptimizerTensors {
+ public:
+  virtual ~OptimizerTensors() = default;
+
+  virtual void gradients_to_optimizer() = 0;
+  virtual void parameters_to_model() = 0;
+  virtual void zero_model_grads(bool set_to_none) = 0;
+
+  /// Adds to `out` the gradients the optimizer uses for those of `params`
+  /// it stands for, and sets `claimed[i]` for each such params[i]. Call
+  /// after gradients_to_optimizer().
+  virtual void collect_gradients(const std::vector<torch::Tensor>& params, std::vector<bool>& claimed,
+                                 GradientSet& out) const = 0;
+};
+
+}  // namespace accel

@@ -1,0 +1,42 @@
+#pragma once
+// Replication: how the Accelerator replicates prepared models and what
+// their optimizers update, one object per mode, chosen once from the
+// options (make_replication):
+//   one process        the model as it is; fp32 masters under master_weights
+//   DDP                DataParallelEngine around each model (parallel/ddp.h)
+//   ZeRO (sharding)    no DDP; a ZeroEngine per (model, optimizer) pair
+//                      (parallel/zero/zero_engine.h)
+#include <torch/nn/module.h>
+#include <torch/optim/optimizer.h>
+
+#include <memory>
+#include <vector>
+
+#include "accel/accelerator_options.h"
+#include "accel/optim/optimizer_tensors.h"
+#include "accel/parallel/ddp.h"
+
+namespace accel {
+
+class PreparedModelCore;
+class ProcessState;
+
+class Replication {
+ public:
+  virtual ~Replication() = default;
+  /// For a model already on its device (and cast): the engine that runs
+  /// around its forward, or null.
+  virtual std::unique_ptr<DataParallelEngine> prepare_model(const std::shared_ptr<torch::nn::Module>& module) = 0;
+  /// What `optimizer` updates in place of the model's parameters (null:
+  /// the parameters themselves). `models`: those prepared so far.
+  virtual std::shared_ptr<OptimizerTensors> prepare_optimizer(
+      torch::optim::Optimizer& optimizer, const std::vector<std::shared_ptr<PreparedModelCore>>& models) = 0;
+};
+
+/// ZeRO when `sharding` is set and the process is distributed, else DDP
+/// (distributed) or nothing. `master_weights`: the model is kept in the
+/// mixed-precision dtype and stepped through fp32 masters.
+std::shared_ptr<Replication> make_replication(const ProcessState& state, const std::optional<ShardingOptions>& sharding,
+                                              const DDPOptions& ddp, bool master_weights);
+
+}  // namespace accel

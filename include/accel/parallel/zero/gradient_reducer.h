@@ -1,0 +1,50 @@
+#pragma once
+// GradientReducer: how the model's gradients become this rank's averaged
+// gradient slices (ZeRO's per-rank share of the flat gradient of each param
+// group, fp32). Two ways, one per strategy family:
+//   FullGradientReducer      ZeRO-1 / NO_SHARD: full gradients accumulate in
+//                            flat buffers; one reduce-scatter (all-reduce)
+//                            per optimizer step (full_gradient_reducer.h)
+//   BucketedGradientReducer  ZeRO-2: buckets reduced while backward runs,
+//                            only the slice kept (bucketed_gradient_reducer.h)
+// Both average like DDP: the sum over ranks divided by the world size.
+#include <torch/types.h>
+
+#include <cstdint>
+#include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
+#include <vector>
+
+#include "accel/parallel/zero/flat_layout.h"
+#include "accel/parallel/zero/flat_parameters.h"
+
+namespace accel::zero {
+
+/// What a reducer works on (shared with the engine that owns it).
+struct ReductionTarget {
+  const FlatLayout* layout = nullptr;
+  FlatParameters* params = nullptr;
+  /// Per group: the flat range this rank's slice covers (everything under NO_SHARD).
+  std::vector<FlatRange> owned;
+  /// Per group: this rank's gradient slice, fp32, owned[g] long.
+  std::vector<torch::Tensor> grad_slices;
+  c10::intrusive_ptr<c10d::ProcessGroup> group;
+};
+
+class GradientReducer {
+ public:
+  virtual ~GradientReducer() = default;
+  /// At the optimizer step: the slices hold the averaged gradients
+  /// accumulated since the last zero_grad().
+  virtual void finish() = 0;
+  /// Forgets the accumulated gradients (the engine zeroes the slices).
+  virtual void zero_grad() = 0;
+  /// Bytes of gradient storage kept between steps besides the slices.
+  virtual int64_t held_bytes() const = 0;
+  /// The most bytes of gradient storage alive at once besides the slices.
+  virtual int64_t peak_bytes() const { return held_bytes(); }
+  /// Whether the slices are views of the reducer's own storage (then they
+  /// cost no bytes of their own).
+  virtual bool slices_are_views() const { return false; }
+};
+
+}  // namespace accel::zero

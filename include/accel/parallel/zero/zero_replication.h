@@ -1,0 +1,25 @@
+#pragma once
+// The ZeRO mode of the Accelerator (parallel/replication.h): prepared models
+// are not wrapped in DDP (rank 0's weights are broadcast once), and each
+// prepared optimizer gets a ZeroEngine over the prepared model that holds
+// its parameters (so the model is prepared with or before its optimizer,
+// as Accelerate requires with DeepSpeed).
+#include "accel/parallel/replication.h"
+
+namespace accel::zero {
+
+class ZeroReplication : public Replication {
+ public:
+  ZeroReplication(c10::intrusive_ptr<c10d::ProcessGroup> group, ShardingOptions options);
+
+  std::unique_ptr<DataParallelEngine> prepare_model(const std::shared_ptr<torch::nn::Module>& module) override;
+  std::shared_ptr<OptimizerTensors> prepare_optimizer(
+      torch::optim::Optimizer& optimizer, const std::vector<std::shared_ptr<PreparedModelCore>>& models) override;
+
+ private:
+  c10::intrusive_ptr<c10d::ProcessGroup> group_;
+  ShardingOptions options_;
+  std::vector<const torch::nn::Module*> bound_;  // models that already have their engine
+};
+
+}  // namespace accel::zero

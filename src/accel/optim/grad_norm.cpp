@@ -1,0 +1,69 @@
+#include "accel/optim/grad_norm.h"
+
+#include "accel/optim/clip_grad.h"
+
+#include <limits>
+#include <stdexcept>
+#include <string>
+
+namespace accel {
+
+namespace {
+// torch::nn::utils::clip_grad_norm_'s reduction: per-tensor norms, then the norm of those.
+torch::Tensor stacked_norm(const std::vector<torch::Tensor>& grads, double p, bool inf) {
+  std::vector<torch::Tensor> norms;
+  norms.reserve(grads.size());
+  for (const auto& g : grads) norms.push_back(inf ? g.detach().abs().max() : g.detach().norm(p));
+  if (norms.size() == 1) return norms[0];
+  return inf ? torch::max(torch::stack(norms)) : torch::stack(norms).norm(p);
+}
+}  // namespace
+
+torch::Tensor clip_grad_norm_(GradientSet& grads, double max_norm, double norm_type) {
+  if (!grads.group || grads.group->getSize() <= 1) {
+    auto all = grads.replicated;
+    all.insert(all.end(), grads.sharded.begin(), grads.sharded.end());
+    return clip_gradients(all, max_norm, norm_type);
+  }
+  const bool inf = norm_type == std::numeric_limits<double>::infinity();
+  torch::Tensor total;
+  if (!grads.replicated.empty()) total = stacked_norm(grads.replicated, norm_type, inf);
+  if (grads.group && grads.group->getSize() > 1) {
+    if (!inf && !(norm_type > 0))
+      throw std::invalid_argument("clip_grad_norm_: norm_type is " + std::to_string(norm_type) +
+                                  ", expected > 0 or infinity with sharded gradients");
+    // Every rank joins the all-reduce, with zero when it holds no shard.
+    torch::Tensor local;
+    if (!grads.sharded.empty()) {
+      const auto n = stacked_norm(grads.sharded, norm_type, inf).to(torch::kFloat);
+      local = (inf ? n : n.pow(norm_type)).reshape({1});
+    } else {
+      const auto device = total.defined() ? total.device() : torch::Device(torch::kCPU);
+      local = torch::zeros({1}, torch::TensorOptions().dtype(torch::kFloat).device(device));
+    }
+    std::vector<torch::Tensor> t{local};
+    c10d::AllreduceOptions opts;
+    opts.reduceOp = inf ? c10d::ReduceOp::MAX : c10d::ReduceOp::SUM;
+    grads.group->allreduce(t, opts)->wait();
+    const auto shards = local[0];
+    if (!total.defined()) {
+      total = inf ? shards : shards.pow(1.0 / norm_type);
+    } else {
+      const auto rep = total.to(torch::kFloat);
+      const auto s = shards.to(rep.device());
+      total = inf ? torch::max(rep, s) : (rep.pow(norm_type) + s).pow(1.0 / norm_type);
+    }
+  }
+  if (!total.defined()) return torch::zeros({}, torch::kFloat);
+  const auto coef = torch::clamp(max_norm / (total + 1e-6), std::nullopt, 1.0);
+  for (auto* list : {&grads.replicated, &grads.sharded})
+    for (auto& g : *list) g.detach().mul_(coef.to(g.device()));
+  return total;
+}
+
+void clip_grad_value_(GradientSet& grads, double clip_value) {
+  for (auto* list : {&grads.replicated, &grads.sharded})
+    for (auto& g : *list) g.detach().clamp_(-clip_value, clip_value);
+}
+
+}  // namespace accel

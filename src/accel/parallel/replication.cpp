@@ -1,0 +1,42 @@
+#include "accel/parallel/replication.h"
+
+#include "accel/amp/master_weights.h"
+#include "accel/parallel/zero/zero_replication.h"
+#include "accel/state.h"
+
+namespace accel {
+
+namespace {
+
+// One process, or DDP.
+class Replicated : public Replication {
+ public:
+  Replicated(c10::intrusive_ptr<c10d::ProcessGroup> group, DDPOptions ddp, bool master_weights)
+      : group_(std::move(group)), ddp_(ddp), master_weights_(master_weights) {}
+
+  std::unique_ptr<DataParallelEngine> prepare_model(const std::shared_ptr<torch::nn::Module>& module) override {
+    if (!group_) return nullptr;
+    return std::make_unique<DataParallelEngine>(module, group_, ddp_);
+  }
+  std::shared_ptr<OptimizerTensors> prepare_optimizer(torch::optim::Optimizer& optimizer,
+                                                      const std::vector<std::shared_ptr<PreparedModelCore>>&) override {
+    if (!master_weights_) return nullptr;
+    return std::make_shared<MasterWeights>(optimizer);
+  }
+
+ private:
+  c10::intrusive_ptr<c10d::ProcessGroup> group_;
+  DDPOptions ddp_;
+  bool master_weights_;
+};
+
+}  // namespace
+
+std::shared_ptr<Replication> make_replication(const ProcessState& state, const std::optional<ShardingOptions>& sharding,
+                                              const DDPOptions& ddp, bool master_weights) {
+  if (!state.distributed()) return std::make_shared<Replicated>(nullptr, ddp, master_weights);
+  if (sharding) return std::make_shared<zero::ZeroReplication>(state.process_group(), *sharding);
+  return std::make_shared<Replicated>(state.process_group(), ddp, master_weights);
+}
+
+}  // namespace accel

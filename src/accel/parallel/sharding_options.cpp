@@ -1,0 +1,65 @@
+#include "accel/parallel/sharding_options.h"
+
+#include <stdexcept>
+
+namespace accel {
+
+std::string to_string(ShardingStrategy strategy) {
+  switch (strategy) {
+    case ShardingStrategy::no_shard:
+      return "no_shard";
+    case ShardingStrategy::shard_optimizer:
+      return "shard_optimizer";
+    case ShardingStrategy::shard_grad_op:
+      return "shard_grad_op";
+  }
+  return "?";
+}
+
+ShardingStrategy parse_sharding_strategy(const std::string& name) {
+  for (auto s : {ShardingStrategy::no_shard, ShardingStrategy::shard_optimizer, ShardingStrategy::shard_grad_op})
+    if (to_string(s) == name) return s;
+  throw std::invalid_argument("unknown sharding strategy '" + name +
+                              "': expected 'no_shard', 'shard_optimizer' or 'shard_grad_op'");
+}
+
+std::string to_string(OffloadDevice device) {
+  switch (device) {
+    case OffloadDevice::none:
+      return "none";
+    case OffloadDevice::cpu:
+      return "cpu";
+    case OffloadDevice::nvme:
+      return "nvme";
+  }
+  return "?";
+}
+
+OffloadDevice parse_offload_device(const std::string& name) {
+  for (auto d : {OffloadDevice::none, OffloadDevice::cpu, OffloadDevice::nvme})
+    if (to_string(d) == name) return d;
+  throw std::invalid_argument("unknown offload device '" + name + "': expected 'none', 'cpu' or 'nvme'");
+}
+
+void check_sharding_options(const ShardingOptions& o) {
+  const int strategy = static_cast<int>(o.strategy());
+  if (strategy < 0 || strategy > static_cast<int>(ShardingStrategy::shard_grad_op))
+    throw std::invalid_argument("ShardingOptions: strategy is " + std::to_string(strategy) +
+                                ", expected no_shard, shard_optimizer or shard_grad_op");
+  if (o.reduce_bucket_size() < 1)
+    throw std::invalid_argument("ShardingOptions: reduce_bucket_size is " + std::to_string(o.reduce_bucket_size()) +
+                                ", expected >= 1 (elements per gradient bucket)");
+  const auto& off = o.offload_optimizer();
+  const int device = static_cast<int>(off.device());
+  if (device < 0 || device > static_cast<int>(OffloadDevice::nvme))
+    throw std::invalid_argument("ShardingOptions: offload_optimizer.device is " + std::to_string(device) +
+                                ", expected none, cpu or nvme");
+  if (off.io_threads() < 1)
+    throw std::invalid_argument("ShardingOptions: offload_optimizer.io_threads is " + std::to_string(off.io_threads()) +
+                                ", expected >= 1");
+  if (off.device() == OffloadDevice::nvme && off.nvme_path().empty())
+    throw std::invalid_argument(
+        "ShardingOptions: offload_optimizer.device is nvme but nvme_path is empty; give the folder for the pages");
+}
+
+}  // namespace accel

@@ -1,0 +1,127 @@
+#include "accel/parallel/zero/flat_layout.h"
+
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+
+#include "accel/checkpoint/safetensors.h"
+
+namespace accel::zero {
+
+namespace {
+using json = nlohmann::json;
+constexpr const char* kFormat = "accel-zero-v1";
+}  // namespace
+
+std::string dtype_name(torch::ScalarType dtype) {
+  return std::string(safetensors::dtype_name(safetensors::from_scalar_type(dtype)));
+}
+
+FlatLayout FlatLayout::build(const std::vector<std::vector<std::pair<std::string, torch::Tensor>>>& groups,
+                             int world_size, ShardingStrategy strategy) {
+  if (world_size < 1)
+    throw std::invalid_argument("FlatLayout: world_size is " + std::to_string(world_size) + ", expected >= 1");
+  FlatLayout layout;
+  layout.world_size = world_size;
+  layout.strategy = strategy;
+  for (const auto& group : groups) {
+    FlatGroup g;
+    int64_t offset = 0;
+    for (const auto& [name, p] : group) {
+      if (!p.is_floating_point())
+        throw std::invalid_argument("FlatLayout: parameter '" + name + "' is " +
+                                    std::string(c10::toString(p.scalar_type())) + ", expected a floating-point tensor");
+      g.params.push_back(FlatParam{name, p.sizes().vec(), p.scalar_type(), offset, p.numel()});
+      offset += p.numel();
+    }
+    // At least one element per rank, so every rank has a slice to step.
+    g.padded_numel = std::max<int64_t>(1, (offset + world_size - 1) / world_size) * world_size;
+    layout.groups.push_back(std::move(g));
+  }
+  return layout;
+}
+
+std::string FlatLayout::to_json() const {
+  json gs = json::array();
+  for (const auto& g : groups) {
+    json ps = json::array();
+    for (const auto& p : g.params)
+      ps.push_back({{"name", p.name},
+                    {"shape", p.shape},
+                    {"dtype", dtype_name(p.dtype)},
+                    {"offset", p.offset},
+                    {"numel", p.numel}});
+    gs.push_back({{"padded_numel", g.padded_numel}, {"params", ps}});
+  }
+  return json{{"format", kFormat}, {"world_size", world_size}, {"strategy", to_string(strategy)}, {"groups", gs}}.dump(
+      2);
+}
+
+FlatLayout FlatLayout::from_json(const std::string& text, const std::string& source) {
+  auto fail = [&](const std::string& what) -> void { throw std::runtime_error("ZeRO layout " + source + ": " + what); };
+  FlatLayout layout;
+  try {
+    const json j = json::parse(text);
+    if (!j.is_object() || j.value("format", "") != kFormat)
+      fail(std::string("not an accel ZeRO layout (expected \"format\": \"") + kFormat + "\")");
+    layout.world_size = j.at("world_size").get<int>();
+    if (layout.world_size < 1) fail("world_size is " + std::to_string(layout.world_size) + ", expected >= 1");
+    layout.strategy = parse_sharding_strategy(j.at("strategy").get<std::string>());
+    for (const auto& jg : j.at("groups")) {
+      FlatGroup g;
+      g.padded_numel = jg.at("padded_numel").get<int64_t>();
+      int64_t end = 0;
+      for (const auto& jp : jg.at("params")) {
+        FlatParam p;
+        p.name = jp.at("name").get<std::string>();
+        p.shape = jp.at("shape").get<std::vector<int64_t>>();
+        const auto dtype = jp.at("dtype").get<std::string>();
+        const auto d = safetensors::dtype_from_name(dtype);
+        if (!d) fail("parameter '" + p.name + "' has dtype '" + dtype + "', expected a safetensors dtype such as F32");
+        p.dtype = safetensors::to_scalar_type(*d);
+        p.offset = jp.at("offset").get<int64_t>();
+        p.numel = jp.at("numel").get<int64_t>();
+        int64_t n = 1;
+        for (auto s : p.shape) n *= s;
+        if (n != p.numel || p.offset < end)
+          fail("parameter '" + p.name + "' has offset " + std::to_string(p.offset) + " and numel " +
+               std::to_string(p.numel) + " for shape of " + std::to_string(n) + " elements after element " +
+               std::to_string(end));
+        end = p.offset + p.numel;
+        g.params.push_back(std::move(p));
+      }
+      if (g.padded_numel < end || g.padded_numel % layout.world_size != 0)
+        fail("padded_numel " + std::to_string(g.padded_numel) + " is not a multiple of world_size " +
+             std::to_string(layout.world_size) + " covering " + std::to_string(end) + " elements");
+      layout.groups.push_back(std::move(g));
+    }
+  } catch (const json::exception& e) {
+    fail(std::string("malformed (") + e.what() + ")");
+  } catch (const std::invalid_argument& e) {
+    fail(e.what());
+  }
+  return layout;
+}
+
+bool FlatLayout::same_parameters(const FlatLayout& other, std::string* why) const {
+  auto differ = [&](const std::string& what) {
+    if (why) *why = what;
+    return false;
+  };
+  if (groups.size() != other.groups.size())
+    return differ(std::to_string(groups.size()) + " param groups against " + std::to_string(other.groups.size()));
+  for (size_t g = 0; g < groups.size(); ++g) {
+    const auto& a = groups[g].params;
+    const auto& b = other.groups[g].params;
+    if (a.size() != b.size())
+      return differ("param group " + std::to_string(g) + " has " + std::to_string(a.size()) + " parameters against " +
+                    std::to_string(b.size()));
+    for (size_t i = 0; i < a.size(); ++i)
+      if (!(a[i] == b[i]))
+        return differ("param group " + std::to_string(g) + " parameter " + std::to_string(i) + " is '" + a[i].name +
+                      "' " + c10::str(c10::IntArrayRef(a[i].shape)) + " " + dtype_name(a[i].dtype) + " against '" +
+                      b[i].name + "' " + c10::str(c10::IntArrayRef(b[i].shape)) + " " + dtype_name(b[i].dtype));
+  }
+  return true;
+}
+
+}  // namespace accel::zero

@@ -1,0 +1,44 @@
+#include "accel/parallel/zero/zero_replication.h"
+
+#include <algorithm>
+#include <stdexcept>
+#include <unordered_set>
+
+#include "accel/parallel/zero/zero_engine.h"
+#include "accel/prepared_model.h"
+
+namespace accel::zero {
+
+ZeroReplication::ZeroReplication(c10::intrusive_ptr<c10d::ProcessGroup> group, ShardingOptions options)
+    : group_(std::move(group)), options_(std::move(options)) {
+  check_sharding_options(options_);
+}
+
+std::unique_ptr<DataParallelEngine> ZeroReplication::prepare_model(const std::shared_ptr<torch::nn::Module>& module) {
+  broadcast_module_states(*module, group_);
+  return nullptr;
+}
+
+std::shared_ptr<OptimizerTensors> ZeroReplication::prepare_optimizer(
+    torch::optim::Optimizer& optimizer, const std::vector<std::shared_ptr<PreparedModelCore>>& models) {
+  std::vector<const void*> wanted;
+  for (const auto& g : optimizer.param_groups())
+    for (const auto& p : g.params()) wanted.push_back(p.unsafeGetTensorImpl());
+  for (const auto& core : models) {
+    const auto& module = core->module_ptr();
+    if (std::find(bound_.begin(), bound_.end(), module.get()) != bound_.end()) continue;
+    std::unordered_set<const void*> own;
+    for (const auto& p : module->parameters()) own.insert(p.unsafeGetTensorImpl());
+    if (wanted.empty() || !std::all_of(wanted.begin(), wanted.end(), [&](const void* k) { return own.count(k); }))
+      continue;
+    auto engine = std::make_shared<ZeroEngine>(module, optimizer, group_, options_);
+    bound_.push_back(module.get());
+    return engine;
+  }
+  throw std::invalid_argument(
+      "ZeRO (AcceleratorOptions::sharding) builds one engine per model and its optimizer: prepare them together, "
+      "the model first, as in accelerator.prepare(model, optimizer, ...); no prepared model without an optimizer "
+      "holds all of this optimizer's parameters");
+}
+
+}  // namespace accel::zero

@@ -1,0 +1,123 @@
+// ShardingOptions' checks and FlatLayout: padding, rank ranges, the
+// zero_layout.json round trip and its refusals.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <nlohmann/json.hpp>
+
+#include "accel/accelerator_options.h"
+#include "accel/parallel/sharding_options.h"
+#include "accel/parallel/zero/flat_layout.h"
+
+using namespace accel;
+using accel::zero::FlatLayout;
+
+namespace {
+
+void expect_invalid(const std::function<void()>& f, const std::vector<std::string>& words) {
+  try {
+    f();
+    ADD_FAILURE() << "no error";
+  } catch (const std::invalid_argument& e) {
+    for (const auto& w : words) EXPECT_NE(std::string(e.what()).find(w), std::string::npos) << e.what();
+  }
+}
+
+std::vector<std::vector<std::pair<std::string, torch::Tensor>>> two_groups() {
+  return {{{"a.weight", torch::zeros({4, 3})}, {"a.bias", torch::zeros({4})}},
+          {{"b.weight", torch::zeros({5}, torch::kBFloat16)}}};
+}
+
+}  // namespace
+
+TEST(ShardingOptions, DefaultsAreDeepSpeeds) {
+  ShardingOptions o;
+  EXPECT_EQ(o.strategy(), ShardingStrategy::shard_grad_op);
+  EXPECT_EQ(o.reduce_bucket_size(), 500'000'000);
+  EXPECT_TRUE(o.overlap_comm());
+  EXPECT_FALSE(o.consolidated_checkpoint());
+  EXPECT_EQ(o.offload_optimizer().device(), OffloadDevice::none);
+  EXPECT_TRUE(o.offload_optimizer().pin_memory());
+  EXPECT_EQ(o.offload_optimizer().io_threads(), 4);
+  EXPECT_NO_THROW(check_sharding_options(o));
+  EXPECT_FALSE(AcceleratorOptions().sharding().has_value());
+}
+
+TEST(ShardingOptions, BadValuesAreNamed) {
+  expect_invalid([] { check_sharding_options(ShardingOptions().reduce_bucket_size(0)); }, {"reduce_bucket_size", "0"});
+  expect_invalid([] { check_sharding_options(ShardingOptions().offload_optimizer(OffloadOptions().io_threads(-2))); },
+                 {"io_threads", "-2"});
+  expect_invalid(
+      [] { check_sharding_options(ShardingOptions().offload_optimizer(OffloadOptions().device(OffloadDevice::nvme))); },
+      {"nvme_path"});
+  expect_invalid([] { parse_sharding_strategy("stage2"); }, {"stage2", "shard_grad_op"});
+  expect_invalid([] { parse_offload_device("disk"); }, {"disk", "nvme"});
+  EXPECT_EQ(parse_sharding_strategy("shard_optimizer"), ShardingStrategy::shard_optimizer);
+  EXPECT_EQ(to_string(ShardingStrategy::no_shard), "no_shard");
+  EXPECT_EQ(parse_offload_device("cpu"), OffloadDevice::cpu);
+  // The Accelerator checks what it is given.
+  expect_invalid([] { resolve(AcceleratorOptions().sharding(ShardingOptions().reduce_bucket_size(-5))); },
+                 {"reduce_bucket_size", "-5"});
+}
+
+TEST(FlatLayout, PadsEachGroupToTheWorldSize) {
+  const auto layout = FlatLayout::build(two_groups(), 3, ShardingStrategy::shard_optimizer);
+  ASSERT_EQ(layout.groups.size(), 2u);
+  const auto& g0 = layout.groups[0];
+  EXPECT_EQ(g0.params[0].offset, 0);
+  EXPECT_EQ(g0.params[0].numel, 12);
+  EXPECT_EQ(g0.params[1].offset, 12);
+  EXPECT_EQ(g0.padded_numel, 18);  // 16 -> 18
+  EXPECT_EQ(layout.slice_numel(0), 6);
+  EXPECT_EQ(layout.rank_range(0, 2), (std::pair<int64_t, int64_t>{12, 18}));
+  EXPECT_EQ(layout.groups[1].padded_numel, 6);
+  EXPECT_EQ(layout.groups[1].params[0].dtype, torch::kBFloat16);
+  // An empty group still gives each rank one element.
+  EXPECT_EQ(FlatLayout::build({{}}, 4, ShardingStrategy::shard_grad_op).groups[0].padded_numel, 4);
+  expect_invalid(
+      [] {
+        FlatLayout::build({{{"steps", torch::zeros({2}, torch::kLong)}}}, 2, ShardingStrategy::no_shard);
+      },
+      {"steps", "floating"});
+  expect_invalid([] { FlatLayout::build({}, 0, ShardingStrategy::no_shard); }, {"world_size", "0"});
+}
+
+TEST(FlatLayout, JsonRoundTripsAndMatchesTheSpec) {
+  const auto layout = FlatLayout::build(two_groups(), 2, ShardingStrategy::shard_grad_op);
+  const auto text = layout.to_json();
+  const auto j = nlohmann::json::parse(text);
+  EXPECT_EQ(j["format"], "accel-zero-v1");
+  EXPECT_EQ(j["world_size"], 2);
+  EXPECT_EQ(j["strategy"], "shard_grad_op");
+  EXPECT_EQ(j["groups"][0]["params"][0],
+            nlohmann::json::parse(R"({"name":"a.weight","shape":[4,3],"dtype":"F32","offset":0,"numel":12})"));
+  EXPECT_EQ(j["groups"][1]["params"][0]["dtype"], "BF16");
+  EXPECT_EQ(FlatLayout::from_json(text, "test"), layout);
+  std::string why;
+  auto other = FlatLayout::build(two_groups(), 4, ShardingStrategy::no_shard);
+  EXPECT_TRUE(layout.same_parameters(other));
+  other.groups[0].params[1].shape = {2, 2};
+  EXPECT_FALSE(layout.same_parameters(other, &why));
+  EXPECT_NE(why.find("a.bias"), std::string::npos) << why;
+}
+
+TEST(FlatLayout, MalformedJsonIsRefusedNamingTheSource) {
+  auto expect_runtime = [](const std::string& text, const std::string& word) {
+    try {
+      FlatLayout::from_json(text, "'x/zero_layout.json'");
+      ADD_FAILURE() << "no error for " << text;
+    } catch (const std::runtime_error& e) {
+      EXPECT_NE(std::string(e.what()).find("x/zero_layout.json"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(word), std::string::npos) << e.what();
+    }
+  };
+  expect_runtime("{", "malformed");
+  expect_runtime(R"({"format":"other"})", "accel-zero-v1");
+  expect_runtime(R"({"format":"accel-zero-v1","world_size":2,"strategy":"zero9","groups":[]})", "zero9");
+  expect_runtime(R"({"format":"accel-zero-v1","world_size":2,"strategy":"no_shard","groups":[{"padded_numel":3,
+     "params":[{"name":"w","shape":[3],"dtype":"F32","offset":0,"numel":3}]}]})",
+                 "multiple");
+  expect_runtime(R"({"format":"accel-zero-v1","world_size":1,"strategy":"no_shard","groups":[{"padded_numel":4,
+     "params":[{"name":"w","shape":[3],"dtype":"F32","offset":0,"numel":4}]}]})",
+                 "'w'");
+}
