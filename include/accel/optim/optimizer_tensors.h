@@ -39,6 +39,9 @@ class OptimizerTensors {
   /// after gradients_to_optimizer().
   virtual void collect_gradients(const std::vector<torch::Tensor>& params, std::vector<bool>& claimed,
                                  GradientSet& out) const = 0;
+  /// The optimizer's tensors were moved to host memory (optimizer offload):
+  /// Adam and AdamW then step with accel's CPU Adam (optim/cpu_adam.h).
+  virtual bool steps_on_host() const { return false; }
 };
 
 }  // namespace accel

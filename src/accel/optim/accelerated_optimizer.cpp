@@ -2,6 +2,8 @@
 
 #include <stdexcept>
 
+#include "accel/optim/cpu_adam.h"
+
 namespace accel {
 
 AcceleratedOptimizer::AcceleratedOptimizer(std::shared_ptr<torch::optim::Optimizer> optimizer,
@@ -36,7 +38,9 @@ void AcceleratedOptimizer::step() {
   if (!gradient_state_->sync_gradients()) return;
   unscale_gradients();
   auto update = [this] {
-    if (!fused_ || !fused_->step_on_cuda(*optimizer_)) optimizer_->step();
+    if (fused_ && fused_->step_on_cuda(*optimizer_)) return;
+    if (tensors_ && tensors_->steps_on_host() && cpu_adam_step(*optimizer_)) return;
+    optimizer_->step();
   };
   if (scaler_ && scaler_->enabled()) {
     skipped_ = !scaler_->step(*optimizer_, update);

@@ -58,6 +58,7 @@ class ZeroEngine : public OptimizerTensors {
   void zero_model_grads(bool set_to_none) override;
   void collect_gradients(const std::vector<torch::Tensor>& params, std::vector<bool>& claimed,
                          GradientSet& out) const override;
+  bool steps_on_host() const override;
 
   const FlatLayout& layout() const { return layout_; }
   const ShardingOptions& options() const { return options_; }

@@ -170,4 +170,6 @@ ZeroMemory ZeroEngine::memory() const {
   return m;
 }
 
+bool ZeroEngine::steps_on_host() const { return options_.offload_optimizer().device() == OffloadDevice::cpu; }
+
 }  // namespace accel::zero
