@@ -11,9 +11,8 @@
 #include "accel/accelerator.h"
 #include "accel/optim/fused_adamw.h"
 #include "accel/optim/schedules.h"
+#include "support/cuda.h"
 
-#define REQUIRE_CUDA() \
-  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device"
 
 using namespace accel;
 namespace F = torch::nn::functional;

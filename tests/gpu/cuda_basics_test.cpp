@@ -5,9 +5,8 @@
 
 #include "accel/amp/autocast.h"
 #include "accel/state.h"
+#include "support/cuda.h"
 
-#define REQUIRE_CUDA() \
-  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device"
 
 TEST(Gpu, DeviceIsLocalRankGpu) {
   REQUIRE_CUDA();

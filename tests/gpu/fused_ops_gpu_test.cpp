@@ -7,9 +7,8 @@
 
 #include "accel/amp/autocast.h"
 #include "accel/ops/linear_cross_entropy.h"
+#include "support/cuda.h"
 
-#define REQUIRE_CUDA() \
-  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device"
 
 namespace F = torch::nn::functional;
 
