@@ -30,9 +30,7 @@ namespace st = accel::safetensors;
 
 namespace {
 
-double now() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
+double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 
 // Drops the file's clean pages from the page cache (no root needed).
 void evict(const std::filesystem::path& path) {
@@ -57,10 +55,14 @@ int main(int argc, char** argv) {
   int repeat = 2;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string flag = argv[i];
-    if (flag == "--dir") dir = argv[i + 1];
-    else if (flag == "--gb") gb = std::atof(argv[i + 1]);
-    else if (flag == "--tensors") count = std::atoi(argv[i + 1]);
-    else if (flag == "--repeat") repeat = std::atoi(argv[i + 1]);
+    if (flag == "--dir")
+      dir = argv[i + 1];
+    else if (flag == "--gb")
+      gb = std::atof(argv[i + 1]);
+    else if (flag == "--tensors")
+      count = std::atoi(argv[i + 1]);
+    else if (flag == "--repeat")
+      repeat = std::atoi(argv[i + 1]);
     else {
       std::fprintf(stderr, "unknown flag %s\n", flag.c_str());
       return 2;

@@ -112,8 +112,7 @@ void bench_gpu_wait(int64_t n, int64_t batch, int64_t workers, const GpuStep& st
   waits.pop_back();  // the end-of-loader check, not a batch
   double sum = 0, worst = 0;
   for (double w : waits) sum += w, worst = std::max(worst, w);
-  std::printf("| %ld | %.3f | %.3f | %.0f |\n", static_cast<long>(workers), sum / waits.size(), worst,
-              n / total);
+  std::printf("| %ld | %.3f | %.3f | %.0f |\n", static_cast<long>(workers), sum / waits.size(), worst, n / total);
 }
 
 }  // namespace

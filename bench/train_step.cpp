@@ -26,10 +26,10 @@ namespace {
 // 4 layers of 1024, as the Python twin.
 struct MlpImpl : torch::nn::Module {
   MlpImpl() {
-    net = register_module("net", torch::nn::Sequential(torch::nn::Linear(256, 1024), torch::nn::GELU(),
-                                                       torch::nn::Linear(1024, 1024), torch::nn::GELU(),
-                                                       torch::nn::Linear(1024, 1024), torch::nn::GELU(),
-                                                       torch::nn::Linear(1024, 10)));
+    net = register_module(
+        "net", torch::nn::Sequential(torch::nn::Linear(256, 1024), torch::nn::GELU(), torch::nn::Linear(1024, 1024),
+                                     torch::nn::GELU(), torch::nn::Linear(1024, 1024), torch::nn::GELU(),
+                                     torch::nn::Linear(1024, 10)));
   }
   torch::Tensor forward(torch::Tensor x) { return net->forward(x); }
   torch::nn::Sequential net{nullptr};
@@ -100,7 +100,8 @@ int main(int argc, char** argv) {
   if (which == "mlp") {
     ms = run(acc, Mlp(), torch::randn({batch, 256}), torch::randint(0, 10, {batch}), steps, fused);
   } else if (which == "transformer") {
-    ms = run(acc, TinyTransformer(), torch::randint(0, 1000, {batch, 64}), torch::randint(0, 10, {batch}), steps, fused);
+    ms =
+        run(acc, TinyTransformer(), torch::randint(0, 1000, {batch, 64}), torch::randint(0, 10, {batch}), steps, fused);
   } else {
     std::fprintf(stderr, "unknown model '%s': expected mlp or transformer\n", which.c_str());
     return 2;
@@ -112,7 +113,6 @@ int main(int argc, char** argv) {
   if (acc.is_main_process())
     std::printf("accel %s opt=%s ranks=%d batch=%lld mp=%s threads=%d median_ms=%.3f mean_ms=%.3f\n", which.c_str(),
                 optimizer.c_str(), acc.num_processes(), static_cast<long long>(batch),
-                accel::to_string(acc.mixed_precision()).c_str(),
-                torch::get_num_threads(), median, mean);
+                accel::to_string(acc.mixed_precision()).c_str(), torch::get_num_threads(), median, mean);
   return 0;
 }

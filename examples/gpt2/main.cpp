@@ -89,8 +89,9 @@ Flags parse(int argc, char** argv) {
   app.add_option("--save", f.save, "save the trained model here in Hugging Face's layout");
   app.add_flag("--cuda-graph", f.cuda_graph,
                "record the training step as a CUDA graph once and replay it (AcceleratorOptions::cuda_graph)");
-  app.add_flag("--master-weights", f.master_weights,
-               "keep the model in bf16/fp16 with fp32 master weights in the optimizer (AcceleratorOptions::master_weights)");
+  app.add_flag(
+      "--master-weights", f.master_weights,
+      "keep the model in bf16/fp16 with fp32 master weights in the optimizer (AcceleratorOptions::master_weights)");
   app.add_flag("--fused-loss", f.fused_loss,
                "compute the loss with accel::linear_cross_entropy (no full logits; padded, chunked GEMMs)");
   app.add_option("--zero-stage", f.zero_stage, "ZeRO stage 0, 1 or 2 (default: none, or the launcher's)")

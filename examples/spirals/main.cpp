@@ -35,9 +35,9 @@ accel::TensorDict make_spirals(int64_t n_per_class, uint64_t seed) {
 
 struct MlpImpl : torch::nn::Module {
   explicit MlpImpl(int64_t hidden) {
-    net = register_module("net", torch::nn::Sequential(torch::nn::Linear(2, hidden), torch::nn::ReLU(),
-                                                       torch::nn::Linear(hidden, hidden), torch::nn::ReLU(),
-                                                       torch::nn::Linear(hidden, 2)));
+    net = register_module(
+        "net", torch::nn::Sequential(torch::nn::Linear(2, hidden), torch::nn::ReLU(), torch::nn::Linear(hidden, hidden),
+                                     torch::nn::ReLU(), torch::nn::Linear(hidden, 2)));
   }
   torch::Tensor forward(torch::Tensor x) { return net->forward(x); }
   torch::nn::Sequential net{nullptr};
@@ -67,7 +67,8 @@ int main() {
 
   torch::manual_seed(0);
   Mlp net(64);
-  auto adamw = std::make_shared<torch::optim::AdamW>(net->parameters(), torch::optim::AdamWOptions(1e-2).weight_decay(1e-4));
+  auto adamw =
+      std::make_shared<torch::optim::AdamW>(net->parameters(), torch::optim::AdamWOptions(1e-2).weight_decay(1e-4));
   // The schedule counts batches of `batch` samples, as if in one process;
   // the prepared scheduler steps num_processes times per optimizer step.
   const int64_t total = epochs * train.size();

@@ -2,6 +2,7 @@
 // accel: Hugging Face Accelerate's counterpart for LibTorch. This umbrella
 // header brings in the whole public API.
 #include "accel/accelerator.h"
+#include "accel/amp/autocast.h"
 #include "accel/checkpoint/model_files.h"
 #include "accel/checkpoint/safetensors.h"
 #include "accel/data/batch_sampler_shard.h"
@@ -16,7 +17,6 @@
 #include "accel/dist/logging.h"
 #include "accel/dist/process_group.h"
 #include "accel/dist/topology.h"
-#include "accel/amp/autocast.h"
 #include "accel/ops/linear_cross_entropy.h"
 #include "accel/optim/clip_grad.h"
 #include "accel/optim/schedules.h"

@@ -80,7 +80,7 @@ concept OptimizerPtr = requires(T t) {
 template <class T>
 concept SchedulerPtr = requires(T t) {
   requires std::is_base_of_v<LRScheduler, typename T::element_type> ||
-               std::is_base_of_v<torch::optim::LRScheduler, typename T::element_type>;
+      std::is_base_of_v<torch::optim::LRScheduler, typename T::element_type>;
 };
 
 class Accelerator {
@@ -110,8 +110,8 @@ class Accelerator {
   template <class... Ts>
   auto prepare(Ts&&... objects) {
     std::tuple first{prepare_first(std::forward<Ts>(objects))...};
-    auto done = std::apply([this](auto&&... x) { return std::tuple{prepare_second(std::move(x))...}; },
-                           std::move(first));
+    auto done =
+        std::apply([this](auto&&... x) { return std::tuple{prepare_second(std::move(x))...}; }, std::move(first));
     if constexpr (sizeof...(Ts) == 1) {
       return std::get<0>(std::move(done));
     } else {
@@ -284,8 +284,9 @@ class Accelerator {
     } else if constexpr (SchedulerPtr<D>) {
       return D(std::forward<T>(object));
     } else {
-      static_assert(!sizeof(D), "Accelerator::prepare: expected a module holder, a shared_ptr to an optimizer or "
-                                "scheduler, or a DataLoader");
+      static_assert(!sizeof(D),
+                    "Accelerator::prepare: expected a module holder, a shared_ptr to an optimizer or "
+                    "scheduler, or a DataLoader");
     }
   }
   template <class T>

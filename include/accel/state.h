@@ -10,9 +10,9 @@
 #include <optional>
 #include <string>
 
-#include <torch/types.h>
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 #include <torch/csrc/distributed/c10d/Store.hpp>
+#include <torch/types.h>
 
 #include "accel/dist/process_group.h"
 #include "accel/dist/topology.h"

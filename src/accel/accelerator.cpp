@@ -32,8 +32,8 @@ ProcessState& state_for(const std::optional<bool>& cpu) {
   }
   auto& st = ProcessState::get();
   if (cpu.value_or(false) && !st.device().is_cpu())
-    throw std::logic_error("Accelerator: cpu was requested but the process state already runs on " +
-                           st.device().str() + "; create the Accelerator before anything uses the process state");
+    throw std::logic_error("Accelerator: cpu was requested but the process state already runs on " + st.device().str() +
+                           "; create the Accelerator before anything uses the process state");
   return st;
 }
 }  // namespace
@@ -168,7 +168,8 @@ GradientSet Accelerator::gradients_of(const std::vector<torch::Tensor>& paramete
   return ::accel::gradients_of(parameters, holders);
 }
 
-torch::Tensor Accelerator::clip_grad_norm_(const std::vector<torch::Tensor>& parameters, double max_norm, double norm_type) {
+torch::Tensor Accelerator::clip_grad_norm_(const std::vector<torch::Tensor>& parameters, double max_norm,
+                                           double norm_type) {
   unscale_gradients();
   auto grads = gradients_of(parameters);
   // Clipped for this step: an optimizer that clips at each step leaves these.

@@ -78,8 +78,11 @@ void load_scheduler_json(AcceleratedScheduler& s, const json& j, const fs::path&
 struct Counts {
   size_t models, optimizers, schedulers, dataloaders, custom;
   json to_json() const {
-    return {{"models", models}, {"optimizers", optimizers}, {"schedulers", schedulers},
-            {"dataloaders", dataloaders}, {"custom_checkpoints", custom}};
+    return {{"models", models},
+            {"optimizers", optimizers},
+            {"schedulers", schedulers},
+            {"dataloaders", dataloaders},
+            {"custom_checkpoints", custom}};
   }
 };
 
@@ -137,11 +140,13 @@ fs::path Accelerator::save_state(const std::optional<fs::path>& dir) {
     if (scaler_) {
       if (auto st = scaler_->state()) {
         const auto tensors = st->to_tensors();
-        safetensors::save_file(safetensors::NamedTensors(tensors.begin(), tensors.end()), staging / "scaler.safetensors");
+        safetensors::save_file(safetensors::NamedTensors(tensors.begin(), tensors.end()),
+                               staging / "scaler.safetensors");
       }
     }
     for (size_t i = 0; i < custom_.size(); ++i)
-      safetensors::save_file(custom_[i].state_dict(), staging / ("custom_checkpoint_" + std::to_string(i) + ".safetensors"));
+      safetensors::save_file(custom_[i].state_dict(),
+                             staging / ("custom_checkpoint_" + std::to_string(i) + ".safetensors"));
   }
   wait_for_everyone();
   if (is_main_process()) {
@@ -185,8 +190,8 @@ fs::path Accelerator::load_state(const std::optional<fs::path>& dir) {
                              " is missing: the save did not finish, or the folder is not from save_state)");
   const json meta = read_json(in / kStateFile);
   if (!meta.is_object() || meta.value("format", "") != kStateFormat)
-    throw std::runtime_error("load_state: '" + (in / kStateFile).string() + "' is not an accel state file (expected \"format\": \"" +
-                             kStateFormat + "\")");
+    throw std::runtime_error("load_state: '" + (in / kStateFile).string() +
+                             "' is not an accel state file (expected \"format\": \"" + kStateFormat + "\")");
 
   // What the folder holds must be what this run prepared. Another number
   // of processes can resume only from full optimizer states (not ZeRO

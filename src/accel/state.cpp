@@ -29,9 +29,10 @@ torch::Device choose_device(const Topology& topology, bool cpu) {
   if (cpu || !torch::cuda::is_available()) return torch::Device(torch::kCPU);
   auto count = static_cast<int>(torch::cuda::device_count());
   if (topology.local_rank >= count) {
-    throw std::invalid_argument("local rank " + std::to_string(topology.local_rank) + " needs CUDA device " +
-                                std::to_string(topology.local_rank) + " but only " + std::to_string(count) +
-                                " are visible (CUDA_VISIBLE_DEVICES); start fewer processes per machine or use the CPU");
+    throw std::invalid_argument(
+        "local rank " + std::to_string(topology.local_rank) + " needs CUDA device " +
+        std::to_string(topology.local_rank) + " but only " + std::to_string(count) +
+        " are visible (CUDA_VISIBLE_DEVICES); start fewer processes per machine or use the CPU");
   }
   return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(topology.local_rank));
 }
@@ -74,7 +75,9 @@ ProcessState::~ProcessState() {
 
 ProcessState& ProcessState::init(StateOptions options) {
   std::lock_guard<std::recursive_mutex> lock(instance_mutex());
-  if (instance()) throw std::logic_error("accel::ProcessState::init: the process state already exists; call init once, before anything uses it");
+  if (instance())
+    throw std::logic_error(
+        "accel::ProcessState::init: the process state already exists; call init once, before anything uses it");
   instance().reset(new ProcessState(std::move(options)));
   static std::once_flag registered;
   std::call_once(registered, [] { std::atexit(shutdown_at_exit); });

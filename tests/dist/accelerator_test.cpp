@@ -33,7 +33,6 @@ struct NetImpl : torch::nn::Module {
 };
 TORCH_MODULE(Net);
 
-
 constexpr int64_t kSamples = 48;
 torch::Tensor all_x() { return torch::randn({kSamples, 6}, at::detail::createCPUGenerator(11)); }
 torch::Tensor all_y() { return torch::randint(0, 3, {kSamples}, at::detail::createCPUGenerator(12)); }
@@ -77,7 +76,8 @@ Reference reference(int64_t rows, int sched_per_step, double clip, int64_t steps
   Reference r;
   for (int64_t s = 0; s < steps; ++s) {
     opt->zero_grad();
-    auto loss = F::cross_entropy(net(x.narrow(0, s * rows, rows), !idle_branch || s % 2 == 0), y.narrow(0, s * rows, rows));
+    auto loss =
+        F::cross_entropy(net(x.narrow(0, s * rows, rows), !idle_branch || s % 2 == 0), y.narrow(0, s * rows, rows));
     loss.backward();
     if (clip > 0) r.norms.push_back(torch::nn::utils::clip_grad_norm_(net->parameters(), clip));
     opt->step();
@@ -107,7 +107,8 @@ Run train(Accelerator& acc, int64_t batch, double clip, bool idle_branch = false
     const int64_t step = batches++ / acc.gradient_accumulation_steps();
     auto loss = F::cross_entropy(model(b["x"], !idle_branch || step % 2 == 0), b["y"]);
     acc.backward(loss);
-    if (acc.sync_gradients() && clip > 0) r.norms.push_back(acc.clip_grad_norm_(net->parameters(), clip).item<double>());
+    if (acc.sync_gradients() && clip > 0)
+      r.norms.push_back(acc.clip_grad_norm_(net->parameters(), clip).item<double>());
     optimizer->step();
     scheduler->step();
     optimizer->zero_grad();

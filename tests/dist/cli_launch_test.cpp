@@ -175,7 +175,8 @@ TEST_F(CliLaunch, WorkersIgnoringSigtermAreKilledAfterTheGracePeriod) {
 
 TEST_F(CliLaunch, SigintToTheLauncherStopsEveryWorker) {
   auto t0 = Clock::now();
-  pid_t launcher = start({"launch", "--cpu", "--num_processes", "2", "--main_process_port", "0", program("misbehave.sh")}, {});
+  pid_t launcher =
+      start({"launch", "--cpu", "--num_processes", "2", "--main_process_port", "0", program("misbehave.sh")}, {});
   ASSERT_TRUE(wait_for_files(2, "pid."));
   kill(launcher, SIGINT);
   auto r = finish(launcher, t0);
@@ -261,7 +262,8 @@ TEST_F(CliLaunch, EnvReportsVersionsAndTheDefaultConfig) {
   EXPECT_NE(none.output.find("- System RAM: "), std::string::npos) << none.output;
   EXPECT_NE(none.output.find("default_config.yaml): Not found"), std::string::npos) << none.output;
   fs::create_directories(dir_ / "hf" / "accelerate");
-  std::ofstream(dir_ / "hf" / "accelerate" / "default_config.yaml") << "distributed_type: MULTI_CPU\nnum_processes: 3\n";
+  std::ofstream(dir_ / "hf" / "accelerate" / "default_config.yaml")
+      << "distributed_type: MULTI_CPU\nnum_processes: 3\n";
   auto with = accel({"env"});
   EXPECT_NE(with.output.find("\t- num_processes: 3\n"), std::string::npos) << with.output;
   EXPECT_NE(with.output.find("\t- distributed_type: MULTI_CPU\n"), std::string::npos) << with.output;

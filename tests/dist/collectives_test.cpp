@@ -85,7 +85,8 @@ TEST_P(Collectives, ObjectsOfDifferentSizes) {
     std::string mine(static_cast<size_t>(r * 1000), static_cast<char>('a' + r));
     auto all = gather_object(mine);
     ASSERT_EQ(static_cast<int>(all.size()), n);
-    for (int k = 0; k < n; ++k) EXPECT_EQ(all[k], std::string(static_cast<size_t>(k * 1000), static_cast<char>('a' + k)));
+    for (int k = 0; k < n; ++k)
+      EXPECT_EQ(all[k], std::string(static_cast<size_t>(k * 1000), static_cast<char>('a' + k)));
     std::string json = r == 1 ? R"({"lr": 0.1, "name": "rank one"})" : "";
     EXPECT_EQ(broadcast_object(json, 1), R"({"lr": 0.1, "name": "rank one"})");
     // Binary bytes survive, zeros included.

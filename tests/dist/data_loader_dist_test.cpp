@@ -18,7 +18,9 @@ namespace {
 using Rows = std::vector<int64_t>;
 
 auto rows(int64_t n) {
-  return make_dataset(n, [](int64_t i) { return TensorDict{{"id", torch::tensor(i)}, {"x", torch::full({3}, double(i))}}; });
+  return make_dataset(n, [](int64_t i) {
+    return TensorDict{{"id", torch::tensor(i)}, {"x", torch::full({3}, double(i))}};
+  });
 }
 
 auto stream(int64_t n) {

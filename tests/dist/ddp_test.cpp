@@ -33,7 +33,6 @@ TORCH_MODULE(Net);
 
 constexpr int kSteps = 5, kBatch = 4;
 
-
 torch::Tensor inputs(int step) {
   auto g = at::detail::createCPUGenerator(1000 + step);
   return torch::randn({2 * kBatch, 6}, g);
@@ -90,7 +89,8 @@ void ddp_run(int accumulation, bool branch_every_other, DDPOptions opts) {
       int n = kBatch / accumulation;
       for (int m = 0; m < accumulation; ++m) {
         auto micro = [&] {
-          auto loss = torch::nn::functional::cross_entropy(ddp(x.narrow(0, m * n, n), use_branch), y.narrow(0, m * n, n));
+          auto loss =
+              torch::nn::functional::cross_entropy(ddp(x.narrow(0, m * n, n), use_branch), y.narrow(0, m * n, n));
           (loss / accumulation).backward();
         };
         if (m + 1 < accumulation) {
@@ -118,9 +118,7 @@ TEST(DDP, SmallBucketsStillEqual) { ddp_run(1, false, DDPOptions().set_bucket_ca
 
 TEST(DDP, NoSyncAccumulationEqualsFullBatch) { ddp_run(2, false, {}); }
 
-TEST(DDP, FindUnusedParametersWithIdleBranch) {
-  ddp_run(1, true, DDPOptions().set_find_unused_parameters(true));
-}
+TEST(DDP, FindUnusedParametersWithIdleBranch) { ddp_run(1, true, DDPOptions().set_find_unused_parameters(true)); }
 
 TEST(DDP, BroadcastsInitialParametersAndBuffers) {
   accel::testing::run_distributed(3, [] {

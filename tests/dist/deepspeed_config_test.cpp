@@ -4,8 +4,8 @@
 // the fp16 section's loss scaler, and the batch sizes and optimizer checked
 // at prepare(). Clipping runs on 1 process (no ZeRO engine) and on 2 (ZeRO-2):
 // it must hold on both paths.
-#include <gtest/gtest.h>
 #include <gmock/gmock.h>
+#include <gtest/gtest.h>
 #include <torch/torch.h>
 #include <unistd.h>
 
@@ -68,7 +68,7 @@ AcceleratorOptions deepspeed(const std::string& config_file) {
 
 struct Run {
   std::vector<torch::Tensor> params;
-  std::vector<double> norms;  // what the user's clip_grad_norm_ returned
+  std::vector<double> norms;    // what the user's clip_grad_norm_ returned
   bool through_engine = false;  // the optimizer steps ZeRO slices (or masters)
 };
 

@@ -61,7 +61,8 @@ struct Trainer {
       : acc(options.mixed_precision(c.precision).gradient_accumulation_steps(c.accumulation)) {
     seed_cpu(5);
     Net n;
-    auto o = std::make_shared<torch::optim::AdamW>(n->parameters(), torch::optim::AdamWOptions(1e-2).weight_decay(0.05));
+    auto o =
+        std::make_shared<torch::optim::AdamW>(n->parameters(), torch::optim::AdamWOptions(1e-2).weight_decay(0.05));
     auto s = get_scheduler("linear", *o, 3, 40);
     auto g = at::detail::createCPUGenerator(21);
     auto ds = std::make_shared<TensorDataset>(
@@ -96,7 +97,8 @@ struct Trainer {
   // Parameters and optimizer state, by name, to compare bit for bit.
   safetensors::NamedTensors snapshot() {
     safetensors::NamedTensors out;
-    for (const auto& item : net->named_parameters()) out.emplace_back("param." + item.key(), item.value().detach().clone());
+    for (const auto& item : net->named_parameters())
+      out.emplace_back("param." + item.key(), item.value().detach().clone());
     for (auto& [name, t] : optimizer_state(optimizer->optimizer()).tensors) out.emplace_back(name, t);
     out.emplace_back("lr", torch::tensor(scheduler->get_last_lr()[0], torch::kFloat64));
     out.emplace_back("steps", torch::tensor(progress->steps));
@@ -128,7 +130,8 @@ class SaveState : public ::testing::Test {
     run_distributed(2, [&] {
       Trainer r(c);
       r.train(kTotal);
-      safetensors::save_file(r.snapshot(), dir / ("straight_" + std::to_string(r.acc.process_index()) + ".safetensors"));
+      safetensors::save_file(r.snapshot(),
+                             dir / ("straight_" + std::to_string(r.acc.process_index()) + ".safetensors"));
     });
     run_distributed(2, [&] {
       Trainer r(c);
@@ -176,7 +179,7 @@ TEST_F(SaveState, AutomaticNamingKeepsTotalLimitAndLoadsTheNewest) {
   const fs::path dir = dir_;
   run_distributed(2, [&] {
     Trainer r({"no", 1}, AcceleratorOptions().project_config(
-                         ProjectConfiguration().project_dir(dir).automatic_checkpoint_naming(true).total_limit(2)));
+                             ProjectConfiguration().project_dir(dir).automatic_checkpoint_naming(true).total_limit(2)));
     for (int i = 0; i < 4; ++i) {
       r.train(1);
       EXPECT_EQ(r.acc.save_state(), dir / "checkpoints" / ("checkpoint_" + std::to_string(i)));
@@ -189,7 +192,7 @@ TEST_F(SaveState, AutomaticNamingKeepsTotalLimitAndLoadsTheNewest) {
   });
   run_distributed(2, [&] {
     Trainer r({"no", 1}, AcceleratorOptions().project_config(
-                         ProjectConfiguration().project_dir(dir).automatic_checkpoint_naming(true).total_limit(2)));
+                             ProjectConfiguration().project_dir(dir).automatic_checkpoint_naming(true).total_limit(2)));
     EXPECT_EQ(r.acc.load_state(), dir / "checkpoints" / "checkpoint_3");
     EXPECT_EQ(r.progress->steps, 4);
     // The numbering continues after the loaded checkpoint.
@@ -255,7 +258,8 @@ TEST_F(SaveState, RefusesAnotherWorldSizeOtherObjectsAndMissingFiles) {
   };
   run_distributed(1, [&] {
     Trainer r({"no", 1});
-    expect_error([&] { r.acc.load_state(dir / "ckpt"); }, {"saved by 2 processes", "this run has 1", "--num_processes 2"});
+    expect_error([&] { r.acc.load_state(dir / "ckpt"); },
+                 {"saved by 2 processes", "this run has 1", "--num_processes 2"});
   });
   run_distributed(2, [&] {
     Trainer r({"no", 1});

@@ -175,7 +175,8 @@ TEST_F(ZeroOffload, RefusesWhatItCannotOffloadByName) {
     expect_message(
         [&] { Trainer t(offloaded(ShardingStrategy::shard_grad_op, OffloadDevice::cpu, 1, true), Opt::sgd); },
         "delayed_update");
-    expect_message([] { check_sharding_options(ShardingOptions().offload_optimizer(OffloadOptions().delayed_update(true))); },
-                   "delayed_update");
+    expect_message(
+        [] { check_sharding_options(ShardingOptions().offload_optimizer(OffloadOptions().delayed_update(true))); },
+        "delayed_update");
   });
 }

@@ -13,7 +13,6 @@
 #include "accel/optim/schedules.h"
 #include "support/cuda.h"
 
-
 using namespace accel;
 namespace F = torch::nn::functional;
 
@@ -149,7 +148,8 @@ TEST(GpuAccelerator, FusedOptimizerStepEqualsLibTorchsStep) {
   const std::vector<std::pair<std::string, MakeOpt>> optimizers = {
       {"AdamW", [&](auto p) { return std::make_shared<torch::optim::AdamW>(p, adamw); }},
       {"FusedAdamW", [&](auto p) { return std::make_shared<FusedAdamW>(p, adamw); }},
-      {"Adam", [](auto p) { return std::make_shared<torch::optim::Adam>(p, torch::optim::AdamOptions(1e-2).amsgrad(true)); }},
+      {"Adam",
+       [](auto p) { return std::make_shared<torch::optim::Adam>(p, torch::optim::AdamOptions(1e-2).amsgrad(true)); }},
       {"SGD", [](auto p) {
          return std::make_shared<torch::optim::SGD>(p, torch::optim::SGDOptions(0.1).momentum(0.9).nesterov(true));
        }}};

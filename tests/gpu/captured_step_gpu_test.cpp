@@ -10,7 +10,6 @@
 #include "accel/optim/schedules.h"
 #include "support/cuda.h"
 
-
 using namespace accel;
 namespace F = torch::nn::functional;
 
@@ -18,8 +17,8 @@ namespace {
 
 torch::nn::Sequential make_net() {
   torch::manual_seed(0);
-  return torch::nn::Sequential(torch::nn::Linear(16, 64), torch::nn::GELU(), torch::nn::LayerNorm(torch::nn::LayerNormOptions({64})),
-                               torch::nn::Linear(64, 5));
+  return torch::nn::Sequential(torch::nn::Linear(16, 64), torch::nn::GELU(),
+                               torch::nn::LayerNorm(torch::nn::LayerNormOptions({64})), torch::nn::Linear(64, 5));
 }
 
 struct Trained {
@@ -32,7 +31,8 @@ struct Trained {
 Trained train(bool cuda_graph, const std::string& precision) {
   Accelerator acc(AcceleratorOptions().cuda_graph(cuda_graph).mixed_precision(precision));
   auto net = make_net();
-  auto adamw = std::make_shared<torch::optim::AdamW>(net->parameters(), torch::optim::AdamWOptions(1e-2).weight_decay(0.1));
+  auto adamw =
+      std::make_shared<torch::optim::AdamW>(net->parameters(), torch::optim::AdamWOptions(1e-2).weight_decay(0.1));
   auto sched = get_scheduler("cosine", *adamw, 3, 10);
   auto [model, optimizer, scheduler] = acc.prepare(net, adamw, sched);
   auto step = acc.capture_step([&](const std::vector<torch::Tensor>& in) {
@@ -53,7 +53,8 @@ Trained train(bool cuda_graph, const std::string& precision) {
   }
   for (auto& p : net->parameters()) t.params.push_back(p.detach().cpu());
   const auto& state = optimizer->optimizer().state();
-  t.host_steps = static_cast<torch::optim::AdamWParamState&>(*state.at(net->parameters()[0].unsafeGetTensorImpl())).step();
+  t.host_steps =
+      static_cast<torch::optim::AdamWParamState&>(*state.at(net->parameters()[0].unsafeGetTensorImpl())).step();
   t.captured = step.captured();
   return t;
 }
@@ -90,14 +91,16 @@ TEST(CapturedStepGpu, WhatCannotBeCapturedIsRefusedWithTheReason) {
     Accelerator acc(AcceleratorOptions().cuda_graph(true));
     auto net = make_net();
     auto [model, optimizer] = acc.prepare(net, std::make_shared<torch::optim::AdamW>(net->parameters()));
-    auto step = acc.capture_step([&](const std::vector<torch::Tensor>& in) {
-      auto loss = model(in[0]).pow(2).mean();
-      acc.backward(loss);
-      if (loss.item<double>() > 1e9) throw std::logic_error("unreachable");
-      optimizer->step();
-      optimizer->zero_grad();
-      return std::vector<torch::Tensor>{loss};
-    }, CaptureOptions().warmup_steps(1));
+    auto step = acc.capture_step(
+        [&](const std::vector<torch::Tensor>& in) {
+          auto loss = model(in[0]).pow(2).mean();
+          acc.backward(loss);
+          if (loss.item<double>() > 1e9) throw std::logic_error("unreachable");
+          optimizer->step();
+          optimizer->zero_grad();
+          return std::vector<torch::Tensor>{loss};
+        },
+        CaptureOptions().warmup_steps(1));
     auto x = torch::randn({4, 16}, torch::kCUDA);
     step({x});  // the warm-up call runs eagerly
     // Another shape than the first call's.
@@ -111,7 +114,10 @@ TEST(CapturedStepGpu, WhatCannotBeCapturedIsRefusedWithTheReason) {
     auto step = acc.capture_step([&](const std::vector<torch::Tensor>& in) { return in; });
     expect_error([&] { step({torch::randn({4, 16}, torch::kCUDA)}); }, "fp16 loss scaling");
   }
-  expect_error([] { Accelerator(AcceleratorOptions().cuda_graph(true).gradient_accumulation_steps(2))
-                        .capture_step([](const std::vector<torch::Tensor>& in) { return in; }); },
-               "gradient_accumulation_steps is 2");
+  expect_error(
+      [] {
+        Accelerator(AcceleratorOptions().cuda_graph(true).gradient_accumulation_steps(2))
+            .capture_step([](const std::vector<torch::Tensor>& in) { return in; });
+      },
+      "gradient_accumulation_steps is 2");
 }

@@ -7,7 +7,6 @@
 #include "accel/state.h"
 #include "support/cuda.h"
 
-
 TEST(Gpu, DeviceIsLocalRankGpu) {
   REQUIRE_CUDA();
   accel::Topology t;

@@ -9,7 +9,6 @@
 #include "accel/ops/linear_cross_entropy.h"
 #include "support/cuda.h"
 
-
 namespace F = torch::nn::functional;
 
 TEST(FusedOpsGpu, LinearCrossEntropyUnderBf16AutocastMatchesTheUnfusedPath) {

@@ -15,7 +15,6 @@
 #include "accel/optim/schedules.h"
 #include "support/cuda.h"
 
-
 using namespace accel;
 namespace F = torch::nn::functional;
 namespace fs = std::filesystem;

@@ -37,7 +37,8 @@ struct Run {
 Run train(AcceleratorOptions options, int steps) {
   Accelerator acc(std::move(options));
   auto net = make_net();
-  auto adamw = std::make_shared<torch::optim::AdamW>(net->parameters(), torch::optim::AdamWOptions(1e-2).weight_decay(0.1));
+  auto adamw =
+      std::make_shared<torch::optim::AdamW>(net->parameters(), torch::optim::AdamWOptions(1e-2).weight_decay(0.1));
   auto [model, optimizer] = acc.prepare(net, adamw);
   auto g = at::detail::createCPUGenerator(7);
   for (int s = 0; s < steps; ++s) {
@@ -65,8 +66,8 @@ double max_diff(const std::vector<torch::Tensor>& a, const std::vector<torch::Te
 
 AcceleratorOptions offload(OffloadDevice device, bool delayed = false) {
   const auto swap = fs::temp_directory_path() / ("accel_gpu_swap_" + std::to_string(::getpid()));
-  return AcceleratorOptions().sharding(ShardingOptions().offload_optimizer(
-      OffloadOptions().device(device).nvme_path(swap).delayed_update(delayed)));
+  return AcceleratorOptions().sharding(
+      ShardingOptions().offload_optimizer(OffloadOptions().device(device).nvme_path(swap).delayed_update(delayed)));
 }
 
 // The delayed rule in plain LibTorch: gradients at the model, which receives

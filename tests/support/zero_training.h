@@ -97,8 +97,8 @@ inline Reference reference(Opt kind, const std::vector<Phase>& phases, double cl
   return r;
 }
 
-inline AcceleratorOptions zero_options(ShardingStrategy strategy, int64_t accumulation = 1, int64_t bucket = 500'000'000,
-                                bool overlap = true) {
+inline AcceleratorOptions zero_options(ShardingStrategy strategy, int64_t accumulation = 1,
+                                       int64_t bucket = 500'000'000, bool overlap = true) {
   return AcceleratorOptions()
       .gradient_accumulation_steps(accumulation)
       .sharding(ShardingOptions().strategy(strategy).reduce_bucket_size(bucket).overlap_comm(overlap));
@@ -138,7 +138,8 @@ struct Trainer {
         auto loss = F::cross_entropy((*model)(x.narrow(0, mine, kRows)), y.narrow(0, mine, kRows));
         if (extra_loss) loss = loss + extra_loss(s);
         acc.backward(loss);
-        if (acc.sync_gradients() && clip > 0) norms.push_back(acc.clip_grad_norm_(net->parameters(), clip).item<double>());
+        if (acc.sync_gradients() && clip > 0)
+          norms.push_back(acc.clip_grad_norm_(net->parameters(), clip).item<double>());
         optimizer->step();
         optimizer->zero_grad();
         if (module_zero_grad && acc.sync_gradients()) net->zero_grad();

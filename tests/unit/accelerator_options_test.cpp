@@ -106,8 +106,7 @@ TEST(AcceleratorOptions, KeepsTheLaunchersConfigForPrepare) {
   ASSERT_TRUE(ds.sharding_config->scaler);
   EXPECT_EQ(ds.sharding_config->scaler->hysteresis(), 2);  // DeepSpeed's defaults
   // Sharding set in code: the environment is not read.
-  auto code = resolve(AcceleratorOptions()
-                          .sharding(ShardingOptions())
-                          .env(env_from_map({{"ACCELERATE_USE_DEEPSPEED", "true"}})));
+  auto code = resolve(
+      AcceleratorOptions().sharding(ShardingOptions()).env(env_from_map({{"ACCELERATE_USE_DEEPSPEED", "true"}})));
   EXPECT_FALSE(code.sharding_config);
 }

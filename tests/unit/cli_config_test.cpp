@@ -158,7 +158,8 @@ TEST(CliConfig, BadKeysAndValuesNameTheKeyAndTheAllowedValues) {
   expect_error("distributed_type: NO\nuse_cpu: maybe\n", {"'use_cpu'", "true or false"});
   expect_error("distributed_type: FSDP\nfsdp_config:\n  fsdp_state_dict_type: HALF\n",
                {"fsdp_config.fsdp_state_dict_type", "FULL_STATE_DICT"});
-  expect_error("distributed_type: FSDP\nfsdp_config:\n  fsdp_wrap: x\n", {"fsdp_config.fsdp_wrap", "fsdp_auto_wrap_policy"});
+  expect_error("distributed_type: FSDP\nfsdp_config:\n  fsdp_wrap: x\n",
+               {"fsdp_config.fsdp_wrap", "fsdp_auto_wrap_policy"});
   expect_error("distributed_type: DEEPSPEED\ndeepspeed_config:\n  zero_stage: 4\n", {"zero_stage", "0, 1, 2, 3"});
   expect_error("num_processes: 2\n", {"distributed_type", "missing"});
   expect_error("compute_environment: AMAZON_SAGEMAKER\ndistributed_type: NO\n", {"AMAZON_SAGEMAKER", "LOCAL_MACHINE"});
@@ -195,7 +196,10 @@ TEST(CliConfig, SaveLoadUpdateOnDisk) {
 }
 
 TEST(CliConfig, DefaultLocationFollowsHfHomeThenXdgThenHome) {
-  auto save = [](const char* k) { const char* v = std::getenv(k); return v ? std::optional<std::string>(v) : std::nullopt; };
+  auto save = [](const char* k) {
+    const char* v = std::getenv(k);
+    return v ? std::optional<std::string>(v) : std::nullopt;
+  };
   auto hf = save("HF_HOME"), xdg = save("XDG_CACHE_HOME"), home = save("HOME");
   setenv("HF_HOME", "/h", 1);
   setenv("XDG_CACHE_HOME", "/x", 1);
@@ -206,7 +210,10 @@ TEST(CliConfig, DefaultLocationFollowsHfHomeThenXdgThenHome) {
   unsetenv("XDG_CACHE_HOME");
   EXPECT_EQ(default_config_path(), "/home/u/.cache/huggingface/accelerate/default_config.yaml");
   auto restore = [](const char* k, const std::optional<std::string>& v) {
-    if (v) setenv(k, v->c_str(), 1); else unsetenv(k);
+    if (v)
+      setenv(k, v->c_str(), 1);
+    else
+      unsetenv(k);
   };
   restore("HF_HOME", hf);
   restore("XDG_CACHE_HOME", xdg);
@@ -221,7 +228,7 @@ TEST(CliConfig, PythonStyleStrings) {
   EXPECT_EQ(Value::of_number(1e16).str(), "1e+16");
   EXPECT_EQ(Value::of_number(100000000.0).str(), "100000000.0");
   EXPECT_EQ(resolve_plain_scalar("yes"), Value::of_bool(true));
-  EXPECT_EQ(resolve_plain_scalar("1e8"), Value::of_text("1e8"));  // YAML 1.1 floats need a dot
+  EXPECT_EQ(resolve_plain_scalar("1e8"), Value::of_text("1e8"));      // YAML 1.1 floats need a dot
   EXPECT_EQ(resolve_plain_scalar("1.5e3"), Value::of_text("1.5e3"));  // and a signed exponent
   EXPECT_EQ(resolve_plain_scalar("1.5e+3"), Value::of_number(1500));
   EXPECT_EQ(resolve_plain_scalar("0,1"), Value::of_text("0,1"));

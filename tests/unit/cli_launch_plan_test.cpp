@@ -24,7 +24,10 @@ class CliLaunchPlan : public ::testing::Test {
     setenv("HF_HOME", (dir_ / "hf").c_str(), 1);  // no default config unless a test writes one
   }
   void TearDown() override {
-    if (old_hf_) setenv("HF_HOME", old_hf_->c_str(), 1); else unsetenv("HF_HOME");
+    if (old_hf_)
+      setenv("HF_HOME", old_hf_->c_str(), 1);
+    else
+      unsetenv("HF_HOME");
     fs::remove_all(dir_);
   }
   std::string write(const std::string& name, const std::string& text) {
@@ -118,17 +121,17 @@ TEST_F(CliLaunchPlan, FlagsOverrideTheFile) {
                    "gpu_ids: all\nfsdp_config:\n  fsdp_version: 2\n  fsdp_offload_params: true\n"
                    "  fsdp_state_dict_type: SHARDED_STATE_DICT\n  fsdp_auto_wrap_policy: SIZE_BASED_WRAP\n"
                    "  min_num_params: 2000\n");
-  auto p = plan({{"config_file", cfg}, {"mixed_precision", "fp16"}, {"fsdp_offload_params", "false"},
-                 {"num_processes", "4"}});
+  auto p = plan(
+      {{"config_file", cfg}, {"mixed_precision", "fp16"}, {"fsdp_offload_params", "false"}, {"num_processes", "4"}});
   EXPECT_EQ(p.kind, LauncherKind::multi_gpu);
   EXPECT_EQ(p.num_processes, 4);
   EXPECT_TRUE(p.defaults_used.empty());
   auto e = worker_env(p, 0);
   EXPECT_EQ(e.at("ACCELERATE_MIXED_PRECISION"), "fp16");  // flag
-  EXPECT_EQ(e.at("FSDP_OFFLOAD_PARAMS"), "false");         // flag over the section
-  EXPECT_EQ(e.at("FSDP_VERSION"), "2");                    // file
+  EXPECT_EQ(e.at("FSDP_OFFLOAD_PARAMS"), "false");        // flag over the section
+  EXPECT_EQ(e.at("FSDP_VERSION"), "2");                   // file
   EXPECT_EQ(e.at("FSDP_STATE_DICT_TYPE"), "SHARDED_STATE_DICT");
-  EXPECT_EQ(e.at("FSDP_MIN_NUM_PARAMS"), "2000");          // file key without the fsdp_ prefix
+  EXPECT_EQ(e.at("FSDP_MIN_NUM_PARAMS"), "2000");           // file key without the fsdp_ prefix
   EXPECT_EQ(e.at("FSDP_SHARDING_STRATEGY"), "FULL_SHARD");  // flag default
   EXPECT_EQ(e.at("FSDP_USE_ORIG_PARAMS"), "true");
   EXPECT_EQ(e.at("ACCELERATE_USE_FSDP"), "true");
@@ -139,7 +142,8 @@ TEST_F(CliLaunchPlan, FlagsOverrideTheFile) {
 
 TEST_F(CliLaunchPlan, DefaultConfigFileIsReadUnlessCpu) {
   fs::create_directories(dir_ / "hf" / "accelerate");
-  write("hf/accelerate/default_config.yaml", "distributed_type: MULTI_GPU\nnum_processes: 3\nmain_process_port: 29613\n");
+  write("hf/accelerate/default_config.yaml",
+        "distributed_type: MULTI_GPU\nnum_processes: 3\nmain_process_port: 29613\n");
   auto p = plan({});
   EXPECT_EQ(p.kind, LauncherKind::multi_gpu);
   EXPECT_EQ(p.local_processes, 3);
@@ -177,8 +181,12 @@ TEST_F(CliLaunchPlan, DeepSpeedVariables) {
 }
 
 TEST_F(CliLaunchPlan, MultiNodeRanks) {
-  auto p = plan({{"cpu", ""}, {"num_processes", "4"}, {"num_machines", "2"}, {"machine_rank", "1"},
-                 {"main_process_ip", "10.1.2.3"}, {"main_process_port", "29615"}});
+  auto p = plan({{"cpu", ""},
+                 {"num_processes", "4"},
+                 {"num_machines", "2"},
+                 {"machine_rank", "1"},
+                 {"main_process_ip", "10.1.2.3"},
+                 {"main_process_port", "29615"}});
   EXPECT_EQ(p.local_processes, 2);
   auto e = worker_env(p, 1);
   EXPECT_EQ(e.at("RANK"), "3");
@@ -203,9 +211,15 @@ void expect_invalid(const std::function<void()>& f, const std::string& fragment)
 TEST_F(CliLaunchPlan, BadCombinationsAreErrors) {
   expect_invalid([&] { plan({{"cpu", ""}, {"multi_gpu", ""}}); }, "only use one of");
   expect_invalid([&] { plan({{"multi_gpu", ""}, {"num_processes", "1"}}); }, "at least 2");
-  expect_invalid([&] { plan({{"cpu", ""}, {"num_processes", "3"}, {"num_machines", "2"}, {"main_process_ip", "h"},
-                             {"main_process_port", "1"}}); },
-                 "not a multiple");
+  expect_invalid(
+      [&] {
+        plan({{"cpu", ""},
+              {"num_processes", "3"},
+              {"num_machines", "2"},
+              {"main_process_ip", "h"},
+              {"main_process_port", "1"}});
+      },
+      "not a multiple");
   expect_invalid([&] { plan({{"cpu", ""}, {"num_processes", "2"}, {"num_machines", "2"}}); }, "--main_process_ip");
   expect_invalid([&] { plan({{"cpu", ""}, {"machine_rank", "2"}, {"num_machines", "2"}}); }, "machine_rank 2");
   auto cfg = write("m.yaml", "distributed_type: MULTI_GPU\n");

@@ -115,8 +115,9 @@ TEST(DataLoader, OptionsAreValidatedWithTheBadValue) {
         make_data_loader(rows(4), DataLoaderOptions(2).batch_sampler(bs));
       },
       "batch_size (2)");
-  expect_error([] { prepare_data_loader(make_data_loader(rows(8), DataLoaderOptions(3)), rank_of(2, 0).split_batches(true)); },
-               "batch size (3)");
+  expect_error(
+      [] { prepare_data_loader(make_data_loader(rows(8), DataLoaderOptions(3)), rank_of(2, 0).split_batches(true)); },
+      "batch size (3)");
   expect_error([] { prepare_data_loader(make_data_loader(rows(8), DataLoaderOptions(2)), rank_of(2, 2)); },
                "process_index 2");
 }
@@ -147,8 +148,9 @@ TEST(DataLoaderGrid, PreparedLoadersGiveTheReferenceShards) {
                                                   << " split=" << split << " even=" << even << " drop=" << drop);
                 auto opts = rank_of(P, p).split_batches(split).even_batches(even).dispatch_batches(false);
                 auto map = prepare_data_loader(make_data_loader(rows(n), DataLoaderOptions(bs).drop_last(drop)), opts);
-                const auto want = P == 1 ? accel::testing::chunk(drop ? accel::testing::cut(order, 0, n / bs * bs) : order, bs)
-                                         : accel::testing::expected_batch_shard(order, bs, drop, P, p, split, even);
+                const auto want =
+                    P == 1 ? accel::testing::chunk(drop ? accel::testing::cut(order, 0, n / bs * bs) : order, bs)
+                           : accel::testing::expected_batch_shard(order, bs, drop, P, p, split, even);
                 EXPECT_EQ(run_epoch(map), want);
                 if (even) continue;  // the iterable shard has no even_batches switch
                 auto it = prepare_data_loader(make_data_loader(stream(n), DataLoaderOptions(bs).drop_last(drop)), opts);
@@ -170,8 +172,8 @@ TEST(DataLoaderGrid, DroppingTheRemainderLeavesEachSampleOnce) {
         for (bool split : {false, true})
           for (bool iterable : {false, true}) {
             if (n < 1 || (split && bs % P != 0)) continue;
-            SCOPED_TRACE(::testing::Message() << "n=" << n << " bs=" << bs << " P=" << P << " split=" << split
-                                              << " iterable=" << iterable);
+            SCOPED_TRACE(::testing::Message()
+                         << "n=" << n << " bs=" << bs << " P=" << P << " split=" << split << " iterable=" << iterable);
             std::vector<DataLoader<torch::Tensor>> loaders;
             for (int p = 0; p < P; ++p) {
               auto opts = rank_of(P, p).split_batches(split).dispatch_batches(false);
@@ -220,7 +222,11 @@ TEST(DataLoaderWorkers, SameBatchesAsWithoutWorkers) {
                            std::this_thread::sleep_for(std::chrono::microseconds((i * 7919) % 13 * 50));
                            return torch::tensor(i, torch::kInt64);
                          }),
-            DataLoaderOptions(4).shuffle(true).seed(11).num_workers(workers).prefetch_factor(prefetch)
+            DataLoaderOptions(4)
+                .shuffle(true)
+                .seed(11)
+                .num_workers(workers)
+                .prefetch_factor(prefetch)
                 .persistent_workers(persistent));
         EXPECT_EQ(run_epoch(fast), want0);
         EXPECT_EQ(run_epoch(fast), want1);
@@ -274,8 +280,8 @@ TEST(DataLoaderState, ResumeContinuesTheUninterruptedSequence) {
     for (int p = 0; p < 2; ++p)
       for (int64_t workers : {0, 2})
         for (int64_t k : {0, 1, 3, 5, 6}) {
-          SCOPED_TRACE(::testing::Message() << "iterable=" << iterable << " p=" << p << " k=" << k
-                                            << " workers=" << workers);
+          SCOPED_TRACE(::testing::Message()
+                       << "iterable=" << iterable << " p=" << p << " k=" << k << " workers=" << workers);
           auto make = [&](uint64_t seed) {
             auto o = DataLoaderOptions(2).num_workers(workers);
             auto opts = rank_of(2, p).dispatch_batches(false);

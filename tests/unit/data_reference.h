@@ -41,8 +41,10 @@ inline RowBatches expected_batch_shard(const Rows& order, int64_t bs, bool drop_
   if (split) {
     const int64_t piece = bs / P;
     Rows s = order;
-    if (drop_last) s.resize(n / bs * bs);
-    else if (even) s = cycle_extend(order, bs, (n + bs - 1) / bs * bs);
+    if (drop_last)
+      s.resize(n / bs * bs);
+    else if (even)
+      s = cycle_extend(order, bs, (n + bs - 1) / bs * bs);
     for (auto& b : chunk(s, bs)) {
       if (static_cast<int64_t>(b.size()) <= piece * p) continue;  // short, without even: not for this rank
       out.push_back(cut(b, piece * p, piece * (p + 1)));
@@ -51,9 +53,12 @@ inline RowBatches expected_batch_shard(const Rows& order, int64_t bs, bool drop_
   }
   const int64_t g = bs * P;
   RowBatches all;
-  if (drop_last) all = chunk(cut(order, 0, n / g * g), bs);
-  else if (even) all = chunk(cycle_extend(order, g, (n + g - 1) / g * g), bs);
-  else all = chunk(order, bs);
+  if (drop_last)
+    all = chunk(cut(order, 0, n / g * g), bs);
+  else if (even)
+    all = chunk(cycle_extend(order, g, (n + g - 1) / g * g), bs);
+  else
+    all = chunk(order, bs);
   for (size_t k = p; k < all.size(); k += P) out.push_back(all[k]);
   return out;
 }
@@ -63,8 +68,10 @@ inline Rows expected_iterable_shard(int64_t n, int64_t bs, bool drop_last, int P
   const int64_t g = split ? bs : bs * P, mine = g / P;
   Rows s;
   for (int64_t i = 0; i < n; ++i) s.push_back(i);
-  if (drop_last) s.resize(n / g * g);
-  else if (n > 0) s = cycle_extend(s, g, (n + g - 1) / g * g);
+  if (drop_last)
+    s.resize(n / g * g);
+  else if (n > 0)
+    s = cycle_extend(s, g, (n + g - 1) / g * g);
   Rows out;
   for (int64_t b = 0; b < static_cast<int64_t>(s.size()); b += g)
     for (int64_t i = b + p * mine; i < b + (p + 1) * mine; ++i) out.push_back(s[i]);

@@ -53,9 +53,8 @@ void expect_fused_equals_libtorch(const Options& options, const Options& second,
                                   const std::function<void(accel::FusedStep&, Opt&)>& fused_update) {
   auto ref = train<Opt>(options, second, libtorch);
   accel::FusedStep fused;
-  auto got = train<Opt>(options, second, [&](torch::optim::Optimizer& opt, int) {
-    fused_update(fused, static_cast<Opt&>(opt));
-  });
+  auto got = train<Opt>(options, second,
+                        [&](torch::optim::Optimizer& opt, int) { fused_update(fused, static_cast<Opt&>(opt)); });
   expect_close(got, ref);
   // Fused for four steps, LibTorch's step() for four, fused again: the
   // step counts moved behind FusedStep's back and must be picked up.
@@ -72,16 +71,16 @@ void expect_fused_equals_libtorch(const Options& options, const Options& second,
 
 void adamw_case(bool amsgrad) {
   using O = torch::optim::AdamWOptions;
-  expect_fused_equals_libtorch<torch::optim::AdamW>(
-      O(1e-2).betas({0.8, 0.99}).weight_decay(0.01).amsgrad(amsgrad), O(3e-3).weight_decay(0.1).amsgrad(amsgrad),
-      [](accel::FusedStep& f, torch::optim::AdamW& o) { f.adamw(o); });
+  expect_fused_equals_libtorch<torch::optim::AdamW>(O(1e-2).betas({0.8, 0.99}).weight_decay(0.01).amsgrad(amsgrad),
+                                                    O(3e-3).weight_decay(0.1).amsgrad(amsgrad),
+                                                    [](accel::FusedStep& f, torch::optim::AdamW& o) { f.adamw(o); });
 }
 
 void adam_case(bool amsgrad) {
   using O = torch::optim::AdamOptions;
-  expect_fused_equals_libtorch<torch::optim::Adam>(
-      O(1e-2).betas({0.85, 0.995}).weight_decay(0.02).amsgrad(amsgrad), O(5e-3).amsgrad(amsgrad),
-      [](accel::FusedStep& f, torch::optim::Adam& o) { f.adam(o); });
+  expect_fused_equals_libtorch<torch::optim::Adam>(O(1e-2).betas({0.85, 0.995}).weight_decay(0.02).amsgrad(amsgrad),
+                                                   O(5e-3).amsgrad(amsgrad),
+                                                   [](accel::FusedStep& f, torch::optim::Adam& o) { f.adam(o); });
 }
 
 void sgd_case(const torch::optim::SGDOptions& options) {
@@ -105,7 +104,8 @@ TEST(FusedStep, NesterovSgdEqualsLibTorch) { sgd_case(torch::optim::SGDOptions(0
 TEST(FusedStep, FusedAdamWEqualsLibTorchAdamW) {
   using O = torch::optim::AdamWOptions;
   auto options = O(1e-2).weight_decay(0.05), second = O(2e-3);
-  expect_close(train<accel::FusedAdamW>(options, second, libtorch), train<torch::optim::AdamW>(options, second, libtorch));
+  expect_close(train<accel::FusedAdamW>(options, second, libtorch),
+               train<torch::optim::AdamW>(options, second, libtorch));
 }
 
 struct MyAdamW : torch::optim::AdamW {  // a subclass that may step differently
@@ -118,7 +118,7 @@ TEST(FusedStep, SupportsExactlyLibTorchsAdamAdamWAndSgd) {
   EXPECT_TRUE(accel::FusedStep::supports(torch::optim::Adam(Params{p})));
   EXPECT_TRUE(accel::FusedStep::supports(torch::optim::SGD(Params{p}, torch::optim::SGDOptions(0.1))));
   EXPECT_FALSE(accel::FusedStep::supports(torch::optim::RMSprop(Params{p})));
-  EXPECT_FALSE(accel::FusedStep::supports(MyAdamW(Params{p})));  // a subclass keeps its own step()
+  EXPECT_FALSE(accel::FusedStep::supports(MyAdamW(Params{p})));           // a subclass keeps its own step()
   EXPECT_TRUE(accel::FusedStep::supports(accel::FusedAdamW(Params{p})));  // whose step() is FusedStep's
 }
 

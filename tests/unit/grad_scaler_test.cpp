@@ -257,9 +257,9 @@ TEST(GradScaler, TwoOptimizersShareOneUpdate) {
   (scaler.scale(a.loss(0)) + scaler.scale(b.loss(0))).backward();
   poison(b, std::numeric_limits<float>::infinity());
   const auto before_a = snapshot(a.params());
-  EXPECT_TRUE(scaler.step(oa));   // each optimizer skips on its own flag,
+  EXPECT_TRUE(scaler.step(oa));  // each optimizer skips on its own flag,
   EXPECT_FALSE(scaler.step(ob));
-  scaler.update();                // the scale backs off if any found one
+  scaler.update();  // the scale backs off if any found one
   EXPECT_FALSE(torch::equal(a.params()[0], before_a[0]));
   EXPECT_EQ(scaler.get_scale(), 32768.0);
 }
@@ -274,7 +274,7 @@ TEST(GradScaler, DisabledIsTheIdentity) {
   loss.backward();
   poison(m, std::numeric_limits<float>::infinity());
   scaler.unscale_(opt);
-  scaler.unscale_(opt);  // no bookkeeping when disabled
+  scaler.unscale_(opt);           // no bookkeeping when disabled
   EXPECT_TRUE(scaler.step(opt));  // steps even with inf: nothing is checked
   scaler.update();
   EXPECT_EQ(scaler.get_scale(), 1.0);
@@ -357,8 +357,7 @@ TEST(GradScaler, BadOptionsNameTheValue) {
   EXPECT_THAT(error_of([] { GradScaler(GradScalerOptions().backoff_factor(1.5)); }),
               HasSubstr("backoff_factor is 1.5"));
   EXPECT_THAT(error_of([] { GradScaler(GradScalerOptions().backoff_factor(0)); }), HasSubstr("backoff_factor is 0"));
-  EXPECT_THAT(error_of([] { GradScaler(GradScalerOptions().growth_interval(0)); }),
-              HasSubstr("growth_interval is 0"));
+  EXPECT_THAT(error_of([] { GradScaler(GradScalerOptions().growth_interval(0)); }), HasSubstr("growth_interval is 0"));
   EXPECT_THAT(error_of([] { GradScaler(GradScalerOptions().init_scale(-2)); }), HasSubstr("init_scale is -2"));
   EXPECT_THAT(error_of([] { GradScaler(GradScalerOptions().init_scale(INFINITY)); }), HasSubstr("init_scale is inf"));
   EXPECT_THAT(error_of([] { GradScaler(GradScalerOptions().hysteresis(0)); }), HasSubstr("hysteresis is 0"));

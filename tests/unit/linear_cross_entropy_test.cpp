@@ -51,9 +51,7 @@ TEST(LinearCrossEntropy, EqualsLinearThenCrossEntropyInFloat64) {
   expect_matches_reference(torch::kDouble, accel::LinearCrossEntropyOptions().chunk_size(0).pad_to(1), 1e-6);
 }
 
-TEST(LinearCrossEntropy, Float32WithDefaultsWithinRounding) {
-  expect_matches_reference(torch::kFloat, {}, 1e-5);
-}
+TEST(LinearCrossEntropy, Float32WithDefaultsWithinRounding) { expect_matches_reference(torch::kFloat, {}, 1e-5); }
 
 TEST(LinearCrossEntropy, NoGradModeGivesTheLossOnly) {
   auto a = make(torch::kFloat);

@@ -64,13 +64,15 @@ void check_schedule(const LrLambda& f, const std::function<double(int64_t)>& ref
 
 // Three groups with different lrs on one optimizer.
 struct ThreeGroups {
-  std::vector<torch::Tensor> params{torch::zeros({2}, torch::requires_grad()), torch::zeros({3}, torch::requires_grad()),
+  std::vector<torch::Tensor> params{torch::zeros({2}, torch::requires_grad()),
+                                    torch::zeros({3}, torch::requires_grad()),
                                     torch::zeros({1}, torch::requires_grad())};
   std::vector<double> lrs{0.1, 0.02, 0.5};
-  torch::optim::SGD sgd{{torch::optim::OptimizerParamGroup({params[0]}, std::make_unique<torch::optim::SGDOptions>(lrs[0])),
-                         torch::optim::OptimizerParamGroup({params[1]}, std::make_unique<torch::optim::SGDOptions>(lrs[1])),
-                         torch::optim::OptimizerParamGroup({params[2]}, std::make_unique<torch::optim::SGDOptions>(lrs[2]))},
-                        torch::optim::SGDOptions(1.0)};
+  torch::optim::SGD sgd{
+      {torch::optim::OptimizerParamGroup({params[0]}, std::make_unique<torch::optim::SGDOptions>(lrs[0])),
+       torch::optim::OptimizerParamGroup({params[1]}, std::make_unique<torch::optim::SGDOptions>(lrs[1])),
+       torch::optim::OptimizerParamGroup({params[2]}, std::make_unique<torch::optim::SGDOptions>(lrs[2]))},
+      torch::optim::SGDOptions(1.0)};
 };
 
 std::vector<double> group_lrs(const torch::optim::Optimizer& opt) {
@@ -95,10 +97,12 @@ std::string error_of(F&& f) {
 // ---- the schedules against their formulas --------------------------------
 
 TEST(Schedules, ConstantAndConstantWithWarmup) {
-  check_schedule(schedules::constant(), [](int64_t) { return 1.0; }, 100, "constant");
+  check_schedule(
+      schedules::constant(), [](int64_t) { return 1.0; }, 100, "constant");
   for (int64_t W : {0, 1, 7}) {
-    check_schedule(schedules::constant_with_warmup(W), [W](int64_t s) { return s < W ? ref_warmup(s, W) : 1.0; }, 40,
-                   "constant_with_warmup W=" + std::to_string(W));
+    check_schedule(
+        schedules::constant_with_warmup(W), [W](int64_t s) { return s < W ? ref_warmup(s, W) : 1.0; }, 40,
+        "constant_with_warmup W=" + std::to_string(W));
   }
   // Warmup 0 starts at the full lr: step 0 is already past warmup.
   EXPECT_EQ(schedules::constant_with_warmup(0)(0), 1.0);
@@ -106,8 +110,9 @@ TEST(Schedules, ConstantAndConstantWithWarmup) {
 
 TEST(Schedules, LinearWithWarmup) {
   for (auto [W, T] : {std::pair<int64_t, int64_t>{10, 50}, {0, 20}, {1, 2}, {5, 5}}) {
-    check_schedule(schedules::linear_with_warmup(W, T), [=](int64_t s) { return ref_linear(s, W, T); }, T + 15,
-                   "linear W=" + std::to_string(W) + " T=" + std::to_string(T));
+    check_schedule(
+        schedules::linear_with_warmup(W, T), [=](int64_t s) { return ref_linear(s, W, T); }, T + 15,
+        "linear W=" + std::to_string(W) + " T=" + std::to_string(T));
   }
   auto f = schedules::linear_with_warmup(10, 50);
   EXPECT_EQ(f(0), 0.0);
@@ -120,8 +125,9 @@ TEST(Schedules, LinearWithWarmup) {
 
 TEST(Schedules, CosineWithWarmup) {
   for (double cycles : {0.5, 1.0, 2.5}) {
-    check_schedule(schedules::cosine_with_warmup(8, 40, cycles), [=](int64_t s) { return ref_cosine(s, 8, 40, cycles); },
-                   60, "cosine cycles=" + std::to_string(cycles));
+    check_schedule(
+        schedules::cosine_with_warmup(8, 40, cycles), [=](int64_t s) { return ref_cosine(s, 8, 40, cycles); }, 60,
+        "cosine cycles=" + std::to_string(cycles));
   }
   auto f = schedules::cosine_with_warmup(10, 50);
   EXPECT_EQ(f(10), 1.0);
@@ -134,9 +140,9 @@ TEST(Schedules, CosineWithWarmup) {
 
 TEST(Schedules, CosineWithHardRestarts) {
   for (int64_t cycles : {1, 3}) {
-    check_schedule(schedules::cosine_with_hard_restarts_with_warmup(5, 35, cycles),
-                   [=](int64_t s) { return ref_restarts(s, 5, 35, cycles); }, 50,
-                   "restarts cycles=" + std::to_string(cycles));
+    check_schedule(
+        schedules::cosine_with_hard_restarts_with_warmup(5, 35, cycles),
+        [=](int64_t s) { return ref_restarts(s, 5, 35, cycles); }, 50, "restarts cycles=" + std::to_string(cycles));
   }
   auto f = schedules::cosine_with_hard_restarts_with_warmup(0, 30, 3);
   EXPECT_EQ(f(0), 1.0);
@@ -149,9 +155,10 @@ TEST(Schedules, CosineWithHardRestarts) {
 TEST(Schedules, PolynomialDecay) {
   for (double power : {1.0, 2.0, 0.5}) {
     for (auto [W, T] : {std::pair<int64_t, int64_t>{6, 30}, {0, 10}}) {
-      check_schedule(schedules::polynomial_decay_with_warmup(W, T, 1e-3, 1e-5, power),
-                     [=](int64_t s) { return ref_poly(s, W, T, 1e-3, 1e-5, power); }, T + 10,
-                     "polynomial power=" + std::to_string(power) + " W=" + std::to_string(W));
+      check_schedule(
+          schedules::polynomial_decay_with_warmup(W, T, 1e-3, 1e-5, power),
+          [=](int64_t s) { return ref_poly(s, W, T, 1e-3, 1e-5, power); }, T + 10,
+          "polynomial power=" + std::to_string(power) + " W=" + std::to_string(W));
     }
   }
   auto f = schedules::polynomial_decay_with_warmup(4, 20, 2e-3);  // default lr_end 1e-7, power 1
@@ -163,13 +170,14 @@ TEST(Schedules, PolynomialDecay) {
 }
 
 TEST(Schedules, InverseSqrt) {
-  check_schedule(schedules::inverse_sqrt(10), [](int64_t s) { return ref_inverse_sqrt(s, 10, 10); }, 200,
-                 "inverse_sqrt W=10");
-  check_schedule(schedules::inverse_sqrt(4, 100), [](int64_t s) { return ref_inverse_sqrt(s, 4, 100); }, 200,
-                 "inverse_sqrt W=4 timescale=100");
+  check_schedule(
+      schedules::inverse_sqrt(10), [](int64_t s) { return ref_inverse_sqrt(s, 10, 10); }, 200, "inverse_sqrt W=10");
+  check_schedule(
+      schedules::inverse_sqrt(4, 100), [](int64_t s) { return ref_inverse_sqrt(s, 4, 100); }, 200,
+      "inverse_sqrt W=4 timescale=100");
   // No warmup: the timescale defaults to 10'000, not 0.
-  check_schedule(schedules::inverse_sqrt(0), [](int64_t s) { return ref_inverse_sqrt(s, 0, 10'000); }, 50,
-                 "inverse_sqrt W=0");
+  check_schedule(
+      schedules::inverse_sqrt(0), [](int64_t s) { return ref_inverse_sqrt(s, 0, 10'000); }, 50, "inverse_sqrt W=0");
   EXPECT_DOUBLE_EQ(schedules::inverse_sqrt(4)(16), 0.5);  // sqrt(4 / 16)
 }
 
@@ -227,8 +235,10 @@ TEST(LRScheduler, WorksWithEveryLibTorchOptimizer) {
   opts.push_back(std::make_unique<torch::optim::SGD>(std::vector<torch::Tensor>{p}, torch::optim::SGDOptions(0.3)));
   opts.push_back(std::make_unique<torch::optim::Adam>(std::vector<torch::Tensor>{p}, torch::optim::AdamOptions(0.3)));
   opts.push_back(std::make_unique<torch::optim::AdamW>(std::vector<torch::Tensor>{p}, torch::optim::AdamWOptions(0.3)));
-  opts.push_back(std::make_unique<torch::optim::RMSprop>(std::vector<torch::Tensor>{p}, torch::optim::RMSpropOptions(0.3)));
-  opts.push_back(std::make_unique<torch::optim::Adagrad>(std::vector<torch::Tensor>{p}, torch::optim::AdagradOptions(0.3)));
+  opts.push_back(
+      std::make_unique<torch::optim::RMSprop>(std::vector<torch::Tensor>{p}, torch::optim::RMSpropOptions(0.3)));
+  opts.push_back(
+      std::make_unique<torch::optim::Adagrad>(std::vector<torch::Tensor>{p}, torch::optim::AdagradOptions(0.3)));
   opts.push_back(std::make_unique<torch::optim::LBFGS>(std::vector<torch::Tensor>{p}, torch::optim::LBFGSOptions(0.3)));
   for (auto& opt : opts) {
     LRScheduler sched(*opt, schedules::constant_with_warmup(4));
@@ -292,15 +302,15 @@ TEST(LRScheduler, BadInputNamesTheValues) {
 // ---- SchedulerType and get_scheduler --------------------------------------
 
 TEST(GetScheduler, NamesRoundTrip) {
-  for (auto t : {SchedulerType::linear, SchedulerType::cosine, SchedulerType::cosine_with_restarts,
-                 SchedulerType::polynomial, SchedulerType::constant, SchedulerType::constant_with_warmup,
-                 SchedulerType::inverse_sqrt})
+  for (auto t :
+       {SchedulerType::linear, SchedulerType::cosine, SchedulerType::cosine_with_restarts, SchedulerType::polynomial,
+        SchedulerType::constant, SchedulerType::constant_with_warmup, SchedulerType::inverse_sqrt})
     EXPECT_EQ(parse_scheduler_type(to_string(t)), t);
   EXPECT_EQ(to_string(SchedulerType::cosine_with_restarts), "cosine_with_restarts");
   const auto msg = error_of([] { parse_scheduler_type("cosnie"); });
   EXPECT_THAT(msg, HasSubstr("'cosnie'"));
-  for (const char* name : {"linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
-                           "inverse_sqrt"})
+  for (const char* name :
+       {"linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup", "inverse_sqrt"})
     EXPECT_THAT(msg, HasSubstr(std::string("'") + name + "'"));
 }
 
@@ -321,9 +331,10 @@ TEST(GetScheduler, EachTypeIsItsSchedule) {
                           {"inverse_sqrt", schedules::inverse_sqrt(W)}};
   for (const auto& c : cases) {
     auto a = torch::zeros({1}, torch::requires_grad()), b = torch::zeros({1}, torch::requires_grad());
-    torch::optim::AdamW opt({torch::optim::OptimizerParamGroup({a}, std::make_unique<torch::optim::AdamWOptions>(1e-3)),
-                             torch::optim::OptimizerParamGroup({b}, std::make_unique<torch::optim::AdamWOptions>(5e-4))},
-                            torch::optim::AdamWOptions(2e-3));
+    torch::optim::AdamW opt(
+        {torch::optim::OptimizerParamGroup({a}, std::make_unique<torch::optim::AdamWOptions>(1e-3)),
+         torch::optim::OptimizerParamGroup({b}, std::make_unique<torch::optim::AdamWOptions>(5e-4))},
+        torch::optim::AdamWOptions(2e-3));
     auto sched = get_scheduler(c.name, opt, W, T);
     for (int64_t s = 0; s < 50; ++s) {
       if (s > 0) sched->step();
@@ -344,8 +355,8 @@ TEST(GetScheduler, RequiredArgumentsAsTransformers) {
     EXPECT_THAT(msg, HasSubstr("num_warmup_steps"));
     EXPECT_THAT(msg, HasSubstr("'" + to_string(t) + "'"));
   }
-  for (auto t : {SchedulerType::linear, SchedulerType::cosine, SchedulerType::cosine_with_restarts,
-                 SchedulerType::polynomial}) {
+  for (auto t :
+       {SchedulerType::linear, SchedulerType::cosine, SchedulerType::cosine_with_restarts, SchedulerType::polynomial}) {
     const auto msg = error_of([&] { get_scheduler(t, sgd, 2); });
     EXPECT_THAT(msg, HasSubstr("num_training_steps"));
     EXPECT_THAT(msg, HasSubstr("'" + to_string(t) + "'"));

@@ -125,8 +125,8 @@ TEST_F(ModelFiles, SingleFileSaveAndLoadWithTiedWeights) {
 TEST_F(ModelFiles, ShardsStayUnderTheLimitAndTheIndexIsHuggingFaces) {
   st::NamedTensors tensors;
   for (int i = 0; i < 7; ++i) tensors.emplace_back("layer." + std::to_string(i), torch::randn({100}));  // 400 B
-  tensors.emplace_back("big", torch::randn({500}));                                                  // 2000 B
-  tensors.emplace_back("tail", torch::randn({10}, torch::kFloat64));                                 // 80 B
+  tensors.emplace_back("big", torch::randn({500}));                                                     // 2000 B
+  tensors.emplace_back("tail", torch::randn({10}, torch::kFloat64));                                    // 80 B
   auto saved = accel::save_model(tensors, dir_, SaveModelOptions().max_shard_size("1KB"));
   ASSERT_TRUE(saved.sharded());
   // huggingface_hub's greedy split: [0,1] [2,3] [4,5] [big] [6,tail]: big

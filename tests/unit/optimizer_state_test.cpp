@@ -144,16 +144,19 @@ TEST(OptimizerState, MismatchesAreRefusedAndChangeNothing) {
   auto tensors = as_dict(saved.tensors);
 
   torch::optim::AdamW adamw(copy_of(p), torch::optim::AdamWOptions(1e-2));
-  expect_refused([&] { load_optimizer_state(adamw, tensors, saved.json, "f"); }, "holds a Adam state, the optimizer is a AdamW");
+  expect_refused([&] { load_optimizer_state(adamw, tensors, saved.json, "f"); },
+                 "holds a Adam state, the optimizer is a AdamW");
 
   torch::optim::Adam fewer(Params{p[0], p[1]}, torch::optim::AdamOptions(0.5));
-  expect_refused([&] { load_optimizer_state(fewer, tensors, saved.json, "f"); }, "3 parameters saved, the optimizer's has 2");
+  expect_refused([&] { load_optimizer_state(fewer, tensors, saved.json, "f"); },
+                 "3 parameters saved, the optimizer's has 2");
   EXPECT_EQ(fewer.param_groups()[0].options().get_lr(), 0.5) << "a refused load changed the options";
 
   Params other_shapes = {torch::zeros({5, 4}, torch::requires_grad()), torch::zeros({7}, torch::requires_grad()),
                          torch::zeros({4, 2}, torch::requires_grad())};
   torch::optim::Adam reshaped(other_shapes, torch::optim::AdamOptions(0.5));
-  expect_refused([&] { load_optimizer_state(reshaped, tensors, saved.json, "f"); }, "'state.1.exp_avg' in f is [4] Float");
+  expect_refused([&] { load_optimizer_state(reshaped, tensors, saved.json, "f"); },
+                 "'state.1.exp_avg' in f is [4] Float");
   EXPECT_TRUE(reshaped.state().empty());
 
   safetensors::TensorDict missing;
@@ -162,7 +165,8 @@ TEST(OptimizerState, MismatchesAreRefusedAndChangeNothing) {
   torch::optim::Adam fresh(copy_of(p), torch::optim::AdamOptions(1e-2));
   expect_refused([&] { load_optimizer_state(fresh, missing, saved.json, "f"); }, "'state.0.exp_avg_sq' is missing");
   expect_refused([&] { load_optimizer_state(fresh, tensors, "{not json", "f"); }, "malformed JSON");
-  expect_refused([&] { load_optimizer_state(fresh, tensors, "{\"format\":\"x\"}", "f"); }, "not an accel optimizer state");
+  expect_refused([&] { load_optimizer_state(fresh, tensors, "{\"format\":\"x\"}", "f"); },
+                 "not an accel optimizer state");
   EXPECT_TRUE(fresh.state().empty());
 
   auto x = torch::zeros({2}, torch::requires_grad());

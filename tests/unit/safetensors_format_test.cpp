@@ -87,7 +87,8 @@ TEST_F(SafetensorsFormat, KnownBytesOfPythonsWriter) {
 
   // No tensors: "{}" padded to 8 bytes; with metadata.
   EXPECT_EQ(st::save({}), with_length(8, "{}      "));
-  EXPECT_EQ(st::save({}, {{"framework", "pt"}}), with_length(40, R"({"__metadata__":{"framework":"pt"}})" "     "));
+  EXPECT_EQ(st::save({}, {{"framework", "pt"}}), with_length(40, R"({"__metadata__":{"framework":"pt"}})"
+                                                                 "     "));
 }
 
 TEST_F(SafetensorsFormat, PythonOrderIsDescendingAlignmentThenName) {
@@ -145,7 +146,8 @@ TEST_F(SafetensorsFormat, RefusesBadJson) {
 }
 
 TEST_F(SafetensorsFormat, RefusesUnknownDtypesAndMissingFields) {
-  expect_refused(craft(R"({"w":{"dtype":"F128","shape":[1],"data_offsets":[0,16]}})", 16), {"tensor 'w'", "unknown dtype \"F128\""});
+  expect_refused(craft(R"({"w":{"dtype":"F128","shape":[1],"data_offsets":[0,16]}})", 16),
+                 {"tensor 'w'", "unknown dtype \"F128\""});
   expect_refused(craft(R"({"w":{"shape":[1],"data_offsets":[0,4]}})", 4), {"tensor 'w'", "missing \"dtype\""});
   expect_refused(craft(R"({"w":{"dtype":"F32","data_offsets":[0,4]}})", 4), {"tensor 'w'", "missing \"shape\""});
   expect_refused(craft(R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4,8]}})", 4),
@@ -157,8 +159,9 @@ TEST_F(SafetensorsFormat, RefusesBadShapes) {
                  {"tensor 'w'", "non-negative integers", "-1"});
   expect_refused(craft(R"({"w":{"dtype":"F32","shape":[2.5],"data_offsets":[0,4]}})", 4), {"tensor 'w'", "2.5"});
   // 2^62 * 2^62 * 4 bytes wraps around a u64: refused, not read as 0 bytes.
-  expect_refused(craft(R"({"w":{"dtype":"F32","shape":[4611686018427387904,4611686018427387904],"data_offsets":[0,0]}})"),
-                 {"tensor 'w'", "overflows"});
+  expect_refused(
+      craft(R"({"w":{"dtype":"F32","shape":[4611686018427387904,4611686018427387904],"data_offsets":[0,0]}})"),
+      {"tensor 'w'", "overflows"});
   expect_refused(craft(R"({"w":{"dtype":"U8","shape":[9223372036854775808,0],"data_offsets":[0,0]}})"),
                  {"tensor 'w'", "too large"});
 }
@@ -171,8 +174,9 @@ TEST_F(SafetensorsFormat, RefusesShapesThatDisagreeWithTheirBytes) {
 TEST_F(SafetensorsFormat, RefusesOffsetsPastTheEnd) {
   expect_refused(craft(R"({"w":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}})", 8),
                  {"tensor 'w'", "run past the end of the file (8 data bytes)"});
-  expect_refused(craft(R"({"w":{"dtype":"U8","shape":[4],"data_offsets":[18446744073709551612,18446744073709551616]}})", 4),
-                 {"tensor 'w'"});
+  expect_refused(
+      craft(R"({"w":{"dtype":"U8","shape":[4],"data_offsets":[18446744073709551612,18446744073709551616]}})", 4),
+      {"tensor 'w'"});
 }
 
 TEST_F(SafetensorsFormat, RefusesOverlapsGapsAndReversedRanges) {

@@ -50,11 +50,16 @@ torch::Tensor random_bits(torch::ScalarType type, std::vector<int64_t> shape) {
   return shape.empty() ? t.reshape({}) : t;
 }
 
-const std::vector<torch::ScalarType> kAllTypes{
-    torch::kFloat64,       torch::kFloat32,      torch::kFloat16,       torch::kBFloat16,       torch::kInt64,
-    torch::kInt32,         torch::kInt16,        torch::kInt8,          torch::kUInt8,          torch::kBool,
-    torch::kFloat8_e4m3fn, torch::kFloat8_e5m2,  torch::kFloat8_e8m0fnu, torch::kFloat8_e4m3fnuz,
-    torch::kFloat8_e5m2fnuz, torch::kUInt16,     torch::kUInt32,        torch::kUInt64,         torch::kComplexFloat};
+const std::vector<torch::ScalarType> kAllTypes{torch::kFloat64,         torch::kFloat32,
+                                               torch::kFloat16,         torch::kBFloat16,
+                                               torch::kInt64,           torch::kInt32,
+                                               torch::kInt16,           torch::kInt8,
+                                               torch::kUInt8,           torch::kBool,
+                                               torch::kFloat8_e4m3fn,   torch::kFloat8_e5m2,
+                                               torch::kFloat8_e8m0fnu,  torch::kFloat8_e4m3fnuz,
+                                               torch::kFloat8_e5m2fnuz, torch::kUInt16,
+                                               torch::kUInt32,          torch::kUInt64,
+                                               torch::kComplexFloat};
 
 class SafetensorsRoundTrip : public ::testing::Test {
  protected:

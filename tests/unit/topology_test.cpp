@@ -15,9 +15,13 @@ TEST(Topology, AloneWhenNothingIsSet) {
 }
 
 TEST(Topology, TorchrunStyle) {
-  auto t = Topology::from_env(env_from_map({{"RANK", "5"}, {"WORLD_SIZE", "8"}, {"LOCAL_RANK", "1"},
-                                            {"LOCAL_WORLD_SIZE", "4"}, {"GROUP_RANK", "1"},
-                                            {"MASTER_ADDR", "10.0.0.1"}, {"MASTER_PORT", "1234"}}));
+  auto t = Topology::from_env(env_from_map({{"RANK", "5"},
+                                            {"WORLD_SIZE", "8"},
+                                            {"LOCAL_RANK", "1"},
+                                            {"LOCAL_WORLD_SIZE", "4"},
+                                            {"GROUP_RANK", "1"},
+                                            {"MASTER_ADDR", "10.0.0.1"},
+                                            {"MASTER_PORT", "1234"}}));
   EXPECT_EQ(t.source, "torchrun");
   EXPECT_EQ(t.rank, 5);
   EXPECT_EQ(t.world_size, 8);
@@ -32,8 +36,8 @@ TEST(Topology, TorchrunStyle) {
 }
 
 TEST(Topology, TorchrunDerivesNodesWithoutGroupRank) {
-  auto t = Topology::from_env(env_from_map({{"RANK", "6"}, {"WORLD_SIZE", "8"}, {"LOCAL_RANK", "2"},
-                                            {"LOCAL_WORLD_SIZE", "4"}}));
+  auto t = Topology::from_env(
+      env_from_map({{"RANK", "6"}, {"WORLD_SIZE", "8"}, {"LOCAL_RANK", "2"}, {"LOCAL_WORLD_SIZE", "4"}}));
   EXPECT_EQ(t.node_rank, 1);
   EXPECT_EQ(t.num_nodes, 2);
   EXPECT_EQ(t.master_addr, "127.0.0.1");
@@ -41,9 +45,11 @@ TEST(Topology, TorchrunDerivesNodesWithoutGroupRank) {
 }
 
 TEST(Topology, OpenMpiStyle) {
-  auto t = Topology::from_env(env_from_map({{"OMPI_COMM_WORLD_RANK", "3"}, {"OMPI_COMM_WORLD_SIZE", "4"},
+  auto t = Topology::from_env(env_from_map({{"OMPI_COMM_WORLD_RANK", "3"},
+                                            {"OMPI_COMM_WORLD_SIZE", "4"},
                                             {"OMPI_COMM_WORLD_LOCAL_RANK", "1"},
-                                            {"OMPI_COMM_WORLD_LOCAL_SIZE", "2"}, {"MASTER_ADDR", "h0"}}));
+                                            {"OMPI_COMM_WORLD_LOCAL_SIZE", "2"},
+                                            {"MASTER_ADDR", "h0"}}));
   EXPECT_EQ(t.source, "mpi");
   EXPECT_EQ(t.rank, 3);
   EXPECT_EQ(t.world_size, 4);
@@ -64,9 +70,13 @@ TEST(Topology, PmiStyle) {
 }
 
 TEST(Topology, SlurmStyle) {
-  auto t = Topology::from_env(env_from_map({{"SLURM_PROCID", "5"}, {"SLURM_NTASKS", "6"}, {"SLURM_LOCALID", "2"},
-                                            {"SLURM_TASKS_PER_NODE", "3(x2)"}, {"SLURM_NODEID", "1"},
-                                            {"SLURM_NNODES", "2"}, {"SLURM_JOB_NODELIST", "gpu[07-08]"}}));
+  auto t = Topology::from_env(env_from_map({{"SLURM_PROCID", "5"},
+                                            {"SLURM_NTASKS", "6"},
+                                            {"SLURM_LOCALID", "2"},
+                                            {"SLURM_TASKS_PER_NODE", "3(x2)"},
+                                            {"SLURM_NODEID", "1"},
+                                            {"SLURM_NNODES", "2"},
+                                            {"SLURM_JOB_NODELIST", "gpu[07-08]"}}));
   EXPECT_EQ(t.source, "slurm");
   EXPECT_EQ(t.rank, 5);
   EXPECT_EQ(t.world_size, 6);
@@ -79,8 +89,8 @@ TEST(Topology, SlurmStyle) {
 
 TEST(Topology, TorchrunWinsOverSlurm) {
   // torchrun started by srun: the launcher closest to the process wins.
-  auto t = Topology::from_env(env_from_map({{"RANK", "1"}, {"WORLD_SIZE", "2"}, {"SLURM_PROCID", "0"},
-                                            {"SLURM_NTASKS", "1"}}));
+  auto t = Topology::from_env(
+      env_from_map({{"RANK", "1"}, {"WORLD_SIZE", "2"}, {"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "1"}}));
   EXPECT_EQ(t.source, "torchrun");
   EXPECT_EQ(t.rank, 1);
 }

@@ -38,7 +38,8 @@ ClusterConfig basic_config(const std::string& mixed_precision, int gpus) {
 }  // namespace
 
 void register_config(CLI::App& app) {
-  auto* cmd = app.add_subcommand("config", "Write Accelerate's YAML config: a questionnaire, or `default`, or `update`");
+  auto* cmd =
+      app.add_subcommand("config", "Write Accelerate's YAML config: a questionnaire, or `default`, or `update`");
   auto path = std::make_shared<std::string>();
   cmd->add_option("--config_file,--config-file", *path,
                   "Where to save the config (default: " + launch::default_config_path() + ")");

@@ -41,7 +41,8 @@ std::string cpu_model() {
 // "12.8" from 12080; "9.10.2" from 91002 (cuDNN >= 9) or 8902 (cuDNN 8).
 std::string cuda_version(long v) { return std::to_string(v / 1000) + "." + std::to_string(v % 1000 / 10); }
 std::string cudnn_version(long v) {
-  if (v >= 10000) return std::to_string(v / 10000) + "." + std::to_string(v % 10000 / 100) + "." + std::to_string(v % 100);
+  if (v >= 10000)
+    return std::to_string(v / 10000) + "." + std::to_string(v % 10000 / 100) + "." + std::to_string(v % 100);
   return std::to_string(v / 1000) + "." + std::to_string(v % 1000 / 100) + "." + std::to_string(v % 100);
 }
 

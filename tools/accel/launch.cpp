@@ -40,10 +40,11 @@ void add_launch_flags(CLI::App& cmd, launch::LaunchArgs& args) {
       help += "}";
     }
     if (f.kind == launch::FlagSpec::Kind::store_true) {
-      cmd.add_flag_callback(names, [&args, name] { args.set_flag(name, ""); }, help);
+      cmd.add_flag_callback(
+          names, [&args, name] { args.set_flag(name, ""); }, help);
     } else {
-      cmd.add_option_function<std::string>(names, [&args, name](const std::string& v) { args.set_flag(name, v); },
-                                           help);
+      cmd.add_option_function<std::string>(
+          names, [&args, name](const std::string& v) { args.set_flag(name, v); }, help);
     }
   }
 }
@@ -56,8 +57,9 @@ launch::LaunchPlan make_plan(launch::LaunchArgs args) {
 }
 
 void register_launch(CLI::App& app) {
-  auto* cmd = app.add_subcommand("launch", "Launch a program in a distributed setup (flags: Accelerate's, "
-                                           "with underscores or dashes)");
+  auto* cmd = app.add_subcommand("launch",
+                                 "Launch a program in a distributed setup (flags: Accelerate's, "
+                                 "with underscores or dashes)");
   auto args = std::make_shared<launch::LaunchArgs>(launch::LaunchArgs::defaults());
   add_launch_flags(*cmd, *args);
   // Everything from the program's name on belongs to the program.

@@ -74,7 +74,8 @@ bool Questionnaire::yes_no(const std::string& question, bool fallback) {
   }
 }
 
-std::string Questionnaire::choose(const std::string& question, const std::vector<std::string>& options, size_t fallback) {
+std::string Questionnaire::choose(const std::string& question, const std::vector<std::string>& options,
+                                  size_t fallback) {
   std::string prompt = question + "\n";
   for (size_t i = 0; i < options.size(); ++i)
     prompt += "  [" + std::to_string(i) + "] " + options[i] + (i == fallback ? " (default)" : "") + "\n";
@@ -102,14 +103,19 @@ ClusterConfig ask_cluster_config(Questionnaire& q) {
         q.integer("How many different machines will you use (use more than 1 for multi-node training)? [1]: ", 1);
     if (num_machines > 1) {
       machine_rank = q.integer("What is the rank of this machine? [0]: ", 0);
-      c.set("main_process_ip", Value::of_text(q.text("What is the IP address of the machine that will host the main process? ", "")));
-      c.set("main_process_port", Value::of_int(q.integer("What is the port you will use to communicate with the main process? [29500]: ", 29500)));
+      c.set("main_process_ip",
+            Value::of_text(q.text("What is the IP address of the machine that will host the main process? ", "")));
+      c.set("main_process_port",
+            Value::of_int(
+                q.integer("What is the port you will use to communicate with the main process? [29500]: ", 29500)));
       same_network = q.yes_no("Are all the machines on the same local network? [YES/no]: ", true);
-      if (!same_network) rdzv_backend = q.text("What rendezvous backend will you use? ('static', 'c10d', ...) [static]: ", "static");
+      if (!same_network)
+        rdzv_backend = q.text("What rendezvous backend will you use? ('static', 'c10d', ...) [static]: ", "static");
     }
-    debug = q.yes_no("Should distributed operations be checked while running for errors? This can avoid timeout "
-                     "issues but will be slower. [yes/NO]: ",
-                     false);
+    debug = q.yes_no(
+        "Should distributed operations be checked while running for errors? This can avoid timeout "
+        "issues but will be slower. [yes/NO]: ",
+        false);
   }
   bool use_cpu = type == "MULTI_CPU";
   if (type == "NO")
@@ -124,7 +130,8 @@ ClusterConfig ask_cluster_config(Questionnaire& q) {
         c.set("deepspeed_config", "deepspeed_config_file",
               Value::of_text(q.text("Please enter the path to the json DeepSpeed config file: ", "none")));
       } else {
-        long stage = std::stol(q.choose("What should be your DeepSpeed's ZeRO optimization stage?", {"0", "1", "2", "3"}, 2));
+        long stage =
+            std::stol(q.choose("What should be your DeepSpeed's ZeRO optimization stage?", {"0", "1", "2", "3"}, 2));
         c.set("deepspeed_config", "zero_stage", Value::of_int(stage));
         if (stage >= 2) {
           c.set("deepspeed_config", "offload_optimizer_device",
@@ -132,7 +139,8 @@ ClusterConfig ask_cluster_config(Questionnaire& q) {
           c.set("deepspeed_config", "offload_param_device",
                 Value::of_text(q.choose("Where to offload parameters?", {"none", "cpu", "nvme"})));
           if (c.section("deepspeed_config").at("offload_param_device").text == "nvme")
-            c.set("deepspeed_config", "offload_param_nvme_path", Value::of_text(q.text("Nvme Path to offload parameters? [/nvme]: ", "/nvme")));
+            c.set("deepspeed_config", "offload_param_nvme_path",
+                  Value::of_text(q.text("Nvme Path to offload parameters? [/nvme]: ", "/nvme")));
           if (c.section("deepspeed_config").at("offload_optimizer_device").text == "nvme")
             c.set("deepspeed_config", "offload_optimizer_nvme_path",
                   Value::of_text(q.text("Nvme Path to offload optimizer states? [/nvme]: ", "/nvme")));
@@ -144,10 +152,12 @@ ClusterConfig ask_cluster_config(Questionnaire& q) {
                 Value::of_number(q.number("What is the gradient clipping value? [1.0]: ", 1.0)));
         if (stage == 3)
           c.set("deepspeed_config", "zero3_save_16bit_model",
-                Value::of_bool(q.yes_no("Do you want to save 16-bit model weights when using ZeRO Stage-3? [yes/NO]: ", false)));
+                Value::of_bool(
+                    q.yes_no("Do you want to save 16-bit model weights when using ZeRO Stage-3? [yes/NO]: ", false)));
       }
       c.set("deepspeed_config", "zero3_init_flag",
-            Value::of_bool(q.yes_no("Do you want to construct ZeRO Stage-3 models sharded from the start? [yes/NO]: ", false)));
+            Value::of_bool(
+                q.yes_no("Do you want to construct ZeRO Stage-3 models sharded from the start? [yes/NO]: ", false)));
     }
   }
   if (type == "MULTI_GPU" && q.yes_no("Do you want to use FullyShardedDataParallel? [yes/NO]: ", false)) {
@@ -160,8 +170,10 @@ ClusterConfig ask_cluster_config(Questionnaire& q) {
           Value::of_text(q.choose("What should be your sharding strategy?",
                                   {"FULL_SHARD", "SHARD_GRAD_OP", "NO_SHARD", "HYBRID_SHARD", "HYBRID_SHARD_ZERO2"})));
     else
-      set("fsdp_reshard_after_forward", Value::of_bool(q.yes_no("Do you want to enable resharding after forward? [YES/no]: ", true)));
-    set("fsdp_offload_params", Value::of_bool(q.yes_no("Do you want to offload parameters and gradients to CPU? [yes/NO]: ", false)));
+      set("fsdp_reshard_after_forward",
+          Value::of_bool(q.yes_no("Do you want to enable resharding after forward? [YES/no]: ", true)));
+    set("fsdp_offload_params",
+        Value::of_bool(q.yes_no("Do you want to offload parameters and gradients to CPU? [yes/NO]: ", false)));
     const std::string policy =
         q.choose("What should be your auto wrap policy?", {"TRANSFORMER_BASED_WRAP", "SIZE_BASED_WRAP", "NO_WRAP"});
     set("fsdp_auto_wrap_policy", Value::of_text(policy));
@@ -182,8 +194,10 @@ ClusterConfig ask_cluster_config(Questionnaire& q) {
                                     : q.choose("What should be your FSDP's state dict type?",
                                                {"SHARDED_STATE_DICT", "FULL_STATE_DICT"})));
     if (version == 1) {
-      set("fsdp_forward_prefetch", Value::of_bool(q.yes_no("Do you want to enable FSDP's forward prefetch policy? [yes/NO]: ", false)));
-      set("fsdp_use_orig_params", Value::of_bool(q.yes_no("Do you want to enable FSDP's `use_orig_params` feature? [YES/no]: ", true)));
+      set("fsdp_forward_prefetch",
+          Value::of_bool(q.yes_no("Do you want to enable FSDP's forward prefetch policy? [yes/NO]: ", false)));
+      set("fsdp_use_orig_params",
+          Value::of_bool(q.yes_no("Do you want to enable FSDP's `use_orig_params` feature? [YES/no]: ", true)));
     }
     const bool efficient = q.yes_no("Do you want to enable CPU RAM efficient model loading? [YES/no]: ", true);
     set("fsdp_cpu_ram_efficient_loading", Value::of_bool(efficient));
@@ -211,7 +225,8 @@ ClusterConfig ask_cluster_config(Questionnaire& q) {
                                            "comma-separated list? [all]: ",
                                            "all")));
   if (!(type == "DEEPSPEED" && ds_config_file))
-    c.set("mixed_precision", Value::of_text(q.choose("Do you wish to use mixed precision?", {"no", "fp16", "bf16", "fp8"})));
+    c.set("mixed_precision",
+          Value::of_text(q.choose("Do you wish to use mixed precision?", {"no", "fp16", "bf16", "fp8"})));
 
   c.set("compute_environment", Value::of_text("LOCAL_MACHINE"));
   c.set("distributed_type", Value::of_text(type));

@@ -49,12 +49,10 @@ void process_ordering() {
   // The main process must run the block before anyone else: it takes the
   // first ticket from the rendezvous store.
   int64_t ticket = -1;
-  main_process_first([&] {
-    ticket = st.distributed() ? st.store()->add("accel_test_order", 1) : 1;
-  });
+  main_process_first([&] { ticket = st.distributed() ? st.store()->add("accel_test_order", 1) : 1; });
   auto tickets = gather(torch::tensor({ticket}));
-  expect(tickets[0].item<int64_t>() == 1, "the main process did not go first (ticket " +
-                                              std::to_string(tickets[0].item<int64_t>()) + ")");
+  expect(tickets[0].item<int64_t>() == 1,
+         "the main process did not go first (ticket " + std::to_string(tickets[0].item<int64_t>()) + ")");
   auto sorted = std::get<0>(tickets.sort());
   expect(torch::equal(sorted, torch::arange(1, st.world_size() + 1)), "tickets are not 1..world_size");
 }

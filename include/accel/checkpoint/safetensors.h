@@ -25,8 +25,8 @@
 #include <utility>
 #include <vector>
 
-#include <torch/types.h>
 #include <torch/ordered_dict.h>
+#include <torch/types.h>
 
 #include "accel/checkpoint/safetensors_format.h"
 
@@ -105,7 +105,7 @@ void save_file(const NamedTensors& tensors, const std::filesystem::path& path, c
 NamedTensors to_named(const TensorDict& tensors);
 // A template so that a braced list ({{"w", t}}) picks the overload above.
 template <class Dict>
-  requires std::same_as<Dict, TensorDict>
+requires std::same_as<Dict, TensorDict>
 void save_file(const Dict& tensors, const std::filesystem::path& path, const Metadata& metadata = {}) {
   save_file(to_named(tensors), path, metadata);
 }

@@ -77,8 +77,8 @@ Batch concat_batches(const std::vector<Batch>& batches) {
     auto ts = T::tensors(b);
     if (columns.empty()) columns.resize(ts.size());
     if (ts.size() != columns.size())
-      throw std::invalid_argument("concat_batches: a batch has " + std::to_string(ts.size()) +
-                                  " tensors, expected " + std::to_string(columns.size()));
+      throw std::invalid_argument("concat_batches: a batch has " + std::to_string(ts.size()) + " tensors, expected " +
+                                  std::to_string(columns.size()));
     for (size_t i = 0; i < ts.size(); ++i) columns[i].push_back(ts[i]);
   }
   std::vector<torch::Tensor> out;

@@ -32,6 +32,8 @@ template <class Example>
 using DefaultBatch = decltype(default_collate(std::declval<std::vector<Example>>()));
 
 template <class Example>
-concept DefaultCollatable = requires(std::vector<Example> v) { default_collate(std::move(v)); };
+concept DefaultCollatable = requires(std::vector<Example> v) {
+  default_collate(std::move(v));
+};
 
 }  // namespace accel

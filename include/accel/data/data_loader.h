@@ -81,7 +81,8 @@ class DataLoader {
         total_batch_size_(o.total_batch_size_),
         total_length_(o.total_length_),
         observer_(o.observer_),
-        cursor_(std::make_shared<detail::LoaderCursor>(detail::LoaderCursor{o.cursor_->epoch, 0, o.cursor_->pending_skip})) {}
+        cursor_(std::make_shared<detail::LoaderCursor>(
+            detail::LoaderCursor{o.cursor_->epoch, 0, o.cursor_->pending_skip})) {}
   /// A moved loader keeps its progress and the handles that follow it.
   DataLoader(DataLoader&&) noexcept = default;
   DataLoader& operator=(const DataLoader&) = delete;
@@ -137,8 +138,8 @@ class DataLoader {
           if (state.seed) {
             auto s = source->sampler();
             if (!s || !s->seed())
-              throw std::invalid_argument("DataLoader::load_state: the state has seed " +
-                                          std::to_string(*state.seed) + " but this loader is not shuffled from a seed");
+              throw std::invalid_argument("DataLoader::load_state: the state has seed " + std::to_string(*state.seed) +
+                                          " but this loader is not shuffled from a seed");
             s->set_seed(*state.seed);
           }
           *cursor = detail::LoaderCursor{state.epoch, 0, state.position};
@@ -177,9 +178,7 @@ class DataLoader {
   const std::shared_ptr<const detail::BatchSource<Batch>>& source() const { return source_; }
 
  private:
-  std::optional<int64_t> source_dataset_size() const {
-    return total_length_ ? total_length_ : source_->dataset_size();
-  }
+  std::optional<int64_t> source_dataset_size() const { return total_length_ ? total_length_ : source_->dataset_size(); }
 
   std::unique_ptr<detail::EpochRun<Batch>> make_run(int64_t skip) {
     auto pipeline = [&](int64_t pipeline_skip) {
@@ -294,8 +293,8 @@ auto make_data_loader(std::shared_ptr<D> dataset, DataLoaderOptions options, Col
   if constexpr (std::is_base_of_v<IterableDataset<Example>, D>) {
     options.validate(true);
     std::shared_ptr<const IterableDataset<Example>> ds = std::move(dataset);
-    auto source = std::make_shared<detail::IterSource<Example, Batch>>(std::move(ds), options.batch_size(),
-                                                                       options.drop_last(), detail::hold(std::move(fn)));
+    auto source = std::make_shared<detail::IterSource<Example, Batch>>(
+        std::move(ds), options.batch_size(), options.drop_last(), detail::hold(std::move(fn)));
     return DataLoader<Batch>(std::move(source), std::move(options));
   } else {
     static_assert(std::is_base_of_v<Dataset<Example>, D>, "make_data_loader needs a Dataset or IterableDataset");
@@ -307,7 +306,7 @@ auto make_data_loader(std::shared_ptr<D> dataset, DataLoaderOptions options, Col
 
 /// A loader whose batches are default_collate's (tensors stacked).
 template <class D>
-  requires DefaultCollatable<detail::ExampleOf<D>>
+requires DefaultCollatable<detail::ExampleOf<D>>
 auto make_data_loader(std::shared_ptr<D> dataset, DataLoaderOptions options = {}) {
   using Example = detail::ExampleOf<D>;
   return make_data_loader(std::move(dataset), std::move(options),

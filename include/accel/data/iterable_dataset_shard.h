@@ -24,8 +24,7 @@ template <class Example>
 class IterableDatasetShard : public IterableDataset<Example> {
  public:
   IterableDatasetShard(std::shared_ptr<const IterableDataset<Example>> dataset, int64_t batch_size = 1,
-                       bool drop_last = false, int num_processes = 1, int process_index = 0,
-                       bool split_batches = false)
+                       bool drop_last = false, int num_processes = 1, int process_index = 0, bool split_batches = false)
       : dataset_(std::move(dataset)),
         batch_size_(batch_size),
         drop_last_(drop_last),
@@ -34,8 +33,7 @@ class IterableDatasetShard : public IterableDataset<Example> {
         split_batches_(split_batches) {
     if (!dataset_) throw std::invalid_argument("IterableDatasetShard: the dataset is null, expected one");
     if (batch_size < 1)
-      throw std::invalid_argument("IterableDatasetShard: batch_size " + std::to_string(batch_size) +
-                                  " must be >= 1");
+      throw std::invalid_argument("IterableDatasetShard: batch_size " + std::to_string(batch_size) + " must be >= 1");
     if (num_processes < 1 || process_index < 0 || process_index >= num_processes)
       throw std::invalid_argument("IterableDatasetShard: process_index " + std::to_string(process_index) +
                                   " must be in [0, num_processes=" + std::to_string(num_processes) + ")");

@@ -73,10 +73,11 @@ DataLoader<Batch> prepare_data_loader(const DataLoader<Batch>& loader, const Pre
     }
     auto& st = ProcessState::get();
     if (world > 1 && (st.world_size() != world || st.rank() != rank))
-      throw std::invalid_argument("prepare_data_loader: dispatch_batches runs collectives over the process group, "
-                                  "so num_processes/process_index (" + std::to_string(world) + "/" +
-                                  std::to_string(rank) + ") must be the group's (" + std::to_string(st.world_size()) +
-                                  "/" + std::to_string(st.rank()) + ")");
+      throw std::invalid_argument(
+          "prepare_data_loader: dispatch_batches runs collectives over the process group, "
+          "so num_processes/process_index (" +
+          std::to_string(world) + "/" + std::to_string(rank) + ") must be the group's (" +
+          std::to_string(st.world_size()) + "/" + std::to_string(st.rank()) + ")");
     d.dispatch = detail::DispatchSpec{world, rank, options.split_batches()};
   } else if (world > 1) {
     d.source = source->shard(detail::ShardSpec{world, rank, options.split_batches(), options.even_batches()});

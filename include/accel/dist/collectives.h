@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
-#include <torch/types.h>
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
+#include <torch/types.h>
 
 namespace accel {
 

@@ -19,8 +19,8 @@ namespace accel {
 
 struct WorkerExit {
   int rank = -1;
-  int exit_code = 0;    // when exited normally
-  int signal = 0;       // when killed by a signal
+  int exit_code = 0;           // when exited normally
+  int signal = 0;              // when killed by a signal
   bool stopped_by_us = false;  // ended because another rank failed or a stop was requested
   bool ok() const { return signal == 0 && exit_code == 0; }
   /// "rank 1 exited with status 3" / "rank 0 was killed by signal 9 (Killed)".
@@ -28,8 +28,8 @@ struct WorkerExit {
 };
 
 struct GroupResult {
-  std::vector<WorkerExit> exits;           // one per rank, in rank order
-  std::optional<WorkerExit> first_failure; // the failure that ended the group
+  std::vector<WorkerExit> exits;            // one per rank, in rank order
+  std::optional<WorkerExit> first_failure;  // the failure that ended the group
   bool timed_out = false;
   bool stop_requested = false;
   int stop_signal = 0;  // the signal passed to request_stop(), when one was

@@ -20,7 +20,7 @@ struct FlagSpec {
   enum class Kind { store_true, integer, number, text };
   std::string name;  // with underscores
   Kind kind;
-  Value fallback;    // argparse's default (None when it has none)
+  Value fallback;  // argparse's default (None when it has none)
   std::vector<std::string> choices;
   std::string help;
   bool accel_only = false;  // not an `accelerate launch` flag

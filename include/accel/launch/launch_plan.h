@@ -38,7 +38,7 @@ const char* to_string(LauncherKind kind);
 
 struct LaunchPlan {
   LauncherKind kind = LauncherKind::simple;
-  int num_processes = 1;    // in the whole job
+  int num_processes = 1;  // in the whole job
   int num_machines = 1;
   int machine_rank = 0;
   int local_processes = 1;  // started on this machine
@@ -69,7 +69,8 @@ struct LaunchPlan {
 /// Builds the plan. `env` is the launcher's environment (OMP_NUM_THREADS,
 /// PYTHONPATH, ... are read from it). Throws std::invalid_argument naming
 /// the flag or key and what was expected.
-LaunchPlan plan_launch(LaunchArgs args, const EnvLookup& env = process_env(), const HostInfo& host = HostInfo::detect());
+LaunchPlan plan_launch(LaunchArgs args, const EnvLookup& env = process_env(),
+                       const HostInfo& host = HostInfo::detect());
 
 /// The variables local worker `local_rank` gets on top of the launcher's
 /// environment, in attempt `restart_count` (0 for the first).

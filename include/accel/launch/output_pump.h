@@ -33,7 +33,7 @@ class OutputPump {
     int fd_read = -1, fd_write = -1;  // pipe ends
     int console = -1;                 // 1 or 2 when copied to the console
     int file = -1;
-    std::string partial;              // a line not finished yet
+    std::string partial;  // a line not finished yet
   };
   void run();
   void emit(Stream& s, const char* data, size_t n, bool eof);

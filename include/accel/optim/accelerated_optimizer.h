@@ -36,8 +36,9 @@ class AcceleratedOptimizer {
   /// `scaler` (fp16) may be null; `master_weights` swaps the optimizer's
   /// parameters for fp32 masters (see amp/master_weights.h).
   AcceleratedOptimizer(std::shared_ptr<torch::optim::Optimizer> optimizer,
-                       std::shared_ptr<const GradientState> gradient_state, std::shared_ptr<GradScaler> scaler = nullptr,
-                       bool master_weights = false, bool fused_step = true);
+                       std::shared_ptr<const GradientState> gradient_state,
+                       std::shared_ptr<GradScaler> scaler = nullptr, bool master_weights = false,
+                       bool fused_step = true);
   /// `tensors` (may be null) stands between the model and the optimizer:
   /// master weights or a ZeRO engine, already built over `optimizer`.
   AcceleratedOptimizer(std::shared_ptr<torch::optim::Optimizer> optimizer,

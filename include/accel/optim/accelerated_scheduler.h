@@ -58,7 +58,8 @@ class AcceleratedScheduler {
   std::shared_ptr<const GradientState> gradient_state_;
   SchedulerStepping stepping_;
 
-  AcceleratedScheduler(std::shared_ptr<LRScheduler> scheduler, std::shared_ptr<torch::optim::LRScheduler> torch_scheduler,
+  AcceleratedScheduler(std::shared_ptr<LRScheduler> scheduler,
+                       std::shared_ptr<torch::optim::LRScheduler> torch_scheduler,
                        std::vector<std::shared_ptr<AcceleratedOptimizer>> optimizers,
                        std::shared_ptr<const GradientState> gradient_state, SchedulerStepping stepping);
   void step_once();

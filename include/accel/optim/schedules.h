@@ -62,7 +62,15 @@ LrLambda inverse_sqrt(int64_t num_warmup_steps, std::optional<int64_t> timescale
 /// Transformers' SchedulerType values that are LambdaLR schedules (its
 /// reduce_lr_on_plateau, cosine_with_min_lr, warmup_stable_decay and greedy
 /// are not here).
-enum class SchedulerType { linear, cosine, cosine_with_restarts, polynomial, constant, constant_with_warmup, inverse_sqrt };
+enum class SchedulerType {
+  linear,
+  cosine,
+  cosine_with_restarts,
+  polynomial,
+  constant,
+  constant_with_warmup,
+  inverse_sqrt
+};
 
 /// From Transformers' names ("linear", "cosine", "cosine_with_restarts",
 /// "polynomial", "constant", "constant_with_warmup", "inverse_sqrt");

@@ -14,15 +14,15 @@
 #include <tuple>
 #include <vector>
 
+#include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 #include <torch/nn/module.h>
 #include <torch/nn/pimpl.h>
 #include <torch/types.h>
-#include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 
 namespace c10d {
 class Reducer;
 class Logger;
-}
+}  // namespace c10d
 
 namespace accel {
 
@@ -37,10 +37,22 @@ struct DDPOptions {
   /// Gradients become views into the communication buckets (saves a copy).
   bool gradient_as_bucket_view = false;
 
-  DDPOptions& set_bucket_cap_mb(double v) { bucket_cap_mb = v; return *this; }
-  DDPOptions& set_find_unused_parameters(bool v) { find_unused_parameters = v; return *this; }
-  DDPOptions& set_broadcast_buffers(bool v) { broadcast_buffers = v; return *this; }
-  DDPOptions& set_gradient_as_bucket_view(bool v) { gradient_as_bucket_view = v; return *this; }
+  DDPOptions& set_bucket_cap_mb(double v) {
+    bucket_cap_mb = v;
+    return *this;
+  }
+  DDPOptions& set_find_unused_parameters(bool v) {
+    find_unused_parameters = v;
+    return *this;
+  }
+  DDPOptions& set_broadcast_buffers(bool v) {
+    broadcast_buffers = v;
+    return *this;
+  }
+  DDPOptions& set_gradient_as_bucket_view(bool v) {
+    gradient_as_bucket_view = v;
+    return *this;
+  }
 };
 
 /// Rank 0's parameters and buffers copied to every rank, coalesced per dtype.
@@ -95,7 +107,8 @@ void collect_tensors(const std::map<K, V>& m, std::vector<torch::Tensor>& out) {
 /// Scope in which backward does not all-reduce (gradient accumulation).
 class NoSyncGuard {
  public:
-  explicit NoSyncGuard(DataParallelEngine* engine) : engine_(engine), previous_(engine ? engine->require_backward_grad_sync : true) {
+  explicit NoSyncGuard(DataParallelEngine* engine)
+      : engine_(engine), previous_(engine ? engine->require_backward_grad_sync : true) {
     if (engine_) engine_->require_backward_grad_sync = false;
   }
   ~NoSyncGuard() {

@@ -23,10 +23,10 @@ struct KernelTime {
 };
 
 struct KernelSummary {
-  double wall_ms = 0;         // from start to stop
-  double device_busy_ms = 0;  // union of the intervals when any GPU activity ran
-  double device_sum_ms = 0;   // sum of all GPU activity (> busy when streams overlap)
-  int64_t launches = 0;       // GPU activities recorded
+  double wall_ms = 0;               // from start to stop
+  double device_busy_ms = 0;        // union of the intervals when any GPU activity ran
+  double device_sum_ms = 0;         // sum of all GPU activity (> busy when streams overlap)
+  int64_t launches = 0;             // GPU activities recorded
   std::vector<KernelTime> kernels;  // by total time, largest first
 
   /// The top `rows` kernels with their share of busy time, under a line

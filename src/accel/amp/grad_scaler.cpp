@@ -40,7 +40,8 @@ void check_hysteresis(const char* where, int64_t hysteresis, double min_scale) {
     throw std::invalid_argument(w + ": hysteresis is " + std::to_string(hysteresis) +
                                 "; expected a value >= 1 (1: back off at every overflow)");
   if (!(min_scale >= 0) || !std::isfinite(min_scale))
-    throw std::invalid_argument(w + ": min_scale is " + num(min_scale) + "; expected a finite value >= 0 (0: no floor)");
+    throw std::invalid_argument(w + ": min_scale is " + num(min_scale) +
+                                "; expected a finite value >= 0 (0: no floor)");
 }
 
 // Gradients that the kernel may process in one call share device and dtype
@@ -59,10 +60,10 @@ std::map<std::string, torch::Tensor> GradScalerState::to_tensors() const {
   auto f64 = [](double v) { return torch::tensor(v, torch::kFloat64); };
   auto i64 = [](int64_t v) { return torch::tensor(v, torch::kInt64); };
   std::map<std::string, torch::Tensor> out{{"scale", f64(scale)},
-                                            {"growth_factor", f64(growth_factor)},
-                                            {"backoff_factor", f64(backoff_factor)},
-                                            {"growth_interval", i64(growth_interval)},
-                                            {"_growth_tracker", i64(growth_tracker)}};
+                                           {"growth_factor", f64(growth_factor)},
+                                           {"backoff_factor", f64(backoff_factor)},
+                                           {"growth_interval", i64(growth_interval)},
+                                           {"_growth_tracker", i64(growth_tracker)}};
   if (hysteresis != 1 || min_scale != 0) {
     out["hysteresis"] = i64(hysteresis);
     out["_hysteresis_tracker"] = i64(hysteresis_tracker);
@@ -78,8 +79,7 @@ GradScalerState GradScalerState::from_tensors(const std::map<std::string, torch:
         "scale, growth_factor, backoff_factor, growth_interval, _growth_tracker");
   auto get = [&](const std::string& key) -> const torch::Tensor& {
     auto it = tensors.find(key);
-    if (it == tensors.end())
-      throw std::invalid_argument("GradScalerState::from_tensors: key '" + key + "' is missing");
+    if (it == tensors.end()) throw std::invalid_argument("GradScalerState::from_tensors: key '" + key + "' is missing");
     if (!it->second.defined() || it->second.numel() != 1)
       throw std::invalid_argument("GradScalerState::from_tensors: '" + key + "' has " +
                                   std::to_string(it->second.defined() ? it->second.numel() : 0) +
@@ -93,8 +93,8 @@ GradScalerState GradScalerState::from_tensors(const std::map<std::string, torch:
   s.growth_interval = get("growth_interval").item<int64_t>();
   s.growth_tracker = get("_growth_tracker").item<int64_t>();
   // All three or none: a state without them is PyTorch's (hysteresis 1, no floor).
-  const int present = static_cast<int>(tensors.count("hysteresis") + tensors.count("_hysteresis_tracker") +
-                                       tensors.count("min_scale"));
+  const int present =
+      static_cast<int>(tensors.count("hysteresis") + tensors.count("_hysteresis_tracker") + tensors.count("min_scale"));
   if (present == 3) {
     s.hysteresis = get("hysteresis").item<int64_t>();
     s.hysteresis_tracker = get("_hysteresis_tracker").item<int64_t>();
@@ -301,7 +301,8 @@ std::optional<GradScalerState> GradScaler::state() const {
 
 void GradScaler::load_state(const GradScalerState& state) {
   if (!enabled()) return;
-  check("GradScaler::load_state", "scale", state.scale, state.growth_factor, state.backoff_factor, state.growth_interval);
+  check("GradScaler::load_state", "scale", state.scale, state.growth_factor, state.backoff_factor,
+        state.growth_interval);
   if (state.growth_tracker < 0)
     throw std::invalid_argument("GradScaler::load_state: growth_tracker is " + std::to_string(state.growth_tracker) +
                                 "; expected a value >= 0");
@@ -310,8 +311,9 @@ void GradScaler::load_state(const GradScalerState& state) {
     throw std::invalid_argument("GradScaler::load_state: hysteresis_tracker is " +
                                 std::to_string(state.hysteresis_tracker) + "; expected a value in [1, hysteresis " +
                                 std::to_string(state.hysteresis) + "]");
-  options_.growth_factor(state.growth_factor).backoff_factor(state.backoff_factor).growth_interval(
-      state.growth_interval);
+  options_.growth_factor(state.growth_factor)
+      .backoff_factor(state.backoff_factor)
+      .growth_interval(state.growth_interval);
   options_.hysteresis(state.hysteresis).min_scale(state.min_scale);
   hysteresis_tracker_ = state.hysteresis_tracker;
   pending_scale_ = state.scale;

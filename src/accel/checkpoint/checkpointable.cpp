@@ -10,25 +10,27 @@
 namespace accel {
 
 CheckpointHooks module_checkpoint_hooks(std::shared_ptr<torch::nn::Module> module) {
-  return CheckpointHooks{
-      [module] {
-        safetensors::NamedTensors out;
-        for (auto& [name, t] : model_state(*module)) out.emplace_back(name, t.detach().to(torch::kCPU));
-        return out;
-      },
-      [module](const safetensors::TensorDict& state) {
-        auto own = model_state(*module);
-        for (const auto& [name, t] : own) {
-          const auto* saved = state.find(name);
-          if (!saved) throw std::runtime_error("registered module: the checkpoint lacks '" + name + "'");
-          if (saved->sizes() != t.sizes() || saved->scalar_type() != t.scalar_type())
-            throw std::runtime_error("registered module: '" + name + "' is " +
-                                     describe_tensor(saved->sizes(), saved->scalar_type()) + " in the checkpoint, " +
-                                     describe_tensor(t.sizes(), t.scalar_type()) + " in the module");
-        }
-        torch::NoGradGuard no_grad;
-        for (auto& [name, t] : own) t.copy_(state[name]);
-      }};
+  return CheckpointHooks{[module] {
+                           safetensors::NamedTensors out;
+                           for (auto& [name, t] : model_state(*module))
+                             out.emplace_back(name, t.detach().to(torch::kCPU));
+                           return out;
+                         },
+                         [module](const safetensors::TensorDict& state) {
+                           auto own = model_state(*module);
+                           for (const auto& [name, t] : own) {
+                             const auto* saved = state.find(name);
+                             if (!saved)
+                               throw std::runtime_error("registered module: the checkpoint lacks '" + name + "'");
+                             if (saved->sizes() != t.sizes() || saved->scalar_type() != t.scalar_type())
+                               throw std::runtime_error("registered module: '" + name + "' is " +
+                                                        describe_tensor(saved->sizes(), saved->scalar_type()) +
+                                                        " in the checkpoint, " +
+                                                        describe_tensor(t.sizes(), t.scalar_type()) + " in the module");
+                           }
+                           torch::NoGradGuard no_grad;
+                           for (auto& [name, t] : own) t.copy_(state[name]);
+                         }};
 }
 
 }  // namespace accel

@@ -50,7 +50,8 @@ CheckpointFiles read_index(const std::filesystem::path& index) {
     if (!file.is_string()) bad_index(index, "weight_map entry '" + name + "' is not a file name");
     const auto& file_name = file.get_ref<const std::string&>();
     if (!plain_file_name(file_name)) {
-      bad_index(index, "tensor '" + name + "' is mapped to '" + file_name + "', which is not a file in the index's directory");
+      bad_index(index,
+                "tensor '" + name + "' is mapped to '" + file_name + "', which is not a file in the index's directory");
     }
     files.insert(file_name);
     out.weight_map[name] = index.parent_path() / file_name;
@@ -94,8 +95,8 @@ struct OpenCheckpoint {
     for (const auto& [name, path] : ckpt.weight_map) {
       const auto* file = by_path.at(path.string());
       if (!file->contains(name)) {
-        bad_index(ckpt.index_file, "says tensor '" + name + "' is in '" + path.filename().string() +
-                                       "', which does not hold it");
+        bad_index(ckpt.index_file,
+                  "says tensor '" + name + "' is in '" + path.filename().string() + "', which does not hold it");
       }
     }
   }
@@ -154,7 +155,8 @@ std::string LoadReport::describe() const {
   append_list(out, "missing keys (in the model, not in the checkpoint)", missing_keys);
   append_list(out, "unexpected keys (in the checkpoint, not in the model)", unexpected_keys);
   std::vector<std::string> mismatches;
-  for (const auto& m : mismatched) mismatches.push_back(m.name + " (model " + m.expected + ", checkpoint " + m.found + ")");
+  for (const auto& m : mismatched)
+    mismatches.push_back(m.name + " (model " + m.expected + ", checkpoint " + m.found + ")");
   append_list(out, "shape/dtype mismatches", mismatches);
   return out.str();
 }

@@ -74,9 +74,9 @@ std::string index_json(const ShardPlan& plan, const SavedModel& saved) {
 
 // Files of an earlier save that the new one does not use.
 void remove_stale(const std::filesystem::path& dir, const SavedModel& saved, const std::string& weights_name) {
-  const std::regex shard_pattern(std::regex_replace(weights_stem(weights_name), std::regex(R"([.^$|()\[\]{}*+?\\])"),
-                                                    R"(\$&)") +
-                                 R"(-\d{5}-of-\d{5}\.safetensors)");
+  const std::regex shard_pattern(
+      std::regex_replace(weights_stem(weights_name), std::regex(R"([.^$|()\[\]{}*+?\\])"), R"(\$&)") +
+      R"(-\d{5}-of-\d{5}\.safetensors)");
   std::vector<std::string> keep = saved.files;
   if (saved.sharded()) keep.push_back(saved.index_file);
   for (const auto& entry : std::filesystem::directory_iterator(dir)) {
@@ -100,9 +100,14 @@ int64_t parse_size(std::string_view text) {
     std::string_view name;
     double multiplier;
   };
-  static constexpr Unit kUnits[] = {{"TIB", 1099511627776.0}, {"GIB", 1073741824.0}, {"MIB", 1048576.0},
-                                    {"KIB", 1024.0},          {"TB", 1e12},          {"GB", 1e9},
-                                    {"MB", 1e6},              {"KB", 1e3}};
+  static constexpr Unit kUnits[] = {{"TIB", 1099511627776.0},
+                                    {"GIB", 1073741824.0},
+                                    {"MIB", 1048576.0},
+                                    {"KIB", 1024.0},
+                                    {"TB", 1e12},
+                                    {"GB", 1e9},
+                                    {"MB", 1e6},
+                                    {"KB", 1e3}};
   double multiplier = 1;
   bool bits = false;
   std::string upper(s);

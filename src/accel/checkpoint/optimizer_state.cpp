@@ -42,8 +42,8 @@ struct AdamFields {
 struct SgdFields {
   template <class O, class F>
   static void options(O& o, F&& f) {
-    f("lr", o.lr()), f("momentum", o.momentum()), f("dampening", o.dampening()),
-        f("weight_decay", o.weight_decay()), f("nesterov", o.nesterov());
+    f("lr", o.lr()), f("momentum", o.momentum()), f("dampening", o.dampening()), f("weight_decay", o.weight_decay()),
+        f("nesterov", o.nesterov());
   }
   template <class S, class F>
   static void state(S& s, F&& f) {
@@ -74,9 +74,7 @@ struct AdagradFields {
   }
 };
 
-std::string tensor_name(size_t index, const char* field) {
-  return "state." + std::to_string(index) + "." + field;
-}
+std::string tensor_name(size_t index, const char* field) { return "state." + std::to_string(index) + "." + field; }
 
 // Writing and reading one family; the JSON and tensor layout is common.
 class Family {
@@ -126,10 +124,12 @@ class FamilyOf : public Family {
           throw std::runtime_error(std::string("option '") + key + "' is " + v.dump() + ", expected [number, number]");
         value = {v[0].get<double>(), v[1].get<double>()};
       } else if constexpr (std::is_same_v<T, bool>) {
-        if (!v.is_boolean()) throw std::runtime_error(std::string("option '") + key + "' is " + v.dump() + ", expected a boolean");
+        if (!v.is_boolean())
+          throw std::runtime_error(std::string("option '") + key + "' is " + v.dump() + ", expected a boolean");
         value = v.get<bool>();
       } else {
-        if (!v.is_number()) throw std::runtime_error(std::string("option '") + key + "' is " + v.dump() + ", expected a number");
+        if (!v.is_number())
+          throw std::runtime_error(std::string("option '") + key + "' is " + v.dump() + ", expected a number");
         value = v.get<T>();
       }
     });
@@ -170,8 +170,8 @@ class FamilyOf : public Family {
         value.copy_(*saved);
       } else {
         if (!scalars.contains(key) || !scalars.at(key).is_number_integer())
-          throw std::runtime_error("optimizer state of parameter " + std::to_string(index) + " in " + source +
-                                   ": '" + key + "' is missing or not an integer");
+          throw std::runtime_error("optimizer state of parameter " + std::to_string(index) + " in " + source + ": '" +
+                                   key + "' is missing or not an integer");
         value = scalars.at(key).template get<T>();
       }
     });
@@ -179,22 +179,24 @@ class FamilyOf : public Family {
   }
 
  private:
-  static std::string describe(const torch::Tensor& t) {
-    return describe_tensor(t.sizes(), t.scalar_type());
-  }
+  static std::string describe(const torch::Tensor& t) { return describe_tensor(t.sizes(), t.scalar_type()); }
   const char* name_;
 };
 
 const std::vector<std::unique_ptr<Family>>& families() {
   static const auto all = [] {
     std::vector<std::unique_ptr<Family>> v;
-    v.push_back(std::make_unique<FamilyOf<torch::optim::AdamWOptions, torch::optim::AdamWParamState, AdamFields>>("AdamW"));
-    v.push_back(std::make_unique<FamilyOf<torch::optim::AdamOptions, torch::optim::AdamParamState, AdamFields>>("Adam"));
+    v.push_back(
+        std::make_unique<FamilyOf<torch::optim::AdamWOptions, torch::optim::AdamWParamState, AdamFields>>("AdamW"));
+    v.push_back(
+        std::make_unique<FamilyOf<torch::optim::AdamOptions, torch::optim::AdamParamState, AdamFields>>("Adam"));
     v.push_back(std::make_unique<FamilyOf<torch::optim::SGDOptions, torch::optim::SGDParamState, SgdFields>>("SGD"));
     v.push_back(
-        std::make_unique<FamilyOf<torch::optim::RMSpropOptions, torch::optim::RMSpropParamState, RmspropFields>>("RMSprop"));
+        std::make_unique<FamilyOf<torch::optim::RMSpropOptions, torch::optim::RMSpropParamState, RmspropFields>>(
+            "RMSprop"));
     v.push_back(
-        std::make_unique<FamilyOf<torch::optim::AdagradOptions, torch::optim::AdagradParamState, AdagradFields>>("Adagrad"));
+        std::make_unique<FamilyOf<torch::optim::AdagradOptions, torch::optim::AdagradParamState, AdagradFields>>(
+            "Adagrad"));
     return v;
   }();
   return all;
@@ -281,7 +283,8 @@ void load_optimizer_state(torch::optim::Optimizer& optimizer, const safetensors:
       const auto key = std::to_string(index);
       if (states.contains(key)) {
         try {
-          new_states.emplace_back(p.unsafeGetTensorImpl(), family.read_state(states.at(key), tensors, index, p, source));
+          new_states.emplace_back(p.unsafeGetTensorImpl(),
+                                  family.read_state(states.at(key), tensors, index, p, source));
         } catch (const std::runtime_error& e) {
           fail(e.what());
         }

@@ -79,8 +79,7 @@ Dtype from_scalar_type(torch::ScalarType type) {
     case torch::kFloat64: return Dtype::F64;
     case torch::kInt64: return Dtype::I64;
     case torch::kUInt64: return Dtype::U64;
-    default:
-      throw std::invalid_argument(std::string("safetensors has no dtype for ") + c10::toString(type));
+    default: throw std::invalid_argument(std::string("safetensors has no dtype for ") + c10::toString(type));
   }
 }
 
@@ -152,7 +151,8 @@ torch::Tensor File::view(const TensorInfo& info) const {
   if (reinterpret_cast<uintptr_t>(bytes) % dtype_size(info.dtype) == 0) {
     // The tensor holds a reference to the mapping; the file stays mapped
     // until the last tensor made from it is gone.
-    return torch::from_blob(bytes, info.shape, [keep = mapping_](void*) {}, options);
+    return torch::from_blob(
+        bytes, info.shape, [keep = mapping_](void*) {}, options);
   }
   // A header whose length is not a multiple of 8 (other writers) leaves
   // data misaligned for its dtype: such tensors are copied.
@@ -272,7 +272,8 @@ Prepared prepare(const NamedTensors& tensors, const Metadata& metadata) {
     if (!t.defined()) throw std::invalid_argument(where + "is undefined");
     if (t.layout() != torch::kStrided) throw std::invalid_argument(where + "is not dense (make it dense first)");
     if (t.is_meta()) throw std::invalid_argument(where + "is on the meta device and has no data");
-    if (!by_name.emplace(name, &t).second) throw std::invalid_argument("safetensors: tensor name '" + name + "' is given twice");
+    if (!by_name.emplace(name, &t).second)
+      throw std::invalid_argument("safetensors: tensor name '" + name + "' is given twice");
     specs.push_back({name, from_scalar_type(t.scalar_type()), t.sizes().vec()});
   }
   Prepared p;
@@ -285,9 +286,7 @@ Prepared prepare(const NamedTensors& tensors, const Metadata& metadata) {
 
 // The bytes of one tensor as the file holds them: dense, row-major, on the
 // CPU, with lazy conjugation/negation applied.
-torch::Tensor file_bytes(const torch::Tensor& t) {
-  return t.resolve_conj().resolve_neg().to(torch::kCPU).contiguous();
-}
+torch::Tensor file_bytes(const torch::Tensor& t) { return t.resolve_conj().resolve_neg().to(torch::kCPU).contiguous(); }
 
 }  // namespace
 

@@ -116,8 +116,9 @@ TensorInfo parse_tensor(const std::string& name, const json& entry, std::string_
   info.begin = unsigned_entry((*offsets_it)[0], source, name, "data_offsets");
   info.end = unsigned_entry((*offsets_it)[1], source, name, "data_offsets");
   if (info.end < info.begin) {
-    fail_tensor(source, name,
-                "data_offsets [" + std::to_string(info.begin) + ", " + std::to_string(info.end) + "] end before they begin");
+    fail_tensor(
+        source, name,
+        "data_offsets [" + std::to_string(info.begin) + ", " + std::to_string(info.end) + "] end before they begin");
   }
   if (info.end - info.begin != nbytes) {
     fail_tensor(source, name,
@@ -226,7 +227,8 @@ uint64_t parse_header_size(const char (&prefix)[8], uint64_t file_size, std::str
     fail(source, "header size " + std::to_string(n) + " exceeds the " + std::to_string(kMaxHeaderSize) +
                      "-byte limit (not a safetensors file, or a corrupt one)");
   }
-  if (file_size < 8) fail(source, "file is " + std::to_string(file_size) + " bytes, shorter than the 8-byte header size");
+  if (file_size < 8)
+    fail(source, "file is " + std::to_string(file_size) + " bytes, shorter than the 8-byte header size");
   if (n > file_size - 8) {
     fail(source, "header size " + std::to_string(n) + " runs past the end of the file (" + std::to_string(file_size) +
                      " bytes)");

@@ -18,9 +18,7 @@ namespace accel {
 
 namespace {
 
-[[noreturn]] void fail(const std::string& what, int err) {
-  throw std::runtime_error(what + ": " + std::strerror(err));
-}
+[[noreturn]] void fail(const std::string& what, int err) { throw std::runtime_error(what + ": " + std::strerror(err)); }
 
 // RENAME_EXCHANGE through the system call: glibc's wrapper needs 2.28 and
 // _GNU_SOURCE, the call itself Linux 3.15.

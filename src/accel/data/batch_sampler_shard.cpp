@@ -24,8 +24,7 @@ BatchSamplerShard::BatchSamplerShard(std::shared_ptr<BatchSamplerBase> batch_sam
       even_batches_(even_batches) {
   if (!inner_) throw std::invalid_argument("BatchSamplerShard: the batch sampler is null, expected one");
   if (num_processes < 1)
-    throw std::invalid_argument("BatchSamplerShard: num_processes " + std::to_string(num_processes) +
-                                " must be >= 1");
+    throw std::invalid_argument("BatchSamplerShard: num_processes " + std::to_string(num_processes) + " must be >= 1");
   if (process_index < 0 || process_index >= num_processes)
     throw std::invalid_argument("BatchSamplerShard: process_index " + std::to_string(process_index) +
                                 " must be in [0, " + std::to_string(num_processes) + ")");

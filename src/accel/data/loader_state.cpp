@@ -25,8 +25,7 @@ LoaderState LoaderState::from_string(const std::string& text) {
   LoaderState s;
   for (const char* key : {"epoch", "position"}) {
     if (!j.contains(key) || !j[key].is_number_integer() || j[key].get<int64_t>() < 0)
-      throw std::invalid_argument(std::string("LoaderState: '") + text + "' needs \"" + key +
-                                  "\" as an integer >= 0");
+      throw std::invalid_argument(std::string("LoaderState: '") + text + "' needs \"" + key + "\" as an integer >= 0");
   }
   s.epoch = j["epoch"].get<int64_t>();
   s.position = j["position"].get<int64_t>();

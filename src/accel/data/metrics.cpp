@@ -12,8 +12,7 @@ torch::Tensor gather_for_metrics(const torch::Tensor& tensor, const LoaderProgre
   return drop_duplicates(gather(tensor, group), progress);
 }
 
-TensorDict gather_for_metrics(const TensorDict& tensors, const LoaderProgress& progress,
-                              const ProcessGroupPtr& group) {
+TensorDict gather_for_metrics(const TensorDict& tensors, const LoaderProgress& progress, const ProcessGroupPtr& group) {
   TensorDict out;
   for (const auto& [name, t] : tensors) out.emplace(name, gather_for_metrics(t, progress, group));
   return out;

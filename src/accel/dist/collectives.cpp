@@ -18,14 +18,10 @@ ProcessGroupPtr resolve(const ProcessGroupPtr& group) {
 c10d::ReduceOp to_c10d(ReduceOp op) {
   switch (op) {
     case ReduceOp::sum:
-    case ReduceOp::mean:
-      return c10d::ReduceOp::SUM;
-    case ReduceOp::max:
-      return c10d::ReduceOp::MAX;
-    case ReduceOp::min:
-      return c10d::ReduceOp::MIN;
-    case ReduceOp::product:
-      return c10d::ReduceOp::PRODUCT;
+    case ReduceOp::mean: return c10d::ReduceOp::SUM;
+    case ReduceOp::max: return c10d::ReduceOp::MAX;
+    case ReduceOp::min: return c10d::ReduceOp::MIN;
+    case ReduceOp::product: return c10d::ReduceOp::PRODUCT;
   }
   throw std::invalid_argument("unknown reduce op");
 }
@@ -194,8 +190,8 @@ torch::Tensor split_between_processes(const torch::Tensor& items, bool apply_pad
   if (world == 1) return items;
   const int64_t n = items.size(0);
   auto [begin, end] = split_range(n, st.rank(), world);
-  torch::Tensor out = begin >= n ? items.narrow(0, std::max<int64_t>(n - 1, 0), n > 0 ? 1 : 0)
-                                 : items.narrow(0, begin, end - begin);
+  torch::Tensor out =
+      begin >= n ? items.narrow(0, std::max<int64_t>(n - 1, 0), n > 0 ? 1 : 0) : items.narrow(0, begin, end - begin);
   if (apply_padding && out.size(0) > 0) {
     const int64_t target = n / world + (n % world > 0 ? 1 : 0);
     if (out.size(0) < target) {

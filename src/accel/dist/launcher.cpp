@@ -46,11 +46,16 @@ GroupResult launch_processes(const std::function<void()>& fn, LaunchOptions opti
   for (int rank = 0; rank < n; ++rank) {
     group.fork_worker(rank, [&, rank]() -> int {
       std::map<std::string, std::string> env = {
-          {"RANK", std::to_string(rank)},        {"WORLD_SIZE", std::to_string(n)},
-          {"LOCAL_RANK", std::to_string(rank)},  {"LOCAL_WORLD_SIZE", std::to_string(n)},
-          {"GROUP_RANK", "0"},                   {"GROUP_WORLD_SIZE", "1"},
-          {"ROLE_RANK", std::to_string(rank)},   {"ROLE_WORLD_SIZE", std::to_string(n)},
-          {"MASTER_ADDR", options.master_addr},  {"MASTER_PORT", std::to_string(port)},
+          {"RANK", std::to_string(rank)},
+          {"WORLD_SIZE", std::to_string(n)},
+          {"LOCAL_RANK", std::to_string(rank)},
+          {"LOCAL_WORLD_SIZE", std::to_string(n)},
+          {"GROUP_RANK", "0"},
+          {"GROUP_WORLD_SIZE", "1"},
+          {"ROLE_RANK", std::to_string(rank)},
+          {"ROLE_WORLD_SIZE", std::to_string(n)},
+          {"MASTER_ADDR", options.master_addr},
+          {"MASTER_PORT", std::to_string(port)},
       };
       if (options.cpu) env["ACCELERATE_USE_CPU"] = "true";
       if (!std::getenv("OMP_NUM_THREADS")) env["OMP_NUM_THREADS"] = "1";

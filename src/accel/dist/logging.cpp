@@ -36,7 +36,8 @@ void Logger::log(LogLevel level, const std::string& message, LogOptions options)
   if (static_cast<int>(level) < static_cast<int>(level_)) return;
   auto& st = ProcessState::get();
   auto write = [&] {
-    std::string line = "[rank " + std::to_string(st.rank()) + "] " + to_string(level) + " " + name_ + ": " + message + "\n";
+    std::string line =
+        "[rank " + std::to_string(st.rank()) + "] " + to_string(level) + " " + name_ + ": " + message + "\n";
     *out_ << line << std::flush;
   };
   if (options.in_order) {

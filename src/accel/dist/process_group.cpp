@@ -58,9 +58,9 @@ void wait_for_all_ranks(c10d::Store& store, const Topology& t, std::chrono::mill
     try {
       store.wait({"accel/all_arrived"}, timeout);
     } catch (const c10::Error&) {
-      throw RendezvousError("rank " + std::to_string(t.rank) + " waited " + seconds(timeout) +
-                            " at " + where(t) + " but not every rank of world size " +
-                            std::to_string(t.world_size) + " arrived (rank 0 names the missing ones)");
+      throw RendezvousError("rank " + std::to_string(t.rank) + " waited " + seconds(timeout) + " at " + where(t) +
+                            " but not every rank of world size " + std::to_string(t.world_size) +
+                            " arrived (rank 0 names the missing ones)");
     }
   }
 }
@@ -94,8 +94,8 @@ c10::intrusive_ptr<c10d::Store> connect_store(const Topology& t, std::chrono::mi
       throw RendezvousError("rank 0 could not host the rendezvous store at " + where(t) +
                             " (is the port already in use?): " + first_line);
     throw RendezvousError("rank " + std::to_string(t.rank) + " could not reach the rendezvous store at " + where(t) +
-                          " within " + seconds(timeout) + " (is rank 0 running and MASTER_ADDR/MASTER_PORT right?): " +
-                          first_line);
+                          " within " + seconds(timeout) +
+                          " (is rank 0 running and MASTER_ADDR/MASTER_PORT right?): " + first_line);
   }
   wait_for_all_ranks(*store, t, timeout);
   return store;
@@ -116,8 +116,8 @@ c10::intrusive_ptr<c10d::ProcessGroup> new_process_group(const c10::intrusive_pt
   } else {
     gloo_opts->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
   }
-  auto gloo = c10::make_intrusive<c10d::ProcessGroupGloo>(
-      c10::make_intrusive<c10d::PrefixStore>("gloo", prefixed), t.rank, t.world_size, gloo_opts);
+  auto gloo = c10::make_intrusive<c10d::ProcessGroupGloo>(c10::make_intrusive<c10d::PrefixStore>("gloo", prefixed),
+                                                          t.rank, t.world_size, gloo_opts);
   pg->setBackend(c10::DeviceType::CPU, c10d::ProcessGroup::BackendType::GLOO, gloo);
   pg->setDefaultBackend(c10d::ProcessGroup::BackendType::GLOO);
 
@@ -125,8 +125,8 @@ c10::intrusive_ptr<c10d::ProcessGroup> new_process_group(const c10::intrusive_pt
 #ifdef ACCEL_WITH_CUDA
     auto nccl_opts = c10::make_intrusive<c10d::ProcessGroupNCCL::Options>();
     nccl_opts->timeout = timeout;
-    auto nccl = c10::make_intrusive<c10d::ProcessGroupNCCL>(
-        c10::make_intrusive<c10d::PrefixStore>("nccl", prefixed), t.rank, t.world_size, nccl_opts);
+    auto nccl = c10::make_intrusive<c10d::ProcessGroupNCCL>(c10::make_intrusive<c10d::PrefixStore>("nccl", prefixed),
+                                                            t.rank, t.world_size, nccl_opts);
     if (cuda_device >= 0) nccl->setBoundDeviceId(c10::Device(c10::DeviceType::CUDA, cuda_device));
     pg->setBackend(c10::DeviceType::CUDA, c10d::ProcessGroup::BackendType::NCCL, nccl);
     pg->setDefaultBackend(c10d::ProcessGroup::BackendType::NCCL);

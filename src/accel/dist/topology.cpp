@@ -7,7 +7,8 @@ namespace {
 
 int require_int(const EnvLookup& env, const std::string& name) {
   auto v = env_int(env, name);
-  if (!v) throw std::invalid_argument("environment variable " + name + " must be set alongside the other rank variables");
+  if (!v)
+    throw std::invalid_argument("environment variable " + name + " must be set alongside the other rank variables");
   return static_cast<int>(*v);
 }
 
@@ -19,7 +20,8 @@ int int_or(const EnvLookup& env, const std::string& name, int fallback) {
 // Slurm writes tasks per node as "4(x2),3": the first count is ours when
 // the job is homogeneous, which is what a training job is.
 int slurm_tasks_per_node(const EnvLookup& env, int world_size) {
-  if (auto v = env_string(env, "SLURM_NTASKS_PER_NODE")) return static_cast<int>(parse_int(*v, "SLURM_NTASKS_PER_NODE"));
+  if (auto v = env_string(env, "SLURM_NTASKS_PER_NODE"))
+    return static_cast<int>(parse_int(*v, "SLURM_NTASKS_PER_NODE"));
   if (auto v = env_string(env, "SLURM_TASKS_PER_NODE")) {
     std::string first = v->substr(0, v->find_first_of("(,"));
     return static_cast<int>(parse_int(first, "SLURM_TASKS_PER_NODE"));
@@ -35,7 +37,8 @@ void validate(const Topology& t) {
   if (t.rank < 0 || t.rank >= t.world_size)
     fail("rank " + std::to_string(t.rank) + " must be in [0, " + std::to_string(t.world_size) + ")");
   if (t.local_world_size < 1 || t.local_world_size > t.world_size)
-    fail("local world size " + std::to_string(t.local_world_size) + " must be in [1, " + std::to_string(t.world_size) + "]");
+    fail("local world size " + std::to_string(t.local_world_size) + " must be in [1, " + std::to_string(t.world_size) +
+         "]");
   if (t.local_rank < 0 || t.local_rank >= t.local_world_size)
     fail("local rank " + std::to_string(t.local_rank) + " must be in [0, " + std::to_string(t.local_world_size) + ")");
   if (t.num_nodes < 1 || t.node_rank < 0 || t.node_rank >= t.num_nodes)

@@ -9,10 +9,10 @@
 #include <fcntl.h>
 
 #include <atomic>
-#include <filesystem>
 #include <cstdio>
 #include <cstring>
 #include <exception>
+#include <filesystem>
 #include <iostream>
 #include <thread>
 

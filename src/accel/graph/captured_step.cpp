@@ -89,9 +89,8 @@ void release_generator(c10::DeviceIndex device) {
 
 void check_same(const std::vector<torch::Tensor>& expected, const std::vector<torch::Tensor>& got) {
   if (expected.size() != got.size())
-    throw std::invalid_argument("CapturedStep: called with " + std::to_string(got.size()) +
-                                " inputs, expected the " + std::to_string(expected.size()) +
-                                " of the first call (a graph replays fixed buffers)");
+    throw std::invalid_argument("CapturedStep: called with " + std::to_string(got.size()) + " inputs, expected the " +
+                                std::to_string(expected.size()) + " of the first call (a graph replays fixed buffers)");
   for (size_t i = 0; i < got.size(); ++i) {
     const auto& e = expected[i];
     const auto& g = got[i];
@@ -111,8 +110,10 @@ std::vector<torch::Tensor> CapturedStep::run_captured(const std::vector<torch::T
     std::string why;
     for (auto& opt : optimizers_)
       if (!opt->steps_on_device(&why))
-        throw std::invalid_argument("CapturedStep: the step cannot be captured in a CUDA graph: an optimizer cannot "
-                                    "step without the host: " + why);
+        throw std::invalid_argument(
+            "CapturedStep: the step cannot be captured in a CUDA graph: an optimizer cannot "
+            "step without the host: " +
+            why);
     torch::Device device(torch::kCUDA, 0);
     for (const auto& t : inputs)
       if (t.defined() && t.is_cuda()) device = t.device();

@@ -21,8 +21,8 @@ enum class Type { boolean, integer, number, text, choice, list, section };
 struct Spec {
   Type type;
   std::vector<std::string> choices{};
-  Value fallback{};               // ClusterConfig's default (None: no default)
-  bool exact_case = false;        // choices compared as written (enums Accelerate parses strictly)
+  Value fallback{};         // ClusterConfig's default (None: no default)
+  bool exact_case = false;  // choices compared as written (enums Accelerate parses strictly)
 };
 
 Value B(bool b) { return Value::of_bool(b); }
@@ -30,13 +30,13 @@ Value I(long long i) { return Value::of_int(i); }
 Value S(const char* s) { return Value::of_text(s); }
 
 const std::vector<std::string> kDistributedTypes = {
-    "NO",        "MULTI_CPU", "MULTI_GPU", "MULTI_NPU",   "MULTI_MLU", "MULTI_SDAA",   "MULTI_MUSA",
-    "MULTI_XPU", "DEEPSPEED", "FSDP",      "XLA",         "MEGATRON_LM", "MULTI_HPU", "MULTI_NEURON"};
+    "NO",        "MULTI_CPU", "MULTI_GPU", "MULTI_NPU", "MULTI_MLU",   "MULTI_SDAA", "MULTI_MUSA",
+    "MULTI_XPU", "DEEPSPEED", "FSDP",      "XLA",       "MEGATRON_LM", "MULTI_HPU",  "MULTI_NEURON"};
 const std::vector<std::string> kPrecisions = {"no", "fp16", "bf16", "fp8"};
 const std::vector<std::string> kDynamoBackends = {
-    "NO",  "EAGER", "AOT_EAGER", "INDUCTOR", "AOT_TS_NVFUSER", "NVPRIMS_NVFUSER", "CUDAGRAPHS", "OFI",
-    "FX2TRT", "ONNXRT", "TENSORRT", "AOT_TORCHXLA_TRACE_ONCE", "TORCHXLA_TRACE_ONCE", "TVM", "HPU_BACKEND",
-    "NEURON"};
+    "NO",          "EAGER",  "AOT_EAGER", "INDUCTOR", "AOT_TS_NVFUSER",          "NVPRIMS_NVFUSER",     "CUDAGRAPHS",
+    "OFI",         "FX2TRT", "ONNXRT",    "TENSORRT", "AOT_TORCHXLA_TRACE_ONCE", "TORCHXLA_TRACE_ONCE", "TVM",
+    "HPU_BACKEND", "NEURON"};
 const std::vector<std::string> kOffloadDevices = {"none", "cpu", "nvme"};
 
 // ClusterConfig's fields (accelerate/commands/config/config_args.py).
@@ -86,12 +86,13 @@ const std::map<std::string, std::map<std::string, Spec>>& section_specs() {
        {
            {"fsdp_version", {Type::choice, {"1", "2"}}},
            {"fsdp_sharding_strategy",
-            {Type::choice, {"FULL_SHARD", "SHARD_GRAD_OP", "NO_SHARD", "HYBRID_SHARD", "HYBRID_SHARD_ZERO2", "1",
-                            "2", "3", "4", "5"}}},
+            {Type::choice,
+             {"FULL_SHARD", "SHARD_GRAD_OP", "NO_SHARD", "HYBRID_SHARD", "HYBRID_SHARD_ZERO2", "1", "2", "3", "4",
+              "5"}}},
            // A bool with FSDP2, a sharding strategy name with FSDP1.
            {"fsdp_reshard_after_forward",
-            {Type::choice, {"true", "false", "FULL_SHARD", "SHARD_GRAD_OP", "NO_SHARD", "HYBRID_SHARD",
-                            "HYBRID_SHARD_ZERO2"}}},
+            {Type::choice,
+             {"true", "false", "FULL_SHARD", "SHARD_GRAD_OP", "NO_SHARD", "HYBRID_SHARD", "HYBRID_SHARD_ZERO2"}}},
            {"fsdp_offload_params", {Type::boolean}},
            {"fsdp_min_num_params", {Type::integer}},
            {"fsdp_auto_wrap_policy", {Type::choice, {"TRANSFORMER_BASED_WRAP", "SIZE_BASED_WRAP", "NO_WRAP"}}},
@@ -159,8 +160,8 @@ std::vector<std::string> known_keys(const std::map<std::string, Spec>& specs) {
 void check(const std::string& where, const Spec& spec, const Value& value) {
   if (value.is_none()) return;  // every ClusterConfig field is Optional in practice
   auto fail = [&](const std::string& expected) {
-    throw std::invalid_argument("config key '" + where + "': expected " + expected + ", got '" + value.str() +
-                                "' (" + value.type_name() + ")");
+    throw std::invalid_argument("config key '" + where + "': expected " + expected + ", got '" + value.str() + "' (" +
+                                value.type_name() + ")");
   };
   switch (spec.type) {
     case Type::boolean:
@@ -180,14 +181,12 @@ void check(const std::string& where, const Spec& spec, const Value& value) {
       break;
     case Type::choice: {
       const std::string s = value.str();
-      bool ok = std::any_of(spec.choices.begin(), spec.choices.end(), [&](const std::string& c) {
-        return spec.exact_case ? c == s : lower(c) == lower(s);
-      });
+      bool ok = std::any_of(spec.choices.begin(), spec.choices.end(),
+                            [&](const std::string& c) { return spec.exact_case ? c == s : lower(c) == lower(s); });
       if (!ok || value.kind == Value::Kind::list) fail("one of " + join(spec.choices));
       break;
     }
-    case Type::section:
-      fail("a mapping of keys to values");
+    case Type::section: fail("a mapping of keys to values");
   }
 }
 
@@ -272,8 +271,8 @@ std::string yaml_scalar(const Value& v) {
     case Value::Kind::text: break;
   }
   const std::string& t = v.text;
-  bool quote = t.empty() || resolve_plain_scalar(t).kind != Value::Kind::text || t.front() == ' ' ||
-               t.back() == ' ' || std::string("-?:,[]{}#&*!|>'\"%@`").find(t.front()) != std::string::npos ||
+  bool quote = t.empty() || resolve_plain_scalar(t).kind != Value::Kind::text || t.front() == ' ' || t.back() == ' ' ||
+               std::string("-?:,[]{}#&*!|>'\"%@`").find(t.front()) != std::string::npos ||
                t.find(": ") != std::string::npos || t.find(" #") != std::string::npos ||
                t.find('\n') != std::string::npos || t.back() == ':';
   if (!quote) return t;
@@ -349,7 +348,8 @@ ClusterConfig ClusterConfig::parse(const std::string& text, const std::string& s
                                     join(known_keys(top_specs())));
       if (spec->second.type == Type::section) {
         if (node.IsNull()) continue;
-        if (!node.IsMap()) throw std::invalid_argument("config key '" + key + "': expected a mapping of keys to values");
+        if (!node.IsMap())
+          throw std::invalid_argument("config key '" + key + "': expected a mapping of keys to values");
         for (const auto& item : node) {
           const std::string k = item.first.as<std::string>();
           c.set(key, k, as_written(find_spec(key, k), item.second, read_value(key + "." + k, item.second)));
@@ -420,7 +420,8 @@ const Section& ClusterConfig::section(const std::string& name) const {
 void ClusterConfig::set(const std::string& section, const std::string& key, Value value) {
   auto spec = top_specs().find(section);
   if (spec == top_specs().end() || spec->second.type != Type::section)
-    throw std::invalid_argument("'" + section + "' is not a config section: expected fsdp_config, deepspeed_config, "
+    throw std::invalid_argument("'" + section +
+                                "' is not a config section: expected fsdp_config, deepspeed_config, "
                                 "dynamo_config, fp8_config, megatron_lm_config, parallelism_config or mpirun_config");
   check_section_key(section, key, value);
   if (value.is_none())
@@ -438,9 +439,9 @@ std::string ClusterConfig::to_yaml() const {
     if (v.kind == Value::Kind::list) {
       std::string b = k + ":";
       if (v.items.empty()) b += " []";
-      for (auto& item : v.items) b += "\n- " + yaml_scalar(resolve_plain_scalar(item).kind == Value::Kind::text
-                                                              ? Value::of_text(item)
-                                                              : resolve_plain_scalar(item));
+      for (auto& item : v.items)
+        b += "\n- " + yaml_scalar(resolve_plain_scalar(item).kind == Value::Kind::text ? Value::of_text(item)
+                                                                                       : resolve_plain_scalar(item));
       blocks[k] = b + "\n";
     } else {
       blocks[k] = k + ": " + yaml_scalar(v) + "\n";

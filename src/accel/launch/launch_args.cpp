@@ -25,7 +25,11 @@ const std::vector<FlagSpec>& launch_flags() {
       {"config_file", K::text, none(), {}, "The config file to use for the default values"},
       {"quiet", K::store_true, Value::of_bool(false), {}, "Accepted for compatibility"},
       // Hardware selection
-      {"cpu", K::store_true, Value::of_bool(false), {}, "Run on the CPU (with --num_processes N: N CPU workers over Gloo)"},
+      {"cpu",
+       K::store_true,
+       Value::of_bool(false),
+       {},
+       "Run on the CPU (with --num_processes N: N CPU workers over Gloo)"},
       {"multi_gpu", K::store_true, Value::of_bool(false), {}, "Launch a distributed GPU training"},
       {"tpu", K::store_true, Value::of_bool(false), {}, "Not supported by accel"},
       // Resource selection
@@ -34,7 +38,9 @@ const std::vector<FlagSpec>& launch_flags() {
       {"num_machines", K::integer, none(), {}, "Total number of machines"},
       {"num_cpu_threads_per_process", K::integer, none(), {}, "CPU threads per process (OMP_NUM_THREADS)"},
       {"enable_cpu_affinity", K::store_true, Value::of_bool(false), {}, "Enable CPU affinity"},
-      {"dynamo_backend", K::text, none(),
+      {"dynamo_backend",
+       K::text,
+       none(),
        {"no", "eager", "aot_eager", "inductor", "aot_ts_nvfuser", "nvprims_nvfuser", "cudagraphs", "ofi", "fx2trt",
         "onnxrt", "tensorrt", "aot_torchxla_trace_once", "torchxla_trace_once", "tvm", "hpu_backend", "neuron"},
        "Dynamo backend (passed on in ACCELERATE_DYNAMO_BACKEND)"},
@@ -52,7 +58,10 @@ const std::vector<FlagSpec>& launch_flags() {
       {"machine_rank", K::integer, none(), {}, "Rank of this machine"},
       {"main_process_ip", K::text, none(), {}, "IP address of the machine of rank 0"},
       {"main_process_port", K::integer, none(), {}, "Port on the machine of rank 0 (0: a free one)"},
-      {"tee", K::text, T("0"), {"0", "1", "2", "3"},
+      {"tee",
+       K::text,
+       T("0"),
+       {"0", "1", "2", "3"},
        "Prefix console lines with the rank and tee them into --log_dir: 1 stdout, 2 stderr, 3 both"},
       {"log_dir", K::text, none(), {}, "Write each rank's stdout and stderr to files in this folder"},
       {"role", K::text, T("default"), {}, "User-defined role for the workers (ROLE_NAME)"},
@@ -61,7 +70,11 @@ const std::vector<FlagSpec>& launch_flags() {
       {"max_restarts", K::integer, Value::of_int(0), {}, "Restart the local worker group up to N times on failure"},
       {"monitor_interval", K::number, Value::of_number(0.1), {}, "Seconds between checks of the workers"},
       {"module", K::store_true, Value::of_bool(false), {}, "Not supported by accel (no Python)"},
-      {"no_python", K::store_true, Value::of_bool(false), {}, "Accepted for compatibility: accel always runs the program directly"},
+      {"no_python",
+       K::store_true,
+       Value::of_bool(false),
+       {},
+       "Accepted for compatibility: accel always runs the program directly"},
       {"main_training_function", K::text, none(), {}, "Accepted for compatibility (TPU only)"},
       {"downcast_bf16", K::store_true, Value::of_bool(false), {}, "Accepted for compatibility (TPU only)"},
       // DeepSpeed
@@ -85,7 +98,11 @@ const std::vector<FlagSpec>& launch_flags() {
       {"fsdp_offload_params", K::text, T("false"), {}, "Offload parameters and gradients to CPU (true|false)"},
       {"fsdp_min_num_params", K::integer, Value::of_int(100000000), {}, "Minimum parameters for size-based wrapping"},
       {"fsdp_sharding_strategy", K::text, T("FULL_SHARD"), {}, "Sharding strategy (FSDP1)"},
-      {"fsdp_reshard_after_forward", K::text, T("true"), {}, "Reshard after forward (bool for FSDP2, strategy for FSDP1)"},
+      {"fsdp_reshard_after_forward",
+       K::text,
+       T("true"),
+       {},
+       "Reshard after forward (bool for FSDP2, strategy for FSDP1)"},
       {"fsdp_auto_wrap_policy", K::text, none(), {}, "Auto wrap policy"},
       {"fsdp_transformer_layer_cls_to_wrap", K::text, none(), {}, "Layer class names to wrap"},
       {"fsdp_backward_prefetch", K::text, none(), {}, "Backward prefetch policy"},
@@ -95,13 +112,21 @@ const std::vector<FlagSpec>& launch_flags() {
       {"fsdp_cpu_ram_efficient_loading", K::text, T("true"), {}, "Only rank 0 loads the checkpoint (true|false)"},
       {"fsdp_sync_module_states", K::text, T("true"), {}, "Broadcast module states from rank 0 (true|false)"},
       {"fsdp_activation_checkpointing", K::text, T("false"), {}, "Activation checkpointing (true|false)"},
-      {"fsdp_activation_checkpointing_offload", K::text, T("false"), {}, "Offload checkpointed activations (true|false)"},
+      {"fsdp_activation_checkpointing_offload",
+       K::text,
+       T("false"),
+       {},
+       "Offload checkpointed activations (true|false)"},
       // Debugging
       {"debug", K::store_true, Value::of_bool(false), {}, "Check distributed operations (ACCELERATE_DEBUG_MODE)"},
       {"mpirun_hostfile", K::text, none(), {}, "Not supported by accel"},
       // accel's own
-      {"grace_period", K::number, Value::of_number(5.0), {},
-       "Seconds between SIGTERM and SIGKILL when stopping workers", true},
+      {"grace_period",
+       K::number,
+       Value::of_number(5.0),
+       {},
+       "Seconds between SIGTERM and SIGKILL when stopping workers",
+       true},
   };
   return flags;
 }
@@ -113,7 +138,8 @@ LaunchArgs LaunchArgs::defaults() {
 }
 
 void LaunchArgs::set_flag(const std::string& name, const std::string& text) {
-  auto it = std::find_if(launch_flags().begin(), launch_flags().end(), [&](const FlagSpec& f) { return f.name == name; });
+  auto it =
+      std::find_if(launch_flags().begin(), launch_flags().end(), [&](const FlagSpec& f) { return f.name == name; });
   if (it == launch_flags().end()) throw std::invalid_argument("unknown flag --" + name);
   const FlagSpec& f = *it;
   const std::string what = "--" + name;

@@ -38,7 +38,10 @@ int count_physical_cores() {
   std::set<std::pair<std::string, std::string>> cores;
   std::string line, physical = "0";
   while (std::getline(f, line)) {
-    auto value = [&] { auto c = line.find(':'); return c == std::string::npos ? "" : line.substr(c + 2); };
+    auto value = [&] {
+      auto c = line.find(':');
+      return c == std::string::npos ? "" : line.substr(c + 2);
+    };
     if (line.rfind("physical id", 0) == 0) physical = value();
     if (line.rfind("core id", 0) == 0) cores.insert({physical, value()});
   }
@@ -64,7 +67,8 @@ void apply_config(LaunchArgs& a, const ClusterConfig& cfg) {
     a.set("use_fsdp", Value::of_bool(dt == "FSDP"));
     a.set("use_megatron_lm", Value::of_bool(dt == "MEGATRON_LM"));
   }
-  if (a.get("gpu_ids").is_none()) a.set("gpu_ids", cfg.get("gpu_ids").is_none() ? Value::of_text("all") : cfg.get("gpu_ids"));
+  if (a.get("gpu_ids").is_none())
+    a.set("gpu_ids", cfg.get("gpu_ids").is_none() ? Value::of_text("all") : cfg.get("gpu_ids"));
   if (a.flag("multi_gpu") && a.get("num_machines").is_none()) a.set("num_machines", cfg.get("num_machines"));
   const std::string gpu_ids = a.get("gpu_ids").str();
   const long machines = a.get("num_machines").is_none() ? 1 : a.get("num_machines").integer;
@@ -217,8 +221,8 @@ LaunchPlan plan_launch(LaunchArgs a, const EnvLookup& env, const HostInfo& host)
                                 ": --multi_gpu needs at least 2 processes");
 
   const std::string default_file = default_config_path();
-  const bool use_config = !a.get("config_file").is_none() ||
-                          (std::filesystem::is_regular_file(default_file) && !a.flag("cpu"));
+  const bool use_config =
+      !a.get("config_file").is_none() || (std::filesystem::is_regular_file(default_file) && !a.flag("cpu"));
   std::vector<std::string>& warned = plan.defaults_used;
   bool mp_from_config = false;
   std::string ds_fields;
@@ -271,8 +275,9 @@ LaunchPlan plan_launch(LaunchArgs a, const EnvLookup& env, const HostInfo& host)
   if (a.get("num_cpu_threads_per_process").is_none()) {
     a.set("num_cpu_threads_per_process", Value::of_int(int_from_env(env, {"OMP_NUM_THREADS"}, 1)));
     if (a.flag("use_cpu") && a.get("num_processes").integer >= 1 && int_from_env(env, {"OMP_NUM_THREADS"}, 0) == 0) {
-      long local_size = int_from_env(env, {"MPI_LOCALNRANKS", "OMPI_COMM_WORLD_LOCAL_SIZE", "MV2_COMM_WORLD_LOCAL_SIZE"},
-                                     std::max<long>(a.get("num_processes").integer / a.get("num_machines").integer, 1));
+      long local_size =
+          int_from_env(env, {"MPI_LOCALNRANKS", "OMPI_COMM_WORLD_LOCAL_SIZE", "MV2_COMM_WORLD_LOCAL_SIZE"},
+                       std::max<long>(a.get("num_processes").integer / a.get("num_machines").integer, 1));
       long threads = host.physical_cores / local_size;
       if (threads > 1) {
         a.set("num_cpu_threads_per_process", Value::of_int(threads));
@@ -284,13 +289,16 @@ LaunchPlan plan_launch(LaunchArgs a, const EnvLookup& env, const HostInfo& host)
 
   // ---- which launcher (launch_command) ---------------------------------
   const bool cpu_flag = a.flag("cpu");
-  if (a.flag("tpu") && !cpu_flag) throw std::invalid_argument("distributed_type XLA / --tpu: TPUs are not supported by accel");
+  if (a.flag("tpu") && !cpu_flag)
+    throw std::invalid_argument("distributed_type XLA / --tpu: TPUs are not supported by accel");
   if (a.flag("use_megatron_lm") && !cpu_flag)
-    throw std::invalid_argument("distributed_type MEGATRON_LM / --use_megatron_lm: Megatron-LM is not supported by accel");
+    throw std::invalid_argument(
+        "distributed_type MEGATRON_LM / --use_megatron_lm: Megatron-LM is not supported by accel");
   if (a.flag("module")) throw std::invalid_argument("--module: accel launches programs, not Python modules");
   if (!a.get("mpirun_hostfile").is_none())
-    throw std::invalid_argument("mpirun_hostfile: accel does not launch through mpirun; start `accel launch` on each "
-                                "machine with --machine_rank instead");
+    throw std::invalid_argument(
+        "mpirun_hostfile: accel does not launch through mpirun; start `accel launch` on each "
+        "machine with --machine_rank instead");
   if (a.flag("use_deepspeed") && !cpu_flag)
     plan.kind = LauncherKind::deepspeed;
   else if ((a.flag("use_fsdp") || a.flag("multi_gpu")) && !cpu_flag)
@@ -301,15 +309,18 @@ LaunchPlan plan_launch(LaunchArgs a, const EnvLookup& env, const HostInfo& host)
   plan.num_processes = static_cast<int>(a.get("num_processes").integer);
   plan.num_machines = static_cast<int>(a.get("num_machines").integer);
   plan.machine_rank = static_cast<int>(a.get("machine_rank").integer);
-  if (plan.num_processes < 1) throw std::invalid_argument("num_processes " + std::to_string(plan.num_processes) + ": expected >= 1");
-  if (plan.num_machines < 1) throw std::invalid_argument("num_machines " + std::to_string(plan.num_machines) + ": expected >= 1");
+  if (plan.num_processes < 1)
+    throw std::invalid_argument("num_processes " + std::to_string(plan.num_processes) + ": expected >= 1");
+  if (plan.num_machines < 1)
+    throw std::invalid_argument("num_machines " + std::to_string(plan.num_machines) + ": expected >= 1");
   if (plan.machine_rank < 0 || plan.machine_rank >= plan.num_machines)
     throw std::invalid_argument("machine_rank " + std::to_string(plan.machine_rank) + ": expected 0.." +
                                 std::to_string(plan.num_machines - 1) + " for num_machines " +
                                 std::to_string(plan.num_machines));
   if (plan.num_processes % plan.num_machines != 0)
-    throw std::invalid_argument("num_processes " + std::to_string(plan.num_processes) + " is not a multiple of num_machines " +
-                                std::to_string(plan.num_machines) + ": each machine starts num_processes / num_machines");
+    throw std::invalid_argument("num_processes " + std::to_string(plan.num_processes) +
+                                " is not a multiple of num_machines " + std::to_string(plan.num_machines) +
+                                ": each machine starts num_processes / num_machines");
   plan.local_processes = plan.num_processes / plan.num_machines;
   plan.per_rank_env = plan.kind != LauncherKind::simple || plan.num_processes > 1 || plan.num_machines > 1;
   if (plan.num_machines > 1 && a.get("main_process_ip").is_none())
@@ -318,10 +329,12 @@ LaunchPlan plan_launch(LaunchArgs a, const EnvLookup& env, const HostInfo& host)
   if (plan.num_machines > 1 && a.get("main_process_port").is_none() && plan.kind == LauncherKind::simple)
     throw std::invalid_argument("num_machines " + std::to_string(plan.num_machines) + ": pass --main_process_port");
   plan.master_addr = a.get("main_process_ip").is_none() ? "127.0.0.1" : a.get("main_process_ip").str();
-  plan.master_port = a.get("main_process_port").is_none() ? 29500 : static_cast<int>(a.get("main_process_port").integer);
+  plan.master_port =
+      a.get("main_process_port").is_none() ? 29500 : static_cast<int>(a.get("main_process_port").integer);
   if (plan.per_rank_env) {
     if (plan.master_port == 0) {
-      if (plan.num_machines > 1) throw std::invalid_argument("main_process_port 0 (a free port) only works on one machine");
+      if (plan.num_machines > 1)
+        throw std::invalid_argument("main_process_port 0 (a free port) only works on one machine");
       plan.master_port = find_free_port(plan.master_addr);
     } else if ((plan.num_machines <= 1 || plan.machine_rank == 0) && port_in_use(plan.master_port)) {
       if (plan.num_machines > 1)
@@ -371,7 +384,8 @@ LaunchPlan plan_launch(LaunchArgs a, const EnvLookup& env, const HostInfo& host)
 
   plan.role = a.get("role").str();
   plan.max_restarts = static_cast<int>(a.get("max_restarts").integer);
-  if (plan.max_restarts < 0) throw std::invalid_argument("--max_restarts " + std::to_string(plan.max_restarts) + ": expected >= 0");
+  if (plan.max_restarts < 0)
+    throw std::invalid_argument("--max_restarts " + std::to_string(plan.max_restarts) + ": expected >= 0");
   plan.tee = std::stoi(a.get("tee").str());
   if (!a.get("log_dir").is_none()) plan.log_dir = a.get("log_dir").str();
   plan.grace_period_s = a.get("grace_period").number;

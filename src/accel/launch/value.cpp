@@ -122,7 +122,7 @@ Value resolve_plain_scalar(const std::string& t) {
       return Value::of_text(t);
     }
   }
-  if (std::regex_match(t, float_re) && t != "." ) {
+  if (std::regex_match(t, float_re) && t != ".") {
     std::string digits;
     for (char c : t)
       if (c != '_') digits += c;

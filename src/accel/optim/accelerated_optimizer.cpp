@@ -12,8 +12,7 @@ namespace accel {
 
 AcceleratedOptimizer::AcceleratedOptimizer(std::shared_ptr<torch::optim::Optimizer> optimizer,
                                            std::shared_ptr<const GradientState> gradient_state,
-                                           std::shared_ptr<GradScaler> scaler, bool master_weights,
-                                           bool fused_step)
+                                           std::shared_ptr<GradScaler> scaler, bool master_weights, bool fused_step)
     : AcceleratedOptimizer(optimizer, std::move(gradient_state), std::move(scaler),
                            master_weights && optimizer ? std::make_shared<MasterWeights>(*optimizer) : nullptr,
                            fused_step) {}
@@ -104,8 +103,9 @@ bool AcceleratedOptimizer::steps_on_device(std::string* reason) const {
     return false;
   };
   if (!fused_)
-    return no("its step() is not one of ATen's fused kernels (torch::optim::Adam, AdamW or SGD with "
-              "fused_optimizer_step on); other optimizers compute on the host from values a replay cannot update");
+    return no(
+        "its step() is not one of ATen's fused kernels (torch::optim::Adam, AdamW or SGD with "
+        "fused_optimizer_step on); other optimizers compute on the host from values a replay cannot update");
   if (scaler_ && scaler_->enabled())
     return no("fp16 loss scaling decides on the host whether to step; use bf16 or fp32");
   for (const auto& group : optimizer_->param_groups())

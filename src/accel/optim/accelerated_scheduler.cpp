@@ -16,15 +16,13 @@ AcceleratedScheduler::AcceleratedScheduler(std::shared_ptr<LRScheduler> schedule
                                            std::vector<std::shared_ptr<AcceleratedOptimizer>> optimizers,
                                            std::shared_ptr<const GradientState> gradient_state,
                                            SchedulerStepping stepping)
-    : AcceleratedScheduler(std::move(scheduler), nullptr, std::move(optimizers), std::move(gradient_state),
-                           stepping) {}
+    : AcceleratedScheduler(std::move(scheduler), nullptr, std::move(optimizers), std::move(gradient_state), stepping) {}
 
 AcceleratedScheduler::AcceleratedScheduler(std::shared_ptr<torch::optim::LRScheduler> scheduler,
                                            std::vector<std::shared_ptr<AcceleratedOptimizer>> optimizers,
                                            std::shared_ptr<const GradientState> gradient_state,
                                            SchedulerStepping stepping)
-    : AcceleratedScheduler(nullptr, std::move(scheduler), std::move(optimizers), std::move(gradient_state),
-                           stepping) {}
+    : AcceleratedScheduler(nullptr, std::move(scheduler), std::move(optimizers), std::move(gradient_state), stepping) {}
 
 AcceleratedScheduler::AcceleratedScheduler(std::shared_ptr<LRScheduler> scheduler,
                                            std::shared_ptr<torch::optim::LRScheduler> torch_scheduler,

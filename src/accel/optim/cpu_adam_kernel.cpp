@@ -126,12 +126,9 @@ const Isa kIsa = detect_isa();
 template <AdamGrad G, AdamCopy C, bool AMS, bool ADAMW>
 AdamFn pick() {
   switch (kIsa) {
-    case Isa::avx512:
-      return &adam_avx512<G, C, AMS, ADAMW>;
-    case Isa::avx2:
-      return &adam_avx2<G, C, AMS, ADAMW>;
-    case Isa::baseline:
-      break;
+    case Isa::avx512: return &adam_avx512<G, C, AMS, ADAMW>;
+    case Isa::avx2: return &adam_avx2<G, C, AMS, ADAMW>;
+    case Isa::baseline: break;
   }
   return &adam_baseline<G, C, AMS, ADAMW>;
 }
@@ -149,12 +146,9 @@ AdamFn pick_ams(bool amsgrad, bool adamw) {
 template <AdamGrad G>
 AdamFn pick_copy(AdamCopy c, bool amsgrad, bool adamw) {
   switch (c) {
-    case AdamCopy::bf16:
-      return pick_ams<G, AdamCopy::bf16>(amsgrad, adamw);
-    case AdamCopy::f16:
-      return pick_ams<G, AdamCopy::f16>(amsgrad, adamw);
-    case AdamCopy::none:
-      break;
+    case AdamCopy::bf16: return pick_ams<G, AdamCopy::bf16>(amsgrad, adamw);
+    case AdamCopy::f16: return pick_ams<G, AdamCopy::f16>(amsgrad, adamw);
+    case AdamCopy::none: break;
   }
   return pick_ams<G, AdamCopy::none>(amsgrad, adamw);
 }
@@ -169,12 +163,9 @@ void adam_update(const AdamScalars& s, const AdamArrays& a, int64_t begin, int64
 
 const char* adam_isa() {
   switch (kIsa) {
-    case Isa::avx512:
-      return "avx512";
-    case Isa::avx2:
-      return "avx2";
-    case Isa::baseline:
-      break;
+    case Isa::avx512: return "avx512";
+    case Isa::avx2: return "avx2";
+    case Isa::baseline: break;
   }
   return "baseline";
 }

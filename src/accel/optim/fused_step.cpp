@@ -142,8 +142,8 @@ void FusedStep::adam_family(torch::optim::Optimizer& optimizer, bool decoupled_w
         at::_fused_adamw_(l.params, l.grads, l.exp_avgs, l.exp_avg_sqs, l.max_exp_avg_sqs, l.steps, o.lr(), beta1,
                           beta2, o.weight_decay(), o.eps(), o.amsgrad(), /*maximize=*/false);
       else
-        at::_fused_adam_(l.params, l.grads, l.exp_avgs, l.exp_avg_sqs, l.max_exp_avg_sqs, l.steps, o.lr(), beta1,
-                         beta2, o.weight_decay(), o.eps(), o.amsgrad(), /*maximize=*/false);
+        at::_fused_adam_(l.params, l.grads, l.exp_avgs, l.exp_avg_sqs, l.max_exp_avg_sqs, l.steps, o.lr(), beta1, beta2,
+                         o.weight_decay(), o.eps(), o.amsgrad(), /*maximize=*/false);
     }
   }
 }
@@ -188,8 +188,9 @@ void FusedStep::sgd(torch::optim::SGD& optimizer) {
     }
     for (auto& [key, l] : buckets) {
       if (device_lr_)
-        at::_fused_sgd_(l.params, l.grads, l.buffers, o.weight_decay(), o.momentum(), lr_tensor(gi, l.params.front(), o.lr()),
-                        o.dampening(), o.nesterov(), /*maximize=*/false, /*is_first_step=*/std::get<3>(key));
+        at::_fused_sgd_(l.params, l.grads, l.buffers, o.weight_decay(), o.momentum(),
+                        lr_tensor(gi, l.params.front(), o.lr()), o.dampening(), o.nesterov(), /*maximize=*/false,
+                        /*is_first_step=*/std::get<3>(key));
       else
         at::_fused_sgd_(l.params, l.grads, l.buffers, o.weight_decay(), o.momentum(), o.lr(), o.dampening(),
                         o.nesterov(), /*maximize=*/false, /*is_first_step=*/std::get<3>(key));

@@ -57,8 +57,7 @@ OffloadedAdam::OffloadedAdam(int64_t numel, CpuAdamOptions adam, OffloadedAdamOp
     throw std::invalid_argument("OffloadedAdamOptions: chunk_elements = " + std::to_string(options_.chunk_elements()) +
                                 ", expected >= 1");
   switch (options_.device()) {
-    case OffloadDevice::none:
-      throw std::invalid_argument("OffloadedAdamOptions: device none; expected cpu or nvme");
+    case OffloadDevice::none: throw std::invalid_argument("OffloadedAdamOptions: device none; expected cpu or nvme");
     case OffloadDevice::cpu:
       for (const auto& f : fields()) host_[f] = host_zeros(numel_, options_.pin_memory());
       break;

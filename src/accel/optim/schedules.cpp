@@ -60,7 +60,8 @@ LrLambda cosine_with_warmup(int64_t num_warmup_steps, int64_t num_training_steps
   require_non_negative("num_warmup_steps", num_warmup_steps, "cosine_with_warmup");
   require_non_negative("num_training_steps", num_training_steps, "cosine_with_warmup");
   if (!std::isfinite(num_cycles) || num_cycles < 0)
-    throw std::invalid_argument("cosine_with_warmup: num_cycles is " + num(num_cycles) + "; expected a finite value >= 0");
+    throw std::invalid_argument("cosine_with_warmup: num_cycles is " + num(num_cycles) +
+                                "; expected a finite value >= 0");
   return [=](int64_t step) {
     if (step < num_warmup_steps) return warmup_factor(step, num_warmup_steps);
     const double p = progress(step, num_warmup_steps, num_training_steps);
@@ -79,7 +80,8 @@ LrLambda cosine_with_hard_restarts_with_warmup(int64_t num_warmup_steps, int64_t
     const double p = progress(step, num_warmup_steps, num_training_steps);
     if (p >= 1.0) return 0.0;
     // Both operands are >= 0, where fmod equals Python's float %.
-    return std::max(0.0, 0.5 * (1.0 + std::cos(std::numbers::pi * std::fmod(static_cast<double>(num_cycles) * p, 1.0))));
+    return std::max(0.0,
+                    0.5 * (1.0 + std::cos(std::numbers::pi * std::fmod(static_cast<double>(num_cycles) * p, 1.0))));
   };
 }
 
@@ -161,8 +163,7 @@ std::shared_ptr<LRScheduler> get_scheduler(SchedulerType type, torch::optim::Opt
   // Transformers raises TypeError for a keyword the schedule function lacks.
   auto only = [&](bool num_cycles, bool polynomial, bool timescale) {
     auto refuse = [&](bool set, bool allowed, const char* field) {
-      if (set && !allowed)
-        throw std::invalid_argument("get_scheduler: '" + name + "' takes no " + field + " argument");
+      if (set && !allowed) throw std::invalid_argument("get_scheduler: '" + name + "' takes no " + field + " argument");
     };
     refuse(kwargs.num_cycles().has_value(), num_cycles, "num_cycles");
     refuse(kwargs.lr_end().has_value(), polynomial, "lr_end");
@@ -190,9 +191,7 @@ std::shared_ptr<LRScheduler> get_scheduler(SchedulerType type, torch::optim::Opt
     throw std::invalid_argument("get_scheduler: '" + name + "' requires num_training_steps, which was not given");
   const int64_t training = *num_training_steps;
   switch (type) {
-    case SchedulerType::linear:
-      only(false, false, false);
-      return make(schedules::linear_with_warmup(warmup, training));
+    case SchedulerType::linear: only(false, false, false); return make(schedules::linear_with_warmup(warmup, training));
     case SchedulerType::cosine:
       only(true, false, false);
       return make(schedules::cosine_with_warmup(warmup, training, kwargs.num_cycles().value_or(0.5)));
@@ -209,8 +208,7 @@ std::shared_ptr<LRScheduler> get_scheduler(SchedulerType type, torch::optim::Opt
       return make(schedules::polynomial_decay_with_warmup(warmup, training, optimizer.defaults().get_lr(),
                                                           kwargs.lr_end().value_or(1e-7),
                                                           kwargs.power().value_or(1.0)));
-    default:
-      break;
+    default: break;
   }
   throw std::logic_error("get_scheduler: unhandled scheduler type '" + name + "'");
 }

@@ -49,7 +49,8 @@ void broadcast_module_states(torch::nn::Module& module, const c10::intrusive_ptr
 DataParallelEngine::DataParallelEngine(std::shared_ptr<torch::nn::Module> module,
                                        c10::intrusive_ptr<c10d::ProcessGroup> group, DDPOptions options)
     : module_(std::move(module)), group_(std::move(group)), options_(options) {
-  if (!group_) throw std::invalid_argument("DistributedDataParallel needs a process group (got none: is this a single process?)");
+  if (!group_)
+    throw std::invalid_argument("DistributedDataParallel needs a process group (got none: is this a single process?)");
   if (!(options_.bucket_cap_mb > 0))
     throw std::invalid_argument("DDPOptions::bucket_cap_mb must be > 0, got " + std::to_string(options_.bucket_cap_mb));
   std::unordered_map<size_t, std::string> names;
@@ -58,7 +59,8 @@ DataParallelEngine::DataParallelEngine(std::shared_ptr<torch::nn::Module> module
     names[params_.size()] = item.key();
     params_.push_back(item.value());
   }
-  if (params_.empty()) throw std::invalid_argument("DistributedDataParallel: the module has no parameter that requires grad");
+  if (params_.empty())
+    throw std::invalid_argument("DistributedDataParallel: the module has no parameter that requires grad");
 
   broadcast_module_states(*module_, group_, /*include_buffers=*/true);
 
@@ -73,8 +75,8 @@ DataParallelEngine::DataParallelEngine(std::shared_ptr<torch::nn::Module> module
   bucket_indices_ = buckets;
   std::vector<int64_t> limits64(limits.begin(), limits.end());
   reducer_ = std::make_shared<c10d::Reducer>(params_, buckets, group_, sparse, cap, options_.find_unused_parameters,
-                                             options_.gradient_as_bucket_view, names,
-                                             std::min(kFirstBucketBytes, cap), /*skip_all_reduce_unused_params=*/false,
+                                             options_.gradient_as_bucket_view, names, std::min(kFirstBucketBytes, cap),
+                                             /*skip_all_reduce_unused_params=*/false,
                                              /*use_python_reducer=*/false, limits64);
   // The reducer reports to a c10d::Logger and assumes one exists (the
   // unused-parameter search dereferences it).

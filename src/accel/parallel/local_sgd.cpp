@@ -2,8 +2,8 @@
 
 #include <exception>
 #include <map>
-#include <string>
 #include <stdexcept>
+#include <string>
 
 #include <torch/utils.h>
 
@@ -35,8 +35,7 @@ void LocalSGD::average_parameters() {
   const auto& group = accelerator_.process_state().process_group();
   // Coalesced per dtype and device: one all-reduce instead of one per tensor.
   std::map<std::pair<std::string, torch::ScalarType>, std::vector<torch::Tensor>> by_kind;
-  for (auto& p : model_.module().parameters())
-    by_kind[{p.device().str(), p.scalar_type()}].push_back(p);
+  for (auto& p : model_.module().parameters()) by_kind[{p.device().str(), p.scalar_type()}].push_back(p);
   for (auto& [kind, params] : by_kind) {
     std::vector<torch::Tensor> flats;
     for (auto& p : params) flats.push_back(p.reshape(-1));

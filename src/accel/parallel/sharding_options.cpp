@@ -6,12 +6,9 @@ namespace accel {
 
 std::string to_string(ShardingStrategy strategy) {
   switch (strategy) {
-    case ShardingStrategy::no_shard:
-      return "no_shard";
-    case ShardingStrategy::shard_optimizer:
-      return "shard_optimizer";
-    case ShardingStrategy::shard_grad_op:
-      return "shard_grad_op";
+    case ShardingStrategy::no_shard: return "no_shard";
+    case ShardingStrategy::shard_optimizer: return "shard_optimizer";
+    case ShardingStrategy::shard_grad_op: return "shard_grad_op";
   }
   return "?";
 }
@@ -25,12 +22,9 @@ ShardingStrategy parse_sharding_strategy(const std::string& name) {
 
 std::string to_string(OffloadDevice device) {
   switch (device) {
-    case OffloadDevice::none:
-      return "none";
-    case OffloadDevice::cpu:
-      return "cpu";
-    case OffloadDevice::nvme:
-      return "nvme";
+    case OffloadDevice::none: return "none";
+    case OffloadDevice::cpu: return "cpu";
+    case OffloadDevice::nvme: return "nvme";
   }
   return "?";
 }

@@ -42,8 +42,7 @@ std::string KernelSummary::table(int rows) const {
   std::ostringstream out;
   char line[512];
   std::snprintf(line, sizeof line, "wall %.2f ms, GPU busy %.2f ms (%.0f%%), GPU activities %lld\n", wall_ms,
-                device_busy_ms, wall_ms > 0 ? 100.0 * device_busy_ms / wall_ms : 0.0,
-                static_cast<long long>(launches));
+                device_busy_ms, wall_ms > 0 ? 100.0 * device_busy_ms / wall_ms : 0.0, static_cast<long long>(launches));
   out << line;
   std::snprintf(line, sizeof line, "%10s %7s %6s  %s\n", "ms", "calls", "busy%", "kernel");
   out << line;

@@ -57,7 +57,8 @@ class DispatchRun : public EpochRun<Batch> {
       }
       Batch batch = receive(current);
       if (!drop_last_ && !first_rows_)  // a copy: the user may modify the first batch in place
-        first_rows_ = map_tensors(slice_batch(batch, 0, spec_.num_processes), [](const torch::Tensor& t) { return t.clone(); });
+        first_rows_ =
+            map_tensors(slice_batch(batch, 0, spec_.num_processes), [](const torch::Tensor& t) { return t.clone(); });
       const int64_t observed = batch_size_of(batch);
       int64_t rows = observed / spec_.num_processes;
       bool last = stopped_;
@@ -96,8 +97,8 @@ class DispatchRun : public EpochRun<Batch> {
 
   // Rank 0's answer "stopped?, description?" reaches every rank.
   void share(bool& stopped, std::optional<std::string>& description) {
-    std::string msg = is_main() ? std::string(stopped ? "1" : "0") + (description ? "1" + *description : "0")
-                                : std::string();
+    std::string msg =
+        is_main() ? std::string(stopped ? "1" : "0") + (description ? "1" + *description : "0") : std::string();
     msg = broadcast_object(msg, 0);
     stopped = msg.at(0) == '1';
     description = msg.at(1) == '1' ? std::optional<std::string>(msg.substr(2)) : std::nullopt;

@@ -136,8 +136,7 @@ class IterSource : public BatchSource<Batch> {
           }
           examples.push_back(std::move(*e));
         }
-        if (examples.empty() || (drop_last && static_cast<int64_t>(examples.size()) < batch_size))
-          return std::nullopt;
+        if (examples.empty() || (drop_last && static_cast<int64_t>(examples.size()) < batch_size)) return std::nullopt;
         return examples;
       }
       std::optional<BatchJob<Batch>> next() override {
@@ -166,8 +165,8 @@ class IterSource : public BatchSource<Batch> {
   bool drop_last() const override { return drop_last_; }
   std::optional<int64_t> dataset_size() const override { return dataset_->size(); }
   std::shared_ptr<const BatchSource<Batch>> shard(const ShardSpec& s) const override {
-    auto sharded = std::make_shared<IterableDatasetShard<Example>>(dataset_, batch_size_, drop_last_,
-                                                                   s.num_processes, s.process_index, s.split_batches);
+    auto sharded = std::make_shared<IterableDatasetShard<Example>>(dataset_, batch_size_, drop_last_, s.num_processes,
+                                                                   s.process_index, s.split_batches);
     const int64_t per_rank = s.split_batches ? batch_size_ / s.num_processes : batch_size_;
     auto out = std::make_shared<IterSource>(sharded, per_rank, drop_last_, collate_);
     // One batch per rank for each global batch of the stream.

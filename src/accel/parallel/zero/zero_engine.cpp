@@ -115,12 +115,8 @@ ZeroEngine::ZeroEngine(std::shared_ptr<torch::nn::Module> module, torch::optim::
         "background)");
   }
   switch (options_.strategy()) {
-    case ShardingStrategy::no_shard:
-      reducer_ = std::make_unique<FullGradientReducer>(target_, false);
-      break;
-    case ShardingStrategy::shard_optimizer:
-      reducer_ = std::make_unique<FullGradientReducer>(target_, true);
-      break;
+    case ShardingStrategy::no_shard: reducer_ = std::make_unique<FullGradientReducer>(target_, false); break;
+    case ShardingStrategy::shard_optimizer: reducer_ = std::make_unique<FullGradientReducer>(target_, true); break;
     case ShardingStrategy::shard_grad_op:
       reducer_ =
           std::make_unique<BucketedGradientReducer>(target_, options_.reduce_bucket_size(), options_.overlap_comm());
