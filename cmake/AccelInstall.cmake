@@ -14,4 +14,5 @@ write_basic_package_version_file(${CMAKE_CURRENT_BINARY_DIR}/accelConfigVersion.
   COMPATIBILITY SameMinorVersion)
 install(FILES ${CMAKE_CURRENT_BINARY_DIR}/accelConfig.cmake
               ${CMAKE_CURRENT_BINARY_DIR}/accelConfigVersion.cmake
+              ${PROJECT_SOURCE_DIR}/cmake/AccelTorch.cmake
   DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/accel)

@@ -6,7 +6,7 @@
 #      not download LibTorch again,
 #   3. configures and builds with CMake + Ninja + ccache.
 # Environment knobs: ACCEL_CACHE (cache root, default ~/.cache/accel),
-# BUILD_DIR (default build), BUILD_TYPE (default RelWithDebInfo),
+# BUILD_DIR (default build), BUILD_TYPE (default Release),
 # ACCEL_SKIP_APT=1 to skip the package step.
 set -euo pipefail
 
@@ -14,7 +14,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 CACHE="${ACCEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/accel}"
 BUILD_DIR="${BUILD_DIR:-build}"
-BUILD_TYPE="${BUILD_TYPE:-RelWithDebInfo}"
+BUILD_TYPE="${BUILD_TYPE:-Release}"
 mkdir -p "$CACHE"
 
 log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
@@ -23,7 +23,8 @@ log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 PKGS=(build-essential cmake ninja-build ccache pkg-config git
       python3 python3-venv python3-pip
       libyaml-cpp-dev nlohmann-json3-dev libcli11-dev
-      libgtest-dev libgmock-dev libbenchmark-dev libgloo-dev liburing-dev)
+      libgtest-dev libgmock-dev libbenchmark-dev libgloo-dev liburing-dev
+      clang-format-14)
 if [[ "${ACCEL_SKIP_APT:-0}" != 1 ]]; then
   missing=()
   for p in "${PKGS[@]}"; do

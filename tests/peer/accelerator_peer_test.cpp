@@ -16,6 +16,7 @@
 #include "accel/optim/schedules.h"
 #include "accel_test_paths.h"
 #include "support/distributed.h"
+#include "support/peers.h"
 
 namespace fs = std::filesystem;
 using namespace accel;
@@ -38,7 +39,7 @@ constexpr double kClip = 0.5, kLr = 0.01;
 }  // namespace
 
 TEST(AcceleratorPeer, TrainsLikeAccelerate) {
-  if (!fs::exists(ACCEL_PYTHON)) GTEST_SKIP() << "no .venv python at " << ACCEL_PYTHON;
+  REQUIRE_PEERS("torch", "accelerate", "safetensors", "transformers");
   auto dir = fs::temp_directory_path() / "accel_accelerator_peer";
   fs::remove_all(dir);
   fs::create_directories(dir);
@@ -76,8 +77,8 @@ TEST(AcceleratorPeer, TrainsLikeAccelerate) {
     auto opt = std::make_shared<torch::optim::AdamW>(
         net->parameters(), torch::optim::AdamWOptions(kLr).betas({0.9, 0.999}).eps(1e-8).weight_decay(0.01));
     auto sched = get_scheduler(SchedulerType::linear, *opt, kWarmup, kTotal);
-    auto data = make_data_loader(
-        std::make_shared<TensorDataset>(TensorDict{{"x", tensors["x"]}, {"y", tensors["y"]}}), DataLoaderOptions(kBatch));
+    auto data = make_data_loader(std::make_shared<TensorDataset>(TensorDict{{"x", tensors["x"]}, {"y", tensors["y"]}}),
+                                 DataLoaderOptions(kBatch));
     auto [model, optimizer, loader, scheduler] = acc.prepare(net, opt, data, sched);
     std::vector<double> lrs, norms;
     for (auto& b : loader) {

@@ -19,6 +19,7 @@
 
 #include "accel/dist/launcher.h"
 #include "accel_test_paths.h"
+#include "support/peers.h"
 
 namespace {
 
@@ -36,11 +37,21 @@ const std::set<std::string> kDeliberate = {"TORCHELASTIC_ERROR_FILE", "TORCHELAS
                                            "KMP_DUPLICATE_LIB_OK", "KMP_INIT_AT_FORK", "TORCHINDUCTOR_CACHE_DIR"};
 // The variables accel adds when it starts several processes where
 // Accelerate's simple launcher starts one.
-const std::set<std::string> kPerRank = {
-    "RANK",          "LOCAL_RANK",       "WORLD_SIZE",        "LOCAL_WORLD_SIZE",        "GROUP_RANK",
-    "GROUP_WORLD_SIZE", "ROLE_RANK",     "ROLE_WORLD_SIZE",   "ROLE_NAME",               "TORCHELASTIC_RESTART_COUNT",
-    "TORCHELASTIC_MAX_RESTARTS", "TORCHELASTIC_RUN_ID", "TORCHELASTIC_SIGNALS_TO_HANDLE",
-    "TORCHELASTIC_USE_AGENT_STORE", "TORCH_NCCL_ASYNC_ERROR_HANDLING"};
+const std::set<std::string> kPerRank = {"RANK",
+                                        "LOCAL_RANK",
+                                        "WORLD_SIZE",
+                                        "LOCAL_WORLD_SIZE",
+                                        "GROUP_RANK",
+                                        "GROUP_WORLD_SIZE",
+                                        "ROLE_RANK",
+                                        "ROLE_WORLD_SIZE",
+                                        "ROLE_NAME",
+                                        "TORCHELASTIC_RESTART_COUNT",
+                                        "TORCHELASTIC_MAX_RESTARTS",
+                                        "TORCHELASTIC_RUN_ID",
+                                        "TORCHELASTIC_SIGNALS_TO_HANDLE",
+                                        "TORCHELASTIC_USE_AGENT_STORE",
+                                        "TORCH_NCCL_ASYNC_ERROR_HANDLING"};
 
 // The variables Accelerate's own Python process adds to its environment
 // when it starts and imports its launcher (site hooks, torch, MPI bindings;
@@ -51,8 +62,8 @@ const std::set<std::string> kPerRank = {
 const std::set<std::string>& set_by_python_imports() {
   static const std::set<std::string> names = [] {
     std::set<std::string> out;
-    const std::string cmd = std::string(ACCEL_PYTHON) +
-                            " -c 'import os, accelerate.commands.launch; print(\"\\n\".join(os.environ))'";
+    const std::string cmd =
+        std::string(ACCEL_PYTHON) + " -c 'import os, accelerate.commands.launch; print(\"\\n\".join(os.environ))'";
     std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(cmd.c_str(), "r"), pclose);
     char line[4096];
     while (pipe && fgets(line, sizeof line, pipe.get())) {
@@ -68,6 +79,7 @@ const std::set<std::string>& set_by_python_imports() {
 class CliPeer : public ::testing::Test {
  protected:
   void SetUp() override {
+    REQUIRE_PEERS("torch", "accelerate");
     dir_ = fs::temp_directory_path() / ("accel_cli_peer_" + std::to_string(getpid()) + "_" +
                                         ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(dir_);
@@ -188,7 +200,6 @@ class CliPeer : public ::testing::Test {
     }
   }
 
-
   fs::path dir_;
   std::string port_;
 };
@@ -221,7 +232,8 @@ TEST_F(CliPeer, MultiCpuConfigStartsEveryProcess) {
 }
 
 TEST_F(CliPeer, CpuFlagStartsEveryProcess) {
-  std::vector<std::string> args = {"--cpu", "--num_processes", "2", "--mixed_precision", "fp16", "--main_process_port", port_};
+  std::vector<std::string> args = {"--cpu", "--num_processes",     "2",  "--mixed_precision",
+                                   "fp16",  "--main_process_port", port_};
   expect_extension(run("accelerate", args), run("accel", args));
 }
 

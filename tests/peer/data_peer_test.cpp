@@ -13,6 +13,7 @@
 #include "accel/data/sampler.h"
 #include "accel_test_paths.h"
 #include "support/distributed.h"
+#include "support/peers.h"
 
 using namespace accel;
 
@@ -36,8 +37,7 @@ std::shared_ptr<IterableDataset<int64_t>> counting(int64_t n) {
   });
 }
 
-#define REQUIRE_SCRIPT() \
-  if (!std::filesystem::exists(kScript)) GTEST_SKIP() << kScript << " is missing"
+#define REQUIRE_SCRIPT() REQUIRE_PEERS("torch", "accelerate")
 
 }  // namespace
 

@@ -38,9 +38,7 @@ torch::Tensor reference_logits(const Weights& w, const torch::Tensor& tokens, in
     const std::string p = "transformer.h." + std::to_string(l) + ".";
     auto a = layer_norm(x, at(p + "ln_1.weight"), at(p + "ln_1.bias"));
     auto qkv = a.matmul(at(p + "attn.c_attn.weight").t()) + at(p + "attn.c_attn.bias");
-    auto heads = [&](int64_t i) {
-      return qkv.narrow(-1, i * C, C).view({x.size(0), T, n_head, hs}).transpose(1, 2);
-    };
+    auto heads = [&](int64_t i) { return qkv.narrow(-1, i * C, C).view({x.size(0), T, n_head, hs}).transpose(1, 2); };
     auto q = heads(0), k = heads(1), v = heads(2);
     auto scores = q.matmul(k.transpose(-2, -1)) / std::sqrt(static_cast<double>(hs));
     scores = scores.masked_fill(~mask, -std::numeric_limits<double>::infinity());

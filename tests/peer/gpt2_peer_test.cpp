@@ -13,6 +13,7 @@
 #include "accel_test_paths.h"
 #include "gpt2/hf_checkpoint.h"
 #include "support/distributed.h"
+#include "support/peers.h"
 
 namespace fs = std::filesystem;
 namespace st = accel::safetensors;
@@ -24,7 +25,7 @@ constexpr double kTolerance = 1e-4;
 class Gpt2Peer : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!fs::exists(ACCEL_PYTHON)) GTEST_SKIP() << "no .venv python at " << ACCEL_PYTHON;
+    REQUIRE_PEERS("torch", "safetensors", "transformers");
     dir_ = fs::temp_directory_path() / ("accel_gpt2_peer_" + std::to_string(::getpid()));
     fs::remove_all(dir_);
     fs::create_directories(dir_);

@@ -10,14 +10,13 @@
 
 #include "accel/dist/launcher.h"
 #include "accel_test_paths.h"
+#include "support/peers.h"
 
 namespace fs = std::filesystem;
 
 namespace {
 
-std::string venv_bin(const std::string& tool) {
-  return (fs::path(ACCEL_PYTHON).parent_path() / tool).string();
-}
+std::string venv_bin(const std::string& tool) { return (fs::path(ACCEL_PYTHON).parent_path() / tool).string(); }
 
 std::map<std::string, std::string> read_probe(const std::string& path) {
   std::map<std::string, std::string> kv;
@@ -31,7 +30,7 @@ std::map<std::string, std::string> read_probe(const std::string& path) {
 }
 
 void run_and_check(const std::string& launcher_cmd, const std::string& tag) {
-  if (!fs::exists(ACCEL_PYTHON)) GTEST_SKIP() << "no .venv python at " << ACCEL_PYTHON;
+  REQUIRE_PEERS("torch", "accelerate");
   auto dir = fs::temp_directory_path() / ("accel_probe_" + tag);
   fs::remove_all(dir);
   fs::create_directories(dir);
@@ -64,7 +63,9 @@ void run_and_check(const std::string& launcher_cmd, const std::string& tag) {
 }  // namespace
 
 TEST(PeerLaunchers, TorchrunNoPython) {
-  run_and_check(venv_bin("torchrun") + " --nproc_per_node 2 --master_port " + std::to_string(accel::find_free_port()) + " --no-python", "torchrun");
+  run_and_check(venv_bin("torchrun") + " --nproc_per_node 2 --master_port " + std::to_string(accel::find_free_port()) +
+                    " --no-python",
+                "torchrun");
 }
 
 TEST(PeerLaunchers, AccelerateLaunchNoPython) {

@@ -16,6 +16,7 @@
 
 #include "accel/checkpoint/model_files.h"
 #include "accel_test_paths.h"
+#include "support/peers.h"
 
 namespace st = accel::safetensors;
 using nlohmann::json;
@@ -75,7 +76,7 @@ torch::Tensor random_bits(torch::ScalarType type, std::vector<int64_t> shape) {
 class SafetensorsPeer : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (std::string(ACCEL_PYTHON).empty()) GTEST_SKIP() << "no ACCEL_PYTHON (.venv) configured";
+    REQUIRE_PEERS("torch", "safetensors");
     torch::manual_seed(13);
     dir_ = std::filesystem::temp_directory_path() / ("accel_st_peer_" + std::to_string(::getpid()));
     std::filesystem::create_directories(dir_);

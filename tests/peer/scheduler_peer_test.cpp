@@ -15,6 +15,7 @@
 #include "accel/optim/schedules.h"
 #include "accel_test_paths.h"
 #include "support/distributed.h"
+#include "support/peers.h"
 
 using namespace accel;
 
@@ -40,7 +41,7 @@ SchedulerKwargs kwargs_of(const nlohmann::json& k) {
 }  // namespace
 
 TEST(SchedulerPeer, EveryTypeEqualsTransformers) {
-  if (!std::filesystem::exists(kScript)) GTEST_SKIP() << kScript << " is missing";
+  REQUIRE_PEERS("torch", "transformers");
   int compared = 0, identical = 0;
   std::set<std::string> types;
   for (const auto& r : records()) {
@@ -49,11 +50,12 @@ TEST(SchedulerPeer, EveryTypeEqualsTransformers) {
     types.insert(name);
     // As the script's: two groups with their own lrs, another default lr.
     auto a = torch::zeros({2}, torch::requires_grad()), b = torch::zeros({3}, torch::requires_grad());
-    torch::optim::AdamW opt({torch::optim::OptimizerParamGroup({a}, std::make_unique<torch::optim::AdamWOptions>(1e-3)),
-                             torch::optim::OptimizerParamGroup({b}, std::make_unique<torch::optim::AdamWOptions>(5e-4))},
-                            torch::optim::AdamWOptions(2e-3));
-    auto sched = get_scheduler(name, opt, r["warmup"].get<int64_t>(), r["training"].get<int64_t>(),
-                               kwargs_of(r["kwargs"]));
+    torch::optim::AdamW opt(
+        {torch::optim::OptimizerParamGroup({a}, std::make_unique<torch::optim::AdamWOptions>(1e-3)),
+         torch::optim::OptimizerParamGroup({b}, std::make_unique<torch::optim::AdamWOptions>(5e-4))},
+        torch::optim::AdamWOptions(2e-3));
+    auto sched =
+        get_scheduler(name, opt, r["warmup"].get<int64_t>(), r["training"].get<int64_t>(), kwargs_of(r["kwargs"]));
     const auto& lrs = r["lrs"];
     ASSERT_EQ(lrs.size(), 51u) << where;
     for (size_t step = 0; step < lrs.size(); ++step) {
