@@ -7,7 +7,8 @@
 #   3. configures and builds with CMake + Ninja + ccache.
 # Environment knobs: ACCEL_CACHE (cache root, default ~/.cache/accel),
 # BUILD_DIR (default build), BUILD_TYPE (default Release),
-# ACCEL_SKIP_APT=1 to skip the package step.
+# ACCEL_TARGETS (what to build, default everything), ACCEL_SKIP_APT=1 to
+# skip the package step.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -72,6 +73,7 @@ if [[ ! -f "$BUILD_DIR/build.ninja" ]]; then
     -DACCEL_PYTHON="$ROOT/.venv/bin/python" \
     ${ACCEL_CMAKE_ARGS:-}
 fi
-log "building"
-cmake --build "$BUILD_DIR" -j "$(nproc)"
+TARGETS=(${ACCEL_TARGETS:-all})
+log "building ${TARGETS[*]}"
+cmake --build "$BUILD_DIR" -j "$(nproc)" --target "${TARGETS[@]}"
 log "done: binaries in $BUILD_DIR"
