@@ -107,8 +107,14 @@ if(NOT TARGET accel::libtorch)
       list(APPEND _cuda_include_hints ${CUDAToolkit_INCLUDE_DIRS})
       list(APPEND _cuda_lib_hints ${CUDAToolkit_LIBRARY_DIR})
     endif()
-    find_path(ACCEL_CUDA_INCLUDE_DIR cuda_runtime_api.h HINTS ${_cuda_include_hints} NO_DEFAULT_PATH)
-    find_path(ACCEL_CUDA_INCLUDE_DIR cuda_runtime_api.h)
+    # cuda_runtime.h includes crt/host_config.h: the wheels carry it only
+    # with nvidia-cuda-crt (requirements.txt), so a folder without it is
+    # passed over for the toolkit's.
+    find_path(ACCEL_CUDA_INCLUDE_DIR crt/host_config.h HINTS ${_cuda_include_hints} NO_DEFAULT_PATH)
+    find_path(ACCEL_CUDA_INCLUDE_DIR crt/host_config.h)
+    if(ACCEL_CUDA_INCLUDE_DIR AND NOT EXISTS "${ACCEL_CUDA_INCLUDE_DIR}/cuda_runtime_api.h")
+      set(ACCEL_CUDA_INCLUDE_DIR ACCEL_CUDA_INCLUDE_DIR-NOTFOUND CACHE PATH "" FORCE)
+    endif()
     find_path(ACCEL_NCCL_INCLUDE_DIR nccl.h HINTS "${_nvidia}/nccl/include" ${_cuda_include_hints} NO_DEFAULT_PATH)
     find_path(ACCEL_NCCL_INCLUDE_DIR nccl.h)
     find_library(ACCEL_CUDART_LIBRARY NAMES libcudart.so.13 cudart HINTS ${_cuda_lib_hints} NO_DEFAULT_PATH)
@@ -125,8 +131,10 @@ if(NOT TARGET accel::libtorch)
         "-Wl,--no-as-needed" accel::torch_torch_cuda "-Wl,--as-needed" accel::torch_c10_cuda accel::cudart)
     else()
       message(WARNING "accel: LibTorch at ${ACCEL_TORCH_ROOT} is a CUDA build, but the CUDA headers or runtime "
-                      "were not found (cuda_runtime_api.h: ${ACCEL_CUDA_INCLUDE_DIR}, nccl.h: "
-                      "${ACCEL_NCCL_INCLUDE_DIR}, cudart: ${ACCEL_CUDART_LIBRARY}); building without CUDA support")
+                      "were not found (cuda_runtime_api.h with crt/host_config.h: ${ACCEL_CUDA_INCLUDE_DIR}, "
+                      "nccl.h: ${ACCEL_NCCL_INCLUDE_DIR}, cudart: ${ACCEL_CUDART_LIBRARY}); building without CUDA "
+                      "support. `pip install nvidia-cuda-crt==13.0.88` beside the wheel, or a CUDA 13 toolkit, "
+                      "gives them")
     endif()
   endif()
 endif()
