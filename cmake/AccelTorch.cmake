@@ -19,7 +19,9 @@
 #   unpacked LibTorch's root), then ACCEL_TORCH_HINT (the folder accel was
 #   built against, recorded by accelConfig.cmake).
 # Sets: ACCEL_TORCH_ROOT, ACCEL_TORCH_LIB_DIR, ACCEL_TORCH_VERSION,
-# ACCEL_TORCH_CMAKE_DIR, ACCEL_WITH_CUDA and TORCH_LIBRARY (libtorch.so).
+# ACCEL_TORCH_CMAKE_DIR, ACCEL_WITH_CUDA, TORCH_LIBRARY (libtorch.so) and
+# ACCEL_TORCH_RUNTIME_DIRS (the folders installed binaries need in their run
+# path: a run path is not inherited by the libraries a program loads).
 include_guard(GLOBAL)
 
 set(ACCEL_TORCH_VERSION_REQUIRED 2.11)
@@ -56,6 +58,10 @@ endfunction()
 if(NOT TARGET accel::libtorch)
   _accel_find_torch_cmake_dir(ACCEL_TORCH_CMAKE_DIR)
   get_filename_component(ACCEL_TORCH_ROOT "${ACCEL_TORCH_CMAKE_DIR}/../../.." ABSOLUTE)
+  # What an installed tree records (run paths, accelConfig's hint) is the
+  # real path: a clone's .venv link disappears with the clone, the cached
+  # environment it points to does not.
+  get_filename_component(ACCEL_TORCH_CMAKE_REALPATH "${ACCEL_TORCH_CMAKE_DIR}" REALPATH)
   set(ACCEL_TORCH_LIB_DIR "${ACCEL_TORCH_ROOT}/lib")
 
   file(STRINGS "${ACCEL_TORCH_CMAKE_DIR}/TorchConfigVersion.cmake" _version_line
@@ -87,11 +93,23 @@ if(NOT TARGET accel::libtorch)
   target_include_directories(accel::libtorch SYSTEM INTERFACE
     "${ACCEL_TORCH_ROOT}/include" "${ACCEL_TORCH_ROOT}/include/torch/csrc/api/include")
   # The wheel is built with the C++11 ABI, and its operator registrations
-  # live in libtorch_cpu/libtorch_cuda, which nothing references by symbol:
-  # they must stay linked (--no-as-needed), as LibTorch's own config does.
+  # live in libtorch_cpu/libtorch_cuda, which a program may reference by no
+  # symbol at all: they must stay linked under --as-needed (Ubuntu's
+  # default), as LibTorch's own config ensures. One item per library, with
+  # the state pushed and popped inside it: CMake reorders and merges link
+  # items, so separate -Wl,--no-as-needed / -Wl,--as-needed flags would not
+  # stay around the library. The targets themselves are linked too, for the
+  # run path.
+  function(_accel_keep_linked lib)
+    target_link_libraries(accel::libtorch INTERFACE
+      "-Wl,--push-state,--no-as-needed,${ACCEL_TORCH_LIB_DIR}/lib${lib}.so,--pop-state" accel::torch_${lib})
+  endfunction()
   target_compile_definitions(accel::libtorch INTERFACE _GLIBCXX_USE_CXX11_ABI=1)
-  target_link_libraries(accel::libtorch INTERFACE
-    "-Wl,--no-as-needed" accel::torch_torch_cpu accel::torch_torch "-Wl,--as-needed" accel::torch_c10)
+  _accel_keep_linked(torch_cpu)
+  _accel_keep_linked(torch)
+  target_link_libraries(accel::libtorch INTERFACE accel::torch_c10)
+  get_filename_component(_torch_lib_real "${ACCEL_TORCH_LIB_DIR}" REALPATH)
+  set(ACCEL_TORCH_RUNTIME_DIRS "${_torch_lib_real}")
 
   # CUDA: wherever LibTorch has libtorch_cuda. The headers its CUDA headers
   # include (cuda_runtime_api.h, nccl.h) and the runtime library come from
@@ -107,13 +125,17 @@ if(NOT TARGET accel::libtorch)
       list(APPEND _cuda_include_hints ${CUDAToolkit_INCLUDE_DIRS})
       list(APPEND _cuda_lib_hints ${CUDAToolkit_LIBRARY_DIR})
     endif()
-    # cuda_runtime.h includes crt/host_config.h: the wheels carry it only
-    # with nvidia-cuda-crt (requirements.txt), so a folder without it is
-    # passed over for the toolkit's.
-    find_path(ACCEL_CUDA_INCLUDE_DIR crt/host_config.h HINTS ${_cuda_include_hints} NO_DEFAULT_PATH)
-    find_path(ACCEL_CUDA_INCLUDE_DIR crt/host_config.h)
-    if(ACCEL_CUDA_INCLUDE_DIR AND NOT EXISTS "${ACCEL_CUDA_INCLUDE_DIR}/cuda_runtime_api.h")
-      set(ACCEL_CUDA_INCLUDE_DIR ACCEL_CUDA_INCLUDE_DIR-NOTFOUND CACHE PATH "" FORCE)
+    # LibTorch's CUDA headers need the runtime's own (cuda_runtime_api.h),
+    # crt/host_config.h and CCCL's <nv/target>; the wheels carry the last two
+    # only with nvidia-cuda-crt and nvidia-cuda-cccl (requirements.txt). The
+    # first folder holding all three wins: the wheels', then a toolkit's.
+    if(NOT ACCEL_CUDA_INCLUDE_DIR)
+      foreach(dir IN LISTS _cuda_include_hints CMAKE_SYSTEM_INCLUDE_PATH ITEMS /usr/local/cuda/include /usr/include)
+        if(EXISTS "${dir}/cuda_runtime_api.h" AND EXISTS "${dir}/crt/host_config.h" AND EXISTS "${dir}/nv/target")
+          set(ACCEL_CUDA_INCLUDE_DIR "${dir}" CACHE PATH "CUDA runtime headers (with crt/ and nv/target)")
+          break()
+        endif()
+      endforeach()
     endif()
     find_path(ACCEL_NCCL_INCLUDE_DIR nccl.h HINTS "${_nvidia}/nccl/include" ${_cuda_include_hints} NO_DEFAULT_PATH)
     find_path(ACCEL_NCCL_INCLUDE_DIR nccl.h)
@@ -127,13 +149,16 @@ if(NOT TARGET accel::libtorch)
       add_library(accel::cudart SHARED IMPORTED GLOBAL)
       set_target_properties(accel::cudart PROPERTIES IMPORTED_LOCATION "${ACCEL_CUDART_LIBRARY}")
       target_include_directories(accel::libtorch SYSTEM INTERFACE "${ACCEL_CUDA_INCLUDE_DIR}" "${ACCEL_NCCL_INCLUDE_DIR}")
-      target_link_libraries(accel::libtorch INTERFACE
-        "-Wl,--no-as-needed" accel::torch_torch_cuda "-Wl,--as-needed" accel::torch_c10_cuda accel::cudart)
+      _accel_keep_linked(torch_cuda)
+      target_link_libraries(accel::libtorch INTERFACE accel::torch_c10_cuda accel::cudart)
+      get_filename_component(_cudart_dir "${ACCEL_CUDART_LIBRARY}" REALPATH)
+      get_filename_component(_cudart_dir "${_cudart_dir}" DIRECTORY)
+      list(APPEND ACCEL_TORCH_RUNTIME_DIRS "${_cudart_dir}")
     else()
       message(WARNING "accel: LibTorch at ${ACCEL_TORCH_ROOT} is a CUDA build, but the CUDA headers or runtime "
-                      "were not found (cuda_runtime_api.h with crt/host_config.h: ${ACCEL_CUDA_INCLUDE_DIR}, "
+                      "were not found (cuda_runtime_api.h with crt/host_config.h and nv/target: ${ACCEL_CUDA_INCLUDE_DIR}, "
                       "nccl.h: ${ACCEL_NCCL_INCLUDE_DIR}, cudart: ${ACCEL_CUDART_LIBRARY}); building without CUDA "
-                      "support. `pip install nvidia-cuda-crt==13.0.88` beside the wheel, or a CUDA 13 toolkit, "
+                      "support. `pip install nvidia-cuda-crt==13.0.88 nvidia-cuda-cccl==13.0.85` beside the wheel, or a CUDA 13 toolkit, "
                       "gives them")
     endif()
   endif()
