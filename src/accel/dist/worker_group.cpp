@@ -91,6 +91,7 @@ WorkerGroup::~WorkerGroup() {
 void WorkerGroup::add(int rank, pid_t pid) {
   workers_.emplace_back(rank, pid);
   reaped_.push_back(false);
+  own_group_.push_back(false);
 }
 
 pid_t WorkerGroup::fork_worker(int rank, const std::function<int()>& body) {
@@ -157,6 +158,11 @@ pid_t WorkerGroup::spawn(int rank, const WorkerCommand& command) {
     throw std::runtime_error(std::string("fork failed: ") + std::strerror(errno));
   }
   if (pid == 0) {
+    // Its own session and process group, as torchrun gives a worker: the
+    // launcher stops the worker and every process it started with one
+    // kill(-pid), and a terminal's Ctrl-C reaches the launcher only, which
+    // forwards it.
+    setsid();
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent) _exit(1);
     if (command.stdout_fd >= 0) dup2(command.stdout_fd, STDOUT_FILENO);
@@ -178,15 +184,27 @@ pid_t WorkerGroup::spawn(int rank, const WorkerCommand& command) {
     throw std::runtime_error("cannot execute '" + command.argv[0] + "': " + std::strerror(err));
   }
   add(rank, pid);
+  own_group_.back() = true;
   return pid;
 }
 
 void WorkerGroup::request_stop(int sig) { g_stop_signal.store(sig); }
 
+bool WorkerGroup::stop_pending() { return g_stop_signal.load() != 0; }
+
+void WorkerGroup::signal(size_t i, int sig) {
+  // A spawned worker leads its own process group: the signal reaches its
+  // children too. Once the worker is reaped its pid may be reused, unless
+  // the group still has members, which keep the id taken.
+  const pid_t pid = workers_[i].second;
+  if (own_group_[i] && kill(-pid, sig) == 0) return;
+  if (!reaped_[i]) kill(pid, sig);
+}
+
 void WorkerGroup::kill_running() {
   for (size_t i = 0; i < workers_.size(); ++i)
     if (!reaped_[i]) {
-      kill(workers_[i].second, SIGKILL);
+      signal(i, SIGKILL);
       waitpid(workers_[i].second, nullptr, 0);
       reaped_[i] = true;
     }
@@ -232,8 +250,14 @@ GroupResult WorkerGroup::wait() {
     reap(false);
     bool all = true;
     for (bool r : reaped_) all = all && r;
-    if (all) break;
     int sig = g_stop_signal.exchange(0);
+    if (all) {
+      // A stop that came while the workers were starting (or as the last
+      // one ended) is still a stop: the job did not run to its end.
+      result.stop_requested = sig != 0;
+      result.stop_signal = sig;
+      break;
+    }
     bool timed_out = options_.timeout.count() > 0 && std::chrono::steady_clock::now() - start > options_.timeout;
     if (result.first_failure || sig || timed_out) {
       result.stop_requested = sig != 0;
@@ -242,8 +266,12 @@ GroupResult WorkerGroup::wait() {
       stopping = true;
       // Forward the requested signal (SIGINT/SIGTERM) or stop with SIGTERM,
       // then escalate to SIGKILL after the grace period.
+      std::vector<bool> signalled(workers_.size());
       for (size_t i = 0; i < workers_.size(); ++i)
-        if (!reaped_[i]) kill(workers_[i].second, sig ? sig : SIGTERM);
+        if (!reaped_[i]) {
+          signal(i, sig ? sig : SIGTERM);
+          signalled[i] = true;
+        }
       auto deadline = std::chrono::steady_clock::now() + options_.grace;
       while (std::chrono::steady_clock::now() < deadline) {
         reap(false);
@@ -252,8 +280,10 @@ GroupResult WorkerGroup::wait() {
         if (done) break;
         std::this_thread::sleep_for(options_.poll);
       }
+      // Also the groups of workers that exited in the grace period: their
+      // children may ignore SIGTERM.
       for (size_t i = 0; i < workers_.size(); ++i)
-        if (!reaped_[i]) kill(workers_[i].second, SIGKILL);
+        if (signalled[i]) signal(i, SIGKILL);
       reap(true);
       break;
     }
