@@ -113,10 +113,13 @@ TEST(YamlConfig, HostileValuesAreReadOrRefusedByName) {
   expect_short_refusal<std::invalid_argument>(
       [&] { launch::ClusterConfig::parse("distributed_type: NO\nnum_processes: " + digits + "\n", "cfg.yaml"); },
       {"cfg.yaml", "num_processes", "100001 bytes"});
-  // A key of 100,000 characters is named by its prefix.
+  // A long key is named by its prefix (YAML itself refuses a plain key past 1024 characters).
+  expect_short_refusal<std::invalid_argument>(
+      [&] { launch::ClusterConfig::parse("distributed_type: NO\n" + std::string(1000, 'k') + ": 1\n", "cfg.yaml"); },
+      {"unknown config key", "1000 bytes"}, 2000);
   expect_short_refusal<std::invalid_argument>(
       [&] { launch::ClusterConfig::parse("distributed_type: NO\n" + std::string(100'000, 'k') + ": 1\n", "cfg.yaml"); },
-      {"unknown config key", "100000 bytes"}, 2000);
+      {"cfg.yaml", "not valid YAML"});
   // Deep YAML nesting: yaml-cpp's own depth limit, a parse error.
   expect_short_refusal<std::invalid_argument>(
       [&] { launch::ClusterConfig::parse("gpu_ids: " + nested(100'000) + "\n", "cfg.yaml"); }, {"cfg.yaml"});
@@ -131,7 +134,11 @@ TEST(DeepSpeedJson, DeepNestingAndHugeValuesAreRefusedShort) {
       [] { parse_deepspeed_config("{\"zero_optimization\": " + nested(60) + "}", "ds.json"); },
       {"ds.json", "zero_optimization"});
   expect_short_refusal<std::invalid_argument>(
-      [&] { parse_deepspeed_config("{\"train_batch_size\": \"" + std::string(1'000'000, 'x') + "\"}", "ds.json"); },
+      [&] {
+        parse_deepspeed_config(
+            "{\"zero_optimization\": {\"stage\": 1}, \"train_batch_size\": \"" + std::string(1'000'000, 'x') + "\"}",
+            "ds.json");
+      },
       {"ds.json", "train_batch_size", "bytes"});
   // A broken number of a million digits: the parser's message is cut too.
   expect_short_refusal<std::invalid_argument>(

@@ -16,6 +16,7 @@
 
 #include "accel/checkpoint/merge_weights.h"
 #include "accel/checkpoint/safetensors.h"
+#include "accel/parallel/zero/flat_layout.h"
 
 namespace {
 
@@ -109,6 +110,13 @@ TEST_F(MergeHostile, OverflowingCountsAndOffsetsAreRefusedByValue) {
   std::string m = refusal();
   EXPECT_NE(m.find("element count overflows int64"), std::string::npos) << m;
   EXPECT_EQ(m.find("Exception raised from"), std::string::npos) << m;
+  // load_state's reader of the same file refuses it too.
+  try {
+    accel::zero::FlatLayout::from_json(shape.dump(), "'zero_layout.json'");
+    ADD_FAILURE() << "accepted";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("element count overflows int64"), std::string::npos) << e.what();
+  }
 
   auto offset = layout();
   offset["groups"][0]["params"][1]["offset"] = INT64_MAX - 1;  // offset + numel wraps around

@@ -85,8 +85,9 @@ std::string refusal(const std::string& bytes) {
 
 TEST(SafetensorsScaling, ElementCountsThatOverflowAreRefusedBeforeLibTorch) {
   const std::string p62 = "4611686018427387904";  // 2^62
-  for (const std::string shape : {"[0," + p62 + "," + p62 + "]", "[" + p62 + "," + p62 + ",0]", "[" + p62 + ",0,4]",
-                                  "[0,9223372036854775807,2]", "[3074457345618258603,0,3]"}) {
+  for (const std::string& shape :
+       std::vector<std::string>{"[0," + p62 + "," + p62 + "]", "[" + p62 + "," + p62 + ",0]", "[" + p62 + ",0,4]",
+                                "[0,9223372036854775807,2]", "[3074457345618258603,0,3]"}) {
     const std::string m = refusal(one_tensor(shape));
     EXPECT_NE(m.find("overflows: more elements than a tensor can index"), std::string::npos) << shape << ": " << m;
     EXPECT_EQ(m.find("Exception raised from"), std::string::npos) << m;  // no c10::Error stack trace

@@ -6,6 +6,8 @@
 #include <concepts>
 #include <cstdint>
 #include <limits>
+#include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -34,6 +36,11 @@ T checked_cast(long long value, std::string_view what) {
   static_assert(sizeof(T) < sizeof(long long) || std::is_signed_v<T>, "wider than long long");
   return static_cast<T>(check_integer_in(value, what, std::numeric_limits<T>::min(), std::numeric_limits<T>::max()));
 }
+
+/// The element count of a tensor shape read from a file, or nullopt when a
+/// size is negative or the sizes other than 0 multiply past int64: LibTorch
+/// computes strides from them, so [0, 2^62, 2^62] (0 elements) overflows too.
+std::optional<int64_t> element_count(std::span<const int64_t> shape);
 
 /// All of `text` as a decimal floating-point number (inf and nan included).
 /// Throws std::invalid_argument "<what>: expected a number, got '<text>'".

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "accel/checkpoint/safetensors.h"
+#include "accel/util/checked_number.h"
 #include "accel/util/user_json.h"
 
 namespace accel {
@@ -117,15 +118,14 @@ Layout read_layout(const fs::path& dir) {
       if (!jp.contains("shape") || !jp["shape"].is_array()) fail(file, pw + "shape: expected an array of sizes");
       // The element count must fit int64 (what ATen indexes with) whatever
       // the order of the sizes: [0, 2^62, 2^62] is refused too.
-      int64_t count = 1;
-      bool overflow = false;
       for (const auto& d : jp["shape"]) {
         if (!d.is_number_integer() || (d.is_number_unsigned() && d.get<uint64_t>() > INT64_MAX) || d.get<int64_t>() < 0)
           fail(file, pw + "shape = " + json_excerpt(jp["shape"]) + ": expected sizes >= 0");
         p.shape.push_back(d.get<int64_t>());
-        overflow = overflow || __builtin_mul_overflow(count, p.shape.back(), &count);
       }
-      if (overflow) fail(file, pw + "shape = " + json_excerpt(jp["shape"]) + ": its element count overflows int64");
+      const auto elements = element_count(p.shape);
+      if (!elements) fail(file, pw + "shape = " + json_excerpt(jp["shape"]) + ": its element count overflows int64");
+      const int64_t count = *elements;
       p.dtype = layout_dtype(file, jp.value("dtype", json()), pw);
       p.offset = get_int(file, jp, "offset", pw, 0);
       p.numel = get_int(file, jp, "numel", pw, 0);

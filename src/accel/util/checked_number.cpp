@@ -35,6 +35,19 @@ long long check_integer_in(long long value, std::string_view what, long long min
   return value;
 }
 
+std::optional<int64_t> element_count(std::span<const int64_t> shape) {
+  int64_t nonzero = 1;
+  bool empty = false;
+  for (int64_t d : shape) {
+    if (d < 0) return std::nullopt;
+    if (d == 0)
+      empty = true;
+    else if (__builtin_mul_overflow(nonzero, d, &nonzero))
+      return std::nullopt;
+  }
+  return empty ? 0 : nonzero;
+}
+
 double parse_number(std::string_view text, std::string_view what) {
   std::string_view digits = text;
   if (!digits.empty() && digits.front() == '+') digits.remove_prefix(1);

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "accel/checkpoint/safetensors.h"
+#include "accel/util/checked_number.h"
 #include "accel/util/user_json.h"
 
 namespace accel::zero {
@@ -99,10 +100,9 @@ FlatLayout FlatLayout::from_json(const std::string& text, const std::string& sou
         p.dtype = safetensors::to_scalar_type(*d);
         p.offset = field(jp, "offset", 0, kMax);
         p.numel = field(jp, "numel", 0, kMax);
-        int64_t n = 1;
-        bool overflow = false;
-        for (auto s : p.shape) overflow = overflow || __builtin_mul_overflow(n, s, &n);
-        if (overflow) fail("parameter '" + excerpt(p.name) + "': its shape's element count overflows int64");
+        const auto elements = element_count(p.shape);
+        if (!elements) fail("parameter '" + excerpt(p.name) + "': its shape's element count overflows int64");
+        const int64_t n = *elements;
         // Parameters follow each other without overlapping, inside the group.
         if (n != p.numel || p.offset < end || p.offset > kMax - p.numel)
           fail("parameter '" + excerpt(p.name) + "' has offset " + std::to_string(p.offset) + " and numel " +
