@@ -22,7 +22,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct Run {
+struct Outcome {
   int status = -1;
   std::string output;
   double seconds = 0;
@@ -39,7 +39,7 @@ class ExampleErrors : public ::testing::Test {
   }
   void TearDown() override { fs::remove_all(dir_); }
 
-  Run run(std::vector<std::string> argv, const std::map<std::string, std::string>& env = {}) {
+  Outcome run(std::vector<std::string> argv, const std::map<std::string, std::string>& env = {}) {
     const std::string binary = std::string(ACCEL_BINARY_DIR) + "/examples/" + argv[0];
     EXPECT_TRUE(fs::exists(binary)) << "build the examples";
     argv[0] = binary;
@@ -62,7 +62,7 @@ class ExampleErrors : public ::testing::Test {
     }
     int st = 0;
     waitpid(pid, &st, 0);
-    Run r;
+    Outcome r;
     r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
     std::ifstream in(out);
@@ -72,7 +72,7 @@ class ExampleErrors : public ::testing::Test {
     return r;
   }
   // A clean refusal: status 1, the program's prefix, the words, no crash text.
-  static void expect_refusal(const Run& r, const std::string& prefix, const std::vector<std::string>& words) {
+  static void expect_refusal(const Outcome& r, const std::string& prefix, const std::vector<std::string>& words) {
     EXPECT_EQ(r.status, 1) << r.output;
     EXPECT_EQ(r.output.rfind(prefix, 0), 0u) << r.output;
     for (const auto& w : words) EXPECT_NE(r.output.find(w), std::string::npos) << w << " not in: " << r.output;
@@ -94,17 +94,17 @@ TEST_F(ExampleErrors, SpiralsEndsAnAcceleratorErrorWithAMessage) {
 
 TEST_F(ExampleErrors, Gpt2RefusesHostileConfigJson) {
   config("{\"n_layer\": " + std::string(200'000, '[') + std::string(200'000, ']') + "}");
-  expect_refusal(run({"gpt2", "--from", (dir_ / "model").string(), "--steps", "1"}),
+  expect_refusal(run({"gpt2", "--from", (dir_ / "model").string(), "--steps", "10"}),
                  "gpt2:", {"config.json", "nests deeper than 64"});
   config("{\"model_type\": \"" + std::string(100'000, 'x') + "\"}");
-  expect_refusal(run({"gpt2", "--from", (dir_ / "model").string(), "--steps", "1"}),
+  expect_refusal(run({"gpt2", "--from", (dir_ / "model").string(), "--steps", "10"}),
                  "gpt2:", {"model_type", "100002 bytes"});
   // Sizes beyond any machine: refused by name before anything is allocated.
   for (const std::string& sizes : {std::string("\"vocab_size\": 1000000000000"),
                                    std::string("\"n_layer\": 1000000000, \"n_embd\": 8, \"n_head\": 2"),
                                    std::string("\"vocab_size\": 18446744073709551615")}) {
     config("{" + sizes + "}");
-    const Run r = run({"gpt2", "--from", (dir_ / "model").string(), "--steps", "1"});
+    const Outcome r = run({"gpt2", "--from", (dir_ / "model").string(), "--steps", "10"});
     expect_refusal(r, "gpt2:", {"config.json"});
     EXPECT_TRUE(r.output.find("more than this machine's") != std::string::npos ||
                 r.output.find("expected an integer") != std::string::npos)
@@ -117,7 +117,7 @@ TEST_F(ExampleErrors, Gpt2RefusesATensorNameOfAHundredThousandDigits) {
   config(R"({"n_layer": 1, "n_head": 2, "n_embd": 8, "n_positions": 8, "vocab_size": 16})");
   const std::string name = "transformer.h." + std::string(100'000, '7') + ".attn.weight";
   accel::safetensors::save_file({{name, torch::zeros({2})}}, dir_ / "model" / "model.safetensors");
-  expect_refusal(run({"gpt2", "--from", (dir_ / "model").string(), "--steps", "1"}),
+  expect_refusal(run({"gpt2", "--from", (dir_ / "model").string(), "--steps", "10"}),
                  "gpt2:", {"holds tensors this model does not have", "bytes"});
 }
 

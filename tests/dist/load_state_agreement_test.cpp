@@ -20,8 +20,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct Setup {
-  Setup() : acc(AcceleratorOptions().cpu(true)) {
+struct Prepared {
+  Prepared() : acc(AcceleratorOptions().cpu(true)) {
     seed_cpu(1);
     torch::nn::Linear net(3, 2);
     auto opt = std::make_shared<torch::optim::SGD>(net->parameters(), 0.1);
@@ -52,7 +52,7 @@ fs::path fresh_dir(const std::string& name) {
 TEST(LoadStateAgreement, AFileMissingOnOneRankStopsEveryRankBeforeLoading) {
   const auto dir = fresh_dir("missing");
   run_distributed(2, [&] {
-    Setup s;
+    Prepared s;
     s.acc.save_state(dir / "ckpt");
     s.acc.wait_for_everyone();
     if (s.acc.process_index() == 0) fs::remove(dir / "ckpt" / "random_states_1.safetensors");
@@ -74,7 +74,7 @@ TEST(LoadStateAgreement, AFileMissingOnOneRankStopsEveryRankBeforeLoading) {
 TEST(LoadStateAgreement, StateFileFieldsAreRangeChecked) {
   const auto dir = fresh_dir("fields");
   run_distributed(2, [&] {
-    Setup s;
+    Prepared s;
     s.acc.save_state(dir / "ckpt");
     s.acc.wait_for_everyone();
     const auto state = dir / "ckpt" / "accel_state.json";

@@ -194,8 +194,9 @@ bool WorkerGroup::stop_pending() { return g_stop_signal.load() != 0; }
 
 void WorkerGroup::signal(size_t i, int sig) {
   // A spawned worker leads its own process group: the signal reaches its
-  // children too. Once the worker is reaped its pid may be reused, unless
-  // the group still has members, which keep the id taken.
+  // children too, also after the worker itself exited: the group's members
+  // keep its id taken (no new process gets that pid while they live), and
+  // an empty group is ESRCH.
   const pid_t pid = workers_[i].second;
   if (own_group_[i] && kill(-pid, sig) == 0) return;
   if (!reaped_[i]) kill(pid, sig);
@@ -222,21 +223,26 @@ GroupResult WorkerGroup::wait() {
   // bound (not the reap time) keeps a SIGKILLed rank ahead of the peers that
   // fail later only because its connections were reset.
   int64_t previous_check = now_ns();
+  // An exited worker is left a zombie (WNOWAIT) until wait() returns: its
+  // pid, the id of its process group, cannot be reused meanwhile, so
+  // signalling the group of a worker that already exited reaches only the
+  // processes it left behind.
   auto reap = [&](bool blocking) {
     int64_t this_check = now_ns();
     for (size_t i = 0; i < workers_.size(); ++i) {
       if (reaped_[i]) continue;
-      int status = 0;
-      pid_t r = waitpid(workers_[i].second, &status, blocking ? 0 : WNOHANG);
-      if (r == 0) continue;
+      siginfo_t info{};
+      const int r =
+          waitid(P_PID, static_cast<id_t>(workers_[i].second), &info, WEXITED | WNOWAIT | (blocking ? 0 : WNOHANG));
+      if (r == 0 && info.si_pid == 0) continue;  // still running
       reaped_[i] = true;
       auto& e = result.exits[i];
-      if (r < 0) {
+      if (r != 0) {
         e.exit_code = 255;
-      } else if (WIFSIGNALED(status)) {
-        e.signal = WTERMSIG(status);
+      } else if (info.si_code == CLD_EXITED) {
+        e.exit_code = info.si_status;
       } else {
-        e.exit_code = WEXITSTATUS(status);
+        e.signal = info.si_status;
       }
       e.stopped_by_us = stopping;
       failed_at[i] = previous_check;
@@ -266,9 +272,11 @@ GroupResult WorkerGroup::wait() {
       stopping = true;
       // Forward the requested signal (SIGINT/SIGTERM) or stop with SIGTERM,
       // then escalate to SIGKILL after the grace period.
+      // Every running worker, and the process group of every spawned one
+      // that already exited (the failed rank's children are still there).
       std::vector<bool> signalled(workers_.size());
       for (size_t i = 0; i < workers_.size(); ++i)
-        if (!reaped_[i]) {
+        if (!reaped_[i] || own_group_[i]) {
           signal(i, sig ? sig : SIGTERM);
           signalled[i] = true;
         }
@@ -289,6 +297,7 @@ GroupResult WorkerGroup::wait() {
     }
     std::this_thread::sleep_for(options_.poll);
   }
+  for (const auto& [rank, pid] : workers_) waitpid(pid, nullptr, 0);  // the zombies
   // Several ranks may have failed within one poll: name the earliest.
   for (size_t i = 0; i < workers_.size(); ++i) {
     auto& e = result.exits[i];
