@@ -263,7 +263,10 @@ void load_optimizer_state(torch::optim::Optimizer& optimizer, const safetensors:
   if (!j.is_object() || j.value("format", "") != kFormat)
     fail(std::string("not an accel optimizer state (expected \"format\": \"") + kFormat + "\")");
   if (j.value("type", "") != family.name())
-    fail("it holds a " + json_excerpt(j.value("type", json("?"))) + " state, the optimizer is a " + family.name());
+    fail("it holds a " +
+         (j.contains("type") && j["type"].is_string() ? excerpt(j["type"].get<std::string>())
+                                                      : json_excerpt(j.value("type", json("?")))) +
+         " state, the optimizer is a " + family.name());
   const auto& groups = j.at("param_groups");
   auto& own_groups = optimizer.param_groups();
   if (!groups.is_array() || groups.size() != own_groups.size())
