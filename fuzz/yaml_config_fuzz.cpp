@@ -4,6 +4,7 @@
 // and nothing else, and a config accepted once is written (to_yaml, what
 // `accel config update` saves) as YAML that reads back to the same config.
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <stdexcept>
 #include <string>
@@ -20,6 +21,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   const std::string written = config.to_yaml();
   const auto again = accel::launch::ClusterConfig::parse(written, "written");
-  if (again.to_yaml() != written) std::abort();
+  if (again.to_yaml() != written) {
+    std::fprintf(stderr, "written:\n%s\nread back and written again:\n%s\n", written.c_str(), again.to_yaml().c_str());
+    std::abort();
+  }
   return 0;
 }

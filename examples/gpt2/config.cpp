@@ -135,7 +135,7 @@ GPT2Options read_hf_config(const std::filesystem::path& path) {
     doc = json::parse(text);
   } catch (const std::invalid_argument& e) {
     throw std::runtime_error(path.string() + ": " + e.what());
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, or out_of_range for a number like 9e952
     throw std::runtime_error(path.string() + " is not valid JSON: " + accel::excerpt(e.what(), 160));
   }
   if (!doc.is_object()) throw std::runtime_error(path.string() + ": expected a JSON object, found " + doc.type_name());

@@ -248,8 +248,9 @@ OptimizerStateFiles optimizer_state(const torch::optim::Optimizer& optimizer) {
   return out;
 }
 
-void load_optimizer_state(torch::optim::Optimizer& optimizer, const safetensors::TensorDict& tensors,
-                          const std::string& text, const std::string& source) {
+// The reading itself; nlohmann's type and missing-key errors escape it.
+static void read_optimizer_state(torch::optim::Optimizer& optimizer, const safetensors::TensorDict& tensors,
+                                 const std::string& text, const std::string& source) {
   const Family& family = family_of(optimizer);
   auto fail = [&](const std::string& what) {
     throw std::runtime_error("cannot load the optimizer state from " + source + ": " + what);
@@ -308,6 +309,16 @@ void load_optimizer_state(torch::optim::Optimizer& optimizer, const safetensors:
   for (size_t g = 0; g < own_groups.size(); ++g) own_groups[g].set_options(std::move(new_options[g]));
   optimizer.state().clear();
   for (auto& [key, state] : new_states) optimizer.state()[key] = std::move(state);
+}
+
+void load_optimizer_state(torch::optim::Optimizer& optimizer, const safetensors::TensorDict& tensors,
+                          const std::string& text, const std::string& source) {
+  try {
+    read_optimizer_state(optimizer, tensors, text, source);
+  } catch (const nlohmann::json::exception& e) {
+    // A key missing or of another type than written (a hand-edited file).
+    throw std::runtime_error("cannot load the optimizer state from " + source + ": " + excerpt(e.what(), 200));
+  }
 }
 
 }  // namespace accel

@@ -282,6 +282,31 @@ std::string yaml_scalar(const Value& v) {
     case Value::Kind::text: break;
   }
   const std::string& t = v.text;
+  // Control characters (a newline, a NUL, a tab) survive only in a
+  // double-quoted scalar, escaped, as PyYAML writes them: in a plain or
+  // single-quoted one they are folded or refused when read back.
+  const bool control = std::any_of(t.begin(), t.end(), [](char c) {
+    const auto u = static_cast<unsigned char>(c);
+    return u < 0x20 || u == 0x7f;
+  });
+  if (control) {
+    static constexpr char kHex[] = "0123456789ABCDEF";
+    std::string q = "\"";
+    for (char c : t) {
+      const auto u = static_cast<unsigned char>(c);
+      if (c == '"' || c == '\\') {
+        q += '\\';
+        q += c;
+      } else if (u < 0x20 || u == 0x7f) {
+        q += "\\x";
+        q += kHex[u >> 4];
+        q += kHex[u & 0xf];
+      } else {
+        q += c;
+      }
+    }
+    return q + "\"";
+  }
   bool quote = t.empty() || resolve_plain_scalar(t).kind != Value::Kind::text || t.front() == ' ' || t.back() == ' ' ||
                std::string("-?:,[]{}#&*!|>'\"%@`").find(t.front()) != std::string::npos ||
                t.find(": ") != std::string::npos || t.find(" #") != std::string::npos ||
@@ -451,9 +476,14 @@ std::string ClusterConfig::to_yaml() const {
     if (v.kind == Value::Kind::list) {
       std::string b = k + ":";
       if (v.items.empty()) b += " []";
-      for (auto& item : v.items)
-        b += "\n- " + yaml_scalar(resolve_plain_scalar(item).kind == Value::Kind::text ? Value::of_text(item)
-                                                                                       : resolve_plain_scalar(item));
+      for (auto& item : v.items) {
+        // Items are kept as text (Python's str() of each); one that reads as
+        // a number or boolean is written plain, any other as text ("" is '',
+        // not null, which would read back as "None").
+        const Value typed = resolve_plain_scalar(item);
+        const bool plain = typed.kind != Value::Kind::text && typed.kind != Value::Kind::none;
+        b += "\n- " + yaml_scalar(plain ? typed : Value::of_text(item));
+      }
       blocks[k] = b + "\n";
     } else {
       blocks[k] = k + ": " + yaml_scalar(v) + "\n";
