@@ -77,4 +77,17 @@ TEST_F(ConfigWrite, NoTemporaryIsLeftBehind) {
   EXPECT_NE(read(target).find("distributed_type: 'NO'"), std::string::npos) << read(target);
 }
 
+TEST_F(ConfigWrite, WhatIsWrittenReadsBackTheSame) {
+  // Found by fuzz/yaml_config: control characters in a value, and a list
+  // item that is an empty string, did not survive `accel config update`.
+  auto c = ClusterConfig::parse(
+      "distributed_type: NO\nmain_process_ip: \"a\\x00b\\tc\\nd\\\\e\\\"f\"\ntpu_env: [x, '', !, 1.5, ~]\n", "test");
+  EXPECT_EQ(c.get("main_process_ip").str(), std::string("a\0b\tc\nd\\e\"f", 11));
+  const std::string written = c.to_yaml();
+  const auto again = ClusterConfig::parse(written, "written");
+  EXPECT_EQ(again.to_yaml(), written);
+  EXPECT_EQ(again.get("main_process_ip").str(), c.get("main_process_ip").str());
+  EXPECT_EQ(again.get("tpu_env").items, c.get("tpu_env").items);
+}
+
 }  // namespace
