@@ -1,10 +1,17 @@
 #include "config.h"
 
+#include <unistd.h>
+
 #include <fstream>
+#include <iterator>
 #include <sstream>
 #include <stdexcept>
 
 #include <nlohmann/json.hpp>
+
+#include "accel/util/excerpt.h"
+#include "accel/util/format.h"
+#include "accel/util/json_depth.h"
 
 namespace gpt2 {
 
@@ -44,6 +51,30 @@ void check(const GPT2Options& o) {
   if (!(o.initializer_range() > 0))
     throw std::invalid_argument("GPT2Options: initializer_range = " + std::to_string(o.initializer_range()) +
                                 ", expected > 0");
+  // The model must fit this machine before it is built: a config asking for
+  // 10^12 tokens or 10^9 layers is refused by name, not left to fail inside
+  // the allocator (or to grow until the machine swaps).
+  const double bytes = model_bytes(o), memory = physical_memory_bytes();
+  if (bytes > memory)
+    throw std::invalid_argument(
+        "GPT2Options: n_layer = " + std::to_string(o.n_layer()) + ", n_embd = " + std::to_string(o.n_embd()) +
+        ", vocab_size = " + std::to_string(o.vocab_size()) + ", n_positions = " + std::to_string(o.n_positions()) +
+        " make a model of " + accel::format_double(bytes / 1e9) + " GB, more than this machine's " +
+        accel::format_double(memory / 1e9) + " GB of memory");
+}
+
+double model_bytes(const GPT2Options& o) {
+  // In double, so that no product overflows: an estimate is all a limit needs.
+  const double e = static_cast<double>(o.n_embd()), layers = static_cast<double>(o.n_layer());
+  const double params = static_cast<double>(o.vocab_size()) * e + static_cast<double>(o.n_positions()) * e +
+                        layers * (12 * e * e + 13 * e) + 2 * e;
+  // Each block is a tree of ~10 LibTorch modules, a few KiB of objects of its own.
+  constexpr double kBlockObjectBytes = 16 * 1024;
+  return params * 4 + layers * kBlockObjectBytes;
+}
+
+double physical_memory_bytes() {
+  return static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGESIZE));
 }
 
 namespace {
@@ -59,28 +90,33 @@ class ConfigReader {
   int64_t integer(const std::string& key, int64_t fallback) const {
     auto it = doc_.find(key);
     if (it == doc_.end()) return fallback;
-    if (!it->is_number_integer()) fail(key, "is " + it->dump() + ", expected an integer");
+    if (!it->is_number_integer() || (it->is_number_unsigned() && it->get<uint64_t>() > INT64_MAX))
+      fail(key, "is " + quote(*it) + ", expected an integer");
     return it->get<int64_t>();
   }
   double number(const std::string& key, double fallback) const {
     auto it = doc_.find(key);
     if (it == doc_.end()) return fallback;
-    if (!it->is_number()) fail(key, "is " + it->dump() + ", expected a number");
+    if (!it->is_number()) fail(key, "is " + quote(*it) + ", expected a number");
     return it->get<double>();
   }
   bool boolean(const std::string& key, bool fallback) const {
     auto it = doc_.find(key);
     if (it == doc_.end()) return fallback;
-    if (!it->is_boolean()) fail(key, "is " + it->dump() + ", expected true or false");
+    if (!it->is_boolean()) fail(key, "is " + quote(*it) + ", expected true or false");
     return it->get<bool>();
   }
   // A setting this model implements only at one value (GPT-2's own).
   void require(const std::string& key, const json& supported, const std::string& why) const {
     auto it = doc_.find(key);
     if (it != doc_.end() && *it != supported)
-      fail(key, "is " + it->dump() + ", but this model supports only " + supported.dump() + " (" + why + ")");
+      fail(key, "is " + quote(*it) + ", but this model supports only " + supported.dump() + " (" + why + ")");
   }
   const json& doc() const { return doc_; }
+  // A value as messages quote it: a short prefix of its JSON.
+  static std::string quote(const json& value) {
+    return accel::excerpt(value.dump(-1, ' ', false, json::error_handler_t::replace));
+  }
 
  private:
   std::filesystem::path path_;
@@ -90,18 +126,22 @@ class ConfigReader {
 }  // namespace
 
 GPT2Options read_hf_config(const std::filesystem::path& path) {
-  std::ifstream in(path);
+  std::ifstream in(path, std::ios::binary);
   if (!in) throw std::runtime_error("cannot open " + path.string() + ": expected a Hugging Face GPT-2 config.json");
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   json doc;
   try {
-    doc = json::parse(in);
-  } catch (const json::parse_error& e) {
-    throw std::runtime_error(path.string() + " is not valid JSON: " + e.what());
+    accel::check_json_depth(text);  // values are compared and quoted below, recursively
+    doc = json::parse(text);
+  } catch (const std::invalid_argument& e) {
+    throw std::runtime_error(path.string() + ": " + e.what());
+  } catch (const json::exception& e) {  // parse_error, or out_of_range for a number like 9e952
+    throw std::runtime_error(path.string() + " is not valid JSON: " + accel::excerpt(e.what(), 160));
   }
   if (!doc.is_object()) throw std::runtime_error(path.string() + ": expected a JSON object, found " + doc.type_name());
   ConfigReader r(path, std::move(doc));
   if (auto it = r.doc().find("model_type"); it != r.doc().end() && *it != "gpt2")
-    r.fail("model_type", "is " + it->dump() + ", expected \"gpt2\"");
+    r.fail("model_type", "is " + ConfigReader::quote(*it) + ", expected \"gpt2\"");
 
   const GPT2Options defaults;  // GPT2Config's defaults, as transformers fills missing keys
   auto options = GPT2Options()
@@ -120,8 +160,8 @@ GPT2Options read_hf_config(const std::filesystem::path& path) {
 
   r.require("activation_function", "gelu_new", "GELU with the tanh approximation");
   if (auto it = r.doc().find("n_inner"); it != r.doc().end() && !it->is_null() && *it != 4 * options.n_embd())
-    r.fail("n_inner",
-           "is " + it->dump() + ", but this model's MLP is 4 * n_embd = " + std::to_string(4 * options.n_embd()));
+    r.fail("n_inner", "is " + ConfigReader::quote(*it) +
+                          ", but this model's MLP is 4 * n_embd = " + std::to_string(4 * options.n_embd()));
   r.require("add_cross_attention", false, "a decoder without an encoder");
   r.require("scale_attn_weights", true, "attention scaled by 1/sqrt(head size)");
   r.require("scale_attn_by_inverse_layer_idx", false, "the same attention scale in every layer");

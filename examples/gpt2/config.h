@@ -38,8 +38,14 @@ GPT2Options named_config(const std::string& name);
 
 /// Throws std::invalid_argument naming the option and its value when the
 /// options cannot make a model (a size below 1, n_embd not divisible by
-/// n_head, an epsilon or dropout out of range).
+/// n_head, an epsilon or dropout out of range, or a model larger than this
+/// machine's memory: model_bytes() > physical_memory_bytes()).
 void check(const GPT2Options& options);
+
+/// An estimate of the memory the model's fp32 parameters and modules take.
+double model_bytes(const GPT2Options& options);
+/// This machine's memory (RAM), in bytes.
+double physical_memory_bytes();
 
 /// Reads a Hugging Face GPT-2 config.json. Keys it lacks take GPT2Config's
 /// defaults, as transformers does. Throws std::runtime_error naming the

@@ -2,7 +2,6 @@
 
 #include <map>
 #include <optional>
-#include <regex>
 #include <set>
 #include <sstream>
 #include <stdexcept>
@@ -14,6 +13,7 @@
 
 #include "accel/checkpoint/atomic_file.h"
 #include "accel/checkpoint/model_files.h"
+#include "accel/util/excerpt.h"
 
 namespace gpt2 {
 
@@ -28,10 +28,18 @@ bool is_conv1d_weight(const std::string& name) {
          name.ends_with(".mlp.c_fc.weight") || name.ends_with(".mlp.c_proj.weight");
 }
 
-// The causal-mask buffers of older files (not weights).
+// The causal-mask buffers of older files (not weights):
+// transformer.h.<digits>.attn.bias or .masked_bias. Matched by hand, as
+// std::regex recurses per character and a name can be any length.
 bool is_mask_buffer(const std::string& name) {
-  static const std::regex mask(R"(transformer\.h\.\d+\.attn\.(bias|masked_bias))");
-  return std::regex_match(name, mask);
+  const std::string prefix = "transformer.h.";
+  if (!name.starts_with(prefix)) return false;
+  size_t i = prefix.size();
+  const size_t digits = i;
+  while (i < name.size() && name[i] >= '0' && name[i] <= '9') ++i;
+  if (i == digits) return false;
+  const std::string_view rest = std::string_view(name).substr(i);
+  return rest == ".attn.bias" || rest == ".attn.masked_bias";
 }
 
 // Files saved from GPT2Model name tensors without the LM model's prefix.
@@ -58,7 +66,7 @@ std::string describe(const GPT2Options& o) {
          std::to_string(o.n_positions()) + ", vocab_size " + std::to_string(o.vocab_size());
 }
 
-std::string where(const Source& s) { return s.file.string() + ": tensor \"" + s.file_name + "\""; }
+std::string where(const Source& s) { return s.file.string() + ": tensor \"" + accel::excerpt(s.file_name) + "\""; }
 
 }  // namespace
 
@@ -105,7 +113,8 @@ void load_hf_weights(GPT2Impl& model, const fs::path& dir) {
   }
   if (!unexpected.empty()) {
     std::string text;
-    for (const auto& u : unexpected) text += "\n  " + u;
+    for (size_t i = 0; i < unexpected.size() && i < 20; ++i) text += "\n  " + unexpected[i];
+    if (unexpected.size() > 20) text += "\n  ... (" + std::to_string(unexpected.size()) + " in all)";
     throw std::runtime_error("the GPT-2 checkpoint in " + dir.string() +
                              " holds tensors this model does not have:" + text);
   }

@@ -302,6 +302,6 @@ int main(int argc, char** argv) try {
   }
   return 0;
 } catch (const std::exception& e) {
-  std::cerr << "gpt2: " << e.what() << std::endl;
+  std::cerr << "gpt2: " << accel::error_message(e) << std::endl;
   return 1;
 }

@@ -44,16 +44,21 @@ struct MlpImpl : torch::nn::Module {
 };
 TORCH_MODULE(Mlp);
 
-int env_int(const char* name, int fallback) {
+// A count from the environment, refused (naming the variable) unless it is
+// an integer from 1 to `max`.
+int env_count(const char* name, int fallback, int max) {
   const char* v = std::getenv(name);
-  return v ? std::atoi(v) : fallback;
+  return v ? static_cast<int>(accel::parse_integer_in(v, std::string("environment variable ") + name, 1, max))
+           : fallback;
 }
 
 }  // namespace
 
-int main() {
+// Any error (a bad launch, a refused checkpoint, a collective that timed
+// out) ends the program with its message and status 1, not a crash.
+int main() try {
   accel::Accelerator accelerator;  // everything else comes from `accel launch`
-  const int epochs = env_int("SPIRALS_EPOCHS", 20);
+  const int epochs = env_count("SPIRALS_EPOCHS", 20, 1'000'000);
   const int64_t batch = 32;  // per process
   accel::print("spirals: ", accelerator.num_processes(), " process(es) on ", accelerator.device(), ", ",
                accel::to_string(accelerator.distributed_type()), ", mixed precision ",
@@ -109,4 +114,7 @@ int main() {
   const double accuracy = static_cast<double>(correct) / static_cast<double>(seen);
   accel::print("test accuracy: ", accuracy * 100.0, "% on ", seen, " points");
   return accuracy > 0.9 ? 0 : 1;
+} catch (const std::exception& e) {
+  std::cerr << "spirals: error: " << accel::error_message(e) << std::endl;
+  return 1;
 }

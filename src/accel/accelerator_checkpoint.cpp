@@ -1,7 +1,9 @@
 // Accelerator::save_state / load_state: the layout of a checkpoint folder
 // and the order in which processes write it (see docs/checkpointing.md).
+#include <exception>
 #include <fstream>
 #include <iterator>
+#include <limits>
 #include <map>
 #include <stdexcept>
 #include <string>
@@ -16,6 +18,7 @@
 #include "accel/checkpoint/random_state.h"
 #include "accel/checkpoint/staged_directory.h"
 #include "accel/parallel/zero/zero_checkpoint.h"
+#include "accel/util/user_json.h"
 
 namespace fs = std::filesystem;
 
@@ -39,20 +42,31 @@ zero::ZeroEngine* zero_engine(const AcceleratedOptimizer& opt) {
 
 std::string random_states_name(int rank) { return "random_states_" + std::to_string(rank) + ".safetensors"; }
 
-json read_json(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error("load_state: cannot read '" + path.string() + "'");
-  try {
-    return json::parse(in);
-  } catch (const json::exception& e) {
-    throw std::runtime_error("load_state: '" + path.string() + "' is not valid JSON (" + e.what() + ")");
-  }
-}
-
 std::string read_text_file(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw std::runtime_error("load_state: cannot read '" + path.string() + "'");
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+json read_json(const fs::path& path) {
+  try {
+    return parse_user_json(read_text_file(path));
+  } catch (const std::invalid_argument& e) {
+    throw std::runtime_error("load_state: '" + path.string() + "': " + e.what());
+  }
+}
+
+// An integer field of a state file, checked against the range it is used in.
+int64_t state_int(const json& j, const std::string& key, int64_t min, int64_t max, const fs::path& path) {
+  auto it = j.find(key);
+  const bool fits = it != j.end() && it->is_number_integer() &&
+                    !(it->is_number_unsigned() && it->get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)) &&
+                    it->get<int64_t>() >= min && it->get<int64_t>() <= max;
+  if (!fits)
+    throw std::runtime_error("load_state: '" + path.string() + "': \"" + key + "\" is " +
+                             (it == j.end() ? std::string("missing") : json_excerpt(*it)) +
+                             ", expected an integer from " + std::to_string(min) + " to " + std::to_string(max));
+  return it->get<int64_t>();
 }
 
 json scheduler_json(const AcceleratedScheduler& s) {
@@ -66,9 +80,10 @@ void load_scheduler_json(AcceleratedScheduler& s, const json& j, const fs::path&
   const std::string kind = s.wraps_libtorch_scheduler() ? "libtorch" : "accel";
   try {
     if (j.at("kind").get<std::string>() != kind)
-      throw std::runtime_error("it holds a " + j.at("kind").get<std::string>() + " scheduler, the prepared one is " +
-                               kind);
-    s.load_state(SchedulerState{j.at("last_epoch").get<int64_t>(), j.at("base_lrs").get<std::vector<double>>()});
+      throw std::runtime_error("it holds a " + excerpt(j.at("kind").get<std::string>()) +
+                               " scheduler, the prepared one is " + kind);
+    s.load_state(
+        SchedulerState{state_int(j, "last_epoch", -1, INT64_MAX, path), j.at("base_lrs").get<std::vector<double>>()});
   } catch (const std::exception& e) {
     throw std::runtime_error("load_state: scheduler state '" + path.string() + "': " + e.what());
   }
@@ -172,89 +187,130 @@ fs::path Accelerator::save_state(const std::optional<fs::path>& dir) {
 
 fs::path Accelerator::load_state(const std::optional<fs::path>& dir) {
   for (auto& o : optimizers_) o->finish_pending_step();  // nothing may still write the model
+  // Every rank checks what it will read, then all ranks compare their
+  // findings before anything is loaded: a file missing on one rank (its
+  // random states, its ZeRO shard, a folder on a node-local disk) stops
+  // every rank with the same answer instead of leaving some of them loaded.
   fs::path in;
-  if (dir) {
-    in = *dir;
-  } else if (project_.automatic_checkpoint_naming()) {
-    auto all = list_checkpoints(project_.checkpoints_dir());
-    if (all.empty())
-      throw std::runtime_error("load_state: no checkpoint_<n> folder in '" + project_.checkpoints_dir().string() + "'");
-    in = all.back().second;
-  } else {
-    throw std::invalid_argument(
-        "load_state: no folder given and project_config.automatic_checkpoint_naming is off; pass a folder");
-  }
-  if (!fs::is_directory(in)) throw std::runtime_error("load_state: '" + in.string() + "' is not a folder");
-  if (!fs::exists(in / kStateFile))
-    throw std::runtime_error("load_state: '" + in.string() + "' holds no complete accel checkpoint (" + kStateFile +
-                             " is missing: the save did not finish, or the folder is not from save_state)");
-  const json meta = read_json(in / kStateFile);
-  if (!meta.is_object() || meta.value("format", "") != kStateFormat)
-    throw std::runtime_error("load_state: '" + (in / kStateFile).string() +
-                             "' is not an accel state file (expected \"format\": \"" + kStateFormat + "\")");
-
-  // What the folder holds must be what this run prepared. Another number
-  // of processes can resume only from full optimizer states (not ZeRO
-  // shards) and without loaders (their positions are per process); ranks
-  // the saving run did not have keep their own random states.
-  const int saved_processes = meta.at("num_processes").get<int>();
-  const bool same_world = saved_processes == num_processes();
-  if (!same_world) {
-    std::string why;
-    if (!loaders_.empty()) why = "the loader positions are per process";
-    for (size_t i = 0; i < optimizers_.size() && why.empty(); ++i)
-      if (!fs::exists(in / numbered("optimizer", i, ".safetensors")) && fs::exists(in / zero::layout_file_name(i)))
-        why = "its optimizer state is sharded per process (" + zero::shard_file_name(i, 0) +
-              ", ...); save with ShardingOptions().consolidated_checkpoint(true) to resume with another number of "
-              "processes";
-    if (!why.empty())
-      throw std::runtime_error("load_state: '" + in.string() + "' was saved by " + std::to_string(saved_processes) +
-                               " processes and this run has " + std::to_string(num_processes()) + ": " + why +
-                               ". Resume with --num_processes " + std::to_string(saved_processes) +
-                               ", or load only the weights with accel::load_model_weights(model, \"" +
-                               (in / "model.safetensors").string() + "\")");
-  }
-  const Counts here{models_.size(), optimizers_.size(), schedulers_.size(), loaders_.size(), custom_.size()};
-  const json saved_counts = meta.at("objects"), counts_here = here.to_json();
-  for (const auto& [key, value] : counts_here.items())
-    if (saved_counts.value(key, json(-1)) != value)
-      throw std::runtime_error("load_state: '" + in.string() + "' holds " + saved_counts.value(key, json(-1)).dump() +
-                               " " + key + ", this Accelerator has " + value.dump() +
-                               " prepared or registered; prepare the same objects as the run that saved it");
-
-  // Every file present before anything is touched.
-  std::string missing;
-  for (size_t i = 0; i < models_.size(); ++i) {
-    try {
-      find_checkpoint_files(in, numbered("model", i, ".safetensors"));  // either layout
-    } catch (const std::exception&) {
-      missing += "\n  " + numbered("model", i, ".safetensors");
-    }
-  }
-  std::vector<fs::path> expected;
-  // A ZeRO optimizer loads its shards when the world size is the same and
-  // they are there, else the full state.
+  json meta;
+  bool same_world = true;
   std::vector<bool> from_shards(optimizers_.size(), false);
-  for (size_t i = 0; i < optimizers_.size(); ++i) {
-    from_shards[i] = zero_engine(*optimizers_[i]) && same_world && fs::exists(in / zero::layout_file_name(i));
-    if (from_shards[i]) {
-      expected.push_back(in / zero::shard_file_name(i, process_index()));
-      continue;
-    }
-    expected.push_back(in / numbered("optimizer", i, ".safetensors"));
-    expected.push_back(in / numbered("optimizer", i, ".json"));
-  }
-  for (size_t i = 0; i < schedulers_.size(); ++i) expected.push_back(in / numbered("scheduler", i, ".json"));
-  for (size_t i = 0; i < loaders_.size(); ++i) expected.push_back(in / numbered("dataloader", i, ".json"));
-  for (size_t i = 0; i < custom_.size(); ++i)
-    expected.push_back(in / ("custom_checkpoint_" + std::to_string(i) + ".safetensors"));
-  const auto random_file = in / random_states_name(process_index());
-  if (same_world) expected.push_back(random_file);
+  fs::path random_file;
   const bool has_scaler = scaler_ && scaler_->enabled();
-  if (has_scaler) expected.push_back(in / "scaler.safetensors");
-  for (const auto& p : expected)
-    if (!fs::exists(p)) missing += "\n  " + p.filename().string();
-  if (!missing.empty()) throw std::runtime_error("load_state: '" + in.string() + "' lacks:" + missing);
+  auto preflight = [&] {
+    if (dir) {
+      in = *dir;
+    } else if (project_.automatic_checkpoint_naming()) {
+      auto all = list_checkpoints(project_.checkpoints_dir());
+      if (all.empty())
+        throw std::runtime_error("load_state: no checkpoint_<n> folder in '" + project_.checkpoints_dir().string() +
+                                 "'");
+      in = all.back().second;
+    } else {
+      throw std::invalid_argument(
+          "load_state: no folder given and project_config.automatic_checkpoint_naming is off; pass a folder");
+    }
+    if (!fs::is_directory(in)) throw std::runtime_error("load_state: '" + in.string() + "' is not a folder");
+    if (!fs::exists(in / kStateFile))
+      throw std::runtime_error("load_state: '" + in.string() + "' holds no complete accel checkpoint (" + kStateFile +
+                               " is missing: the save did not finish, or the folder is not from save_state)");
+    meta = read_json(in / kStateFile);
+    if (!meta.is_object() || meta.value("format", "") != kStateFormat)
+      throw std::runtime_error("load_state: '" + (in / kStateFile).string() +
+                               "' is not an accel state file (expected \"format\": \"" + kStateFormat + "\")");
+
+    if (meta.contains("gradient_step")) state_int(meta, "gradient_step", 0, INT64_MAX, in / kStateFile);
+    if (meta.contains("iteration")) state_int(meta, "iteration", -1, INT64_MAX - 1, in / kStateFile);
+
+    // What the folder holds must be what this run prepared. Another number
+    // of processes can resume only from full optimizer states (not ZeRO
+    // shards) and without loaders (their positions are per process); ranks
+    // the saving run did not have keep their own random states.
+    const int saved_processes =
+        static_cast<int>(state_int(meta, "num_processes", 1, std::numeric_limits<int>::max(), in / kStateFile));
+    same_world = saved_processes == num_processes();
+    if (!same_world) {
+      std::string why;
+      if (!loaders_.empty()) why = "the loader positions are per process";
+      for (size_t i = 0; i < optimizers_.size() && why.empty(); ++i)
+        if (!fs::exists(in / numbered("optimizer", i, ".safetensors")) && fs::exists(in / zero::layout_file_name(i)))
+          why = "its optimizer state is sharded per process (" + zero::shard_file_name(i, 0) +
+                ", ...); save with ShardingOptions().consolidated_checkpoint(true) to resume with another number of "
+                "processes";
+      if (!why.empty())
+        throw std::runtime_error("load_state: '" + in.string() + "' was saved by " + std::to_string(saved_processes) +
+                                 " processes and this run has " + std::to_string(num_processes()) + ": " + why +
+                                 ". Resume with --num_processes " + std::to_string(saved_processes) +
+                                 ", or load only the weights with accel::load_model_weights(model, \"" +
+                                 (in / "model.safetensors").string() + "\")");
+    }
+    const Counts here{models_.size(), optimizers_.size(), schedulers_.size(), loaders_.size(), custom_.size()};
+    const json saved_counts = meta.value("objects", json::object()), counts_here = here.to_json();
+    for (const auto& [key, value] : counts_here.items()) {
+      const json saved = saved_counts.is_object() ? saved_counts.value(key, json(-1)) : json(-1);
+      if (saved != value)
+        throw std::runtime_error("load_state: '" + in.string() + "' holds " + json_excerpt(saved) + " " + key +
+                                 ", this Accelerator has " + value.dump() +
+                                 " prepared or registered; prepare the same objects as the run that saved it");
+    }
+
+    // Every file present before anything is touched.
+    std::string missing;
+    for (size_t i = 0; i < models_.size(); ++i) {
+      try {
+        find_checkpoint_files(in, numbered("model", i, ".safetensors"));  // either layout
+      } catch (const std::exception&) {
+        missing += "\n  " + numbered("model", i, ".safetensors");
+      }
+    }
+    std::vector<fs::path> expected;
+    // A ZeRO optimizer loads its shards when the world size is the same and
+    // they are there, else the full state.
+    for (size_t i = 0; i < optimizers_.size(); ++i) {
+      from_shards[i] = zero_engine(*optimizers_[i]) && same_world && fs::exists(in / zero::layout_file_name(i));
+      if (from_shards[i]) {
+        expected.push_back(in / zero::shard_file_name(i, process_index()));
+        continue;
+      }
+      expected.push_back(in / numbered("optimizer", i, ".safetensors"));
+      expected.push_back(in / numbered("optimizer", i, ".json"));
+    }
+    for (size_t i = 0; i < schedulers_.size(); ++i) expected.push_back(in / numbered("scheduler", i, ".json"));
+    for (size_t i = 0; i < loaders_.size(); ++i) expected.push_back(in / numbered("dataloader", i, ".json"));
+    for (size_t i = 0; i < custom_.size(); ++i)
+      expected.push_back(in / ("custom_checkpoint_" + std::to_string(i) + ".safetensors"));
+    random_file = in / random_states_name(process_index());
+    if (same_world) expected.push_back(random_file);
+    if (has_scaler) expected.push_back(in / "scaler.safetensors");
+    for (const auto& p : expected)
+      if (!fs::exists(p)) missing += "\n  " + p.filename().string();
+    if (!missing.empty())
+      throw std::runtime_error("load_state: '" + in.string() + "' lacks" +
+                               (num_processes() > 1 ? " (on rank " + std::to_string(process_index()) + ")" : "") + ":" +
+                               missing);
+  };
+
+  std::string problem;
+  std::exception_ptr refused;
+  try {
+    preflight();
+  } catch (const std::exception& e) {
+    problem = e.what();
+    refused = std::current_exception();
+  }
+  const std::vector<std::string> problems = gather_object(problem);
+  std::string others;
+  for (size_t r = 0; r < problems.size(); ++r)
+    if (!problems[r].empty() && static_cast<int>(r) != process_index())
+      others += "\n  rank " + std::to_string(r) + ": " + excerpt(problems[r], 400);
+  // One process: the refusal as it was thrown; several: every rank says the same.
+  if (refused && problems.size() == 1) std::rethrow_exception(refused);
+  if (refused)
+    throw std::runtime_error(problem + (others.empty() ? "" : "\nOther ranks refused too:" + others) +
+                             "\nNothing was loaded on any rank.");
+  if (!others.empty())
+    throw std::runtime_error("load_state: not loading, other ranks refused the checkpoint:" + others +
+                             "\nNothing was loaded on any rank.");
 
   for (size_t i = 0; i < models_.size(); ++i)
     load_model_weights(models_[i]->module(), in, LoadModelOptions().weights_name(numbered("model", i, ".safetensors")));
@@ -307,6 +363,7 @@ fs::path Accelerator::load_state(const std::optional<fs::path>& dir) {
         safetensors::load_file(in / ("custom_checkpoint_" + std::to_string(i) + ".safetensors")));
   if (fs::exists(random_file))
     load_random_states(safetensors::load_file(random_file), "'" + random_file.string() + "'");
+  // Both were checked before anything was loaded (preflight).
   gradient_state_->set_step(meta.value("gradient_step", int64_t{0}));
   project_.iteration(meta.value("iteration", int64_t{-1}) + 1);
   return in;

@@ -164,7 +164,7 @@ TEST(OptimizerState, MismatchesAreRefusedAndChangeNothing) {
     if (name != "state.0.exp_avg_sq") missing.insert(name, t);
   torch::optim::Adam fresh(copy_of(p), torch::optim::AdamOptions(1e-2));
   expect_refused([&] { load_optimizer_state(fresh, missing, saved.json, "f"); }, "'state.0.exp_avg_sq' is missing");
-  expect_refused([&] { load_optimizer_state(fresh, tensors, "{not json", "f"); }, "malformed JSON");
+  expect_refused([&] { load_optimizer_state(fresh, tensors, "{not json", "f"); }, "not valid JSON");
   expect_refused([&] { load_optimizer_state(fresh, tensors, "{\"format\":\"x\"}", "f"); },
                  "not an accel optimizer state");
   EXPECT_TRUE(fresh.state().empty());

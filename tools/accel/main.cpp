@@ -4,6 +4,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "accel/util/format.h"
 #include "commands.h"
 
 int main(int argc, char** argv) {
@@ -16,7 +17,7 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   } catch (const std::exception& e) {
-    std::cerr << "accel: error: " << e.what() << std::endl;
+    std::cerr << "accel: error: " << accel::error_message(e) << std::endl;
     return 2;
   }
   return accel::cli::exit_code();

@@ -4,6 +4,8 @@
 #include <iostream>
 #include <stdexcept>
 
+#include "accel/util/checked_number.h"
+
 namespace accel::cli {
 namespace {
 
@@ -32,18 +34,16 @@ std::string Questionnaire::text(const std::string& question, const std::string& 
   return a.empty() ? fallback : a;
 }
 
-long Questionnaire::integer(const std::string& question, long fallback) {
+long Questionnaire::integer(const std::string& question, long fallback, long min, long max) {
   for (int tries = 0;; ++tries) {
     auto a = ask(question);
     if (a.empty()) return fallback;
     try {
-      size_t used = 0;
-      long v = std::stol(a, &used);
-      if (used == a.size()) return v;
-    } catch (const std::exception&) {
+      return static_cast<long>(parse_integer_in(a, "answer", min, max));
+    } catch (const std::invalid_argument& e) {
+      if (in_.eof() || tries > 20) throw std::invalid_argument(std::string(e.what()) + ": " + question);
+      out_ << "Please enter an integer from " << min << " to " << max << ".\n";
     }
-    if (in_.eof() || tries > 20) throw std::invalid_argument("'" + a + "' is not an integer: " + question);
-    out_ << "Please enter an integer.\n";
   }
 }
 
@@ -100,14 +100,14 @@ ClusterConfig ask_cluster_config(Questionnaire& q) {
   std::string rdzv_backend = "static";
   if (type != "NO") {
     num_machines =
-        q.integer("How many different machines will you use (use more than 1 for multi-node training)? [1]: ", 1);
+        q.integer("How many different machines will you use (use more than 1 for multi-node training)? [1]: ", 1, 1);
     if (num_machines > 1) {
-      machine_rank = q.integer("What is the rank of this machine? [0]: ", 0);
+      machine_rank = q.integer("What is the rank of this machine? [0]: ", 0, 0, num_machines - 1);
       c.set("main_process_ip",
             Value::of_text(q.text("What is the IP address of the machine that will host the main process? ", "")));
       c.set("main_process_port",
-            Value::of_int(
-                q.integer("What is the port you will use to communicate with the main process? [29500]: ", 29500)));
+            Value::of_int(q.integer(
+                "What is the port you will use to communicate with the main process? [29500]: ", 29500, 0, 65535)));
       same_network = q.yes_no("Are all the machines on the same local network? [YES/no]: ", true);
       if (!same_network)
         rdzv_backend = q.text("What rendezvous backend will you use? ('static', 'c10d', ...) [static]: ", "static");
@@ -146,7 +146,8 @@ ClusterConfig ask_cluster_config(Questionnaire& q) {
                   Value::of_text(q.text("Nvme Path to offload optimizer states? [/nvme]: ", "/nvme")));
         }
         c.set("deepspeed_config", "gradient_accumulation_steps",
-              Value::of_int(q.integer("How many gradient accumulation steps you're passing in your script? [1]: ", 1)));
+              Value::of_int(
+                  q.integer("How many gradient accumulation steps you're passing in your script? [1]: ", 1, 1)));
         if (q.yes_no("Do you want to use gradient clipping? [yes/NO]: ", false))
           c.set("deepspeed_config", "gradient_clipping",
                 Value::of_number(q.number("What is the gradient clipping value? [1.0]: ", 1.0)));
@@ -184,7 +185,7 @@ ClusterConfig ask_cluster_config(Questionnaire& q) {
       set("fsdp_min_num_params",
           Value::of_int(q.integer("What should be your FSDP's minimum number of parameters for Default Auto Wrapping "
                                   "Policy? [1e8]: ",
-                                  100000000)));
+                                  100000000, 0)));
     if (version == 1)
       set("fsdp_backward_prefetch", Value::of_text(q.choose("What should be your FSDP's backward prefetch policy?",
                                                             {"BACKWARD_PRE", "BACKWARD_POST", "NO_PREFETCH"})));
@@ -213,9 +214,9 @@ ClusterConfig ask_cluster_config(Questionnaire& q) {
 
   long num_processes = 1;
   if (type == "MULTI_CPU")
-    num_processes = q.integer("How many processes should be used for distributed training? [1]: ", 1);
+    num_processes = q.integer("How many processes should be used for distributed training? [1]: ", 1, 1);
   else if (type != "NO")
-    num_processes = q.integer("How many GPU(s) should be used for distributed training? [1]: ", 1);
+    num_processes = q.integer("How many GPU(s) should be used for distributed training? [1]: ", 1, 1);
   if (type == "MULTI_GPU" && num_machines == 1 && num_processes == 1)
     throw std::invalid_argument(
         "Specified distributed type MULTI_GPU but only using 1 GPU on a single machine. Please select `No "

@@ -5,6 +5,7 @@
 // terminal and from piped answers; an empty line (or the end of input)
 // takes the default shown in brackets, a bad answer is asked again.
 #include <iosfwd>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -16,7 +17,10 @@ class Questionnaire {
  public:
   Questionnaire(std::istream& in, std::ostream& out) : in_(in), out_(out) {}
   std::string text(const std::string& question, const std::string& fallback);
-  long integer(const std::string& question, long fallback);
+  /// An integer from `min` to `max` (asked again when the answer is not one;
+  /// a count of machines or processes is at least 1, a port at most 65535).
+  long integer(const std::string& question, long fallback, long min = std::numeric_limits<int>::min(),
+               long max = std::numeric_limits<int>::max());
   double number(const std::string& question, double fallback);
   bool yes_no(const std::string& question, bool fallback);
   /// Options answered by index or by value; returns the chosen value.

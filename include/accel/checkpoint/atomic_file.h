@@ -14,7 +14,8 @@ namespace accel {
 
 class AtomicFile {
  public:
-  /// Opens "<dir>/.<name>.tmp-<pid>-<n>" next to `target` for writing.
+  /// Opens "<dir>/.<name>.tmp-<pid>-<n>-<random>" next to `target` for
+  /// writing, with O_EXCL: never through a link planted at that name.
   /// Throws std::runtime_error naming the path and the system error.
   explicit AtomicFile(std::filesystem::path target);
   ~AtomicFile();

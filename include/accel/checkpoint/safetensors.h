@@ -60,7 +60,7 @@ class File {
   const Metadata& metadata() const { return header_.metadata; }
   /// Tensor names in file order.
   std::vector<std::string> keys() const;
-  bool contains(std::string_view name) const { return header_.find(name) != nullptr; }
+  bool contains(std::string_view name) const { return by_name_.find(name) != by_name_.end(); }
   /// The entry of `name`; throws std::out_of_range naming file and tensor.
   const TensorInfo& info(std::string_view name) const;
 
@@ -85,6 +85,9 @@ class File {
   std::filesystem::path path_;
   std::shared_ptr<Mapping> mapping_;
   Header header_;
+  // Tensor index in header_.tensors by name: a lookup per tensor must not
+  // scan the header (a file may hold 200,000 tensors).
+  std::map<std::string, size_t, std::less<>> by_name_;
 };
 
 /// All tensors of a file, in file order: on the CPU they share the mapping

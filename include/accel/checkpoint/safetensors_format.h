@@ -90,7 +90,8 @@ struct Header {
   uint64_t data_start() const { return 8 + header_size; }
   /// Bytes of tensor data (the sum of all tensors' sizes).
   uint64_t data_size() const { return tensors.empty() ? 0 : tensors.back().end; }
-  /// The entry for `name`; null when absent.
+  /// The entry for `name`; null when absent. A linear scan: a reader that
+  /// looks up many names indexes them once (safetensors::File does).
   const TensorInfo* find(std::string_view name) const;
 };
 

@@ -4,7 +4,9 @@
 //
 // The rule: when one worker exits non-zero or dies by a signal, the others
 // get SIGTERM, then SIGKILL after a grace period, and the result names the
-// first failing rank and how it failed. Nothing is left behind.
+// first failing rank and how it failed. Nothing is left behind: a spawned
+// worker runs in its own process group (as torchrun's do), and the signals
+// go to the whole group, so the processes a worker started stop with it.
 #include <sys/types.h>
 
 #include <chrono>
@@ -73,10 +75,10 @@ class WorkerGroup {
   /// exception escaping `body` is printed with the rank and exits 1. The
   /// child dies with its parent (PR_SET_PDEATHSIG).
   pid_t fork_worker(int rank, const std::function<int()>& body);
-  /// Starts `command` as worker `rank` (fork + exec). Throws
-  /// std::runtime_error naming the program when it cannot be executed
-  /// (not found, not executable). The worker dies with the launcher
-  /// (PR_SET_PDEATHSIG).
+  /// Starts `command` as worker `rank` (fork + exec) in a session and
+  /// process group of its own. Throws std::runtime_error naming the program
+  /// when it cannot be executed (not found, not executable). The worker dies
+  /// with the launcher (PR_SET_PDEATHSIG).
   pid_t spawn(int rank, const WorkerCommand& command);
 
   /// Waits for every worker. Stops the group on the first failure, on
@@ -85,15 +87,22 @@ class WorkerGroup {
 
   /// Async-signal-safe: asks wait() to stop the group with `sig`.
   static void request_stop(int sig);
+  /// Whether request_stop() was called and wait() has not acted on it yet:
+  /// a launcher checks it between spawns, so that a stop while workers are
+  /// starting ends the start instead of waiting for every worker to start.
+  static bool stop_pending();
 
   const std::vector<std::pair<int, pid_t>>& workers() const { return workers_; }
 
  private:
   void kill_running();
+  // Sends `sig` to worker i's process group (spawned workers) or to it.
+  void signal(size_t i, int sig);
 
   WorkerGroupOptions options_;
   std::vector<std::pair<int, pid_t>> workers_;  // (rank, pid)
   std::vector<bool> reaped_;
+  std::vector<bool> own_group_;       // spawned: leads a process group of its own
   int64_t* failure_times_ = nullptr;  // shared with forked workers, by rank
 };
 

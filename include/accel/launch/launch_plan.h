@@ -76,7 +76,9 @@ LaunchPlan plan_launch(LaunchArgs args, const EnvLookup& env = process_env(),
 /// environment, in attempt `restart_count` (0 for the first).
 std::map<std::string, std::string> worker_env(const LaunchPlan& plan, int local_rank, int restart_count = 0);
 
-/// Whether something on this machine accepts connections on `port` (Accelerate's is_port_in_use).
+/// Whether the rendezvous store could not listen on `port` on this machine:
+/// something listens there, or holds it bound without listening
+/// (Accelerate's is_port_in_use sees only the first).
 bool port_in_use(int port);
 
 }  // namespace accel::launch

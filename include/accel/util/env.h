@@ -20,12 +20,14 @@ EnvLookup env_from_map(std::map<std::string, std::string> vars);
 
 /// The variable if set and non-empty.
 std::optional<std::string> env_string(const EnvLookup& env, const std::string& name);
-/// The variable parsed as an integer; throws naming the variable on a bad value.
+/// The variable parsed as an integer that fits an int; throws naming the
+/// variable on a bad or out-of-range value.
 std::optional<long> env_int(const EnvLookup& env, const std::string& name);
 /// Accepts 1/0, true/false, yes/no, on/off (any case); throws otherwise.
 std::optional<bool> env_bool(const EnvLookup& env, const std::string& name);
 
-/// Parses an integer, throwing "<what>: expected an integer, got '<text>'".
+/// Parses an integer that fits an int, throwing
+/// "<what>: expected an integer from -2147483648 to 2147483647, got '<text>'".
 long parse_int(const std::string& text, const std::string& what);
 /// Parses a boolean like env_bool does.
 bool parse_bool(const std::string& text, const std::string& what);

@@ -7,7 +7,9 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
+#include <random>
 #include <stdexcept>
 #include <string>
 
@@ -19,9 +21,14 @@ namespace {
 }
 
 std::filesystem::path temp_name_for(const std::filesystem::path& target) {
+  // Random bits in the name: another local user cannot guess it to plant a
+  // link there in advance (O_EXCL would refuse to open through one anyway).
   static std::atomic<unsigned> counter{0};
+  static thread_local std::mt19937_64 random{std::random_device{}()};
+  char bits[17];
+  std::snprintf(bits, sizeof bits, "%016llx", static_cast<unsigned long long>(random()));
   auto name = "." + target.filename().string() + ".tmp-" + std::to_string(::getpid()) + "-" +
-              std::to_string(counter.fetch_add(1));
+              std::to_string(counter.fetch_add(1)) + "-" + bits;
   return target.parent_path() / name;
 }
 

@@ -1,7 +1,9 @@
 #include "accel/checkpoint/merge_weights.h"
 
+#include <algorithm>
+#include <charconv>
 #include <fstream>
-#include <regex>
+#include <iterator>
 #include <set>
 #include <sstream>
 #include <stdexcept>
@@ -9,6 +11,8 @@
 #include <nlohmann/json.hpp>
 
 #include "accel/checkpoint/safetensors.h"
+#include "accel/util/checked_number.h"
+#include "accel/util/user_json.h"
 
 namespace accel {
 namespace {
@@ -38,7 +42,7 @@ struct Layout {
 int64_t get_int(const fs::path& file, const json& j, const std::string& key, const std::string& where, int64_t min) {
   auto it = j.find(key);
   if (it == j.end() || !(it->is_number_integer() || it->is_number_unsigned()) || it->get<int64_t>() < min)
-    fail(file, where + key + " = " + (it == j.end() ? std::string("(missing)") : it->dump()) +
+    fail(file, where + key + " = " + (it == j.end() ? std::string("(missing)") : json_excerpt(*it)) +
                    ": expected an integer >= " + std::to_string(min));
   return it->get<int64_t>();
 }
@@ -48,12 +52,30 @@ torch::ScalarType layout_dtype(const fs::path& file, const json& v, const std::s
   if (s == "F32") return torch::kFloat;
   if (s == "BF16") return torch::kBFloat16;
   if (s == "F16") return torch::kHalf;
-  fail(file, where + "dtype = " + v.dump() + ": expected \"F32\", \"BF16\" or \"F16\"");
+  fail(file, where + "dtype = " + json_excerpt(v) + ": expected \"F32\", \"BF16\" or \"F16\"");
+}
+
+// Parameters share a group's flat buffer, each in its own range: two that
+// overlap would merge as copies of the same elements.
+void check_no_overlap(const fs::path& file, const Group& group, const std::string& where) {
+  std::vector<const ParamEntry*> by_offset;
+  for (const auto& p : group.params)
+    if (p.numel > 0) by_offset.push_back(&p);
+  std::sort(by_offset.begin(), by_offset.end(), [](auto* a, auto* b) { return a->offset < b->offset; });
+  for (size_t i = 1; i < by_offset.size(); ++i) {
+    const ParamEntry& a = *by_offset[i - 1];
+    const ParamEntry& b = *by_offset[i];
+    if (b.offset < a.offset + a.numel)
+      fail(file, where + "params \"" + excerpt(a.name) + "\" (elements " + std::to_string(a.offset) + ".." +
+                     std::to_string(a.offset + a.numel) + ") and \"" + excerpt(b.name) + "\" (elements " +
+                     std::to_string(b.offset) + ".." + std::to_string(b.offset + b.numel) +
+                     ") overlap: expected each parameter in its own range");
+  }
 }
 
 Layout read_layout(const fs::path& dir) {
   const fs::path file = dir / "zero_layout.json";
-  std::ifstream in(file);
+  std::ifstream in(file, std::ios::binary);
   if (!in) {
     std::string hint;
     if (fs::exists(dir / "model.safetensors") || fs::exists(dir / "model.safetensors.index.json"))
@@ -63,13 +85,14 @@ Layout read_layout(const fs::path& dir) {
   }
   json j;
   try {
-    j = json::parse(in);
-  } catch (const json::exception& e) {
-    fail(file, std::string("not valid JSON: ") + e.what());
+    j = parse_user_json(std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()));
+  } catch (const std::invalid_argument& e) {
+    fail(file, e.what());
   }
   if (!j.is_object() || j.value("format", std::string()) != "accel-zero-v1")
-    fail(file, "format = " + (j.is_object() && j.contains("format") ? j["format"].dump() : std::string("(missing)")) +
-                   ": expected \"accel-zero-v1\"");
+    fail(file,
+         "format = " + (j.is_object() && j.contains("format") ? json_excerpt(j["format"]) : std::string("(missing)")) +
+             ": expected \"accel-zero-v1\"");
   Layout layout;
   layout.world_size = get_int(file, j, "world_size", "", 1);
   if (!j.contains("groups") || !j["groups"].is_array()) fail(file, "groups: expected an array");
@@ -91,29 +114,46 @@ Layout read_layout(const fs::path& dir) {
         fail(file, pw + "name: expected a non-empty string");
       ParamEntry p;
       p.name = jp["name"].get<std::string>();
-      if (!names.insert(p.name).second) fail(file, pw + "name \"" + p.name + "\" appears twice");
+      if (!names.insert(p.name).second) fail(file, pw + "name \"" + excerpt(p.name) + "\" appears twice");
       if (!jp.contains("shape") || !jp["shape"].is_array()) fail(file, pw + "shape: expected an array of sizes");
-      int64_t count = 1;
+      // The element count must fit int64 (what ATen indexes with) whatever
+      // the order of the sizes: [0, 2^62, 2^62] is refused too.
       for (const auto& d : jp["shape"]) {
-        if (!(d.is_number_integer() || d.is_number_unsigned()) || d.get<int64_t>() < 0)
-          fail(file, pw + "shape = " + jp["shape"].dump() + ": expected sizes >= 0");
+        if (!d.is_number_integer() || (d.is_number_unsigned() && d.get<uint64_t>() > INT64_MAX) || d.get<int64_t>() < 0)
+          fail(file, pw + "shape = " + json_excerpt(jp["shape"]) + ": expected sizes >= 0");
         p.shape.push_back(d.get<int64_t>());
-        count *= p.shape.back();
       }
+      const auto elements = element_count(p.shape);
+      if (!elements) fail(file, pw + "shape = " + json_excerpt(jp["shape"]) + ": its element count overflows int64");
+      const int64_t count = *elements;
       p.dtype = layout_dtype(file, jp.value("dtype", json()), pw);
       p.offset = get_int(file, jp, "offset", pw, 0);
       p.numel = get_int(file, jp, "numel", pw, 0);
       if (p.numel != count)
-        fail(file, pw + "numel = " + std::to_string(p.numel) + " but shape " + jp["shape"].dump() + " has " +
+        fail(file, pw + "numel = " + std::to_string(p.numel) + " but shape " + json_excerpt(jp["shape"]) + " has " +
                        std::to_string(count) + " elements");
-      if (p.offset + p.numel > group.padded_numel)
-        fail(file, pw + "\"" + p.name + "\" ends at " + std::to_string(p.offset + p.numel) +
-                       ", past the group's padded_numel " + std::to_string(group.padded_numel));
+      if (p.offset > group.padded_numel - p.numel)  // offset + numel, without overflowing
+        fail(file, pw + "\"" + excerpt(p.name) + "\" at offset " + std::to_string(p.offset) + " with " +
+                       std::to_string(p.numel) + " elements ends past the group's padded_numel " +
+                       std::to_string(group.padded_numel));
       group.params.push_back(std::move(p));
     }
+    check_no_overlap(file, group, where);
     layout.groups.push_back(std::move(group));
   }
   return layout;
+}
+
+// The rank of a file named zero_shard_rank<r>.safetensors, or -1.
+int64_t shard_rank(const std::string& name) {
+  static const std::string prefix = "zero_shard_rank", suffix = ".safetensors";
+  if (name.size() <= prefix.size() + suffix.size() || !name.starts_with(prefix) || !name.ends_with(suffix)) return -1;
+  const std::string digits = name.substr(prefix.size(), name.size() - prefix.size() - suffix.size());
+  int64_t rank = 0;
+  const auto r = std::from_chars(digits.data(), digits.data() + digits.size(), rank);
+  if (r.ec != std::errc() || r.ptr != digits.data() + digits.size() || rank < 0) return -1;
+  // Only the name save_state writes (no leading zeros) is that rank's file.
+  return std::to_string(rank) == digits ? rank : -1;
 }
 
 fs::path rank_file(const fs::path& dir, int64_t rank) {
@@ -126,23 +166,35 @@ safetensors::NamedTensors merged_zero_weights(const fs::path& dir) {
   const Layout layout = read_layout(dir);
   const int64_t n = layout.world_size;
   // Every problem with the set of files at once: missing ranks, extra ranks.
-  std::vector<std::string> missing, extra;
-  for (int64_t r = 0; r < n; ++r)
-    if (!fs::exists(rank_file(dir, r))) missing.push_back(std::to_string(r));
-  static const std::regex rank_re(R"(zero_shard_rank(\d+)\.safetensors)");
+  // The work is bounded by the files that exist, not by world_size (a
+  // layout may claim any number of ranks).
+  std::set<int64_t> present;
+  std::vector<std::string> extra;
   for (const auto& entry : fs::directory_iterator(dir)) {
-    std::smatch m;
     const std::string name = entry.path().filename().string();
-    if (std::regex_match(name, m, rank_re) && std::stoll(m[1]) >= n) extra.push_back(name);
+    const int64_t r = shard_rank(name);
+    if (r >= n || (r < 0 && name.starts_with("zero_shard_rank") && name.ends_with(".safetensors")))
+      extra.push_back(excerpt(name));
+    else if (r >= 0)
+      present.insert(r);
   }
   auto join = [](const std::vector<std::string>& v) {
     std::string s;
-    for (const auto& x : v) s += (s.empty() ? "" : ", ") + x;
+    for (size_t i = 0; i < v.size() && i < 20; ++i) s += (s.empty() ? "" : ", ") + v[i];
+    if (v.size() > 20) s += ", ... (" + std::to_string(v.size()) + " in all)";
     return s;
   };
-  if (!missing.empty())
-    fail(dir, "world_size is " + std::to_string(n) + " but the shard files of rank(s) " + join(missing) +
-                  " are missing (zero_shard_rank<r>.safetensors)");
+  if (static_cast<int64_t>(present.size()) < n) {
+    // At most 20 missing ranks named, found in O(files present + 20).
+    std::vector<std::string> missing;
+    for (int64_t r = 0; r < n && missing.size() < 20; ++r)
+      if (!present.count(r)) missing.push_back(std::to_string(r));
+    const int64_t count = n - static_cast<int64_t>(present.size());
+    const std::string more =
+        count > static_cast<int64_t>(missing.size()) ? ", ... (" + std::to_string(count) + " in all)" : "";
+    fail(dir, "world_size is " + std::to_string(n) + " but the shard files of rank(s) " + join(missing) + more +
+                  " are missing (zero_shard_rank<r>.safetensors; " + std::to_string(present.size()) + " found)");
+  }
   if (!extra.empty())
     fail(dir, "world_size is " + std::to_string(n) + " but there are shard files of other ranks: " + join(extra) +
                   " (files of another save mixed in?)");

@@ -9,6 +9,7 @@
 
 #include "accel/checkpoint/model_files.h"
 #include "accel/util/format.h"
+#include "accel/util/user_json.h"
 
 namespace accel {
 namespace {
@@ -36,9 +37,9 @@ CheckpointFiles read_index(const std::filesystem::path& index) {
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   nlohmann::json root;
   try {
-    root = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::exception& e) {
-    bad_index(index, std::string("not valid JSON: ") + e.what());
+    root = parse_user_json(text);
+  } catch (const std::invalid_argument& e) {
+    bad_index(index, e.what());
   }
   if (!root.is_object() || !root.contains("weight_map") || !root["weight_map"].is_object()) {
     bad_index(index, "has no \"weight_map\" object");
@@ -47,11 +48,11 @@ CheckpointFiles read_index(const std::filesystem::path& index) {
   out.index_file = index;
   std::set<std::string> files;
   for (const auto& [name, file] : root["weight_map"].items()) {
-    if (!file.is_string()) bad_index(index, "weight_map entry '" + name + "' is not a file name");
+    if (!file.is_string()) bad_index(index, "weight_map entry '" + excerpt(name) + "' is not a file name");
     const auto& file_name = file.get_ref<const std::string&>();
     if (!plain_file_name(file_name)) {
-      bad_index(index,
-                "tensor '" + name + "' is mapped to '" + file_name + "', which is not a file in the index's directory");
+      bad_index(index, "tensor '" + excerpt(name) + "' is mapped to '" + excerpt(file_name) +
+                           "', which is not a file in the index's directory");
     }
     files.insert(file_name);
     out.weight_map[name] = index.parent_path() / file_name;

@@ -1,5 +1,6 @@
 #include "accel/checkpoint/optimizer_state.h"
 
+#include <limits>
 #include <memory>
 #include <stdexcept>
 #include <tuple>
@@ -14,6 +15,7 @@
 #include <torch/optim/sgd.h>
 
 #include "accel/util/format.h"
+#include "accel/util/user_json.h"
 
 namespace accel {
 
@@ -121,15 +123,16 @@ class FamilyOf : public Family {
       const auto& v = j.at(key);
       if constexpr (std::is_same_v<T, std::tuple<double, double>>) {
         if (!v.is_array() || v.size() != 2 || !v[0].is_number() || !v[1].is_number())
-          throw std::runtime_error(std::string("option '") + key + "' is " + v.dump() + ", expected [number, number]");
+          throw std::runtime_error(std::string("option '") + key + "' is " + json_excerpt(v) +
+                                   ", expected [number, number]");
         value = {v[0].get<double>(), v[1].get<double>()};
       } else if constexpr (std::is_same_v<T, bool>) {
         if (!v.is_boolean())
-          throw std::runtime_error(std::string("option '") + key + "' is " + v.dump() + ", expected a boolean");
+          throw std::runtime_error(std::string("option '") + key + "' is " + json_excerpt(v) + ", expected a boolean");
         value = v.get<bool>();
       } else {
         if (!v.is_number())
-          throw std::runtime_error(std::string("option '") + key + "' is " + v.dump() + ", expected a number");
+          throw std::runtime_error(std::string("option '") + key + "' is " + json_excerpt(v) + ", expected a number");
         value = v.get<T>();
       }
     });
@@ -169,10 +172,17 @@ class FamilyOf : public Family {
         value = torch::empty_like(param, torch::MemoryFormat::Preserve);
         value.copy_(*saved);
       } else {
-        if (!scalars.contains(key) || !scalars.at(key).is_number_integer())
+        const json* v = scalars.is_object() && scalars.contains(key) ? &scalars.at(key) : nullptr;
+        // A step count: an integer from 0 to T's largest (no wrap-around of a huge unsigned value).
+        const bool fits = v && v->is_number_integer() &&
+                          (v->is_number_unsigned()
+                               ? v->template get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<T>::max())
+                               : v->template get<int64_t>() >= 0);
+        if (!fits)
           throw std::runtime_error("optimizer state of parameter " + std::to_string(index) + " in " + source + ": '" +
-                                   key + "' is missing or not an integer");
-        value = scalars.at(key).template get<T>();
+                                   key + "' is " + (v ? json_excerpt(*v) : std::string("missing")) +
+                                   ", expected an integer from 0 to " + std::to_string(std::numeric_limits<T>::max()));
+        value = v->template get<T>();
       }
     });
     return state;
@@ -238,22 +248,26 @@ OptimizerStateFiles optimizer_state(const torch::optim::Optimizer& optimizer) {
   return out;
 }
 
-void load_optimizer_state(torch::optim::Optimizer& optimizer, const safetensors::TensorDict& tensors,
-                          const std::string& text, const std::string& source) {
+// The reading itself; nlohmann's type and missing-key errors escape it.
+static void read_optimizer_state(torch::optim::Optimizer& optimizer, const safetensors::TensorDict& tensors,
+                                 const std::string& text, const std::string& source) {
   const Family& family = family_of(optimizer);
   auto fail = [&](const std::string& what) {
     throw std::runtime_error("cannot load the optimizer state from " + source + ": " + what);
   };
   json j;
   try {
-    j = json::parse(text);
-  } catch (const json::exception& e) {
-    fail(std::string("malformed JSON (") + e.what() + ")");
+    j = parse_user_json(text);
+  } catch (const std::invalid_argument& e) {
+    fail(e.what());
   }
   if (!j.is_object() || j.value("format", "") != kFormat)
     fail(std::string("not an accel optimizer state (expected \"format\": \"") + kFormat + "\")");
   if (j.value("type", "") != family.name())
-    fail("it holds a " + j.value("type", std::string("?")) + " state, the optimizer is a " + family.name());
+    fail("it holds a " +
+         (j.contains("type") && j["type"].is_string() ? excerpt(j["type"].get<std::string>())
+                                                      : json_excerpt(j.value("type", json("?")))) +
+         " state, the optimizer is a " + family.name());
   const auto& groups = j.at("param_groups");
   auto& own_groups = optimizer.param_groups();
   if (!groups.is_array() || groups.size() != own_groups.size())
@@ -295,6 +309,16 @@ void load_optimizer_state(torch::optim::Optimizer& optimizer, const safetensors:
   for (size_t g = 0; g < own_groups.size(); ++g) own_groups[g].set_options(std::move(new_options[g]));
   optimizer.state().clear();
   for (auto& [key, state] : new_states) optimizer.state()[key] = std::move(state);
+}
+
+void load_optimizer_state(torch::optim::Optimizer& optimizer, const safetensors::TensorDict& tensors,
+                          const std::string& text, const std::string& source) {
+  try {
+    read_optimizer_state(optimizer, tensors, text, source);
+  } catch (const nlohmann::json::exception& e) {
+    // A key missing or of another type than written (a hand-edited file).
+    throw std::runtime_error("cannot load the optimizer state from " + source + ": " + excerpt(e.what(), 200));
+  }
 }
 
 }  // namespace accel

@@ -16,6 +16,7 @@
 #include <c10/core/GradMode.h>
 
 #include "accel/checkpoint/atomic_file.h"
+#include "accel/util/excerpt.h"
 
 namespace accel::safetensors {
 
@@ -127,6 +128,7 @@ File::File(const std::filesystem::path& path) : path_(path) {
   // Tensors are mostly read front to back: a larger readahead window.
   ::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
   header_ = parse_file_header(std::string_view(mapping_->data, size), path.string());
+  for (size_t i = 0; i < header_.tensors.size(); ++i) by_name_.emplace(header_.tensors[i].name, i);
 }
 
 std::vector<std::string> File::keys() const {
@@ -137,11 +139,10 @@ std::vector<std::string> File::keys() const {
 }
 
 const TensorInfo& File::info(std::string_view name) const {
-  const TensorInfo* info = header_.find(name);
-  if (!info) {
-    throw std::out_of_range("safetensors file '" + path_.string() + "' has no tensor '" + std::string(name) + "'");
-  }
-  return *info;
+  auto it = by_name_.find(name);
+  if (it == by_name_.end())
+    throw std::out_of_range("safetensors file '" + path_.string() + "' has no tensor '" + excerpt(name) + "'");
+  return header_.tensors[it->second];
 }
 
 torch::Tensor File::view(const TensorInfo& info) const {

@@ -9,6 +9,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "accel/util/excerpt.h"
+
 namespace accel::safetensors {
 namespace {
 
@@ -53,6 +55,74 @@ struct HeaderRejected {
   std::string message;
 };
 
+// Builds the header's JSON tree from the parser's events, in time linear in
+// the header: nlohmann's own callback parser rescans the whole enclosing
+// object at the end of each entry (quadratic in the number of tensors).
+// Refuses nesting deeper than kMaxDepth and a name given twice at the top
+// level while building.
+class HeaderBuilder {
+ public:
+  explicit HeaderBuilder(json& root) : root_(root) {}
+
+  bool null() { return put(nullptr); }
+  bool boolean(bool v) { return put(v); }
+  bool number_integer(json::number_integer_t v) { return put(v); }
+  bool number_unsigned(json::number_unsigned_t v) { return put(v); }
+  bool number_float(json::number_float_t v, const json::string_t&) { return put(v); }
+  bool string(json::string_t& v) { return put(std::move(v)); }
+  bool binary(json::binary_t& v) { return put(json::binary(std::move(v))); }
+  bool start_object(std::size_t) { return open(json::object()); }
+  bool start_array(std::size_t) { return open(json::array()); }
+  bool end_object() { return close(); }
+  bool end_array() { return close(); }
+  bool key(json::string_t& name) {
+    json& object = *open_.back();
+    if (open_.size() == 1 && object.contains(name))
+      throw HeaderRejected{"entry '" + excerpt(name) + "' appears twice in the header"};
+    slot_ = &object[std::move(name)];
+    return true;
+  }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& e) {
+    throw HeaderRejected{std::string("header is not valid JSON: ") + excerpt(e.what(), 160)};
+  }
+
+ private:
+  // Where the next value goes: the root, the end of the open array, or the
+  // slot its key made in the open object. Pointers stay valid: an array
+  // grows only after the value last put into it is closed.
+  json* place(json value) {
+    if (open_.empty()) {
+      root_ = std::move(value);
+      return &root_;
+    }
+    json& parent = *open_.back();
+    if (parent.is_array()) {
+      parent.push_back(std::move(value));
+      return &parent.back();
+    }
+    *slot_ = std::move(value);
+    return slot_;
+  }
+  bool put(json value) {
+    place(std::move(value));
+    return true;
+  }
+  bool open(json container) {
+    if (open_.size() > static_cast<size_t>(kMaxDepth))
+      throw HeaderRejected{"header nests deeper than a safetensors header can"};
+    open_.push_back(place(std::move(container)));
+    return true;
+  }
+  bool close() {
+    open_.pop_back();
+    return true;
+  }
+
+  json& root_;
+  std::vector<json*> open_;
+  json* slot_ = nullptr;
+};
+
 [[noreturn]] void fail(std::string_view source, const std::string& problem) {
   std::ostringstream out;
   out << "safetensors file '" << source << "': " << problem;
@@ -61,14 +131,12 @@ struct HeaderRejected {
 
 [[noreturn]] void fail_tensor(std::string_view source, std::string_view tensor, const std::string& problem) {
   std::ostringstream out;
-  out << "tensor '" << tensor << "': " << problem;
+  out << "tensor '" << excerpt(tensor) << "': " << problem;
   fail(source, out.str());
 }
 
 std::string show_json(const json& value) {
-  std::string text = value.dump(-1, ' ', false, json::error_handler_t::replace);
-  if (text.size() > 80) text = text.substr(0, 77) + "...";
-  return text;
+  return excerpt(value.dump(-1, ' ', false, json::error_handler_t::replace), 80);
 }
 
 uint64_t unsigned_entry(const json& value, std::string_view source, std::string_view tensor, std::string_view field) {
@@ -91,22 +159,26 @@ TensorInfo parse_tensor(const std::string& name, const json& entry, std::string_
 
   auto shape_it = entry.find("shape");
   if (shape_it == entry.end() || !shape_it->is_array()) fail_tensor(source, name, "missing \"shape\" array");
-  // Element count times element size, refusing any overflow: a shape that
-  // overflows could otherwise describe a tiny byte range.
+  // The bytes of the non-zero dimensions must fit int64, also when another
+  // dimension is 0: [0, 2^62, 2^62] holds no bytes, but its strides (what
+  // LibTorch computes for any tensor) overflow, and a shape that overflows
+  // could otherwise describe a tiny byte range.
+  constexpr uint64_t kMaxBytes = static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
   uint64_t nbytes = dtype_size(info.dtype);
-  bool overflow = false;
+  bool empty = false;
   for (const auto& dim : *shape_it) {
     uint64_t d = unsigned_entry(dim, source, name, "shape");
-    if (d > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
-      fail_tensor(source, name, "dimension " + std::to_string(d) + " is too large");
-    }
+    if (d > kMaxBytes) fail_tensor(source, name, "dimension " + std::to_string(d) + " is too large");
     info.shape.push_back(static_cast<int64_t>(d));
-    if (d != 0 && nbytes > std::numeric_limits<uint64_t>::max() / d) overflow = true;
-    nbytes *= d;
+    if (d == 0) {
+      empty = true;
+    } else if (nbytes > kMaxBytes / d) {
+      fail_tensor(source, name,
+                  "shape " + show_json(*shape_it) + " overflows: more elements than a tensor can index (int64 bytes)");
+    } else {
+      nbytes *= d;
+    }
   }
-  // A zero dimension makes the product 0 whatever overflowed before it.
-  bool empty = std::find(info.shape.begin(), info.shape.end(), 0) != info.shape.end();
-  if (overflow && !empty) fail_tensor(source, name, "shape " + show_json(*shape_it) + " overflows the byte count");
   if (empty) nbytes = 0;
 
   auto offsets_it = entry.find("data_offsets");
@@ -135,7 +207,7 @@ std::map<std::string, std::string> parse_metadata(const json& entry, std::string
   if (!entry.is_object()) fail(source, "\"__metadata__\" must be an object of strings, found " + show_json(entry));
   for (const auto& [key, value] : entry.items()) {
     if (!value.is_string()) {
-      fail(source, "\"__metadata__\" entry '" + key + "' must be a string, found " + show_json(value));
+      fail(source, "\"__metadata__\" entry '" + excerpt(key) + "' must be a string, found " + show_json(value));
     }
     metadata.emplace(key, value.get<std::string>());
   }
@@ -238,25 +310,14 @@ uint64_t parse_header_size(const char (&prefix)[8], uint64_t file_size, std::str
 
 Header parse_header(std::string_view text, uint64_t file_size, std::string_view source) {
   if (file_size < 8 + text.size()) fail(source, "file is smaller than its header");
-  std::set<std::string> names;
-  auto guard = [&](int depth, json::parse_event_t event, json& parsed) {
-    if ((event == json::parse_event_t::object_start || event == json::parse_event_t::array_start) &&
-        depth > kMaxDepth) {
-      throw HeaderRejected{"header nests deeper than a safetensors header can"};
-    }
-    if (event == json::parse_event_t::key && depth == 1) {
-      const auto& key = parsed.get_ref<const std::string&>();
-      if (!names.insert(key).second) throw HeaderRejected{"entry '" + key + "' appears twice in the header"};
-    }
-    return true;
-  };
   json root;
   try {
-    root = json::parse(text.begin(), text.end(), guard);
+    HeaderBuilder builder(root);
+    json::sax_parse(text.begin(), text.end(), &builder);
   } catch (const HeaderRejected& e) {
     fail(source, e.message);
   } catch (const json::exception& e) {
-    fail(source, std::string("header is not valid JSON: ") + e.what());
+    fail(source, std::string("header is not valid JSON: ") + excerpt(e.what(), 160));
   }
   if (!root.is_object()) fail(source, "header must be a JSON object, found " + show_json(root));
 
@@ -282,14 +343,14 @@ Header parse_header(std::string_view text, uint64_t file_size, std::string_view 
     if (t.begin < expected) {
       fail_tensor(source, t.name,
                   "data_offsets [" + std::to_string(t.begin) + ", " + std::to_string(t.end) +
-                      "] overlap those of tensor '" + previous->name + "' (which end at " + std::to_string(expected) +
-                      ")");
+                      "] overlap those of tensor '" + excerpt(previous->name) + "' (which end at " +
+                      std::to_string(expected) + ")");
     }
     if (t.begin > expected) {
       fail_tensor(source, t.name,
                   "data_offsets [" + std::to_string(t.begin) + ", " + std::to_string(t.end) + "] leave a gap of " +
                       std::to_string(t.begin - expected) + " bytes after " +
-                      (previous ? "tensor '" + previous->name + "'" : std::string("the start of the data")));
+                      (previous ? "tensor '" + excerpt(previous->name) + "'" : std::string("the start of the data")));
     }
     if (t.end > data_size) {
       fail_tensor(source, t.name,
@@ -356,8 +417,8 @@ std::string serialize_header(Header& header) {
   if (!header.metadata.empty()) {
     out += "\"__metadata__\":{";
     for (const auto& [key, value] : header.metadata) {
-      check_utf8(key, "metadata key '" + key + "'");
-      check_utf8(value, "metadata value of '" + key + "'");
+      check_utf8(key, "metadata key '" + excerpt(key) + "'");
+      check_utf8(value, "metadata value of '" + excerpt(key) + "'");
       if (!first) out.push_back(',');
       first = false;
       append_json_string(out, key);
@@ -368,7 +429,7 @@ std::string serialize_header(Header& header) {
     first = false;
   }
   for (const auto& t : header.tensors) {
-    check_utf8(t.name, "tensor name '" + t.name + "'");
+    check_utf8(t.name, "tensor name '" + excerpt(t.name) + "'");
     if (!first) out.push_back(',');
     first = false;
     append_json_string(out, t.name);

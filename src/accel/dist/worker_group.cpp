@@ -91,6 +91,7 @@ WorkerGroup::~WorkerGroup() {
 void WorkerGroup::add(int rank, pid_t pid) {
   workers_.emplace_back(rank, pid);
   reaped_.push_back(false);
+  own_group_.push_back(false);
 }
 
 pid_t WorkerGroup::fork_worker(int rank, const std::function<int()>& body) {
@@ -157,6 +158,11 @@ pid_t WorkerGroup::spawn(int rank, const WorkerCommand& command) {
     throw std::runtime_error(std::string("fork failed: ") + std::strerror(errno));
   }
   if (pid == 0) {
+    // Its own session and process group, as torchrun gives a worker: the
+    // launcher stops the worker and every process it started with one
+    // kill(-pid), and a terminal's Ctrl-C reaches the launcher only, which
+    // forwards it.
+    setsid();
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent) _exit(1);
     if (command.stdout_fd >= 0) dup2(command.stdout_fd, STDOUT_FILENO);
@@ -178,15 +184,28 @@ pid_t WorkerGroup::spawn(int rank, const WorkerCommand& command) {
     throw std::runtime_error("cannot execute '" + command.argv[0] + "': " + std::strerror(err));
   }
   add(rank, pid);
+  own_group_.back() = true;
   return pid;
 }
 
 void WorkerGroup::request_stop(int sig) { g_stop_signal.store(sig); }
 
+bool WorkerGroup::stop_pending() { return g_stop_signal.load() != 0; }
+
+void WorkerGroup::signal(size_t i, int sig) {
+  // A spawned worker leads its own process group: the signal reaches its
+  // children too, also after the worker itself exited: the group's members
+  // keep its id taken (no new process gets that pid while they live), and
+  // an empty group is ESRCH.
+  const pid_t pid = workers_[i].second;
+  if (own_group_[i] && kill(-pid, sig) == 0) return;
+  if (!reaped_[i]) kill(pid, sig);
+}
+
 void WorkerGroup::kill_running() {
   for (size_t i = 0; i < workers_.size(); ++i)
     if (!reaped_[i]) {
-      kill(workers_[i].second, SIGKILL);
+      signal(i, SIGKILL);
       waitpid(workers_[i].second, nullptr, 0);
       reaped_[i] = true;
     }
@@ -204,21 +223,26 @@ GroupResult WorkerGroup::wait() {
   // bound (not the reap time) keeps a SIGKILLed rank ahead of the peers that
   // fail later only because its connections were reset.
   int64_t previous_check = now_ns();
+  // An exited worker is left a zombie (WNOWAIT) until wait() returns: its
+  // pid, the id of its process group, cannot be reused meanwhile, so
+  // signalling the group of a worker that already exited reaches only the
+  // processes it left behind.
   auto reap = [&](bool blocking) {
     int64_t this_check = now_ns();
     for (size_t i = 0; i < workers_.size(); ++i) {
       if (reaped_[i]) continue;
-      int status = 0;
-      pid_t r = waitpid(workers_[i].second, &status, blocking ? 0 : WNOHANG);
-      if (r == 0) continue;
+      siginfo_t info{};
+      const int r =
+          waitid(P_PID, static_cast<id_t>(workers_[i].second), &info, WEXITED | WNOWAIT | (blocking ? 0 : WNOHANG));
+      if (r == 0 && info.si_pid == 0) continue;  // still running
       reaped_[i] = true;
       auto& e = result.exits[i];
-      if (r < 0) {
+      if (r != 0) {
         e.exit_code = 255;
-      } else if (WIFSIGNALED(status)) {
-        e.signal = WTERMSIG(status);
+      } else if (info.si_code == CLD_EXITED) {
+        e.exit_code = info.si_status;
       } else {
-        e.exit_code = WEXITSTATUS(status);
+        e.signal = info.si_status;
       }
       e.stopped_by_us = stopping;
       failed_at[i] = previous_check;
@@ -232,8 +256,14 @@ GroupResult WorkerGroup::wait() {
     reap(false);
     bool all = true;
     for (bool r : reaped_) all = all && r;
-    if (all) break;
     int sig = g_stop_signal.exchange(0);
+    if (all) {
+      // A stop that came while the workers were starting (or as the last
+      // one ended) is still a stop: the job did not run to its end.
+      result.stop_requested = sig != 0;
+      result.stop_signal = sig;
+      break;
+    }
     bool timed_out = options_.timeout.count() > 0 && std::chrono::steady_clock::now() - start > options_.timeout;
     if (result.first_failure || sig || timed_out) {
       result.stop_requested = sig != 0;
@@ -242,8 +272,14 @@ GroupResult WorkerGroup::wait() {
       stopping = true;
       // Forward the requested signal (SIGINT/SIGTERM) or stop with SIGTERM,
       // then escalate to SIGKILL after the grace period.
+      // Every running worker, and the process group of every spawned one
+      // that already exited (the failed rank's children are still there).
+      std::vector<bool> signalled(workers_.size());
       for (size_t i = 0; i < workers_.size(); ++i)
-        if (!reaped_[i]) kill(workers_[i].second, sig ? sig : SIGTERM);
+        if (!reaped_[i] || own_group_[i]) {
+          signal(i, sig ? sig : SIGTERM);
+          signalled[i] = true;
+        }
       auto deadline = std::chrono::steady_clock::now() + options_.grace;
       while (std::chrono::steady_clock::now() < deadline) {
         reap(false);
@@ -252,13 +288,16 @@ GroupResult WorkerGroup::wait() {
         if (done) break;
         std::this_thread::sleep_for(options_.poll);
       }
+      // Also the groups of workers that exited in the grace period: their
+      // children may ignore SIGTERM.
       for (size_t i = 0; i < workers_.size(); ++i)
-        if (!reaped_[i]) kill(workers_[i].second, SIGKILL);
+        if (signalled[i]) signal(i, SIGKILL);
       reap(true);
       break;
     }
     std::this_thread::sleep_for(options_.poll);
   }
+  for (const auto& [rank, pid] : workers_) waitpid(pid, nullptr, 0);  // the zombies
   // Several ranks may have failed within one poll: name the earliest.
   for (size_t i = 0; i < workers_.size(); ++i) {
     auto& e = result.exits[i];

@@ -1,15 +1,17 @@
 #include "accel/launch/cluster_config.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <sstream>
 #include <stdexcept>
 
 #include <yaml-cpp/yaml.h>
+
+#include "accel/checkpoint/atomic_file.h"
+#include "accel/util/excerpt.h"
 
 namespace accel::launch {
 namespace {
@@ -18,11 +20,16 @@ namespace {
 // check those either); `section` holds a map of its own keys.
 enum class Type { boolean, integer, number, text, choice, list, section };
 
+constexpr long long kMaxInt = std::numeric_limits<int>::max();
+
 struct Spec {
   Type type;
   std::vector<std::string> choices{};
   Value fallback{};         // ClusterConfig's default (None: no default)
   bool exact_case = false;  // choices compared as written (enums Accelerate parses strictly)
+  // An integer's range: counts, ranks and ports end up in an int (or a port).
+  long long min = std::numeric_limits<long long>::min();
+  long long max = std::numeric_limits<long long>::max();
 };
 
 Value B(bool b) { return Value::of_bool(b); }
@@ -47,12 +54,13 @@ const std::map<std::string, Spec>& top_specs() {
       {"mixed_precision", {Type::choice, kPrecisions}},
       {"use_cpu", {Type::boolean, {}, B(false)}},
       {"debug", {Type::boolean, {}, B(false)}},
-      {"num_processes", {Type::integer, {}, I(-1)}},
-      {"machine_rank", {Type::integer, {}, I(0)}},
-      {"num_machines", {Type::integer, {}, I(1)}},
+      // -1: not set (Accelerate's default), which `accel launch` then refuses.
+      {"num_processes", {Type::integer, {}, I(-1), false, -1, kMaxInt}},
+      {"machine_rank", {Type::integer, {}, I(0), false, 0, kMaxInt}},
+      {"num_machines", {Type::integer, {}, I(1), false, 1, kMaxInt}},
       {"gpu_ids", {Type::text}},
       {"main_process_ip", {Type::text}},
-      {"main_process_port", {Type::integer}},
+      {"main_process_port", {Type::integer, {}, {}, false, 0, 65535}},
       {"rdzv_backend", {Type::text, {}, S("static")}},
       {"same_network", {Type::boolean, {}, B(false)}},
       {"main_training_function", {Type::text, {}, S("main")}},
@@ -94,7 +102,7 @@ const std::map<std::string, std::map<std::string, Spec>>& section_specs() {
             {Type::choice,
              {"true", "false", "FULL_SHARD", "SHARD_GRAD_OP", "NO_SHARD", "HYBRID_SHARD", "HYBRID_SHARD_ZERO2"}}},
            {"fsdp_offload_params", {Type::boolean}},
-           {"fsdp_min_num_params", {Type::integer}},
+           {"fsdp_min_num_params", {Type::integer, {}, {}, false, 0}},
            {"fsdp_auto_wrap_policy", {Type::choice, {"TRANSFORMER_BASED_WRAP", "SIZE_BASED_WRAP", "NO_WRAP"}}},
            {"fsdp_transformer_layer_cls_to_wrap", {Type::text}},
            {"fsdp_backward_prefetch", {Type::choice, {"BACKWARD_PRE", "BACKWARD_POST", "NO_PREFETCH"}}},
@@ -116,7 +124,7 @@ const std::map<std::string, std::map<std::string, Spec>>& section_specs() {
            {"offload_param_device", {Type::choice, kOffloadDevices}},
            {"offload_optimizer_nvme_path", {Type::text}},
            {"offload_param_nvme_path", {Type::text}},
-           {"gradient_accumulation_steps", {Type::integer}},
+           {"gradient_accumulation_steps", {Type::integer, {}, {}, false, 1, kMaxInt}},
            {"gradient_clipping", {Type::number}},
            {"zero3_init_flag", {Type::boolean}},
            {"zero3_save_16bit_model", {Type::boolean}},
@@ -160,8 +168,8 @@ std::vector<std::string> known_keys(const std::map<std::string, Spec>& specs) {
 void check(const std::string& where, const Spec& spec, const Value& value) {
   if (value.is_none()) return;  // every ClusterConfig field is Optional in practice
   auto fail = [&](const std::string& expected) {
-    throw std::invalid_argument("config key '" + where + "': expected " + expected + ", got '" + value.str() + "' (" +
-                                value.type_name() + ")");
+    throw std::invalid_argument("config key '" + excerpt(where) + "': expected " + expected + ", got '" +
+                                excerpt(value.str()) + "' (" + value.type_name() + ")");
   };
   switch (spec.type) {
     case Type::boolean:
@@ -169,6 +177,8 @@ void check(const std::string& where, const Spec& spec, const Value& value) {
       break;
     case Type::integer:
       if (value.kind != Value::Kind::integer) fail("an integer");
+      if (value.integer < spec.min || value.integer > spec.max)
+        fail("an integer from " + std::to_string(spec.min) + " to " + std::to_string(spec.max));
       break;
     case Type::number:
       if (value.kind != Value::Kind::integer && value.kind != Value::Kind::number) fail("a number");
@@ -228,7 +238,7 @@ void check_section_key(const std::string& section, const std::string& key, const
   const auto& specs = it->second;
   auto s = specs.find(section_key_name(section, key));
   if (s == specs.end())
-    throw std::invalid_argument("unknown config key '" + section + "." + key + "': expected one of " +
+    throw std::invalid_argument("unknown config key '" + section + "." + excerpt(key) + "': expected one of " +
                                 join(known_keys(specs)));
   check(section + "." + key, s->second, value);
 }
@@ -245,12 +255,13 @@ Value read_value(const std::string& where, const YAML::Node& node) {
     std::vector<std::string> items;
     for (const auto& item : node) {
       if (!item.IsScalar() && !item.IsNull())
-        throw std::invalid_argument("config key '" + where + "': expected a list of single values");
+        throw std::invalid_argument("config key '" + excerpt(where) + "': expected a list of single values");
       items.push_back(read_scalar(item).str());
     }
     return Value::of_list(std::move(items));
   }
-  if (node.IsMap()) throw std::invalid_argument("config key '" + where + "': expected a single value, got a mapping");
+  if (node.IsMap())
+    throw std::invalid_argument("config key '" + excerpt(where) + "': expected a single value, got a mapping");
   return read_scalar(node);
 }
 
@@ -271,6 +282,31 @@ std::string yaml_scalar(const Value& v) {
     case Value::Kind::text: break;
   }
   const std::string& t = v.text;
+  // Control characters (a newline, a NUL, a tab) survive only in a
+  // double-quoted scalar, escaped, as PyYAML writes them: in a plain or
+  // single-quoted one they are folded or refused when read back.
+  const bool control = std::any_of(t.begin(), t.end(), [](char c) {
+    const auto u = static_cast<unsigned char>(c);
+    return u < 0x20 || u == 0x7f;
+  });
+  if (control) {
+    static constexpr char kHex[] = "0123456789ABCDEF";
+    std::string q = "\"";
+    for (char c : t) {
+      const auto u = static_cast<unsigned char>(c);
+      if (c == '"' || c == '\\') {
+        q += '\\';
+        q += c;
+      } else if (u < 0x20 || u == 0x7f) {
+        q += "\\x";
+        q += kHex[u >> 4];
+        q += kHex[u & 0xf];
+      } else {
+        q += c;
+      }
+    }
+    return q + "\"";
+  }
   bool quote = t.empty() || resolve_plain_scalar(t).kind != Value::Kind::text || t.front() == ' ' || t.back() == ' ' ||
                std::string("-?:,[]{}#&*!|>'\"%@`").find(t.front()) != std::string::npos ||
                t.find(": ") != std::string::npos || t.find(" #") != std::string::npos ||
@@ -344,12 +380,12 @@ ClusterConfig ClusterConfig::parse(const std::string& text, const std::string& s
         continue;
       }
       if (spec == top_specs().end())
-        throw std::invalid_argument("unknown config key '" + key + "': expected one of " +
+        throw std::invalid_argument("unknown config key '" + excerpt(key) + "': expected one of " +
                                     join(known_keys(top_specs())));
       if (spec->second.type == Type::section) {
         if (node.IsNull()) continue;
         if (!node.IsMap())
-          throw std::invalid_argument("config key '" + key + "': expected a mapping of keys to values");
+          throw std::invalid_argument("config key '" + excerpt(key) + "': expected a mapping of keys to values");
         for (const auto& item : node) {
           const std::string k = item.first.as<std::string>();
           c.set(key, k, as_written(find_spec(key, k), item.second, read_value(key + "." + k, item.second)));
@@ -401,9 +437,10 @@ Value ClusterConfig::get(const std::string& key) const {
 void ClusterConfig::set(const std::string& key, Value value) {
   auto spec = top_specs().find(key);
   if (spec == top_specs().end())
-    throw std::invalid_argument("unknown config key '" + key + "': expected one of " + join(known_keys(top_specs())));
+    throw std::invalid_argument("unknown config key '" + excerpt(key) + "': expected one of " +
+                                join(known_keys(top_specs())));
   if (spec->second.type == Type::section)
-    throw std::invalid_argument("config key '" + key + "' is a section: set its keys one by one");
+    throw std::invalid_argument("config key '" + excerpt(key) + "' is a section: set its keys one by one");
   check(key, spec->second, value);
   if (value.is_none())
     values_.erase(key);
@@ -420,7 +457,7 @@ const Section& ClusterConfig::section(const std::string& name) const {
 void ClusterConfig::set(const std::string& section, const std::string& key, Value value) {
   auto spec = top_specs().find(section);
   if (spec == top_specs().end() || spec->second.type != Type::section)
-    throw std::invalid_argument("'" + section +
+    throw std::invalid_argument("'" + excerpt(section) +
                                 "' is not a config section: expected fsdp_config, deepspeed_config, "
                                 "dynamo_config, fp8_config, megatron_lm_config, parallelism_config or mpirun_config");
   check_section_key(section, key, value);
@@ -439,9 +476,14 @@ std::string ClusterConfig::to_yaml() const {
     if (v.kind == Value::Kind::list) {
       std::string b = k + ":";
       if (v.items.empty()) b += " []";
-      for (auto& item : v.items)
-        b += "\n- " + yaml_scalar(resolve_plain_scalar(item).kind == Value::Kind::text ? Value::of_text(item)
-                                                                                       : resolve_plain_scalar(item));
+      for (auto& item : v.items) {
+        // Items are kept as text (Python's str() of each); one that reads as
+        // a number or boolean is written plain, any other as text ("" is '',
+        // not null, which would read back as "None").
+        const Value typed = resolve_plain_scalar(item);
+        const bool plain = typed.kind != Value::Kind::text && typed.kind != Value::Kind::none;
+        b += "\n- " + yaml_scalar(plain ? typed : Value::of_text(item));
+      }
       blocks[k] = b + "\n";
     } else {
       blocks[k] = k + ": " + yaml_scalar(v) + "\n";
@@ -469,14 +511,13 @@ void ClusterConfig::save(const std::string& path) const {
   namespace fs = std::filesystem;
   fs::path p(path);
   if (p.has_parent_path()) fs::create_directories(p.parent_path());
-  const std::string tmp = path + ".tmp." + std::to_string(getpid());
-  {
-    std::ofstream f(tmp);
-    if (!f) throw std::runtime_error("cannot write config file '" + path + "'");
-    f << to_yaml();
-    if (!f.flush()) throw std::runtime_error("cannot write config file '" + path + "'");
+  // A temporary of an unpredictable name made with O_EXCL, renamed over the
+  // target: a link planted at either name is replaced, never written through.
+  try {
+    write_file_atomic(p, to_yaml());
+  } catch (const std::exception& e) {
+    throw std::runtime_error("cannot write config file '" + path + "': " + e.what());
   }
-  fs::rename(tmp, path);
 }
 
 }  // namespace accel::launch

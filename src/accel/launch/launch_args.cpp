@@ -3,7 +3,8 @@
 #include <algorithm>
 #include <stdexcept>
 
-#include "accel/util/env.h"
+#include "accel/util/checked_number.h"
+#include "accel/util/excerpt.h"
 
 namespace accel::launch {
 namespace {
@@ -140,26 +141,20 @@ LaunchArgs LaunchArgs::defaults() {
 void LaunchArgs::set_flag(const std::string& name, const std::string& text) {
   auto it =
       std::find_if(launch_flags().begin(), launch_flags().end(), [&](const FlagSpec& f) { return f.name == name; });
-  if (it == launch_flags().end()) throw std::invalid_argument("unknown flag --" + name);
+  if (it == launch_flags().end()) throw std::invalid_argument("unknown flag --" + excerpt(name));
   const FlagSpec& f = *it;
   const std::string what = "--" + name;
   Value v;
   switch (f.kind) {
     case K::store_true: v = Value::of_bool(true); break;
-    case K::integer: v = Value::of_int(parse_int(text, what)); break;
-    case K::number:
-      try {
-        size_t used = 0;
-        v = Value::of_number(std::stod(text, &used));
-        if (used != text.size()) throw std::invalid_argument("");
-      } catch (const std::exception&) {
-        throw std::invalid_argument(what + ": expected a number, got '" + text + "'");
-      }
-      break;
+    // Ranges are checked where the values are used (plan_launch), the same
+    // for a flag and for a config key.
+    case K::integer: v = Value::of_int(parse_integer<long long>(text, what)); break;
+    case K::number: v = Value::of_number(parse_number(text, what)); break;
     case K::text: v = Value::of_text(text); break;
   }
   if (!f.choices.empty() && std::find(f.choices.begin(), f.choices.end(), v.str()) == f.choices.end())
-    throw std::invalid_argument(what + ": expected one of " + join(f.choices) + ", got '" + text + "'");
+    throw std::invalid_argument(what + ": expected one of " + join(f.choices) + ", got '" + excerpt(text) + "'");
   values[name] = v;
   given.insert(name);
 }

@@ -8,12 +8,15 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <set>
 #include <stdexcept>
 
 #include <torch/cuda.h>
 
 #include "accel/dist/launcher.h"
+#include "accel/util/checked_number.h"
+#include "accel/util/excerpt.h"
 
 namespace accel::launch {
 namespace {
@@ -49,10 +52,32 @@ int count_physical_cores() {
   return std::max(1L, sysconf(_SC_NPROCESSORS_ONLN));
 }
 
-// Accelerate's get_int_from_env: the first of `names` that is set, else `fallback`.
-long int_from_env(const EnvLookup& env, const std::vector<std::string>& names, long fallback) {
+constexpr long long kMaxInt = std::numeric_limits<int>::max();
+// More workers than this per core is a typo (10000 for 100), not a plan.
+constexpr int kMaxWorkersPerCore = 64;
+
+// An integer flag or key that must lie in [min, max] (and so fit an int).
+int int_in(const LaunchArgs& a, const std::string& name, long long min, long long max) {
+  const Value v = a.get(name);
+  if (v.kind != Value::Kind::integer)
+    throw std::invalid_argument(name + " '" + excerpt(v.str()) + "': expected an integer");
+  return static_cast<int>(check_integer_in(v.integer, name, min, max));
+}
+
+// A duration flag, in seconds: finite, at least `min`, at most a day.
+double seconds_in(const LaunchArgs& a, const std::string& name, double min) {
+  const double s = a.get(name).number;
+  if (!(s >= min && s <= 86400))
+    throw std::invalid_argument("--" + name + " " + a.get(name).str() + ": expected seconds from " + python_float(min) +
+                                " to 86400");
+  return s;
+}
+
+// Accelerate's get_int_from_env: the first of `names` that is set, else
+// `fallback`; a value below `min` is refused (a local size of 0 would divide by zero).
+long int_from_env(const EnvLookup& env, const std::vector<std::string>& names, long fallback, long min = 0) {
   for (const auto& n : names)
-    if (auto v = env_string(env, n)) return parse_int(*v, "environment variable " + n);
+    if (auto v = env_string(env, n)) return parse_integer_in(*v, "environment variable " + n, min, kMaxInt);
   return fallback;
 }
 
@@ -198,13 +223,20 @@ const char* to_string(LauncherKind kind) {
 }
 
 bool port_in_use(int port) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  // What the rendezvous store will do on this port: bind the wildcard
+  // address with SO_REUSEADDR (as c10d's TCPStore does, so connections of a
+  // previous run in TIME_WAIT do not count) and listen. That fails for a
+  // port another socket listens on, and also for one that is only bound,
+  // which a connect() probe cannot see.
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return false;
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   sockaddr_in sa{};
   sa.sin_family = AF_INET;
   sa.sin_port = htons(static_cast<uint16_t>(port));
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bool used = connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0;
+  sa.sin_addr.s_addr = htonl(INADDR_ANY);
+  const bool used = bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 || listen(fd, 1) != 0;
   close(fd);
   return used;
 }
@@ -271,13 +303,19 @@ LaunchPlan plan_launch(LaunchArgs a, const EnvLookup& env, const HostInfo& host)
   }
   if (a.get("num_machines").is_none()) a.set("num_machines", Value::of_int(1));
   if (a.get("machine_rank").is_none()) a.set("machine_rank", Value::of_int(0));
+  // Every count is checked against its range (and the int it is kept in)
+  // before anything divides by it or starts that many processes.
+  plan.num_processes = int_in(a, "num_processes", 1, kMaxInt);
+  plan.num_machines = int_in(a, "num_machines", 1, kMaxInt);
+  plan.machine_rank = int_in(a, "machine_rank", 0, plan.num_machines - 1);
   const bool use_cpu = a.flag("cpu") || a.flag("use_cpu");
+  if (!a.get("num_cpu_threads_per_process").is_none()) int_in(a, "num_cpu_threads_per_process", 1, kMaxInt);
   if (a.get("num_cpu_threads_per_process").is_none()) {
     a.set("num_cpu_threads_per_process", Value::of_int(int_from_env(env, {"OMP_NUM_THREADS"}, 1)));
-    if (a.flag("use_cpu") && a.get("num_processes").integer >= 1 && int_from_env(env, {"OMP_NUM_THREADS"}, 0) == 0) {
+    if (a.flag("use_cpu") && int_from_env(env, {"OMP_NUM_THREADS"}, 0) == 0) {
       long local_size =
           int_from_env(env, {"MPI_LOCALNRANKS", "OMPI_COMM_WORLD_LOCAL_SIZE", "MV2_COMM_WORLD_LOCAL_SIZE"},
-                       std::max<long>(a.get("num_processes").integer / a.get("num_machines").integer, 1));
+                       std::max(plan.num_processes / plan.num_machines, 1), 1);
       long threads = host.physical_cores / local_size;
       if (threads > 1) {
         a.set("num_cpu_threads_per_process", Value::of_int(threads));
@@ -306,22 +344,21 @@ LaunchPlan plan_launch(LaunchArgs a, const EnvLookup& env, const HostInfo& host)
   else
     plan.kind = LauncherKind::simple;
 
-  plan.num_processes = static_cast<int>(a.get("num_processes").integer);
-  plan.num_machines = static_cast<int>(a.get("num_machines").integer);
-  plan.machine_rank = static_cast<int>(a.get("machine_rank").integer);
-  if (plan.num_processes < 1)
-    throw std::invalid_argument("num_processes " + std::to_string(plan.num_processes) + ": expected >= 1");
-  if (plan.num_machines < 1)
-    throw std::invalid_argument("num_machines " + std::to_string(plan.num_machines) + ": expected >= 1");
-  if (plan.machine_rank < 0 || plan.machine_rank >= plan.num_machines)
-    throw std::invalid_argument("machine_rank " + std::to_string(plan.machine_rank) + ": expected 0.." +
-                                std::to_string(plan.num_machines - 1) + " for num_machines " +
-                                std::to_string(plan.num_machines));
   if (plan.num_processes % plan.num_machines != 0)
     throw std::invalid_argument("num_processes " + std::to_string(plan.num_processes) +
                                 " is not a multiple of num_machines " + std::to_string(plan.num_machines) +
                                 ": each machine starts num_processes / num_machines");
   plan.local_processes = plan.num_processes / plan.num_machines;
+  if (plan.local_processes > std::max(host.physical_cores, 1) * kMaxWorkersPerCore)
+    throw std::invalid_argument("num_processes " + std::to_string(plan.num_processes) + ": " +
+                                std::to_string(plan.local_processes) + " workers on this machine, which has " +
+                                std::to_string(host.physical_cores) + " CPU core(s); expected at most " +
+                                std::to_string(std::max(host.physical_cores, 1) * kMaxWorkersPerCore) +
+                                " (each worker is a whole program)");
+  if (plan.local_processes > host.physical_cores)
+    plan.notes.push_back("starting " + std::to_string(plan.local_processes) + " workers on " +
+                         std::to_string(host.physical_cores) +
+                         " CPU core(s): they will share the cores (pass --num_processes to start fewer)");
   plan.per_rank_env = plan.kind != LauncherKind::simple || plan.num_processes > 1 || plan.num_machines > 1;
   if (plan.num_machines > 1 && a.get("main_process_ip").is_none())
     throw std::invalid_argument("num_machines " + std::to_string(plan.num_machines) +
@@ -329,8 +366,7 @@ LaunchPlan plan_launch(LaunchArgs a, const EnvLookup& env, const HostInfo& host)
   if (plan.num_machines > 1 && a.get("main_process_port").is_none() && plan.kind == LauncherKind::simple)
     throw std::invalid_argument("num_machines " + std::to_string(plan.num_machines) + ": pass --main_process_port");
   plan.master_addr = a.get("main_process_ip").is_none() ? "127.0.0.1" : a.get("main_process_ip").str();
-  plan.master_port =
-      a.get("main_process_port").is_none() ? 29500 : static_cast<int>(a.get("main_process_port").integer);
+  plan.master_port = a.get("main_process_port").is_none() ? 29500 : int_in(a, "main_process_port", 0, 65535);
   if (plan.per_rank_env) {
     if (plan.master_port == 0) {
       if (plan.num_machines > 1)
@@ -383,13 +419,11 @@ LaunchPlan plan_launch(LaunchArgs a, const EnvLookup& env, const HostInfo& host)
   }
 
   plan.role = a.get("role").str();
-  plan.max_restarts = static_cast<int>(a.get("max_restarts").integer);
-  if (plan.max_restarts < 0)
-    throw std::invalid_argument("--max_restarts " + std::to_string(plan.max_restarts) + ": expected >= 0");
-  plan.tee = std::stoi(a.get("tee").str());
+  plan.max_restarts = int_in(a, "max_restarts", 0, kMaxInt);
+  plan.tee = static_cast<int>(parse_integer_in(a.get("tee").str(), "--tee", 0, 3));
   if (!a.get("log_dir").is_none()) plan.log_dir = a.get("log_dir").str();
-  plan.grace_period_s = a.get("grace_period").number;
-  plan.monitor_interval_s = a.get("monitor_interval").number;
+  plan.grace_period_s = seconds_in(a, "grace_period", 0);
+  plan.monitor_interval_s = seconds_in(a, "monitor_interval", 0.001);
   plan.program = a.program;
   plan.program_args = a.program_args;
   if (plan.program.empty()) throw std::invalid_argument("no program to launch: accel launch [flags] PROGRAM [ARGS...]");

@@ -77,18 +77,31 @@ void OutputPump::start() {
 void OutputPump::emit(Stream& s, const char* data, size_t n, bool eof) {
   if (s.file >= 0 && n > 0) write_all(s.file, data, n);
   if (s.console < 0) return;
-  s.partial.append(data, n);
   const std::string prefix = "[rank" + std::to_string(s.rank) + "]:";
-  size_t start = 0, nl;
   std::string out;
-  while ((nl = s.partial.find('\n', start)) != std::string::npos) {
-    out += prefix + s.partial.substr(start, nl - start + 1);
-    start = nl + 1;
-  }
-  s.partial.erase(0, start);
-  if (eof && !s.partial.empty()) {
-    out += prefix + s.partial + "\n";
+  // Writes the held part of the line and `piece` of the new data.
+  auto pass_on = [&](const char* piece, size_t size) {
+    if (!s.mid_line) out += prefix;
+    out += s.partial;
+    out.append(piece, size);
     s.partial.clear();
+  };
+  // Only the new bytes are searched for newlines: the held part has none.
+  size_t start = 0;
+  while (const void* nl = n > start ? std::memchr(data + start, '\n', n - start) : nullptr) {
+    const size_t end = static_cast<size_t>(static_cast<const char*>(nl) - data) + 1;
+    pass_on(data + start, end - start);
+    s.mid_line = false;
+    start = end;
+  }
+  s.partial.append(data + start, n - start);
+  if (s.partial.size() >= kMaxHeldLine) {
+    pass_on("", 0);
+    s.mid_line = true;
+  }
+  if (eof && (s.mid_line || !s.partial.empty())) {
+    pass_on("\n", 1);
+    s.mid_line = false;
   }
   if (!out.empty()) write_all(s.console, out.data(), out.size());
 }

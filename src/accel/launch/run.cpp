@@ -48,6 +48,7 @@ int run_launch(const LaunchPlan& plan, std::ostream& log) {
     std::vector<std::pair<int, int>> fds;
     for (int local = 0; local < plan.local_processes; ++local) fds.push_back(pump.add_rank(first_rank + local));
     for (int local = 0; local < plan.local_processes; ++local) {
+      if (WorkerGroup::stop_pending()) break;  // wait() below stops the ones started
       WorkerCommand cmd;
       cmd.argv = argv;
       cmd.env = worker_env(plan, local, attempt);

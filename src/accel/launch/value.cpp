@@ -1,8 +1,11 @@
 #include "accel/launch/value.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
-#include <regex>
+#include <cstdlib>
+#include <string_view>
+#include <system_error>
 
 namespace accel::launch {
 
@@ -101,38 +104,78 @@ const char* Value::type_name() const {
   return "?";
 }
 
+namespace {
+
+// PyYAML's implicit resolvers, matched by hand: std::regex matches by
+// recursion, one frame per character, so a long scalar (a config value of
+// 100,000 digits) would overflow the stack.
+bool one_of(std::string_view t, std::initializer_list<std::string_view> words) {
+  for (auto w : words)
+    if (t == w) return true;
+  return false;
+}
+bool is_digit(char c) { return c >= '0' && c <= '9'; }
+bool is_digit_or_underscore(char c) { return is_digit(c) || c == '_'; }
+
+// [-+]?(0|[1-9][0-9_]*)
+bool is_int(std::string_view t) {
+  if (!t.empty() && (t[0] == '-' || t[0] == '+')) t.remove_prefix(1);
+  if (t == "0") return true;
+  if (t.empty() || t[0] < '1' || t[0] > '9') return false;
+  return std::all_of(t.begin(), t.end(), is_digit_or_underscore);
+}
+
+// [-+]?([0-9][0-9_]*)?\.[0-9_]*([eE][-+][0-9]+)?  (the number form)
+bool is_decimal_float(std::string_view t) {
+  size_t i = 0;
+  if (i < t.size() && (t[i] == '-' || t[i] == '+')) ++i;
+  if (i < t.size() && is_digit(t[i]))
+    while (i < t.size() && is_digit_or_underscore(t[i])) ++i;
+  if (i >= t.size() || t[i] != '.') return false;
+  ++i;
+  while (i < t.size() && is_digit_or_underscore(t[i])) ++i;
+  if (i == t.size()) return true;
+  if (t[i] != 'e' && t[i] != 'E') return false;
+  ++i;
+  if (i >= t.size() || (t[i] != '-' && t[i] != '+')) return false;
+  ++i;
+  if (i >= t.size()) return false;
+  return std::all_of(t.begin() + static_cast<std::ptrdiff_t>(i), t.end(), is_digit);
+}
+
+std::string without_underscores(std::string_view t) {
+  std::string s;
+  for (char c : t)
+    if (c != '_') s += c;
+  return s;
+}
+
+}  // namespace
+
 Value resolve_plain_scalar(const std::string& t) {
   // The implicit resolvers of PyYAML's SafeLoader (YAML 1.1).
-  static const std::regex null_re("^(~|null|Null|NULL|)$");
-  static const std::regex true_re("^(yes|Yes|YES|true|True|TRUE|on|On|ON)$");
-  static const std::regex false_re("^(no|No|NO|false|False|FALSE|off|Off|OFF)$");
-  static const std::regex int_re("^[-+]?(0|[1-9][0-9_]*)$");
-  static const std::regex float_re(
-      "^([-+]?([0-9][0-9_]*)?\\.[0-9_]*([eE][-+][0-9]+)?|[-+]?\\.(inf|Inf|INF)|\\.(nan|NaN|NAN))$");
-  if (std::regex_match(t, null_re)) return {};
-  if (std::regex_match(t, true_re)) return Value::of_bool(true);
-  if (std::regex_match(t, false_re)) return Value::of_bool(false);
-  if (std::regex_match(t, int_re)) {
-    std::string digits;
-    for (char c : t)
-      if (c != '_') digits += c;
-    try {
-      return Value::of_int(std::stoll(digits));
-    } catch (const std::out_of_range&) {
-      return Value::of_text(t);
-    }
+  if (one_of(t, {"~", "null", "Null", "NULL", ""})) return {};
+  if (one_of(t, {"yes", "Yes", "YES", "true", "True", "TRUE", "on", "On", "ON"})) return Value::of_bool(true);
+  if (one_of(t, {"no", "No", "NO", "false", "False", "FALSE", "off", "Off", "OFF"})) return Value::of_bool(false);
+  if (is_int(t)) {
+    const std::string digits = without_underscores(t);
+    long long v = 0;
+    const char* begin = digits.data() + (digits[0] == '+' ? 1 : 0);
+    const auto r = std::from_chars(begin, digits.data() + digits.size(), v);
+    // Python's int has no limit; a value past long long stays the text it
+    // was, so that a key wanting an integer refuses it by name.
+    if (r.ec != std::errc() || r.ptr != digits.data() + digits.size()) return Value::of_text(t);
+    return Value::of_int(v);
   }
-  if (std::regex_match(t, float_re) && t != ".") {
-    std::string digits;
-    for (char c : t)
-      if (c != '_') digits += c;
-    if (digits.find("inf") != std::string::npos || digits.find("Inf") != std::string::npos ||
-        digits.find("INF") != std::string::npos)
-      return Value::of_number(digits[0] == '-' ? -INFINITY : INFINITY);
-    if (digits.find("nan") != std::string::npos || digits.find("NaN") != std::string::npos ||
-        digits.find("NAN") != std::string::npos)
-      return Value::of_number(NAN);
-    return Value::of_number(std::stod(digits));
+  if (one_of(t, {".inf", ".Inf", ".INF", "+.inf", "+.Inf", "+.INF"})) return Value::of_number(INFINITY);
+  if (one_of(t, {"-.inf", "-.Inf", "-.INF"})) return Value::of_number(-INFINITY);
+  if (one_of(t, {".nan", ".NaN", ".NAN"})) return Value::of_number(NAN);
+  if (is_decimal_float(t) && t != ".") {
+    const std::string digits = without_underscores(t);
+    // strtod, as Python's float(): past the double range is inf, not an error.
+    char* end = nullptr;
+    const double v = std::strtod(digits.c_str(), &end);
+    if (end == digits.c_str() + digits.size()) return Value::of_number(v);
   }
   return Value::of_text(t);
 }

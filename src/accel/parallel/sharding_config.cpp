@@ -11,6 +11,9 @@
 #include <torch/optim/adam.h>
 #include <torch/optim/adamw.h>
 
+#include "accel/util/checked_number.h"
+#include "accel/util/user_json.h"
+
 namespace accel {
 namespace {
 
@@ -39,7 +42,7 @@ class Reader {
   explicit Reader(std::string source) : source_(std::move(source)) {}
 
   [[noreturn]] void fail(const std::string& key, const json& value, const std::string& expected) const {
-    throw std::invalid_argument(source_ + ": " + key + " = " + value.dump() + ": expected " + expected);
+    throw std::invalid_argument(source_ + ": " + key + " = " + json_excerpt(value) + ": expected " + expected);
   }
   [[noreturn]] void fail(const std::string& message) const { throw std::invalid_argument(source_ + ": " + message); }
 
@@ -414,9 +417,9 @@ ShardingConfig parse_deepspeed_config(const std::string& json_text, const std::s
   Reader r(source);
   json root;
   try {
-    root = json::parse(json_text);
-  } catch (const json::parse_error& e) {
-    r.fail(std::string("not valid JSON: ") + e.what());
+    root = parse_user_json(json_text);
+  } catch (const std::invalid_argument& e) {
+    r.fail(e.what());
   }
   if (!root.is_object()) r.fail("expected a JSON object at the top, got " + std::string(root.type_name()));
   ShardingConfig out;
@@ -447,11 +450,7 @@ ShardingConfig sharding_config_from_env(const EnvLookup& env, const ShardingConf
   ShardingConfigContext ctx = context;
   if (!ctx.gradient_clipping)
     if (auto clip = env_string(env, "ACCELERATE_GRADIENT_CLIPPING"); clip && *clip != "auto") {
-      try {
-        ctx.gradient_clipping = std::stod(*clip);
-      } catch (const std::exception&) {
-        throw std::invalid_argument("ACCELERATE_GRADIENT_CLIPPING=" + *clip + ": expected a number");
-      }
+      ctx.gradient_clipping = parse_number(*clip, "environment variable ACCELERATE_GRADIENT_CLIPPING");
     }
   if (!ctx.gradient_accumulation_steps)
     if (auto gas = env_int(env, "ACCELERATE_GRADIENT_ACCUMULATION_STEPS")) ctx.gradient_accumulation_steps = *gas;

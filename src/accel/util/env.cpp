@@ -1,5 +1,8 @@
 #include "accel/util/env.h"
 
+#include "accel/util/checked_number.h"
+#include "accel/util/excerpt.h"
+
 #include <algorithm>
 #include <cctype>
 #include <cstdlib>
@@ -30,17 +33,9 @@ std::optional<std::string> env_string(const EnvLookup& env, const std::string& n
 }
 
 long parse_int(const std::string& text, const std::string& what) {
-  size_t used = 0;
-  long value = 0;
-  try {
-    value = std::stol(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used == 0 || used != text.size()) {
-    throw std::invalid_argument(what + ": expected an integer, got '" + text + "'");
-  }
-  return value;
+  // Every integer accel reads from the environment ends up in an int (ranks,
+  // sizes, ports, steps): one that does not fit is refused, not truncated.
+  return parse_integer<int>(text, what);
 }
 
 bool parse_bool(const std::string& text, const std::string& what) {
@@ -48,7 +43,7 @@ bool parse_bool(const std::string& text, const std::string& what) {
   std::transform(t.begin(), t.end(), t.begin(), [](unsigned char c) { return std::tolower(c); });
   if (t == "1" || t == "true" || t == "yes" || t == "on") return true;
   if (t == "0" || t == "false" || t == "no" || t == "off") return false;
-  throw std::invalid_argument(what + ": expected true/false (or 1/0, yes/no), got '" + text + "'");
+  throw std::invalid_argument(what + ": expected true/false (or 1/0, yes/no), got '" + excerpt(text) + "'");
 }
 
 std::optional<long> env_int(const EnvLookup& env, const std::string& name) {

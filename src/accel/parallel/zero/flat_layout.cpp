@@ -1,15 +1,33 @@
 #include "accel/parallel/zero/flat_layout.h"
 
-#include <nlohmann/json.hpp>
+#include <limits>
 #include <stdexcept>
 
+#include <nlohmann/json.hpp>
+
 #include "accel/checkpoint/safetensors.h"
+#include "accel/util/checked_number.h"
+#include "accel/util/user_json.h"
 
 namespace accel::zero {
 
 namespace {
 using json = nlohmann::json;
 constexpr const char* kFormat = "accel-zero-v1";
+constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+
+// An integer in [min, max], from `j[key]` (or `j` itself when key names an
+// array element already picked); throws std::invalid_argument naming it.
+int64_t field(const json& j, const std::string& key, int64_t min, int64_t max) {
+  const json& v = j.is_object() ? j.at(key) : j;
+  const bool fits =
+      v.is_number_integer() && (v.is_number_unsigned() ? v.get<uint64_t>() <= static_cast<uint64_t>(max)
+                                                       : v.get<int64_t>() >= min && v.get<int64_t>() <= max);
+  if (!fits)
+    throw std::invalid_argument(key + " is " + json_excerpt(v) + ", expected an integer from " + std::to_string(min) +
+                                " to " + std::to_string(max));
+  return v.get<int64_t>();
+}
 }  // namespace
 
 std::string dtype_name(torch::ScalarType dtype) {
@@ -60,30 +78,34 @@ FlatLayout FlatLayout::from_json(const std::string& text, const std::string& sou
   auto fail = [&](const std::string& what) -> void { throw std::runtime_error("ZeRO layout " + source + ": " + what); };
   FlatLayout layout;
   try {
-    const json j = json::parse(text);
+    const json j = parse_user_json(text);
     if (!j.is_object() || j.value("format", "") != kFormat)
       fail(std::string("not an accel ZeRO layout (expected \"format\": \"") + kFormat + "\")");
-    layout.world_size = j.at("world_size").get<int>();
-    if (layout.world_size < 1) fail("world_size is " + std::to_string(layout.world_size) + ", expected >= 1");
+    layout.world_size = static_cast<int>(field(j, "world_size", 1, std::numeric_limits<int>::max()));
     layout.strategy = parse_sharding_strategy(j.at("strategy").get<std::string>());
     for (const auto& jg : j.at("groups")) {
       FlatGroup g;
-      g.padded_numel = jg.at("padded_numel").get<int64_t>();
+      g.padded_numel = field(jg, "padded_numel", 0, kMax);
       int64_t end = 0;
       for (const auto& jp : jg.at("params")) {
         FlatParam p;
         p.name = jp.at("name").get<std::string>();
-        p.shape = jp.at("shape").get<std::vector<int64_t>>();
+        if (!jp.at("shape").is_array()) fail("parameter '" + excerpt(p.name) + "': shape is not an array");
+        for (const auto& d : jp.at("shape")) p.shape.push_back(field(d, "shape", 0, kMax));
         const auto dtype = jp.at("dtype").get<std::string>();
         const auto d = safetensors::dtype_from_name(dtype);
-        if (!d) fail("parameter '" + p.name + "' has dtype '" + dtype + "', expected a safetensors dtype such as F32");
+        if (!d)
+          fail("parameter '" + excerpt(p.name) + "' has dtype '" + excerpt(dtype) +
+               "', expected a safetensors dtype such as F32");
         p.dtype = safetensors::to_scalar_type(*d);
-        p.offset = jp.at("offset").get<int64_t>();
-        p.numel = jp.at("numel").get<int64_t>();
-        int64_t n = 1;
-        for (auto s : p.shape) n *= s;
-        if (n != p.numel || p.offset < end)
-          fail("parameter '" + p.name + "' has offset " + std::to_string(p.offset) + " and numel " +
+        p.offset = field(jp, "offset", 0, kMax);
+        p.numel = field(jp, "numel", 0, kMax);
+        const auto elements = element_count(p.shape);
+        if (!elements) fail("parameter '" + excerpt(p.name) + "': its shape's element count overflows int64");
+        const int64_t n = *elements;
+        // Parameters follow each other without overlapping, inside the group.
+        if (n != p.numel || p.offset < end || p.offset > kMax - p.numel)
+          fail("parameter '" + excerpt(p.name) + "' has offset " + std::to_string(p.offset) + " and numel " +
                std::to_string(p.numel) + " for shape of " + std::to_string(n) + " elements after element " +
                std::to_string(end));
         end = p.offset + p.numel;

@@ -9,6 +9,7 @@
 #include <stdexcept>
 
 #include "accel/checkpoint/atomic_file.h"
+#include "accel/util/user_json.h"
 
 namespace fs = std::filesystem;
 
@@ -216,9 +217,9 @@ void load_consolidated_state(ZeroEngine& engine, const safetensors::TensorDict& 
   };
   json j;
   try {
-    j = json::parse(text);
-  } catch (const json::exception& e) {
-    fail(std::string("malformed JSON (") + e.what() + ")");
+    j = parse_user_json(text);
+  } catch (const std::invalid_argument& e) {
+    fail(e.what());
   }
   if (!j.is_object() || !j.contains("param_groups") || !j["param_groups"].is_array()) fail("no param_groups");
   const auto& groups = j["param_groups"];
@@ -250,7 +251,11 @@ void load_consolidated_state(ZeroEngine& engine, const safetensors::TensorDict& 
     torch::Tensor master_full;
     for (size_t k = 0; k < fl.params.size(); ++k, ++master_index) {
       const auto& fp = fl.params[k];
-      const size_t i = saved["params"][k].get<size_t>();
+      const json& id = saved["params"][k];
+      if (!id.is_number_unsigned())
+        fail("param group " + std::to_string(g) + " parameter " + std::to_string(k) + " has index " + json_excerpt(id) +
+             ", expected an integer >= 0");
+      const size_t i = id.get<size_t>();
       auto place = [&](torch::Tensor& dst, const torch::Tensor& t, const std::string& what) {
         if (t.numel() != fp.numel)
           fail(what + " has " + std::to_string(t.numel()) + " elements, parameter '" + fp.name + "' has " +

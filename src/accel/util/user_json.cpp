@@ -1,0 +1,21 @@
+#include "accel/util/user_json.h"
+
+#include <stdexcept>
+
+namespace accel {
+
+nlohmann::json parse_user_json(std::string_view text, size_t max_depth) {
+  check_json_depth(text, max_depth);
+  try {
+    return nlohmann::json::parse(text.begin(), text.end());
+  } catch (const nlohmann::json::exception& e) {
+    // The parser's message quotes the token it stopped at, which can be long.
+    throw std::invalid_argument("not valid JSON: " + excerpt(e.what(), 160));
+  }
+}
+
+std::string json_excerpt(const nlohmann::json& value, size_t max_bytes) {
+  return excerpt(value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), max_bytes);
+}
+
+}  // namespace accel
