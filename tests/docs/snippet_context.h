@@ -16,7 +16,7 @@ namespace accel::docs {
 struct MyProgress {
   torch::Tensor step = torch::zeros({}, torch::kLong);
   std::vector<std::pair<std::string, torch::Tensor>> state_dict() const { return {{"step", step}}; }
-  void load_state_dict(const safetensors::TensorDict& state) { step = state["step"]; }
+  void load_state_dict(const safetensors::OrderedTensors& state) { step = state["step"]; }
 };
 
 struct SnippetContext {

@@ -87,7 +87,7 @@ class Family {
   virtual json write_state(torch::optim::OptimizerParamState& state, size_t index,
                            safetensors::NamedTensors& tensors) const = 0;
   virtual std::unique_ptr<torch::optim::OptimizerParamState> read_state(const json& scalars,
-                                                                        const safetensors::TensorDict& tensors,
+                                                                        const safetensors::OrderedTensors& tensors,
                                                                         size_t index, const torch::Tensor& param,
                                                                         const std::string& source) const = 0;
 };
@@ -150,8 +150,8 @@ class FamilyOf : public Family {
   }
 
   std::unique_ptr<torch::optim::OptimizerParamState> read_state(const json& scalars,
-                                                                const safetensors::TensorDict& tensors, size_t index,
-                                                                const torch::Tensor& param,
+                                                                const safetensors::OrderedTensors& tensors,
+                                                                size_t index, const torch::Tensor& param,
                                                                 const std::string& source) const override {
     auto state = std::make_unique<State>();
     Fields::state(*state, [&](const char* key, auto& value, bool required) {
@@ -238,7 +238,7 @@ OptimizerStateFiles optimizer_state(const torch::optim::Optimizer& optimizer) {
   return out;
 }
 
-void load_optimizer_state(torch::optim::Optimizer& optimizer, const safetensors::TensorDict& tensors,
+void load_optimizer_state(torch::optim::Optimizer& optimizer, const safetensors::OrderedTensors& tensors,
                           const std::string& text, const std::string& source) {
   const Family& family = family_of(optimizer);
   auto fail = [&](const std::string& what) {
