@@ -1,5 +1,6 @@
 #include "accel/accelerator_options.h"
 
+#include <algorithm>
 #include <stdexcept>
 
 #include "accel/parallel/sharding_config.h"
@@ -13,7 +14,9 @@ ResolvedOptions resolve(const AcceleratorOptions& options) {
     r.mixed_precision = *options.mixed_precision();
     const auto launched = env_string(env, "ACCELERATE_MIXED_PRECISION");
     // "no" is also what the launcher exports when nothing was asked for.
-    if (launched && *launched != "no" && *launched != to_string(r.mixed_precision))
+    std::string asked = launched.value_or("no");
+    std::transform(asked.begin(), asked.end(), asked.begin(), ::tolower);
+    if (asked != "no" && asked != to_string(r.mixed_precision))
       r.overridden.push_back("mixed precision: the launcher asked for '" + *launched +
                              "' (ACCELERATE_MIXED_PRECISION), the program sets '" + to_string(r.mixed_precision) +
                              "' in AcceleratorOptions, which wins");

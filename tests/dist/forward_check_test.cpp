@@ -49,7 +49,10 @@ TEST(ForwardCheck, DdpBackwardAfterArrowForwardFailsThenTheWrapperTrainsAsOneBat
     Accelerator acc;
     auto net = make_net();
     auto sgd = std::make_shared<torch::optim::SGD>(net->parameters(), 0.5);
-    auto [model, opt] = acc.prepare(net, sgd);
+    // Not a structured binding: the lambdas below capture these.
+    auto prepared = acc.prepare(net, sgd);
+    auto& model = std::get<0>(prepared);
+    auto& opt = std::get<1>(prepared);
     const int r = acc.process_index();
     auto x = all_x().narrow(0, 4 * r, 4), y = all_y().narrow(0, 4 * r, 4);
 
@@ -81,7 +84,9 @@ TEST(ForwardCheck, MixedPrecisionBackwardAfterArrowForwardFails) {
     accel::testing::run_distributed(ranks, [] {
       Accelerator acc(AcceleratorOptions().mixed_precision("bf16"));
       auto net = make_net();
-      auto [model, opt] = acc.prepare(net, std::make_shared<torch::optim::SGD>(net->parameters(), 0.1));
+      auto prepared = acc.prepare(net, std::make_shared<torch::optim::SGD>(net->parameters(), 0.1));
+      auto& model = std::get<0>(prepared);
+      auto& opt = std::get<1>(prepared);
       auto x = all_x(), y = all_y();
       expect_bypass_error([&] { acc.backward(F::cross_entropy(model->forward(x), y)); }, "bf16 autocast");
       opt->zero_grad();

@@ -1,4 +1,4 @@
-// A torch::data pipeline (a Dataset with a Normalize transform and Stack<>)
+// A torch::data pipeline (a Dataset with an example transform and Stack<>)
 // prepared by the Accelerator trains exactly as accel's own loader over the
 // same, already normalised, samples: 2 ranks over Gloo, shuffled, with an
 // uneven last batch.
@@ -25,7 +25,7 @@ class Points : public torch::data::datasets::Dataset<Points> {
  public:
   Points() : x_(all_x()), y_(all_y()) {}
   torch::data::Example<> get(size_t i) override { return {x_[i], y_[i]}; }
-  torch::optional<size_t> size() const override { return kRows; }
+  std::optional<size_t> size() const override { return kRows; }
 
  private:
   torch::Tensor x_, y_;
@@ -57,8 +57,12 @@ TEST(TorchData, PipelineTrainsLikeAccelsOwnLoader) {
     const auto options = DataLoaderOptions(4).shuffle(true).seed(3);
     std::vector<int64_t> seen_got, seen_want;
     Accelerator acc;
-    auto pipeline =
-        Points().map(torch::data::transforms::Normalize<>(0.5, 0.25)).map(torch::data::transforms::Stack<>());
+    // An example-wise transform, then Stack<> to collate.
+    auto normalize = torch::data::transforms::Lambda<torch::data::Example<>>([](torch::data::Example<> e) {
+      e.data = (e.data - 0.5) / 0.25;
+      return e;
+    });
+    auto pipeline = Points().map(normalize).map(torch::data::transforms::Stack<>());
     auto got = train(
         acc, make_data_loader(std::move(pipeline), options), [](const torch::data::Example<>& b) { return b.data; },
         [](const torch::data::Example<>& b) { return b.target; }, seen_got);

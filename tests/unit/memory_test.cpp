@@ -40,7 +40,7 @@ TEST(FindExecutableBatchSize, CpuAllocatorFailureAndCustomReduction) {
   find_executable_batch_size(
       [&](int64_t batch) {
         tried.push_back(batch);
-        if (batch > 8) throw c10::Error("[enforce fail] DefaultCPUAllocator: can't allocate memory: you tried ...", "");
+        if (batch > 8) throw c10::Error("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1 bytes");
       },
       64, [](int64_t b) { return b / 2; });
   EXPECT_EQ(tried, (std::vector<int64_t>{64, 32, 16, 8}));

@@ -2,8 +2,7 @@
 // torch::data datasets in accel's loaders, so that a LibTorch team's data
 // pipeline is prepared as it is, not ported first:
 //
-//   auto ds = MyDataset(root).map(torch::data::transforms::Normalize<>(0.5, 0.5))
-//                            .map(torch::data::transforms::Stack<>());
+//   auto ds = MyDataset(root).map(my_example_transform).map(torch::data::transforms::Stack<>());
 //   auto loader = accel::make_data_loader(std::move(ds), accel::DataLoaderOptions(32).shuffle(true));
 //   auto [model, optimizer, train] = accelerator.prepare(net, adamw, loader);
 //   for (torch::data::Example<>& batch : train) ... batch.data, batch.target
