@@ -10,8 +10,12 @@
 // throws std::logic_error saying what to call.
 //
 // Installed only where bypassing changes the result (DDP, mixed precision).
-// A forward counts when it ran with grad mode on; the count is cleared at
-// the end of each backward that reached the parameters.
+// A forward counts when it ran with grad mode on. Under DDP every backward
+// needs a forward of its own (the reducer is armed once per forward, and a
+// second backward through one forward is an error in DDP anyway), so the
+// count is cleared at the end of each backward; under mixed precision alone
+// a backward may reuse a forward (retain_graph), so it is not, and only a
+// model never called through the wrapper is caught.
 #include <memory>
 #include <string>
 #include <vector>
@@ -24,8 +28,9 @@ namespace accel {
 class ForwardCheck {
  public:
   /// Hooks every parameter of `module` that requires grad; `what` names
-  /// what the wrapper adds ("DDP's all-reduce", "bf16 autocast") for the message.
-  ForwardCheck(torch::nn::Module& module, std::string what);
+  /// what the wrapper adds ("DDP's all-reduce", "bf16 autocast") for the
+  /// message; `per_backward`: each backward needs its own forward (DDP).
+  ForwardCheck(torch::nn::Module& module, std::string what, bool per_backward);
   ~ForwardCheck();
   ForwardCheck(const ForwardCheck&) = delete;
   ForwardCheck& operator=(const ForwardCheck&) = delete;

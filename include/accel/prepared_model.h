@@ -35,7 +35,7 @@ class PreparedModelCore {
     if (ddp_) what = "DDP's gradient all-reduce";
     if (mixed_precision_ != MixedPrecision::no)
       what += (what.empty() ? "" : " and ") + to_string(mixed_precision_) + " autocast";
-    if (!what.empty()) check_ = std::make_unique<ForwardCheck>(*module_, what);
+    if (!what.empty()) check_ = std::make_unique<ForwardCheck>(*module_, what, /*per_backward=*/ddp_ != nullptr);
   }
 
   void before_forward() {

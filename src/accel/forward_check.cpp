@@ -12,10 +12,13 @@ struct ForwardCheck::State {
   int64_t forwards = 0;
   // An end-of-backward callback is queued for the running backward.
   bool reset_queued = false;
+  bool per_backward = true;
 };
 
-ForwardCheck::ForwardCheck(torch::nn::Module& module, std::string what) : state_(std::make_shared<State>()) {
+ForwardCheck::ForwardCheck(torch::nn::Module& module, std::string what, bool per_backward)
+    : state_(std::make_shared<State>()) {
   state_->what = std::move(what);
+  state_->per_backward = per_backward;
   std::weak_ptr<State> weak = state_;
   for (auto& p : module.parameters()) {
     if (!p.requires_grad()) continue;
@@ -29,7 +32,7 @@ ForwardCheck::ForwardCheck(torch::nn::Module& module, std::string what) : state_
             s->what +
             " did not happen. Was it called as model->forward(x)? Call the prepared model instead: model(x) or "
             "model.forward(x) (`model->` reaches the module itself, for its members)");
-      if (s->reset_queued) return;
+      if (!s->per_backward || s->reset_queued) return;
       s->reset_queued = true;
       // Called from inside the backward: runs once it has finished, so the
       // next backward needs a forward of its own.
