@@ -3,7 +3,7 @@
 #include <cstdlib>
 
 #include <ATen/Context.h>
-#include <torch/random.h>
+#include <torch/utils.h>
 
 #include "accel/state.h"
 
