@@ -33,7 +33,7 @@ struct Fixture {
     net->forward(torch::ones({1, 3})).sum().backward();
     adamw->step();
     saved = accel::optimizer_state(*adamw);
-    tensors = accel::safetensors::TensorDict();
+    tensors = accel::safetensors::OrderedTensors();
     for (auto& [name, t] : saved.tensors) tensors.insert(name, t);
     acc = std::make_unique<accel::Accelerator>(accel::AcceleratorOptions().cpu(true));
     auto prepared = acc->prepare(net, adamw);
@@ -46,7 +46,7 @@ struct Fixture {
   torch::nn::Linear net{nullptr};
   std::shared_ptr<torch::optim::AdamW> adamw;
   accel::OptimizerStateFiles saved;
-  accel::safetensors::TensorDict tensors;
+  accel::safetensors::OrderedTensors tensors;
   std::unique_ptr<accel::Accelerator> acc;
   std::shared_ptr<void> keep;
   torch::Tensor weights;

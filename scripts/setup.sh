@@ -21,7 +21,10 @@ mkdir -p "$CACHE"
 log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 
 # ---- 1. Debian packages -------------------------------------------------
+# openmpi-bin, mpich, slurm*: the dist tests MpiLaunch.* and SlurmLaunch.*
+# start programs under their mpirun / mpiexec / srun (a one-node cluster).
 PKGS=(build-essential cmake ninja-build ccache pkg-config git
+      openmpi-bin mpich slurmctld slurmd slurm-client
       python3 python3-venv python3-pip
       libyaml-cpp-dev nlohmann-json3-dev libcli11-dev
       libgtest-dev libgmock-dev libbenchmark-dev libgloo-dev liburing-dev

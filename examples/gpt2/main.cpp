@@ -66,6 +66,7 @@ struct Flags {
 Flags parse(int argc, char** argv) {
   Flags f;
   CLI::App app{"Train a GPT-2 family model with accel"};
+  app.option_defaults()->always_capture_default();  // --help shows each default
   app.add_option("--config", f.config, "model shape: 124M, 350M or tiny (ignored with --from)")
       ->check(CLI::IsMember({"124M", "350M", "tiny"}));
   app.add_option("--from", f.from, "start from this Hugging Face GPT-2 folder (config.json + model.safetensors)");

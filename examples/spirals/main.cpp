@@ -2,15 +2,16 @@
 // Written the way a user writes a LibTorch loop with accel: the same
 // program runs alone or under `accel launch --num_processes N`, in fp32 or
 // bf16 (`--mixed_precision bf16`), with gradient accumulation
-// (ACCELERATE_GRADIENT_ACCUMULATION_STEPS=2; Accelerate's launcher passes
-// its --gradient_accumulation_steps on only for DeepSpeed, and so does
-// accel's), chosen at launch, not in the code.
+// (`--gradient_accumulation_steps 2`: accel's launcher passes it on in
+// every mode, where Accelerate's does only for DeepSpeed), chosen at
+// launch, not in the code.
 //
 //   ./build/examples/spirals                       # one process
 //   ./build/accel launch --cpu --num_processes 2 ./build/examples/spirals
 #include <cmath>
 #include <cstdlib>
 #include <iostream>
+#include <string>
 
 #include <torch/torch.h>
 
@@ -56,7 +57,17 @@ int env_count(const char* name, int fallback, int max) {
 
 // Any error (a bad launch, a refused checkpoint, a collective that timed
 // out) ends the program with its message and status 1, not a crash.
-int main() try {
+int main(int argc, char** argv) try {
+  if (argc > 1) {
+    // No flags: the mode comes from the launcher, the length from the environment.
+    const std::string arg = argv[1];
+    (arg == "--help" || arg == "-h" ? std::cout : std::cerr)
+        << "usage: spirals (no arguments)\n"
+           "  SPIRALS_EPOCHS   epochs to train (default: 20)\n"
+           "  the mode (processes, mixed precision, accumulation) comes from the launcher, e.g.\n"
+           "  accel launch --cpu --num_processes 2 --mixed_precision bf16 ./spirals\n";
+    return arg == "--help" || arg == "-h" ? 0 : 2;
+  }
   accel::Accelerator accelerator;  // everything else comes from `accel launch`
   const int epochs = env_count("SPIRALS_EPOCHS", 20, 1'000'000);
   const int64_t batch = 32;  // per process

@@ -12,6 +12,7 @@
 #include "accel/data/metrics.h"
 #include "accel/data/prepare.h"
 #include "accel/data/sampler.h"
+#include "accel/data/torch_data.h"
 #include "accel/dist/collectives.h"
 #include "accel/dist/launcher.h"
 #include "accel/dist/logging.h"
@@ -29,3 +30,5 @@
 #include "accel/util/format.h"
 #include "accel/util/json_depth.h"
 #include "accel/util/kernel_profile.h"
+#include "accel/util/memory.h"
+#include "accel/util/seed.h"

@@ -31,11 +31,13 @@
 #include "accel/amp/autocast.h"
 #include "accel/amp/grad_scaler.h"
 #include "accel/checkpoint/checkpointable.h"
+#include "accel/checkpoint/model_files.h"
 #include "accel/checkpoint/project_config.h"
 #include "accel/data/data_loader.h"
 #include "accel/data/metrics.h"
 #include "accel/data/prepare.h"
 #include "accel/dist/collectives.h"
+#include "accel/dist/goes_first.h"
 #include "accel/gradient_state.h"
 #include "accel/graph/captured_step.h"
 #include "accel/optim/accelerated_optimizer.h"
@@ -53,8 +55,8 @@ std::string to_string(DistributedType type);
 
 /// Scope of one batch under gradient accumulation (Accelerator::accumulate):
 /// backward inside it all-reduces only when the batch completes an
-/// accumulation.
-class AccumulateScope {
+/// accumulation. Discarded at once, it would do nothing: hold it.
+class [[nodiscard]] AccumulateScope {
  public:
   AccumulateScope(AccumulateScope&&) = default;
   AccumulateScope(const AccumulateScope&) = delete;
@@ -245,6 +247,58 @@ class Accelerator {
   /// Forgets every prepared object and releases cached GPU memory.
   void free_memory();
 
+  // --- Accelerate's utilities by their names (docs/accelerate_names.md) ---
+  /// The user's module inside a prepared model (the same as model.module()).
+  template <class Holder>
+  Holder unwrap_model(PreparedModel<Holder>& model) const {
+    return model.module();
+  }
+  /// The model's parameters and buffers by their dotted names, unwrapped
+  /// (what save_model writes; Accelerate's get_state_dict).
+  template <class Holder>
+  safetensors::NamedTensors get_state_dict(PreparedModel<Holder>& model) const {
+    return model_state(*model.module());
+  }
+  /// Writes the model's weights into `dir` as Hugging Face model files
+  /// (model.safetensors, or shards and an index past max_shard_size) from
+  /// the main process, after every process has finished its last step
+  /// (wait_for_everyone). Every process calls it. See checkpoint/model_files.h.
+  template <class Holder>
+  SavedModel save_model(PreparedModel<Holder>& model, const std::filesystem::path& dir,
+                        const SaveModelOptions& options = {}) const {
+    wait_for_everyone();
+    return ::accel::save_model(*model.module(), dir, options);
+  }
+  /// A copy of a prepared loader whose next pass starts after `num_batches`
+  /// batches (resuming mid-epoch); later passes are whole.
+  template <class Batch>
+  DataLoader<Batch> skip_first_batches(const DataLoader<Batch>& loader, int64_t num_batches) const {
+    return ::accel::skip_first_batches(loader, num_batches);
+  }
+  /// The main process runs the scope first, the others once it has left it.
+  GoesFirst main_process_first() const { return GoesFirst(is_main_process()); }
+  /// The same with each node's local main process first.
+  GoesFirst local_main_process_first() const { return GoesFirst(is_local_main_process()); }
+  /// This process's share of `items`: the first `size % num_processes`
+  /// processes get one more; with `apply_padding` all get as many, padded
+  /// with the last item, so that results can be gathered.
+  template <class T>
+  std::vector<T> split_between_processes(const std::vector<T>& items, bool apply_padding = false) const {
+    return ::accel::split_between_processes(items, apply_padding);
+  }
+  torch::Tensor split_between_processes(const torch::Tensor& items, bool apply_padding = false) const {
+    return ::accel::split_between_processes(items, apply_padding);
+  }
+  /// Each tensor of the dict gathered, without the last batch's repeats.
+  TensorDict gather_for_metrics(const TensorDict& tensors) const;
+  /// Raises this process's flag (e.g. its loss went NaN); check_trigger on
+  /// every process then sees it.
+  void set_trigger();
+  /// Whether any process has set its flag since the last check that
+  /// returned true; every process must call it (an all-reduce). Clears the
+  /// flag when it returns true.
+  bool check_trigger();
+
   const std::vector<std::shared_ptr<PreparedModelCore>>& models() const { return models_; }
   const std::vector<std::shared_ptr<AcceleratedOptimizer>>& optimizers() const { return optimizers_; }
 
@@ -265,6 +319,7 @@ class Accelerator {
   std::vector<LoaderStateHandle> loaders_;
   std::vector<CheckpointHooks> custom_;
   ProjectConfiguration project_;
+  torch::Tensor trigger_;
 
   std::shared_ptr<PreparedModelCore> prepare_model_core(std::shared_ptr<torch::nn::Module> module);
   GradientSet gradients_of(const std::vector<torch::Tensor>& parameters) const;
@@ -286,7 +341,9 @@ class Accelerator {
     } else {
       static_assert(!sizeof(D),
                     "Accelerator::prepare: expected a module holder, a shared_ptr to an optimizer or "
-                    "scheduler, or a DataLoader");
+                    "scheduler, or an accel::DataLoader (a torch::data dataset becomes one with "
+                    "accel::make_data_loader(dataset, accel::DataLoaderOptions(batch_size)), see "
+                    "accel/data/torch_data.h)");
     }
   }
   template <class T>

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <torch/arg.h>
 
@@ -94,6 +95,10 @@ struct ResolvedOptions {
   /// scaler, the batch sizes and optimizer checked at prepare(). nullopt
   /// when sharding was set in code or no such variable is set.
   std::optional<ShardingConfig> sharding_config;
+  /// Launcher settings that the code overrides (the code wins, as in
+  /// Accelerate): said once by the main process, so a flag that has no
+  /// effect does not pass silently.
+  std::vector<std::string> overridden;
 };
 ResolvedOptions resolve(const AcceleratorOptions& options);
 

@@ -7,7 +7,11 @@
 //   - mixed precision: the forward runs under autocast, and fp16/bf16
 //     outputs come back in fp32 (Accelerate's convert_outputs_to_fp32).
 // The module itself (unwrap_model) is the user's, moved to the device.
+// `model->` reaches it too (for its members); a backward after
+// `model->forward(x)` would silently skip the above, so it throws instead
+// (forward_check.h).
 #include <memory>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -16,6 +20,7 @@
 
 #include "accel/amp/autocast.h"
 #include "accel/amp/convert_outputs.h"
+#include "accel/forward_check.h"
 #include "accel/parallel/ddp.h"
 
 namespace accel {
@@ -25,9 +30,16 @@ class PreparedModelCore {
  public:
   PreparedModelCore(std::shared_ptr<torch::nn::Module> module, torch::Device device, MixedPrecision mixed_precision,
                     std::unique_ptr<DataParallelEngine> ddp)
-      : module_(std::move(module)), device_(device), mixed_precision_(mixed_precision), ddp_(std::move(ddp)) {}
+      : module_(std::move(module)), device_(device), mixed_precision_(mixed_precision), ddp_(std::move(ddp)) {
+    std::string what;
+    if (ddp_) what = "DDP's gradient all-reduce";
+    if (mixed_precision_ != MixedPrecision::no)
+      what += (what.empty() ? "" : " and ") + to_string(mixed_precision_) + " autocast";
+    if (!what.empty()) check_ = std::make_unique<ForwardCheck>(*module_, what, /*per_backward=*/ddp_ != nullptr);
+  }
 
   void before_forward() {
+    if (check_) check_->note_forward();
     if (ddp_) ddp_->before_forward();
   }
   /// Whether after_forward needs the outputs (the unused-parameter search).
@@ -51,6 +63,7 @@ class PreparedModelCore {
   torch::Device device_;
   MixedPrecision mixed_precision_;
   std::unique_ptr<DataParallelEngine> ddp_;
+  std::unique_ptr<ForwardCheck> check_;
 };
 
 template <class Holder>

@@ -5,6 +5,7 @@
 #include <torch/cuda.h>
 
 #include "accel/checkpoint/safetensors.h"
+#include "accel/dist/logging.h"
 #include "accel/optim/grad_norm.h"
 #include "accel/parallel/replication.h"
 
@@ -56,6 +57,7 @@ Accelerator::Accelerator(AcceleratorOptions options)
     scaler_ = std::make_shared<GradScaler>(
         sharding_config_ && sharding_config_->scaler ? *sharding_config_->scaler : options_.scaler(),
         state_->process_group());
+  for (const auto& line : resolved.overridden) get_logger("accel").warning(line);
   replication_ = make_replication(*state_, resolved.sharding, options_.ddp(),
                                   options_.master_weights() && mixed_precision_ != MixedPrecision::no);
 }
@@ -207,6 +209,19 @@ void Accelerator::wait_for_everyone() const {
 
 torch::Tensor Accelerator::gather_for_metrics(const torch::Tensor& tensor) const {
   return ::accel::gather_for_metrics(tensor, gradient_state_->progress());
+}
+
+TensorDict Accelerator::gather_for_metrics(const TensorDict& tensors) const {
+  return ::accel::gather_for_metrics(tensors, gradient_state_->progress());
+}
+
+void Accelerator::set_trigger() { trigger_ = torch::ones({}, torch::TensorOptions(torch::kLong).device(device())); }
+
+bool Accelerator::check_trigger() {
+  if (!trigger_.defined()) trigger_ = torch::zeros({}, torch::TensorOptions(torch::kLong).device(device()));
+  if (::accel::reduce(trigger_, ReduceOp::sum).item<int64_t>() < 1) return false;
+  trigger_ = torch::zeros_like(trigger_);
+  return true;
 }
 
 void Accelerator::save(const std::vector<std::pair<std::string, torch::Tensor>>& tensors,

@@ -1,5 +1,6 @@
 #include "accel/accelerator_options.h"
 
+#include <algorithm>
 #include <stdexcept>
 
 #include "accel/parallel/sharding_config.h"
@@ -11,6 +12,14 @@ ResolvedOptions resolve(const AcceleratorOptions& options) {
   const auto& env = options.env();
   if (options.mixed_precision()) {
     r.mixed_precision = *options.mixed_precision();
+    const auto launched = env_string(env, "ACCELERATE_MIXED_PRECISION");
+    // "no" is also what the launcher exports when nothing was asked for.
+    std::string asked = launched.value_or("no");
+    std::transform(asked.begin(), asked.end(), asked.begin(), ::tolower);
+    if (asked != "no" && asked != to_string(r.mixed_precision))
+      r.overridden.push_back("mixed precision: the launcher asked for '" + *launched +
+                             "' (ACCELERATE_MIXED_PRECISION), the program sets '" + to_string(r.mixed_precision) +
+                             "' in AcceleratorOptions, which wins");
   } else if (auto mp = env_string(env, "ACCELERATE_MIXED_PRECISION")) {
     try {
       r.mixed_precision = parse_mixed_precision(*mp);
@@ -22,6 +31,7 @@ ResolvedOptions resolve(const AcceleratorOptions& options) {
   if (options.gradient_accumulation_plugin() && options.gradient_accumulation_steps())
     throw std::invalid_argument(
         "Accelerator: give gradient_accumulation_steps or gradient_accumulation_plugin, not both");
+  const auto launched_steps = env_int(env, "ACCELERATE_GRADIENT_ACCUMULATION_STEPS");
   if (options.gradient_accumulation_plugin()) {
     r.accumulation = *options.gradient_accumulation_plugin();
   } else {
@@ -33,6 +43,10 @@ ResolvedOptions resolve(const AcceleratorOptions& options) {
     }
     r.accumulation.num_steps(steps);
   }
+  if (launched_steps && *launched_steps != r.accumulation.num_steps())
+    r.overridden.push_back("gradient accumulation: the launcher asked for " + std::to_string(*launched_steps) +
+                           " steps (ACCELERATE_GRADIENT_ACCUMULATION_STEPS), the program sets " +
+                           std::to_string(r.accumulation.num_steps()) + " in AcceleratorOptions, which wins");
   if (r.accumulation.num_steps() < 1)
     throw std::invalid_argument("Accelerator: gradient_accumulation_steps must be >= 1, got " +
                                 std::to_string(r.accumulation.num_steps()));

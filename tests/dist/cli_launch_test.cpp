@@ -137,6 +137,23 @@ TEST_F(CliLaunch, WorkersSeeTheEnvironment) {
   EXPECT_NE(r.output.find("hello from 1"), std::string::npos);
 }
 
+TEST_F(CliLaunch, GradientAccumulationStepsReachEveryWorker) {
+  // Beyond Accelerate (DeepSpeed only there): the simple launcher passes it on too.
+  auto r = accel({"launch", "--cpu", "--num_processes", "2", "--main_process_port", "0",
+                  "--gradient_accumulation_steps", "4", program("dump_env.sh")},
+                 {{"OMP_NUM_THREADS", "1"}});
+  ASSERT_EQ(r.status, 0) << r.output;
+  for (const char* rank : {"0", "1"}) EXPECT_EQ(env_of(rank)["ACCELERATE_GRADIENT_ACCUMULATION_STEPS"], "4");
+}
+
+TEST_F(CliLaunch, UnknownCommandIsNamedWithTheKnownOnes) {
+  auto r = accel({"lanch", "--cpu", "prog"});
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.output.find("unknown command 'lanch'"), std::string::npos) << r.output;
+  for (const char* known : {"launch", "config", "env", "test", "merge-weights"})
+    EXPECT_NE(r.output.find(known), std::string::npos) << known << "\n" << r.output;
+}
+
 TEST_F(CliLaunch, PrefixedOutputAndLogFiles) {
   auto r = accel({"launch", "--cpu", "--num_processes", "2", "--main_process_port", "0", "--tee", "3", "--log_dir",
                   (dir_ / "logs").string(), program("dump_env.sh")});
@@ -267,6 +284,38 @@ TEST_F(CliLaunch, EnvReportsVersionsAndTheDefaultConfig) {
   auto with = accel({"env"});
   EXPECT_NE(with.output.find("\t- num_processes: 3\n"), std::string::npos) << with.output;
   EXPECT_NE(with.output.find("\t- distributed_type: MULTI_CPU\n"), std::string::npos) << with.output;
+}
+
+TEST_F(CliLaunch, ConfigFromFlagsAsksNothing) {
+  const std::string cfg = (dir_ / "flags.yaml").string();
+  auto r = accel({"config", "--defaults", "--config_file", cfg, "--machine_type", "multi-CPU", "--num-processes", "4",
+                  "--mixed_precision", "bf16", "--zero_stage", "2"});
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_EQ(r.output.find("Which type of machine"), std::string::npos) << r.output;  // nothing asked
+  // A flag whose question the other answers leave unasked is said, not dropped silently.
+  EXPECT_NE(r.output.find("--zero_stage was not used"), std::string::npos) << r.output;
+  auto text = read(cfg);
+  EXPECT_NE(text.find("distributed_type: MULTI_CPU\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("num_processes: 4\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("mixed_precision: bf16\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("use_cpu: true\n"), std::string::npos) << text;
+
+  auto bad =
+      accel({"config", "--defaults", "--config_file", cfg, "--machine_type", "multi-CPU", "--num_processes", "four"});
+  EXPECT_EQ(bad.status, 2);
+  EXPECT_NE(bad.output.find("--num_processes 'four': expected an integer"), std::string::npos) << bad.output;
+}
+
+TEST_F(CliLaunch, ConfigDefaultCoversCpuProcessesAndPrecision) {
+  const std::string cfg = (dir_ / "default.yaml").string();
+  auto r =
+      accel({"config", "default", "--config_file", cfg, "--cpu", "--num_processes", "2", "--mixed_precision", "bf16"});
+  ASSERT_EQ(r.status, 0) << r.output;
+  auto text = read(cfg);
+  EXPECT_NE(text.find("distributed_type: MULTI_CPU\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("num_processes: 2\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("mixed_precision: bf16\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("use_cpu: true\n"), std::string::npos) << text;
 }
 
 TEST_F(CliLaunch, ConfigQuestionnaireFromPipedAnswers) {

@@ -47,7 +47,7 @@ TORCH_MODULE(Net);
 struct Progress {
   int64_t steps = 0;
   safetensors::NamedTensors state_dict() const { return {{"steps", torch::tensor(steps)}}; }
-  void load_state_dict(const safetensors::TensorDict& d) { steps = d["steps"].item<int64_t>(); }
+  void load_state_dict(const safetensors::OrderedTensors& d) { steps = d["steps"].item<int64_t>(); }
 };
 
 struct Config {
@@ -215,7 +215,7 @@ TEST_F(SaveState, SaveKilledBetweenFilesLeavesThePreviousCheckpoint) {
             ::kill(::getpid(), SIGKILL);
             return {};
           }
-          void load_state_dict(const safetensors::TensorDict&) {}
+          void load_state_dict(const safetensors::OrderedTensors&) {}
         };
         Trainer r({"no", 1});
         r.acc.register_for_checkpointing(std::make_shared<Bomb>());

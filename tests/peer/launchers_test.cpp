@@ -43,6 +43,9 @@ void run_and_check(const std::string& launcher_cmd, const std::string& tag) {
   std::ifstream log(dir / "log");
   std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
   ASSERT_EQ(rc, 0) << cmd << "\n" << text;
+  // Rank 0 joins torchrun's agent store instead of failing to host a second one.
+  EXPECT_EQ(text.find("failed to bind"), std::string::npos) << text;
+  EXPECT_EQ(text.find("failed to listen"), std::string::npos) << text;
   for (int r = 0; r < 2; ++r) {
     auto kv = read_probe(prefix + "." + std::to_string(r));
     EXPECT_EQ(kv["rank"], std::to_string(r)) << text;

@@ -33,6 +33,21 @@ TEST(AcceleratorOptions, CodeWinsOverEnvironment) {
       GradientAccumulationPlugin().num_steps(8).sync_with_dataloader(false)));
   EXPECT_EQ(p.accumulation.num_steps(), 8);
   EXPECT_FALSE(p.accumulation.sync_with_dataloader());
+  // Each launcher setting the code overrode is said, naming both values.
+  ASSERT_EQ(r.overridden.size(), 2u);
+  EXPECT_NE(r.overridden[0].find("'bf16'"), std::string::npos) << r.overridden[0];
+  EXPECT_NE(r.overridden[0].find("'fp16'"), std::string::npos) << r.overridden[0];
+  EXPECT_NE(r.overridden[1].find("asked for 4 steps"), std::string::npos) << r.overridden[1];
+  EXPECT_NE(r.overridden[1].find("sets 2"), std::string::npos) << r.overridden[1];
+  ASSERT_EQ(p.overridden.size(), 1u);
+  EXPECT_NE(p.overridden[0].find("sets 8"), std::string::npos) << p.overridden[0];
+  // Agreeing values, and the launcher's default 'no', are not overrides.
+  auto same = resolve(
+      AcceleratorOptions()
+          .env(env_from_map({{"ACCELERATE_MIXED_PRECISION", "no"}, {"ACCELERATE_GRADIENT_ACCUMULATION_STEPS", "2"}}))
+          .mixed_precision("bf16")
+          .gradient_accumulation_steps(2));
+  EXPECT_TRUE(same.overridden.empty());
 }
 
 TEST(AcceleratorOptions, BadValuesAreNamed) {

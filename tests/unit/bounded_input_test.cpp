@@ -154,7 +154,7 @@ TEST_F(BoundedInput, StateFilesRefuseDeepNesting) {
   auto param = torch::zeros({2}, torch::requires_grad());
   torch::optim::Adam adam({param});
   expect_short_refusal<std::runtime_error>(
-      [&] { load_optimizer_state(adam, safetensors::TensorDict{}, deep, "'optimizer.json'"); },
+      [&] { load_optimizer_state(adam, safetensors::OrderedTensors{}, deep, "'optimizer.json'"); },
       {"optimizer.json", "nests deeper"});
   // merge-weights' zero_layout.json and a model index.
   write("zero_layout.json", deep);
@@ -169,7 +169,7 @@ TEST_F(BoundedInput, StateFileValuesAreQuotedShort) {
   const std::string huge = "\"" + std::string(1'000'000, 'x') + "\"";
   expect_short_refusal<std::runtime_error>(
       [&] {
-        load_optimizer_state(adam, safetensors::TensorDict{},
+        load_optimizer_state(adam, safetensors::OrderedTensors{},
                              "{\"format\": \"accel.optimizer/1\", \"type\": " + huge + "}", "'optimizer.json'");
       },
       {"optimizer.json", "bytes"});

@@ -92,14 +92,14 @@ TEST(RandomStates, RestoringContinuesTheSameSequence) {
   ASSERT_EQ(saved.front().first, "cpu");
   auto expected = torch::rand({5});
   torch::rand({7});  // move on
-  safetensors::TensorDict dict;
+  safetensors::OrderedTensors dict;
   for (auto& [name, t] : saved) dict.insert(name, t);
   load_random_states(dict, "memory");
   EXPECT_TRUE(torch::equal(torch::rand({5}), expected));
 }
 
 TEST(RandomStates, UnknownGeneratorIsRefused) {
-  safetensors::TensorDict dict;
+  safetensors::OrderedTensors dict;
   dict.insert("cuda:99", torch::zeros({16}, torch::kUInt8));
   try {
     load_random_states(dict, "f");

@@ -90,6 +90,37 @@ TEST_F(CliLaunchPlan, CpuWithProcessesStartsThemAllWithAccelerateVariables) {
   EXPECT_NE(p.defaults_used[0].find("--num_machines"), std::string::npos);
 }
 
+TEST_F(CliLaunchPlan, GradientAccumulationReachesEveryMode) {
+  // Accelerate passes --gradient_accumulation_steps on only to DeepSpeed;
+  // accel to every launcher, so the flag is never accepted and ignored.
+  for (auto flags : std::vector<std::vector<std::pair<std::string, std::string>>>{
+           {{"cpu", ""}}, {{"cpu", ""}, {"num_processes", "2"}}, {{"multi_gpu", ""}, {"num_processes", "2"}}}) {
+    flags.push_back({"gradient_accumulation_steps", "4"});
+    auto p = plan(flags, 2);
+    EXPECT_EQ(worker_env(p, 0).at("ACCELERATE_GRADIENT_ACCUMULATION_STEPS"), "4") << to_string(p.kind);
+  }
+  EXPECT_EQ(worker_env(plan({{"cpu", ""}}), 0).count("ACCELERATE_GRADIENT_ACCUMULATION_STEPS"), 0u);
+  try {
+    plan({{"cpu", ""}, {"gradient_accumulation_steps", "0"}});
+    ADD_FAILURE() << "expected an error";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("gradient_accumulation_steps 0: expected >= 1"), std::string::npos)
+        << e.what();
+  }
+}
+
+TEST_F(CliLaunchPlan, UnpassedMixedPrecisionDefersToTheProgram) {
+  auto p = plan({{"cpu", ""}, {"num_processes", "2"}});
+  bool said = false;
+  for (auto& line : p.defaults_used)
+    if (line.find("--mixed_precision") != std::string::npos) {
+      said = true;
+      EXPECT_EQ(line.find("set to a value of `'no'`"), std::string::npos) << line;
+      EXPECT_NE(line.find("AcceleratorOptions::mixed_precision"), std::string::npos) << line;
+    }
+  EXPECT_TRUE(said);
+}
+
 TEST_F(CliLaunchPlan, SingleProcessGetsNoRankVariables) {
   auto p = plan({{"cpu", ""}}, 0, {{"OMP_NUM_THREADS", "3"}});
   EXPECT_EQ(p.local_processes, 1);

@@ -74,8 +74,8 @@ void expect_round_trip(const MakeOpt& make) {
   EXPECT_EQ(optimizer_state(*loaded).json, optimizer_state(*opt).json);
 }
 
-safetensors::TensorDict as_dict(const safetensors::NamedTensors& tensors) {
-  safetensors::TensorDict out;
+safetensors::OrderedTensors as_dict(const safetensors::NamedTensors& tensors) {
+  safetensors::OrderedTensors out;
   for (const auto& [name, t] : tensors) out.insert(name, t);
   return out;
 }
@@ -129,7 +129,7 @@ TEST(OptimizerState, HyperParametersAndLrAreRestored) {
   torch::optim::SGD a(p, torch::optim::SGDOptions(0.3).momentum(0.7));
   auto saved = optimizer_state(a);
   torch::optim::SGD b(copy_of(p), torch::optim::SGDOptions(0.01));
-  safetensors::TensorDict none;
+  safetensors::OrderedTensors none;
   load_optimizer_state(b, none, saved.json, "memory");
   auto& o = static_cast<torch::optim::SGDOptions&>(b.param_groups()[0].options());
   EXPECT_EQ(o.lr(), 0.3);
@@ -159,7 +159,7 @@ TEST(OptimizerState, MismatchesAreRefusedAndChangeNothing) {
                  "'state.1.exp_avg' in f is [4] Float");
   EXPECT_TRUE(reshaped.state().empty());
 
-  safetensors::TensorDict missing;
+  safetensors::OrderedTensors missing;
   for (auto& [name, t] : saved.tensors)
     if (name != "state.0.exp_avg_sq") missing.insert(name, t);
   torch::optim::Adam fresh(copy_of(p), torch::optim::AdamOptions(1e-2));

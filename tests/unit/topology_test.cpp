@@ -1,4 +1,5 @@
 // Topology parsing for every launcher's environment style.
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include "accel/dist/topology.h"
@@ -58,6 +59,58 @@ TEST(Topology, OpenMpiStyle) {
   EXPECT_EQ(t.node_rank, 1);
   EXPECT_EQ(t.num_nodes, 2);
   EXPECT_EQ(t.master_addr, "h0");
+}
+
+TEST(Topology, TorchrunAgentStoreIsJoinedAsAClient) {
+  auto t = Topology::from_env(env_from_map({{"RANK", "0"},
+                                            {"WORLD_SIZE", "2"},
+                                            {"TORCHELASTIC_USE_AGENT_STORE", "True"},
+                                            {"TORCHELASTIC_RESTART_COUNT", "3"}}));
+  EXPECT_TRUE(t.use_agent_store);
+  EXPECT_EQ(t.restart_count, 3);
+  // accel launch hosts no agent store: rank 0 serves.
+  auto u =
+      Topology::from_env(env_from_map({{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"TORCHELASTIC_USE_AGENT_STORE", "False"}}));
+  EXPECT_FALSE(u.use_agent_store);
+}
+
+TEST(Topology, OpenMpiNodeRankIsTheRankOnTheNode) {
+  // What Open MPI's mpirun really exports for rank 1 of `mpirun -np 2` on one
+  // host: OMPI_COMM_WORLD_NODE_RANK is the rank among the node's processes.
+  auto t = Topology::from_env(env_from_map({{"OMPI_COMM_WORLD_RANK", "1"},
+                                            {"OMPI_COMM_WORLD_SIZE", "2"},
+                                            {"OMPI_COMM_WORLD_LOCAL_RANK", "1"},
+                                            {"OMPI_COMM_WORLD_LOCAL_SIZE", "2"},
+                                            {"OMPI_COMM_WORLD_NODE_RANK", "1"}}));
+  EXPECT_EQ(t.node_rank, 0);
+  EXPECT_EQ(t.num_nodes, 1);
+  EXPECT_EQ(t.master_addr, "127.0.0.1");  // one node: loopback needs no MASTER_ADDR
+  // Rank 5 of 6, three nodes of two: the third node, whatever NODE_RANK says.
+  auto u = Topology::from_env(env_from_map({{"OMPI_COMM_WORLD_RANK", "5"},
+                                            {"OMPI_COMM_WORLD_SIZE", "6"},
+                                            {"OMPI_COMM_WORLD_LOCAL_RANK", "1"},
+                                            {"OMPI_COMM_WORLD_LOCAL_SIZE", "2"},
+                                            {"OMPI_COMM_WORLD_NODE_RANK", "1"},
+                                            {"MASTER_ADDR", "h0"}}));
+  EXPECT_EQ(u.node_rank, 2);
+  EXPECT_EQ(u.num_nodes, 3);
+}
+
+TEST(Topology, MpiOnSeveralNodesWithoutMasterAddrSaysWhatToSet) {
+  for (auto env : {env_from_map({{"OMPI_COMM_WORLD_RANK", "0"},
+                                 {"OMPI_COMM_WORLD_SIZE", "4"},
+                                 {"OMPI_COMM_WORLD_LOCAL_RANK", "0"},
+                                 {"OMPI_COMM_WORLD_LOCAL_SIZE", "2"}}),
+                   env_from_map({{"PMI_RANK", "0"}, {"PMI_SIZE", "4"}, {"MPI_LOCALNRANKS", "2"}})}) {
+    try {
+      Topology::from_env(env);
+      ADD_FAILURE() << "expected an error naming MASTER_ADDR";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_THAT(e.what(), ::testing::HasSubstr("MASTER_ADDR is not set"));
+      EXPECT_THAT(e.what(), ::testing::HasSubstr("2 nodes"));
+      EXPECT_THAT(e.what(), ::testing::HasSubstr("docs/launching.md"));
+    }
+  }
 }
 
 TEST(Topology, PmiStyle) {

@@ -15,7 +15,7 @@ std::string to_string(MixedPrecision mp);
 /// The autocast dtype of a mode (undefined for `no`).
 std::optional<torch::ScalarType> autocast_dtype(MixedPrecision mp);
 
-class AutocastGuard {
+class [[nodiscard]] AutocastGuard {
  public:
   /// Autocast on `device_type` to `dtype`; `enabled=false` leaves it off
   /// (so code can hold a guard unconditionally).

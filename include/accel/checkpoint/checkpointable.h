@@ -7,7 +7,7 @@
 //   struct TrainProgress {
 //     int64_t epoch = 0;
 //     accel::safetensors::NamedTensors state_dict() const { return {{"epoch", torch::tensor(epoch)}}; }
-//     void load_state_dict(const accel::safetensors::TensorDict& d) { epoch = d["epoch"].item<int64_t>(); }
+//     void load_state_dict(const accel::safetensors::OrderedTensors& d) { epoch = d["epoch"].item<int64_t>(); }
 //   };
 //
 // A torch::nn::Module (an EMA copy of the model, say) is saved by its
@@ -25,7 +25,7 @@
 namespace accel {
 
 template <class T>
-concept TensorStateful = requires(T& object, const safetensors::TensorDict& state) {
+concept TensorStateful = requires(T& object, const safetensors::OrderedTensors& state) {
   object.state_dict();
   object.load_state_dict(state);
 };
@@ -33,7 +33,7 @@ concept TensorStateful = requires(T& object, const safetensors::TensorDict& stat
 /// How save_state reads and load_state restores one registered object.
 struct CheckpointHooks {
   std::function<safetensors::NamedTensors()> state_dict;
-  std::function<void(const safetensors::TensorDict&)> load_state_dict;
+  std::function<void(const safetensors::OrderedTensors&)> load_state_dict;
 };
 
 /// A module's parameters and buffers as state; loading checks that every
@@ -48,7 +48,7 @@ CheckpointHooks checkpoint_hooks(std::shared_ptr<T> object) {
   } else {
     static_assert(TensorStateful<T>,
                   "register_for_checkpointing: expected a torch::nn::Module or an object with state_dict() "
-                  "(named tensors) and load_state_dict(const safetensors::TensorDict&)");
+                  "(named tensors) and load_state_dict(const safetensors::OrderedTensors&)");
     return CheckpointHooks{[object] {
                              auto state = object->state_dict();
                              if constexpr (std::is_convertible_v<decltype(state), safetensors::NamedTensors>) {
@@ -59,7 +59,7 @@ CheckpointHooks checkpoint_hooks(std::shared_ptr<T> object) {
                                return out;
                              }
                            },
-                           [object](const safetensors::TensorDict& state) { object->load_state_dict(state); }};
+                           [object](const safetensors::OrderedTensors& state) { object->load_state_dict(state); }};
   }
 }
 

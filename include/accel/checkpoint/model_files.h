@@ -134,7 +134,7 @@ CheckpointFiles find_checkpoint_files(const std::filesystem::path& path,
 
 /// Every tensor of a checkpoint (either layout), on `device`; CPU tensors
 /// share the files' mappings (see safetensors.h).
-safetensors::TensorDict load_checkpoint(const std::filesystem::path& path, torch::Device device = torch::kCPU);
+safetensors::OrderedTensors load_checkpoint(const std::filesystem::path& path, torch::Device device = torch::kCPU);
 
 struct LoadModelOptions {
   /// Refuse (std::runtime_error, model untouched) unless every model tensor

@@ -37,7 +37,7 @@ OptimizerStateFiles optimizer_state(const torch::optim::Optimizer& optimizer);
 /// different optimizer type, group count or group sizes, a missing tensor,
 /// or a tensor whose shape or dtype does not fit its parameter throws
 /// std::runtime_error naming `source` (a file, for messages) and the item.
-void load_optimizer_state(torch::optim::Optimizer& optimizer, const safetensors::TensorDict& tensors,
+void load_optimizer_state(torch::optim::Optimizer& optimizer, const safetensors::OrderedTensors& tensors,
                           const std::string& json, const std::string& source);
 
 }  // namespace accel

@@ -18,6 +18,6 @@ safetensors::NamedTensors random_states();
 /// process does not see, an unknown name, or a state the generator refuses
 /// throws std::runtime_error naming `source` and the generator; nothing is
 /// restored unless all are valid names.
-void load_random_states(const safetensors::TensorDict& states, const std::string& source);
+void load_random_states(const safetensors::OrderedTensors& states, const std::string& source);
 
 }  // namespace accel

@@ -38,8 +38,9 @@ namespace accel::safetensors {
 
 /// Named tensors in a chosen order (what save_file takes).
 using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
-/// Named tensors as LibTorch returns them (named_parameters(), load_file()).
-using TensorDict = torch::OrderedDict<std::string, torch::Tensor>;
+/// Named tensors as LibTorch returns them (named_parameters(), load_file()),
+/// in order. (accel::TensorDict is another thing: a batch of named tensors.)
+using OrderedTensors = torch::OrderedDict<std::string, torch::Tensor>;
 /// The "__metadata__" map of a file.
 using Metadata = std::map<std::string, std::string>;
 
@@ -92,11 +93,11 @@ class File {
 
 /// All tensors of a file, in file order: on the CPU they share the mapping
 /// (see File::get); on another device they are copies.
-TensorDict load_file(const std::filesystem::path& path, torch::Device device = torch::kCPU);
+OrderedTensors load_file(const std::filesystem::path& path, torch::Device device = torch::kCPU);
 /// The "__metadata__" of a file (reads the header only).
 Metadata load_metadata(const std::filesystem::path& path);
 /// All tensors of a file held in memory (copies; `bytes` may be freed).
-TensorDict load(std::string_view bytes);
+OrderedTensors load(std::string_view bytes);
 
 /// Writes the tensors to `path` atomically (atomic_file.h), laid out as
 /// Python lays them out. Tensors may live on any device and be
@@ -105,10 +106,10 @@ TensorDict load(std::string_view bytes);
 /// tensor, or a dtype safetensors lacks; the file is then left untouched.
 void save_file(const NamedTensors& tensors, const std::filesystem::path& path, const Metadata& metadata = {});
 /// The pairs of an OrderedDict (e.g. named_parameters()), in order.
-NamedTensors to_named(const TensorDict& tensors);
+NamedTensors to_named(const OrderedTensors& tensors);
 // A template so that a braced list ({{"w", t}}) picks the overload above.
 template <class Dict>
-requires std::same_as<Dict, TensorDict>
+requires std::same_as<Dict, OrderedTensors>
 void save_file(const Dict& tensors, const std::filesystem::path& path, const Metadata& metadata = {}) {
   save_file(to_named(tensors), path, metadata);
 }

@@ -29,6 +29,12 @@ struct Topology {
   int master_port = kDefaultMasterPort;
   /// Which launcher's variables were read: "none", "torchrun", "mpi", "pmi", "slurm".
   std::string source = "none";
+  /// torchrun's agent already hosts the rendezvous store at MASTER_PORT
+  /// (TORCHELASTIC_USE_AGENT_STORE=True): every rank, rank 0 too, connects
+  /// to it as a client, under the prefix of the attempt
+  /// (TORCHELASTIC_RESTART_COUNT), as PyTorch's env:// rendezvous does.
+  bool use_agent_store = false;
+  int restart_count = 0;
 
   bool is_distributed() const { return world_size > 1; }
   bool is_main_process() const { return rank == 0; }

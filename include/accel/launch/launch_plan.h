@@ -9,7 +9,10 @@
 // multi-GPU / DeepSpeed launcher's. One deliberate extension: where
 // Accelerate's simple launcher starts a single process however many were
 // asked for (`--cpu --num_processes 4`, a MULTI_CPU config without mpirun),
-// accel starts them all, each with torchrun's per-rank variables.
+// accel starts them all, each with torchrun's per-rank variables. Another:
+// --gradient_accumulation_steps reaches the program in every mode
+// (ACCELERATE_GRADIENT_ACCUMULATION_STEPS), where Accelerate passes it on
+// only to DeepSpeed and otherwise ignores it.
 #include <map>
 #include <optional>
 #include <string>

@@ -104,8 +104,9 @@ void collect_tensors(const std::map<K, V>& m, std::vector<torch::Tensor>& out) {
   for (const auto& [k, v] : m) collect_tensors(v, out);
 }
 
-/// Scope in which backward does not all-reduce (gradient accumulation).
-class NoSyncGuard {
+/// Scope in which backward does not all-reduce (gradient accumulation);
+/// [[nodiscard]]: a guard dropped at once would guard nothing.
+class [[nodiscard]] NoSyncGuard {
  public:
   explicit NoSyncGuard(DataParallelEngine* engine)
       : engine_(engine), previous_(engine ? engine->require_backward_grad_sync : true) {

@@ -16,7 +16,7 @@ CheckpointHooks module_checkpoint_hooks(std::shared_ptr<torch::nn::Module> modul
                              out.emplace_back(name, t.detach().to(torch::kCPU));
                            return out;
                          },
-                         [module](const safetensors::TensorDict& state) {
+                         [module](const safetensors::OrderedTensors& state) {
                            auto own = model_state(*module);
                            for (const auto& [name, t] : own) {
                              const auto* saved = state.find(name);

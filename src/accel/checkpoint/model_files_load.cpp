@@ -140,9 +140,9 @@ CheckpointFiles find_checkpoint_files(const std::filesystem::path& path, const s
   return single_file(path);
 }
 
-safetensors::TensorDict load_checkpoint(const std::filesystem::path& path, torch::Device device) {
+safetensors::OrderedTensors load_checkpoint(const std::filesystem::path& path, torch::Device device) {
   OpenCheckpoint ckpt(find_checkpoint_files(path));
-  safetensors::TensorDict out;
+  safetensors::OrderedTensors out;
   out.reserve(ckpt.tensors.size());
   for (const auto& [name, file] : ckpt.tensors) {
     out.insert(name, device.is_cpu() ? file->get(name) : file->get(name, device));

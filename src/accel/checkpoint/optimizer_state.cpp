@@ -89,7 +89,7 @@ class Family {
   virtual json write_state(torch::optim::OptimizerParamState& state, size_t index,
                            safetensors::NamedTensors& tensors) const = 0;
   virtual std::unique_ptr<torch::optim::OptimizerParamState> read_state(const json& scalars,
-                                                                        const safetensors::TensorDict& tensors,
+                                                                        const safetensors::OrderedTensors& tensors,
                                                                         size_t index, const torch::Tensor& param,
                                                                         const std::string& source) const = 0;
 };
@@ -153,8 +153,8 @@ class FamilyOf : public Family {
   }
 
   std::unique_ptr<torch::optim::OptimizerParamState> read_state(const json& scalars,
-                                                                const safetensors::TensorDict& tensors, size_t index,
-                                                                const torch::Tensor& param,
+                                                                const safetensors::OrderedTensors& tensors,
+                                                                size_t index, const torch::Tensor& param,
                                                                 const std::string& source) const override {
     auto state = std::make_unique<State>();
     Fields::state(*state, [&](const char* key, auto& value, bool required) {
@@ -249,7 +249,7 @@ OptimizerStateFiles optimizer_state(const torch::optim::Optimizer& optimizer) {
 }
 
 // The reading itself; nlohmann's type and missing-key errors escape it.
-static void read_optimizer_state(torch::optim::Optimizer& optimizer, const safetensors::TensorDict& tensors,
+static void read_optimizer_state(torch::optim::Optimizer& optimizer, const safetensors::OrderedTensors& tensors,
                                  const std::string& text, const std::string& source) {
   const Family& family = family_of(optimizer);
   auto fail = [&](const std::string& what) {
@@ -311,7 +311,7 @@ static void read_optimizer_state(torch::optim::Optimizer& optimizer, const safet
   for (auto& [key, state] : new_states) optimizer.state()[key] = std::move(state);
 }
 
-void load_optimizer_state(torch::optim::Optimizer& optimizer, const safetensors::TensorDict& tensors,
+void load_optimizer_state(torch::optim::Optimizer& optimizer, const safetensors::OrderedTensors& tensors,
                           const std::string& text, const std::string& source) {
   try {
     read_optimizer_state(optimizer, tensors, text, source);

@@ -33,7 +33,7 @@ safetensors::NamedTensors random_states() {
   return out;
 }
 
-void load_random_states(const safetensors::TensorDict& states, const std::string& source) {
+void load_random_states(const safetensors::OrderedTensors& states, const std::string& source) {
   auto gens = default_generators();
   std::vector<std::pair<at::Generator*, torch::Tensor>> todo;
   for (const auto& item : states) {

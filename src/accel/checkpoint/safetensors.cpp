@@ -229,9 +229,9 @@ void File::read_into(std::string_view name, torch::Tensor& dst, bool allow_cast)
   }
 }
 
-TensorDict load_file(const std::filesystem::path& path, torch::Device device) {
+OrderedTensors load_file(const std::filesystem::path& path, torch::Device device) {
   File file(path);
-  TensorDict out;
+  OrderedTensors out;
   out.reserve(file.header().tensors.size());
   for (const auto& t : file.header().tensors) {
     out.insert(t.name, device.is_cpu() ? file.get(t.name) : file.get(t.name, device));
@@ -241,9 +241,9 @@ TensorDict load_file(const std::filesystem::path& path, torch::Device device) {
 
 Metadata load_metadata(const std::filesystem::path& path) { return File(path).metadata(); }
 
-TensorDict load(std::string_view bytes) {
+OrderedTensors load(std::string_view bytes) {
   Header header = parse_file_header(bytes, "<memory>");
-  TensorDict out;
+  OrderedTensors out;
   out.reserve(header.tensors.size());
   for (const auto& t : header.tensors) {
     auto tensor = torch::empty(t.shape, torch::TensorOptions().dtype(to_scalar_type(t.dtype)));
@@ -309,7 +309,7 @@ void save_file(const NamedTensors& tensors, const std::filesystem::path& path, c
   file.commit();
 }
 
-NamedTensors to_named(const TensorDict& tensors) {
+NamedTensors to_named(const OrderedTensors& tensors) {
   NamedTensors named;
   named.reserve(tensors.size());
   for (const auto& item : tensors) named.emplace_back(item.key(), item.value());

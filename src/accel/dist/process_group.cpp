@@ -80,7 +80,9 @@ std::string to_string(Backend backend) { return backend == Backend::gloo ? "gloo
 c10::intrusive_ptr<c10d::Store> connect_store(const Topology& t, std::chrono::milliseconds timeout) {
   c10d::TCPStoreOptions opts;
   opts.port = static_cast<std::uint16_t>(t.master_port);
-  opts.isServer = t.rank == 0;
+  // Under torchrun the agent hosts the store on MASTER_PORT: a second
+  // server there would fail to bind (and c10d would log it).
+  opts.isServer = t.rank == 0 && !t.use_agent_store;
   opts.numWorkers = t.world_size;
   opts.waitWorkers = false;  // we wait ourselves, to name who is missing
   opts.timeout = timeout;
@@ -90,13 +92,15 @@ c10::intrusive_ptr<c10d::Store> connect_store(const Topology& t, std::chrono::mi
   } catch (const std::exception& e) {
     std::string first_line = e.what();
     first_line = first_line.substr(0, first_line.find('\n'));
-    if (t.rank == 0)
+    if (opts.isServer)
       throw RendezvousError("rank 0 could not host the rendezvous store at " + where(t) +
                             " (is the port already in use?): " + first_line);
     throw RendezvousError("rank " + std::to_string(t.rank) + " could not reach the rendezvous store at " + where(t) +
                           " within " + seconds(timeout) +
                           " (is rank 0 running and MASTER_ADDR/MASTER_PORT right?): " + first_line);
   }
+  if (t.use_agent_store)
+    store = c10::make_intrusive<c10d::PrefixStore>("/worker/attempt_" + std::to_string(t.restart_count), store);
   wait_for_all_ranks(*store, t, timeout);
   return store;
 }

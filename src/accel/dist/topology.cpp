@@ -88,14 +88,18 @@ Topology Topology::from_env(const EnvLookup& env) {
     derive_nodes(t);
     t.node_rank = int_or(env, "GROUP_RANK", t.node_rank);
     t.num_nodes = int_or(env, "GROUP_WORLD_SIZE", t.num_nodes);
+    t.use_agent_store = env_string(env, "TORCHELASTIC_USE_AGENT_STORE").value_or("") == "True";
+    t.restart_count = int_or(env, "TORCHELASTIC_RESTART_COUNT", 0);
   } else if (env_string(env, "OMPI_COMM_WORLD_RANK")) {
     t.source = "mpi";
     t.rank = require_int(env, "OMPI_COMM_WORLD_RANK");
     t.world_size = require_int(env, "OMPI_COMM_WORLD_SIZE");
     t.local_rank = int_or(env, "OMPI_COMM_WORLD_LOCAL_RANK", t.rank);
     t.local_world_size = int_or(env, "OMPI_COMM_WORLD_LOCAL_SIZE", t.world_size);
+    // Not OMPI_COMM_WORLD_NODE_RANK: that is the process's rank among those
+    // on its node (the local rank again), not the node's index. mpirun maps
+    // ranks node by node, so the index follows from the local size.
     derive_nodes(t);
-    t.node_rank = int_or(env, "OMPI_COMM_WORLD_NODE_RANK", t.node_rank);
   } else if (env_string(env, "PMI_RANK")) {
     t.source = "pmi";
     t.rank = require_int(env, "PMI_RANK");
@@ -114,7 +118,17 @@ Topology Topology::from_env(const EnvLookup& env) {
     t.num_nodes = int_or(env, "SLURM_NNODES", t.num_nodes);
     if (auto nodes = env_string(env, "SLURM_JOB_NODELIST")) t.master_addr = first_slurm_host(*nodes);
   }
-  if (auto addr = env_string(env, "MASTER_ADDR")) t.master_addr = *addr;
+  if (auto addr = env_string(env, "MASTER_ADDR")) {
+    t.master_addr = *addr;
+  } else if ((t.source == "mpi" || t.source == "pmi") && t.num_nodes > 1) {
+    // MPI launchers name no rendezvous; on one node loopback is right, on
+    // several each node would wait for a rank 0 of its own.
+    throw std::invalid_argument(
+        "MASTER_ADDR is not set, and this " + t.source + " job spans " + std::to_string(t.num_nodes) +
+        " nodes: set it to the address of rank 0's host and pass it to every process, e.g. mpirun -x "
+        "MASTER_ADDR=<host of rank 0> -x MASTER_PORT=29500 ... (Open MPI) or mpiexec -genv MASTER_ADDR <host> "
+        "(MPICH); see docs/launching.md");
+  }
   t.master_port = int_or(env, "MASTER_PORT", t.master_port);
   validate(t);
   return t;

@@ -134,6 +134,14 @@ void add_precision_env(const LaunchArgs& a, std::map<std::string, std::string>& 
       if (k.rfind("fp8_", 0) == 0 && !v.is_none()) env["ACCELERATE_" + upper(k)] = v.str();
 }
 
+// Beyond Accelerate, whose launcher passes --gradient_accumulation_steps on
+// only to DeepSpeed (a flag accepted and then ignored): accel passes it in
+// every mode, and the Accelerator uses it unless the code sets its own.
+void add_accumulation_env(const LaunchArgs& a, std::map<std::string, std::string>& env) {
+  if (!a.get("gradient_accumulation_steps").is_none())
+    env["ACCELERATE_GRADIENT_ACCUMULATION_STEPS"] = a.get("gradient_accumulation_steps").str();
+}
+
 void add_gpu_ids_env(const LaunchArgs& a, std::map<std::string, std::string>& env) {
   const Value ids = a.get("gpu_ids");
   if (!ids.is_none() && ids.str() != "all") env["CUDA_VISIBLE_DEVICES"] = ids.str();
@@ -292,7 +300,11 @@ LaunchPlan plan_launch(LaunchArgs a, const EnvLookup& env, const HostInfo& host)
       a.set("num_machines", Value::of_int(1));
     }
     if (a.get("mixed_precision").is_none()) {
-      warned.push_back("\t`--mixed_precision` was set to a value of `'no'`");
+      // Accelerate says "set to 'no'", but the program's own
+      // AcceleratorOptions::mixed_precision wins over the launcher's.
+      warned.push_back(
+          "\t`--mixed_precision` was not passed: the program trains in what its code asks for "
+          "(AcceleratorOptions::mixed_precision), else `'no'`");
       a.set("mixed_precision", Value::of_text("no"));
     }
     a.set("use_cpu", a.get("cpu"));
@@ -385,6 +397,9 @@ LaunchPlan plan_launch(LaunchArgs a, const EnvLookup& env, const HostInfo& host)
 
   // ---- the environment (prepare_*_env) ---------------------------------
   auto& e = plan.env;
+  const Value steps = a.get("gradient_accumulation_steps");
+  if (!steps.is_none() && steps.integer < 1)
+    throw std::invalid_argument("gradient_accumulation_steps " + steps.str() + ": expected >= 1");
   if (a.flag("debug")) e["ACCELERATE_DEBUG_MODE"] = "true";
   add_gpu_ids_env(a, e);
   if (plan.kind == LauncherKind::simple) {
@@ -401,12 +416,14 @@ LaunchPlan plan_launch(LaunchArgs a, const EnvLookup& env, const HostInfo& host)
     add_dynamo_env(a, e);
     e["OMP_NUM_THREADS"] = a.get("num_cpu_threads_per_process").str();
     if (a.flag("enable_cpu_affinity")) e["ACCELERATE_CPU_AFFINITY"] = "1";
+    add_accumulation_env(a, e);
   } else if (plan.kind == LauncherKind::multi_gpu) {
     add_precision_env(a, e);
     add_dynamo_env(a, e);
     if (a.flag("use_fsdp")) add_fsdp_env(a, e);
     e["OMP_NUM_THREADS"] = a.get("num_cpu_threads_per_process").str();
     if (a.flag("enable_cpu_affinity")) e["ACCELERATE_CPU_AFFINITY"] = "1";
+    add_accumulation_env(a, e);
   } else {
     if (mp_from_config) ds_fields += std::string(ds_fields.empty() ? "" : ",") + "mixed_precision";
     add_precision_env(a, e);

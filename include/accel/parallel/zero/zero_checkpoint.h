@@ -44,7 +44,7 @@ OptimizerStateFiles consolidated_state(const ZeroEngine& engine);
 
 /// Restores a full state (consolidated_state's, or a non-sharded run's) into
 /// this rank's slices; `source` names it in errors.
-void load_consolidated_state(ZeroEngine& engine, const safetensors::TensorDict& tensors, const std::string& json,
+void load_consolidated_state(ZeroEngine& engine, const safetensors::OrderedTensors& tensors, const std::string& json,
                              const std::string& source);
 
 }  // namespace accel::zero

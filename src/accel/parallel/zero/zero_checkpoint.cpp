@@ -157,7 +157,7 @@ void load_shards(ZeroEngine& engine, const fs::path& dir, size_t index) {
     }
     return out;
   };
-  safetensors::TensorDict tensors;
+  safetensors::OrderedTensors tensors;
   for (size_t g = 0; g < layout.groups.size(); ++g) {
     const auto prefix = "group." + std::to_string(g) + ".state.";
     for (const auto& key : own.keys())
@@ -209,7 +209,7 @@ OptimizerStateFiles consolidated_state(const ZeroEngine& engine) {
   return out;
 }
 
-void load_consolidated_state(ZeroEngine& engine, const safetensors::TensorDict& tensors, const std::string& text,
+void load_consolidated_state(ZeroEngine& engine, const safetensors::OrderedTensors& tensors, const std::string& text,
                              const std::string& source) {
   const auto& layout = engine.layout();
   auto fail = [&](const std::string& what) -> void {
@@ -234,7 +234,7 @@ void load_consolidated_state(ZeroEngine& engine, const safetensors::TensorDict& 
     std::string field;
     if (split_state_name(item.key(), i, field)) by_index[i][field] = item.value();
   }
-  safetensors::TensorDict slices;
+  safetensors::OrderedTensors slices;
   json slice_groups = json::array(), slice_states = json::object();
   size_t master_index = 0;
   std::vector<torch::Tensor> master_slices(layout.groups.size());
