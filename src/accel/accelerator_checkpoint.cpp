@@ -215,7 +215,7 @@ fs::path Accelerator::load_state(const std::optional<fs::path>& dir) {
       throw std::runtime_error("load_state: '" + in.string() + "' holds no complete accel checkpoint (" + kStateFile +
                                " is missing: the save did not finish, or the folder is not from save_state)");
     meta = read_json(in / kStateFile);
-    if (!meta.is_object() || meta.value("format", "") != kStateFormat)
+    if (!meta.is_object() || string_member(meta, "format") != kStateFormat)
       throw std::runtime_error("load_state: '" + (in / kStateFile).string() +
                                "' is not an accel state file (expected \"format\": \"" + kStateFormat + "\")");
 

@@ -149,3 +149,21 @@ TEST_F(MergeHostile, ShardFileNamesOfAnyLengthAreHandled) {
 }
 
 }  // namespace
+
+// Found by the zero_layout fuzzer: "format" of another JSON type than a
+// string escaped as nlohmann's type_error (std::terminate in the fuzzer).
+TEST_F(MergeHostile, FieldsOfAnotherJsonTypeAreRefusedByName) {
+  for (const json& format : {json(1), json::array({"accel-zero-v1"}), json(nullptr), json::object()}) {
+    auto l = layout();
+    l["format"] = format;
+    write(l);
+    const std::string m = refusal();
+    EXPECT_NE(m.find("format = " + format.dump()), std::string::npos) << m;
+    try {
+      accel::zero::FlatLayout::from_json(l.dump(), "'zero_layout.json'");
+      ADD_FAILURE() << "accepted " << format.dump();
+    } catch (const std::runtime_error& e) {
+      EXPECT_NE(std::string(e.what()).find("not an accel ZeRO layout"), std::string::npos) << e.what();
+    }
+  }
+}

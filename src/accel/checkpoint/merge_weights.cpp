@@ -89,7 +89,7 @@ Layout read_layout(const fs::path& dir) {
   } catch (const std::invalid_argument& e) {
     fail(file, e.what());
   }
-  if (!j.is_object() || j.value("format", std::string()) != "accel-zero-v1")
+  if (!j.is_object() || string_member(j, "format") != "accel-zero-v1")
     fail(file,
          "format = " + (j.is_object() && j.contains("format") ? json_excerpt(j["format"]) : std::string("(missing)")) +
              ": expected \"accel-zero-v1\"");

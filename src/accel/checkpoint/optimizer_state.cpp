@@ -261,9 +261,9 @@ static void read_optimizer_state(torch::optim::Optimizer& optimizer, const safet
   } catch (const std::invalid_argument& e) {
     fail(e.what());
   }
-  if (!j.is_object() || j.value("format", "") != kFormat)
+  if (!j.is_object() || string_member(j, "format") != kFormat)
     fail(std::string("not an accel optimizer state (expected \"format\": \"") + kFormat + "\")");
-  if (j.value("type", "") != family.name())
+  if (string_member(j, "type") != family.name())
     fail("it holds a " +
          (j.contains("type") && j["type"].is_string() ? excerpt(j["type"].get<std::string>())
                                                       : json_excerpt(j.value("type", json("?")))) +

@@ -14,6 +14,12 @@ nlohmann::json parse_user_json(std::string_view text, size_t max_depth) {
   }
 }
 
+std::string string_member(const nlohmann::json& object, const std::string& key) {
+  if (!object.is_object()) return "";
+  const auto it = object.find(key);
+  return it != object.end() && it->is_string() ? it->get<std::string>() : "";
+}
+
 std::string json_excerpt(const nlohmann::json& value, size_t max_bytes) {
   return excerpt(value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), max_bytes);
 }

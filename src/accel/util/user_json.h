@@ -19,6 +19,11 @@ namespace accel {
 /// with the file's name.
 nlohmann::json parse_user_json(std::string_view text, size_t max_depth = kMaxJsonDepth);
 
+/// `object[key]` when `object` is an object holding a string there, else
+/// "". For checks such as `"format": "accel-zero-v1"`, where nlohmann's
+/// `value(key, "")` would throw a type_error on a number or an array.
+std::string string_member(const nlohmann::json& object, const std::string& key);
+
 /// A value as compact JSON for a message, cut to `max_bytes` (see excerpt()).
 std::string json_excerpt(const nlohmann::json& value, size_t max_bytes = kExcerptBytes);
 

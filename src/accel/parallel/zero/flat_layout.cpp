@@ -79,7 +79,7 @@ FlatLayout FlatLayout::from_json(const std::string& text, const std::string& sou
   FlatLayout layout;
   try {
     const json j = parse_user_json(text);
-    if (!j.is_object() || j.value("format", "") != kFormat)
+    if (!j.is_object() || string_member(j, "format") != kFormat)
       fail(std::string("not an accel ZeRO layout (expected \"format\": \"") + kFormat + "\")");
     layout.world_size = static_cast<int>(field(j, "world_size", 1, std::numeric_limits<int>::max()));
     layout.strategy = parse_sharding_strategy(j.at("strategy").get<std::string>());
