@@ -142,11 +142,9 @@ bool Questionnaire::yes_no(const std::string& key, const std::string& question, 
 std::string Questionnaire::choose(const std::string& key, const std::string& question,
                                   const std::vector<std::string>& options, size_t fallback) {
   std::string prompt = question + "\n";
-  std::string listed;
-  for (size_t i = 0; i < options.size(); ++i) {
+  for (size_t i = 0; i < options.size(); ++i)
     prompt += "  [" + std::to_string(i) + "] " + options[i] + (i == fallback ? " (default)" : "") + "\n";
-    listed += (i ? ", " : "") + options[i];
-  }
+  const std::string listed = accel::join(options);
   prompt += "Enter a number or a value [" + std::to_string(fallback) + "]: ";
   for (int tries = 0;; ++tries) {
     auto a = ask(key, prompt);

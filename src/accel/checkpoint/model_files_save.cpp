@@ -200,10 +200,8 @@ SavedModel write_model_files(const safetensors::NamedTensors& tensors, const std
   ShardPlan plan = plan_shards(tensors, options.max_shard_size());
   SavedModel saved = describe(plan, options);
   if (!saved.removed_tied.empty()) {
-    std::string names;
-    for (const auto& n : saved.removed_tied) names += (names.empty() ? "" : ", ") + n;
     get_logger("accel.checkpoint")
-        .warning("Removed shared tensor {" + names +
+        .warning("Removed shared tensor {" + join(saved.removed_tied) +
                  "} while saving (same tensor as an earlier name); loading fills it through the tie");
   }
   std::filesystem::create_directories(dir);
