@@ -13,13 +13,6 @@ namespace accel {
 
 AcceleratedOptimizer::AcceleratedOptimizer(std::shared_ptr<torch::optim::Optimizer> optimizer,
                                            std::shared_ptr<const GradientState> gradient_state,
-                                           std::shared_ptr<GradScaler> scaler, bool master_weights, bool fused_step)
-    : AcceleratedOptimizer(optimizer, std::move(gradient_state), std::move(scaler),
-                           master_weights && optimizer ? std::make_shared<MasterWeights>(*optimizer) : nullptr,
-                           fused_step) {}
-
-AcceleratedOptimizer::AcceleratedOptimizer(std::shared_ptr<torch::optim::Optimizer> optimizer,
-                                           std::shared_ptr<const GradientState> gradient_state,
                                            std::shared_ptr<GradScaler> scaler,
                                            std::shared_ptr<OptimizerTensors> tensors, bool fused_step)
     : optimizer_(std::move(optimizer)),
@@ -124,15 +117,6 @@ void AcceleratedOptimizer::before_replay() {
 
 void AcceleratedOptimizer::after_replay() {
   if (fused_) fused_->advance_host_steps(*optimizer_);
-}
-
-std::vector<torch::Tensor> AcceleratedOptimizer::optimized_tensors(const std::vector<torch::Tensor>& params) const {
-  const auto* masters = master_weights();
-  if (!masters) return params;
-  std::vector<torch::Tensor> out;
-  out.reserve(params.size());
-  for (const auto& p : params) out.push_back(masters->master_of(p));
-  return out;
 }
 
 }  // namespace accel

@@ -72,7 +72,6 @@ DataParallelEngine::DataParallelEngine(std::shared_ptr<torch::nn::Module> module
   // roughly reverse order, so the reducer gets them reversed (as PyTorch does).
   std::reverse(buckets.begin(), buckets.end());
   std::reverse(limits.begin(), limits.end());
-  bucket_indices_ = buckets;
   std::vector<int64_t> limits64(limits.begin(), limits.end());
   reducer_ = std::make_shared<c10d::Reducer>(params_, buckets, group_, sparse, cap, options_.find_unused_parameters,
                                              options_.gradient_as_bucket_view, names, std::min(kFirstBucketBytes, cap),
