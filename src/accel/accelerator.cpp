@@ -38,6 +38,13 @@ ProcessState& state_for(const std::optional<bool>& cpu) {
                     "; create the Accelerator before anything uses the process state");
   return st;
 }
+
+// `master_weights`: the model is kept in the mixed-precision dtype and stepped through fp32 masters.
+std::shared_ptr<Replication> replication_for(const ProcessState& state, const std::optional<ShardingOptions>& sharding,
+                                             const AcceleratorOptions& options, MixedPrecision mixed_precision) {
+  return make_replication(state, sharding, options.ddp(),
+                          options.master_weights() && mixed_precision != MixedPrecision::no);
+}
 }  // namespace
 
 Accelerator::Accelerator(AcceleratorOptions options)
@@ -58,8 +65,7 @@ Accelerator::Accelerator(AcceleratorOptions options)
         sharding_config_ && sharding_config_->scaler ? *sharding_config_->scaler : options_.scaler(),
         state_->process_group());
   for (const auto& line : resolved.overridden) get_logger("accel").warning(line);
-  replication_ = make_replication(*state_, resolved.sharding, options_.ddp(),
-                                  options_.master_weights() && mixed_precision_ != MixedPrecision::no);
+  replication_ = replication_for(*state_, resolved.sharding, options_, mixed_precision_);
 }
 
 DistributedType Accelerator::distributed_type() const {
@@ -70,6 +76,13 @@ DistributedType Accelerator::distributed_type() const {
 std::shared_ptr<PreparedModelCore> Accelerator::prepare_model_core(std::shared_ptr<torch::nn::Module> module) {
   ACCEL_CHECK_ARG(module, "Accelerator::prepare: the model is empty (a null module holder)");
   if (options_.device_placement()) module->to(device());
+  if (sharding_config_ && sharding_config_->reduce_bucket_size_from_model) {
+    // The first model fills the DeepSpeed file's "auto" bucket size, as in
+    // Accelerate's prepare(); nothing is replicated yet, so the replication
+    // is made again with it.
+    fill_from_model(*sharding_config_, *module);
+    replication_ = replication_for(*state_, sharding_config_->sharding, options_, mixed_precision_);
+  }
   if (options_.master_weights() && mixed_precision_ != MixedPrecision::no) {
     // Module::to(dtype) would also cast integer buffers; cast floating ones only.
     const auto dtype = *autocast_dtype(mixed_precision_);

@@ -5,6 +5,7 @@
 
 #include "accel/parallel/sharding_config.h"
 #include "accel/util/check.h"
+#include "accel/util/strings.h"
 
 namespace accel {
 
@@ -15,8 +16,7 @@ ResolvedOptions resolve(const AcceleratorOptions& options) {
     r.mixed_precision = *options.mixed_precision();
     const auto launched = env_string(env, "ACCELERATE_MIXED_PRECISION");
     // "no" is also what the launcher exports when nothing was asked for.
-    std::string asked = launched.value_or("no");
-    std::transform(asked.begin(), asked.end(), asked.begin(), ::tolower);
+    const std::string asked = lower(launched.value_or("no"));
     if (asked != "no" && asked != to_string(r.mixed_precision))
       r.overridden.push_back("mixed precision: the launcher asked for '" + *launched +
                              "' (ACCELERATE_MIXED_PRECISION), the program sets '" + to_string(r.mixed_precision) +

@@ -2,8 +2,8 @@
 // (ACCELERATE_USE_DEEPSPEED, ACCELERATE_DEEPSPEED_CONFIG_FILE) does to an
 // Accelerator beyond sharding: the engine's gradient clipping at every step,
 // the fp16 section's loss scaler, and the batch sizes and optimizer checked
-// at prepare(). Clipping runs on 1 process (no ZeRO engine) and on 2 (ZeRO-2):
-// it must hold on both paths.
+// at prepare(), the bucket size "auto" takes from the model. Clipping runs on
+// 1 process (no ZeRO engine) and on 2 (ZeRO-2): it must hold on both paths.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -16,6 +16,7 @@
 
 #include "accel/accelerator.h"
 #include "accel/data/data_loader.h"
+#include "accel/parallel/zero/zero_engine.h"
 #include "support/distributed.h"
 
 using namespace accel;
@@ -203,6 +204,43 @@ TEST(DeepSpeedConfig, BatchSizeAndOptimizerAreCheckedAtPrepare) {
     }
     fs::remove(batch);
     fs::remove(optimizer);
+  });
+}
+
+// Width 32 in every layer but the ends: its hidden size, while its largest
+// size is the output's 100.
+struct WideNetImpl : torch::nn::Module {
+  WideNetImpl() {
+    register_module("in", torch::nn::Linear(6, 32));
+    register_module("mid", torch::nn::Linear(32, 32));
+    register_module("out", torch::nn::Linear(32, 100));
+  }
+};
+TORCH_MODULE(WideNet);
+
+TEST(DeepSpeedConfig, ReduceBucketSizeAutoIsTheModelsHiddenSizeSquared) {
+  // Accelerate's _prepare_deepspeed: reduce_bucket_size "auto" =
+  // hidden_size * hidden_size, the model's hidden size found at prepare().
+  run_distributed(2, [] {
+    const auto file = write_config("bucket", R"({"zero_optimization": {"stage": 2, "reduce_bucket_size": "auto"}})");
+    {
+      Accelerator acc(deepspeed(file));
+      seed_cpu(7);
+      WideNet net;
+      auto opt = std::make_shared<torch::optim::AdamW>(net->parameters(), torch::optim::AdamWOptions(1e-2));
+      auto [model, optimizer] = acc.prepare(net, opt);
+      auto* engine = dynamic_cast<zero::ZeroEngine*>(optimizer->tensors());
+      ASSERT_NE(engine, nullptr);
+      EXPECT_EQ(engine->options().reduce_bucket_size(), 32 * 32);
+    }
+    {
+      // No parameters, no hidden size: "auto" cannot be filled and the error says which key.
+      Accelerator acc(deepspeed(file));
+      EXPECT_THAT(error_of([&] { acc.prepare(torch::nn::Sequential()); }),
+                  AllOf(HasSubstr("zero_optimization.reduce_bucket_size is \"auto\""), HasSubstr("no parameters"),
+                        HasSubstr("give an integer in place of \"auto\"")));
+    }
+    fs::remove(file);
   });
 }
 

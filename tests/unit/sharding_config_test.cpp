@@ -51,7 +51,9 @@ TEST(ShardingConfig, AccelerateZero2Example) {
   ASSERT_TRUE(c.sharding);
   EXPECT_EQ(c.sharding->strategy(), ShardingStrategy::shard_grad_op);
   EXPECT_EQ(c.sharding->offload_optimizer().device(), OffloadDevice::none);
-  EXPECT_EQ(c.sharding->reduce_bucket_size(), 500'000'000);  // "auto" without a hidden size: DeepSpeed's default
+  // "auto" without a hidden size: left to the model prepared (DeepSpeed's default until then).
+  EXPECT_TRUE(c.reduce_bucket_size_from_model);
+  EXPECT_EQ(c.sharding->reduce_bucket_size(), 500'000'000);
   EXPECT_TRUE(c.sharding->overlap_comm());
   EXPECT_EQ(c.gradient_accumulation_steps, 1);
   EXPECT_EQ(c.gradient_clipping, 1.0);  // "auto": Accelerate fills 1.0
@@ -117,9 +119,57 @@ TEST(ShardingConfig, StagesAndOffload) {
 
   ShardingConfigContext ctx;
   ctx.hidden_size = 1024;
-  EXPECT_EQ(
-      parse(R"({"zero_optimization": {"stage": 2, "reduce_bucket_size": "auto"}})", ctx).sharding->reduce_bucket_size(),
-      1024 * 1024);
+  auto given = parse(R"({"zero_optimization": {"stage": 2, "reduce_bucket_size": "auto"}})", ctx);
+  EXPECT_EQ(given.sharding->reduce_bucket_size(), 1024 * 1024);
+  EXPECT_FALSE(given.reduce_bucket_size_from_model);
+}
+
+// A transformer's shapes: vocabulary 1000, width 32, MLP 128, fused QKV 96.
+struct TinyTransformerImpl : torch::nn::Module {
+  TinyTransformerImpl() {
+    register_module("embed", torch::nn::Embedding(1000, 32));
+    register_module("qkv", torch::nn::Linear(32, 96));
+    register_module("out", torch::nn::Linear(32, 32));
+    register_module("norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({32})));
+    register_module("up", torch::nn::Linear(32, 128));
+    register_module("down", torch::nn::Linear(128, 32));
+    register_module("head", torch::nn::Linear(32, 1000));
+  }
+};
+TORCH_MODULE(TinyTransformer);
+
+TEST(ShardingConfig, ModelHiddenSizeIsTheWidthMostParametersShare) {
+  // Not the vocabulary (the largest size) nor the MLP's width: the residual width.
+  EXPECT_EQ(accel::model_hidden_size(*TinyTransformer()), 32);
+  torch::nn::Sequential mlp(torch::nn::Linear(16, 64), torch::nn::Linear(64, 64), torch::nn::Linear(64, 4));
+  EXPECT_EQ(accel::model_hidden_size(*mlp), 64);
+  // A convolution's kernel dimensions do not count: [8, 8, 3, 3, 3] has more 3s than 8s.
+  torch::nn::Sequential conv(torch::nn::Conv3d(torch::nn::Conv3dOptions(8, 8, 3).bias(false)),
+                             torch::nn::Conv3d(torch::nn::Conv3dOptions(8, 8, 3).bias(false)));
+  EXPECT_EQ(accel::model_hidden_size(*conv), 8);
+  // Sizes shared equally often: the larger.
+  EXPECT_EQ(accel::model_hidden_size(*torch::nn::Linear(torch::nn::LinearOptions(8, 4).bias(false))), 8);
+  EXPECT_FALSE(accel::model_hidden_size(*torch::nn::Sequential()));
+}
+
+TEST(ShardingConfig, ReduceBucketSizeAutoIsFilledFromTheModel) {
+  const std::string text = R"({"zero_optimization": {"stage": 2, "reduce_bucket_size": "auto"}})";
+  auto c = parse(text);
+  accel::fill_from_model(c, *TinyTransformer());
+  EXPECT_EQ(c.sharding->reduce_bucket_size(), 32 * 32);  // Accelerate: hidden_size * hidden_size
+  EXPECT_FALSE(c.reduce_bucket_size_from_model);
+  // Filled once: a later model leaves it as the first one set it.
+  accel::fill_from_model(c, *torch::nn::Linear(100, 100));
+  EXPECT_EQ(c.sharding->reduce_bucket_size(), 32 * 32);
+  // An integer in the file is kept.
+  auto given = parse(R"({"zero_optimization": {"stage": 2, "reduce_bucket_size": 5e7}})");
+  accel::fill_from_model(given, *TinyTransformer());
+  EXPECT_EQ(given.sharding->reduce_bucket_size(), 50'000'000);
+  // No hidden size to take: the error names the key and the way out.
+  auto unfillable = parse(text);
+  expect_error([&] { accel::fill_from_model(unfillable, *torch::nn::Sequential()); },
+               {"ds.json: zero_optimization.reduce_bucket_size is \"auto\"", "hidden_size * hidden_size",
+                "no parameters", "give an integer in place of \"auto\""});
 }
 
 TEST(ShardingConfig, AutoValuesTakeTheAcceleratorsSettings) {

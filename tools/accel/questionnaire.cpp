@@ -6,6 +6,7 @@
 
 #include "accel/util/check.h"
 #include "accel/util/checked_number.h"
+#include "accel/util/strings.h"
 
 namespace accel::cli {
 namespace {
@@ -131,8 +132,7 @@ double Questionnaire::number(const std::string& key, const std::string& question
 
 bool Questionnaire::yes_no(const std::string& key, const std::string& question, bool fallback) {
   for (int tries = 0;; ++tries) {
-    auto a = ask(key, question);
-    std::transform(a.begin(), a.end(), a.begin(), ::tolower);
+    const auto a = accel::lower(ask(key, question));
     if (a.empty()) return fallback;
     if (a == "y" || a == "yes" || a == "true") return true;
     if (a == "n" || a == "no" || a == "false") return false;

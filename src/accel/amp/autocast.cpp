@@ -6,12 +6,12 @@
 #include <ATen/autocast_mode.h>
 
 #include "accel/util/check.h"
+#include "accel/util/strings.h"
 
 namespace accel {
 
 MixedPrecision parse_mixed_precision(const std::string& name) {
-  std::string n = name;
-  std::transform(n.begin(), n.end(), n.begin(), ::tolower);
+  const std::string n = lower(name);
   if (n == "no" || n.empty()) return MixedPrecision::no;
   if (n == "fp16") return MixedPrecision::fp16;
   if (n == "bf16") return MixedPrecision::bf16;

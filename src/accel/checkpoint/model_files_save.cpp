@@ -16,6 +16,7 @@
 #include "accel/dist/logging.h"
 #include "accel/state.h"
 #include "accel/util/check.h"
+#include "accel/util/strings.h"
 
 namespace accel {
 namespace {
@@ -110,8 +111,7 @@ int64_t parse_size(std::string_view text) {
                                     {"KB", 1e3}};
   double multiplier = 1;
   bool bits = false;
-  std::string upper(s);
-  for (auto& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  const std::string upper = accel::upper(std::string(s));
   for (const auto& unit : kUnits) {
     if (upper.size() > unit.name.size() && std::string_view(upper).ends_with(unit.name)) {
       multiplier = unit.multiplier;

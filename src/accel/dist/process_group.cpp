@@ -13,6 +13,7 @@
 #endif
 
 #include "accel/util/check.h"
+#include "accel/util/strings.h"
 
 namespace accel {
 namespace {
@@ -70,8 +71,7 @@ void wait_for_all_ranks(c10d::Store& store, const Topology& t, std::chrono::mill
 }  // namespace
 
 Backend parse_backend(const std::string& name) {
-  std::string n = name;
-  std::transform(n.begin(), n.end(), n.begin(), ::tolower);
+  const std::string n = lower(name);
   if (n == "gloo") return Backend::gloo;
   if (n == "nccl") return Backend::nccl;
   fail<std::invalid_argument>("unknown backend '", name, "': expected 'gloo' or 'nccl'");

@@ -3,6 +3,7 @@
 #include "accel/util/check.h"
 #include "accel/util/checked_number.h"
 #include "accel/util/excerpt.h"
+#include "accel/util/strings.h"
 
 #include <algorithm>
 #include <cctype>
@@ -40,8 +41,7 @@ long parse_int(const std::string& text, const std::string& what) {
 }
 
 bool parse_bool(const std::string& text, const std::string& what) {
-  std::string t = text;
-  std::transform(t.begin(), t.end(), t.begin(), [](unsigned char c) { return std::tolower(c); });
+  const std::string t = lower(text);
   if (t == "1" || t == "true" || t == "yes" || t == "on") return true;
   if (t == "0" || t == "false" || t == "no" || t == "off") return false;
   fail<std::invalid_argument>(what, ": expected true/false (or 1/0, yes/no), got '", excerpt(text), "'");
