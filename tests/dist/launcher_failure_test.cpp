@@ -15,7 +15,7 @@
 using namespace accel;
 using namespace std::chrono_literals;
 
-TEST(Failure, ThrowingRankEndsTheGroupWithinSeconds) {
+TEST(LauncherFailure, ThrowingRankEndsTheGroupWithinSeconds) {
   auto start = std::chrono::steady_clock::now();
   LaunchOptions opts;
   opts.num_processes = 3;
@@ -50,7 +50,7 @@ TEST(Failure, ThrowingRankEndsTheGroupWithinSeconds) {
   EXPECT_EQ(count, 3);
 }
 
-TEST(Failure, RankKilledBySignalIsNamed) {
+TEST(LauncherFailure, RankKilledBySignalIsNamed) {
   auto result = launch_processes([] {
     if (state().rank() == 0) raise(SIGKILL);
     wait_for_everyone();
@@ -62,7 +62,7 @@ TEST(Failure, RankKilledBySignalIsNamed) {
   EXPECT_NE(result.describe().find("signal 9"), std::string::npos) << result.describe();
 }
 
-TEST(Failure, DebugLauncherThrowsNamingTheRank) {
+TEST(LauncherFailure, DebugLauncherThrowsNamingTheRank) {
   try {
     debug_launcher([] {
       if (state().rank() == 1) throw std::runtime_error("bad");
@@ -73,7 +73,7 @@ TEST(Failure, DebugLauncherThrowsNamingTheRank) {
   }
 }
 
-TEST(Failure, MissingRankGivesTimeoutErrorNamingIt) {
+TEST(LauncherFailure, MissingRankGivesTimeoutErrorNamingIt) {
   // World size 3, but only ranks 0 and 1 exist: rank 0 must name rank 2.
   auto start = std::chrono::steady_clock::now();
   int port = find_free_port();
@@ -109,7 +109,7 @@ TEST(Failure, MissingRankGivesTimeoutErrorNamingIt) {
   EXPECT_NE(msg.find("2.0 s"), std::string::npos) << msg;
 }
 
-TEST(Failure, UnreachableMasterGivesTimeoutError) {
+TEST(LauncherFailure, UnreachableMasterGivesTimeoutError) {
   // A client rank whose master never comes up: wrong MASTER_PORT.
   LaunchOptions opts;
   opts.num_processes = 1;
@@ -138,7 +138,7 @@ TEST(Failure, UnreachableMasterGivesTimeoutError) {
   EXPECT_NE(msg.find("rank 1 could not reach"), std::string::npos) << msg;
 }
 
-TEST(Failure, PortInUseIsNamed) {
+TEST(LauncherFailure, PortInUseIsNamed) {
   // Rank 0 of a 1-process "group" of 2 hosts the store on a port another
   // store already holds.
   int port = find_free_port();

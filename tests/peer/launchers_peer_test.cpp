@@ -65,13 +65,13 @@ void run_and_check(const std::string& launcher_cmd, const std::string& tag) {
 
 }  // namespace
 
-TEST(PeerLaunchers, TorchrunNoPython) {
+TEST(LaunchersPeer, TorchrunNoPython) {
   run_and_check(venv_bin("torchrun") + " --nproc_per_node 2 --master_port " + std::to_string(accel::find_free_port()) +
                     " --no-python",
                 "torchrun");
 }
 
-TEST(PeerLaunchers, AccelerateLaunchNoPython) {
+TEST(LaunchersPeer, AccelerateLaunchNoPython) {
   // Accelerate's --cpu always starts one process; on a machine without a GPU,
   // --multi_gpu --num_processes 2 starts two (through torchrun) that run on
   // the CPU. See docs/launching.md.

@@ -73,7 +73,7 @@ tpu_zone: null
 use_cpu: false
 )";
 
-TEST(CliConfig, ReadsEveryAccelerateKey) {
+TEST(ClusterConfig, ReadsEveryAccelerateKey) {
   auto c = ClusterConfig::parse(kEveryKey);
   EXPECT_EQ(c.get("distributed_type").str(), "DEEPSPEED");
   EXPECT_EQ(c.get("num_processes").integer, 8);
@@ -88,7 +88,7 @@ TEST(CliConfig, ReadsEveryAccelerateKey) {
   EXPECT_TRUE(c.section("mpirun_config").empty());
 }
 
-TEST(CliConfig, RoundTripsThroughYaml) {
+TEST(ClusterConfig, RoundTripsThroughYaml) {
   auto c = ClusterConfig::parse(kEveryKey);
   auto again = ClusterConfig::parse(c.to_yaml());
   EXPECT_EQ(c, again);
@@ -102,7 +102,7 @@ TEST(CliConfig, RoundTripsThroughYaml) {
   EXPECT_LT(y.find("deepspeed_config:\n  deepspeed_config_file: none"), y.find("distributed_type"));
 }
 
-TEST(CliConfig, ReadsTheJsonAccelerateConfigDefaultWrites) {
+TEST(ClusterConfig, ReadsTheJsonAccelerateConfigDefaultWrites) {
   auto c = ClusterConfig::parse(R"({
   "compute_environment": "LOCAL_MACHINE",
   "debug": false,
@@ -125,7 +125,7 @@ TEST(CliConfig, ReadsTheJsonAccelerateConfigDefaultWrites) {
   EXPECT_EQ(c.get("num_processes").integer, 1);
 }
 
-TEST(CliConfig, FillsAccelerateDefaultsAndConvertsLegacyKeys) {
+TEST(ClusterConfig, FillsAccelerateDefaultsAndConvertsLegacyKeys) {
   auto c = ClusterConfig::parse("distributed_type: NO\nfp16: true\ndynamo_backend: INDUCTOR\n");
   EXPECT_EQ(c.get("compute_environment").str(), "LOCAL_MACHINE");
   // A bare NO is a boolean in YAML 1.1: read as the word, written quoted as PyYAML does.
@@ -150,7 +150,7 @@ void expect_error(const std::string& yaml, const std::vector<std::string>& fragm
   }
 }
 
-TEST(CliConfig, BadKeysAndValuesNameTheKeyAndTheAllowedValues) {
+TEST(ClusterConfig, BadKeysAndValuesNameTheKeyAndTheAllowedValues) {
   expect_error("distributed_type: NO\nnum_procs: 2\n", {"f.yaml", "unknown config key 'num_procs'", "num_processes"});
   expect_error("distributed_type: MULTI_TPU\n", {"'distributed_type'", "MULTI_TPU", "MULTI_GPU", "FSDP"});
   expect_error("distributed_type: NO\nmixed_precision: fp32\n", {"'mixed_precision'", "no, fp16, bf16, fp8"});
@@ -166,7 +166,7 @@ TEST(CliConfig, BadKeysAndValuesNameTheKeyAndTheAllowedValues) {
   expect_error("- a\n- b\n", {"mapping"});
 }
 
-TEST(CliConfig, SaveLoadUpdateOnDisk) {
+TEST(ClusterConfig, SaveLoadUpdateOnDisk) {
   namespace fs = std::filesystem;
   auto dir = fs::temp_directory_path() / ("accel_cli_cfg_" + std::to_string(getpid()));
   fs::create_directories(dir);
@@ -195,7 +195,7 @@ TEST(CliConfig, SaveLoadUpdateOnDisk) {
   fs::remove_all(dir);
 }
 
-TEST(CliConfig, DefaultLocationFollowsHfHomeThenXdgThenHome) {
+TEST(ClusterConfig, DefaultLocationFollowsHfHomeThenXdgThenHome) {
   auto save = [](const char* k) {
     const char* v = std::getenv(k);
     return v ? std::optional<std::string>(v) : std::nullopt;
@@ -220,7 +220,7 @@ TEST(CliConfig, DefaultLocationFollowsHfHomeThenXdgThenHome) {
   restore("HOME", home);
 }
 
-TEST(CliConfig, PythonStyleStrings) {
+TEST(ClusterConfig, PythonStyleStrings) {
   EXPECT_EQ(Value::of_bool(true).str(), "True");
   EXPECT_EQ(Value::of_number(1.0).str(), "1.0");
   EXPECT_EQ(Value::of_number(0.5).str(), "0.5");

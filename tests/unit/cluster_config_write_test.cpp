@@ -25,7 +25,7 @@ std::string read(const fs::path& p) {
   return s.str();
 }
 
-class ConfigWrite : public ::testing::Test {
+class ClusterConfigWrite : public ::testing::Test {
  protected:
   void SetUp() override {
     dir_ = fs::temp_directory_path() / ("accel_config_write_" + std::to_string(getpid()));
@@ -39,7 +39,7 @@ class ConfigWrite : public ::testing::Test {
   ClusterConfig config_;
 };
 
-TEST_F(ConfigWrite, ALinkAtTheTargetIsReplacedNotFollowed) {
+TEST_F(ClusterConfigWrite, ALinkAtTheTargetIsReplacedNotFollowed) {
   const auto target = dir_ / "default_config.yaml";
   fs::create_symlink(dir_ / "victim", target);
   config_.save(target.string());
@@ -54,7 +54,7 @@ TEST_F(ConfigWrite, ALinkAtTheTargetIsReplacedNotFollowed) {
   EXPECT_FALSE(fs::is_symlink(target));
 }
 
-TEST_F(ConfigWrite, LinksAtPredictableTemporaryNamesAreNotWrittenThrough) {
+TEST_F(ClusterConfigWrite, LinksAtPredictableTemporaryNamesAreNotWrittenThrough) {
   const auto target = dir_ / "default_config.yaml";
   // The names a predictable writer would pick: <target>.tmp.<pid> (the old
   // one) and .<name>.tmp-<pid>-<n> (AtomicFile's, before it added random bits).
@@ -67,7 +67,7 @@ TEST_F(ConfigWrite, LinksAtPredictableTemporaryNamesAreNotWrittenThrough) {
   EXPECT_EQ(ClusterConfig::load(target.string()).get("num_processes").integer, 1);
 }
 
-TEST_F(ConfigWrite, NoTemporaryIsLeftBehind) {
+TEST_F(ClusterConfigWrite, NoTemporaryIsLeftBehind) {
   const auto target = dir_ / "sub" / "default_config.yaml";
   config_.save(target.string());
   config_.save(target.string());
@@ -77,7 +77,7 @@ TEST_F(ConfigWrite, NoTemporaryIsLeftBehind) {
   EXPECT_NE(read(target).find("distributed_type: 'NO'"), std::string::npos) << read(target);
 }
 
-TEST_F(ConfigWrite, WhatIsWrittenReadsBackTheSame) {
+TEST_F(ClusterConfigWrite, WhatIsWrittenReadsBackTheSame) {
   // Found by fuzz/yaml_config: control characters in a value, and a list
   // item that is an empty string, did not survive `accel config update`.
   auto c = ClusterConfig::parse(

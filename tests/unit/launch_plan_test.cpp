@@ -14,7 +14,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-class CliLaunchPlan : public ::testing::Test {
+class PlanLaunch : public ::testing::Test {
  protected:
   void SetUp() override {
     dir_ = fs::temp_directory_path() / ("accel_cli_plan_" + std::to_string(getpid()));
@@ -50,7 +50,7 @@ class CliLaunchPlan : public ::testing::Test {
   std::optional<std::string> old_hf_;
 };
 
-TEST_F(CliLaunchPlan, CpuWithProcessesStartsThemAllWithAccelerateVariables) {
+TEST_F(PlanLaunch, CpuWithProcessesStartsThemAllWithAccelerateVariables) {
   auto p = plan({{"cpu", ""}, {"num_processes", "4"}, {"main_process_port", "29611"}});
   EXPECT_EQ(p.kind, LauncherKind::simple);
   EXPECT_EQ(p.local_processes, 4);
@@ -90,7 +90,7 @@ TEST_F(CliLaunchPlan, CpuWithProcessesStartsThemAllWithAccelerateVariables) {
   EXPECT_NE(p.defaults_used[0].find("--num_machines"), std::string::npos);
 }
 
-TEST_F(CliLaunchPlan, GradientAccumulationReachesEveryMode) {
+TEST_F(PlanLaunch, GradientAccumulationReachesEveryMode) {
   // Accelerate passes --gradient_accumulation_steps on only to DeepSpeed;
   // accel to every launcher, so the flag is never accepted and ignored.
   for (auto flags : std::vector<std::vector<std::pair<std::string, std::string>>>{
@@ -109,7 +109,7 @@ TEST_F(CliLaunchPlan, GradientAccumulationReachesEveryMode) {
   }
 }
 
-TEST_F(CliLaunchPlan, UnpassedMixedPrecisionDefersToTheProgram) {
+TEST_F(PlanLaunch, UnpassedMixedPrecisionDefersToTheProgram) {
   auto p = plan({{"cpu", ""}, {"num_processes", "2"}});
   bool said = false;
   for (auto& line : p.defaults_used)
@@ -121,7 +121,7 @@ TEST_F(CliLaunchPlan, UnpassedMixedPrecisionDefersToTheProgram) {
   EXPECT_TRUE(said);
 }
 
-TEST_F(CliLaunchPlan, SingleProcessGetsNoRankVariables) {
+TEST_F(PlanLaunch, SingleProcessGetsNoRankVariables) {
   auto p = plan({{"cpu", ""}}, 0, {{"OMP_NUM_THREADS", "3"}});
   EXPECT_EQ(p.local_processes, 1);
   EXPECT_FALSE(p.per_rank_env);
@@ -132,7 +132,7 @@ TEST_F(CliLaunchPlan, SingleProcessGetsNoRankVariables) {
   EXPECT_EQ(p.defaults_used.front(), "\t`--num_processes` was set to a value of `1`");
 }
 
-TEST_F(CliLaunchPlan, GpuMachineDefaultsToEveryGpu) {
+TEST_F(PlanLaunch, GpuMachineDefaultsToEveryGpu) {
   auto p = plan({}, 4);
   EXPECT_EQ(p.kind, LauncherKind::multi_gpu);  // Accelerate turns multi-GPU on by itself
   EXPECT_EQ(p.local_processes, 4);
@@ -146,7 +146,7 @@ TEST_F(CliLaunchPlan, GpuMachineDefaultsToEveryGpu) {
   EXPECT_EQ(worker_env(ids, 0).at("CUDA_VISIBLE_DEVICES"), "2,3");
 }
 
-TEST_F(CliLaunchPlan, FlagsOverrideTheFile) {
+TEST_F(PlanLaunch, FlagsOverrideTheFile) {
   auto cfg = write("c.yaml",
                    "distributed_type: FSDP\nnum_processes: 2\nmixed_precision: bf16\nmain_process_port: 29612\n"
                    "gpu_ids: all\nfsdp_config:\n  fsdp_version: 2\n  fsdp_offload_params: true\n"
@@ -171,7 +171,7 @@ TEST_F(CliLaunchPlan, FlagsOverrideTheFile) {
   EXPECT_EQ(e.count("ACCELERATE_USE_CPU"), 0u);  // Accelerate's multi-GPU launcher does not set it
 }
 
-TEST_F(CliLaunchPlan, DefaultConfigFileIsReadUnlessCpu) {
+TEST_F(PlanLaunch, DefaultConfigFileIsReadUnlessCpu) {
   fs::create_directories(dir_ / "hf" / "accelerate");
   write("hf/accelerate/default_config.yaml",
         "distributed_type: MULTI_GPU\nnum_processes: 3\nmain_process_port: 29613\n");
@@ -185,7 +185,7 @@ TEST_F(CliLaunchPlan, DefaultConfigFileIsReadUnlessCpu) {
   EXPECT_EQ(cpu.local_processes, 1);
 }
 
-TEST_F(CliLaunchPlan, DeepSpeedVariables) {
+TEST_F(PlanLaunch, DeepSpeedVariables) {
   auto cfg = write("ds.yaml",
                    "distributed_type: DEEPSPEED\nnum_processes: 2\nmixed_precision: bf16\nmain_process_port: 29614\n"
                    "deepspeed_config:\n  zero_stage: 3\n  offload_optimizer_device: cpu\n  offload_param_device: none\n"
@@ -211,7 +211,7 @@ TEST_F(CliLaunchPlan, DeepSpeedVariables) {
   EXPECT_EQ(e.at("RANK"), "1");
 }
 
-TEST_F(CliLaunchPlan, MultiNodeRanks) {
+TEST_F(PlanLaunch, MultiNodeRanks) {
   auto p = plan({{"cpu", ""},
                  {"num_processes", "4"},
                  {"num_machines", "2"},
@@ -239,7 +239,7 @@ void expect_invalid(const std::function<void()>& f, const std::string& fragment)
   }
 }
 
-TEST_F(CliLaunchPlan, BadCombinationsAreErrors) {
+TEST_F(PlanLaunch, BadCombinationsAreErrors) {
   expect_invalid([&] { plan({{"cpu", ""}, {"multi_gpu", ""}}); }, "only use one of");
   expect_invalid([&] { plan({{"multi_gpu", ""}, {"num_processes", "1"}}); }, "at least 2");
   expect_invalid(
@@ -259,7 +259,7 @@ TEST_F(CliLaunchPlan, BadCombinationsAreErrors) {
   EXPECT_THROW(LaunchArgs::defaults().set_flag("num_processes", "x"), std::invalid_argument);
 }
 
-TEST_F(CliLaunchPlan, BusyPortIsReplacedOnOneMachine) {
+TEST_F(PlanLaunch, BusyPortIsReplacedOnOneMachine) {
   auto p = plan({{"cpu", ""}, {"num_processes", "2"}, {"main_process_port", "0"}});
   EXPECT_GT(p.master_port, 0);
   EXPECT_NE(p.master_port, 29500);
