@@ -10,18 +10,23 @@
 #include "accel/dist/collectives.h"
 #include "accel/dist/launcher.h"
 #include "accel/state.h"
-#include "support/distributed.h"
+#include "support/errors.h"
+#include "support/files.h"
+#include "support/temp_dir.h"
 
 using namespace accel;
 using namespace std::chrono_literals;
+using accel::testing::expect_error;
+using accel::testing::read_file;
+using accel::testing::TempDir;
 
 TEST(LauncherFailure, ThrowingRankEndsTheGroupWithinSeconds) {
   auto start = std::chrono::steady_clock::now();
   LaunchOptions opts;
   opts.num_processes = 3;
   opts.grace = 2s;
-  std::string pids = ::testing::TempDir() + "/accel_throwing_pids.txt";
-  std::remove(pids.c_str());
+  const TempDir dir("launcher_failure");
+  const auto pids = dir / "pids.txt";
   auto result = launch_processes(
       [&] {
         auto& st = state();
@@ -63,14 +68,13 @@ TEST(LauncherFailure, RankKilledBySignalIsNamed) {
 }
 
 TEST(LauncherFailure, DebugLauncherThrowsNamingTheRank) {
-  try {
-    debug_launcher([] {
-      if (state().rank() == 1) throw std::runtime_error("bad");
-    });
-    FAIL() << "expected LaunchError";
-  } catch (const LaunchError& e) {
-    EXPECT_NE(std::string(e.what()).find("rank 1"), std::string::npos) << e.what();
-  }
+  expect_error<LaunchError>(
+      [] {
+        debug_launcher([] {
+          if (state().rank() == 1) throw std::runtime_error("bad");
+        });
+      },
+      {"rank 1"});
 }
 
 TEST(LauncherFailure, MissingRankGivesTimeoutErrorNamingIt) {
@@ -81,8 +85,8 @@ TEST(LauncherFailure, MissingRankGivesTimeoutErrorNamingIt) {
   opts.num_processes = 2;
   opts.master_port = port;
   opts.env = {{"WORLD_SIZE", "3"}};
-  std::string path = ::testing::TempDir() + "/accel_missing_rank.txt";
-  std::remove(path.c_str());
+  const TempDir dir("launcher_failure");
+  const auto path = dir / "message.txt";
   auto result = launch_processes(
       [&] {
         StateOptions so;
@@ -103,7 +107,7 @@ TEST(LauncherFailure, MissingRankGivesTimeoutErrorNamingIt) {
       opts);
   EXPECT_LT(std::chrono::steady_clock::now() - start, 15s);
   ASSERT_FALSE(result.ok());
-  const std::string msg = accel::testing::read_text(path);
+  const std::string msg = read_file(path);
   EXPECT_NE(msg.find("rank(s) 2"), std::string::npos) << msg;
   EXPECT_NE(msg.find("127.0.0.1:" + std::to_string(port)), std::string::npos) << msg;
   EXPECT_NE(msg.find("2.0 s"), std::string::npos) << msg;
@@ -114,7 +118,8 @@ TEST(LauncherFailure, UnreachableMasterGivesTimeoutError) {
   LaunchOptions opts;
   opts.num_processes = 1;
   opts.env = {{"RANK", "1"}, {"WORLD_SIZE", "2"}, {"MASTER_PORT", std::to_string(find_free_port())}};
-  std::string path = ::testing::TempDir() + "/accel_unreachable.txt";
+  const TempDir dir("launcher_failure");
+  const auto path = dir / "message.txt";
   auto start = std::chrono::steady_clock::now();
   auto result = launch_processes(
       [&] {
@@ -134,7 +139,7 @@ TEST(LauncherFailure, UnreachableMasterGivesTimeoutError) {
       opts);
   EXPECT_LT(std::chrono::steady_clock::now() - start, 30s);
   EXPECT_FALSE(result.ok());
-  const std::string msg = accel::testing::read_text(path);
+  const std::string msg = read_file(path);
   EXPECT_NE(msg.find("rank 1 could not reach"), std::string::npos) << msg;
 }
 
@@ -145,8 +150,8 @@ TEST(LauncherFailure, PortInUseIsNamed) {
   LaunchOptions opts;
   opts.num_processes = 2;
   opts.master_port = port;
-  std::string path = ::testing::TempDir() + "/accel_port_in_use.txt";
-  std::remove(path.c_str());
+  const TempDir dir("launcher_failure");
+  const auto path = dir / "message.txt";
   auto result = launch_processes(
       [&] {
         if (state().rank() == 0) {
@@ -162,7 +167,7 @@ TEST(LauncherFailure, PortInUseIsNamed) {
       },
       opts);
   EXPECT_TRUE(result.ok()) << result.describe();
-  const std::string msg = accel::testing::read_text(path);
+  const std::string msg = read_file(path);
   EXPECT_NE(msg.find("already in use"), std::string::npos) << msg;
   EXPECT_NE(msg.find(std::to_string(port)), std::string::npos) << msg;
 }

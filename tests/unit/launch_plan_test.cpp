@@ -1,35 +1,27 @@
 // What `accel launch` decides from flags + config: Accelerate's precedence
 // rules and the exact environment each worker gets.
-#include <unistd.h>
-
 #include <filesystem>
 #include <fstream>
 
 #include <gtest/gtest.h>
 
 #include "accel/launch/launch_plan.h"
+#include "support/environment.h"
+#include "support/errors.h"
+#include "support/launch.h"
+#include "support/temp_dir.h"
 
 namespace accel::launch {
 namespace {
 
 namespace fs = std::filesystem;
+using accel::testing::expect_error;
+using accel::testing::plan_for;
+using accel::testing::ScopedEnv;
+using accel::testing::TempDir;
 
 class PlanLaunch : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("accel_cli_plan_" + std::to_string(getpid()));
-    fs::create_directories(dir_);
-    const char* hf = std::getenv("HF_HOME");
-    if (hf) old_hf_ = hf;
-    setenv("HF_HOME", (dir_ / "hf").c_str(), 1);  // no default config unless a test writes one
-  }
-  void TearDown() override {
-    if (old_hf_)
-      setenv("HF_HOME", old_hf_->c_str(), 1);
-    else
-      unsetenv("HF_HOME");
-    fs::remove_all(dir_);
-  }
   std::string write(const std::string& name, const std::string& text) {
     auto p = (dir_ / name).string();
     std::ofstream(p) << text;
@@ -38,16 +30,10 @@ class PlanLaunch : public ::testing::Test {
   // `accel launch FLAGS... prog` on a machine with `gpus` GPUs and 8 cores.
   LaunchPlan plan(const std::vector<std::pair<std::string, std::string>>& flags, int gpus = 0,
                   std::map<std::string, std::string> env = {}) {
-    LaunchArgs a = LaunchArgs::defaults();
-    for (auto& [k, v] : flags) a.set_flag(k, v);
-    a.program = "prog";
-    HostInfo host;
-    host.gpus = gpus;
-    host.physical_cores = 8;
-    return plan_launch(a, env_from_map(env), host);
+    return plan_for(flags, env_from_map(env), gpus, /*cores=*/8);
   }
-  fs::path dir_;
-  std::optional<std::string> old_hf_;
+  TempDir dir_{"launch_plan"};
+  ScopedEnv hf_home_{"HF_HOME", (dir_ / "hf").string()};  // no default config unless a test writes one
 };
 
 TEST_F(PlanLaunch, CpuWithProcessesStartsThemAllWithAccelerateVariables) {
@@ -100,13 +86,11 @@ TEST_F(PlanLaunch, GradientAccumulationReachesEveryMode) {
     EXPECT_EQ(worker_env(p, 0).at("ACCELERATE_GRADIENT_ACCUMULATION_STEPS"), "4") << to_string(p.kind);
   }
   EXPECT_EQ(worker_env(plan({{"cpu", ""}}), 0).count("ACCELERATE_GRADIENT_ACCUMULATION_STEPS"), 0u);
-  try {
-    plan({{"cpu", ""}, {"gradient_accumulation_steps", "0"}});
-    ADD_FAILURE() << "expected an error";
-  } catch (const std::invalid_argument& e) {
-    EXPECT_NE(std::string(e.what()).find("gradient_accumulation_steps 0: expected >= 1"), std::string::npos)
-        << e.what();
-  }
+  expect_error<std::invalid_argument>(
+      [&] {
+        plan({{"cpu", ""}, {"gradient_accumulation_steps", "0"}});
+      },
+      {"gradient_accumulation_steps 0: expected >= 1"});
 }
 
 TEST_F(PlanLaunch, UnpassedMixedPrecisionDefersToTheProgram) {
@@ -230,19 +214,10 @@ TEST_F(PlanLaunch, MultiNodeRanks) {
   EXPECT_EQ(e.at("OMP_NUM_THREADS"), "4");  // 8 cores / 2 local processes
 }
 
-void expect_invalid(const std::function<void()>& f, const std::string& fragment) {
-  try {
-    f();
-    FAIL() << "no error, expected one mentioning " << fragment;
-  } catch (const std::invalid_argument& e) {
-    EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
-  }
-}
-
 TEST_F(PlanLaunch, BadCombinationsAreErrors) {
-  expect_invalid([&] { plan({{"cpu", ""}, {"multi_gpu", ""}}); }, "only use one of");
-  expect_invalid([&] { plan({{"multi_gpu", ""}, {"num_processes", "1"}}); }, "at least 2");
-  expect_invalid(
+  expect_error<std::invalid_argument>([&] { plan({{"cpu", ""}, {"multi_gpu", ""}}); }, {"only use one of"});
+  expect_error<std::invalid_argument>([&] { plan({{"multi_gpu", ""}, {"num_processes", "1"}}); }, {"at least 2"});
+  expect_error<std::invalid_argument>(
       [&] {
         plan({{"cpu", ""},
               {"num_processes", "3"},
@@ -250,11 +225,19 @@ TEST_F(PlanLaunch, BadCombinationsAreErrors) {
               {"main_process_ip", "h"},
               {"main_process_port", "1"}});
       },
-      "not a multiple");
-  expect_invalid([&] { plan({{"cpu", ""}, {"num_processes", "2"}, {"num_machines", "2"}}); }, "--main_process_ip");
-  expect_invalid([&] { plan({{"cpu", ""}, {"machine_rank", "2"}, {"num_machines", "2"}}); }, "machine_rank 2");
+      {"not a multiple"});
+  expect_error<std::invalid_argument>(
+      [&] {
+        plan({{"cpu", ""}, {"num_processes", "2"}, {"num_machines", "2"}});
+      },
+      {"--main_process_ip"});
+  expect_error<std::invalid_argument>(
+      [&] {
+        plan({{"cpu", ""}, {"machine_rank", "2"}, {"num_machines", "2"}});
+      },
+      {"machine_rank 2"});
   auto cfg = write("m.yaml", "distributed_type: MULTI_GPU\n");
-  expect_invalid([&] { plan({{"config_file", cfg}}); }, "--num_processes");
+  expect_error<std::invalid_argument>([&] { plan({{"config_file", cfg}}); }, {"--num_processes"});
   EXPECT_THROW(LaunchArgs::defaults().set_flag("mixed_precision", "fp32"), std::invalid_argument);
   EXPECT_THROW(LaunchArgs::defaults().set_flag("num_processes", "x"), std::invalid_argument);
 }
