@@ -32,6 +32,7 @@
 
 #include "accel/accel.h"
 #include "accel/optim/fused_adamw.h"
+#include "accel/util/check.h"
 #include "accel/util/kernel_profile.h"
 #include "batches.h"
 #include "hf_checkpoint.h"
@@ -116,10 +117,8 @@ Flags parse(int argc, char** argv) {
     std::exit(app.exit(e));
   }
   if (f.warmup < 0) f.warmup = f.steps / 10;
-  if (f.timing_skip >= f.steps)
-    throw std::invalid_argument("--timing-skip " + std::to_string(f.timing_skip) +
-                                " leaves no timed step out of --steps " + std::to_string(f.steps) +
-                                ": expected fewer warm-up steps than steps");
+  ACCEL_CHECK_ARG(f.timing_skip < f.steps, "--timing-skip ", f.timing_skip, " leaves no timed step out of --steps ",
+                  f.steps, ": expected fewer warm-up steps than steps");
   return f;
 }
 
@@ -177,16 +176,13 @@ int main(int argc, char** argv) try {
   gpt2::GPT2 net = flags.from.empty() ? gpt2::GPT2(gpt2::named_config(flags.config).dropout(flags.dropout))
                                       : gpt2::from_pretrained(flags.from, flags.dropout);
   const auto& shape = net->options();
-  if (flags.seq > shape.n_positions())
-    throw std::invalid_argument("--seq " + std::to_string(flags.seq) + " is longer than the model's n_positions " +
-                                std::to_string(shape.n_positions()));
+  ACCEL_CHECK_ARG(flags.seq <= shape.n_positions(), "--seq ", flags.seq, " is longer than the model's n_positions ",
+                  shape.n_positions());
   auto batches = flags.data == "random"
                      ? gpt2::TokenBatches::random(shape.vocab_size(), flags.seed + accelerator.process_index())
                      : gpt2::TokenBatches::from_text(flags.data, flags.seed + accelerator.process_index());
-  if (batches.vocab_needed() > shape.vocab_size())
-    throw std::invalid_argument("--data " + flags.data + " has " + std::to_string(batches.vocab_needed()) +
-                                " token values, more than the model's vocab_size " +
-                                std::to_string(shape.vocab_size()));
+  ACCEL_CHECK_ARG(batches.vocab_needed() <= shape.vocab_size(), "--data ", flags.data, " has ", batches.vocab_needed(),
+                  " token values, more than the model's vocab_size ", shape.vocab_size());
 
   auto adamw_options =
       torch::optim::AdamWOptions(flags.lr).betas({0.9, 0.95}).eps(1e-8).weight_decay(flags.weight_decay);

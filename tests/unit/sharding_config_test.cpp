@@ -5,6 +5,7 @@
 // Accelerator's are errors naming both; bad values are named; the
 // ACCELERATE_DEEPSPEED_* / FSDP_* variables map as Accelerate reads them.
 #include <fstream>
+#include <stdexcept>
 
 #include <gtest/gtest.h>
 
@@ -12,6 +13,7 @@
 
 #include "accel/parallel/sharding_config.h"
 #include "accel_test_paths.h"
+#include "support/errors.h"
 
 namespace {
 
@@ -20,6 +22,7 @@ using accel::OffloadDevice;
 using accel::ShardingConfig;
 using accel::ShardingConfigContext;
 using accel::ShardingStrategy;
+using accel::testing::expect_error;
 
 std::string fixture(const std::string& name) { return std::string(ACCEL_SOURCE_DIR) + "/tests/data/deepspeed/" + name; }
 
@@ -27,20 +30,9 @@ ShardingConfig parse(const std::string& text, ShardingConfigContext ctx = {}) {
   return accel::parse_deepspeed_config(text, "ds.json", ctx);
 }
 
-// Expects std::invalid_argument whose message contains every one of `parts`.
-template <class F>
-void expect_error(F&& f, std::initializer_list<std::string> parts) {
-  try {
-    f();
-    ADD_FAILURE() << "no error; expected one mentioning " << *parts.begin();
-  } catch (const std::invalid_argument& e) {
-    for (const auto& p : parts) EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what();
-  }
-}
-
 void expect_parse_error(const std::string& text, std::initializer_list<std::string> parts,
                         ShardingConfigContext ctx = {}) {
-  expect_error([&] { parse(text, ctx); }, parts);
+  expect_error<std::invalid_argument>([&] { parse(text, ctx); }, parts);
 }
 
 TEST(ShardingConfig, AccelerateZero2Example) {
@@ -259,7 +251,8 @@ TEST(ShardingConfig, BadValuesAreNamed) {
                        c.world_size = 2;
                        return c;
                      }());
-  expect_error([] { accel::load_deepspeed_config("/nonexistent/ds.json"); }, {"/nonexistent/ds.json"});
+  expect_error<std::invalid_argument>([] { accel::load_deepspeed_config("/nonexistent/ds.json"); },
+                                      {"/nonexistent/ds.json"});
 }
 
 TEST(ShardingConfig, BatchSizesAtPrepare) {
@@ -270,9 +263,11 @@ TEST(ShardingConfig, BatchSizesAtPrepare) {
   EXPECT_EQ(c.train_batch_size, 64);  // micro * accumulation * world size
 
   auto d = parse(R"({"zero_optimization": {"stage": 2}, "train_micro_batch_size_per_gpu": 4})");
-  expect_error([&] { accel::check_batch_sizes(d, 8, 1, 2); }, {"train_micro_batch_size_per_gpu is 4", "batches of 8"});
+  expect_error<std::invalid_argument>([&] { accel::check_batch_sizes(d, 8, 1, 2); },
+                                      {"train_micro_batch_size_per_gpu is 4", "batches of 8"});
   auto e = parse(R"({"zero_optimization": {"stage": 2}, "train_batch_size": 32})");
-  expect_error([&] { accel::check_batch_sizes(e, 8, 1, 2); }, {"train_batch_size is 32", "= 16"});
+  expect_error<std::invalid_argument>([&] { accel::check_batch_sizes(e, 8, 1, 2); },
+                                      {"train_batch_size is 32", "= 16"});
 }
 
 TEST(ShardingConfig, OptimizerSectionIsCheckedAgainstThePreparedOptimizer) {
@@ -282,16 +277,17 @@ TEST(ShardingConfig, OptimizerSectionIsCheckedAgainstThePreparedOptimizer) {
   auto c = parse(R"({"zero_optimization": {"stage": 2}, "optimizer": {"type": "AdamW",
       "params": {"lr": 1e-3, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 0.1}}})");
   accel::check_optimizer(c, adamw);
-  expect_error([&] { accel::check_optimizer(c, adam); }, {"AdamW", "not a torch::optim::AdamW"});
+  expect_error<std::invalid_argument>([&] { accel::check_optimizer(c, adam); }, {"AdamW", "not a torch::optim::AdamW"});
   auto lr = parse(R"({"zero_optimization": {"stage": 2}, "optimizer": {"type": "AdamW", "params": {"lr": 3e-4}}})");
-  expect_error([&] { accel::check_optimizer(lr, adamw); }, {"optimizer.params.lr is 0.0003", "has 0.001"});
+  expect_error<std::invalid_argument>([&] { accel::check_optimizer(lr, adamw); },
+                                      {"optimizer.params.lr is 0.0003", "has 0.001"});
   // DeepSpeed's "Adam" is AdamW unless adam_w_mode is false.
   auto ds_adam = parse(R"({"zero_optimization": {"stage": 2}, "optimizer": {"type": "Adam"}})");
   accel::check_optimizer(ds_adam, adamw);
   auto l2 =
       parse(R"({"zero_optimization": {"stage": 2}, "optimizer": {"type": "Adam", "params": {"adam_w_mode": false}}})");
   accel::check_optimizer(l2, adam);
-  expect_error([&] { accel::check_optimizer(l2, adamw); }, {"not a torch::optim::Adam"});
+  expect_error<std::invalid_argument>([&] { accel::check_optimizer(l2, adamw); }, {"not a torch::optim::Adam"});
 }
 
 accel::EnvLookup env(std::map<std::string, std::string> vars) { return accel::env_from_map(std::move(vars)); }
@@ -316,31 +312,31 @@ TEST(ShardingConfig, DeepSpeedVariablesOfTheLauncher) {
   EXPECT_EQ(c.gradient_clipping, 0.7);
   EXPECT_EQ(c.gradient_accumulation_steps, 3);
 
-  expect_error(
+  expect_error<std::invalid_argument>(
       [] {
         accel::sharding_config_from_env(
             env({{"ACCELERATE_USE_DEEPSPEED", "true"}, {"ACCELERATE_DEEPSPEED_ZERO_STAGE", "3"}}));
       },
       {"ACCELERATE_DEEPSPEED_ZERO_STAGE=3", "ZeRO-3 is not supported yet"});
-  expect_error(
+  expect_error<std::invalid_argument>(
       [] {
         accel::sharding_config_from_env(
             env({{"ACCELERATE_USE_DEEPSPEED", "true"}, {"ACCELERATE_DEEPSPEED_OFFLOAD_OPTIMIZER_DEVICE", "nvme"}}));
       },
       {"ACCELERATE_DEEPSPEED_OFFLOAD_OPTIMIZER_NVME_PATH"});
-  expect_error(
+  expect_error<std::invalid_argument>(
       [] {
         accel::sharding_config_from_env(
             env({{"ACCELERATE_USE_DEEPSPEED", "true"}, {"ACCELERATE_DEEPSPEED_OFFLOAD_PARAM_DEVICE", "cpu"}}));
       },
       {"ACCELERATE_DEEPSPEED_OFFLOAD_PARAM_DEVICE=cpu", "ZeRO-3"});
-  expect_error(
+  expect_error<std::invalid_argument>(
       [] {
         accel::sharding_config_from_env(
             env({{"ACCELERATE_USE_DEEPSPEED", "true"}, {"ACCELERATE_DEEPSPEED_ZERO_STAGE", "x"}}));
       },
       {"ACCELERATE_DEEPSPEED_ZERO_STAGE"});
-  expect_error(
+  expect_error<std::invalid_argument>(
       [] {
         accel::sharding_config_from_env(env({{"ACCELERATE_USE_DEEPSPEED", "true"}, {"ACCELERATE_USE_FSDP", "true"}}));
       },
@@ -357,7 +353,7 @@ TEST(ShardingConfig, DeepSpeedConfigFileFromTheLauncher) {
   EXPECT_EQ(c.gradient_clipping, 2.5);
   EXPECT_EQ(c.source, fixture("zero2_offload.json"));
   // Accelerate's rule: keys the file decides must not also come from the accelerate config.
-  expect_error(
+  expect_error<std::invalid_argument>(
       [] {
         accel::sharding_config_from_env(env({{"ACCELERATE_USE_DEEPSPEED", "true"},
                                              {"ACCELERATE_DEEPSPEED_CONFIG_FILE", fixture("zero2.json")},
@@ -365,7 +361,7 @@ TEST(ShardingConfig, DeepSpeedConfigFileFromTheLauncher) {
       },
       {"deepspeed_config.zero_stage", "zero2.json"});
   // A conflict between the file and the launcher's accumulation steps names both.
-  expect_error(
+  expect_error<std::invalid_argument>(
       [] {
         accel::sharding_config_from_env(env({{"ACCELERATE_USE_DEEPSPEED", "true"},
                                              {"ACCELERATE_DEEPSPEED_CONFIG_FILE", fixture("zero2.json")},
@@ -391,7 +387,7 @@ TEST(ShardingConfig, FsdpVariablesOfTheLauncher) {
 
   auto error = [](std::map<std::string, std::string> vars, std::initializer_list<std::string> parts) {
     vars["ACCELERATE_USE_FSDP"] = "true";
-    expect_error([&] { accel::sharding_config_from_env(env(vars)); }, parts);
+    expect_error<std::invalid_argument>([&] { accel::sharding_config_from_env(env(vars)); }, parts);
   };
   error({}, {"FSDP_SHARDING_STRATEGY=FULL_SHARD", "not supported yet"});  // Accelerate's default
   error({{"FSDP_SHARDING_STRATEGY", "1"}}, {"FSDP_SHARDING_STRATEGY=1 (FULL_SHARD)", "not supported yet"});

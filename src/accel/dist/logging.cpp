@@ -5,6 +5,7 @@
 
 #include "accel/dist/collectives.h"
 #include "accel/state.h"
+#include "accel/util/check.h"
 #include "accel/util/strings.h"
 
 namespace accel {
@@ -16,7 +17,7 @@ LogLevel parse_log_level(const std::string& name) {
   if (n == "warning" || n == "warn") return LogLevel::warning;
   if (n == "error") return LogLevel::error;
   if (n == "critical" || n == "fatal") return LogLevel::critical;
-  throw std::invalid_argument("unknown log level '" + name + "': expected debug, info, warning, error or critical");
+  fail<std::invalid_argument>("unknown log level '", name, "': expected debug, info, warning, error or critical");
 }
 
 std::string to_string(LogLevel level) {

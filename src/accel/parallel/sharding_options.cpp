@@ -18,7 +18,8 @@ std::string to_string(ShardingStrategy strategy) {
 ShardingStrategy parse_sharding_strategy(const std::string& name) {
   for (auto s : {ShardingStrategy::no_shard, ShardingStrategy::shard_optimizer, ShardingStrategy::shard_grad_op})
     if (to_string(s) == name) return s;
-  fail("unknown sharding strategy '", name, "': expected 'no_shard', 'shard_optimizer' or 'shard_grad_op'");
+  fail<std::invalid_argument>("unknown sharding strategy '", name,
+                              "': expected 'no_shard', 'shard_optimizer' or 'shard_grad_op'");
 }
 
 std::string to_string(OffloadDevice device) {
@@ -33,7 +34,7 @@ std::string to_string(OffloadDevice device) {
 OffloadDevice parse_offload_device(const std::string& name) {
   for (auto d : {OffloadDevice::none, OffloadDevice::cpu, OffloadDevice::nvme})
     if (to_string(d) == name) return d;
-  fail("unknown offload device '", name, "': expected 'none', 'cpu' or 'nvme'");
+  fail<std::invalid_argument>("unknown offload device '", name, "': expected 'none', 'cpu' or 'nvme'");
 }
 
 void check_sharding_options(const ShardingOptions& o) {
@@ -48,12 +49,13 @@ void check_sharding_options(const ShardingOptions& o) {
                   "ShardingOptions: offload_optimizer.device is ", device, ", expected none, cpu or nvme");
   ACCEL_CHECK_ARG(off.io_threads() >= 1, "ShardingOptions: offload_optimizer.io_threads is ", off.io_threads(),
                   ", expected >= 1");
-  ACCEL_CHECK_ARG(off.device() != OffloadDevice::nvme || !off.nvme_path().empty(),
-                  "ShardingOptions: offload_optimizer.device is nvme but nvme_path is empty; give the folder for the "
-                  "pages");
-  ACCEL_CHECK_ARG(!off.delayed_update() || off.device() != OffloadDevice::none,
-                  "ShardingOptions: offload_optimizer.delayed_update is set but offload_optimizer.device is none; the "
-                  "delayed update is ZeRO-Offload's (device cpu or nvme)");
+  ACCEL_CHECK_ARG(
+      off.device() != OffloadDevice::nvme || !off.nvme_path().empty(),
+      "ShardingOptions: offload_optimizer.device is nvme but nvme_path is empty; give the folder for the pages");
+  ACCEL_CHECK_ARG(
+      !off.delayed_update() || off.device() != OffloadDevice::none,
+      "ShardingOptions: offload_optimizer.delayed_update is set but offload_optimizer.device is none; the delayed "
+      "update is ZeRO-Offload's (device cpu or nvme)");
 }
 
 }  // namespace accel
