@@ -74,7 +74,10 @@ for t in "${targets[@]}"; do
   for src in "fuzz/${t}_fuzz.cpp" ${SOURCES[$t]}; do
     obj="$OUT/obj/$t/${src//\//_}.o"
     mkdir -p "$(dirname "$obj")"
-    if [[ ! -f "$obj" || "$ROOT/$src" -nt "$obj" ]]; then
+    # Rebuilt when its source or any project header is newer (a struct that
+    # changed size must not meet objects compiled against its old layout).
+    if [[ ! -f "$obj" || "$ROOT/$src" -nt "$obj" ||
+      -n "$(find "$ROOT/include" "$ROOT/src" "$ROOT/examples" -name '*.h' -newer "$obj" -print -quit)" ]]; then
       echo "fuzz: compiling $src for $t" >&2
       $LAUNCHER "$CXX" "${flags[@]}" "${SAN[@]}" -c "$ROOT/$src" -o "$obj"
     fi
