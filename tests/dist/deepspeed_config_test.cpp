@@ -200,7 +200,9 @@ TEST(DeepSpeedConfig, ReduceBucketSizeAutoIsTheModelsHiddenSizeSquared) {
   // Accelerate's _prepare_deepspeed: reduce_bucket_size "auto" =
   // hidden_size * hidden_size, the model's hidden size found at prepare().
   run_distributed(2, [] {
-    const auto file = write_config("bucket", R"({"zero_optimization": {"stage": 2, "reduce_bucket_size": "auto"}})");
+    const TempDir dir("deepspeed");
+    const auto file =
+        write_config(dir, "bucket", R"({"zero_optimization": {"stage": 2, "reduce_bucket_size": "auto"}})");
     {
       Accelerator acc(deepspeed(file));
       seed_cpu(7);
@@ -218,7 +220,6 @@ TEST(DeepSpeedConfig, ReduceBucketSizeAutoIsTheModelsHiddenSizeSquared) {
                   AllOf(HasSubstr("zero_optimization.reduce_bucket_size is \"auto\""), HasSubstr("no parameters"),
                         HasSubstr("give an integer in place of \"auto\"")));
     }
-    fs::remove(file);
   });
 }
 
