@@ -23,8 +23,8 @@ ALL=(safetensors_header yaml_config deepspeed_config state_json zero_layout hf_c
 UTIL="src/accel/util/excerpt.cpp src/accel/util/json_depth.cpp src/accel/util/user_json.cpp src/accel/util/checked_number.cpp"
 declare -A SOURCES=(
   [safetensors_header]="src/accel/checkpoint/safetensors_format.cpp src/accel/util/excerpt.cpp"
-  [yaml_config]="src/accel/launch/cluster_config.cpp src/accel/launch/value.cpp src/accel/checkpoint/atomic_file.cpp src/accel/util/excerpt.cpp"
-  [deepspeed_config]="src/accel/parallel/sharding_config.cpp src/accel/util/env.cpp $UTIL"
+  [yaml_config]="src/accel/launch/cluster_config.cpp src/accel/launch/value.cpp src/accel/checkpoint/atomic_file.cpp src/accel/util/excerpt.cpp src/accel/util/strings.cpp"
+  [deepspeed_config]="src/accel/parallel/sharding_config_file.cpp src/accel/util/env.cpp src/accel/util/strings.cpp $UTIL"
   [state_json]="src/accel/accelerator_checkpoint.cpp src/accel/checkpoint/optimizer_state.cpp src/accel/data/loader_state.cpp $UTIL"
   [zero_layout]="src/accel/parallel/zero/flat_layout.cpp src/accel/checkpoint/merge_weights.cpp $UTIL"
   [hf_config]="examples/gpt2/config.cpp $UTIL"
@@ -74,7 +74,10 @@ for t in "${targets[@]}"; do
   for src in "fuzz/${t}_fuzz.cpp" ${SOURCES[$t]}; do
     obj="$OUT/obj/$t/${src//\//_}.o"
     mkdir -p "$(dirname "$obj")"
-    if [[ ! -f "$obj" || "$ROOT/$src" -nt "$obj" ]]; then
+    # Rebuilt when its source or any project header is newer (a struct that
+    # changed size must not meet objects compiled against its old layout).
+    if [[ ! -f "$obj" || "$ROOT/$src" -nt "$obj" ||
+      -n "$(find "$ROOT/include" "$ROOT/src" "$ROOT/examples" -name '*.h' -newer "$obj" -print -quit)" ]]; then
       echo "fuzz: compiling $src for $t" >&2
       $LAUNCHER "$CXX" "${flags[@]}" "${SAN[@]}" -c "$ROOT/$src" -o "$obj"
     fi

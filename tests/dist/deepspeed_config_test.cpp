@@ -200,7 +200,7 @@ TEST(DeepSpeedConfig, ReduceBucketSizeAutoIsTheModelsHiddenSizeSquared) {
   // Accelerate's _prepare_deepspeed: reduce_bucket_size "auto" =
   // hidden_size * hidden_size, the model's hidden size found at prepare().
   run_distributed(2, [] {
-    const TempDir dir("deepspeed");
+    const TempDir dir("deepspeed_bucket");
     const auto file =
         write_config(dir, "bucket", R"({"zero_optimization": {"stage": 2, "reduce_bucket_size": "auto"}})");
     {
