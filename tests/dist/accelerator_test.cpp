@@ -12,6 +12,7 @@
 #include "accel/parallel/local_sgd.h"
 #include "support/classifier.h"
 #include "support/distributed.h"
+#include "support/temp_dir.h"
 #include "support/tensors.h"
 
 using namespace accel;
@@ -20,6 +21,7 @@ using accel::testing::expect_ranks_agree;
 using accel::testing::max_diff;
 using accel::testing::seed_cpu;
 using accel::testing::snapshot;
+using accel::testing::TempDir;
 namespace F = torch::nn::functional;
 
 namespace {
@@ -357,8 +359,8 @@ TEST(Accelerator, SyncEachBatchEqualsFullBatch) {
 }
 
 TEST(Accelerator, SaveWritesFromTheMainProcessOnly) {
-  const std::string path = ::testing::TempDir() + "/accel_accelerator_save.safetensors";
-  std::remove(path.c_str());
+  const TempDir dir("accelerator");
+  const auto path = dir / "save.safetensors";
   accel::testing::run_distributed(2, [&] {
     Accelerator acc;
     // Each rank offers a different tensor; only rank 0's may reach the file.

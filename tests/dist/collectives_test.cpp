@@ -1,6 +1,7 @@
 // Collectives with 2 and 3 processes over Gloo on loopback; each rank
 // checks its results against values computed locally from the rank numbers.
 #include <fstream>
+#include <sstream>
 
 #include <gtest/gtest.h>
 
@@ -8,9 +9,13 @@
 #include "accel/dist/logging.h"
 #include "accel/state.h"
 #include "support/distributed.h"
+#include "support/files.h"
+#include "support/temp_dir.h"
 
 using namespace accel;
+using accel::testing::read_file;
 using accel::testing::run_distributed;
+using accel::testing::TempDir;
 
 class Collectives : public ::testing::TestWithParam<int> {};
 
@@ -144,8 +149,8 @@ TEST_P(Collectives, MainProcessFirstOrdersWork) {
 
 TEST_P(Collectives, InOrderLoggingFollowsRanks) {
   const int n = GetParam();
-  std::string path = ::testing::TempDir() + "/accel_in_order_" + std::to_string(n) + ".log";
-  std::remove(path.c_str());
+  const TempDir dir("collectives");
+  const auto path = dir / "in_order.log";
   run_distributed(n, [&] {
     // Every rank appends to one file in its turn; the file shows rank order.
     std::ofstream out(path, std::ios::app);
@@ -153,10 +158,9 @@ TEST_P(Collectives, InOrderLoggingFollowsRanks) {
     log.info("hello", {.main_process_only = false, .in_order = true});
     log.info("main only");
   });
-  std::ifstream in(path);
-  std::string line;
+  std::istringstream in(read_file(path));
   std::vector<std::string> lines;
-  while (std::getline(in, line)) lines.push_back(line);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
   ASSERT_EQ(static_cast<int>(lines.size()), n + 1);
   for (int r = 0; r < n; ++r) EXPECT_EQ(lines[r], "[rank " + std::to_string(r) + "] INFO test: hello");
   EXPECT_EQ(lines[n], "[rank 0] INFO test: main only");

@@ -78,12 +78,12 @@ class HeaderBuilder {
   bool key(json::string_t& name) {
     json& object = *open_.back();
     if (open_.size() == 1 && object.contains(name))
-      throw HeaderRejected{"entry '" + excerpt(name) + "' appears twice in the header"};
+      throw HeaderRejected{str("entry '", excerpt(name), "' appears twice in the header")};
     slot_ = &object[std::move(name)];
     return true;
   }
   bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& e) {
-    throw HeaderRejected{std::string("header is not valid JSON: ") + excerpt(e.what(), 160)};
+    throw HeaderRejected{str("header is not valid JSON: ", excerpt(e.what(), 160))};
   }
 
  private:
