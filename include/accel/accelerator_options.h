@@ -13,11 +13,11 @@
 
 #include <torch/arg.h>
 
-#include "accel/amp/autocast.h"
-#include "accel/amp/grad_scaler.h"
+#include "accel/amp/grad_scaler_options.h"
+#include "accel/amp/mixed_precision.h"
 #include "accel/checkpoint/project_config.h"
 #include "accel/gradient_state.h"
-#include "accel/parallel/ddp.h"
+#include "accel/parallel/ddp_options.h"
 #include "accel/parallel/sharding_config.h"
 #include "accel/parallel/sharding_options.h"
 #include "accel/util/env.h"

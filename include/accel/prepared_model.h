@@ -43,7 +43,7 @@ class PreparedModelCore {
     if (ddp_) ddp_->before_forward();
   }
   /// Whether after_forward needs the outputs (the unused-parameter search).
-  bool wants_outputs() const { return ddp_ && ddp_->options().find_unused_parameters; }
+  bool wants_outputs() const { return ddp_ && ddp_->options().find_unused_parameters(); }
   void after_forward(const std::vector<torch::Tensor>& outputs) {
     if (ddp_) ddp_->after_forward(outputs);
   }

@@ -16,20 +16,9 @@
 
 #include "accel/dist/process_group.h"
 #include "accel/dist/topology.h"
-#include "accel/util/env.h"
+#include "accel/state_options.h"
 
 namespace accel {
-
-struct StateOptions {
-  /// Force the CPU even when GPUs are present. Unset: ACCELERATE_USE_CPU.
-  std::optional<bool> cpu;
-  /// Unset: NCCL on CUDA, Gloo on CPU (or ACCELERATE_BACKEND / ACCEL_BACKEND).
-  std::optional<Backend> backend;
-  /// Rendezvous and collective timeout.
-  std::chrono::milliseconds timeout = kDefaultTimeout;
-  /// Where the launcher's variables are read from.
-  EnvLookup env = process_env();
-};
 
 class ProcessState {
  public:

@@ -6,12 +6,10 @@
 
 #include <torch/types.h>
 
+#include "accel/amp/mixed_precision.h"
+
 namespace accel {
 
-/// Mixed-precision modes, with Accelerate's names ("no", "fp16", "bf16").
-enum class MixedPrecision { no, fp16, bf16 };
-MixedPrecision parse_mixed_precision(const std::string& name);
-std::string to_string(MixedPrecision mp);
 /// The autocast dtype of a mode (undefined for `no`).
 std::optional<torch::ScalarType> autocast_dtype(MixedPrecision mp);
 

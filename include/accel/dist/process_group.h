@@ -13,24 +13,16 @@
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 #include <torch/csrc/distributed/c10d/Store.hpp>
 
+#include "accel/dist/backend.h"
 #include "accel/dist/topology.h"
 
 namespace accel {
-
-enum class Backend { gloo, nccl };
-
-/// "gloo" / "nccl" (any case); throws naming the value and the choices.
-Backend parse_backend(const std::string& name);
-std::string to_string(Backend backend);
 
 /// Raised when processes cannot meet; what() says where, who and how long.
 class RendezvousError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
-
-/// Default timeout for meeting and for collectives: Accelerate's 30 minutes.
-inline constexpr std::chrono::milliseconds kDefaultTimeout = std::chrono::minutes(30);
 
 /// Connects to (rank 0: hosts) the TCP store and waits until every rank has
 /// arrived. Throws RendezvousError naming the missing ranks after `timeout`.

@@ -33,12 +33,17 @@
 #include <optional>
 #include <string>
 
-#include <torch/optim/optimizer.h>
-
-#include "accel/amp/autocast.h"
-#include "accel/amp/grad_scaler.h"
+#include "accel/amp/grad_scaler_options.h"
+#include "accel/amp/mixed_precision.h"
 #include "accel/parallel/sharding_options.h"
 #include "accel/util/env.h"
+
+// Only named by reference here; declared rather than included, so that this
+// header (and AcceleratorOptions through it) stays free of LibTorch's
+// optimizer and tensor headers.
+namespace torch::optim {
+class Optimizer;
+}  // namespace torch::optim
 
 namespace accel {
 
