@@ -22,11 +22,12 @@
 #include "accel/amp/convert_outputs.h"
 #include "accel/forward_check.h"
 #include "accel/parallel/ddp.h"
+#include "accel/util/export.h"
 
 namespace accel {
 
 /// The type-independent part of a prepared model.
-class PreparedModelCore {
+class ACCEL_API PreparedModelCore {
  public:
   PreparedModelCore(std::shared_ptr<torch::nn::Module> module, torch::Device device, MixedPrecision mixed_precision,
                     std::unique_ptr<DataParallelEngine> ddp)

@@ -9,10 +9,11 @@
 
 #include "accel/dist/backend.h"
 #include "accel/util/env.h"
+#include "accel/util/export.h"
 
 namespace accel {
 
-struct StateOptions {
+struct ACCEL_API StateOptions {
   /// Force the CPU even when GPUs are present. Unset: ACCELERATE_USE_CPU.
   TORCH_ARG(std::optional<bool>, cpu) = std::nullopt;
   /// Unset: NCCL on CUDA, Gloo on CPU (or ACCEL_BACKEND).

@@ -51,13 +51,14 @@
 #include <torch/types.h>
 
 #include "accel/amp/grad_scaler_options.h"
+#include "accel/util/export.h"
 
 namespace accel {
 
 /// What a checkpoint keeps of a scaler: PyTorch's GradScaler.state_dict()
 /// (the scale, the growth tracker, and the options that shape later
 /// updates), and DeepSpeed's hysteresis options and counter.
-struct GradScalerState {
+struct ACCEL_API GradScalerState {
   double scale = 65536.0;
   int64_t growth_tracker = 0;
   double growth_factor = 2.0;
@@ -85,7 +86,7 @@ struct GradScalerState {
   bool operator==(const GradScalerState&) const = default;
 };
 
-class GradScaler {
+class ACCEL_API GradScaler {
  public:
   /// Checks the options (std::invalid_argument names the bad one).
   /// group: the found-inf flag is max-reduced over it so every rank skips

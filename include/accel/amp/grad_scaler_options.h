@@ -13,7 +13,7 @@
 
 namespace accel {
 
-struct ACCEL_API GradScalerOptions {
+struct ACCEL_API ACCEL_API GradScalerOptions {
   /// The scale before any update. > 0.
   TORCH_ARG(double, init_scale) = 65536.0;
   /// Scale multiplier after growth_interval steps in a row without inf/nan. > 1.

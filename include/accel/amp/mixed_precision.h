@@ -12,7 +12,7 @@ namespace accel {
 enum class MixedPrecision { no, fp16, bf16 };
 /// Accelerate's name, any case ("" is "no"); throws std::invalid_argument
 /// naming the value and the choices.
-ACCEL_API MixedPrecision parse_mixed_precision(const std::string& name);
-ACCEL_API std::string to_string(MixedPrecision mp);
+ACCEL_API ACCEL_API MixedPrecision parse_mixed_precision(const std::string& name);
+ACCEL_API ACCEL_API std::string to_string(MixedPrecision mp);
 
 }  // namespace accel

@@ -20,6 +20,8 @@
 
 #include <torch/types.h>
 
+#include "accel/util/export.h"
+
 namespace accel {
 
 /// A batch or example made of named tensors ("input_ids", "labels", ...).
@@ -91,7 +93,7 @@ class LambdaIterableDataset : public IterableDataset<Example> {
 
 /// Rows of named tensors that share their first dimension: example i is
 /// {name: tensor[i]} for every name (PyTorch's TensorDataset, with names).
-class TensorDataset : public Dataset<TensorDict> {
+class ACCEL_API TensorDataset : public Dataset<TensorDict> {
  public:
   explicit TensorDataset(TensorDict columns);
   int64_t size() const override { return size_; }

@@ -12,8 +12,8 @@ namespace accel {
 enum class Backend { gloo, nccl };
 
 /// "gloo" / "nccl" (any case); throws naming the value and the choices.
-ACCEL_API Backend parse_backend(const std::string& name);
-ACCEL_API std::string to_string(Backend backend);
+ACCEL_API ACCEL_API Backend parse_backend(const std::string& name);
+ACCEL_API ACCEL_API std::string to_string(Backend backend);
 
 /// Default timeout for meeting and for collectives: Accelerate's 30 minutes.
 inline constexpr std::chrono::milliseconds kDefaultTimeout = std::chrono::minutes(30);

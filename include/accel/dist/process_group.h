@@ -15,25 +15,27 @@
 
 #include "accel/dist/backend.h"
 #include "accel/dist/topology.h"
+#include "accel/util/export.h"
 
 namespace accel {
 
 /// Raised when processes cannot meet; what() says where, who and how long.
-class RendezvousError : public std::runtime_error {
+class ACCEL_API RendezvousError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
 
 /// Connects to (rank 0: hosts) the TCP store and waits until every rank has
 /// arrived. Throws RendezvousError naming the missing ranks after `timeout`.
-c10::intrusive_ptr<c10d::Store> connect_store(const Topology& topology, std::chrono::milliseconds timeout);
+ACCEL_API c10::intrusive_ptr<c10d::Store> connect_store(const Topology& topology, std::chrono::milliseconds timeout);
 
 /// Builds the process group over `store`. Gloo always serves CPU tensors (so
 /// object collectives work everywhere); with Backend::nccl, NCCL serves CUDA
 /// tensors on `cuda_device` and is the default backend.
-c10::intrusive_ptr<c10d::ProcessGroup> new_process_group(const c10::intrusive_ptr<c10d::Store>& store,
-                                                         const Topology& topology, Backend backend,
-                                                         std::chrono::milliseconds timeout, int cuda_device = -1,
-                                                         const std::string& name = "default_pg");
+ACCEL_API c10::intrusive_ptr<c10d::ProcessGroup> new_process_group(const c10::intrusive_ptr<c10d::Store>& store,
+                                                                   const Topology& topology, Backend backend,
+                                                                   std::chrono::milliseconds timeout,
+                                                                   int cuda_device = -1,
+                                                                   const std::string& name = "default_pg");
 
 }  // namespace accel

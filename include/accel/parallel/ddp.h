@@ -20,6 +20,7 @@
 #include <torch/types.h>
 
 #include "accel/parallel/ddp_options.h"
+#include "accel/util/export.h"
 
 namespace c10d {
 class Reducer;
@@ -29,11 +30,11 @@ class Logger;
 namespace accel {
 
 /// Rank 0's parameters and buffers copied to every rank, coalesced per dtype.
-void broadcast_module_states(torch::nn::Module& module, const c10::intrusive_ptr<c10d::ProcessGroup>& group,
-                             bool include_buffers = true);
+ACCEL_API void broadcast_module_states(torch::nn::Module& module, const c10::intrusive_ptr<c10d::ProcessGroup>& group,
+                                       bool include_buffers = true);
 
 /// The type-independent engine behind DistributedDataParallel<M>.
-class DataParallelEngine {
+class ACCEL_API DataParallelEngine {
  public:
   DataParallelEngine(std::shared_ptr<torch::nn::Module> module, c10::intrusive_ptr<c10d::ProcessGroup> group,
                      DDPOptions options);
@@ -79,7 +80,7 @@ void collect_tensors(const std::map<K, V>& m, std::vector<torch::Tensor>& out) {
 
 /// Scope in which backward does not all-reduce (gradient accumulation);
 /// [[nodiscard]]: a guard dropped at once would guard nothing.
-class [[nodiscard]] NoSyncGuard {
+class ACCEL_API [[nodiscard]] NoSyncGuard {
  public:
   explicit NoSyncGuard(DataParallelEngine* engine)
       : engine_(engine), previous_(engine ? engine->require_backward_grad_sync : true) {

@@ -6,9 +6,11 @@
 // AcceleratorOptions can hold one cheaply (LibTorch's nn/options/ vs nn/modules/).
 #include <torch/arg.h>
 
+#include "accel/util/export.h"
+
 namespace accel {
 
-struct DDPOptions {
+struct ACCEL_API DDPOptions {
   /// Bucket size in MiB (PyTorch's default 25). > 0.
   TORCH_ARG(double, bucket_cap_mb) = 25.0;
   /// Search the autograd graph after forward for parameters that got no
