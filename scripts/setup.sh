@@ -27,7 +27,7 @@ PKGS=(build-essential cmake ninja-build ccache pkg-config git
       openmpi-bin mpich slurmctld slurmd slurm-client
       python3 python3-venv python3-pip
       libyaml-cpp-dev nlohmann-json3-dev libcli11-dev
-      libgtest-dev libgmock-dev libbenchmark-dev libgloo-dev liburing-dev
+      libgtest-dev libgmock-dev libbenchmark-dev libgloo-dev
       clang-format-14 clang-14 libclang-rt-14-dev)
 if [[ "${ACCEL_SKIP_APT:-0}" != 1 ]]; then
   missing=()

@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "accel/util/check.h"
 #include "accel/util/excerpt.h"
 #include "accel/util/format.h"
 #include "accel/util/json_depth.h"
@@ -21,15 +22,13 @@ GPT2Options named_config(const std::string& name) {
   if (name == "124M") return GPT2Options().n_layer(12).n_head(12).n_embd(768);
   if (name == "350M") return GPT2Options().n_layer(24).n_head(16).n_embd(1024);
   if (name == "tiny") return GPT2Options().n_layer(2).n_head(4).n_embd(64).n_positions(128).vocab_size(512);
-  throw std::invalid_argument("unknown GPT-2 configuration '" + name + "': expected 124M, 350M or tiny");
+  accel::fail<std::invalid_argument>("unknown GPT-2 configuration '", name, "': expected 124M, 350M or tiny");
 }
 
 namespace {
 
 void check_positive(const char* name, int64_t value) {
-  if (value < 1)
-    throw std::invalid_argument(std::string("GPT2Options: ") + name + " = " + std::to_string(value) +
-                                ", expected at least 1");
+  ACCEL_CHECK_ARG(value >= 1, "GPT2Options: ", name, " = ", value, ", expected at least 1");
 }
 
 }  // namespace
@@ -40,27 +39,22 @@ void check(const GPT2Options& o) {
   check_positive("n_embd", o.n_embd());
   check_positive("n_positions", o.n_positions());
   check_positive("vocab_size", o.vocab_size());
-  if (o.n_embd() % o.n_head() != 0)
-    throw std::invalid_argument("GPT2Options: n_embd = " + std::to_string(o.n_embd()) +
-                                " is not divisible by n_head = " + std::to_string(o.n_head()));
-  if (!(o.layer_norm_epsilon() > 0))
-    throw std::invalid_argument("GPT2Options: layer_norm_epsilon = " + std::to_string(o.layer_norm_epsilon()) +
-                                ", expected > 0");
-  if (!(o.dropout() >= 0 && o.dropout() < 1))
-    throw std::invalid_argument("GPT2Options: dropout = " + std::to_string(o.dropout()) + ", expected in [0, 1)");
-  if (!(o.initializer_range() > 0))
-    throw std::invalid_argument("GPT2Options: initializer_range = " + std::to_string(o.initializer_range()) +
-                                ", expected > 0");
+  ACCEL_CHECK_ARG(o.n_embd() % o.n_head() == 0, "GPT2Options: n_embd = ", o.n_embd(),
+                  " is not divisible by n_head = ", o.n_head());
+  ACCEL_CHECK_ARG(o.layer_norm_epsilon() > 0,
+                  "GPT2Options: layer_norm_epsilon = ", std::to_string(o.layer_norm_epsilon()), ", expected > 0");
+  ACCEL_CHECK_ARG(o.dropout() >= 0 && o.dropout() < 1, "GPT2Options: dropout = ", std::to_string(o.dropout()),
+                  ", expected in [0, 1)");
+  ACCEL_CHECK_ARG(o.initializer_range() > 0, "GPT2Options: initializer_range = ", std::to_string(o.initializer_range()),
+                  ", expected > 0");
   // The model must fit this machine before it is built: a config asking for
   // 10^12 tokens or 10^9 layers is refused by name, not left to fail inside
   // the allocator (or to grow until the machine swaps).
   const double bytes = model_bytes(o), memory = physical_memory_bytes();
-  if (bytes > memory)
-    throw std::invalid_argument(
-        "GPT2Options: n_layer = " + std::to_string(o.n_layer()) + ", n_embd = " + std::to_string(o.n_embd()) +
-        ", vocab_size = " + std::to_string(o.vocab_size()) + ", n_positions = " + std::to_string(o.n_positions()) +
-        " make a model of " + accel::format_double(bytes / 1e9) + " GB, more than this machine's " +
-        accel::format_double(memory / 1e9) + " GB of memory");
+  ACCEL_CHECK_ARG(!(bytes > memory), "GPT2Options: n_layer = ", o.n_layer(), ", n_embd = ", o.n_embd(),
+                  ", vocab_size = ", o.vocab_size(), ", n_positions = ", o.n_positions(), " make a model of ",
+                  accel::format_double(bytes / 1e9), " GB, more than this machine's ",
+                  accel::format_double(memory / 1e9), " GB of memory");
 }
 
 double model_bytes(const GPT2Options& o) {
@@ -84,33 +78,35 @@ class ConfigReader {
  public:
   ConfigReader(const std::filesystem::path& path, json doc) : path_(path), doc_(std::move(doc)) {}
 
-  [[noreturn]] void fail(const std::string& key, const std::string& what) const {
-    throw std::runtime_error(path_.string() + ": \"" + key + "\" " + what);
+  /// Refuses the value of `key`: the file, the key, then the parts of the problem.
+  template <typename... Parts>
+  [[noreturn]] void reject(const std::string& key, const Parts&... what) const {
+    accel::fail<std::runtime_error>(path_.string(), ": \"", key, "\" ", what...);
   }
   int64_t integer(const std::string& key, int64_t fallback) const {
     auto it = doc_.find(key);
     if (it == doc_.end()) return fallback;
     if (!it->is_number_integer() || (it->is_number_unsigned() && it->get<uint64_t>() > INT64_MAX))
-      fail(key, "is " + quote(*it) + ", expected an integer");
+      reject(key, "is ", quote(*it), ", expected an integer");
     return it->get<int64_t>();
   }
   double number(const std::string& key, double fallback) const {
     auto it = doc_.find(key);
     if (it == doc_.end()) return fallback;
-    if (!it->is_number()) fail(key, "is " + quote(*it) + ", expected a number");
+    if (!it->is_number()) reject(key, "is ", quote(*it), ", expected a number");
     return it->get<double>();
   }
   bool boolean(const std::string& key, bool fallback) const {
     auto it = doc_.find(key);
     if (it == doc_.end()) return fallback;
-    if (!it->is_boolean()) fail(key, "is " + quote(*it) + ", expected true or false");
+    if (!it->is_boolean()) reject(key, "is ", quote(*it), ", expected true or false");
     return it->get<bool>();
   }
   // A setting this model implements only at one value (GPT-2's own).
   void require(const std::string& key, const json& supported, const std::string& why) const {
     auto it = doc_.find(key);
     if (it != doc_.end() && *it != supported)
-      fail(key, "is " + quote(*it) + ", but this model supports only " + supported.dump() + " (" + why + ")");
+      reject(key, "is ", quote(*it), ", but this model supports only ", supported.dump(), " (", why, ")");
   }
   const json& doc() const { return doc_; }
   // A value as messages quote it: a short prefix of its JSON.
@@ -127,21 +123,21 @@ class ConfigReader {
 
 GPT2Options read_hf_config(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error("cannot open " + path.string() + ": expected a Hugging Face GPT-2 config.json");
+  ACCEL_CHECK(in, "cannot open ", path.string(), ": expected a Hugging Face GPT-2 config.json");
   const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   json doc;
   try {
     accel::check_json_depth(text);  // values are compared and quoted below, recursively
     doc = json::parse(text);
   } catch (const std::invalid_argument& e) {
-    throw std::runtime_error(path.string() + ": " + e.what());
+    accel::fail<std::runtime_error>(path.string(), ": ", e.what());
   } catch (const json::exception& e) {  // parse_error, or out_of_range for a number like 9e952
-    throw std::runtime_error(path.string() + " is not valid JSON: " + accel::excerpt(e.what(), 160));
+    accel::fail<std::runtime_error>(path.string(), " is not valid JSON: ", accel::excerpt(e.what(), 160));
   }
-  if (!doc.is_object()) throw std::runtime_error(path.string() + ": expected a JSON object, found " + doc.type_name());
+  ACCEL_CHECK(doc.is_object(), path.string(), ": expected a JSON object, found ", doc.type_name());
   ConfigReader r(path, std::move(doc));
   if (auto it = r.doc().find("model_type"); it != r.doc().end() && *it != "gpt2")
-    r.fail("model_type", "is " + ConfigReader::quote(*it) + ", expected \"gpt2\"");
+    r.reject("model_type", "is ", ConfigReader::quote(*it), ", expected \"gpt2\"");
 
   const GPT2Options defaults;  // GPT2Config's defaults, as transformers fills missing keys
   auto options = GPT2Options()
@@ -155,13 +151,13 @@ GPT2Options read_hf_config(const std::filesystem::path& path) {
   try {
     check(options);
   } catch (const std::invalid_argument& e) {
-    throw std::runtime_error(path.string() + ": " + e.what());
+    accel::fail<std::runtime_error>(path.string(), ": ", e.what());
   }
 
   r.require("activation_function", "gelu_new", "GELU with the tanh approximation");
   if (auto it = r.doc().find("n_inner"); it != r.doc().end() && !it->is_null() && *it != 4 * options.n_embd())
-    r.fail("n_inner", "is " + ConfigReader::quote(*it) +
-                          ", but this model's MLP is 4 * n_embd = " + std::to_string(4 * options.n_embd()));
+    r.reject("n_inner", "is ", ConfigReader::quote(*it),
+             ", but this model's MLP is 4 * n_embd = ", 4 * options.n_embd());
   r.require("add_cross_attention", false, "a decoder without an encoder");
   r.require("scale_attn_weights", true, "attention scaled by 1/sqrt(head size)");
   r.require("scale_attn_by_inverse_layer_idx", false, "the same attention scale in every layer");

@@ -13,6 +13,7 @@
 
 #include "accel/checkpoint/atomic_file.h"
 #include "accel/checkpoint/model_files.h"
+#include "accel/util/check.h"
 #include "accel/util/excerpt.h"
 
 namespace gpt2 {
@@ -85,9 +86,8 @@ void load_hf_weights(GPT2Impl& model, const fs::path& dir) {
     auto it = files.find(path);
     if (it == files.end()) it = files.emplace(path, st::File(path)).first;
     Source source{file_name, path, it->second.get(file_name)};
-    if (!c10::isFloatingType(source.tensor.scalar_type()))
-      throw std::runtime_error(where(source) + " has dtype " + std::string(c10::toString(source.tensor.scalar_type())) +
-                               ", expected a floating-point dtype");
+    ACCEL_CHECK(c10::isFloatingType(source.tensor.scalar_type()), where(source), " has dtype ",
+                c10::toString(source.tensor.scalar_type()), ", expected a floating-point dtype");
     if (name == "lm_head.weight") {
       lm_head = std::move(source);
       continue;
@@ -100,36 +100,35 @@ void load_hf_weights(GPT2Impl& model, const fs::path& dir) {
     const bool conv1d = is_conv1d_weight(name);
     if (conv1d) source.tensor = source.tensor.t();
     if (source.tensor.sizes() != target->sizes()) {
-      throw std::runtime_error(where(source) + " has shape " + shape_text(it->second.info(file_name).shape) +
-                               ", but the model (" + describe(model.options()) + ") expects " +
-                               (conv1d ? shape_text(target->t().sizes()) +
-                                             " (Conv1D [in, out], transposed into Linear's [out, in] " +
-                                             shape_text(target->sizes()) + ")"
-                                       : shape_text(target->sizes())));
+      accel::fail<std::runtime_error>(where(source), " has shape ", shape_text(it->second.info(file_name).shape),
+                                      ", but the model (", describe(model.options()), ") expects ",
+                                      conv1d ? shape_text(target->t().sizes()) +
+                                                   " (Conv1D [in, out], transposed into Linear's [out, in] " +
+                                                   shape_text(target->sizes()) + ")"
+                                             : shape_text(target->sizes()));
     }
-    if (!sources.emplace(name, source).second)
-      throw std::runtime_error(where(source) + " names the same weight as \"" + sources.at(name).file_name + "\" in " +
-                               sources.at(name).file.string() + ": expected one of them");
+    const bool first = sources.emplace(name, source).second;
+    ACCEL_CHECK(first, where(source), " names the same weight as \"", sources.at(name).file_name, "\" in ",
+                sources.at(name).file.string(), ": expected one of them");
   }
   if (!unexpected.empty()) {
     std::string text;
     for (size_t i = 0; i < unexpected.size() && i < 20; ++i) text += "\n  " + unexpected[i];
     if (unexpected.size() > 20) text += "\n  ... (" + std::to_string(unexpected.size()) + " in all)";
-    throw std::runtime_error("the GPT-2 checkpoint in " + dir.string() +
-                             " holds tensors this model does not have:" + text);
+    accel::fail<std::runtime_error>("the GPT-2 checkpoint in ", dir.string(),
+                                    " holds tensors this model does not have:", text);
   }
   std::string missing;
   for (const auto& item : params)
     if (!sources.count(item.key())) missing += "\n  " + item.key();
-  if (!missing.empty())
-    throw std::runtime_error("the GPT-2 checkpoint in " + dir.string() + " lacks tensors the model needs:" + missing);
+  ACCEL_CHECK(missing.empty(), "the GPT-2 checkpoint in ", dir.string(), " lacks tensors the model needs:", missing);
   if (lm_head) {
     const auto& wte = sources.at("transformer.wte.weight");
-    if (lm_head->tensor.sizes() != wte.tensor.sizes() ||
-        !torch::equal(lm_head->tensor.to(torch::kFloat), wte.tensor.to(torch::kFloat)))
-      throw std::runtime_error(where(*lm_head) + " differs from " + where(wte) +
-                               ": this model ties the output projection to the token embedding, "
-                               "expected them equal (or lm_head.weight absent)");
+    ACCEL_CHECK(lm_head->tensor.sizes() == wte.tensor.sizes() &&
+                    torch::equal(lm_head->tensor.to(torch::kFloat), wte.tensor.to(torch::kFloat)),
+                where(*lm_head), " differs from ", where(wte),
+                ": this model ties the output projection to the token embedding, "
+                "expected them equal (or lm_head.weight absent)");
   }
 
   // Pass two: copy (casting from the file's dtype, to wherever the model is).

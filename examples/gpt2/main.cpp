@@ -32,7 +32,7 @@
 
 #include "accel/accel.h"
 #include "accel/optim/fused_adamw.h"
-#include "accel/parallel/zero/zero_engine.h"
+#include "accel/util/check.h"
 #include "accel/util/kernel_profile.h"
 #include "batches.h"
 #include "hf_checkpoint.h"
@@ -117,10 +117,8 @@ Flags parse(int argc, char** argv) {
     std::exit(app.exit(e));
   }
   if (f.warmup < 0) f.warmup = f.steps / 10;
-  if (f.timing_skip >= f.steps)
-    throw std::invalid_argument("--timing-skip " + std::to_string(f.timing_skip) +
-                                " leaves no timed step out of --steps " + std::to_string(f.steps) +
-                                ": expected fewer warm-up steps than steps");
+  ACCEL_CHECK_ARG(f.timing_skip < f.steps, "--timing-skip ", f.timing_skip, " leaves no timed step out of --steps ",
+                  f.steps, ": expected fewer warm-up steps than steps");
   return f;
 }
 
@@ -178,16 +176,13 @@ int main(int argc, char** argv) try {
   gpt2::GPT2 net = flags.from.empty() ? gpt2::GPT2(gpt2::named_config(flags.config).dropout(flags.dropout))
                                       : gpt2::from_pretrained(flags.from, flags.dropout);
   const auto& shape = net->options();
-  if (flags.seq > shape.n_positions())
-    throw std::invalid_argument("--seq " + std::to_string(flags.seq) + " is longer than the model's n_positions " +
-                                std::to_string(shape.n_positions()));
+  ACCEL_CHECK_ARG(flags.seq <= shape.n_positions(), "--seq ", flags.seq, " is longer than the model's n_positions ",
+                  shape.n_positions());
   auto batches = flags.data == "random"
                      ? gpt2::TokenBatches::random(shape.vocab_size(), flags.seed + accelerator.process_index())
                      : gpt2::TokenBatches::from_text(flags.data, flags.seed + accelerator.process_index());
-  if (batches.vocab_needed() > shape.vocab_size())
-    throw std::invalid_argument("--data " + flags.data + " has " + std::to_string(batches.vocab_needed()) +
-                                " token values, more than the model's vocab_size " +
-                                std::to_string(shape.vocab_size()));
+  ACCEL_CHECK_ARG(batches.vocab_needed() <= shape.vocab_size(), "--data ", flags.data, " has ", batches.vocab_needed(),
+                  " token values, more than the model's vocab_size ", shape.vocab_size());
 
   auto adamw_options =
       torch::optim::AdamWOptions(flags.lr).betas({0.9, 0.95}).eps(1e-8).weight_decay(flags.weight_decay);
@@ -247,8 +242,6 @@ int main(int argc, char** argv) try {
   };
 
   const bool cuda = accelerator.device().is_cuda();
-  // ZeRO-Offload: how long the host's optimizer update took (overlapped or not).
-  const auto* engine = dynamic_cast<const accel::zero::ZeroEngine*>(optimizer->tensors());
   double timed_ms = 0, update_ms = 0;
   for (int64_t step = 0; step < flags.steps; ++step) {
     if (cuda) torch::cuda::synchronize();
@@ -257,7 +250,8 @@ int main(int argc, char** argv) try {
     if (cuda) torch::cuda::synchronize();
     const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
     if (step >= flags.timing_skip) timed_ms += ms;
-    if (step >= flags.timing_skip && engine) update_ms += engine->last_update_ms();
+    // ZeRO-Offload: how long the host's optimizer update took (overlapped or not).
+    if (step >= flags.timing_skip) update_ms += optimizer->last_update_ms();
     if (step % flags.log_every == 0 || step + 1 == flags.steps) {
       accel::print("step ", step + 1, "/", flags.steps, "  loss ", loss_value, "  lr ", scheduler->get_last_lr()[0],
                    "  ", ms, " ms  ", static_cast<double>(tokens_per_step) / ms * 1e3, " tokens/s");

@@ -21,9 +21,11 @@ namespace accel {
 struct ACCEL_API GradientAccumulationPlugin {
   /// Batches whose gradients add up to one optimizer step.
   TORCH_ARG(int64_t, num_steps) = 1;
-  /// Count non-syncing batches towards the scheduler (Accelerate's flag;
-  /// with LambdaLR schedules it changes nothing visible).
-  TORCH_ARG(bool, adjust_scheduler) = true;
+  // Accelerate's adjust_scheduler is not offered: it only bumps PyTorch's
+  // _step_count on accumulation batches, which nothing but OneCycleLR's
+  // total_steps guard reads (LibTorch and accel have no OneCycleLR), and
+  // accelerate 1.15 drops its default True on the way to GradientState
+  // (to_kwargs() keeps non-defaults only), so it is off there too.
   /// Sync (and restart the count) at the end of a prepared loader.
   TORCH_ARG(bool, sync_with_dataloader) = true;
   /// All-reduce on every batch, stepping only every num_steps (saves
@@ -41,7 +43,6 @@ class ACCEL_API GradientState : public LoaderObserver {
 
   /// True when the current batch completes an accumulation.
   bool sync_gradients() const { return sync_gradients_; }
-  void set_sync_gradients(bool sync) { sync_gradients_ = sync; }
   /// One more batch (Accelerator::accumulate calls this): sets sync_gradients.
   void advance();
   /// Batches counted towards accumulation (Accelerate's `step`); saved and

@@ -8,6 +8,7 @@
 #include "accel/dist/logging.h"
 #include "accel/optim/grad_norm.h"
 #include "accel/parallel/replication.h"
+#include "accel/util/check.h"
 
 #ifdef ACCEL_WITH_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>
@@ -30,21 +31,27 @@ ProcessState& state_for(const std::optional<bool>& cpu) {
     return ProcessState::init(StateOptions().cpu(cpu));
   }
   auto& st = ProcessState::get();
-  if (cpu.value_or(false) && !st.device().is_cpu())
-    throw std::logic_error("Accelerator: cpu was requested but the process state already runs on " + st.device().str() +
-                           "; create the Accelerator before anything uses the process state");
+  ACCEL_CHECK_STATE(!cpu.value_or(false) || st.device().is_cpu(),
+                    "Accelerator: cpu was requested but the process state already runs on ", st.device().str(),
+                    "; create the Accelerator before anything uses the process state");
   return st;
+}
+
+// `master_weights`: the model is kept in the mixed-precision dtype and stepped through fp32 masters.
+std::shared_ptr<Replication> replication_for(const ProcessState& state, const std::optional<ShardingOptions>& sharding,
+                                             const AcceleratorOptions& options, MixedPrecision mixed_precision) {
+  return make_replication(state, sharding, options.ddp(),
+                          options.master_weights() && mixed_precision != MixedPrecision::no);
 }
 }  // namespace
 
 Accelerator::Accelerator(AcceleratorOptions options)
     : options_(std::move(options)), project_(options_.project_config()) {
-  if (project_.total_limit() && *project_.total_limit() < 1)
-    throw std::invalid_argument("Accelerator: project_config.total_limit is " +
-                                std::to_string(*project_.total_limit()) + ", expected >= 1 (or unset to keep all)");
-  if (project_.iteration() < 0)
-    throw std::invalid_argument("Accelerator: project_config.iteration is " + std::to_string(project_.iteration()) +
-                                ", expected >= 0");
+  ACCEL_CHECK_ARG(!project_.total_limit() || *project_.total_limit() >= 1,
+                  "Accelerator: project_config.total_limit is ", *project_.total_limit(),
+                  ", expected >= 1 (or unset to keep all)");
+  ACCEL_CHECK_ARG(project_.iteration() >= 0, "Accelerator: project_config.iteration is ", project_.iteration(),
+                  ", expected >= 0");
   const auto resolved = resolve(options_);
   state_ = &state_for(resolved.cpu);
   mixed_precision_ = resolved.mixed_precision;
@@ -56,8 +63,7 @@ Accelerator::Accelerator(AcceleratorOptions options)
         sharding_config_ && sharding_config_->scaler ? *sharding_config_->scaler : options_.scaler(),
         state_->process_group());
   for (const auto& line : resolved.overridden) get_logger("accel").warning(line);
-  replication_ = make_replication(*state_, resolved.sharding, options_.ddp(),
-                                  options_.master_weights() && mixed_precision_ != MixedPrecision::no);
+  replication_ = replication_for(*state_, resolved.sharding, options_, mixed_precision_);
 }
 
 DistributedType Accelerator::distributed_type() const {
@@ -66,8 +72,15 @@ DistributedType Accelerator::distributed_type() const {
 }
 
 std::shared_ptr<PreparedModelCore> Accelerator::prepare_model_core(std::shared_ptr<torch::nn::Module> module) {
-  if (!module) throw std::invalid_argument("Accelerator::prepare: the model is empty (a null module holder)");
+  ACCEL_CHECK_ARG(module, "Accelerator::prepare: the model is empty (a null module holder)");
   if (options_.device_placement()) module->to(device());
+  if (sharding_config_ && sharding_config_->reduce_bucket_size_from_model) {
+    // The first model fills the DeepSpeed file's "auto" bucket size, as in
+    // Accelerate's prepare(); nothing is replicated yet, so the replication
+    // is made again with it.
+    fill_from_model(*sharding_config_, *module);
+    replication_ = replication_for(*state_, sharding_config_->sharding, options_, mixed_precision_);
+  }
   if (options_.master_weights() && mixed_precision_ != MixedPrecision::no) {
     // Module::to(dtype) would also cast integer buffers; cast floating ones only.
     const auto dtype = *autocast_dtype(mixed_precision_);
@@ -85,7 +98,7 @@ std::shared_ptr<PreparedModelCore> Accelerator::prepare_model_core(std::shared_p
 
 std::shared_ptr<AcceleratedOptimizer> Accelerator::prepare_optimizer(
     std::shared_ptr<torch::optim::Optimizer> optimizer) {
-  if (!optimizer) throw std::invalid_argument("Accelerator::prepare: the optimizer is null");
+  ACCEL_CHECK_ARG(optimizer, "Accelerator::prepare: the optimizer is null");
   if (sharding_config_) check_optimizer(*sharding_config_, *optimizer);
   // The model's parameters, before master weights or ZeRO stand in for them.
   std::vector<torch::Tensor> model_parameters;
@@ -187,15 +200,13 @@ void Accelerator::clip_grad_value_(const std::vector<torch::Tensor>& parameters,
 CapturedStep Accelerator::capture_step(CapturedStep::Function fn, CaptureOptions capture_options) {
   const bool capture = options_.cuda_graph() && device().is_cuda();
   if (capture) {
-    if (gradient_state_->num_steps() > 1)
-      throw std::invalid_argument("Accelerator::capture_step: gradient_accumulation_steps is " +
-                                  std::to_string(gradient_state_->num_steps()) +
-                                  ", expected 1 with cuda_graph (a graph replays one batch per step: use a larger "
-                                  "batch, or turn cuda_graph off)");
-    if (use_distributed())
-      throw std::invalid_argument("Accelerator::capture_step: cuda_graph with " + std::to_string(num_processes()) +
-                                  " processes is not supported yet (capturing DDP's all-reduce has not been verified "
-                                  "on several GPUs); expected one process, or cuda_graph off");
+    ACCEL_CHECK_ARG(gradient_state_->num_steps() <= 1, "Accelerator::capture_step: gradient_accumulation_steps is ",
+                    gradient_state_->num_steps(),
+                    ", expected 1 with cuda_graph (a graph replays one batch per step: use a larger batch, or turn "
+                    "cuda_graph off)");
+    ACCEL_CHECK_ARG(!use_distributed(), "Accelerator::capture_step: cuda_graph with ", num_processes(),
+                    " processes is not supported yet (capturing DDP's all-reduce has not been verified on several "
+                    "GPUs); expected one process, or cuda_graph off");
   }
   return CapturedStep(std::move(fn), optimizers_, gradient_state_, capture, capture_options);
 }

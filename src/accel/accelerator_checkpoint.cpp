@@ -18,6 +18,7 @@
 #include "accel/checkpoint/random_state.h"
 #include "accel/checkpoint/staged_directory.h"
 #include "accel/parallel/zero/zero_checkpoint.h"
+#include "accel/util/check.h"
 #include "accel/util/user_json.h"
 
 namespace fs = std::filesystem;
@@ -44,7 +45,7 @@ std::string random_states_name(int rank) { return "random_states_" + std::to_str
 
 std::string read_text_file(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error("load_state: cannot read '" + path.string() + "'");
+  ACCEL_CHECK(in, "load_state: cannot read '", path.string(), "'");
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
@@ -52,7 +53,7 @@ json read_json(const fs::path& path) {
   try {
     return parse_user_json(read_text_file(path));
   } catch (const std::invalid_argument& e) {
-    throw std::runtime_error("load_state: '" + path.string() + "': " + e.what());
+    fail<std::runtime_error>("load_state: '", path.string(), "': ", e.what());
   }
 }
 
@@ -62,10 +63,9 @@ int64_t state_int(const json& j, const std::string& key, int64_t min, int64_t ma
   const bool fits = it != j.end() && it->is_number_integer() &&
                     !(it->is_number_unsigned() && it->get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)) &&
                     it->get<int64_t>() >= min && it->get<int64_t>() <= max;
-  if (!fits)
-    throw std::runtime_error("load_state: '" + path.string() + "': \"" + key + "\" is " +
-                             (it == j.end() ? std::string("missing") : json_excerpt(*it)) +
-                             ", expected an integer from " + std::to_string(min) + " to " + std::to_string(max));
+  ACCEL_CHECK(fits, "load_state: '", path.string(), "': \"", key, "\" is ",
+              it == j.end() ? std::string("missing") : json_excerpt(*it), ", expected an integer from ", min, " to ",
+              max);
   return it->get<int64_t>();
 }
 
@@ -79,13 +79,12 @@ json scheduler_json(const AcceleratedScheduler& s) {
 void load_scheduler_json(AcceleratedScheduler& s, const json& j, const fs::path& path) {
   const std::string kind = s.wraps_libtorch_scheduler() ? "libtorch" : "accel";
   try {
-    if (j.at("kind").get<std::string>() != kind)
-      throw std::runtime_error("it holds a " + excerpt(j.at("kind").get<std::string>()) +
-                               " scheduler, the prepared one is " + kind);
+    ACCEL_CHECK(j.at("kind").get<std::string>() == kind, "it holds a ", excerpt(j.at("kind").get<std::string>()),
+                " scheduler, the prepared one is ", kind);
     s.load_state(
         SchedulerState{state_int(j, "last_epoch", -1, INT64_MAX, path), j.at("base_lrs").get<std::vector<double>>()});
   } catch (const std::exception& e) {
-    throw std::runtime_error("load_state: scheduler state '" + path.string() + "': " + e.what());
+    fail<std::runtime_error>("load_state: scheduler state '", path.string(), "': ", e.what());
   }
 }
 
@@ -109,12 +108,10 @@ fs::path Accelerator::save_state(const std::optional<fs::path>& dir) {
     out = *dir;
   } else if (project_.automatic_checkpoint_naming()) {
     out = project_.checkpoints_dir() / ("checkpoint_" + std::to_string(project_.iteration()));
-    if (fs::exists(out))
-      throw std::runtime_error("save_state: '" + out.string() + "' already exists (iteration " +
-                               std::to_string(project_.iteration()) +
-                               "); set project_configuration().iteration(...) to the next free number");
+    ACCEL_CHECK(!fs::exists(out), "save_state: '", out.string(), "' already exists (iteration ", project_.iteration(),
+                "); set project_configuration().iteration(...) to the next free number");
   } else {
-    throw std::invalid_argument(
+    fail<std::invalid_argument>(
         "save_state: no folder given and project_config.automatic_checkpoint_naming is off; pass a folder");
   }
   for (auto& o : optimizers_) o->finish_pending_step();  // a delayed update belongs to this state
@@ -202,22 +199,19 @@ fs::path Accelerator::load_state(const std::optional<fs::path>& dir) {
       in = *dir;
     } else if (project_.automatic_checkpoint_naming()) {
       auto all = list_checkpoints(project_.checkpoints_dir());
-      if (all.empty())
-        throw std::runtime_error("load_state: no checkpoint_<n> folder in '" + project_.checkpoints_dir().string() +
-                                 "'");
+      ACCEL_CHECK(!all.empty(), "load_state: no checkpoint_<n> folder in '", project_.checkpoints_dir().string(), "'");
       in = all.back().second;
     } else {
-      throw std::invalid_argument(
+      fail<std::invalid_argument>(
           "load_state: no folder given and project_config.automatic_checkpoint_naming is off; pass a folder");
     }
-    if (!fs::is_directory(in)) throw std::runtime_error("load_state: '" + in.string() + "' is not a folder");
-    if (!fs::exists(in / kStateFile))
-      throw std::runtime_error("load_state: '" + in.string() + "' holds no complete accel checkpoint (" + kStateFile +
-                               " is missing: the save did not finish, or the folder is not from save_state)");
+    ACCEL_CHECK(fs::is_directory(in), "load_state: '", in.string(), "' is not a folder");
+    ACCEL_CHECK(fs::exists(in / kStateFile), "load_state: '", in.string(), "' holds no complete accel checkpoint (",
+                kStateFile, " is missing: the save did not finish, or the folder is not from save_state)");
     meta = read_json(in / kStateFile);
-    if (!meta.is_object() || string_member(meta, "format") != kStateFormat)
-      throw std::runtime_error("load_state: '" + (in / kStateFile).string() +
-                               "' is not an accel state file (expected \"format\": \"" + kStateFormat + "\")");
+    ACCEL_CHECK(meta.is_object() && string_member(meta, "format") == kStateFormat, "load_state: '",
+                (in / kStateFile).string(), "' is not an accel state file (expected \"format\": \"", kStateFormat,
+                "\")");
 
     if (meta.contains("gradient_step")) state_int(meta, "gradient_step", 0, INT64_MAX, in / kStateFile);
     if (meta.contains("iteration")) state_int(meta, "iteration", -1, INT64_MAX - 1, in / kStateFile);
@@ -237,21 +231,18 @@ fs::path Accelerator::load_state(const std::optional<fs::path>& dir) {
           why = "its optimizer state is sharded per process (" + zero::shard_file_name(i, 0) +
                 ", ...); save with ShardingOptions().consolidated_checkpoint(true) to resume with another number of "
                 "processes";
-      if (!why.empty())
-        throw std::runtime_error("load_state: '" + in.string() + "' was saved by " + std::to_string(saved_processes) +
-                                 " processes and this run has " + std::to_string(num_processes()) + ": " + why +
-                                 ". Resume with --num_processes " + std::to_string(saved_processes) +
-                                 ", or load only the weights with accel::load_model_weights(model, \"" +
-                                 (in / "model.safetensors").string() + "\")");
+      ACCEL_CHECK(why.empty(), "load_state: '", in.string(), "' was saved by ", saved_processes,
+                  " processes and this run has ", num_processes(), ": ", why, ". Resume with --num_processes ",
+                  saved_processes, ", or load only the weights with accel::load_model_weights(model, \"",
+                  (in / "model.safetensors").string(), "\")");
     }
     const Counts here{models_.size(), optimizers_.size(), schedulers_.size(), loaders_.size(), custom_.size()};
     const json saved_counts = meta.value("objects", json::object()), counts_here = here.to_json();
     for (const auto& [key, value] : counts_here.items()) {
       const json saved = saved_counts.is_object() ? saved_counts.value(key, json(-1)) : json(-1);
-      if (saved != value)
-        throw std::runtime_error("load_state: '" + in.string() + "' holds " + json_excerpt(saved) + " " + key +
-                                 ", this Accelerator has " + value.dump() +
-                                 " prepared or registered; prepare the same objects as the run that saved it");
+      ACCEL_CHECK(saved == value, "load_state: '", in.string(), "' holds ", json_excerpt(saved), " ", key,
+                  ", this Accelerator has ", value.dump(),
+                  " prepared or registered; prepare the same objects as the run that saved it");
     }
 
     // Every file present before anything is touched.
@@ -284,10 +275,8 @@ fs::path Accelerator::load_state(const std::optional<fs::path>& dir) {
     if (has_scaler) expected.push_back(in / "scaler.safetensors");
     for (const auto& p : expected)
       if (!fs::exists(p)) missing += "\n  " + p.filename().string();
-    if (!missing.empty())
-      throw std::runtime_error("load_state: '" + in.string() + "' lacks" +
-                               (num_processes() > 1 ? " (on rank " + std::to_string(process_index()) + ")" : "") + ":" +
-                               missing);
+    ACCEL_CHECK(missing.empty(), "load_state: '", in.string(), "' lacks",
+                num_processes() > 1 ? " (on rank " + std::to_string(process_index()) + ")" : "", ":", missing);
   };
 
   std::string problem;
@@ -306,11 +295,10 @@ fs::path Accelerator::load_state(const std::optional<fs::path>& dir) {
   // One process: the refusal as it was thrown; several: every rank says the same.
   if (refused && problems.size() == 1) std::rethrow_exception(refused);
   if (refused)
-    throw std::runtime_error(problem + (others.empty() ? "" : "\nOther ranks refused too:" + others) +
+    fail<std::runtime_error>(problem, others.empty() ? "" : "\nOther ranks refused too:" + others,
                              "\nNothing was loaded on any rank.");
-  if (!others.empty())
-    throw std::runtime_error("load_state: not loading, other ranks refused the checkpoint:" + others +
-                             "\nNothing was loaded on any rank.");
+  ACCEL_CHECK(others.empty(), "load_state: not loading, other ranks refused the checkpoint:", others,
+              "\nNothing was loaded on any rank.");
 
   for (size_t i = 0; i < models_.size(); ++i)
     load_model_weights(models_[i]->module(), in, LoadModelOptions().weights_name(numbered("model", i, ".safetensors")));
@@ -333,9 +321,9 @@ fs::path Accelerator::load_state(const std::optional<fs::path>& dir) {
       for (size_t m = 0; m < masters->masters().size(); ++m) {
         const auto* saved = tensors.find("master." + std::to_string(m));
         auto target = masters->masters()[m];
-        if (!saved || saved->sizes() != target.sizes() || saved->scalar_type() != target.scalar_type())
-          throw std::runtime_error("load_state: '" + file.string() + "' lacks master weight " + std::to_string(m) +
-                                   " of its shape and dtype (was it saved without master_weights?)");
+        ACCEL_CHECK(saved && saved->sizes() == target.sizes() && saved->scalar_type() == target.scalar_type(),
+                    "load_state: '", file.string(), "' lacks master weight ", m,
+                    " of its shape and dtype (was it saved without master_weights?)");
         target.copy_(*saved);
       }
     }
@@ -349,7 +337,7 @@ fs::path Accelerator::load_state(const std::optional<fs::path>& dir) {
     try {
       loaders_[i].load_state(LoaderState::from_string(read_text_file(file)));
     } catch (const std::invalid_argument& e) {
-      throw std::runtime_error("load_state: loader state '" + file.string() + "': " + e.what());
+      fail<std::runtime_error>("load_state: loader state '", file.string(), "': ", e.what());
     }
   }
   if (has_scaler) {

@@ -4,6 +4,8 @@
 #include <stdexcept>
 
 #include "accel/parallel/sharding_config.h"
+#include "accel/util/check.h"
+#include "accel/util/strings.h"
 
 namespace accel {
 
@@ -14,8 +16,7 @@ ResolvedOptions resolve(const AcceleratorOptions& options) {
     r.mixed_precision = *options.mixed_precision();
     const auto launched = env_string(env, "ACCELERATE_MIXED_PRECISION");
     // "no" is also what the launcher exports when nothing was asked for.
-    std::string asked = launched.value_or("no");
-    std::transform(asked.begin(), asked.end(), asked.begin(), ::tolower);
+    const std::string asked = lower(launched.value_or("no"));
     if (asked != "no" && asked != to_string(r.mixed_precision))
       r.overridden.push_back("mixed precision: the launcher asked for '" + *launched +
                              "' (ACCELERATE_MIXED_PRECISION), the program sets '" + to_string(r.mixed_precision) +
@@ -24,13 +25,12 @@ ResolvedOptions resolve(const AcceleratorOptions& options) {
     try {
       r.mixed_precision = parse_mixed_precision(*mp);
     } catch (const std::exception& e) {
-      throw std::invalid_argument(std::string("ACCELERATE_MIXED_PRECISION: ") + e.what());
+      fail<std::invalid_argument>("ACCELERATE_MIXED_PRECISION: ", e.what());
     }
   }
 
-  if (options.gradient_accumulation_plugin() && options.gradient_accumulation_steps())
-    throw std::invalid_argument(
-        "Accelerator: give gradient_accumulation_steps or gradient_accumulation_plugin, not both");
+  ACCEL_CHECK_ARG(!(options.gradient_accumulation_plugin() && options.gradient_accumulation_steps()),
+                  "Accelerator: give gradient_accumulation_steps or gradient_accumulation_plugin, not both");
   const auto launched_steps = env_int(env, "ACCELERATE_GRADIENT_ACCUMULATION_STEPS");
   if (options.gradient_accumulation_plugin()) {
     r.accumulation = *options.gradient_accumulation_plugin();
@@ -47,9 +47,8 @@ ResolvedOptions resolve(const AcceleratorOptions& options) {
     r.overridden.push_back("gradient accumulation: the launcher asked for " + std::to_string(*launched_steps) +
                            " steps (ACCELERATE_GRADIENT_ACCUMULATION_STEPS), the program sets " +
                            std::to_string(r.accumulation.num_steps()) + " in AcceleratorOptions, which wins");
-  if (r.accumulation.num_steps() < 1)
-    throw std::invalid_argument("Accelerator: gradient_accumulation_steps must be >= 1, got " +
-                                std::to_string(r.accumulation.num_steps()));
+  ACCEL_CHECK_ARG(r.accumulation.num_steps() >= 1, "Accelerator: gradient_accumulation_steps must be >= 1, got ",
+                  r.accumulation.num_steps());
 
   r.cpu = options.cpu() ? options.cpu() : env_bool(env, "ACCELERATE_USE_CPU");
   // Sharding: what the code set, else what the launcher's variables (and a

@@ -4,6 +4,8 @@
 
 #include <torch/csrc/autograd/engine.h>
 
+#include "accel/util/check.h"
+
 namespace accel {
 
 struct ForwardCheck::State {
@@ -25,13 +27,12 @@ ForwardCheck::ForwardCheck(torch::nn::Module& module, std::string what, bool per
     const unsigned handle = p.register_hook([weak](const torch::Tensor&) {
       auto s = weak.lock();
       if (!s) return;
-      if (s->forwards == 0)
-        throw std::logic_error(
-            "accel: backward reached the parameters of a prepared model whose forward did not run through the "
-            "prepared model, so " +
-            s->what +
-            " did not happen. Was it called as model->forward(x)? Call the prepared model instead: model(x) or "
-            "model.forward(x) (`model->` reaches the module itself, for its members)");
+      ACCEL_CHECK_STATE(s->forwards != 0,
+                        "accel: backward reached the parameters of a prepared model whose forward did not run "
+                        "through the prepared model, so ",
+                        s->what,
+                        " did not happen. Was it called as model->forward(x)? Call the prepared model instead: "
+                        "model(x) or model.forward(x) (`model->` reaches the module itself, for its members)");
       if (!s->per_backward || s->reset_queued) return;
       s->reset_queued = true;
       // Called from inside the backward: runs once it has finished, so the

@@ -4,12 +4,12 @@
 #include <stdexcept>
 #include <string>
 
+#include "accel/util/check.h"
+
 namespace accel {
 
 GradientState::GradientState(GradientAccumulationPlugin plugin) : plugin_(plugin) {
-  if (plugin_.num_steps() < 1)
-    throw std::invalid_argument("gradient accumulation num_steps must be >= 1, got " +
-                                std::to_string(plugin_.num_steps()));
+  ACCEL_CHECK_ARG(plugin_.num_steps() >= 1, "gradient accumulation num_steps must be >= 1, got ", plugin_.num_steps());
 }
 
 void GradientState::advance() {

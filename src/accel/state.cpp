@@ -8,6 +8,8 @@
 #include <c10/core/impl/DeviceGuardImplInterface.h>
 #include <torch/cuda.h>
 
+#include "accel/util/check.h"
+
 namespace accel {
 namespace {
 
@@ -28,12 +30,9 @@ void shutdown_at_exit() { ProcessState::shutdown(); }
 torch::Device choose_device(const Topology& topology, bool cpu) {
   if (cpu || !torch::cuda::is_available()) return torch::Device(torch::kCPU);
   auto count = static_cast<int>(torch::cuda::device_count());
-  if (topology.local_rank >= count) {
-    throw std::invalid_argument(
-        "local rank " + std::to_string(topology.local_rank) + " needs CUDA device " +
-        std::to_string(topology.local_rank) + " but only " + std::to_string(count) +
-        " are visible (CUDA_VISIBLE_DEVICES); start fewer processes per machine or use the CPU");
-  }
+  ACCEL_CHECK_ARG(topology.local_rank < count, "local rank ", topology.local_rank, " needs CUDA device ",
+                  topology.local_rank, " but only ", count,
+                  " are visible (CUDA_VISIBLE_DEVICES); start fewer processes per machine or use the CPU");
   return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(topology.local_rank));
 }
 
@@ -53,8 +52,8 @@ ProcessState::ProcessState(StateOptions options) : timeout_(options.timeout()) {
   } else {
     backend_ = device_.is_cuda() ? Backend::nccl : Backend::gloo;
   }
-  if (backend_ == Backend::nccl && !device_.is_cuda())
-    throw std::invalid_argument("backend 'nccl' needs a CUDA device, but this process runs on the CPU");
+  ACCEL_CHECK_ARG(backend_ != Backend::nccl || device_.is_cuda(),
+                  "backend 'nccl' needs a CUDA device, but this process runs on the CPU");
   if (topology_.is_distributed()) {
     store_ = connect_store(topology_, timeout_);
     process_group_ = new_process_group(store_, topology_, backend_, timeout_, device_.is_cuda() ? device_.index() : -1);
@@ -75,9 +74,9 @@ ProcessState::~ProcessState() {
 
 ProcessState& ProcessState::init(StateOptions options) {
   std::lock_guard<std::recursive_mutex> lock(instance_mutex());
-  if (instance())
-    throw std::logic_error(
-        "accel::ProcessState::init: the process state already exists; call init once, before anything uses it");
+  ACCEL_CHECK_STATE(
+      !instance(),
+      "accel::ProcessState::init: the process state already exists; call init once, before anything uses it");
   instance().reset(new ProcessState(std::move(options)));
   static std::once_flag registered;
   std::call_once(registered, [] { std::atexit(shutdown_at_exit); });

@@ -1,9 +1,6 @@
 // Accelerate's utility names on accel's Accelerator, each checked on 2 ranks
 // over Gloo against what Accelerate's rule says they must produce.
-#include <unistd.h>
-
 #include <chrono>
-#include <filesystem>
 #include <fstream>
 #include <thread>
 
@@ -15,16 +12,12 @@
 #include "accel/checkpoint/safetensors.h"
 #include "accel/util/seed.h"
 #include "support/distributed.h"
+#include "support/temp_dir.h"
 
 using namespace accel;
-namespace fs = std::filesystem;
+using accel::testing::TempDir;
 
 namespace {
-
-fs::path scratch(const std::string& tag) {
-  // One folder per test run, named in the parent so that both ranks agree.
-  return fs::temp_directory_path() / ("accel_names_" + tag + "_" + std::to_string(getppid()));
-}
 
 DataLoader<TensorDict> numbered_loader(int64_t rows, int64_t batch) {
   auto ids = torch::arange(rows, torch::kLong);
@@ -67,14 +60,10 @@ TEST(AccelerateNames, TriggerSetOnOneRankIsSeenByAll) {
 }
 
 TEST(AccelerateNames, MainProcessFirstRunsRankZeroBeforeTheOthers) {
-  const auto dir = scratch("first");
+  const TempDir dir("names");  // made here: both ranks use it
   accel::testing::run_distributed(2, [&] {
     Accelerator acc;
     const auto file = dir / "cache";
-    if (acc.is_main_process()) {
-      fs::remove_all(dir);
-      fs::create_directories(dir);
-    }
     {
       auto first = acc.main_process_first();
       if (acc.is_main_process()) {
@@ -89,7 +78,6 @@ TEST(AccelerateNames, MainProcessFirstRunsRankZeroBeforeTheOthers) {
       }
     }
     acc.wait_for_everyone();
-    if (acc.is_main_process()) fs::remove_all(dir);
   });
 }
 
@@ -142,7 +130,7 @@ TEST(AccelerateNames, SkipFirstBatchesResumesMidEpochThenPassesWhole) {
 }
 
 TEST(AccelerateNames, SaveModelWritesTheUnwrappedWeightsOnce) {
-  const auto dir = scratch("save_model");
+  const TempDir dir("names");
   accel::testing::run_distributed(2, [&] {
     Accelerator acc;
     accel::testing::seed_cpu(1 + acc.process_index());  // prepare broadcasts rank 0's weights
@@ -159,6 +147,5 @@ TEST(AccelerateNames, SaveModelWritesTheUnwrappedWeightsOnce) {
     ASSERT_EQ(saved.size(), 4u);
     for (auto& item : net->named_parameters()) EXPECT_TRUE(torch::equal(saved[item.key()], item.value()));
     acc.wait_for_everyone();
-    if (acc.is_main_process()) fs::remove_all(dir);
   });
 }

@@ -10,54 +10,22 @@
 #include "accel/data/data_loader.h"
 #include "accel/optim/schedules.h"
 #include "accel/parallel/local_sgd.h"
+#include "support/classifier.h"
 #include "support/distributed.h"
+#include "support/tensors.h"
 
 using namespace accel;
+namespace classifier = accel::testing::classifier;
+using accel::testing::expect_ranks_agree;
+using accel::testing::max_diff;
 using accel::testing::seed_cpu;
+using accel::testing::snapshot;
 namespace F = torch::nn::functional;
 
 namespace {
 
-struct NetImpl : torch::nn::Module {
-  NetImpl() {
-    fc1 = register_module("fc1", torch::nn::Linear(6, 16));
-    branch = register_module("branch", torch::nn::Linear(16, 16));
-    head = register_module("head", torch::nn::Linear(16, 3));
-  }
-  torch::Tensor forward(torch::Tensor x, bool use_branch = true) {
-    x = torch::tanh(fc1(x));
-    if (use_branch) x = x + torch::tanh(branch(x));
-    return head(x);
-  }
-  torch::nn::Linear fc1{nullptr}, branch{nullptr}, head{nullptr};
-};
-TORCH_MODULE(Net);
-
+using Net = classifier::Net<{.branch = true}>;
 constexpr int64_t kSamples = 48;
-torch::Tensor all_x() { return torch::randn({kSamples, 6}, at::detail::createCPUGenerator(11)); }
-torch::Tensor all_y() { return torch::randint(0, 3, {kSamples}, at::detail::createCPUGenerator(12)); }
-
-DataLoader<TensorDict> loader(int64_t batch) {
-  return make_data_loader(std::make_shared<TensorDataset>(TensorDict{{"x", all_x()}, {"y", all_y()}}),
-                          DataLoaderOptions(batch));
-}
-
-std::vector<torch::Tensor> snapshot(torch::nn::Module& m) {
-  std::vector<torch::Tensor> out;
-  for (auto& p : m.parameters()) out.push_back(p.detach().clone().to(torch::kFloat));
-  return out;
-}
-
-double max_diff(const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>& b) {
-  double d = 0;
-  for (size_t i = 0; i < a.size(); ++i) d = std::max(d, (a[i] - b[i]).abs().max().item<double>());
-  return d;
-}
-
-// Every rank holds exactly the same values.
-void expect_ranks_agree(const std::vector<torch::Tensor>& params) {
-  for (auto& p : params) EXPECT_EQ(gather(p.reshape({1, -1})).diff(1, 0).abs().max().item<float>(), 0.0f);
-}
 
 // The reference: one process, plain LibTorch, `rows` consecutive samples per
 // optimizer step (the union of what the ranks and micro-batches saw), with
@@ -72,7 +40,7 @@ Reference reference(int64_t rows, int sched_per_step, double clip, int64_t steps
   Net net;
   auto opt = std::make_shared<torch::optim::AdamW>(net->parameters(), torch::optim::AdamWOptions(0.01));
   auto sched = get_scheduler(SchedulerType::linear, *opt, 2, 40);
-  auto x = all_x(), y = all_y();
+  auto x = classifier::features(kSamples), y = classifier::labels(kSamples);
   Reference r;
   for (int64_t s = 0; s < steps; ++s) {
     opt->zero_grad();
@@ -99,7 +67,7 @@ Run train(Accelerator& acc, int64_t batch, double clip, bool idle_branch = false
   Net net;
   auto opt = std::make_shared<torch::optim::AdamW>(net->parameters(), torch::optim::AdamWOptions(0.01));
   auto sched = get_scheduler(SchedulerType::linear, *opt, 2, 40);
-  auto [model, optimizer, scheduler, data] = acc.prepare(net, opt, sched, loader(batch));
+  auto [model, optimizer, scheduler, data] = acc.prepare(net, opt, sched, classifier::loader(kSamples, batch));
   Run r;
   int64_t batches = 0;
   for (auto& b : data) {
@@ -210,7 +178,7 @@ TEST(Accelerator, OptimizerAndSchedulerIdleOnAccumulationBatches) {
     auto opt = std::make_shared<torch::optim::SGD>(net->parameters(), torch::optim::SGDOptions(0.1));
     auto sched = get_scheduler(SchedulerType::linear, *opt, 0, 100);
     auto [model, optimizer, scheduler] = acc.prepare(net, opt, sched);
-    auto x = all_x().narrow(0, 0, 4), y = all_y().narrow(0, 0, 4);
+    auto x = classifier::features(kSamples).narrow(0, 0, 4), y = classifier::labels(kSamples).narrow(0, 0, 4);
     for (int i = 1; i <= 6; ++i) {
       auto scope = acc.accumulate(model);
       auto before = snapshot(*net);
@@ -240,7 +208,8 @@ TEST(Accelerator, Fp16OverflowOnOneRankSkipsTheStepEverywhere) {
     auto opt = std::make_shared<torch::optim::SGD>(net->parameters(), torch::optim::SGDOptions(0.1));
     auto sched = get_scheduler(SchedulerType::constant, *opt, std::nullopt, std::nullopt);
     auto [model, optimizer, scheduler] = acc.prepare(net, opt, sched);
-    auto x = all_x().narrow(0, 4 * acc.process_index(), 4), y = all_y().narrow(0, 4 * acc.process_index(), 4);
+    auto x = classifier::features(kSamples).narrow(0, 4 * acc.process_index(), 4),
+         y = classifier::labels(kSamples).narrow(0, 4 * acc.process_index(), 4);
     auto step = [&](bool poison) {
       auto out = model(x);
       EXPECT_EQ(out.scalar_type(), torch::kFloat);  // outputs come back in fp32
@@ -302,7 +271,7 @@ TEST(Accelerator, MasterWeightsKeepBf16ModelAndFp32Copies) {
     Net net;
     auto opt = std::make_shared<torch::optim::AdamW>(net->parameters(), torch::optim::AdamWOptions(0.01));
     auto sched = get_scheduler(SchedulerType::linear, *opt, 2, 40);
-    auto [model, optimizer, scheduler, data] = acc.prepare(net, opt, sched, loader(4));
+    auto [model, optimizer, scheduler, data] = acc.prepare(net, opt, sched, classifier::loader(kSamples, 4));
     for (auto& p : net->parameters()) EXPECT_EQ(p.scalar_type(), torch::kBFloat16);
     for (auto& group : optimizer->optimizer().param_groups())
       for (auto& p : group.params()) EXPECT_EQ(p.scalar_type(), torch::kFloat);
@@ -332,7 +301,8 @@ TEST(Accelerator, LocalSgdAveragesAtEachSyncPoint) {
     auto opt = std::make_shared<torch::optim::SGD>(net->parameters(), torch::optim::SGDOptions(0.1));
     auto [model, optimizer] = acc.prepare(net, opt);
     // Each rank its own samples: without all-reduce the ranks drift apart.
-    auto x = all_x().narrow(0, 8 * acc.process_index(), 8), y = all_y().narrow(0, 8 * acc.process_index(), 8);
+    auto x = classifier::features(kSamples).narrow(0, 8 * acc.process_index(), 8),
+         y = classifier::labels(kSamples).narrow(0, 8 * acc.process_index(), 8);
     {
       LocalSGD local_sgd(acc, model, 3);
       for (int i = 1; i <= 7; ++i) {

@@ -1,106 +1,62 @@
 // `accel launch` and `accel test` end to end: the real binary starting
 // real processes on loopback.
-#include <fcntl.h>
 #include <signal.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <sstream>
-#include <thread>
 
 #include <gtest/gtest.h>
 #include <torch/cuda.h>
 
 #include "accel/dist/launcher.h"
-#include "accel_test_paths.h"
+#include "support/files.h"
+#include "support/programs.h"
+#include "support/temp_dir.h"
 
 namespace {
 
 namespace fs = std::filesystem;
+using accel::testing::binary_path;
+using accel::testing::EnvChange;
+using accel::testing::finish_program;
+using accel::testing::Outcome;
+using accel::testing::read_file;
+using accel::testing::read_key_values;
+using accel::testing::start_program;
+using accel::testing::TempDir;
+using accel::testing::test_program;
+using accel::testing::wait_for_files;
 using Clock = std::chrono::steady_clock;
-
-struct Outcome {
-  int status = -1;  // exit status, or 128 + signal
-  std::string output;
-  double seconds = 0;
-};
 
 class CliLaunch : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("accel_cli_" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()) + "_" +
-            std::to_string(getpid()));
-    fs::remove_all(dir_);
-    fs::create_directories(dir_ / "hf");
-  }
-  void TearDown() override { fs::remove_all(dir_); }
+  void SetUp() override { fs::create_directories(dir_ / "hf"); }
 
-  std::string program(const std::string& name) { return std::string(ACCEL_SOURCE_DIR) + "/tests/programs/" + name; }
-
-  // Starts `accel ARGS...` with its output in a file; returns the pid.
+  // Starts `accel ARGS...` with its output in launcher<index>.log; returns the pid.
   pid_t start(const std::vector<std::string>& args, const std::map<std::string, std::string>& env, int index = 0) {
-    std::vector<std::string> argv = {std::string(ACCEL_BINARY_DIR) + "/accel"};
+    std::vector<std::string> argv = {binary_path("accel")};
     argv.insert(argv.end(), args.begin(), args.end());
-    const std::string out = (dir_ / ("launcher" + std::to_string(index) + ".log")).string();
-    pid_t pid = fork();
-    if (pid == 0) {
-      int fd = open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      dup2(fd, 1);
-      dup2(fd, 2);
-      setenv("HF_HOME", (dir_ / "hf").c_str(), 1);  // no user config
-      setenv("ACCEL_TEST_OUT", dir_.c_str(), 1);
-      for (auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
-      std::vector<char*> a;
-      for (auto& s : argv) a.push_back(s.data());
-      a.push_back(nullptr);
-      execv(a[0], a.data());
-      _exit(127);
-    }
-    return pid;
+    std::vector<EnvChange> changes = {{"HF_HOME", (dir_ / "hf").string()},  // no user config
+                                      {"ACCEL_TEST_OUT", dir_.path().string()}};
+    changes.insert(changes.end(), env.begin(), env.end());
+    return start_program(argv, log(index), {.env = changes});
   }
-  Outcome finish(pid_t pid, Clock::time_point t0, int index = 0) {
-    Outcome r;
-    int st = 0;
-    waitpid(pid, &st, 0);
-    r.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
-    r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-    r.output = read(dir_ / ("launcher" + std::to_string(index) + ".log"));
-    return r;
-  }
+  Outcome finish(pid_t pid, Clock::time_point t0, int index = 0) { return finish_program(pid, t0, log(index)); }
   Outcome accel(const std::vector<std::string>& args, const std::map<std::string, std::string>& env = {}) {
     auto t0 = Clock::now();
     return finish(start(args, env), t0);
   }
-  static std::string read(const fs::path& p) {
-    std::ifstream f(p);
-    std::stringstream s;
-    s << f.rdbuf();
-    return s.str();
-  }
-  std::map<std::string, std::string> env_of(const std::string& rank) {
-    std::map<std::string, std::string> m;
-    std::ifstream f(dir_ / ("env." + rank));
-    std::string line;
-    while (std::getline(f, line)) {
-      auto eq = line.find('=');
-      if (eq != std::string::npos) m[line.substr(0, eq)] = line.substr(eq + 1);
-    }
-    return m;
-  }
-  bool wait_for_files(int n, const std::string& prefix, double seconds = 20) {
-    auto until = Clock::now() + std::chrono::duration<double>(seconds);
-    while (Clock::now() < until) {
-      int found = 0;
-      for (int r = 0; r < n; ++r) found += fs::exists(dir_ / (prefix + std::to_string(r)));
-      if (found == n) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    return false;
+  fs::path log(int index) const { return dir_ / ("launcher" + std::to_string(index) + ".log"); }
+  // What dump_env.sh wrote for `rank`.
+  std::map<std::string, std::string> env_of(const std::string& rank) { return read_key_values(dir_ / ("env." + rank)); }
+  // Whether <prefix>0 .. <prefix>n-1 appear within `seconds`.
+  bool files_appear(int n, const std::string& prefix, double seconds = 20) {
+    std::vector<fs::path> files;
+    for (int r = 0; r < n; ++r) files.push_back(dir_ / (prefix + std::to_string(r)));
+    return wait_for_files(files, std::chrono::duration<double>(seconds));
   }
   void expect_all_gone(int n) {
     for (int r = 0; r < n; ++r) {
@@ -110,12 +66,12 @@ class CliLaunch : public ::testing::Test {
       EXPECT_NE(kill(pid, 0), 0) << "rank " << r << " (pid " << pid << ") is still running";
     }
   }
-  fs::path dir_;
+  TempDir dir_{"cli_launch"};
 };
 
 TEST_F(CliLaunch, WorkersSeeTheEnvironment) {
   auto r = accel({"launch", "--cpu", "--num-processes", "2", "--main_process_port", "0", "--mixed_precision", "bf16",
-                  program("dump_env.sh"), "ignored-arg"},
+                  test_program("dump_env.sh"), "ignored-arg"},
                  {{"OMP_NUM_THREADS", "1"}});
   ASSERT_EQ(r.status, 0) << r.output;
   for (int rank = 0; rank < 2; ++rank) {
@@ -140,7 +96,7 @@ TEST_F(CliLaunch, WorkersSeeTheEnvironment) {
 TEST_F(CliLaunch, GradientAccumulationStepsReachEveryWorker) {
   // Beyond Accelerate (DeepSpeed only there): the simple launcher passes it on too.
   auto r = accel({"launch", "--cpu", "--num_processes", "2", "--main_process_port", "0",
-                  "--gradient_accumulation_steps", "4", program("dump_env.sh")},
+                  "--gradient_accumulation_steps", "4", test_program("dump_env.sh")},
                  {{"OMP_NUM_THREADS", "1"}});
   ASSERT_EQ(r.status, 0) << r.output;
   for (const char* rank : {"0", "1"}) EXPECT_EQ(env_of(rank)["ACCELERATE_GRADIENT_ACCUMULATION_STEPS"], "4");
@@ -156,16 +112,16 @@ TEST_F(CliLaunch, UnknownCommandIsNamedWithTheKnownOnes) {
 
 TEST_F(CliLaunch, PrefixedOutputAndLogFiles) {
   auto r = accel({"launch", "--cpu", "--num_processes", "2", "--main_process_port", "0", "--tee", "3", "--log_dir",
-                  (dir_ / "logs").string(), program("dump_env.sh")});
+                  (dir_ / "logs").string(), test_program("dump_env.sh")});
   ASSERT_EQ(r.status, 0) << r.output;
   EXPECT_NE(r.output.find("[rank0]:hello from 0\n"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("[rank1]:warning from 1\n"), std::string::npos) << r.output;
-  EXPECT_EQ(read(dir_ / "logs" / "attempt_0" / "1" / "stdout.log"), "hello from 1\n");
-  EXPECT_EQ(read(dir_ / "logs" / "attempt_0" / "0" / "stderr.log"), "warning from 0\n");
+  EXPECT_EQ(read_file(dir_ / "logs" / "attempt_0" / "1" / "stdout.log"), "hello from 1\n");
+  EXPECT_EQ(read_file(dir_ / "logs" / "attempt_0" / "0" / "stderr.log"), "warning from 0\n");
 }
 
 TEST_F(CliLaunch, AFailingWorkerStopsTheOthers) {
-  auto r = accel({"launch", "--cpu", "--num_processes", "3", "--main_process_port", "0", program("misbehave.sh")},
+  auto r = accel({"launch", "--cpu", "--num_processes", "3", "--main_process_port", "0", test_program("misbehave.sh")},
                  {{"FAIL_RANK", "1"}, {"FAIL_STATUS", "7"}});
   EXPECT_EQ(r.status, 7) << r.output;
   EXPECT_NE(r.output.find("rank 1 exited with status 7"), std::string::npos) << r.output;
@@ -174,7 +130,7 @@ TEST_F(CliLaunch, AFailingWorkerStopsTheOthers) {
 }
 
 TEST_F(CliLaunch, AWorkerKilledByASignal) {
-  auto r = accel({"launch", "--cpu", "--num_processes", "2", "--main_process_port", "0", program("misbehave.sh")},
+  auto r = accel({"launch", "--cpu", "--num_processes", "2", "--main_process_port", "0", test_program("misbehave.sh")},
                  {{"FAIL_RANK", "0"}, {"FAIL_SIGNAL", "SEGV"}});
   EXPECT_EQ(r.status, 128 + SIGSEGV) << r.output;
   EXPECT_NE(r.output.find("rank 0 was killed by signal 11"), std::string::npos) << r.output;
@@ -183,7 +139,7 @@ TEST_F(CliLaunch, AWorkerKilledByASignal) {
 
 TEST_F(CliLaunch, WorkersIgnoringSigtermAreKilledAfterTheGracePeriod) {
   auto r = accel({"launch", "--cpu", "--num_processes", "2", "--main_process_port", "0", "--grace_period", "0.5",
-                  program("misbehave.sh")},
+                  test_program("misbehave.sh")},
                  {{"FAIL_RANK", "1"}, {"IGNORE_TERM", "1"}});
   EXPECT_EQ(r.status, 3) << r.output;
   EXPECT_LT(r.seconds, 10);
@@ -193,8 +149,8 @@ TEST_F(CliLaunch, WorkersIgnoringSigtermAreKilledAfterTheGracePeriod) {
 TEST_F(CliLaunch, SigintToTheLauncherStopsEveryWorker) {
   auto t0 = Clock::now();
   pid_t launcher =
-      start({"launch", "--cpu", "--num_processes", "2", "--main_process_port", "0", program("misbehave.sh")}, {});
-  ASSERT_TRUE(wait_for_files(2, "pid."));
+      start({"launch", "--cpu", "--num_processes", "2", "--main_process_port", "0", test_program("misbehave.sh")}, {});
+  ASSERT_TRUE(files_appear(2, "pid."));
   kill(launcher, SIGINT);
   auto r = finish(launcher, t0);
   EXPECT_EQ(r.status, 128 + SIGINT) << r.output;
@@ -204,10 +160,10 @@ TEST_F(CliLaunch, SigintToTheLauncherStopsEveryWorker) {
 
 TEST_F(CliLaunch, MaxRestartsRestartsTheGroup) {
   auto r = accel({"launch", "--cpu", "--num_processes", "2", "--main_process_port", "0", "--max_restarts", "2",
-                  program("misbehave.sh")},
+                  test_program("misbehave.sh")},
                  {{"FAIL_RANK", "0"}, {"FAIL_AFTER", "0"}});
   EXPECT_EQ(r.status, 3) << r.output;
-  EXPECT_EQ(read(dir_ / "attempts.0"), "0\n1\n2\n");
+  EXPECT_EQ(read_file(dir_ / "attempts.0"), "0\n1\n2\n");
   EXPECT_NE(r.output.find("giving up after 2 restart(s)"), std::string::npos) << r.output;
 }
 
@@ -225,10 +181,10 @@ TEST_F(CliLaunch, TwoMachinesOnLoopback) {
   auto t0 = Clock::now();
   std::vector<pid_t> launchers;
   for (int m = 0; m < 2; ++m)
-    launchers.push_back(start({"launch", "--cpu", "--num_processes", "4", "--num_machines", "2", "--machine_rank",
-                               std::to_string(m), "--main_process_ip", "127.0.0.1", "--main_process_port", port,
-                               std::string(ACCEL_BINARY_DIR) + "/accel", "__test-worker"},
-                              {}, m));
+    launchers.push_back(
+        start({"launch", "--cpu", "--num_processes", "4", "--num_machines", "2", "--machine_rank", std::to_string(m),
+               "--main_process_ip", "127.0.0.1", "--main_process_port", port, binary_path("accel"), "__test-worker"},
+              {}, m));
   // The workers are `accel __test-worker`: the self-check over 4 ranks on 2 "machines".
   for (int m = 0; m < 2; ++m) {
     auto r = finish(launchers[m], t0, m);
@@ -256,7 +212,7 @@ TEST_F(CliLaunch, ConfigDefaultAndUpdate) {
   const std::string cfg = (dir_ / "d" / "c.yaml").string();
   auto r = accel({"config", "default", "--config_file", cfg, "--mixed_precision", "bf16"});
   ASSERT_EQ(r.status, 0) << r.output;
-  auto text = read(cfg);
+  auto text = read_file(cfg);
   EXPECT_NE(text.find("mixed_precision: bf16\n"), std::string::npos) << text;
   // Without a GPU the default config trains on the CPU; with one, on it;
   // with several, on all of them.
@@ -268,8 +224,8 @@ TEST_F(CliLaunch, ConfigDefaultAndUpdate) {
   EXPECT_NE(again.output.find("already exists"), std::string::npos);
   std::ofstream(cfg) << "distributed_type: MULTI_CPU\nnum_processes: 2\n";
   ASSERT_EQ(accel({"config", "update", "--config_file", cfg}).status, 0);
-  EXPECT_NE(read(cfg).find("rdzv_backend: static\n"), std::string::npos) << read(cfg);
-  EXPECT_NE(read(cfg).find("num_processes: 2\n"), std::string::npos);
+  EXPECT_NE(read_file(cfg).find("rdzv_backend: static\n"), std::string::npos) << read_file(cfg);
+  EXPECT_NE(read_file(cfg).find("num_processes: 2\n"), std::string::npos);
 }
 
 TEST_F(CliLaunch, EnvReportsVersionsAndTheDefaultConfig) {
@@ -294,7 +250,7 @@ TEST_F(CliLaunch, ConfigFromFlagsAsksNothing) {
   EXPECT_EQ(r.output.find("Which type of machine"), std::string::npos) << r.output;  // nothing asked
   // A flag whose question the other answers leave unasked is said, not dropped silently.
   EXPECT_NE(r.output.find("--zero_stage was not used"), std::string::npos) << r.output;
-  auto text = read(cfg);
+  auto text = read_file(cfg);
   EXPECT_NE(text.find("distributed_type: MULTI_CPU\n"), std::string::npos) << text;
   EXPECT_NE(text.find("num_processes: 4\n"), std::string::npos) << text;
   EXPECT_NE(text.find("mixed_precision: bf16\n"), std::string::npos) << text;
@@ -311,7 +267,7 @@ TEST_F(CliLaunch, ConfigDefaultCoversCpuProcessesAndPrecision) {
   auto r =
       accel({"config", "default", "--config_file", cfg, "--cpu", "--num_processes", "2", "--mixed_precision", "bf16"});
   ASSERT_EQ(r.status, 0) << r.output;
-  auto text = read(cfg);
+  auto text = read_file(cfg);
   EXPECT_NE(text.find("distributed_type: MULTI_CPU\n"), std::string::npos) << text;
   EXPECT_NE(text.find("num_processes: 2\n"), std::string::npos) << text;
   EXPECT_NE(text.find("mixed_precision: bf16\n"), std::string::npos) << text;
@@ -322,19 +278,10 @@ TEST_F(CliLaunch, ConfigQuestionnaireFromPipedAnswers) {
   const std::string cfg = (dir_ / "q.yaml").string();
   std::ofstream(dir_ / "answers") << "multi-CPU\n1\nno\n4\nbf16\n" << cfg << "\n";
   auto t0 = Clock::now();
-  pid_t pid = fork();
-  if (pid == 0) {
-    int in = open((dir_ / "answers").c_str(), O_RDONLY);
-    dup2(in, 0);
-    int out = open((dir_ / "launcher0.log").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    dup2(out, 1);
-    dup2(out, 2);
-    execl((std::string(ACCEL_BINARY_DIR) + "/accel").c_str(), "accel", "config", nullptr);
-    _exit(127);
-  }
+  const pid_t pid = start_program({binary_path("accel"), "config"}, log(0), {.input = dir_ / "answers"});
   auto r = finish(pid, t0);
   ASSERT_EQ(r.status, 0) << r.output;
-  auto text = read(cfg);
+  auto text = read_file(cfg);
   EXPECT_NE(text.find("distributed_type: MULTI_CPU\n"), std::string::npos) << text;
   EXPECT_NE(text.find("num_processes: 4\n"), std::string::npos) << text;
   EXPECT_NE(text.find("mixed_precision: bf16\n"), std::string::npos) << text;

@@ -10,12 +10,14 @@
 #include "accel/data/prepare.h"
 #include "accel/state.h"
 #include "support/distributed.h"
+#include "support/tensors.h"
 
 using namespace accel;
 
 namespace {
 
 using Rows = std::vector<int64_t>;
+using accel::testing::int64_values;
 
 auto rows(int64_t n) {
   return make_dataset(n, [](int64_t i) {
@@ -35,11 +37,6 @@ auto stream(int64_t n) {
       n);
 }
 
-Rows to_rows(const torch::Tensor& t) {
-  auto c = t.to(torch::kInt64).contiguous();
-  return Rows(c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + c.numel());
-}
-
 Rows arange(int64_t n) {
   Rows r(n);
   std::iota(r.begin(), r.end(), 0);
@@ -53,7 +50,7 @@ Rows gathered_ids(DataLoader<TensorDict>& loader) {
   for (auto& batch : loader) {
     auto got = gather_for_metrics(batch, loader);
     EXPECT_TRUE(got["x"].select(1, 0).to(torch::kInt64).equal(got["id"]));
-    auto r = to_rows(got["id"]);
+    auto r = int64_values(got["id"]);
     seen.insert(seen.end(), r.begin(), r.end());
     ++steps;
   }
@@ -103,7 +100,7 @@ TEST(DataDist, DispatchGivesAccelerateSlices) {
   accel::testing::run_distributed(2, [] {
     auto loader = prepare_data_loader(make_data_loader(stream(22), DataLoaderOptions(3)));
     std::vector<Rows> got;
-    for (auto& b : loader) got.push_back(to_rows(b["id"]));
+    for (auto& b : loader) got.push_back(int64_values(b["id"]));
     const int r = state().rank();
     std::vector<Rows> want = r == 0 ? std::vector<Rows>{{0, 1, 2}, {6, 7, 8}, {12, 13, 14}, {18, 19}}
                                     : std::vector<Rows>{{3, 4, 5}, {9, 10, 11}, {15, 16, 17}, {20, 21}};
@@ -130,12 +127,12 @@ TEST(DataDist, ShuffleSeedIsAgreedAndResumeContinues) {
       auto whole = mk();
       std::vector<Rows> want;
       for (int e = 0; e < 2; ++e)
-        for (auto& b : whole) want.push_back(to_rows(b["id"]));
+        for (auto& b : whole) want.push_back(int64_values(b["id"]));
       auto first = mk();
       std::vector<Rows> got;
       std::string saved;
       for (auto& b : first) {
-        got.push_back(to_rows(b["id"]));
+        got.push_back(int64_values(b["id"]));
         saved = first.state().to_string();
         if (got.size() == 4) break;
       }
@@ -143,7 +140,7 @@ TEST(DataDist, ShuffleSeedIsAgreedAndResumeContinues) {
                                          PrepareOptions().dispatch_batches(dispatch).seed(1));
       resumed.load_state(LoaderState::from_string(saved));
       for (int e = 0; e < 2; ++e)
-        for (auto& b : resumed) got.push_back(to_rows(b["id"]));
+        for (auto& b : resumed) got.push_back(int64_values(b["id"]));
       EXPECT_EQ(got, want) << "dispatch=" << dispatch;
     }
   });

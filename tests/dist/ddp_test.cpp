@@ -7,29 +7,19 @@
 #include "accel/dist/collectives.h"
 #include "accel/parallel/ddp.h"
 #include "accel/state.h"
+#include "support/classifier.h"
 #include "support/distributed.h"
+#include "support/tensors.h"
 
 using namespace accel;
+using accel::testing::clones;
+using accel::testing::expect_close;
+using accel::testing::expect_ranks_agree;
 using accel::testing::seed_cpu;
 
 namespace {
 
-struct NetImpl : torch::nn::Module {
-  NetImpl() {
-    fc1 = register_module("fc1", torch::nn::Linear(6, 16));
-    fc2 = register_module("fc2", torch::nn::Linear(16, 16));
-    branch = register_module("branch", torch::nn::Linear(16, 16));
-    head = register_module("head", torch::nn::Linear(16, 3));
-  }
-  torch::Tensor forward(torch::Tensor x, bool use_branch = true) {
-    x = torch::tanh(fc1(x));
-    x = torch::tanh(fc2(x));
-    if (use_branch) x = x + torch::tanh(branch(x));
-    return head(x);
-  }
-  torch::nn::Linear fc1{nullptr}, fc2{nullptr}, branch{nullptr}, head{nullptr};
-};
-TORCH_MODULE(Net);
+using Net = accel::testing::classifier::Net<{.fc2 = true, .branch = true}>;
 
 constexpr int kSteps = 5, kBatch = 4;
 
@@ -59,14 +49,7 @@ std::vector<torch::Tensor> single_process(int accumulation, bool branch_every_ot
     }
     opt.step();
   }
-  std::vector<torch::Tensor> out;
-  for (auto& p : net->parameters()) out.push_back(p.detach().clone());
-  return out;
-}
-
-void expect_close(const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>& b, double tol) {
-  ASSERT_EQ(a.size(), b.size());
-  for (size_t i = 0; i < a.size(); ++i) EXPECT_LT((a[i] - b[i]).abs().max().item<double>(), tol) << "parameter " << i;
+  return clones(net->parameters());
 }
 
 void ddp_run(int accumulation, bool branch_every_other, DDPOptions opts) {
@@ -102,11 +85,9 @@ void ddp_run(int accumulation, bool branch_every_other, DDPOptions opts) {
       }
       opt.step();
     }
-    std::vector<torch::Tensor> mine;
-    for (auto& p : net->parameters()) mine.push_back(p.detach().clone());
+    const auto mine = clones(net->parameters());
     expect_close(mine, ref, 1e-5);
-    // And the ranks agree exactly.
-    for (auto& p : mine) EXPECT_EQ(gather(p.reshape({1, -1})).diff(1, 0).abs().max().item<float>(), 0.0f);
+    expect_ranks_agree(mine);  // exactly
   });
 }
 
@@ -129,7 +110,6 @@ TEST(DDP, BroadcastsInitialParametersAndBuffers) {
     auto lin = torch::nn::Sequential(torch::nn::Linear(4, 4), bn);
     DistributedDataParallel<torch::nn::Sequential> ddp(lin, st.process_group());
     EXPECT_TRUE(bn->running_mean.eq(0).all().item<bool>());
-    auto w = lin->parameters()[0];
-    EXPECT_EQ(gather(w.reshape({1, -1})).diff(1, 0).abs().max().item<float>(), 0.0f);
+    expect_ranks_agree({lin->parameters()[0]});
   });
 }

@@ -2,12 +2,11 @@
 // (ACCELERATE_USE_DEEPSPEED, ACCELERATE_DEEPSPEED_CONFIG_FILE) does to an
 // Accelerator beyond sharding: the engine's gradient clipping at every step,
 // the fp16 section's loss scaler, and the batch sizes and optimizer checked
-// at prepare(). Clipping runs on 1 process (no ZeRO engine) and on 2 (ZeRO-2):
-// it must hold on both paths.
+// at prepare(), the bucket size "auto" takes from the model. Clipping runs on
+// 1 process (no ZeRO engine) and on 2 (ZeRO-2): it must hold on both paths.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
-#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -16,38 +15,34 @@
 
 #include "accel/accelerator.h"
 #include "accel/data/data_loader.h"
+#include "accel/parallel/zero/zero_engine.h"
+#include "support/classifier.h"
 #include "support/distributed.h"
+#include "support/errors.h"
+#include "support/files.h"
+#include "support/temp_dir.h"
+#include "support/tensors.h"
 
 using namespace accel;
+using accel::testing::error_of;
+using accel::testing::max_diff;
 using accel::testing::run_distributed;
 using accel::testing::seed_cpu;
+using accel::testing::TempDir;
 using ::testing::AllOf;
 using ::testing::HasSubstr;
+namespace classifier = accel::testing::classifier;
 namespace F = torch::nn::functional;
 namespace fs = std::filesystem;
 
 namespace {
 
-struct NetImpl : torch::nn::Module {
-  NetImpl() {
-    fc1 = register_module("fc1", torch::nn::Linear(6, 16));
-    head = register_module("head", torch::nn::Linear(16, 3));
-  }
-  torch::Tensor forward(torch::Tensor x) { return head(torch::tanh(fc1(x))); }
-  torch::nn::Linear fc1{nullptr}, head{nullptr};
-};
-TORCH_MODULE(Net);
-
+using Net = classifier::Net<>;
 constexpr int64_t kSamples = 48;
-DataLoader<TensorDict> loader(int64_t batch) {
-  auto x = torch::randn({kSamples, 6}, at::detail::createCPUGenerator(11));
-  auto y = torch::randint(0, 3, {kSamples}, at::detail::createCPUGenerator(12));
-  return make_data_loader(std::make_shared<TensorDataset>(TensorDict{{"x", x}, {"y", y}}), DataLoaderOptions(batch));
-}
 
-// The config in a file of this process (ranks are processes: no clash).
-std::string write_config(const std::string& name, const std::string& json) {
-  const auto path = fs::temp_directory_path() / ("accel_dsconfig_" + std::to_string(::getpid()) + "_" + name + ".json");
+// The config in a file of `dir`.
+std::string write_config(const fs::path& dir, const std::string& name, const std::string& json) {
+  const auto path = dir / (name + ".json");
   std::ofstream(path) << json;
   return path.string();
 }
@@ -79,7 +74,7 @@ Run train(AcceleratorOptions options, double user_clip) {
   seed_cpu(7);
   Net net;
   auto opt = std::make_shared<torch::optim::SGD>(net->parameters(), torch::optim::SGDOptions(0.2));
-  auto [model, optimizer, data] = acc.prepare(net, opt, loader(4));
+  auto [model, optimizer, data] = acc.prepare(net, opt, classifier::loader(kSamples, 4));
   Run r;
   r.through_engine = optimizer->tensors() != nullptr;
   for (auto& b : data) {
@@ -93,30 +88,14 @@ Run train(AcceleratorOptions options, double user_clip) {
   return r;
 }
 
-double max_diff(const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>& b) {
-  double d = 0;
-  for (size_t i = 0; i < a.size(); ++i) d = std::max(d, (a[i] - b[i]).abs().max().item<double>());
-  return d;
-}
-
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "no exception";
-  return {};
-}
-
 }  // namespace
 
 TEST(DeepSpeedConfig, GradientClippingClipsEveryStepWithoutAClipCall) {
   for (int ranks : {1, 2}) {
     run_distributed(ranks, [ranks] {
-      const auto clip = write_config("clip", R"({"zero_optimization": {"stage": 2}, "gradient_clipping": 0.5})");
-      const auto none = write_config("none", R"({"zero_optimization": {"stage": 2}})");
+      const TempDir dir("deepspeed");
+      const auto clip = write_config(dir, "clip", R"({"zero_optimization": {"stage": 2}, "gradient_clipping": 0.5})");
+      const auto none = write_config(dir, "none", R"({"zero_optimization": {"stage": 2}})");
       const auto engine = train(deepspeed(clip), 0.0);
       EXPECT_TRUE(engine.through_engine) << "the ZeRO-2 engine steps (with one process too)";
       // The same engine without gradient_clipping, the user clipping at 0.5.
@@ -136,8 +115,6 @@ TEST(DeepSpeedConfig, GradientClippingClipsEveryStepWithoutAClipCall) {
       const auto user_only = train(deepspeed(none), 2.0);
       EXPECT_LT(max_diff(user_wins.params, user_only.params), 1e-6);
       EXPECT_GT(max_diff(user_wins.params, engine.params), 1e-3);
-      fs::remove(clip);
-      fs::remove(none);
     });
   }
 }
@@ -146,7 +123,8 @@ TEST(DeepSpeedConfig, Fp16SectionIsTheAcceleratorsScaler) {
   // fp16 autocast and loss scaling run on the CPU here (as the other fp16
   // Accelerator tests do), so this needs no GPU.
   run_distributed(1, [] {
-    const auto file = write_config("fp16", R"({"zero_optimization": {"stage": 2}, "fp16": {"enabled": true,
+    const TempDir dir("deepspeed");
+    const auto file = write_config(dir, "fp16", R"({"zero_optimization": {"stage": 2}, "fp16": {"enabled": true,
         "initial_scale_power": 10, "loss_scale_window": 3, "hysteresis": 2, "min_loss_scale": 0.5}})");
     Accelerator acc(deepspeed(file));
     fs::remove(file);
@@ -177,20 +155,23 @@ TEST(DeepSpeedConfig, Fp16SectionIsTheAcceleratorsScaler) {
 
 TEST(DeepSpeedConfig, BatchSizeAndOptimizerAreCheckedAtPrepare) {
   run_distributed(1, [] {
+    const TempDir dir("deepspeed");
     const auto batch =
-        write_config("batch", R"({"zero_optimization": {"stage": 2}, "train_micro_batch_size_per_gpu": 8})");
+        write_config(dir, "batch", R"({"zero_optimization": {"stage": 2}, "train_micro_batch_size_per_gpu": 8})");
     {
       Accelerator acc(deepspeed(batch));
-      EXPECT_THAT(error_of([&] { acc.prepare(loader(4)); }),
+      EXPECT_THAT(error_of([&] { acc.prepare(classifier::loader(kSamples, 4)); }),
                   AllOf(HasSubstr("train_micro_batch_size_per_gpu is 8"), HasSubstr("batches of 4")));
     }
     {
       Accelerator acc(deepspeed(batch));
-      EXPECT_NO_THROW(acc.prepare(loader(8)));
-      EXPECT_NO_THROW(acc.prepare(loader(4)));  // a later (evaluation) loader is not the training one
+      EXPECT_NO_THROW(acc.prepare(classifier::loader(kSamples, 8)));
+      // A later (evaluation) loader is not the training one.
+      EXPECT_NO_THROW(acc.prepare(classifier::loader(kSamples, 4)));
     }
-    const auto optimizer = write_config(
-        "optimizer", R"({"zero_optimization": {"stage": 2}, "optimizer": {"type": "AdamW", "params": {"lr": 0.1}}})");
+    const auto optimizer =
+        write_config(dir, "optimizer",
+                     R"({"zero_optimization": {"stage": 2}, "optimizer": {"type": "AdamW", "params": {"lr": 0.1}}})");
     {
       Accelerator acc(deepspeed(optimizer));
       seed_cpu(7);
@@ -201,8 +182,43 @@ TEST(DeepSpeedConfig, BatchSizeAndOptimizerAreCheckedAtPrepare) {
       auto right = std::make_shared<torch::optim::AdamW>(net->parameters(), torch::optim::AdamWOptions(0.1));
       EXPECT_NO_THROW(acc.prepare(right));
     }
-    fs::remove(batch);
-    fs::remove(optimizer);
+  });
+}
+
+// Width 32 in every layer but the ends: its hidden size, while its largest
+// size is the output's 100.
+struct WideNetImpl : torch::nn::Module {
+  WideNetImpl() {
+    register_module("in", torch::nn::Linear(6, 32));
+    register_module("mid", torch::nn::Linear(32, 32));
+    register_module("out", torch::nn::Linear(32, 100));
+  }
+};
+TORCH_MODULE(WideNet);
+
+TEST(DeepSpeedConfig, ReduceBucketSizeAutoIsTheModelsHiddenSizeSquared) {
+  // Accelerate's _prepare_deepspeed: reduce_bucket_size "auto" =
+  // hidden_size * hidden_size, the model's hidden size found at prepare().
+  run_distributed(2, [] {
+    const auto file = write_config("bucket", R"({"zero_optimization": {"stage": 2, "reduce_bucket_size": "auto"}})");
+    {
+      Accelerator acc(deepspeed(file));
+      seed_cpu(7);
+      WideNet net;
+      auto opt = std::make_shared<torch::optim::AdamW>(net->parameters(), torch::optim::AdamWOptions(1e-2));
+      auto [model, optimizer] = acc.prepare(net, opt);
+      auto* engine = dynamic_cast<zero::ZeroEngine*>(optimizer->tensors());
+      ASSERT_NE(engine, nullptr);
+      EXPECT_EQ(engine->options().reduce_bucket_size(), 32 * 32);
+    }
+    {
+      // No parameters, no hidden size: "auto" cannot be filled and the error says which key.
+      Accelerator acc(deepspeed(file));
+      EXPECT_THAT(error_of([&] { acc.prepare(torch::nn::Sequential()); }),
+                  AllOf(HasSubstr("zero_optimization.reduce_bucket_size is \"auto\""), HasSubstr("no parameters"),
+                        HasSubstr("give an integer in place of \"auto\"")));
+    }
+    fs::remove(file);
   });
 }
 
@@ -219,7 +235,7 @@ TEST(DeepSpeedConfig, AccelerateZero2ExampleConfigsTrainLikeDdpWithTheirSettings
       seed_cpu(7);
       Net net;
       auto opt = std::make_shared<torch::optim::AdamW>(net->parameters(), torch::optim::AdamWOptions(1e-2));
-      auto [model, optimizer, data] = acc.prepare(net, opt, loader(4));
+      auto [model, optimizer, data] = acc.prepare(net, opt, classifier::loader(kSamples, 4));
       for (auto& b : data) {
         acc.backward(F::cross_entropy(model(b["x"]), b["y"]));
         if (clip) acc.clip_grad_norm_(net->parameters(), 1.0);

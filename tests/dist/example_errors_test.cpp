@@ -3,73 +3,44 @@
 // stack trace, no segfault on a hostile checkpoint folder (gpt2 --from: a
 // tensor name of 100,000 digits, a config.json nested 200,000 deep, sizes
 // that would need petabytes or 10^9 layers).
-#include <fcntl.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <chrono>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
+#include <map>
+#include <optional>
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include "accel/checkpoint/safetensors.h"
-#include "accel_test_paths.h"
+#include "support/environment.h"
+#include "support/files.h"
+#include "support/programs.h"
+#include "support/temp_dir.h"
 
 namespace {
 
 namespace fs = std::filesystem;
-
-struct Outcome {
-  int status = -1;
-  std::string output;
-  double seconds = 0;
-};
+using accel::testing::binary_path;
+using accel::testing::EnvChange;
+using accel::testing::Outcome;
+using accel::testing::run_program;
+using accel::testing::TempDir;
 
 class ExampleErrors : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("accel_examples_" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()) + "_" +
-            std::to_string(getpid()));
-    fs::remove_all(dir_);
-    fs::create_directories(dir_ / "model");
-  }
-  void TearDown() override { fs::remove_all(dir_); }
+  void SetUp() override { fs::create_directories(dir_ / "model"); }
 
   Outcome run(std::vector<std::string> argv, const std::map<std::string, std::string>& env = {}) {
-    const std::string binary = std::string(ACCEL_BINARY_DIR) + "/examples/" + argv[0];
+    const std::string binary = binary_path("examples/" + argv[0]);
     EXPECT_TRUE(fs::exists(binary)) << "build the examples";
     argv[0] = binary;
-    const auto out = dir_ / "out.log";
-    const auto t0 = std::chrono::steady_clock::now();
-    pid_t pid = fork();
-    if (pid == 0) {
-      int fd = open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      dup2(fd, 1);
-      dup2(fd, 2);
-      for (const char* v : {"RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"})
-        unsetenv(v);
-      for (auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
-      setenv("CUDA_VISIBLE_DEVICES", "", 1);
-      std::vector<char*> a;
-      for (auto& s : argv) a.push_back(s.data());
-      a.push_back(nullptr);
-      execv(a[0], a.data());
-      _exit(127);
-    }
-    int st = 0;
-    waitpid(pid, &st, 0);
-    Outcome r;
-    r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-    std::ifstream in(out);
-    std::stringstream s;
-    s << in.rdbuf();
-    r.output = s.str();
-    return r;
+    // No launcher's variables but those of `env`, and no GPU.
+    std::vector<EnvChange> changes;
+    for (const char* v : {"RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"})
+      changes.emplace_back(v, std::nullopt);
+    changes.insert(changes.end(), env.begin(), env.end());
+    changes.emplace_back("CUDA_VISIBLE_DEVICES", "");
+    return run_program(argv, dir_ / "out.log", {.env = changes});
   }
   // A clean refusal: status 1, the program's prefix, the words, no crash text.
   static void expect_refusal(const Outcome& r, const std::string& prefix, const std::vector<std::string>& words) {
@@ -81,7 +52,7 @@ class ExampleErrors : public ::testing::Test {
     EXPECT_LT(r.output.size(), 2000u) << r.output.substr(0, 2000);
   }
   void config(const std::string& json) { std::ofstream(dir_ / "model" / "config.json") << json; }
-  fs::path dir_;
+  TempDir dir_{"examples"};
 };
 
 TEST_F(ExampleErrors, SpiralsEndsAnAcceleratorErrorWithAMessage) {

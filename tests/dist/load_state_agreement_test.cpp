@@ -12,10 +12,16 @@
 
 #include "accel/accelerator.h"
 #include "support/distributed.h"
+#include "support/errors.h"
+#include "support/files.h"
+#include "support/temp_dir.h"
 
 using namespace accel;
+using accel::testing::error_of;
+using accel::testing::read_file;
 using accel::testing::run_distributed;
 using accel::testing::seed_cpu;
+using accel::testing::TempDir;
 namespace fs = std::filesystem;
 
 namespace {
@@ -34,23 +40,8 @@ struct Prepared {
   std::shared_ptr<void> optimizer;  // kept alive with the Accelerator
 };
 
-std::string refusal(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "accepted";
-}
-
-fs::path fresh_dir(const std::string& name) {
-  auto dir = fs::temp_directory_path() / ("accel_agree_" + name + "_" + std::to_string(getpid()));
-  fs::remove_all(dir);
-  return dir;
-}
-
 TEST(LoadStateAgreement, AFileMissingOnOneRankStopsEveryRankBeforeLoading) {
-  const auto dir = fresh_dir("missing");
+  const TempDir dir("load_state");
   run_distributed(2, [&] {
     Prepared s;
     s.acc.save_state(dir / "ckpt");
@@ -62,7 +53,7 @@ TEST(LoadStateAgreement, AFileMissingOnOneRankStopsEveryRankBeforeLoading) {
       torch::NoGradGuard no_grad;
       s.model->weight.fill_(42);
     }
-    const std::string m = refusal([&] { s.acc.load_state(dir / "ckpt"); });
+    const std::string m = error_of([&] { s.acc.load_state(dir / "ckpt"); });
     EXPECT_NE(m.find("random_states_1.safetensors"), std::string::npos) << m;
     EXPECT_NE(m.find("Nothing was loaded on any rank"), std::string::npos) << m;
     if (s.acc.process_index() == 0) {
@@ -70,26 +61,21 @@ TEST(LoadStateAgreement, AFileMissingOnOneRankStopsEveryRankBeforeLoading) {
     }
     EXPECT_TRUE(torch::all(s.model->weight == 42).item<bool>()) << "rank " << s.acc.process_index() << " loaded";
   });
-  fs::remove_all(dir);
 }
 
 TEST(LoadStateAgreement, StateFileFieldsAreRangeChecked) {
-  const auto dir = fresh_dir("fields");
+  const TempDir dir("load_state");
   run_distributed(2, [&] {
     Prepared s;
     s.acc.save_state(dir / "ckpt");
     s.acc.wait_for_everyone();
     const auto state = dir / "ckpt" / "accel_state.json";
-    std::string text;
-    {
-      std::ifstream in(state);
-      text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-    }
+    const std::string text = read_file(state);
     s.acc.wait_for_everyone();
     auto with = [&](const std::string& replaced) {
       if (s.acc.process_index() == 0) std::ofstream(state) << replaced;
       s.acc.wait_for_everyone();
-      const std::string m = refusal([&] { s.acc.load_state(dir / "ckpt"); });
+      const std::string m = error_of([&] { s.acc.load_state(dir / "ckpt"); });
       s.acc.wait_for_everyone();
       return m;
     };
@@ -110,7 +96,6 @@ TEST(LoadStateAgreement, StateFileFieldsAreRangeChecked) {
     m = with(step);
     EXPECT_NE(m.find("\"gradient_step\" is -5"), std::string::npos) << m;
   });
-  fs::remove_all(dir);
 }
 
 }  // namespace

@@ -21,11 +21,14 @@
 #include "accel/dist/launcher.h"
 #include "accel/optim/schedules.h"
 #include "support/distributed.h"
+#include "support/errors.h"
+#include "support/temp_dir.h"
 
 using namespace accel;
-using accel::testing::read_text;
+using accel::testing::expect_error;
 using accel::testing::run_distributed;
 using accel::testing::seed_cpu;
+using accel::testing::TempDir;
 namespace F = torch::nn::functional;
 namespace fs = std::filesystem;
 
@@ -117,13 +120,6 @@ struct Trainer {
 
 class SaveState : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("accel_save_state_" + std::to_string(::getpid()));
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
   void expect_exact_resume(const Config& c) {
     constexpr int64_t kTotal = 13, kFirst = 7;  // 5 steps per epoch: the save falls mid-epoch 2
     const fs::path dir = dir_;
@@ -167,7 +163,7 @@ class SaveState : public ::testing::Test {
     });
   }
 
-  fs::path dir_;
+  TempDir dir_{"save_state"};
 };
 
 }  // namespace
@@ -233,12 +229,7 @@ TEST_F(SaveState, SaveKilledBetweenFilesLeavesThePreviousCheckpoint) {
     r.acc.load_state(dir / "ckpt");
     EXPECT_EQ(r.progress->steps, 3);
     // The half-written folder is refused, naming what is missing.
-    try {
-      r.acc.load_state(staging_directory(dir / "ckpt"));
-      ADD_FAILURE() << "a folder without accel_state.json loaded";
-    } catch (const std::runtime_error& e) {
-      EXPECT_NE(std::string(e.what()).find("accel_state.json"), std::string::npos) << e.what();
-    }
+    expect_error<std::runtime_error>([&] { r.acc.load_state(staging_directory(dir / "ckpt")); }, {"accel_state.json"});
     // The next save clears the leftover.
     r.acc.save_state(dir / "ckpt");
     EXPECT_FALSE(fs::exists(staging_directory(dir / "ckpt")));
@@ -248,14 +239,6 @@ TEST_F(SaveState, SaveKilledBetweenFilesLeavesThePreviousCheckpoint) {
 TEST_F(SaveState, RefusesAnotherWorldSizeOtherObjectsAndMissingFiles) {
   const fs::path dir = dir_;
   save_after(2, 2, dir / "ckpt");
-  auto expect_error = [](const std::function<void()>& f, const std::vector<std::string>& words) {
-    try {
-      f();
-      ADD_FAILURE() << "no error";
-    } catch (const std::exception& e) {
-      for (const auto& w : words) EXPECT_NE(std::string(e.what()).find(w), std::string::npos) << e.what();
-    }
-  };
   run_distributed(1, [&] {
     Trainer r({"no", 1});
     expect_error([&] { r.acc.load_state(dir / "ckpt"); },

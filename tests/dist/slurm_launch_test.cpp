@@ -11,54 +11,40 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <map>
-#include <sstream>
 #include <thread>
 
 #include <gtest/gtest.h>
 
 #include "accel/dist/launcher.h"
-#include "accel_test_paths.h"
+#include "support/files.h"
 #include "support/peers.h"
-
-namespace fs = std::filesystem;
+#include "support/probe.h"
+#include "support/programs.h"
+#include "support/temp_dir.h"
 
 namespace {
 
-std::string read_text(const fs::path& p) {
-  std::ifstream in(p);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
+using accel::testing::command_output;
+using accel::testing::expect_probe_ranks;
+using accel::testing::probe_program;
+using accel::testing::read_file;
+using accel::testing::TempDir;
 
-std::string run(const std::string& cmd) {
-  std::string out;
-  if (FILE* f = popen((cmd + " 2>&1").c_str(), "r")) {
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
-    pclose(f);
-  }
-  return out;
-}
+// What `cmd` prints on stdout and stderr.
+std::string run(const std::string& cmd) { return command_output(cmd + " 2>&1"); }
 
 class SlurmLaunch : public ::testing::Test {
  protected:
   void SetUp() override {
-    for (const char* tool : {"/usr/sbin/slurmctld", "/usr/sbin/slurmd", "/usr/bin/srun"})
-      if (!fs::exists(tool)) {
-        if (::accel::testing::peers_required()) GTEST_FAIL() << tool << " is missing (scripts/setup.sh installs it)";
-        GTEST_SKIP() << tool << " is missing (scripts/setup.sh installs it)";
-      }
+    for (const char* tool : {"/usr/sbin/slurmctld", "/usr/sbin/slurmd", "/usr/bin/srun"}) {
+      REQUIRE_PROGRAM(tool);
+    }
     if (geteuid() != 0) GTEST_SKIP() << "the one-node Slurm cluster runs its daemons as root";
-    dir_ = fs::temp_directory_path() / ("accel_slurm_" + std::to_string(getpid()));
-    fs::remove_all(dir_);
-    fs::create_directories(dir_ / "state");
-    fs::create_directories(dir_ / "spool");
+    std::filesystem::create_directories(dir_ / "state");
+    std::filesystem::create_directories(dir_ / "spool");
     char host[256] = {};
     gethostname(host, sizeof host - 1);
-    const auto d = dir_.string();
+    const auto d = dir_.path().string();
     std::ofstream(dir_ / "slurm.conf")
         << "ClusterName=accel\nSlurmctldHost=" << host << "(127.0.0.1)\n"
         << "SlurmctldPort=" << accel::find_free_port() << "\nSlurmdPort=" << accel::find_free_port() << "\n"
@@ -75,7 +61,7 @@ class SlurmLaunch : public ::testing::Test {
     // Both daemonise; their pid files say whom to stop.
     started_ =
         std::system(("env " + conf_ + " /usr/sbin/slurmctld && env " + conf_ + " /usr/sbin/slurmd").c_str()) == 0;
-    ASSERT_TRUE(started_) << read_text(dir_ / "slurmctld.log") << read_text(dir_ / "slurmd.log");
+    ASSERT_TRUE(started_) << read_file(dir_ / "slurmctld.log") << read_file(dir_ / "slurmd.log");
     const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
     std::string state;
     while (std::chrono::steady_clock::now() < until) {
@@ -83,10 +69,10 @@ class SlurmLaunch : public ::testing::Test {
       if (state.find("idle") != std::string::npos) return;
       std::this_thread::sleep_for(std::chrono::milliseconds(200));
     }
-    FAIL() << "the node did not become idle: " << state << "\n" << read_text(dir_ / "slurmctld.log");
+    FAIL() << "the node did not become idle: " << state << "\n" << read_file(dir_ / "slurmctld.log");
   }
   void TearDown() override {
-    if (dir_.empty()) return;
+    // The daemons first: the folder goes after TearDown.
     for (const char* daemon : {"slurmd.pid", "slurmctld.pid"}) {
       pid_t pid = 0;
       if (std::ifstream(dir_ / daemon) >> pid && pid > 0) {
@@ -94,9 +80,8 @@ class SlurmLaunch : public ::testing::Test {
         for (int i = 0; i < 100 && kill(pid, 0) == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
       }
     }
-    fs::remove_all(dir_);
   }
-  fs::path dir_;
+  TempDir dir_{"slurm"};
   std::string conf_;
   bool started_ = false;
 };
@@ -106,24 +91,9 @@ class SlurmLaunch : public ::testing::Test {
 TEST_F(SlurmLaunch, SrunStartsTwoRanksThatMeet) {
   // No MASTER_ADDR: the rendezvous is the first host of SLURM_JOB_NODELIST.
   const std::string prefix = (dir_ / "probe").string();
-  const std::string cmd = "cd " + dir_.string() + " && env " + conf_ + " ACCEL_PROBE_OUT=" + prefix +
+  const std::string cmd = "cd " + dir_.path().string() + " && env " + conf_ + " ACCEL_PROBE_OUT=" + prefix +
                           " MASTER_PORT=" + std::to_string(accel::find_free_port()) +
-                          " CUDA_VISIBLE_DEVICES= timeout 120 srun -N1 -n2 --oversubscribe " + ACCEL_BINARY_DIR +
-                          "/tests/accel_probe";
+                          " CUDA_VISIBLE_DEVICES= timeout 120 srun -N1 -n2 --oversubscribe " + probe_program();
   const std::string out = run(cmd);
-  for (int r = 0; r < 2; ++r) {
-    std::map<std::string, std::string> kv;
-    std::istringstream in(read_text(prefix + "." + std::to_string(r)));
-    for (std::string line; std::getline(in, line);)
-      if (auto eq = line.find('='); eq != std::string::npos) kv[line.substr(0, eq)] = line.substr(eq + 1);
-    EXPECT_EQ(kv["source"], "slurm") << cmd << "\n" << out;
-    EXPECT_EQ(kv["rank"], std::to_string(r));
-    EXPECT_EQ(kv["world_size"], "2");
-    EXPECT_EQ(kv["local_rank"], std::to_string(r));
-    EXPECT_EQ(kv["local_world_size"], "2");
-    EXPECT_EQ(kv["node_rank"], "0");
-    EXPECT_EQ(kv["num_nodes"], "1");
-    EXPECT_EQ(kv["sum"], "3");
-    EXPECT_EQ(kv["objects"], "2:rank1");
-  }
+  expect_probe_ranks(prefix, "slurm", cmd + "\n" + out);
 }

@@ -9,8 +9,12 @@
 #include "accel/accelerator.h"
 #include "accel/optim/schedules.h"
 #include "support/cuda.h"
+#include "support/errors.h"
+#include "support/tensors.h"
 
 using namespace accel;
+using accel::testing::expect_close;
+using accel::testing::expect_error;
 namespace F = torch::nn::functional;
 
 namespace {
@@ -72,21 +76,13 @@ TEST(CapturedStepGpu, CapturedStepEqualsEagerStep) {
     const double tol = precision == "no" ? 1e-6 : 1e-3;
     for (size_t s = 0; s < eager.losses.size(); ++s)
       EXPECT_NEAR(graph.losses[s], eager.losses[s], tol) << precision << " step " << s;
-    for (size_t i = 0; i < eager.params.size(); ++i)
-      EXPECT_LT((graph.params[i] - eager.params[i]).abs().max().item<double>(), tol) << precision << " tensor " << i;
+    SCOPED_TRACE(precision);
+    expect_close(graph.params, eager.params, tol);
   }
 }
 
 TEST(CapturedStepGpu, WhatCannotBeCapturedIsRefusedWithTheReason) {
   REQUIRE_CUDA();
-  auto expect_error = [](const std::function<void()>& f, const std::string& part) {
-    try {
-      f();
-      FAIL() << "expected an error mentioning " << part;
-    } catch (const std::exception& e) {
-      EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what();
-    }
-  };
   {  // reading a value back inside the step
     Accelerator acc(AcceleratorOptions().cuda_graph(true));
     auto net = make_net();
@@ -104,20 +100,20 @@ TEST(CapturedStepGpu, WhatCannotBeCapturedIsRefusedWithTheReason) {
     auto x = torch::randn({4, 16}, torch::kCUDA);
     step({x});  // the warm-up call runs eagerly
     // Another shape than the first call's.
-    expect_error([&] { step({torch::randn({5, 16}, torch::kCUDA)}); }, "expected [4, 16] Float");
-    expect_error([&] { step({x}); }, "cannot be captured");
+    expect_error([&] { step({torch::randn({5, 16}, torch::kCUDA)}); }, {"expected [4, 16] Float"});
+    expect_error([&] { step({x}); }, {"cannot be captured"});
   }
   {  // fp16: the loss scaler decides on the host
     Accelerator acc(AcceleratorOptions().cuda_graph(true).mixed_precision("fp16"));
     auto net = make_net();
     auto [model, optimizer] = acc.prepare(net, std::make_shared<torch::optim::AdamW>(net->parameters()));
     auto step = acc.capture_step([&](const std::vector<torch::Tensor>& in) { return in; });
-    expect_error([&] { step({torch::randn({4, 16}, torch::kCUDA)}); }, "fp16 loss scaling");
+    expect_error([&] { step({torch::randn({4, 16}, torch::kCUDA)}); }, {"fp16 loss scaling"});
   }
   expect_error(
       [] {
         Accelerator(AcceleratorOptions().cuda_graph(true).gradient_accumulation_steps(2))
             .capture_step([](const std::vector<torch::Tensor>& in) { return in; });
       },
-      "gradient_accumulation_steps is 2");
+      {"gradient_accumulation_steps is 2"});
 }

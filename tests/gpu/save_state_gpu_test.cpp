@@ -6,7 +6,6 @@
 #include <optional>
 
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <torch/torch.h>
 
@@ -14,8 +13,12 @@
 #include "accel/checkpoint/optimizer_state.h"
 #include "accel/optim/schedules.h"
 #include "support/cuda.h"
+#include "support/temp_dir.h"
+#include "support/tensors.h"
 
 using namespace accel;
+using accel::testing::expect_equal;
+using accel::testing::TempDir;
 namespace F = torch::nn::functional;
 namespace fs = std::filesystem;
 
@@ -64,7 +67,8 @@ struct Trainer {
 };
 
 void expect_exact_resume(const std::string& precision) {
-  const fs::path dir = fs::temp_directory_path() / ("accel_gpu_save_state_" + std::to_string(::getpid()));
+  const TempDir tmp("gpu_save_state");
+  const fs::path dir = tmp / "ckpt";
   std::vector<torch::Tensor> straight;
   {
     Trainer t(precision);
@@ -81,9 +85,7 @@ void expect_exact_resume(const std::string& precision) {
   t.train(6);
   auto resumed = t.snapshot();
   EXPECT_TRUE(safetensors::load_file(dir / "random_states_0.safetensors").contains("cuda:0"));
-  fs::remove_all(dir);
-  ASSERT_EQ(resumed.size(), straight.size());
-  for (size_t i = 0; i < resumed.size(); ++i) EXPECT_TRUE(torch::equal(resumed[i], straight[i])) << "tensor " << i;
+  expect_equal(resumed, straight, "the resumed run");
 }
 
 }  // namespace

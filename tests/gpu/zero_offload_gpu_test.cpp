@@ -10,16 +10,16 @@
 
 #include <torch/torch.h>
 
-#include <filesystem>
-#include <unistd.h>
-
 #include "accel/accelerator.h"
 #include "accel/parallel/zero/zero_engine.h"
 #include "support/cuda.h"
+#include "support/temp_dir.h"
+#include "support/tensors.h"
 
 using namespace accel;
+using accel::testing::max_diff;
+using accel::testing::TempDir;
 namespace F = torch::nn::functional;
-namespace fs = std::filesystem;
 
 namespace {
 
@@ -58,18 +58,6 @@ Run train(AcceleratorOptions options, int steps) {
   return r;
 }
 
-double max_diff(const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>& b) {
-  double d = 0;
-  for (size_t i = 0; i < a.size(); ++i) d = std::max(d, (a[i] - b[i]).abs().max().item<double>());
-  return d;
-}
-
-AcceleratorOptions offload(OffloadDevice device, bool delayed = false) {
-  const auto swap = fs::temp_directory_path() / ("accel_gpu_swap_" + std::to_string(::getpid()));
-  return AcceleratorOptions().sharding(
-      ShardingOptions().offload_optimizer(OffloadOptions().device(device).nvme_path(swap).delayed_update(delayed)));
-}
-
 // The delayed rule in plain LibTorch: gradients at the model, which receives
 // the optimizer's (master's) values one step late; all of them at the end.
 std::vector<torch::Tensor> delayed_reference(torch::Device device, int steps) {
@@ -97,9 +85,18 @@ std::vector<torch::Tensor> delayed_reference(torch::Device device, int steps) {
   return out;
 }
 
+class ZeroOffloadGpu : public ::testing::Test {
+ protected:
+  AcceleratorOptions offload(OffloadDevice device, bool delayed = false) const {
+    return AcceleratorOptions().sharding(
+        ShardingOptions().offload_optimizer(OffloadOptions().device(device).nvme_path(swap_).delayed_update(delayed)));
+  }
+  TempDir swap_{"gpu_swap"};
+};
+
 }  // namespace
 
-TEST(ZeroOffloadGpu, OffloadedAdamWEqualsTheOptimizerOnTheGpu) {
+TEST_F(ZeroOffloadGpu, OffloadedAdamWEqualsTheOptimizerOnTheGpu) {
   REQUIRE_CUDA();
   const auto on_gpu = train(AcceleratorOptions(), 8);
   const auto cpu = train(offload(OffloadDevice::cpu), 8);
@@ -109,7 +106,7 @@ TEST(ZeroOffloadGpu, OffloadedAdamWEqualsTheOptimizerOnTheGpu) {
   EXPECT_EQ(max_diff(cpu.lagging, cpu.params), 0.0);  // nothing pending without the delay
 }
 
-TEST(ZeroOffloadGpu, Bf16MasterWeightsOffloadedTrackTheGpuMasters) {
+TEST_F(ZeroOffloadGpu, Bf16MasterWeightsOffloadedTrackTheGpuMasters) {
   REQUIRE_CUDA();
   auto bf16 = [] { return AcceleratorOptions().mixed_precision("bf16").master_weights(true); };
   const auto on_gpu = train(bf16(), 8);
@@ -121,7 +118,7 @@ TEST(ZeroOffloadGpu, Bf16MasterWeightsOffloadedTrackTheGpuMasters) {
   EXPECT_GT(max_diff(cpu.params, train(bf16(), 0).params), 1e-2);  // it trained
 }
 
-TEST(ZeroOffloadGpu, DelayedUpdateLagsOneStepUntilWaitedFor) {
+TEST_F(ZeroOffloadGpu, DelayedUpdateLagsOneStepUntilWaitedFor) {
   REQUIRE_CUDA();
   const auto exact = train(offload(OffloadDevice::cpu), 6);
   const auto delayed = train(offload(OffloadDevice::cpu, /*delayed=*/true), 6);

@@ -3,7 +3,6 @@
 // weights and batches, DDP, AdamW, a linear warmup schedule, gradient
 // accumulation 2 and clipping. The final weights agree within 1e-5 and the
 // learning rate after every optimizer step is equal.
-#include <filesystem>
 #include <fstream>
 
 #include <gtest/gtest.h>
@@ -14,12 +13,16 @@
 #include "accel/checkpoint/model_files.h"
 #include "accel/checkpoint/safetensors.h"
 #include "accel/optim/schedules.h"
-#include "accel_test_paths.h"
 #include "support/distributed.h"
 #include "support/peers.h"
+#include "support/programs.h"
+#include "support/temp_dir.h"
 
-namespace fs = std::filesystem;
 using namespace accel;
+using accel::testing::peer_script;
+using accel::testing::run_shell;
+using accel::testing::TempDir;
+using accel::testing::venv_program;
 
 namespace {
 
@@ -40,9 +43,7 @@ constexpr double kClip = 0.5, kLr = 0.01;
 
 TEST(AcceleratorPeer, TrainsLikeAccelerate) {
   REQUIRE_PEERS("torch", "accelerate", "safetensors", "transformers");
-  auto dir = fs::temp_directory_path() / "accel_accelerator_peer";
-  fs::remove_all(dir);
-  fs::create_directories(dir);
+  const TempDir dir("accelerator_peer");
   const auto input = dir / "input.safetensors";
   {
     // CPU generators only: this process forks the accel ranks later.
@@ -55,16 +56,15 @@ TEST(AcceleratorPeer, TrainsLikeAccelerate) {
     safetensors::save_file(t, input);
   }
   const auto peer_out = (dir / "peer").string();
-  const std::string venv = fs::path(ACCEL_PYTHON).parent_path().string();
-  const std::string cmd = "cd " + dir.string() + " && env HF_HOME=" + dir.string() + " CUDA_VISIBLE_DEVICES= " + venv +
-                          "/accelerate launch --multi_gpu --num_processes 2 --main_process_port " +
-                          std::to_string(find_free_port()) + " " + ACCEL_SOURCE_DIR +
-                          "/tests/peer/scripts/accelerate_train.py " + input.string() + " " + peer_out + " " +
-                          std::to_string(kBatch) + " " + std::to_string(kAccumulation) + " " + std::to_string(kWarmup) +
-                          " " + std::to_string(kTotal) + " " + std::to_string(kClip) + " " + std::to_string(kLr) +
-                          " > " + (dir / "peer.log").string() + " 2>&1";
-  int rc = std::system(cmd.c_str());
-  ASSERT_EQ(rc, 0) << cmd << "\n" << accel::testing::read_text((dir / "peer.log").string());
+  const std::string cmd = "cd " + dir.path().string() + " && env HF_HOME=" + dir.path().string() +
+                          " CUDA_VISIBLE_DEVICES= " + venv_program("accelerate") +
+                          " launch --multi_gpu --num_processes 2 --main_process_port " +
+                          std::to_string(find_free_port()) + " " + peer_script("accelerate_train.py") + " " +
+                          input.string() + " " + peer_out + " " + std::to_string(kBatch) + " " +
+                          std::to_string(kAccumulation) + " " + std::to_string(kWarmup) + " " + std::to_string(kTotal) +
+                          " " + std::to_string(kClip) + " " + std::to_string(kLr);
+  const auto run = run_shell(cmd, dir / "peer.log");
+  ASSERT_EQ(run.status, 0) << cmd << "\n" << run.output;
   const auto peer = nlohmann::json::parse(std::ifstream(peer_out + ".json"));
   ASSERT_EQ(peer["num_processes"], 2);
   const auto peer_weights = safetensors::load_file(peer_out + ".safetensors");

@@ -2,16 +2,9 @@
 // config files written by Accelerate's own code are read as they are, and a
 // worker gets the same environment, variable by variable. The deliberate
 // differences are listed in docs/cli.md and here in kDeliberate.
-#include <fcntl.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <map>
-#include <memory>
 #include <set>
 #include <sstream>
 
@@ -19,11 +12,24 @@
 
 #include "accel/dist/launcher.h"
 #include "accel_test_paths.h"
+#include "support/files.h"
 #include "support/peers.h"
+#include "support/programs.h"
+#include "support/temp_dir.h"
 
 namespace {
 
 namespace fs = std::filesystem;
+using accel::testing::binary_path;
+using accel::testing::command_output;
+using accel::testing::peer_script;
+using accel::testing::read_file;
+using accel::testing::read_key_values;
+using accel::testing::start_program;
+using accel::testing::TempDir;
+using accel::testing::test_program;
+using accel::testing::venv_program;
+using accel::testing::wait_for_exit;
 using Env = std::map<std::string, std::string>;
 
 // Variables torchrun's agent sets that describe the agent itself: accel has
@@ -64,11 +70,9 @@ const std::set<std::string>& set_by_python_imports() {
     std::set<std::string> out;
     const std::string cmd =
         std::string(ACCEL_PYTHON) + " -c 'import os, accelerate.commands.launch; print(\"\\n\".join(os.environ))'";
-    std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(cmd.c_str(), "r"), pclose);
-    char line[4096];
-    while (pipe && fgets(line, sizeof line, pipe.get())) {
-      std::string name(line);
-      while (!name.empty() && (name.back() == '\n' || name.back() == '\r')) name.pop_back();
+    std::istringstream lines(command_output(cmd));
+    for (std::string name; std::getline(lines, name);) {
+      while (!name.empty() && name.back() == '\r') name.pop_back();
       if (!name.empty() && !std::getenv(name.c_str())) out.insert(name);
     }
     return out;
@@ -80,17 +84,14 @@ class CliPeer : public ::testing::Test {
  protected:
   void SetUp() override {
     REQUIRE_PEERS("torch", "accelerate");
-    dir_ = fs::temp_directory_path() / ("accel_cli_peer_" + std::to_string(getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
     fs::create_directories(dir_ / "hf");
     port_ = std::to_string(accel::find_free_port());
-    std::string cmd = std::string(ACCEL_PYTHON) + " " + ACCEL_SOURCE_DIR + "/tests/peer/scripts/cli_write_configs.py " +
-                      dir_.string() + " " + port_;
+    std::string cmd = std::string(ACCEL_PYTHON) + " " + peer_script("cli_write_configs.py") + " " +
+                      dir_.path().string() + " " + port_;
     ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
   }
   void TearDown() override {
-    if (!HasFailure()) fs::remove_all(dir_);
+    if (HasFailure()) dir_.keep();  // what the launchers wrote, to look at
   }
   std::string cfg(const std::string& name) { return (dir_ / (name + ".yaml")).string(); }
 
@@ -98,31 +99,19 @@ class CliPeer : public ::testing::Test {
   pid_t start(const std::string& tool, std::vector<std::string> args, int index) {
     std::vector<std::string> argv;
     if (tool == "accel")
-      argv = {std::string(ACCEL_BINARY_DIR) + "/accel", "launch"};
+      argv = {binary_path("accel"), "launch"};
     else
-      argv = {fs::path(ACCEL_PYTHON).parent_path().string() + "/accelerate", "launch"};
+      argv = {venv_program("accelerate"), "launch"};
     argv.insert(argv.end(), args.begin(), args.end());
     argv.push_back("--no_python");
-    argv.push_back(std::string(ACCEL_SOURCE_DIR) + "/tests/programs/dump_env.sh");
-    const std::string log = (dir_ / (tool + std::to_string(index) + ".log")).string();
-    pid_t pid = fork();
-    if (pid == 0) {
-      int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      dup2(fd, 1);
-      dup2(fd, 2);
-      chdir(dir_.c_str());
-      setenv("HF_HOME", (dir_ / "hf").c_str(), 1);
-      setenv("ACCEL_TEST_OUT", (dir_ / "out").c_str(), 1);
-      setenv("LC_CTYPE", "C.UTF-8", 1);  // else Python's locale coercion adds it
-      setenv("PYTHONPATH", (dir_ / "fakeds").c_str(), 1);
-      unsetenv("OMP_NUM_THREADS");
-      std::vector<char*> a;
-      for (auto& s : argv) a.push_back(s.data());
-      a.push_back(nullptr);
-      execv(a[0], a.data());
-      _exit(127);
-    }
-    return pid;
+    argv.push_back(test_program("dump_env.sh"));
+    return start_program(argv, dir_ / (tool + std::to_string(index) + ".log"),
+                         {.env = {{"HF_HOME", (dir_ / "hf").string()},
+                                  {"ACCEL_TEST_OUT", (dir_ / "out").string()},
+                                  {"LC_CTYPE", "C.UTF-8"},  // else Python's locale coercion adds it
+                                  {"PYTHONPATH", (dir_ / "fakeds").string()},
+                                  {"OMP_NUM_THREADS", std::nullopt}},
+                          .cwd = dir_});
   }
 
   // Runs the tool (once per machine rank in `machines`) and collects each worker's env by rank.
@@ -136,24 +125,12 @@ class CliPeer : public ::testing::Test {
       a.insert(a.end(), machines[m].begin(), machines[m].end());
       pids.push_back(start(tool, a, static_cast<int>(m)));
     }
-    for (size_t m = 0; m < pids.size(); ++m) {
-      int st = 0;
-      waitpid(pids[m], &st, 0);
-      std::ifstream f(dir_ / (tool + std::to_string(m) + ".log"));
-      std::stringstream s;
-      s << f.rdbuf();
-      EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << tool << " failed:\n" << s.str();
-    }
+    for (size_t m = 0; m < pids.size(); ++m)
+      EXPECT_EQ(wait_for_exit(pids[m]), 0) << tool << " failed:\n"
+                                           << read_file(dir_ / (tool + std::to_string(m) + ".log"));
     std::map<std::string, Env> envs;
     for (auto& entry : fs::directory_iterator(dir_ / "out")) {
-      Env e;
-      std::ifstream f(entry.path());
-      std::string line;
-      while (std::getline(f, line)) {
-        auto eq = line.find('=');
-        if (eq != std::string::npos) e[line.substr(0, eq)] = line.substr(eq + 1);
-      }
-      envs[entry.path().filename().string().substr(4)] = e;  // "env.<rank>"
+      envs[entry.path().filename().string().substr(4)] = read_key_values(entry.path());  // "env.<rank>"
     }
     return envs;
   }
@@ -200,7 +177,7 @@ class CliPeer : public ::testing::Test {
     }
   }
 
-  fs::path dir_;
+  TempDir dir_{"cli_peer"};
   std::string port_;
 };
 

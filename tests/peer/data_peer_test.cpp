@@ -11,22 +11,14 @@
 #include "accel/data/batch_sampler_shard.h"
 #include "accel/data/iterable_dataset_shard.h"
 #include "accel/data/sampler.h"
-#include "accel_test_paths.h"
-#include "support/distributed.h"
 #include "support/peers.h"
 
 using namespace accel;
 
 namespace {
 
-const std::string kScript = std::string(ACCEL_SOURCE_DIR) + "/tests/peer/scripts/data_shards.py";
-
 // The script's records, read once for all tests.
-const nlohmann::json& records() {
-  static const nlohmann::json j =
-      nlohmann::json::parse(accel::testing::command_output(std::string(ACCEL_PYTHON) + " " + kScript));
-  return j;
-}
+const nlohmann::json& records() { return accel::testing::peer_script_json("data_shards.py"); }
 
 std::shared_ptr<IterableDataset<int64_t>> counting(int64_t n) {
   return std::make_shared<LambdaIterableDataset<int64_t>>([n](int64_t) {

@@ -7,16 +7,20 @@
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
-#include <unistd.h>
 
 #include "accel/checkpoint/safetensors.h"
 #include "accel_test_paths.h"
 #include "gpt2/hf_checkpoint.h"
 #include "support/distributed.h"
 #include "support/peers.h"
+#include "support/programs.h"
+#include "support/temp_dir.h"
 
 namespace fs = std::filesystem;
 namespace st = accel::safetensors;
+using accel::testing::peer_script;
+using accel::testing::run_shell;
+using accel::testing::TempDir;
 
 namespace {
 
@@ -24,22 +28,15 @@ constexpr double kTolerance = 1e-4;
 
 class Gpt2Peer : public ::testing::Test {
  protected:
-  void SetUp() override {
-    REQUIRE_PEERS("torch", "safetensors", "transformers");
-    dir_ = fs::temp_directory_path() / ("accel_gpt2_peer_" + std::to_string(::getpid()));
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
+  void SetUp() override { REQUIRE_PEERS("torch", "safetensors", "transformers"); }
 
   // Runs tests/peer/scripts/gpt2_peer.py; fails the test with its output
   // when it fails.
   void peer(const std::string& args) {
-    const auto log = dir_ / "peer.log";
-    const std::string cmd = std::string("env HF_HOME=") + dir_.string() + " " + ACCEL_PYTHON + " " +
-                            accel::testing::source_path("tests/peer/scripts/gpt2_peer.py") + " " + args + " > " +
-                            log.string() + " 2>&1";
-    ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd << "\n" << accel::testing::read_text(log.string());
+    const std::string cmd =
+        "env HF_HOME=" + dir_.path().string() + " " + ACCEL_PYTHON + " " + peer_script("gpt2_peer.py") + " " + args;
+    const auto run = run_shell(cmd, dir_ / "peer.log");
+    ASSERT_EQ(run.status, 0) << cmd << "\n" << run.output;
   }
 
   // The C++ model's logits for the input transformers used, against its logits.
@@ -53,7 +50,7 @@ class Gpt2Peer : public ::testing::Test {
     EXPECT_LT(diff, kTolerance) << "max |accel - transformers| over the logits";
   }
 
-  fs::path dir_;
+  TempDir dir_{"gpt2_peer"};
 };
 
 }  // namespace

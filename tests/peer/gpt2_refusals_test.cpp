@@ -6,20 +6,22 @@
 // compiles the example's sources; see tests/CMakeLists.txt.)
 #include <filesystem>
 #include <fstream>
-#include <functional>
 #include <string>
 #include <vector>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
-#include <unistd.h>
 
 #include "accel/checkpoint/model_files.h"
 #include "gpt2/hf_checkpoint.h"
 #include "support/distributed.h"
+#include "support/errors.h"
+#include "support/temp_dir.h"
 
 namespace fs = std::filesystem;
+using accel::testing::expect_error;
+using accel::testing::TempDir;
 using nlohmann::json;
 
 namespace {
@@ -28,29 +30,13 @@ gpt2::GPT2Options small() {
   return gpt2::GPT2Options().n_layer(2).n_head(2).n_embd(32).n_positions(16).vocab_size(300);
 }
 
-// Runs `load`, expects std::runtime_error, and checks that its message
-// holds every one of `parts`.
-void expect_refused(const std::function<void()>& load, const std::vector<std::string>& parts) {
-  try {
-    load();
-    ADD_FAILURE() << "expected the load to be refused";
-  } catch (const std::runtime_error& e) {
-    const std::string message = e.what();
-    for (const auto& part : parts)
-      EXPECT_NE(message.find(part), std::string::npos) << "'" << part << "' not in: " << message;
-  }
-}
-
 class Gpt2Refusals : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("accel_gpt2_refusals_" + std::to_string(::getpid()));
-    fs::remove_all(dir_);
     accel::testing::seed_cpu(11);
     gpt2::save_pretrained(*gpt2::GPT2(small()), dir_);
     config_ = json::parse(std::ifstream(dir_ / "config.json"));
   }
-  void TearDown() override { fs::remove_all(dir_); }
 
   void write_config(const std::string& text) { std::ofstream(dir_ / "config.json") << text; }
   void set(const std::string& key, const json& value) {
@@ -61,7 +47,7 @@ class Gpt2Refusals : public ::testing::Test {
   std::string config_path() const { return (dir_ / "config.json").string(); }
   std::string weights_path() const { return (dir_ / "model.safetensors").string(); }
 
-  fs::path dir_;
+  TempDir dir_{"gpt2_refusals"};
   json config_;
 };
 
@@ -69,40 +55,41 @@ class Gpt2Refusals : public ::testing::Test {
 
 TEST_F(Gpt2Refusals, ConfigThatIsNotJson) {
   write_config("{\"n_layer\": 2,");
-  expect_refused([&] { gpt2::from_pretrained(dir_); }, {config_path(), "not valid JSON"});
+  expect_error<std::runtime_error>([&] { gpt2::from_pretrained(dir_); }, {config_path(), "not valid JSON"});
 }
 
 TEST_F(Gpt2Refusals, MissingConfig) {
   fs::remove(dir_ / "config.json");
-  expect_refused([&] { gpt2::from_pretrained(dir_); }, {"cannot open", config_path()});
+  expect_error<std::runtime_error>([&] { gpt2::from_pretrained(dir_); }, {"cannot open", config_path()});
 }
 
 TEST_F(Gpt2Refusals, ValueOfTheWrongType) {
   set("n_embd", "wide");
-  expect_refused([&] { gpt2::from_pretrained(dir_); },
-                 {config_path(), "\"n_embd\"", "\"wide\"", "expected an integer"});
+  expect_error<std::runtime_error>([&] { gpt2::from_pretrained(dir_); },
+                                   {config_path(), "\"n_embd\"", "\"wide\"", "expected an integer"});
 }
 
 TEST_F(Gpt2Refusals, HeadsThatDoNotDivideTheWidth) {
   set("n_head", 3);
-  expect_refused([&] { gpt2::from_pretrained(dir_); }, {config_path(), "n_embd = 32", "n_head = 3"});
+  expect_error<std::runtime_error>([&] { gpt2::from_pretrained(dir_); }, {config_path(), "n_embd = 32", "n_head = 3"});
 }
 
 TEST_F(Gpt2Refusals, VariantsThisModelDoesNotImplement) {
   set("activation_function", "relu");
-  expect_refused([&] { gpt2::from_pretrained(dir_); }, {config_path(), "activation_function", "\"relu\"", "gelu_new"});
+  expect_error<std::runtime_error>([&] { gpt2::from_pretrained(dir_); },
+                                   {config_path(), "activation_function", "\"relu\"", "gelu_new"});
   set("tie_word_embeddings", false);
-  expect_refused([&] { gpt2::from_pretrained(dir_); }, {"tie_word_embeddings", "false"});
+  expect_error<std::runtime_error>([&] { gpt2::from_pretrained(dir_); }, {"tie_word_embeddings", "false"});
   set("n_inner", 100);
-  expect_refused([&] { gpt2::from_pretrained(dir_); }, {"n_inner", "100", "128"});
+  expect_error<std::runtime_error>([&] { gpt2::from_pretrained(dir_); }, {"n_inner", "100", "128"});
   set("model_type", "llama");
-  expect_refused([&] { gpt2::from_pretrained(dir_); }, {"model_type", "\"llama\"", "\"gpt2\""});
+  expect_error<std::runtime_error>([&] { gpt2::from_pretrained(dir_); }, {"model_type", "\"llama\"", "\"gpt2\""});
 }
 
 TEST_F(Gpt2Refusals, ShapeThatDisagreesWithTheConfig) {
   set("vocab_size", 301);
-  expect_refused([&] { gpt2::from_pretrained(dir_); },
-                 {weights_path(), "\"transformer.wte.weight\"", "[300, 32]", "[301, 32]"});
+  expect_error<std::runtime_error>([&] { gpt2::from_pretrained(dir_); },
+                                   {weights_path(), "\"transformer.wte.weight\"", "[300, 32]", "[301, 32]"});
 }
 
 TEST_F(Gpt2Refusals, WeightInLinearsLayoutInsteadOfConv1D) {
@@ -112,8 +99,9 @@ TEST_F(Gpt2Refusals, WeightInLinearsLayoutInsteadOfConv1D) {
   for (auto& [name, t] : state)
     if (name == "transformer.h.1.mlp.c_fc.weight") t = t.t().contiguous();
   accel::safetensors::save_file(state, dir_ / "model.safetensors", {{"format", "pt"}});
-  expect_refused([&] { gpt2::from_pretrained(dir_); },
-                 {weights_path(), "\"transformer.h.1.mlp.c_fc.weight\"", "[128, 32]", "Conv1D [in, out]", "[32, 128]"});
+  expect_error<std::runtime_error>(
+      [&] { gpt2::from_pretrained(dir_); },
+      {weights_path(), "\"transformer.h.1.mlp.c_fc.weight\"", "[128, 32]", "Conv1D [in, out]", "[32, 128]"});
 }
 
 TEST_F(Gpt2Refusals, RefusedLoadLeavesTheModelAsItWas) {
@@ -121,22 +109,24 @@ TEST_F(Gpt2Refusals, RefusedLoadLeavesTheModelAsItWas) {
   gpt2::GPT2 model(small().vocab_size(301));
   std::vector<torch::Tensor> before;
   for (const auto& p : model->parameters()) before.push_back(p.clone());
-  expect_refused([&] { gpt2::load_hf_weights(*model, dir_); }, {"transformer.wte.weight"});
+  expect_error<std::runtime_error>([&] { gpt2::load_hf_weights(*model, dir_); }, {"transformer.wte.weight"});
   auto after = model->parameters();
   for (size_t i = 0; i < before.size(); ++i) EXPECT_TRUE(torch::equal(before[i], after[i]));
 }
 
 TEST_F(Gpt2Refusals, MissingAndUnexpectedTensors) {
   set("n_layer", 3);
-  expect_refused([&] { gpt2::from_pretrained(dir_); }, {"lacks", "transformer.h.2.attn.c_attn.weight"});
+  expect_error<std::runtime_error>([&] { gpt2::from_pretrained(dir_); },
+                                   {"lacks", "transformer.h.2.attn.c_attn.weight"});
   set("n_layer", 1);
-  expect_refused([&] { gpt2::from_pretrained(dir_); },
-                 {"does not have", weights_path(), "transformer.h.1.mlp.c_fc.weight"});
+  expect_error<std::runtime_error>([&] { gpt2::from_pretrained(dir_); },
+                                   {"does not have", weights_path(), "transformer.h.1.mlp.c_fc.weight"});
 }
 
 TEST_F(Gpt2Refusals, OutputProjectionThatIsNotTheEmbedding) {
   auto state = gpt2::hf_state(*gpt2::from_pretrained(dir_));
   state.emplace_back("lm_head.weight", torch::randn({300, 32}));
   accel::safetensors::save_file(state, dir_ / "model.safetensors", {{"format", "pt"}});
-  expect_refused([&] { gpt2::from_pretrained(dir_); }, {"\"lm_head.weight\"", "\"transformer.wte.weight\"", "ties"});
+  expect_error<std::runtime_error>([&] { gpt2::from_pretrained(dir_); },
+                                   {"\"lm_head.weight\"", "\"transformer.wte.weight\"", "ties"});
 }

@@ -7,8 +7,8 @@
 #include <gtest/gtest.h>
 
 #include "accel_test_paths.h"
-#include "support/distributed.h"
 #include "support/peers.h"
+#include "support/programs.h"
 
 TEST(PeerInstall, EveryPinnedPackageIsInstalledAtItsVersion) {
   REQUIRE_PEERS("importlib.metadata");

@@ -5,29 +5,32 @@
 #include <gtest/gtest.h>
 
 #include <sys/wait.h>
-#include <unistd.h>
 
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <iterator>
 
 #include <nlohmann/json.hpp>
 
 #include "accel/checkpoint/model_files.h"
 #include "accel_test_paths.h"
+#include "support/files.h"
 #include "support/peers.h"
+#include "support/temp_dir.h"
+#include "support/tensors.h"
 
 namespace st = accel::safetensors;
+using accel::testing::peer_script;
+using accel::testing::random_bits;
+using accel::testing::read_file;
+using accel::testing::TempDir;
 using nlohmann::json;
 
 namespace {
 
-const std::string kScript = ACCEL_SOURCE_DIR "/tests/peer/scripts/safetensors_peer.py";
-
 // Runs the peer script; returns the JSON it prints after its marker.
 json run_peer(const std::vector<std::string>& args) {
-  std::string command = std::string(ACCEL_PYTHON) + " " + kScript;
+  std::string command = std::string(ACCEL_PYTHON) + " " + peer_script("safetensors_peer.py");
   for (const auto& a : args) command += " '" + a + "'";
   command += " 2>&1";
   FILE* pipe = ::popen(command.c_str(), "r");
@@ -61,28 +64,13 @@ void expect_described(const json& entry, const torch::Tensor& t, const std::stri
   EXPECT_EQ(entry["fnv"].get<std::string>(), fnv1a64(t)) << name;
 }
 
-std::string read_bytes(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-torch::Tensor random_bits(torch::ScalarType type, std::vector<int64_t> shape) {
-  if (type == torch::kBool) return torch::randint(0, 2, shape, torch::kUInt8).to(torch::kBool);
-  auto bytes_shape = shape;
-  bytes_shape.back() *= c10::elementSize(type);
-  return torch::randint(0, 256, bytes_shape, torch::kUInt8).view(type);
-}
-
 class SafetensorsPeer : public ::testing::Test {
  protected:
   void SetUp() override {
     REQUIRE_PEERS("torch", "safetensors");
     torch::manual_seed(13);
-    dir_ = std::filesystem::temp_directory_path() / ("accel_st_peer_" + std::to_string(::getpid()));
-    std::filesystem::create_directories(dir_);
   }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-  std::filesystem::path dir_;
+  TempDir dir_{"safetensors_peer"};
 };
 
 TEST_F(SafetensorsPeer, PythonReadsWhatAccelWritesAndWritesTheSameBytes) {
@@ -108,7 +96,7 @@ TEST_F(SafetensorsPeer, PythonReadsWhatAccelWritesAndWritesTheSameBytes) {
   // Python's writer, given the same tensors, writes the same bytes.
   auto python_path = dir_ / "python.safetensors";
   run_peer({"resave", path.string(), python_path.string()});
-  EXPECT_EQ(read_bytes(python_path), read_bytes(path));
+  EXPECT_EQ(read_file(python_path), read_file(path));
 }
 
 TEST_F(SafetensorsPeer, AccelReadsWhatPythonWritesAndWritesTheSameBytes) {
@@ -121,7 +109,7 @@ TEST_F(SafetensorsPeer, AccelReadsWhatPythonWritesAndWritesTheSameBytes) {
   // Includes F8_E8M0, which Python writes but cannot load into torch.
   EXPECT_EQ(loaded["t_F8_E8M0"].scalar_type(), torch::kFloat8_e8m0fnu);
 
-  EXPECT_EQ(st::save(st::to_named(loaded), {{"format", "pt"}}), read_bytes(path));
+  EXPECT_EQ(st::save(st::to_named(loaded), {{"format", "pt"}}), read_file(path));
 }
 
 TEST_F(SafetensorsPeer, ShardedSaveIsWhatHuggingFaceReadsAndSplits) {
@@ -140,7 +128,7 @@ TEST_F(SafetensorsPeer, ShardedSaveIsWhatHuggingFaceReadsAndSplits) {
   ASSERT_TRUE(saved.sharded());
   std::ofstream(dir_ / "order.json") << json(order).dump();
 
-  auto seen = run_peer({"sharded", dir_.string(), (dir_ / "order.json").string(), std::to_string(limit)});
+  auto seen = run_peer({"sharded", dir_.path().string(), (dir_ / "order.json").string(), std::to_string(limit)});
   EXPECT_TRUE(seen["split_matches"].get<bool>()) << seen["python_split"].dump(2);
   EXPECT_TRUE(seen["total_size_matches"].get<bool>());
   ASSERT_EQ(seen["tensors"].size(), tensors.size());
@@ -168,7 +156,7 @@ struct TiedModel : torch::nn::Module {
 };
 
 TEST_F(SafetensorsPeer, AccelLoadsAcceleratesShardedSaveOfATiedModel) {
-  auto written = run_peer({"accelerate-save", dir_.string(), "400"});
+  auto written = run_peer({"accelerate-save", dir_.path().string(), "400"});
   EXPECT_EQ(written["files"].size(), 4u);  // three shards and the index
   TiedModel model;
   auto report = accel::load_model_weights(model, dir_);
@@ -180,7 +168,7 @@ TEST_F(SafetensorsPeer, AccelLoadsAcceleratesShardedSaveOfATiedModel) {
   auto again = dir_ / "again";
   accel::save_model(model, again, accel::SaveModelOptions().max_shard_size(int64_t{400}));
   for (const auto& file : written["files"]) {
-    EXPECT_EQ(read_bytes(again / file.get<std::string>()), read_bytes(dir_ / file.get<std::string>())) << file;
+    EXPECT_EQ(read_file(again / file.get<std::string>()), read_file(dir_ / file.get<std::string>())) << file;
   }
 }
 

@@ -13,21 +13,13 @@
 #include <torch/torch.h>
 
 #include "accel/optim/schedules.h"
-#include "accel_test_paths.h"
-#include "support/distributed.h"
 #include "support/peers.h"
 
 using namespace accel;
 
 namespace {
 
-const std::string kScript = std::string(ACCEL_SOURCE_DIR) + "/tests/peer/scripts/schedules.py";
-
-const nlohmann::json& records() {
-  static const nlohmann::json j =
-      nlohmann::json::parse(accel::testing::command_output(std::string(ACCEL_PYTHON) + " " + kScript));
-  return j;
-}
+const nlohmann::json& records() { return accel::testing::peer_script_json("schedules.py"); }
 
 SchedulerKwargs kwargs_of(const nlohmann::json& k) {
   SchedulerKwargs out;

@@ -1,15 +1,11 @@
 #include "support/distributed.h"
 
-#include "accel_test_paths.h"
-
-#include <cstdio>
-#include <fstream>
-#include <iterator>
-#include <memory>
 #include <mutex>
 #include <stdexcept>
 
 #include <ATen/CPUGeneratorImpl.h>
+
+#include "accel/dist/collectives.h"
 
 namespace accel::testing {
 
@@ -30,22 +26,13 @@ void seed_cpu(uint64_t seed) {
   gen.set_current_seed(seed);
 }
 
-std::string command_output(const std::string& command) {
-  std::string out;
-  std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(command.c_str(), "r"), pclose);
-  if (!pipe) throw std::runtime_error("cannot run " + command);
-  char buf[1 << 16];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, pipe.get())) > 0) out.append(buf, n);
-  return out;
+void expect_ranks_agree(const std::vector<torch::Tensor>& tensors, std::source_location where) {
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    // One row per rank: any difference between neighbouring rows.
+    const float spread = gather(tensors[i].reshape({1, -1})).diff(1, 0).abs().max().item<float>();
+    if (spread != 0.0f)
+      ADD_FAILURE_AT(where.file_name(), where.line()) << "tensor " << i << " differs across ranks by " << spread;
+  }
 }
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
-
-std::string source_path(const std::string& relative) { return std::string(ACCEL_SOURCE_DIR) + "/" + relative; }
-std::string binary_path(const std::string& relative) { return std::string(ACCEL_BINARY_DIR) + "/" + relative; }
 
 }  // namespace accel::testing

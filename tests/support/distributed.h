@@ -2,9 +2,11 @@
 // Test helpers for multi-process tests over Gloo on loopback.
 #include <cstdint>
 #include <functional>
-#include <string>
+#include <source_location>
+#include <vector>
 
 #include <gtest/gtest.h>
+#include <torch/torch.h>
 
 #include "accel/dist/launcher.h"
 
@@ -19,14 +21,9 @@ void run_distributed(int n, const std::function<void()>& body, LaunchOptions opt
 /// also initialise CUDA where present, and CUDA does not survive fork.
 void seed_cpu(uint64_t seed);
 
-/// What `command` prints on stdout (run by the shell); throws if it cannot start.
-std::string command_output(const std::string& command);
-
-/// The whole file as a string (empty when it cannot be read).
-std::string read_text(const std::string& path);
-
-/// Path of a file in the source tree / build tree.
-std::string source_path(const std::string& relative);
-std::string binary_path(const std::string& relative);
+/// Expects every rank to hold exactly the same values in each of `tensors`
+/// (a collective: every rank calls it, with tensors of the same shapes).
+void expect_ranks_agree(const std::vector<torch::Tensor>& tensors,
+                        std::source_location where = std::source_location::current());
 
 }  // namespace accel::testing

@@ -10,6 +10,8 @@
 #include <mutex>
 
 #include "accel_test_paths.h"
+#include "support/files.h"
+#include "support/programs.h"
 
 namespace accel::testing {
 
@@ -50,6 +52,24 @@ std::optional<std::string> missing_peers(std::initializer_list<const char*> modu
   std::lock_guard<std::mutex> lock(mu);
   auto it = checked.find(list);
   if (it == checked.end()) it = checked.emplace(list, list.empty() ? std::nullopt : import_failure(python, list)).first;
+  return it->second;
+}
+
+std::string venv_program(const std::string& name) {
+  return (std::filesystem::path(ACCEL_PYTHON).parent_path() / name).string();
+}
+
+std::string peer_script(const std::string& name) { return source_path("tests/peer/scripts/" + name); }
+
+const nlohmann::json& peer_script_json(const std::string& name) {
+  static std::mutex mu;
+  static std::map<std::string, nlohmann::json> outputs;
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = outputs.find(name);
+  if (it == outputs.end())
+    it = outputs
+             .emplace(name, nlohmann::json::parse(command_output(std::string(ACCEL_PYTHON) + " " + peer_script(name))))
+             .first;
   return it->second;
 }
 

@@ -4,11 +4,13 @@
 // the rest; CI sets ACCEL_REQUIRE_PEERS=1 (scripts/test.sh does), and there
 // a missing peer is a failure that names it: a broken peer install must not
 // pass CI as a row of skips.
+#include <filesystem>
 #include <initializer_list>
 #include <optional>
 #include <string>
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 namespace accel::testing {
 
@@ -19,6 +21,16 @@ bool peers_required();
 /// configured, the file missing, or the import failing, with Python's own
 /// message), or nothing when all import. Each set is checked once per process.
 std::optional<std::string> missing_peers(std::initializer_list<const char*> modules);
+
+/// A program of the .venv's bin folder (torchrun, accelerate).
+std::string venv_program(const std::string& name);
+
+/// A script of tests/peer/scripts/.
+std::string peer_script(const std::string& name);
+
+/// What `ACCEL_PYTHON tests/peer/scripts/<name>` prints, as JSON; run once
+/// per process (throws where it does not run or print JSON).
+const nlohmann::json& peer_script_json(const std::string& name);
 
 }  // namespace accel::testing
 
@@ -32,4 +44,16 @@ std::optional<std::string> missing_peers(std::initializer_list<const char*> modu
       GTEST_SKIP() << "peer missing: " << *accel_missing_ << " (ACCEL_REQUIRE_PEERS=1 " \
                    << "makes this a failure)";                                          \
     }                                                                                   \
+  }
+
+/// Skips the test (or fails it when peers are required) unless the program
+/// at `path` exists: one that scripts/setup.sh installs (mpirun, srun).
+#define REQUIRE_PROGRAM(path)                                                 \
+  if (!std::filesystem::exists(path)) {                                       \
+    if (::accel::testing::peers_required()) {                                 \
+      GTEST_FAIL() << (path) << " is missing (scripts/setup.sh installs it)"; \
+    } else {                                                                  \
+      GTEST_SKIP() << (path) << " is missing (scripts/setup.sh installs it; " \
+                   << "ACCEL_REQUIRE_PEERS=1 makes this a failure)";          \
+    }                                                                         \
   }

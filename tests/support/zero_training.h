@@ -1,8 +1,9 @@
 #pragma once
 // The small training problem the ZeRO tests share (tests/dist/zero*_test.cpp):
-// a three-layer net, its data, a two-group AdamW (or SGD with momentum), the
-// single-process plain-LibTorch reference on full batches, and a Trainer that
-// trains through the Accelerator as a user writes it, each rank on its rows.
+// the classifier with two hidden layers on 512 samples (support/classifier.h),
+// a two-group AdamW (or SGD with momentum), the single-process plain-LibTorch
+// reference on full batches, and a Trainer that trains through the
+// Accelerator as a user writes it, each rank on its rows.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -11,27 +12,18 @@
 
 #include "accel/accelerator.h"
 #include "accel/parallel/zero/zero_engine.h"
+#include "support/classifier.h"
 #include "support/distributed.h"
+#include "support/tensors.h"
 
 namespace accel::testing::zero_training {
 
 namespace F = torch::nn::functional;
 
-struct NetImpl : torch::nn::Module {
-  NetImpl() {
-    fc1 = register_module("fc1", torch::nn::Linear(6, 16));
-    fc2 = register_module("fc2", torch::nn::Linear(16, 16));
-    head = register_module("head", torch::nn::Linear(16, 3));
-  }
-  torch::Tensor forward(torch::Tensor x) { return head(torch::tanh(fc2(torch::tanh(fc1(x))))); }
-  torch::nn::Linear fc1{nullptr}, fc2{nullptr}, head{nullptr};
-};
-TORCH_MODULE(Net);
+using Net = classifier::Net<{.fc2 = true}>;
 
 constexpr int64_t kRows = 2;  // rows per rank per micro-batch
 constexpr int64_t kSamples = 512;
-inline torch::Tensor all_x() { return torch::randn({kSamples, 6}, at::detail::createCPUGenerator(11)); }
-inline torch::Tensor all_y() { return torch::randint(0, 3, {kSamples}, at::detail::createCPUGenerator(12)); }
 
 enum class Opt { adamw, sgd };
 
@@ -51,22 +43,6 @@ inline std::shared_ptr<torch::optim::Optimizer> make_optimizer(Opt kind, Net& ne
   return std::make_shared<torch::optim::AdamW>(groups, torch::optim::AdamWOptions(0.01));
 }
 
-inline std::vector<torch::Tensor> snapshot(torch::nn::Module& m) {
-  std::vector<torch::Tensor> out;
-  for (auto& p : m.parameters()) out.push_back(p.detach().clone().to(torch::kFloat));
-  return out;
-}
-
-inline double max_diff(const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>& b) {
-  double d = 0;
-  for (size_t i = 0; i < a.size(); ++i) d = std::max(d, (a[i] - b[i]).abs().max().item<double>());
-  return d;
-}
-
-inline void expect_ranks_agree(const std::vector<torch::Tensor>& params) {
-  for (auto& p : params) EXPECT_EQ(gather(p.reshape({1, -1})).diff(1, 0).abs().max().item<float>(), 0.0f);
-}
-
 // One optimizer step of the global batch: `rows` samples starting at `first`.
 struct Phase {
   int64_t steps;
@@ -83,7 +59,7 @@ inline Reference reference(Opt kind, const std::vector<Phase>& phases, double cl
   seed_cpu(7);
   Net net;
   auto opt = make_optimizer(kind, net);
-  auto x = all_x(), y = all_y();
+  auto x = classifier::features(kSamples), y = classifier::labels(kSamples);
   Reference r;
   int64_t first = 0;
   for (const auto& ph : phases)
@@ -129,7 +105,7 @@ struct Trainer {
 
   // `steps` optimizer steps; each rank takes its rows of each micro-batch.
   void train(int64_t steps, double clip, const std::function<torch::Tensor(int64_t step)>& extra_loss = {}) {
-    static const auto x = all_x(), y = all_y();
+    static const auto x = classifier::features(kSamples), y = classifier::labels(kSamples);
     const int64_t world = acc.num_processes(), accumulation = acc.gradient_accumulation_steps();
     for (int64_t s = 0; s < steps; ++s) {
       for (int64_t m = 0; m < accumulation; ++m, first += world * kRows) {

@@ -3,10 +3,9 @@
 // scalar, a parser or dump() over JSON nested 200,000 deep), and no error
 // message repeats a value whole. Each reader gets the hostile input and must
 // refuse it (or read it) with a short message naming the file and the key.
-#include <unistd.h>
-
 #include <filesystem>
 #include <fstream>
+#include <source_location>
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -21,11 +20,14 @@
 #include "accel/parallel/zero/flat_layout.h"
 #include "accel/util/excerpt.h"
 #include "accel/util/json_depth.h"
+#include "support/errors.h"
+#include "support/temp_dir.h"
 
 namespace accel {
 namespace {
 
 namespace fs = std::filesystem;
+using accel::testing::TempDir;
 
 std::string nested(size_t depth, char open = '[', char close = ']') {
   return std::string(depth, open) + std::string(depth, close);
@@ -34,30 +36,19 @@ std::string nested(size_t depth, char open = '[', char close = ']') {
 // Runs `f`, expects an exception of type E whose message holds every part
 // and stays short (a hostile value is quoted by a prefix only).
 template <class E, class F>
-void expect_short_refusal(F f, const std::vector<std::string>& parts, size_t max_message = 600) {
-  try {
-    f();
-    FAIL() << "no exception";
-  } catch (const E& e) {
-    const std::string m = e.what();
-    for (const auto& p : parts) EXPECT_NE(m.find(p), std::string::npos) << "'" << p << "' not in: " << excerpt(m, 400);
-    EXPECT_LE(m.size(), max_message) << excerpt(m, 400);
-  }
+void expect_short_refusal(F f, const std::vector<std::string>& parts, size_t max_message = 600,
+                          std::source_location where = std::source_location::current()) {
+  const std::string m = accel::testing::expect_error<E>(f, parts, where);
+  EXPECT_LE(m.size(), max_message) << excerpt(m, 400);
 }
 
 class BoundedInput : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("accel_bounded_" + std::to_string(getpid()));
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
   fs::path write(const std::string& name, const std::string& text) {
     std::ofstream(dir_ / name, std::ios::binary) << text;
     return dir_ / name;
   }
-  fs::path dir_;
+  TempDir dir_{"bounded"};
 };
 
 TEST(JsonDepth, RefusesDeepNestingWithoutRecursing) {

@@ -8,8 +8,10 @@
 #include <torch/torch.h>
 
 #include "accel/graph/captured_step.h"
+#include "support/errors.h"
 
 using accel::CapturedStep;
+using accel::testing::expect_error;
 
 TEST(CapturedStep, EagerPathRunsTheStepAndAdvancesTheGradientState) {
   auto state = std::make_shared<accel::GradientState>(accel::GradientAccumulationPlugin().num_steps(2));
@@ -43,10 +45,6 @@ TEST(CapturedStep, ArgumentsAreChecked) {
   auto fn = [](const std::vector<torch::Tensor>& in) { return in; };
   EXPECT_THROW(CapturedStep(nullptr, {}, state, false), std::invalid_argument);
   EXPECT_THROW(CapturedStep(fn, {}, nullptr, false), std::invalid_argument);
-  try {
-    CapturedStep(fn, {}, state, false, accel::CaptureOptions().warmup_steps(0));
-    FAIL() << "expected a throw";
-  } catch (const std::invalid_argument& e) {
-    EXPECT_NE(std::string(e.what()).find("warmup_steps is 0"), std::string::npos) << e.what();
-  }
+  expect_error<std::invalid_argument>(
+      [&] { CapturedStep(fn, {}, state, false, accel::CaptureOptions().warmup_steps(0)); }, {"warmup_steps is 0"});
 }

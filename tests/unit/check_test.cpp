@@ -3,30 +3,23 @@
 #include <gtest/gtest.h>
 
 #include "accel/util/check.h"
+#include "support/errors.h"
 
 namespace {
 
-template <typename Error, typename F>
-std::string message_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(nothing thrown)";
-}
+using accel::testing::error_of;
 
 TEST(Check, EachMacroThrowsItsExceptionWithThePartsInOrder) {
   const int world_size = 0;
-  EXPECT_EQ(message_of<std::invalid_argument>(
+  EXPECT_EQ(error_of<std::invalid_argument>(
                 [&] { ACCEL_CHECK_ARG(world_size >= 1, "world_size is ", world_size, ", expected >= 1"); }),
             "world_size is 0, expected >= 1");
-  EXPECT_EQ(message_of<std::runtime_error>([&] { ACCEL_CHECK(false, "rank ", 3, " exited with ", "code ", 2); }),
+  EXPECT_EQ(error_of<std::runtime_error>([&] { ACCEL_CHECK(false, "rank ", 3, " exited with ", "code ", 2); }),
             "rank 3 exited with code 2");
   // logic_error is not a runtime_error: a caller can tell misuse apart.
-  EXPECT_EQ(message_of<std::logic_error>([&] { ACCEL_CHECK_STATE(1 + 1 == 3, "call prepare() first"); }),
+  EXPECT_EQ(error_of<std::logic_error>([&] { ACCEL_CHECK_STATE(1 + 1 == 3, "call prepare() first"); }),
             "call prepare() first");
-  EXPECT_EQ(message_of<std::out_of_range>([&] { accel::fail<std::out_of_range>("index ", 7, " of ", 4); }),
+  EXPECT_EQ(error_of<std::out_of_range>([&] { accel::fail<std::out_of_range>("index ", 7, " of ", 4); }),
             "index 7 of 4");
 }
 

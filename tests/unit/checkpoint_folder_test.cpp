@@ -5,7 +5,6 @@
 #include <fstream>
 
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <torch/torch.h>
 
@@ -13,22 +12,22 @@
 #include "accel/checkpoint/random_state.h"
 #include "accel/checkpoint/staged_directory.h"
 #include "support/distributed.h"
+#include "support/errors.h"
+#include "support/files.h"
+#include "support/temp_dir.h"
 
 using namespace accel;
 namespace fs = std::filesystem;
+using accel::testing::expect_error;
+using accel::testing::read_file;
+using accel::testing::TempDir;
 
 namespace {
 
 class CheckpointFolder : public ::testing::Test {
  protected:
-  void SetUp() override {
-    root_ = fs::temp_directory_path() / ("accel_ckpt_folder_" + std::to_string(::getpid()));
-    fs::remove_all(root_);
-    fs::create_directories(root_);
-  }
-  void TearDown() override { fs::remove_all(root_); }
   void write(const fs::path& p, const std::string& text) { std::ofstream(p) << text; }
-  fs::path root_;
+  TempDir root_{"checkpoint_folder"};
 };
 
 }  // namespace
@@ -41,16 +40,16 @@ TEST_F(CheckpointFolder, StagedDirectoryAppearsWholeAndReplacesTheOldOne) {
   write(staging / "a", "first");
   EXPECT_FALSE(fs::exists(target)) << "nothing appears before commit";
   commit_staging(target);
-  EXPECT_EQ(accel::testing::read_text(target / "a"), "first");
+  EXPECT_EQ(read_file(target / "a"), "first");
   EXPECT_FALSE(fs::exists(staging));
 
   // A second save: the old folder's files do not survive into the new one.
   begin_staging(target);
   write(staging / "b", "second");
-  EXPECT_EQ(accel::testing::read_text(target / "a"), "first") << "the old folder stays until commit";
+  EXPECT_EQ(read_file(target / "a"), "first") << "the old folder stays until commit";
   commit_staging(target);
   EXPECT_FALSE(fs::exists(target / "a"));
-  EXPECT_EQ(accel::testing::read_text(target / "b"), "second");
+  EXPECT_EQ(read_file(target / "b"), "second");
   EXPECT_FALSE(fs::exists(staging));
 }
 
@@ -68,7 +67,7 @@ TEST_F(CheckpointFolder, CommitRefusesToReplaceAFile) {
   write(target, "not a folder");
   begin_staging(target);
   EXPECT_THROW(commit_staging(target), std::runtime_error);
-  EXPECT_EQ(accel::testing::read_text(target), "not a folder");
+  EXPECT_EQ(read_file(target), "not a folder");
 }
 
 TEST_F(CheckpointFolder, ListCheckpointsSortsByNumberAndIgnoresTheRest) {
@@ -101,10 +100,5 @@ TEST(RandomStates, RestoringContinuesTheSameSequence) {
 TEST(RandomStates, UnknownGeneratorIsRefused) {
   safetensors::OrderedTensors dict;
   dict.insert("cuda:99", torch::zeros({16}, torch::kUInt8));
-  try {
-    load_random_states(dict, "f");
-    FAIL() << "expected an error";
-  } catch (const std::runtime_error& e) {
-    EXPECT_NE(std::string(e.what()).find("'cuda:99' names no generator"), std::string::npos) << e.what();
-  }
+  expect_error<std::runtime_error>([&] { load_random_states(dict, "f"); }, {"'cuda:99' names no generator"});
 }

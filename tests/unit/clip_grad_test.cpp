@@ -10,8 +10,11 @@
 #include <torch/torch.h>
 
 #include "accel/optim/clip_grad.h"
+#include "support/errors.h"
 
 namespace {
+
+using accel::testing::expect_error;
 
 std::vector<torch::Tensor> params_with_grads(double grad_scale) {
   auto g = at::detail::createCPUGenerator(5);
@@ -75,16 +78,6 @@ TEST(ClipGradNorm, MixedDtypesAndNoGradients) {
 
 TEST(ClipGradNorm, BadArgumentsAreNamed) {
   auto a = params_with_grads(1.0);
-  try {
-    accel::clip_grad_norm(a, -1.0);
-    FAIL() << "expected a throw";
-  } catch (const std::invalid_argument& e) {
-    EXPECT_NE(std::string(e.what()).find("max_norm is -1"), std::string::npos) << e.what();
-  }
-  try {
-    accel::clip_grad_norm(a, 1.0, -2.0);
-    FAIL() << "expected a throw";
-  } catch (const std::invalid_argument& e) {
-    EXPECT_NE(std::string(e.what()).find("norm_type is -2"), std::string::npos) << e.what();
-  }
+  expect_error<std::invalid_argument>([&] { accel::clip_grad_norm(a, -1.0); }, {"max_norm is -1"});
+  expect_error<std::invalid_argument>([&] { accel::clip_grad_norm(a, 1.0, -2.0); }, {"norm_type is -2"});
 }

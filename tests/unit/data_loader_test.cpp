@@ -9,9 +9,14 @@
 #include "accel/data/data_loader.h"
 #include "accel/data/metrics.h"
 #include "accel/data/prepare.h"
+#include "support/errors.h"
+#include "support/tensors.h"
 #include "unit/data_reference.h"
 
 using namespace accel;
+using accel::testing::error_of;
+using accel::testing::expect_error;
+using accel::testing::int64_values;
 using accel::testing::RowBatches;
 using accel::testing::Rows;
 
@@ -34,15 +39,10 @@ std::shared_ptr<LambdaIterableDataset<torch::Tensor>> stream(int64_t n, bool siz
       sized ? std::optional<int64_t>(n) : std::nullopt);
 }
 
-Rows to_rows(const torch::Tensor& t) {
-  auto c = t.to(torch::kInt64).contiguous();
-  return Rows(c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + c.numel());
-}
-
 template <class Loader>
 RowBatches run_epoch(Loader& loader) {
   RowBatches out;
-  for (auto& b : loader) out.push_back(to_rows(b));
+  for (auto& b : loader) out.push_back(int64_values(b));
   return out;
 }
 
@@ -95,31 +95,26 @@ TEST(DataLoader, TensorDatasetBatchesInOrder) {
 }
 
 TEST(DataLoader, OptionsAreValidatedWithTheBadValue) {
-  auto expect_error = [](auto fn, const std::string& needle) {
-    try {
-      fn();
-      ADD_FAILURE() << "expected an error naming " << needle;
-    } catch (const std::invalid_argument& e) {
-      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-    }
-  };
-  expect_error([] { make_data_loader(rows(4), DataLoaderOptions(0)); }, "batch_size 0");
-  expect_error([] { make_data_loader(rows(4), DataLoaderOptions(2).num_workers(-1)); }, "num_workers -1");
-  expect_error([] { make_data_loader(rows(4), DataLoaderOptions(2).num_workers(1).prefetch_factor(0)); },
-               "prefetch_factor 0");
-  expect_error([] { make_data_loader(rows(4), DataLoaderOptions(2).persistent_workers(true)); }, "persistent_workers");
-  expect_error([] { make_data_loader(stream(4), DataLoaderOptions(2).shuffle(true)); }, "iterable");
-  expect_error(
+  expect_error<std::invalid_argument>([] { make_data_loader(rows(4), DataLoaderOptions(0)); }, {"batch_size 0"});
+  expect_error<std::invalid_argument>([] { make_data_loader(rows(4), DataLoaderOptions(2).num_workers(-1)); },
+                                      {"num_workers -1"});
+  expect_error<std::invalid_argument>(
+      [] { make_data_loader(rows(4), DataLoaderOptions(2).num_workers(1).prefetch_factor(0)); }, {"prefetch_factor 0"});
+  expect_error<std::invalid_argument>([] { make_data_loader(rows(4), DataLoaderOptions(2).persistent_workers(true)); },
+                                      {"persistent_workers"});
+  expect_error<std::invalid_argument>([] { make_data_loader(stream(4), DataLoaderOptions(2).shuffle(true)); },
+                                      {"iterable"});
+  expect_error<std::invalid_argument>(
       [] {
         auto bs = std::make_shared<BatchSampler>(std::make_shared<SequentialSampler>(4), 2, false);
         make_data_loader(rows(4), DataLoaderOptions(2).batch_sampler(bs));
       },
-      "batch_size (2)");
-  expect_error(
+      {"batch_size (2)"});
+  expect_error<std::invalid_argument>(
       [] { prepare_data_loader(make_data_loader(rows(8), DataLoaderOptions(3)), rank_of(2, 0).split_batches(true)); },
-      "batch size (3)");
-  expect_error([] { prepare_data_loader(make_data_loader(rows(8), DataLoaderOptions(2)), rank_of(2, 2)); },
-               "process_index 2");
+      {"batch size (3)"});
+  expect_error<std::invalid_argument>(
+      [] { prepare_data_loader(make_data_loader(rows(8), DataLoaderOptions(2)), rank_of(2, 2)); }, {"process_index 2"});
 }
 
 TEST(DataLoader, ShuffleIsSeedPlusEpochAndEpochAdvances) {
@@ -191,7 +186,7 @@ TEST(DataLoaderGrid, DroppingTheRemainderLeavesEachSampleOnce) {
                 parts.push_back(*its[p]);
               }
               auto kept = drop_duplicates(torch::cat(parts), loaders[0].progress());
-              auto r = to_rows(kept);
+              auto r = int64_values(kept);
               seen.insert(seen.end(), r.begin(), r.end());
               for (auto& it : its) ++it;
             }
@@ -244,20 +239,18 @@ TEST(DataLoaderWorkers, AnErrorArrivesAtItsBatchAndBreakingOutIsSafe) {
   for (int64_t workers : {0, 2}) {
     auto loader = make_data_loader(ds, DataLoaderOptions(2).num_workers(workers));
     int seen = 0;
-    try {
-      for (auto& b : loader) {
-        (void)b;
-        ++seen;
-      }
-      ADD_FAILURE() << "expected the error";
-    } catch (const std::runtime_error& e) {
-      EXPECT_STREQ(e.what(), "bad sample 9");
-    }
+    EXPECT_EQ(error_of<std::runtime_error>([&] {
+                for (auto& b : loader) {
+                  (void)b;
+                  ++seen;
+                }
+              }),
+              "bad sample 9");
     EXPECT_EQ(seen, 3);  // batches [0,1] [2,3] [4,5]; [6,7] in hand when [8,9] fails ahead
   }
   auto loader = make_data_loader(rows(100), DataLoaderOptions(1).num_workers(3));
   for (auto& b : loader) {
-    if (to_rows(b)[0] == 5) break;
+    if (int64_values(b)[0] == 5) break;
   }
   EXPECT_EQ(run_epoch(loader).size(), 100u);  // the interrupted epoch restarts
 }
@@ -301,7 +294,7 @@ TEST(DataLoaderState, ResumeContinuesTheUninterruptedSequence) {
           int64_t taken = 0;
           for (auto& b : first) {
             if (taken == k) break;
-            got.push_back(to_rows(b));
+            got.push_back(int64_values(b));
             ++taken;
             saved = first.state().to_string();
           }
@@ -332,7 +325,7 @@ TEST(DataLoader, PinnedBatchesReachTheDevice) {
   Rows seen;
   for (auto& b : loader) {
     EXPECT_TRUE(b.is_cuda());
-    auto r = to_rows(b.cpu());
+    auto r = int64_values(b.cpu());
     seen.insert(seen.end(), r.begin(), r.end());
   }
   EXPECT_EQ(seen.size(), 9u);

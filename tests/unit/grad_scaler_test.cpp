@@ -12,8 +12,13 @@
 #include <torch/torch.h>
 
 #include "accel/amp/grad_scaler.h"
+#include "support/errors.h"
+#include "support/tensors.h"
 
 using namespace accel;
+using accel::testing::clones;
+using accel::testing::error_of;
+using accel::testing::expect_equal;
 using ::testing::HasSubstr;
 
 namespace {
@@ -34,17 +39,6 @@ struct Model {
   std::vector<torch::Tensor> params() { return net->parameters(); }
 };
 
-std::vector<torch::Tensor> snapshot(const std::vector<torch::Tensor>& ps) {
-  std::vector<torch::Tensor> out;
-  for (const auto& p : ps) out.push_back(p.detach().clone());
-  return out;
-}
-
-void expect_equal(const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>& b, const std::string& what) {
-  ASSERT_EQ(a.size(), b.size());
-  for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i], b[i])) << what << ": parameter " << i;
-}
-
 template <class Opt, class Options>
 std::vector<torch::Tensor> train(const Options& options, GradScaler* scaler, int steps) {
   Model m;
@@ -61,7 +55,7 @@ std::vector<torch::Tensor> train(const Options& options, GradScaler* scaler, int
       opt.step();
     }
   }
-  return snapshot(m.params());
+  return clones(m.params());
 }
 
 // Sets one gradient element to `value` (an overflow in backward).
@@ -70,15 +64,21 @@ void poison(Model& m, float value) {
   g.view(-1)[3] = value;
 }
 
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
+// Steps `scaler` through pattern[from, to) on a fresh Model ('I': an
+// overflow, any other letter a good step): the scale after each step.
+std::vector<double> scales_over(GradScaler& scaler, const std::string& pattern, size_t from, size_t to) {
+  std::vector<double> scales;
+  Model m;
+  torch::optim::SGD opt(m.params(), torch::optim::SGDOptions(0.01));
+  for (size_t s = from; s < to; ++s) {
+    opt.zero_grad();
+    scaler.scale(m.loss(static_cast<int>(s))).backward();
+    if (pattern[s] == 'I') poison(m, std::numeric_limits<float>::infinity());
+    scaler.step(opt);
+    scaler.update();
+    scales.push_back(scaler.get_scale());
   }
-  ADD_FAILURE() << "no exception";
-  return {};
+  return scales;
 }
 
 }  // namespace
@@ -112,7 +112,7 @@ TEST(GradScaler, UnscaleGivesTheTrueGradients) {
   EXPECT_FALSE(scaler.found_inf());
   for (size_t i = 0; i < a.params().size(); ++i) EXPECT_TRUE(torch::equal(b.params()[i].grad(), a.params()[i].grad()));
   // step() after an explicit unscale_ (to clip, say) does not unscale again.
-  const auto before = snapshot(b.params());
+  const auto before = clones(b.params());
   EXPECT_TRUE(scaler.step(opt));
   for (size_t i = 0; i < a.params().size(); ++i)
     EXPECT_TRUE(torch::allclose(b.params()[i], before[i] - 0.1 * a.params()[i].grad())) << i;
@@ -127,10 +127,10 @@ TEST(GradScaler, InfSkipsTheStepAndHalvesTheScale) {
     GradScaler scaler;
     scaler.scale(m.loss(0)).backward();
     poison(m, bad);
-    const auto before = snapshot(m.params());
+    const auto before = clones(m.params());
     EXPECT_FALSE(scaler.step(opt)) << bad;
     EXPECT_TRUE(scaler.found_inf());
-    expect_equal(snapshot(m.params()), before, "skipped step");
+    expect_equal(clones(m.params()), before, "skipped step");
     EXPECT_TRUE(opt.state().empty()) << "AdamW never ran";
     scaler.update();
     EXPECT_EQ(scaler.get_scale(), 32768.0) << bad;
@@ -200,28 +200,14 @@ TEST(GradScaler, HysteresisAndFloorFollowDeepSpeed) {
 
 TEST(GradScaler, HysteresisCounterSurvivesTheState) {
   const std::string pattern = "IGGIGIIG";
-  auto run = [&](GradScaler& scaler, size_t from, size_t to) {
-    std::vector<double> scales;
-    Model m;
-    torch::optim::SGD opt(m.params(), torch::optim::SGDOptions(0.01));
-    for (size_t s = from; s < to; ++s) {
-      opt.zero_grad();
-      scaler.scale(m.loss(static_cast<int>(s))).backward();
-      if (pattern[s] == 'I') poison(m, std::numeric_limits<float>::infinity());
-      scaler.step(opt);
-      scaler.update();
-      scales.push_back(scaler.get_scale());
-    }
-    return scales;
-  };
   const auto options = GradScalerOptions().init_scale(64).growth_interval(2).hysteresis(3).min_scale(0.5);
   GradScaler whole(options);
-  const auto want = run(whole, 0, pattern.size());
+  const auto want = scales_over(whole, pattern, 0, pattern.size());
   // By hand: the 2nd overflow after the growth still only uses hysteresis up, the 3rd backs off.
   EXPECT_EQ(want, (std::vector<double>{64, 64, 128, 128, 128, 128, 64, 64}));
 
   GradScaler first(options);
-  auto got = run(first, 0, 4);  // I G G I: grown once, then one overflow absorbed
+  auto got = scales_over(first, pattern, 0, 4);  // I G G I: grown once, then one overflow absorbed
   const auto saved = first.state();
   ASSERT_TRUE(saved.has_value());
   EXPECT_EQ(saved->hysteresis_tracker, 2);
@@ -234,7 +220,7 @@ TEST(GradScaler, HysteresisCounterSurvivesTheState) {
   EXPECT_EQ(second.options().hysteresis(), 3);
   EXPECT_EQ(second.options().min_scale(), 0.5);
   EXPECT_EQ(second.hysteresis_tracker(), 2);
-  const auto rest = run(second, 4, pattern.size());
+  const auto rest = scales_over(second, pattern, 4, pattern.size());
   got.insert(got.end(), rest.begin(), rest.end());
   EXPECT_EQ(got, want);
 
@@ -256,7 +242,7 @@ TEST(GradScaler, TwoOptimizersShareOneUpdate) {
   GradScaler scaler;
   (scaler.scale(a.loss(0)) + scaler.scale(b.loss(0))).backward();
   poison(b, std::numeric_limits<float>::infinity());
-  const auto before_a = snapshot(a.params());
+  const auto before_a = clones(a.params());
   EXPECT_TRUE(scaler.step(oa));  // each optimizer skips on its own flag,
   EXPECT_FALSE(scaler.step(ob));
   scaler.update();  // the scale backs off if any found one
@@ -286,26 +272,12 @@ TEST(GradScaler, DisabledIsTheIdentity) {
 
 TEST(GradScaler, StateRoundTripContinuesTheSameScales) {
   const std::string pattern = "GGGIGGGG";
-  auto run = [&](GradScaler& scaler, size_t from, size_t to) {
-    std::vector<double> scales;
-    Model m;
-    torch::optim::SGD opt(m.params(), torch::optim::SGDOptions(0.01));
-    for (size_t s = from; s < to; ++s) {
-      opt.zero_grad();
-      scaler.scale(m.loss(static_cast<int>(s))).backward();
-      if (pattern[s] == 'I') poison(m, std::numeric_limits<float>::infinity());
-      scaler.step(opt);
-      scaler.update();
-      scales.push_back(scaler.get_scale());
-    }
-    return scales;
-  };
   const auto options = GradScalerOptions().init_scale(256).growth_interval(3).growth_factor(4).backoff_factor(0.25);
   GradScaler whole(options);
-  const auto want = run(whole, 0, pattern.size());
+  const auto want = scales_over(whole, pattern, 0, pattern.size());
 
   GradScaler first(options);
-  auto got = run(first, 0, 5);
+  auto got = scales_over(first, pattern, 0, 5);
   const auto saved = first.state();
   ASSERT_TRUE(saved.has_value());
   EXPECT_EQ(saved->growth_tracker, 1);
@@ -316,7 +288,7 @@ TEST(GradScaler, StateRoundTripContinuesTheSameScales) {
   second.load_state(restored);
   EXPECT_EQ(second.get_scale(), saved->scale);
   EXPECT_EQ(second.options().growth_interval(), 3);
-  const auto rest = run(second, 5, pattern.size());
+  const auto rest = scales_over(second, pattern, 5, pattern.size());
   got.insert(got.end(), rest.begin(), rest.end());
   EXPECT_EQ(got, want);
   // Loading into a scaler whose scale tensor already exists overwrites it.

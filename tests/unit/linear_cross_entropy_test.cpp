@@ -7,8 +7,10 @@
 #include <torch/torch.h>
 
 #include "accel/ops/linear_cross_entropy.h"
+#include "support/errors.h"
 
 namespace F = torch::nn::functional;
+using accel::testing::expect_error;
 
 namespace {
 
@@ -67,17 +69,16 @@ TEST(LinearCrossEntropy, NoGradModeGivesTheLossOnly) {
 
 TEST(LinearCrossEntropy, BadShapesAreNamed) {
   auto a = make(torch::kFloat);
-  auto expect_error = [](const std::function<void()>& f, const std::string& part) {
-    try {
-      f();
-      FAIL() << "expected an error mentioning " << part;
-    } catch (const std::invalid_argument& e) {
-      EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what();
-    }
-  };
-  expect_error([&] { accel::linear_cross_entropy(a.h, torch::randn({37, 15}), a.t); }, "expected [V, 16]");
-  expect_error([&] { accel::linear_cross_entropy(a.h, a.w, a.t.view({-1}).narrow(0, 0, 20)); }, "expected one per row");
-  expect_error([&] { accel::linear_cross_entropy(a.h, a.w, a.t.to(torch::kInt)); }, "expected int64");
-  expect_error([&] { accel::linear_cross_entropy(a.h, a.w, a.t, accel::LinearCrossEntropyOptions().pad_to(0)); },
-               "pad_to is 0");
+  expect_error<std::invalid_argument>(
+      [&] {
+        accel::linear_cross_entropy(a.h, torch::randn({37, 15}), a.t);
+      },
+      {"expected [V, 16]"});
+  expect_error<std::invalid_argument>([&] { accel::linear_cross_entropy(a.h, a.w, a.t.view({-1}).narrow(0, 0, 20)); },
+                                      {"expected one per row"});
+  expect_error<std::invalid_argument>([&] { accel::linear_cross_entropy(a.h, a.w, a.t.to(torch::kInt)); },
+                                      {"expected int64"});
+  expect_error<std::invalid_argument>(
+      [&] { accel::linear_cross_entropy(a.h, a.w, a.t, accel::LinearCrossEntropyOptions().pad_to(0)); },
+      {"pad_to is 0"});
 }

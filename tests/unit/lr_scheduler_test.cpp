@@ -15,8 +15,10 @@
 
 #include "accel/optim/lr_scheduler.h"
 #include "accel/optim/schedules.h"
+#include "support/errors.h"
 
 using namespace accel;
+using accel::testing::error_of;
 using ::testing::HasSubstr;
 
 namespace {
@@ -79,17 +81,6 @@ std::vector<double> group_lrs(const torch::optim::Optimizer& opt) {
   std::vector<double> out;
   for (const auto& g : opt.param_groups()) out.push_back(g.options().get_lr());
   return out;
-}
-
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const std::invalid_argument& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "no std::invalid_argument";
-  return {};
 }
 
 }  // namespace
@@ -282,15 +273,15 @@ TEST(LRScheduler, StateRoundTripResumesTheSameSequence) {
 TEST(LRScheduler, BadInputNamesTheValues) {
   ThreeGroups m;
   auto two = std::vector<LrLambda>{schedules::constant(), schedules::constant()};
-  auto msg = error_of([&] { LRScheduler s(m.sgd, two); });
+  auto msg = error_of<std::invalid_argument>([&] { LRScheduler s(m.sgd, two); });
   EXPECT_THAT(msg, HasSubstr("2 lr lambdas"));
   EXPECT_THAT(msg, HasSubstr("3 param groups"));
 
   LRScheduler s(m.sgd, schedules::constant());
-  msg = error_of([&] { s.load_state({5, {0.1, 0.2}}); });
+  msg = error_of<std::invalid_argument>([&] { s.load_state({5, {0.1, 0.2}}); });
   EXPECT_THAT(msg, HasSubstr("2 base lrs"));
   EXPECT_THAT(msg, HasSubstr("3 param groups"));
-  EXPECT_THAT(error_of([&] { s.load_state({-1, {0.1, 0.2, 0.3}}); }), HasSubstr("-1"));
+  EXPECT_THAT(error_of<std::invalid_argument>([&] { s.load_state({-1, {0.1, 0.2, 0.3}}); }), HasSubstr("-1"));
   EXPECT_THROW(LRScheduler(m.sgd, LrLambda{}), std::invalid_argument);
 
   // A group added after construction is refused rather than misaligned.
@@ -307,7 +298,7 @@ TEST(GetScheduler, NamesRoundTrip) {
         SchedulerType::constant, SchedulerType::constant_with_warmup, SchedulerType::inverse_sqrt})
     EXPECT_EQ(parse_scheduler_type(to_string(t)), t);
   EXPECT_EQ(to_string(SchedulerType::cosine_with_restarts), "cosine_with_restarts");
-  const auto msg = error_of([] { parse_scheduler_type("cosnie"); });
+  const auto msg = error_of<std::invalid_argument>([] { parse_scheduler_type("cosnie"); });
   EXPECT_THAT(msg, HasSubstr("'cosnie'"));
   for (const char* name :
        {"linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup", "inverse_sqrt"})
@@ -351,13 +342,13 @@ TEST(GetScheduler, RequiredArgumentsAsTransformers) {
   EXPECT_NO_THROW(get_scheduler(SchedulerType::inverse_sqrt, sgd, 3));
   for (auto t : {SchedulerType::constant_with_warmup, SchedulerType::inverse_sqrt, SchedulerType::linear,
                  SchedulerType::cosine, SchedulerType::cosine_with_restarts, SchedulerType::polynomial}) {
-    const auto msg = error_of([&] { get_scheduler(t, sgd, std::nullopt, 10); });
+    const auto msg = error_of<std::invalid_argument>([&] { get_scheduler(t, sgd, std::nullopt, 10); });
     EXPECT_THAT(msg, HasSubstr("num_warmup_steps"));
     EXPECT_THAT(msg, HasSubstr("'" + to_string(t) + "'"));
   }
   for (auto t :
        {SchedulerType::linear, SchedulerType::cosine, SchedulerType::cosine_with_restarts, SchedulerType::polynomial}) {
-    const auto msg = error_of([&] { get_scheduler(t, sgd, 2); });
+    const auto msg = error_of<std::invalid_argument>([&] { get_scheduler(t, sgd, 2); });
     EXPECT_THAT(msg, HasSubstr("num_training_steps"));
     EXPECT_THAT(msg, HasSubstr("'" + to_string(t) + "'"));
   }
@@ -373,31 +364,38 @@ TEST(GetScheduler, KwargsReachTheirScheduleOnly) {
   for (int i = 0; i < 12; ++i) inv->step();
   EXPECT_DOUBLE_EQ(inv->get_last_lr()[0], 0.1 * 0.5);
 
-  EXPECT_THAT(error_of([&] { get_scheduler("linear", sgd, 1, 10, SchedulerKwargs().num_cycles(2)); }),
-              HasSubstr("'linear' takes no num_cycles"));
-  EXPECT_THAT(error_of([&] { get_scheduler("cosine", sgd, 1, 10, SchedulerKwargs().power(2)); }),
+  EXPECT_THAT(
+      error_of<std::invalid_argument>([&] { get_scheduler("linear", sgd, 1, 10, SchedulerKwargs().num_cycles(2)); }),
+      HasSubstr("'linear' takes no num_cycles"));
+  EXPECT_THAT(error_of<std::invalid_argument>([&] { get_scheduler("cosine", sgd, 1, 10, SchedulerKwargs().power(2)); }),
               HasSubstr("'cosine' takes no power"));
-  EXPECT_THAT(error_of([&] { get_scheduler("cosine_with_restarts", sgd, 1, 10, SchedulerKwargs().num_cycles(1.5)); }),
+  EXPECT_THAT(error_of<std::invalid_argument>(
+                  [&] { get_scheduler("cosine_with_restarts", sgd, 1, 10, SchedulerKwargs().num_cycles(1.5)); }),
               HasSubstr("1.5"));
 }
 
 TEST(Schedules, BadInputNamesTheValues) {
   // As Transformers: lr_end must be below the initial lr.
-  auto msg = error_of([] { schedules::polynomial_decay_with_warmup(1, 10, 1e-4, 1e-3); });
+  auto msg = error_of<std::invalid_argument>([] { schedules::polynomial_decay_with_warmup(1, 10, 1e-4, 1e-3); });
   EXPECT_THAT(msg, HasSubstr("0.001"));
   EXPECT_THAT(msg, HasSubstr("1e-04"));
   EXPECT_THROW(schedules::polynomial_decay_with_warmup(1, 10, 1e-3, 1e-3), std::invalid_argument);
   auto p = torch::zeros({1}, torch::requires_grad());
   torch::optim::SGD sgd({p}, torch::optim::SGDOptions(1e-8));
-  msg = error_of([&] { get_scheduler("polynomial", sgd, 1, 10); });
+  msg = error_of<std::invalid_argument>([&] { get_scheduler("polynomial", sgd, 1, 10); });
   EXPECT_THAT(msg, HasSubstr("1e-07"));
   EXPECT_THAT(msg, HasSubstr("1e-08"));
 
-  EXPECT_THAT(error_of([] { schedules::linear_with_warmup(-3, 10); }), HasSubstr("num_warmup_steps is -3"));
-  EXPECT_THAT(error_of([] { schedules::cosine_with_warmup(0, -1); }), HasSubstr("num_training_steps is -1"));
-  EXPECT_THAT(error_of([] { schedules::cosine_with_warmup(0, 10, -0.5); }), HasSubstr("-0.5"));
-  EXPECT_THAT(error_of([] { schedules::cosine_with_hard_restarts_with_warmup(0, 10, -2); }), HasSubstr("-2"));
-  EXPECT_THAT(error_of([] { schedules::inverse_sqrt(2, 0); }), HasSubstr("timescale is 0"));
-  EXPECT_THAT(error_of([] { schedules::polynomial_decay_with_warmup(5, 5, 1e-3); }), HasSubstr("(5)"));
-  EXPECT_THAT(error_of([] { schedules::polynomial_decay_with_warmup(0, 5, 1e-3, 0, -1); }), HasSubstr("power is -1"));
+  EXPECT_THAT(error_of<std::invalid_argument>([] { schedules::linear_with_warmup(-3, 10); }),
+              HasSubstr("num_warmup_steps is -3"));
+  EXPECT_THAT(error_of<std::invalid_argument>([] { schedules::cosine_with_warmup(0, -1); }),
+              HasSubstr("num_training_steps is -1"));
+  EXPECT_THAT(error_of<std::invalid_argument>([] { schedules::cosine_with_warmup(0, 10, -0.5); }), HasSubstr("-0.5"));
+  EXPECT_THAT(error_of<std::invalid_argument>([] { schedules::cosine_with_hard_restarts_with_warmup(0, 10, -2); }),
+              HasSubstr("-2"));
+  EXPECT_THAT(error_of<std::invalid_argument>([] { schedules::inverse_sqrt(2, 0); }), HasSubstr("timescale is 0"));
+  EXPECT_THAT(error_of<std::invalid_argument>([] { schedules::polynomial_decay_with_warmup(5, 5, 1e-3); }),
+              HasSubstr("(5)"));
+  EXPECT_THAT(error_of<std::invalid_argument>([] { schedules::polynomial_decay_with_warmup(0, 5, 1e-3, 0, -1); }),
+              HasSubstr("power is -1"));
 }

@@ -6,8 +6,10 @@
 #include <c10/util/Exception.h>
 
 #include "accel/util/memory.h"
+#include "support/errors.h"
 
 using accel::find_executable_batch_size;
+using accel::testing::error_of;
 
 namespace {
 [[noreturn]] void out_of_memory(int64_t batch) {
@@ -49,11 +51,7 @@ TEST(FindExecutableBatchSize, CpuAllocatorFailureAndCustomReduction) {
 TEST(FindExecutableBatchSize, OtherErrorsPassAndZeroGivesUp) {
   EXPECT_THROW(find_executable_batch_size([](int64_t) -> int { throw std::logic_error("shape mismatch"); }, 8),
                std::logic_error);
-  try {
-    find_executable_batch_size([](int64_t b) { out_of_memory(b); }, 3);
-    ADD_FAILURE() << "expected to give up";
-  } catch (const std::runtime_error& e) {
-    EXPECT_STREQ(e.what(), "No executable batch size found, reached zero.");
-  }
+  EXPECT_EQ(error_of<std::runtime_error>([] { find_executable_batch_size([](int64_t b) { out_of_memory(b); }, 3); }),
+            "No executable batch size found, reached zero.");
   EXPECT_THROW(find_executable_batch_size([](int64_t) {}, 0), std::invalid_argument);
 }

@@ -20,24 +20,16 @@
 
 #include "accel/checkpoint/safetensors.h"
 #include "accel_test_paths.h"
+#include "support/errors.h"
 #include "support/peers.h"
+#include "support/temp_dir.h"
 
 namespace {
 
 namespace fs = std::filesystem;
 using accel::safetensors::NamedTensors;
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() /
-           ("accel_merge_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
+using accel::testing::expect_error;
+using accel::testing::TempDir;
 
 std::string dtype_name(torch::ScalarType t) {
   return t == torch::kFloat ? "F32" : t == torch::kBFloat16 ? "BF16" : "F16";
@@ -103,58 +95,48 @@ void expect_merged_equals(const fs::path& out_dir, const std::vector<NamedTensor
   EXPECT_EQ(merged.size(), count);
 }
 
-template <class F>
-void expect_error(F&& f, std::initializer_list<std::string> parts) {
-  try {
-    f();
-    ADD_FAILURE() << "no error; expected one mentioning " << *parts.begin();
-  } catch (const std::exception& e) {
-    for (const auto& p : parts) EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what();
-  }
-}
-
 TEST(MergeWeights, MergesAnyWorldSizeBackIntoTheModel) {
   const auto groups = model_groups();
   for (int world : {1, 2, 3, 4}) {
     SCOPED_TRACE("world " + std::to_string(world));
-    TempDir dir;
-    fs::create_directories(dir.path / "ckpt");
-    write_sharded(dir.path / "ckpt", groups, world);
-    auto saved = accel::merge_weights(dir.path / "ckpt", dir.path / "out");
+    TempDir dir("merge");
+    fs::create_directories(dir / "ckpt");
+    write_sharded(dir / "ckpt", groups, world);
+    auto saved = accel::merge_weights(dir / "ckpt", dir / "out");
     EXPECT_FALSE(saved.sharded());
-    EXPECT_TRUE(fs::exists(dir.path / "out" / "model.safetensors"));
-    expect_merged_equals(dir.path / "out", groups);
-    EXPECT_TRUE(fs::exists(dir.path / "ckpt" / "zero_layout.json"));  // kept without remove_checkpoint_dir
+    EXPECT_TRUE(fs::exists(dir / "out" / "model.safetensors"));
+    expect_merged_equals(dir / "out", groups);
+    EXPECT_TRUE(fs::exists(dir / "ckpt" / "zero_layout.json"));  // kept without remove_checkpoint_dir
   }
 }
 
 TEST(MergeWeights, ShardsTheOutputPastTheSizeLimitAndRemovesTheCheckpoint) {
-  TempDir dir;
+  TempDir dir("merge");
   const auto groups = model_groups();
-  fs::create_directories(dir.path / "ckpt");
-  write_sharded(dir.path / "ckpt", groups, 2);
-  auto saved = accel::merge_weights(dir.path / "ckpt", dir.path / "out",
-                                    accel::SaveModelOptions().max_shard_size(int64_t{40}), /*remove=*/true);
+  fs::create_directories(dir / "ckpt");
+  write_sharded(dir / "ckpt", groups, 2);
+  auto saved = accel::merge_weights(dir / "ckpt", dir / "out", accel::SaveModelOptions().max_shard_size(int64_t{40}),
+                                    /*remove=*/true);
   EXPECT_TRUE(saved.sharded());
   EXPECT_GT(saved.files.size(), 1u);
-  EXPECT_TRUE(fs::exists(dir.path / "out" / "model.safetensors.index.json"));
-  expect_merged_equals(dir.path / "out", groups);
-  EXPECT_FALSE(fs::exists(dir.path / "ckpt"));
+  EXPECT_TRUE(fs::exists(dir / "out" / "model.safetensors.index.json"));
+  expect_merged_equals(dir / "out", groups);
+  EXPECT_FALSE(fs::exists(dir / "ckpt"));
 }
 
 TEST(MergeWeights, ErrorsNameWhatIsWrong) {
-  TempDir dir;
+  TempDir dir("merge");
   const auto groups = model_groups();
-  const fs::path ckpt = dir.path / "ckpt";
+  const fs::path ckpt = dir / "ckpt";
   fs::create_directories(ckpt);
   expect_error([&] { accel::merged_zero_weights(ckpt); }, {"no zero_layout.json", ckpt.string()});
   write_sharded(ckpt, groups, 4);
 
-  fs::rename(ckpt / "zero_shard_rank1.safetensors", dir.path / "r1");
-  fs::rename(ckpt / "zero_shard_rank3.safetensors", dir.path / "r3");
+  fs::rename(ckpt / "zero_shard_rank1.safetensors", dir / "r1");
+  fs::rename(ckpt / "zero_shard_rank3.safetensors", dir / "r3");
   expect_error([&] { accel::merged_zero_weights(ckpt); }, {"world_size is 4", "rank(s) 1, 3 are missing"});
-  fs::rename(dir.path / "r1", ckpt / "zero_shard_rank1.safetensors");
-  fs::rename(dir.path / "r3", ckpt / "zero_shard_rank3.safetensors");
+  fs::rename(dir / "r1", ckpt / "zero_shard_rank1.safetensors");
+  fs::rename(dir / "r3", ckpt / "zero_shard_rank3.safetensors");
 
   fs::copy_file(ckpt / "zero_shard_rank0.safetensors", ckpt / "zero_shard_rank5.safetensors");
   expect_error([&] { accel::merged_zero_weights(ckpt); }, {"zero_shard_rank5.safetensors", "other ranks"});
@@ -194,38 +176,38 @@ TEST(MergeWeights, ErrorsNameWhatIsWrong) {
 int run(const std::string& command) { return std::system(command.c_str()); }
 
 TEST(MergeWeights, CommandLineAndPythonsSafetensorsReadTheResult) {
-  TempDir dir;
+  TempDir dir("merge");
   const auto groups = model_groups();
-  fs::create_directories(dir.path / "ckpt");
-  write_sharded(dir.path / "ckpt", groups, 3);
+  fs::create_directories(dir / "ckpt");
+  write_sharded(dir / "ckpt", groups, 3);
   const std::string accel_bin = std::string(ACCEL_BINARY_DIR) + "/accel";
   if (!fs::exists(accel_bin)) GTEST_SKIP() << "build the accel command first (" << accel_bin << ")";
-  ASSERT_EQ(run(accel_bin + " merge-weights " + (dir.path / "ckpt").string() + " " + (dir.path / "out").string() +
-                " --remove_checkpoint_dir > " + (dir.path / "log").string()),
+  ASSERT_EQ(run(accel_bin + " merge-weights " + (dir / "ckpt").string() + " " + (dir / "out").string() +
+                " --remove_checkpoint_dir > " + (dir / "log").string()),
             0);
-  expect_merged_equals(dir.path / "out", groups);
-  EXPECT_FALSE(fs::exists(dir.path / "ckpt"));
+  expect_merged_equals(dir / "out", groups);
+  EXPECT_FALSE(fs::exists(dir / "ckpt"));
   // A missing checkpoint: exit status 2 and the folder named.
-  EXPECT_NE(run(accel_bin + " merge-weights " + (dir.path / "nothing").string() + " " + (dir.path / "o2").string() +
-                " 2> " + (dir.path / "err").string()),
+  EXPECT_NE(run(accel_bin + " merge-weights " + (dir / "nothing").string() + " " + (dir / "o2").string() + " 2> " +
+                (dir / "err").string()),
             0);
-  std::ifstream err(dir.path / "err");
+  std::ifstream err(dir / "err");
   std::string text((std::istreambuf_iterator<char>(err)), {});
-  EXPECT_NE(text.find((dir.path / "nothing").string()), std::string::npos) << text;
+  EXPECT_NE(text.find((dir / "nothing").string()), std::string::npos) << text;
 
   REQUIRE_PEERS("torch", "safetensors");
   const std::string python = ACCEL_PYTHON;
   // Python reads the merged file: names, dtypes and values (summed per tensor) as written.
-  std::ofstream(dir.path / "check.py") << R"(import sys
+  std::ofstream(dir / "check.py") << R"(import sys
 from safetensors.torch import load_file
 t = load_file(sys.argv[1])
 for k in sorted(t):
     print(k, str(t[k].dtype).replace("torch.", ""), list(t[k].shape), float(t[k].float().sum()))
 )";
-  ASSERT_EQ(run(python + " " + (dir.path / "check.py").string() + " " +
-                (dir.path / "out" / "model.safetensors").string() + " > " + (dir.path / "py.txt").string()),
+  ASSERT_EQ(run(python + " " + (dir / "check.py").string() + " " + (dir / "out" / "model.safetensors").string() +
+                " > " + (dir / "py.txt").string()),
             0);
-  std::ifstream py(dir.path / "py.txt");
+  std::ifstream py(dir / "py.txt");
   std::map<std::string, std::string> lines;
   for (std::string name, rest; py >> name && std::getline(py, rest);) lines[name] = rest;
   for (const auto& group : groups)

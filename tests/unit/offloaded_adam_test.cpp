@@ -17,42 +17,20 @@
 
 #include "accel/optim/nvme_store.h"
 #include "accel/optim/offloaded_adam.h"
+#include "support/errors.h"
+#include "support/temp_dir.h"
 
 namespace {
 
 namespace fs = std::filesystem;
-
-// A fresh folder under the system's temporary folder, removed at the end.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() /
-           ("accel_offload_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter()++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  static int& counter() {
-    static int c = 0;
-    return c;
-  }
-};
-
-template <class F>
-void expect_error(F&& f, std::initializer_list<std::string> parts) {
-  try {
-    f();
-    ADD_FAILURE() << "no error; expected one mentioning " << *parts.begin();
-  } catch (const std::exception& e) {
-    for (const auto& p : parts) EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what();
-  }
-}
+using accel::testing::expect_error;
+using accel::testing::TempDir;
 
 TEST(NvmeStore, RoundTripsInPiecesOnSeveralThreads) {
-  TempDir dir;
+  TempDir dir("offload");
   fs::path written;
   {
-    accel::NvmeStore store(accel::NvmeStoreOptions(dir.path / "swap").io_threads(3).block_bytes(4096));
+    accel::NvmeStore store(accel::NvmeStoreOptions(dir / "swap").io_threads(3).block_bytes(4096));
     auto a = torch::randn({100003});
     auto b = torch::randint(0, 1000, {777}, torch::kLong);
     auto wa = store.write("exp_avg.0", a);
@@ -75,7 +53,7 @@ TEST(NvmeStore, RoundTripsInPiecesOnSeveralThreads) {
     store.write("exp_avg.0", a.narrow(0, 0, 10).contiguous()).wait();
     EXPECT_EQ(fs::file_size(written), 40);
     // O_DIRECT where allowed (aligned here; /tmp may refuse it: then the page cache).
-    accel::NvmeStore direct(accel::NvmeStoreOptions(dir.path / "direct").direct_io(true));
+    accel::NvmeStore direct(accel::NvmeStoreOptions(dir / "direct").direct_io(true));
     auto aligned = torch::randn({4096});  // 16 KiB; ATen aligns CPU memory to 64 bytes only
     direct.write("x", aligned).wait();
     auto back = torch::empty({4096});
@@ -86,20 +64,20 @@ TEST(NvmeStore, RoundTripsInPiecesOnSeveralThreads) {
 }
 
 TEST(NvmeStore, ErrorsNameThePathAndTheCause) {
-  TempDir dir;
+  TempDir dir("offload");
   // A folder that cannot be made (its parent is a file): fails even as root.
-  std::ofstream(dir.path / "file") << "x";
-  expect_error([&] { accel::NvmeStore store(accel::NvmeStoreOptions(dir.path / "file" / "swap")); },
-               {(dir.path / "file" / "swap").string(), "cannot make the folder"});
-  accel::NvmeStore store(accel::NvmeStoreOptions(dir.path / "swap"));
+  std::ofstream(dir / "file") << "x";
+  expect_error([&] { accel::NvmeStore store(accel::NvmeStoreOptions(dir / "file" / "swap")); },
+               {(dir / "file" / "swap").string(), "cannot make the folder"});
+  accel::NvmeStore store(accel::NvmeStoreOptions(dir / "swap"));
   auto t = torch::zeros({8});
   expect_error([&] { store.read("never_written", t); },
-               {(dir.path / "swap" / "never_written.swp").string(), "No such file or directory", "errno 2"});
+               {(dir / "swap" / "never_written.swp").string(), "No such file or directory", "errno 2"});
   store.write("k", torch::zeros({4})).wait();
   expect_error([&] { store.read("k", t); }, {"k.swp has 16 bytes, expected 32"});
   expect_error([&] { store.write("../escape", t); }, {"key '../escape'"});
   expect_error([&] { store.write("k", torch::zeros({4, 4}).t()); }, {"contiguous CPU tensor"});
-  expect_error([&] { accel::NvmeStore s(accel::NvmeStoreOptions(dir.path).io_threads(0)); }, {"io_threads = 0"});
+  expect_error([&] { accel::NvmeStore s(accel::NvmeStoreOptions(dir.path()).io_threads(0)); }, {"io_threads = 0"});
 }
 
 struct Run {
@@ -144,7 +122,7 @@ void expect_identical(const Run& a, const Run& b) {
 }
 
 TEST(OffloadedAdam, NvmeEqualsCpuBitForBit) {
-  TempDir dir;
+  TempDir dir("offload");
   const int64_t n = 10007;  // 11 chunks of 1000 (the last one short): more chunks than buffers
   for (bool bf16 : {false, true}) {
     for (bool amsgrad : {false, true}) {
@@ -154,7 +132,7 @@ TEST(OffloadedAdam, NvmeEqualsCpuBitForBit) {
       auto nvme = train(n, adam,
                         accel::OffloadedAdamOptions()
                             .device(accel::OffloadDevice::nvme)
-                            .nvme_path(dir.path / "swap")
+                            .nvme_path(dir / "swap")
                             .chunk_elements(1000)
                             .io_threads(2),
                         6, bf16);
@@ -163,13 +141,13 @@ TEST(OffloadedAdam, NvmeEqualsCpuBitForBit) {
       auto reloaded = train(n, adam,
                             accel::OffloadedAdamOptions()
                                 .device(accel::OffloadDevice::nvme)
-                                .nvme_path(dir.path / "swap2")
+                                .nvme_path(dir / "swap2")
                                 .chunk_elements(1000),
                             6, bf16, /*reload_at=*/2);
       expect_identical(reloaded, cpu);
     }
   }
-  EXPECT_TRUE(fs::is_empty(dir.path / "swap")) << "swap files are removed with the optimizer";
+  EXPECT_TRUE(fs::is_empty(dir / "swap")) << "swap files are removed with the optimizer";
 }
 
 TEST(OffloadedAdam, CpuOffloadEqualsLibTorchsAdamW) {
@@ -193,17 +171,17 @@ TEST(OffloadedAdam, ChunkCallbackSeesEveryRangeInOrderAndChangesNothing) {
   // Whether stepped whole or chunk by chunk with a callback, cpu or nvme:
   // the same bits; the callback sees [0, n) cut in chunk_elements, in order,
   // each after its values were written.
-  TempDir dir;
+  TempDir dir("offload");
   const int64_t n = 2500;
   auto adam = accel::CpuAdamOptions(1e-2);
   for (auto device : {accel::OffloadDevice::cpu, accel::OffloadDevice::nvme}) {
     SCOPED_TRACE(accel::to_string(device));
-    auto options = accel::OffloadedAdamOptions().device(device).nvme_path(dir.path / "swap").chunk_elements(1000);
+    auto options = accel::OffloadedAdamOptions().device(device).nvme_path(dir / "swap").chunk_elements(1000);
     auto g = at::detail::createCPUGenerator(3);
     auto p_whole = torch::randn({n}, g), grad = torch::randn({n}, g);
     auto p_chunked = p_whole.clone();
     auto copy = torch::empty({n}, torch::kBFloat16);
-    accel::OffloadedAdam whole(n, adam, options), chunked(n, adam, options.nvme_path(dir.path / "swap2"));
+    accel::OffloadedAdam whole(n, adam, options), chunked(n, adam, options.nvme_path(dir / "swap2"));
     whole.step(p_whole, grad);
     std::vector<std::pair<int64_t, int64_t>> seen;
     chunked.step(p_chunked, grad, copy, [&](int64_t b, int64_t e) {
@@ -217,31 +195,31 @@ TEST(OffloadedAdam, ChunkCallbackSeesEveryRangeInOrderAndChangesNothing) {
 }
 
 TEST(OffloadedAdam, NvmeKeepsOnlyChunkBuffersInMemory) {
-  TempDir dir;
+  TempDir dir("offload");
   const int64_t n = 1 << 20;
   accel::OffloadedAdam cpu(n, accel::CpuAdamOptions());
   accel::OffloadedAdam nvme(
       n, accel::CpuAdamOptions(),
-      accel::OffloadedAdamOptions().device(accel::OffloadDevice::nvme).nvme_path(dir.path).chunk_elements(1 << 16));
+      accel::OffloadedAdamOptions().device(accel::OffloadDevice::nvme).nvme_path(dir.path()).chunk_elements(1 << 16));
   EXPECT_EQ(cpu.host_state_bytes(), 2 * 4 * n);
   EXPECT_EQ(nvme.host_state_bytes(), 3 * 2 * 4 * (1 << 16));  // three buffers, two fields
   auto p = torch::zeros({n});
   nvme.step(p, torch::ones({n}));
   int64_t on_disk = 0;
-  for (const auto& e : fs::directory_iterator(dir.path)) on_disk += static_cast<int64_t>(fs::file_size(e.path()));
+  for (const auto& e : fs::directory_iterator(dir.path())) on_disk += static_cast<int64_t>(fs::file_size(e.path()));
   EXPECT_EQ(on_disk, 2 * 4 * n);
 }
 
 TEST(OffloadedAdam, IoErrorsAreReported) {
-  TempDir dir;
-  std::ofstream(dir.path / "file") << "x";
+  TempDir dir("offload");
+  std::ofstream(dir / "file") << "x";
   expect_error(
       [&] {
         accel::OffloadedAdam opt(
             100, accel::CpuAdamOptions(),
-            accel::OffloadedAdamOptions().device(accel::OffloadDevice::nvme).nvme_path(dir.path / "file" / "x"));
+            accel::OffloadedAdamOptions().device(accel::OffloadDevice::nvme).nvme_path(dir / "file" / "x"));
       },
-      {(dir.path / "file" / "x").string()});
+      {(dir / "file" / "x").string()});
   expect_error(
       [] {
         accel::OffloadedAdam opt(100, accel::CpuAdamOptions(),
@@ -251,10 +229,10 @@ TEST(OffloadedAdam, IoErrorsAreReported) {
   // A page that vanished between steps: the next step names it.
   accel::OffloadedAdam opt(
       100, accel::CpuAdamOptions(),
-      accel::OffloadedAdamOptions().device(accel::OffloadDevice::nvme).nvme_path(dir.path / "swap").chunk_elements(40));
+      accel::OffloadedAdamOptions().device(accel::OffloadDevice::nvme).nvme_path(dir / "swap").chunk_elements(40));
   auto p = torch::zeros({100});
   opt.step(p, torch::ones({100}));
-  fs::remove(dir.path / "swap" / "exp_avg_sq.1.swp");
+  fs::remove(dir / "swap" / "exp_avg_sq.1.swp");
   expect_error([&] { opt.step(p, torch::ones({100})); }, {"exp_avg_sq.1.swp", "No such file or directory"});
   expect_error([&] { opt.step(p, torch::ones({99})); }, {"99"});
   // The pages no longer hold one state: later steps refuse until load_state().

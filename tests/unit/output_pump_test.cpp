@@ -9,25 +9,26 @@
 
 #include <chrono>
 #include <cstdlib>
-#include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <thread>
 
 #include <gtest/gtest.h>
 
 #include "accel/launch/output_pump.h"
+#include "support/files.h"
+#include "support/temp_dir.h"
 
 namespace {
 
-namespace fs = std::filesystem;
 using accel::launch::OutputPump;
+using accel::testing::read_file;
+using accel::testing::TempDir;
 
 // Runs a pump for rank 3 with --tee 1, feeds `chunks` to the worker's stdout
 // end, and returns what reached the console (the test's stdout, redirected
 // to a file meanwhile) and how long it took.
 std::pair<std::string, double> pump(const std::vector<std::string>& chunks) {
-  const auto file = fs::temp_directory_path() / ("accel_pump_" + std::to_string(getpid()));
+  const TempDir dir("pump");
+  const auto file = dir / "console";
   std::fflush(stdout);
   const int saved = dup(1);
   const int out = open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -51,11 +52,7 @@ std::pair<std::string, double> pump(const std::vector<std::string>& chunks) {
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   dup2(saved, 1);
   close(saved);
-  std::ifstream in(file, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  fs::remove(file);
-  return {s.str(), seconds};
+  return {read_file(file), seconds};
 }
 
 TEST(OutputPump, LinesArePrefixed) {

@@ -10,19 +10,21 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <iterator>
 
 #include "accel/checkpoint/atomic_file.h"
 #include "accel/checkpoint/safetensors.h"
+#include "support/errors.h"
+#include "support/files.h"
+#include "support/temp_dir.h"
+#include "support/tensors.h"
 
 namespace st = accel::safetensors;
+using accel::testing::error_of;
+using accel::testing::random_bits;
+using accel::testing::read_file;
+using accel::testing::TempDir;
 
 namespace {
-
-std::string file_bytes(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
 
 // The raw bytes of a tensor, row-major: compared instead of values so that
 // NaN payloads and types without comparison kernels (uint32, float8) count.
@@ -38,18 +40,6 @@ void expect_same(const torch::Tensor& expected, const torch::Tensor& actual, con
   EXPECT_EQ(raw(actual), raw(expected)) << name;
 }
 
-// Random bits of every dtype (bool gets 0/1, the only valid bools).
-torch::Tensor random_bits(torch::ScalarType type, std::vector<int64_t> shape) {
-  if (type == torch::kBool) return torch::randint(0, 2, shape, torch::kUInt8).to(torch::kBool);
-  auto last = shape.empty() ? int64_t{1} : shape.back();
-  auto byte_shape = shape;
-  if (byte_shape.empty()) byte_shape.push_back(1);
-  byte_shape.back() = last * c10::elementSize(type);
-  auto bytes = torch::randint(0, 256, byte_shape, torch::kUInt8);
-  auto t = bytes.view(type);
-  return shape.empty() ? t.reshape({}) : t;
-}
-
 const std::vector<torch::ScalarType> kAllTypes{torch::kFloat64,         torch::kFloat32,
                                                torch::kFloat16,         torch::kBFloat16,
                                                torch::kInt64,           torch::kInt32,
@@ -63,13 +53,8 @@ const std::vector<torch::ScalarType> kAllTypes{torch::kFloat64,         torch::k
 
 class SafetensorsRoundTrip : public ::testing::Test {
  protected:
-  void SetUp() override {
-    torch::manual_seed(7);
-    dir_ = std::filesystem::temp_directory_path() / ("accel_st_rt_" + std::to_string(::getpid()));
-    std::filesystem::create_directories(dir_);
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-  std::filesystem::path dir_;
+  void SetUp() override { torch::manual_seed(7); }
+  TempDir dir_{"safetensors"};
 };
 
 TEST_F(SafetensorsRoundTrip, EveryDtype) {
@@ -81,8 +66,8 @@ TEST_F(SafetensorsRoundTrip, EveryDtype) {
   ASSERT_EQ(loaded.size(), tensors.size());
   for (const auto& [name, t] : tensors) expect_same(t, loaded[name], name);
   // The in-memory writer and reader agree with the file ones.
-  EXPECT_EQ(st::save(tensors), file_bytes(path));
-  auto from_memory = st::load(file_bytes(path));
+  EXPECT_EQ(st::save(tensors), read_file(path));
+  auto from_memory = st::load(read_file(path));
   for (const auto& [name, t] : tensors) expect_same(t, from_memory[name], name);
 }
 
@@ -125,7 +110,7 @@ TEST_F(SafetensorsRoundTrip, ReadsShareTheMappingAndNeverWriteTheFile) {
   auto path = dir_ / "map.safetensors";
   auto original = torch::arange(16, torch::kFloat32);
   st::save_file({{"x", original}}, path);
-  const std::string before = file_bytes(path);
+  const std::string before = read_file(path);
   torch::Tensor a, b;
   {
     st::File file(path);
@@ -140,7 +125,7 @@ TEST_F(SafetensorsRoundTrip, ReadsShareTheMappingAndNeverWriteTheFile) {
   expect_same(original, a, "x");
   a[3] = 100.f;
   EXPECT_EQ(b[3].item<float>(), 100.f);
-  EXPECT_EQ(file_bytes(path), before);  // private mapping: the file is untouched
+  EXPECT_EQ(read_file(path), before);  // private mapping: the file is untouched
   EXPECT_EQ(st::load_file(path)["x"][3].item<float>(), 3.f);
 }
 
@@ -170,12 +155,12 @@ void expect_only_file(const std::filesystem::path& dir, const std::string& name)
 TEST_F(SafetensorsRoundTrip, BadInputLeavesThePreviousFile) {
   auto path = dir_ / "model.safetensors";
   st::save_file({{"w", torch::ones({4})}}, path);
-  const std::string before = file_bytes(path);
+  const std::string before = read_file(path);
   // The bad tensor comes last in the layout: the writer must refuse before
   // replacing anything.
   EXPECT_THROW(st::save_file({{"a", torch::zeros({1000})}, {"z", torch::zeros({2}, torch::kComplexDouble)}}, path),
                std::invalid_argument);
-  EXPECT_EQ(file_bytes(path), before);
+  EXPECT_EQ(read_file(path), before);
   expect_only_file(dir_, "model.safetensors");
 }
 
@@ -200,19 +185,15 @@ struct FileSizeLimit {
 TEST_F(SafetensorsRoundTrip, FailureMidWriteLeavesThePreviousFile) {
   auto path = dir_ / "model.safetensors";
   st::save_file({{"w", torch::ones({4})}}, path);
-  const std::string before = file_bytes(path);
+  const std::string before = read_file(path);
   std::string error;
   {
     FileSizeLimit limit(64 * 1024);
-    try {
-      st::save_file({{"w", torch::randn({1 << 18})}}, path);  // 1 MiB
-    } catch (const std::runtime_error& e) {
-      error = e.what();
-    }
+    error = error_of<std::runtime_error>([&] { st::save_file({{"w", torch::randn({1 << 18})}}, path); });  // 1 MiB
   }
   EXPECT_NE(error.find("cannot write"), std::string::npos) << error;
   EXPECT_NE(error.find(path.string()), std::string::npos) << error;
-  EXPECT_EQ(file_bytes(path), before);
+  EXPECT_EQ(read_file(path), before);
   expect_only_file(dir_, "model.safetensors");
   // And the next save succeeds.
   st::save_file({{"w", torch::zeros({3})}}, path);
@@ -228,7 +209,7 @@ TEST_F(SafetensorsRoundTrip, AtomicFileUncommittedLeavesNothing) {
   }
   EXPECT_TRUE(std::filesystem::is_empty(dir_));
   accel::write_file_atomic(path, "done");
-  EXPECT_EQ(file_bytes(path), "done");
+  EXPECT_EQ(read_file(path), "done");
 }
 
 }  // namespace

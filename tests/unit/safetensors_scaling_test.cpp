@@ -4,8 +4,6 @@
 // name without scanning the header, and a shape whose element count
 // overflows is refused by the parser, also when another dimension is 0,
 // instead of reaching LibTorch.
-#include <unistd.h>
-
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
@@ -14,8 +12,12 @@
 #include <gtest/gtest.h>
 
 #include "accel/checkpoint/safetensors.h"
+#include "support/safetensors_bytes.h"
+#include "support/temp_dir.h"
 
 namespace st = accel::safetensors;
+using accel::testing::safetensors_bytes;
+using accel::testing::TempDir;
 
 namespace {
 
@@ -28,9 +30,7 @@ std::string many_tensors(size_t n) {
             std::to_string(4 * i) + "," + std::to_string(4 * i + 4) + "]}";
   }
   json += "}";
-  std::string out(8, '\0');
-  for (int b = 0; b < 8; ++b) out[b] = static_cast<char>((json.size() >> (8 * b)) & 0xff);
-  return out + json + std::string(4 * n, '\0');
+  return safetensors_bytes(json, std::string(4 * n, '\0'));
 }
 
 double best_parse_seconds(const std::string& bytes, size_t tensors) {
@@ -54,8 +54,8 @@ TEST(SafetensorsScaling, HeaderParseIsLinearInTheTensors) {
 }
 
 TEST(SafetensorsScaling, FileFindsEveryTensorByNameQuickly) {
-  const auto path =
-      std::filesystem::temp_directory_path() / ("accel_many_" + std::to_string(getpid()) + ".safetensors");
+  const TempDir dir("safetensors");
+  const auto path = dir / "many.safetensors";
   std::ofstream(path, std::ios::binary) << many_tensors(100'000);
   const auto t0 = std::chrono::steady_clock::now();
   st::File file(path);
@@ -63,15 +63,11 @@ TEST(SafetensorsScaling, FileFindsEveryTensorByNameQuickly) {
   EXPECT_TRUE(file.contains("layer.99999.w"));
   EXPECT_FALSE(file.contains("layer.100000.w"));
   EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 5.0);
-  std::filesystem::remove(path);
 }
 
 // The header of one tensor with `shape` and no data.
 std::string one_tensor(const std::string& shape) {
-  const std::string json = "{\"t\":{\"dtype\":\"F32\",\"shape\":" + shape + ",\"data_offsets\":[0,0]}}";
-  std::string out(8, '\0');
-  for (int b = 0; b < 8; ++b) out[b] = static_cast<char>((json.size() >> (8 * b)) & 0xff);
-  return out + json;
+  return safetensors_bytes("{\"t\":{\"dtype\":\"F32\",\"shape\":" + shape + ",\"data_offsets\":[0,0]}}");
 }
 
 std::string refusal(const std::string& bytes) {
@@ -101,9 +97,7 @@ TEST(SafetensorsScaling, DuplicateNamesAndDeepNestingAreStillRefused) {
   std::string json =
       "{\"a\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,0]},"
       "\"a\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,0]}}";
-  std::string out(8, '\0');
-  for (int b = 0; b < 8; ++b) out[b] = static_cast<char>((json.size() >> (8 * b)) & 0xff);
-  EXPECT_NE(refusal(out + json).find("'a' appears twice"), std::string::npos);
+  EXPECT_NE(refusal(safetensors_bytes(json)).find("'a' appears twice"), std::string::npos);
   EXPECT_NE(refusal(one_tensor(std::string(100'000, '[') + std::string(100'000, ']'))).find("nests deeper"),
             std::string::npos);
 }

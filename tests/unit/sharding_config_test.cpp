@@ -5,6 +5,7 @@
 // Accelerator's are errors naming both; bad values are named; the
 // ACCELERATE_DEEPSPEED_* / FSDP_* variables map as Accelerate reads them.
 #include <fstream>
+#include <stdexcept>
 
 #include <gtest/gtest.h>
 
@@ -12,6 +13,7 @@
 
 #include "accel/parallel/sharding_config.h"
 #include "accel_test_paths.h"
+#include "support/errors.h"
 
 namespace {
 
@@ -20,6 +22,7 @@ using accel::OffloadDevice;
 using accel::ShardingConfig;
 using accel::ShardingConfigContext;
 using accel::ShardingStrategy;
+using accel::testing::expect_error;
 
 std::string fixture(const std::string& name) { return std::string(ACCEL_SOURCE_DIR) + "/tests/data/deepspeed/" + name; }
 
@@ -27,20 +30,9 @@ ShardingConfig parse(const std::string& text, ShardingConfigContext ctx = {}) {
   return accel::parse_deepspeed_config(text, "ds.json", ctx);
 }
 
-// Expects std::invalid_argument whose message contains every one of `parts`.
-template <class F>
-void expect_error(F&& f, std::initializer_list<std::string> parts) {
-  try {
-    f();
-    ADD_FAILURE() << "no error; expected one mentioning " << *parts.begin();
-  } catch (const std::invalid_argument& e) {
-    for (const auto& p : parts) EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what();
-  }
-}
-
 void expect_parse_error(const std::string& text, std::initializer_list<std::string> parts,
                         ShardingConfigContext ctx = {}) {
-  expect_error([&] { parse(text, ctx); }, parts);
+  expect_error<std::invalid_argument>([&] { parse(text, ctx); }, parts);
 }
 
 TEST(ShardingConfig, AccelerateZero2Example) {
@@ -51,7 +43,9 @@ TEST(ShardingConfig, AccelerateZero2Example) {
   ASSERT_TRUE(c.sharding);
   EXPECT_EQ(c.sharding->strategy(), ShardingStrategy::shard_grad_op);
   EXPECT_EQ(c.sharding->offload_optimizer().device(), OffloadDevice::none);
-  EXPECT_EQ(c.sharding->reduce_bucket_size(), 500'000'000);  // "auto" without a hidden size: DeepSpeed's default
+  // "auto" without a hidden size: left to the model prepared (DeepSpeed's default until then).
+  EXPECT_TRUE(c.reduce_bucket_size_from_model);
+  EXPECT_EQ(c.sharding->reduce_bucket_size(), 500'000'000);
   EXPECT_TRUE(c.sharding->overlap_comm());
   EXPECT_EQ(c.gradient_accumulation_steps, 1);
   EXPECT_EQ(c.gradient_clipping, 1.0);  // "auto": Accelerate fills 1.0
@@ -117,9 +111,57 @@ TEST(ShardingConfig, StagesAndOffload) {
 
   ShardingConfigContext ctx;
   ctx.hidden_size = 1024;
-  EXPECT_EQ(
-      parse(R"({"zero_optimization": {"stage": 2, "reduce_bucket_size": "auto"}})", ctx).sharding->reduce_bucket_size(),
-      1024 * 1024);
+  auto given = parse(R"({"zero_optimization": {"stage": 2, "reduce_bucket_size": "auto"}})", ctx);
+  EXPECT_EQ(given.sharding->reduce_bucket_size(), 1024 * 1024);
+  EXPECT_FALSE(given.reduce_bucket_size_from_model);
+}
+
+// A transformer's shapes: vocabulary 1000, width 32, MLP 128, fused QKV 96.
+struct TinyTransformerImpl : torch::nn::Module {
+  TinyTransformerImpl() {
+    register_module("embed", torch::nn::Embedding(1000, 32));
+    register_module("qkv", torch::nn::Linear(32, 96));
+    register_module("out", torch::nn::Linear(32, 32));
+    register_module("norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({32})));
+    register_module("up", torch::nn::Linear(32, 128));
+    register_module("down", torch::nn::Linear(128, 32));
+    register_module("head", torch::nn::Linear(32, 1000));
+  }
+};
+TORCH_MODULE(TinyTransformer);
+
+TEST(ShardingConfig, ModelHiddenSizeIsTheWidthMostParametersShare) {
+  // Not the vocabulary (the largest size) nor the MLP's width: the residual width.
+  EXPECT_EQ(accel::model_hidden_size(*TinyTransformer()), 32);
+  torch::nn::Sequential mlp(torch::nn::Linear(16, 64), torch::nn::Linear(64, 64), torch::nn::Linear(64, 4));
+  EXPECT_EQ(accel::model_hidden_size(*mlp), 64);
+  // A convolution's kernel dimensions do not count: [8, 8, 3, 3, 3] has more 3s than 8s.
+  torch::nn::Sequential conv(torch::nn::Conv3d(torch::nn::Conv3dOptions(8, 8, 3).bias(false)),
+                             torch::nn::Conv3d(torch::nn::Conv3dOptions(8, 8, 3).bias(false)));
+  EXPECT_EQ(accel::model_hidden_size(*conv), 8);
+  // Sizes shared equally often: the larger.
+  EXPECT_EQ(accel::model_hidden_size(*torch::nn::Linear(torch::nn::LinearOptions(8, 4).bias(false))), 8);
+  EXPECT_FALSE(accel::model_hidden_size(*torch::nn::Sequential()));
+}
+
+TEST(ShardingConfig, ReduceBucketSizeAutoIsFilledFromTheModel) {
+  const std::string text = R"({"zero_optimization": {"stage": 2, "reduce_bucket_size": "auto"}})";
+  auto c = parse(text);
+  accel::fill_from_model(c, *TinyTransformer());
+  EXPECT_EQ(c.sharding->reduce_bucket_size(), 32 * 32);  // Accelerate: hidden_size * hidden_size
+  EXPECT_FALSE(c.reduce_bucket_size_from_model);
+  // Filled once: a later model leaves it as the first one set it.
+  accel::fill_from_model(c, *torch::nn::Linear(100, 100));
+  EXPECT_EQ(c.sharding->reduce_bucket_size(), 32 * 32);
+  // An integer in the file is kept.
+  auto given = parse(R"({"zero_optimization": {"stage": 2, "reduce_bucket_size": 5e7}})");
+  accel::fill_from_model(given, *TinyTransformer());
+  EXPECT_EQ(given.sharding->reduce_bucket_size(), 50'000'000);
+  // No hidden size to take: the error names the key and the way out.
+  auto unfillable = parse(text);
+  expect_error([&] { accel::fill_from_model(unfillable, *torch::nn::Sequential()); },
+               {"ds.json: zero_optimization.reduce_bucket_size is \"auto\"", "hidden_size * hidden_size",
+                "no parameters", "give an integer in place of \"auto\""});
 }
 
 TEST(ShardingConfig, AutoValuesTakeTheAcceleratorsSettings) {
@@ -209,7 +251,8 @@ TEST(ShardingConfig, BadValuesAreNamed) {
                        c.world_size = 2;
                        return c;
                      }());
-  expect_error([] { accel::load_deepspeed_config("/nonexistent/ds.json"); }, {"/nonexistent/ds.json"});
+  expect_error<std::invalid_argument>([] { accel::load_deepspeed_config("/nonexistent/ds.json"); },
+                                      {"/nonexistent/ds.json"});
 }
 
 TEST(ShardingConfig, BatchSizesAtPrepare) {
@@ -220,9 +263,11 @@ TEST(ShardingConfig, BatchSizesAtPrepare) {
   EXPECT_EQ(c.train_batch_size, 64);  // micro * accumulation * world size
 
   auto d = parse(R"({"zero_optimization": {"stage": 2}, "train_micro_batch_size_per_gpu": 4})");
-  expect_error([&] { accel::check_batch_sizes(d, 8, 1, 2); }, {"train_micro_batch_size_per_gpu is 4", "batches of 8"});
+  expect_error<std::invalid_argument>([&] { accel::check_batch_sizes(d, 8, 1, 2); },
+                                      {"train_micro_batch_size_per_gpu is 4", "batches of 8"});
   auto e = parse(R"({"zero_optimization": {"stage": 2}, "train_batch_size": 32})");
-  expect_error([&] { accel::check_batch_sizes(e, 8, 1, 2); }, {"train_batch_size is 32", "= 16"});
+  expect_error<std::invalid_argument>([&] { accel::check_batch_sizes(e, 8, 1, 2); },
+                                      {"train_batch_size is 32", "= 16"});
 }
 
 TEST(ShardingConfig, OptimizerSectionIsCheckedAgainstThePreparedOptimizer) {
@@ -232,16 +277,17 @@ TEST(ShardingConfig, OptimizerSectionIsCheckedAgainstThePreparedOptimizer) {
   auto c = parse(R"({"zero_optimization": {"stage": 2}, "optimizer": {"type": "AdamW",
       "params": {"lr": 1e-3, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 0.1}}})");
   accel::check_optimizer(c, adamw);
-  expect_error([&] { accel::check_optimizer(c, adam); }, {"AdamW", "not a torch::optim::AdamW"});
+  expect_error<std::invalid_argument>([&] { accel::check_optimizer(c, adam); }, {"AdamW", "not a torch::optim::AdamW"});
   auto lr = parse(R"({"zero_optimization": {"stage": 2}, "optimizer": {"type": "AdamW", "params": {"lr": 3e-4}}})");
-  expect_error([&] { accel::check_optimizer(lr, adamw); }, {"optimizer.params.lr is 0.0003", "has 0.001"});
+  expect_error<std::invalid_argument>([&] { accel::check_optimizer(lr, adamw); },
+                                      {"optimizer.params.lr is 0.0003", "has 0.001"});
   // DeepSpeed's "Adam" is AdamW unless adam_w_mode is false.
   auto ds_adam = parse(R"({"zero_optimization": {"stage": 2}, "optimizer": {"type": "Adam"}})");
   accel::check_optimizer(ds_adam, adamw);
   auto l2 =
       parse(R"({"zero_optimization": {"stage": 2}, "optimizer": {"type": "Adam", "params": {"adam_w_mode": false}}})");
   accel::check_optimizer(l2, adam);
-  expect_error([&] { accel::check_optimizer(l2, adamw); }, {"not a torch::optim::Adam"});
+  expect_error<std::invalid_argument>([&] { accel::check_optimizer(l2, adamw); }, {"not a torch::optim::Adam"});
 }
 
 accel::EnvLookup env(std::map<std::string, std::string> vars) { return accel::env_from_map(std::move(vars)); }
@@ -266,31 +312,31 @@ TEST(ShardingConfig, DeepSpeedVariablesOfTheLauncher) {
   EXPECT_EQ(c.gradient_clipping, 0.7);
   EXPECT_EQ(c.gradient_accumulation_steps, 3);
 
-  expect_error(
+  expect_error<std::invalid_argument>(
       [] {
         accel::sharding_config_from_env(
             env({{"ACCELERATE_USE_DEEPSPEED", "true"}, {"ACCELERATE_DEEPSPEED_ZERO_STAGE", "3"}}));
       },
       {"ACCELERATE_DEEPSPEED_ZERO_STAGE=3", "ZeRO-3 is not supported yet"});
-  expect_error(
+  expect_error<std::invalid_argument>(
       [] {
         accel::sharding_config_from_env(
             env({{"ACCELERATE_USE_DEEPSPEED", "true"}, {"ACCELERATE_DEEPSPEED_OFFLOAD_OPTIMIZER_DEVICE", "nvme"}}));
       },
       {"ACCELERATE_DEEPSPEED_OFFLOAD_OPTIMIZER_NVME_PATH"});
-  expect_error(
+  expect_error<std::invalid_argument>(
       [] {
         accel::sharding_config_from_env(
             env({{"ACCELERATE_USE_DEEPSPEED", "true"}, {"ACCELERATE_DEEPSPEED_OFFLOAD_PARAM_DEVICE", "cpu"}}));
       },
       {"ACCELERATE_DEEPSPEED_OFFLOAD_PARAM_DEVICE=cpu", "ZeRO-3"});
-  expect_error(
+  expect_error<std::invalid_argument>(
       [] {
         accel::sharding_config_from_env(
             env({{"ACCELERATE_USE_DEEPSPEED", "true"}, {"ACCELERATE_DEEPSPEED_ZERO_STAGE", "x"}}));
       },
       {"ACCELERATE_DEEPSPEED_ZERO_STAGE"});
-  expect_error(
+  expect_error<std::invalid_argument>(
       [] {
         accel::sharding_config_from_env(env({{"ACCELERATE_USE_DEEPSPEED", "true"}, {"ACCELERATE_USE_FSDP", "true"}}));
       },
@@ -307,7 +353,7 @@ TEST(ShardingConfig, DeepSpeedConfigFileFromTheLauncher) {
   EXPECT_EQ(c.gradient_clipping, 2.5);
   EXPECT_EQ(c.source, fixture("zero2_offload.json"));
   // Accelerate's rule: keys the file decides must not also come from the accelerate config.
-  expect_error(
+  expect_error<std::invalid_argument>(
       [] {
         accel::sharding_config_from_env(env({{"ACCELERATE_USE_DEEPSPEED", "true"},
                                              {"ACCELERATE_DEEPSPEED_CONFIG_FILE", fixture("zero2.json")},
@@ -315,7 +361,7 @@ TEST(ShardingConfig, DeepSpeedConfigFileFromTheLauncher) {
       },
       {"deepspeed_config.zero_stage", "zero2.json"});
   // A conflict between the file and the launcher's accumulation steps names both.
-  expect_error(
+  expect_error<std::invalid_argument>(
       [] {
         accel::sharding_config_from_env(env({{"ACCELERATE_USE_DEEPSPEED", "true"},
                                              {"ACCELERATE_DEEPSPEED_CONFIG_FILE", fixture("zero2.json")},
@@ -341,7 +387,7 @@ TEST(ShardingConfig, FsdpVariablesOfTheLauncher) {
 
   auto error = [](std::map<std::string, std::string> vars, std::initializer_list<std::string> parts) {
     vars["ACCELERATE_USE_FSDP"] = "true";
-    expect_error([&] { accel::sharding_config_from_env(env(vars)); }, parts);
+    expect_error<std::invalid_argument>([&] { accel::sharding_config_from_env(env(vars)); }, parts);
   };
   error({}, {"FSDP_SHARDING_STRATEGY=FULL_SHARD", "not supported yet"});  // Accelerate's default
   error({{"FSDP_SHARDING_STRATEGY", "1"}}, {"FSDP_SHARDING_STRATEGY=1 (FULL_SHARD)", "not supported yet"});

@@ -7,6 +7,7 @@
 
 #include "accel/launch/cluster_config.h"
 #include "accel/launch/launch_plan.h"
+#include "accel/util/check.h"
 #include "commands.h"
 #include "questionnaire.h"
 
@@ -80,8 +81,7 @@ void register_config(CLI::App& app) {
   upd->add_option("--config_file,--config-file", *upd_path, "The config to update (default: the default config)");
   upd->callback([upd_path] {
     const std::string where = upd_path->empty() ? launch::default_config_path() : *upd_path;
-    if (!std::filesystem::exists(where))
-      throw std::invalid_argument("The passed config file located at " + where + " doesn't exist.");
+    ACCEL_CHECK_ARG(std::filesystem::exists(where), "The passed config file located at ", where, " doesn't exist.");
     ClusterConfig::load(where).save(where);
     std::cout << "Successfully updated the configuration file at " << where << "." << std::endl;
   });

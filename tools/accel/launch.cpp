@@ -7,6 +7,7 @@
 
 #include "accel/launch/launch_plan.h"
 #include "accel/launch/run.h"
+#include "accel/util/check.h"
 #include "commands.h"
 
 namespace accel::cli {
@@ -67,7 +68,7 @@ void register_launch(CLI::App& app) {
   cmd->footer("PROGRAM [ARGS...]  the program every worker runs, with its arguments");
   cmd->callback([cmd, args] {
     auto rest = cmd->remaining();
-    if (rest.empty()) throw std::invalid_argument("no program to launch: accel launch [flags] PROGRAM [ARGS...]");
+    ACCEL_CHECK_ARG(!rest.empty(), "no program to launch: accel launch [flags] PROGRAM [ARGS...]");
     args->program = rest.front();
     args->program_args.assign(rest.begin() + 1, rest.end());
     set_exit_code(launch::run_launch(make_plan(*args), std::cerr));

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "accel/checkpoint/merge_weights.h"
+#include "accel/util/check.h"
 #include "commands.h"
 
 namespace accel::cli {
@@ -23,9 +24,8 @@ struct MergeArgs {
 };
 
 void run_merge(const MergeArgs& a) {
-  if (a.unsafe_serialization)
-    throw std::invalid_argument(
-        "--unsafe_serialization: accel writes safetensors only (a pickled .bin runs code when loaded)");
+  ACCEL_CHECK_ARG(!a.unsafe_serialization,
+                  "--unsafe_serialization: accel writes safetensors only (a pickled .bin runs code when loaded)");
   const SavedModel saved = merge_weights(a.checkpoint_dir, a.output_path,
                                          SaveModelOptions().max_shard_size(a.max_shard_size), a.remove_checkpoint_dir);
   std::cout << "Merged the weights of " << a.checkpoint_dir << " into "

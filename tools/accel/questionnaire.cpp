@@ -4,7 +4,9 @@
 #include <iostream>
 #include <stdexcept>
 
+#include "accel/util/check.h"
 #include "accel/util/checked_number.h"
+#include "accel/util/strings.h"
 
 namespace accel::cli {
 namespace {
@@ -92,8 +94,8 @@ std::string Questionnaire::ask(const std::string& key, const std::string& questi
 void Questionnaire::reject(const std::string& key, const std::string& answer, const std::string& expected,
                            const std::string& question, int tries) {
   // A flag is not asked again: name it.
-  if (given_) throw std::invalid_argument("--" + key + " '" + answer + "': expected " + expected);
-  if (in_.eof() || tries > 20) throw std::invalid_argument("'" + answer + "' is not " + expected + ": " + question);
+  ACCEL_CHECK_ARG(!given_, "--", key, " '", answer, "': expected ", expected);
+  ACCEL_CHECK_ARG(!in_.eof() && tries <= 20, "'", answer, "' is not ", expected, ": ", question);
   out_ << "Please enter " << expected << ".\n";
 }
 
@@ -130,8 +132,7 @@ double Questionnaire::number(const std::string& key, const std::string& question
 
 bool Questionnaire::yes_no(const std::string& key, const std::string& question, bool fallback) {
   for (int tries = 0;; ++tries) {
-    auto a = ask(key, question);
-    std::transform(a.begin(), a.end(), a.begin(), ::tolower);
+    const auto a = accel::lower(ask(key, question));
     if (a.empty()) return fallback;
     if (a == "y" || a == "yes" || a == "true") return true;
     if (a == "n" || a == "no" || a == "false") return false;
@@ -309,10 +310,9 @@ ClusterConfig ask_cluster_config(Questionnaire& q) {
         q.integer("num_processes", "How many processes should be used for distributed training? [1]: ", 1, 1);
   else if (type != "NO")
     num_processes = q.integer("num_processes", "How many GPU(s) should be used for distributed training? [1]: ", 1, 1);
-  if (type == "MULTI_GPU" && num_machines == 1 && num_processes == 1)
-    throw std::invalid_argument(
-        "Specified distributed type MULTI_GPU but only using 1 GPU on a single machine. Please select `No "
-        "distributed training` for the type of machine you are using.");
+  ACCEL_CHECK_ARG(!(type == "MULTI_GPU" && num_machines == 1 && num_processes == 1),
+                  "Specified distributed type MULTI_GPU but only using 1 GPU on a single machine. Please select `No "
+                  "distributed training` for the type of machine you are using.");
   if ((type == "MULTI_GPU" || type == "NO") && !use_cpu)
     c.set("gpu_ids", Value::of_text(q.text("gpu_ids",
                                            "What GPU(s) (by id) should be used for training on this machine as a "

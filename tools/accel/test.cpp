@@ -16,6 +16,7 @@
 #include "accel/dist/collectives.h"
 #include "accel/launch/run.h"
 #include "accel/state.h"
+#include "accel/util/check.h"
 #include "commands.h"
 
 namespace accel::cli {
@@ -24,13 +25,11 @@ namespace {
 std::string self_path() {
   char buf[PATH_MAX];
   ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
-  if (n <= 0) throw std::runtime_error("cannot find the accel binary (/proc/self/exe)");
+  ACCEL_CHECK(n > 0, "cannot find the accel binary (/proc/self/exe)");
   return std::string(buf, static_cast<size_t>(n));
 }
 
-void expect(bool ok, const std::string& what) {
-  if (!ok) throw std::runtime_error(what);
-}
+void expect(bool ok, const std::string& what) { ACCEL_CHECK(ok, what); }
 
 // Each check runs on every rank; rank 0 reports.
 void check(const std::string& name, const std::function<void()>& body) {
@@ -38,7 +37,7 @@ void check(const std::string& name, const std::function<void()>& body) {
   try {
     body();
   } catch (const std::exception& e) {
-    throw std::runtime_error("check '" + name + "' failed on rank " + std::to_string(st.rank()) + ": " + e.what());
+    fail<std::runtime_error>("check '", name, "' failed on rank ", st.rank(), ": ", e.what());
   }
   wait_for_everyone();
   if (st.is_main_process()) std::cout << "  ok  " << name << std::endl;

@@ -14,6 +14,7 @@
 #include <torch/types.h>
 
 #include "accel/data/dataset.h"
+#include "accel/util/check.h"
 #include "accel/util/export.h"
 
 namespace accel {
@@ -77,9 +78,8 @@ Batch concat_batches(const std::vector<Batch>& batches) {
   for (const auto& b : batches) {
     auto ts = T::tensors(b);
     if (columns.empty()) columns.resize(ts.size());
-    if (ts.size() != columns.size())
-      throw std::invalid_argument("concat_batches: a batch has " + std::to_string(ts.size()) + " tensors, expected " +
-                                  std::to_string(columns.size()));
+    ACCEL_CHECK_ARG(ts.size() == columns.size(), "concat_batches: a batch has ", ts.size(), " tensors, expected ",
+                    columns.size());
     for (size_t i = 0; i < ts.size(); ++i) columns[i].push_back(ts[i]);
   }
   std::vector<torch::Tensor> out;

@@ -31,6 +31,7 @@
 #include "accel/data/loader_observer.h"
 #include "accel/data/loader_options.h"
 #include "accel/data/loader_state.h"
+#include "accel/util/check.h"
 
 namespace accel {
 
@@ -137,9 +138,8 @@ class DataLoader {
         [cursor = cursor_, source = source_](const LoaderState& state) {
           if (state.seed) {
             auto s = source->sampler();
-            if (!s || !s->seed())
-              throw std::invalid_argument("DataLoader::load_state: the state has seed " + std::to_string(*state.seed) +
-                                          " but this loader is not shuffled from a seed");
+            ACCEL_CHECK_ARG(s && s->seed(), "DataLoader::load_state: the state has seed ", *state.seed,
+                            " but this loader is not shuffled from a seed");
             s->set_seed(*state.seed);
           }
           *cursor = detail::LoaderCursor{state.epoch, 0, state.position};
@@ -147,7 +147,7 @@ class DataLoader {
   }
   /// The next pass starts after its first `n` batches.
   void skip_next(int64_t n) {
-    if (n < 0) throw std::invalid_argument("DataLoader: cannot skip " + std::to_string(n) + " batches (need >= 0)");
+    ACCEL_CHECK_ARG(n >= 0, "DataLoader: cannot skip ", n, " batches (need >= 0)");
     cursor_->pending_skip = n;
   }
 
@@ -194,7 +194,7 @@ class DataLoader {
       return std::make_unique<detail::DispatchRun<Batch>>(std::move(inner), *dispatch_, source_->drop_last(),
                                                           device_.value_or(torch::kCPU), non_blocking_, skip);
     } else {
-      throw std::invalid_argument("dispatch_batches needs a batch type with BatchTraits");
+      fail<std::invalid_argument>("dispatch_batches needs a batch type with BatchTraits");
     }
   }
 
@@ -288,7 +288,7 @@ template <class D, class Collate>
 auto make_data_loader(std::shared_ptr<D> dataset, DataLoaderOptions options, Collate collate) {
   using Example = detail::ExampleOf<D>;
   using Batch = std::invoke_result_t<Collate, std::vector<Example>>;
-  if (!dataset) throw std::invalid_argument("make_data_loader: the dataset is null, expected one");
+  ACCEL_CHECK_ARG(dataset, "make_data_loader: the dataset is null, expected one");
   CollateFn<Example, Batch> fn(std::move(collate));
   if constexpr (std::is_base_of_v<IterableDataset<Example>, D>) {
     options.validate(true);

@@ -20,6 +20,7 @@
 
 #include <torch/types.h>
 
+#include "accel/util/check.h"
 #include "accel/util/export.h"
 
 namespace accel {
@@ -60,7 +61,7 @@ template <class Example>
 class LambdaDataset : public Dataset<Example> {
  public:
   LambdaDataset(int64_t size, std::function<Example(int64_t)> fn) : size_(size), fn_(std::move(fn)) {
-    if (size < 0) throw std::invalid_argument("LambdaDataset: size " + std::to_string(size) + " must be >= 0");
+    ACCEL_CHECK_ARG(size >= 0, "LambdaDataset: size ", size, " must be >= 0");
   }
   int64_t size() const override { return size_; }
   Example get(int64_t index) const override { return fn_(index); }

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "accel/data/dataset.h"
+#include "accel/util/check.h"
 
 namespace accel {
 
@@ -31,17 +32,15 @@ class IterableDatasetShard : public IterableDataset<Example> {
         num_processes_(num_processes),
         process_index_(process_index),
         split_batches_(split_batches) {
-    if (!dataset_) throw std::invalid_argument("IterableDatasetShard: the dataset is null, expected one");
-    if (batch_size < 1)
-      throw std::invalid_argument("IterableDatasetShard: batch_size " + std::to_string(batch_size) + " must be >= 1");
-    if (num_processes < 1 || process_index < 0 || process_index >= num_processes)
-      throw std::invalid_argument("IterableDatasetShard: process_index " + std::to_string(process_index) +
-                                  " must be in [0, num_processes=" + std::to_string(num_processes) + ")");
+    ACCEL_CHECK_ARG(dataset_, "IterableDatasetShard: the dataset is null, expected one");
+    ACCEL_CHECK_ARG(batch_size >= 1, "IterableDatasetShard: batch_size ", batch_size, " must be >= 1");
+    ACCEL_CHECK_ARG(num_processes >= 1 && process_index >= 0 && process_index < num_processes,
+                    "IterableDatasetShard: process_index ", process_index,
+                    " must be in [0, num_processes=", num_processes, ")");
     // Accelerate lets batch_size 1 through here (each rank then gets nothing).
-    if (split_batches && batch_size > 1 && batch_size % num_processes != 0)
-      throw std::invalid_argument("IterableDatasetShard: with split_batches the batch size (" +
-                                  std::to_string(batch_size) + ") must be a multiple of num_processes (" +
-                                  std::to_string(num_processes) + ")");
+    ACCEL_CHECK_ARG(!split_batches || batch_size <= 1 || batch_size % num_processes == 0,
+                    "IterableDatasetShard: with split_batches the batch size (", batch_size,
+                    ") must be a multiple of num_processes (", num_processes, ")");
   }
 
   /// Examples this rank gets per global batch and in a global batch.

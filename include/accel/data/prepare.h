@@ -16,6 +16,7 @@
 #include "accel/data/data_loader.h"
 #include "accel/dist/collectives.h"
 #include "accel/state.h"
+#include "accel/util/check.h"
 #include "accel/util/export.h"
 
 namespace accel {
@@ -54,10 +55,10 @@ DataLoader<Batch> prepare_data_loader(const DataLoader<Batch>& loader, const Pre
   const auto& source = loader.source();
   const bool dispatch = options.dispatch_batches().value_or(source->iterable() && world > 1);
   const int64_t batch_size = source->batch_size();
-  if (options.split_batches() && world > 1 && (batch_size < 1 || batch_size % world != 0))
-    throw std::invalid_argument("prepare_data_loader: with split_batches the batch size (" +
-                                (batch_size < 1 ? std::string("varying") : std::to_string(batch_size)) +
-                                ") must be a multiple of the number of processes (" + std::to_string(world) + ")");
+  ACCEL_CHECK_ARG(!(options.split_batches() && world > 1 && (batch_size < 1 || batch_size % world != 0)),
+                  "prepare_data_loader: with split_batches the batch size (",
+                  batch_size < 1 ? std::string("varying") : std::to_string(batch_size),
+                  ") must be a multiple of the number of processes (", world, ")");
 
   if (auto sampler = source->sampler(); sampler && sampler->seed())
     sampler->set_seed(options.seed() ? *options.seed() : detail::agree_on_seed(*sampler->seed(), world));
@@ -70,15 +71,13 @@ DataLoader<Batch> prepare_data_loader(const DataLoader<Batch>& loader, const Pre
   d.non_blocking = options.non_blocking();
   if (dispatch) {
     if constexpr (!TensorBatch<Batch>) {
-      throw std::invalid_argument("prepare_data_loader: dispatch_batches needs a batch of tensors (BatchTraits)");
+      fail<std::invalid_argument>("prepare_data_loader: dispatch_batches needs a batch of tensors (BatchTraits)");
     }
     auto& st = ProcessState::get();
-    if (world > 1 && (st.world_size() != world || st.rank() != rank))
-      throw std::invalid_argument(
-          "prepare_data_loader: dispatch_batches runs collectives over the process group, "
-          "so num_processes/process_index (" +
-          std::to_string(world) + "/" + std::to_string(rank) + ") must be the group's (" +
-          std::to_string(st.world_size()) + "/" + std::to_string(st.rank()) + ")");
+    ACCEL_CHECK_ARG(world <= 1 || (st.world_size() == world && st.rank() == rank),
+                    "prepare_data_loader: dispatch_batches runs collectives over the process group, "
+                    "so num_processes/process_index (",
+                    world, "/", rank, ") must be the group's (", st.world_size(), "/", st.rank(), ")");
     d.dispatch = detail::DispatchSpec{world, rank, options.split_batches()};
   } else if (world > 1) {
     d.source = source->shard(detail::ShardSpec{world, rank, options.split_batches(), options.even_batches()});

@@ -29,6 +29,7 @@
 
 #include "accel/data/batch.h"
 #include "accel/data/data_loader.h"
+#include "accel/util/check.h"
 
 namespace accel {
 
@@ -56,10 +57,9 @@ struct BatchTraits<torch::data::Example<>> {
 template <TorchMapDataset D>
 auto make_data_loader(D dataset, DataLoaderOptions options) {
   const std::optional<size_t> size = dataset.size();
-  if (!size)
-    throw std::invalid_argument(
-        "make_data_loader: the torch::data dataset does not know its size (a stateful or chunk dataset?); "
-        "expected a map-style dataset");
+  ACCEL_CHECK_ARG(size.has_value(),
+                  "make_data_loader: the torch::data dataset does not know its size (a stateful or chunk dataset?); "
+                  "expected a map-style dataset");
   auto shared = std::make_shared<D>(std::move(dataset));
   using Batch = decltype(shared->get_batch(c10::ArrayRef<size_t>{}));
   // The samplers and sharding work on indices; the dataset turns a batch of

@@ -34,17 +34,13 @@ namespace accel {
 
 class ACCEL_API AcceleratedOptimizer {
  public:
-  /// `scaler` (fp16) may be null; `master_weights` swaps the optimizer's
-  /// parameters for fp32 masters (see amp/master_weights.h).
+  /// `scaler` (fp16) may be null. `tensors` (may be null) stands between
+  /// the model and the optimizer: master weights (amp/master_weights.h) or
+  /// a ZeRO engine, already built over `optimizer`.
   AcceleratedOptimizer(std::shared_ptr<torch::optim::Optimizer> optimizer,
                        std::shared_ptr<const GradientState> gradient_state,
-                       std::shared_ptr<GradScaler> scaler = nullptr, bool master_weights = false,
-                       bool fused_step = true);
-  /// `tensors` (may be null) stands between the model and the optimizer:
-  /// master weights or a ZeRO engine, already built over `optimizer`.
-  AcceleratedOptimizer(std::shared_ptr<torch::optim::Optimizer> optimizer,
-                       std::shared_ptr<const GradientState> gradient_state, std::shared_ptr<GradScaler> scaler,
-                       std::shared_ptr<OptimizerTensors> tensors, bool fused_step = true);
+                       std::shared_ptr<GradScaler> scaler = nullptr,
+                       std::shared_ptr<OptimizerTensors> tensors = nullptr, bool fused_step = true);
 
   /// Updates the parameters if this batch syncs gradients.
   void step();
@@ -62,9 +58,6 @@ class ACCEL_API AcceleratedOptimizer {
   /// to the masters and divided by the loss scale. Once per step; step()
   /// does it when clip_grad_norm_ has not.
   void unscale_gradients();
-  /// The tensors this optimizer updates in place of `params` (their fp32
-  /// masters under master weights, else the same tensors).
-  std::vector<torch::Tensor> optimized_tensors(const std::vector<torch::Tensor>& params) const;
 
   // --- the engine's clipping (a DeepSpeed config's gradient_clipping) -------
   /// From now on each step() clips the gradients of `model_parameters` (the
@@ -98,6 +91,9 @@ class ACCEL_API AcceleratedOptimizer {
   const MasterWeights* master_weights() const { return dynamic_cast<const MasterWeights*>(tensors_.get()); }
   /// Master weights, a ZeRO engine, or null.
   OptimizerTensors* tensors() const { return tensors_.get(); }
+  /// Milliseconds the last step's update took on the host (ZeRO-Offload's
+  /// CPU Adam, see OptimizerTensors::last_update_ms); 0 otherwise.
+  double last_update_ms() const { return tensors_ ? tensors_->last_update_ms() : 0.0; }
 
  private:
   std::shared_ptr<torch::optim::Optimizer> optimizer_;

@@ -49,6 +49,9 @@ class ACCEL_API OptimizerTensors {
   /// Brings an update still running in the background (a delayed one) into
   /// the model and waits for it. Before reading the model or saving.
   virtual void finish_pending() {}
+  /// Milliseconds the last update took on the host when step_optimizer()
+  /// ran it there (ZeRO-Offload); 0 when the optimizer stepped itself.
+  virtual double last_update_ms() const { return 0.0; }
 };
 
 }  // namespace accel

@@ -50,15 +50,12 @@ class ACCEL_API DataParallelEngine {
 
   const DDPOptions& options() const { return options_; }
   const c10::intrusive_ptr<c10d::ProcessGroup>& process_group() const { return group_; }
-  /// Parameter indices per bucket (in the reducer's order), for inspection.
-  const std::vector<std::vector<size_t>>& bucket_indices() const { return bucket_indices_; }
 
  private:
   std::shared_ptr<torch::nn::Module> module_;
   c10::intrusive_ptr<c10d::ProcessGroup> group_;
   DDPOptions options_;
   std::vector<torch::Tensor> params_;
-  std::vector<std::vector<size_t>> bucket_indices_;
   std::shared_ptr<c10d::Reducer> reducer_;
   std::shared_ptr<c10d::Logger> logger_;
 };

@@ -16,16 +16,18 @@
 //     fp16/bf16.enabled           -> the Accelerator's mixed precision
 //     train_micro_batch_size_per_gpu, train_batch_size -> the prepared loader's
 //                                    batch size (check_batch_sizes, at prepare)
-//     reduce_bucket_size          -> hidden_size^2 when the context has one, else
-//                                    DeepSpeed's default 5e8
+//     reduce_bucket_size          -> hidden_size^2: the context's hidden size, else
+//                                    the prepared model's (fill_from_model, at prepare)
 // A value given both in the file and to the Accelerator (in code or by its
 // ACCELERATE_* variable) must agree, else std::invalid_argument names both.
 // A bad value names the key, the value and what was expected.
 //
 // The Accelerator calls sharding_config_from_env() when its options set no
-// sharding; a program can also read a file itself:
+// sharding, and the prepare-time functions at the end in prepare(); a
+// program can also read a file itself (giving the hidden size, or calling
+// fill_from_model, where the file's reduce_bucket_size is "auto"):
 //
-//   auto cfg = accel::load_deepspeed_config("ds_config.json", {.world_size = 2});
+//   auto cfg = accel::load_deepspeed_config("ds_config.json", {.hidden_size = 768, .world_size = 2});
 //   if (cfg.sharding) options.sharding(*cfg.sharding);
 #include <cstdint>
 #include <filesystem>
@@ -41,7 +43,10 @@
 
 // Only named by reference here; declared rather than included, so that this
 // header (and AcceleratorOptions through it) stays free of LibTorch's
-// optimizer and tensor headers.
+// module, optimizer and tensor headers.
+namespace torch::nn {
+class Module;
+}  // namespace torch::nn
 namespace torch::optim {
 class Optimizer;
 }  // namespace torch::optim
@@ -55,7 +60,8 @@ struct ACCEL_API ShardingConfigContext {
   std::optional<int64_t> gradient_accumulation_steps;
   std::optional<MixedPrecision> mixed_precision;
   std::optional<double> gradient_clipping;
-  /// The model's hidden size, for reduce_bucket_size "auto" (Accelerate reads model.config.hidden_size).
+  /// The model's hidden size, for reduce_bucket_size "auto" (Accelerate reads
+  /// model.config.hidden_size). Unset: fill_from_model() takes it from the model.
   std::optional<int64_t> hidden_size;
   int world_size = 1;
 };
@@ -86,6 +92,10 @@ struct ACCEL_API ShardingConfig {
   /// scaler takes these in place of AcceleratorOptions::scaler.
   std::optional<GradScalerOptions> scaler;
   std::optional<DeepSpeedOptimizerSection> optimizer;
+  /// reduce_bucket_size is "auto" and the context had no hidden size:
+  /// sharding->reduce_bucket_size() holds DeepSpeed's default until
+  /// fill_from_model() replaces it with the model's hidden_size^2.
+  bool reduce_bucket_size_from_model = false;
   /// Where it came from, for messages ("ds_config.json", "environment").
   std::string source;
 };
@@ -109,6 +119,22 @@ ACCEL_API ShardingConfig load_deepspeed_config(const std::filesystem::path& path
 /// and master weights offloaded to the CPU; parameters stay on the device,
 /// which needs FULL_SHARD to change). Neither set: an empty config (no sharding).
 ACCEL_API ShardingConfig sharding_config_from_env(const EnvLookup& env, const ShardingConfigContext& context = {});
+
+/// Accelerate's hidden_size for a module, which has no config to hold it:
+/// the size its parameters share most often among their first two
+/// dimensions (a Linear's out and in features, an Embedding's rows and
+/// width, a norm's width; a convolution's kernel dimensions do not count),
+/// the larger of sizes shared equally often. For a transformer that is the
+/// residual width, which every projection, embedding and norm has, where
+/// the vocabulary and MLP widths appear a few times each. nullopt: no
+/// parameter has a dimension.
+ACCEL_API std::optional<int64_t> model_hidden_size(const torch::nn::Module& model);
+
+/// At prepare(), with the first model: fills reduce_bucket_size "auto" as
+/// Accelerate does (accelerator.py _prepare_deepspeed), hidden_size *
+/// hidden_size with model_hidden_size(model). Throws std::invalid_argument
+/// naming the key when the model has no hidden size. Nothing to fill: no-op.
+ACCEL_API void fill_from_model(ShardingConfig& config, const torch::nn::Module& model);
 
 /// At prepare(), once the loader's per-process batch size is known: fills
 /// train_micro_batch_size_per_gpu / train_batch_size (micro * accumulation *

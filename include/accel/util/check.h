@@ -35,7 +35,7 @@ std::string str(const Parts&... parts) {
 /// Throws `Error` with the parts as its message.
 template <typename Error = std::invalid_argument, typename... Parts>
 [[noreturn]] void fail(const Parts&... parts) {
-  throw Error(str(parts...));
+  throw Error(::accel::str(parts...));  // qualified: a c10 part would find c10::str by ADL
 }
 
 }  // namespace accel

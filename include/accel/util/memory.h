@@ -16,6 +16,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "accel/util/check.h"
 #include "accel/util/export.h"
 
 namespace accel {
@@ -31,13 +32,12 @@ ACCEL_API void clear_device_cache();
 template <class F>
 auto find_executable_batch_size(F&& fn, int64_t starting_batch_size = 128,
                                 std::function<int64_t(int64_t)> reduce = {}) {
-  if (starting_batch_size < 1)
-    throw std::invalid_argument("find_executable_batch_size: starting_batch_size is " +
-                                std::to_string(starting_batch_size) + ", expected >= 1");
+  ACCEL_CHECK_ARG(starting_batch_size >= 1, "find_executable_batch_size: starting_batch_size is ", starting_batch_size,
+                  ", expected >= 1");
   int64_t batch_size = starting_batch_size;
   clear_device_cache();
   while (true) {
-    if (batch_size <= 0) throw std::runtime_error("No executable batch size found, reached zero.");
+    ACCEL_CHECK(batch_size > 0, "No executable batch size found, reached zero.");
     try {
       return fn(batch_size);
     } catch (const std::exception& e) {

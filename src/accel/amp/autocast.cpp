@@ -5,15 +5,17 @@
 
 #include <ATen/autocast_mode.h>
 
+#include "accel/util/check.h"
+#include "accel/util/strings.h"
+
 namespace accel {
 
 MixedPrecision parse_mixed_precision(const std::string& name) {
-  std::string n = name;
-  std::transform(n.begin(), n.end(), n.begin(), ::tolower);
+  const std::string n = lower(name);
   if (n == "no" || n.empty()) return MixedPrecision::no;
   if (n == "fp16") return MixedPrecision::fp16;
   if (n == "bf16") return MixedPrecision::bf16;
-  throw std::invalid_argument("unknown mixed precision '" + name + "': expected 'no', 'fp16' or 'bf16'");
+  fail<std::invalid_argument>("unknown mixed precision '", name, "': expected 'no', 'fp16' or 'bf16'");
 }
 
 std::string to_string(MixedPrecision mp) {

@@ -12,6 +12,7 @@
 
 #include "accel/dist/collectives.h"
 
+#include "accel/util/check.h"
 #include "accel/util/format.h"
 
 namespace accel {
@@ -22,26 +23,20 @@ std::string num(double v) { return format_double(v); }
 
 void check(const char* where, const char* scale_name, double init_scale, double growth_factor, double backoff_factor,
            int64_t growth_interval) {
-  const std::string w(where);
-  if (!(init_scale > 0) || !std::isfinite(init_scale))
-    throw std::invalid_argument(w + ": " + scale_name + " is " + num(init_scale) + "; expected a finite value > 0");
-  if (!(growth_factor > 1) || !std::isfinite(growth_factor))
-    throw std::invalid_argument(w + ": growth_factor is " + num(growth_factor) + "; expected a finite value > 1");
-  if (!(backoff_factor > 0 && backoff_factor < 1))
-    throw std::invalid_argument(w + ": backoff_factor is " + num(backoff_factor) + "; expected a value in (0, 1)");
-  if (growth_interval <= 0)
-    throw std::invalid_argument(w + ": growth_interval is " + std::to_string(growth_interval) +
-                                "; expected a value > 0");
+  ACCEL_CHECK_ARG(init_scale > 0 && std::isfinite(init_scale), where, ": ", scale_name, " is ", num(init_scale),
+                  "; expected a finite value > 0");
+  ACCEL_CHECK_ARG(growth_factor > 1 && std::isfinite(growth_factor), where, ": growth_factor is ", num(growth_factor),
+                  "; expected a finite value > 1");
+  ACCEL_CHECK_ARG(backoff_factor > 0 && backoff_factor < 1, where, ": backoff_factor is ", num(backoff_factor),
+                  "; expected a value in (0, 1)");
+  ACCEL_CHECK_ARG(growth_interval > 0, where, ": growth_interval is ", growth_interval, "; expected a value > 0");
 }
 
 void check_hysteresis(const char* where, int64_t hysteresis, double min_scale) {
-  const std::string w(where);
-  if (hysteresis < 1)
-    throw std::invalid_argument(w + ": hysteresis is " + std::to_string(hysteresis) +
-                                "; expected a value >= 1 (1: back off at every overflow)");
-  if (!(min_scale >= 0) || !std::isfinite(min_scale))
-    throw std::invalid_argument(w + ": min_scale is " + num(min_scale) +
-                                "; expected a finite value >= 0 (0: no floor)");
+  ACCEL_CHECK_ARG(hysteresis >= 1, where, ": hysteresis is ", hysteresis,
+                  "; expected a value >= 1 (1: back off at every overflow)");
+  ACCEL_CHECK_ARG(min_scale >= 0 && std::isfinite(min_scale), where, ": min_scale is ", num(min_scale),
+                  "; expected a finite value >= 0 (0: no floor)");
 }
 
 // Gradients that the kernel may process in one call share device and dtype
@@ -73,17 +68,15 @@ std::map<std::string, torch::Tensor> GradScalerState::to_tensors() const {
 }
 
 GradScalerState GradScalerState::from_tensors(const std::map<std::string, torch::Tensor>& tensors) {
-  if (tensors.empty())
-    throw std::invalid_argument(
-        "GradScalerState::from_tensors: the state is empty, as saved from a disabled GradScaler; expected the keys "
-        "scale, growth_factor, backoff_factor, growth_interval, _growth_tracker");
+  ACCEL_CHECK_ARG(
+      !tensors.empty(),
+      "GradScalerState::from_tensors: the state is empty, as saved from a disabled GradScaler; expected the keys "
+      "scale, growth_factor, backoff_factor, growth_interval, _growth_tracker");
   auto get = [&](const std::string& key) -> const torch::Tensor& {
     auto it = tensors.find(key);
-    if (it == tensors.end()) throw std::invalid_argument("GradScalerState::from_tensors: key '" + key + "' is missing");
-    if (!it->second.defined() || it->second.numel() != 1)
-      throw std::invalid_argument("GradScalerState::from_tensors: '" + key + "' has " +
-                                  std::to_string(it->second.defined() ? it->second.numel() : 0) +
-                                  " elements; expected a scalar");
+    ACCEL_CHECK_ARG(it != tensors.end(), "GradScalerState::from_tensors: key '", key, "' is missing");
+    ACCEL_CHECK_ARG(it->second.defined() && it->second.numel() == 1, "GradScalerState::from_tensors: '", key, "' has ",
+                    it->second.defined() ? it->second.numel() : 0, " elements; expected a scalar");
     return it->second;
   };
   GradScalerState s;
@@ -99,10 +92,9 @@ GradScalerState GradScalerState::from_tensors(const std::map<std::string, torch:
     s.hysteresis = get("hysteresis").item<int64_t>();
     s.hysteresis_tracker = get("_hysteresis_tracker").item<int64_t>();
     s.min_scale = get("min_scale").item<double>();
-  } else if (present != 0) {
-    throw std::invalid_argument(
-        "GradScalerState::from_tensors: " + std::to_string(present) +
-        " of the keys hysteresis, _hysteresis_tracker, min_scale are present; expected all three or none");
+  } else {
+    ACCEL_CHECK_ARG(present == 0, "GradScalerState::from_tensors: ", present,
+                    " of the keys hysteresis, _hysteresis_tracker, min_scale are present; expected all three or none");
   }
   return s;
 }
@@ -127,7 +119,7 @@ void GradScaler::lazy_init(const torch::Device& device) {
 
 torch::Tensor GradScaler::scale(const torch::Tensor& loss) {
   if (!enabled()) return loss;
-  if (!loss.defined()) throw std::invalid_argument("GradScaler::scale: the loss is an undefined tensor");
+  ACCEL_CHECK_ARG(loss.defined(), "GradScaler::scale: the loss is an undefined tensor");
   lazy_init(loss.device());
   return loss * scale_.to(loss.device(), /*non_blocking=*/true);
 }
@@ -136,10 +128,10 @@ void GradScaler::unscale_(torch::optim::Optimizer& optimizer) {
   if (!enabled()) return;
   auto it = per_optimizer_.find(&optimizer);
   if (it != per_optimizer_.end()) {
-    if (it->second.stage == Stage::unscaled)
-      throw std::logic_error("GradScaler::unscale_: already called for this optimizer since the last update()");
-    if (it->second.stage == Stage::stepped)
-      throw std::logic_error("GradScaler::unscale_: called after step() for this optimizer; call update() first");
+    ACCEL_CHECK_STATE(it->second.stage != Stage::unscaled,
+                      "GradScaler::unscale_: already called for this optimizer since the last update()");
+    ACCEL_CHECK_STATE(it->second.stage != Stage::stepped,
+                      "GradScaler::unscale_: called after step() for this optimizer; call update() first");
   }
 
   // Check every gradient before touching any, so a refused call changes nothing.
@@ -151,20 +143,16 @@ void GradScaler::unscale_(torch::optim::Optimizer& optimizer) {
       const auto& grad = params[i].grad();
       if (!grad.defined()) continue;
       const std::string where = "parameter " + std::to_string(i) + " of param group " + std::to_string(g);
-      if (grad.is_sparse())
-        throw std::invalid_argument("GradScaler::unscale_: " + where +
-                                    " has a sparse gradient; GradScaler supports dense gradients only");
-      if (grad.scalar_type() == torch::kHalf)
-        throw std::invalid_argument("GradScaler::unscale_: " + where +
-                                    " has an fp16 gradient; expected fp32 parameters, with fp16 only inside "
-                                    "autocast");
-      if (grad.scalar_type() == torch::kBFloat16)
-        throw std::invalid_argument("GradScaler::unscale_: " + where +
-                                    " has a bf16 gradient; bf16 has fp32's range and needs no loss scaling "
-                                    "(disable the scaler), and ATen's CUDA unscale kernel does not take it");
-      if (grad.scalar_type() != torch::kFloat && grad.scalar_type() != torch::kDouble)
-        throw std::invalid_argument("GradScaler::unscale_: " + where + " has a gradient of dtype " +
-                                    std::string(c10::toString(grad.scalar_type())) + "; expected float32 or float64");
+      ACCEL_CHECK_ARG(!grad.is_sparse(), "GradScaler::unscale_: ", where,
+                      " has a sparse gradient; GradScaler supports dense gradients only");
+      ACCEL_CHECK_ARG(grad.scalar_type() != torch::kHalf, "GradScaler::unscale_: ", where,
+                      " has an fp16 gradient; expected fp32 parameters, with fp16 only inside autocast");
+      ACCEL_CHECK_ARG(grad.scalar_type() != torch::kBFloat16, "GradScaler::unscale_: ", where,
+                      " has a bf16 gradient; bf16 has fp32's range and needs no loss scaling "
+                      "(disable the scaler), and ATen's CUDA unscale kernel does not take it");
+      ACCEL_CHECK_ARG(grad.scalar_type() == torch::kFloat || grad.scalar_type() == torch::kDouble,
+                      "GradScaler::unscale_: ", where, " has a gradient of dtype ", c10::toString(grad.scalar_type()),
+                      "; expected float32 or float64");
       GradBucket* b = nullptr;
       for (auto& cand : buckets)
         if (cand.device == grad.device() && cand.dtype == grad.scalar_type()) b = &cand;
@@ -173,10 +161,9 @@ void GradScaler::unscale_(torch::optim::Optimizer& optimizer) {
     }
   }
   if (!scale_.defined()) {
-    if (buckets.empty())
-      throw std::logic_error(
-          "GradScaler::unscale_: the optimizer has no gradients and scale() was never called, so there is no "
-          "scale to unscale by");
+    ACCEL_CHECK_STATE(!buckets.empty(),
+                      "GradScaler::unscale_: the optimizer has no gradients and scale() was never called, so there "
+                      "is no scale to unscale by");
     lazy_init(buckets.front().device);
   }
 
@@ -217,8 +204,8 @@ bool GradScaler::step(torch::optim::Optimizer& optimizer, const std::function<vo
     return true;
   }
   auto it = per_optimizer_.find(&optimizer);
-  if (it != per_optimizer_.end() && it->second.stage == Stage::stepped)
-    throw std::logic_error("GradScaler::step: already called for this optimizer since the last update()");
+  ACCEL_CHECK_STATE(it == per_optimizer_.end() || it->second.stage != Stage::stepped,
+                    "GradScaler::step: already called for this optimizer since the last update()");
   if (it == per_optimizer_.end() || it->second.stage == Stage::ready) unscale_(optimizer);
   auto& rec = per_optimizer_.at(&optimizer);
   // The one read-back of an iteration: whether to call the optimizer at all.
@@ -235,9 +222,9 @@ void GradScaler::update() {
     if (!rec.found_inf.defined()) continue;
     found = found.defined() ? found + rec.found_inf : rec.found_inf;
   }
-  if (!found.defined())
-    throw std::logic_error(
-        "GradScaler::update: no optimizer was unscaled or stepped through this scaler since the last update()");
+  ACCEL_CHECK_STATE(
+      found.defined(),
+      "GradScaler::update: no optimizer was unscaled or stepped through this scaler since the last update()");
   if (options_.hysteresis() == 1 && options_.min_scale() == 0) {
     at::_amp_update_scale_(scale_, growth_tracker_, found, options_.growth_factor(), options_.backoff_factor(),
                            options_.growth_interval());
@@ -303,14 +290,12 @@ void GradScaler::load_state(const GradScalerState& state) {
   if (!enabled()) return;
   check("GradScaler::load_state", "scale", state.scale, state.growth_factor, state.backoff_factor,
         state.growth_interval);
-  if (state.growth_tracker < 0)
-    throw std::invalid_argument("GradScaler::load_state: growth_tracker is " + std::to_string(state.growth_tracker) +
-                                "; expected a value >= 0");
+  ACCEL_CHECK_ARG(state.growth_tracker >= 0, "GradScaler::load_state: growth_tracker is ", state.growth_tracker,
+                  "; expected a value >= 0");
   check_hysteresis("GradScaler::load_state", state.hysteresis, state.min_scale);
-  if (state.hysteresis_tracker < 1 || state.hysteresis_tracker > state.hysteresis)
-    throw std::invalid_argument("GradScaler::load_state: hysteresis_tracker is " +
-                                std::to_string(state.hysteresis_tracker) + "; expected a value in [1, hysteresis " +
-                                std::to_string(state.hysteresis) + "]");
+  ACCEL_CHECK_ARG(state.hysteresis_tracker >= 1 && state.hysteresis_tracker <= state.hysteresis,
+                  "GradScaler::load_state: hysteresis_tracker is ", state.hysteresis_tracker,
+                  "; expected a value in [1, hysteresis ", state.hysteresis, "]");
   options_.growth_factor(state.growth_factor)
       .backoff_factor(state.backoff_factor)
       .growth_interval(state.growth_interval);

@@ -4,13 +4,14 @@
 
 #include <torch/utils.h>
 
+#include "accel/util/check.h"
+
 namespace accel {
 
 MasterWeights::MasterWeights(torch::optim::Optimizer& optimizer) {
-  if (!optimizer.state().empty())
-    throw std::invalid_argument(
-        "master weights: the optimizer already holds state (it has stepped); "
-        "prepare it before its first step");
+  ACCEL_CHECK_ARG(optimizer.state().empty(),
+                  "master weights: the optimizer already holds state (it has stepped); "
+                  "prepare it before its first step");
   for (auto& group : optimizer.param_groups())
     for (auto& p : group.params()) {
       if (!p.is_floating_point()) continue;

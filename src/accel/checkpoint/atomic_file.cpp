@@ -13,11 +13,13 @@
 #include <stdexcept>
 #include <string>
 
+#include "accel/util/check.h"
+
 namespace accel {
 namespace {
 
-[[noreturn]] void fail(const std::string& what, const std::filesystem::path& path, int error) {
-  throw std::runtime_error(what + " '" + path.string() + "': " + std::strerror(error));
+[[noreturn]] void fail_io(const char* what, const std::filesystem::path& path, int error) {
+  fail<std::runtime_error>(what, " '", path.string(), "': ", std::strerror(error));
 }
 
 std::filesystem::path temp_name_for(const std::filesystem::path& target) {
@@ -38,10 +40,10 @@ constexpr size_t kMaxWriteChunk = size_t{1} << 30;
 }  // namespace
 
 AtomicFile::AtomicFile(std::filesystem::path target) : target_(std::move(target)) {
-  if (target_.filename().empty()) throw std::invalid_argument("AtomicFile: '" + target_.string() + "' names no file");
+  ACCEL_CHECK_ARG(!target_.filename().empty(), "AtomicFile: '", target_.string(), "' names no file");
   temp_ = temp_name_for(target_);
   fd_ = ::open(temp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (fd_ < 0) fail("cannot create temporary file", temp_, errno);
+  if (fd_ < 0) fail_io("cannot create temporary file", temp_, errno);
 }
 
 AtomicFile::AtomicFile(AtomicFile&& other) noexcept
@@ -65,13 +67,13 @@ void AtomicFile::discard() noexcept {
 }
 
 void AtomicFile::write(const void* data, size_t size) {
-  if (fd_ < 0) throw std::logic_error("AtomicFile: write after close of '" + target_.string() + "'");
+  ACCEL_CHECK_STATE(fd_ >= 0, "AtomicFile: write after close of '", target_.string(), "'");
   const char* p = static_cast<const char*>(data);
   while (size > 0) {
     ssize_t n = ::write(fd_, p, std::min(size, kMaxWriteChunk));
     if (n < 0) {
       if (errno == EINTR) continue;
-      fail("cannot write", target_, errno);
+      fail_io("cannot write", target_, errno);
     }
     p += n;
     size -= static_cast<size_t>(n);
@@ -81,16 +83,16 @@ void AtomicFile::write(const void* data, size_t size) {
 
 void AtomicFile::close() {
   if (fd_ < 0) return;
-  if (::fsync(fd_) != 0) fail("cannot flush", target_, errno);
+  if (::fsync(fd_) != 0) fail_io("cannot flush", target_, errno);
   int fd = fd_;
   fd_ = -1;
-  if (::close(fd) != 0) fail("cannot close", target_, errno);
+  if (::close(fd) != 0) fail_io("cannot close", target_, errno);
 }
 
 void AtomicFile::commit() {
-  if (committed_) throw std::logic_error("AtomicFile: '" + target_.string() + "' committed twice");
+  ACCEL_CHECK_STATE(!committed_, "AtomicFile: '", target_.string(), "' committed twice");
   close();
-  if (::rename(temp_.c_str(), target_.c_str()) != 0) fail("cannot rename temporary file onto", target_, errno);
+  if (::rename(temp_.c_str(), target_.c_str()) != 0) fail_io("cannot rename temporary file onto", target_, errno);
   committed_ = true;
   auto dir = target_.parent_path();
   sync_directory(dir.empty() ? std::filesystem::path(".") : dir);
@@ -104,11 +106,11 @@ void write_file_atomic(const std::filesystem::path& path, std::string_view bytes
 
 void sync_directory(const std::filesystem::path& dir) {
   int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) fail("cannot open directory", dir, errno);
+  if (fd < 0) fail_io("cannot open directory", dir, errno);
   int rc = ::fsync(fd);
   int error = errno;
   ::close(fd);
-  if (rc != 0) fail("cannot flush directory", dir, error);
+  if (rc != 0) fail_io("cannot flush directory", dir, error);
 }
 
 }  // namespace accel

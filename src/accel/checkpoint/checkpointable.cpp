@@ -5,6 +5,7 @@
 #include <torch/utils.h>
 
 #include "accel/checkpoint/model_files.h"
+#include "accel/util/check.h"
 #include "accel/util/format.h"
 
 namespace accel {
@@ -20,13 +21,11 @@ CheckpointHooks module_checkpoint_hooks(std::shared_ptr<torch::nn::Module> modul
                            auto own = model_state(*module);
                            for (const auto& [name, t] : own) {
                              const auto* saved = state.find(name);
-                             if (!saved)
-                               throw std::runtime_error("registered module: the checkpoint lacks '" + name + "'");
-                             if (saved->sizes() != t.sizes() || saved->scalar_type() != t.scalar_type())
-                               throw std::runtime_error("registered module: '" + name + "' is " +
-                                                        describe_tensor(saved->sizes(), saved->scalar_type()) +
-                                                        " in the checkpoint, " +
-                                                        describe_tensor(t.sizes(), t.scalar_type()) + " in the module");
+                             ACCEL_CHECK(saved, "registered module: the checkpoint lacks '", name, "'");
+                             ACCEL_CHECK(saved->sizes() == t.sizes() && saved->scalar_type() == t.scalar_type(),
+                                         "registered module: '", name, "' is ",
+                                         describe_tensor(saved->sizes(), saved->scalar_type()), " in the checkpoint, ",
+                                         describe_tensor(t.sizes(), t.scalar_type()), " in the module");
                            }
                            torch::NoGradGuard no_grad;
                            for (auto& [name, t] : own) t.copy_(state[name]);

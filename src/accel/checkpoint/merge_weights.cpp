@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "accel/checkpoint/safetensors.h"
+#include "accel/util/check.h"
 #include "accel/util/checked_number.h"
 #include "accel/util/user_json.h"
 
@@ -35,15 +36,17 @@ struct Layout {
   std::vector<Group> groups;
 };
 
-[[noreturn]] void fail(const fs::path& where, const std::string& what) {
-  throw std::runtime_error(where.string() + ": " + what);
+/// Refuses the checkpoint: the file or folder `where`, then the parts of the problem.
+template <typename... Parts>
+[[noreturn]] void reject(const fs::path& where, const Parts&... what) {
+  fail<std::runtime_error>(where.string(), ": ", what...);
 }
 
 int64_t get_int(const fs::path& file, const json& j, const std::string& key, const std::string& where, int64_t min) {
   auto it = j.find(key);
   if (it == j.end() || !(it->is_number_integer() || it->is_number_unsigned()) || it->get<int64_t>() < min)
-    fail(file, where + key + " = " + (it == j.end() ? std::string("(missing)") : json_excerpt(*it)) +
-                   ": expected an integer >= " + std::to_string(min));
+    reject(file, where, key, " = ", it == j.end() ? std::string("(missing)") : json_excerpt(*it),
+           ": expected an integer >= ", min);
   return it->get<int64_t>();
 }
 
@@ -52,7 +55,7 @@ torch::ScalarType layout_dtype(const fs::path& file, const json& v, const std::s
   if (s == "F32") return torch::kFloat;
   if (s == "BF16") return torch::kBFloat16;
   if (s == "F16") return torch::kHalf;
-  fail(file, where + "dtype = " + json_excerpt(v) + ": expected \"F32\", \"BF16\" or \"F16\"");
+  reject(file, where, "dtype = ", json_excerpt(v), ": expected \"F32\", \"BF16\" or \"F16\"");
 }
 
 // Parameters share a group's flat buffer, each in its own range: two that
@@ -66,10 +69,9 @@ void check_no_overlap(const fs::path& file, const Group& group, const std::strin
     const ParamEntry& a = *by_offset[i - 1];
     const ParamEntry& b = *by_offset[i];
     if (b.offset < a.offset + a.numel)
-      fail(file, where + "params \"" + excerpt(a.name) + "\" (elements " + std::to_string(a.offset) + ".." +
-                     std::to_string(a.offset + a.numel) + ") and \"" + excerpt(b.name) + "\" (elements " +
-                     std::to_string(b.offset) + ".." + std::to_string(b.offset + b.numel) +
-                     ") overlap: expected each parameter in its own range");
+      reject(file, where, "params \"", excerpt(a.name), "\" (elements ", a.offset, "..", a.offset + a.numel, ") and \"",
+             excerpt(b.name), "\" (elements ", b.offset, "..", b.offset + b.numel,
+             ") overlap: expected each parameter in its own range");
   }
 }
 
@@ -80,62 +82,60 @@ Layout read_layout(const fs::path& dir) {
     std::string hint;
     if (fs::exists(dir / "model.safetensors") || fs::exists(dir / "model.safetensors.index.json"))
       hint = " (its model.safetensors is already the merged model)";
-    if (!fs::is_directory(dir)) fail(dir, "no such folder");
-    fail(dir, "no zero_layout.json: not a sharded (ZeRO) checkpoint" + hint);
+    if (!fs::is_directory(dir)) reject(dir, "no such folder");
+    reject(dir, "no zero_layout.json: not a sharded (ZeRO) checkpoint", hint);
   }
   json j;
   try {
     j = parse_user_json(std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()));
   } catch (const std::invalid_argument& e) {
-    fail(file, e.what());
+    reject(file, e.what());
   }
   if (!j.is_object() || string_member(j, "format") != "accel-zero-v1")
-    fail(file,
-         "format = " + (j.is_object() && j.contains("format") ? json_excerpt(j["format"]) : std::string("(missing)")) +
-             ": expected \"accel-zero-v1\"");
+    reject(file,
+           "format = ", j.is_object() && j.contains("format") ? json_excerpt(j["format"]) : std::string("(missing)"),
+           ": expected \"accel-zero-v1\"");
   Layout layout;
   layout.world_size = get_int(file, j, "world_size", "", 1);
-  if (!j.contains("groups") || !j["groups"].is_array()) fail(file, "groups: expected an array");
+  if (!j.contains("groups") || !j["groups"].is_array()) reject(file, "groups: expected an array");
   std::set<std::string> names;
   for (size_t g = 0; g < j["groups"].size(); ++g) {
     const json& jg = j["groups"][g];
     const std::string where = "groups[" + std::to_string(g) + "].";
-    if (!jg.is_object()) fail(file, where + ": expected an object");
+    if (!jg.is_object()) reject(file, where, ": expected an object");
     Group group;
     group.padded_numel = get_int(file, jg, "padded_numel", where, 0);
     if (group.padded_numel % layout.world_size != 0)
-      fail(file, where + "padded_numel = " + std::to_string(group.padded_numel) +
-                     ": expected a multiple of world_size " + std::to_string(layout.world_size));
-    if (!jg.contains("params") || !jg["params"].is_array()) fail(file, where + "params: expected an array");
+      reject(file, where, "padded_numel = ", group.padded_numel, ": expected a multiple of world_size ",
+             layout.world_size);
+    if (!jg.contains("params") || !jg["params"].is_array()) reject(file, where, "params: expected an array");
     for (size_t i = 0; i < jg["params"].size(); ++i) {
       const json& jp = jg["params"][i];
       const std::string pw = where + "params[" + std::to_string(i) + "].";
       if (!jp.is_object() || !jp.contains("name") || !jp["name"].is_string() || jp["name"].get<std::string>().empty())
-        fail(file, pw + "name: expected a non-empty string");
+        reject(file, pw, "name: expected a non-empty string");
       ParamEntry p;
       p.name = jp["name"].get<std::string>();
-      if (!names.insert(p.name).second) fail(file, pw + "name \"" + excerpt(p.name) + "\" appears twice");
-      if (!jp.contains("shape") || !jp["shape"].is_array()) fail(file, pw + "shape: expected an array of sizes");
+      if (!names.insert(p.name).second) reject(file, pw, "name \"", excerpt(p.name), "\" appears twice");
+      if (!jp.contains("shape") || !jp["shape"].is_array()) reject(file, pw, "shape: expected an array of sizes");
       // The element count must fit int64 (what ATen indexes with) whatever
       // the order of the sizes: [0, 2^62, 2^62] is refused too.
       for (const auto& d : jp["shape"]) {
         if (!d.is_number_integer() || (d.is_number_unsigned() && d.get<uint64_t>() > INT64_MAX) || d.get<int64_t>() < 0)
-          fail(file, pw + "shape = " + json_excerpt(jp["shape"]) + ": expected sizes >= 0");
+          reject(file, pw, "shape = ", json_excerpt(jp["shape"]), ": expected sizes >= 0");
         p.shape.push_back(d.get<int64_t>());
       }
       const auto elements = element_count(p.shape);
-      if (!elements) fail(file, pw + "shape = " + json_excerpt(jp["shape"]) + ": its element count overflows int64");
+      if (!elements) reject(file, pw, "shape = ", json_excerpt(jp["shape"]), ": its element count overflows int64");
       const int64_t count = *elements;
       p.dtype = layout_dtype(file, jp.value("dtype", json()), pw);
       p.offset = get_int(file, jp, "offset", pw, 0);
       p.numel = get_int(file, jp, "numel", pw, 0);
       if (p.numel != count)
-        fail(file, pw + "numel = " + std::to_string(p.numel) + " but shape " + json_excerpt(jp["shape"]) + " has " +
-                       std::to_string(count) + " elements");
+        reject(file, pw, "numel = ", p.numel, " but shape ", json_excerpt(jp["shape"]), " has ", count, " elements");
       if (p.offset > group.padded_numel - p.numel)  // offset + numel, without overflowing
-        fail(file, pw + "\"" + excerpt(p.name) + "\" at offset " + std::to_string(p.offset) + " with " +
-                       std::to_string(p.numel) + " elements ends past the group's padded_numel " +
-                       std::to_string(group.padded_numel));
+        reject(file, pw, "\"", excerpt(p.name), "\" at offset ", p.offset, " with ", p.numel,
+               " elements ends past the group's padded_numel ", group.padded_numel);
       group.params.push_back(std::move(p));
     }
     check_no_overlap(file, group, where);
@@ -192,12 +192,12 @@ safetensors::NamedTensors merged_zero_weights(const fs::path& dir) {
     const int64_t count = n - static_cast<int64_t>(present.size());
     const std::string more =
         count > static_cast<int64_t>(missing.size()) ? ", ... (" + std::to_string(count) + " in all)" : "";
-    fail(dir, "world_size is " + std::to_string(n) + " but the shard files of rank(s) " + join(missing) + more +
-                  " are missing (zero_shard_rank<r>.safetensors; " + std::to_string(present.size()) + " found)");
+    reject(dir, "world_size is ", n, " but the shard files of rank(s) ", join(missing), more,
+           " are missing (zero_shard_rank<r>.safetensors; ", present.size(), " found)");
   }
   if (!extra.empty())
-    fail(dir, "world_size is " + std::to_string(n) + " but there are shard files of other ranks: " + join(extra) +
-                  " (files of another save mixed in?)");
+    reject(dir, "world_size is ", n, " but there are shard files of other ranks: ", join(extra),
+           " (files of another save mixed in?)");
 
   std::vector<safetensors::File> files;
   files.reserve(n);
@@ -211,12 +211,11 @@ safetensors::NamedTensors merged_zero_weights(const fs::path& dir) {
     std::vector<torch::Tensor> parts;
     for (int64_t r = 0; r < n; ++r) {
       const auto& f = files[r];
-      if (!f.contains(key)) fail(f.path(), "no tensor " + key + " (group " + std::to_string(g) + "'s slice)");
+      if (!f.contains(key)) reject(f.path(), "no tensor ", key, " (group ", g, "'s slice)");
       torch::Tensor t = f.get(key);
       if (t.scalar_type() != torch::kFloat || t.dim() != 1 || t.numel() != slice)
-        fail(f.path(), key + " is " + std::string(c10::toString(t.scalar_type())) + " " + c10::str(t.sizes()) +
-                           ", expected Float [" + std::to_string(slice) + "] (padded_numel " +
-                           std::to_string(group.padded_numel) + " / world_size " + std::to_string(n) + ")");
+        reject(f.path(), key, " is ", c10::toString(t.scalar_type()), " ", c10::str(t.sizes()), ", expected Float [",
+               slice, "] (padded_numel ", group.padded_numel, " / world_size ", n, ")");
       parts.push_back(t);
     }
     const torch::Tensor full = parts.empty() ? torch::zeros({0}) : torch::cat(parts);
@@ -232,8 +231,8 @@ SavedModel merge_weights(const fs::path& checkpoint_dir, const fs::path& output_
     const fs::path ckpt = fs::weakly_canonical(checkpoint_dir), out = fs::weakly_canonical(output_dir);
     auto rel = out.lexically_relative(ckpt);
     if (!rel.empty() && *rel.begin() != "..")
-      fail(output_dir, "lies inside the checkpoint folder " + checkpoint_dir.string() +
-                           ", which --remove_checkpoint_dir would delete; write the merged weights elsewhere");
+      reject(output_dir, "lies inside the checkpoint folder ", checkpoint_dir.string(),
+             ", which --remove_checkpoint_dir would delete; write the merged weights elsewhere");
   }
   SavedModel saved = write_model_files(merged_zero_weights(checkpoint_dir), output_dir, options);
   if (remove_checkpoint_dir) fs::remove_all(checkpoint_dir);

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "accel/checkpoint/model_files.h"
+#include "accel/util/check.h"
 #include "accel/util/format.h"
 #include "accel/util/user_json.h"
 
@@ -17,8 +18,9 @@ namespace {
 // An index of a model with millions of tensors is a few hundred MB at most.
 constexpr uintmax_t kMaxIndexSize = 1'000'000'000;
 
-[[noreturn]] void bad_index(const std::filesystem::path& index, const std::string& problem) {
-  throw std::runtime_error("checkpoint index '" + index.string() + "': " + problem);
+template <typename... Parts>
+[[noreturn]] void bad_index(const std::filesystem::path& index, const Parts&... problem) {
+  fail<std::runtime_error>("checkpoint index '", index.string(), "': ", problem...);
 }
 
 // A shard named by an index must be a plain file name in the index's
@@ -31,8 +33,8 @@ bool plain_file_name(const std::string& name) {
 CheckpointFiles read_index(const std::filesystem::path& index) {
   std::error_code ec;
   auto size = std::filesystem::file_size(index, ec);
-  if (ec) bad_index(index, "cannot read: " + ec.message());
-  if (size > kMaxIndexSize) bad_index(index, "is " + std::to_string(size) + " bytes, too large for an index");
+  if (ec) bad_index(index, "cannot read: ", ec.message());
+  if (size > kMaxIndexSize) bad_index(index, "is ", size, " bytes, too large for an index");
   std::ifstream in(index, std::ios::binary);
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   nlohmann::json root;
@@ -48,18 +50,18 @@ CheckpointFiles read_index(const std::filesystem::path& index) {
   out.index_file = index;
   std::set<std::string> files;
   for (const auto& [name, file] : root["weight_map"].items()) {
-    if (!file.is_string()) bad_index(index, "weight_map entry '" + excerpt(name) + "' is not a file name");
+    if (!file.is_string()) bad_index(index, "weight_map entry '", excerpt(name), "' is not a file name");
     const auto& file_name = file.get_ref<const std::string&>();
     if (!plain_file_name(file_name)) {
-      bad_index(index, "tensor '" + excerpt(name) + "' is mapped to '" + excerpt(file_name) +
-                           "', which is not a file in the index's directory");
+      bad_index(index, "tensor '", excerpt(name), "' is mapped to '", excerpt(file_name),
+                "', which is not a file in the index's directory");
     }
     files.insert(file_name);
     out.weight_map[name] = index.parent_path() / file_name;
   }
   for (const auto& name : files) {
     auto path = index.parent_path() / name;
-    if (!std::filesystem::is_regular_file(path)) bad_index(index, "shard '" + name + "' is missing");
+    if (!std::filesystem::is_regular_file(path)) bad_index(index, "shard '", name, "' is missing");
     out.files.push_back(path);
   }
   return out;
@@ -96,8 +98,8 @@ struct OpenCheckpoint {
     for (const auto& [name, path] : ckpt.weight_map) {
       const auto* file = by_path.at(path.string());
       if (!file->contains(name)) {
-        bad_index(ckpt.index_file,
-                  "says tensor '" + name + "' is in '" + path.filename().string() + "', which does not hold it");
+        bad_index(ckpt.index_file, "says tensor '", name, "' is in '", path.filename().string(),
+                  "', which does not hold it");
       }
     }
   }
@@ -130,12 +132,11 @@ CheckpointFiles find_checkpoint_files(const std::filesystem::path& path, const s
     // save_model never leaves both.
     if (std::filesystem::is_regular_file(single)) return single_file(single);
     if (std::filesystem::is_regular_file(index)) return read_index(index);
-    throw std::runtime_error("no model weights in '" + path.string() + "': expected " + weights_name + " or " +
+    fail<std::runtime_error>("no model weights in '", path.string(), "': expected ", weights_name, " or ",
                              index_file_name(weights_name));
   }
-  if (!std::filesystem::is_regular_file(path)) {
-    throw std::runtime_error("no model weights at '" + path.string() + "': no such file or directory");
-  }
+  ACCEL_CHECK(std::filesystem::is_regular_file(path), "no model weights at '", path.string(),
+              "': no such file or directory");
   if (path.extension() == ".json") return read_index(path);
   return single_file(path);
 }
@@ -203,10 +204,8 @@ LoadReport load_model_weights(torch::nn::Module& model, const std::filesystem::p
   for (const auto& [name, file] : ckpt.tensors) {
     if (!model_names.count(name)) report.unexpected_keys.push_back(name);
   }
-  if (options.strict() && !report.ok()) {
-    throw std::runtime_error("load_model_weights('" + path.string() + "'): " + report.describe() +
-                             "\n  (nothing was loaded; strict(false) loads the tensors that match)");
-  }
+  ACCEL_CHECK(!options.strict() || report.ok(), "load_model_weights('", path.string(), "'): ", report.describe(),
+              "\n  (nothing was loaded; strict(false) loads the tensors that match)");
   for (size_t i = 0; i < to_copy.size(); ++i) {
     to_copy[i].second->read_into(report.loaded[i], to_copy[i].first, options.allow_dtype_cast());
   }

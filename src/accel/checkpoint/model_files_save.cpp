@@ -15,6 +15,8 @@
 #include "accel/dist/collectives.h"
 #include "accel/dist/logging.h"
 #include "accel/state.h"
+#include "accel/util/check.h"
+#include "accel/util/strings.h"
 
 namespace accel {
 namespace {
@@ -22,11 +24,10 @@ namespace {
 constexpr std::string_view kSuffix = ".safetensors";
 
 std::string weights_stem(const std::string& weights_name) {
-  if (weights_name.size() <= kSuffix.size() || !weights_name.ends_with(kSuffix) ||
-      weights_name.find('/') != std::string::npos) {
-    throw std::invalid_argument("weights_name '" + weights_name +
-                                "' must be a file name ending in .safetensors (e.g. model.safetensors)");
-  }
+  ACCEL_CHECK_ARG(weights_name.size() > kSuffix.size() && weights_name.ends_with(kSuffix) &&
+                      weights_name.find('/') == std::string::npos,
+                  "weights_name '", weights_name,
+                  "' must be a file name ending in .safetensors (e.g. model.safetensors)");
   return weights_name.substr(0, weights_name.size() - kSuffix.size());
 }
 
@@ -43,7 +44,7 @@ void collect_state(const torch::nn::Module& module, const std::string& prefix, s
 }
 
 [[noreturn]] void bad_size(std::string_view size) {
-  throw std::invalid_argument("size '" + std::string(size) +
+  fail<std::invalid_argument>("size '", size,
                               "' is not a size: use bytes (\"1000\") or digits with a unit, e.g. \"10GB\" (10^9 "
                               "bytes), \"10GiB\" (2^30 bytes), \"500MB\", \"1.5KiB\"");
 }
@@ -110,8 +111,7 @@ int64_t parse_size(std::string_view text) {
                                     {"KB", 1e3}};
   double multiplier = 1;
   bool bits = false;
-  std::string upper(s);
-  for (auto& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  const std::string upper = accel::upper(std::string(s));
   for (const auto& unit : kUnits) {
     if (upper.size() > unit.name.size() && std::string_view(upper).ends_with(unit.name)) {
       multiplier = unit.multiplier;
@@ -132,7 +132,7 @@ int64_t parse_size(std::string_view text) {
 }
 
 SaveModelOptions& SaveModelOptions::max_shard_size(int64_t bytes) {
-  if (bytes < 0) throw std::invalid_argument("max_shard_size must be >= 0 bytes, got " + std::to_string(bytes));
+  ACCEL_CHECK_ARG(bytes >= 0, "max_shard_size must be >= 0 bytes, got ", bytes);
   max_shard_size_ = bytes;
   return *this;
 }
@@ -160,7 +160,7 @@ ShardPlan plan_shards(const safetensors::NamedTensors& tensors, int64_t max_shar
   safetensors::NamedTensors current;
   int64_t current_size = 0;
   for (const auto& [name, t] : tensors) {
-    if (!t.defined()) throw std::invalid_argument("tensor '" + name + "' is undefined");
+    ACCEL_CHECK_ARG(t.defined(), "tensor '", name, "' is undefined");
     if (auto key = detail::tie_key(t)) {
       auto [it, inserted] = first_name_of.emplace(*key, name);
       if (!inserted) {
@@ -189,14 +189,12 @@ ShardPlan plan_shards(const safetensors::NamedTensors& tensors, int64_t max_shar
 
 SavedModel write_model_files(const safetensors::NamedTensors& tensors, const std::filesystem::path& dir,
                              const SaveModelOptions& options) {
-  if (!options.safe_serialization()) {
-    throw std::invalid_argument(
-        "save_model: safe_serialization=false would write a pickled pytorch_model.bin, which runs code on load; "
-        "accel writes safetensors only");
-  }
-  if (std::filesystem::exists(dir) && !std::filesystem::is_directory(dir)) {
-    throw std::invalid_argument("save_model: '" + dir.string() + "' should be a directory, not a file");
-  }
+  ACCEL_CHECK_ARG(
+      options.safe_serialization(),
+      "save_model: safe_serialization=false would write a pickled pytorch_model.bin, which runs code on load; "
+      "accel writes safetensors only");
+  ACCEL_CHECK_ARG(!std::filesystem::exists(dir) || std::filesystem::is_directory(dir), "save_model: '", dir.string(),
+                  "' should be a directory, not a file");
   ShardPlan plan = plan_shards(tensors, options.max_shard_size());
   SavedModel saved = describe(plan, options);
   if (!saved.removed_tied.empty()) {

@@ -14,6 +14,7 @@
 #include <torch/optim/rmsprop.h>
 #include <torch/optim/sgd.h>
 
+#include "accel/util/check.h"
 #include "accel/util/format.h"
 #include "accel/util/user_json.h"
 
@@ -119,20 +120,17 @@ class FamilyOf : public Family {
   void read_options(torch::optim::OptimizerOptions& options, const json& j) const override {
     Fields::options(static_cast<Options&>(options), [&](const char* key, auto& value) {
       using T = std::decay_t<decltype(value)>;
-      if (!j.contains(key)) throw std::runtime_error(std::string("option '") + key + "' is missing");
+      ACCEL_CHECK(j.contains(key), "option '", key, "' is missing");
       const auto& v = j.at(key);
       if constexpr (std::is_same_v<T, std::tuple<double, double>>) {
-        if (!v.is_array() || v.size() != 2 || !v[0].is_number() || !v[1].is_number())
-          throw std::runtime_error(std::string("option '") + key + "' is " + json_excerpt(v) +
-                                   ", expected [number, number]");
+        ACCEL_CHECK(v.is_array() && v.size() == 2 && v[0].is_number() && v[1].is_number(), "option '", key, "' is ",
+                    json_excerpt(v), ", expected [number, number]");
         value = {v[0].get<double>(), v[1].get<double>()};
       } else if constexpr (std::is_same_v<T, bool>) {
-        if (!v.is_boolean())
-          throw std::runtime_error(std::string("option '") + key + "' is " + json_excerpt(v) + ", expected a boolean");
+        ACCEL_CHECK(v.is_boolean(), "option '", key, "' is ", json_excerpt(v), ", expected a boolean");
         value = v.get<bool>();
       } else {
-        if (!v.is_number())
-          throw std::runtime_error(std::string("option '") + key + "' is " + json_excerpt(v) + ", expected a number");
+        ACCEL_CHECK(v.is_number(), "option '", key, "' is ", json_excerpt(v), ", expected a number");
         value = v.get<T>();
       }
     });
@@ -163,12 +161,11 @@ class FamilyOf : public Family {
         const auto name = tensor_name(index, key);
         const auto* saved = tensors.find(name);
         if (!saved) {
-          if (required) throw std::runtime_error("optimizer state '" + name + "' is missing from " + source);
+          ACCEL_CHECK(!required, "optimizer state '", name, "' is missing from ", source);
           return;
         }
-        if (saved->sizes() != param.sizes() || saved->scalar_type() != param.scalar_type())
-          throw std::runtime_error("optimizer state '" + name + "' in " + source + " is " + describe(*saved) +
-                                   ", its parameter is " + describe(param));
+        ACCEL_CHECK(saved->sizes() == param.sizes() && saved->scalar_type() == param.scalar_type(), "optimizer state '",
+                    name, "' in ", source, " is ", describe(*saved), ", its parameter is ", describe(param));
         value = torch::empty_like(param, torch::MemoryFormat::Preserve);
         value.copy_(*saved);
       } else {
@@ -178,10 +175,9 @@ class FamilyOf : public Family {
                           (v->is_number_unsigned()
                                ? v->template get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<T>::max())
                                : v->template get<int64_t>() >= 0);
-        if (!fits)
-          throw std::runtime_error("optimizer state of parameter " + std::to_string(index) + " in " + source + ": '" +
-                                   key + "' is " + (v ? json_excerpt(*v) : std::string("missing")) +
-                                   ", expected an integer from 0 to " + std::to_string(std::numeric_limits<T>::max()));
+        ACCEL_CHECK(fits, "optimizer state of parameter ", index, " in ", source, ": '", key, "' is ",
+                    v ? json_excerpt(*v) : std::string("missing"), ", expected an integer from 0 to ",
+                    std::to_string(std::numeric_limits<T>::max()));
         value = v->template get<T>();
       }
     });
@@ -213,13 +209,11 @@ const std::vector<std::unique_ptr<Family>>& families() {
 }
 
 const Family& family_of(const torch::optim::Optimizer& optimizer) {
-  if (optimizer.param_groups().empty())
-    throw std::invalid_argument("optimizer state: the optimizer has no param groups");
+  ACCEL_CHECK_ARG(!optimizer.param_groups().empty(), "optimizer state: the optimizer has no param groups");
   const auto& options = optimizer.param_groups()[0].options();
   for (const auto& f : families())
     if (f->owns(options)) return *f;
-  throw std::invalid_argument(std::string("optimizer state: cannot save or load an optimizer of type ") +
-                              typeid(optimizer).name() +
+  fail<std::invalid_argument>("optimizer state: cannot save or load an optimizer of type ", typeid(optimizer).name(),
                               " (known: Adam, AdamW, SGD, RMSprop, Adagrad and their subclasses)");
 }
 
@@ -252,27 +246,26 @@ OptimizerStateFiles optimizer_state(const torch::optim::Optimizer& optimizer) {
 static void read_optimizer_state(torch::optim::Optimizer& optimizer, const safetensors::OrderedTensors& tensors,
                                  const std::string& text, const std::string& source) {
   const Family& family = family_of(optimizer);
-  auto fail = [&](const std::string& what) {
-    throw std::runtime_error("cannot load the optimizer state from " + source + ": " + what);
+  auto refuse = [&](const auto&... what) {
+    fail<std::runtime_error>("cannot load the optimizer state from ", source, ": ", what...);
   };
   json j;
   try {
     j = parse_user_json(text);
   } catch (const std::invalid_argument& e) {
-    fail(e.what());
+    refuse(e.what());
   }
   if (!j.is_object() || string_member(j, "format") != kFormat)
-    fail(std::string("not an accel optimizer state (expected \"format\": \"") + kFormat + "\")");
+    refuse("not an accel optimizer state (expected \"format\": \"", kFormat, "\")");
   if (string_member(j, "type") != family.name())
-    fail("it holds a " +
-         (j.contains("type") && j["type"].is_string() ? excerpt(j["type"].get<std::string>())
-                                                      : json_excerpt(j.value("type", json("?")))) +
-         " state, the optimizer is a " + family.name());
+    refuse("it holds a ",
+           j.contains("type") && j["type"].is_string() ? excerpt(j["type"].get<std::string>())
+                                                       : json_excerpt(j.value("type", json("?"))),
+           " state, the optimizer is a ", family.name());
   const auto& groups = j.at("param_groups");
   auto& own_groups = optimizer.param_groups();
   if (!groups.is_array() || groups.size() != own_groups.size())
-    fail(std::to_string(groups.is_array() ? groups.size() : 0) + " param groups saved, the optimizer has " +
-         std::to_string(own_groups.size()));
+    refuse(groups.is_array() ? groups.size() : 0, " param groups saved, the optimizer has ", own_groups.size());
   const json& states = j.contains("state") ? j.at("state") : json::object();
 
   // Everything is built first, so a failure leaves the optimizer as it was.
@@ -283,14 +276,14 @@ static void read_optimizer_state(torch::optim::Optimizer& optimizer, const safet
     const auto& saved = groups[g];
     const auto& params = own_groups[g].params();
     if (!saved.contains("params") || !saved.at("params").is_array() || saved.at("params").size() != params.size())
-      fail("param group " + std::to_string(g) + " has " +
-           (saved.contains("params") ? std::to_string(saved.at("params").size()) : std::string("no")) +
-           " parameters saved, the optimizer's has " + std::to_string(params.size()));
+      refuse("param group ", g, " has ",
+             saved.contains("params") ? std::to_string(saved.at("params").size()) : std::string("no"),
+             " parameters saved, the optimizer's has ", params.size());
     auto options = own_groups[g].options().clone();
     try {
       family.read_options(*options, saved.at("options"));
     } catch (const std::exception& e) {
-      fail("param group " + std::to_string(g) + ": " + e.what());
+      refuse("param group ", g, ": ", e.what());
     }
     new_options.push_back(std::move(options));
     for (const auto& p : params) {
@@ -300,7 +293,7 @@ static void read_optimizer_state(torch::optim::Optimizer& optimizer, const safet
           new_states.emplace_back(p.unsafeGetTensorImpl(),
                                   family.read_state(states.at(key), tensors, index, p, source));
         } catch (const std::runtime_error& e) {
-          fail(e.what());
+          refuse(e.what());
         }
       }
       ++index;
@@ -317,7 +310,7 @@ void load_optimizer_state(torch::optim::Optimizer& optimizer, const safetensors:
     read_optimizer_state(optimizer, tensors, text, source);
   } catch (const nlohmann::json::exception& e) {
     // A key missing or of another type than written (a hand-edited file).
-    throw std::runtime_error("cannot load the optimizer state from " + source + ": " + excerpt(e.what(), 200));
+    fail<std::runtime_error>("cannot load the optimizer state from ", source, ": ", excerpt(e.what(), 200));
   }
 }
 

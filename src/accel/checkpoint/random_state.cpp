@@ -6,6 +6,8 @@
 #include <ATen/Context.h>
 #include <torch/cuda.h>
 
+#include "accel/util/check.h"
+
 namespace accel {
 
 namespace {
@@ -40,10 +42,8 @@ void load_random_states(const safetensors::OrderedTensors& states, const std::st
     at::Generator* gen = nullptr;
     for (auto& [name, g] : gens)
       if (name == item.key()) gen = &g;
-    if (!gen)
-      throw std::runtime_error("random states in " + source + ": '" + item.key() +
-                               "' names no generator of this process (it has " + std::to_string(gens.size()) +
-                               ": cpu and its visible CUDA devices)");
+    ACCEL_CHECK(gen, "random states in ", source, ": '", item.key(), "' names no generator of this process (it has ",
+                gens.size(), ": cpu and its visible CUDA devices)");
     todo.emplace_back(gen, item.value());
   }
   for (auto& [gen, state] : todo) {
@@ -51,8 +51,8 @@ void load_random_states(const safetensors::OrderedTensors& states, const std::st
     try {
       gen->set_state(state.contiguous());
     } catch (const std::exception& e) {
-      throw std::runtime_error("random states in " + source + ": the generator refused its state (" +
-                               std::string(e.what()).substr(0, 200) + ")");
+      fail<std::runtime_error>("random states in ", source, ": the generator refused its state (",
+                               std::string(e.what()).substr(0, 200), ")");
     }
   }
 }

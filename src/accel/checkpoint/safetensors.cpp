@@ -16,6 +16,7 @@
 #include <c10/core/GradMode.h>
 
 #include "accel/checkpoint/atomic_file.h"
+#include "accel/util/check.h"
 #include "accel/util/excerpt.h"
 
 namespace accel::safetensors {
@@ -56,7 +57,7 @@ torch::ScalarType to_scalar_type(Dtype dtype) {
     case Dtype::I64: return torch::kInt64;
     case Dtype::U64: return torch::kUInt64;
   }
-  throw std::invalid_argument("safetensors: unknown dtype");
+  fail<std::invalid_argument>("safetensors: unknown dtype");
 }
 
 Dtype from_scalar_type(torch::ScalarType type) {
@@ -80,7 +81,7 @@ Dtype from_scalar_type(torch::ScalarType type) {
     case torch::kFloat64: return Dtype::F64;
     case torch::kInt64: return Dtype::I64;
     case torch::kUInt64: return Dtype::U64;
-    default: throw std::invalid_argument(std::string("safetensors has no dtype for ") + c10::toString(type));
+    default: fail<std::invalid_argument>("safetensors has no dtype for ", c10::toString(type));
   }
 }
 
@@ -101,16 +102,16 @@ struct File::Mapping {
 
 File::File(const std::filesystem::path& path) : path_(path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw std::runtime_error("cannot open safetensors file '" + path.string() + "': " + std::strerror(errno));
+  ACCEL_CHECK(fd >= 0, "cannot open safetensors file '", path.string(), "': ", std::strerror(errno));
   struct stat st {};
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     ::close(fd);
-    throw std::runtime_error("safetensors file '" + path.string() + "' is not a regular file");
+    fail<std::runtime_error>("safetensors file '", path.string(), "' is not a regular file");
   }
   auto size = static_cast<uint64_t>(st.st_size);
   if (size < 8) {
     ::close(fd);
-    throw std::runtime_error("safetensors file '" + path.string() + "': file is " + std::to_string(size) +
+    fail<std::runtime_error>("safetensors file '", path.string(), "': file is ", size,
                              " bytes, shorter than the 8-byte header size");
   }
   // Private and writable: tensors that share the mapping may be written to
@@ -119,7 +120,7 @@ File::File(const std::filesystem::path& path) : path_(path) {
   int error = errno;
   if (data == MAP_FAILED) {
     ::close(fd);
-    throw std::runtime_error("cannot map safetensors file '" + path.string() + "': " + std::strerror(error));
+    fail<std::runtime_error>("cannot map safetensors file '", path.string(), "': ", std::strerror(error));
   }
   mapping_ = std::make_shared<Mapping>();
   mapping_->data = static_cast<char*>(data);
@@ -141,7 +142,7 @@ std::vector<std::string> File::keys() const {
 const TensorInfo& File::info(std::string_view name) const {
   auto it = by_name_.find(name);
   if (it == by_name_.end())
-    throw std::out_of_range("safetensors file '" + path_.string() + "' has no tensor '" + excerpt(name) + "'");
+    fail<std::out_of_range>("safetensors file '", path_.string(), "' has no tensor '", excerpt(name), "'");
   return header_.tensors[it->second];
 }
 
@@ -175,10 +176,8 @@ bool File::read_bytes(const TensorInfo& info, torch::Tensor& dst) const {
   while (left > 0) {
     ssize_t n = ::pread(mapping_->fd, out, std::min<uint64_t>(left, uint64_t{1} << 30), static_cast<off_t>(offset));
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      throw std::runtime_error("cannot read tensor '" + info.name + "' from safetensors file '" + path_.string() +
-                               "': " + (n < 0 ? std::strerror(errno) : "file shrank while open"));
-    }
+    ACCEL_CHECK(n > 0, "cannot read tensor '", info.name, "' from safetensors file '", path_.string(),
+                "': ", n < 0 ? std::strerror(errno) : "file shrank while open");
     out += n;
     offset += static_cast<uint64_t>(n);
     left -= static_cast<uint64_t>(n);
@@ -211,16 +210,12 @@ torch::Tensor File::get(std::string_view name, torch::Device device) const {
 void File::read_into(std::string_view name, torch::Tensor& dst, bool allow_cast) const {
   const TensorInfo& i = info(name);
   auto where = "safetensors file '" + path_.string() + "', tensor '" + std::string(name) + "': ";
-  if (!dst.defined()) throw std::invalid_argument(where + "destination tensor is undefined");
-  if (dst.sizes() != c10::IntArrayRef(i.shape)) {
-    throw std::invalid_argument(where + "file shape " + shape_string(i.shape) + " does not match destination shape " +
-                                shape_string(dst.sizes()));
-  }
+  ACCEL_CHECK_ARG(dst.defined(), where, "destination tensor is undefined");
+  ACCEL_CHECK_ARG(dst.sizes() == c10::IntArrayRef(i.shape), where, "file shape ", shape_string(i.shape),
+                  " does not match destination shape ", shape_string(dst.sizes()));
   auto type = to_scalar_type(i.dtype);
-  if (dst.scalar_type() != type && !allow_cast) {
-    throw std::invalid_argument(where + "file dtype " + std::string(dtype_name(i.dtype)) + " (" + c10::toString(type) +
-                                ") does not match destination dtype " + c10::toString(dst.scalar_type()));
-  }
+  ACCEL_CHECK_ARG(dst.scalar_type() == type || allow_cast, where, "file dtype ", dtype_name(i.dtype), " (",
+                  c10::toString(type), ") does not match destination dtype ", c10::toString(dst.scalar_type()));
   c10::NoGradGuard no_grad;
   if (read_bytes(i, dst)) {
     dst.unsafeGetTensorImpl()->bump_version();  // as copy_ would: autograd sees the change
@@ -270,11 +265,11 @@ Prepared prepare(const NamedTensors& tensors, const Metadata& metadata) {
   std::unordered_map<std::string_view, const torch::Tensor*> by_name;
   for (const auto& [name, t] : tensors) {
     auto where = "safetensors: tensor '" + name + "' ";
-    if (!t.defined()) throw std::invalid_argument(where + "is undefined");
-    if (t.layout() != torch::kStrided) throw std::invalid_argument(where + "is not dense (make it dense first)");
-    if (t.is_meta()) throw std::invalid_argument(where + "is on the meta device and has no data");
-    if (!by_name.emplace(name, &t).second)
-      throw std::invalid_argument("safetensors: tensor name '" + name + "' is given twice");
+    ACCEL_CHECK_ARG(t.defined(), where, "is undefined");
+    ACCEL_CHECK_ARG(t.layout() == torch::kStrided, where, "is not dense (make it dense first)");
+    ACCEL_CHECK_ARG(!t.is_meta(), where, "is on the meta device and has no data");
+    const bool first = by_name.emplace(name, &t).second;
+    ACCEL_CHECK_ARG(first, "safetensors: tensor name '", name, "' is given twice");
     specs.push_back({name, from_scalar_type(t.scalar_type()), t.sizes().vec()});
   }
   Prepared p;

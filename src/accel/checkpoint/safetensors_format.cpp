@@ -4,11 +4,11 @@
 #include <array>
 #include <limits>
 #include <set>
-#include <sstream>
 #include <stdexcept>
 
 #include <nlohmann/json.hpp>
 
+#include "accel/util/check.h"
 #include "accel/util/excerpt.h"
 
 namespace accel::safetensors {
@@ -123,16 +123,16 @@ class HeaderBuilder {
   json* slot_ = nullptr;
 };
 
-[[noreturn]] void fail(std::string_view source, const std::string& problem) {
-  std::ostringstream out;
-  out << "safetensors file '" << source << "': " << problem;
-  throw std::runtime_error(out.str());
+/// Refuses the file `source`: the problem's parts after the file's name.
+template <typename... Parts>
+[[noreturn]] void reject(std::string_view source, const Parts&... problem) {
+  fail<std::runtime_error>("safetensors file '", source, "': ", problem...);
 }
 
-[[noreturn]] void fail_tensor(std::string_view source, std::string_view tensor, const std::string& problem) {
-  std::ostringstream out;
-  out << "tensor '" << excerpt(tensor) << "': " << problem;
-  fail(source, out.str());
+/// Refuses the file `source` for the entry of `tensor`.
+template <typename... Parts>
+[[noreturn]] void reject_tensor(std::string_view source, std::string_view tensor, const Parts&... problem) {
+  reject(source, "tensor '", excerpt(tensor), "': ", problem...);
 }
 
 std::string show_json(const json& value) {
@@ -141,24 +141,24 @@ std::string show_json(const json& value) {
 
 uint64_t unsigned_entry(const json& value, std::string_view source, std::string_view tensor, std::string_view field) {
   if (!value.is_number_unsigned()) {
-    fail_tensor(source, tensor, std::string(field) + " must hold non-negative integers, found " + show_json(value));
+    reject_tensor(source, tensor, field, " must hold non-negative integers, found ", show_json(value));
   }
   return value.get<uint64_t>();
 }
 
 TensorInfo parse_tensor(const std::string& name, const json& entry, std::string_view source) {
-  if (!entry.is_object()) fail_tensor(source, name, "entry must be an object, found " + show_json(entry));
+  if (!entry.is_object()) reject_tensor(source, name, "entry must be an object, found ", show_json(entry));
   TensorInfo info;
   info.name = name;
 
   auto dtype_it = entry.find("dtype");
-  if (dtype_it == entry.end() || !dtype_it->is_string()) fail_tensor(source, name, "missing \"dtype\" string");
+  if (dtype_it == entry.end() || !dtype_it->is_string()) reject_tensor(source, name, "missing \"dtype\" string");
   auto dtype = dtype_from_name(dtype_it->get_ref<const std::string&>());
-  if (!dtype) fail_tensor(source, name, "unknown dtype " + show_json(*dtype_it));
+  if (!dtype) reject_tensor(source, name, "unknown dtype ", show_json(*dtype_it));
   info.dtype = *dtype;
 
   auto shape_it = entry.find("shape");
-  if (shape_it == entry.end() || !shape_it->is_array()) fail_tensor(source, name, "missing \"shape\" array");
+  if (shape_it == entry.end() || !shape_it->is_array()) reject_tensor(source, name, "missing \"shape\" array");
   // The bytes of the non-zero dimensions must fit int64, also when another
   // dimension is 0: [0, 2^62, 2^62] holds no bytes, but its strides (what
   // LibTorch computes for any tensor) overflow, and a shape that overflows
@@ -168,13 +168,13 @@ TensorInfo parse_tensor(const std::string& name, const json& entry, std::string_
   bool empty = false;
   for (const auto& dim : *shape_it) {
     uint64_t d = unsigned_entry(dim, source, name, "shape");
-    if (d > kMaxBytes) fail_tensor(source, name, "dimension " + std::to_string(d) + " is too large");
+    if (d > kMaxBytes) reject_tensor(source, name, "dimension ", d, " is too large");
     info.shape.push_back(static_cast<int64_t>(d));
     if (d == 0) {
       empty = true;
     } else if (nbytes > kMaxBytes / d) {
-      fail_tensor(source, name,
-                  "shape " + show_json(*shape_it) + " overflows: more elements than a tensor can index (int64 bytes)");
+      reject_tensor(source, name, "shape ", show_json(*shape_it),
+                    " overflows: more elements than a tensor can index (int64 bytes)");
     } else {
       nbytes *= d;
     }
@@ -183,20 +183,16 @@ TensorInfo parse_tensor(const std::string& name, const json& entry, std::string_
 
   auto offsets_it = entry.find("data_offsets");
   if (offsets_it == entry.end() || !offsets_it->is_array() || offsets_it->size() != 2) {
-    fail_tensor(source, name, "missing \"data_offsets\" [begin, end]");
+    reject_tensor(source, name, "missing \"data_offsets\" [begin, end]");
   }
   info.begin = unsigned_entry((*offsets_it)[0], source, name, "data_offsets");
   info.end = unsigned_entry((*offsets_it)[1], source, name, "data_offsets");
   if (info.end < info.begin) {
-    fail_tensor(
-        source, name,
-        "data_offsets [" + std::to_string(info.begin) + ", " + std::to_string(info.end) + "] end before they begin");
+    reject_tensor(source, name, "data_offsets [", info.begin, ", ", info.end, "] end before they begin");
   }
   if (info.end - info.begin != nbytes) {
-    fail_tensor(source, name,
-                "shape " + show_json(*shape_it) + " of " + std::string(dtype_name(info.dtype)) + " needs " +
-                    std::to_string(nbytes) + " bytes but data_offsets [" + std::to_string(info.begin) + ", " +
-                    std::to_string(info.end) + "] hold " + std::to_string(info.end - info.begin));
+    reject_tensor(source, name, "shape ", show_json(*shape_it), " of ", dtype_name(info.dtype), " needs ", nbytes,
+                  " bytes but data_offsets [", info.begin, ", ", info.end, "] hold ", info.end - info.begin);
   }
   return info;
 }
@@ -204,10 +200,10 @@ TensorInfo parse_tensor(const std::string& name, const json& entry, std::string_
 std::map<std::string, std::string> parse_metadata(const json& entry, std::string_view source) {
   std::map<std::string, std::string> metadata;
   if (entry.is_null()) return metadata;  // Python's reader accepts null here
-  if (!entry.is_object()) fail(source, "\"__metadata__\" must be an object of strings, found " + show_json(entry));
+  if (!entry.is_object()) reject(source, "\"__metadata__\" must be an object of strings, found ", show_json(entry));
   for (const auto& [key, value] : entry.items()) {
     if (!value.is_string()) {
-      fail(source, "\"__metadata__\" entry '" + excerpt(key) + "' must be a string, found " + show_json(value));
+      reject(source, "\"__metadata__\" entry '", excerpt(key), "' must be a string, found ", show_json(value));
     }
     metadata.emplace(key, value.get<std::string>());
   }
@@ -296,30 +292,26 @@ uint64_t parse_header_size(const char (&prefix)[8], uint64_t file_size, std::str
   uint64_t n = 0;
   for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<unsigned char>(prefix[i]);
   if (n > kMaxHeaderSize) {
-    fail(source, "header size " + std::to_string(n) + " exceeds the " + std::to_string(kMaxHeaderSize) +
-                     "-byte limit (not a safetensors file, or a corrupt one)");
+    reject(source, "header size ", n, " exceeds the ", kMaxHeaderSize,
+           "-byte limit (not a safetensors file, or a corrupt one)");
   }
-  if (file_size < 8)
-    fail(source, "file is " + std::to_string(file_size) + " bytes, shorter than the 8-byte header size");
-  if (n > file_size - 8) {
-    fail(source, "header size " + std::to_string(n) + " runs past the end of the file (" + std::to_string(file_size) +
-                     " bytes)");
-  }
+  if (file_size < 8) reject(source, "file is ", file_size, " bytes, shorter than the 8-byte header size");
+  if (n > file_size - 8) reject(source, "header size ", n, " runs past the end of the file (", file_size, " bytes)");
   return n;
 }
 
 Header parse_header(std::string_view text, uint64_t file_size, std::string_view source) {
-  if (file_size < 8 + text.size()) fail(source, "file is smaller than its header");
+  if (file_size < 8 + text.size()) reject(source, "file is smaller than its header");
   json root;
   try {
     HeaderBuilder builder(root);
     json::sax_parse(text.begin(), text.end(), &builder);
   } catch (const HeaderRejected& e) {
-    fail(source, e.message);
+    reject(source, e.message);
   } catch (const json::exception& e) {
-    fail(source, std::string("header is not valid JSON: ") + excerpt(e.what(), 160));
+    reject(source, "header is not valid JSON: ", excerpt(e.what(), 160));
   }
-  if (!root.is_object()) fail(source, "header must be a JSON object, found " + show_json(root));
+  if (!root.is_object()) reject(source, "header must be a JSON object, found ", show_json(root));
 
   Header header;
   header.header_size = text.size();
@@ -341,35 +333,31 @@ Header parse_header(std::string_view text, uint64_t file_size, std::string_view 
   const TensorInfo* previous = nullptr;
   for (const auto& t : header.tensors) {
     if (t.begin < expected) {
-      fail_tensor(source, t.name,
-                  "data_offsets [" + std::to_string(t.begin) + ", " + std::to_string(t.end) +
-                      "] overlap those of tensor '" + excerpt(previous->name) + "' (which end at " +
-                      std::to_string(expected) + ")");
+      reject_tensor(source, t.name, "data_offsets [", t.begin, ", ", t.end, "] overlap those of tensor '",
+                    excerpt(previous->name), "' (which end at ", expected, ")");
     }
     if (t.begin > expected) {
-      fail_tensor(source, t.name,
-                  "data_offsets [" + std::to_string(t.begin) + ", " + std::to_string(t.end) + "] leave a gap of " +
-                      std::to_string(t.begin - expected) + " bytes after " +
-                      (previous ? "tensor '" + excerpt(previous->name) + "'" : std::string("the start of the data")));
+      reject_tensor(source, t.name, "data_offsets [", t.begin, ", ", t.end, "] leave a gap of ", t.begin - expected,
+                    " bytes after ",
+                    previous ? "tensor '" + excerpt(previous->name) + "'" : std::string("the start of the data"));
     }
     if (t.end > data_size) {
-      fail_tensor(source, t.name,
-                  "data_offsets [" + std::to_string(t.begin) + ", " + std::to_string(t.end) +
-                      "] run past the end of the file (" + std::to_string(data_size) + " data bytes)");
+      reject_tensor(source, t.name, "data_offsets [", t.begin, ", ", t.end, "] run past the end of the file (",
+                    data_size, " data bytes)");
     }
     expected = t.end;
     previous = &t;
   }
   if (expected != data_size) {
-    fail(source, "the tensors cover " + std::to_string(expected) + " data bytes but the file holds " +
-                     std::to_string(data_size) + " (truncated or trailing bytes)");
+    reject(source, "the tensors cover ", expected, " data bytes but the file holds ", data_size,
+           " (truncated or trailing bytes)");
   }
   return header;
 }
 
 Header parse_file_header(std::string_view file_bytes, std::string_view source) {
   if (file_bytes.size() < 8) {
-    fail(source, "file is " + std::to_string(file_bytes.size()) + " bytes, shorter than the 8-byte header size");
+    reject(source, "file is ", file_bytes.size(), " bytes, shorter than the 8-byte header size");
   }
   char prefix[8];
   std::copy_n(file_bytes.data(), 8, prefix);
@@ -387,15 +375,12 @@ Header plan_layout(std::vector<TensorSpec> specs, std::map<std::string, std::str
   uint64_t offset = 0;
   for (size_t i = 0; i < specs.size(); ++i) {
     auto& spec = specs[i];
-    if (i > 0 && spec.name == specs[i - 1].name) {
-      throw std::invalid_argument("safetensors: tensor name '" + spec.name + "' is given twice");
-    }
-    if (spec.name == kMetadataKey) {
-      throw std::invalid_argument("safetensors: \"__metadata__\" is reserved and cannot name a tensor");
-    }
+    ACCEL_CHECK_ARG(i == 0 || spec.name != specs[i - 1].name, "safetensors: tensor name '", spec.name,
+                    "' is given twice");
+    ACCEL_CHECK_ARG(spec.name != kMetadataKey, "safetensors: \"__metadata__\" is reserved and cannot name a tensor");
     uint64_t nbytes = dtype_size(spec.dtype);
     for (int64_t d : spec.shape) {
-      if (d < 0) throw std::invalid_argument("safetensors: tensor '" + spec.name + "' has a negative dimension");
+      ACCEL_CHECK_ARG(d >= 0, "safetensors: tensor '", spec.name, "' has a negative dimension");
       nbytes *= static_cast<uint64_t>(d);
     }
     header.tensors.push_back({std::move(spec.name), spec.dtype, std::move(spec.shape), offset, offset + nbytes});
@@ -406,9 +391,7 @@ Header plan_layout(std::vector<TensorSpec> specs, std::map<std::string, std::str
 
 std::string serialize_header(Header& header) {
   auto check_utf8 = [](std::string_view text, std::string_view what) {
-    if (!valid_utf8(text)) {
-      throw std::invalid_argument("safetensors: " + std::string(what) + " is not valid UTF-8, which JSON requires");
-    }
+    ACCEL_CHECK_ARG(valid_utf8(text), "safetensors: ", what, " is not valid UTF-8, which JSON requires");
   };
   // Compact JSON with the fields in the order Python's writer emits them.
   std::string out(8, '\0');
@@ -446,10 +429,8 @@ std::string serialize_header(Header& header) {
   // Pad so that the data bytes start 8-aligned, as Python does.
   while (out.size() % 8 != 0) out.push_back(' ');
   uint64_t n = out.size() - 8;
-  if (n > kMaxHeaderSize) {
-    throw std::invalid_argument("safetensors: header of " + std::to_string(n) + " bytes exceeds the " +
-                                std::to_string(kMaxHeaderSize) + "-byte limit readers accept");
-  }
+  ACCEL_CHECK_ARG(n <= kMaxHeaderSize, "safetensors: header of ", n, " bytes exceeds the ", kMaxHeaderSize,
+                  "-byte limit readers accept");
   for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((n >> (8 * i)) & 0xff);
   header.header_size = n;
   return out;

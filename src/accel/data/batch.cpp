@@ -5,6 +5,8 @@
 #include <nlohmann/json.hpp>
 #include <torch/cuda.h>
 
+#include "accel/util/check.h"
+
 namespace accel {
 
 std::vector<torch::Tensor> BatchTraits<TensorDict>::tensors(const TensorDict& b) {
@@ -22,9 +24,7 @@ std::vector<std::string> BatchTraits<TensorDict>::names(const TensorDict& b) {
 }
 
 TensorDict BatchTraits<TensorDict>::rebuild(const std::vector<std::string>& names, std::vector<torch::Tensor> ts) {
-  if (names.size() != ts.size())
-    throw std::invalid_argument("TensorDict: " + std::to_string(names.size()) + " names for " +
-                                std::to_string(ts.size()) + " tensors");
+  ACCEL_CHECK_ARG(names.size() == ts.size(), "TensorDict: ", names.size(), " names for ", ts.size(), " tensors");
   TensorDict out;
   for (size_t i = 0; i < names.size(); ++i) out.emplace(names[i], std::move(ts[i]));
   return out;

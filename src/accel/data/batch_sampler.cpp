@@ -3,13 +3,14 @@
 #include <stdexcept>
 #include <string>
 
+#include "accel/util/check.h"
+
 namespace accel {
 
 BatchSampler::BatchSampler(std::shared_ptr<Sampler> sampler, int64_t batch_size, bool drop_last)
     : sampler_(std::move(sampler)), batch_size_(batch_size), drop_last_(drop_last) {
-  if (!sampler_) throw std::invalid_argument("BatchSampler: the sampler is null, expected a sampler");
-  if (batch_size_ < 1)
-    throw std::invalid_argument("BatchSampler: batch_size " + std::to_string(batch_size_) + " must be >= 1");
+  ACCEL_CHECK_ARG(sampler_, "BatchSampler: the sampler is null, expected a sampler");
+  ACCEL_CHECK_ARG(batch_size_ >= 1, "BatchSampler: batch_size ", batch_size_, " must be >= 1");
 }
 
 int64_t BatchSampler::size() const {

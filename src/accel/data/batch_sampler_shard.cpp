@@ -3,6 +3,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "accel/util/check.h"
+
 namespace accel {
 namespace {
 
@@ -22,18 +24,15 @@ BatchSamplerShard::BatchSamplerShard(std::shared_ptr<BatchSamplerBase> batch_sam
       process_index_(process_index),
       split_batches_(split_batches),
       even_batches_(even_batches) {
-  if (!inner_) throw std::invalid_argument("BatchSamplerShard: the batch sampler is null, expected one");
-  if (num_processes < 1)
-    throw std::invalid_argument("BatchSamplerShard: num_processes " + std::to_string(num_processes) + " must be >= 1");
-  if (process_index < 0 || process_index >= num_processes)
-    throw std::invalid_argument("BatchSamplerShard: process_index " + std::to_string(process_index) +
-                                " must be in [0, " + std::to_string(num_processes) + ")");
+  ACCEL_CHECK_ARG(inner_, "BatchSamplerShard: the batch sampler is null, expected one");
+  ACCEL_CHECK_ARG(num_processes >= 1, "BatchSamplerShard: num_processes ", num_processes, " must be >= 1");
+  ACCEL_CHECK_ARG(process_index >= 0 && process_index < num_processes, "BatchSamplerShard: process_index ",
+                  process_index, " must be in [0, ", num_processes, ")");
   if (split_batches) {
     auto bs = inner_->batch_size();
-    if (!bs || *bs % num_processes != 0)
-      throw std::invalid_argument("BatchSamplerShard: with split_batches the batch size (" +
-                                  (bs ? std::to_string(*bs) : std::string("none")) +
-                                  ") must be a multiple of num_processes (" + std::to_string(num_processes) + ")");
+    ACCEL_CHECK_ARG(bs && *bs % num_processes == 0, "BatchSamplerShard: with split_batches the batch size (",
+                    bs ? std::to_string(*bs) : std::string("none"), ") must be a multiple of num_processes (",
+                    num_processes, ")");
   }
 }
 

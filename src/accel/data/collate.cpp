@@ -3,11 +3,11 @@
 #include <stdexcept>
 #include <string>
 
+#include "accel/util/check.h"
+
 namespace accel {
 namespace {
-void check_not_empty(size_t n) {
-  if (n == 0) throw std::invalid_argument("default_collate: got 0 examples, expected at least 1");
-}
+void check_not_empty(size_t n) { ACCEL_CHECK_ARG(n != 0, "default_collate: got 0 examples, expected at least 1"); }
 }  // namespace
 
 torch::Tensor default_collate(std::vector<torch::Tensor> examples) {
@@ -23,9 +23,8 @@ TensorDict default_collate(std::vector<TensorDict> examples) {
     column.reserve(examples.size());
     for (size_t i = 0; i < examples.size(); ++i) {
       auto it = examples[i].find(key);
-      if (it == examples[i].end() || examples[i].size() != examples[0].size())
-        throw std::invalid_argument("default_collate: example " + std::to_string(i) +
-                                    " does not have the keys of example 0 (missing or extra key near '" + key + "')");
+      ACCEL_CHECK_ARG(it != examples[i].end() && examples[i].size() == examples[0].size(), "default_collate: example ",
+                      i, " does not have the keys of example 0 (missing or extra key near '", key, "')");
       column.push_back(it->second);
     }
     out.emplace(key, torch::stack(column, 0));

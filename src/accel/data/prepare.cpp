@@ -1,5 +1,7 @@
 #include "accel/data/prepare.h"
 
+#include "accel/util/check.h"
+
 namespace accel::detail {
 
 std::pair<int, int> resolve_ranks(const PrepareOptions& options) {
@@ -11,11 +13,9 @@ std::pair<int, int> resolve_ranks(const PrepareOptions& options) {
   }
   if (options.num_processes()) world = *options.num_processes();
   if (options.process_index()) rank = *options.process_index();
-  if (world < 1)
-    throw std::invalid_argument("prepare_data_loader: num_processes " + std::to_string(world) + " must be >= 1");
-  if (rank < 0 || rank >= world)
-    throw std::invalid_argument("prepare_data_loader: process_index " + std::to_string(rank) + " must be in [0, " +
-                                std::to_string(world) + ")");
+  ACCEL_CHECK_ARG(world >= 1, "prepare_data_loader: num_processes ", world, " must be >= 1");
+  ACCEL_CHECK_ARG(rank >= 0 && rank < world, "prepare_data_loader: process_index ", rank, " must be in [0, ", world,
+                  ")");
   return {world, rank};
 }
 

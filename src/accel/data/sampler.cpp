@@ -7,11 +7,11 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
+#include "accel/util/check.h"
+
 namespace accel {
 namespace {
-void check_size(const char* who, int64_t n) {
-  if (n < 0) throw std::invalid_argument(std::string(who) + ": size " + std::to_string(n) + " must be >= 0");
-}
+void check_size(const char* who, int64_t n) { ACCEL_CHECK_ARG(n >= 0, who, ": size ", n, " must be >= 0"); }
 }  // namespace
 
 SequentialSampler::SequentialSampler(int64_t n) : n_(n) { check_size("SequentialSampler", n); }

@@ -3,10 +3,12 @@
 #include <stdexcept>
 #include <string>
 
+#include "accel/util/check.h"
+
 namespace accel {
 
 WorkerPool::WorkerPool(int64_t threads) {
-  if (threads < 1) throw std::invalid_argument("WorkerPool: threads " + std::to_string(threads) + " must be >= 1");
+  ACCEL_CHECK_ARG(threads >= 1, "WorkerPool: threads ", threads, " must be >= 1");
   threads_.reserve(threads);
   for (int64_t i = 0; i < threads; ++i) threads_.emplace_back([this] { run(); });
 }

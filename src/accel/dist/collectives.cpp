@@ -5,6 +5,7 @@
 #include <stdexcept>
 
 #include "accel/state.h"
+#include "accel/util/check.h"
 
 namespace accel {
 namespace {
@@ -23,7 +24,7 @@ c10d::ReduceOp to_c10d(ReduceOp op) {
     case ReduceOp::min: return c10d::ReduceOp::MIN;
     case ReduceOp::product: return c10d::ReduceOp::PRODUCT;
   }
-  throw std::invalid_argument("unknown reduce op");
+  fail<std::invalid_argument>("unknown reduce op");
 }
 
 std::vector<torch::Tensor> all_gather_equal(const torch::Tensor& t, const ProcessGroupPtr& pg) {
@@ -39,10 +40,9 @@ std::vector<std::vector<int64_t>> gather_shapes(const torch::Tensor& t, const Pr
   auto dims = torch::tensor({t.dim()}, torch::kInt64);
   auto all_dims = all_gather_equal(dims, pg);
   for (int r = 0; r < pg->getSize(); ++r) {
-    if (all_dims[r].item<int64_t>() != t.dim())
-      throw std::invalid_argument("tensors differ in number of dimensions across ranks: rank " + std::to_string(r) +
-                                  " has " + std::to_string(all_dims[r].item<int64_t>()) + ", rank " +
-                                  std::to_string(pg->getRank()) + " has " + std::to_string(t.dim()));
+    ACCEL_CHECK_ARG(all_dims[r].item<int64_t>() == t.dim(),
+                    "tensors differ in number of dimensions across ranks: rank ", r, " has ",
+                    all_dims[r].item<int64_t>(), ", rank ", pg->getRank(), " has ", t.dim());
   }
   auto shape = torch::tensor(t.sizes().vec(), torch::kInt64);
   std::vector<std::vector<int64_t>> shapes;
@@ -63,10 +63,9 @@ torch::Tensor gather(const torch::Tensor& tensor, const ProcessGroupPtr& group) 
   if (!pg) return t.clone();
   auto shapes = gather_shapes(t, pg);
   for (int r = 0; r < pg->getSize(); ++r)
-    if (shapes[r] != t.sizes().vec())
-      throw std::invalid_argument("gather needs equal shapes on every rank: rank " + std::to_string(r) + " has " +
-                                  c10::str(c10::IntArrayRef(shapes[r])) + ", rank " + std::to_string(pg->getRank()) +
-                                  " has " + c10::str(t.sizes()) + " (use pad_across_processes first)");
+    ACCEL_CHECK_ARG(shapes[r] == t.sizes().vec(), "gather needs equal shapes on every rank: rank ", r, " has ",
+                    c10::IntArrayRef(shapes[r]), ", rank ", pg->getRank(), " has ", t.sizes(),
+                    " (use pad_across_processes first)");
   return torch::cat(all_gather_equal(t.contiguous(), pg), 0);
 }
 
@@ -89,9 +88,8 @@ torch::Tensor reduce(const torch::Tensor& tensor, ReduceOp op, const ProcessGrou
 torch::Tensor broadcast(torch::Tensor tensor, int src, const ProcessGroupPtr& group) {
   auto pg = resolve(group);
   if (!pg) return tensor;
-  if (src < 0 || src >= pg->getSize())
-    throw std::invalid_argument("broadcast: source rank " + std::to_string(src) + " is not in [0, " +
-                                std::to_string(pg->getSize()) + ")");
+  ACCEL_CHECK_ARG(src >= 0 && src < pg->getSize(), "broadcast: source rank ", src, " is not in [0, ", pg->getSize(),
+                  ")");
   auto buf = tensor.is_contiguous() ? tensor : tensor.contiguous();
   std::vector<torch::Tensor> ts{buf};
   c10d::BroadcastOptions opts;

@@ -12,19 +12,20 @@
 #include <ATen/Parallel.h>
 
 #include "accel/state.h"
+#include "accel/util/check.h"
 
 namespace accel {
 
 int find_free_port(const std::string& addr) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) throw std::runtime_error(std::string("socket: ") + std::strerror(errno));
+  ACCEL_CHECK(fd >= 0, "socket: ", std::strerror(errno));
   sockaddr_in sa{};
   sa.sin_family = AF_INET;
   sa.sin_port = 0;
   if (inet_pton(AF_INET, addr.c_str(), &sa.sin_addr) != 1) sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   if (bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
     close(fd);
-    throw std::runtime_error("cannot bind a free port on " + addr + ": " + std::strerror(errno));
+    fail<std::runtime_error>("cannot bind a free port on ", addr, ": ", std::strerror(errno));
   }
   socklen_t len = sizeof sa;
   getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len);
@@ -34,12 +35,11 @@ int find_free_port(const std::string& addr) {
 }
 
 GroupResult launch_processes(const std::function<void()>& fn, LaunchOptions options) {
-  if (options.num_processes < 1)
-    throw std::invalid_argument("launch_processes: num_processes must be >= 1, got " +
-                                std::to_string(options.num_processes));
-  if (ProcessState::initialized())
-    throw std::logic_error(
-        "launch_processes: this process already created accel::ProcessState; launch before using accel::state()");
+  ACCEL_CHECK_ARG(options.num_processes >= 1, "launch_processes: num_processes must be >= 1, got ",
+                  options.num_processes);
+  ACCEL_CHECK_STATE(
+      !ProcessState::initialized(),
+      "launch_processes: this process already created accel::ProcessState; launch before using accel::state()");
   const int port = options.master_port > 0 ? options.master_port : find_free_port(options.master_addr);
   const int n = options.num_processes;
   WorkerGroup group({options.grace, options.timeout});

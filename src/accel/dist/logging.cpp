@@ -5,18 +5,19 @@
 
 #include "accel/dist/collectives.h"
 #include "accel/state.h"
+#include "accel/util/check.h"
+#include "accel/util/strings.h"
 
 namespace accel {
 
 LogLevel parse_log_level(const std::string& name) {
-  std::string n = name;
-  std::transform(n.begin(), n.end(), n.begin(), ::tolower);
+  const std::string n = lower(name);
   if (n == "debug") return LogLevel::debug;
   if (n == "info") return LogLevel::info;
   if (n == "warning" || n == "warn") return LogLevel::warning;
   if (n == "error") return LogLevel::error;
   if (n == "critical" || n == "fatal") return LogLevel::critical;
-  throw std::invalid_argument("unknown log level '" + name + "': expected debug, info, warning, error or critical");
+  fail<std::invalid_argument>("unknown log level '", name, "': expected debug, info, warning, error or critical");
 }
 
 std::string to_string(LogLevel level) {

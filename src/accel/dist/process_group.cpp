@@ -12,6 +12,9 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
+#include "accel/util/check.h"
+#include "accel/util/strings.h"
+
 namespace accel {
 namespace {
 
@@ -46,8 +49,8 @@ void wait_for_all_ranks(c10d::Store& store, const Topology& t, std::chrono::mill
         std::string names;
         for (size_t i = 0; i < missing.size() && i < 16; ++i) names += (i ? ", " : "") + std::to_string(missing[i]);
         if (missing.size() > 16) names += ", ...";
-        throw RendezvousError("rendezvous at " + where(t) + " timed out after " + seconds(timeout) + ": rank(s) " +
-                              names + " of world size " + std::to_string(t.world_size) +
+        fail<RendezvousError>("rendezvous at ", where(t), " timed out after ", seconds(timeout), ": rank(s) ", names,
+                              " of world size ", t.world_size,
                               " never arrived (check that every process was started with the same MASTER_ADDR, "
                               "MASTER_PORT and WORLD_SIZE)");
       }
@@ -58,8 +61,8 @@ void wait_for_all_ranks(c10d::Store& store, const Topology& t, std::chrono::mill
     try {
       store.wait({"accel/all_arrived"}, timeout);
     } catch (const c10::Error&) {
-      throw RendezvousError("rank " + std::to_string(t.rank) + " waited " + seconds(timeout) + " at " + where(t) +
-                            " but not every rank of world size " + std::to_string(t.world_size) +
+      fail<RendezvousError>("rank ", t.rank, " waited ", seconds(timeout), " at ", where(t),
+                            " but not every rank of world size ", t.world_size,
                             " arrived (rank 0 names the missing ones)");
     }
   }
@@ -68,11 +71,10 @@ void wait_for_all_ranks(c10d::Store& store, const Topology& t, std::chrono::mill
 }  // namespace
 
 Backend parse_backend(const std::string& name) {
-  std::string n = name;
-  std::transform(n.begin(), n.end(), n.begin(), ::tolower);
+  const std::string n = lower(name);
   if (n == "gloo") return Backend::gloo;
   if (n == "nccl") return Backend::nccl;
-  throw std::invalid_argument("unknown backend '" + name + "': expected 'gloo' or 'nccl'");
+  fail<std::invalid_argument>("unknown backend '", name, "': expected 'gloo' or 'nccl'");
 }
 
 std::string to_string(Backend backend) { return backend == Backend::gloo ? "gloo" : "nccl"; }
@@ -93,11 +95,10 @@ c10::intrusive_ptr<c10d::Store> connect_store(const Topology& t, std::chrono::mi
     std::string first_line = e.what();
     first_line = first_line.substr(0, first_line.find('\n'));
     if (opts.isServer)
-      throw RendezvousError("rank 0 could not host the rendezvous store at " + where(t) +
-                            " (is the port already in use?): " + first_line);
-    throw RendezvousError("rank " + std::to_string(t.rank) + " could not reach the rendezvous store at " + where(t) +
-                          " within " + seconds(timeout) +
-                          " (is rank 0 running and MASTER_ADDR/MASTER_PORT right?): " + first_line);
+      fail<RendezvousError>("rank 0 could not host the rendezvous store at ", where(t),
+                            " (is the port already in use?): ", first_line);
+    fail<RendezvousError>("rank ", t.rank, " could not reach the rendezvous store at ", where(t), " within ",
+                          seconds(timeout), " (is rank 0 running and MASTER_ADDR/MASTER_PORT right?): ", first_line);
   }
   if (t.use_agent_store)
     store = c10::make_intrusive<c10d::PrefixStore>("/worker/attempt_" + std::to_string(t.restart_count), store);
@@ -135,7 +136,7 @@ c10::intrusive_ptr<c10d::ProcessGroup> new_process_group(const c10::intrusive_pt
     pg->setBackend(c10::DeviceType::CUDA, c10d::ProcessGroup::BackendType::NCCL, nccl);
     pg->setDefaultBackend(c10d::ProcessGroup::BackendType::NCCL);
 #else
-    throw std::invalid_argument("backend 'nccl' requested, but this accel was built without CUDA support");
+    fail<std::invalid_argument>("backend 'nccl' requested, but this accel was built without CUDA support");
 #endif
   }
   return pg;

@@ -2,13 +2,14 @@
 
 #include <stdexcept>
 
+#include "accel/util/check.h"
+
 namespace accel {
 namespace {
 
 int require_int(const EnvLookup& env, const std::string& name) {
   auto v = env_int(env, name);
-  if (!v)
-    throw std::invalid_argument("environment variable " + name + " must be set alongside the other rank variables");
+  ACCEL_CHECK_ARG(v, "environment variable ", name, " must be set alongside the other rank variables");
   return static_cast<int>(*v);
 }
 
@@ -30,21 +31,18 @@ int slurm_tasks_per_node(const EnvLookup& env, int world_size) {
 }
 
 void validate(const Topology& t) {
-  auto fail = [&](const std::string& what) {
-    throw std::invalid_argument("inconsistent process topology from " + t.source + " variables: " + what);
+  auto refuse = [&](const auto&... what) {
+    fail<std::invalid_argument>("inconsistent process topology from ", t.source, " variables: ", what...);
   };
-  if (t.world_size < 1) fail("world size " + std::to_string(t.world_size) + " must be >= 1");
-  if (t.rank < 0 || t.rank >= t.world_size)
-    fail("rank " + std::to_string(t.rank) + " must be in [0, " + std::to_string(t.world_size) + ")");
+  if (t.world_size < 1) refuse("world size ", t.world_size, " must be >= 1");
+  if (t.rank < 0 || t.rank >= t.world_size) refuse("rank ", t.rank, " must be in [0, ", t.world_size, ")");
   if (t.local_world_size < 1 || t.local_world_size > t.world_size)
-    fail("local world size " + std::to_string(t.local_world_size) + " must be in [1, " + std::to_string(t.world_size) +
-         "]");
+    refuse("local world size ", t.local_world_size, " must be in [1, ", t.world_size, "]");
   if (t.local_rank < 0 || t.local_rank >= t.local_world_size)
-    fail("local rank " + std::to_string(t.local_rank) + " must be in [0, " + std::to_string(t.local_world_size) + ")");
+    refuse("local rank ", t.local_rank, " must be in [0, ", t.local_world_size, ")");
   if (t.num_nodes < 1 || t.node_rank < 0 || t.node_rank >= t.num_nodes)
-    fail("node rank " + std::to_string(t.node_rank) + " must be in [0, " + std::to_string(t.num_nodes) + ")");
-  if (t.master_port <= 0 || t.master_port > 65535)
-    fail("MASTER_PORT " + std::to_string(t.master_port) + " must be in [1, 65535]");
+    refuse("node rank ", t.node_rank, " must be in [0, ", t.num_nodes, ")");
+  if (t.master_port <= 0 || t.master_port > 65535) refuse("MASTER_PORT ", t.master_port, " must be in [1, 65535]");
 }
 
 // Node rank and count when the launcher does not say: ranks are laid out
@@ -123,8 +121,8 @@ Topology Topology::from_env(const EnvLookup& env) {
   } else if ((t.source == "mpi" || t.source == "pmi") && t.num_nodes > 1) {
     // MPI launchers name no rendezvous; on one node loopback is right, on
     // several each node would wait for a rank 0 of its own.
-    throw std::invalid_argument(
-        "MASTER_ADDR is not set, and this " + t.source + " job spans " + std::to_string(t.num_nodes) +
+    fail<std::invalid_argument>(
+        "MASTER_ADDR is not set, and this ", t.source, " job spans ", t.num_nodes,
         " nodes: set it to the address of rank 0's host and pass it to every process, e.g. mpirun -x "
         "MASTER_ADDR=<host of rank 0> -x MASTER_PORT=29500 ... (Open MPI) or mpiexec -genv MASTER_ADDR <host> "
         "(MPICH); see docs/launching.md");

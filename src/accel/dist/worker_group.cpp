@@ -16,6 +16,8 @@
 #include <iostream>
 #include <thread>
 
+#include "accel/util/check.h"
+
 namespace accel {
 namespace {
 std::atomic<int> g_stop_signal{0};
@@ -43,7 +45,7 @@ std::string resolve_program(const std::string& program) {
     if (access(candidate.c_str(), X_OK) == 0 && !std::filesystem::is_directory(candidate)) return candidate;
     start = end + 1;
   }
-  throw std::runtime_error("cannot execute '" + program + "': not found on PATH");
+  fail<std::runtime_error>("cannot execute '", program, "': not found on PATH");
 }
 }  // namespace
 
@@ -100,7 +102,7 @@ pid_t WorkerGroup::fork_worker(int rank, const std::function<int()>& body) {
   std::fflush(nullptr);
   pid_t parent = getpid();
   pid_t pid = fork();
-  if (pid < 0) throw std::runtime_error(std::string("fork failed: ") + std::strerror(errno));
+  ACCEL_CHECK(pid >= 0, "fork failed: ", std::strerror(errno));
   if (pid == 0) {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent) _exit(1);  // the parent died before prctl took effect
@@ -128,7 +130,7 @@ pid_t WorkerGroup::fork_worker(int rank, const std::function<int()>& body) {
 }
 
 pid_t WorkerGroup::spawn(int rank, const WorkerCommand& command) {
-  if (command.argv.empty()) throw std::invalid_argument("WorkerGroup::spawn: empty command");
+  ACCEL_CHECK_ARG(!command.argv.empty(), "WorkerGroup::spawn: empty command");
   const std::string path = resolve_program(command.argv[0]);
   // Everything the child needs is built here: after fork, in a process with
   // threads, only async-signal-safe calls are allowed.
@@ -148,14 +150,14 @@ pid_t WorkerGroup::spawn(int rank, const WorkerCommand& command) {
   argv.push_back(nullptr);
 
   int err_pipe[2];
-  if (pipe2(err_pipe, O_CLOEXEC) != 0) throw std::runtime_error(std::string("pipe failed: ") + std::strerror(errno));
+  if (pipe2(err_pipe, O_CLOEXEC) != 0) fail<std::runtime_error>("pipe failed: ", std::strerror(errno));
   std::fflush(nullptr);
   pid_t parent = getpid();
   pid_t pid = fork();
   if (pid < 0) {
     close(err_pipe[0]);
     close(err_pipe[1]);
-    throw std::runtime_error(std::string("fork failed: ") + std::strerror(errno));
+    fail<std::runtime_error>("fork failed: ", std::strerror(errno));
   }
   if (pid == 0) {
     // Its own session and process group, as torchrun gives a worker: the
@@ -181,7 +183,7 @@ pid_t WorkerGroup::spawn(int rank, const WorkerCommand& command) {
   close(err_pipe[0]);
   if (n == sizeof err) {
     waitpid(pid, nullptr, 0);
-    throw std::runtime_error("cannot execute '" + command.argv[0] + "': " + std::strerror(err));
+    fail<std::runtime_error>("cannot execute '", command.argv[0], "': ", std::strerror(err));
   }
   add(rank, pid);
   own_group_.back() = true;

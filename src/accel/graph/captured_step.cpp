@@ -4,6 +4,7 @@
 #include <string>
 #include <utility>
 
+#include "accel/util/check.h"
 #include "accel/util/format.h"
 
 #ifdef ACCEL_WITH_CUDA
@@ -35,14 +36,12 @@ CapturedStep::CapturedStep(Function fn, std::vector<std::shared_ptr<AcceleratedO
       gradient_state_(std::move(gradient_state)),
       capture_(capture),
       options_(options) {
-  if (!fn_) throw std::invalid_argument("CapturedStep: the step function is empty");
-  if (!gradient_state_) throw std::invalid_argument("CapturedStep: the gradient state is null");
-  if (options_.warmup_steps() < 1)
-    throw std::invalid_argument("CapturedStep: warmup_steps is " + std::to_string(options_.warmup_steps()) +
-                                ", expected >= 1 (the optimizer state must exist before capture)");
+  ACCEL_CHECK_ARG(fn_, "CapturedStep: the step function is empty");
+  ACCEL_CHECK_ARG(gradient_state_, "CapturedStep: the gradient state is null");
+  ACCEL_CHECK_ARG(options_.warmup_steps() >= 1, "CapturedStep: warmup_steps is ", options_.warmup_steps(),
+                  ", expected >= 1 (the optimizer state must exist before capture)");
 #ifndef ACCEL_WITH_CUDA
-  if (capture_)
-    throw std::invalid_argument("CapturedStep: CUDA-graph capture was asked for, but accel was built without CUDA");
+  ACCEL_CHECK_ARG(!capture_, "CapturedStep: CUDA-graph capture was asked for, but accel was built without CUDA");
 #endif
 }
 
@@ -88,18 +87,15 @@ void release_generator(c10::DeviceIndex device) {
 }
 
 void check_same(const std::vector<torch::Tensor>& expected, const std::vector<torch::Tensor>& got) {
-  if (expected.size() != got.size())
-    throw std::invalid_argument("CapturedStep: called with " + std::to_string(got.size()) + " inputs, expected the " +
-                                std::to_string(expected.size()) + " of the first call (a graph replays fixed buffers)");
+  ACCEL_CHECK_ARG(expected.size() == got.size(), "CapturedStep: called with ", got.size(), " inputs, expected the ",
+                  expected.size(), " of the first call (a graph replays fixed buffers)");
   for (size_t i = 0; i < got.size(); ++i) {
     const auto& e = expected[i];
     const auto& g = got[i];
-    if (!g.defined() || g.sizes() != e.sizes() || g.scalar_type() != e.scalar_type())
-      throw std::invalid_argument(
-          "CapturedStep: input " + std::to_string(i) + " is " +
-          (g.defined() ? describe_tensor(g.sizes(), g.scalar_type()) : std::string("undefined")) + ", expected " +
-          describe_tensor(e.sizes(), e.scalar_type()) +
-          " as in the first call (a graph replays fixed shapes: pad the last batch or drop it)");
+    ACCEL_CHECK_ARG(g.defined() && g.sizes() == e.sizes() && g.scalar_type() == e.scalar_type(), "CapturedStep: input ",
+                    i, " is ", g.defined() ? describe_tensor(g.sizes(), g.scalar_type()) : std::string("undefined"),
+                    ", expected ", describe_tensor(e.sizes(), e.scalar_type()),
+                    " as in the first call (a graph replays fixed shapes: pad the last batch or drop it)");
   }
 }
 
@@ -110,9 +106,8 @@ std::vector<torch::Tensor> CapturedStep::run_captured(const std::vector<torch::T
     std::string why;
     for (auto& opt : optimizers_)
       if (!opt->steps_on_device(&why))
-        throw std::invalid_argument(
-            "CapturedStep: the step cannot be captured in a CUDA graph: an optimizer cannot "
-            "step without the host: " +
+        fail<std::invalid_argument>(
+            "CapturedStep: the step cannot be captured in a CUDA graph: an optimizer cannot step without the host: ",
             why);
     torch::Device device(torch::kCUDA, 0);
     for (const auto& t : inputs)
@@ -156,8 +151,8 @@ std::vector<torch::Tensor> CapturedStep::run_captured(const std::vector<torch::T
         const auto device = g.stream.device_index();
         graph_.reset();
         release_generator(device);
-        throw std::runtime_error(
-            std::string("CapturedStep: the step cannot be captured in a CUDA graph: ") + e.what() +
+        fail<std::runtime_error>(
+            "CapturedStep: the step cannot be captured in a CUDA graph: ", e.what(),
             "\n(a captured step must not wait for the GPU or read values back: no .item(), no printing tensors, "
             "no host decisions on device values; it must not change shapes or devices)");
       }

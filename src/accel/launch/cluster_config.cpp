@@ -5,13 +5,16 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 
 #include <yaml-cpp/yaml.h>
 
 #include "accel/checkpoint/atomic_file.h"
+#include "accel/util/check.h"
 #include "accel/util/excerpt.h"
+#include "accel/util/strings.h"
 
 namespace accel::launch {
 namespace {
@@ -147,57 +150,50 @@ const std::map<std::string, std::map<std::string, Spec>>& section_specs() {
   return specs;
 }
 
-std::string join(const std::vector<std::string>& v) {
-  std::string s;
-  for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + v[i];
-  return s;
-}
-
-std::string lower(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(), ::tolower);
-  return s;
-}
-
 std::vector<std::string> known_keys(const std::map<std::string, Spec>& specs) {
   std::vector<std::string> keys;
   for (auto& [k, _] : specs) keys.push_back(k);
   return keys;
 }
 
-// Checks `value` against `spec`; `where` names the key in the message.
-void check(const std::string& where, const Spec& spec, const Value& value) {
-  if (value.is_none()) return;  // every ClusterConfig field is Optional in practice
-  auto fail = [&](const std::string& expected) {
-    throw std::invalid_argument("config key '" + excerpt(where) + "': expected " + expected + ", got '" +
-                                excerpt(value.str()) + "' (" + value.type_name() + ")");
-  };
+// What `spec` expected in place of `value` (not None); nullopt: `value` fits.
+std::optional<std::string> expected_instead(const Spec& spec, const Value& value) {
   switch (spec.type) {
     case Type::boolean:
-      if (value.kind != Value::Kind::boolean) fail("true or false");
+      if (value.kind != Value::Kind::boolean) return "true or false";
       break;
     case Type::integer:
-      if (value.kind != Value::Kind::integer) fail("an integer");
+      if (value.kind != Value::Kind::integer) return "an integer";
       if (value.integer < spec.min || value.integer > spec.max)
-        fail("an integer from " + std::to_string(spec.min) + " to " + std::to_string(spec.max));
+        return "an integer from " + std::to_string(spec.min) + " to " + std::to_string(spec.max);
       break;
     case Type::number:
-      if (value.kind != Value::Kind::integer && value.kind != Value::Kind::number) fail("a number");
+      if (value.kind != Value::Kind::integer && value.kind != Value::Kind::number) return "a number";
       break;
     case Type::text:
-      if (value.kind == Value::Kind::list) fail("a single value");
+      if (value.kind == Value::Kind::list) return "a single value";
       break;
     case Type::list:
-      if (value.kind != Value::Kind::list) fail("a list");
+      if (value.kind != Value::Kind::list) return "a list";
       break;
     case Type::choice: {
       const std::string s = value.str();
       bool ok = std::any_of(spec.choices.begin(), spec.choices.end(),
                             [&](const std::string& c) { return spec.exact_case ? c == s : lower(c) == lower(s); });
-      if (!ok || value.kind == Value::Kind::list) fail("one of " + join(spec.choices));
+      if (!ok || value.kind == Value::Kind::list) return "one of " + join(spec.choices);
       break;
     }
-    case Type::section: fail("a mapping of keys to values");
+    case Type::section: return "a mapping of keys to values";
   }
+  return std::nullopt;
+}
+
+// Checks `value` against `spec`; `where` names the key in the message.
+void check(const std::string& where, const Spec& spec, const Value& value) {
+  if (value.is_none()) return;  // every ClusterConfig field is Optional in practice
+  const auto expected = expected_instead(spec, value);
+  ACCEL_CHECK_ARG(!expected, "config key '", excerpt(where), "': expected ", *expected, ", got '", excerpt(value.str()),
+                  "' (", value.type_name(), ")");
 }
 
 std::string section_key_name(const std::string& section, const std::string& key) {
@@ -237,9 +233,8 @@ void check_section_key(const std::string& section, const std::string& key, const
   if (it == section_specs().end()) return;
   const auto& specs = it->second;
   auto s = specs.find(section_key_name(section, key));
-  if (s == specs.end())
-    throw std::invalid_argument("unknown config key '" + section + "." + excerpt(key) + "': expected one of " +
-                                join(known_keys(specs)));
+  ACCEL_CHECK_ARG(s != specs.end(), "unknown config key '", section, ".", excerpt(key), "': expected one of ",
+                  join(known_keys(specs)));
   check(section + "." + key, s->second, value);
 }
 
@@ -254,14 +249,13 @@ Value read_value(const std::string& where, const YAML::Node& node) {
   if (node.IsSequence()) {
     std::vector<std::string> items;
     for (const auto& item : node) {
-      if (!item.IsScalar() && !item.IsNull())
-        throw std::invalid_argument("config key '" + excerpt(where) + "': expected a list of single values");
+      ACCEL_CHECK_ARG(item.IsScalar() || item.IsNull(), "config key '", excerpt(where),
+                      "': expected a list of single values");
       items.push_back(read_scalar(item).str());
     }
     return Value::of_list(std::move(items));
   }
-  if (node.IsMap())
-    throw std::invalid_argument("config key '" + excerpt(where) + "': expected a single value, got a mapping");
+  ACCEL_CHECK_ARG(!node.IsMap(), "config key '", excerpt(where), "': expected a single value, got a mapping");
   return read_scalar(node);
 }
 
@@ -351,10 +345,8 @@ std::vector<std::string> allowed_values(const std::string& key) {
 
 ClusterConfig ClusterConfig::load(const std::string& path) {
   std::ifstream f(path);
-  if (!f)
-    throw std::invalid_argument("config file '" + path +
-                                "' does not exist or cannot be read; write one with `accel config` or pass "
-                                "--config_file");
+  ACCEL_CHECK_ARG(f, "config file '", path,
+                  "' does not exist or cannot be read; write one with `accel config` or pass --config_file");
   std::stringstream s;
   s << f.rdbuf();
   return parse(s.str(), path);
@@ -365,9 +357,9 @@ ClusterConfig ClusterConfig::parse(const std::string& text, const std::string& s
   try {
     root = YAML::Load(text);
   } catch (const YAML::Exception& e) {
-    throw std::invalid_argument(source + ": not valid YAML: " + e.what());
+    fail(source, ": not valid YAML: ", e.what());
   }
-  if (!root.IsMap()) throw std::invalid_argument(source + ": expected a mapping of config keys at the top level");
+  ACCEL_CHECK_ARG(root.IsMap(), source, ": expected a mapping of config keys at the top level");
   ClusterConfig c;
   try {
     std::map<std::string, Value> raw;
@@ -379,13 +371,11 @@ ClusterConfig ClusterConfig::parse(const std::string& text, const std::string& s
         raw[key] = read_value(key, node);
         continue;
       }
-      if (spec == top_specs().end())
-        throw std::invalid_argument("unknown config key '" + excerpt(key) + "': expected one of " +
-                                    join(known_keys(top_specs())));
+      ACCEL_CHECK_ARG(spec != top_specs().end(), "unknown config key '", excerpt(key), "': expected one of ",
+                      join(known_keys(top_specs())));
       if (spec->second.type == Type::section) {
         if (node.IsNull()) continue;
-        if (!node.IsMap())
-          throw std::invalid_argument("config key '" + excerpt(key) + "': expected a mapping of keys to values");
+        ACCEL_CHECK_ARG(node.IsMap(), "config key '", excerpt(key), "': expected a mapping of keys to values");
         for (const auto& item : node) {
           const std::string k = item.first.as<std::string>();
           c.set(key, k, as_written(find_spec(key, k), item.second, read_value(key + "." + k, item.second)));
@@ -397,12 +387,11 @@ ClusterConfig ClusterConfig::parse(const std::string& text, const std::string& s
     // Accelerate's BaseConfig.process_config: legacy keys and missing fields.
     if (!raw.count("compute_environment") || raw["compute_environment"].is_none())
       raw["compute_environment"] = S("LOCAL_MACHINE");
-    if (raw["compute_environment"].str() == "AMAZON_SAGEMAKER")
-      throw std::invalid_argument(
-          "config key 'compute_environment': AMAZON_SAGEMAKER is not supported by accel; expected LOCAL_MACHINE");
-    if (!raw.count("distributed_type") || raw["distributed_type"].is_none())
-      throw std::invalid_argument("config key 'distributed_type' is missing: expected one of " +
-                                  join(kDistributedTypes));
+    ACCEL_CHECK_ARG(raw["compute_environment"].str() != "AMAZON_SAGEMAKER",
+                    "config key 'compute_environment': AMAZON_SAGEMAKER is not supported by accel; expected "
+                    "LOCAL_MACHINE");
+    ACCEL_CHECK_ARG(raw.count("distributed_type") && !raw["distributed_type"].is_none(),
+                    "config key 'distributed_type' is missing: expected one of ", join(kDistributedTypes));
     if (!raw.count("num_processes") && raw["distributed_type"].str() == "NO") raw["num_processes"] = I(1);
     if (!raw.count("mixed_precision")) {
       bool fp16 = raw.count("fp16") && raw["fp16"].truthy();
@@ -417,9 +406,9 @@ ClusterConfig ClusterConfig::parse(const std::string& text, const std::string& s
     for (auto& [k, v] : raw) c.set(k, v);
     c.fill_defaults();
   } catch (const std::invalid_argument& e) {
-    throw std::invalid_argument(source + ": " + e.what());
+    fail(source, ": ", e.what());
   } catch (const YAML::Exception& e) {
-    throw std::invalid_argument(source + ": " + e.what());
+    fail(source, ": ", e.what());
   }
   return c;
 }
@@ -436,11 +425,10 @@ Value ClusterConfig::get(const std::string& key) const {
 
 void ClusterConfig::set(const std::string& key, Value value) {
   auto spec = top_specs().find(key);
-  if (spec == top_specs().end())
-    throw std::invalid_argument("unknown config key '" + excerpt(key) + "': expected one of " +
-                                join(known_keys(top_specs())));
-  if (spec->second.type == Type::section)
-    throw std::invalid_argument("config key '" + excerpt(key) + "' is a section: set its keys one by one");
+  ACCEL_CHECK_ARG(spec != top_specs().end(), "unknown config key '", excerpt(key), "': expected one of ",
+                  join(known_keys(top_specs())));
+  ACCEL_CHECK_ARG(spec->second.type != Type::section, "config key '", excerpt(key),
+                  "' is a section: set its keys one by one");
   check(key, spec->second, value);
   if (value.is_none())
     values_.erase(key);
@@ -456,10 +444,9 @@ const Section& ClusterConfig::section(const std::string& name) const {
 
 void ClusterConfig::set(const std::string& section, const std::string& key, Value value) {
   auto spec = top_specs().find(section);
-  if (spec == top_specs().end() || spec->second.type != Type::section)
-    throw std::invalid_argument("'" + excerpt(section) +
-                                "' is not a config section: expected fsdp_config, deepspeed_config, "
-                                "dynamo_config, fp8_config, megatron_lm_config, parallelism_config or mpirun_config");
+  ACCEL_CHECK_ARG(spec != top_specs().end() && spec->second.type == Type::section, "'", excerpt(section),
+                  "' is not a config section: expected fsdp_config, deepspeed_config, dynamo_config, fp8_config, "
+                  "megatron_lm_config, parallelism_config or mpirun_config");
   check_section_key(section, key, value);
   if (value.is_none())
     sections_[section].erase(key);
@@ -516,7 +503,7 @@ void ClusterConfig::save(const std::string& path) const {
   try {
     write_file_atomic(p, to_yaml());
   } catch (const std::exception& e) {
-    throw std::runtime_error("cannot write config file '" + path + "': " + e.what());
+    fail<std::runtime_error>("cannot write config file '", path, "': ", e.what());
   }
 }
 

@@ -3,8 +3,10 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "accel/util/check.h"
 #include "accel/util/checked_number.h"
 #include "accel/util/excerpt.h"
+#include "accel/util/strings.h"
 
 namespace accel::launch {
 namespace {
@@ -12,12 +14,6 @@ namespace {
 using K = FlagSpec::Kind;
 Value none() { return {}; }
 Value T(const char* s) { return Value::of_text(s); }
-
-std::string join(const std::vector<std::string>& v) {
-  std::string s;
-  for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + v[i];
-  return s;
-}
 
 }  // namespace
 
@@ -145,7 +141,7 @@ LaunchArgs LaunchArgs::defaults() {
 void LaunchArgs::set_flag(const std::string& name, const std::string& text) {
   auto it =
       std::find_if(launch_flags().begin(), launch_flags().end(), [&](const FlagSpec& f) { return f.name == name; });
-  if (it == launch_flags().end()) throw std::invalid_argument("unknown flag --" + excerpt(name));
+  ACCEL_CHECK_ARG(it != launch_flags().end(), "unknown flag --", excerpt(name));
   const FlagSpec& f = *it;
   const std::string what = "--" + name;
   Value v;
@@ -157,8 +153,8 @@ void LaunchArgs::set_flag(const std::string& name, const std::string& text) {
     case K::number: v = Value::of_number(parse_number(text, what)); break;
     case K::text: v = Value::of_text(text); break;
   }
-  if (!f.choices.empty() && std::find(f.choices.begin(), f.choices.end(), v.str()) == f.choices.end())
-    throw std::invalid_argument(what + ": expected one of " + join(f.choices) + ", got '" + excerpt(text) + "'");
+  ACCEL_CHECK_ARG(f.choices.empty() || std::find(f.choices.begin(), f.choices.end(), v.str()) != f.choices.end(), what,
+                  ": expected one of ", join(f.choices), ", got '", excerpt(text), "'");
   values[name] = v;
   given.insert(name);
 }

@@ -10,6 +10,8 @@
 #include <filesystem>
 #include <stdexcept>
 
+#include "accel/util/check.h"
+
 namespace accel::launch {
 namespace {
 
@@ -54,10 +56,11 @@ std::pair<int, int> OutputPump::add_rank(int rank) {
       std::filesystem::create_directories(folder);
       auto file = folder / (which == 1 ? "stdout.log" : "stderr.log");
       s.file = open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-      if (s.file < 0) throw std::runtime_error("cannot write log file " + file.string() + ": " + std::strerror(errno));
+      ACCEL_CHECK(s.file >= 0, "cannot write log file ", file.string(), ": ", std::strerror(errno));
     }
     int p[2];
-    if (pipe2(p, O_CLOEXEC) != 0) throw std::runtime_error(std::string("pipe failed: ") + std::strerror(errno));
+    const bool piped = pipe2(p, O_CLOEXEC) == 0;
+    ACCEL_CHECK(piped, "pipe failed: ", std::strerror(errno));
     s.fd_read = p[0];
     s.fd_write = p[1];
     fds[which - 1] = p[1];

@@ -11,6 +11,7 @@
 #include <ATen/ops/mm.h>
 #include <torch/autograd.h>
 
+#include "accel/util/check.h"
 #include "accel/util/format.h"
 
 namespace accel {
@@ -22,20 +23,20 @@ using torch::autograd::tensor_list;
 
 void check(const torch::Tensor& hidden, const torch::Tensor& weight, const torch::Tensor& target,
            const LinearCrossEntropyOptions& o) {
-  auto fail = [](const std::string& what) { throw std::invalid_argument("linear_cross_entropy: " + what); };
-  if (!hidden.defined() || !weight.defined() || !target.defined()) fail("hidden, weight and target must be defined");
-  if (hidden.dim() < 1) fail("hidden is a scalar, expected [..., C]");
-  if (weight.dim() != 2 || weight.size(1) != hidden.size(-1))
-    fail("weight is " + describe_tensor(weight.sizes(), weight.scalar_type()) + ", expected [V, " +
-         std::to_string(hidden.size(-1)) + "] (C from hidden " + describe_tensor(hidden.sizes(), hidden.scalar_type()) +
-         ")");
-  if (target.numel() * hidden.size(-1) != hidden.numel())
-    fail("target has " + std::to_string(target.numel()) + " elements, expected one per row of hidden (" +
-         std::to_string(hidden.numel() / std::max<int64_t>(hidden.size(-1), 1)) + ")");
-  if (target.scalar_type() != torch::kLong)
-    fail("target is " + describe_tensor(target.sizes(), target.scalar_type()) + ", expected int64 class indices");
-  if (o.chunk_size() < 0) fail("chunk_size is " + std::to_string(o.chunk_size()) + ", expected >= 0 (0: automatic)");
-  if (o.pad_to() < 1) fail("pad_to is " + std::to_string(o.pad_to()) + ", expected >= 1");
+  constexpr const char* who = "linear_cross_entropy: ";
+  ACCEL_CHECK_ARG(hidden.defined() && weight.defined() && target.defined(), who,
+                  "hidden, weight and target must be defined");
+  ACCEL_CHECK_ARG(hidden.dim() >= 1, who, "hidden is a scalar, expected [..., C]");
+  ACCEL_CHECK_ARG(weight.dim() == 2 && weight.size(1) == hidden.size(-1), who, "weight is ",
+                  describe_tensor(weight.sizes(), weight.scalar_type()), ", expected [V, ", hidden.size(-1),
+                  "] (C from hidden ", describe_tensor(hidden.sizes(), hidden.scalar_type()), ")");
+  ACCEL_CHECK_ARG(target.numel() * hidden.size(-1) == hidden.numel(), who, "target has ", target.numel(),
+                  " elements, expected one per row of hidden (", hidden.numel() / std::max<int64_t>(hidden.size(-1), 1),
+                  ")");
+  ACCEL_CHECK_ARG(target.scalar_type() == torch::kLong, who, "target is ",
+                  describe_tensor(target.sizes(), target.scalar_type()), ", expected int64 class indices");
+  ACCEL_CHECK_ARG(o.chunk_size() >= 0, who, "chunk_size is ", o.chunk_size(), ", expected >= 0 (0: automatic)");
+  ACCEL_CHECK_ARG(o.pad_to() >= 1, who, "pad_to is ", o.pad_to(), ", expected >= 1");
 }
 
 // The dtype the GEMMs run in: autocast's when it is on for this device.

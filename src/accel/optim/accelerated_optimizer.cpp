@@ -6,16 +6,10 @@
 #include <utility>
 
 #include "accel/optim/grad_norm.h"
+#include "accel/util/check.h"
 #include "accel/util/format.h"
 
 namespace accel {
-
-AcceleratedOptimizer::AcceleratedOptimizer(std::shared_ptr<torch::optim::Optimizer> optimizer,
-                                           std::shared_ptr<const GradientState> gradient_state,
-                                           std::shared_ptr<GradScaler> scaler, bool master_weights, bool fused_step)
-    : AcceleratedOptimizer(optimizer, std::move(gradient_state), std::move(scaler),
-                           master_weights && optimizer ? std::make_shared<MasterWeights>(*optimizer) : nullptr,
-                           fused_step) {}
 
 AcceleratedOptimizer::AcceleratedOptimizer(std::shared_ptr<torch::optim::Optimizer> optimizer,
                                            std::shared_ptr<const GradientState> gradient_state,
@@ -25,8 +19,8 @@ AcceleratedOptimizer::AcceleratedOptimizer(std::shared_ptr<torch::optim::Optimiz
       gradient_state_(std::move(gradient_state)),
       scaler_(std::move(scaler)),
       tensors_(std::move(tensors)) {
-  if (!optimizer_) throw std::invalid_argument("AcceleratedOptimizer: the optimizer is null, expected one");
-  if (!gradient_state_) throw std::invalid_argument("AcceleratedOptimizer: the gradient state is null");
+  ACCEL_CHECK_ARG(optimizer_, "AcceleratedOptimizer: the optimizer is null, expected one");
+  ACCEL_CHECK_ARG(gradient_state_, "AcceleratedOptimizer: the gradient state is null");
   if (fused_step && FusedStep::supports(*optimizer_)) fused_.emplace();
 }
 
@@ -62,9 +56,8 @@ void AcceleratedOptimizer::finish_pending_step() {
 }
 
 void AcceleratedOptimizer::clip_grad_norm_each_step(double max_norm, std::vector<torch::Tensor> model_parameters) {
-  if (!(max_norm > 0) || !std::isfinite(max_norm))
-    throw std::invalid_argument("AcceleratedOptimizer: the max gradient norm is " + format_double(max_norm) +
-                                "; expected a finite value > 0");
+  ACCEL_CHECK_ARG(max_norm > 0 && std::isfinite(max_norm), "AcceleratedOptimizer: the max gradient norm is ",
+                  format_double(max_norm), "; expected a finite value > 0");
   max_grad_norm_ = max_norm;
   clipped_parameters_ = std::move(model_parameters);
 }
@@ -124,15 +117,6 @@ void AcceleratedOptimizer::before_replay() {
 
 void AcceleratedOptimizer::after_replay() {
   if (fused_) fused_->advance_host_steps(*optimizer_);
-}
-
-std::vector<torch::Tensor> AcceleratedOptimizer::optimized_tensors(const std::vector<torch::Tensor>& params) const {
-  const auto* masters = master_weights();
-  if (!masters) return params;
-  std::vector<torch::Tensor> out;
-  out.reserve(params.size());
-  for (const auto& p : params) out.push_back(masters->master_of(p));
-  return out;
 }
 
 }  // namespace accel

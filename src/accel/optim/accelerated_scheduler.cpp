@@ -2,6 +2,8 @@
 
 #include <stdexcept>
 
+#include "accel/util/check.h"
+
 namespace accel {
 
 namespace {
@@ -34,12 +36,10 @@ AcceleratedScheduler::AcceleratedScheduler(std::shared_ptr<LRScheduler> schedule
       optimizers_(std::move(optimizers)),
       gradient_state_(std::move(gradient_state)),
       stepping_(stepping) {
-  if (!scheduler_ && !torch_scheduler_)
-    throw std::invalid_argument("AcceleratedScheduler: the scheduler is null, expected one");
-  if (!gradient_state_) throw std::invalid_argument("AcceleratedScheduler: the gradient state is null");
-  if (stepping_.num_processes < 1)
-    throw std::invalid_argument("AcceleratedScheduler: num_processes must be >= 1, got " +
-                                std::to_string(stepping_.num_processes));
+  ACCEL_CHECK_ARG(scheduler_ || torch_scheduler_, "AcceleratedScheduler: the scheduler is null, expected one");
+  ACCEL_CHECK_ARG(gradient_state_, "AcceleratedScheduler: the gradient state is null");
+  ACCEL_CHECK_ARG(stepping_.num_processes >= 1, "AcceleratedScheduler: num_processes must be >= 1, got ",
+                  stepping_.num_processes);
 }
 
 void AcceleratedScheduler::step_once() {
@@ -80,10 +80,9 @@ void AcceleratedScheduler::load_state(const SchedulerState& state) {
     scheduler_->load_state(state);
     return;
   }
-  if (!state.base_lrs.empty() || state.last_epoch < 0)
-    throw std::invalid_argument("AcceleratedScheduler::load_state: the state (last_epoch " +
-                                std::to_string(state.last_epoch) + ", " + std::to_string(state.base_lrs.size()) +
-                                " base lrs) is not a LibTorch scheduler's step count");
+  ACCEL_CHECK_ARG(state.base_lrs.empty() && state.last_epoch >= 0,
+                  "AcceleratedScheduler::load_state: the state (last_epoch ", state.last_epoch, ", ",
+                  state.base_lrs.size(), " base lrs) is not a LibTorch scheduler's step count");
   StepCount::of(*torch_scheduler_) = static_cast<unsigned>(state.last_epoch);
 }
 

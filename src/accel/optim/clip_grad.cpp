@@ -10,6 +10,7 @@
 #include <ATen/ops/_foreach_mul.h>
 #include <ATen/ops/_foreach_norm.h>
 
+#include "accel/util/check.h"
 #include "accel/util/format.h"
 
 namespace accel {
@@ -36,9 +37,8 @@ std::vector<torch::Tensor> gradients_of(const std::vector<torch::Tensor>& parame
 }
 
 torch::Tensor total_norm(const std::map<Key, std::vector<torch::Tensor>>& groups, double norm_type) {
-  if (norm_type < 0)
-    throw std::invalid_argument("clip_grad_norm: norm_type is " + format_double(norm_type) +
-                                ", expected a value >= 0 (or inf)");
+  ACCEL_CHECK_ARG(!(norm_type < 0), "clip_grad_norm: norm_type is ", format_double(norm_type),
+                  ", expected a value >= 0 (or inf)");
   if (groups.empty()) return torch::zeros({}, torch::kFloat);
   const auto device = groups.begin()->second.front().device();
   std::vector<torch::Tensor> norms;
@@ -61,8 +61,7 @@ torch::Tensor clip_grad_norm(const std::vector<torch::Tensor>& parameters, doubl
 }
 
 torch::Tensor clip_gradients(const std::vector<torch::Tensor>& grads, double max_norm, double norm_type) {
-  if (!(max_norm >= 0))
-    throw std::invalid_argument("clip_grad_norm: max_norm is " + format_double(max_norm) + ", expected >= 0");
+  ACCEL_CHECK_ARG(max_norm >= 0, "clip_grad_norm: max_norm is ", format_double(max_norm), ", expected >= 0");
   torch::NoGradGuard no_grad;
   const auto groups = by_device(grads);
   auto norm = total_norm(groups, norm_type);

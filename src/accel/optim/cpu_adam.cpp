@@ -7,6 +7,7 @@
 
 #include "accel/optim/adam_state.h"
 #include "accel/optim/cpu_adam_kernel.h"
+#include "accel/util/check.h"
 
 namespace accel {
 namespace {
@@ -16,20 +17,15 @@ namespace {
 constexpr int64_t kGrain = 32 * 1024;
 
 void check_part(const torch::Tensor& t, const char* name, int64_t numel, std::initializer_list<torch::ScalarType> ok) {
-  if (!t.defined()) throw std::invalid_argument(std::string("cpu_adam_step: ") + name + " is undefined");
-  if (!t.device().is_cpu())
-    throw std::invalid_argument(std::string("cpu_adam_step: ") + name + " must be on the CPU, got " + t.device().str());
+  ACCEL_CHECK_ARG(t.defined(), "cpu_adam_step: ", name, " is undefined");
+  ACCEL_CHECK_ARG(t.device().is_cpu(), "cpu_adam_step: ", name, " must be on the CPU, got ", t.device().str());
   bool dtype_ok = false;
   for (auto d : ok) dtype_ok |= t.scalar_type() == d;
-  if (!dtype_ok)
-    throw std::invalid_argument(std::string("cpu_adam_step: ") + name + " has dtype " +
-                                std::string(c10::toString(t.scalar_type())) + ", expected " +
-                                (ok.size() == 1 ? "Float" : "Float or BFloat16 (Half for param_copy)"));
-  if (!t.is_contiguous() || t.layout() != torch::kStrided)
-    throw std::invalid_argument(std::string("cpu_adam_step: ") + name + " must be a dense contiguous tensor");
-  if (t.numel() != numel)
-    throw std::invalid_argument(std::string("cpu_adam_step: ") + name + " has " + std::to_string(t.numel()) +
-                                " elements, param has " + std::to_string(numel));
+  ACCEL_CHECK_ARG(dtype_ok, "cpu_adam_step: ", name, " has dtype ", c10::toString(t.scalar_type()), ", expected ",
+                  ok.size() == 1 ? "Float" : "Float or BFloat16 (Half for param_copy)");
+  ACCEL_CHECK_ARG(t.is_contiguous() && t.layout() == torch::kStrided, "cpu_adam_step: ", name,
+                  " must be a dense contiguous tensor");
+  ACCEL_CHECK_ARG(t.numel() == numel, "cpu_adam_step: ", name, " has ", t.numel(), " elements, param has ", numel);
 }
 
 detail::AdamScalars scalars(const CpuAdamOptions& o, int64_t step) {
@@ -72,8 +68,8 @@ CpuAdamOptions CpuAdamOptions::from(const torch::optim::AdamOptions& o) {
 }
 
 void CpuAdamOptions::check() const {
-  auto bad = [](const std::string& what, double v, const char* expected) {
-    throw std::invalid_argument("CpuAdamOptions: " + what + " = " + std::to_string(v) + ", expected " + expected);
+  auto bad = [](const char* what, double v, const char* expected) {
+    fail<std::invalid_argument>("CpuAdamOptions: ", what, " = ", std::to_string(v), ", expected ", expected);
   };
   if (!(lr() >= 0)) bad("lr", lr(), ">= 0");
   if (!(eps() >= 0)) bad("eps", eps(), ">= 0");
@@ -85,8 +81,8 @@ void CpuAdamOptions::check() const {
 
 void cpu_adam_step(const CpuAdamOptions& options, int64_t step, const CpuAdamSlice& t) {
   options.check();
-  if (step < 1) throw std::invalid_argument("cpu_adam_step: step must be >= 1, got " + std::to_string(step));
-  if (!t.param.defined()) throw std::invalid_argument("cpu_adam_step: param is undefined");
+  ACCEL_CHECK_ARG(step >= 1, "cpu_adam_step: step must be >= 1, got ", step);
+  ACCEL_CHECK_ARG(t.param.defined(), "cpu_adam_step: param is undefined");
   const int64_t n = t.param.numel();
   check_part(t.param, "param", n, {torch::kFloat});
   check_part(t.grad, "grad", n, {torch::kFloat, torch::kBFloat16});
@@ -124,11 +120,10 @@ void step_all(torch::optim::Optimizer& optimizer, bool adamw, const char* name) 
     for (auto& p : group.params()) {
       const size_t i = index++;
       if (!p.grad().defined()) continue;
-      auto where = [&] { return std::string(name) + ": parameter " + std::to_string(i) + " "; };
-      if (!p.device().is_cpu() || p.scalar_type() != torch::kFloat || !p.is_contiguous())
-        throw std::invalid_argument(where() + "must be a contiguous fp32 CPU tensor, got " +
-                                    std::string(c10::toString(p.scalar_type())) + " on " + p.device().str());
-      if (p.grad().is_sparse()) throw std::invalid_argument(where() + "has a sparse gradient (not supported)");
+      ACCEL_CHECK_ARG(p.device().is_cpu() && p.scalar_type() == torch::kFloat && p.is_contiguous(), name,
+                      ": parameter ", i, " must be a contiguous fp32 CPU tensor, got ", c10::toString(p.scalar_type()),
+                      " on ", p.device().str());
+      ACCEL_CHECK_ARG(!p.grad().is_sparse(), name, ": parameter ", i, " has a sparse gradient (not supported)");
       auto& st = adam_state<State>(optimizer, p, o.amsgrad());
       st.step(st.step() + 1);
       CpuAdamSlice slice{p.view(-1), p.grad().contiguous().view(-1), st.exp_avg().view(-1), st.exp_avg_sq().view(-1)};

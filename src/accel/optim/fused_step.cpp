@@ -2,6 +2,7 @@
 
 #include "accel/optim/adam_state.h"
 #include "accel/optim/fused_adamw.h"
+#include "accel/util/check.h"
 
 #include <map>
 #include <memory>
@@ -28,9 +29,8 @@ BucketKey bucket_key(const torch::Tensor& p, bool flag = false) {
 }
 
 void check_dense(const torch::Tensor& p, const char* optimizer) {
-  if (p.grad().is_sparse())
-    throw std::invalid_argument(std::string("FusedStep: ") + optimizer +
-                                " got a sparse gradient; the fused kernels take dense gradients only");
+  ACCEL_CHECK_ARG(!p.grad().is_sparse(), "FusedStep: ", optimizer,
+                  " got a sparse gradient; the fused kernels take dense gradients only");
 }
 
 struct AdamLists {

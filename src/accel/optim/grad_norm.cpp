@@ -1,6 +1,7 @@
 #include "accel/optim/grad_norm.h"
 
 #include "accel/optim/clip_grad.h"
+#include "accel/util/check.h"
 
 #include <limits>
 #include <stdexcept>
@@ -40,9 +41,8 @@ torch::Tensor clip_grad_norm_(GradientSet& grads, double max_norm, double norm_t
   torch::Tensor total;
   if (!grads.replicated.empty()) total = stacked_norm(grads.replicated, norm_type, inf);
   if (grads.group && grads.group->getSize() > 1) {
-    if (!inf && !(norm_type > 0))
-      throw std::invalid_argument("clip_grad_norm_: norm_type is " + std::to_string(norm_type) +
-                                  ", expected > 0 or infinity with sharded gradients");
+    ACCEL_CHECK_ARG(inf || norm_type > 0, "clip_grad_norm_: norm_type is ", std::to_string(norm_type),
+                    ", expected > 0 or infinity with sharded gradients");
     // Every rank joins the all-reduce, with zero when it holds no shard.
     torch::Tensor local;
     if (!grads.sharded.empty()) {

@@ -3,6 +3,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "accel/util/check.h"
+
 namespace accel {
 
 LRScheduler::LRScheduler(torch::optim::Optimizer& optimizer, LrLambda lr_lambda)
@@ -11,12 +13,10 @@ LRScheduler::LRScheduler(torch::optim::Optimizer& optimizer, LrLambda lr_lambda)
 LRScheduler::LRScheduler(torch::optim::Optimizer& optimizer, std::vector<LrLambda> lr_lambdas)
     : optimizer_(&optimizer), lr_lambdas_(std::move(lr_lambdas)) {
   const auto& groups = optimizer.param_groups();
-  if (lr_lambdas_.size() != groups.size())
-    throw std::invalid_argument("LRScheduler: got " + std::to_string(lr_lambdas_.size()) +
-                                " lr lambdas for an optimizer with " + std::to_string(groups.size()) +
-                                " param groups; expected one per group");
+  ACCEL_CHECK_ARG(lr_lambdas_.size() == groups.size(), "LRScheduler: got ", lr_lambdas_.size(),
+                  " lr lambdas for an optimizer with ", groups.size(), " param groups; expected one per group");
   for (size_t i = 0; i < lr_lambdas_.size(); ++i)
-    if (!lr_lambdas_[i]) throw std::invalid_argument("LRScheduler: lr lambda " + std::to_string(i) + " is empty");
+    ACCEL_CHECK_ARG(lr_lambdas_[i], "LRScheduler: lr lambda ", i, " is empty");
   base_lrs_.reserve(groups.size());
   for (const auto& g : groups) base_lrs_.push_back(g.options().get_lr());
   apply();  // step 0, as PyTorch's constructor does
@@ -30,20 +30,17 @@ void LRScheduler::step() {
 
 void LRScheduler::check_groups(const char* where) const {
   const size_t groups = optimizer_->param_groups().size();
-  if (groups != lr_lambdas_.size())
-    throw std::logic_error("LRScheduler::" + std::string(where) + ": the optimizer has " + std::to_string(groups) +
-                           " param groups but the scheduler was built for " + std::to_string(lr_lambdas_.size()) +
-                           " (groups added after the scheduler was made are not scheduled)");
+  ACCEL_CHECK_STATE(groups == lr_lambdas_.size(), "LRScheduler::", where, ": the optimizer has ", groups,
+                    " param groups but the scheduler was built for ", lr_lambdas_.size(),
+                    " (groups added after the scheduler was made are not scheduled)");
 }
 
 void LRScheduler::load_state(const SchedulerState& state) {
   const size_t groups = optimizer_->param_groups().size();
-  if (state.base_lrs.size() != groups)
-    throw std::invalid_argument("LRScheduler::load_state: the state has " + std::to_string(state.base_lrs.size()) +
-                                " base lrs but the optimizer has " + std::to_string(groups) + " param groups");
-  if (state.last_epoch < 0)
-    throw std::invalid_argument("LRScheduler::load_state: last_epoch " + std::to_string(state.last_epoch) +
-                                " is negative; expected >= 0");
+  ACCEL_CHECK_ARG(state.base_lrs.size() == groups, "LRScheduler::load_state: the state has ", state.base_lrs.size(),
+                  " base lrs but the optimizer has ", groups, " param groups");
+  ACCEL_CHECK_ARG(state.last_epoch >= 0, "LRScheduler::load_state: last_epoch ", state.last_epoch,
+                  " is negative; expected >= 0");
   check_groups("load_state");
   base_lrs_ = state.base_lrs;
   last_epoch_ = state.last_epoch;

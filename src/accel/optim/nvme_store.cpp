@@ -15,6 +15,8 @@
 #include <thread>
 #include <vector>
 
+#include "accel/util/check.h"
+
 namespace accel {
 namespace detail {
 
@@ -124,7 +126,7 @@ void IoHandle::wait() const {
   if (!request_) return;
   std::unique_lock<std::mutex> lock(request_->mutex);
   request_->cv.wait(lock, [this] { return request_->finished; });
-  if (!request_->error.empty()) throw std::runtime_error(request_->error);
+  ACCEL_CHECK(request_->error.empty(), request_->error);
 }
 
 bool IoHandle::done() const {
@@ -134,21 +136,19 @@ bool IoHandle::done() const {
 }
 
 NvmeStore::NvmeStore(NvmeStoreOptions options) : options_(std::move(options)) {
-  if (options_.io_threads() < 1)
-    throw std::invalid_argument("NvmeStoreOptions: io_threads = " + std::to_string(options_.io_threads()) +
-                                ", expected >= 1");
-  if (options_.block_bytes() < kDirectAlign)
-    throw std::invalid_argument("NvmeStoreOptions: block_bytes = " + std::to_string(options_.block_bytes()) +
-                                ", expected >= 4096");
-  if (options_.folder().empty()) throw std::invalid_argument("NvmeStoreOptions: folder is empty");
+  ACCEL_CHECK_ARG(options_.io_threads() >= 1, "NvmeStoreOptions: io_threads = ", options_.io_threads(),
+                  ", expected >= 1");
+  ACCEL_CHECK_ARG(options_.block_bytes() >= kDirectAlign, "NvmeStoreOptions: block_bytes = ", options_.block_bytes(),
+                  ", expected >= 4096");
+  ACCEL_CHECK_ARG(!options_.folder().empty(), "NvmeStoreOptions: folder is empty");
   const std::string folder = options_.folder().string();
   std::error_code ec;
   std::filesystem::create_directories(options_.folder(), ec);
-  if (ec) throw std::runtime_error("NvmeStore: cannot make the folder " + folder + ": " + ec.message());
+  ACCEL_CHECK(!ec, "NvmeStore: cannot make the folder ", folder, ": ", ec.message());
   // Fail now, not at the first step, when nothing can be written here.
   const std::string probe = (options_.folder() / ".accel_nvme_probe").string();
   const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) throw std::runtime_error("NvmeStore: cannot write in " + folder + ": " + detail::errno_text(errno));
+  ACCEL_CHECK(fd >= 0, "NvmeStore: cannot write in ", folder, ": ", detail::errno_text(errno));
   ::close(fd);
   ::unlink(probe.c_str());
   pool_ = std::make_unique<detail::IoPool>(options_.io_threads());
@@ -160,9 +160,10 @@ NvmeStore::~NvmeStore() {
 }
 
 std::filesystem::path NvmeStore::path_of(const std::string& key) const {
-  if (key.empty() || !std::all_of(key.begin(), key.end(),
-                                  [](unsigned char c) { return std::isalnum(c) || c == '.' || c == '_' || c == '-'; }))
-    throw std::invalid_argument("NvmeStore: key '" + key + "': expected letters, digits, '.', '_' and '-' only");
+  ACCEL_CHECK_ARG(
+      !key.empty() && std::all_of(key.begin(), key.end(),
+                                  [](unsigned char c) { return std::isalnum(c) || c == '.' || c == '_' || c == '-'; }),
+      "NvmeStore: key '", key, "': expected letters, digits, '.', '_' and '-' only");
   return options_.folder() / (key + ".swp");
 }
 
@@ -177,8 +178,8 @@ IoHandle NvmeStore::read(const std::string& key, const torch::Tensor& into) { re
 
 IoHandle NvmeStore::submit(const std::string& key, const torch::Tensor& tensor, bool write) {
   const std::string what = write ? "write" : "read";
-  if (!tensor.defined() || !tensor.device().is_cpu() || !tensor.is_contiguous())
-    throw std::invalid_argument("NvmeStore::" + what + "('" + key + "'): expected a contiguous CPU tensor");
+  ACCEL_CHECK_ARG(tensor.defined() && tensor.device().is_cpu() && tensor.is_contiguous(), "NvmeStore::", what, "('",
+                  key, "'): expected a contiguous CPU tensor");
   const std::string path = path_of(key).string();
   const int64_t nbytes = static_cast<int64_t>(tensor.nbytes());
   char* base = static_cast<char*>(tensor.data_ptr());
@@ -192,14 +193,13 @@ IoHandle NvmeStore::submit(const std::string& key, const torch::Tensor& tensor, 
   if (options_.direct_io() && aligned) {
     r->fd = ::open(path.c_str(), flags | O_DIRECT, 0644);
     if (r->fd < 0 && errno != EINVAL) {
-      throw std::runtime_error("NvmeStore: cannot open " + path + " for " + (write ? "writing" : "reading") + ": " +
+      fail<std::runtime_error>("NvmeStore: cannot open ", path, " for ", write ? "writing" : "reading", ": ",
                                detail::errno_text(errno));
     }
   }
   if (r->fd < 0) r->fd = ::open(path.c_str(), flags, 0644);  // no O_DIRECT here (tmpfs, unaligned)
-  if (r->fd < 0)
-    throw std::runtime_error("NvmeStore: cannot open " + path + " for " + (write ? "writing" : "reading") + ": " +
-                             detail::errno_text(errno) + (write ? "" : " (was the key written?)"));
+  ACCEL_CHECK(r->fd >= 0, "NvmeStore: cannot open ", path, " for ", write ? "writing" : "reading", ": ",
+              detail::errno_text(errno), write ? "" : " (was the key written?)");
   if (write) {
     std::lock_guard<std::mutex> lock(mutex_);
     keys_.insert(key);
@@ -208,12 +208,11 @@ IoHandle NvmeStore::submit(const std::string& key, const torch::Tensor& tensor, 
     if (::fstat(r->fd, &st) != 0) {
       const int err = errno;
       ::close(r->fd);
-      throw std::runtime_error("NvmeStore: cannot stat " + path + ": " + detail::errno_text(err));
+      fail<std::runtime_error>("NvmeStore: cannot stat ", path, ": ", detail::errno_text(err));
     }
     if (st.st_size != nbytes) {
       ::close(r->fd);
-      throw std::runtime_error("NvmeStore: " + path + " has " + std::to_string(st.st_size) + " bytes, expected " +
-                               std::to_string(nbytes));
+      fail<std::runtime_error>("NvmeStore: ", path, " has ", st.st_size, " bytes, expected ", nbytes);
     }
   }
   if (nbytes == 0) {

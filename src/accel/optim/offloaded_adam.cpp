@@ -4,6 +4,8 @@
 
 #include <torch/cuda.h>
 
+#include "accel/util/check.h"
+
 namespace accel {
 namespace {
 
@@ -52,19 +54,17 @@ OffloadedAdamOptions OffloadedAdamOptions::from(const OffloadOptions& o) {
 OffloadedAdam::OffloadedAdam(int64_t numel, CpuAdamOptions adam, OffloadedAdamOptions options)
     : numel_(numel), adam_(std::move(adam)), options_(std::move(options)), amsgrad_(adam_.amsgrad()) {
   adam_.check();
-  if (numel_ < 0) throw std::invalid_argument("OffloadedAdam: numel = " + std::to_string(numel_) + ", expected >= 0");
-  if (options_.chunk_elements() < 1)
-    throw std::invalid_argument("OffloadedAdamOptions: chunk_elements = " + std::to_string(options_.chunk_elements()) +
-                                ", expected >= 1");
+  ACCEL_CHECK_ARG(numel_ >= 0, "OffloadedAdam: numel = ", numel_, ", expected >= 0");
+  ACCEL_CHECK_ARG(options_.chunk_elements() >= 1, "OffloadedAdamOptions: chunk_elements = ", options_.chunk_elements(),
+                  ", expected >= 1");
   switch (options_.device()) {
-    case OffloadDevice::none: throw std::invalid_argument("OffloadedAdamOptions: device none; expected cpu or nvme");
+    case OffloadDevice::none: fail<std::invalid_argument>("OffloadedAdamOptions: device none; expected cpu or nvme");
     case OffloadDevice::cpu:
       for (const auto& f : fields()) host_[f] = host_zeros(numel_, options_.pin_memory());
       break;
     case OffloadDevice::nvme: {
-      if (options_.nvme_path().empty())
-        throw std::invalid_argument(
-            "OffloadedAdamOptions: device nvme needs nvme_path (the folder for the swap files)");
+      ACCEL_CHECK_ARG(!options_.nvme_path().empty(),
+                      "OffloadedAdamOptions: device nvme needs nvme_path (the folder for the swap files)");
       store_ = std::make_unique<NvmeStore>(
           NvmeStoreOptions(options_.nvme_path()).io_threads(options_.io_threads()).direct_io(options_.direct_io()));
       const int64_t len = std::min(numel_, options_.chunk_elements());
@@ -81,9 +81,9 @@ OffloadedAdam::~OffloadedAdam() = default;
 void OffloadedAdam::check_whole(const torch::Tensor& param, const torch::Tensor& grad,
                                 const torch::Tensor& param_copy) const {
   for (const auto* t : {&param, &grad, &param_copy})
-    if (t->defined() && (t->numel() != numel_ || !t->is_contiguous()))
-      throw std::invalid_argument("OffloadedAdam::step: param, grad and param_copy must be contiguous with " +
-                                  std::to_string(numel_) + " elements; got one with " + std::to_string(t->numel()));
+    ACCEL_CHECK_ARG(!t->defined() || (t->numel() == numel_ && t->is_contiguous()),
+                    "OffloadedAdam::step: param, grad and param_copy must be contiguous with ", numel_,
+                    " elements; got one with ", t->numel());
 }
 
 std::vector<std::string> OffloadedAdam::fields() const {
@@ -100,13 +100,10 @@ std::string OffloadedAdam::key(const std::string& field, int64_t chunk) const {
 
 void OffloadedAdam::step(const torch::Tensor& param, const torch::Tensor& grad, const torch::Tensor& param_copy,
                          const ChunkDone& chunk_done) {
-  if (adam_.amsgrad() != amsgrad_)
-    throw std::invalid_argument("OffloadedAdam: amsgrad cannot change after construction");
+  ACCEL_CHECK_ARG(adam_.amsgrad() == amsgrad_, "OffloadedAdam: amsgrad cannot change after construction");
   adam_.check();
-  if (!param.defined() || param.numel() != numel_)
-    throw std::invalid_argument("OffloadedAdam::step: param has " +
-                                std::to_string(param.defined() ? param.numel() : 0) + " elements, expected " +
-                                std::to_string(numel_));
+  ACCEL_CHECK_ARG(param.defined() && param.numel() == numel_, "OffloadedAdam::step: param has ",
+                  param.defined() ? param.numel() : 0, " elements, expected ", numel_);
   if (options_.device() == OffloadDevice::nvme) {
     step_nvme(param, grad, param_copy, chunk_done);
     return;
@@ -138,9 +135,8 @@ void OffloadedAdam::step_nvme(const torch::Tensor& param, const torch::Tensor& g
                  amsgrad_ ? torch::zeros({0}) : torch::Tensor(),
                  param_copy.defined() ? param_copy.narrow(0, 0, 0) : torch::Tensor()});
   check_whole(param, grad, param_copy);
-  if (failed_)
-    throw std::runtime_error("OffloadedAdam: an earlier step failed part way, so the swap files in " +
-                             options_.nvme_path().string() + " no longer hold one state; load_state() to go on");
+  ACCEL_CHECK(!failed_, "OffloadedAdam: an earlier step failed part way, so the swap files in ",
+              options_.nvme_path().string(), " no longer hold one state; load_state() to go on");
   const int64_t k_count = chunks(), c = options_.chunk_elements();
   const bool fresh = !paged_;
   const int64_t t = step_ + 1;
@@ -207,14 +203,12 @@ std::map<std::string, torch::Tensor> OffloadedAdam::state() const {
 }
 
 void OffloadedAdam::load_state(const std::map<std::string, torch::Tensor>& state, int64_t step_count) {
-  if (step_count < 0)
-    throw std::invalid_argument("OffloadedAdam::load_state: step count " + std::to_string(step_count));
+  ACCEL_CHECK_ARG(step_count >= 0, "OffloadedAdam::load_state: step count ", step_count);
   for (const auto& f : fields()) {
     auto it = state.find(f);
-    if (it == state.end()) throw std::invalid_argument("OffloadedAdam::load_state: no '" + f + "' tensor");
-    if (it->second.numel() != numel_)
-      throw std::invalid_argument("OffloadedAdam::load_state: '" + f + "' has " + std::to_string(it->second.numel()) +
-                                  " elements, expected " + std::to_string(numel_));
+    ACCEL_CHECK_ARG(it != state.end(), "OffloadedAdam::load_state: no '", f, "' tensor");
+    ACCEL_CHECK_ARG(it->second.numel() == numel_, "OffloadedAdam::load_state: '", f, "' has ", it->second.numel(),
+                    " elements, expected ", numel_);
   }
   if (options_.device() == OffloadDevice::cpu) {
     for (const auto& f : fields()) host_[f].copy_(state.at(f).reshape({-1}));

@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <utility>
 
+#include "accel/util/check.h"
 #include "accel/util/format.h"
 
 namespace accel {
@@ -17,9 +18,7 @@ namespace {
 std::string num(double v) { return format_double(v); }
 
 void require_non_negative(const char* what, int64_t steps, const char* schedule) {
-  if (steps < 0)
-    throw std::invalid_argument(std::string(schedule) + ": " + what + " is " + std::to_string(steps) +
-                                "; expected a count >= 0");
+  ACCEL_CHECK_ARG(steps >= 0, schedule, ": ", what, " is ", steps, "; expected a count >= 0");
 }
 
 // The linear ramp every schedule starts with. Callers check step < warmup.
@@ -59,9 +58,8 @@ LrLambda linear_with_warmup(int64_t num_warmup_steps, int64_t num_training_steps
 LrLambda cosine_with_warmup(int64_t num_warmup_steps, int64_t num_training_steps, double num_cycles) {
   require_non_negative("num_warmup_steps", num_warmup_steps, "cosine_with_warmup");
   require_non_negative("num_training_steps", num_training_steps, "cosine_with_warmup");
-  if (!std::isfinite(num_cycles) || num_cycles < 0)
-    throw std::invalid_argument("cosine_with_warmup: num_cycles is " + num(num_cycles) +
-                                "; expected a finite value >= 0");
+  ACCEL_CHECK_ARG(std::isfinite(num_cycles) && num_cycles >= 0, "cosine_with_warmup: num_cycles is ", num(num_cycles),
+                  "; expected a finite value >= 0");
   return [=](int64_t step) {
     if (step < num_warmup_steps) return warmup_factor(step, num_warmup_steps);
     const double p = progress(step, num_warmup_steps, num_training_steps);
@@ -90,18 +88,15 @@ LrLambda polynomial_decay_with_warmup(int64_t num_warmup_steps, int64_t num_trai
   const char* name = "polynomial_decay_with_warmup";
   require_non_negative("num_warmup_steps", num_warmup_steps, name);
   require_non_negative("num_training_steps", num_training_steps, name);
-  if (!(lr_init > lr_end))
-    throw std::invalid_argument(std::string(name) + ": lr_end (" + num(lr_end) +
-                                ") must be smaller than the initial lr (" + num(lr_init) + ")");
-  if (!(lr_init > 0) || !std::isfinite(lr_init))
-    throw std::invalid_argument(std::string(name) + ": the initial lr is " + num(lr_init) +
-                                "; expected a finite value > 0 (the factors divide by it)");
-  if (!std::isfinite(power) || power < 0)
-    throw std::invalid_argument(std::string(name) + ": power is " + num(power) + "; expected a finite value >= 0");
-  if (num_training_steps == num_warmup_steps)
-    throw std::invalid_argument(std::string(name) + ": num_training_steps (" + std::to_string(num_training_steps) +
-                                ") equals num_warmup_steps; expected more training steps than warmup steps "
-                                "(the decay spans their difference)");
+  ACCEL_CHECK_ARG(lr_init > lr_end, name, ": lr_end (", num(lr_end), ") must be smaller than the initial lr (",
+                  num(lr_init), ")");
+  ACCEL_CHECK_ARG(lr_init > 0 && std::isfinite(lr_init), name, ": the initial lr is ", num(lr_init),
+                  "; expected a finite value > 0 (the factors divide by it)");
+  ACCEL_CHECK_ARG(std::isfinite(power) && power >= 0, name, ": power is ", num(power),
+                  "; expected a finite value >= 0");
+  ACCEL_CHECK_ARG(num_training_steps != num_warmup_steps, name, ": num_training_steps (", num_training_steps,
+                  ") equals num_warmup_steps; expected more training steps than warmup steps "
+                  "(the decay spans their difference)");
   return [=](int64_t step) {
     if (step < num_warmup_steps) return warmup_factor(step, num_warmup_steps);
     if (step > num_training_steps) return lr_end / lr_init;
@@ -117,8 +112,7 @@ LrLambda inverse_sqrt(int64_t num_warmup_steps, std::optional<int64_t> timescale
   require_non_negative("num_warmup_steps", num_warmup_steps, "inverse_sqrt");
   // Transformers: `timescale = num_warmup_steps or 10_000`.
   const int64_t ts = timescale.value_or(num_warmup_steps != 0 ? num_warmup_steps : 10'000);
-  if (ts <= 0)
-    throw std::invalid_argument("inverse_sqrt: timescale is " + std::to_string(ts) + "; expected a value > 0");
+  ACCEL_CHECK_ARG(ts > 0, "inverse_sqrt: timescale is ", ts, "; expected a value > 0");
   return [=](int64_t step) {
     if (step < num_warmup_steps) return warmup_factor(step, num_warmup_steps);
     const int64_t shift = ts - num_warmup_steps;
@@ -147,13 +141,13 @@ SchedulerType parse_scheduler_type(const std::string& name) {
     if (name == n) return type;
   std::string allowed;
   for (const auto& [type, n] : kNames) allowed += (allowed.empty() ? "'" : ", '") + std::string(n) + "'";
-  throw std::invalid_argument("unknown scheduler type '" + name + "': expected one of " + allowed);
+  fail<std::invalid_argument>("unknown scheduler type '", name, "': expected one of ", allowed);
 }
 
 std::string to_string(SchedulerType type) {
   for (const auto& [t, n] : kNames)
     if (t == type) return n;
-  throw std::invalid_argument("to_string: invalid SchedulerType value " + std::to_string(static_cast<int>(type)));
+  fail<std::invalid_argument>("to_string: invalid SchedulerType value ", static_cast<int>(type));
 }
 
 std::shared_ptr<LRScheduler> get_scheduler(SchedulerType type, torch::optim::Optimizer& optimizer,
@@ -163,7 +157,7 @@ std::shared_ptr<LRScheduler> get_scheduler(SchedulerType type, torch::optim::Opt
   // Transformers raises TypeError for a keyword the schedule function lacks.
   auto only = [&](bool num_cycles, bool polynomial, bool timescale) {
     auto refuse = [&](bool set, bool allowed, const char* field) {
-      if (set && !allowed) throw std::invalid_argument("get_scheduler: '" + name + "' takes no " + field + " argument");
+      ACCEL_CHECK_ARG(!set || allowed, "get_scheduler: '", name, "' takes no ", field, " argument");
     };
     refuse(kwargs.num_cycles().has_value(), num_cycles, "num_cycles");
     refuse(kwargs.lr_end().has_value(), polynomial, "lr_end");
@@ -176,8 +170,7 @@ std::shared_ptr<LRScheduler> get_scheduler(SchedulerType type, torch::optim::Opt
     only(false, false, false);
     return make(schedules::constant());
   }
-  if (!num_warmup_steps)
-    throw std::invalid_argument("get_scheduler: '" + name + "' requires num_warmup_steps, which was not given");
+  ACCEL_CHECK_ARG(num_warmup_steps, "get_scheduler: '", name, "' requires num_warmup_steps, which was not given");
   const int64_t warmup = *num_warmup_steps;
   if (type == SchedulerType::constant_with_warmup) {
     only(false, false, false);
@@ -187,8 +180,7 @@ std::shared_ptr<LRScheduler> get_scheduler(SchedulerType type, torch::optim::Opt
     only(false, false, true);
     return make(schedules::inverse_sqrt(warmup, kwargs.timescale()));
   }
-  if (!num_training_steps)
-    throw std::invalid_argument("get_scheduler: '" + name + "' requires num_training_steps, which was not given");
+  ACCEL_CHECK_ARG(num_training_steps, "get_scheduler: '", name, "' requires num_training_steps, which was not given");
   const int64_t training = *num_training_steps;
   switch (type) {
     case SchedulerType::linear: only(false, false, false); return make(schedules::linear_with_warmup(warmup, training));
@@ -198,9 +190,8 @@ std::shared_ptr<LRScheduler> get_scheduler(SchedulerType type, torch::optim::Opt
     case SchedulerType::cosine_with_restarts: {
       only(true, false, false);
       const double cycles = kwargs.num_cycles().value_or(1.0);
-      if (cycles != std::floor(cycles) || !std::isfinite(cycles))
-        throw std::invalid_argument("get_scheduler: 'cosine_with_restarts' takes a whole number of cycles, got " +
-                                    num(cycles));
+      ACCEL_CHECK_ARG(cycles == std::floor(cycles) && std::isfinite(cycles),
+                      "get_scheduler: 'cosine_with_restarts' takes a whole number of cycles, got ", num(cycles));
       return make(schedules::cosine_with_hard_restarts_with_warmup(warmup, training, static_cast<int64_t>(cycles)));
     }
     case SchedulerType::polynomial:
@@ -210,7 +201,7 @@ std::shared_ptr<LRScheduler> get_scheduler(SchedulerType type, torch::optim::Opt
                                                           kwargs.power().value_or(1.0)));
     default: break;
   }
-  throw std::logic_error("get_scheduler: unhandled scheduler type '" + name + "'");
+  fail<std::logic_error>("get_scheduler: unhandled scheduler type '", name, "'");
 }
 
 std::shared_ptr<LRScheduler> get_scheduler(const std::string& name, torch::optim::Optimizer& optimizer,

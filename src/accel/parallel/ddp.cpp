@@ -7,6 +7,8 @@
 #include <torch/csrc/distributed/c10d/logger.hpp>
 #include <torch/csrc/distributed/c10d/reducer.hpp>
 
+#include "accel/util/check.h"
+
 namespace accel {
 namespace {
 
@@ -49,19 +51,16 @@ void broadcast_module_states(torch::nn::Module& module, const c10::intrusive_ptr
 DataParallelEngine::DataParallelEngine(std::shared_ptr<torch::nn::Module> module,
                                        c10::intrusive_ptr<c10d::ProcessGroup> group, DDPOptions options)
     : module_(std::move(module)), group_(std::move(group)), options_(options) {
-  if (!group_)
-    throw std::invalid_argument("DistributedDataParallel needs a process group (got none: is this a single process?)");
-  if (!(options_.bucket_cap_mb() > 0))
-    throw std::invalid_argument("DDPOptions::bucket_cap_mb must be > 0, got " +
-                                std::to_string(options_.bucket_cap_mb()));
+  ACCEL_CHECK_ARG(group_, "DistributedDataParallel needs a process group (got none: is this a single process?)");
+  ACCEL_CHECK_ARG(options_.bucket_cap_mb() > 0, "DDPOptions::bucket_cap_mb must be > 0, got ",
+                  std::to_string(options_.bucket_cap_mb()));
   std::unordered_map<size_t, std::string> names;
   for (auto& item : module_->named_parameters()) {
     if (!item.value().requires_grad()) continue;
     names[params_.size()] = item.key();
     params_.push_back(item.value());
   }
-  if (params_.empty())
-    throw std::invalid_argument("DistributedDataParallel: the module has no parameter that requires grad");
+  ACCEL_CHECK_ARG(!params_.empty(), "DistributedDataParallel: the module has no parameter that requires grad");
 
   broadcast_module_states(*module_, group_, /*include_buffers=*/true);
 
@@ -73,7 +72,6 @@ DataParallelEngine::DataParallelEngine(std::shared_ptr<torch::nn::Module> module
   // roughly reverse order, so the reducer gets them reversed (as PyTorch does).
   std::reverse(buckets.begin(), buckets.end());
   std::reverse(limits.begin(), limits.end());
-  bucket_indices_ = buckets;
   std::vector<int64_t> limits64(limits.begin(), limits.end());
   reducer_ =
       std::make_shared<c10d::Reducer>(params_, buckets, group_, sparse, cap, options_.find_unused_parameters(),

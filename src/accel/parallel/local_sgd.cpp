@@ -7,6 +7,8 @@
 
 #include <torch/utils.h>
 
+#include "accel/util/check.h"
+
 namespace accel {
 
 LocalSGD::LocalSGD(Accelerator& accelerator, PreparedModelCore& model, int64_t local_sgd_steps, bool enabled)
@@ -15,8 +17,7 @@ LocalSGD::LocalSGD(Accelerator& accelerator, PreparedModelCore& model, int64_t l
       local_sgd_steps_(local_sgd_steps),
       enabled_(enabled && accelerator.use_distributed()),
       no_sync_(enabled_ ? model.ddp() : nullptr) {
-  if (local_sgd_steps < 1)
-    throw std::invalid_argument("LocalSGD: local_sgd_steps must be >= 1, got " + std::to_string(local_sgd_steps));
+  ACCEL_CHECK_ARG(local_sgd_steps >= 1, "LocalSGD: local_sgd_steps must be >= 1, got ", local_sgd_steps);
 }
 
 LocalSGD::~LocalSGD() noexcept(false) {

@@ -2,6 +2,8 @@
 
 #include <stdexcept>
 
+#include "accel/util/check.h"
+
 namespace accel {
 
 std::string to_string(ShardingStrategy strategy) {
@@ -16,7 +18,7 @@ std::string to_string(ShardingStrategy strategy) {
 ShardingStrategy parse_sharding_strategy(const std::string& name) {
   for (auto s : {ShardingStrategy::no_shard, ShardingStrategy::shard_optimizer, ShardingStrategy::shard_grad_op})
     if (to_string(s) == name) return s;
-  throw std::invalid_argument("unknown sharding strategy '" + name +
+  fail<std::invalid_argument>("unknown sharding strategy '", name,
                               "': expected 'no_shard', 'shard_optimizer' or 'shard_grad_op'");
 }
 
@@ -32,32 +34,28 @@ std::string to_string(OffloadDevice device) {
 OffloadDevice parse_offload_device(const std::string& name) {
   for (auto d : {OffloadDevice::none, OffloadDevice::cpu, OffloadDevice::nvme})
     if (to_string(d) == name) return d;
-  throw std::invalid_argument("unknown offload device '" + name + "': expected 'none', 'cpu' or 'nvme'");
+  fail<std::invalid_argument>("unknown offload device '", name, "': expected 'none', 'cpu' or 'nvme'");
 }
 
 void check_sharding_options(const ShardingOptions& o) {
   const int strategy = static_cast<int>(o.strategy());
-  if (strategy < 0 || strategy > static_cast<int>(ShardingStrategy::shard_grad_op))
-    throw std::invalid_argument("ShardingOptions: strategy is " + std::to_string(strategy) +
-                                ", expected no_shard, shard_optimizer or shard_grad_op");
-  if (o.reduce_bucket_size() < 1)
-    throw std::invalid_argument("ShardingOptions: reduce_bucket_size is " + std::to_string(o.reduce_bucket_size()) +
-                                ", expected >= 1 (elements per gradient bucket)");
+  ACCEL_CHECK_ARG(strategy >= 0 && strategy <= static_cast<int>(ShardingStrategy::shard_grad_op),
+                  "ShardingOptions: strategy is ", strategy, ", expected no_shard, shard_optimizer or shard_grad_op");
+  ACCEL_CHECK_ARG(o.reduce_bucket_size() >= 1, "ShardingOptions: reduce_bucket_size is ", o.reduce_bucket_size(),
+                  ", expected >= 1 (elements per gradient bucket)");
   const auto& off = o.offload_optimizer();
   const int device = static_cast<int>(off.device());
-  if (device < 0 || device > static_cast<int>(OffloadDevice::nvme))
-    throw std::invalid_argument("ShardingOptions: offload_optimizer.device is " + std::to_string(device) +
-                                ", expected none, cpu or nvme");
-  if (off.io_threads() < 1)
-    throw std::invalid_argument("ShardingOptions: offload_optimizer.io_threads is " + std::to_string(off.io_threads()) +
-                                ", expected >= 1");
-  if (off.device() == OffloadDevice::nvme && off.nvme_path().empty())
-    throw std::invalid_argument(
-        "ShardingOptions: offload_optimizer.device is nvme but nvme_path is empty; give the folder for the pages");
-  if (off.delayed_update() && off.device() == OffloadDevice::none)
-    throw std::invalid_argument(
-        "ShardingOptions: offload_optimizer.delayed_update is set but offload_optimizer.device is none; the delayed "
-        "update is ZeRO-Offload's (device cpu or nvme)");
+  ACCEL_CHECK_ARG(device >= 0 && device <= static_cast<int>(OffloadDevice::nvme),
+                  "ShardingOptions: offload_optimizer.device is ", device, ", expected none, cpu or nvme");
+  ACCEL_CHECK_ARG(off.io_threads() >= 1, "ShardingOptions: offload_optimizer.io_threads is ", off.io_threads(),
+                  ", expected >= 1");
+  ACCEL_CHECK_ARG(
+      off.device() != OffloadDevice::nvme || !off.nvme_path().empty(),
+      "ShardingOptions: offload_optimizer.device is nvme but nvme_path is empty; give the folder for the pages");
+  ACCEL_CHECK_ARG(
+      !off.delayed_update() || off.device() != OffloadDevice::none,
+      "ShardingOptions: offload_optimizer.delayed_update is set but offload_optimizer.device is none; the delayed "
+      "update is ZeRO-Offload's (device cpu or nvme)");
 }
 
 }  // namespace accel

@@ -4,6 +4,7 @@
 #include <stdexcept>
 #include <system_error>
 
+#include "accel/util/check.h"
 #include "accel/util/excerpt.h"
 
 namespace accel {
@@ -22,16 +23,14 @@ long long parse_integer_in(std::string_view text, std::string_view what, long lo
   const auto [end, error] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
   const bool integer = !digits.empty() && end == digits.data() + digits.size() &&
                        (error == std::errc() || error == std::errc::result_out_of_range);
-  if (!integer) throw std::invalid_argument(std::string(what) + ": expected an integer, got '" + excerpt(text) + "'");
-  if (error != std::errc() || value < min || value > max)
-    throw std::invalid_argument(std::string(what) + ": expected " + range_text(min, max) + ", got '" + excerpt(text) +
-                                "'");
+  ACCEL_CHECK_ARG(integer, what, ": expected an integer, got '", excerpt(text), "'");
+  ACCEL_CHECK_ARG(error == std::errc() && value >= min && value <= max, what, ": expected ", range_text(min, max),
+                  ", got '", excerpt(text), "'");
   return value;
 }
 
 long long check_integer_in(long long value, std::string_view what, long long min, long long max) {
-  if (value < min || value > max)
-    throw std::invalid_argument(std::string(what) + " " + std::to_string(value) + ": expected " + range_text(min, max));
+  ACCEL_CHECK_ARG(value >= min && value <= max, what, " ", value, ": expected ", range_text(min, max));
   return value;
 }
 
@@ -54,8 +53,8 @@ double parse_number(std::string_view text, std::string_view what) {
   double value = 0;
   const auto [end, error] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
   // A value past the double range is an error too (out of range), as strtod's ERANGE.
-  if (digits.empty() || error != std::errc() || end != digits.data() + digits.size())
-    throw std::invalid_argument(std::string(what) + ": expected a number, got '" + excerpt(text) + "'");
+  ACCEL_CHECK_ARG(!digits.empty() && error == std::errc() && end == digits.data() + digits.size(), what,
+                  ": expected a number, got '", excerpt(text), "'");
   return value;
 }
 

@@ -1,7 +1,9 @@
 #include "accel/util/env.h"
 
+#include "accel/util/check.h"
 #include "accel/util/checked_number.h"
 #include "accel/util/excerpt.h"
+#include "accel/util/strings.h"
 
 #include <algorithm>
 #include <cctype>
@@ -39,11 +41,10 @@ long parse_int(const std::string& text, const std::string& what) {
 }
 
 bool parse_bool(const std::string& text, const std::string& what) {
-  std::string t = text;
-  std::transform(t.begin(), t.end(), t.begin(), [](unsigned char c) { return std::tolower(c); });
+  const std::string t = lower(text);
   if (t == "1" || t == "true" || t == "yes" || t == "on") return true;
   if (t == "0" || t == "false" || t == "no" || t == "off") return false;
-  throw std::invalid_argument(what + ": expected true/false (or 1/0, yes/no), got '" + excerpt(text) + "'");
+  fail<std::invalid_argument>(what, ": expected true/false (or 1/0, yes/no), got '", excerpt(text), "'");
 }
 
 std::optional<long> env_int(const EnvLookup& env, const std::string& name) {

@@ -3,6 +3,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "accel/util/check.h"
+
 namespace accel {
 
 void check_json_depth(std::string_view text, size_t max_depth) {
@@ -22,9 +24,9 @@ void check_json_depth(std::string_view text, size_t max_depth) {
     if (c == '"') {
       in_string = true;
     } else if (c == '[' || c == '{') {
-      if (++depth > max_depth)
-        throw std::invalid_argument("nests deeper than " + std::to_string(max_depth) +
-                                    " levels of arrays and objects (at byte " + std::to_string(i) + ")");
+      ++depth;
+      ACCEL_CHECK_ARG(depth <= max_depth, "nests deeper than ", max_depth, " levels of arrays and objects (at byte ", i,
+                      ")");
     } else if ((c == ']' || c == '}') && depth > 0) {
       --depth;
     }

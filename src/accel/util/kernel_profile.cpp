@@ -12,6 +12,8 @@
 #include <torch/csrc/autograd/profiler_kineto.h>
 #include <torch/cuda.h>
 
+#include "accel/util/check.h"
+
 namespace accel {
 
 namespace {
@@ -57,7 +59,7 @@ std::string KernelSummary::table(int rows) const {
 }
 
 KernelProfile::KernelProfile() {
-  if (active) throw std::logic_error("KernelProfile: a profile is already recording in this process");
+  ACCEL_CHECK_STATE(!active, "KernelProfile: a profile is already recording in this process");
   const prof::ProfilerConfig config(torch::profiler::impl::ProfilerState::KINETO);
   synchronize();
   prof::prepareProfiler(config, activities());
@@ -77,7 +79,7 @@ KernelProfile::~KernelProfile() {
 }
 
 KernelSummary KernelProfile::stop(const std::optional<std::string>& trace_path) {
-  if (!running_) throw std::logic_error("KernelProfile::stop: the profile was already stopped");
+  ACCEL_CHECK_STATE(running_, "KernelProfile::stop: the profile was already stopped");
   synchronize();
   KernelSummary s;
   s.wall_ms = static_cast<double>(now_ns() - start_ns_) / 1e6;

@@ -2,6 +2,8 @@
 
 #include <stdexcept>
 
+#include "accel/util/check.h"
+
 namespace accel {
 
 nlohmann::json parse_user_json(std::string_view text, size_t max_depth) {
@@ -10,7 +12,7 @@ nlohmann::json parse_user_json(std::string_view text, size_t max_depth) {
     return nlohmann::json::parse(text.begin(), text.end());
   } catch (const nlohmann::json::exception& e) {
     // The parser's message quotes the token it stopped at, which can be long.
-    throw std::invalid_argument("not valid JSON: " + excerpt(e.what(), 160));
+    fail<std::invalid_argument>("not valid JSON: ", excerpt(e.what(), 160));
   }
 }
 

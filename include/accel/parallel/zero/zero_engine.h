@@ -87,7 +87,7 @@ class ACCEL_API ZeroEngine : public OptimizerTensors {
   /// (and the optimizer object is cleared). No offload: nothing.
   void state_from_optimizer();
   /// Milliseconds the last offloaded update took on the host (0 without).
-  double last_update_ms() const;
+  double last_update_ms() const override;
 
   const FlatLayout& layout() const { return layout_; }
   const ShardingOptions& options() const { return options_; }

@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "accel/util/check.h"
+
 namespace accel::zero {
 
 namespace {
@@ -24,9 +26,7 @@ struct Hook : torch::autograd::PostAccumulateGradHook {
 BucketedGradientReducer::BucketedGradientReducer(std::shared_ptr<ReductionTarget> target, int64_t bucket_size,
                                                  bool overlap_comm)
     : target_(std::move(target)), overlap_(overlap_comm) {
-  if (bucket_size < 1)
-    throw std::invalid_argument("BucketedGradientReducer: bucket_size is " + std::to_string(bucket_size) +
-                                ", expected >= 1");
+  ACCEL_CHECK_ARG(bucket_size >= 1, "BucketedGradientReducer: bucket_size is ", bucket_size, ", expected >= 1");
   const auto& layout = *target_->layout;
   const int world = target_->world_size();
   // Reverse order: the last group's last parameter first.
@@ -68,9 +68,8 @@ BucketedGradientReducer::BucketedGradientReducer(std::shared_ptr<ReductionTarget
       const auto& p = target_->params->params(mem.group)[mem.index];
       if (!p.requires_grad()) continue;  // never gets a gradient: zeros at the end of backward
       auto& slot = torch::autograd::impl::post_acc_grad_hooks(p);
-      if (slot)
-        throw std::invalid_argument("ZeRO-2: parameter '" + layout.groups[mem.group].params[mem.index].name +
-                                    "' already has a post-accumulate-grad hook (prepared twice?)");
+      ACCEL_CHECK_ARG(!slot, "ZeRO-2: parameter '", layout.groups[mem.group].params[mem.index].name,
+                      "' already has a post-accumulate-grad hook (prepared twice?)");
       torch::autograd::impl::set_post_acc_grad_hooks(p, std::make_unique<Hook>(this, k, m));
       hooked_.push_back(p);
     }
@@ -185,8 +184,8 @@ void BucketedGradientReducer::on_backward_end() {
 
 void BucketedGradientReducer::finish() {
   std::lock_guard<std::mutex> lock(mutex_);
-  if (in_backward_)
-    throw std::logic_error("ZeRO-2: the optimizer step came while a backward pass was still reducing gradients");
+  ACCEL_CHECK_STATE(!in_backward_,
+                    "ZeRO-2: the optimizer step came while a backward pass was still reducing gradients");
 }
 
 }  // namespace accel::zero

@@ -11,12 +11,13 @@
 #include <stdexcept>
 #include <typeinfo>
 
+#include "accel/util/check.h"
+
 namespace accel::zero {
 
 std::string require_element_wise(const torch::optim::Optimizer& optimizer) {
   const std::string type = c10::demangle(typeid(optimizer).name());
-  if (optimizer.param_groups().empty())
-    throw std::invalid_argument("ZeRO: the optimizer (" + type + ") has no param groups");
+  ACCEL_CHECK_ARG(!optimizer.param_groups().empty(), "ZeRO: the optimizer (", type, ") has no param groups");
   // By the options type, as the checkpoint code recognises families: a
   // subclass (e.g. accel::FusedAdamW) keeps its family's update.
   const auto& o = optimizer.param_groups()[0].options();
@@ -26,11 +27,11 @@ std::string require_element_wise(const torch::optim::Optimizer& optimizer) {
   if (dynamic_cast<const torch::optim::RMSpropOptions*>(&o)) return "RMSprop";
   if (dynamic_cast<const torch::optim::AdagradOptions*>(&o)) return "Adagrad";
   if (dynamic_cast<const torch::optim::LBFGSOptions*>(&o))
-    throw std::invalid_argument("ZeRO: cannot shard the optimizer " + type +
+    fail<std::invalid_argument>("ZeRO: cannot shard the optimizer ", type,
                                 " (LBFGS): its update is not element-wise (line search and history over all "
                                 "parameters together); use Adam, AdamW, SGD, RMSprop or Adagrad, or train without "
                                 "sharding");
-  throw std::invalid_argument("ZeRO: cannot shard the optimizer " + type +
+  fail<std::invalid_argument>("ZeRO: cannot shard the optimizer ", type,
                               ": only optimizers known to update element by element are supported (Adam, AdamW, "
                               "SGD, RMSprop, Adagrad and their subclasses)");
 }

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "accel/checkpoint/safetensors.h"
+#include "accel/util/check.h"
 #include "accel/util/checked_number.h"
 #include "accel/util/user_json.h"
 
@@ -23,9 +24,7 @@ int64_t field(const json& j, const std::string& key, int64_t min, int64_t max) {
   const bool fits =
       v.is_number_integer() && (v.is_number_unsigned() ? v.get<uint64_t>() <= static_cast<uint64_t>(max)
                                                        : v.get<int64_t>() >= min && v.get<int64_t>() <= max);
-  if (!fits)
-    throw std::invalid_argument(key + " is " + json_excerpt(v) + ", expected an integer from " + std::to_string(min) +
-                                " to " + std::to_string(max));
+  ACCEL_CHECK_ARG(fits, key, " is ", json_excerpt(v), ", expected an integer from ", min, " to ", max);
   return v.get<int64_t>();
 }
 }  // namespace
@@ -36,8 +35,7 @@ std::string dtype_name(torch::ScalarType dtype) {
 
 FlatLayout FlatLayout::build(const std::vector<std::vector<std::pair<std::string, torch::Tensor>>>& groups,
                              int world_size, ShardingStrategy strategy) {
-  if (world_size < 1)
-    throw std::invalid_argument("FlatLayout: world_size is " + std::to_string(world_size) + ", expected >= 1");
+  ACCEL_CHECK_ARG(world_size >= 1, "FlatLayout: world_size is ", world_size, ", expected >= 1");
   FlatLayout layout;
   layout.world_size = world_size;
   layout.strategy = strategy;
@@ -45,9 +43,8 @@ FlatLayout FlatLayout::build(const std::vector<std::vector<std::pair<std::string
     FlatGroup g;
     int64_t offset = 0;
     for (const auto& [name, p] : group) {
-      if (!p.is_floating_point())
-        throw std::invalid_argument("FlatLayout: parameter '" + name + "' is " +
-                                    std::string(c10::toString(p.scalar_type())) + ", expected a floating-point tensor");
+      ACCEL_CHECK_ARG(p.is_floating_point(), "FlatLayout: parameter '", name, "' is ", c10::toString(p.scalar_type()),
+                      ", expected a floating-point tensor");
       g.params.push_back(FlatParam{name, p.sizes().vec(), p.scalar_type(), offset, p.numel()});
       offset += p.numel();
     }
@@ -75,12 +72,12 @@ std::string FlatLayout::to_json() const {
 }
 
 FlatLayout FlatLayout::from_json(const std::string& text, const std::string& source) {
-  auto fail = [&](const std::string& what) -> void { throw std::runtime_error("ZeRO layout " + source + ": " + what); };
+  auto refuse = [&](const auto&... what) { fail<std::runtime_error>("ZeRO layout ", source, ": ", what...); };
   FlatLayout layout;
   try {
     const json j = parse_user_json(text);
     if (!j.is_object() || string_member(j, "format") != kFormat)
-      fail(std::string("not an accel ZeRO layout (expected \"format\": \"") + kFormat + "\")");
+      refuse("not an accel ZeRO layout (expected \"format\": \"", kFormat, "\")");
     layout.world_size = static_cast<int>(field(j, "world_size", 1, std::numeric_limits<int>::max()));
     layout.strategy = parse_sharding_strategy(j.at("strategy").get<std::string>());
     for (const auto& jg : j.at("groups")) {
@@ -90,36 +87,35 @@ FlatLayout FlatLayout::from_json(const std::string& text, const std::string& sou
       for (const auto& jp : jg.at("params")) {
         FlatParam p;
         p.name = jp.at("name").get<std::string>();
-        if (!jp.at("shape").is_array()) fail("parameter '" + excerpt(p.name) + "': shape is not an array");
+        if (!jp.at("shape").is_array()) refuse("parameter '", excerpt(p.name), "': shape is not an array");
         for (const auto& d : jp.at("shape")) p.shape.push_back(field(d, "shape", 0, kMax));
         const auto dtype = jp.at("dtype").get<std::string>();
         const auto d = safetensors::dtype_from_name(dtype);
         if (!d)
-          fail("parameter '" + excerpt(p.name) + "' has dtype '" + excerpt(dtype) +
-               "', expected a safetensors dtype such as F32");
+          refuse("parameter '", excerpt(p.name), "' has dtype '", excerpt(dtype),
+                 "', expected a safetensors dtype such as F32");
         p.dtype = safetensors::to_scalar_type(*d);
         p.offset = field(jp, "offset", 0, kMax);
         p.numel = field(jp, "numel", 0, kMax);
         const auto elements = element_count(p.shape);
-        if (!elements) fail("parameter '" + excerpt(p.name) + "': its shape's element count overflows int64");
+        if (!elements) refuse("parameter '", excerpt(p.name), "': its shape's element count overflows int64");
         const int64_t n = *elements;
         // Parameters follow each other without overlapping, inside the group.
         if (n != p.numel || p.offset < end || p.offset > kMax - p.numel)
-          fail("parameter '" + excerpt(p.name) + "' has offset " + std::to_string(p.offset) + " and numel " +
-               std::to_string(p.numel) + " for shape of " + std::to_string(n) + " elements after element " +
-               std::to_string(end));
+          refuse("parameter '", excerpt(p.name), "' has offset ", p.offset, " and numel ", p.numel, " for shape of ", n,
+                 " elements after element ", end);
         end = p.offset + p.numel;
         g.params.push_back(std::move(p));
       }
       if (g.padded_numel < end || g.padded_numel % layout.world_size != 0)
-        fail("padded_numel " + std::to_string(g.padded_numel) + " is not a multiple of world_size " +
-             std::to_string(layout.world_size) + " covering " + std::to_string(end) + " elements");
+        refuse("padded_numel ", g.padded_numel, " is not a multiple of world_size ", layout.world_size, " covering ",
+               end, " elements");
       layout.groups.push_back(std::move(g));
     }
   } catch (const json::exception& e) {
-    fail(std::string("malformed (") + e.what() + ")");
+    refuse("malformed (", e.what(), ")");
   } catch (const std::invalid_argument& e) {
-    fail(e.what());
+    refuse(e.what());
   }
   return layout;
 }

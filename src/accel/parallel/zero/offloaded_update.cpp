@@ -9,6 +9,8 @@
 #include <chrono>
 #include <stdexcept>
 
+#include "accel/util/check.h"
+
 namespace accel::zero {
 
 namespace {
@@ -38,11 +40,11 @@ OffloadedUpdate::OffloadedUpdate(const torch::optim::Optimizer& optimizer, std::
                                  const OffloadOptions& options, int rank, torch::TensorOptions model,
                                  std::vector<torch::Tensor> destinations)
     : masters_(std::move(masters)), adamw_(is_adamw(optimizer)), device_(model.device()) {
-  if (!supports(optimizer))
-    throw std::invalid_argument(
-        "ZeRO-Offload steps Adam and AdamW on the CPU (accel's CPU Adam); this optimizer is neither (use "
-        "torch::optim::Adam/AdamW, or offload_optimizer.device cpu, which runs other element-wise optimizers' own "
-        "step on the host)");
+  ACCEL_CHECK_ARG(
+      supports(optimizer),
+      "ZeRO-Offload steps Adam and AdamW on the CPU (accel's CPU Adam); this optimizer is neither (use "
+      "torch::optim::Adam/AdamW, or offload_optimizer.device cpu, which runs other element-wise optimizers' own "
+      "step on the host)");
   const auto hyper = hyper_parameters(optimizer, adamw_);
   const bool cuda = device_.is_cuda();
   const auto dtype = model.dtype().toScalarType();
@@ -58,10 +60,9 @@ OffloadedUpdate::OffloadedUpdate(const torch::optim::Optimizer& optimizer, std::
     host_copies_.push_back(copy ? torch::empty({n}, host) : torch::Tensor());
     if (g < destinations.size()) {
       const auto& d = destinations[g];
-      if (d.numel() != n || d.scalar_type() != dtype || d.device() != device_ || !d.is_contiguous())
-        throw std::invalid_argument("OffloadedUpdate: destination " + std::to_string(g) + " is not a contiguous " +
-                                    std::string(c10::toString(dtype)) + " tensor of " + std::to_string(n) +
-                                    " elements on " + device_.str());
+      ACCEL_CHECK_ARG(d.numel() == n && d.scalar_type() == dtype && d.device() == device_ && d.is_contiguous(),
+                      "OffloadedUpdate: destination ", g, " is not a contiguous ", c10::toString(dtype), " tensor of ",
+                      n, " elements on ", device_.str());
       model_values_.push_back(d);
     } else if (cuda) {
       model_values_.push_back(torch::empty({n}, torch::TensorOptions().dtype(dtype).device(device_)));
@@ -79,9 +80,8 @@ OffloadedUpdate::~OffloadedUpdate() {
 void OffloadedUpdate::start(const torch::optim::Optimizer& optimizer, std::vector<torch::Tensor> grads,
                             bool background) {
   wait();
-  if (grads.size() != masters_.size())
-    throw std::invalid_argument("OffloadedUpdate::start: " + std::to_string(grads.size()) + " gradient slices for " +
-                                std::to_string(masters_.size()) + " groups");
+  ACCEL_CHECK_ARG(grads.size() == masters_.size(), "OffloadedUpdate::start: ", grads.size(), " gradient slices for ",
+                  masters_.size(), " groups");
   auto hyper = hyper_parameters(optimizer, adamw_);
   if (side_stream_) {
     // The staging slices are overwritten only after what the device has

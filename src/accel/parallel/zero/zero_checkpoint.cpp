@@ -9,6 +9,7 @@
 #include <stdexcept>
 
 #include "accel/checkpoint/atomic_file.h"
+#include "accel/util/check.h"
 #include "accel/util/user_json.h"
 
 namespace fs = std::filesystem;
@@ -66,7 +67,7 @@ torch::Tensor gather_group(const ZeroEngine& engine, size_t g, const torch::Tens
 
 std::string read_text(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error("load_state: cannot read '" + path.string() + "'");
+  ACCEL_CHECK(in, "load_state: cannot read '", path.string(), "'");
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
@@ -106,28 +107,21 @@ void load_shards(ZeroEngine& engine, const fs::path& dir, size_t index) {
   const auto& layout = engine.layout();
   const auto layout_path = dir / layout_file_name(index);
   const auto saved = FlatLayout::from_json(read_text(layout_path), "'" + layout_path.string() + "'");
-  if (saved.world_size != layout.world_size)
-    throw std::runtime_error("load_state: the sharded optimizer state in '" + dir.string() + "' was saved by " +
-                             std::to_string(saved.world_size) + " processes and this run has " +
-                             std::to_string(layout.world_size) +
-                             "; a sharded state loads only into as many processes. Resume with --num_processes " +
-                             std::to_string(saved.world_size) +
-                             ", or save with ShardingOptions().consolidated_checkpoint(true), which any number of "
-                             "processes can load");
+  ACCEL_CHECK(saved.world_size == layout.world_size, "load_state: the sharded optimizer state in '", dir.string(),
+              "' was saved by ", saved.world_size, " processes and this run has ", layout.world_size,
+              "; a sharded state loads only into as many processes. Resume with --num_processes ", saved.world_size,
+              ", or save with ShardingOptions().consolidated_checkpoint(true), which any number of processes can load");
   std::string why;
   if (!layout.same_parameters(saved, &why))
-    throw std::runtime_error("load_state: '" + layout_path.string() +
-                             "' describes other parameters than this model's "
-                             "optimizer: " +
-                             why);
+    fail<std::runtime_error>("load_state: '", layout_path.string(),
+                             "' describes other parameters than this model's optimizer: ", why);
   // The shards covering this rank's owned ranges (all of them under NO_SHARD).
   std::map<int, std::unique_ptr<safetensors::File>> files;
   auto file = [&](int r) -> safetensors::File& {
     auto& f = files[r];
     if (!f) {
       const auto path = dir / shard_file_name(index, r);
-      if (!fs::exists(path))
-        throw std::runtime_error("load_state: '" + dir.string() + "' lacks " + path.filename().string());
+      ACCEL_CHECK(fs::exists(path), "load_state: '", dir.string(), "' lacks ", path.filename().string());
       f = std::make_unique<safetensors::File>(path);
     }
     return *f;
@@ -135,8 +129,8 @@ void load_shards(ZeroEngine& engine, const fs::path& dir, size_t index) {
   const auto& own = file(engine.rank());
   const auto& md = own.metadata();
   auto meta_it = md.find(kOptimizerKey);
-  if (meta_it == md.end())
-    throw std::runtime_error("load_state: '" + own.path().string() + "' lacks its \"" + kOptimizerKey + "\" metadata");
+  ACCEL_CHECK(meta_it != md.end(), "load_state: '", own.path().string(), "' lacks its \"", kOptimizerKey,
+              "\" metadata");
   const std::string source = "'" + own.path().string() + "'";
   // Assembles `name` of group g over this rank's owned range.
   auto assemble = [&](size_t g, const std::string& name) {
@@ -147,11 +141,10 @@ void load_shards(ZeroEngine& engine, const fs::path& dir, size_t index) {
       const int64_t lo = std::max(ob, rb), hi = std::min(oe, re);
       if (lo >= hi) continue;
       auto& f = file(r);
-      if (!f.contains(name)) throw std::runtime_error("load_state: '" + f.path().string() + "' lacks tensor " + name);
+      ACCEL_CHECK(f.contains(name), "load_state: '", f.path().string(), "' lacks tensor ", name);
       auto t = f.get(name);
-      if (t.dim() != 1 || t.numel() != re - rb)
-        throw std::runtime_error("load_state: tensor " + name + " of '" + f.path().string() + "' has " +
-                                 std::to_string(t.numel()) + " elements, expected " + std::to_string(re - rb));
+      ACCEL_CHECK(t.dim() == 1 && t.numel() == re - rb, "load_state: tensor ", name, " of '", f.path().string(),
+                  "' has ", t.numel(), " elements, expected ", re - rb);
       if (!out.defined()) out = torch::empty({oe - ob}, t.options());
       out.narrow(0, lo - ob, hi - lo).copy_(t.narrow(0, lo - rb, hi - lo));
     }
@@ -212,20 +205,19 @@ OptimizerStateFiles consolidated_state(const ZeroEngine& engine) {
 void load_consolidated_state(ZeroEngine& engine, const safetensors::OrderedTensors& tensors, const std::string& text,
                              const std::string& source) {
   const auto& layout = engine.layout();
-  auto fail = [&](const std::string& what) -> void {
-    throw std::runtime_error("cannot load the optimizer state from " + source + " into the ZeRO slices: " + what);
+  auto refuse = [&](const auto&... what) {
+    fail<std::runtime_error>("cannot load the optimizer state from ", source, " into the ZeRO slices: ", what...);
   };
   json j;
   try {
     j = parse_user_json(text);
   } catch (const std::invalid_argument& e) {
-    fail(e.what());
+    refuse(e.what());
   }
-  if (!j.is_object() || !j.contains("param_groups") || !j["param_groups"].is_array()) fail("no param_groups");
+  if (!j.is_object() || !j.contains("param_groups") || !j["param_groups"].is_array()) refuse("no param_groups");
   const auto& groups = j["param_groups"];
   if (groups.size() != layout.groups.size())
-    fail(std::to_string(groups.size()) + " param groups saved, the optimizer has " +
-         std::to_string(layout.groups.size()));
+    refuse(groups.size(), " param groups saved, the optimizer has ", layout.groups.size());
   const json states = j.value("state", json::object());
   // Tensors by parameter index and field.
   std::map<size_t, std::map<std::string, torch::Tensor>> by_index;
@@ -242,9 +234,9 @@ void load_consolidated_state(ZeroEngine& engine, const safetensors::OrderedTenso
     const auto& fl = layout.groups[g];
     const auto& saved = groups[g];
     if (!saved.contains("params") || !saved["params"].is_array() || saved["params"].size() != fl.params.size())
-      fail("param group " + std::to_string(g) + " has " +
-           (saved.contains("params") ? std::to_string(saved["params"].size()) : std::string("no")) +
-           " parameters saved, the optimizer's has " + std::to_string(fl.params.size()));
+      refuse("param group ", g, " has ",
+             saved.contains("params") ? std::to_string(saved["params"].size()) : std::string("no"),
+             " parameters saved, the optimizer's has ", fl.params.size());
     const auto [ob, oe] = engine.owned(g);
     std::map<std::string, torch::Tensor> full;
     json scalars;
@@ -253,13 +245,11 @@ void load_consolidated_state(ZeroEngine& engine, const safetensors::OrderedTenso
       const auto& fp = fl.params[k];
       const json& id = saved["params"][k];
       if (!id.is_number_unsigned())
-        fail("param group " + std::to_string(g) + " parameter " + std::to_string(k) + " has index " + json_excerpt(id) +
-             ", expected an integer >= 0");
+        refuse("param group ", g, " parameter ", k, " has index ", json_excerpt(id), ", expected an integer >= 0");
       const size_t i = id.get<size_t>();
       auto place = [&](torch::Tensor& dst, const torch::Tensor& t, const std::string& what) {
         if (t.numel() != fp.numel)
-          fail(what + " has " + std::to_string(t.numel()) + " elements, parameter '" + fp.name + "' has " +
-               std::to_string(fp.numel));
+          refuse(what, " has ", t.numel(), " elements, parameter '", fp.name, "' has ", fp.numel);
         if (!dst.defined()) dst = torch::zeros({fl.padded_numel}, t.options());
         dst.narrow(0, fp.offset, fp.numel).copy_(t.reshape({-1}));
       };

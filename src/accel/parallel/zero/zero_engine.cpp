@@ -11,6 +11,7 @@
 #include "accel/parallel/zero/bucketed_gradient_reducer.h"
 #include "accel/parallel/zero/element_wise.h"
 #include "accel/parallel/zero/full_gradient_reducer.h"
+#include "accel/util/check.h"
 
 namespace accel::zero {
 
@@ -27,17 +28,15 @@ ZeroEngine::ZeroEngine(std::shared_ptr<torch::nn::Module> module, torch::optim::
                        c10::intrusive_ptr<c10d::ProcessGroup> group, const ShardingOptions& options)
     : module_(std::move(module)), optimizer_(optimizer), group_(std::move(group)), options_(options) {
   check_sharding_options(options_);
-  if (!module_) throw std::invalid_argument("ZeRO: the model is null");
+  ACCEL_CHECK_ARG(module_, "ZeRO: the model is null");
   require_element_wise(optimizer_);
-  if (!optimizer_.state().empty())
-    throw std::invalid_argument(
-        "ZeRO: the optimizer already holds state (it has stepped); prepare it before its "
-        "first step");
+  ACCEL_CHECK_ARG(optimizer_.state().empty(),
+                  "ZeRO: the optimizer already holds state (it has stepped); prepare it before its first step");
   const auto offload = options_.offload_optimizer().device();
-  if (offload == OffloadDevice::nvme && !OffloadedUpdate::supports(optimizer_))
-    throw std::invalid_argument(
-        "ZeRO: offload_optimizer.device nvme pages Adam/AdamW state (accel's CPU Adam); this optimizer is neither "
-        "torch::optim::Adam nor AdamW; use offload_optimizer.device cpu for other element-wise optimizers");
+  ACCEL_CHECK_ARG(
+      offload != OffloadDevice::nvme || OffloadedUpdate::supports(optimizer_),
+      "ZeRO: offload_optimizer.device nvme pages Adam/AdamW state (accel's CPU Adam); this optimizer is neither "
+      "torch::optim::Adam nor AdamW; use offload_optimizer.device cpu for other element-wise optimizers");
 
   // Names as the unwrapped model has them; each tensor once.
   std::unordered_map<const void*, std::string> names;
@@ -52,13 +51,10 @@ ZeroEngine::ZeroEngine(std::shared_ptr<torch::nn::Module> module, torch::optim::
     for (const auto& p : group_params.params()) {
       const void* key = p.unsafeGetTensorImpl();
       auto name = names.find(key);
-      if (name == names.end())
-        throw std::invalid_argument("ZeRO: the optimizer holds a parameter of shape " + c10::str(p.sizes()) +
-                                    " that is not in the prepared model; prepare the model that owns it, with its "
-                                    "optimizer");
+      ACCEL_CHECK_ARG(name != names.end(), "ZeRO: the optimizer holds a parameter of shape ", p.sizes(),
+                      " that is not in the prepared model; prepare the model that owns it, with its optimizer");
       if (!seen.emplace(key, groups.size() - 1).second) {
-        if (seen[key] != groups.size() - 1)
-          throw std::invalid_argument("ZeRO: parameter '" + name->second + "' is in two param groups");
+        ACCEL_CHECK_ARG(seen[key] == groups.size() - 1, "ZeRO: parameter '", name->second, "' is in two param groups");
         continue;
       }
       groups.back().emplace_back(name->second, p);
@@ -110,7 +106,7 @@ ZeroEngine::ZeroEngine(std::shared_ptr<torch::nn::Module> module, torch::optim::
     update_ = std::make_unique<OffloadedUpdate>(optimizer_, masters_, options_.offload_optimizer(), rank(),
                                                 first.options(), destinations);
   } else if (options_.offload_optimizer().delayed_update()) {
-    throw std::invalid_argument(
+    fail<std::invalid_argument>(
         "ZeRO: offload_optimizer.delayed_update needs torch::optim::Adam or AdamW (the CPU Adam runs it in the "
         "background)");
   }

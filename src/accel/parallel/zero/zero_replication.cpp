@@ -6,6 +6,7 @@
 
 #include "accel/parallel/zero/zero_engine.h"
 #include "accel/prepared_model.h"
+#include "accel/util/check.h"
 
 namespace accel::zero {
 
@@ -35,7 +36,7 @@ std::shared_ptr<OptimizerTensors> ZeroReplication::prepare_optimizer(
     bound_.push_back(module.get());
     return engine;
   }
-  throw std::invalid_argument(
+  fail<std::invalid_argument>(
       "ZeRO (AcceleratorOptions::sharding) builds one engine per model and its optimizer: prepare them together, "
       "the model first, as in accelerator.prepare(model, optimizer, ...); no prepared model without an optimizer "
       "holds all of this optimizer's parameters");

@@ -8,20 +8,13 @@
 #include "accel/accelerator_options.h"
 #include "accel/parallel/sharding_options.h"
 #include "accel/parallel/zero/flat_layout.h"
+#include "support/errors.h"
 
 using namespace accel;
+using accel::testing::expect_error;
 using accel::zero::FlatLayout;
 
 namespace {
-
-void expect_invalid(const std::function<void()>& f, const std::vector<std::string>& words) {
-  try {
-    f();
-    ADD_FAILURE() << "no error";
-  } catch (const std::invalid_argument& e) {
-    for (const auto& w : words) EXPECT_NE(std::string(e.what()).find(w), std::string::npos) << e.what();
-  }
-}
 
 std::vector<std::vector<std::pair<std::string, torch::Tensor>>> two_groups() {
   return {{{"a.weight", torch::zeros({4, 3})}, {"a.bias", torch::zeros({4})}},
@@ -44,20 +37,23 @@ TEST(ShardingOptions, DefaultsAreDeepSpeeds) {
 }
 
 TEST(ShardingOptions, BadValuesAreNamed) {
-  expect_invalid([] { check_sharding_options(ShardingOptions().reduce_bucket_size(0)); }, {"reduce_bucket_size", "0"});
-  expect_invalid([] { check_sharding_options(ShardingOptions().offload_optimizer(OffloadOptions().io_threads(-2))); },
-                 {"io_threads", "-2"});
-  expect_invalid(
+  expect_error<std::invalid_argument>([] { check_sharding_options(ShardingOptions().reduce_bucket_size(0)); },
+                                      {"reduce_bucket_size", "0"});
+  expect_error<std::invalid_argument>(
+      [] { check_sharding_options(ShardingOptions().offload_optimizer(OffloadOptions().io_threads(-2))); },
+      {"io_threads", "-2"});
+  expect_error<std::invalid_argument>(
       [] { check_sharding_options(ShardingOptions().offload_optimizer(OffloadOptions().device(OffloadDevice::nvme))); },
       {"nvme_path"});
-  expect_invalid([] { parse_sharding_strategy("stage2"); }, {"stage2", "shard_grad_op"});
-  expect_invalid([] { parse_offload_device("disk"); }, {"disk", "nvme"});
+  expect_error<std::invalid_argument>([] { parse_sharding_strategy("stage2"); }, {"stage2", "shard_grad_op"});
+  expect_error<std::invalid_argument>([] { parse_offload_device("disk"); }, {"disk", "nvme"});
   EXPECT_EQ(parse_sharding_strategy("shard_optimizer"), ShardingStrategy::shard_optimizer);
   EXPECT_EQ(to_string(ShardingStrategy::no_shard), "no_shard");
   EXPECT_EQ(parse_offload_device("cpu"), OffloadDevice::cpu);
   // The Accelerator checks what it is given.
-  expect_invalid([] { resolve(AcceleratorOptions().sharding(ShardingOptions().reduce_bucket_size(-5))); },
-                 {"reduce_bucket_size", "-5"});
+  expect_error<std::invalid_argument>(
+      [] { resolve(AcceleratorOptions().sharding(ShardingOptions().reduce_bucket_size(-5))); },
+      {"reduce_bucket_size", "-5"});
 }
 
 TEST(FlatLayout, PadsEachGroupToTheWorldSize) {
@@ -74,12 +70,13 @@ TEST(FlatLayout, PadsEachGroupToTheWorldSize) {
   EXPECT_EQ(layout.groups[1].params[0].dtype, torch::kBFloat16);
   // An empty group still gives each rank one element.
   EXPECT_EQ(FlatLayout::build({{}}, 4, ShardingStrategy::shard_grad_op).groups[0].padded_numel, 4);
-  expect_invalid(
+  expect_error<std::invalid_argument>(
       [] {
         FlatLayout::build({{{"steps", torch::zeros({2}, torch::kLong)}}}, 2, ShardingStrategy::no_shard);
       },
       {"steps", "floating"});
-  expect_invalid([] { FlatLayout::build({}, 0, ShardingStrategy::no_shard); }, {"world_size", "0"});
+  expect_error<std::invalid_argument>([] { FlatLayout::build({}, 0, ShardingStrategy::no_shard); },
+                                      {"world_size", "0"});
 }
 
 TEST(FlatLayout, JsonRoundTripsAndMatchesTheSpec) {
@@ -103,13 +100,9 @@ TEST(FlatLayout, JsonRoundTripsAndMatchesTheSpec) {
 
 TEST(FlatLayout, MalformedJsonIsRefusedNamingTheSource) {
   auto expect_runtime = [](const std::string& text, const std::string& word) {
-    try {
-      FlatLayout::from_json(text, "'x/zero_layout.json'");
-      ADD_FAILURE() << "no error for " << text;
-    } catch (const std::runtime_error& e) {
-      EXPECT_NE(std::string(e.what()).find("x/zero_layout.json"), std::string::npos) << e.what();
-      EXPECT_NE(std::string(e.what()).find(word), std::string::npos) << e.what();
-    }
+    SCOPED_TRACE(text);
+    expect_error<std::runtime_error>([&] { FlatLayout::from_json(text, "'x/zero_layout.json'"); },
+                                     {"x/zero_layout.json", word});
   };
   expect_runtime("{", "not valid JSON");
   expect_runtime(R"({"format":"other"})", "accel-zero-v1");

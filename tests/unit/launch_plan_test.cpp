@@ -1,35 +1,27 @@
 // What `accel launch` decides from flags + config: Accelerate's precedence
 // rules and the exact environment each worker gets.
-#include <unistd.h>
-
 #include <filesystem>
 #include <fstream>
 
 #include <gtest/gtest.h>
 
 #include "accel/launch/launch_plan.h"
+#include "support/environment.h"
+#include "support/errors.h"
+#include "support/launch.h"
+#include "support/temp_dir.h"
 
 namespace accel::launch {
 namespace {
 
 namespace fs = std::filesystem;
+using accel::testing::expect_error;
+using accel::testing::plan_for;
+using accel::testing::ScopedEnv;
+using accel::testing::TempDir;
 
-class CliLaunchPlan : public ::testing::Test {
+class PlanLaunch : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("accel_cli_plan_" + std::to_string(getpid()));
-    fs::create_directories(dir_);
-    const char* hf = std::getenv("HF_HOME");
-    if (hf) old_hf_ = hf;
-    setenv("HF_HOME", (dir_ / "hf").c_str(), 1);  // no default config unless a test writes one
-  }
-  void TearDown() override {
-    if (old_hf_)
-      setenv("HF_HOME", old_hf_->c_str(), 1);
-    else
-      unsetenv("HF_HOME");
-    fs::remove_all(dir_);
-  }
   std::string write(const std::string& name, const std::string& text) {
     auto p = (dir_ / name).string();
     std::ofstream(p) << text;
@@ -38,19 +30,13 @@ class CliLaunchPlan : public ::testing::Test {
   // `accel launch FLAGS... prog` on a machine with `gpus` GPUs and 8 cores.
   LaunchPlan plan(const std::vector<std::pair<std::string, std::string>>& flags, int gpus = 0,
                   std::map<std::string, std::string> env = {}) {
-    LaunchArgs a = LaunchArgs::defaults();
-    for (auto& [k, v] : flags) a.set_flag(k, v);
-    a.program = "prog";
-    HostInfo host;
-    host.gpus = gpus;
-    host.physical_cores = 8;
-    return plan_launch(a, env_from_map(env), host);
+    return plan_for(flags, env_from_map(env), gpus, /*cores=*/8);
   }
-  fs::path dir_;
-  std::optional<std::string> old_hf_;
+  TempDir dir_{"launch_plan"};
+  ScopedEnv hf_home_{"HF_HOME", (dir_ / "hf").string()};  // no default config unless a test writes one
 };
 
-TEST_F(CliLaunchPlan, CpuWithProcessesStartsThemAllWithAccelerateVariables) {
+TEST_F(PlanLaunch, CpuWithProcessesStartsThemAllWithAccelerateVariables) {
   auto p = plan({{"cpu", ""}, {"num_processes", "4"}, {"main_process_port", "29611"}});
   EXPECT_EQ(p.kind, LauncherKind::simple);
   EXPECT_EQ(p.local_processes, 4);
@@ -90,7 +76,7 @@ TEST_F(CliLaunchPlan, CpuWithProcessesStartsThemAllWithAccelerateVariables) {
   EXPECT_NE(p.defaults_used[0].find("--num_machines"), std::string::npos);
 }
 
-TEST_F(CliLaunchPlan, GradientAccumulationReachesEveryMode) {
+TEST_F(PlanLaunch, GradientAccumulationReachesEveryMode) {
   // Accelerate passes --gradient_accumulation_steps on only to DeepSpeed;
   // accel to every launcher, so the flag is never accepted and ignored.
   for (auto flags : std::vector<std::vector<std::pair<std::string, std::string>>>{
@@ -100,16 +86,14 @@ TEST_F(CliLaunchPlan, GradientAccumulationReachesEveryMode) {
     EXPECT_EQ(worker_env(p, 0).at("ACCELERATE_GRADIENT_ACCUMULATION_STEPS"), "4") << to_string(p.kind);
   }
   EXPECT_EQ(worker_env(plan({{"cpu", ""}}), 0).count("ACCELERATE_GRADIENT_ACCUMULATION_STEPS"), 0u);
-  try {
-    plan({{"cpu", ""}, {"gradient_accumulation_steps", "0"}});
-    ADD_FAILURE() << "expected an error";
-  } catch (const std::invalid_argument& e) {
-    EXPECT_NE(std::string(e.what()).find("gradient_accumulation_steps 0: expected >= 1"), std::string::npos)
-        << e.what();
-  }
+  expect_error<std::invalid_argument>(
+      [&] {
+        plan({{"cpu", ""}, {"gradient_accumulation_steps", "0"}});
+      },
+      {"gradient_accumulation_steps 0: expected >= 1"});
 }
 
-TEST_F(CliLaunchPlan, UnpassedMixedPrecisionDefersToTheProgram) {
+TEST_F(PlanLaunch, UnpassedMixedPrecisionDefersToTheProgram) {
   auto p = plan({{"cpu", ""}, {"num_processes", "2"}});
   bool said = false;
   for (auto& line : p.defaults_used)
@@ -121,7 +105,7 @@ TEST_F(CliLaunchPlan, UnpassedMixedPrecisionDefersToTheProgram) {
   EXPECT_TRUE(said);
 }
 
-TEST_F(CliLaunchPlan, SingleProcessGetsNoRankVariables) {
+TEST_F(PlanLaunch, SingleProcessGetsNoRankVariables) {
   auto p = plan({{"cpu", ""}}, 0, {{"OMP_NUM_THREADS", "3"}});
   EXPECT_EQ(p.local_processes, 1);
   EXPECT_FALSE(p.per_rank_env);
@@ -132,7 +116,7 @@ TEST_F(CliLaunchPlan, SingleProcessGetsNoRankVariables) {
   EXPECT_EQ(p.defaults_used.front(), "\t`--num_processes` was set to a value of `1`");
 }
 
-TEST_F(CliLaunchPlan, GpuMachineDefaultsToEveryGpu) {
+TEST_F(PlanLaunch, GpuMachineDefaultsToEveryGpu) {
   auto p = plan({}, 4);
   EXPECT_EQ(p.kind, LauncherKind::multi_gpu);  // Accelerate turns multi-GPU on by itself
   EXPECT_EQ(p.local_processes, 4);
@@ -146,7 +130,7 @@ TEST_F(CliLaunchPlan, GpuMachineDefaultsToEveryGpu) {
   EXPECT_EQ(worker_env(ids, 0).at("CUDA_VISIBLE_DEVICES"), "2,3");
 }
 
-TEST_F(CliLaunchPlan, FlagsOverrideTheFile) {
+TEST_F(PlanLaunch, FlagsOverrideTheFile) {
   auto cfg = write("c.yaml",
                    "distributed_type: FSDP\nnum_processes: 2\nmixed_precision: bf16\nmain_process_port: 29612\n"
                    "gpu_ids: all\nfsdp_config:\n  fsdp_version: 2\n  fsdp_offload_params: true\n"
@@ -171,7 +155,7 @@ TEST_F(CliLaunchPlan, FlagsOverrideTheFile) {
   EXPECT_EQ(e.count("ACCELERATE_USE_CPU"), 0u);  // Accelerate's multi-GPU launcher does not set it
 }
 
-TEST_F(CliLaunchPlan, DefaultConfigFileIsReadUnlessCpu) {
+TEST_F(PlanLaunch, DefaultConfigFileIsReadUnlessCpu) {
   fs::create_directories(dir_ / "hf" / "accelerate");
   write("hf/accelerate/default_config.yaml",
         "distributed_type: MULTI_GPU\nnum_processes: 3\nmain_process_port: 29613\n");
@@ -185,7 +169,7 @@ TEST_F(CliLaunchPlan, DefaultConfigFileIsReadUnlessCpu) {
   EXPECT_EQ(cpu.local_processes, 1);
 }
 
-TEST_F(CliLaunchPlan, DeepSpeedVariables) {
+TEST_F(PlanLaunch, DeepSpeedVariables) {
   auto cfg = write("ds.yaml",
                    "distributed_type: DEEPSPEED\nnum_processes: 2\nmixed_precision: bf16\nmain_process_port: 29614\n"
                    "deepspeed_config:\n  zero_stage: 3\n  offload_optimizer_device: cpu\n  offload_param_device: none\n"
@@ -211,7 +195,7 @@ TEST_F(CliLaunchPlan, DeepSpeedVariables) {
   EXPECT_EQ(e.at("RANK"), "1");
 }
 
-TEST_F(CliLaunchPlan, MultiNodeRanks) {
+TEST_F(PlanLaunch, MultiNodeRanks) {
   auto p = plan({{"cpu", ""},
                  {"num_processes", "4"},
                  {"num_machines", "2"},
@@ -230,19 +214,10 @@ TEST_F(CliLaunchPlan, MultiNodeRanks) {
   EXPECT_EQ(e.at("OMP_NUM_THREADS"), "4");  // 8 cores / 2 local processes
 }
 
-void expect_invalid(const std::function<void()>& f, const std::string& fragment) {
-  try {
-    f();
-    FAIL() << "no error, expected one mentioning " << fragment;
-  } catch (const std::invalid_argument& e) {
-    EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
-  }
-}
-
-TEST_F(CliLaunchPlan, BadCombinationsAreErrors) {
-  expect_invalid([&] { plan({{"cpu", ""}, {"multi_gpu", ""}}); }, "only use one of");
-  expect_invalid([&] { plan({{"multi_gpu", ""}, {"num_processes", "1"}}); }, "at least 2");
-  expect_invalid(
+TEST_F(PlanLaunch, BadCombinationsAreErrors) {
+  expect_error<std::invalid_argument>([&] { plan({{"cpu", ""}, {"multi_gpu", ""}}); }, {"only use one of"});
+  expect_error<std::invalid_argument>([&] { plan({{"multi_gpu", ""}, {"num_processes", "1"}}); }, {"at least 2"});
+  expect_error<std::invalid_argument>(
       [&] {
         plan({{"cpu", ""},
               {"num_processes", "3"},
@@ -250,16 +225,24 @@ TEST_F(CliLaunchPlan, BadCombinationsAreErrors) {
               {"main_process_ip", "h"},
               {"main_process_port", "1"}});
       },
-      "not a multiple");
-  expect_invalid([&] { plan({{"cpu", ""}, {"num_processes", "2"}, {"num_machines", "2"}}); }, "--main_process_ip");
-  expect_invalid([&] { plan({{"cpu", ""}, {"machine_rank", "2"}, {"num_machines", "2"}}); }, "machine_rank 2");
+      {"not a multiple"});
+  expect_error<std::invalid_argument>(
+      [&] {
+        plan({{"cpu", ""}, {"num_processes", "2"}, {"num_machines", "2"}});
+      },
+      {"--main_process_ip"});
+  expect_error<std::invalid_argument>(
+      [&] {
+        plan({{"cpu", ""}, {"machine_rank", "2"}, {"num_machines", "2"}});
+      },
+      {"machine_rank 2"});
   auto cfg = write("m.yaml", "distributed_type: MULTI_GPU\n");
-  expect_invalid([&] { plan({{"config_file", cfg}}); }, "--num_processes");
+  expect_error<std::invalid_argument>([&] { plan({{"config_file", cfg}}); }, {"--num_processes"});
   EXPECT_THROW(LaunchArgs::defaults().set_flag("mixed_precision", "fp32"), std::invalid_argument);
   EXPECT_THROW(LaunchArgs::defaults().set_flag("num_processes", "x"), std::invalid_argument);
 }
 
-TEST_F(CliLaunchPlan, BusyPortIsReplacedOnOneMachine) {
+TEST_F(PlanLaunch, BusyPortIsReplacedOnOneMachine) {
   auto p = plan({{"cpu", ""}, {"num_processes", "2"}, {"main_process_port", "0"}});
   EXPECT_GT(p.master_port, 0);
   EXPECT_NE(p.master_port, 29500);

@@ -7,43 +7,35 @@
 
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 
 #include <gtest/gtest.h>
 
 #include "accel/launch/cluster_config.h"
+#include "support/files.h"
+#include "support/temp_dir.h"
 
 namespace {
 
 namespace fs = std::filesystem;
 using accel::launch::ClusterConfig;
+using accel::testing::read_file;
+using accel::testing::TempDir;
 
-std::string read(const fs::path& p) {
-  std::ifstream f(p);
-  std::stringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
-
-class ConfigWrite : public ::testing::Test {
+class ClusterConfigWrite : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("accel_config_write_" + std::to_string(getpid()));
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
     std::ofstream(dir_ / "victim") << "precious\n";
     config_ = ClusterConfig::parse("distributed_type: NO\nnum_processes: 1\n", "test");
   }
-  void TearDown() override { fs::remove_all(dir_); }
-  fs::path dir_;
+  TempDir dir_{"config_write"};
   ClusterConfig config_;
 };
 
-TEST_F(ConfigWrite, ALinkAtTheTargetIsReplacedNotFollowed) {
+TEST_F(ClusterConfigWrite, ALinkAtTheTargetIsReplacedNotFollowed) {
   const auto target = dir_ / "default_config.yaml";
   fs::create_symlink(dir_ / "victim", target);
   config_.save(target.string());
-  EXPECT_EQ(read(dir_ / "victim"), "precious\n");
+  EXPECT_EQ(read_file(dir_ / "victim"), "precious\n");
   EXPECT_FALSE(fs::is_symlink(target));
   EXPECT_EQ(ClusterConfig::load(target.string()).get("distributed_type").str(), "NO");
   // A dangling link too (`accel config default` checks exists(), which is false for it).
@@ -54,7 +46,7 @@ TEST_F(ConfigWrite, ALinkAtTheTargetIsReplacedNotFollowed) {
   EXPECT_FALSE(fs::is_symlink(target));
 }
 
-TEST_F(ConfigWrite, LinksAtPredictableTemporaryNamesAreNotWrittenThrough) {
+TEST_F(ClusterConfigWrite, LinksAtPredictableTemporaryNamesAreNotWrittenThrough) {
   const auto target = dir_ / "default_config.yaml";
   // The names a predictable writer would pick: <target>.tmp.<pid> (the old
   // one) and .<name>.tmp-<pid>-<n> (AtomicFile's, before it added random bits).
@@ -63,21 +55,21 @@ TEST_F(ConfigWrite, LinksAtPredictableTemporaryNamesAreNotWrittenThrough) {
     fs::create_symlink(dir_ / "victim",
                        dir_ / (".default_config.yaml.tmp-" + std::to_string(getpid()) + "-" + std::to_string(n)));
   config_.save(target.string());
-  EXPECT_EQ(read(dir_ / "victim"), "precious\n");
+  EXPECT_EQ(read_file(dir_ / "victim"), "precious\n");
   EXPECT_EQ(ClusterConfig::load(target.string()).get("num_processes").integer, 1);
 }
 
-TEST_F(ConfigWrite, NoTemporaryIsLeftBehind) {
+TEST_F(ClusterConfigWrite, NoTemporaryIsLeftBehind) {
   const auto target = dir_ / "sub" / "default_config.yaml";
   config_.save(target.string());
   config_.save(target.string());
   size_t files = 0;
   for (const auto& e : fs::directory_iterator(target.parent_path())) files += e.path() == target ? 0 : 1;
   EXPECT_EQ(files, 0u);
-  EXPECT_NE(read(target).find("distributed_type: 'NO'"), std::string::npos) << read(target);
+  EXPECT_NE(read_file(target).find("distributed_type: 'NO'"), std::string::npos) << read_file(target);
 }
 
-TEST_F(ConfigWrite, WhatIsWrittenReadsBackTheSame) {
+TEST_F(ClusterConfigWrite, WhatIsWrittenReadsBackTheSame) {
   // Found by fuzz/yaml_config: control characters in a value, and a list
   // item that is an empty string, did not survive `accel config update`.
   auto c = ClusterConfig::parse(

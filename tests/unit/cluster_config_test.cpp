@@ -1,14 +1,23 @@
 // Accelerate's config file: reading, checking, writing, updating.
-#include <cstdlib>
-#include <filesystem>
 #include <fstream>
+#include <optional>
+#include <source_location>
 
 #include <gtest/gtest.h>
 
 #include "accel/launch/cluster_config.h"
+#include "support/environment.h"
+#include "support/errors.h"
+#include "support/files.h"
+#include "support/temp_dir.h"
 
 namespace accel::launch {
 namespace {
+
+using accel::testing::expect_error;
+using accel::testing::read_file;
+using accel::testing::ScopedEnv;
+using accel::testing::TempDir;
 
 // Every key Accelerate's ClusterConfig has, as `accelerate config` writes them.
 const char* kEveryKey = R"(command_file: null
@@ -73,7 +82,7 @@ tpu_zone: null
 use_cpu: false
 )";
 
-TEST(CliConfig, ReadsEveryAccelerateKey) {
+TEST(ClusterConfig, ReadsEveryAccelerateKey) {
   auto c = ClusterConfig::parse(kEveryKey);
   EXPECT_EQ(c.get("distributed_type").str(), "DEEPSPEED");
   EXPECT_EQ(c.get("num_processes").integer, 8);
@@ -88,7 +97,7 @@ TEST(CliConfig, ReadsEveryAccelerateKey) {
   EXPECT_TRUE(c.section("mpirun_config").empty());
 }
 
-TEST(CliConfig, RoundTripsThroughYaml) {
+TEST(ClusterConfig, RoundTripsThroughYaml) {
   auto c = ClusterConfig::parse(kEveryKey);
   auto again = ClusterConfig::parse(c.to_yaml());
   EXPECT_EQ(c, again);
@@ -102,7 +111,7 @@ TEST(CliConfig, RoundTripsThroughYaml) {
   EXPECT_LT(y.find("deepspeed_config:\n  deepspeed_config_file: none"), y.find("distributed_type"));
 }
 
-TEST(CliConfig, ReadsTheJsonAccelerateConfigDefaultWrites) {
+TEST(ClusterConfig, ReadsTheJsonAccelerateConfigDefaultWrites) {
   auto c = ClusterConfig::parse(R"({
   "compute_environment": "LOCAL_MACHINE",
   "debug": false,
@@ -125,7 +134,7 @@ TEST(CliConfig, ReadsTheJsonAccelerateConfigDefaultWrites) {
   EXPECT_EQ(c.get("num_processes").integer, 1);
 }
 
-TEST(CliConfig, FillsAccelerateDefaultsAndConvertsLegacyKeys) {
+TEST(ClusterConfig, FillsAccelerateDefaultsAndConvertsLegacyKeys) {
   auto c = ClusterConfig::parse("distributed_type: NO\nfp16: true\ndynamo_backend: INDUCTOR\n");
   EXPECT_EQ(c.get("compute_environment").str(), "LOCAL_MACHINE");
   // A bare NO is a boolean in YAML 1.1: read as the word, written quoted as PyYAML does.
@@ -141,35 +150,33 @@ TEST(CliConfig, FillsAccelerateDefaultsAndConvertsLegacyKeys) {
   EXPECT_EQ(multi.get("num_processes").integer, -1);  // ClusterConfig's "pass --num_processes"
 }
 
-void expect_error(const std::string& yaml, const std::vector<std::string>& fragments) {
-  try {
-    ClusterConfig::parse(yaml, "f.yaml");
-    FAIL() << "no error for:\n" << yaml;
-  } catch (const std::invalid_argument& e) {
-    for (const auto& f : fragments) EXPECT_NE(std::string(e.what()).find(f), std::string::npos) << e.what();
-  }
+// Expects the config text `yaml` refused with every one of `fragments`.
+void expect_parse_error(const std::string& yaml, const std::vector<std::string>& fragments,
+                        std::source_location where = std::source_location::current()) {
+  SCOPED_TRACE("the config:\n" + yaml);
+  expect_error<std::invalid_argument>([&] { ClusterConfig::parse(yaml, "f.yaml"); }, fragments, where);
 }
 
-TEST(CliConfig, BadKeysAndValuesNameTheKeyAndTheAllowedValues) {
-  expect_error("distributed_type: NO\nnum_procs: 2\n", {"f.yaml", "unknown config key 'num_procs'", "num_processes"});
-  expect_error("distributed_type: MULTI_TPU\n", {"'distributed_type'", "MULTI_TPU", "MULTI_GPU", "FSDP"});
-  expect_error("distributed_type: NO\nmixed_precision: fp32\n", {"'mixed_precision'", "no, fp16, bf16, fp8"});
-  expect_error("distributed_type: NO\nnum_processes: two\n", {"'num_processes'", "integer", "two"});
-  expect_error("distributed_type: NO\nuse_cpu: maybe\n", {"'use_cpu'", "true or false"});
-  expect_error("distributed_type: FSDP\nfsdp_config:\n  fsdp_state_dict_type: HALF\n",
-               {"fsdp_config.fsdp_state_dict_type", "FULL_STATE_DICT"});
-  expect_error("distributed_type: FSDP\nfsdp_config:\n  fsdp_wrap: x\n",
-               {"fsdp_config.fsdp_wrap", "fsdp_auto_wrap_policy"});
-  expect_error("distributed_type: DEEPSPEED\ndeepspeed_config:\n  zero_stage: 4\n", {"zero_stage", "0, 1, 2, 3"});
-  expect_error("num_processes: 2\n", {"distributed_type", "missing"});
-  expect_error("compute_environment: AMAZON_SAGEMAKER\ndistributed_type: NO\n", {"AMAZON_SAGEMAKER", "LOCAL_MACHINE"});
-  expect_error("- a\n- b\n", {"mapping"});
+TEST(ClusterConfig, BadKeysAndValuesNameTheKeyAndTheAllowedValues) {
+  expect_parse_error("distributed_type: NO\nnum_procs: 2\n",
+                     {"f.yaml", "unknown config key 'num_procs'", "num_processes"});
+  expect_parse_error("distributed_type: MULTI_TPU\n", {"'distributed_type'", "MULTI_TPU", "MULTI_GPU", "FSDP"});
+  expect_parse_error("distributed_type: NO\nmixed_precision: fp32\n", {"'mixed_precision'", "no, fp16, bf16, fp8"});
+  expect_parse_error("distributed_type: NO\nnum_processes: two\n", {"'num_processes'", "integer", "two"});
+  expect_parse_error("distributed_type: NO\nuse_cpu: maybe\n", {"'use_cpu'", "true or false"});
+  expect_parse_error("distributed_type: FSDP\nfsdp_config:\n  fsdp_state_dict_type: HALF\n",
+                     {"fsdp_config.fsdp_state_dict_type", "FULL_STATE_DICT"});
+  expect_parse_error("distributed_type: FSDP\nfsdp_config:\n  fsdp_wrap: x\n",
+                     {"fsdp_config.fsdp_wrap", "fsdp_auto_wrap_policy"});
+  expect_parse_error("distributed_type: DEEPSPEED\ndeepspeed_config:\n  zero_stage: 4\n", {"zero_stage", "0, 1, 2, 3"});
+  expect_parse_error("num_processes: 2\n", {"distributed_type", "missing"});
+  expect_parse_error("compute_environment: AMAZON_SAGEMAKER\ndistributed_type: NO\n",
+                     {"AMAZON_SAGEMAKER", "LOCAL_MACHINE"});
+  expect_parse_error("- a\n- b\n", {"mapping"});
 }
 
-TEST(CliConfig, SaveLoadUpdateOnDisk) {
-  namespace fs = std::filesystem;
-  auto dir = fs::temp_directory_path() / ("accel_cli_cfg_" + std::to_string(getpid()));
-  fs::create_directories(dir);
+TEST(ClusterConfig, SaveLoadUpdateOnDisk) {
+  const TempDir dir("cluster_config");
   const auto path = (dir / "sub" / "c.yaml").string();
   ClusterConfig c;
   c.set("distributed_type", Value::of_text("MULTI_CPU"));
@@ -187,40 +194,24 @@ TEST(CliConfig, SaveLoadUpdateOnDisk) {
   EXPECT_EQ(updated.get("num_processes").integer, 3);
   EXPECT_EQ(updated.get("gpu_ids").str(), "1,2,3");
   EXPECT_EQ(updated.get("enable_cpu_affinity"), Value::of_bool(false));
-  std::ifstream f(path);
-  std::string text((std::istreambuf_iterator<char>(f)), {});
+  const std::string text = read_file(path);
   EXPECT_NE(text.find("rdzv_backend: static\n"), std::string::npos) << text;
   EXPECT_NE(text.find("gpu_ids: 1,2,3\n"), std::string::npos) << text;
   EXPECT_THROW(ClusterConfig::load((dir / "missing.yaml").string()), std::invalid_argument);
-  fs::remove_all(dir);
 }
 
-TEST(CliConfig, DefaultLocationFollowsHfHomeThenXdgThenHome) {
-  auto save = [](const char* k) {
-    const char* v = std::getenv(k);
-    return v ? std::optional<std::string>(v) : std::nullopt;
-  };
-  auto hf = save("HF_HOME"), xdg = save("XDG_CACHE_HOME"), home = save("HOME");
-  setenv("HF_HOME", "/h", 1);
-  setenv("XDG_CACHE_HOME", "/x", 1);
-  setenv("HOME", "/home/u", 1);
+TEST(ClusterConfig, DefaultLocationFollowsHfHomeThenXdgThenHome) {
+  ScopedEnv env("HF_HOME", "/h");
+  env.set("XDG_CACHE_HOME", "/x");
+  env.set("HOME", "/home/u");
   EXPECT_EQ(default_config_path(), "/h/accelerate/default_config.yaml");
-  unsetenv("HF_HOME");
+  env.set("HF_HOME", std::nullopt);
   EXPECT_EQ(default_config_path(), "/x/huggingface/accelerate/default_config.yaml");
-  unsetenv("XDG_CACHE_HOME");
+  env.set("XDG_CACHE_HOME", std::nullopt);
   EXPECT_EQ(default_config_path(), "/home/u/.cache/huggingface/accelerate/default_config.yaml");
-  auto restore = [](const char* k, const std::optional<std::string>& v) {
-    if (v)
-      setenv(k, v->c_str(), 1);
-    else
-      unsetenv(k);
-  };
-  restore("HF_HOME", hf);
-  restore("XDG_CACHE_HOME", xdg);
-  restore("HOME", home);
 }
 
-TEST(CliConfig, PythonStyleStrings) {
+TEST(ClusterConfig, PythonStyleStrings) {
   EXPECT_EQ(Value::of_bool(true).str(), "True");
   EXPECT_EQ(Value::of_number(1.0).str(), "1.0");
   EXPECT_EQ(Value::of_number(0.5).str(), "0.5");

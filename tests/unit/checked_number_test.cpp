@@ -19,103 +19,99 @@
 #include "accel/launch/launch_plan.h"
 #include "accel/parallel/sharding_config.h"
 #include "accel/util/checked_number.h"
+#include "support/environment.h"
+#include "support/errors.h"
+#include "support/launch.h"
+#include "support/temp_dir.h"
 
 namespace accel {
 namespace {
 
-namespace fs = std::filesystem;
-using launch::HostInfo;
-using launch::LaunchArgs;
+using accel::testing::error_of;
+using accel::testing::plan_for;
+using accel::testing::ScopedEnv;
+using accel::testing::TempDir;
 using launch::LaunchPlan;
-
-template <class F>
-std::string refusal(F f) {
-  try {
-    f();
-  } catch (const std::invalid_argument& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "accepted";
-  return "";
-}
 
 TEST(CheckedNumber, ParsesWholeTextWithinTheRange) {
   EXPECT_EQ(parse_integer<int>("2147483647", "n"), 2147483647);
   EXPECT_EQ(parse_integer<int>("+3", "n"), 3);
   EXPECT_EQ(parse_integer<int>("-3", "n"), -3);
-  EXPECT_EQ(refusal([] { parse_integer<int>("4294967298", "--num_processes"); }),
+  EXPECT_EQ(error_of<std::invalid_argument>([] { parse_integer<int>("4294967298", "--num_processes"); }),
             "--num_processes: expected an integer from -2147483648 to 2147483647, got '4294967298'");
-  EXPECT_EQ(refusal([] { parse_integer<int>("two", "--num_processes"); }),
+  EXPECT_EQ(error_of<std::invalid_argument>([] { parse_integer<int>("two", "--num_processes"); }),
             "--num_processes: expected an integer, got 'two'");
-  EXPECT_EQ(refusal([] { parse_integer<uint16_t>("-1", "port"); }),
+  EXPECT_EQ(error_of<std::invalid_argument>([] { parse_integer<uint16_t>("-1", "port"); }),
             "port: expected an integer from 0 to 65535, got '-1'");
   for (const char* bad : {"", " 1", "1 ", "1.0", "0x10", "1e3", "--1"})
-    EXPECT_NE(refusal([&] { parse_integer<int>(bad, "k"); }).find("k: expected an integer"), std::string::npos) << bad;
+    EXPECT_NE(error_of<std::invalid_argument>([&] { parse_integer<int>(bad, "k"); }).find("k: expected an integer"),
+              std::string::npos)
+        << bad;
   // A 100,000-digit value: out of range, quoted by a prefix.
-  const std::string m = refusal([] { parse_integer<long long>(std::string(100'000, '9'), "k"); });
+  const std::string m =
+      error_of<std::invalid_argument>([] { parse_integer<long long>(std::string(100'000, '9'), "k"); });
   EXPECT_NE(m.find("(100000 bytes)"), std::string::npos);
   EXPECT_LT(m.size(), 200u);
-  EXPECT_EQ(refusal([] { check_integer_in(4294967298, "num_processes", 1, 2147483647); }),
+  EXPECT_EQ(error_of<std::invalid_argument>([] { check_integer_in(4294967298, "num_processes", 1, 2147483647); }),
             "num_processes 4294967298: expected an integer from 1 to 2147483647");
   EXPECT_EQ(checked_cast<int>(-5, "x"), -5);
   EXPECT_DOUBLE_EQ(parse_number("1e-3", "lr"), 1e-3);
   EXPECT_TRUE(std::isinf(parse_number("inf", "lr")));
-  EXPECT_EQ(refusal([] { parse_number("abc", "--monitor_interval"); }),
+  EXPECT_EQ(error_of<std::invalid_argument>([] { parse_number("abc", "--monitor_interval"); }),
             "--monitor_interval: expected a number, got 'abc'");
 }
 
 class LaunchNumbers : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("accel_numbers_" + std::to_string(getpid()));
-    fs::create_directories(dir_);
-    setenv("HF_HOME", (dir_ / "hf").c_str(), 1);  // no default config
-  }
-  void TearDown() override { fs::remove_all(dir_); }
   LaunchPlan plan(const std::vector<std::pair<std::string, std::string>>& flags,
                   std::map<std::string, std::string> env = {}, int cores = 8) {
-    LaunchArgs a = LaunchArgs::defaults();
-    for (auto& [k, v] : flags) a.set_flag(k, v);
-    a.program = "prog";
-    HostInfo host;
-    host.gpus = 0;
-    host.physical_cores = cores;
-    return launch::plan_launch(a, env_from_map(env), host);
+    return plan_for(flags, env_from_map(env), /*gpus=*/0, cores);
   }
   std::string config(const std::string& text) {
     const auto p = dir_ / "config.yaml";
     std::ofstream(p) << text;
     return p.string();
   }
-  fs::path dir_;
+  TempDir dir_{"numbers"};
+  ScopedEnv hf_home_{"HF_HOME", (dir_ / "hf").string()};  // no default config
 };
 
 TEST_F(LaunchNumbers, CountsOutsideTheirTypeOrRangeAreRefused) {
   // 4294967298 would be 2 as an int.
-  EXPECT_EQ(refusal([&] {
+  EXPECT_EQ(error_of<std::invalid_argument>([&] {
               plan({{"cpu", ""}, {"num_processes", "4294967298"}});
             }),
             "num_processes 4294967298: expected an integer from 1 to 2147483647");
-  EXPECT_NE(refusal([&] {
+  EXPECT_NE(error_of<std::invalid_argument>([&] {
               plan({{"cpu", ""}, {"num_processes", "-4294967295"}});
             }).find("num_processes -4294967295"),
             std::string::npos);
-  EXPECT_NE(refusal([&] {
+  EXPECT_NE(error_of<std::invalid_argument>([&] {
               plan({{"main_process_port", "70000"}, {"num_processes", "2"}, {"cpu", ""}});
             }).find("main_process_port 70000: expected an integer from 0 to 65535"),
             std::string::npos);
-  EXPECT_NE(refusal([&] {
+  EXPECT_NE(error_of<std::invalid_argument>([&] {
               plan({{"max_restarts", "4294967296"}});
             }).find("max_restarts 4294967296"),
             std::string::npos);
-  EXPECT_NE(refusal([&] {
+  EXPECT_NE(error_of<std::invalid_argument>([&] {
               plan({{"num_cpu_threads_per_process", "0"}});
             }).find("num_cpu_threads_per_process 0"),
             std::string::npos);
   for (const char* g : {"nan", "-1", "1e300"})
-    EXPECT_NE(refusal([&] { plan({{"grace_period", g}}); }).find("--grace_period"), std::string::npos) << g;
-  EXPECT_NE(refusal([&] { plan({{"monitor_interval", "0"}}); }).find("--monitor_interval"), std::string::npos);
-  EXPECT_EQ(refusal([&] { plan({{"monitor_interval", "abc"}}); }), "--monitor_interval: expected a number, got 'abc'");
+    EXPECT_NE(error_of<std::invalid_argument>([&] {
+                plan({{"grace_period", g}});
+              }).find("--grace_period"),
+              std::string::npos)
+        << g;
+  EXPECT_NE(error_of<std::invalid_argument>([&] {
+              plan({{"monitor_interval", "0"}});
+            }).find("--monitor_interval"),
+            std::string::npos);
+  EXPECT_EQ(error_of<std::invalid_argument>([&] {
+              plan({{"monitor_interval", "abc"}});
+            }),
+            "--monitor_interval: expected a number, got 'abc'");
 }
 
 TEST_F(LaunchNumbers, ZeroMachinesIsRefusedBeforeAnythingDividesByIt) {
@@ -125,20 +121,20 @@ TEST_F(LaunchNumbers, ZeroMachinesIsRefusedBeforeAnythingDividesByIt) {
            {{"cpu", ""}, {"num_machines", "0"}, {"num_processes", "2"}},
            {{"cpu", ""}, {"num_machines", "-1"}},
        })
-    EXPECT_NE(refusal([&] { plan(flags); }).find("num_machines"), std::string::npos);
+    EXPECT_NE(error_of<std::invalid_argument>([&] { plan(flags); }).find("num_machines"), std::string::npos);
   // The same from a config file, which refuses it when read.
   const std::string cfg = config("distributed_type: MULTI_CPU\nnum_processes: 2\nnum_machines: 0\nuse_cpu: true\n");
-  EXPECT_NE(refusal([&] {
+  EXPECT_NE(error_of<std::invalid_argument>([&] {
               plan({{"config_file", cfg}});
             }).find("num_machines': expected an integer from 1"),
             std::string::npos);
   // A launcher's local size of 0 (MPI_LOCALNRANKS) is another divisor.
-  EXPECT_NE(refusal([&] {
+  EXPECT_NE(error_of<std::invalid_argument>([&] {
               plan({{"cpu", ""}, {"num_processes", "2"}}, {{"MPI_LOCALNRANKS", "0"}});
             }).find("MPI_LOCALNRANKS"),
             std::string::npos);
   // machine_rank must be below num_machines.
-  EXPECT_NE(refusal([&] {
+  EXPECT_NE(error_of<std::invalid_argument>([&] {
               plan({{"num_machines", "2"},
                     {"machine_rank", "2"},
                     {"main_process_ip", "10.0.0.1"},
@@ -153,7 +149,7 @@ TEST_F(LaunchNumbers, FarMoreWorkersThanCoresIsNotAcceptedSilently) {
   auto p = plan({{"cpu", ""}, {"num_processes", "16"}, {"main_process_port", "0"}}, {}, 2);
   ASSERT_FALSE(p.notes.empty());
   EXPECT_NE(p.notes.back().find("16 workers on 2 CPU core(s)"), std::string::npos) << p.notes.back();
-  EXPECT_NE(refusal([&] {
+  EXPECT_NE(error_of<std::invalid_argument>([&] {
               plan({{"cpu", ""}, {"num_processes", "10000"}}, {}, 2);
             }).find("10000 workers"),
             std::string::npos);
@@ -167,19 +163,22 @@ TEST(EnvironmentNumbers, RankVariablesMustFitAnInt) {
   EXPECT_EQ(topology(base).world_size, 2);
   auto big = base;
   big["WORLD_SIZE"] = "4294967298";
-  EXPECT_NE(refusal([&] { topology(big); }).find("WORLD_SIZE: expected an integer from"), std::string::npos);
+  EXPECT_NE(error_of<std::invalid_argument>([&] { topology(big); }).find("WORLD_SIZE: expected an integer from"),
+            std::string::npos);
   auto port = base;
   port["MASTER_PORT"] = "4294996796";  // 29500 + 2^32
-  EXPECT_NE(refusal([&] { topology(port); }).find("MASTER_PORT"), std::string::npos);
+  EXPECT_NE(error_of<std::invalid_argument>([&] { topology(port); }).find("MASTER_PORT"), std::string::npos);
 }
 
 TEST(EnvironmentNumbers, UnparsableNumbersNameTheVariable) {
   const auto env = env_from_map({{"ACCELERATE_USE_DEEPSPEED", "true"}, {"ACCELERATE_GRADIENT_CLIPPING", "abc"}});
-  EXPECT_EQ(refusal([&] { sharding_config_from_env(env); }),
+  EXPECT_EQ(error_of<std::invalid_argument>([&] { sharding_config_from_env(env); }),
             "environment variable ACCELERATE_GRADIENT_CLIPPING: expected a number, got 'abc'");
   const auto gas =
       env_from_map({{"ACCELERATE_USE_DEEPSPEED", "true"}, {"ACCELERATE_GRADIENT_ACCUMULATION_STEPS", "99999999999"}});
-  EXPECT_NE(refusal([&] { sharding_config_from_env(gas); }).find("ACCELERATE_GRADIENT_ACCUMULATION_STEPS"),
+  EXPECT_NE(error_of<std::invalid_argument>([&] {
+              sharding_config_from_env(gas);
+            }).find("ACCELERATE_GRADIENT_ACCUMULATION_STEPS"),
             std::string::npos);
 }
 
@@ -200,16 +199,9 @@ TEST(PortProbe, APortBoundButNotListeningIsInUse) {
   // And the launcher moves off it (one machine) with a note.
   fd = socket(AF_INET, SOCK_STREAM, 0);
   ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
-  setenv("HF_HOME", "/nonexistent-accel-test", 1);
-  LaunchArgs a = LaunchArgs::defaults();
-  a.set_flag("cpu", "");
-  a.set_flag("num_processes", "2");
-  a.set_flag("main_process_port", std::to_string(port));
-  a.program = "prog";
-  HostInfo host;
-  host.gpus = 0;
-  host.physical_cores = 4;
-  const LaunchPlan p = launch::plan_launch(a, env_from_map({}), host);
+  const ScopedEnv no_config("HF_HOME", "/nonexistent-accel-test");
+  const LaunchPlan p = plan_for({{"cpu", ""}, {"num_processes", "2"}, {"main_process_port", std::to_string(port)}},
+                                env_from_map({}), /*gpus=*/0, /*cores=*/4);
   EXPECT_NE(p.master_port, port);
   ASSERT_FALSE(p.notes.empty());
   EXPECT_NE(p.notes.front().find("already in use"), std::string::npos);

@@ -10,18 +10,23 @@
 #include "accel/dist/collectives.h"
 #include "accel/dist/launcher.h"
 #include "accel/state.h"
-#include "support/distributed.h"
+#include "support/errors.h"
+#include "support/files.h"
+#include "support/temp_dir.h"
 
 using namespace accel;
 using namespace std::chrono_literals;
+using accel::testing::expect_error;
+using accel::testing::read_file;
+using accel::testing::TempDir;
 
-TEST(Failure, ThrowingRankEndsTheGroupWithinSeconds) {
+TEST(LauncherFailure, ThrowingRankEndsTheGroupWithinSeconds) {
   auto start = std::chrono::steady_clock::now();
   LaunchOptions opts;
   opts.num_processes = 3;
   opts.grace = 2s;
-  std::string pids = ::testing::TempDir() + "/accel_throwing_pids.txt";
-  std::remove(pids.c_str());
+  const TempDir dir("launcher_failure");
+  const auto pids = dir / "pids.txt";
   auto result = launch_processes(
       [&] {
         auto& st = state();
@@ -50,7 +55,7 @@ TEST(Failure, ThrowingRankEndsTheGroupWithinSeconds) {
   EXPECT_EQ(count, 3);
 }
 
-TEST(Failure, RankKilledBySignalIsNamed) {
+TEST(LauncherFailure, RankKilledBySignalIsNamed) {
   auto result = launch_processes([] {
     if (state().rank() == 0) raise(SIGKILL);
     wait_for_everyone();
@@ -62,18 +67,17 @@ TEST(Failure, RankKilledBySignalIsNamed) {
   EXPECT_NE(result.describe().find("signal 9"), std::string::npos) << result.describe();
 }
 
-TEST(Failure, DebugLauncherThrowsNamingTheRank) {
-  try {
-    debug_launcher([] {
-      if (state().rank() == 1) throw std::runtime_error("bad");
-    });
-    FAIL() << "expected LaunchError";
-  } catch (const LaunchError& e) {
-    EXPECT_NE(std::string(e.what()).find("rank 1"), std::string::npos) << e.what();
-  }
+TEST(LauncherFailure, DebugLauncherThrowsNamingTheRank) {
+  expect_error<LaunchError>(
+      [] {
+        debug_launcher([] {
+          if (state().rank() == 1) throw std::runtime_error("bad");
+        });
+      },
+      {"rank 1"});
 }
 
-TEST(Failure, MissingRankGivesTimeoutErrorNamingIt) {
+TEST(LauncherFailure, MissingRankGivesTimeoutErrorNamingIt) {
   // World size 3, but only ranks 0 and 1 exist: rank 0 must name rank 2.
   auto start = std::chrono::steady_clock::now();
   int port = find_free_port();
@@ -81,8 +85,8 @@ TEST(Failure, MissingRankGivesTimeoutErrorNamingIt) {
   opts.num_processes = 2;
   opts.master_port = port;
   opts.env = {{"WORLD_SIZE", "3"}};
-  std::string path = ::testing::TempDir() + "/accel_missing_rank.txt";
-  std::remove(path.c_str());
+  const TempDir dir("launcher_failure");
+  const auto path = dir / "message.txt";
   auto result = launch_processes(
       [&] {
         StateOptions so;
@@ -103,18 +107,19 @@ TEST(Failure, MissingRankGivesTimeoutErrorNamingIt) {
       opts);
   EXPECT_LT(std::chrono::steady_clock::now() - start, 15s);
   ASSERT_FALSE(result.ok());
-  const std::string msg = accel::testing::read_text(path);
+  const std::string msg = read_file(path);
   EXPECT_NE(msg.find("rank(s) 2"), std::string::npos) << msg;
   EXPECT_NE(msg.find("127.0.0.1:" + std::to_string(port)), std::string::npos) << msg;
   EXPECT_NE(msg.find("2.0 s"), std::string::npos) << msg;
 }
 
-TEST(Failure, UnreachableMasterGivesTimeoutError) {
+TEST(LauncherFailure, UnreachableMasterGivesTimeoutError) {
   // A client rank whose master never comes up: wrong MASTER_PORT.
   LaunchOptions opts;
   opts.num_processes = 1;
   opts.env = {{"RANK", "1"}, {"WORLD_SIZE", "2"}, {"MASTER_PORT", std::to_string(find_free_port())}};
-  std::string path = ::testing::TempDir() + "/accel_unreachable.txt";
+  const TempDir dir("launcher_failure");
+  const auto path = dir / "message.txt";
   auto start = std::chrono::steady_clock::now();
   auto result = launch_processes(
       [&] {
@@ -134,19 +139,19 @@ TEST(Failure, UnreachableMasterGivesTimeoutError) {
       opts);
   EXPECT_LT(std::chrono::steady_clock::now() - start, 30s);
   EXPECT_FALSE(result.ok());
-  const std::string msg = accel::testing::read_text(path);
+  const std::string msg = read_file(path);
   EXPECT_NE(msg.find("rank 1 could not reach"), std::string::npos) << msg;
 }
 
-TEST(Failure, PortInUseIsNamed) {
+TEST(LauncherFailure, PortInUseIsNamed) {
   // Rank 0 of a 1-process "group" of 2 hosts the store on a port another
   // store already holds.
   int port = find_free_port();
   LaunchOptions opts;
   opts.num_processes = 2;
   opts.master_port = port;
-  std::string path = ::testing::TempDir() + "/accel_port_in_use.txt";
-  std::remove(path.c_str());
+  const TempDir dir("launcher_failure");
+  const auto path = dir / "message.txt";
   auto result = launch_processes(
       [&] {
         if (state().rank() == 0) {
@@ -162,7 +167,7 @@ TEST(Failure, PortInUseIsNamed) {
       },
       opts);
   EXPECT_TRUE(result.ok()) << result.describe();
-  const std::string msg = accel::testing::read_text(path);
+  const std::string msg = read_file(path);
   EXPECT_NE(msg.find("already in use"), std::string::npos) << msg;
   EXPECT_NE(msg.find(std::to_string(port)), std::string::npos) << msg;
 }

@@ -1,0 +1,141 @@
+// ShardingConfig from the variables `accel launch` / `accelerate launch` set:
+// ACCELERATE_USE_DEEPSPEED (with a config file, or the ACCELERATE_DEEPSPEED_*
+// settings Accelerate builds a config from) or ACCELERATE_USE_FSDP (FSDP_*).
+#include "accel/parallel/sharding_config.h"
+
+#include <algorithm>
+#include <cctype>
+#include <sstream>
+#include <stdexcept>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "accel/util/check.h"
+#include "accel/util/checked_number.h"
+#include "accel/util/strings.h"
+
+namespace accel {
+namespace {
+
+using json = nlohmann::json;
+
+bool env_true(const EnvLookup& env, const std::string& name) { return env_bool(env, name).value_or(false); }
+
+ShardingConfig fsdp_from_env(const EnvLookup& env) {
+  ShardingConfig out;
+  out.source = "environment";
+  const long version = env_int(env, "FSDP_VERSION").value_or(1);
+  ACCEL_CHECK_ARG(version == 1 || version == 2, "FSDP_VERSION=", version, ": expected 1 or 2");
+  static const std::vector<std::string> names = {"FULL_SHARD", "SHARD_GRAD_OP", "NO_SHARD", "HYBRID_SHARD",
+                                                 "HYBRID_SHARD_ZERO2"};
+  std::string name, what;  // the strategy, and the variable setting that chose it (for messages)
+  if (version == 1) {
+    const std::string variable = "FSDP_SHARDING_STRATEGY";
+    const std::string raw = env_string(env, variable).value_or("FULL_SHARD");
+    const std::string expected =
+        ": expected one of FULL_SHARD, SHARD_GRAD_OP, NO_SHARD, HYBRID_SHARD, HYBRID_SHARD_ZERO2 (or 1-5)";
+    name = upper(raw);
+    const bool number =
+        !name.empty() && std::all_of(name.begin(), name.end(), [](unsigned char c) { return std::isdigit(c) != 0; });
+    if (number) {  // Accelerate's FSDP_SHARDING_STRATEGY may be the enum's value, 1-5
+      const long n = parse_int(name, variable);
+      ACCEL_CHECK_ARG(n >= 1 && n <= 5, variable, "=", raw, expected);
+      name = names[n - 1];
+    }
+    ACCEL_CHECK_ARG(std::find(names.begin(), names.end(), name) != names.end(), variable, "=", raw, expected);
+    what = variable + "=" + raw + (raw == name ? "" : " (" + name + ")");
+  } else {
+    const std::string variable = "FSDP_RESHARD_AFTER_FORWARD";
+    const bool reshard = env_bool(env, variable).value_or(true);
+    name = reshard ? "FULL_SHARD" : "SHARD_GRAD_OP";
+    what = "FSDP_VERSION=2 with " + variable + "=" + (reshard ? "true (FULL_SHARD)" : "false (SHARD_GRAD_OP)");
+  }
+  ACCEL_CHECK_ARG(name != "FULL_SHARD", what,
+                  ": FULL_SHARD (parameter sharding, ZeRO-3) is not supported yet; use SHARD_GRAD_OP or NO_SHARD");
+  ACCEL_CHECK_ARG(name.rfind("HYBRID", 0) != 0, what,
+                  ": hybrid sharding is not supported yet; use SHARD_GRAD_OP or NO_SHARD");
+  ShardingOptions o;
+  o.strategy(name == "NO_SHARD" ? ShardingStrategy::no_shard : ShardingStrategy::shard_grad_op);
+  if (env_true(env, "FSDP_OFFLOAD_PARAMS")) o.offload_optimizer(OffloadOptions().device(OffloadDevice::cpu));
+  out.sharding = o;
+  return out;
+}
+
+// Accelerate's DeepSpeedPlugin without a config file: the config it builds
+// from the variables, as JSON, then read like a file.
+json deepspeed_json_from_env(const EnvLookup& env) {
+  json j;
+  j["train_batch_size"] = "auto";
+  j["train_micro_batch_size_per_gpu"] = "auto";
+  j["gradient_accumulation_steps"] = "auto";
+  json zero;
+  const std::string stage_var = "ACCELERATE_DEEPSPEED_ZERO_STAGE";
+  const long stage = env_int(env, stage_var).value_or(2);
+  ACCEL_CHECK_ARG(stage != 3, stage_var, "=3: ZeRO-3 is not supported yet (it shards the parameters); use 0, 1 or 2");
+  ACCEL_CHECK_ARG(stage >= 0 && stage < 3, stage_var, "=", stage, ": expected 0, 1 or 2");
+  zero["stage"] = stage;
+  const std::string dev_var = "ACCELERATE_DEEPSPEED_OFFLOAD_OPTIMIZER_DEVICE";
+  const std::string device = lower(env_string(env, dev_var).value_or("none"));
+  ACCEL_CHECK_ARG(device == "none" || device == "cpu" || device == "nvme", dev_var, "=", device,
+                  ": expected none, cpu or nvme");
+  zero["offload_optimizer"]["device"] = device;
+  if (device == "nvme") {
+    const std::string path_var = "ACCELERATE_DEEPSPEED_OFFLOAD_OPTIMIZER_NVME_PATH";
+    const auto path = env_string(env, path_var);
+    ACCEL_CHECK_ARG(path && *path != "none", dev_var, "=nvme needs ", path_var,
+                    " (the folder for the optimizer state pages)");
+    zero["offload_optimizer"]["nvme_path"] = *path;
+  }
+  const std::string param_var = "ACCELERATE_DEEPSPEED_OFFLOAD_PARAM_DEVICE";
+  const std::string param_device = lower(env_string(env, param_var).value_or("none"));
+  ACCEL_CHECK_ARG(param_device == "none", param_var, "=", param_device,
+                  ": expected none (parameter offload needs ZeRO-3, which is not supported yet)");
+  j["zero_optimization"] = zero;
+  if (auto clip = env_string(env, "ACCELERATE_GRADIENT_CLIPPING"); clip && *clip != "auto")
+    j["gradient_clipping"] = "auto";
+  return j;
+}
+
+// Accelerate's _deepspeed_config_checks: with a config file, the accelerate
+// config (its deepspeed_config keys, which the launcher lists in
+// ACCELERATE_CONFIG_DS_FIELDS) must leave these keys to the file.
+void check_fields_left_to_the_file(const EnvLookup& env, const std::string& file) {
+  static const std::vector<std::string> ignored = {
+      "gradient_accumulation_steps", "gradient_clipping",      "zero_stage",
+      "offload_optimizer_device",    "offload_param_device",   "offload_param_nvme_path",
+      "offload_optimizer_nvme_path", "zero3_save_16bit_model", "mixed_precision"};
+  std::stringstream fields(env_string(env, "ACCELERATE_CONFIG_DS_FIELDS").value_or(""));
+  for (std::string f; std::getline(fields, f, ',');)
+    ACCEL_CHECK_ARG(std::find(ignored.begin(), ignored.end(), f) == ignored.end(),
+                    "the accelerate config sets deepspeed_config.", f, " and also deepspeed_config_file ", file,
+                    ": with a DeepSpeed config file, give gradient_accumulation_steps, gradient_clipping, zero_stage, "
+                    "offload_*_device, offload_*_nvme_path, zero3_save_16bit_model and mixed_precision in that file "
+                    "only");
+}
+
+}  // namespace
+
+ShardingConfig sharding_config_from_env(const EnvLookup& env, const ShardingConfigContext& context) {
+  const bool deepspeed = env_true(env, "ACCELERATE_USE_DEEPSPEED");
+  const bool fsdp = env_true(env, "ACCELERATE_USE_FSDP");
+  ACCEL_CHECK_ARG(!(deepspeed && fsdp), "ACCELERATE_USE_DEEPSPEED and ACCELERATE_USE_FSDP are both true; choose one");
+  if (fsdp) return fsdp_from_env(env);
+  if (!deepspeed) return {};
+
+  ShardingConfigContext ctx = context;
+  if (!ctx.gradient_clipping)
+    if (auto clip = env_string(env, "ACCELERATE_GRADIENT_CLIPPING"); clip && *clip != "auto")
+      ctx.gradient_clipping = parse_number(*clip, "environment variable ACCELERATE_GRADIENT_CLIPPING");
+  if (!ctx.gradient_accumulation_steps)
+    if (auto gas = env_int(env, "ACCELERATE_GRADIENT_ACCUMULATION_STEPS")) ctx.gradient_accumulation_steps = *gas;
+
+  const auto file = env_string(env, "ACCELERATE_DEEPSPEED_CONFIG_FILE");
+  if (file && *file != "none") {
+    check_fields_left_to_the_file(env, *file);
+    return load_deepspeed_config(*file, ctx);
+  }
+  return parse_deepspeed_config(deepspeed_json_from_env(env).dump(), "environment", ctx);
+}
+
+}  // namespace accel
