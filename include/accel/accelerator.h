@@ -44,6 +44,7 @@
 #include "accel/optim/accelerated_scheduler.h"
 #include "accel/prepared_model.h"
 #include "accel/state.h"
+#include "accel/util/export.h"
 
 namespace accel {
 
@@ -51,12 +52,12 @@ class Replication;
 
 /// Accelerate's names for how the model is replicated.
 enum class DistributedType { no, multi_cpu, multi_gpu };
-std::string to_string(DistributedType type);
+ACCEL_API std::string to_string(DistributedType type);
 
 /// Scope of one batch under gradient accumulation (Accelerator::accumulate):
 /// backward inside it all-reduces only when the batch completes an
 /// accumulation. Discarded at once, it would do nothing: hold it.
-class [[nodiscard]] AccumulateScope {
+class ACCEL_API [[nodiscard]] AccumulateScope {
  public:
   AccumulateScope(AccumulateScope&&) = default;
   AccumulateScope(const AccumulateScope&) = delete;
@@ -85,7 +86,7 @@ concept SchedulerPtr = requires(T t) {
       std::is_base_of_v<torch::optim::LRScheduler, typename T::element_type>;
 };
 
-class Accelerator {
+class ACCEL_API Accelerator {
  public:
   /// Initialises the process state (rendezvous) if nothing has yet.
   explicit Accelerator(AcceleratorOptions options = {});

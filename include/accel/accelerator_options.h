@@ -13,18 +13,19 @@
 
 #include <torch/arg.h>
 
-#include "accel/amp/autocast.h"
-#include "accel/amp/grad_scaler.h"
+#include "accel/amp/grad_scaler_options.h"
+#include "accel/amp/mixed_precision.h"
 #include "accel/checkpoint/project_config.h"
 #include "accel/gradient_state.h"
-#include "accel/parallel/ddp.h"
+#include "accel/parallel/ddp_options.h"
 #include "accel/parallel/sharding_config.h"
 #include "accel/parallel/sharding_options.h"
 #include "accel/util/env.h"
+#include "accel/util/export.h"
 
 namespace accel {
 
-struct AcceleratorOptions {
+struct ACCEL_API AcceleratorOptions {
   /// "no", "fp16" or "bf16". Unset: ACCELERATE_MIXED_PRECISION, else "no".
   TORCH_ARG(std::optional<MixedPrecision>, mixed_precision) = std::nullopt;
 
@@ -83,7 +84,7 @@ struct AcceleratorOptions {
 
 /// The options with every unset value filled from the environment or the
 /// default; throws naming a bad variable or a contradiction.
-struct ResolvedOptions {
+struct ACCEL_API ResolvedOptions {
   MixedPrecision mixed_precision = MixedPrecision::no;
   GradientAccumulationPlugin accumulation;
   std::optional<bool> cpu;
@@ -100,6 +101,6 @@ struct ResolvedOptions {
   /// effect does not pass silently.
   std::vector<std::string> overridden;
 };
-ResolvedOptions resolve(const AcceleratorOptions& options);
+ACCEL_API ResolvedOptions resolve(const AcceleratorOptions& options);
 
 }  // namespace accel

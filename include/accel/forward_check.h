@@ -23,9 +23,11 @@
 #include <torch/nn/module.h>
 #include <torch/types.h>
 
+#include "accel/util/export.h"
+
 namespace accel {
 
-class ForwardCheck {
+class ACCEL_API ForwardCheck {
  public:
   /// Hooks every parameter of `module` that requires grad; `what` names
   /// what the wrapper adds ("DDP's all-reduce", "bf16 autocast") for the

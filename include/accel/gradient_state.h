@@ -14,10 +14,11 @@
 #include <torch/arg.h>
 
 #include "accel/data/loader_observer.h"
+#include "accel/util/export.h"
 
 namespace accel {
 
-struct GradientAccumulationPlugin {
+struct ACCEL_API GradientAccumulationPlugin {
   /// Batches whose gradients add up to one optimizer step.
   TORCH_ARG(int64_t, num_steps) = 1;
   // Accelerate's adjust_scheduler is not offered: it only bumps PyTorch's
@@ -32,7 +33,7 @@ struct GradientAccumulationPlugin {
   TORCH_ARG(bool, sync_each_batch) = false;
 };
 
-class GradientState : public LoaderObserver {
+class ACCEL_API GradientState : public LoaderObserver {
  public:
   /// Throws when num_steps < 1, naming it.
   explicit GradientState(GradientAccumulationPlugin plugin = {});

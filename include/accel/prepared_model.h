@@ -22,11 +22,12 @@
 #include "accel/amp/convert_outputs.h"
 #include "accel/forward_check.h"
 #include "accel/parallel/ddp.h"
+#include "accel/util/export.h"
 
 namespace accel {
 
 /// The type-independent part of a prepared model.
-class PreparedModelCore {
+class ACCEL_API PreparedModelCore {
  public:
   PreparedModelCore(std::shared_ptr<torch::nn::Module> module, torch::Device device, MixedPrecision mixed_precision,
                     std::unique_ptr<DataParallelEngine> ddp)
@@ -43,7 +44,7 @@ class PreparedModelCore {
     if (ddp_) ddp_->before_forward();
   }
   /// Whether after_forward needs the outputs (the unused-parameter search).
-  bool wants_outputs() const { return ddp_ && ddp_->options().find_unused_parameters; }
+  bool wants_outputs() const { return ddp_ && ddp_->options().find_unused_parameters(); }
   void after_forward(const std::vector<torch::Tensor>& outputs) {
     if (ddp_) ddp_->after_forward(outputs);
   }

@@ -16,22 +16,12 @@
 
 #include "accel/dist/process_group.h"
 #include "accel/dist/topology.h"
-#include "accel/util/env.h"
+#include "accel/state_options.h"
+#include "accel/util/export.h"
 
 namespace accel {
 
-struct StateOptions {
-  /// Force the CPU even when GPUs are present. Unset: ACCELERATE_USE_CPU.
-  std::optional<bool> cpu;
-  /// Unset: NCCL on CUDA, Gloo on CPU (or ACCELERATE_BACKEND / ACCEL_BACKEND).
-  std::optional<Backend> backend;
-  /// Rendezvous and collective timeout.
-  std::chrono::milliseconds timeout = kDefaultTimeout;
-  /// Where the launcher's variables are read from.
-  EnvLookup env = process_env();
-};
-
-class ProcessState {
+class ACCEL_API ProcessState {
  public:
   /// Creates the process state (rendezvous included when distributed).
   /// Throws std::logic_error if it already exists: configure it once, first.
@@ -83,6 +73,6 @@ inline ProcessState& state() { return ProcessState::get(); }
 /// The device this process should use given the topology: CUDA device
 /// local_rank when CUDA is present and `cpu` is false, else the CPU.
 /// Throws naming local rank and device count when there are too few GPUs.
-torch::Device choose_device(const Topology& topology, bool cpu);
+ACCEL_API torch::Device choose_device(const Topology& topology, bool cpu);
 
 }  // namespace accel

@@ -28,9 +28,7 @@ std::string to_string(DistributedType type) {
 namespace {
 ProcessState& state_for(const std::optional<bool>& cpu) {
   if (!ProcessState::initialized()) {
-    StateOptions so;
-    so.cpu = cpu;
-    return ProcessState::init(so);
+    return ProcessState::init(StateOptions().cpu(cpu));
   }
   auto& st = ProcessState::get();
   ACCEL_CHECK_STATE(!cpu.value_or(false) || st.device().is_cpu(),

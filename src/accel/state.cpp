@@ -36,18 +36,18 @@ torch::Device choose_device(const Topology& topology, bool cpu) {
   return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(topology.local_rank));
 }
 
-ProcessState::ProcessState(StateOptions options) : timeout_(options.timeout) {
-  topology_ = Topology::from_env(options.env);
-  bool cpu = options.cpu.value_or(env_bool(options.env, "ACCELERATE_USE_CPU").value_or(false));
+ProcessState::ProcessState(StateOptions options) : timeout_(options.timeout()) {
+  topology_ = Topology::from_env(options.env());
+  bool cpu = options.cpu().value_or(env_bool(options.env(), "ACCELERATE_USE_CPU").value_or(false));
   device_ = choose_device(topology_, cpu);
   if (device_.is_cuda()) {
     // Make this rank's GPU current so that every allocation and NCCL's
     // communicator land on it, without needing CUDA headers here.
     c10::impl::getDeviceGuardImpl(c10::DeviceType::CUDA)->setDevice(device_);
   }
-  if (options.backend) {
-    backend_ = *options.backend;
-  } else if (auto name = env_string(options.env, "ACCEL_BACKEND")) {
+  if (options.backend()) {
+    backend_ = *options.backend();
+  } else if (auto name = env_string(options.env(), "ACCEL_BACKEND")) {
     backend_ = parse_backend(*name);
   } else {
     backend_ = device_.is_cuda() ? Backend::nccl : Backend::gloo;

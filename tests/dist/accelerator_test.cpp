@@ -153,7 +153,7 @@ TEST(Accelerator, FindUnusedParametersKeepsRanksInSync) {
   // fork (with CUDA present) breaks autograd in the children.
   accel::testing::run_distributed(2, [&] {
     auto ref = reference(8, 2, 0.0, 6, /*idle_branch=*/true);
-    Accelerator acc(AcceleratorOptions().ddp(DDPOptions().set_find_unused_parameters(true)));
+    Accelerator acc(AcceleratorOptions().ddp(DDPOptions().find_unused_parameters(true)));
     auto run = train(acc, 4, 0.0, /*idle_branch=*/true);
     expect_same_training(run, ref);
     expect_ranks_agree(run.params);

@@ -95,11 +95,11 @@ void ddp_run(int accumulation, bool branch_every_other, DDPOptions opts) {
 
 TEST(DDP, EqualsSingleProcessFullBatch) { ddp_run(1, false, {}); }
 
-TEST(DDP, SmallBucketsStillEqual) { ddp_run(1, false, DDPOptions().set_bucket_cap_mb(0.001)); }
+TEST(DDP, SmallBucketsStillEqual) { ddp_run(1, false, DDPOptions().bucket_cap_mb(0.001)); }
 
 TEST(DDP, NoSyncAccumulationEqualsFullBatch) { ddp_run(2, false, {}); }
 
-TEST(DDP, FindUnusedParametersWithIdleBranch) { ddp_run(1, true, DDPOptions().set_find_unused_parameters(true)); }
+TEST(DDP, FindUnusedParametersWithIdleBranch) { ddp_run(1, true, DDPOptions().find_unused_parameters(true)); }
 
 TEST(DDP, BroadcastsInitialParametersAndBuffers) {
   accel::testing::run_distributed(3, [] {

@@ -94,7 +94,7 @@ TEST(LauncherFailure, MissingRankGivesTimeoutErrorNamingIt) {
         // message before the launcher ends the job (with equal timeouts rank
         // 1 could fail first and rank 0 be killed before writing).
         const bool rank0 = std::getenv("RANK") == std::string("0");
-        so.timeout = rank0 ? 2s : 10s;
+        so.timeout(rank0 ? 2s : 10s);
         try {
           ProcessState::init(so);
         } catch (const RendezvousError& e) {
@@ -128,7 +128,7 @@ TEST(LauncherFailure, UnreachableMasterGivesTimeoutError) {
         // message before the launcher ends the job (with equal timeouts rank
         // 1 could fail first and rank 0 be killed before writing).
         const bool rank0 = std::getenv("RANK") == std::string("0");
-        so.timeout = rank0 ? 2s : 10s;
+        so.timeout(rank0 ? 2s : 10s);
         try {
           ProcessState::init(so);
         } catch (const RendezvousError& e) {

@@ -36,9 +36,7 @@ TEST(Gpu, AutocastBf16MatchesFp32WithinBf16Precision) {
 TEST(Gpu, ProcessStateChoosesNcclOnCuda) {
   REQUIRE_CUDA();
   // A single process: no group, but the device and default backend follow CUDA.
-  accel::StateOptions so;
-  so.env = accel::env_from_map({});
-  auto& st = accel::ProcessState::init(so);
+  auto& st = accel::ProcessState::init(accel::StateOptions().env(accel::env_from_map({})));
   EXPECT_TRUE(st.device().is_cuda());
   EXPECT_EQ(st.backend(), accel::Backend::nccl);
   accel::ProcessState::shutdown();

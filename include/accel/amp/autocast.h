@@ -6,16 +6,15 @@
 
 #include <torch/types.h>
 
+#include "accel/amp/mixed_precision.h"
+#include "accel/util/export.h"
+
 namespace accel {
 
-/// Mixed-precision modes, with Accelerate's names ("no", "fp16", "bf16").
-enum class MixedPrecision { no, fp16, bf16 };
-MixedPrecision parse_mixed_precision(const std::string& name);
-std::string to_string(MixedPrecision mp);
 /// The autocast dtype of a mode (undefined for `no`).
-std::optional<torch::ScalarType> autocast_dtype(MixedPrecision mp);
+ACCEL_API std::optional<torch::ScalarType> autocast_dtype(MixedPrecision mp);
 
-class [[nodiscard]] AutocastGuard {
+class ACCEL_API [[nodiscard]] AutocastGuard {
  public:
   /// Autocast on `device_type` to `dtype`; `enabled=false` leaves it off
   /// (so code can hold a guard unconditionally).

@@ -46,41 +46,19 @@
 #include <string>
 #include <unordered_map>
 
-#include <torch/arg.h>
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 #include <torch/optim/optimizer.h>
 #include <torch/types.h>
 
-namespace accel {
+#include "accel/amp/grad_scaler_options.h"
+#include "accel/util/export.h"
 
-struct GradScalerOptions {
-  /// The scale before any update. > 0.
-  TORCH_ARG(double, init_scale) = 65536.0;
-  /// Scale multiplier after growth_interval steps in a row without inf/nan. > 1.
-  TORCH_ARG(double, growth_factor) = 2.0;
-  /// Scale multiplier after a step with inf/nan. In (0, 1).
-  TORCH_ARG(double, backoff_factor) = 0.5;
-  /// Steps without inf/nan before the scale grows. > 0.
-  TORCH_ARG(int64_t, growth_interval) = 2000;
-  /// DeepSpeed's hysteresis: the scale backs off at the hysteresis-th
-  /// overflow since it last grew (or since the start), each earlier one
-  /// only skipping its step, then at every overflow until it grows again,
-  /// which restores the count (DeepSpeed's DynamicLossScaler with
-  /// consecutive_hysteresis false). Any overflow restarts the growth count.
-  /// 1: back off at every overflow, as PyTorch does. >= 1.
-  TORCH_ARG(int64_t, hysteresis) = 1;
-  /// The backoff never takes the scale below this (DeepSpeed's
-  /// min_loss_scale). 0: no floor, as PyTorch. >= 0.
-  TORCH_ARG(double, min_scale) = 0.0;
-  /// Off: scale() is the identity, step() just steps, update() does nothing
-  /// (so a training loop can always go through the scaler).
-  TORCH_ARG(bool, enabled) = true;
-};
+namespace accel {
 
 /// What a checkpoint keeps of a scaler: PyTorch's GradScaler.state_dict()
 /// (the scale, the growth tracker, and the options that shape later
 /// updates), and DeepSpeed's hysteresis options and counter.
-struct GradScalerState {
+struct ACCEL_API GradScalerState {
   double scale = 65536.0;
   int64_t growth_tracker = 0;
   double growth_factor = 2.0;
@@ -108,7 +86,7 @@ struct GradScalerState {
   bool operator==(const GradScalerState&) const = default;
 };
 
-class GradScaler {
+class ACCEL_API GradScaler {
  public:
   /// Checks the options (std::invalid_argument names the bad one).
   /// group: the found-inf flag is max-reduced over it so every rank skips

@@ -16,10 +16,11 @@
 #include <torch/types.h>
 
 #include "accel/optim/optimizer_tensors.h"
+#include "accel/util/export.h"
 
 namespace accel {
 
-class MasterWeights : public OptimizerTensors {
+class ACCEL_API MasterWeights : public OptimizerTensors {
  public:
   /// Replaces every floating-point parameter of `optimizer` with an fp32
   /// master copy; the optimizer must not have stepped yet.

@@ -10,9 +10,11 @@
 #include <filesystem>
 #include <string_view>
 
+#include "accel/util/export.h"
+
 namespace accel {
 
-class AtomicFile {
+class ACCEL_API AtomicFile {
  public:
   /// Opens "<dir>/.<name>.tmp-<pid>-<n>-<random>" next to `target` for
   /// writing, with O_EXCL: never through a link planted at that name.
@@ -51,9 +53,9 @@ class AtomicFile {
 };
 
 /// Writes `bytes` to `path` atomically.
-void write_file_atomic(const std::filesystem::path& path, std::string_view bytes);
+ACCEL_API void write_file_atomic(const std::filesystem::path& path, std::string_view bytes);
 
 /// fsync of a directory, so that renames and removals in it are durable.
-void sync_directory(const std::filesystem::path& dir);
+ACCEL_API void sync_directory(const std::filesystem::path& dir);
 
 }  // namespace accel

@@ -21,6 +21,7 @@
 #include <torch/nn/module.h>
 
 #include "accel/checkpoint/safetensors.h"
+#include "accel/util/export.h"
 
 namespace accel {
 
@@ -31,7 +32,7 @@ concept TensorStateful = requires(T& object, const safetensors::OrderedTensors& 
 };
 
 /// How save_state reads and load_state restores one registered object.
-struct CheckpointHooks {
+struct ACCEL_API CheckpointHooks {
   std::function<safetensors::NamedTensors()> state_dict;
   std::function<void(const safetensors::OrderedTensors&)> load_state_dict;
 };
@@ -39,7 +40,7 @@ struct CheckpointHooks {
 /// A module's parameters and buffers as state; loading checks that every
 /// name is present with its shape and dtype (std::runtime_error naming it)
 /// before copying any.
-CheckpointHooks module_checkpoint_hooks(std::shared_ptr<torch::nn::Module> module);
+ACCEL_API CheckpointHooks module_checkpoint_hooks(std::shared_ptr<torch::nn::Module> module);
 
 template <class T>
 CheckpointHooks checkpoint_hooks(std::shared_ptr<T> object) {

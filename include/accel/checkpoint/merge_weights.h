@@ -17,6 +17,7 @@
 #include <filesystem>
 
 #include "accel/checkpoint/model_files.h"
+#include "accel/util/export.h"
 
 namespace accel {
 
@@ -25,13 +26,13 @@ namespace accel {
 /// zero_layout.json, a bad layout entry, missing rank files (all listed),
 /// rank files beyond world_size, a missing slice or one of the wrong size
 /// or dtype (file, tensor and both sizes named).
-safetensors::NamedTensors merged_zero_weights(const std::filesystem::path& checkpoint_dir);
+ACCEL_API safetensors::NamedTensors merged_zero_weights(const std::filesystem::path& checkpoint_dir);
 
 /// merged_zero_weights written to `output_dir` (made if missing) with
 /// write_model_files. With remove_checkpoint_dir, the checkpoint folder is
 /// removed after the weights are in place (refused when output_dir lies
 /// inside it).
-SavedModel merge_weights(const std::filesystem::path& checkpoint_dir, const std::filesystem::path& output_dir,
-                         const SaveModelOptions& options = {}, bool remove_checkpoint_dir = false);
+ACCEL_API SavedModel merge_weights(const std::filesystem::path& checkpoint_dir, const std::filesystem::path& output_dir,
+                                   const SaveModelOptions& options = {}, bool remove_checkpoint_dir = false);
 
 }  // namespace accel

@@ -36,6 +36,7 @@
 #include <torch/types.h>
 
 #include "accel/checkpoint/safetensors.h"
+#include "accel/util/export.h"
 
 namespace accel {
 
@@ -44,17 +45,17 @@ namespace accel {
 /// ("1.5GB"); a trailing lowercase "b" after the prefix means bits, as in
 /// Accelerate ("5Gb" = 5 * 10^9 / 8 bytes); plain digits are bytes.
 /// Throws std::invalid_argument naming the text and the accepted forms.
-int64_t parse_size(std::string_view size);
+ACCEL_API int64_t parse_size(std::string_view size);
 
 /// The model's tensors by dotted name, in Python's state_dict order.
-safetensors::NamedTensors model_state(const torch::nn::Module& model);
+ACCEL_API safetensors::NamedTensors model_state(const torch::nn::Module& model);
 
 /// File names for weights named `weights_name` ("model.safetensors"):
 /// the shard `index` (1-based) of `count`, and the index file.
-std::string shard_file_name(const std::string& weights_name, int index, int count);
-std::string index_file_name(const std::string& weights_name);
+ACCEL_API std::string shard_file_name(const std::string& weights_name, int index, int count);
+ACCEL_API std::string index_file_name(const std::string& weights_name);
 
-struct SaveModelOptions {
+struct ACCEL_API SaveModelOptions {
   /// The size limit of a shard, see parse_size(). Default "10GB".
   SaveModelOptions& max_shard_size(std::string_view size) {
     max_shard_size_ = parse_size(size);
@@ -77,7 +78,7 @@ struct SaveModelOptions {
 };
 
 /// What a save wrote.
-struct SavedModel {
+struct ACCEL_API SavedModel {
   /// Weight files written, in order (shards, or the single file).
   std::vector<std::string> files;
   /// Written only when sharded; empty otherwise.
@@ -90,14 +91,14 @@ struct SavedModel {
 };
 
 /// A planned split: the tensors of each shard, in state order.
-struct ShardPlan {
+struct ACCEL_API ShardPlan {
   std::vector<safetensors::NamedTensors> shards;
   int64_t total_size = 0;
   std::vector<std::string> removed_tied;
 };
 
 /// Drops tied duplicates and splits into shards (see the top of this file).
-ShardPlan plan_shards(const safetensors::NamedTensors& tensors, int64_t max_shard_size);
+ACCEL_API ShardPlan plan_shards(const safetensors::NamedTensors& tensors, int64_t max_shard_size);
 
 /// Saves the model's weights into `dir` (created if needed) from the main
 /// process; every process then waits for it (wait_for_everyone), so all of
@@ -106,18 +107,18 @@ ShardPlan plan_shards(const safetensors::NamedTensors& tensors, int64_t max_shar
 /// save that the new layout does not use (stale shards, an index or
 /// model.safetensors of the other layout) are removed afterwards, so the
 /// directory never holds two layouts a loader could confuse.
-SavedModel save_model(const torch::nn::Module& model, const std::filesystem::path& dir,
-                      const SaveModelOptions& options = {});
-SavedModel save_model(const safetensors::NamedTensors& tensors, const std::filesystem::path& dir,
-                      const SaveModelOptions& options = {});
+ACCEL_API SavedModel save_model(const torch::nn::Module& model, const std::filesystem::path& dir,
+                                const SaveModelOptions& options = {});
+ACCEL_API SavedModel save_model(const safetensors::NamedTensors& tensors, const std::filesystem::path& dir,
+                                const SaveModelOptions& options = {});
 
 /// The writing step of save_model, on the calling process alone (no rank
 /// check, no barrier): for callers that already decide who writes.
-SavedModel write_model_files(const safetensors::NamedTensors& tensors, const std::filesystem::path& dir,
-                             const SaveModelOptions& options = {});
+ACCEL_API SavedModel write_model_files(const safetensors::NamedTensors& tensors, const std::filesystem::path& dir,
+                                       const SaveModelOptions& options = {});
 
 /// The weight files of a checkpoint and which file holds each tensor.
-struct CheckpointFiles {
+struct ACCEL_API CheckpointFiles {
   std::vector<std::filesystem::path> files;
   /// Tensor name -> file, from the index (or from the single file's header).
   std::map<std::string, std::filesystem::path> weight_map;
@@ -129,14 +130,15 @@ struct CheckpointFiles {
 /// or a directory holding `weights_name` or its index. The index is
 /// untrusted: a shard name that leaves the directory, a missing shard or
 /// malformed JSON is refused with an error naming the index.
-CheckpointFiles find_checkpoint_files(const std::filesystem::path& path,
-                                      const std::string& weights_name = "model.safetensors");
+ACCEL_API CheckpointFiles find_checkpoint_files(const std::filesystem::path& path,
+                                                const std::string& weights_name = "model.safetensors");
 
 /// Every tensor of a checkpoint (either layout), on `device`; CPU tensors
 /// share the files' mappings (see safetensors.h).
-safetensors::OrderedTensors load_checkpoint(const std::filesystem::path& path, torch::Device device = torch::kCPU);
+ACCEL_API safetensors::OrderedTensors load_checkpoint(const std::filesystem::path& path,
+                                                      torch::Device device = torch::kCPU);
 
-struct LoadModelOptions {
+struct ACCEL_API LoadModelOptions {
   /// Refuse (std::runtime_error, model untouched) unless every model tensor
   /// is found with its shape and dtype and the checkpoint has nothing else.
   TORCH_ARG(bool, strict) = true;
@@ -146,7 +148,7 @@ struct LoadModelOptions {
 };
 
 /// What a load found.
-struct LoadReport {
+struct ACCEL_API LoadReport {
   struct Mismatch {
     std::string name;
     std::string expected;  // the model's shape and dtype, e.g. "[4, 8] Float"
@@ -170,8 +172,8 @@ struct LoadReport {
 /// Loads a checkpoint of either layout (see find_checkpoint_files) into the
 /// model's parameters and buffers, wherever they live. In strict mode the
 /// headers are checked first and nothing is copied unless all agree.
-LoadReport load_model_weights(torch::nn::Module& model, const std::filesystem::path& path,
-                              const LoadModelOptions& options = {});
+ACCEL_API LoadReport load_model_weights(torch::nn::Module& model, const std::filesystem::path& path,
+                                        const LoadModelOptions& options = {});
 
 namespace detail {
 /// Identifies a tensor's view (storage, offset, sizes, strides, dtype):

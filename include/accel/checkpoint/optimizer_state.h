@@ -16,10 +16,11 @@
 #include <torch/optim/optimizer.h>
 
 #include "accel/checkpoint/safetensors.h"
+#include "accel/util/export.h"
 
 namespace accel {
 
-struct OptimizerStateFiles {
+struct ACCEL_API OptimizerStateFiles {
   /// CPU copies of the state tensors, by name.
   safetensors::NamedTensors tensors;
   /// {"format":"accel.optimizer/1","type":"AdamW","param_groups":[{"params":[0,1],
@@ -28,7 +29,7 @@ struct OptimizerStateFiles {
 };
 
 /// The state of `optimizer` (tensors copied to the CPU).
-OptimizerStateFiles optimizer_state(const torch::optim::Optimizer& optimizer);
+ACCEL_API OptimizerStateFiles optimizer_state(const torch::optim::Optimizer& optimizer);
 
 /// Restores what optimizer_state() returned into an optimizer built over
 /// the same parameters: hyper-parameters of each group (lr included, as
@@ -37,7 +38,7 @@ OptimizerStateFiles optimizer_state(const torch::optim::Optimizer& optimizer);
 /// different optimizer type, group count or group sizes, a missing tensor,
 /// or a tensor whose shape or dtype does not fit its parameter throws
 /// std::runtime_error naming `source` (a file, for messages) and the item.
-void load_optimizer_state(torch::optim::Optimizer& optimizer, const safetensors::OrderedTensors& tensors,
-                          const std::string& json, const std::string& source);
+ACCEL_API void load_optimizer_state(torch::optim::Optimizer& optimizer, const safetensors::OrderedTensors& tensors,
+                                    const std::string& json, const std::string& source);
 
 }  // namespace accel

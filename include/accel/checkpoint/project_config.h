@@ -18,9 +18,11 @@
 
 #include <torch/arg.h>
 
+#include "accel/util/export.h"
+
 namespace accel {
 
-struct ProjectConfiguration {
+struct ACCEL_API ProjectConfiguration {
   /// Root of checkpoints (and, by default, of logs).
   TORCH_ARG(std::filesystem::path, project_dir) = ".";
   /// Where trackers will write; project_dir when unset. Nothing reads it
@@ -40,6 +42,7 @@ struct ProjectConfiguration {
 /// The "checkpoint_<n>" folders of `checkpoints_dir`, by n ascending;
 /// anything else there (a staging folder, a user's file) is ignored.
 /// Empty when the folder does not exist.
-std::vector<std::pair<int64_t, std::filesystem::path>> list_checkpoints(const std::filesystem::path& checkpoints_dir);
+ACCEL_API std::vector<std::pair<int64_t, std::filesystem::path>> list_checkpoints(
+    const std::filesystem::path& checkpoints_dir);
 
 }  // namespace accel

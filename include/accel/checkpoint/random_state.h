@@ -8,16 +8,17 @@
 #include <string>
 
 #include "accel/checkpoint/safetensors.h"
+#include "accel/util/export.h"
 
 namespace accel {
 
 /// The states of this process's default generators.
-safetensors::NamedTensors random_states();
+ACCEL_API safetensors::NamedTensors random_states();
 
 /// Restores states from random_states(). A state for a CUDA device this
 /// process does not see, an unknown name, or a state the generator refuses
 /// throws std::runtime_error naming `source` and the generator; nothing is
 /// restored unless all are valid names.
-void load_random_states(const safetensors::OrderedTensors& states, const std::string& source);
+ACCEL_API void load_random_states(const safetensors::OrderedTensors& states, const std::string& source);
 
 }  // namespace accel

@@ -29,6 +29,7 @@
 #include <torch/types.h>
 
 #include "accel/checkpoint/safetensors_format.h"
+#include "accel/util/export.h"
 
 namespace accel {
 class AtomicFile;
@@ -45,13 +46,13 @@ using OrderedTensors = torch::OrderedDict<std::string, torch::Tensor>;
 using Metadata = std::map<std::string, std::string>;
 
 /// The LibTorch dtype of a file dtype.
-torch::ScalarType to_scalar_type(Dtype dtype);
+ACCEL_API torch::ScalarType to_scalar_type(Dtype dtype);
 /// The file dtype of a LibTorch dtype; throws std::invalid_argument naming
 /// the dtype when safetensors has none for it (e.g. complex double, qint8).
-Dtype from_scalar_type(torch::ScalarType type);
+ACCEL_API Dtype from_scalar_type(torch::ScalarType type);
 
 /// An open safetensors file (Python's `safe_open`).
-class File {
+class ACCEL_API File {
  public:
   /// Maps and validates `path`. Throws std::runtime_error naming the file.
   explicit File(const std::filesystem::path& path);
@@ -93,20 +94,20 @@ class File {
 
 /// All tensors of a file, in file order: on the CPU they share the mapping
 /// (see File::get); on another device they are copies.
-OrderedTensors load_file(const std::filesystem::path& path, torch::Device device = torch::kCPU);
+ACCEL_API OrderedTensors load_file(const std::filesystem::path& path, torch::Device device = torch::kCPU);
 /// The "__metadata__" of a file (reads the header only).
-Metadata load_metadata(const std::filesystem::path& path);
+ACCEL_API Metadata load_metadata(const std::filesystem::path& path);
 /// All tensors of a file held in memory (copies; `bytes` may be freed).
-OrderedTensors load(std::string_view bytes);
+ACCEL_API OrderedTensors load(std::string_view bytes);
 
 /// Writes the tensors to `path` atomically (atomic_file.h), laid out as
 /// Python lays them out. Tensors may live on any device and be
 /// non-contiguous; they are copied to the CPU one at a time. Throws
 /// std::invalid_argument for a repeated name, an undefined, sparse or meta
 /// tensor, or a dtype safetensors lacks; the file is then left untouched.
-void save_file(const NamedTensors& tensors, const std::filesystem::path& path, const Metadata& metadata = {});
+ACCEL_API void save_file(const NamedTensors& tensors, const std::filesystem::path& path, const Metadata& metadata = {});
 /// The pairs of an OrderedDict (e.g. named_parameters()), in order.
-NamedTensors to_named(const OrderedTensors& tensors);
+ACCEL_API NamedTensors to_named(const OrderedTensors& tensors);
 // A template so that a braced list ({{"w", t}}) picks the overload above.
 template <class Dict>
 requires std::same_as<Dict, OrderedTensors>
@@ -115,8 +116,8 @@ void save_file(const Dict& tensors, const std::filesystem::path& path, const Met
 }
 /// save_file's bytes appended to an open file (for callers that commit
 /// several files together, see model_files.h).
-void write_tensors(AtomicFile& out, const NamedTensors& tensors, const Metadata& metadata = {});
+ACCEL_API void write_tensors(AtomicFile& out, const NamedTensors& tensors, const Metadata& metadata = {});
 /// The bytes of the file save_file would write.
-std::string save(const NamedTensors& tensors, const Metadata& metadata = {});
+ACCEL_API std::string save(const NamedTensors& tensors, const Metadata& metadata = {});
 
 }  // namespace accel::safetensors

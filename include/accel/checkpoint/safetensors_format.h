@@ -31,6 +31,8 @@
 #include <string_view>
 #include <vector>
 
+#include "accel/util/export.h"
+
 namespace accel::safetensors {
 
 /// Element types, in the order Python's safetensors ranks them (by
@@ -59,14 +61,14 @@ enum class Dtype : uint8_t {
 };
 
 /// The name in the header ("F32", "BF16", "F8_E4M3", ...).
-std::string_view dtype_name(Dtype dtype);
+ACCEL_API std::string_view dtype_name(Dtype dtype);
 /// The dtype of a header name; nullopt when unknown.
-std::optional<Dtype> dtype_from_name(std::string_view name);
+ACCEL_API std::optional<Dtype> dtype_from_name(std::string_view name);
 /// Bytes per element.
-uint64_t dtype_size(Dtype dtype);
+ACCEL_API uint64_t dtype_size(Dtype dtype);
 
 /// One tensor entry of a header.
-struct TensorInfo {
+struct ACCEL_API TensorInfo {
   std::string name;
   Dtype dtype = Dtype::F32;
   std::vector<int64_t> shape;
@@ -78,7 +80,7 @@ struct TensorInfo {
 };
 
 /// A validated header.
-struct Header {
+struct ACCEL_API Header {
   /// In file order (ascending offsets).
   std::vector<TensorInfo> tensors;
   /// The "__metadata__" map; empty when absent.
@@ -101,18 +103,18 @@ inline constexpr uint64_t kMaxHeaderSize = 100'000'000;
 /// Reads N from the file's first 8 bytes and checks it against the limit
 /// and the file size. `source` names the file in errors.
 /// Throws std::runtime_error.
-uint64_t parse_header_size(const char (&prefix)[8], uint64_t file_size, std::string_view source);
+ACCEL_API uint64_t parse_header_size(const char (&prefix)[8], uint64_t file_size, std::string_view source);
 
 /// Parses and validates the JSON header (the N bytes after the prefix) of a
 /// file of `file_size` bytes. Throws std::runtime_error naming `source`,
 /// the tensor and the problem.
-Header parse_header(std::string_view json, uint64_t file_size, std::string_view source);
+ACCEL_API Header parse_header(std::string_view json, uint64_t file_size, std::string_view source);
 
 /// Both steps on a whole file held in memory.
-Header parse_file_header(std::string_view file_bytes, std::string_view source);
+ACCEL_API Header parse_file_header(std::string_view file_bytes, std::string_view source);
 
 /// What a writer knows about a tensor before laying the file out.
-struct TensorSpec {
+struct ACCEL_API TensorSpec {
   std::string name;
   Dtype dtype = Dtype::F32;
   std::vector<int64_t> shape;
@@ -122,11 +124,11 @@ struct TensorSpec {
 /// rank, then name by bytes) so that the same tensors give the same bytes
 /// as Python's safetensors. Throws std::invalid_argument on a repeated or
 /// reserved name ("__metadata__") or a negative dimension.
-Header plan_layout(std::vector<TensorSpec> specs, std::map<std::string, std::string> metadata = {});
+ACCEL_API Header plan_layout(std::vector<TensorSpec> specs, std::map<std::string, std::string> metadata = {});
 
 /// The 8-byte prefix and the JSON header of a planned layout, padded with
 /// spaces to a multiple of 8 bytes (so the data bytes start 8-aligned).
 /// Sets header.header_size.
-std::string serialize_header(Header& header);
+ACCEL_API std::string serialize_header(Header& header);
 
 }  // namespace accel::safetensors

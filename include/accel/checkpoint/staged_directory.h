@@ -12,17 +12,19 @@
 // process stages and commits, and waits for the others in between.
 #include <filesystem>
 
+#include "accel/util/export.h"
+
 namespace accel {
 
 /// Where the files for `target` are written until commit.
-std::filesystem::path staging_directory(const std::filesystem::path& target);
+ACCEL_API std::filesystem::path staging_directory(const std::filesystem::path& target);
 
 /// Creates an empty staging directory for `target` (and its parents),
 /// clearing what a failed earlier save left there.
-void begin_staging(const std::filesystem::path& target);
+ACCEL_API void begin_staging(const std::filesystem::path& target);
 
 /// Makes the staged directory durable and moves it onto `target`.
 /// Throws std::runtime_error naming both paths and the system error.
-void commit_staging(const std::filesystem::path& target);
+ACCEL_API void commit_staging(const std::filesystem::path& target);
 
 }  // namespace accel

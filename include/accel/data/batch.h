@@ -15,6 +15,7 @@
 
 #include "accel/data/dataset.h"
 #include "accel/util/check.h"
+#include "accel/util/export.h"
 
 namespace accel {
 
@@ -33,7 +34,7 @@ struct BatchTraits<torch::Tensor> {
 };
 
 template <>
-struct BatchTraits<TensorDict> {
+struct ACCEL_API BatchTraits<TensorDict> {
   static constexpr bool has_tensors = true;
   static std::vector<torch::Tensor> tensors(const TensorDict& b);
   static std::vector<std::string> names(const TensorDict& b);
@@ -98,7 +99,7 @@ Batch batch_to_device(Batch batch, const torch::Device& device, bool non_blockin
 }
 
 /// Whether page-locked host memory can be had (it needs a CUDA driver).
-bool pinned_memory_available();
+ACCEL_API bool pinned_memory_available();
 
 /// Copies the batch's CPU tensors into page-locked memory (when available).
 template <class Batch>
@@ -113,9 +114,10 @@ Batch pin_batch(Batch batch) {
 
 /// The shapes and dtypes of a batch as a string, so other ranks can
 /// allocate the tensors a broadcast will fill (DataLoaderDispatcher).
-std::string describe_tensors(const std::vector<std::string>& names, const std::vector<torch::Tensor>& tensors);
+ACCEL_API std::string describe_tensors(const std::vector<std::string>& names,
+                                       const std::vector<torch::Tensor>& tensors);
 /// Empty tensors on `device` from describe_tensors' string; fills `names`.
-std::vector<torch::Tensor> allocate_described(const std::string& description, const torch::Device& device,
-                                              std::vector<std::string>& names);
+ACCEL_API std::vector<torch::Tensor> allocate_described(const std::string& description, const torch::Device& device,
+                                                        std::vector<std::string>& names);
 
 }  // namespace accel

@@ -6,12 +6,13 @@
 #include <vector>
 
 #include "accel/data/sampler.h"
+#include "accel/util/export.h"
 
 namespace accel {
 
 using IndexBatches = std::vector<Indices>;
 
-class BatchSamplerBase {
+class ACCEL_API BatchSamplerBase {
  public:
   virtual ~BatchSamplerBase() = default;
   /// Number of batches per epoch (for a shard: as Accelerate's __len__).
@@ -26,7 +27,7 @@ class BatchSamplerBase {
 
 /// Groups a sampler's indices into batches of batch_size; the last one is
 /// shorter unless drop_last drops it (PyTorch's BatchSampler).
-class BatchSampler : public BatchSamplerBase {
+class ACCEL_API BatchSampler : public BatchSamplerBase {
  public:
   BatchSampler(std::shared_ptr<Sampler> sampler, int64_t batch_size, bool drop_last);
   int64_t size() const override;

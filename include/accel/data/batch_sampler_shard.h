@@ -22,10 +22,11 @@
 #include <memory>
 
 #include "accel/data/batch_sampler.h"
+#include "accel/util/export.h"
 
 namespace accel {
 
-class BatchSamplerShard : public BatchSamplerBase {
+class ACCEL_API BatchSamplerShard : public BatchSamplerBase {
  public:
   BatchSamplerShard(std::shared_ptr<BatchSamplerBase> batch_sampler, int num_processes = 1, int process_index = 0,
                     bool split_batches = false, bool even_batches = true);

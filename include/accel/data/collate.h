@@ -13,6 +13,7 @@
 #include <torch/types.h>
 
 #include "accel/data/dataset.h"
+#include "accel/util/export.h"
 
 namespace accel {
 
@@ -20,12 +21,12 @@ template <class Example, class Batch>
 using CollateFn = std::function<Batch(std::vector<Example>)>;
 
 /// Stacks equal-shaped tensors: [n, ...].
-torch::Tensor default_collate(std::vector<torch::Tensor> examples);
+ACCEL_API torch::Tensor default_collate(std::vector<torch::Tensor> examples);
 /// Stacks each key; every example must have the same keys.
-TensorDict default_collate(std::vector<TensorDict> examples);
+ACCEL_API TensorDict default_collate(std::vector<TensorDict> examples);
 /// Numbers become a 1-d tensor (int64 / float64).
-torch::Tensor default_collate(std::vector<int64_t> examples);
-torch::Tensor default_collate(std::vector<double> examples);
+ACCEL_API torch::Tensor default_collate(std::vector<int64_t> examples);
+ACCEL_API torch::Tensor default_collate(std::vector<double> examples);
 
 /// The batch type default_collate makes from `Example`.
 template <class Example>

@@ -21,6 +21,7 @@
 #include <torch/types.h>
 
 #include "accel/util/check.h"
+#include "accel/util/export.h"
 
 namespace accel {
 
@@ -93,7 +94,7 @@ class LambdaIterableDataset : public IterableDataset<Example> {
 
 /// Rows of named tensors that share their first dimension: example i is
 /// {name: tensor[i]} for every name (PyTorch's TensorDataset, with names).
-class TensorDataset : public Dataset<TensorDict> {
+class ACCEL_API TensorDataset : public Dataset<TensorDict> {
  public:
   explicit TensorDataset(TensorDict columns);
   int64_t size() const override { return size_; }

@@ -5,10 +5,12 @@
 // end of a loader and gather_for_metrics trims the last batch from this.
 #include <cstdint>
 
+#include "accel/util/export.h"
+
 namespace accel {
 
 /// Where a loader stands, as gather_for_metrics needs it.
-struct LoaderProgress {
+struct ACCEL_API LoaderProgress {
   /// The batch in hand is the last of the epoch.
   bool end_of_dataloader = false;
   /// Real rows in the last gathered batch (the rest repeat earlier samples);
@@ -16,7 +18,7 @@ struct LoaderProgress {
   int64_t remainder = -1;
 };
 
-class LoaderObserver {
+class ACCEL_API LoaderObserver {
  public:
   virtual ~LoaderObserver() = default;
   /// `loader` identifies the loader (its address) while it iterates.

@@ -11,10 +11,11 @@
 
 #include "accel/data/batch_sampler.h"
 #include "accel/data/sampler.h"
+#include "accel/util/export.h"
 
 namespace accel {
 
-struct DataLoaderOptions {
+struct ACCEL_API DataLoaderOptions {
   DataLoaderOptions() = default;
   /* implicit */ DataLoaderOptions(int64_t batch_size) : batch_size_(batch_size) {}
 

@@ -9,9 +9,11 @@
 #include <string>
 #include <utility>
 
+#include "accel/util/export.h"
+
 namespace accel {
 
-struct LoaderState {
+struct ACCEL_API LoaderState {
   /// The epoch in progress (or the next one, between epochs).
   int64_t epoch = 0;
   /// Batches of that epoch already handed out on this rank.
@@ -31,7 +33,7 @@ struct LoaderState {
 /// Reads and restores one loader's state from outside the loader
 /// (DataLoader::state_handle): it shares the loader's progress, so it stays
 /// valid when the loader is moved, and keeps the loader's sampler alive.
-class LoaderStateHandle {
+class ACCEL_API LoaderStateHandle {
  public:
   LoaderStateHandle(std::function<LoaderState()> get, std::function<void(const LoaderState&)> set)
       : get_(std::move(get)), set_(std::move(set)) {}

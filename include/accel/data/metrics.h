@@ -14,17 +14,18 @@
 // tensors of the same shape (the default even_batches gives that).
 #include "accel/data/data_loader.h"
 #include "accel/dist/collectives.h"
+#include "accel/util/export.h"
 
 namespace accel {
 
 /// Drops the repeated rows of an already gathered tensor (dim 0).
-torch::Tensor drop_duplicates(const torch::Tensor& gathered, const LoaderProgress& progress);
+ACCEL_API torch::Tensor drop_duplicates(const torch::Tensor& gathered, const LoaderProgress& progress);
 
-torch::Tensor gather_for_metrics(const torch::Tensor& tensor, const LoaderProgress& progress,
-                                 const ProcessGroupPtr& group = {});
+ACCEL_API torch::Tensor gather_for_metrics(const torch::Tensor& tensor, const LoaderProgress& progress,
+                                           const ProcessGroupPtr& group = {});
 /// Each tensor of the dict, gathered and cut the same way.
-TensorDict gather_for_metrics(const TensorDict& tensors, const LoaderProgress& progress,
-                              const ProcessGroupPtr& group = {});
+ACCEL_API TensorDict gather_for_metrics(const TensorDict& tensors, const LoaderProgress& progress,
+                                        const ProcessGroupPtr& group = {});
 
 template <class Batch, class T>
 auto gather_for_metrics(const T& tensors, const DataLoader<Batch>& loader, const ProcessGroupPtr& group = {}) {

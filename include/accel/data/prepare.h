@@ -17,10 +17,11 @@
 #include "accel/dist/collectives.h"
 #include "accel/state.h"
 #include "accel/util/check.h"
+#include "accel/util/export.h"
 
 namespace accel {
 
-struct PrepareOptions {
+struct ACCEL_API PrepareOptions {
   /// Unset: the process state's world size and rank.
   TORCH_ARG(std::optional<int>, num_processes) = std::nullopt;
   TORCH_ARG(std::optional<int>, process_index) = std::nullopt;
@@ -43,9 +44,9 @@ struct PrepareOptions {
 
 namespace detail {
 /// World size and rank: from the options, else from the process state.
-std::pair<int, int> resolve_ranks(const PrepareOptions& options);
+ACCEL_API std::pair<int, int> resolve_ranks(const PrepareOptions& options);
 /// Rank 0's seed on every rank when running distributed, else `seed`.
-uint64_t agree_on_seed(uint64_t seed, int num_processes);
+ACCEL_API uint64_t agree_on_seed(uint64_t seed, int num_processes);
 }  // namespace detail
 
 template <class Batch>

@@ -8,11 +8,13 @@
 #include <optional>
 #include <vector>
 
+#include "accel/util/export.h"
+
 namespace accel {
 
 using Indices = std::vector<int64_t>;
 
-class Sampler {
+class ACCEL_API Sampler {
  public:
   virtual ~Sampler() = default;
   /// Number of indices per epoch.
@@ -25,7 +27,7 @@ class Sampler {
 };
 
 /// 0, 1, ..., n-1.
-class SequentialSampler : public Sampler {
+class ACCEL_API SequentialSampler : public Sampler {
  public:
   explicit SequentialSampler(int64_t n);
   int64_t size() const override { return n_; }
@@ -38,7 +40,7 @@ class SequentialSampler : public Sampler {
 /// Accelerate's SeedableRandomSampler: epoch e is
 /// torch.randperm(n, generator=manual_seed(seed + e)), the same on every
 /// rank and in Python (both use ATen's CPU generator, mt19937).
-class SeedableRandomSampler : public Sampler {
+class ACCEL_API SeedableRandomSampler : public Sampler {
  public:
   SeedableRandomSampler(int64_t n, uint64_t seed);
   int64_t size() const override { return n_; }
@@ -59,10 +61,10 @@ class SeedableRandomSampler : public Sampler {
 };
 
 /// torch::randperm(n) from a CPU generator seeded with `seed`.
-Indices seeded_permutation(int64_t n, uint64_t seed);
+ACCEL_API Indices seeded_permutation(int64_t n, uint64_t seed);
 
 /// The seed torch's default CPU generator was last seeded with
 /// (torch.initial_seed(): what Accelerate uses when no data_seed is given).
-uint64_t default_initial_seed();
+ACCEL_API uint64_t default_initial_seed();
 
 }  // namespace accel

@@ -10,9 +10,11 @@
 #include <thread>
 #include <vector>
 
+#include "accel/util/export.h"
+
 namespace accel {
 
-class WorkerPool {
+class ACCEL_API WorkerPool {
  public:
   explicit WorkerPool(int64_t threads);
   /// Finishes the tasks already submitted, then joins the threads.

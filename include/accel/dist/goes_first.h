@@ -9,9 +9,11 @@
 //     auto first = acc.main_process_first();
 //     dataset = load_or_build_cache(path);
 //   }
+#include "accel/util/export.h"
+
 namespace accel {
 
-class [[nodiscard]] GoesFirst {
+class ACCEL_API [[nodiscard]] GoesFirst {
  public:
   /// `first`: this process is the one that goes first.
   explicit GoesFirst(bool first);

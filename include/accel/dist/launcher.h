@@ -16,10 +16,11 @@
 #include <string>
 
 #include "accel/dist/worker_group.h"
+#include "accel/util/export.h"
 
 namespace accel {
 
-struct LaunchOptions {
+struct ACCEL_API LaunchOptions {
   int num_processes = 2;
   std::string master_addr = "127.0.0.1";
   /// 0: pick a free port.
@@ -34,7 +35,7 @@ struct LaunchOptions {
 };
 
 /// Raised by debug_launcher when a rank fails; what() names it.
-class LaunchError : public std::runtime_error {
+class ACCEL_API LaunchError : public std::runtime_error {
  public:
   LaunchError(const std::string& what, GroupResult result) : std::runtime_error(what), result_(std::move(result)) {}
   const GroupResult& result() const { return result_; }
@@ -44,14 +45,14 @@ class LaunchError : public std::runtime_error {
 };
 
 /// Runs `fn` in options.num_processes processes and reports how each ended.
-GroupResult launch_processes(const std::function<void()>& fn, LaunchOptions options = {});
+ACCEL_API GroupResult launch_processes(const std::function<void()>& fn, LaunchOptions options = {});
 
 /// Like launch_processes, but throws LaunchError naming the failing rank.
-void debug_launcher(const std::function<void()>& fn, int num_processes = 2);
+ACCEL_API void debug_launcher(const std::function<void()>& fn, int num_processes = 2);
 /// Notebook-style entry point: same, with full options.
-void notebook_launcher(const std::function<void()>& fn, LaunchOptions options);
+ACCEL_API void notebook_launcher(const std::function<void()>& fn, LaunchOptions options);
 
 /// A TCP port on `addr` that nothing listens on right now.
-int find_free_port(const std::string& addr = "127.0.0.1");
+ACCEL_API int find_free_port(const std::string& addr = "127.0.0.1");
 
 }  // namespace accel

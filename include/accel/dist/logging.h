@@ -10,22 +10,24 @@
 #include <sstream>
 #include <string>
 
+#include "accel/util/export.h"
+
 namespace accel {
 
 enum class LogLevel { debug = 10, info = 20, warning = 30, error = 40, critical = 50 };
 
 /// "debug" .. "critical" (any case); throws naming the value and the choices.
-LogLevel parse_log_level(const std::string& name);
-std::string to_string(LogLevel level);
+ACCEL_API LogLevel parse_log_level(const std::string& name);
+ACCEL_API std::string to_string(LogLevel level);
 
-struct LogOptions {
+struct ACCEL_API LogOptions {
   /// Write from the main process only (the default), else from every rank.
   bool main_process_only = true;
   /// Every rank writes, in rank order (implies main_process_only = false).
   bool in_order = false;
 };
 
-class Logger {
+class ACCEL_API Logger {
  public:
   explicit Logger(std::string name, std::ostream* out = &std::cerr);
 
@@ -47,14 +49,14 @@ class Logger {
 };
 
 /// A logger whose level is read from ACCELERATE_LOG_LEVEL (default info).
-Logger get_logger(const std::string& name);
+ACCEL_API Logger get_logger(const std::string& name);
 
 /// Writes the arguments (streamed, then a newline) on the main process only.
 template <class... Args>
 void print(const Args&... args);
 
 namespace detail {
-bool is_main_process_for_print();
+ACCEL_API bool is_main_process_for_print();
 }
 
 template <class... Args>

@@ -13,35 +13,29 @@
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 #include <torch/csrc/distributed/c10d/Store.hpp>
 
+#include "accel/dist/backend.h"
 #include "accel/dist/topology.h"
+#include "accel/util/export.h"
 
 namespace accel {
 
-enum class Backend { gloo, nccl };
-
-/// "gloo" / "nccl" (any case); throws naming the value and the choices.
-Backend parse_backend(const std::string& name);
-std::string to_string(Backend backend);
-
 /// Raised when processes cannot meet; what() says where, who and how long.
-class RendezvousError : public std::runtime_error {
+class ACCEL_API RendezvousError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
 
-/// Default timeout for meeting and for collectives: Accelerate's 30 minutes.
-inline constexpr std::chrono::milliseconds kDefaultTimeout = std::chrono::minutes(30);
-
 /// Connects to (rank 0: hosts) the TCP store and waits until every rank has
 /// arrived. Throws RendezvousError naming the missing ranks after `timeout`.
-c10::intrusive_ptr<c10d::Store> connect_store(const Topology& topology, std::chrono::milliseconds timeout);
+ACCEL_API c10::intrusive_ptr<c10d::Store> connect_store(const Topology& topology, std::chrono::milliseconds timeout);
 
 /// Builds the process group over `store`. Gloo always serves CPU tensors (so
 /// object collectives work everywhere); with Backend::nccl, NCCL serves CUDA
 /// tensors on `cuda_device` and is the default backend.
-c10::intrusive_ptr<c10d::ProcessGroup> new_process_group(const c10::intrusive_ptr<c10d::Store>& store,
-                                                         const Topology& topology, Backend backend,
-                                                         std::chrono::milliseconds timeout, int cuda_device = -1,
-                                                         const std::string& name = "default_pg");
+ACCEL_API c10::intrusive_ptr<c10d::ProcessGroup> new_process_group(const c10::intrusive_ptr<c10d::Store>& store,
+                                                                   const Topology& topology, Backend backend,
+                                                                   std::chrono::milliseconds timeout,
+                                                                   int cuda_device = -1,
+                                                                   const std::string& name = "default_pg");
 
 }  // namespace accel

@@ -13,10 +13,11 @@
 #include <string>
 
 #include "accel/util/env.h"
+#include "accel/util/export.h"
 
 namespace accel {
 
-struct Topology {
+struct ACCEL_API Topology {
   static constexpr int kDefaultMasterPort = 29500;
 
   int rank = 0;
@@ -47,6 +48,6 @@ struct Topology {
 };
 
 /// First host of a Slurm host list: "node[03-05,7],gpu1" -> "node03".
-std::string first_slurm_host(const std::string& nodelist);
+ACCEL_API std::string first_slurm_host(const std::string& nodelist);
 
 }  // namespace accel

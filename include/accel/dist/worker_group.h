@@ -17,9 +17,11 @@
 #include <string>
 #include <vector>
 
+#include "accel/util/export.h"
+
 namespace accel {
 
-struct WorkerExit {
+struct ACCEL_API WorkerExit {
   int rank = -1;
   int exit_code = 0;           // when exited normally
   int signal = 0;              // when killed by a signal
@@ -29,7 +31,7 @@ struct WorkerExit {
   std::string describe() const;
 };
 
-struct GroupResult {
+struct ACCEL_API GroupResult {
   std::vector<WorkerExit> exits;            // one per rank, in rank order
   std::optional<WorkerExit> first_failure;  // the failure that ended the group
   bool timed_out = false;
@@ -42,7 +44,7 @@ struct GroupResult {
   std::string describe() const;
 };
 
-struct WorkerGroupOptions {
+struct ACCEL_API WorkerGroupOptions {
   /// Between SIGTERM and SIGKILL when stopping the survivors.
   std::chrono::milliseconds grace = std::chrono::seconds(5);
   /// Stop everyone after this long (0: no limit).
@@ -52,7 +54,7 @@ struct WorkerGroupOptions {
 };
 
 /// A program for WorkerGroup::spawn to run.
-struct WorkerCommand {
+struct ACCEL_API WorkerCommand {
   /// argv[0] is the program: a path, or a name looked up on PATH.
   std::vector<std::string> argv;
   /// Variables set (or replaced) on top of the launcher's environment.
@@ -62,7 +64,7 @@ struct WorkerCommand {
   int stderr_fd = -1;
 };
 
-class WorkerGroup {
+class ACCEL_API WorkerGroup {
  public:
   explicit WorkerGroup(WorkerGroupOptions options = {});
   WorkerGroup(const WorkerGroup&) = delete;

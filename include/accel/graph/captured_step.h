@@ -46,15 +46,16 @@
 
 #include "accel/gradient_state.h"
 #include "accel/optim/accelerated_optimizer.h"
+#include "accel/util/export.h"
 
 namespace accel {
 
-struct CaptureOptions {
+struct ACCEL_API CaptureOptions {
   /// Eager calls before capture (at least 1: optimizer state must exist).
   TORCH_ARG(int64_t, warmup_steps) = 3;
 };
 
-class CapturedStep {
+class ACCEL_API CapturedStep {
  public:
   using Function = std::function<std::vector<torch::Tensor>(const std::vector<torch::Tensor>& inputs)>;
 

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "accel/launch/value.h"
+#include "accel/util/export.h"
 
 namespace accel::launch {
 
@@ -23,14 +24,14 @@ using Section = std::map<std::string, Value>;
 /// Where the default file lives: $HF_HOME/accelerate/default_config.yaml,
 /// else $XDG_CACHE_HOME/huggingface/accelerate/..., else
 /// ~/.cache/huggingface/accelerate/default_config.yaml.
-std::string default_config_path();
+ACCEL_API std::string default_config_path();
 
 /// Accelerate's valid values for the choice-valued keys ("distributed_type",
 /// "mixed_precision", "fsdp_config.fsdp_state_dict_type", ...), for
 /// messages and for the questionnaire. Empty for keys without a fixed set.
-std::vector<std::string> allowed_values(const std::string& key);
+ACCEL_API std::vector<std::string> allowed_values(const std::string& key);
 
-class ClusterConfig {
+class ACCEL_API ClusterConfig {
  public:
   /// Reads and checks a file (YAML, or the JSON that Accelerate's
   /// `config default` writes). Throws std::invalid_argument naming the

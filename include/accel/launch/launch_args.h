@@ -13,10 +13,11 @@
 #include <vector>
 
 #include "accel/launch/value.h"
+#include "accel/util/export.h"
 
 namespace accel::launch {
 
-struct FlagSpec {
+struct ACCEL_API FlagSpec {
   enum class Kind { store_true, integer, number, text };
   std::string name;  // with underscores
   Kind kind;
@@ -27,9 +28,9 @@ struct FlagSpec {
 };
 
 /// Every flag `accel launch` takes, in help order.
-const std::vector<FlagSpec>& launch_flags();
+ACCEL_API const std::vector<FlagSpec>& launch_flags();
 
-struct LaunchArgs {
+struct ACCEL_API LaunchArgs {
   std::map<std::string, Value> values;  // flag name -> value (defaults until given)
   std::set<std::string> given;          // flags the user passed
   std::string program;                  // what to run (a path or a name on PATH)

@@ -21,11 +21,12 @@
 #include "accel/launch/cluster_config.h"
 #include "accel/launch/launch_args.h"
 #include "accel/util/env.h"
+#include "accel/util/export.h"
 
 namespace accel::launch {
 
 /// What the launcher needs to know about this machine.
-struct HostInfo {
+struct ACCEL_API HostInfo {
   int gpus = -1;           // CUDA devices; -1: ask LibTorch when needed
   int physical_cores = 1;  // for Accelerate's CPU thread default
   /// The GPU count, asked of LibTorch only on first use: loading CUDA costs
@@ -37,9 +38,9 @@ struct HostInfo {
 
 /// Which of Accelerate's launchers the flags and config select.
 enum class LauncherKind { simple, multi_gpu, deepspeed };
-const char* to_string(LauncherKind kind);
+ACCEL_API const char* to_string(LauncherKind kind);
 
-struct LaunchPlan {
+struct ACCEL_API LaunchPlan {
   LauncherKind kind = LauncherKind::simple;
   int num_processes = 1;  // in the whole job
   int num_machines = 1;
@@ -72,16 +73,16 @@ struct LaunchPlan {
 /// Builds the plan. `env` is the launcher's environment (OMP_NUM_THREADS,
 /// PYTHONPATH, ... are read from it). Throws std::invalid_argument naming
 /// the flag or key and what was expected.
-LaunchPlan plan_launch(LaunchArgs args, const EnvLookup& env = process_env(),
-                       const HostInfo& host = HostInfo::detect());
+ACCEL_API LaunchPlan plan_launch(LaunchArgs args, const EnvLookup& env = process_env(),
+                                 const HostInfo& host = HostInfo::detect());
 
 /// The variables local worker `local_rank` gets on top of the launcher's
 /// environment, in attempt `restart_count` (0 for the first).
-std::map<std::string, std::string> worker_env(const LaunchPlan& plan, int local_rank, int restart_count = 0);
+ACCEL_API std::map<std::string, std::string> worker_env(const LaunchPlan& plan, int local_rank, int restart_count = 0);
 
 /// Whether the rendezvous store could not listen on `port` on this machine:
 /// something listens there, or holds it bound without listening
 /// (Accelerate's is_port_in_use sees only the first).
-bool port_in_use(int port);
+ACCEL_API bool port_in_use(int port);
 
 }  // namespace accel::launch

@@ -13,9 +13,11 @@
 #include <thread>
 #include <vector>
 
+#include "accel/util/export.h"
+
 namespace accel::launch {
 
-class OutputPump {
+class ACCEL_API OutputPump {
  public:
   /// The most bytes of an unfinished line held back per stream.
   static constexpr size_t kMaxHeldLine = 64 * 1024;

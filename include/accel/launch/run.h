@@ -9,11 +9,12 @@
 #include <iosfwd>
 
 #include "accel/launch/launch_plan.h"
+#include "accel/util/export.h"
 
 namespace accel::launch {
 
 /// Runs the plan; returns the status the launcher should exit with (0, the
 /// failing rank's status, 128 + signal). Messages go to `log`.
-int run_launch(const LaunchPlan& plan, std::ostream& log);
+ACCEL_API int run_launch(const LaunchPlan& plan, std::ostream& log);
 
 }  // namespace accel::launch

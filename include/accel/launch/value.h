@@ -8,9 +8,11 @@
 #include <string>
 #include <vector>
 
+#include "accel/util/export.h"
+
 namespace accel::launch {
 
-struct Value {
+struct ACCEL_API Value {
   enum class Kind { none, boolean, integer, number, text, list };
 
   Kind kind = Kind::none;
@@ -39,10 +41,10 @@ struct Value {
 
 /// Python's repr() of a float: the shortest text that reads back the same,
 /// fixed notation for 1e-4 <= |x| < 1e16, always with a '.' or an exponent.
-std::string python_float(double d);
+ACCEL_API std::string python_float(double d);
 
 /// Reads a plain (unquoted) YAML scalar the way PyYAML's safe_load does
 /// (YAML 1.1: yes/no/on/off are booleans, a float needs a '.', ~ is None).
-Value resolve_plain_scalar(const std::string& text);
+ACCEL_API Value resolve_plain_scalar(const std::string& text);
 
 }  // namespace accel::launch

@@ -28,9 +28,11 @@
 #include <torch/arg.h>
 #include <torch/types.h>
 
+#include "accel/util/export.h"
+
 namespace accel {
 
-struct LinearCrossEntropyOptions {
+struct ACCEL_API LinearCrossEntropyOptions {
   /// Rows per chunk; 0 picks one so a chunk's logits hold about 2^28 elements.
   TORCH_ARG(int64_t, chunk_size) = 0;
   /// Targets with this value are left out (PyTorch's default -100).
@@ -43,7 +45,8 @@ struct LinearCrossEntropyOptions {
 /// ignore_index) -> the mean cross-entropy over the targets not ignored, a
 /// 0-dim float32 tensor. Throws std::invalid_argument naming a shape or
 /// option that does not fit.
-torch::Tensor linear_cross_entropy(const torch::Tensor& hidden, const torch::Tensor& weight,
-                                   const torch::Tensor& target, const LinearCrossEntropyOptions& options = {});
+ACCEL_API torch::Tensor linear_cross_entropy(const torch::Tensor& hidden, const torch::Tensor& weight,
+                                             const torch::Tensor& target,
+                                             const LinearCrossEntropyOptions& options = {});
 
 }  // namespace accel

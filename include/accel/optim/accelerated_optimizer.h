@@ -28,10 +28,11 @@
 #include "accel/gradient_state.h"
 #include "accel/optim/fused_step.h"
 #include "accel/optim/optimizer_tensors.h"
+#include "accel/util/export.h"
 
 namespace accel {
 
-class AcceleratedOptimizer {
+class ACCEL_API AcceleratedOptimizer {
  public:
   /// `scaler` (fp16) may be null. `tensors` (may be null) stands between
   /// the model and the optimizer: master weights (amp/master_weights.h) or

@@ -15,16 +15,17 @@
 #include "accel/gradient_state.h"
 #include "accel/optim/accelerated_optimizer.h"
 #include "accel/optim/lr_scheduler.h"
+#include "accel/util/export.h"
 
 namespace accel {
 
-struct SchedulerStepping {
+struct ACCEL_API SchedulerStepping {
   int num_processes = 1;
   bool split_batches = false;
   bool step_with_optimizer = true;
 };
 
-class AcceleratedScheduler {
+class ACCEL_API AcceleratedScheduler {
  public:
   AcceleratedScheduler(std::shared_ptr<LRScheduler> scheduler,
                        std::vector<std::shared_ptr<AcceleratedOptimizer>> optimizers,

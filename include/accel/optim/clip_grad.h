@@ -13,6 +13,8 @@
 
 #include <torch/types.h>
 
+#include "accel/util/export.h"
+
 namespace accel {
 
 /// Scales the gradients of `parameters` (those that have one) so that their
@@ -21,12 +23,14 @@ namespace accel {
 /// (a zero CPU tensor when no parameter has a gradient). norm_type may be
 /// inf (the largest absolute element). Throws std::invalid_argument for a
 /// negative max_norm or a norm_type below 0.
-torch::Tensor clip_grad_norm(const std::vector<torch::Tensor>& parameters, double max_norm, double norm_type = 2.0);
+ACCEL_API torch::Tensor clip_grad_norm(const std::vector<torch::Tensor>& parameters, double max_norm,
+                                       double norm_type = 2.0);
 
 /// The same over gradient tensors themselves (not their parameters).
-torch::Tensor clip_gradients(const std::vector<torch::Tensor>& grads, double max_norm, double norm_type = 2.0);
+ACCEL_API torch::Tensor clip_gradients(const std::vector<torch::Tensor>& grads, double max_norm,
+                                       double norm_type = 2.0);
 
 /// The total norm of the gradients without changing them.
-torch::Tensor grad_norm(const std::vector<torch::Tensor>& parameters, double norm_type = 2.0);
+ACCEL_API torch::Tensor grad_norm(const std::vector<torch::Tensor>& parameters, double norm_type = 2.0);
 
 }  // namespace accel

@@ -29,9 +29,11 @@
 #include <torch/optim/adamw.h>
 #include <torch/types.h>
 
+#include "accel/util/export.h"
+
 namespace accel {
 
-struct CpuAdamOptions {
+struct ACCEL_API CpuAdamOptions {
   using Betas = std::tuple<double, double>;
   CpuAdamOptions(double lr = 1e-3) : lr_(lr) {}  // NOLINT: implicit as in AdamWOptions
   TORCH_ARG(double, lr);
@@ -55,7 +57,7 @@ struct CpuAdamOptions {
 /// same number of elements; param, exp_avg, exp_avg_sq (and max_exp_avg_sq
 /// under amsgrad) fp32; grad fp32 or bf16; param_copy undefined, bf16 or
 /// fp16 (written with the updated parameter, rounded to nearest even).
-struct CpuAdamSlice {
+struct ACCEL_API CpuAdamSlice {
   torch::Tensor param;
   torch::Tensor grad;
   torch::Tensor exp_avg;
@@ -67,29 +69,29 @@ struct CpuAdamSlice {
 /// Applies step number `step` (1 for the first update) to the slice in
 /// place. Throws std::invalid_argument naming a tensor of the wrong device,
 /// dtype, size or layout.
-void cpu_adam_step(const CpuAdamOptions& options, int64_t step, const CpuAdamSlice& slice);
+ACCEL_API void cpu_adam_step(const CpuAdamOptions& options, int64_t step, const CpuAdamSlice& slice);
 
 /// Steps a torch::optim::Adam or AdamW (or a subclass, e.g. FusedAdamW) on
 /// its own per-parameter state with the CPU Adam update, as its step() would
 /// (same state, step counts and checkpoints): for an engine that keeps the
 /// user's optimizer over fp32 CPU slices (ZeRO-Offload). Returns false,
 /// changing nothing, for any other optimizer type; throws like CpuAdamW.
-bool cpu_adam_step(torch::optim::Optimizer& optimizer);
+ACCEL_API bool cpu_adam_step(torch::optim::Optimizer& optimizer);
 
 /// The instruction set the update runs with here: "avx512", "avx2" or "baseline".
-std::string cpu_adam_isa();
+ACCEL_API std::string cpu_adam_isa();
 
 /// torch::optim::AdamW whose step() runs the CPU Adam update (one call per
 /// parameter). Parameters must be contiguous fp32 on the CPU with dense fp32
 /// or bf16 gradients; others throw naming the parameter's index.
-class CpuAdamW : public torch::optim::AdamW {
+class ACCEL_API CpuAdamW : public torch::optim::AdamW {
  public:
   using torch::optim::AdamW::AdamW;
   torch::Tensor step(LossClosure closure = nullptr) override;
 };
 
 /// torch::optim::Adam (L2 weight decay) whose step() runs the CPU Adam update.
-class CpuAdam : public torch::optim::Adam {
+class ACCEL_API CpuAdam : public torch::optim::Adam {
  public:
   using torch::optim::Adam::Adam;
   torch::Tensor step(LossClosure closure = nullptr) override;

@@ -12,10 +12,11 @@
 #include <torch/optim/adamw.h>
 
 #include "accel/optim/fused_step.h"
+#include "accel/util/export.h"
 
 namespace accel {
 
-class FusedAdamW : public torch::optim::AdamW {
+class ACCEL_API FusedAdamW : public torch::optim::AdamW {
  public:
   using torch::optim::AdamW::AdamW;
 

@@ -21,9 +21,11 @@
 #include <torch/optim/adamw.h>
 #include <torch/optim/sgd.h>
 
+#include "accel/util/export.h"
+
 namespace accel {
 
-class FusedStep {
+class ACCEL_API FusedStep {
  public:
   /// Whether `optimizer` is exactly torch::optim::Adam, AdamW, SGD or
   /// accel::FusedAdamW (whose step() is this). Another subclass may have

@@ -7,6 +7,7 @@
 // once. Without shards this is accel::clip_gradients (optim/clip_grad.h):
 // multi-tensor kernels, nothing read back to the host.
 #include "accel/optim/optimizer_tensors.h"
+#include "accel/util/export.h"
 
 namespace accel {
 
@@ -14,16 +15,16 @@ namespace accel {
 /// `holders` (master weights, a ZeRO engine) that stands for it holds it
 /// (an fp32 master's, this rank's piece of a ZeRO slice), else its own,
 /// replicated. Parameters without a gradient are left out.
-GradientSet gradients_of(const std::vector<torch::Tensor>& parameters,
-                         const std::vector<const OptimizerTensors*>& holders);
+ACCEL_API GradientSet gradients_of(const std::vector<torch::Tensor>& parameters,
+                                   const std::vector<const OptimizerTensors*>& holders);
 
 /// Scales every gradient of `grads` by min(1, max_norm / (norm + 1e-6))
 /// in place; returns the norm before clipping as a 0-dim float tensor (0
 /// when there is none). Every rank of grads.group must call it when
 /// grads.sharded may be non-empty on any rank (it all-reduces).
-torch::Tensor clip_grad_norm_(GradientSet& grads, double max_norm, double norm_type = 2.0);
+ACCEL_API torch::Tensor clip_grad_norm_(GradientSet& grads, double max_norm, double norm_type = 2.0);
 
 /// Clamps every gradient element to [-clip_value, clip_value] in place.
-void clip_grad_value_(GradientSet& grads, double clip_value);
+ACCEL_API void clip_grad_value_(GradientSet& grads, double clip_value);
 
 }  // namespace accel

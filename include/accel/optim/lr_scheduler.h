@@ -26,6 +26,8 @@
 
 #include <torch/optim/optimizer.h>
 
+#include "accel/util/export.h"
+
 namespace accel {
 
 /// The factor applied to a group's base lr at a scheduler step (0, 1, ...).
@@ -34,7 +36,7 @@ using LrLambda = std::function<double(int64_t step)>;
 /// What a checkpoint needs to resume a scheduler: the step it is at and the
 /// base lrs (one per param group). The lambdas are code, not state: the
 /// resumed program rebuilds them with the same arguments.
-struct SchedulerState {
+struct ACCEL_API SchedulerState {
   int64_t last_epoch = 0;
   std::vector<double> base_lrs;
 
@@ -42,7 +44,7 @@ struct SchedulerState {
 };
 
 /// Holds a reference to the optimizer, which must outlive it.
-class LRScheduler {
+class ACCEL_API LRScheduler {
  public:
   /// One lambda for every param group.
   LRScheduler(torch::optim::Optimizer& optimizer, LrLambda lr_lambda);

@@ -34,9 +34,11 @@
 #include <torch/arg.h>
 #include <torch/types.h>
 
+#include "accel/util/export.h"
+
 namespace accel {
 
-struct NvmeStoreOptions {
+struct ACCEL_API NvmeStoreOptions {
   NvmeStoreOptions(std::filesystem::path folder) : folder_(std::move(folder)) {}  // NOLINT
   /// Where the swap files go (made if missing).
   TORCH_ARG(std::filesystem::path, folder);
@@ -55,7 +57,7 @@ class IoPool;
 
 /// A pending read or write. wait() blocks until it is done and rethrows its
 /// error; a default-constructed handle is already done.
-class IoHandle {
+class ACCEL_API IoHandle {
  public:
   IoHandle() = default;
   void wait() const;
@@ -67,7 +69,7 @@ class IoHandle {
   std::shared_ptr<detail::IoRequest> request_;
 };
 
-class NvmeStore {
+class ACCEL_API NvmeStore {
  public:
   /// Makes the folder and checks that a file can be written in it; throws
   /// std::runtime_error naming the folder and the errno text otherwise, or

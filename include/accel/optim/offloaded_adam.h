@@ -31,10 +31,11 @@
 #include "accel/optim/cpu_adam.h"
 #include "accel/optim/nvme_store.h"
 #include "accel/parallel/sharding_options.h"
+#include "accel/util/export.h"
 
 namespace accel {
 
-struct OffloadedAdamOptions {
+struct ACCEL_API OffloadedAdamOptions {
   /// cpu or nvme (none is refused: then the optimizer runs on the device).
   TORCH_ARG(OffloadDevice, device) = OffloadDevice::cpu;
   /// Folder of the swap files (nvme).
@@ -52,7 +53,7 @@ struct OffloadedAdamOptions {
   static OffloadedAdamOptions from(const OffloadOptions& o);
 };
 
-class OffloadedAdam {
+class ACCEL_API OffloadedAdam {
  public:
   /// `numel`: the slice's length. Throws std::invalid_argument for bad
   /// options, std::runtime_error naming the folder when swap files cannot be

@@ -15,19 +15,21 @@
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 #include <vector>
 
+#include "accel/util/export.h"
+
 namespace accel {
 
 /// The gradients standing for some model parameters, as this rank holds
 /// them: `replicated` ones are equal on every rank, `sharded` ones are this
 /// rank's disjoint part of gradients split across `group` (norms of those
 /// are summed over the ranks).
-struct GradientSet {
+struct ACCEL_API GradientSet {
   std::vector<torch::Tensor> replicated;
   std::vector<torch::Tensor> sharded;
   c10::intrusive_ptr<c10d::ProcessGroup> group;
 };
 
-class OptimizerTensors {
+class ACCEL_API OptimizerTensors {
  public:
   virtual ~OptimizerTensors() = default;
 

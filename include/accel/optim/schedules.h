@@ -21,41 +21,42 @@
 #include <torch/optim/optimizer.h>
 
 #include "accel/optim/lr_scheduler.h"
+#include "accel/util/export.h"
 
 namespace accel {
 
 namespace schedules {
 
 /// 1 at every step.
-LrLambda constant();
+ACCEL_API LrLambda constant();
 
 /// Warmup, then 1.
-LrLambda constant_with_warmup(int64_t num_warmup_steps);
+ACCEL_API LrLambda constant_with_warmup(int64_t num_warmup_steps);
 
 /// Warmup, then linear decay to 0 at num_training_steps (0 afterwards).
-LrLambda linear_with_warmup(int64_t num_warmup_steps, int64_t num_training_steps);
+ACCEL_API LrLambda linear_with_warmup(int64_t num_warmup_steps, int64_t num_training_steps);
 
 /// Warmup, then 0.5 * (1 + cos(pi * 2 * num_cycles * progress)), clipped at
 /// 0, where progress runs from 0 at the end of warmup to 1 at
 /// num_training_steps. The default half cycle decays from 1 to 0.
-LrLambda cosine_with_warmup(int64_t num_warmup_steps, int64_t num_training_steps, double num_cycles = 0.5);
+ACCEL_API LrLambda cosine_with_warmup(int64_t num_warmup_steps, int64_t num_training_steps, double num_cycles = 0.5);
 
 /// Warmup, then num_cycles half-cosine decays from 1 to 0, each restarting
 /// at 1; 0 from num_training_steps on.
-LrLambda cosine_with_hard_restarts_with_warmup(int64_t num_warmup_steps, int64_t num_training_steps,
-                                               int64_t num_cycles = 1);
+ACCEL_API LrLambda cosine_with_hard_restarts_with_warmup(int64_t num_warmup_steps, int64_t num_training_steps,
+                                                         int64_t num_cycles = 1);
 
 /// Warmup, then lr_end + (lr_init - lr_end) * (1 - progress)^power, divided
 /// by lr_init (the scheduler multiplies by the base lr again); lr_end /
 /// lr_init after num_training_steps. lr_init is the optimizer's lr; lr_end
 /// must be below it (as Transformers checks), and num_training_steps must
 /// differ from num_warmup_steps (Transformers divides by their difference).
-LrLambda polynomial_decay_with_warmup(int64_t num_warmup_steps, int64_t num_training_steps, double lr_init,
-                                      double lr_end = 1e-7, double power = 1.0);
+ACCEL_API LrLambda polynomial_decay_with_warmup(int64_t num_warmup_steps, int64_t num_training_steps, double lr_init,
+                                                double lr_end = 1e-7, double power = 1.0);
 
 /// Warmup, then 1 / sqrt((step + timescale - num_warmup_steps) / timescale).
 /// timescale defaults to num_warmup_steps, or 10'000 when that is 0.
-LrLambda inverse_sqrt(int64_t num_warmup_steps, std::optional<int64_t> timescale = std::nullopt);
+ACCEL_API LrLambda inverse_sqrt(int64_t num_warmup_steps, std::optional<int64_t> timescale = std::nullopt);
 
 }  // namespace schedules
 
@@ -75,13 +76,13 @@ enum class SchedulerType {
 /// From Transformers' names ("linear", "cosine", "cosine_with_restarts",
 /// "polynomial", "constant", "constant_with_warmup", "inverse_sqrt");
 /// anything else throws std::invalid_argument listing them.
-SchedulerType parse_scheduler_type(const std::string& name);
-std::string to_string(SchedulerType type);
+ACCEL_API SchedulerType parse_scheduler_type(const std::string& name);
+ACCEL_API std::string to_string(SchedulerType type);
 
 /// The schedule-specific arguments (Transformers' scheduler_specific_kwargs).
 /// Unset means the schedule's default; setting one the chosen schedule does
 /// not take throws std::invalid_argument, as Transformers raises TypeError.
-struct SchedulerKwargs {
+struct ACCEL_API SchedulerKwargs {
   /// cosine (default 0.5) and cosine_with_restarts (default 1, must be a
   /// whole number there).
   TORCH_ARG(std::optional<double>, num_cycles) = std::nullopt;
@@ -99,13 +100,13 @@ struct SchedulerKwargs {
 /// schedule. polynomial's lr_init is the optimizer's default lr
 /// (optimizer.defaults().get_lr(), Transformers' optimizer.defaults["lr"]),
 /// not a param group's: they differ only when groups were given their own lr.
-std::shared_ptr<LRScheduler> get_scheduler(SchedulerType type, torch::optim::Optimizer& optimizer,
-                                           std::optional<int64_t> num_warmup_steps = std::nullopt,
-                                           std::optional<int64_t> num_training_steps = std::nullopt,
-                                           const SchedulerKwargs& kwargs = {});
-std::shared_ptr<LRScheduler> get_scheduler(const std::string& name, torch::optim::Optimizer& optimizer,
-                                           std::optional<int64_t> num_warmup_steps = std::nullopt,
-                                           std::optional<int64_t> num_training_steps = std::nullopt,
-                                           const SchedulerKwargs& kwargs = {});
+ACCEL_API std::shared_ptr<LRScheduler> get_scheduler(SchedulerType type, torch::optim::Optimizer& optimizer,
+                                                     std::optional<int64_t> num_warmup_steps = std::nullopt,
+                                                     std::optional<int64_t> num_training_steps = std::nullopt,
+                                                     const SchedulerKwargs& kwargs = {});
+ACCEL_API std::shared_ptr<LRScheduler> get_scheduler(const std::string& name, torch::optim::Optimizer& optimizer,
+                                                     std::optional<int64_t> num_warmup_steps = std::nullopt,
+                                                     std::optional<int64_t> num_training_steps = std::nullopt,
+                                                     const SchedulerKwargs& kwargs = {});
 
 }  // namespace accel

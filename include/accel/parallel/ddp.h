@@ -19,6 +19,9 @@
 #include <torch/nn/pimpl.h>
 #include <torch/types.h>
 
+#include "accel/parallel/ddp_options.h"
+#include "accel/util/export.h"
+
 namespace c10d {
 class Reducer;
 class Logger;
@@ -26,41 +29,12 @@ class Logger;
 
 namespace accel {
 
-struct DDPOptions {
-  /// Bucket size in MiB (PyTorch's default 25).
-  double bucket_cap_mb = 25.0;
-  /// Search the autograd graph after forward for parameters that got no
-  /// gradient this step and mark them ready (needed when a branch is unused).
-  bool find_unused_parameters = false;
-  /// Broadcast rank 0's buffers (e.g. BatchNorm statistics) before each forward.
-  bool broadcast_buffers = true;
-  /// Gradients become views into the communication buckets (saves a copy).
-  bool gradient_as_bucket_view = false;
-
-  DDPOptions& set_bucket_cap_mb(double v) {
-    bucket_cap_mb = v;
-    return *this;
-  }
-  DDPOptions& set_find_unused_parameters(bool v) {
-    find_unused_parameters = v;
-    return *this;
-  }
-  DDPOptions& set_broadcast_buffers(bool v) {
-    broadcast_buffers = v;
-    return *this;
-  }
-  DDPOptions& set_gradient_as_bucket_view(bool v) {
-    gradient_as_bucket_view = v;
-    return *this;
-  }
-};
-
 /// Rank 0's parameters and buffers copied to every rank, coalesced per dtype.
-void broadcast_module_states(torch::nn::Module& module, const c10::intrusive_ptr<c10d::ProcessGroup>& group,
-                             bool include_buffers = true);
+ACCEL_API void broadcast_module_states(torch::nn::Module& module, const c10::intrusive_ptr<c10d::ProcessGroup>& group,
+                                       bool include_buffers = true);
 
 /// The type-independent engine behind DistributedDataParallel<M>.
-class DataParallelEngine {
+class ACCEL_API DataParallelEngine {
  public:
   DataParallelEngine(std::shared_ptr<torch::nn::Module> module, c10::intrusive_ptr<c10d::ProcessGroup> group,
                      DDPOptions options);
@@ -103,7 +77,7 @@ void collect_tensors(const std::map<K, V>& m, std::vector<torch::Tensor>& out) {
 
 /// Scope in which backward does not all-reduce (gradient accumulation);
 /// [[nodiscard]]: a guard dropped at once would guard nothing.
-class [[nodiscard]] NoSyncGuard {
+class ACCEL_API [[nodiscard]] NoSyncGuard {
  public:
   explicit NoSyncGuard(DataParallelEngine* engine)
       : engine_(engine), previous_(engine ? engine->require_backward_grad_sync : true) {
@@ -134,7 +108,7 @@ class DistributedDataParallel {
     engine_->before_forward();
     auto out = module_->forward(std::forward<Args>(args)...);
     std::vector<torch::Tensor> outs;
-    if (engine_->options().find_unused_parameters) collect_tensors(out, outs);
+    if (engine_->options().find_unused_parameters()) collect_tensors(out, outs);
     engine_->after_forward(outs);
     return out;
   }

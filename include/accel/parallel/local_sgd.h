@@ -14,10 +14,11 @@
 #include <cstdint>
 
 #include "accel/accelerator.h"
+#include "accel/util/export.h"
 
 namespace accel {
 
-class LocalSGD {
+class ACCEL_API LocalSGD {
  public:
   /// Disabled (a plain counter) in a single process or when enabled=false.
   template <class Holder>

@@ -15,13 +15,14 @@
 #include "accel/accelerator_options.h"
 #include "accel/optim/optimizer_tensors.h"
 #include "accel/parallel/ddp.h"
+#include "accel/util/export.h"
 
 namespace accel {
 
 class PreparedModelCore;
 class ProcessState;
 
-class Replication {
+class ACCEL_API Replication {
  public:
   virtual ~Replication() = default;
   /// For a model already on its device (and cast): the engine that runs
@@ -36,7 +37,8 @@ class Replication {
 /// ZeRO when `sharding` is set and the process is distributed, else DDP
 /// (distributed) or nothing. `master_weights`: the model is kept in the
 /// mixed-precision dtype and stepped through fp32 masters.
-std::shared_ptr<Replication> make_replication(const ProcessState& state, const std::optional<ShardingOptions>& sharding,
-                                              const DDPOptions& ddp, bool master_weights);
+ACCEL_API std::shared_ptr<Replication> make_replication(const ProcessState& state,
+                                                        const std::optional<ShardingOptions>& sharding,
+                                                        const DDPOptions& ddp, bool master_weights);
 
 }  // namespace accel

@@ -35,20 +35,28 @@
 #include <optional>
 #include <string>
 
-#include <torch/nn/module.h>
-#include <torch/optim/optimizer.h>
-
-#include "accel/amp/autocast.h"
-#include "accel/amp/grad_scaler.h"
+#include "accel/amp/grad_scaler_options.h"
+#include "accel/amp/mixed_precision.h"
 #include "accel/parallel/sharding_options.h"
 #include "accel/util/env.h"
+#include "accel/util/export.h"
+
+// Only named by reference here; declared rather than included, so that this
+// header (and AcceleratorOptions through it) stays free of LibTorch's
+// module, optimizer and tensor headers.
+namespace torch::nn {
+class Module;
+}  // namespace torch::nn
+namespace torch::optim {
+class Optimizer;
+}  // namespace torch::optim
 
 namespace accel {
 
 /// What the Accelerator knows when a config is resolved: the values "auto"
 /// takes, and the values an explicit entry must agree with. Unset means the
 /// user did not give it (neither in code nor in the environment).
-struct ShardingConfigContext {
+struct ACCEL_API ShardingConfigContext {
   std::optional<int64_t> gradient_accumulation_steps;
   std::optional<MixedPrecision> mixed_precision;
   std::optional<double> gradient_clipping;
@@ -61,13 +69,13 @@ struct ShardingConfigContext {
 /// The file's "optimizer" section. accel builds no optimizer from it (the one
 /// given to prepare() is used, as with Accelerate's DummyOptim's absence):
 /// check_optimizer() checks that it is the one the section describes.
-struct DeepSpeedOptimizerSection {
+struct ACCEL_API DeepSpeedOptimizerSection {
   std::string type;       // as written: "Adam", "AdamW", ...
   bool decoupled = true;  // AdamW-style decay: type AdamW, or Adam with adam_w_mode (DeepSpeed's default true)
   std::map<std::string, double> params;  // explicit numbers: lr, eps, weight_decay, beta1, beta2
 };
 
-struct ShardingConfig {
+struct ACCEL_API ShardingConfig {
   /// nullopt: no sharding asked for (plain DDP).
   std::optional<ShardingOptions> sharding;
   std::optional<int64_t> gradient_accumulation_steps;
@@ -94,10 +102,11 @@ struct ShardingConfig {
 
 /// Parses DeepSpeed JSON text. Throws std::invalid_argument naming `source`,
 /// the key, the value and what was expected, or both values of a conflict.
-ShardingConfig parse_deepspeed_config(const std::string& json_text, const std::string& source,
-                                      const ShardingConfigContext& context = {});
+ACCEL_API ShardingConfig parse_deepspeed_config(const std::string& json_text, const std::string& source,
+                                                const ShardingConfigContext& context = {});
 /// Reads and parses a file (errors name the path).
-ShardingConfig load_deepspeed_config(const std::filesystem::path& path, const ShardingConfigContext& context = {});
+ACCEL_API ShardingConfig load_deepspeed_config(const std::filesystem::path& path,
+                                               const ShardingConfigContext& context = {});
 
 /// From the launcher's variables: ACCELERATE_USE_DEEPSPEED with either
 /// ACCELERATE_DEEPSPEED_CONFIG_FILE (read as above; Accelerate's rule that the
@@ -109,7 +118,7 @@ ShardingConfig load_deepspeed_config(const std::filesystem::path& path, const Sh
 /// FSDP_RESHARD_AFTER_FORWARD (v2), FSDP_OFFLOAD_PARAMS (true: optimizer state
 /// and master weights offloaded to the CPU; parameters stay on the device,
 /// which needs FULL_SHARD to change). Neither set: an empty config (no sharding).
-ShardingConfig sharding_config_from_env(const EnvLookup& env, const ShardingConfigContext& context = {});
+ACCEL_API ShardingConfig sharding_config_from_env(const EnvLookup& env, const ShardingConfigContext& context = {});
 
 /// Accelerate's hidden_size for a module, which has no config to hold it:
 /// the size its parameters share most often among their first two
@@ -119,23 +128,23 @@ ShardingConfig sharding_config_from_env(const EnvLookup& env, const ShardingConf
 /// residual width, which every projection, embedding and norm has, where
 /// the vocabulary and MLP widths appear a few times each. nullopt: no
 /// parameter has a dimension.
-std::optional<int64_t> model_hidden_size(const torch::nn::Module& model);
+ACCEL_API std::optional<int64_t> model_hidden_size(const torch::nn::Module& model);
 
 /// At prepare(), with the first model: fills reduce_bucket_size "auto" as
 /// Accelerate does (accelerator.py _prepare_deepspeed), hidden_size *
 /// hidden_size with model_hidden_size(model). Throws std::invalid_argument
 /// naming the key when the model has no hidden size. Nothing to fill: no-op.
-void fill_from_model(ShardingConfig& config, const torch::nn::Module& model);
+ACCEL_API void fill_from_model(ShardingConfig& config, const torch::nn::Module& model);
 
 /// At prepare(), once the loader's per-process batch size is known: fills
 /// train_micro_batch_size_per_gpu / train_batch_size (micro * accumulation *
 /// world_size) and throws naming both when an explicit one disagrees.
-void check_batch_sizes(ShardingConfig& config, int64_t micro_batch_per_process, int64_t accumulation_steps,
-                       int world_size);
+ACCEL_API void check_batch_sizes(ShardingConfig& config, int64_t micro_batch_per_process, int64_t accumulation_steps,
+                                 int world_size);
 
 /// Throws naming both when the file's optimizer section does not describe
 /// `optimizer` (type Adam/AdamW by its decay, explicit lr, betas, eps,
 /// weight_decay against its first param group). No section: nothing to check.
-void check_optimizer(const ShardingConfig& config, const torch::optim::Optimizer& optimizer);
+ACCEL_API void check_optimizer(const ShardingConfig& config, const torch::optim::Optimizer& optimizer);
 
 }  // namespace accel

@@ -17,6 +17,8 @@
 #include <filesystem>
 #include <string>
 
+#include "accel/util/export.h"
+
 namespace accel {
 
 enum class ShardingStrategy {
@@ -30,17 +32,17 @@ enum class ShardingStrategy {
   shard_grad_op,
 };
 /// "no_shard", "shard_optimizer", "shard_grad_op" (the names zero_layout.json uses).
-std::string to_string(ShardingStrategy strategy);
+ACCEL_API std::string to_string(ShardingStrategy strategy);
 /// The inverse of to_string; throws std::invalid_argument naming `name`.
-ShardingStrategy parse_sharding_strategy(const std::string& name);
+ACCEL_API ShardingStrategy parse_sharding_strategy(const std::string& name);
 
 enum class OffloadDevice { none, cpu, nvme };
 /// "none", "cpu", "nvme" (DeepSpeed's offload_optimizer.device values).
-std::string to_string(OffloadDevice device);
+ACCEL_API std::string to_string(OffloadDevice device);
 /// The inverse of to_string; throws std::invalid_argument naming `name`.
-OffloadDevice parse_offload_device(const std::string& name);
+ACCEL_API OffloadDevice parse_offload_device(const std::string& name);
 
-struct OffloadOptions {
+struct ACCEL_API OffloadOptions {
   /// Where optimizer state and fp32 master weights live.
   TORCH_ARG(OffloadDevice, device) = OffloadDevice::none;
   /// Folder of the NVMe pages; required when device == nvme.
@@ -58,7 +60,7 @@ struct OffloadOptions {
   TORCH_ARG(bool, delayed_update) = false;
 };
 
-struct ShardingOptions {
+struct ACCEL_API ShardingOptions {
   /// What is split across ranks.
   TORCH_ARG(ShardingStrategy, strategy) = ShardingStrategy::shard_grad_op;
   TORCH_ARG(OffloadOptions, offload_optimizer) = {};
@@ -73,6 +75,6 @@ struct ShardingOptions {
 
 /// Throws std::invalid_argument naming the option and its bad value
 /// (reduce_bucket_size < 1, io_threads < 1, nvme without nvme_path).
-void check_sharding_options(const ShardingOptions& options);
+ACCEL_API void check_sharding_options(const ShardingOptions& options);
 
 }  // namespace accel

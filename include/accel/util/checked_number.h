@@ -11,13 +11,15 @@
 #include <string>
 #include <string_view>
 
+#include "accel/util/export.h"
+
 namespace accel {
 
 /// All of `text` as a base-10 integer (an optional sign, digits) in
 /// [min, max]. Throws std::invalid_argument "<what>: expected an integer,
 /// got '<text>'", or for an integer out of range "<what>: expected an
 /// integer from <min> to <max>, got '<text>'" (the text cut to a short prefix).
-long long parse_integer_in(std::string_view text, std::string_view what, long long min, long long max);
+ACCEL_API long long parse_integer_in(std::string_view text, std::string_view what, long long min, long long max);
 
 /// parse_integer_in over the whole range of T.
 template <std::integral T>
@@ -28,7 +30,7 @@ T parse_integer(std::string_view text, std::string_view what) {
 
 /// Throws std::invalid_argument "<what> <value>: expected an integer from
 /// <min> to <max>" unless min <= value <= max; returns value.
-long long check_integer_in(long long value, std::string_view what, long long min, long long max);
+ACCEL_API long long check_integer_in(long long value, std::string_view what, long long min, long long max);
 
 /// `value` as a T; throws like check_integer_in when it does not fit.
 template <std::integral T>
@@ -40,10 +42,10 @@ T checked_cast(long long value, std::string_view what) {
 /// The element count of a tensor shape read from a file, or nullopt when a
 /// size is negative or the sizes other than 0 multiply past int64: LibTorch
 /// computes strides from them, so [0, 2^62, 2^62] (0 elements) overflows too.
-std::optional<int64_t> element_count(std::span<const int64_t> shape);
+ACCEL_API std::optional<int64_t> element_count(std::span<const int64_t> shape);
 
 /// All of `text` as a decimal floating-point number (inf and nan included).
 /// Throws std::invalid_argument "<what>: expected a number, got '<text>'".
-double parse_number(std::string_view text, std::string_view what);
+ACCEL_API double parse_number(std::string_view text, std::string_view what);
 
 }  // namespace accel

@@ -7,6 +7,8 @@
 #include <string>
 #include <string_view>
 
+#include "accel/util/export.h"
+
 namespace accel {
 
 /// How many bytes of a value a message quotes by default.
@@ -15,6 +17,6 @@ inline constexpr size_t kExcerptBytes = 64;
 /// `text` itself when it has at most `max_bytes` bytes, else its first
 /// `max_bytes` bytes (never cutting a UTF-8 character) followed by
 /// "... (N bytes)".
-std::string excerpt(std::string_view text, size_t max_bytes = kExcerptBytes);
+ACCEL_API std::string excerpt(std::string_view text, size_t max_bytes = kExcerptBytes);
 
 }  // namespace accel

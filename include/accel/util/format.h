@@ -8,16 +8,18 @@
 #include <c10/core/ScalarType.h>
 #include <c10/util/ArrayRef.h>
 
+#include "accel/util/export.h"
+
 namespace accel {
 
-std::string format_double(double value);
+ACCEL_API std::string format_double(double value);
 
 /// A tensor's shape and dtype as messages quote them: "[4, 8] Float".
-std::string describe_tensor(c10::IntArrayRef shape, c10::ScalarType type);
+ACCEL_API std::string describe_tensor(c10::IntArrayRef shape, c10::ScalarType type);
 
 /// An exception's message for a user: what() of any exception, but without
 /// the C++ stack trace LibTorch's c10::Error appends. A program's main()
 /// prints this and exits non-zero (see examples/).
-std::string error_message(const std::exception& error);
+ACCEL_API std::string error_message(const std::exception& error);
 
 }  // namespace accel

@@ -6,6 +6,8 @@
 #include <cstddef>
 #include <string_view>
 
+#include "accel/util/export.h"
+
 namespace accel {
 
 /// The deepest nesting any accel file format needs, with room to spare
@@ -17,6 +19,6 @@ inline constexpr size_t kMaxJsonDepth = 64;
 /// `max_depth` arrays or objects inside one another. Brackets inside
 /// strings do not count. One linear pass, no recursion; says nothing about
 /// whether the text is otherwise valid JSON.
-void check_json_depth(std::string_view text, size_t max_depth = kMaxJsonDepth);
+ACCEL_API void check_json_depth(std::string_view text, size_t max_depth = kMaxJsonDepth);
 
 }  // namespace accel

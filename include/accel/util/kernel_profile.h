@@ -14,15 +14,17 @@
 #include <string>
 #include <vector>
 
+#include "accel/util/export.h"
+
 namespace accel {
 
-struct KernelTime {
+struct ACCEL_API KernelTime {
   std::string name;  // the kernel (or memcpy/memset) as CUPTI names it
   int64_t calls = 0;
   double total_ms = 0;
 };
 
-struct KernelSummary {
+struct ACCEL_API KernelSummary {
   double wall_ms = 0;               // from start to stop
   double device_busy_ms = 0;        // union of the intervals when any GPU activity ran
   double device_sum_ms = 0;         // sum of all GPU activity (> busy when streams overlap)
@@ -34,7 +36,7 @@ struct KernelSummary {
   std::string table(int rows = 20) const;
 };
 
-class KernelProfile {
+class ACCEL_API KernelProfile {
  public:
   /// Starts recording CPU ops and GPU activity (GPU only where CUDA is).
   /// One profile at a time in a process: a second throws std::logic_error.

@@ -17,16 +17,17 @@
 #include <string>
 
 #include "accel/util/check.h"
+#include "accel/util/export.h"
 
 namespace accel {
 
 /// Out of memory on a device (CUDA's c10::OutOfMemoryError, "... out of
 /// memory."), of CPU memory ("DefaultCPUAllocator: can't allocate memory"),
 /// or cuDNN's CUDNN_STATUS_NOT_SUPPORTED: Accelerate's list.
-bool should_reduce_batch_size(const std::exception& error);
+ACCEL_API bool should_reduce_batch_size(const std::exception& error);
 
 /// Releases cached device memory (CUDA's caching allocator), if any.
-void clear_device_cache();
+ACCEL_API void clear_device_cache();
 
 template <class F>
 auto find_executable_batch_size(F&& fn, int64_t starting_batch_size = 128,

@@ -7,11 +7,13 @@
 // shuffling does not depend on it: it agrees on one seed across ranks).
 #include <cstdint>
 
+#include "accel/util/export.h"
+
 namespace accel {
 
 /// `deterministic`: LibTorch's deterministic algorithms from now on
 /// (torch.use_deterministic_algorithms(True)); slower, and ops without a
 /// deterministic implementation then throw.
-void set_seed(uint64_t seed, bool device_specific = false, bool deterministic = false);
+ACCEL_API void set_seed(uint64_t seed, bool device_specific = false, bool deterministic = false);
 
 }  // namespace accel

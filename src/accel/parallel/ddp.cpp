@@ -52,8 +52,8 @@ DataParallelEngine::DataParallelEngine(std::shared_ptr<torch::nn::Module> module
                                        c10::intrusive_ptr<c10d::ProcessGroup> group, DDPOptions options)
     : module_(std::move(module)), group_(std::move(group)), options_(options) {
   ACCEL_CHECK_ARG(group_, "DistributedDataParallel needs a process group (got none: is this a single process?)");
-  ACCEL_CHECK_ARG(options_.bucket_cap_mb > 0, "DDPOptions::bucket_cap_mb must be > 0, got ",
-                  std::to_string(options_.bucket_cap_mb));
+  ACCEL_CHECK_ARG(options_.bucket_cap_mb() > 0, "DDPOptions::bucket_cap_mb must be > 0, got ",
+                  std::to_string(options_.bucket_cap_mb()));
   std::unordered_map<size_t, std::string> names;
   for (auto& item : module_->named_parameters()) {
     if (!item.value().requires_grad()) continue;
@@ -64,7 +64,7 @@ DataParallelEngine::DataParallelEngine(std::shared_ptr<torch::nn::Module> module
 
   broadcast_module_states(*module_, group_, /*include_buffers=*/true);
 
-  const auto cap = static_cast<int64_t>(options_.bucket_cap_mb * 1024 * 1024);
+  const auto cap = static_cast<int64_t>(options_.bucket_cap_mb() * 1024 * 1024);
   std::vector<bool> sparse(params_.size(), false);
   auto [buckets, limits] = c10d::compute_bucket_assignment_by_size(
       params_, {static_cast<size_t>(std::min(kFirstBucketBytes, cap)), static_cast<size_t>(cap)}, sparse);
@@ -73,10 +73,11 @@ DataParallelEngine::DataParallelEngine(std::shared_ptr<torch::nn::Module> module
   std::reverse(buckets.begin(), buckets.end());
   std::reverse(limits.begin(), limits.end());
   std::vector<int64_t> limits64(limits.begin(), limits.end());
-  reducer_ = std::make_shared<c10d::Reducer>(params_, buckets, group_, sparse, cap, options_.find_unused_parameters,
-                                             options_.gradient_as_bucket_view, names, std::min(kFirstBucketBytes, cap),
-                                             /*skip_all_reduce_unused_params=*/false,
-                                             /*use_python_reducer=*/false, limits64);
+  reducer_ =
+      std::make_shared<c10d::Reducer>(params_, buckets, group_, sparse, cap, options_.find_unused_parameters(),
+                                      options_.gradient_as_bucket_view(), names, std::min(kFirstBucketBytes, cap),
+                                      /*skip_all_reduce_unused_params=*/false,
+                                      /*use_python_reducer=*/false, limits64);
   // The reducer reports to a c10d::Logger and assumes one exists (the
   // unused-parameter search dereferences it).
   logger_ = std::make_shared<c10d::Logger>(reducer_);
@@ -87,7 +88,7 @@ DataParallelEngine::~DataParallelEngine() = default;
 
 void DataParallelEngine::before_forward() {
   if (!torch::GradMode::is_enabled()) return;
-  if (options_.broadcast_buffers) {
+  if (options_.broadcast_buffers()) {
     std::vector<torch::Tensor> buffers;
     for (auto& b : module_->buffers()) buffers.push_back(b);
     if (!buffers.empty()) broadcast_coalesced(buffers, group_);
@@ -99,7 +100,7 @@ void DataParallelEngine::after_forward(const std::vector<torch::Tensor>& outputs
   if (!torch::GradMode::is_enabled() || !require_backward_grad_sync) return;
   // Arms the autograd hooks for the coming backward; with
   // find_unused_parameters the outputs seed the search for idle parameters.
-  reducer_->prepare_for_backward(options_.find_unused_parameters ? outputs : std::vector<torch::Tensor>{});
+  reducer_->prepare_for_backward(options_.find_unused_parameters() ? outputs : std::vector<torch::Tensor>{});
 }
 
 }  // namespace accel

@@ -7,6 +7,7 @@
 #include <map>
 #include <stdexcept>
 
+#include <torch/nn/module.h>
 #include <torch/optim/adam.h>
 #include <torch/optim/adamw.h>
 

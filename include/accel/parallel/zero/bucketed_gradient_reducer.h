@@ -29,10 +29,11 @@
 #include <vector>
 
 #include "accel/parallel/zero/gradient_reducer.h"
+#include "accel/util/export.h"
 
 namespace accel::zero {
 
-class BucketedGradientReducer : public GradientReducer {
+class ACCEL_API BucketedGradientReducer : public GradientReducer {
  public:
   BucketedGradientReducer(std::shared_ptr<ReductionTarget> target, int64_t bucket_size, bool overlap_comm);
   ~BucketedGradientReducer() override;

@@ -10,10 +10,12 @@
 
 #include <string>
 
+#include "accel/util/export.h"
+
 namespace accel::zero {
 
 /// The family name ("AdamW", "SGD", ...) of an element-wise optimizer;
 /// otherwise throws std::invalid_argument naming the optimizer's type.
-std::string require_element_wise(const torch::optim::Optimizer& optimizer);
+ACCEL_API std::string require_element_wise(const torch::optim::Optimizer& optimizer);
 
 }  // namespace accel::zero

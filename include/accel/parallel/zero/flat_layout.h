@@ -20,10 +20,11 @@
 #include <vector>
 
 #include "accel/parallel/sharding_options.h"
+#include "accel/util/export.h"
 
 namespace accel::zero {
 
-struct FlatParam {
+struct ACCEL_API FlatParam {
   /// The parameter's name in the unwrapped model (named_parameters()).
   std::string name;
   std::vector<int64_t> shape;
@@ -35,7 +36,7 @@ struct FlatParam {
   bool operator==(const FlatParam&) const = default;
 };
 
-struct FlatGroup {
+struct ACCEL_API FlatGroup {
   std::vector<FlatParam> params;
   /// Sum of the params' numel rounded up to a multiple of the world size.
   int64_t padded_numel = 0;
@@ -46,7 +47,7 @@ struct FlatGroup {
 /// A [begin, end) range of flat elements.
 using FlatRange = std::pair<int64_t, int64_t>;
 
-struct FlatLayout {
+struct ACCEL_API FlatLayout {
   int world_size = 1;
   ShardingStrategy strategy = ShardingStrategy::shard_grad_op;
   std::vector<FlatGroup> groups;
@@ -78,6 +79,6 @@ struct FlatLayout {
 };
 
 /// The safetensors name of a dtype ("F32", "BF16", "F16", ...).
-std::string dtype_name(torch::ScalarType dtype);
+ACCEL_API std::string dtype_name(torch::ScalarType dtype);
 
 }  // namespace accel::zero

@@ -10,10 +10,11 @@
 #include <vector>
 
 #include "accel/parallel/zero/flat_layout.h"
+#include "accel/util/export.h"
 
 namespace accel::zero {
 
-class FlatParameters {
+class ACCEL_API FlatParameters {
  public:
   /// params[g][i] is layout.groups[g].params[i]. A group's parameters must
   /// share one dtype and device (std::invalid_argument naming the first that

@@ -12,10 +12,11 @@
 #include <memory>
 
 #include "accel/parallel/zero/gradient_reducer.h"
+#include "accel/util/export.h"
 
 namespace accel::zero {
 
-class FullGradientReducer : public GradientReducer {
+class ACCEL_API FullGradientReducer : public GradientReducer {
  public:
   /// `scatter`: reduce-scatter into the slices (ZeRO-1), else all-reduce (NO_SHARD).
   FullGradientReducer(std::shared_ptr<ReductionTarget> target, bool scatter);

@@ -16,11 +16,12 @@
 
 #include "accel/parallel/zero/flat_layout.h"
 #include "accel/parallel/zero/flat_parameters.h"
+#include "accel/util/export.h"
 
 namespace accel::zero {
 
 /// What a reducer works on (shared with the engine that owns it).
-struct ReductionTarget {
+struct ACCEL_API ReductionTarget {
   const FlatLayout* layout = nullptr;
   FlatParameters* params = nullptr;
   /// Per group: the flat range this rank's slice covers (everything under NO_SHARD).
@@ -43,7 +44,7 @@ struct ReductionTarget {
   int rank() const { return group ? group->getRank() : 0; }
 };
 
-class GradientReducer {
+class ACCEL_API GradientReducer {
  public:
   virtual ~GradientReducer() = default;
   /// At the optimizer step: the slices hold the averaged gradients

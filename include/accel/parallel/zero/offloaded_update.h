@@ -36,10 +36,11 @@
 
 #include "accel/optim/offloaded_adam.h"
 #include "accel/parallel/sharding_options.h"
+#include "accel/util/export.h"
 
 namespace accel::zero {
 
-class OffloadedUpdate {
+class ACCEL_API OffloadedUpdate {
  public:
   /// Adam and AdamW (and their subclasses): the updates CPU Adam computes.
   static bool supports(const torch::optim::Optimizer& optimizer);

@@ -23,28 +23,29 @@
 #include "accel/checkpoint/optimizer_state.h"
 #include "accel/checkpoint/safetensors.h"
 #include "accel/parallel/zero/zero_engine.h"
+#include "accel/util/export.h"
 
 namespace accel::zero {
 
-std::string layout_file_name(size_t optimizer_index);
-std::string shard_file_name(size_t optimizer_index, int rank);
+ACCEL_API std::string layout_file_name(size_t optimizer_index);
+ACCEL_API std::string shard_file_name(size_t optimizer_index, int rank);
 
 /// Writes this rank's shard to `file`.
-void save_shard(const ZeroEngine& engine, const std::filesystem::path& file);
+ACCEL_API void save_shard(const ZeroEngine& engine, const std::filesystem::path& file);
 
 /// Restores the optimizer state and masters from the shards in `dir` of
 /// the i-th optimizer. Throws std::runtime_error naming the folder when it
 /// was saved by another number of processes (advising a consolidated
 /// checkpoint) or for other parameters.
-void load_shards(ZeroEngine& engine, const std::filesystem::path& dir, size_t optimizer_index);
+ACCEL_API void load_shards(ZeroEngine& engine, const std::filesystem::path& dir, size_t optimizer_index);
 
 /// The full optimizer state, gathered from every rank (a collective: every
 /// rank calls it and gets it; tensors on the CPU).
-OptimizerStateFiles consolidated_state(const ZeroEngine& engine);
+ACCEL_API OptimizerStateFiles consolidated_state(const ZeroEngine& engine);
 
 /// Restores a full state (consolidated_state's, or a non-sharded run's) into
 /// this rank's slices; `source` names it in errors.
-void load_consolidated_state(ZeroEngine& engine, const safetensors::OrderedTensors& tensors, const std::string& json,
-                             const std::string& source);
+ACCEL_API void load_consolidated_state(ZeroEngine& engine, const safetensors::OrderedTensors& tensors,
+                                       const std::string& json, const std::string& source);
 
 }  // namespace accel::zero

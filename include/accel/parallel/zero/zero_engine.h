@@ -47,11 +47,12 @@
 #include "accel/parallel/zero/flat_parameters.h"
 #include "accel/parallel/zero/gradient_reducer.h"
 #include "accel/parallel/zero/offloaded_update.h"
+#include "accel/util/export.h"
 
 namespace accel::zero {
 
 /// Bytes this rank holds for the optimizer (ZeroEngine::memory()).
-struct ZeroMemory {
+struct ACCEL_API ZeroMemory {
   int64_t optimizer_state = 0;  // the optimizer's state tensors (its slices)
   int64_t master_weights = 0;   // fp32 master slices that are copies (0 when views of the model)
   int64_t gradient_slices = 0;  // the averaged fp32 gradient slices
@@ -59,7 +60,7 @@ struct ZeroMemory {
   int64_t peak_buckets = 0;     // most bytes of ZeRO-2 bucket buffers alive at once
 };
 
-class ZeroEngine : public OptimizerTensors {
+class ACCEL_API ZeroEngine : public OptimizerTensors {
  public:
   /// Takes over `optimizer` (not stepped yet; element-wise, else
   /// std::invalid_argument naming it), whose parameters must all be

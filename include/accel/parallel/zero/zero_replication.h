@@ -5,10 +5,11 @@
 // its parameters (so the model is prepared with or before its optimizer,
 // as Accelerate requires with DeepSpeed).
 #include "accel/parallel/replication.h"
+#include "accel/util/export.h"
 
 namespace accel::zero {
 
-class ZeroReplication : public Replication {
+class ACCEL_API ZeroReplication : public Replication {
  public:
   ZeroReplication(c10::intrusive_ptr<c10d::ProcessGroup> group, ShardingOptions options);
 
