@@ -11,7 +11,8 @@ int main() try {
   auto net = torch::nn::Linear(1, 1);
   auto sgd = std::make_shared<torch::optim::SGD>(net->parameters(), 0.1);
   auto [model, optimizer] = accelerator.prepare(net, sgd);
-  const auto x = torch::linspace(-1, 1, 64).unsqueeze(1);
+  // The data goes where prepare put the model (a GPU when there is one).
+  const auto x = torch::linspace(-1, 1, 64).unsqueeze(1).to(accelerator.device());
   const auto y = 3 * x - 1;
   for (int step = 0; step < 200; ++step) {
     auto loss = torch::mse_loss(model(x), y);
