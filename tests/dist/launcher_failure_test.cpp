@@ -77,6 +77,22 @@ TEST(LauncherFailure, DebugLauncherThrowsNamingTheRank) {
       {"rank 1"});
 }
 
+// Joins the process group with a timeout (rank 0 `rank0_timeout`, the
+// others `timeout`) and, when rendezvous fails, writes its message to
+// `path` (from rank 0 only, or from whichever rank this is) before failing.
+static void init_recording_error(const std::filesystem::path& path, std::chrono::seconds rank0_timeout,
+                                 std::chrono::seconds timeout, bool only_rank0) {
+  const bool rank0 = std::getenv("RANK") == std::string("0");
+  StateOptions so;
+  so.timeout(rank0 ? rank0_timeout : timeout);
+  try {
+    ProcessState::init(so);
+  } catch (const RendezvousError& e) {
+    if (rank0 || !only_rank0) std::ofstream(path) << e.what();
+    throw;
+  }
+}
+
 TEST(LauncherFailure, MissingRankGivesTimeoutErrorNamingIt) {
   // World size 3, but only ranks 0 and 1 exist: rank 0 must name rank 2.
   auto start = std::chrono::steady_clock::now();
@@ -87,24 +103,10 @@ TEST(LauncherFailure, MissingRankGivesTimeoutErrorNamingIt) {
   opts.env = {{"WORLD_SIZE", "3"}};
   const TempDir dir("launcher_failure");
   const auto path = dir / "message.txt";
-  auto result = launch_processes(
-      [&] {
-        StateOptions so;
-        // Rank 1 waits longer, so that rank 0 times out first and writes its
-        // message before the launcher ends the job (with equal timeouts rank
-        // 1 could fail first and rank 0 be killed before writing).
-        const bool rank0 = std::getenv("RANK") == std::string("0");
-        so.timeout(rank0 ? 2s : 10s);
-        try {
-          ProcessState::init(so);
-        } catch (const RendezvousError& e) {
-          if (rank0) {
-            std::ofstream(path) << e.what();
-          }
-          throw;
-        }
-      },
-      opts);
+  // Rank 1 waits longer, so that rank 0 times out first and writes its
+  // message before the launcher ends the job (with equal timeouts rank 1
+  // could fail first and rank 0 be killed before writing).
+  auto result = launch_processes([&] { init_recording_error(path, 2s, 10s, /*only_rank0=*/true); }, opts);
   EXPECT_LT(std::chrono::steady_clock::now() - start, 15s);
   ASSERT_FALSE(result.ok());
   const std::string msg = read_file(path);
@@ -121,22 +123,7 @@ TEST(LauncherFailure, UnreachableMasterGivesTimeoutError) {
   const TempDir dir("launcher_failure");
   const auto path = dir / "message.txt";
   auto start = std::chrono::steady_clock::now();
-  auto result = launch_processes(
-      [&] {
-        StateOptions so;
-        // Rank 1 waits longer, so that rank 0 times out first and writes its
-        // message before the launcher ends the job (with equal timeouts rank
-        // 1 could fail first and rank 0 be killed before writing).
-        const bool rank0 = std::getenv("RANK") == std::string("0");
-        so.timeout(rank0 ? 2s : 10s);
-        try {
-          ProcessState::init(so);
-        } catch (const RendezvousError& e) {
-          std::ofstream(path) << e.what();
-          throw;
-        }
-      },
-      opts);
+  auto result = launch_processes([&] { init_recording_error(path, 2s, 10s, /*only_rank0=*/false); }, opts);
   EXPECT_LT(std::chrono::steady_clock::now() - start, 30s);
   EXPECT_FALSE(result.ok());
   const std::string msg = read_file(path);
