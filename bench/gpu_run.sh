@@ -2,8 +2,8 @@
 # One call on the GPU machine (see ../shared/device/README.md): configure and
 # build, run the test suite (gpu tests included), then the benchmarks with
 # their Python peers. Full logs go to $OUT (default /tmp/accel_gpu_out).
-#   bench/gpu_run.sh [what...]   what: build tests bench data checkpoint startup (default: all), gpt2 and
-#                                zero_offload (only when named: they take minutes; GPT2_BATCHES="8" runs
+#   bench/gpu_run.sh [what...]   what: build tests bench data checkpoint startup (default: all), gpt2,
+#                                tracking and zero_offload (only when named: they take minutes; GPT2_BATCHES="8" runs
 #                                one batch size; ZERO_OFFLOAD_ARGS="350M 8 20 8")
 # Needs .deps/libgloo-dev_*.deb carried along (the machine has no Gloo headers).
 set -uo pipefail
@@ -42,6 +42,9 @@ if want checkpoint; then
 fi
 if want gpt2; then
   BUILD_DIR="$ROOT/$B" PY="$(which python3)" OUT="$OUT/gpt2" bench/gpt2.sh gpu 2>&1 | tee "$OUT/gpt2.log"
+fi
+if want tracking; then
+  BUILD_DIR="$ROOT/$B" OUT="$OUT/tracking" bench/tracking.sh gpu 2>&1 | tee "$OUT/tracking.log"
 fi
 if want zero_offload; then
   BUILD_DIR="$ROOT/$B" PY="$(which python3)" OUT="$OUT/zero_offload" NVME_DIR=/tmp/accel_nvme \

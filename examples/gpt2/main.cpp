@@ -55,6 +55,8 @@ struct Flags {
   bool fused_loss = false;
   bool master_weights = false;
   std::string trace;
+  std::string log_with;  // a tracker (tensorboard), recording every step
+  std::string project_dir = ".";
   // ZeRO (the launcher's DeepSpeed/FSDP settings do the same without flags).
   int zero_stage = -1;  // -1: none
   std::string offload = "none";
@@ -105,6 +107,8 @@ Flags parse(int argc, char** argv) {
                "forward/backward)");
   app.add_option("--bucket-size", f.bucket_size, "with --zero-stage 2: elements per gradient bucket")
       ->check(CLI::PositiveNumber);
+  app.add_option("--log_with", f.log_with, "record the run with this tracker (tensorboard) under --project_dir/gpt2");
+  app.add_option("--project_dir", f.project_dir, "where --log_with writes");
   app.add_flag("--timing", f.timing, "print a machine-readable timing line at the end");
   app.add_option("--profile", f.profile, "after training, profile this many more steps and print the top kernels")
       ->check(CLI::NonNegativeNumber);
@@ -158,6 +162,8 @@ int main(int argc, char** argv) try {
   accel::AcceleratorOptions options;
   if (!flags.mixed_precision.empty()) options.mixed_precision(flags.mixed_precision);
   options.cuda_graph(flags.cuda_graph).master_weights(flags.master_weights);
+  if (!flags.log_with.empty())
+    options.log_with({flags.log_with}).project_config(accel::ProjectConfiguration().project_dir(flags.project_dir));
   if (flags.zero_stage >= 0) {
     const accel::ShardingStrategy stages[] = {accel::ShardingStrategy::no_shard,
                                               accel::ShardingStrategy::shard_optimizer,
@@ -241,12 +247,20 @@ int main(int argc, char** argv) try {
     return loss.item<double>();  // waits for the step, as any logging loop does
   };
 
+  accelerator.init_trackers("gpt2", {{"config", flags.config},
+                                     {"batch", flags.batch},
+                                     {"seq", flags.seq},
+                                     {"lr", flags.lr},
+                                     {"processes", n},
+                                     {"mixed_precision", accel::to_string(accelerator.mixed_precision())}});
   const bool cuda = accelerator.device().is_cuda();
   double timed_ms = 0, update_ms = 0;
   for (int64_t step = 0; step < flags.steps; ++step) {
     if (cuda) torch::cuda::synchronize();
     const auto start = std::chrono::steady_clock::now();
     const double loss_value = train_step();
+    // Inside the timed part: what recording every step costs shows in the timing.
+    accelerator.log({{"loss", loss_value}, {"lr", scheduler->get_last_lr()[0]}}, step + 1);
     if (cuda) torch::cuda::synchronize();
     const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
     if (step >= flags.timing_skip) timed_ms += ms;
@@ -295,6 +309,7 @@ int main(int argc, char** argv) try {
     accelerator.wait_for_everyone();
     accel::print("saved to ", flags.save);
   }
+  accelerator.end_training();
   return 0;
 } catch (const std::exception& e) {
   std::cerr << "gpt2: " << accel::error_message(e) << std::endl;

@@ -8,6 +8,7 @@
 //
 //   ./build/examples/spirals                       # one process
 //   ./build/accel launch --cpu --num_processes 2 ./build/examples/spirals
+//   ./build/examples/spirals --log_with tensorboard --project_dir runs   # tensorboard --logdir runs
 #include <cmath>
 #include <cstdlib>
 #include <iostream>
@@ -58,17 +59,30 @@ int env_count(const char* name, int fallback, int max) {
 // Any error (a bad launch, a refused checkpoint, a collective that timed
 // out) ends the program with its message and status 1, not a crash.
 int main(int argc, char** argv) try {
-  if (argc > 1) {
-    // No flags: the mode comes from the launcher, the length from the environment.
-    const std::string arg = argv[1];
+  // The mode comes from the launcher and the length from the environment;
+  // the only flags say where the run is recorded.
+  accel::AcceleratorOptions options;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if ((arg == "--log_with" || arg == "--project_dir") && i + 1 < argc) {
+      const std::string value = argv[++i];
+      if (arg == "--log_with")
+        options.log_with({value});
+      else
+        options.project_config(accel::ProjectConfiguration().project_dir(value));
+      continue;
+    }
     (arg == "--help" || arg == "-h" ? std::cout : std::cerr)
-        << "usage: spirals (no arguments)\n"
+        << (arg == "--help" || arg == "-h" ? "" : "spirals: unknown argument '" + arg + "'\n")
+        << "usage: spirals [--log_with tensorboard] [--project_dir DIR]\n"
+           "  --log_with       record the run (loss, learning rate, accuracy) with this tracker,\n"
+           "                   under DIR/spirals (tensorboard --logdir DIR)\n"
            "  SPIRALS_EPOCHS   epochs to train (default: 20)\n"
            "  the mode (processes, mixed precision, accumulation) comes from the launcher, e.g.\n"
            "  accel launch --cpu --num_processes 2 --mixed_precision bf16 ./spirals\n";
     return arg == "--help" || arg == "-h" ? 0 : 2;
   }
-  accel::Accelerator accelerator;  // everything else comes from `accel launch`
+  accel::Accelerator accelerator(options);  // everything else comes from `accel launch`
   const int epochs = env_count("SPIRALS_EPOCHS", 20, 1'000'000);
   const int64_t batch = 32;  // per process
   accel::print("spirals: ", accelerator.num_processes(), " process(es) on ", accelerator.device(), ", ",
@@ -91,6 +105,10 @@ int main(int argc, char** argv) try {
   auto schedule = accel::get_scheduler(accel::SchedulerType::cosine, *adamw, total / 20, total);
   auto [model, optimizer, scheduler, train_loader, test_loader] =
       accelerator.prepare(net, adamw, schedule, train, test);
+  accelerator.init_trackers("spirals", {{"epochs", int64_t{epochs}},
+                                        {"batch_per_process", batch},
+                                        {"lr", 1e-2},
+                                        {"mixed_precision", accel::to_string(accelerator.mixed_precision())}});
 
   for (int epoch = 0; epoch < epochs; ++epoch) {
     double loss_sum = 0;
@@ -107,6 +125,7 @@ int main(int argc, char** argv) try {
       ++batches;
     }
     auto mean_loss = accelerator.reduce(torch::tensor({loss_sum / batches}), accel::ReduceOp::mean);
+    accelerator.log({{"train_loss", mean_loss.item<double>()}, {"lr", scheduler->get_last_lr()[0]}}, epoch + 1);
     if (epoch % 5 == 4 || epoch == 0)
       accel::print("epoch ", epoch + 1, "/", epochs, "  loss ", mean_loss.item<double>(), "  lr ",
                    scheduler->get_last_lr()[0]);
@@ -124,6 +143,8 @@ int main(int argc, char** argv) try {
   }
   const double accuracy = static_cast<double>(correct) / static_cast<double>(seen);
   accel::print("test accuracy: ", accuracy * 100.0, "% on ", seen, " points");
+  accelerator.log({{"test_accuracy", accuracy}}, epochs);
+  accelerator.end_training();
   return accuracy > 0.9 ? 0 : 1;
 } catch (const std::exception& e) {
   std::cerr << "spirals: error: " << accel::error_message(e) << std::endl;

@@ -44,11 +44,14 @@
 #include "accel/optim/accelerated_scheduler.h"
 #include "accel/prepared_model.h"
 #include "accel/state.h"
+#include "accel/tracking/progress.h"
+#include "accel/tracking/tracker.h"
 #include "accel/util/export.h"
 
 namespace accel {
 
 class Replication;
+class TrackerSet;
 
 /// Accelerate's names for how the model is replicated.
 enum class DistributedType { no, multi_cpu, multi_gpu };
@@ -300,6 +303,31 @@ class ACCEL_API Accelerator {
   /// flag when it returns true.
   bool check_trigger();
 
+  // --- experiment tracking (tracking/) ---------------------------------
+  /// Starts the run `project_name` in the trackers of options().log_with()
+  /// and options().trackers(), each on the processes it runs on (the main
+  /// process only, unless the tracker says otherwise), then gives them
+  /// `config`. File trackers write under project_configuration()'s
+  /// logging_dir (project_dir when unset): TensorBoard in
+  /// <logging_dir>/<project_name>. Throws, before any training, naming a
+  /// tracker that cannot start (an unwritable folder). Every process calls it.
+  void init_trackers(const std::string& project_name, const TrackerConfig& config = {});
+  /// Hands `values` to every started tracker on this process (on the others
+  /// it does nothing). A tracker that fails is reported once and skipped;
+  /// training goes on.
+  void log(const LogValues& values, std::optional<int64_t> step = std::nullopt);
+  /// The started tracker `name` (to reach what only it offers: cast it), or
+  /// nullptr on a process it does not run on; throws for a name that
+  /// log_with and trackers() do not hold.
+  std::shared_ptr<GeneralTracker> get_tracker(const std::string& name) const;
+  /// A progress bar (tracking/progress.h) drawn by the main process only;
+  /// the others count without drawing. log() shows on it the values whose
+  /// name holds "loss".
+  ProgressBar progress_bar(int64_t total, ProgressOptions options = {});
+  /// Finishes the trackers: everything logged is written when it returns.
+  /// Unlike Accelerate's, it leaves the process group up.
+  void end_training();
+
   const std::vector<std::shared_ptr<PreparedModelCore>>& models() const { return models_; }
   const std::vector<std::shared_ptr<AcceleratedOptimizer>>& optimizers() const { return optimizers_; }
 
@@ -321,6 +349,10 @@ class ACCEL_API Accelerator {
   std::vector<CheckpointHooks> custom_;
   ProjectConfiguration project_;
   torch::Tensor trigger_;
+  // log_with's names checked at construction ("all" expanded).
+  std::vector<std::string> tracker_names_;
+  std::shared_ptr<TrackerSet> trackers_;
+  std::weak_ptr<ProgressBar::State> progress_;  // the last bar progress_bar made
 
   std::shared_ptr<PreparedModelCore> prepare_model_core(std::shared_ptr<torch::nn::Module> module);
   GradientSet gradients_of(const std::vector<torch::Tensor>& parameters) const;

@@ -7,6 +7,7 @@
 //                              .mixed_precision("bf16")
 //                              .gradient_accumulation_steps(4));
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -24,6 +25,8 @@
 #include "accel/util/export.h"
 
 namespace accel {
+
+class GeneralTracker;
 
 struct ACCEL_API AcceleratorOptions {
   /// "no", "fp16" or "bf16". Unset: ACCELERATE_MIXED_PRECISION, else "no".
@@ -75,8 +78,16 @@ struct ACCEL_API AcceleratorOptions {
   /// it (graph/captured_step.h); off, or on a CPU, it runs the step as is.
   TORCH_ARG(bool, cuda_graph) = false;
 
-  /// Where save_state/load_state put checkpoints without a folder.
+  /// Where save_state/load_state put checkpoints without a folder, and
+  /// file trackers their runs (logging_dir).
   TORCH_ARG(ProjectConfiguration, project_config) = {};
+
+  /// Experiment trackers that init_trackers starts, by Accelerate's names:
+  /// "tensorboard", or "all" for every tracker accel offers (see
+  /// tracking/trackers.h). An unknown name is an error at construction.
+  TORCH_ARG(std::vector<std::string>, log_with) = {};
+  /// Trackers of your own (tracking/tracker.h), started with those.
+  TORCH_ARG(std::vector<std::shared_ptr<GeneralTracker>>, trackers) = {};
 
   /// Where unset options are read from (tests pass a map).
   TORCH_ARG(EnvLookup, env) = process_env();

@@ -8,6 +8,7 @@
 #include "accel/dist/logging.h"
 #include "accel/optim/grad_norm.h"
 #include "accel/parallel/replication.h"
+#include "accel/tracking/trackers.h"
 #include "accel/util/check.h"
 
 #ifdef ACCEL_WITH_CUDA
@@ -52,6 +53,9 @@ Accelerator::Accelerator(AcceleratorOptions options)
                   ", expected >= 1 (or unset to keep all)");
   ACCEL_CHECK_ARG(project_.iteration() >= 0, "Accelerator: project_config.iteration is ", project_.iteration(),
                   ", expected >= 0");
+  tracker_names_ = resolve_tracker_names(options_.log_with());
+  for (const auto& tracker : options_.trackers())
+    ACCEL_CHECK_ARG(tracker, "Accelerator: options.trackers holds an empty pointer");
   const auto resolved = resolve(options_);
   state_ = &state_for(resolved.cpu);
   mixed_precision_ = resolved.mixed_precision;

@@ -1,6 +1,7 @@
 #include "support/peers.h"
 
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <array>
 #include <cstdio>
@@ -8,6 +9,7 @@
 #include <filesystem>
 #include <map>
 #include <mutex>
+#include <stdexcept>
 
 #include "accel_test_paths.h"
 #include "support/files.h"
@@ -71,6 +73,21 @@ const nlohmann::json& peer_script_json(const std::string& name) {
              .emplace(name, nlohmann::json::parse(command_output(std::string(ACCEL_PYTHON) + " " + peer_script(name))))
              .first;
   return it->second;
+}
+
+nlohmann::json run_peer_script(const std::string& name, const std::vector<std::string>& args) {
+  std::string command = std::string(ACCEL_PYTHON) + " " + peer_script(name);
+  for (const auto& arg : args) command += " '" + arg + "'";  // the tests' own paths: no quote in them
+  const std::string log = (std::filesystem::temp_directory_path() /
+                           ("accel_peer_" + std::to_string(::getpid()) + "_" + std::to_string(::gettid()) + ".log"))
+                              .string();
+  const Outcome outcome = run_shell(command, log);
+  std::filesystem::remove(log);
+  if (outcome.status != 0)
+    throw std::runtime_error(command + " exited with " + std::to_string(outcome.status) + ":\n" + outcome.output);
+  const auto marker = outcome.output.rfind("@@RESULT@@");
+  if (marker == std::string::npos) throw std::runtime_error(command + " printed no result:\n" + outcome.output);
+  return nlohmann::json::parse(outcome.output.substr(marker + 10));
 }
 
 }  // namespace accel::testing

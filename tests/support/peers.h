@@ -8,6 +8,7 @@
 #include <initializer_list>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -31,6 +32,11 @@ std::string peer_script(const std::string& name);
 /// What `ACCEL_PYTHON tests/peer/scripts/<name>` prints, as JSON; run once
 /// per process (throws where it does not run or print JSON).
 const nlohmann::json& peer_script_json(const std::string& name);
+
+/// Runs `ACCEL_PYTHON tests/peer/scripts/<name> <args...>` and returns the
+/// JSON it prints after a line "@@RESULT@@" (what it prints before is its
+/// own log); throws with all it printed when it fails or prints no result.
+nlohmann::json run_peer_script(const std::string& name, const std::vector<std::string>& args);
 
 }  // namespace accel::testing
 

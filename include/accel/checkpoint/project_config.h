@@ -25,8 +25,8 @@ namespace accel {
 struct ACCEL_API ProjectConfiguration {
   /// Root of checkpoints (and, by default, of logs).
   TORCH_ARG(std::filesystem::path, project_dir) = ".";
-  /// Where trackers will write; project_dir when unset. Nothing reads it
-  /// yet: accel has no trackers until experiment tracking lands (issue 23).
+  /// Where file trackers (TensorBoard) write their runs; project_dir when
+  /// unset.
   TORCH_ARG(std::optional<std::filesystem::path>, logging_dir) = std::nullopt;
   TORCH_ARG(bool, automatic_checkpoint_naming) = false;
   /// Checkpoints kept under automatic naming; unset keeps all. >= 1.

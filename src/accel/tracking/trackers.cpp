@@ -1,0 +1,51 @@
+#include "accel/tracking/trackers.h"
+
+#include <algorithm>
+
+#include "accel/tracking/tensorboard.h"
+#include "accel/util/check.h"
+#include "accel/util/strings.h"
+
+namespace accel {
+namespace {
+
+// Accelerate's LoggerType values that accel does not offer.
+const std::vector<std::string>& accelerate_only_trackers() {
+  static const std::vector<std::string> names = {"aim",    "wandb",   "trackio", "comet_ml",
+                                                 "mlflow", "clearml", "dvclive", "swanlab"};
+  return names;
+}
+
+bool contains(const std::vector<std::string>& names, const std::string& name) {
+  return std::find(names.begin(), names.end(), name) != names.end();
+}
+
+}  // namespace
+
+std::vector<std::string> available_trackers() { return {"tensorboard"}; }
+
+std::vector<std::string> resolve_tracker_names(const std::vector<std::string>& log_with) {
+  const auto offered = available_trackers();
+  std::vector<std::string> names;
+  for (const auto& given : log_with) {
+    const std::string name = lower(given);
+    ACCEL_CHECK_ARG(!contains(accelerate_only_trackers(), name), "log_with: \"", given,
+                    "\" is a tracker of Accelerate's that accel does not offer; accel offers ", join(offered, ", "),
+                    " (or \"all\"), or implement accel::GeneralTracker and pass it to trackers()");
+    ACCEL_CHECK_ARG(name == "all" || contains(offered, name), "log_with: unknown tracker \"", given,
+                    "\"; expected one of ", join(offered, ", "), " or \"all\"");
+    for (const auto& one : name == "all" ? offered : std::vector<std::string>{name})
+      if (!contains(names, one)) names.push_back(one);
+  }
+  return names;
+}
+
+bool tracker_requires_logging_directory(const std::string& name) { return name == "tensorboard"; }
+
+std::shared_ptr<GeneralTracker> make_tracker(const std::string& name, const std::string& run_name,
+                                             const std::filesystem::path& logging_dir) {
+  if (name == "tensorboard") return std::make_shared<TensorBoardTracker>(run_name, logging_dir);
+  fail("make_tracker: unknown tracker \"", name, "\"; expected one of ", join(available_trackers(), ", "));
+}
+
+}  // namespace accel
