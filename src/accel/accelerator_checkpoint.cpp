@@ -1,8 +1,6 @@
 // Accelerator::save_state / load_state: the layout of a checkpoint folder
 // and the order in which processes write it (see docs/checkpointing.md).
 #include <exception>
-#include <fstream>
-#include <iterator>
 #include <limits>
 #include <map>
 #include <stdexcept>
@@ -14,10 +12,10 @@
 #include "accel/accelerator.h"
 #include "accel/checkpoint/atomic_file.h"
 #include "accel/checkpoint/model_files.h"
-#include "accel/checkpoint/optimizer_state.h"
+#include "accel/checkpoint/optimizer_checkpoint.h"
 #include "accel/checkpoint/random_state.h"
 #include "accel/checkpoint/staged_directory.h"
-#include "accel/parallel/zero/zero_checkpoint.h"
+#include "accel/parallel/replication.h"
 #include "accel/util/check.h"
 #include "accel/util/user_json.h"
 
@@ -31,27 +29,11 @@ using json = nlohmann::json;
 constexpr const char* kStateFile = "accel_state.json";
 constexpr const char* kStateFormat = "accel.state/1";
 
-// Accelerate's numbering: model.safetensors, model_1.safetensors, ...
-std::string numbered(const std::string& stem, size_t i, const std::string& extension) {
-  return (i == 0 ? stem : stem + "_" + std::to_string(i)) + extension;
-}
-
-// The ZeRO engine behind a prepared optimizer, or null.
-zero::ZeroEngine* zero_engine(const AcceleratedOptimizer& opt) {
-  return dynamic_cast<zero::ZeroEngine*>(opt.tensors());
-}
-
 std::string random_states_name(int rank) { return "random_states_" + std::to_string(rank) + ".safetensors"; }
-
-std::string read_text_file(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  ACCEL_CHECK(in, "load_state: cannot read '", path.string(), "'");
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
 
 json read_json(const fs::path& path) {
   try {
-    return parse_user_json(read_text_file(path));
+    return parse_user_json(read_checkpoint_text(path));
   } catch (const std::invalid_argument& e) {
     fail<std::runtime_error>("load_state: '", path.string(), "': ", e.what());
   }
@@ -122,25 +104,10 @@ fs::path Accelerator::save_state(const std::optional<fs::path>& dir) {
   // Each rank its generators; the main process everything shared.
   safetensors::save_file(random_states(), staging / random_states_name(process_index()));
   const Counts counts{models_.size(), optimizers_.size(), schedulers_.size(), loaders_.size(), custom_.size()};
-  // Optimizers: a ZeRO engine's shards from every rank (and, consolidated,
-  // its gathered full state: a collective); the others from the main process.
-  for (size_t i = 0; i < optimizers_.size(); ++i) {
-    std::optional<OptimizerStateFiles> full;
-    if (auto* engine = zero_engine(*optimizers_[i])) {
-      zero::save_shard(*engine, staging / zero::shard_file_name(i, process_index()));
-      if (is_main_process()) write_file_atomic(staging / zero::layout_file_name(i), engine->layout().to_json());
-      if (engine->options().consolidated_checkpoint()) full = zero::consolidated_state(*engine);
-    } else if (is_main_process()) {
-      full = optimizer_state(optimizers_[i]->optimizer());
-      if (const auto* masters = optimizers_[i]->master_weights())
-        for (size_t m = 0; m < masters->masters().size(); ++m)
-          full->tensors.emplace_back("master." + std::to_string(m), masters->masters()[m].detach().to(torch::kCPU));
-    }
-    if (full && is_main_process()) {
-      safetensors::save_file(full->tensors, staging / numbered("optimizer", i, ".safetensors"));
-      write_file_atomic(staging / numbered("optimizer", i, ".json"), full->json);
-    }
-  }
+  // Optimizers: each as the mode that prepared it keeps it (ZeRO: every
+  // rank's shard, and a collective for the consolidated state).
+  for (size_t i = 0; i < optimizers_.size(); ++i)
+    replication_->optimizer_checkpoint(*optimizers_[i])->save(staging, i, process_index());
   if (is_main_process()) {
     for (size_t i = 0; i < models_.size(); ++i)
       write_model_files(model_state(models_[i]->module()), staging,
@@ -191,7 +158,6 @@ fs::path Accelerator::load_state(const std::optional<fs::path>& dir) {
   fs::path in;
   json meta;
   bool same_world = true;
-  std::vector<bool> from_shards(optimizers_.size(), false);
   fs::path random_file;
   const bool has_scaler = scaler_ && scaler_->enabled();
   auto preflight = [&] {
@@ -227,10 +193,7 @@ fs::path Accelerator::load_state(const std::optional<fs::path>& dir) {
       std::string why;
       if (!loaders_.empty()) why = "the loader positions are per process";
       for (size_t i = 0; i < optimizers_.size() && why.empty(); ++i)
-        if (!fs::exists(in / numbered("optimizer", i, ".safetensors")) && fs::exists(in / zero::layout_file_name(i)))
-          why = "its optimizer state is sharded per process (" + zero::shard_file_name(i, 0) +
-                ", ...); save with ShardingOptions().consolidated_checkpoint(true) to resume with another number of "
-                "processes";
+        why = replication_->optimizer_checkpoint(*optimizers_[i])->other_world_refusal(in, i);
       ACCEL_CHECK(why.empty(), "load_state: '", in.string(), "' was saved by ", saved_processes,
                   " processes and this run has ", num_processes(), ": ", why, ". Resume with --num_processes ",
                   saved_processes, ", or load only the weights with accel::load_model_weights(model, \"",
@@ -255,17 +218,10 @@ fs::path Accelerator::load_state(const std::optional<fs::path>& dir) {
       }
     }
     std::vector<fs::path> expected;
-    // A ZeRO optimizer loads its shards when the world size is the same and
-    // they are there, else the full state.
-    for (size_t i = 0; i < optimizers_.size(); ++i) {
-      from_shards[i] = zero_engine(*optimizers_[i]) && same_world && fs::exists(in / zero::layout_file_name(i));
-      if (from_shards[i]) {
-        expected.push_back(in / zero::shard_file_name(i, process_index()));
-        continue;
-      }
-      expected.push_back(in / numbered("optimizer", i, ".safetensors"));
-      expected.push_back(in / numbered("optimizer", i, ".json"));
-    }
+    for (size_t i = 0; i < optimizers_.size(); ++i)
+      for (auto& file :
+           replication_->optimizer_checkpoint(*optimizers_[i])->files_to_load(in, i, process_index(), same_world))
+        expected.push_back(std::move(file));
     for (size_t i = 0; i < schedulers_.size(); ++i) expected.push_back(in / numbered("scheduler", i, ".json"));
     for (size_t i = 0; i < loaders_.size(); ++i) expected.push_back(in / numbered("dataloader", i, ".json"));
     for (size_t i = 0; i < custom_.size(); ++i)
@@ -302,32 +258,8 @@ fs::path Accelerator::load_state(const std::optional<fs::path>& dir) {
 
   for (size_t i = 0; i < models_.size(); ++i)
     load_model_weights(models_[i]->module(), in, LoadModelOptions().weights_name(numbered("model", i, ".safetensors")));
-  for (size_t i = 0; i < optimizers_.size(); ++i) {
-    auto* engine = zero_engine(*optimizers_[i]);
-    if (from_shards[i]) {
-      zero::load_shards(*engine, in, i);
-      continue;
-    }
-    const auto file = in / numbered("optimizer", i, ".safetensors");
-    const auto tensors = safetensors::load_file(file);
-    const auto text = read_text_file(in / numbered("optimizer", i, ".json"));
-    if (engine) {
-      zero::load_consolidated_state(*engine, tensors, text, "'" + file.string() + "'");
-      continue;
-    }
-    load_optimizer_state(optimizers_[i]->optimizer(), tensors, text, "'" + file.string() + "'");
-    if (const auto* masters = optimizers_[i]->master_weights()) {
-      torch::NoGradGuard no_grad;
-      for (size_t m = 0; m < masters->masters().size(); ++m) {
-        const auto* saved = tensors.find("master." + std::to_string(m));
-        auto target = masters->masters()[m];
-        ACCEL_CHECK(saved && saved->sizes() == target.sizes() && saved->scalar_type() == target.scalar_type(),
-                    "load_state: '", file.string(), "' lacks master weight ", m,
-                    " of its shape and dtype (was it saved without master_weights?)");
-        target.copy_(*saved);
-      }
-    }
-  }
+  for (size_t i = 0; i < optimizers_.size(); ++i)
+    replication_->optimizer_checkpoint(*optimizers_[i])->load(in, i, process_index(), same_world);
   for (size_t i = 0; i < schedulers_.size(); ++i) {
     const auto file = in / numbered("scheduler", i, ".json");
     load_scheduler_json(*schedulers_[i], read_json(file), file);
@@ -335,7 +267,7 @@ fs::path Accelerator::load_state(const std::optional<fs::path>& dir) {
   for (size_t i = 0; i < loaders_.size(); ++i) {
     const auto file = in / numbered("dataloader", i, ".json");
     try {
-      loaders_[i].load_state(LoaderState::from_string(read_text_file(file)));
+      loaders_[i].load_state(LoaderState::from_string(read_checkpoint_text(file)));
     } catch (const std::invalid_argument& e) {
       fail<std::runtime_error>("load_state: loader state '", file.string(), "': ", e.what());
     }

@@ -19,6 +19,8 @@
 
 namespace accel {
 
+class AcceleratedOptimizer;
+class OptimizerCheckpoint;
 class PreparedModelCore;
 class ProcessState;
 
@@ -32,6 +34,10 @@ class ACCEL_API Replication {
   /// the parameters themselves). `models`: those prepared so far.
   virtual std::shared_ptr<OptimizerTensors> prepare_optimizer(
       torch::optim::Optimizer& optimizer, const std::vector<std::shared_ptr<PreparedModelCore>>& models) = 0;
+  /// How a prepared optimizer's state goes into save_state's folder and
+  /// back (src/accel/checkpoint/optimizer_checkpoint.h): by default its
+  /// full state, from the main process.
+  virtual std::unique_ptr<OptimizerCheckpoint> optimizer_checkpoint(AcceleratedOptimizer& optimizer) const;
 };
 
 /// ZeRO when `sharding` is set and the process is distributed, else DDP

@@ -1,10 +1,15 @@
 #include "accel/parallel/replication.h"
 
 #include "accel/amp/master_weights.h"
+#include "accel/checkpoint/optimizer_checkpoint.h"
 #include "accel/parallel/zero/zero_replication.h"
 #include "accel/state.h"
 
 namespace accel {
+
+std::unique_ptr<OptimizerCheckpoint> Replication::optimizer_checkpoint(AcceleratedOptimizer& optimizer) const {
+  return full_optimizer_checkpoint(optimizer);
+}
 
 namespace {
 

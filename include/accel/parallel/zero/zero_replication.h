@@ -16,6 +16,8 @@ class ACCEL_API ZeroReplication : public Replication {
   std::unique_ptr<DataParallelEngine> prepare_model(const std::shared_ptr<torch::nn::Module>& module) override;
   std::shared_ptr<OptimizerTensors> prepare_optimizer(
       torch::optim::Optimizer& optimizer, const std::vector<std::shared_ptr<PreparedModelCore>>& models) override;
+  /// ZeRO's shards (and consolidated state) for the optimizers it prepared.
+  std::unique_ptr<OptimizerCheckpoint> optimizer_checkpoint(AcceleratedOptimizer& optimizer) const override;
 
  private:
   c10::intrusive_ptr<c10d::ProcessGroup> group_;

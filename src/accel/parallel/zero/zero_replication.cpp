@@ -4,7 +4,9 @@
 #include <stdexcept>
 #include <unordered_set>
 
+#include "accel/optim/accelerated_optimizer.h"
 #include "accel/parallel/zero/zero_engine.h"
+#include "accel/parallel/zero/zero_optimizer_checkpoint.h"
 #include "accel/prepared_model.h"
 #include "accel/util/check.h"
 
@@ -40,6 +42,12 @@ std::shared_ptr<OptimizerTensors> ZeroReplication::prepare_optimizer(
       "ZeRO (AcceleratorOptions::sharding) builds one engine per model and its optimizer: prepare them together, "
       "the model first, as in accelerator.prepare(model, optimizer, ...); no prepared model without an optimizer "
       "holds all of this optimizer's parameters");
+}
+
+std::unique_ptr<OptimizerCheckpoint> ZeroReplication::optimizer_checkpoint(AcceleratedOptimizer& optimizer) const {
+  // An engine of this mode stands behind every optimizer it prepared.
+  if (auto* engine = dynamic_cast<ZeroEngine*>(optimizer.tensors())) return zero_optimizer_checkpoint(*engine);
+  return Replication::optimizer_checkpoint(optimizer);
 }
 
 }  // namespace accel::zero
