@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <map>
@@ -25,7 +26,7 @@ double now() { return std::chrono::duration<double>(std::chrono::system_clock::n
 // torch's name: events.out.tfevents.<seconds, 10 digits>.<host>.<pid>.<n>,
 // n counting the files this process made.
 std::string event_file_name() {
-  static int counter = 0;
+  static std::atomic<int> counter = 0;  // trackers may start on several threads
   char host[256] = "localhost";
   ::gethostname(host, sizeof host - 1);
   char seconds[32];
