@@ -89,7 +89,7 @@ class SlurmLaunch : public ::testing::Test {
 }  // namespace
 
 TEST_F(SlurmLaunch, SrunStartsTwoRanksThatMeet) {
-  // No MASTER_ADDR: the rendezvous is the first host of SLURM_JOB_NODELIST.
+  // No MASTER_ADDR, one node: the ranks meet on loopback.
   const std::string prefix = (dir_ / "probe").string();
   const std::string cmd = "cd " + dir_.path().string() + " && env " + conf_ + " ACCEL_PROBE_OUT=" + prefix +
                           " MASTER_PORT=" + std::to_string(accel::find_free_port()) +

@@ -136,6 +136,20 @@ TEST(Topology, SlurmStyle) {
   EXPECT_EQ(t.master_addr, "gpu07");
 }
 
+TEST(Topology, SlurmOnOneNodeMeetsOnLoopback) {
+  // One node: the node's name is not needed (it may not even resolve there).
+  auto t = Topology::from_env(env_from_map({{"SLURM_PROCID", "1"},
+                                            {"SLURM_NTASKS", "2"},
+                                            {"SLURM_NNODES", "1"},
+                                            {"SLURM_JOB_NODELIST", "vm"}}));
+  EXPECT_EQ(t.num_nodes, 1);
+  EXPECT_EQ(t.master_addr, "127.0.0.1");
+  // MASTER_ADDR, when set, still wins.
+  auto given = Topology::from_env(env_from_map(
+      {{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "2"}, {"SLURM_JOB_NODELIST", "vm"}, {"MASTER_ADDR", "10.0.0.5"}}));
+  EXPECT_EQ(given.master_addr, "10.0.0.5");
+}
+
 TEST(Topology, TorchrunWinsOverSlurm) {
   // torchrun started by srun: the launcher closest to the process wins.
   auto t = Topology::from_env(

@@ -114,7 +114,11 @@ Topology Topology::from_env(const EnvLookup& env) {
     derive_nodes(t);
     t.node_rank = int_or(env, "SLURM_NODEID", t.node_rank);
     t.num_nodes = int_or(env, "SLURM_NNODES", t.num_nodes);
-    if (auto nodes = env_string(env, "SLURM_JOB_NODELIST")) t.master_addr = first_slurm_host(*nodes);
+    // Several nodes meet at the first node of the job. On one node every
+    // rank is local: loopback, which needs no name lookup (a node whose own
+    // name does not resolve, such as a bare chroot, still runs its jobs).
+    if (auto nodes = env_string(env, "SLURM_JOB_NODELIST"); nodes && t.num_nodes > 1)
+      t.master_addr = first_slurm_host(*nodes);
   }
   if (auto addr = env_string(env, "MASTER_ADDR")) {
     t.master_addr = *addr;
