@@ -138,10 +138,8 @@ TEST(Topology, SlurmStyle) {
 
 TEST(Topology, SlurmOnOneNodeMeetsOnLoopback) {
   // One node: the node's name is not needed (it may not even resolve there).
-  auto t = Topology::from_env(env_from_map({{"SLURM_PROCID", "1"},
-                                            {"SLURM_NTASKS", "2"},
-                                            {"SLURM_NNODES", "1"},
-                                            {"SLURM_JOB_NODELIST", "vm"}}));
+  auto t = Topology::from_env(env_from_map(
+      {{"SLURM_PROCID", "1"}, {"SLURM_NTASKS", "2"}, {"SLURM_NNODES", "1"}, {"SLURM_JOB_NODELIST", "vm"}}));
   EXPECT_EQ(t.num_nodes, 1);
   EXPECT_EQ(t.master_addr, "127.0.0.1");
   // MASTER_ADDR, when set, still wins.
