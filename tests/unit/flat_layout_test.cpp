@@ -113,4 +113,9 @@ TEST(FlatLayout, MalformedJsonIsRefusedNamingTheSource) {
   expect_runtime(R"({"format":"accel-zero-v1","world_size":1,"strategy":"no_shard","groups":[{"padded_numel":4,
      "params":[{"name":"w","shape":[3],"dtype":"F32","offset":0,"numel":4}]}]})",
                  "'w'");
+  // JSON reads 0 as an unsigned number: the lower bound holds for it too
+  // (the zero_layout fuzzer found world_size 0 reaching a division).
+  expect_runtime(R"({"format":"accel-zero-v1","world_size":0,"strategy":"no_shard","groups":[{"padded_numel":4,
+     "params":[{"name":"w","shape":[4],"dtype":"F32","offset":0,"numel":4}]}]})",
+                 "world_size is 0, expected an integer from 1");
 }

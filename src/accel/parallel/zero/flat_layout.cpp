@@ -21,9 +21,12 @@ constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
 // array element already picked); throws std::invalid_argument naming it.
 int64_t field(const json& j, const std::string& key, int64_t min, int64_t max) {
   const json& v = j.is_object() ? j.at(key) : j;
-  const bool fits =
-      v.is_number_integer() && (v.is_number_unsigned() ? v.get<uint64_t>() <= static_cast<uint64_t>(max)
-                                                       : v.get<int64_t>() >= min && v.get<int64_t>() <= max);
+  // nlohmann reads every non-negative integer as unsigned: the lower bound
+  // applies to those too (a world_size of 0 passed here, then divided by).
+  const bool fits = v.is_number_integer() &&
+                    (v.is_number_unsigned() ? v.get<uint64_t>() <= static_cast<uint64_t>(max) &&
+                                                  (min <= 0 || v.get<uint64_t>() >= static_cast<uint64_t>(min))
+                                            : v.get<int64_t>() >= min && v.get<int64_t>() <= max);
   ACCEL_CHECK_ARG(fits, key, " is ", json_excerpt(v), ", expected an integer from ", min, " to ", max);
   return v.get<int64_t>();
 }
