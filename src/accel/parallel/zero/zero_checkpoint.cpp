@@ -1,7 +1,5 @@
 #include "accel/parallel/zero/zero_checkpoint.h"
 
-#include <fstream>
-#include <iterator>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -9,6 +7,7 @@
 #include <stdexcept>
 
 #include "accel/checkpoint/atomic_file.h"
+#include "accel/checkpoint/optimizer_checkpoint.h"
 #include "accel/util/check.h"
 #include "accel/util/user_json.h"
 
@@ -65,12 +64,6 @@ torch::Tensor gather_group(const ZeroEngine& engine, size_t g, const torch::Tens
   return out.to(torch::kCPU);
 }
 
-std::string read_text(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  ACCEL_CHECK(in, "load_state: cannot read '", path.string(), "'");
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
-
 }  // namespace
 
 std::string layout_file_name(size_t i) {
@@ -106,7 +99,7 @@ void save_shard(const ZeroEngine& engine, const fs::path& file) {
 void load_shards(ZeroEngine& engine, const fs::path& dir, size_t index) {
   const auto& layout = engine.layout();
   const auto layout_path = dir / layout_file_name(index);
-  const auto saved = FlatLayout::from_json(read_text(layout_path), "'" + layout_path.string() + "'");
+  const auto saved = FlatLayout::from_json(read_checkpoint_text(layout_path), "'" + layout_path.string() + "'");
   ACCEL_CHECK(saved.world_size == layout.world_size, "load_state: the sharded optimizer state in '", dir.string(),
               "' was saved by ", saved.world_size, " processes and this run has ", layout.world_size,
               "; a sharded state loads only into as many processes. Resume with --num_processes ", saved.world_size,
