@@ -60,7 +60,10 @@ TransformerImpl::TransformerImpl(const GPT2Options& o) {
   wpe = register_module("wpe", torch::nn::Embedding(o.n_positions(), o.n_embd()));
   drop_ = register_module("drop", torch::nn::Dropout(o.dropout()));
   h = register_module("h", torch::nn::ModuleList());
-  for (int64_t i = 0; i < o.n_layer(); ++i) h->push_back(Block(o));
+  for (int64_t i = 0; i < o.n_layer(); ++i) {
+    blocks_.emplace_back(Block(o), "GPT2Block");
+    h->push_back(blocks_.back().module());
+  }
   ln_f = register_module("ln_f",
                          torch::nn::LayerNorm(torch::nn::LayerNormOptions({o.n_embd()}).eps(o.layer_norm_epsilon())));
 }
@@ -71,7 +74,7 @@ torch::Tensor TransformerImpl::forward(const torch::Tensor& tokens) {
   TORCH_CHECK(T <= n_positions, "GPT-2: a sequence of ", T, " tokens is longer than n_positions = ", n_positions);
   auto positions = torch::arange(T, tokens.options().dtype(torch::kLong));
   auto x = drop_(wte(tokens) + wpe(positions));
-  for (auto& block : *h) x = block->as<Block>()->forward(x);
+  for (auto& block : blocks_) x = block(x);
   return ln_f(x);
 }
 

@@ -22,6 +22,9 @@
 #include <torch/nn/modules/normalization.h>
 #include <torch/nn/pimpl.h>
 
+#include <vector>
+
+#include "accel/unit/unit.h"
 #include "config.h"
 
 namespace gpt2 {
@@ -71,6 +74,11 @@ class BlockImpl : public torch::nn::Module {
 TORCH_MODULE(Block);
 
 /// The decoder without the output projection (GPT2Model): hidden states.
+/// Each block runs through its accel::Unit, named "GPT2Block" as Hugging
+/// Face names the class, so Accelerate's FSDP configs
+/// (fsdp_transformer_layer_cls_to_wrap: GPT2Block) shard it unchanged. The
+/// embeddings and the final norm stay in the root unit: the token
+/// embedding is also the tied output projection.
 class TransformerImpl : public torch::nn::Module {
  public:
   explicit TransformerImpl(const GPT2Options& options);
@@ -83,6 +91,7 @@ class TransformerImpl : public torch::nn::Module {
 
  private:
   torch::nn::Dropout drop_{nullptr};
+  std::vector<accel::Unit<Block>> blocks_;  // h's blocks, as units
 };
 TORCH_MODULE(Transformer);
 

@@ -165,7 +165,7 @@ class ACCEL_API Accelerator {
     gradient_state_->advance();
     AccumulateScope scope;
     const bool sync = sync_gradients() || (use_distributed() && gradient_state_->plugin().sync_each_batch());
-    if (!sync) (scope.guards_.push_back(std::make_unique<NoSyncGuard>(models.core().ddp())), ...);
+    if (!sync) (scope.guards_.push_back(std::make_unique<NoSyncGuard>(models.core().sync_flag())), ...);
     return scope;
   }
   /// Backward inside the scope does not all-reduce.
@@ -261,7 +261,7 @@ class ACCEL_API Accelerator {
   /// (what save_model writes; Accelerate's get_state_dict).
   template <class Holder>
   safetensors::NamedTensors get_state_dict(PreparedModel<Holder>& model) const {
-    return model_state(*model.module());
+    return model.core().state();
   }
   /// Writes the model's weights into `dir` as Hugging Face model files
   /// (model.safetensors, or shards and an index past max_shard_size) from
@@ -271,7 +271,7 @@ class ACCEL_API Accelerator {
   SavedModel save_model(PreparedModel<Holder>& model, const std::filesystem::path& dir,
                         const SaveModelOptions& options = {}) const {
     wait_for_everyone();
-    return ::accel::save_model(*model.module(), dir, options);
+    return ::accel::save_model(model.core().state(), dir, options);
   }
   /// A copy of a prepared loader whose next pass starts after `num_batches`
   /// batches (resuming mid-epoch); later passes are whole.

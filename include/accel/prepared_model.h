@@ -4,12 +4,15 @@
 // configuration asks for:
 //   - DDP: buffers broadcast before forward, the reducer armed after it
 //     (gradients all-reduced during backward; see parallel/ddp.h);
+//   - parameter sharding: the root unit gathered before forward, backward
+//     hooks after it (parallel/model_sharding.h);
 //   - mixed precision: the forward runs under autocast, and fp16/bf16
 //     outputs come back in fp32 (Accelerate's convert_outputs_to_fp32).
 // The module itself (unwrap_model) is the user's, moved to the device.
 // `model->` reaches it too (for its members); a backward after
 // `model->forward(x)` would silently skip the above, so it throws instead
 // (forward_check.h).
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -20,8 +23,10 @@
 
 #include "accel/amp/autocast.h"
 #include "accel/amp/convert_outputs.h"
+#include "accel/checkpoint/safetensors.h"
 #include "accel/forward_check.h"
 #include "accel/parallel/ddp.h"
+#include "accel/parallel/model_sharding.h"
 #include "accel/util/export.h"
 
 namespace accel {
@@ -30,27 +35,49 @@ namespace accel {
 class ACCEL_API PreparedModelCore {
  public:
   PreparedModelCore(std::shared_ptr<torch::nn::Module> module, torch::Device device, MixedPrecision mixed_precision,
-                    std::unique_ptr<DataParallelEngine> ddp)
-      : module_(std::move(module)), device_(device), mixed_precision_(mixed_precision), ddp_(std::move(ddp)) {
+                    std::unique_ptr<DataParallelEngine> ddp, std::shared_ptr<ModelSharding> sharding = nullptr)
+      : module_(std::move(module)),
+        device_(device),
+        mixed_precision_(mixed_precision),
+        ddp_(std::move(ddp)),
+        sharding_(std::move(sharding)) {
     std::string what;
     if (ddp_) what = "DDP's gradient all-reduce";
+    if (sharding_) what = "parameter sharding's gathers and reductions";
     if (mixed_precision_ != MixedPrecision::no)
       what += (what.empty() ? "" : " and ") + to_string(mixed_precision_) + " autocast";
-    if (!what.empty()) check_ = std::make_unique<ForwardCheck>(*module_, what, /*per_backward=*/ddp_ != nullptr);
+    if (!what.empty())
+      check_ = std::make_unique<ForwardCheck>(*module_, what, /*per_backward=*/ddp_ != nullptr || sharding_ != nullptr);
   }
 
   void before_forward() {
     if (check_) check_->note_forward();
     if (ddp_) ddp_->before_forward();
+    if (sharding_) sharding_->before_forward();
   }
-  /// Whether after_forward needs the outputs (the unused-parameter search).
-  bool wants_outputs() const { return ddp_ && ddp_->options().find_unused_parameters(); }
-  void after_forward(const std::vector<torch::Tensor>& outputs) {
+  /// Whether after_forward needs the outputs (the unused-parameter search, backward hooks).
+  bool wants_outputs() const { return (ddp_ && ddp_->options().find_unused_parameters()) || sharding_; }
+  void after_forward(std::vector<torch::Tensor>& outputs) {
     if (ddp_) ddp_->after_forward(outputs);
+    if (sharding_) sharding_->after_forward(outputs);
   }
 
   /// Backward inside the scope accumulates locally (no all-reduce).
-  NoSyncGuard no_sync() { return NoSyncGuard(ddp_.get()); }
+  NoSyncGuard no_sync() { return NoSyncGuard(sync_flag()); }
+  /// What no_sync() clears (null: nothing to skip, one process).
+  bool* sync_flag() {
+    if (sharding_) return sharding_->sync_flag();
+    return ddp_ ? &ddp_->require_backward_grad_sync : nullptr;
+  }
+
+  /// The model's parameters and buffers by name (model_state), readable:
+  /// gathered and copied to the CPU under parameter sharding (every
+  /// process calls it then), else the module's own tensors.
+  safetensors::NamedTensors state() const;
+  /// Runs `write`, which writes the whole model's parameters in place (a
+  /// load), so that under parameter sharding each rank keeps its shards of
+  /// the written values. Every process calls it.
+  void write_parameters(const std::function<void()>& write);
 
   torch::nn::Module& module() { return *module_; }
   const std::shared_ptr<torch::nn::Module>& module_ptr() const { return module_; }
@@ -58,12 +85,15 @@ class ACCEL_API PreparedModelCore {
   MixedPrecision mixed_precision() const { return mixed_precision_; }
   /// Null when the model is not replicated with DDP (one process).
   DataParallelEngine* ddp() { return ddp_.get(); }
+  /// Null unless the parameters are sharded.
+  ModelSharding* sharding() { return sharding_.get(); }
 
  private:
   std::shared_ptr<torch::nn::Module> module_;
   torch::Device device_;
   MixedPrecision mixed_precision_;
   std::unique_ptr<DataParallelEngine> ddp_;
+  std::shared_ptr<ModelSharding> sharding_;
   std::unique_ptr<ForwardCheck> check_;
 };
 

@@ -94,8 +94,9 @@ std::shared_ptr<PreparedModelCore> Accelerator::prepare_model_core(std::shared_p
     for (auto& b : module->buffers())
       if (b.is_floating_point()) b.set_data(b.to(dtype));
   }
-  auto ddp = replication_->prepare_model(module);
-  auto core = std::make_shared<PreparedModelCore>(std::move(module), device(), mixed_precision_, std::move(ddp));
+  auto replica = replication_->prepare_model(module);
+  auto core = std::make_shared<PreparedModelCore>(std::move(module), device(), mixed_precision_, std::move(replica.ddp),
+                                                  std::move(replica.sharding));
   models_.push_back(core);
   return core;
 }

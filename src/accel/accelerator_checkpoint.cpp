@@ -108,9 +108,12 @@ fs::path Accelerator::save_state(const std::optional<fs::path>& dir) {
   // rank's shard, and a collective for the consolidated state).
   for (size_t i = 0; i < optimizers_.size(); ++i)
     replication_->optimizer_checkpoint(*optimizers_[i])->save(staging, i, process_index());
+  // Each model's tensors: every rank takes part (sharded ones are gathered).
+  std::vector<safetensors::NamedTensors> model_states;
+  for (auto& model : models_) model_states.push_back(model->state());
   if (is_main_process()) {
     for (size_t i = 0; i < models_.size(); ++i)
-      write_model_files(model_state(models_[i]->module()), staging,
+      write_model_files(model_states[i], staging,
                         SaveModelOptions().weights_name(numbered("model", i, ".safetensors")));
     for (size_t i = 0; i < schedulers_.size(); ++i)
       write_file_atomic(staging / numbered("scheduler", i, ".json"), scheduler_json(*schedulers_[i]).dump());
@@ -257,7 +260,10 @@ fs::path Accelerator::load_state(const std::optional<fs::path>& dir) {
               "\nNothing was loaded on any rank.");
 
   for (size_t i = 0; i < models_.size(); ++i)
-    load_model_weights(models_[i]->module(), in, LoadModelOptions().weights_name(numbered("model", i, ".safetensors")));
+    models_[i]->write_parameters([&] {
+      load_model_weights(models_[i]->module(), in,
+                         LoadModelOptions().weights_name(numbered("model", i, ".safetensors")));
+    });
   for (size_t i = 0; i < optimizers_.size(); ++i)
     replication_->optimizer_checkpoint(*optimizers_[i])->load(in, i, process_index(), same_world);
   for (size_t i = 0; i < schedulers_.size(); ++i) {

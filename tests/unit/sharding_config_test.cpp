@@ -80,9 +80,20 @@ TEST(ShardingConfig, StagesAndOffload) {
   EXPECT_EQ(parse(R"({"zero_optimization": {"stage": 0}})").sharding->strategy(), ShardingStrategy::no_shard);
   EXPECT_EQ(parse(R"({"zero_optimization": {"stage": 1}})").sharding->strategy(), ShardingStrategy::shard_optimizer);
   EXPECT_EQ(parse(R"({"zero_optimization": {}})").sharding->strategy(), ShardingStrategy::no_shard);  // DeepSpeed's 0
-  expect_parse_error(R"({"zero_optimization": {"stage": 3}})",
-                     {"ds.json", "zero_optimization.stage = 3", "ZeRO-3 is not supported yet"});
-  expect_parse_error(R"({"zero_optimization": {"stage": 4}})", {"zero_optimization.stage = 4", "0, 1 or 2"});
+  // Stage 3: parameter sharding at every unit; its bounds on gathered
+  // parameters are read (and checked) but never reached.
+  auto three = parse(R"({"zero_optimization": {"stage": 3, "stage3_prefetch_bucket_size": 5e7,
+      "stage3_param_persistence_threshold": "auto", "stage3_max_live_parameters": 1e9,
+      "stage3_gather_16bit_weights_on_model_save": true}})");
+  EXPECT_EQ(three.sharding->strategy(), ShardingStrategy::full_shard);
+  EXPECT_TRUE(three.sharding->transformer_cls_to_wrap().empty());
+  expect_parse_error(R"({"zero_optimization": {"stage": 3, "stage3_max_live_parameters": -1}})",
+                     {"stage3_max_live_parameters = -1"});
+  expect_parse_error(R"({"zero_optimization": {"stage": 3, "offload_optimizer": {"device": "cpu"}}})",
+                     {"offload_optimizer.device", "stage 3"});
+  expect_parse_error(R"({"zero_optimization": {"stage": 3, "offload_param": {"device": "nvme"}}})",
+                     {"offload_param.device = \"nvme\"", "not supported yet"});
+  expect_parse_error(R"({"zero_optimization": {"stage": 4}})", {"zero_optimization.stage = 4", "0, 1, 2 or 3"});
   expect_parse_error(R"({"zero_optimization": {"stage": "two"}})", {"zero_optimization.stage = \"two\"", "integer"});
   expect_parse_error(R"({"train_batch_size": 8})", {"no zero_optimization section"});
 
@@ -100,7 +111,7 @@ TEST(ShardingConfig, StagesAndOffload) {
   expect_parse_error(R"({"zero_optimization": {"stage": 0, "offload_optimizer": {"device": "cpu"}}})",
                      {"offload needs stage 1 or 2"});
   expect_parse_error(R"({"zero_optimization": {"stage": 2, "offload_param": {"device": "cpu"}}})",
-                     {"offload_param.device = \"cpu\"", "ZeRO-3"});
+                     {"offload_param.device = \"cpu\"", "not supported yet"});
   expect_parse_error(R"({"zero_optimization": {"stage": 2, "reduce_bucket_size": 1.5}})",
                      {"reduce_bucket_size = 1.5", "integer >= 1"});
   expect_parse_error(R"({"zero_optimization": {"stage": 2, "overlap_comm": 3}})",
@@ -312,12 +323,10 @@ TEST(ShardingConfig, DeepSpeedVariablesOfTheLauncher) {
   EXPECT_EQ(c.gradient_clipping, 0.7);
   EXPECT_EQ(c.gradient_accumulation_steps, 3);
 
-  expect_error<std::invalid_argument>(
-      [] {
-        accel::sharding_config_from_env(
-            env({{"ACCELERATE_USE_DEEPSPEED", "true"}, {"ACCELERATE_DEEPSPEED_ZERO_STAGE", "3"}}));
-      },
-      {"ACCELERATE_DEEPSPEED_ZERO_STAGE=3", "ZeRO-3 is not supported yet"});
+  EXPECT_EQ(accel::sharding_config_from_env(
+                env({{"ACCELERATE_USE_DEEPSPEED", "true"}, {"ACCELERATE_DEEPSPEED_ZERO_STAGE", "3"}}))
+                .sharding->strategy(),
+            ShardingStrategy::full_shard);
   expect_error<std::invalid_argument>(
       [] {
         accel::sharding_config_from_env(
@@ -329,7 +338,7 @@ TEST(ShardingConfig, DeepSpeedVariablesOfTheLauncher) {
         accel::sharding_config_from_env(
             env({{"ACCELERATE_USE_DEEPSPEED", "true"}, {"ACCELERATE_DEEPSPEED_OFFLOAD_PARAM_DEVICE", "cpu"}}));
       },
-      {"ACCELERATE_DEEPSPEED_OFFLOAD_PARAM_DEVICE=cpu", "ZeRO-3"});
+      {"ACCELERATE_DEEPSPEED_OFFLOAD_PARAM_DEVICE=cpu", "not supported yet"});
   expect_error<std::invalid_argument>(
       [] {
         accel::sharding_config_from_env(
@@ -384,17 +393,41 @@ TEST(ShardingConfig, FsdpVariablesOfTheLauncher) {
   auto offload = accel::sharding_config_from_env(env(
       {{"ACCELERATE_USE_FSDP", "true"}, {"FSDP_SHARDING_STRATEGY", "SHARD_GRAD_OP"}, {"FSDP_OFFLOAD_PARAMS", "true"}}));
   EXPECT_EQ(offload.sharding->offload_optimizer().device(), OffloadDevice::cpu);
+}
+
+TEST(ShardingConfig, FsdpFullShardAndWrapPolicyVariables) {
+  auto sharding = [](std::map<std::string, std::string> vars) {
+    vars["ACCELERATE_USE_FSDP"] = "true";
+    return *accel::sharding_config_from_env(env(vars)).sharding;
+  };
+  // Accelerate's defaults: FULL_SHARD (v1), reshard after forward (v2), NO_WRAP.
+  for (const auto& vars : std::vector<std::map<std::string, std::string>>{
+           {}, {{"FSDP_SHARDING_STRATEGY", "1"}}, {{"FSDP_VERSION", "2"}}}) {
+    const auto o = sharding(vars);
+    EXPECT_EQ(o.strategy(), ShardingStrategy::full_shard);
+    EXPECT_EQ(o.auto_wrap_policy(), accel::WrapPolicy::no_wrap);
+  }
+  auto o = sharding(
+      {{"FSDP_AUTO_WRAP_POLICY", "TRANSFORMER_BASED_WRAP"}, {"FSDP_TRANSFORMER_CLS_TO_WRAP", "GPT2Block, T5Block"}});
+  EXPECT_EQ(o.auto_wrap_policy(), accel::WrapPolicy::transformer_based);
+  EXPECT_EQ(o.transformer_cls_to_wrap(), (std::vector<std::string>{"GPT2Block", "T5Block"}));
+  o = sharding({{"FSDP_AUTO_WRAP_POLICY", "size_based_wrap"}, {"FSDP_MIN_NUM_PARAMS", "2000"}});
+  EXPECT_EQ(o.auto_wrap_policy(), accel::WrapPolicy::size_based);
+  EXPECT_EQ(o.min_num_params(), 2000);
+  // As in Accelerate, a size policy without a positive minimum wraps nothing.
+  EXPECT_EQ(sharding({{"FSDP_AUTO_WRAP_POLICY", "SIZE_BASED_WRAP"}}).auto_wrap_policy(), accel::WrapPolicy::no_wrap);
 
   auto error = [](std::map<std::string, std::string> vars, std::initializer_list<std::string> parts) {
     vars["ACCELERATE_USE_FSDP"] = "true";
     expect_error<std::invalid_argument>([&] { accel::sharding_config_from_env(env(vars)); }, parts);
   };
-  error({}, {"FSDP_SHARDING_STRATEGY=FULL_SHARD", "not supported yet"});  // Accelerate's default
-  error({{"FSDP_SHARDING_STRATEGY", "1"}}, {"FSDP_SHARDING_STRATEGY=1 (FULL_SHARD)", "not supported yet"});
+  error({{"FSDP_SHARDING_STRATEGY", "1"}, {"FSDP_OFFLOAD_PARAMS", "true"}},
+        {"FSDP_SHARDING_STRATEGY=1 (FULL_SHARD)", "FSDP_OFFLOAD_PARAMS=true", "not supported yet"});
+  error({{"FSDP_AUTO_WRAP_POLICY", "LAMBDA_WRAP"}}, {"FSDP_AUTO_WRAP_POLICY=LAMBDA_WRAP", "SIZE_BASED_WRAP"});
+  error({{"FSDP_AUTO_WRAP_POLICY", "SIZE_BASED_WRAP"}, {"FSDP_MIN_NUM_PARAMS", "-5"}}, {"FSDP_MIN_NUM_PARAMS=-5"});
   error({{"FSDP_SHARDING_STRATEGY", "HYBRID_SHARD"}}, {"hybrid sharding is not supported"});
   error({{"FSDP_SHARDING_STRATEGY", "7"}}, {"FSDP_SHARDING_STRATEGY=7", "1-5"});
   error({{"FSDP_SHARDING_STRATEGY", "HALF_SHARD"}}, {"FSDP_SHARDING_STRATEGY=HALF_SHARD", "SHARD_GRAD_OP"});
-  error({{"FSDP_VERSION", "2"}}, {"FSDP_RESHARD_AFTER_FORWARD=true (FULL_SHARD)", "not supported yet"});
   error({{"FSDP_VERSION", "3"}}, {"FSDP_VERSION=3"});
 }
 

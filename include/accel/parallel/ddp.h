@@ -20,6 +20,7 @@
 #include <torch/types.h>
 
 #include "accel/parallel/ddp_options.h"
+#include "accel/util/collect_tensors.h"
 #include "accel/util/export.h"
 
 namespace c10d {
@@ -60,37 +61,26 @@ class ACCEL_API DataParallelEngine {
   std::shared_ptr<c10d::Logger> logger_;
 };
 
-/// Collects the tensors of a forward's result (for the unused-parameter search).
-inline void collect_tensors(const torch::Tensor& t, std::vector<torch::Tensor>& out) { out.push_back(t); }
-template <class... Ts>
-void collect_tensors(const std::tuple<Ts...>& t, std::vector<torch::Tensor>& out) {
-  std::apply([&](const auto&... x) { (collect_tensors(x, out), ...); }, t);
-}
-template <class T>
-void collect_tensors(const std::vector<T>& v, std::vector<torch::Tensor>& out) {
-  for (const auto& x : v) collect_tensors(x, out);
-}
-template <class K, class V>
-void collect_tensors(const std::map<K, V>& m, std::vector<torch::Tensor>& out) {
-  for (const auto& [k, v] : m) collect_tensors(v, out);
-}
-
 /// Scope in which backward does not all-reduce (gradient accumulation);
 /// [[nodiscard]]: a guard dropped at once would guard nothing.
 class ACCEL_API [[nodiscard]] NoSyncGuard {
  public:
-  explicit NoSyncGuard(DataParallelEngine* engine)
-      : engine_(engine), previous_(engine ? engine->require_backward_grad_sync : true) {
-    if (engine_) engine_->require_backward_grad_sync = false;
+  /// Clears `*sync_flag` (a mode's "reduce gradients in this backward",
+  /// such as DataParallelEngine::require_backward_grad_sync) for the
+  /// scope; null: a mode with nothing to skip.
+  explicit NoSyncGuard(bool* sync_flag) : flag_(sync_flag), previous_(sync_flag ? *sync_flag : true) {
+    if (flag_) *flag_ = false;
   }
+  explicit NoSyncGuard(DataParallelEngine* engine)
+      : NoSyncGuard(engine ? &engine->require_backward_grad_sync : nullptr) {}
   ~NoSyncGuard() {
-    if (engine_) engine_->require_backward_grad_sync = previous_;
+    if (flag_) *flag_ = previous_;
   }
   NoSyncGuard(const NoSyncGuard&) = delete;
   NoSyncGuard& operator=(const NoSyncGuard&) = delete;
 
  private:
-  DataParallelEngine* engine_;
+  bool* flag_;
   bool previous_;
 };
 

@@ -6,6 +6,8 @@
 //   DDP                DataParallelEngine around each model (parallel/ddp.h)
 //   ZeRO (sharding)    no DDP; a ZeroEngine per (model, optimizer) pair
 //                      (parallel/zero/zero_engine.h)
+//   full_shard         each model's parameters sharded at its units
+//                      (parallel/fsdp/fsdp_replication.h)
 #include <torch/nn/module.h>
 #include <torch/optim/optimizer.h>
 
@@ -15,6 +17,7 @@
 #include "accel/accelerator_options.h"
 #include "accel/optim/optimizer_tensors.h"
 #include "accel/parallel/ddp.h"
+#include "accel/parallel/model_sharding.h"
 #include "accel/util/export.h"
 
 namespace accel {
@@ -24,12 +27,17 @@ class OptimizerCheckpoint;
 class PreparedModelCore;
 class ProcessState;
 
+/// What runs around a prepared model's forward; either may be null.
+struct ACCEL_API ModelReplica {
+  std::unique_ptr<DataParallelEngine> ddp;
+  std::shared_ptr<ModelSharding> sharding;
+};
+
 class ACCEL_API Replication {
  public:
   virtual ~Replication() = default;
-  /// For a model already on its device (and cast): the engine that runs
-  /// around its forward, or null.
-  virtual std::unique_ptr<DataParallelEngine> prepare_model(const std::shared_ptr<torch::nn::Module>& module) = 0;
+  /// For a model already on its device (and cast): what runs around its forward.
+  virtual ModelReplica prepare_model(const std::shared_ptr<torch::nn::Module>& module) = 0;
   /// What `optimizer` updates in place of the model's parameters (null:
   /// the parameters themselves). `models`: those prepared so far.
   virtual std::shared_ptr<OptimizerTensors> prepare_optimizer(

@@ -1,21 +1,24 @@
 #pragma once
-// ShardingOptions: sharded data parallel training (ZeRO / FSDP without
-// parameter sharding). Each rank still holds the whole model; what is split
-// across the N ranks is the optimizer state (and fp32 master weights), and
-// under shard_grad_op the gradients too. See docs/sharding.md and
-// parallel/zero/zero_engine.h.
+// ShardingOptions: sharded data parallel training (ZeRO / FSDP). Under
+// no_shard, shard_optimizer and shard_grad_op each rank still holds the
+// whole model; what is split across the N ranks is the optimizer state (and
+// fp32 master weights), and under shard_grad_op the gradients too
+// (parallel/zero/zero_engine.h). full_shard splits the parameters as well,
+// at the model's units (parallel/fsdp/fully_sharded_model.h). See
+// docs/sharding.md.
 //
 //   accel::Accelerator acc(accel::AcceleratorOptions().sharding(
 //       accel::ShardingOptions().strategy(accel::ShardingStrategy::shard_grad_op)));
 //   auto [model, opt] = acc.prepare(net, optimizer);   // model and optimizer together
 //
 // DeepSpeed's zero_optimization.stage 0/1/2 and FSDP's NO_SHARD /
-// SHARD_GRAD_OP map onto the strategies below.
+// SHARD_GRAD_OP / FULL_SHARD map onto the strategies below.
 #include <torch/arg.h>
 
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include "accel/util/export.h"
 
@@ -30,8 +33,13 @@ enum class ShardingStrategy {
   /// ZeRO-2 / FSDP SHARD_GRAD_OP: gradients also sharded, reduced in
   /// buckets while backward runs.
   shard_grad_op,
+  /// ZeRO-3 / FSDP FULL_SHARD: the parameters too. Each rank keeps 1/N of
+  /// each sharded unit's parameters; a unit's are all-gathered just before
+  /// its forward (and again before its backward) and freed after; its
+  /// gradients are reduce-scattered as backward leaves it.
+  full_shard,
 };
-/// "no_shard", "shard_optimizer", "shard_grad_op" (the names zero_layout.json uses).
+/// "no_shard", "shard_optimizer", "shard_grad_op", "full_shard" (the names zero_layout.json uses).
 ACCEL_API std::string to_string(ShardingStrategy strategy);
 /// The inverse of to_string; throws std::invalid_argument naming `name`.
 ACCEL_API ShardingStrategy parse_sharding_strategy(const std::string& name);
@@ -60,6 +68,24 @@ struct ACCEL_API OffloadOptions {
   TORCH_ARG(bool, delayed_update) = false;
 };
 
+/// Which units (unit/unit.h) shard under full_shard, as Accelerate's
+/// FSDP_AUTO_WRAP_POLICY names the policies. Parameters outside every
+/// sharded unit belong to the root unit (the whole model), which is
+/// gathered for the whole forward and backward.
+enum class WrapPolicy {
+  /// Units whose class is in transformer_cls_to_wrap (every unit when the list is empty).
+  transformer_based,
+  /// Units holding at least min_num_params parameters of their own (not
+  /// counting those of sharded units inside them), chosen innermost first.
+  size_based,
+  /// None: the root unit holds every parameter.
+  no_wrap,
+};
+/// "TRANSFORMER_BASED_WRAP", "SIZE_BASED_WRAP", "NO_WRAP" (Accelerate's names).
+ACCEL_API std::string to_string(WrapPolicy policy);
+/// The inverse of to_string, any case; throws std::invalid_argument naming `name`.
+ACCEL_API WrapPolicy parse_wrap_policy(const std::string& name);
+
 struct ACCEL_API ShardingOptions {
   /// What is split across ranks.
   TORCH_ARG(ShardingStrategy, strategy) = ShardingStrategy::shard_grad_op;
@@ -71,6 +97,19 @@ struct ACCEL_API ShardingOptions {
   /// save_state also writes the full (gathered) optimizer state in the
   /// non-sharded format, which any number of processes can load.
   TORCH_ARG(bool, consolidated_checkpoint) = false;
+
+  // full_shard only.
+  TORCH_ARG(WrapPolicy, auto_wrap_policy) = WrapPolicy::transformer_based;
+  /// Unit class names for transformer_based (unit/unit.h says how a C++
+  /// class answers to a name); each must match a unit of the model.
+  TORCH_ARG(std::vector<std::string>, transformer_cls_to_wrap) = {};
+  /// For size_based (FSDP_MIN_NUM_PARAMS; torch's size_based_auto_wrap_policy default). >= 1.
+  TORCH_ARG(int64_t, min_num_params) = 100'000'000;
+  /// Free a unit's gathered parameters after its forward (FSDP2's
+  /// reshard_after_forward; false keeps them until its backward: fewer
+  /// all-gathers, more memory, FSDP's SHARD_GRAD_OP). The root unit is
+  /// never freed between its forward and backward.
+  TORCH_ARG(bool, reshard_after_forward) = true;
 };
 
 /// Throws std::invalid_argument naming the option and its bad value

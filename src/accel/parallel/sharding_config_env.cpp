@@ -22,6 +22,36 @@ using json = nlohmann::json;
 
 bool env_true(const EnvLookup& env, const std::string& name) { return env_bool(env, name).value_or(false); }
 
+// Accelerate's FullyShardedDataParallelPlugin.set_auto_wrap_policy: NO_WRAP
+// unless FSDP_AUTO_WRAP_POLICY says otherwise; SIZE_BASED_WRAP without a
+// positive FSDP_MIN_NUM_PARAMS wraps nothing.
+void wrap_policy_from_env(const EnvLookup& env, ShardingOptions& o) {
+  const std::string raw = env_string(env, "FSDP_AUTO_WRAP_POLICY").value_or("NO_WRAP");
+  WrapPolicy policy;
+  try {
+    policy = parse_wrap_policy(raw);
+  } catch (const std::invalid_argument&) {
+    fail<std::invalid_argument>("FSDP_AUTO_WRAP_POLICY=", raw,
+                                ": expected TRANSFORMER_BASED_WRAP, SIZE_BASED_WRAP or NO_WRAP");
+  }
+  if (policy == WrapPolicy::transformer_based) {
+    std::vector<std::string> names;
+    std::stringstream list(env_string(env, "FSDP_TRANSFORMER_CLS_TO_WRAP").value_or(""));
+    for (std::string name; std::getline(list, name, ',');)
+      if (!trim(name).empty()) names.push_back(trim(name));
+    o.transformer_cls_to_wrap(names);
+  }
+  if (policy == WrapPolicy::size_based) {
+    const long min = env_int(env, "FSDP_MIN_NUM_PARAMS").value_or(0);
+    ACCEL_CHECK_ARG(min >= 0, "FSDP_MIN_NUM_PARAMS=", min, ": expected a number of parameters >= 0");
+    if (min == 0)
+      policy = WrapPolicy::no_wrap;
+    else
+      o.min_num_params(min);
+  }
+  o.auto_wrap_policy(policy);
+}
+
 ShardingConfig fsdp_from_env(const EnvLookup& env) {
   ShardingConfig out;
   out.source = "environment";
@@ -51,13 +81,20 @@ ShardingConfig fsdp_from_env(const EnvLookup& env) {
     name = reshard ? "FULL_SHARD" : "SHARD_GRAD_OP";
     what = "FSDP_VERSION=2 with " + variable + "=" + (reshard ? "true (FULL_SHARD)" : "false (SHARD_GRAD_OP)");
   }
-  ACCEL_CHECK_ARG(name != "FULL_SHARD", what,
-                  ": FULL_SHARD (parameter sharding, ZeRO-3) is not supported yet; use SHARD_GRAD_OP or NO_SHARD");
   ACCEL_CHECK_ARG(name.rfind("HYBRID", 0) != 0, what,
-                  ": hybrid sharding is not supported yet; use SHARD_GRAD_OP or NO_SHARD");
+                  ": hybrid sharding is not supported yet; use FULL_SHARD, SHARD_GRAD_OP or NO_SHARD");
+  const bool offload = env_true(env, "FSDP_OFFLOAD_PARAMS");
   ShardingOptions o;
-  o.strategy(name == "NO_SHARD" ? ShardingStrategy::no_shard : ShardingStrategy::shard_grad_op);
-  if (env_true(env, "FSDP_OFFLOAD_PARAMS")) o.offload_optimizer(OffloadOptions().device(OffloadDevice::cpu));
+  if (name == "FULL_SHARD") {
+    ACCEL_CHECK_ARG(!offload, what,
+                    " with FSDP_OFFLOAD_PARAMS=true: parameter offload under FULL_SHARD is not supported yet; use "
+                    "SHARD_GRAD_OP with FSDP_OFFLOAD_PARAMS (optimizer state on the CPU), or FULL_SHARD without it");
+    o.strategy(ShardingStrategy::full_shard);
+    wrap_policy_from_env(env, o);
+  } else {
+    o.strategy(name == "NO_SHARD" ? ShardingStrategy::no_shard : ShardingStrategy::shard_grad_op);
+    if (offload) o.offload_optimizer(OffloadOptions().device(OffloadDevice::cpu));
+  }
   out.sharding = o;
   return out;
 }
@@ -72,8 +109,7 @@ json deepspeed_json_from_env(const EnvLookup& env) {
   json zero;
   const std::string stage_var = "ACCELERATE_DEEPSPEED_ZERO_STAGE";
   const long stage = env_int(env, stage_var).value_or(2);
-  ACCEL_CHECK_ARG(stage != 3, stage_var, "=3: ZeRO-3 is not supported yet (it shards the parameters); use 0, 1 or 2");
-  ACCEL_CHECK_ARG(stage >= 0 && stage < 3, stage_var, "=", stage, ": expected 0, 1 or 2");
+  ACCEL_CHECK_ARG(stage >= 0 && stage <= 3, stage_var, "=", stage, ": expected 0, 1, 2 or 3");
   zero["stage"] = stage;
   const std::string dev_var = "ACCELERATE_DEEPSPEED_OFFLOAD_OPTIMIZER_DEVICE";
   const std::string device = lower(env_string(env, dev_var).value_or("none"));
@@ -90,7 +126,7 @@ json deepspeed_json_from_env(const EnvLookup& env) {
   const std::string param_var = "ACCELERATE_DEEPSPEED_OFFLOAD_PARAM_DEVICE";
   const std::string param_device = lower(env_string(env, param_var).value_or("none"));
   ACCEL_CHECK_ARG(param_device == "none", param_var, "=", param_device,
-                  ": expected none (parameter offload needs ZeRO-3, which is not supported yet)");
+                  ": expected none (parameter offload is not supported yet)");
   j["zero_optimization"] = zero;
   if (auto clip = env_string(env, "ACCELERATE_GRADIENT_CLIPPING"); clip && *clip != "auto")
     j["gradient_clipping"] = "auto";

@@ -194,22 +194,36 @@ void parse_zero(const Reader& r, const json& root, const ShardingConfigContext& 
   int64_t stage = 0;  // DeepSpeed's default
   if (const json* v = r.find(*zero, "stage"))
     stage = Reader::is_auto(*v) ? 2 : r.integer(*v, "zero_optimization.stage", 0);
-  ACCEL_CHECK_ARG(stage != 3, r.entry("zero_optimization.stage", 3),
-                  ": expected 0, 1 or 2: ZeRO-3 is not supported yet (it shards the parameters)");
-  ACCEL_CHECK_ARG(stage < 3, r.entry("zero_optimization.stage", stage), ": expected 0, 1 or 2");
+  ACCEL_CHECK_ARG(stage <= 3, r.entry("zero_optimization.stage", stage), ": expected 0, 1, 2 or 3");
   ShardingOptions o;
   o.strategy(stage == 0   ? ShardingStrategy::no_shard
              : stage == 1 ? ShardingStrategy::shard_optimizer
-                          : ShardingStrategy::shard_grad_op);
+             : stage == 2 ? ShardingStrategy::shard_grad_op
+                          : ShardingStrategy::full_shard);  // every unit of the model shards
 
-  if (const json* off = r.find(*zero, "offload_optimizer"))
+  if (const json* off = r.find(*zero, "offload_optimizer")) {
     o.offload_optimizer(parse_offload_optimizer(r, *off, stage));
+    ACCEL_CHECK_ARG(stage != 3 || o.offload_optimizer().device() == OffloadDevice::none,
+                    r.entry("zero_optimization.offload_optimizer.device", to_string(o.offload_optimizer().device())),
+                    ": expected none with stage 3 (optimizer offload under parameter sharding is not supported yet)");
+  }
   if (const json* off = r.find(*zero, "offload_param")) {
     const json* d = off->is_object() ? r.find(*off, "device") : nullptr;
     ACCEL_CHECK_ARG(!d || Reader::is_auto(*d) || lower(r.text(*d, "zero_optimization.offload_param.device")) == "none",
                     r.entry("zero_optimization.offload_param.device", *d),
-                    ": expected none: parameter offload needs ZeRO-3, which is not supported yet");
+                    ": expected none: parameter offload is not supported yet");
   }
+  // Stage 3's bounds on gathered parameters (DeepSpeed's prefetch bucket,
+  // live parameters, reuse distance) are upper bounds: accel gathers a unit
+  // only when it runs and frees it when it leaves, so it stays within any
+  // of them. A persistence threshold asks to keep small parameters
+  // unsharded, for speed; sharding them too gives the same numbers.
+  // gather_16bit_weights_on_model_save: save_model always gathers.
+  for (const std::string key : {"stage3_prefetch_bucket_size", "stage3_param_persistence_threshold",
+                                "stage3_max_live_parameters", "stage3_max_reuse_distance"})
+    if (const json* v = r.find(*zero, key); v && !Reader::is_auto(*v)) r.integer(*v, "zero_optimization." + key, 0);
+  if (const json* v = r.find(*zero, "stage3_gather_16bit_weights_on_model_save"); v && !Reader::is_auto(*v))
+    r.boolean(*v, "zero_optimization.stage3_gather_16bit_weights_on_model_save");
   if (const json* v = r.find(*zero, "reduce_bucket_size")) {
     if (!Reader::is_auto(*v))
       o.reduce_bucket_size(r.integer(*v, "zero_optimization.reduce_bucket_size", 1));

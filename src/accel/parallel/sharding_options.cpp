@@ -3,6 +3,7 @@
 #include <stdexcept>
 
 #include "accel/util/check.h"
+#include "accel/util/strings.h"
 
 namespace accel {
 
@@ -11,15 +12,33 @@ std::string to_string(ShardingStrategy strategy) {
     case ShardingStrategy::no_shard: return "no_shard";
     case ShardingStrategy::shard_optimizer: return "shard_optimizer";
     case ShardingStrategy::shard_grad_op: return "shard_grad_op";
+    case ShardingStrategy::full_shard: return "full_shard";
   }
   return "?";
 }
 
 ShardingStrategy parse_sharding_strategy(const std::string& name) {
-  for (auto s : {ShardingStrategy::no_shard, ShardingStrategy::shard_optimizer, ShardingStrategy::shard_grad_op})
+  for (auto s : {ShardingStrategy::no_shard, ShardingStrategy::shard_optimizer, ShardingStrategy::shard_grad_op,
+                 ShardingStrategy::full_shard})
     if (to_string(s) == name) return s;
   fail<std::invalid_argument>("unknown sharding strategy '", name,
-                              "': expected 'no_shard', 'shard_optimizer' or 'shard_grad_op'");
+                              "': expected 'no_shard', 'shard_optimizer', 'shard_grad_op' or 'full_shard'");
+}
+
+std::string to_string(WrapPolicy policy) {
+  switch (policy) {
+    case WrapPolicy::transformer_based: return "TRANSFORMER_BASED_WRAP";
+    case WrapPolicy::size_based: return "SIZE_BASED_WRAP";
+    case WrapPolicy::no_wrap: return "NO_WRAP";
+  }
+  return "?";
+}
+
+WrapPolicy parse_wrap_policy(const std::string& name) {
+  for (auto p : {WrapPolicy::transformer_based, WrapPolicy::size_based, WrapPolicy::no_wrap})
+    if (to_string(p) == upper(name)) return p;
+  fail<std::invalid_argument>("unknown wrap policy '", name,
+                              "': expected TRANSFORMER_BASED_WRAP, SIZE_BASED_WRAP or NO_WRAP");
 }
 
 std::string to_string(OffloadDevice device) {
@@ -39,8 +58,15 @@ OffloadDevice parse_offload_device(const std::string& name) {
 
 void check_sharding_options(const ShardingOptions& o) {
   const int strategy = static_cast<int>(o.strategy());
-  ACCEL_CHECK_ARG(strategy >= 0 && strategy <= static_cast<int>(ShardingStrategy::shard_grad_op),
-                  "ShardingOptions: strategy is ", strategy, ", expected no_shard, shard_optimizer or shard_grad_op");
+  ACCEL_CHECK_ARG(strategy >= 0 && strategy <= static_cast<int>(ShardingStrategy::full_shard),
+                  "ShardingOptions: strategy is ", strategy,
+                  ", expected no_shard, shard_optimizer, shard_grad_op or full_shard");
+  const int policy = static_cast<int>(o.auto_wrap_policy());
+  ACCEL_CHECK_ARG(policy >= 0 && policy <= static_cast<int>(WrapPolicy::no_wrap),
+                  "ShardingOptions: auto_wrap_policy is ", policy,
+                  ", expected transformer_based, size_based or no_wrap");
+  ACCEL_CHECK_ARG(o.min_num_params() >= 1, "ShardingOptions: min_num_params is ", o.min_num_params(),
+                  ", expected >= 1");
   ACCEL_CHECK_ARG(o.reduce_bucket_size() >= 1, "ShardingOptions: reduce_bucket_size is ", o.reduce_bucket_size(),
                   ", expected >= 1 (elements per gradient bucket)");
   const auto& off = o.offload_optimizer();

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <mutex>
+#include <optional>
 
 #include "accel/util/check.h"
 #include "accel/util/env.h"
@@ -79,7 +80,10 @@ struct ProgressBar::State {
   bool terminal;
   int width;
   Clock::time_point start = Clock::now();
-  Clock::time_point last_draw{};
+  // Unset until the first draw. (Not a time point far in the past: the
+  // steady clock counts from boot, so "long ago" would be mere minutes on a
+  // machine just started, less than a log's line interval.)
+  std::optional<Clock::time_point> last_draw;
   int64_t done = 0;
   std::string postfix;
   bool closed = false;
@@ -129,8 +133,10 @@ void ProgressBar::update(int64_t n) {
   if (state_->closed) return;
   state_->done += n;
   if (!state_->enabled) return;
-  const double since = std::chrono::duration<double>(Clock::now() - state_->last_draw).count();
-  if (since >= (state_->terminal ? 0.1 : state_->options.line_interval())) state_->draw(false);
+  const auto& last = state_->last_draw;
+  if (!last || std::chrono::duration<double>(Clock::now() - *last).count() >=
+                   (state_->terminal ? 0.1 : state_->options.line_interval()))
+    state_->draw(false);
 }
 
 void ProgressBar::set_postfix(std::string postfix) { set_postfix(state_, std::move(postfix)); }

@@ -17,6 +17,9 @@ std::string lower(std::string text);
 /// Same with std::toupper.
 std::string upper(std::string text);
 
+/// `text` without the spaces and tabs at either end.
+std::string trim(std::string_view text);
+
 /// The items one after the other, `separator` between two: join({"a", "b"})
 /// is "a, b".
 std::string join(const std::vector<std::string>& items, std::string_view separator = ", ");

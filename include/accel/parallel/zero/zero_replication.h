@@ -13,7 +13,7 @@ class ACCEL_API ZeroReplication : public Replication {
  public:
   ZeroReplication(c10::intrusive_ptr<c10d::ProcessGroup> group, ShardingOptions options);
 
-  std::unique_ptr<DataParallelEngine> prepare_model(const std::shared_ptr<torch::nn::Module>& module) override;
+  ModelReplica prepare_model(const std::shared_ptr<torch::nn::Module>& module) override;
   std::shared_ptr<OptimizerTensors> prepare_optimizer(
       torch::optim::Optimizer& optimizer, const std::vector<std::shared_ptr<PreparedModelCore>>& models) override;
   /// ZeRO's shards (and consolidated state) for the optimizers it prepared.

@@ -17,9 +17,9 @@ ZeroReplication::ZeroReplication(c10::intrusive_ptr<c10d::ProcessGroup> group, S
   check_sharding_options(options_);
 }
 
-std::unique_ptr<DataParallelEngine> ZeroReplication::prepare_model(const std::shared_ptr<torch::nn::Module>& module) {
+ModelReplica ZeroReplication::prepare_model(const std::shared_ptr<torch::nn::Module>& module) {
   broadcast_module_states(*module, group_);
-  return nullptr;
+  return {};
 }
 
 std::shared_ptr<OptimizerTensors> ZeroReplication::prepare_optimizer(

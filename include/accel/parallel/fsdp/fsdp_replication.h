@@ -1,0 +1,35 @@
+#pragma once
+// The full_shard mode of the Accelerator (parallel/replication.h): each
+// prepared model becomes a FullyShardedModel (rank 0's weights broadcast
+// first), and each prepared optimizer steps the pieces of the shards of
+// the models prepared before it (sharded_optimizer.h).
+//
+// save_state writes the model whole (gathered one unit at a time, by the
+// main process, as FSDP's FULL_STATE_DICT) and each rank's optimizer state
+// over its pieces (fsdp_optimizer_<i>_rank<r>.safetensors/.json); it loads
+// into as many processes as saved it.
+#include <memory>
+#include <vector>
+
+#include "accel/parallel/fsdp/fully_sharded_model.h"
+#include "accel/parallel/replication.h"
+#include "accel/util/export.h"
+
+namespace accel::fsdp {
+
+class ACCEL_API FullyShardedReplication : public Replication {
+ public:
+  FullyShardedReplication(c10::intrusive_ptr<c10d::ProcessGroup> group, ShardingOptions options);
+
+  ModelReplica prepare_model(const std::shared_ptr<torch::nn::Module>& module) override;
+  std::shared_ptr<OptimizerTensors> prepare_optimizer(
+      torch::optim::Optimizer& optimizer, const std::vector<std::shared_ptr<PreparedModelCore>>& models) override;
+  std::unique_ptr<OptimizerCheckpoint> optimizer_checkpoint(AcceleratedOptimizer& optimizer) const override;
+
+ private:
+  c10::intrusive_ptr<c10d::ProcessGroup> group_;
+  ShardingOptions options_;
+  std::vector<std::shared_ptr<FullyShardedModel>> models_;
+};
+
+}  // namespace accel::fsdp

@@ -1,0 +1,44 @@
+#pragma once
+// ShardedOptimizerTensors: what a prepared optimizer steps under full_shard.
+// Each of its parameters is replaced, in its own param group and place,
+// by that parameter's piece in this rank's shard (ShardedUnit::piece), so
+// groups, per-group options and weight-decay exclusions made before
+// prepare keep their meaning; any element-wise optimizer then steps the
+// pieces exactly as it would step the whole. The steps write the shards in
+// place, and the next forward gathers them: nothing to copy back.
+#include <memory>
+#include <vector>
+
+#include <torch/optim/optimizer.h>
+
+#include "accel/optim/optimizer_tensors.h"
+#include "accel/parallel/fsdp/fully_sharded_model.h"
+#include "accel/util/export.h"
+
+namespace accel::fsdp {
+
+class ACCEL_API ShardedOptimizerTensors : public OptimizerTensors {
+ public:
+  /// Takes over `optimizer` (not stepped yet, element-wise; else
+  /// std::invalid_argument), whose parameters must all belong to `models`.
+  ShardedOptimizerTensors(torch::optim::Optimizer& optimizer, std::vector<std::shared_ptr<FullyShardedModel>> models);
+
+  void gradients_to_optimizer() override;
+  void parameters_to_model() override;
+  void zero_model_grads(bool set_to_none) override;
+  void collect_gradients(const std::vector<torch::Tensor>& params, std::vector<bool>& claimed,
+                         GradientSet& out) const override;
+
+ private:
+  struct Place {
+    ShardedUnit* unit;
+    size_t index;
+  };
+  Place place_of(const torch::Tensor& param) const;
+
+  std::vector<std::shared_ptr<FullyShardedModel>> models_;
+  std::vector<ShardedUnit*> units_;  // those holding this optimizer's parameters
+  c10::intrusive_ptr<c10d::ProcessGroup> group_;
+};
+
+}  // namespace accel::fsdp

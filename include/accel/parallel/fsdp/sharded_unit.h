@@ -1,0 +1,101 @@
+#pragma once
+// ShardedUnit: one unit's parameters under full_shard (ZeRO-3 / FSDP).
+//
+// The unit's parameters are laid end to end in a flat buffer per kind
+// (trainable, then frozen), padded to a multiple of the world size N, the
+// FlatLayout ZeRO uses (parallel/zero/flat_layout.h); rank r owns the r-th
+// of N equal slices. Each rank keeps:
+//   shard        its slice, in the parameters' dtype (fp32 for fp16/bf16
+//                parameters: the optimizer's master copy);
+//   grad shard   the averaged gradient of that slice (trainable only).
+// The model's parameters stay the same tensors with the same shapes
+// (named_parameters() is unchanged), as views of a flat buffer whose
+// storage is given memory only while the unit is unsharded:
+//   unshard()    allocates it and all-gathers every rank's shard into it;
+//   reshard()    frees it again (the views keep their shapes; their data
+//                must not be read until the next unshard()).
+// Freeing the storage, not replacing it, is what lets autograd's saved
+// tensors (views of the parameters) see the data gathered again before
+// backward. The optimizer steps `pieces`: per parameter, the part of it
+// inside this rank's slice (1-D, possibly empty), views of the shard, so
+// param groups and per-parameter options the user set stay as they were.
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
+#include <torch/types.h>
+
+#include "accel/parallel/zero/flat_layout.h"
+#include "accel/util/export.h"
+
+namespace accel::fsdp {
+
+class ACCEL_API ShardedUnit {
+ public:
+  /// `params`: (name in the model, parameter), each once; all of one dtype
+  /// and device (std::invalid_argument naming the first that is not).
+  /// `group` null: one process. Leaves the unit resharded.
+  ShardedUnit(std::string path, const std::vector<std::pair<std::string, torch::Tensor>>& params,
+              c10::intrusive_ptr<c10d::ProcessGroup> group);
+
+  /// The unit's module path ("" for the root).
+  const std::string& path() const { return path_; }
+  /// The model's parameters of this unit, and their names.
+  const std::vector<torch::Tensor>& parameters() const { return params_; }
+  const std::vector<std::string>& names() const { return names_; }
+  size_t num_trainable() const { return num_trainable_; }
+
+  void unshard();
+  void reshard();
+  /// While unsharded: the shard takes this rank's slice of the gathered
+  /// parameters (after something wrote them, such as a load).
+  void keep_written_shard();
+  bool unsharded() const { return unsharded_; }
+
+  /// The trainable parameters' full gradients (those backward produced;
+  /// missing ones count as zero), summed over the ranks and divided by N,
+  /// added to this rank's gradient shard (or written, after zero_grad());
+  /// the full gradients are freed.
+  void reduce_gradients();
+  /// The gradient shard stands for zero; full gradients still held (no_sync) are dropped.
+  void zero_grad();
+  /// Before the optimizer step: the pieces' .grad are the gradient shard's views.
+  void gradients_to_pieces();
+
+  /// What the optimizer steps for parameters()[i].
+  const torch::Tensor& piece(size_t i) const { return pieces_.at(i); }
+  /// The gradient of piece(i) (valid after gradients_to_pieces()).
+  torch::Tensor piece_grad(size_t i) const;
+
+  /// Bytes of shards and gradient shards this rank keeps.
+  int64_t shard_bytes() const;
+  /// Bytes the gathered parameters take while unsharded.
+  int64_t unsharded_bytes() const;
+
+ private:
+  struct Kind {
+    zero::FlatGroup layout;
+    std::vector<size_t> members;  // indices into params_
+    torch::Tensor full;           // the flat buffer the parameters view
+    torch::Tensor shard;          // this rank's slice
+    torch::Tensor grad_shard;     // trainable only
+  };
+
+  std::string path_;
+  std::vector<torch::Tensor> params_;
+  std::vector<std::string> names_;
+  std::vector<torch::Tensor> pieces_;
+  std::vector<std::pair<size_t, int64_t>> piece_place_;  // params_[i] -> (kind, offset of its piece in the shard)
+  std::vector<Kind> kinds_;
+  size_t num_trainable_ = 0;
+  c10::intrusive_ptr<c10d::ProcessGroup> group_;
+  bool unsharded_ = true;
+  bool grad_zero_ = true;
+
+  int world_size() const { return group_ ? group_->getSize() : 1; }
+  int rank() const { return group_ ? group_->getRank() : 0; }
+};
+
+}  // namespace accel::fsdp

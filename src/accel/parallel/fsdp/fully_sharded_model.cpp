@@ -1,0 +1,220 @@
+#include "accel/parallel/fsdp/fully_sharded_model.h"
+
+#include <torch/csrc/autograd/engine.h>
+#include <torch/csrc/autograd/function.h>
+#include <torch/csrc/autograd/utils/lambda_post_hook.h>
+#include <torch/csrc/autograd/variable.h>
+
+#include <stdexcept>
+#include <unordered_map>
+
+#include "accel/checkpoint/model_files.h"
+#include "accel/parallel/fsdp/wrap_policy.h"
+#include "accel/util/check.h"
+
+namespace accel::fsdp {
+
+// What a sharded unit's accel::Unit calls around its block.
+class FullyShardedModel::UnitForward : public UnitHooks {
+ public:
+  UnitForward(FullyShardedModel& model, size_t k) : model_(model), k_(k) {}
+  void pre_forward(const std::vector<torch::Tensor>& inputs) override { model_.pre_forward(k_, inputs); }
+  void post_forward(std::vector<torch::Tensor>& outputs) override { model_.post_forward(k_, outputs); }
+
+ private:
+  FullyShardedModel& model_;
+  size_t k_;
+};
+
+FullyShardedModel::FullyShardedModel(std::shared_ptr<torch::nn::Module> model,
+                                     c10::intrusive_ptr<c10d::ProcessGroup> group, ShardingOptions options)
+    : model_(std::move(model)),
+      group_(std::move(group)),
+      options_(std::move(options)),
+      alive_(std::make_shared<char>()) {
+  ACCEL_CHECK_ARG(model_, "parameter sharding: the model is null");
+  check_sharding_options(options_);
+  auto plan = plan_units(*model_, options_);
+  for (auto& planned : plan) {
+    if (planned.params.empty()) continue;  // a root with nothing left
+    units_.push_back(std::make_unique<ShardedUnit>(planned.path, planned.params, group_));
+    slots_.push_back(planned.slot);
+  }
+  progress_.resize(units_.size());
+  for (size_t k = 0; k < units_.size(); ++k) {
+    if (slots_[k]) slots_[k]->set_hooks(std::make_shared<UnitForward>(*this, k));
+    for (const auto& p : units_[k]->parameters()) {
+      if (!p.requires_grad()) continue;
+      auto accumulator = torch::autograd::impl::grad_accumulator(p);
+      auto key = accumulator->add_post_hook(std::make_unique<torch::autograd::utils::LambdaPostHook>(
+          [this, k](const torch::autograd::variable_list& outputs, const torch::autograd::variable_list&) {
+            on_gradient(k);
+            return outputs;
+          }));
+      accumulator_hooks_.emplace_back(std::move(accumulator), key);
+    }
+  }
+}
+
+FullyShardedModel::~FullyShardedModel() {
+  for (auto& slot : slots_)
+    if (slot) slot->set_hooks(nullptr);
+  for (auto& [accumulator, key] : accumulator_hooks_) accumulator->del_post_hook(key);
+}
+
+// The root is the last unit when the model has parameters outside every
+// sharded unit (plan_units puts it there).
+void FullyShardedModel::before_forward() {
+  // The model's inputs are not seen here: the root's backward ends with its
+  // parameters' gradients (or at the end of backward).
+  if (!units_.empty() && !slots_.back()) pre_forward(units_.size() - 1, {});
+}
+
+void FullyShardedModel::after_forward(std::vector<torch::Tensor>& outputs) {
+  if (!units_.empty() && !slots_.back()) post_forward(units_.size() - 1, outputs);
+}
+
+void FullyShardedModel::unshard(size_t k) {
+  if (units_[k]->unsharded()) return;
+  units_[k]->unshard();
+  int64_t now = 0;
+  for (const auto& u : units_)
+    if (u->unsharded()) now += u->unsharded_bytes();
+  peak_unsharded_ = std::max(peak_unsharded_, now);
+}
+
+void FullyShardedModel::pre_forward(size_t k, const std::vector<torch::Tensor>& inputs) {
+  unshard(k);
+  progress_[k].forward_ran = true;
+  if (!torch::GradMode::is_enabled()) return;
+  std::weak_ptr<char> alive = alive_;
+  for (const auto& in : inputs) {
+    if (!in.defined() || !in.requires_grad()) continue;
+    ++progress_[k].inputs_pending;
+    // A copy: the hook goes on the caller's tensor, which `in` shares.
+    torch::Tensor(in).register_hook([this, k, alive](const at::TensorBase&) {
+      if (!alive.expired()) on_input_gradient(k);
+    });
+  }
+}
+
+void FullyShardedModel::post_forward(size_t k, std::vector<torch::Tensor>& outputs) {
+  const bool root = !slots_[k];
+  if (!root && options_.reshard_after_forward()) units_[k]->reshard();
+  if (!torch::GradMode::is_enabled()) {
+    if (root) units_[k]->reshard();  // no backward follows (evaluation)
+    return;
+  }
+  std::weak_ptr<char> alive = alive_;
+  for (auto& out : outputs) {
+    if (!out.defined() || !out.requires_grad()) continue;
+    out.register_hook([this, k, alive](const at::TensorBase&) {
+      if (!alive.expired()) pre_backward(k);
+    });
+  }
+}
+
+void FullyShardedModel::queue_end_backward() {
+  if (end_queued_) return;
+  end_queued_ = true;
+  std::weak_ptr<char> alive = alive_;
+  torch::autograd::Engine::get_default_engine().queue_callback([this, alive] {
+    if (!alive.expired()) end_backward();
+  });
+}
+
+void FullyShardedModel::pre_backward(size_t k) {
+  queue_end_backward();
+  unshard(k);
+}
+
+void FullyShardedModel::on_gradient(size_t k) {
+  queue_end_backward();
+  ++progress_[k].grads_ready;
+  maybe_post_backward(k);
+}
+
+void FullyShardedModel::on_input_gradient(size_t k) {
+  queue_end_backward();
+  if (progress_[k].inputs_pending > 0) --progress_[k].inputs_pending;
+  maybe_post_backward(k);
+}
+
+void FullyShardedModel::maybe_post_backward(size_t k) {
+  const auto& p = progress_[k];
+  if (p.grads_ready >= units_[k]->num_trainable() && p.inputs_pending == 0) post_backward(k);
+}
+
+void FullyShardedModel::post_backward(size_t k) {
+  if (progress_[k].backward_done) return;
+  progress_[k].backward_done = true;
+  if (sync_) units_[k]->reduce_gradients();
+  units_[k]->reshard();
+}
+
+void FullyShardedModel::end_backward() {
+  // In unit order, the same on every rank: the collectives must match.
+  for (size_t k = 0; k < units_.size(); ++k)
+    if (progress_[k].forward_ran || progress_[k].grads_ready > 0) post_backward(k);
+  for (auto& p : progress_) p = Progress{};
+  end_queued_ = false;
+}
+
+std::pair<ShardedUnit*, size_t> FullyShardedModel::find(const torch::Tensor& param) const {
+  for (const auto& unit : units_) {
+    const auto& ps = unit->parameters();
+    for (size_t i = 0; i < ps.size(); ++i)
+      if (ps[i].is_same(param)) return {unit.get(), i};
+  }
+  return {nullptr, 0};
+}
+
+void FullyShardedModel::reshard_all() {
+  for (auto& unit : units_) unit->reshard();
+}
+
+void FullyShardedModel::zero_grad() {
+  for (auto& unit : units_) unit->zero_grad();
+}
+
+ShardedMemory FullyShardedModel::memory() const {
+  ShardedMemory m;
+  for (const auto& unit : units_) {
+    m.shards += unit->shard_bytes();
+    m.full += unit->unsharded_bytes();
+    if (unit->unsharded()) m.unsharded += unit->unsharded_bytes();
+  }
+  m.peak_unsharded = peak_unsharded_;
+  return m;
+}
+
+safetensors::NamedTensors FullyShardedModel::full_state() {
+  // One unit gathered at a time, copied out, and freed again if it was.
+  std::unordered_map<const void*, torch::Tensor> copies;
+  torch::NoGradGuard no_grad;
+  for (auto& unit : units_) {
+    const bool was = unit->unsharded();
+    unit->unshard();
+    for (const auto& p : unit->parameters())
+      copies[p.unsafeGetTensorImpl()] = p.detach().to(torch::kCPU, /*non_blocking=*/false, /*copy=*/true);
+    if (!was) unit->reshard();
+  }
+  auto state = model_state(*model_);
+  for (auto& [name, t] : state) {
+    auto it = copies.find(t.unsafeGetTensorImpl());
+    t = it != copies.end() ? it->second : t.detach().to(torch::kCPU, /*non_blocking=*/false, /*copy=*/true);
+  }
+  return state;
+}
+
+void FullyShardedModel::write_full_parameters(const std::function<void()>& write) {
+  // The whole model at once: write may touch any parameter.
+  for (auto& unit : units_) unit->unshard();
+  write();
+  for (auto& unit : units_) {
+    unit->keep_written_shard();
+    unit->reshard();
+  }
+}
+
+}  // namespace accel::fsdp

@@ -1,0 +1,66 @@
+#include "accel/parallel/fsdp/sharded_optimizer.h"
+
+#include <algorithm>
+#include <stdexcept>
+
+#include "accel/parallel/zero/element_wise.h"
+#include "accel/util/check.h"
+
+namespace accel::fsdp {
+
+ShardedOptimizerTensors::ShardedOptimizerTensors(torch::optim::Optimizer& optimizer,
+                                                 std::vector<std::shared_ptr<FullyShardedModel>> models)
+    : models_(std::move(models)) {
+  zero::require_element_wise(optimizer);
+  ACCEL_CHECK_ARG(optimizer.state().empty(),
+                  "parameter sharding: the optimizer already holds state (it has stepped); prepare it before its "
+                  "first step");
+  for (auto& group : optimizer.param_groups()) {
+    for (auto& p : group.params()) {
+      const Place place = place_of(p);
+      ACCEL_CHECK_ARG(place.unit, "parameter sharding: the optimizer holds a parameter of shape ", p.sizes(),
+                      " that is in no prepared model; prepare the model that owns it before its optimizer");
+      if (std::find(units_.begin(), units_.end(), place.unit) == units_.end()) units_.push_back(place.unit);
+      p = place.unit->piece(place.index);
+    }
+  }
+  if (!models_.empty()) group_ = models_.front()->process_group();
+}
+
+ShardedOptimizerTensors::Place ShardedOptimizerTensors::place_of(const torch::Tensor& param) const {
+  for (const auto& model : models_) {
+    auto [unit, index] = model->find(param);
+    if (unit) return {unit, index};
+  }
+  return {nullptr, 0};
+}
+
+void ShardedOptimizerTensors::gradients_to_optimizer() {
+  for (auto* unit : units_) unit->gradients_to_pieces();
+}
+
+void ShardedOptimizerTensors::parameters_to_model() {
+  // The shards are the pieces the optimizer wrote; a unit still gathered
+  // holds the old values: free it so that the next forward gathers anew.
+  for (auto* unit : units_) unit->reshard();
+}
+
+void ShardedOptimizerTensors::zero_model_grads(bool /*set_to_none*/) {
+  for (auto* unit : units_) unit->zero_grad();
+}
+
+void ShardedOptimizerTensors::collect_gradients(const std::vector<torch::Tensor>& params, std::vector<bool>& claimed,
+                                                GradientSet& out) const {
+  const bool sharded = group_ && group_->getSize() > 1;
+  if (sharded) out.group = group_;
+  for (size_t k = 0; k < params.size(); ++k) {
+    const Place place = place_of(params[k]);
+    if (!place.unit || std::find(units_.begin(), units_.end(), place.unit) == units_.end()) continue;
+    claimed[k] = true;
+    auto grad = place.unit->piece_grad(place.index);
+    if (!grad.defined() || grad.numel() == 0) continue;
+    (sharded ? out.sharded : out.replicated).push_back(grad);
+  }
+}
+
+}  // namespace accel::fsdp

@@ -1,0 +1,183 @@
+#include "accel/parallel/fsdp/sharded_unit.h"
+
+#include <algorithm>
+#include <stdexcept>
+
+#include "accel/parallel/fsdp/storage_memory.h"
+#include "accel/util/check.h"
+
+namespace accel::fsdp {
+
+namespace {
+
+// fp16/bf16 parameters keep fp32 shards (the optimizer's masters).
+torch::ScalarType shard_dtype(torch::ScalarType t) {
+  return t == torch::kHalf || t == torch::kBFloat16 ? torch::kFloat : t;
+}
+
+}  // namespace
+
+ShardedUnit::ShardedUnit(std::string path, const std::vector<std::pair<std::string, torch::Tensor>>& params,
+                         c10::intrusive_ptr<c10d::ProcessGroup> group)
+    : path_(std::move(path)), group_(std::move(group)) {
+  const std::string where = path_.empty() ? "the root unit" : "unit " + path_;
+  ACCEL_CHECK_ARG(!params.empty(), "parameter sharding: ", where, " has no parameters");
+  // Trainable parameters first: their kind is the one gradients flow through.
+  std::vector<std::pair<std::string, torch::Tensor>> trainable, frozen;
+  for (const auto& item : params) (item.second.requires_grad() ? trainable : frozen).push_back(item);
+  num_trainable_ = trainable.size();
+  const auto& first = params.front().second;
+  const std::vector<std::pair<std::string, torch::Tensor>>* lists[] = {&trainable, &frozen};
+  for (const auto* list : lists) {
+    for (const auto& [name, p] : *list) {
+      ACCEL_CHECK_ARG(p.is_floating_point(), "parameter sharding: parameter '", name, "' is ",
+                      c10::toString(p.scalar_type()), "; only floating-point parameters can be sharded");
+      ACCEL_CHECK_ARG(p.scalar_type() == first.scalar_type() && p.device() == first.device(),
+                      "parameter sharding: parameter '", name, "' is ", c10::toString(p.scalar_type()), " on ",
+                      p.device().str(), ", the others of ", where, " are ", c10::toString(first.scalar_type()), " on ",
+                      first.device().str(), "; one dtype and device per unit");
+      names_.push_back(name);
+      params_.push_back(p);
+    }
+  }
+
+  torch::NoGradGuard no_grad;
+  const int n = world_size(), r = rank();
+  piece_place_.resize(params_.size());
+  pieces_.resize(params_.size());
+  size_t index = 0;
+  for (const auto* kind_params : lists) {
+    const auto& list = *kind_params;
+    if (list.empty()) continue;
+    Kind kind;
+    kind.layout = zero::FlatLayout::build({list}, n, ShardingStrategy::full_shard).groups.at(0);
+    const int64_t slice = kind.layout.padded_numel / n;
+    kind.full = torch::zeros({kind.layout.padded_numel}, first.options().requires_grad(false));
+    for (size_t i = 0; i < list.size(); ++i, ++index) {
+      const auto& fp = kind.layout.params[i];
+      auto view = kind.full.narrow(0, fp.offset, fp.numel).view(fp.shape);
+      view.copy_(params_[index]);
+      params_[index].set_data(view);
+      kind.members.push_back(index);
+    }
+    kind.shard = kind.full.narrow(0, r * slice, slice)
+                     .to(shard_dtype(first.scalar_type()), /*non_blocking=*/false,
+                         /*copy=*/true);
+    if (kind_params == &trainable) kind.grad_shard = torch::zeros_like(kind.shard);
+    const size_t k = kinds_.size();
+    for (size_t i = 0; i < list.size(); ++i) {
+      const auto& fp = kind.layout.params[i];
+      const int64_t lo = std::max(fp.offset, r * slice), hi = std::min(fp.offset + fp.numel, (r + 1) * slice);
+      const int64_t begin = std::min(lo - r * slice, slice), length = std::max<int64_t>(hi - lo, 0);
+      const size_t member = kind.members[i];
+      auto piece = kind.shard.narrow(0, begin, length).detach();
+      piece.set_requires_grad(params_[member].requires_grad());
+      pieces_[member] = piece;
+      piece_place_[member] = {k, begin};
+    }
+    kinds_.push_back(std::move(kind));
+  }
+  reshard();
+}
+
+void ShardedUnit::unshard() {
+  if (unsharded_) return;
+  torch::NoGradGuard no_grad;
+  for (auto& kind : kinds_) {
+    allocate_storage(kind.full, kind.full.numel() * kind.full.element_size());
+    auto input = kind.shard.to(kind.full.scalar_type());  // the shard itself when the dtypes agree
+    if (group_) {
+      group_->_allgather_base(kind.full, input)->wait();
+    } else {
+      kind.full.copy_(input);
+    }
+  }
+  unsharded_ = true;
+}
+
+void ShardedUnit::reshard() {
+  if (!unsharded_) return;
+  for (auto& kind : kinds_) free_storage(kind.full);
+  unsharded_ = false;
+}
+
+void ShardedUnit::keep_written_shard() {
+  ACCEL_CHECK_STATE(unsharded_, "ShardedUnit::keep_written_shard: unit '", path_, "' is not gathered");
+  torch::NoGradGuard no_grad;
+  for (auto& kind : kinds_) {
+    const int64_t slice = kind.shard.numel();
+    kind.shard.copy_(kind.full.narrow(0, rank() * slice, slice));
+  }
+}
+
+void ShardedUnit::reduce_gradients() {
+  if (num_trainable_ == 0) return;
+  torch::NoGradGuard no_grad;
+  auto& kind = kinds_.front();
+  auto flat = torch::zeros({kind.layout.padded_numel}, kind.grad_shard.options());
+  for (size_t i = 0; i < kind.members.size(); ++i) {
+    auto& p = params_[kind.members[i]];
+    if (!p.grad().defined()) continue;
+    const auto& fp = kind.layout.params[i];
+    flat.narrow(0, fp.offset, fp.numel).copy_(p.grad().reshape({-1}));
+    p.mutable_grad().reset();
+  }
+  torch::Tensor mine;
+  if (group_) {
+    mine = torch::empty_like(kind.grad_shard);
+    group_->_reduce_scatter_base(mine, flat)->wait();
+    mine.div_(world_size());
+  } else {
+    mine = flat;
+  }
+  if (grad_zero_) {
+    kind.grad_shard.copy_(mine);
+    grad_zero_ = false;
+  } else {
+    kind.grad_shard.add_(mine);
+  }
+}
+
+void ShardedUnit::zero_grad() {
+  grad_zero_ = true;
+  for (auto& p : params_) p.mutable_grad().reset();
+}
+
+void ShardedUnit::gradients_to_pieces() {
+  if (num_trainable_ == 0) return;
+  if (grad_zero_) {  // no backward since zero_grad(): the step sees zeros
+    kinds_.front().grad_shard.zero_();
+    grad_zero_ = false;
+  }
+  for (size_t i = 0; i < params_.size(); ++i)
+    if (params_[i].requires_grad()) pieces_[i].mutable_grad() = piece_grad(i);
+}
+
+torch::Tensor ShardedUnit::piece_grad(size_t i) const {
+  const auto [k, begin] = piece_place_.at(i);
+  const auto& kind = kinds_.at(k);
+  if (!kind.grad_shard.defined()) return {};
+  // The same memory as the shard's range, but not an autograd view of it:
+  // LibTorch's zero_grad() detaches gradients in place, which views refuse.
+  torch::NoGradGuard no_grad;
+  auto grad = torch::empty({0}, kind.grad_shard.options());
+  grad.set_(kind.grad_shard.storage(), kind.grad_shard.storage_offset() + begin, {pieces_[i].numel()}, {1});
+  return grad;
+}
+
+int64_t ShardedUnit::shard_bytes() const {
+  int64_t bytes = 0;
+  for (const auto& kind : kinds_) {
+    bytes += kind.shard.nbytes();
+    if (kind.grad_shard.defined()) bytes += kind.grad_shard.nbytes();
+  }
+  return bytes;
+}
+
+int64_t ShardedUnit::unsharded_bytes() const {
+  int64_t bytes = 0;
+  for (const auto& kind : kinds_) bytes += kind.full.numel() * kind.full.element_size();
+  return bytes;
+}
+
+}  // namespace accel::fsdp
