@@ -1,11 +1,12 @@
-// Parameter sharding (ShardingStrategy::full_shard) on 2 and 3 CPU ranks
-// over Gloo, on a stack of units (support/unit_stack.h). Each variant
-// trains to the same parameters as one process of plain LibTorch on the
-// full batch (which DDP equals): with accumulation and clipping, without
-// resharding after forward, with a frozen block, with every parameter in
-// the root unit. Then the memory each rank holds (1/N of the parameters
-// and gradients, at most the root and two units gathered), save_state and
-// load_state resuming exactly, and the refusals.
+// Parameter sharding (ShardingStrategy::full_shard, hybrid_shard) on 2, 3
+// and 4 CPU ranks over Gloo, on a stack of units (support/unit_stack.h).
+// Each variant trains to the same parameters as one process of plain
+// LibTorch on the full batch (which DDP equals): with accumulation and
+// clipping, without resharding after forward, with a frozen block, with
+// every parameter in the root unit, hybrid on 4 ranks as 2 x 2. Then the
+// memory each rank holds (1/N of the parameters and gradients, at most the
+// root and two units gathered), save_state and load_state resuming
+// exactly, and the refusals.
 #include <ATen/CPUGeneratorImpl.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -38,6 +39,7 @@ struct Variant {
   bool reshard_after_forward = true;
   bool freeze_block = false;
   WrapPolicy policy = WrapPolicy::transformer_based;
+  int hybrid_shard_size = 0;  // > 0: hybrid_shard in groups of that many ranks
 };
 
 const torch::Tensor& features() {
@@ -115,7 +117,8 @@ AcceleratorOptions sharded(const Variant& v) {
   return AcceleratorOptions()
       .gradient_accumulation_steps(v.accumulation)
       .sharding(ShardingOptions()
-                    .strategy(ShardingStrategy::full_shard)
+                    .strategy(v.hybrid_shard_size > 0 ? ShardingStrategy::hybrid_shard : ShardingStrategy::full_shard)
+                    .hybrid_shard_size(v.hybrid_shard_size)
                     .reshard_after_forward(v.reshard_after_forward)
                     .auto_wrap_policy(v.policy)
                     .min_num_params(100));
@@ -202,6 +205,26 @@ TEST(FullShard, FrozenBlockNormEqualsOneProcess) { expect_equals_reference({.wor
 TEST(FullShard, EverythingInTheRootUnitEqualsOneProcess) {
   expect_equals_reference({.clip = 0.05, .policy = WrapPolicy::no_wrap});
   expect_equals_reference({.policy = WrapPolicy::size_based});
+}
+
+// Four ranks as two nodes of two: shard within each pair, replicate across.
+TEST(HybridShard, TwoGroupsOfTwoEqualOneProcess) {
+  expect_equals_reference({.world = 4, .clip = 0.05, .hybrid_shard_size = 2});
+  // HYBRID_SHARD_ZERO2: the parameters kept from forward to backward.
+  expect_equals_reference({.world = 4, .accumulation = 2, .reshard_after_forward = false, .hybrid_shard_size = 2});
+}
+
+TEST(HybridShard, EachRankHoldsHalfAndGroupsThatDoNotDivideTheWorldAreRefused) {
+  run_distributed(4, [&] {
+    Trainer t({.world = 4, .hybrid_shard_size = 2});
+    const auto m = t.sharding().memory();
+    EXPECT_EQ(m.shards * 2, 2 * m.full);  // split in two, not four
+    EXPECT_EQ(t.sharding().process_group()->getSize(), 2);
+  });
+  run_distributed(4, [&] {
+    expect_error<std::invalid_argument>([&] { Trainer t({.world = 4, .hybrid_shard_size = 3}); },
+                                        {"shard groups of 3 ranks", "hybrid_shard_size", "4 ranks"});
+  });
 }
 
 TEST(FullShard, EachRankHoldsItsShareAndFewUnitsGatheredAtOnce) {

@@ -414,6 +414,14 @@ TEST(ShardingConfig, FsdpFullShardAndWrapPolicyVariables) {
   o = sharding({{"FSDP_AUTO_WRAP_POLICY", "size_based_wrap"}, {"FSDP_MIN_NUM_PARAMS", "2000"}});
   EXPECT_EQ(o.auto_wrap_policy(), accel::WrapPolicy::size_based);
   EXPECT_EQ(o.min_num_params(), 2000);
+  // Hybrid: shard in the node, replicate across nodes; _ZERO2 keeps the gathered parameters.
+  o = sharding({{"FSDP_SHARDING_STRATEGY", "HYBRID_SHARD"}});
+  EXPECT_EQ(o.strategy(), ShardingStrategy::hybrid_shard);
+  EXPECT_TRUE(o.reshard_after_forward());
+  EXPECT_EQ(o.hybrid_shard_size(), 0);  // the node's ranks
+  o = sharding({{"FSDP_SHARDING_STRATEGY", "5"}});
+  EXPECT_EQ(o.strategy(), ShardingStrategy::hybrid_shard);
+  EXPECT_FALSE(o.reshard_after_forward());
   // As in Accelerate, a size policy without a positive minimum wraps nothing.
   EXPECT_EQ(sharding({{"FSDP_AUTO_WRAP_POLICY", "SIZE_BASED_WRAP"}}).auto_wrap_policy(), accel::WrapPolicy::no_wrap);
 
@@ -423,9 +431,11 @@ TEST(ShardingConfig, FsdpFullShardAndWrapPolicyVariables) {
   };
   error({{"FSDP_SHARDING_STRATEGY", "1"}, {"FSDP_OFFLOAD_PARAMS", "true"}},
         {"FSDP_SHARDING_STRATEGY=1 (FULL_SHARD)", "FSDP_OFFLOAD_PARAMS=true", "not supported yet"});
+  error({{"FSDP_ACTIVATION_CHECKPOINTING", "true"}}, {"FSDP_ACTIVATION_CHECKPOINTING=true", "not supported yet"});
   error({{"FSDP_AUTO_WRAP_POLICY", "LAMBDA_WRAP"}}, {"FSDP_AUTO_WRAP_POLICY=LAMBDA_WRAP", "SIZE_BASED_WRAP"});
   error({{"FSDP_AUTO_WRAP_POLICY", "SIZE_BASED_WRAP"}, {"FSDP_MIN_NUM_PARAMS", "-5"}}, {"FSDP_MIN_NUM_PARAMS=-5"});
-  error({{"FSDP_SHARDING_STRATEGY", "HYBRID_SHARD"}}, {"hybrid sharding is not supported"});
+  error({{"FSDP_SHARDING_STRATEGY", "HYBRID_SHARD"}, {"FSDP_OFFLOAD_PARAMS", "true"}},
+        {"FSDP_SHARDING_STRATEGY=HYBRID_SHARD", "not supported yet"});
   error({{"FSDP_SHARDING_STRATEGY", "7"}}, {"FSDP_SHARDING_STRATEGY=7", "1-5"});
   error({{"FSDP_SHARDING_STRATEGY", "HALF_SHARD"}}, {"FSDP_SHARDING_STRATEGY=HALF_SHARD", "SHARD_GRAD_OP"});
   error({{"FSDP_VERSION", "3"}}, {"FSDP_VERSION=3"});

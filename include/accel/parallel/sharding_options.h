@@ -38,8 +38,13 @@ enum class ShardingStrategy {
   /// its forward (and again before its backward) and freed after; its
   /// gradients are reduce-scattered as backward leaves it.
   full_shard,
+  /// FSDP's HYBRID_SHARD: full_shard within groups of hybrid_shard_size
+  /// ranks (by default each node's), the groups replicating each other:
+  /// gradients are reduce-scattered in the group, then all-reduced across
+  /// the groups. All-gathers stay inside a node.
+  hybrid_shard,
 };
-/// "no_shard", "shard_optimizer", "shard_grad_op", "full_shard" (the names zero_layout.json uses).
+/// "no_shard", "shard_optimizer", "shard_grad_op", "full_shard", "hybrid_shard" (the names zero_layout.json uses).
 ACCEL_API std::string to_string(ShardingStrategy strategy);
 /// The inverse of to_string; throws std::invalid_argument naming `name`.
 ACCEL_API ShardingStrategy parse_sharding_strategy(const std::string& name);
@@ -98,7 +103,7 @@ struct ACCEL_API ShardingOptions {
   /// non-sharded format, which any number of processes can load.
   TORCH_ARG(bool, consolidated_checkpoint) = false;
 
-  // full_shard only.
+  // full_shard and hybrid_shard only.
   TORCH_ARG(WrapPolicy, auto_wrap_policy) = WrapPolicy::transformer_based;
   /// Unit class names for transformer_based (unit/unit.h says how a C++
   /// class answers to a name); each must match a unit of the model.
@@ -110,7 +115,15 @@ struct ACCEL_API ShardingOptions {
   /// all-gathers, more memory, FSDP's SHARD_GRAD_OP). The root unit is
   /// never freed between its forward and backward.
   TORCH_ARG(bool, reshard_after_forward) = true;
+  /// hybrid_shard: ranks per shard group, consecutive ranks together; 0:
+  /// the ranks of one node (LOCAL_WORLD_SIZE). Must divide the world size.
+  TORCH_ARG(int, hybrid_shard_size) = 0;
 };
+
+/// Whether `strategy` shards the parameters (full_shard, hybrid_shard).
+inline bool shards_parameters(ShardingStrategy strategy) {
+  return strategy == ShardingStrategy::full_shard || strategy == ShardingStrategy::hybrid_shard;
+}
 
 /// Throws std::invalid_argument naming the option and its bad value
 /// (reduce_bucket_size < 1, io_threads < 1, nvme without nvme_path).

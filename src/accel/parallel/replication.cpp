@@ -44,8 +44,8 @@ std::shared_ptr<Replication> make_replication(const ProcessState& state, const s
                                               const DDPOptions& ddp, bool master_weights) {
   // Sharding with one process: nothing to split, but the engine still
   // offloads (ZeRO-Offload on one GPU) and keeps ZeRO's checkpoint files.
-  if (sharding && sharding->strategy() == ShardingStrategy::full_shard)
-    return std::make_shared<fsdp::FullyShardedReplication>(state.process_group(), *sharding);
+  if (sharding && shards_parameters(sharding->strategy()))
+    return std::make_shared<fsdp::FullyShardedReplication>(state, *sharding);
   if (sharding) return std::make_shared<zero::ZeroReplication>(state.process_group(), *sharding);
   if (!state.distributed()) return std::make_shared<Replicated>(nullptr, ddp, master_weights);
   return std::make_shared<Replicated>(state.process_group(), ddp, master_weights);

@@ -81,15 +81,18 @@ ShardingConfig fsdp_from_env(const EnvLookup& env) {
     name = reshard ? "FULL_SHARD" : "SHARD_GRAD_OP";
     what = "FSDP_VERSION=2 with " + variable + "=" + (reshard ? "true (FULL_SHARD)" : "false (SHARD_GRAD_OP)");
   }
-  ACCEL_CHECK_ARG(name.rfind("HYBRID", 0) != 0, what,
-                  ": hybrid sharding is not supported yet; use FULL_SHARD, SHARD_GRAD_OP or NO_SHARD");
+  ACCEL_CHECK_ARG(!env_true(env, "FSDP_ACTIVATION_CHECKPOINTING"),
+                  "FSDP_ACTIVATION_CHECKPOINTING=true: activation checkpointing at units is not supported yet; set "
+                  "fsdp_activation_checkpointing to false");
   const bool offload = env_true(env, "FSDP_OFFLOAD_PARAMS");
   ShardingOptions o;
-  if (name == "FULL_SHARD") {
+  if (name == "FULL_SHARD" || name.rfind("HYBRID", 0) == 0) {
     ACCEL_CHECK_ARG(!offload, what,
-                    " with FSDP_OFFLOAD_PARAMS=true: parameter offload under FULL_SHARD is not supported yet; use "
-                    "SHARD_GRAD_OP with FSDP_OFFLOAD_PARAMS (optimizer state on the CPU), or FULL_SHARD without it");
-    o.strategy(ShardingStrategy::full_shard);
+                    " with FSDP_OFFLOAD_PARAMS=true: parameter offload is not supported yet; use SHARD_GRAD_OP with "
+                    "FSDP_OFFLOAD_PARAMS (optimizer state on the CPU), or this strategy without it");
+    // HYBRID_SHARD_ZERO2 keeps the parameters gathered from forward to backward.
+    o.strategy(name == "FULL_SHARD" ? ShardingStrategy::full_shard : ShardingStrategy::hybrid_shard);
+    o.reshard_after_forward(name != "HYBRID_SHARD_ZERO2");
     wrap_policy_from_env(env, o);
   } else {
     o.strategy(name == "NO_SHARD" ? ShardingStrategy::no_shard : ShardingStrategy::shard_grad_op);

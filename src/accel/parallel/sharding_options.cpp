@@ -13,16 +13,18 @@ std::string to_string(ShardingStrategy strategy) {
     case ShardingStrategy::shard_optimizer: return "shard_optimizer";
     case ShardingStrategy::shard_grad_op: return "shard_grad_op";
     case ShardingStrategy::full_shard: return "full_shard";
+    case ShardingStrategy::hybrid_shard: return "hybrid_shard";
   }
   return "?";
 }
 
 ShardingStrategy parse_sharding_strategy(const std::string& name) {
   for (auto s : {ShardingStrategy::no_shard, ShardingStrategy::shard_optimizer, ShardingStrategy::shard_grad_op,
-                 ShardingStrategy::full_shard})
+                 ShardingStrategy::full_shard, ShardingStrategy::hybrid_shard})
     if (to_string(s) == name) return s;
   fail<std::invalid_argument>("unknown sharding strategy '", name,
-                              "': expected 'no_shard', 'shard_optimizer', 'shard_grad_op' or 'full_shard'");
+                              "': expected 'no_shard', 'shard_optimizer', 'shard_grad_op', 'full_shard' or "
+                              "'hybrid_shard'");
 }
 
 std::string to_string(WrapPolicy policy) {
@@ -58,9 +60,11 @@ OffloadDevice parse_offload_device(const std::string& name) {
 
 void check_sharding_options(const ShardingOptions& o) {
   const int strategy = static_cast<int>(o.strategy());
-  ACCEL_CHECK_ARG(strategy >= 0 && strategy <= static_cast<int>(ShardingStrategy::full_shard),
+  ACCEL_CHECK_ARG(strategy >= 0 && strategy <= static_cast<int>(ShardingStrategy::hybrid_shard),
                   "ShardingOptions: strategy is ", strategy,
-                  ", expected no_shard, shard_optimizer, shard_grad_op or full_shard");
+                  ", expected no_shard, shard_optimizer, shard_grad_op, full_shard or hybrid_shard");
+  ACCEL_CHECK_ARG(o.hybrid_shard_size() >= 0, "ShardingOptions: hybrid_shard_size is ", o.hybrid_shard_size(),
+                  ", expected >= 0 (0: the ranks of one node)");
   const int policy = static_cast<int>(o.auto_wrap_policy());
   ACCEL_CHECK_ARG(policy >= 0 && policy <= static_cast<int>(WrapPolicy::no_wrap),
                   "ShardingOptions: auto_wrap_policy is ", policy,

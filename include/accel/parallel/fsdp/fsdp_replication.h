@@ -1,5 +1,5 @@
 #pragma once
-// The full_shard mode of the Accelerator (parallel/replication.h): each
+// The full_shard and hybrid_shard modes of the Accelerator (parallel/replication.h): each
 // prepared model becomes a FullyShardedModel (rank 0's weights broadcast
 // first), and each prepared optimizer steps the pieces of the shards of
 // the models prepared before it (sharded_optimizer.h).
@@ -19,7 +19,11 @@ namespace accel::fsdp {
 
 class ACCEL_API FullyShardedReplication : public Replication {
  public:
-  FullyShardedReplication(c10::intrusive_ptr<c10d::ProcessGroup> group, ShardingOptions options);
+  /// full_shard: the parameters split across every rank of `state`.
+  /// hybrid_shard: across groups of hybrid_shard_size consecutive ranks
+  /// (created here: every rank must construct it), replicated across the
+  /// groups; std::invalid_argument when that size does not divide the world.
+  FullyShardedReplication(const ProcessState& state, ShardingOptions options);
 
   ModelReplica prepare_model(const std::shared_ptr<torch::nn::Module>& module) override;
   std::shared_ptr<OptimizerTensors> prepare_optimizer(
@@ -27,7 +31,9 @@ class ACCEL_API FullyShardedReplication : public Replication {
   std::unique_ptr<OptimizerCheckpoint> optimizer_checkpoint(AcceleratedOptimizer& optimizer) const override;
 
  private:
-  c10::intrusive_ptr<c10d::ProcessGroup> group_;
+  c10::intrusive_ptr<c10d::ProcessGroup> world_;     // rank 0's weights come from here
+  c10::intrusive_ptr<c10d::ProcessGroup> group_;     // splits the parameters
+  c10::intrusive_ptr<c10d::ProcessGroup> replicas_;  // hybrid: the same shard in the other groups
   ShardingOptions options_;
   std::vector<std::shared_ptr<FullyShardedModel>> models_;
 };

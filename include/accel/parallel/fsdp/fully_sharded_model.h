@@ -56,9 +56,11 @@ struct ACCEL_API ShardedMemory {
 class ACCEL_API FullyShardedModel : public ModelSharding {
  public:
   /// Shards `model`'s parameters (each rank must pass the same values:
-  /// the Accelerator broadcasts rank 0's first). `group` null: one process.
+  /// the Accelerator broadcasts rank 0's first) across `group` (null: one
+  /// process); `replicas`: under hybrid sharding, the ranks of the other
+  /// groups that hold the same shards (ShardedUnit).
   FullyShardedModel(std::shared_ptr<torch::nn::Module> model, c10::intrusive_ptr<c10d::ProcessGroup> group,
-                    ShardingOptions options);
+                    ShardingOptions options, c10::intrusive_ptr<c10d::ProcessGroup> replicas = nullptr);
   ~FullyShardedModel() override;
   FullyShardedModel(const FullyShardedModel&) = delete;
   FullyShardedModel& operator=(const FullyShardedModel&) = delete;
@@ -79,6 +81,7 @@ class ACCEL_API FullyShardedModel : public ModelSharding {
   void zero_grad();
   ShardedMemory memory() const;
   const torch::nn::Module& module() const { return *model_; }
+  /// The ranks that split the parameters (a node's, under hybrid sharding).
   const c10::intrusive_ptr<c10d::ProcessGroup>& process_group() const { return group_; }
 
  private:

@@ -36,9 +36,11 @@ class ACCEL_API ShardedUnit {
  public:
   /// `params`: (name in the model, parameter), each once; all of one dtype
   /// and device (std::invalid_argument naming the first that is not).
-  /// `group` null: one process. Leaves the unit resharded.
+  /// `group`: the ranks that split the parameters (null: one process);
+  /// `replicas`: under hybrid sharding, the ranks holding the same shard
+  /// in the other groups (null: none). Leaves the unit resharded.
   ShardedUnit(std::string path, const std::vector<std::pair<std::string, torch::Tensor>>& params,
-              c10::intrusive_ptr<c10d::ProcessGroup> group);
+              c10::intrusive_ptr<c10d::ProcessGroup> group, c10::intrusive_ptr<c10d::ProcessGroup> replicas = nullptr);
 
   /// The unit's module path ("" for the root).
   const std::string& path() const { return path_; }
@@ -55,7 +57,9 @@ class ACCEL_API ShardedUnit {
   bool unsharded() const { return unsharded_; }
 
   /// The trainable parameters' full gradients (those backward produced;
-  /// missing ones count as zero), summed over the ranks and divided by N,
+  /// missing ones count as zero), summed over all ranks (reduce-scattered
+  /// in the group, then all-reduced across the replicas) and divided by
+  /// their number,
   /// added to this rank's gradient shard (or written, after zero_grad());
   /// the full gradients are freed.
   void reduce_gradients();
@@ -91,6 +95,7 @@ class ACCEL_API ShardedUnit {
   std::vector<Kind> kinds_;
   size_t num_trainable_ = 0;
   c10::intrusive_ptr<c10d::ProcessGroup> group_;
+  c10::intrusive_ptr<c10d::ProcessGroup> replicas_;
   bool unsharded_ = true;
   bool grad_zero_ = true;
 

@@ -27,7 +27,8 @@ class FullyShardedModel::UnitForward : public UnitHooks {
 };
 
 FullyShardedModel::FullyShardedModel(std::shared_ptr<torch::nn::Module> model,
-                                     c10::intrusive_ptr<c10d::ProcessGroup> group, ShardingOptions options)
+                                     c10::intrusive_ptr<c10d::ProcessGroup> group, ShardingOptions options,
+                                     c10::intrusive_ptr<c10d::ProcessGroup> replicas)
     : model_(std::move(model)),
       group_(std::move(group)),
       options_(std::move(options)),
@@ -37,7 +38,7 @@ FullyShardedModel::FullyShardedModel(std::shared_ptr<torch::nn::Module> model,
   auto plan = plan_units(*model_, options_);
   for (auto& planned : plan) {
     if (planned.params.empty()) continue;  // a root with nothing left
-    units_.push_back(std::make_unique<ShardedUnit>(planned.path, planned.params, group_));
+    units_.push_back(std::make_unique<ShardedUnit>(planned.path, planned.params, group_, replicas));
     slots_.push_back(planned.slot);
   }
   progress_.resize(units_.size());

@@ -18,8 +18,8 @@ torch::ScalarType shard_dtype(torch::ScalarType t) {
 }  // namespace
 
 ShardedUnit::ShardedUnit(std::string path, const std::vector<std::pair<std::string, torch::Tensor>>& params,
-                         c10::intrusive_ptr<c10d::ProcessGroup> group)
-    : path_(std::move(path)), group_(std::move(group)) {
+                         c10::intrusive_ptr<c10d::ProcessGroup> group, c10::intrusive_ptr<c10d::ProcessGroup> replicas)
+    : path_(std::move(path)), group_(std::move(group)), replicas_(std::move(replicas)) {
   const std::string where = path_.empty() ? "the root unit" : "unit " + path_;
   ACCEL_CHECK_ARG(!params.empty(), "parameter sharding: ", where, " has no parameters");
   // Trainable parameters first: their kind is the one gradients flow through.
@@ -122,14 +122,18 @@ void ShardedUnit::reduce_gradients() {
     flat.narrow(0, fp.offset, fp.numel).copy_(p.grad().reshape({-1}));
     p.mutable_grad().reset();
   }
-  torch::Tensor mine;
+  torch::Tensor mine = flat;
   if (group_) {
     mine = torch::empty_like(kind.grad_shard);
     group_->_reduce_scatter_base(mine, flat)->wait();
-    mine.div_(world_size());
-  } else {
-    mine = flat;
   }
+  int ranks = world_size();
+  if (replicas_) {
+    std::vector<torch::Tensor> across{mine};
+    replicas_->allreduce(across)->wait();
+    ranks *= replicas_->getSize();
+  }
+  if (ranks > 1) mine.div_(ranks);
   if (grad_zero_) {
     kind.grad_shard.copy_(mine);
     grad_zero_ = false;

@@ -28,8 +28,8 @@ ZeroEngine::ZeroEngine(std::shared_ptr<torch::nn::Module> module, torch::optim::
                        c10::intrusive_ptr<c10d::ProcessGroup> group, const ShardingOptions& options)
     : module_(std::move(module)), optimizer_(optimizer), group_(std::move(group)), options_(options) {
   check_sharding_options(options_);
-  ACCEL_CHECK_ARG(options_.strategy() != ShardingStrategy::full_shard,
-                  "ZeroEngine: strategy full_shard shards parameters, which this engine does not; the Accelerator "
+  ACCEL_CHECK_ARG(!shards_parameters(options_.strategy()), "ZeroEngine: strategy ", to_string(options_.strategy()),
+                  " shards parameters, which this engine does not; the Accelerator "
                   "runs it with parallel/fsdp/fully_sharded_model.h");
   ACCEL_CHECK_ARG(module_, "ZeRO: the model is null");
   require_element_wise(optimizer_);
