@@ -26,6 +26,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -110,6 +111,8 @@ class ACCEL_API FullyShardedModel : public ModelSharding {
   std::vector<std::unique_ptr<ShardedUnit>> units_;
   std::vector<std::shared_ptr<UnitSlot>> slots_;  // of units_[k], except the root's
   std::vector<Progress> progress_;
+  // Each parameter's unit and index there (find(), on every clip).
+  std::unordered_map<const void*, std::pair<ShardedUnit*, size_t>> places_;
   std::vector<std::pair<std::shared_ptr<torch::autograd::Node>, uintptr_t>> accumulator_hooks_;
   std::shared_ptr<char> alive_;  // output hooks outliving the model check it
   bool sync_ = true;

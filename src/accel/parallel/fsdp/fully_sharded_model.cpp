@@ -42,6 +42,9 @@ FullyShardedModel::FullyShardedModel(std::shared_ptr<torch::nn::Module> model,
     slots_.push_back(planned.slot);
   }
   progress_.resize(units_.size());
+  for (const auto& unit : units_)
+    for (size_t i = 0; i < unit->parameters().size(); ++i)
+      places_.emplace(unit->parameters()[i].unsafeGetTensorImpl(), std::pair{unit.get(), i});
   for (size_t k = 0; k < units_.size(); ++k) {
     if (slots_[k]) slots_[k]->set_hooks(std::make_shared<UnitForward>(*this, k));
     for (const auto& p : units_[k]->parameters()) {
@@ -162,12 +165,8 @@ void FullyShardedModel::end_backward() {
 }
 
 std::pair<ShardedUnit*, size_t> FullyShardedModel::find(const torch::Tensor& param) const {
-  for (const auto& unit : units_) {
-    const auto& ps = unit->parameters();
-    for (size_t i = 0; i < ps.size(); ++i)
-      if (ps[i].is_same(param)) return {unit.get(), i};
-  }
-  return {nullptr, 0};
+  auto it = places_.find(param.unsafeGetTensorImpl());
+  return it == places_.end() ? std::pair<ShardedUnit*, size_t>{nullptr, 0} : it->second;
 }
 
 void FullyShardedModel::reshard_all() {
