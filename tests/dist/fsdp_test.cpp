@@ -40,6 +40,9 @@ struct Variant {
   bool freeze_block = false;
   WrapPolicy policy = WrapPolicy::transformer_based;
   int hybrid_shard_size = 0;  // > 0: hybrid_shard in groups of that many ranks
+  bool offload_optimizer = false;  // shards and optimizer state in host memory
+  bool offload_param = false;      // and the gathers' copies too
+  bool sgd = false;                // SGD with momentum instead of AdamW (stepped by its own step())
 };
 
 const torch::Tensor& features() {
@@ -60,8 +63,8 @@ void freeze(Stack& net) {
   for (auto& p : net->blocks[0]->ln->parameters()) p.set_requires_grad(false);
 }
 
-// AdamW in two groups, by name: no weight decay for biases and norms.
-std::shared_ptr<torch::optim::Optimizer> make_optimizer(Stack& net) {
+// AdamW (or SGD) in two groups, by name: no weight decay for biases and norms.
+std::shared_ptr<torch::optim::Optimizer> make_optimizer(Stack& net, bool sgd = false) {
   std::vector<torch::Tensor> decay, no_decay;
   for (const auto& item : net->named_parameters()) {
     if (!item.value().requires_grad()) continue;
@@ -69,6 +72,12 @@ std::shared_ptr<torch::optim::Optimizer> make_optimizer(Stack& net) {
     (plain ? no_decay : decay).push_back(item.value());
   }
   std::vector<torch::optim::OptimizerParamGroup> groups;
+  if (sgd) {
+    using O = torch::optim::SGDOptions;
+    groups.emplace_back(decay, std::make_unique<O>(O(0.05).momentum(0.9).weight_decay(0.1)));
+    groups.emplace_back(no_decay, std::make_unique<O>(O(0.05).momentum(0.9)));
+    return std::make_shared<torch::optim::SGD>(groups, O(0.05));
+  }
   groups.emplace_back(decay,
                       std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(0.01).weight_decay(0.1)));
   groups.emplace_back(no_decay,
@@ -100,7 +109,7 @@ Result reference(const Variant& v, int64_t steps) {
   seed_cpu(7);
   Stack net(StackOptions{.units = false});
   if (v.freeze_block) freeze(net);
-  auto opt = make_optimizer(net);
+  auto opt = make_optimizer(net, v.sgd);
   Result r;
   const int64_t rows = v.world * kRows * v.accumulation;
   for (int64_t s = 0; s < steps; ++s) {
@@ -121,7 +130,11 @@ AcceleratorOptions sharded(const Variant& v) {
                     .hybrid_shard_size(v.hybrid_shard_size)
                     .reshard_after_forward(v.reshard_after_forward)
                     .auto_wrap_policy(v.policy)
-                    .min_num_params(100));
+                    .min_num_params(100)
+                    .offload_optimizer(OffloadOptions().device(v.offload_optimizer || v.offload_param
+                                                                   ? OffloadDevice::cpu
+                                                                   : OffloadDevice::none))
+                    .offload_param(OffloadOptions().device(v.offload_param ? OffloadDevice::cpu : OffloadDevice::none)));
 }
 
 // Training through the Accelerator, as a user writes it.
@@ -138,7 +151,7 @@ struct Trainer {
     seed_cpu(7 + 100 * acc.process_index());  // prepare must broadcast rank 0's weights
     net = Stack();
     if (v.freeze_block) freeze(net);
-    auto [m, o] = acc.prepare(net, make_optimizer(net));
+    auto [m, o] = acc.prepare(net, make_optimizer(net, v.sgd));
     model.emplace(std::move(m));
     optimizer = o;
   }
@@ -212,6 +225,29 @@ TEST(HybridShard, TwoGroupsOfTwoEqualOneProcess) {
   expect_equals_reference({.world = 4, .clip = 0.05, .hybrid_shard_size = 2});
   // HYBRID_SHARD_ZERO2: the parameters kept from forward to backward.
   expect_equals_reference({.world = 4, .accumulation = 2, .reshard_after_forward = false, .hybrid_shard_size = 2});
+}
+
+// Offload: the shards, their gradients and the optimizer state in host
+// memory (on these CPU ranks, separate buffers from those the gathers fill).
+TEST(FullShard, OffloadedShardsEqualOneProcess) {
+  expect_equals_reference({.accumulation = 2, .clip = 0.05, .offload_param = true});
+  expect_equals_reference({.world = 3, .freeze_block = true, .offload_optimizer = true});
+  expect_equals_reference({.clip = 0.05, .offload_param = true, .sgd = true});  // stepped by SGD's own step()
+  expect_equals_reference({.world = 4, .clip = 0.05, .hybrid_shard_size = 2, .offload_param = true});
+}
+
+TEST(FullShard, OffloadedShardsLiveInHostMemory) {
+  for (bool params : {true, false}) {
+    run_distributed(2, [&] {
+      Trainer t({.offload_optimizer = true, .offload_param = params});
+      t.train(1);
+      const auto m = t.sharding().memory();
+      EXPECT_EQ(m.host, m.full);  // shards and gradient shards: 1/2 each of the padded total
+      // Only the copy the gathers read, 1/2 of the parameters, stays on the device without offload_param.
+      EXPECT_EQ(m.shards, params ? 0 : m.full / 2);
+      EXPECT_EQ(m.unsharded, 0);
+    });
+  }
 }
 
 TEST(HybridShard, EachRankHoldsHalfAndGroupsThatDoNotDivideTheWorldAreRefused) {

@@ -45,6 +45,21 @@ TEST(ShardingOptions, BadValuesAreNamed) {
   expect_error<std::invalid_argument>(
       [] { check_sharding_options(ShardingOptions().offload_optimizer(OffloadOptions().device(OffloadDevice::nvme))); },
       {"nvme_path"});
+  // Parameter offload: only with parameter sharding, only to the CPU.
+  const auto cpu = OffloadOptions().device(OffloadDevice::cpu);
+  expect_error<std::invalid_argument>([&] { check_sharding_options(ShardingOptions().offload_param(cpu)); },
+                                      {"offload_param.device is cpu", "shard_grad_op", "full_shard"});
+  const auto full = ShardingOptions().strategy(ShardingStrategy::full_shard);
+  EXPECT_NO_THROW(check_sharding_options(ShardingOptions(full).offload_param(cpu)));
+  expect_error<std::invalid_argument>(
+      [&] {
+        check_sharding_options(
+            ShardingOptions(full).offload_param(OffloadOptions().device(OffloadDevice::nvme).nvme_path("/n")));
+      },
+      {"offload_param.device is nvme", "not supported yet"});
+  expect_error<std::invalid_argument>(
+      [&] { check_sharding_options(ShardingOptions(full).offload_optimizer(OffloadOptions(cpu).delayed_update(true))); },
+      {"delayed_update", "full_shard"});
   expect_error<std::invalid_argument>([] { parse_sharding_strategy("stage2"); }, {"stage2", "shard_grad_op"});
   expect_error<std::invalid_argument>([] { parse_offload_device("disk"); }, {"disk", "nvme"});
   EXPECT_EQ(parse_sharding_strategy("shard_optimizer"), ShardingStrategy::shard_optimizer);

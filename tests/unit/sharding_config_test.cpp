@@ -89,9 +89,18 @@ TEST(ShardingConfig, StagesAndOffload) {
   EXPECT_TRUE(three.sharding->transformer_cls_to_wrap().empty());
   expect_parse_error(R"({"zero_optimization": {"stage": 3, "stage3_max_live_parameters": -1}})",
                      {"stage3_max_live_parameters = -1"});
-  expect_parse_error(R"({"zero_optimization": {"stage": 3, "offload_optimizer": {"device": "cpu"}}})",
-                     {"offload_optimizer.device", "stage 3"});
-  expect_parse_error(R"({"zero_optimization": {"stage": 3, "offload_param": {"device": "nvme"}}})",
+  // ZeRO-3 with the optimizer offloaded, then the parameters too.
+  auto offloaded = parse(R"({"zero_optimization": {"stage": 3, "offload_optimizer": {"device": "cpu"}}})");
+  EXPECT_EQ(offloaded.sharding->offload_optimizer().device(), OffloadDevice::cpu);
+  EXPECT_EQ(offloaded.sharding->offload_param().device(), OffloadDevice::none);
+  offloaded = parse(R"({"zero_optimization": {"stage": 3, "offload_optimizer": {"device": "cpu"},
+      "offload_param": {"device": "cpu", "pin_memory": false}}})");
+  EXPECT_EQ(offloaded.sharding->offload_param().device(), OffloadDevice::cpu);
+  EXPECT_FALSE(offloaded.sharding->offload_param().pin_memory());
+  expect_parse_error(
+      R"({"zero_optimization": {"stage": 3, "offload_optimizer": {"device": "nvme", "nvme_path": "/n"}}})",
+      {"offload_optimizer.device = \"nvme\"", "stage 3", "not supported yet"});
+  expect_parse_error(R"({"zero_optimization": {"stage": 3, "offload_param": {"device": "nvme", "nvme_path": "/n"}}})",
                      {"offload_param.device = \"nvme\"", "not supported yet"});
   expect_parse_error(R"({"zero_optimization": {"stage": 4}})", {"zero_optimization.stage = 4", "0, 1, 2 or 3"});
   expect_parse_error(R"({"zero_optimization": {"stage": "two"}})", {"zero_optimization.stage = \"two\"", "integer"});
@@ -111,7 +120,7 @@ TEST(ShardingConfig, StagesAndOffload) {
   expect_parse_error(R"({"zero_optimization": {"stage": 0, "offload_optimizer": {"device": "cpu"}}})",
                      {"offload needs stage 1 or 2"});
   expect_parse_error(R"({"zero_optimization": {"stage": 2, "offload_param": {"device": "cpu"}}})",
-                     {"offload_param.device = \"cpu\"", "not supported yet"});
+                     {"offload_param.device = \"cpu\"", "parameter offload needs stage 3"});
   expect_parse_error(R"({"zero_optimization": {"stage": 2, "reduce_bucket_size": 1.5}})",
                      {"reduce_bucket_size = 1.5", "integer >= 1"});
   expect_parse_error(R"({"zero_optimization": {"stage": 2, "overlap_comm": 3}})",
@@ -336,9 +345,23 @@ TEST(ShardingConfig, DeepSpeedVariablesOfTheLauncher) {
   expect_error<std::invalid_argument>(
       [] {
         accel::sharding_config_from_env(
+            env({{"ACCELERATE_USE_DEEPSPEED", "true"}, {"ACCELERATE_DEEPSPEED_OFFLOAD_PARAM_DEVICE", "nvme"}}));
+      },
+      {"ACCELERATE_DEEPSPEED_OFFLOAD_PARAM_DEVICE=nvme", "not supported yet"});
+  // Accelerate's default stage is 2: parameter offload needs 3.
+  expect_error<std::invalid_argument>(
+      [] {
+        accel::sharding_config_from_env(
             env({{"ACCELERATE_USE_DEEPSPEED", "true"}, {"ACCELERATE_DEEPSPEED_OFFLOAD_PARAM_DEVICE", "cpu"}}));
       },
-      {"ACCELERATE_DEEPSPEED_OFFLOAD_PARAM_DEVICE=cpu", "not supported yet"});
+      {"offload_param.device", "needs stage 3"});
+  const auto three = accel::sharding_config_from_env(env({{"ACCELERATE_USE_DEEPSPEED", "true"},
+                                                          {"ACCELERATE_DEEPSPEED_ZERO_STAGE", "3"},
+                                                          {"ACCELERATE_DEEPSPEED_OFFLOAD_OPTIMIZER_DEVICE", "cpu"},
+                                                          {"ACCELERATE_DEEPSPEED_OFFLOAD_PARAM_DEVICE", "cpu"}}));
+  EXPECT_EQ(three.sharding->strategy(), ShardingStrategy::full_shard);
+  EXPECT_EQ(three.sharding->offload_param().device(), OffloadDevice::cpu);
+  EXPECT_EQ(three.sharding->offload_optimizer().device(), OffloadDevice::cpu);
   expect_error<std::invalid_argument>(
       [] {
         accel::sharding_config_from_env(
@@ -429,13 +452,15 @@ TEST(ShardingConfig, FsdpFullShardAndWrapPolicyVariables) {
     vars["ACCELERATE_USE_FSDP"] = "true";
     expect_error<std::invalid_argument>([&] { accel::sharding_config_from_env(env(vars)); }, parts);
   };
-  error({{"FSDP_SHARDING_STRATEGY", "1"}, {"FSDP_OFFLOAD_PARAMS", "true"}},
-        {"FSDP_SHARDING_STRATEGY=1 (FULL_SHARD)", "FSDP_OFFLOAD_PARAMS=true", "not supported yet"});
+  // FSDP's CPU offload: parameters and optimizer.
+  for (const auto* strategy : {"1", "HYBRID_SHARD"}) {
+    o = sharding({{"FSDP_SHARDING_STRATEGY", strategy}, {"FSDP_OFFLOAD_PARAMS", "true"}});
+    EXPECT_EQ(o.offload_param().device(), OffloadDevice::cpu);
+    EXPECT_EQ(o.offload_optimizer().device(), OffloadDevice::cpu);
+  }
   error({{"FSDP_ACTIVATION_CHECKPOINTING", "true"}}, {"FSDP_ACTIVATION_CHECKPOINTING=true", "not supported yet"});
   error({{"FSDP_AUTO_WRAP_POLICY", "LAMBDA_WRAP"}}, {"FSDP_AUTO_WRAP_POLICY=LAMBDA_WRAP", "SIZE_BASED_WRAP"});
   error({{"FSDP_AUTO_WRAP_POLICY", "SIZE_BASED_WRAP"}, {"FSDP_MIN_NUM_PARAMS", "-5"}}, {"FSDP_MIN_NUM_PARAMS=-5"});
-  error({{"FSDP_SHARDING_STRATEGY", "HYBRID_SHARD"}, {"FSDP_OFFLOAD_PARAMS", "true"}},
-        {"FSDP_SHARDING_STRATEGY=HYBRID_SHARD", "not supported yet"});
   error({{"FSDP_SHARDING_STRATEGY", "7"}}, {"FSDP_SHARDING_STRATEGY=7", "1-5"});
   error({{"FSDP_SHARDING_STRATEGY", "HALF_SHARD"}}, {"FSDP_SHARDING_STRATEGY=HALF_SHARD", "SHARD_GRAD_OP"});
   error({{"FSDP_VERSION", "3"}}, {"FSDP_VERSION=3"});

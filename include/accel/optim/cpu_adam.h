@@ -21,6 +21,7 @@
 // CpuAdamW / CpuAdam below are the same update as drop-in torch::optim
 // optimizers for fp32 CPU parameters (same options, state and checkpoints).
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <tuple>
 
@@ -77,6 +78,11 @@ ACCEL_API void cpu_adam_step(const CpuAdamOptions& options, int64_t step, const 
 /// user's optimizer over fp32 CPU slices (ZeRO-Offload). Returns false,
 /// changing nothing, for any other optimizer type; throws like CpuAdamW.
 ACCEL_API bool cpu_adam_step(torch::optim::Optimizer& optimizer);
+/// The same, each parameter's new value also written in the same pass to
+/// copy_of(parameter) when that is defined (a bf16/fp16 CPU tensor of as
+/// many elements: the copy an offloaded model reads, parallel/fsdp).
+ACCEL_API bool cpu_adam_step(torch::optim::Optimizer& optimizer,
+                             const std::function<torch::Tensor(const torch::Tensor&)>& copy_of);
 
 /// The instruction set the update runs with here: "avx512", "avx2" or "baseline".
 ACCEL_API std::string cpu_adam_isa();

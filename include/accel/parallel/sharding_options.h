@@ -94,7 +94,17 @@ ACCEL_API WrapPolicy parse_wrap_policy(const std::string& name);
 struct ACCEL_API ShardingOptions {
   /// What is split across ranks.
   TORCH_ARG(ShardingStrategy, strategy) = ShardingStrategy::shard_grad_op;
+  /// Under full_shard / hybrid_shard, cpu keeps each rank's fp32 parameter
+  /// shards, gradient shards and optimizer state in host memory, where the
+  /// optimizer steps them (CPU Adam for Adam/AdamW); the shards in the
+  /// parameters' dtype stay on the device for the gathers (DeepSpeed ZeRO-3
+  /// with offload_optimizer). nvme and delayed_update are not supported there.
   TORCH_ARG(OffloadOptions, offload_optimizer) = {};
+  /// full_shard / hybrid_shard only (DeepSpeed's offload_param, FSDP's
+  /// offload_params): cpu also keeps the shards the gathers read in host
+  /// memory, copied to the device unit by unit, so the device holds only
+  /// the units in flight. Implies offload_optimizer cpu. nvme is not supported yet.
+  TORCH_ARG(OffloadOptions, offload_param) = {};
   /// Elements per gradient bucket (DeepSpeed's reduce_bucket_size default). >= 1.
   TORCH_ARG(int64_t, reduce_bucket_size) = 500'000'000;
   /// Reduce buckets asynchronously while backward continues.

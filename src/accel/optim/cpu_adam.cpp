@@ -111,7 +111,8 @@ std::string cpu_adam_isa() { return detail::adam_isa(); }
 namespace {
 
 template <typename Options, typename State>
-void step_all(torch::optim::Optimizer& optimizer, bool adamw, const char* name) {
+void step_all(torch::optim::Optimizer& optimizer, bool adamw, const char* name,
+              const std::function<torch::Tensor(const torch::Tensor&)>& copy_of = {}) {
   torch::NoGradGuard no_grad;
   size_t index = 0;
   for (auto& group : optimizer.param_groups()) {
@@ -128,6 +129,7 @@ void step_all(torch::optim::Optimizer& optimizer, bool adamw, const char* name) 
       st.step(st.step() + 1);
       CpuAdamSlice slice{p.view(-1), p.grad().contiguous().view(-1), st.exp_avg().view(-1), st.exp_avg_sq().view(-1)};
       if (o.amsgrad()) slice.max_exp_avg_sq = st.max_exp_avg_sq().view(-1);
+      if (copy_of) slice.param_copy = copy_of(p);
       cpu_adam_step(options, st.step(), slice);
     }
   }
@@ -135,13 +137,18 @@ void step_all(torch::optim::Optimizer& optimizer, bool adamw, const char* name) 
 
 }  // namespace
 
-bool cpu_adam_step(torch::optim::Optimizer& optimizer) {
+bool cpu_adam_step(torch::optim::Optimizer& optimizer) { return cpu_adam_step(optimizer, {}); }
+
+bool cpu_adam_step(torch::optim::Optimizer& optimizer,
+                   const std::function<torch::Tensor(const torch::Tensor&)>& copy_of) {
   if (dynamic_cast<torch::optim::AdamW*>(&optimizer)) {
-    step_all<torch::optim::AdamWOptions, torch::optim::AdamWParamState>(optimizer, true, "cpu_adam_step(AdamW)");
+    step_all<torch::optim::AdamWOptions, torch::optim::AdamWParamState>(optimizer, true, "cpu_adam_step(AdamW)",
+                                                                         copy_of);
     return true;
   }
   if (dynamic_cast<torch::optim::Adam*>(&optimizer)) {
-    step_all<torch::optim::AdamOptions, torch::optim::AdamParamState>(optimizer, false, "cpu_adam_step(Adam)");
+    step_all<torch::optim::AdamOptions, torch::optim::AdamParamState>(optimizer, false, "cpu_adam_step(Adam)",
+                                                                       copy_of);
     return true;
   }
   return false;

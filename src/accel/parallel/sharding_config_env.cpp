@@ -87,13 +87,14 @@ ShardingConfig fsdp_from_env(const EnvLookup& env) {
   const bool offload = env_true(env, "FSDP_OFFLOAD_PARAMS");
   ShardingOptions o;
   if (name == "FULL_SHARD" || name.rfind("HYBRID", 0) == 0) {
-    ACCEL_CHECK_ARG(!offload, what,
-                    " with FSDP_OFFLOAD_PARAMS=true: parameter offload is not supported yet; use SHARD_GRAD_OP with "
-                    "FSDP_OFFLOAD_PARAMS (optimizer state on the CPU), or this strategy without it");
     // HYBRID_SHARD_ZERO2 keeps the parameters gathered from forward to backward.
     o.strategy(name == "FULL_SHARD" ? ShardingStrategy::full_shard : ShardingStrategy::hybrid_shard);
     o.reshard_after_forward(name != "HYBRID_SHARD_ZERO2");
     wrap_policy_from_env(env, o);
+    // FSDP's CPU offload: parameters, gradients and optimizer state in host memory.
+    if (offload)
+      o.offload_param(OffloadOptions().device(OffloadDevice::cpu))
+          .offload_optimizer(OffloadOptions().device(OffloadDevice::cpu));
   } else {
     o.strategy(name == "NO_SHARD" ? ShardingStrategy::no_shard : ShardingStrategy::shard_grad_op);
     if (offload) o.offload_optimizer(OffloadOptions().device(OffloadDevice::cpu));
@@ -128,8 +129,9 @@ json deepspeed_json_from_env(const EnvLookup& env) {
   }
   const std::string param_var = "ACCELERATE_DEEPSPEED_OFFLOAD_PARAM_DEVICE";
   const std::string param_device = lower(env_string(env, param_var).value_or("none"));
-  ACCEL_CHECK_ARG(param_device == "none", param_var, "=", param_device,
-                  ": expected none (parameter offload is not supported yet)");
+  ACCEL_CHECK_ARG(param_device == "none" || param_device == "cpu", param_var, "=", param_device,
+                  ": expected none or cpu (parameter offload to NVMe is not supported yet)");
+  if (param_device != "none") zero["offload_param"]["device"] = param_device;
   j["zero_optimization"] = zero;
   if (auto clip = env_string(env, "ACCELERATE_GRADIENT_CLIPPING"); clip && *clip != "auto")
     j["gradient_clipping"] = "auto";

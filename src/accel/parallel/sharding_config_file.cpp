@@ -160,30 +160,38 @@ void parse_precision(const Reader& r, const json& root, const ShardingConfigCont
   out.scaler = scaler();
 }
 
-OffloadOptions parse_offload_optimizer(const Reader& r, const json& off, int64_t stage) {
-  ACCEL_CHECK_ARG(off.is_object(), r.entry("zero_optimization.offload_optimizer", off), ": expected an object");
+// zero_optimization.<key>: offload_optimizer or offload_param.
+OffloadOptions parse_offload(const Reader& r, const json& off, int64_t stage, const std::string& key) {
+  const std::string name = "zero_optimization." + key;
+  ACCEL_CHECK_ARG(off.is_object(), r.entry(name, off), ": expected an object");
   OffloadOptions oo;
   const json* d = r.find(off, "device");
-  const std::string device =
-      !d || Reader::is_auto(*d) ? "none" : lower(r.text(*d, "zero_optimization.offload_optimizer.device"));
+  const std::string device = !d || Reader::is_auto(*d) ? "none" : lower(r.text(*d, name + ".device"));
   if (device == "cpu")
     oo.device(OffloadDevice::cpu);
   else if (device == "nvme")
     oo.device(OffloadDevice::nvme);
   else if (device != "none")
-    fail(r.entry("zero_optimization.offload_optimizer.device", *d), ": expected one of none, cpu, nvme");
+    fail(r.entry(name + ".device", *d), ": expected one of none, cpu, nvme");
   if (const json* p = r.find(off, "nvme_path")) {
-    const std::string path = r.text(*p, "zero_optimization.offload_optimizer.nvme_path");
+    const std::string path = r.text(*p, name + ".nvme_path");
     if (path != "none" && path != "auto") oo.nvme_path(path);
   }
-  if (const json* p = r.find(off, "pin_memory"))
-    oo.pin_memory(r.boolean(*p, "zero_optimization.offload_optimizer.pin_memory"));
-  ACCEL_CHECK_ARG(oo.device() != OffloadDevice::nvme || !oo.nvme_path().empty(), r.source(),
-                  ": zero_optimization.offload_optimizer.device is \"nvme\" but no nvme_path is given: name the "
-                  "folder for the optimizer state pages");
-  ACCEL_CHECK_ARG(oo.device() == OffloadDevice::none || stage != 0,
-                  r.entry("zero_optimization.offload_optimizer.device", device),
-                  ": expected none with stage 0 (offload needs stage 1 or 2)");
+  if (const json* p = r.find(off, "pin_memory")) oo.pin_memory(r.boolean(*p, name + ".pin_memory"));
+  ACCEL_CHECK_ARG(oo.device() != OffloadDevice::nvme || !oo.nvme_path().empty(), r.source(), ": ", name,
+                  ".device is \"nvme\" but no nvme_path is given: name the folder for the pages");
+  if (key == "offload_param") {
+    ACCEL_CHECK_ARG(oo.device() == OffloadDevice::none || stage == 3, r.entry(name + ".device", device),
+                    ": expected none with stage ", stage, " (parameter offload needs stage 3)");
+    ACCEL_CHECK_ARG(oo.device() != OffloadDevice::nvme, r.entry(name + ".device", device),
+                    ": expected none or cpu (parameter offload to NVMe is not supported yet)");
+  } else {
+    ACCEL_CHECK_ARG(oo.device() == OffloadDevice::none || stage != 0, r.entry(name + ".device", device),
+                    ": expected none with stage 0 (offload needs stage 1 or 2)");
+    ACCEL_CHECK_ARG(oo.device() != OffloadDevice::nvme || stage != 3, r.entry(name + ".device", device),
+                    ": expected none or cpu with stage 3 (optimizer state paged to NVMe under parameter sharding is "
+                    "not supported yet)");
+  }
   return oo;
 }
 
@@ -201,18 +209,9 @@ void parse_zero(const Reader& r, const json& root, const ShardingConfigContext& 
              : stage == 2 ? ShardingStrategy::shard_grad_op
                           : ShardingStrategy::full_shard);  // every unit of the model shards
 
-  if (const json* off = r.find(*zero, "offload_optimizer")) {
-    o.offload_optimizer(parse_offload_optimizer(r, *off, stage));
-    ACCEL_CHECK_ARG(stage != 3 || o.offload_optimizer().device() == OffloadDevice::none,
-                    r.entry("zero_optimization.offload_optimizer.device", to_string(o.offload_optimizer().device())),
-                    ": expected none with stage 3 (optimizer offload under parameter sharding is not supported yet)");
-  }
-  if (const json* off = r.find(*zero, "offload_param")) {
-    const json* d = off->is_object() ? r.find(*off, "device") : nullptr;
-    ACCEL_CHECK_ARG(!d || Reader::is_auto(*d) || lower(r.text(*d, "zero_optimization.offload_param.device")) == "none",
-                    r.entry("zero_optimization.offload_param.device", *d),
-                    ": expected none: parameter offload is not supported yet");
-  }
+  if (const json* off = r.find(*zero, "offload_optimizer"))
+    o.offload_optimizer(parse_offload(r, *off, stage, "offload_optimizer"));
+  if (const json* off = r.find(*zero, "offload_param")) o.offload_param(parse_offload(r, *off, stage, "offload_param"));
   // Stage 3's bounds on gathered parameters (DeepSpeed's prefetch bucket,
   // live parameters, reuse distance) are upper bounds: accel gathers a unit
   // only when it runs and frees it when it leaves, so it stays within any

@@ -86,6 +86,28 @@ void check_sharding_options(const ShardingOptions& o) {
       !off.delayed_update() || off.device() != OffloadDevice::none,
       "ShardingOptions: offload_optimizer.delayed_update is set but offload_optimizer.device is none; the delayed "
       "update is ZeRO-Offload's (device cpu or nvme)");
+  const auto& param = o.offload_param();
+  const int param_device = static_cast<int>(param.device());
+  ACCEL_CHECK_ARG(param_device >= 0 && param_device <= static_cast<int>(OffloadDevice::nvme),
+                  "ShardingOptions: offload_param.device is ", param_device, ", expected none or cpu");
+  if (param.device() != OffloadDevice::none)
+    ACCEL_CHECK_ARG(shards_parameters(o.strategy()), "ShardingOptions: offload_param.device is ",
+                    to_string(param.device()), " with strategy ", to_string(o.strategy()),
+                    "; parameter offload needs full_shard or hybrid_shard");
+  ACCEL_CHECK_ARG(param.device() != OffloadDevice::nvme,
+                  "ShardingOptions: offload_param.device is nvme; parameter offload to NVMe is not supported yet, "
+                  "expected none or cpu");
+  ACCEL_CHECK_ARG(!param.delayed_update(),
+                  "ShardingOptions: offload_param.delayed_update is set; the delayed update exists for "
+                  "offload_optimizer only");
+  if (shards_parameters(o.strategy())) {
+    ACCEL_CHECK_ARG(off.device() != OffloadDevice::nvme,
+                    "ShardingOptions: offload_optimizer.device is nvme with strategy ", to_string(o.strategy()),
+                    "; under parameter sharding the optimizer state offloads to cpu only (not supported yet), "
+                    "expected none or cpu");
+    ACCEL_CHECK_ARG(!off.delayed_update(), "ShardingOptions: offload_optimizer.delayed_update is set with strategy ",
+                    to_string(o.strategy()), "; the delayed update exists under shard_optimizer and shard_grad_op only");
+  }
 }
 
 }  // namespace accel

@@ -48,7 +48,8 @@ namespace accel::fsdp {
 
 /// Bytes of parameter memory this rank holds (FullyShardedModel::memory()).
 struct ACCEL_API ShardedMemory {
-  int64_t shards = 0;          // parameter and gradient shards, kept all along
+  int64_t shards = 0;          // parameter and gradient shards on the device, kept all along
+  int64_t host = 0;            // offloaded shards in host memory (optimizer state not counted)
   int64_t unsharded = 0;       // gathered parameters alive now
   int64_t peak_unsharded = 0;  // the most gathered at once since construction
   int64_t full = 0;            // every unit's gathered size (what an unsharded model holds)

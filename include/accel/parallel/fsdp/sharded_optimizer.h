@@ -6,7 +6,13 @@
 // prepare keep their meaning; any element-wise optimizer then steps the
 // pieces exactly as it would step the whole. The steps write the shards in
 // place, and the next forward gathers them: nothing to copy back.
+//
+// Offloaded shards (ShardPlacement::host_masters) are stepped in host
+// memory: Adam and AdamW (and subclasses) by CPU Adam on the optimizer's own
+// state, writing the parameters' bf16/fp16 copy in the same pass; any other
+// optimizer by its own step() on the CPU, the copy refreshed after.
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include <torch/optim/optimizer.h>
@@ -24,6 +30,7 @@ class ACCEL_API ShardedOptimizerTensors : public OptimizerTensors {
   ShardedOptimizerTensors(torch::optim::Optimizer& optimizer, std::vector<std::shared_ptr<FullyShardedModel>> models);
 
   void gradients_to_optimizer() override;
+  bool step_optimizer(torch::optim::Optimizer& optimizer) override;
   void parameters_to_model() override;
   void zero_model_grads(bool set_to_none) override;
   void collect_gradients(const std::vector<torch::Tensor>& params, std::vector<bool>& claimed,
@@ -39,6 +46,10 @@ class ACCEL_API ShardedOptimizerTensors : public OptimizerTensors {
   std::vector<std::shared_ptr<FullyShardedModel>> models_;
   std::vector<ShardedUnit*> units_;  // those holding this optimizer's parameters
   c10::intrusive_ptr<c10d::ProcessGroup> group_;
+  bool offloaded_ = false;       // some unit's shards are in host memory
+  bool copies_written_ = false;  // the last step wrote the offloaded copies itself
+  std::optional<torch::Device> device_;  // of the parameters, when CUDA
+  void wait_for_device() const;
 };
 
 }  // namespace accel::fsdp

@@ -19,6 +19,15 @@
 // backward. The optimizer steps `pieces`: per parameter, the part of it
 // inside this rank's slice (1-D, possibly empty), views of the shard, so
 // param groups and per-parameter options the user set stay as they were.
+//
+// Offload (ShardPlacement): the shard and gradient shard live in host
+// memory, and so does the optimizer state the optimizer builds over the
+// pieces (DeepSpeed ZeRO-3 with offload_optimizer, FSDP's CPU offload).
+// What the gathers read is then a copy of the shard in the parameters'
+// dtype (bf16 for a bf16 model: half the bytes of the fp32 masters), kept
+// on the device (offload_optimizer) or in host memory too (offload_param:
+// copied over at each gather). The optimizer step refreshes that copy
+// (CPU Adam writes it in the same pass; shards_updated()).
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -32,6 +41,16 @@
 
 namespace accel::fsdp {
 
+/// Where a unit's shards live (ShardingOptions' offload_optimizer and offload_param).
+struct ACCEL_API ShardPlacement {
+  /// Shards, gradient shards and the optimizer's state over them in host memory.
+  bool host_masters = false;
+  /// The copy the gathers read in host memory too (implies host_masters).
+  bool host_params = false;
+  /// Page-locked host memory (ignored without CUDA).
+  bool pin_memory = true;
+};
+
 class ACCEL_API ShardedUnit {
  public:
   /// `params`: (name in the model, parameter), each once; all of one dtype
@@ -40,7 +59,8 @@ class ACCEL_API ShardedUnit {
   /// `replicas`: under hybrid sharding, the ranks holding the same shard
   /// in the other groups (null: none). Leaves the unit resharded.
   ShardedUnit(std::string path, const std::vector<std::pair<std::string, torch::Tensor>>& params,
-              c10::intrusive_ptr<c10d::ProcessGroup> group, c10::intrusive_ptr<c10d::ProcessGroup> replicas = nullptr);
+              c10::intrusive_ptr<c10d::ProcessGroup> group, c10::intrusive_ptr<c10d::ProcessGroup> replicas = nullptr,
+              ShardPlacement placement = {});
 
   /// The unit's module path ("" for the root).
   const std::string& path() const { return path_; }
@@ -72,9 +92,20 @@ class ACCEL_API ShardedUnit {
   const torch::Tensor& piece(size_t i) const { return pieces_.at(i); }
   /// The gradient of piece(i) (valid after gradients_to_pieces()).
   torch::Tensor piece_grad(size_t i) const;
+  /// Offloaded with a parameter dtype other than the shard's: where the
+  /// new value of piece(i) goes in that dtype (host memory), for an update
+  /// that writes it in the same pass. Undefined otherwise.
+  torch::Tensor piece_copy(size_t i) const;
+  /// After the optimizer wrote the shard: the copy the gathers read is
+  /// refreshed (from the host copy, or from the shard unless the update
+  /// wrote the piece copies, `copies_written`).
+  void shards_updated(bool copies_written);
 
-  /// Bytes of shards and gradient shards this rank keeps.
+  const ShardPlacement& placement() const { return placement_; }
+  /// Bytes of shards and gradient shards this rank keeps on the device.
   int64_t shard_bytes() const;
+  /// Bytes this rank keeps in host memory (offload; the optimizer's state not counted).
+  int64_t host_bytes() const;
   /// Bytes the gathered parameters take while unsharded.
   int64_t unsharded_bytes() const;
 
@@ -83,9 +114,14 @@ class ACCEL_API ShardedUnit {
     zero::FlatGroup layout;
     std::vector<size_t> members;  // indices into params_
     torch::Tensor full;           // the flat buffer the parameters view
-    torch::Tensor shard;          // this rank's slice
+    torch::Tensor shard;          // this rank's slice (the optimizer's)
     torch::Tensor grad_shard;     // trainable only
+    // Offloaded only: the shard in full's dtype in host memory (the shard
+    // itself when the dtypes agree), and on the device unless host_params.
+    torch::Tensor host_copy;
+    torch::Tensor device_copy;
   };
+  torch::Tensor gather_input(const Kind& kind) const;
 
   std::string path_;
   std::vector<torch::Tensor> params_;
@@ -96,6 +132,7 @@ class ACCEL_API ShardedUnit {
   size_t num_trainable_ = 0;
   c10::intrusive_ptr<c10d::ProcessGroup> group_;
   c10::intrusive_ptr<c10d::ProcessGroup> replicas_;
+  ShardPlacement placement_;
   bool unsharded_ = true;
   bool grad_zero_ = true;
 

@@ -36,9 +36,15 @@ FullyShardedModel::FullyShardedModel(std::shared_ptr<torch::nn::Module> model,
   ACCEL_CHECK_ARG(model_, "parameter sharding: the model is null");
   check_sharding_options(options_);
   auto plan = plan_units(*model_, options_);
+  ShardPlacement placement;
+  const auto& param_offload = options_.offload_param();
+  placement.host_params = param_offload.device() == OffloadDevice::cpu;
+  placement.host_masters = placement.host_params || options_.offload_optimizer().device() == OffloadDevice::cpu;
+  placement.pin_memory =
+      placement.host_params ? param_offload.pin_memory() : options_.offload_optimizer().pin_memory();
   for (auto& planned : plan) {
     if (planned.params.empty()) continue;  // a root with nothing left
-    units_.push_back(std::make_unique<ShardedUnit>(planned.path, planned.params, group_, replicas));
+    units_.push_back(std::make_unique<ShardedUnit>(planned.path, planned.params, group_, replicas, placement));
     slots_.push_back(planned.slot);
   }
   progress_.resize(units_.size());
@@ -181,6 +187,7 @@ ShardedMemory FullyShardedModel::memory() const {
   ShardedMemory m;
   for (const auto& unit : units_) {
     m.shards += unit->shard_bytes();
+    m.host += unit->host_bytes();
     m.full += unit->unsharded_bytes();
     if (unit->unsharded()) m.unsharded += unit->unsharded_bytes();
   }

@@ -2,7 +2,11 @@
 
 #include <algorithm>
 #include <stdexcept>
+#include <unordered_map>
 
+#include <torch/cuda.h>
+
+#include "accel/optim/cpu_adam.h"
 #include "accel/parallel/zero/element_wise.h"
 #include "accel/util/check.h"
 
@@ -21,6 +25,8 @@ ShardedOptimizerTensors::ShardedOptimizerTensors(torch::optim::Optimizer& optimi
       ACCEL_CHECK_ARG(place.unit, "parameter sharding: the optimizer holds a parameter of shape ", p.sizes(),
                       " that is in no prepared model; prepare the model that owns it before its optimizer");
       if (std::find(units_.begin(), units_.end(), place.unit) == units_.end()) units_.push_back(place.unit);
+      offloaded_ = offloaded_ || place.unit->placement().host_masters;
+      if (p.is_cuda()) device_ = p.device();
       p = place.unit->piece(place.index);
     }
   }
@@ -35,14 +41,40 @@ ShardedOptimizerTensors::Place ShardedOptimizerTensors::place_of(const torch::Te
   return {nullptr, 0};
 }
 
+void ShardedOptimizerTensors::wait_for_device() const {
+  // Offloaded gradient shards arrive, and the gathers read the host
+  // copies, asynchronously: the host reads or writes them after this.
+  if (offloaded_ && device_) torch::cuda::synchronize(device_->index());
+}
+
 void ShardedOptimizerTensors::gradients_to_optimizer() {
+  wait_for_device();
   for (auto* unit : units_) unit->gradients_to_pieces();
+}
+
+bool ShardedOptimizerTensors::step_optimizer(torch::optim::Optimizer& optimizer) {
+  copies_written_ = false;
+  if (!offloaded_) return false;
+  wait_for_device();
+  std::unordered_map<const void*, torch::Tensor> copies;
+  for (auto* unit : units_)
+    for (size_t i = 0; i < unit->parameters().size(); ++i)
+      if (auto copy = unit->piece_copy(i); copy.defined()) copies.emplace(unit->piece(i).unsafeGetTensorImpl(), copy);
+  copies_written_ = cpu_adam_step(optimizer, [&](const torch::Tensor& piece) {
+    auto it = copies.find(piece.unsafeGetTensorImpl());
+    return it == copies.end() ? torch::Tensor() : it->second;
+  });
+  return copies_written_;
 }
 
 void ShardedOptimizerTensors::parameters_to_model() {
   // The shards are the pieces the optimizer wrote; a unit still gathered
   // holds the old values: free it so that the next forward gathers anew.
-  for (auto* unit : units_) unit->reshard();
+  for (auto* unit : units_) {
+    unit->shards_updated(copies_written_);
+    unit->reshard();
+  }
+  copies_written_ = false;
 }
 
 void ShardedOptimizerTensors::zero_model_grads(bool /*set_to_none*/) {

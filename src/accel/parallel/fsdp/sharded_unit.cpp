@@ -5,6 +5,7 @@
 
 #include "accel/parallel/fsdp/storage_memory.h"
 #include "accel/util/check.h"
+#include "accel/util/host_memory.h"
 
 namespace accel::fsdp {
 
@@ -18,8 +19,10 @@ torch::ScalarType shard_dtype(torch::ScalarType t) {
 }  // namespace
 
 ShardedUnit::ShardedUnit(std::string path, const std::vector<std::pair<std::string, torch::Tensor>>& params,
-                         c10::intrusive_ptr<c10d::ProcessGroup> group, c10::intrusive_ptr<c10d::ProcessGroup> replicas)
-    : path_(std::move(path)), group_(std::move(group)), replicas_(std::move(replicas)) {
+                         c10::intrusive_ptr<c10d::ProcessGroup> group, c10::intrusive_ptr<c10d::ProcessGroup> replicas,
+                         ShardPlacement placement)
+    : path_(std::move(path)), group_(std::move(group)), replicas_(std::move(replicas)), placement_(placement) {
+  if (placement_.host_params) placement_.host_masters = true;
   const std::string where = path_.empty() ? "the root unit" : "unit " + path_;
   ACCEL_CHECK_ARG(!params.empty(), "parameter sharding: ", where, " has no parameters");
   // Trainable parameters first: their kind is the one gradients flow through.
@@ -43,6 +46,8 @@ ShardedUnit::ShardedUnit(std::string path, const std::vector<std::pair<std::stri
 
   torch::NoGradGuard no_grad;
   const int n = world_size(), r = rank();
+  const auto dtype = shard_dtype(first.scalar_type());
+  const bool pin = placement_.pin_memory && first.is_cuda();
   piece_place_.resize(params_.size());
   pieces_.resize(params_.size());
   size_t index = 0;
@@ -60,10 +65,23 @@ ShardedUnit::ShardedUnit(std::string path, const std::vector<std::pair<std::stri
       params_[index].set_data(view);
       kind.members.push_back(index);
     }
-    kind.shard = kind.full.narrow(0, r * slice, slice)
-                     .to(shard_dtype(first.scalar_type()), /*non_blocking=*/false,
-                         /*copy=*/true);
-    if (kind_params == &trainable) kind.grad_shard = torch::zeros_like(kind.shard);
+    const auto mine = kind.full.narrow(0, r * slice, slice);
+    const bool trainable_kind = kind_params == &trainable;
+    if (placement_.host_masters) {
+      kind.shard = host_empty(slice, dtype, pin);
+      kind.shard.copy_(mine);
+      if (trainable_kind) kind.grad_shard = host_empty(slice, dtype, pin).zero_();
+      if (dtype == first.scalar_type()) {
+        kind.host_copy = kind.shard;
+      } else {
+        kind.host_copy = host_empty(slice, first.scalar_type(), pin);
+        kind.host_copy.copy_(mine);
+      }
+      if (!placement_.host_params) kind.device_copy = mine.clone();
+    } else {
+      kind.shard = mine.to(dtype, /*non_blocking=*/false, /*copy=*/true);
+      if (trainable_kind) kind.grad_shard = torch::zeros_like(kind.shard);
+    }
     const size_t k = kinds_.size();
     for (size_t i = 0; i < list.size(); ++i) {
       const auto& fp = kind.layout.params[i];
@@ -85,14 +103,24 @@ void ShardedUnit::unshard() {
   torch::NoGradGuard no_grad;
   for (auto& kind : kinds_) {
     allocate_storage(kind.full, kind.full.numel() * kind.full.element_size());
-    auto input = kind.shard.to(kind.full.scalar_type());  // the shard itself when the dtypes agree
+    auto input = gather_input(kind);
+    // From host memory the copy is asynchronous (page-locked): the host
+    // copy is not written again before the device has caught up (the
+    // optimizer step waits for it).
     if (group_) {
+      if (input.device() != kind.full.device()) input = input.to(kind.full.device(), /*non_blocking=*/true);
       group_->_allgather_base(kind.full, input)->wait();
     } else {
-      kind.full.copy_(input);
+      kind.full.copy_(input, /*non_blocking=*/true);
     }
   }
   unsharded_ = true;
+}
+
+torch::Tensor ShardedUnit::gather_input(const Kind& kind) const {
+  if (kind.device_copy.defined()) return kind.device_copy;
+  if (kind.host_copy.defined()) return kind.host_copy;
+  return kind.shard.to(kind.full.scalar_type());  // the shard itself when the dtypes agree
 }
 
 void ShardedUnit::reshard() {
@@ -106,7 +134,10 @@ void ShardedUnit::keep_written_shard() {
   torch::NoGradGuard no_grad;
   for (auto& kind : kinds_) {
     const int64_t slice = kind.shard.numel();
-    kind.shard.copy_(kind.full.narrow(0, rank() * slice, slice));
+    const auto mine = kind.full.narrow(0, rank() * slice, slice);
+    kind.shard.copy_(mine);
+    if (kind.host_copy.defined() && !kind.host_copy.is_same(kind.shard)) kind.host_copy.copy_(mine);
+    if (kind.device_copy.defined()) kind.device_copy.copy_(mine);
   }
 }
 
@@ -114,7 +145,8 @@ void ShardedUnit::reduce_gradients() {
   if (num_trainable_ == 0) return;
   torch::NoGradGuard no_grad;
   auto& kind = kinds_.front();
-  auto flat = torch::zeros({kind.layout.padded_numel}, kind.grad_shard.options());
+  // Reduced on the device, in the shard's dtype (fp32 for bf16 gradients).
+  auto flat = torch::zeros({kind.layout.padded_numel}, kind.full.options().dtype(kind.grad_shard.scalar_type()));
   for (size_t i = 0; i < kind.members.size(); ++i) {
     auto& p = params_[kind.members[i]];
     if (!p.grad().defined()) continue;
@@ -124,7 +156,7 @@ void ShardedUnit::reduce_gradients() {
   }
   torch::Tensor mine = flat;
   if (group_) {
-    mine = torch::empty_like(kind.grad_shard);
+    mine = torch::empty({kind.grad_shard.numel()}, flat.options());
     group_->_reduce_scatter_base(mine, flat)->wait();
   }
   int ranks = world_size();
@@ -135,10 +167,12 @@ void ShardedUnit::reduce_gradients() {
   }
   if (ranks > 1) mine.div_(ranks);
   if (grad_zero_) {
-    kind.grad_shard.copy_(mine);
+    // Offloaded: asynchronous into page-locked memory; the optimizer
+    // waits for the device before reading it.
+    kind.grad_shard.copy_(mine, /*non_blocking=*/true);
     grad_zero_ = false;
   } else {
-    kind.grad_shard.add_(mine);
+    kind.grad_shard.add_(mine.to(kind.grad_shard.device()));
   }
 }
 
@@ -169,11 +203,41 @@ torch::Tensor ShardedUnit::piece_grad(size_t i) const {
   return grad;
 }
 
+torch::Tensor ShardedUnit::piece_copy(size_t i) const {
+  const auto [k, begin] = piece_place_.at(i);
+  const auto& kind = kinds_.at(k);
+  if (!kind.host_copy.defined() || kind.host_copy.is_same(kind.shard)) return {};
+  return kind.host_copy.narrow(0, begin, pieces_.at(i).numel());
+}
+
+void ShardedUnit::shards_updated(bool copies_written) {
+  torch::NoGradGuard no_grad;
+  for (auto& kind : kinds_) {
+    if (!kind.host_copy.defined() || !kind.grad_shard.defined()) continue;  // not offloaded, or frozen
+    if (!copies_written && !kind.host_copy.is_same(kind.shard)) kind.host_copy.copy_(kind.shard);
+    if (kind.device_copy.defined()) kind.device_copy.copy_(kind.host_copy, /*non_blocking=*/true);
+  }
+}
+
 int64_t ShardedUnit::shard_bytes() const {
   int64_t bytes = 0;
   for (const auto& kind : kinds_) {
+    if (!placement_.host_masters) {
+      bytes += kind.shard.nbytes();
+      if (kind.grad_shard.defined()) bytes += kind.grad_shard.nbytes();
+    }
+    if (kind.device_copy.defined()) bytes += kind.device_copy.nbytes();
+  }
+  return bytes;
+}
+
+int64_t ShardedUnit::host_bytes() const {
+  int64_t bytes = 0;
+  for (const auto& kind : kinds_) {
+    if (!placement_.host_masters) continue;
     bytes += kind.shard.nbytes();
     if (kind.grad_shard.defined()) bytes += kind.grad_shard.nbytes();
+    if (!kind.host_copy.is_same(kind.shard)) bytes += kind.host_copy.nbytes();
   }
   return bytes;
 }
