@@ -17,6 +17,7 @@
 // (PyTorch's torch.cuda.max_memory_allocated), 0 on a CPU.
 #include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 #include <memory>
 #include <string>
@@ -60,6 +61,8 @@ struct Flags {
   // ZeRO (the launcher's DeepSpeed/FSDP settings do the same without flags).
   int zero_stage = -1;  // -1: none
   std::string offload = "none";
+  bool offload_params = false;
+  int64_t n_layer = 0, n_embd = 0, n_head = 0;  // 0: the --config's
   std::string nvme_path;
   bool delayed_update = false;
   int64_t bucket_size = 500'000'000;
@@ -97,10 +100,18 @@ Flags parse(int argc, char** argv) {
       "keep the model in bf16/fp16 with fp32 master weights in the optimizer (AcceleratorOptions::master_weights)");
   app.add_flag("--fused-loss", f.fused_loss,
                "compute the loss with accel::linear_cross_entropy (no full logits; padded, chunked GEMMs)");
-  app.add_option("--zero-stage", f.zero_stage, "ZeRO stage 0, 1 or 2 (default: none, or the launcher's)")
-      ->check(CLI::Range(0, 2));
-  app.add_option("--offload", f.offload, "with --zero-stage: optimizer offload none, cpu or nvme")
+  app.add_option("--n-layer", f.n_layer, "blocks (overrides --config's)")->check(CLI::PositiveNumber);
+  app.add_option("--n-embd", f.n_embd, "width (overrides --config's)")->check(CLI::PositiveNumber);
+  app.add_option("--n-head", f.n_head, "attention heads (overrides --config's)")->check(CLI::PositiveNumber);
+  app.add_option("--zero-stage", f.zero_stage,
+                 "ZeRO stage 0, 1, 2 or 3 (3: full_shard, each GPT2Block a sharded unit; default: none, or the "
+                 "launcher's)")
+      ->check(CLI::Range(0, 3));
+  app.add_option("--offload", f.offload, "with --zero-stage: optimizer offload none, cpu or nvme (stage 3: cpu)")
       ->check(CLI::IsMember({"none", "cpu", "nvme"}));
+  app.add_flag("--offload-params", f.offload_params,
+               "with --zero-stage 3: the parameter shards in host memory too (DeepSpeed offload_param cpu, FSDP's "
+               "CPU offload); implies --offload cpu");
   app.add_option("--nvme-path", f.nvme_path, "with --offload nvme: folder of the optimizer state pages");
   app.add_flag("--delayed-update", f.delayed_update,
                "with --offload: ZeRO-Offload's one-step delayed parameter update (the CPU update overlaps the next "
@@ -121,6 +132,12 @@ Flags parse(int argc, char** argv) {
     std::exit(app.exit(e));
   }
   if (f.warmup < 0) f.warmup = f.steps / 10;
+  ACCEL_CHECK_ARG(!f.offload_params || f.zero_stage == 3, "--offload-params needs --zero-stage 3 (got ", f.zero_stage,
+                  ")");
+  if (f.offload_params) f.offload = "cpu";
+  ACCEL_CHECK_ARG(f.zero_stage != 3 || f.save.empty(),
+                  "--save with --zero-stage 3: this example saves from the model's own parameters, which are "
+                  "sharded; save with Accelerator::save_model instead");
   ACCEL_CHECK_ARG(f.timing_skip < f.steps, "--timing-skip ", f.timing_skip, " leaves no timed step out of --steps ",
                   f.steps, ": expected fewer warm-up steps than steps");
   return f;
@@ -140,6 +157,14 @@ std::vector<torch::optim::OptimizerParamGroup> param_groups(gpt2::GPT2Impl& net,
   without->weight_decay(0.0);
   groups.emplace_back(no_decay, std::move(without));
   return groups;
+}
+
+// The process's peak resident host memory (Linux's VmHWM), GiB.
+double host_peak_rss_gib() {
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);)
+    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / (1024.0 * 1024.0);  // kB
+  return 0.0;
 }
 
 double peak_memory_mb(torch::Device device) {
@@ -165,22 +190,28 @@ int main(int argc, char** argv) try {
   if (!flags.log_with.empty())
     options.log_with({flags.log_with}).project_config(accel::ProjectConfiguration().project_dir(flags.project_dir));
   if (flags.zero_stage >= 0) {
-    const accel::ShardingStrategy stages[] = {accel::ShardingStrategy::no_shard,
-                                              accel::ShardingStrategy::shard_optimizer,
-                                              accel::ShardingStrategy::shard_grad_op};
+    const accel::ShardingStrategy stages[] = {
+        accel::ShardingStrategy::no_shard, accel::ShardingStrategy::shard_optimizer,
+        accel::ShardingStrategy::shard_grad_op, accel::ShardingStrategy::full_shard};
     options.sharding(accel::ShardingOptions()
                          .strategy(stages[flags.zero_stage])
                          .reduce_bucket_size(flags.bucket_size)
+                         .transformer_cls_to_wrap({"GPT2Block"})
                          .offload_optimizer(accel::OffloadOptions()
                                                 .device(accel::parse_offload_device(flags.offload))
                                                 .nvme_path(flags.nvme_path)
-                                                .delayed_update(flags.delayed_update)));
+                                                .delayed_update(flags.delayed_update))
+                         .offload_param(accel::OffloadOptions().device(flags.offload_params ? accel::OffloadDevice::cpu
+                                                                                             : accel::OffloadDevice::none)));
   }
   accel::Accelerator accelerator(options);
 
   torch::manual_seed(flags.seed);
-  gpt2::GPT2 net = flags.from.empty() ? gpt2::GPT2(gpt2::named_config(flags.config).dropout(flags.dropout))
-                                      : gpt2::from_pretrained(flags.from, flags.dropout);
+  auto shape_options = gpt2::named_config(flags.config).dropout(flags.dropout);
+  if (flags.n_layer > 0) shape_options.n_layer(flags.n_layer);
+  if (flags.n_embd > 0) shape_options.n_embd(flags.n_embd);
+  if (flags.n_head > 0) shape_options.n_head(flags.n_head);
+  gpt2::GPT2 net = flags.from.empty() ? gpt2::GPT2(shape_options) : gpt2::from_pretrained(flags.from, flags.dropout);
   const auto& shape = net->options();
   ACCEL_CHECK_ARG(flags.seq <= shape.n_positions(), "--seq ", flags.seq, " is longer than the model's n_positions ",
                   shape.n_positions());
@@ -290,7 +321,9 @@ int main(int argc, char** argv) try {
         {"step_ms", step_ms},
         {"peak_mem_mb", peak_memory_mb(accelerator.device())},
         {"zero_stage", flags.zero_stage},
-        {"offload", flags.offload + (flags.delayed_update ? "+delayed" : "")},
+        {"offload", flags.offload + (flags.delayed_update ? "+delayed" : "") + (flags.offload_params ? "+params" : "")},
+        {"params", net->num_parameters()},
+        {"host_rss_gb", host_peak_rss_gib()},
         {"host_update_ms", update_ms / static_cast<double>(flags.steps - flags.timing_skip)},
     };
     std::cout << "timing " << line.dump() << std::endl;
