@@ -27,9 +27,11 @@ for size in "${SIZES[@]}"; do
       # shellcheck disable=SC2086
       "$B/examples/gpt2" --n-layer "$L" --n-embd "$W" --n-head "$H" --batch "$BATCH" --seq 1024 --steps "$STEPS" \
         --timing-skip "$SKIP" --mixed-precision bf16 --master-weights --fused-loss --zero-stage 3 --offload-params \
-        --timing ${ACCEL_ARGS:-} >"$log" 2>&1
+        --timing --phase-timing ${ACCEL_ARGS:-} >"$log" 2>&1
     else
-      "${LAUNCH[@]}" --use_fsdp --num_processes 1 --mixed_precision bf16 "$ROOT/bench/fsdp_offload_peer.py" \
+      # torchrun (under accelerate launch) sets OMP_NUM_THREADS=1 unless told:
+      # the peer's CPU optimizer step and clipping would then run on one core.
+      OMP_NUM_THREADS="$(nproc)" "${LAUNCH[@]}" --use_fsdp --num_processes 1 --mixed_precision bf16 "$ROOT/bench/fsdp_offload_peer.py" \
         --n-layer "$L" --n-embd "$W" --n-head "$H" --batch "$BATCH" --seq 1024 --steps "$STEPS" \
         --timing-skip "$SKIP" >"$log" 2>&1
     fi
@@ -56,6 +58,8 @@ for l in open(sys.argv[1]):
         continue
     t = r["line"]
     n = t["params"]
+    if "phase_ms" in t:
+        print(f"<!-- {name} {r['side']} phases ms: {t['phase_ms']} -->")
     print(f"| {name} | {r['side']} | {n / 1e9:.2f}B | {t['tokens_per_s']:,.0f} | {6 * n * t['tokens_per_s'] / 1e12:.1f} | "
           f"{t['peak_mem_mb'] / 1024:.1f} | {t['host_rss_gb']:.1f} |")
 PYEOF

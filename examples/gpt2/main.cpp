@@ -15,6 +15,7 @@
 // tokens/s and step ms are over the steps after --timing-skip warm-up steps;
 // peak_mem_mb is the CUDA caching allocator's peak of allocated bytes
 // (PyTorch's torch.cuda.max_memory_allocated), 0 on a CPU.
+#include <array>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -52,6 +53,7 @@ struct Flags {
   double lr = 6e-4, weight_decay = 0.1, clip = 1.0, dropout = 0.0;
   uint64_t seed = 1337;
   bool timing = false;
+  bool phase_timing = false;
   bool cuda_graph = false;
   bool fused_loss = false;
   bool master_weights = false;
@@ -121,6 +123,9 @@ Flags parse(int argc, char** argv) {
   app.add_option("--log_with", f.log_with, "record the run with this tracker (tensorboard) under --project_dir/gpt2");
   app.add_option("--project_dir", f.project_dir, "where --log_with writes");
   app.add_flag("--timing", f.timing, "print a machine-readable timing line at the end");
+  app.add_flag("--phase-timing", f.phase_timing,
+               "wait for the device after forward+backward, clipping and the optimizer step, and report each "
+               "phase's mean time (not with --cuda-graph)");
   app.add_option("--profile", f.profile, "after training, profile this many more steps and print the top kernels")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--trace", f.trace, "with --profile: write a Chrome trace here");
@@ -135,6 +140,7 @@ Flags parse(int argc, char** argv) {
   ACCEL_CHECK_ARG(!f.offload_params || f.zero_stage == 3, "--offload-params needs --zero-stage 3 (got ", f.zero_stage,
                   ")");
   if (f.offload_params) f.offload = "cpu";
+  ACCEL_CHECK_ARG(!(f.phase_timing && f.cuda_graph), "--phase-timing with --cuda-graph: a replayed step has no phases");
   ACCEL_CHECK_ARG(f.zero_stage != 3 || f.save.empty(),
                   "--save with --zero-stage 3: this example saves from the model's own parameters, which are "
                   "sharded; save with Accelerator::save_model instead");
@@ -246,7 +252,21 @@ int main(int argc, char** argv) try {
   // --cuda-graph it is recorded once and replayed (the same code runs
   // eagerly otherwise); under gradient accumulation it runs per micro-batch
   // inside accumulate().
+  // --phase-timing: milliseconds of forward+backward, clipping, optimizer step (summed over timed steps).
+  std::array<double, 3> phase_ms{0, 0, 0};
+  bool timing_phases = false;  // set for the timed steps
+  auto phase_clock = std::chrono::steady_clock::now();
+  // Ends phase `phase` (-1: starts the first) when --phase-timing is on.
+  auto end_phase = [&](int phase) {
+    if (!flags.phase_timing) return;
+    if (accelerator.device().is_cuda()) torch::cuda::synchronize();
+    const auto now = std::chrono::steady_clock::now();
+    if (timing_phases && phase >= 0)
+      phase_ms[static_cast<size_t>(phase)] += std::chrono::duration<double, std::milli>(now - phase_clock).count();
+    phase_clock = now;
+  };
   auto micro_step = [&](const std::vector<torch::Tensor>& in) {
+    end_phase(-1);
     torch::Tensor loss;
     if (flags.fused_loss) {
       loss = model(in[0], in[1]);
@@ -255,9 +275,12 @@ int main(int argc, char** argv) try {
       loss = torch::nn::functional::cross_entropy(logits.view({-1, logits.size(-1)}), in[1].reshape(-1));
     }
     accelerator.backward(loss);
+    end_phase(0);
     if (accelerator.sync_gradients() && flags.clip > 0) accelerator.clip_grad_norm_(net->parameters(), flags.clip);
+    end_phase(1);
     optimizer->step();
     optimizer->zero_grad();
+    end_phase(2);
     return std::vector<torch::Tensor>{loss.detach()};
   };
   auto captured = accelerator.capture_step(micro_step);
@@ -289,6 +312,7 @@ int main(int argc, char** argv) try {
   for (int64_t step = 0; step < flags.steps; ++step) {
     if (cuda) torch::cuda::synchronize();
     const auto start = std::chrono::steady_clock::now();
+    timing_phases = step >= flags.timing_skip;
     const double loss_value = train_step();
     // Inside the timed part: what recording every step costs shows in the timing.
     accelerator.log({{"loss", loss_value}, {"lr", scheduler->get_last_lr()[0]}}, step + 1);
@@ -325,6 +349,10 @@ int main(int argc, char** argv) try {
         {"params", net->num_parameters()},
         {"host_rss_gb", host_peak_rss_gib()},
         {"host_update_ms", update_ms / static_cast<double>(flags.steps - flags.timing_skip)},
+        {"phase_ms",
+         {{"forward_backward", phase_ms[0] / static_cast<double>(flags.steps - flags.timing_skip)},
+          {"clip", phase_ms[1] / static_cast<double>(flags.steps - flags.timing_skip)},
+          {"optimizer", phase_ms[2] / static_cast<double>(flags.steps - flags.timing_skip)}}},
     };
     std::cout << "timing " << line.dump() << std::endl;
   }
