@@ -23,7 +23,10 @@
 //
 // The parameters' data may be read only inside the model's forward and
 // backward; use full_state() (Accelerator::get_state_dict) to read them.
+#include <c10/core/Event.h>
+
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -105,6 +108,7 @@ class ACCEL_API FullyShardedModel : public ModelSharding {
   void end_backward();
   void queue_end_backward();
   void unshard(size_t k);
+  void reshard(size_t k);
 
   std::shared_ptr<torch::nn::Module> model_;
   c10::intrusive_ptr<c10d::ProcessGroup> group_;
@@ -116,6 +120,13 @@ class ACCEL_API FullyShardedModel : public ModelSharding {
   std::unordered_map<const void*, std::pair<ShardedUnit*, size_t>> places_;
   std::vector<std::pair<std::shared_ptr<torch::autograd::Node>, uintptr_t>> accumulator_hooks_;
   std::shared_ptr<char> alive_;  // output hooks outliving the model check it
+  // Offloaded on CUDA: the copy streams, and an event per unit freed on the
+  // host whose kernels the device may still be running. Before a gather
+  // the host waits until at most one such unit is left, so that the
+  // gathered memory stays within about two units however far the host
+  // runs ahead of the device (FSDP's limit on all-gathers in flight).
+  std::shared_ptr<const CopyStreams> streams_;
+  std::deque<c10::Event> freed_;
   bool sync_ = true;
   bool end_queued_ = false;
   int64_t peak_unsharded_ = 0;

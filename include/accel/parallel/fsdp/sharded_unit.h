@@ -29,6 +29,7 @@
 // copied over at each gather). The optimizer step refreshes that copy
 // (CPU Adam writes it in the same pass; shards_updated()).
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -40,6 +41,8 @@
 #include "accel/util/export.h"
 
 namespace accel::fsdp {
+
+struct CopyStreams;  // copy_streams.h
 
 /// Where a unit's shards live (ShardingOptions' offload_optimizer and offload_param).
 struct ACCEL_API ShardPlacement {
@@ -102,6 +105,10 @@ class ACCEL_API ShardedUnit {
   void shards_updated(bool copies_written);
 
   const ShardPlacement& placement() const { return placement_; }
+  /// Offloaded on CUDA: the host-to-device copies of the gathers and the
+  /// device-to-host copies of the gradient shards run on these side
+  /// streams, the compute stream waiting only for what it reads.
+  void set_copy_streams(std::shared_ptr<const CopyStreams> streams) { streams_ = std::move(streams); }
   /// Bytes of shards and gradient shards this rank keeps on the device.
   int64_t shard_bytes() const;
   /// Bytes this rank keeps in host memory (offload; the optimizer's state not counted).
@@ -122,6 +129,8 @@ class ACCEL_API ShardedUnit {
     torch::Tensor device_copy;
   };
   torch::Tensor gather_input(const Kind& kind) const;
+  void unshard_on_copy_stream();
+  void copy_to_grad_shard(Kind& kind, const torch::Tensor& reduced);
 
   std::string path_;
   std::vector<torch::Tensor> params_;
@@ -133,6 +142,8 @@ class ACCEL_API ShardedUnit {
   c10::intrusive_ptr<c10d::ProcessGroup> group_;
   c10::intrusive_ptr<c10d::ProcessGroup> replicas_;
   ShardPlacement placement_;
+  std::shared_ptr<const CopyStreams> streams_;
+  bool gathered_on_side_ = false;  // the gathered buffers belong to the copy stream
   bool unsharded_ = true;
   bool grad_zero_ = true;
 

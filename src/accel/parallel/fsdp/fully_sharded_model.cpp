@@ -9,6 +9,7 @@
 #include <unordered_map>
 
 #include "accel/checkpoint/model_files.h"
+#include "accel/parallel/fsdp/copy_streams.h"
 #include "accel/parallel/fsdp/wrap_policy.h"
 #include "accel/util/check.h"
 
@@ -48,6 +49,12 @@ FullyShardedModel::FullyShardedModel(std::shared_ptr<torch::nn::Module> model,
     slots_.push_back(planned.slot);
   }
   progress_.resize(units_.size());
+  if (placement.host_masters && !units_.empty()) {
+    if (auto streams = copy_streams_for(units_.front()->parameters().front().device())) {
+      streams_ = std::make_shared<const CopyStreams>(*streams);
+      for (auto& unit : units_) unit->set_copy_streams(streams_);
+    }
+  }
   for (const auto& unit : units_)
     for (size_t i = 0; i < unit->parameters().size(); ++i)
       places_.emplace(unit->parameters()[i].unsafeGetTensorImpl(), std::pair{unit.get(), i});
@@ -86,11 +93,24 @@ void FullyShardedModel::after_forward(std::vector<torch::Tensor>& outputs) {
 
 void FullyShardedModel::unshard(size_t k) {
   if (units_[k]->unsharded()) return;
+  while (!freed_.empty() && (freed_.size() > 1 || freed_.front().query())) {
+    freed_.front().synchronize();
+    freed_.pop_front();
+  }
   units_[k]->unshard();
   int64_t now = 0;
   for (const auto& u : units_)
     if (u->unsharded()) now += u->unsharded_bytes();
   peak_unsharded_ = std::max(peak_unsharded_, now);
+}
+
+void FullyShardedModel::reshard(size_t k) {
+  if (!units_[k]->unsharded()) return;
+  units_[k]->reshard();
+  if (!streams_) return;
+  c10::Event done(streams_->to_device.device_type());
+  done.record(current_stream(streams_->to_device.device()));
+  freed_.push_back(std::move(done));
 }
 
 void FullyShardedModel::pre_forward(size_t k, const std::vector<torch::Tensor>& inputs) {
@@ -110,9 +130,9 @@ void FullyShardedModel::pre_forward(size_t k, const std::vector<torch::Tensor>& 
 
 void FullyShardedModel::post_forward(size_t k, std::vector<torch::Tensor>& outputs) {
   const bool root = !slots_[k];
-  if (!root && options_.reshard_after_forward()) units_[k]->reshard();
+  if (!root && options_.reshard_after_forward()) reshard(k);
   if (!torch::GradMode::is_enabled()) {
-    if (root) units_[k]->reshard();  // no backward follows (evaluation)
+    if (root) reshard(k);  // no backward follows (evaluation)
     return;
   }
   std::weak_ptr<char> alive = alive_;
@@ -159,7 +179,7 @@ void FullyShardedModel::post_backward(size_t k) {
   if (progress_[k].backward_done) return;
   progress_[k].backward_done = true;
   if (sync_) units_[k]->reduce_gradients();
-  units_[k]->reshard();
+  reshard(k);
 }
 
 void FullyShardedModel::end_backward() {

@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include <c10/core/StreamGuard.h>
+
+#include "accel/parallel/fsdp/copy_streams.h"
 #include "accel/parallel/fsdp/storage_memory.h"
 #include "accel/util/check.h"
 #include "accel/util/host_memory.h"
@@ -101,6 +104,11 @@ ShardedUnit::ShardedUnit(std::string path, const std::vector<std::pair<std::stri
 void ShardedUnit::unshard() {
   if (unsharded_) return;
   torch::NoGradGuard no_grad;
+  if (streams_ && placement_.host_params) {
+    unshard_on_copy_stream();
+    unsharded_ = true;
+    return;
+  }
   for (auto& kind : kinds_) {
     allocate_storage(kind.full, kind.full.numel() * kind.full.element_size());
     auto input = gather_input(kind);
@@ -117,6 +125,28 @@ void ShardedUnit::unshard() {
   unsharded_ = true;
 }
 
+void ShardedUnit::unshard_on_copy_stream() {
+  // The gathered buffers are allocated and filled on the copy stream; the
+  // compute stream waits for them, so the copy overlaps whatever the
+  // compute stream still has queued (the previous unit's kernels).
+  const auto compute = current_stream(kinds_.front().full.device());
+  {
+    c10::StreamGuard on_copy(streams_->to_device);
+    for (auto& kind : kinds_) {
+      allocate_storage(kind.full, kind.full.numel() * kind.full.element_size());
+      const auto input = gather_input(kind);  // page-locked host memory
+      if (group_) {
+        auto staged = input.to(kind.full.device(), /*non_blocking=*/true);
+        group_->_allgather_base(kind.full, staged)->wait();
+      } else {
+        kind.full.copy_(input, /*non_blocking=*/true);
+      }
+    }
+  }
+  wait_stream(compute, streams_->to_device);
+  gathered_on_side_ = true;
+}
+
 torch::Tensor ShardedUnit::gather_input(const Kind& kind) const {
   if (kind.device_copy.defined()) return kind.device_copy;
   if (kind.host_copy.defined()) return kind.host_copy;
@@ -125,7 +155,13 @@ torch::Tensor ShardedUnit::gather_input(const Kind& kind) const {
 
 void ShardedUnit::reshard() {
   if (!unsharded_) return;
-  for (auto& kind : kinds_) free_storage(kind.full);
+  for (auto& kind : kinds_) {
+    // Allocated on the copy stream, read on the compute stream: the block
+    // is reused only once the compute stream is past this point.
+    if (gathered_on_side_) record_use(kind.full, current_stream(kind.full.device()));
+    free_storage(kind.full);
+  }
+  gathered_on_side_ = false;
   unsharded_ = false;
 }
 
@@ -167,13 +203,27 @@ void ShardedUnit::reduce_gradients() {
   }
   if (ranks > 1) mine.div_(ranks);
   if (grad_zero_) {
-    // Offloaded: asynchronous into page-locked memory; the optimizer
-    // waits for the device before reading it.
-    kind.grad_shard.copy_(mine, /*non_blocking=*/true);
+    copy_to_grad_shard(kind, mine);
     grad_zero_ = false;
   } else {
     kind.grad_shard.add_(mine.to(kind.grad_shard.device()));
   }
+}
+
+void ShardedUnit::copy_to_grad_shard(Kind& kind, const torch::Tensor& reduced) {
+  // Offloaded: asynchronous into page-locked memory (the optimizer waits
+  // for the device before reading it), on the device-to-host stream when
+  // there is one, so that the next unit's backward runs meanwhile.
+  if (!streams_ || !reduced.is_cuda()) {
+    kind.grad_shard.copy_(reduced, /*non_blocking=*/true);
+    return;
+  }
+  wait_stream(streams_->to_host, current_stream(reduced.device()));
+  {
+    c10::StreamGuard on_copy(streams_->to_host);
+    kind.grad_shard.copy_(reduced, /*non_blocking=*/true);
+  }
+  record_use(reduced, streams_->to_host);
 }
 
 void ShardedUnit::zero_grad() {
