@@ -43,6 +43,7 @@ struct Variant {
   bool offload_optimizer = false;  // shards and optimizer state in host memory
   bool offload_param = false;      // and the gathers' copies too
   bool sgd = false;                // SGD with momentum instead of AdamW (stepped by its own step())
+  bool checkpoint = false;         // activation checkpointing at the blocks
 };
 
 const torch::Tensor& features() {
@@ -134,7 +135,8 @@ AcceleratorOptions sharded(const Variant& v) {
                     .offload_optimizer(OffloadOptions().device(v.offload_optimizer || v.offload_param
                                                                    ? OffloadDevice::cpu
                                                                    : OffloadDevice::none))
-                    .offload_param(OffloadOptions().device(v.offload_param ? OffloadDevice::cpu : OffloadDevice::none)));
+                    .offload_param(OffloadOptions().device(v.offload_param ? OffloadDevice::cpu : OffloadDevice::none))
+                    .activation_checkpointing(v.checkpoint));
 }
 
 // Training through the Accelerator, as a user writes it.
@@ -234,6 +236,23 @@ TEST(FullShard, OffloadedShardsEqualOneProcess) {
   expect_equals_reference({.world = 3, .freeze_block = true, .offload_optimizer = true});
   expect_equals_reference({.clip = 0.05, .offload_param = true, .sgd = true});  // stepped by SGD's own step()
   expect_equals_reference({.world = 4, .clip = 0.05, .hybrid_shard_size = 2, .offload_param = true});
+}
+
+// Each block recomputed in backward, inside the gather its backward needs.
+TEST(FullShard, ActivationCheckpointingEqualsOneProcess) {
+  expect_equals_reference({.accumulation = 2, .clip = 0.05, .checkpoint = true});
+  expect_equals_reference({.world = 3, .freeze_block = true, .offload_param = true, .checkpoint = true});
+  expect_equals_reference({.world = 4, .reshard_after_forward = false, .hybrid_shard_size = 2, .checkpoint = true});
+}
+
+TEST(FullShard, CheckpointedBlocksGatherOncePerForwardAndBackward) {
+  run_distributed(2, [&] {
+    Trainer t({.checkpoint = true});
+    t.train(3);
+    const auto& units = t.sharding().units();
+    for (size_t k = 0; k + 1 < units.size(); ++k) EXPECT_EQ(units[k]->gathers(), 3 * 2) << units[k]->path();
+    EXPECT_EQ(units.back()->gathers(), 3);  // the root: once per step
+  });
 }
 
 TEST(FullShard, OffloadedShardsLiveInHostMemory) {

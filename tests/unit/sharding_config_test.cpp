@@ -458,7 +458,10 @@ TEST(ShardingConfig, FsdpFullShardAndWrapPolicyVariables) {
     EXPECT_EQ(o.offload_param().device(), OffloadDevice::cpu);
     EXPECT_EQ(o.offload_optimizer().device(), OffloadDevice::cpu);
   }
-  error({{"FSDP_ACTIVATION_CHECKPOINTING", "true"}}, {"FSDP_ACTIVATION_CHECKPOINTING=true", "not supported yet"});
+  EXPECT_TRUE(sharding({{"FSDP_ACTIVATION_CHECKPOINTING", "true"}}).activation_checkpointing());
+  EXPECT_FALSE(sharding({}).activation_checkpointing());
+  error({{"FSDP_SHARDING_STRATEGY", "SHARD_GRAD_OP"}, {"FSDP_ACTIVATION_CHECKPOINTING", "true"}},
+        {"FSDP_SHARDING_STRATEGY=SHARD_GRAD_OP", "FSDP_ACTIVATION_CHECKPOINTING=true", "not supported"});
   error({{"FSDP_AUTO_WRAP_POLICY", "LAMBDA_WRAP"}}, {"FSDP_AUTO_WRAP_POLICY=LAMBDA_WRAP", "SIZE_BASED_WRAP"});
   error({{"FSDP_AUTO_WRAP_POLICY", "SIZE_BASED_WRAP"}, {"FSDP_MIN_NUM_PARAMS", "-5"}}, {"FSDP_MIN_NUM_PARAMS=-5"});
   error({{"FSDP_SHARDING_STRATEGY", "7"}}, {"FSDP_SHARDING_STRATEGY=7", "1-5"});

@@ -128,6 +128,10 @@ struct ACCEL_API ShardingOptions {
   /// hybrid_shard: ranks per shard group, consecutive ranks together; 0:
   /// the ranks of one node (LOCAL_WORLD_SIZE). Must divide the world size.
   TORCH_ARG(int, hybrid_shard_size) = 0;
+  /// Activation checkpointing at the sharded units (FSDP_ACTIVATION_CHECKPOINTING):
+  /// each recomputes its forward in backward, inside the gather its
+  /// backward needs anyway (unit/checkpoint.h). The root unit is not.
+  TORCH_ARG(bool, activation_checkpointing) = false;
 };
 
 /// Whether `strategy` shards the parameters (full_shard, hybrid_shard).

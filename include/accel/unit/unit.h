@@ -36,13 +36,17 @@
 // suffix: gpt2::BlockImpl is "gpt2::BlockImpl", "gpt2::Block", "BlockImpl"
 // and "Block". Names match exactly (case matters).
 #include <memory>
+#include <stdexcept>
 #include <string>
+#include <tuple>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
 #include <torch/nn/module.h>
 #include <torch/types.h>
 
+#include "accel/unit/checkpoint.h"
 #include "accel/util/collect_tensors.h"
 #include "accel/util/export.h"
 
@@ -82,10 +86,18 @@ class ACCEL_API UnitSlot {
   /// other hooks are installed already: one mode owns a unit at a time.
   void set_hooks(std::shared_ptr<UnitHooks> hooks);
 
+  /// Activation checkpointing (unit/checkpoint.h): the block's forward is
+  /// recomputed in backward instead of keeping its activations. Needs a
+  /// forward that returns one tensor and takes its tensors as arguments of
+  /// type torch::Tensor (others throw std::logic_error when it runs).
+  bool checkpoint() const { return checkpoint_; }
+  void set_checkpoint(bool on) { checkpoint_ = on; }
+
  private:
   std::shared_ptr<torch::nn::Module> module_;
   std::string class_name_;
   std::shared_ptr<UnitHooks> hooks_;
+  bool checkpoint_ = false;
 };
 
 /// Records `module` as a unit (Unit's constructor calls it). Throws
@@ -107,14 +119,19 @@ class Unit {
   auto operator()(Args&&... args) {
     // An empty Unit (no slot) calls its empty holder, which says so.
     UnitHooks* hooks = slot_ ? slot_->hooks() : nullptr;
-    if (!hooks) return module_->forward(std::forward<Args>(args)...);
+    const bool checkpoint = slot_ && slot_->checkpoint() && torch::GradMode::is_enabled();
+    if (!hooks && !checkpoint) return module_->forward(std::forward<Args>(args)...);
     std::vector<torch::Tensor> inputs;
     collect_argument_tensors(inputs, args...);
-    hooks->pre_forward(inputs);
-    auto out = module_->forward(std::forward<Args>(args)...);
-    std::vector<torch::Tensor> outputs;
-    collect_tensors(out, outputs);
-    hooks->post_forward(outputs);
+    if (hooks) hooks->pre_forward(inputs);
+    using Out = decltype(module_->forward(std::forward<Args>(args)...));
+    Out out = checkpoint ? forward_checkpointed<Out>(inputs.size(), args...)
+                         : module_->forward(std::forward<Args>(args)...);
+    if (hooks) {
+      std::vector<torch::Tensor> outputs;
+      collect_tensors(out, outputs);
+      hooks->post_forward(outputs);
+    }
     return out;
   }
 
@@ -124,6 +141,37 @@ class Unit {
   const std::shared_ptr<UnitSlot>& slot() const { return slot_; }
 
  private:
+  // The forward under activation checkpointing: the tensor arguments are
+  // what the recompute replaces (`tensors_in_args`: all tensors found in them).
+  template <class Out, class... Args>
+  Out forward_checkpointed(size_t tensors_in_args, const Args&... args) {
+    if constexpr (std::is_same_v<std::decay_t<Out>, torch::Tensor>) {
+      std::vector<torch::Tensor> inputs;
+      auto top = [&](const auto& arg) {
+        if constexpr (std::is_same_v<std::decay_t<decltype(arg)>, torch::Tensor>) inputs.push_back(arg);
+      };
+      (top(args), ...);
+      if (inputs.size() != tensors_in_args)
+        throw std::logic_error("activation checkpointing: unit '" + slot_->class_name() +
+                               "' takes tensors inside other arguments (vectors, tuples); only arguments of type "
+                               "torch::Tensor can be recomputed");
+      auto module = module_;
+      auto saved = std::make_tuple(std::decay_t<Args>(args)...);
+      return checkpointed(inputs, [module, saved](const std::vector<torch::Tensor>& tensors) {
+        auto call = saved;
+        size_t i = 0;
+        auto take = [&](auto& arg) {
+          if constexpr (std::is_same_v<std::decay_t<decltype(arg)>, torch::Tensor>) arg = tensors.at(i++);
+        };
+        std::apply([&](auto&... a) { (take(a), ...); }, call);
+        return std::apply([&](auto&... a) { return module->forward(a...); }, call);
+      });
+    } else {
+      throw std::logic_error("activation checkpointing: unit '" + slot_->class_name() +
+                             "' returns something other than one tensor; only such forwards can be recomputed");
+    }
+  }
+
   Holder module_{nullptr};
   std::shared_ptr<UnitSlot> slot_;
 };

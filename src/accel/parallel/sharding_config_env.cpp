@@ -81,9 +81,6 @@ ShardingConfig fsdp_from_env(const EnvLookup& env) {
     name = reshard ? "FULL_SHARD" : "SHARD_GRAD_OP";
     what = "FSDP_VERSION=2 with " + variable + "=" + (reshard ? "true (FULL_SHARD)" : "false (SHARD_GRAD_OP)");
   }
-  ACCEL_CHECK_ARG(!env_true(env, "FSDP_ACTIVATION_CHECKPOINTING"),
-                  "FSDP_ACTIVATION_CHECKPOINTING=true: activation checkpointing at units is not supported yet; set "
-                  "fsdp_activation_checkpointing to false");
   const bool offload = env_true(env, "FSDP_OFFLOAD_PARAMS");
   ShardingOptions o;
   if (name == "FULL_SHARD" || name.rfind("HYBRID", 0) == 0) {
@@ -91,11 +88,16 @@ ShardingConfig fsdp_from_env(const EnvLookup& env) {
     o.strategy(name == "FULL_SHARD" ? ShardingStrategy::full_shard : ShardingStrategy::hybrid_shard);
     o.reshard_after_forward(name != "HYBRID_SHARD_ZERO2");
     wrap_policy_from_env(env, o);
+    o.activation_checkpointing(env_true(env, "FSDP_ACTIVATION_CHECKPOINTING"));
     // FSDP's CPU offload: parameters, gradients and optimizer state in host memory.
     if (offload)
       o.offload_param(OffloadOptions().device(OffloadDevice::cpu))
           .offload_optimizer(OffloadOptions().device(OffloadDevice::cpu));
   } else {
+    ACCEL_CHECK_ARG(!env_true(env, "FSDP_ACTIVATION_CHECKPOINTING"), what,
+                    " with FSDP_ACTIVATION_CHECKPOINTING=true: activation checkpointing acts at the units of "
+                    "FULL_SHARD and HYBRID_SHARD and is not supported with this strategy yet; set "
+                    "fsdp_activation_checkpointing to false or use FULL_SHARD");
     o.strategy(name == "NO_SHARD" ? ShardingStrategy::no_shard : ShardingStrategy::shard_grad_op);
     if (offload) o.offload_optimizer(OffloadOptions().device(OffloadDevice::cpu));
   }

@@ -78,6 +78,8 @@ class ACCEL_API ShardedUnit {
   /// parameters (after something wrote them, such as a load).
   void keep_written_shard();
   bool unsharded() const { return unsharded_; }
+  /// How many times unshard() gathered since construction.
+  int64_t gathers() const { return gathers_; }
 
   /// The trainable parameters' full gradients (those backward produced;
   /// missing ones count as zero), summed over all ranks (reduce-scattered
@@ -145,6 +147,7 @@ class ACCEL_API ShardedUnit {
   std::shared_ptr<const CopyStreams> streams_;
   bool gathered_on_side_ = false;  // the gathered buffers belong to the copy stream
   bool unsharded_ = true;
+  int64_t gathers_ = 0;
   bool grad_zero_ = true;
 
   int world_size() const { return group_ ? group_->getSize() : 1; }

@@ -59,7 +59,10 @@ FullyShardedModel::FullyShardedModel(std::shared_ptr<torch::nn::Module> model,
     for (size_t i = 0; i < unit->parameters().size(); ++i)
       places_.emplace(unit->parameters()[i].unsafeGetTensorImpl(), std::pair{unit.get(), i});
   for (size_t k = 0; k < units_.size(); ++k) {
-    if (slots_[k]) slots_[k]->set_hooks(std::make_shared<UnitForward>(*this, k));
+    if (slots_[k]) {
+      slots_[k]->set_hooks(std::make_shared<UnitForward>(*this, k));
+      if (options_.activation_checkpointing()) slots_[k]->set_checkpoint(true);
+    }
     for (const auto& p : units_[k]->parameters()) {
       if (!p.requires_grad()) continue;
       auto accumulator = torch::autograd::impl::grad_accumulator(p);
@@ -74,8 +77,11 @@ FullyShardedModel::FullyShardedModel(std::shared_ptr<torch::nn::Module> model,
 }
 
 FullyShardedModel::~FullyShardedModel() {
-  for (auto& slot : slots_)
-    if (slot) slot->set_hooks(nullptr);
+  for (auto& slot : slots_) {
+    if (!slot) continue;
+    slot->set_hooks(nullptr);
+    if (options_.activation_checkpointing()) slot->set_checkpoint(false);
+  }
   for (auto& [accumulator, key] : accumulator_hooks_) accumulator->del_post_hook(key);
 }
 

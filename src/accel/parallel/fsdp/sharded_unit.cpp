@@ -103,6 +103,7 @@ ShardedUnit::ShardedUnit(std::string path, const std::vector<std::pair<std::stri
 
 void ShardedUnit::unshard() {
   if (unsharded_) return;
+  ++gathers_;
   torch::NoGradGuard no_grad;
   if (streams_ && placement_.host_params) {
     unshard_on_copy_stream();
