@@ -125,8 +125,8 @@ class Unit {
     collect_argument_tensors(inputs, args...);
     if (hooks) hooks->pre_forward(inputs);
     using Out = decltype(module_->forward(std::forward<Args>(args)...));
-    Out out = checkpoint ? forward_checkpointed<Out>(inputs.size(), args...)
-                         : module_->forward(std::forward<Args>(args)...);
+    Out out =
+        checkpoint ? forward_checkpointed<Out>(inputs.size(), args...) : module_->forward(std::forward<Args>(args)...);
     if (hooks) {
       std::vector<torch::Tensor> outputs;
       collect_tensors(out, outputs);
@@ -157,7 +157,7 @@ class Unit {
                                "torch::Tensor can be recomputed");
       auto module = module_;
       auto saved = std::make_tuple(std::decay_t<Args>(args)...);
-      return checkpointed(inputs, [module, saved](const std::vector<torch::Tensor>& tensors) {
+      return checkpointed(inputs, [module, saved](const std::vector<torch::Tensor>& tensors) mutable {
         auto call = saved;
         size_t i = 0;
         auto take = [&](auto& arg) {
