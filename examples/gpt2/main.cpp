@@ -64,6 +64,7 @@ struct Flags {
   int zero_stage = -1;  // -1: none
   std::string offload = "none";
   bool offload_params = false;
+  bool activation_checkpointing = false;
   int64_t n_layer = 0, n_embd = 0, n_head = 0;  // 0: the --config's
   std::string nvme_path;
   bool delayed_update = false;
@@ -114,6 +115,8 @@ Flags parse(int argc, char** argv) {
   app.add_flag("--offload-params", f.offload_params,
                "with --zero-stage 3: the parameter shards in host memory too (DeepSpeed offload_param cpu, FSDP's "
                "CPU offload); implies --offload cpu");
+  app.add_flag("--activation-checkpointing", f.activation_checkpointing,
+               "with --zero-stage 3: recompute each GPT2Block's forward in backward (FSDP_ACTIVATION_CHECKPOINTING)");
   app.add_option("--nvme-path", f.nvme_path, "with --offload nvme: folder of the optimizer state pages");
   app.add_flag("--delayed-update", f.delayed_update,
                "with --offload: ZeRO-Offload's one-step delayed parameter update (the CPU update overlaps the next "
@@ -140,6 +143,8 @@ Flags parse(int argc, char** argv) {
   ACCEL_CHECK_ARG(!f.offload_params || f.zero_stage == 3, "--offload-params needs --zero-stage 3 (got ", f.zero_stage,
                   ")");
   if (f.offload_params) f.offload = "cpu";
+  ACCEL_CHECK_ARG(!f.activation_checkpointing || f.zero_stage == 3,
+                  "--activation-checkpointing needs --zero-stage 3 (the sharded blocks recompute), got ", f.zero_stage);
   ACCEL_CHECK_ARG(!(f.phase_timing && f.cuda_graph), "--phase-timing with --cuda-graph: a replayed step has no phases");
   ACCEL_CHECK_ARG(f.zero_stage != 3 || f.save.empty(),
                   "--save with --zero-stage 3: this example saves from the model's own parameters, which are "
@@ -203,6 +208,7 @@ int main(int argc, char** argv) try {
                          .strategy(stages[flags.zero_stage])
                          .reduce_bucket_size(flags.bucket_size)
                          .transformer_cls_to_wrap({"GPT2Block"})
+                         .activation_checkpointing(flags.activation_checkpointing)
                          .offload_optimizer(accel::OffloadOptions()
                                                 .device(accel::parse_offload_device(flags.offload))
                                                 .nvme_path(flags.nvme_path)
@@ -347,6 +353,7 @@ int main(int argc, char** argv) try {
         {"zero_stage", flags.zero_stage},
         {"offload", flags.offload + (flags.delayed_update ? "+delayed" : "") + (flags.offload_params ? "+params" : "")},
         {"params", net->num_parameters()},
+        {"activation_checkpointing", flags.activation_checkpointing},
         {"host_rss_gb", host_peak_rss_gib()},
         {"host_update_ms", update_ms / static_cast<double>(flags.steps - flags.timing_skip)},
         {"phase_ms",
