@@ -213,8 +213,8 @@ int main(int argc, char** argv) try {
                                                 .device(accel::parse_offload_device(flags.offload))
                                                 .nvme_path(flags.nvme_path)
                                                 .delayed_update(flags.delayed_update))
-                         .offload_param(accel::OffloadOptions().device(flags.offload_params ? accel::OffloadDevice::cpu
-                                                                                             : accel::OffloadDevice::none)));
+                         .offload_param(accel::OffloadOptions().device(
+                             flags.offload_params ? accel::OffloadDevice::cpu : accel::OffloadDevice::none)));
   }
   accel::Accelerator accelerator(options);
 

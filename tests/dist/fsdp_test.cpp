@@ -39,7 +39,7 @@ struct Variant {
   bool reshard_after_forward = true;
   bool freeze_block = false;
   WrapPolicy policy = WrapPolicy::transformer_based;
-  int hybrid_shard_size = 0;  // > 0: hybrid_shard in groups of that many ranks
+  int hybrid_shard_size = 0;       // > 0: hybrid_shard in groups of that many ranks
   bool offload_optimizer = false;  // shards and optimizer state in host memory
   bool offload_param = false;      // and the gathers' copies too
   bool sgd = false;                // SGD with momentum instead of AdamW (stepped by its own step())
@@ -132,9 +132,8 @@ AcceleratorOptions sharded(const Variant& v) {
                     .reshard_after_forward(v.reshard_after_forward)
                     .auto_wrap_policy(v.policy)
                     .min_num_params(100)
-                    .offload_optimizer(OffloadOptions().device(v.offload_optimizer || v.offload_param
-                                                                   ? OffloadDevice::cpu
-                                                                   : OffloadDevice::none))
+                    .offload_optimizer(OffloadOptions().device(
+                        v.offload_optimizer || v.offload_param ? OffloadDevice::cpu : OffloadDevice::none))
                     .offload_param(OffloadOptions().device(v.offload_param ? OffloadDevice::cpu : OffloadDevice::none))
                     .activation_checkpointing(v.checkpoint));
 }

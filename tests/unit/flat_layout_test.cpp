@@ -58,7 +58,9 @@ TEST(ShardingOptions, BadValuesAreNamed) {
       },
       {"offload_param.device is nvme", "not supported yet"});
   expect_error<std::invalid_argument>(
-      [&] { check_sharding_options(ShardingOptions(full).offload_optimizer(OffloadOptions(cpu).delayed_update(true))); },
+      [&] {
+        check_sharding_options(ShardingOptions(full).offload_optimizer(OffloadOptions(cpu).delayed_update(true)));
+      },
       {"delayed_update", "full_shard"});
   expect_error<std::invalid_argument>([] { parse_sharding_strategy("stage2"); }, {"stage2", "shard_grad_op"});
   expect_error<std::invalid_argument>([] { parse_offload_device("disk"); }, {"disk", "nvme"});

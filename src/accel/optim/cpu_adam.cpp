@@ -143,12 +143,11 @@ bool cpu_adam_step(torch::optim::Optimizer& optimizer,
                    const std::function<torch::Tensor(const torch::Tensor&)>& copy_of) {
   if (dynamic_cast<torch::optim::AdamW*>(&optimizer)) {
     step_all<torch::optim::AdamWOptions, torch::optim::AdamWParamState>(optimizer, true, "cpu_adam_step(AdamW)",
-                                                                         copy_of);
+                                                                        copy_of);
     return true;
   }
   if (dynamic_cast<torch::optim::Adam*>(&optimizer)) {
-    step_all<torch::optim::AdamOptions, torch::optim::AdamParamState>(optimizer, false, "cpu_adam_step(Adam)",
-                                                                       copy_of);
+    step_all<torch::optim::AdamOptions, torch::optim::AdamParamState>(optimizer, false, "cpu_adam_step(Adam)", copy_of);
     return true;
   }
   return false;

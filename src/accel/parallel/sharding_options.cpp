@@ -106,7 +106,8 @@ void check_sharding_options(const ShardingOptions& o) {
                     "; under parameter sharding the optimizer state offloads to cpu only (not supported yet), "
                     "expected none or cpu");
     ACCEL_CHECK_ARG(!off.delayed_update(), "ShardingOptions: offload_optimizer.delayed_update is set with strategy ",
-                    to_string(o.strategy()), "; the delayed update exists under shard_optimizer and shard_grad_op only");
+                    to_string(o.strategy()),
+                    "; the delayed update exists under shard_optimizer and shard_grad_op only");
   }
 }
 

@@ -20,8 +20,8 @@ torch::Tensor host_empty(int64_t numel, torch::ScalarType dtype, bool pin) {
     const size_t bytes = static_cast<size_t>(numel) * c10::elementSize(dtype);
     constexpr size_t kPage = 4096;
     void* ptr = nullptr;
-    ACCEL_CHECK(posix_memalign(&ptr, kPage, (bytes + kPage - 1) / kPage * kPage) == 0,
-                "host_empty: cannot allocate ", bytes, " bytes of host memory");
+    ACCEL_CHECK(posix_memalign(&ptr, kPage, (bytes + kPage - 1) / kPage * kPage) == 0, "host_empty: cannot allocate ",
+                bytes, " bytes of host memory");
     const cudaError_t status = cudaHostRegister(ptr, bytes, cudaHostRegisterDefault);
     if (status != cudaSuccess) {
       std::free(ptr);

@@ -46,8 +46,8 @@ class ACCEL_API ShardedOptimizerTensors : public OptimizerTensors {
   std::vector<std::shared_ptr<FullyShardedModel>> models_;
   std::vector<ShardedUnit*> units_;  // those holding this optimizer's parameters
   c10::intrusive_ptr<c10d::ProcessGroup> group_;
-  bool offloaded_ = false;       // some unit's shards are in host memory
-  bool copies_written_ = false;  // the last step wrote the offloaded copies itself
+  bool offloaded_ = false;               // some unit's shards are in host memory
+  bool copies_written_ = false;          // the last step wrote the offloaded copies itself
   std::optional<torch::Device> device_;  // of the parameters, when CUDA
   void wait_for_device() const;
 };

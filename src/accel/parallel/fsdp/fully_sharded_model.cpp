@@ -41,8 +41,7 @@ FullyShardedModel::FullyShardedModel(std::shared_ptr<torch::nn::Module> model,
   const auto& param_offload = options_.offload_param();
   placement.host_params = param_offload.device() == OffloadDevice::cpu;
   placement.host_masters = placement.host_params || options_.offload_optimizer().device() == OffloadDevice::cpu;
-  placement.pin_memory =
-      placement.host_params ? param_offload.pin_memory() : options_.offload_optimizer().pin_memory();
+  placement.pin_memory = placement.host_params ? param_offload.pin_memory() : options_.offload_optimizer().pin_memory();
   for (auto& planned : plan) {
     if (planned.params.empty()) continue;  // a root with nothing left
     units_.push_back(std::make_unique<ShardedUnit>(planned.path, planned.params, group_, replicas, placement));
