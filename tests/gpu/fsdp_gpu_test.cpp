@@ -91,8 +91,11 @@ TEST(FullShardGpu, EqualsUnshardedTraining) {
 
 TEST(FullShardGpu, OffloadedEqualsUnshardedTraining) {
   REQUIRE_CUDA();
+  // In fp32: CPU Adam and the device's fused AdamW differ by float rounding
+  // only (under bf16 autocast such differences flip bf16 roundings of the
+  // weights and grow, so that comparison is left to the mean below).
   for (auto offload : {Offload::optimizer, Offload::params}) {
-    const auto plain = train(false, true), sharded = train(true, true, offload);
+    const auto plain = train(false, false), sharded = train(true, false, offload);
     for (const auto& [name, t] : plain) EXPECT_LT(accel::testing::max_diff(sharded.at(name), t), 1e-5) << name;
   }
   // A bf16 model with fp32 masters: the gathers read bf16 copies that CPU

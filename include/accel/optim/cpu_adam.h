@@ -65,6 +65,10 @@ struct ACCEL_API CpuAdamSlice {
   torch::Tensor exp_avg_sq;
   torch::Tensor max_exp_avg_sq = {};
   torch::Tensor param_copy = {};
+  /// The gradient is multiplied by this first: a clipping factor left to
+  /// the update, which then equals clipping in place and stepping (the
+  /// same float product) without another pass over the gradients.
+  float grad_scale = 1.f;
 };
 
 /// Applies step number `step` (1 for the first update) to the slice in
@@ -78,11 +82,11 @@ ACCEL_API void cpu_adam_step(const CpuAdamOptions& options, int64_t step, const 
 /// user's optimizer over fp32 CPU slices (ZeRO-Offload). Returns false,
 /// changing nothing, for any other optimizer type; throws like CpuAdamW.
 ACCEL_API bool cpu_adam_step(torch::optim::Optimizer& optimizer);
-/// The same, each parameter's new value also written in the same pass to
-/// copy_of(parameter) when that is defined (a bf16/fp16 CPU tensor of as
-/// many elements: the copy an offloaded model reads, parallel/fsdp).
-ACCEL_API bool cpu_adam_step(torch::optim::Optimizer& optimizer,
-                             const std::function<torch::Tensor(const torch::Tensor&)>& copy_of);
+/// The same, `adjust(parameter, slice)` called on each slice before it is
+/// stepped, to set its param_copy (the bf16/fp16 copy an offloaded model
+/// reads, parallel/fsdp) or grad_scale.
+using CpuAdamAdjust = std::function<void(const torch::Tensor& param, CpuAdamSlice& slice)>;
+ACCEL_API bool cpu_adam_step(torch::optim::Optimizer& optimizer, const CpuAdamAdjust& adjust);
 
 /// The instruction set the update runs with here: "avx512", "avx2" or "baseline".
 ACCEL_API std::string cpu_adam_isa();

@@ -12,6 +12,7 @@
 #include <torch/optim/optimizer.h>
 #include <torch/types.h>
 
+#include <functional>
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 #include <vector>
 
@@ -27,6 +28,21 @@ struct ACCEL_API GradientSet {
   std::vector<torch::Tensor> replicated;
   std::vector<torch::Tensor> sharded;
   c10::intrusive_ptr<c10d::ProcessGroup> group;
+
+  /// Gradients whose squared 2-norm is known already (summed on the device
+  /// before they went to host memory) and whose scaling their holder can
+  /// fold into the optimizer step: 2-norm clipping uses `sq_norm` and calls
+  /// `scale_later(factor)` instead of reading and writing `tensors`; every
+  /// other use takes `tensors` as plain gradients (sharded or replicated).
+  struct Summary {
+    std::vector<torch::Tensor> tensors;
+    torch::Tensor sq_norm;
+    std::function<void(float factor)> scale_later;
+    bool sharded = false;
+  };
+  std::vector<Summary> summarized;
+  /// Moves the summarized tensors into `replicated` / `sharded`.
+  void expand_summaries();
 };
 
 class ACCEL_API OptimizerTensors {

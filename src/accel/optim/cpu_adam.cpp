@@ -91,7 +91,8 @@ void cpu_adam_step(const CpuAdamOptions& options, int64_t step, const CpuAdamSli
   if (options.amsgrad()) check_part(t.max_exp_avg_sq, "max_exp_avg_sq", n, {torch::kFloat});
   if (t.param_copy.defined()) check_part(t.param_copy, "param_copy", n, {torch::kBFloat16, torch::kHalf});
 
-  const detail::AdamScalars s = scalars(options, step);
+  detail::AdamScalars s = scalars(options, step);
+  s.grad_scale = t.grad_scale;
   detail::AdamArrays a;
   a.param = t.param.data_ptr<float>();
   a.exp_avg = t.exp_avg.data_ptr<float>();
@@ -111,8 +112,7 @@ std::string cpu_adam_isa() { return detail::adam_isa(); }
 namespace {
 
 template <typename Options, typename State>
-void step_all(torch::optim::Optimizer& optimizer, bool adamw, const char* name,
-              const std::function<torch::Tensor(const torch::Tensor&)>& copy_of = {}) {
+void step_all(torch::optim::Optimizer& optimizer, bool adamw, const char* name, const CpuAdamAdjust& adjust = {}) {
   torch::NoGradGuard no_grad;
   size_t index = 0;
   for (auto& group : optimizer.param_groups()) {
@@ -129,7 +129,7 @@ void step_all(torch::optim::Optimizer& optimizer, bool adamw, const char* name,
       st.step(st.step() + 1);
       CpuAdamSlice slice{p.view(-1), p.grad().contiguous().view(-1), st.exp_avg().view(-1), st.exp_avg_sq().view(-1)};
       if (o.amsgrad()) slice.max_exp_avg_sq = st.max_exp_avg_sq().view(-1);
-      if (copy_of) slice.param_copy = copy_of(p);
+      if (adjust) adjust(p, slice);
       cpu_adam_step(options, st.step(), slice);
     }
   }
@@ -139,15 +139,14 @@ void step_all(torch::optim::Optimizer& optimizer, bool adamw, const char* name,
 
 bool cpu_adam_step(torch::optim::Optimizer& optimizer) { return cpu_adam_step(optimizer, {}); }
 
-bool cpu_adam_step(torch::optim::Optimizer& optimizer,
-                   const std::function<torch::Tensor(const torch::Tensor&)>& copy_of) {
+bool cpu_adam_step(torch::optim::Optimizer& optimizer, const CpuAdamAdjust& adjust) {
   if (dynamic_cast<torch::optim::AdamW*>(&optimizer)) {
     step_all<torch::optim::AdamWOptions, torch::optim::AdamWParamState>(optimizer, true, "cpu_adam_step(AdamW)",
-                                                                        copy_of);
+                                                                        adjust);
     return true;
   }
   if (dynamic_cast<torch::optim::Adam*>(&optimizer)) {
-    step_all<torch::optim::AdamOptions, torch::optim::AdamParamState>(optimizer, false, "cpu_adam_step(Adam)", copy_of);
+    step_all<torch::optim::AdamOptions, torch::optim::AdamParamState>(optimizer, false, "cpu_adam_step(Adam)", adjust);
     return true;
   }
   return false;

@@ -60,13 +60,14 @@ ACCEL_INLINE void adam_body(const AdamScalars& s, const AdamArrays& a, int64_t b
   uint16_t* __restrict out = static_cast<uint16_t*>(a.copy);
   const float beta1 = s.beta1, beta2 = s.beta2, omb1 = s.one_minus_beta1, omb2 = s.one_minus_beta2;
   const float eps = s.eps, wd = s.weight_decay, decay = s.decay_factor;
-  const float neg_step = -s.step_size, sqrt_bc2 = s.sqrt_bias_correction2;
+  const float neg_step = -s.step_size, sqrt_bc2 = s.sqrt_bias_correction2, grad_scale = s.grad_scale;
   for (int64_t i = begin; i < end; ++i) {
     float g;
     if constexpr (G == AdamGrad::f32)
       g = g32[i];
     else
       g = bf16_to_float(g16[i]);
+    g = g * grad_scale;
     float x = p[i];
     if constexpr (ADAMW)
       x = x * decay;

@@ -19,6 +19,7 @@ struct AdamScalars {
   float decay_factor = 1.f;           // AdamW: param *= 1 - lr * weight_decay
   float step_size = 1e-3f;            // lr / (1 - beta1^t)
   float sqrt_bias_correction2 = 1.f;  // sqrt(1 - beta2^t)
+  float grad_scale = 1.f;             // the gradient is multiplied by it first (clipping)
   bool adamw = true;
   bool amsgrad = false;
 };

@@ -18,7 +18,42 @@ torch::Tensor stacked_norm(const std::vector<torch::Tensor>& grads, double p, bo
   if (norms.size() == 1) return norms[0];
   return inf ? torch::max(torch::stack(norms)) : torch::stack(norms).norm(p);
 }
+// 2-norm clipping with some gradients summarized (GradientSet::Summary):
+// their squared norms are added to those of the tensors, and their scaling
+// is left to their holders.
+torch::Tensor clip_with_summaries(GradientSet& grads, double max_norm) {
+  const auto& first = grads.summarized.front().sq_norm;
+  const auto opts = torch::TensorOptions().dtype(torch::kFloat).device(first.device());
+  auto squares = [&](const std::vector<torch::Tensor>& list, bool sharded) {
+    auto sum = torch::zeros({1}, opts);
+    if (!list.empty()) sum += stacked_norm(list, 2.0, false).to(opts).pow(2);
+    for (const auto& s : grads.summarized)
+      if (s.sharded == sharded) sum += s.sq_norm.to(opts);
+    return sum;
+  };
+  auto total_sq = squares(grads.replicated, false);
+  auto shard_sq = squares(grads.sharded, true);
+  if (grads.group && grads.group->getSize() > 1) {
+    std::vector<torch::Tensor> t{shard_sq};
+    grads.group->allreduce(t)->wait();
+  }
+  const auto total = (total_sq + shard_sq).sqrt()[0];
+  const auto coef = torch::clamp(max_norm / (total + 1e-6), std::nullopt, 1.0);
+  for (auto* list : {&grads.replicated, &grads.sharded})
+    for (auto& g : *list) g.detach().mul_(coef.to(g.device()));
+  const float factor = coef.item<float>();
+  for (auto& s : grads.summarized) s.scale_later(factor);
+  return total;
+}
+
 }  // namespace
+
+void GradientSet::expand_summaries() {
+  for (auto& s : summarized)
+    (s.sharded ? sharded : replicated)
+        .insert((s.sharded ? sharded : replicated).end(), s.tensors.begin(), s.tensors.end());
+  summarized.clear();
+}
 
 GradientSet gradients_of(const std::vector<torch::Tensor>& parameters,
                          const std::vector<const OptimizerTensors*>& holders) {
@@ -32,6 +67,10 @@ GradientSet gradients_of(const std::vector<torch::Tensor>& parameters,
 }
 
 torch::Tensor clip_grad_norm_(GradientSet& grads, double max_norm, double norm_type) {
+  if (!grads.summarized.empty()) {
+    if (norm_type == 2.0) return clip_with_summaries(grads, max_norm);
+    grads.expand_summaries();
+  }
   if (!grads.group || grads.group->getSize() <= 1) {
     auto all = grads.replicated;
     all.insert(all.end(), grads.sharded.begin(), grads.sharded.end());
@@ -73,6 +112,7 @@ torch::Tensor clip_grad_norm_(GradientSet& grads, double max_norm, double norm_t
 }
 
 void clip_grad_value_(GradientSet& grads, double clip_value) {
+  grads.expand_summaries();
   for (auto* list : {&grads.replicated, &grads.sharded})
     for (auto& g : *list) g.detach().clamp_(-clip_value, clip_value);
 }

@@ -93,6 +93,19 @@ class ACCEL_API ShardedUnit {
   /// Before the optimizer step: the pieces' .grad are the gradient shard's views.
   void gradients_to_pieces();
 
+  /// Offloaded: the squared 2-norm of this rank's gradient shard, summed on
+  /// the device as it was reduced, before the copy to host memory (so that
+  /// clipping need not read the host shard); undefined once the shard was
+  /// accumulated into or its pieces' gradients were changed in place (a
+  /// loss scaler's unscale). Includes the deferred scale below.
+  torch::Tensor grad_sq_norm() const;
+  /// Offloaded: multiply the gradient shard by `factor`, but leave it to
+  /// the optimizer step (CPU Adam folds it into its pass); grad_scale() is
+  /// the product so far, apply_grad_scale() does it in place instead.
+  void scale_grad_later(float factor) { grad_scale_ *= factor; }
+  float grad_scale() const { return grad_scale_; }
+  void apply_grad_scale();
+
   /// What the optimizer steps for parameters()[i].
   const torch::Tensor& piece(size_t i) const { return pieces_.at(i); }
   /// The gradient of piece(i) (valid after gradients_to_pieces()).
@@ -148,6 +161,9 @@ class ACCEL_API ShardedUnit {
   bool gathered_on_side_ = false;  // the gathered buffers belong to the copy stream
   bool unsharded_ = true;
   int64_t gathers_ = 0;
+  torch::Tensor reduced_sq_;                  // grad_sq_norm() before the scale
+  std::vector<int64_t> piece_grad_versions_;  // of the pieces' gradients when made
+  float grad_scale_ = 1.f;
   bool grad_zero_ = true;
 
   int world_size() const { return group_ ? group_->getSize() : 1; }

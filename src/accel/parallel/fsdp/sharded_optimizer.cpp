@@ -56,14 +56,19 @@ bool ShardedOptimizerTensors::step_optimizer(torch::optim::Optimizer& optimizer)
   copies_written_ = false;
   if (!offloaded_) return false;
   wait_for_device();
-  std::unordered_map<const void*, torch::Tensor> copies;
+  // Each piece's copy (in the parameters' dtype) and its unit's deferred clipping factor.
+  std::unordered_map<const void*, std::pair<torch::Tensor, const ShardedUnit*>> pieces;
   for (auto* unit : units_)
     for (size_t i = 0; i < unit->parameters().size(); ++i)
-      if (auto copy = unit->piece_copy(i); copy.defined()) copies.emplace(unit->piece(i).unsafeGetTensorImpl(), copy);
-  copies_written_ = cpu_adam_step(optimizer, [&](const torch::Tensor& piece) {
-    auto it = copies.find(piece.unsafeGetTensorImpl());
-    return it == copies.end() ? torch::Tensor() : it->second;
+      pieces.emplace(unit->piece(i).unsafeGetTensorImpl(), std::pair{unit->piece_copy(i), unit});
+  copies_written_ = cpu_adam_step(optimizer, [&](const torch::Tensor& piece, CpuAdamSlice& slice) {
+    auto it = pieces.find(piece.unsafeGetTensorImpl());
+    if (it == pieces.end()) return;
+    slice.param_copy = it->second.first;
+    slice.grad_scale = it->second.second->grad_scale();
   });
+  if (!copies_written_)  // the optimizer's own step() reads the gradients as they are
+    for (auto* unit : units_) unit->apply_grad_scale();
   return copies_written_;
 }
 
@@ -85,13 +90,31 @@ void ShardedOptimizerTensors::collect_gradients(const std::vector<torch::Tensor>
                                                 GradientSet& out) const {
   const bool sharded = group_ && group_->getSize() > 1;
   if (sharded) out.group = group_;
+  // Per unit, the gradients asked for; a unit all of whose trainable
+  // parameters are asked for and whose norm is known (offloaded) goes in
+  // as one summary, the others as tensors.
+  std::unordered_map<ShardedUnit*, std::vector<torch::Tensor>> asked;
+  std::unordered_map<ShardedUnit*, size_t> count;
+  std::vector<ShardedUnit*> order;
   for (size_t k = 0; k < params.size(); ++k) {
     const Place place = place_of(params[k]);
     if (!place.unit || std::find(units_.begin(), units_.end(), place.unit) == units_.end()) continue;
     claimed[k] = true;
+    if (!place.unit->parameters()[place.index].requires_grad()) continue;
+    if (count[place.unit]++ == 0) order.push_back(place.unit);
     auto grad = place.unit->piece_grad(place.index);
-    if (!grad.defined() || grad.numel() == 0) continue;
-    (sharded ? out.sharded : out.replicated).push_back(grad);
+    if (grad.defined() && grad.numel() > 0) asked[place.unit].push_back(grad);
+  }
+  for (auto* unit : order) {
+    auto& grads = asked[unit];
+    auto sq = count[unit] == unit->num_trainable() ? unit->grad_sq_norm() : torch::Tensor();
+    if (sq.defined()) {
+      out.summarized.push_back({grads, sq, [unit](float factor) { unit->scale_grad_later(factor); }, sharded});
+      continue;
+    }
+    unit->apply_grad_scale();  // a scale left from an earlier clip: the tensors are read now
+    auto& list = sharded ? out.sharded : out.replicated;
+    list.insert(list.end(), grads.begin(), grads.end());
   }
 }
 

@@ -204,10 +204,16 @@ void ShardedUnit::reduce_gradients() {
   }
   if (ranks > 1) mine.div_(ranks);
   if (grad_zero_) {
+    if (placement_.host_masters) reduced_sq_ = mine.square().sum();
     copy_to_grad_shard(kind, mine);
     grad_zero_ = false;
   } else {
-    kind.grad_shard.add_(mine.to(kind.grad_shard.device()));
+    reduced_sq_ = torch::Tensor();  // a sum of reductions: its norm is not theirs
+    // The last copy into the gradient shard may still be on its way.
+    if (streams_ && mine.is_cuda()) streams_->to_host.synchronize();
+    const auto here = mine.to(kind.grad_shard.device());
+    apply_grad_scale();  // a clipping factor still deferred applies to what is there
+    kind.grad_shard.add_(here);
   }
 }
 
@@ -229,6 +235,8 @@ void ShardedUnit::copy_to_grad_shard(Kind& kind, const torch::Tensor& reduced) {
 
 void ShardedUnit::zero_grad() {
   grad_zero_ = true;
+  reduced_sq_ = torch::Tensor();
+  grad_scale_ = 1.f;
   for (auto& p : params_) p.mutable_grad().reset();
 }
 
@@ -238,8 +246,33 @@ void ShardedUnit::gradients_to_pieces() {
     kinds_.front().grad_shard.zero_();
     grad_zero_ = false;
   }
-  for (size_t i = 0; i < params_.size(); ++i)
-    if (params_[i].requires_grad()) pieces_[i].mutable_grad() = piece_grad(i);
+  piece_grad_versions_.assign(params_.size(), -1);
+  for (size_t i = 0; i < params_.size(); ++i) {
+    if (!params_[i].requires_grad()) continue;
+    pieces_[i].mutable_grad() = piece_grad(i);
+    piece_grad_versions_[i] = static_cast<int64_t>(pieces_[i].grad()._version());
+  }
+}
+
+torch::Tensor ShardedUnit::grad_sq_norm() const {
+  if (!reduced_sq_.defined() || grad_zero_) return {};
+  // Anything that changed the gradients in place since they were reduced
+  // (GradScaler's unscale, a user's mul_) bumped their version counters.
+  for (size_t i = 0; i < params_.size(); ++i) {
+    if (!params_[i].requires_grad()) continue;
+    const auto& g = pieces_[i].grad();
+    if (i >= piece_grad_versions_.size() || !g.defined() ||
+        static_cast<int64_t>(g._version()) != piece_grad_versions_[i])
+      return {};
+  }
+  return reduced_sq_ * (static_cast<double>(grad_scale_) * grad_scale_);
+}
+
+void ShardedUnit::apply_grad_scale() {
+  if (grad_scale_ == 1.f || num_trainable_ == 0) return;
+  torch::NoGradGuard no_grad;
+  kinds_.front().grad_shard.mul_(grad_scale_);
+  grad_scale_ = 1.f;
 }
 
 torch::Tensor ShardedUnit::piece_grad(size_t i) const {
