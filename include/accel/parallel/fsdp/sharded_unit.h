@@ -122,7 +122,8 @@ class ACCEL_API ShardedUnit {
   const ShardPlacement& placement() const { return placement_; }
   /// Offloaded on CUDA: the host-to-device copies of the gathers and the
   /// device-to-host copies of the gradient shards run on these side
-  /// streams, the compute stream waiting only for what it reads.
+  /// streams, the compute stream waiting only for what it reads. Set while
+  /// the unit is resharded.
   void set_copy_streams(std::shared_ptr<const CopyStreams> streams) { streams_ = std::move(streams); }
   /// Bytes of shards and gradient shards this rank keeps on the device.
   int64_t shard_bytes() const;
@@ -144,7 +145,8 @@ class ACCEL_API ShardedUnit {
     torch::Tensor device_copy;
   };
   torch::Tensor gather_input(const Kind& kind) const;
-  void unshard_on_copy_stream();
+  // The gathered buffers belong to the copy stream (offload_param on CUDA).
+  bool gathers_on_copy_stream() const { return streams_ && placement_.host_params; }
   void copy_to_grad_shard(Kind& kind, const torch::Tensor& reduced);
 
   std::string path_;
@@ -158,7 +160,6 @@ class ACCEL_API ShardedUnit {
   c10::intrusive_ptr<c10d::ProcessGroup> replicas_;
   ShardPlacement placement_;
   std::shared_ptr<const CopyStreams> streams_;
-  bool gathered_on_side_ = false;  // the gathered buffers belong to the copy stream
   bool unsharded_ = true;
   int64_t gathers_ = 0;
   torch::Tensor reduced_sq_;                  // grad_sq_norm() before the scale

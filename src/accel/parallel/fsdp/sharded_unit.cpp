@@ -1,6 +1,7 @@
 #include "accel/parallel/fsdp/sharded_unit.h"
 
 #include <algorithm>
+#include <optional>
 #include <stdexcept>
 
 #include <c10/core/StreamGuard.h>
@@ -105,17 +106,22 @@ void ShardedUnit::unshard() {
   if (unsharded_) return;
   ++gathers_;
   torch::NoGradGuard no_grad;
-  if (streams_ && placement_.host_params) {
-    unshard_on_copy_stream();
-    unsharded_ = true;
-    return;
+  // Offloaded on CUDA, the gathered buffers are allocated and filled on the
+  // copy stream, and the compute stream waits for them: the copy overlaps
+  // whatever the compute stream still has queued (the previous unit's
+  // kernels). From host memory the copy is asynchronous (page-locked): the
+  // host copy is not written again before the device has caught up (the
+  // optimizer step waits for it).
+  const bool on_side = gathers_on_copy_stream();
+  std::optional<c10::Stream> compute;
+  std::optional<c10::StreamGuard> on_copy;
+  if (on_side) {
+    compute = current_stream(kinds_.front().full.device());
+    on_copy.emplace(streams_->to_device);
   }
   for (auto& kind : kinds_) {
     allocate_storage(kind.full, kind.full.numel() * kind.full.element_size());
     auto input = gather_input(kind);
-    // From host memory the copy is asynchronous (page-locked): the host
-    // copy is not written again before the device has caught up (the
-    // optimizer step waits for it).
     if (group_) {
       if (input.device() != kind.full.device()) input = input.to(kind.full.device(), /*non_blocking=*/true);
       group_->_allgather_base(kind.full, input)->wait();
@@ -123,29 +129,11 @@ void ShardedUnit::unshard() {
       kind.full.copy_(input, /*non_blocking=*/true);
     }
   }
-  unsharded_ = true;
-}
-
-void ShardedUnit::unshard_on_copy_stream() {
-  // The gathered buffers are allocated and filled on the copy stream; the
-  // compute stream waits for them, so the copy overlaps whatever the
-  // compute stream still has queued (the previous unit's kernels).
-  const auto compute = current_stream(kinds_.front().full.device());
-  {
-    c10::StreamGuard on_copy(streams_->to_device);
-    for (auto& kind : kinds_) {
-      allocate_storage(kind.full, kind.full.numel() * kind.full.element_size());
-      const auto input = gather_input(kind);  // page-locked host memory
-      if (group_) {
-        auto staged = input.to(kind.full.device(), /*non_blocking=*/true);
-        group_->_allgather_base(kind.full, staged)->wait();
-      } else {
-        kind.full.copy_(input, /*non_blocking=*/true);
-      }
-    }
+  if (on_side) {
+    on_copy.reset();
+    wait_stream(*compute, streams_->to_device);
   }
-  wait_stream(compute, streams_->to_device);
-  gathered_on_side_ = true;
+  unsharded_ = true;
 }
 
 torch::Tensor ShardedUnit::gather_input(const Kind& kind) const {
@@ -159,10 +147,9 @@ void ShardedUnit::reshard() {
   for (auto& kind : kinds_) {
     // Allocated on the copy stream, read on the compute stream: the block
     // is reused only once the compute stream is past this point.
-    if (gathered_on_side_) record_use(kind.full, current_stream(kind.full.device()));
+    if (gathers_on_copy_stream()) record_use(kind.full, current_stream(kind.full.device()));
     free_storage(kind.full);
   }
-  gathered_on_side_ = false;
   unsharded_ = false;
 }
 
