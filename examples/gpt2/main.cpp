@@ -342,6 +342,8 @@ int main(int argc, char** argv) try {
         {"impl", "accel"},
         {"optimizer", flags.optimizer},
         {"config", flags.from.empty() ? flags.config : flags.from},
+        {"n_layer", shape.n_layer()},  // the --config's shape unless --n-layer/--n-embd/--n-head changed it
+        {"n_embd", shape.n_embd()},
         {"batch", flags.batch},
         {"seq", flags.seq},
         {"processes", n},
