@@ -3,6 +3,7 @@
 #include <exception>
 #include <limits>
 #include <map>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -15,6 +16,8 @@
 #include "accel/checkpoint/optimizer_checkpoint.h"
 #include "accel/checkpoint/random_state.h"
 #include "accel/checkpoint/staged_directory.h"
+#include "accel/checkpoint/tensor_slices.h"
+#include "accel/parallel/model_sharding.h"
 #include "accel/parallel/replication.h"
 #include "accel/util/check.h"
 #include "accel/util/user_json.h"
@@ -30,6 +33,23 @@ constexpr const char* kStateFile = "accel_state.json";
 constexpr const char* kStateFormat = "accel.state/1";
 
 std::string random_states_name(int rank) { return "random_states_" + std::to_string(rank) + ".safetensors"; }
+
+// SHARDED_STATE_DICT: model i as each rank's slices.
+std::string model_slices_name(size_t i, int rank) {
+  return numbered("model", i, "") + "_fsdp_rank" + std::to_string(rank) + ".safetensors";
+}
+
+// A sharded checkpoint's slices into a model every rank holds whole.
+void load_whole_from_slices(torch::nn::Module& module, const SliceSet& slices) {
+  torch::NoGradGuard no_grad;
+  auto state = model_state(module);
+  for (auto& [name, t] : state) {
+    ACCEL_CHECK(slices.contains(name), "load_state: the sharded model holds no '", name, "'");
+    ACCEL_CHECK(slices.whole(name).shape == t.sizes().vec(), "load_state: '", name, "' has shape ", t.sizes(),
+                " here and ", c10::IntArrayRef(slices.whole(name).shape), " in the checkpoint");
+  }
+  for (auto& [name, t] : state) t.copy_(slices.read_whole(name));
+}
 
 json read_json(const fs::path& path) {
   try {
@@ -108,13 +128,23 @@ fs::path Accelerator::save_state(const std::optional<fs::path>& dir) {
   // rank's shard, and a collective for the consolidated state).
   for (size_t i = 0; i < optimizers_.size(); ++i)
     replication_->optimizer_checkpoint(*optimizers_[i])->save(staging, i, process_index());
-  // Each model's tensors: every rank takes part (sharded ones are gathered).
-  std::vector<safetensors::NamedTensors> model_states;
-  for (auto& model : models_) model_states.push_back(model->state());
+  // Each model's tensors: every rank takes part (sharded ones are gathered,
+  // or under SHARDED_STATE_DICT written by each rank as its slices).
+  std::vector<std::optional<safetensors::NamedTensors>> model_states;
+  for (size_t i = 0; i < models_.size(); ++i) {
+    auto* sharding = models_[i]->sharding();
+    if (sharding && sharding->sharded_state_dict()) {
+      sharding->save_slices(staging / model_slices_name(i, process_index()), process_index(), num_processes());
+      model_states.emplace_back();
+    } else {
+      model_states.emplace_back(models_[i]->state());
+    }
+  }
   if (is_main_process()) {
     for (size_t i = 0; i < models_.size(); ++i)
-      write_model_files(model_states[i], staging,
-                        SaveModelOptions().weights_name(numbered("model", i, ".safetensors")));
+      if (model_states[i])
+        write_model_files(*model_states[i], staging,
+                          SaveModelOptions().weights_name(numbered("model", i, ".safetensors")));
     for (size_t i = 0; i < schedulers_.size(); ++i)
       write_file_atomic(staging / numbered("scheduler", i, ".json"), scheduler_json(*schedulers_[i]).dump());
     for (size_t i = 0; i < loaders_.size(); ++i)
@@ -162,6 +192,7 @@ fs::path Accelerator::load_state(const std::optional<fs::path>& dir) {
   json meta;
   bool same_world = true;
   fs::path random_file;
+  std::vector<std::vector<fs::path>> model_slices;  // per model: its slice files, or none (model.safetensors)
   const bool has_scaler = scaler_ && scaler_->enabled();
   auto preflight = [&] {
     if (dir) {
@@ -213,7 +244,15 @@ fs::path Accelerator::load_state(const std::optional<fs::path>& dir) {
 
     // Every file present before anything is touched.
     std::string missing;
+    model_slices.assign(models_.size(), {});
     for (size_t i = 0; i < models_.size(); ++i) {
+      if (fs::exists(in / model_slices_name(i, 0))) {  // SHARDED_STATE_DICT: every rank's slices
+        for (int r = 0; r < saved_processes; ++r) {
+          model_slices[i].push_back(in / model_slices_name(i, r));
+          if (!fs::exists(model_slices[i].back())) missing += "\n  " + model_slices_name(i, r);
+        }
+        continue;
+      }
       try {
         find_checkpoint_files(in, numbered("model", i, ".safetensors"));  // either layout
       } catch (const std::exception&) {
@@ -259,11 +298,20 @@ fs::path Accelerator::load_state(const std::optional<fs::path>& dir) {
   ACCEL_CHECK(others.empty(), "load_state: not loading, other ranks refused the checkpoint:", others,
               "\nNothing was loaded on any rank.");
 
-  for (size_t i = 0; i < models_.size(); ++i)
+  for (size_t i = 0; i < models_.size(); ++i) {
+    if (!model_slices[i].empty()) {
+      const SliceSet slices(model_slices[i]);
+      if (auto* sharding = models_[i]->sharding())
+        sharding->load_slices(slices);
+      else
+        models_[i]->write_parameters([&] { load_whole_from_slices(models_[i]->module(), slices); });
+      continue;
+    }
     models_[i]->write_parameters([&] {
       load_model_weights(models_[i]->module(), in,
                          LoadModelOptions().weights_name(numbered("model", i, ".safetensors")));
     });
+  }
   for (size_t i = 0; i < optimizers_.size(); ++i)
     replication_->optimizer_checkpoint(*optimizers_[i])->load(in, i, process_index(), same_world);
   for (size_t i = 0; i < schedulers_.size(); ++i) {

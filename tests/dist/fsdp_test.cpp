@@ -7,7 +7,6 @@
 // memory each rank holds (1/N of the parameters and gradients, at most the
 // root and two units gathered), save_state and load_state resuming
 // exactly, and the refusals.
-#include <ATen/CPUGeneratorImpl.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -18,6 +17,7 @@
 #include "accel/parallel/fsdp/fully_sharded_model.h"
 #include "support/distributed.h"
 #include "support/errors.h"
+#include "support/fsdp_training.h"
 #include "support/temp_dir.h"
 #include "support/tensors.h"
 #include "support/unit_stack.h"
@@ -25,160 +25,10 @@
 using namespace accel;
 using namespace accel::testing;
 using namespace accel::testing::unit_stack;
+using namespace accel::testing::fsdp_training;
 namespace F = torch::nn::functional;
 
 namespace {
-
-constexpr int64_t kRows = 2;  // rows per rank per micro-batch
-constexpr int64_t kSamples = 256;
-
-struct Variant {
-  int world = 2;
-  int64_t accumulation = 1;
-  double clip = 0;
-  bool reshard_after_forward = true;
-  bool freeze_block = false;
-  WrapPolicy policy = WrapPolicy::transformer_based;
-  int hybrid_shard_size = 0;       // > 0: hybrid_shard in groups of that many ranks
-  bool offload_optimizer = false;  // shards and optimizer state in host memory
-  bool offload_param = false;      // and the gathers' copies too
-  bool sgd = false;                // SGD with momentum instead of AdamW (stepped by its own step())
-  bool checkpoint = false;         // activation checkpointing at the blocks
-};
-
-const torch::Tensor& features() {
-  static const torch::Tensor x = [] {
-    return torch::randn({kSamples, 6}, at::make_generator<at::CPUGeneratorImpl>(11));
-  }();
-  return x;
-}
-const torch::Tensor& labels() {
-  static const torch::Tensor y = [] {
-    return torch::randint(0, 3, {kSamples}, at::make_generator<at::CPUGeneratorImpl>(12));
-  }();
-  return y;
-}
-
-// Block 0's norm frozen, as a user freezes part of a model.
-void freeze(Stack& net) {
-  for (auto& p : net->blocks[0]->ln->parameters()) p.set_requires_grad(false);
-}
-
-// AdamW (or SGD) in two groups, by name: no weight decay for biases and norms.
-std::shared_ptr<torch::optim::Optimizer> make_optimizer(Stack& net, bool sgd = false) {
-  std::vector<torch::Tensor> decay, no_decay;
-  for (const auto& item : net->named_parameters()) {
-    if (!item.value().requires_grad()) continue;
-    const bool plain = item.key().ends_with(".bias") || item.key().find(".ln.") != std::string::npos;
-    (plain ? no_decay : decay).push_back(item.value());
-  }
-  std::vector<torch::optim::OptimizerParamGroup> groups;
-  if (sgd) {
-    using O = torch::optim::SGDOptions;
-    groups.emplace_back(decay, std::make_unique<O>(O(0.05).momentum(0.9).weight_decay(0.1)));
-    groups.emplace_back(no_decay, std::make_unique<O>(O(0.05).momentum(0.9)));
-    return std::make_shared<torch::optim::SGD>(groups, O(0.05));
-  }
-  groups.emplace_back(decay,
-                      std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(0.01).weight_decay(0.1)));
-  groups.emplace_back(no_decay,
-                      std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(0.01).weight_decay(0)));
-  return std::make_shared<torch::optim::AdamW>(groups, torch::optim::AdamWOptions(0.01));
-}
-
-struct Result {
-  std::map<std::string, torch::Tensor> params;
-  std::vector<double> norms;
-};
-
-double max_diff(const std::map<std::string, torch::Tensor>& got, const std::map<std::string, torch::Tensor>& want) {
-  EXPECT_EQ(got.size(), want.size());
-  double d = 0;
-  for (const auto& [name, t] : want) {
-    auto it = got.find(name);
-    if (it == got.end()) {
-      ADD_FAILURE() << "missing " << name;
-      continue;
-    }
-    d = std::max(d, accel::testing::max_diff(it->second, t));
-  }
-  return d;
-}
-
-// One process, plain LibTorch, the global batch at each step.
-Result reference(const Variant& v, int64_t steps) {
-  seed_cpu(7);
-  Stack net(StackOptions{.units = false});
-  if (v.freeze_block) freeze(net);
-  auto opt = make_optimizer(net, v.sgd);
-  Result r;
-  const int64_t rows = v.world * kRows * v.accumulation;
-  for (int64_t s = 0; s < steps; ++s) {
-    opt->zero_grad();
-    F::cross_entropy(net(features().narrow(0, s * rows, rows)), labels().narrow(0, s * rows, rows)).backward();
-    if (v.clip > 0) r.norms.push_back(torch::nn::utils::clip_grad_norm_(net->parameters(), v.clip));
-    opt->step();
-  }
-  for (const auto& item : net->named_parameters()) r.params[item.key()] = item.value().detach().clone();
-  return r;
-}
-
-AcceleratorOptions sharded(const Variant& v) {
-  return AcceleratorOptions()
-      .gradient_accumulation_steps(v.accumulation)
-      .sharding(ShardingOptions()
-                    .strategy(v.hybrid_shard_size > 0 ? ShardingStrategy::hybrid_shard : ShardingStrategy::full_shard)
-                    .hybrid_shard_size(v.hybrid_shard_size)
-                    .reshard_after_forward(v.reshard_after_forward)
-                    .auto_wrap_policy(v.policy)
-                    .min_num_params(100)
-                    .offload_optimizer(OffloadOptions().device(
-                        v.offload_optimizer || v.offload_param ? OffloadDevice::cpu : OffloadDevice::none))
-                    .offload_param(OffloadOptions().device(v.offload_param ? OffloadDevice::cpu : OffloadDevice::none))
-                    .activation_checkpointing(v.checkpoint));
-}
-
-// Training through the Accelerator, as a user writes it.
-struct Trainer {
-  Accelerator acc;
-  Stack net{nullptr};
-  std::optional<PreparedModel<Stack>> model;
-  std::shared_ptr<AcceleratedOptimizer> optimizer;
-  std::vector<double> norms;
-  int64_t first = 0;
-  Variant v;
-
-  explicit Trainer(const Variant& variant) : acc(sharded(variant)), v(variant) {
-    seed_cpu(7 + 100 * acc.process_index());  // prepare must broadcast rank 0's weights
-    net = Stack();
-    if (v.freeze_block) freeze(net);
-    auto [m, o] = acc.prepare(net, make_optimizer(net, v.sgd));
-    model.emplace(std::move(m));
-    optimizer = o;
-  }
-  fsdp::FullyShardedModel& sharding() { return dynamic_cast<fsdp::FullyShardedModel&>(*model->core().sharding()); }
-
-  void train(int64_t steps) {
-    const int64_t world = acc.num_processes();
-    for (int64_t s = 0; s < steps; ++s) {
-      for (int64_t m = 0; m < v.accumulation; ++m, first += world * kRows) {
-        auto scope = acc.accumulate(*model);
-        const int64_t mine = first + acc.process_index() * kRows;
-        acc.backward(F::cross_entropy((*model)(features().narrow(0, mine, kRows)), labels().narrow(0, mine, kRows)));
-        if (acc.sync_gradients() && v.clip > 0)
-          norms.push_back(acc.clip_grad_norm_(net->parameters(), v.clip).item<double>());
-        optimizer->step();
-        optimizer->zero_grad();
-      }
-    }
-  }
-
-  std::map<std::string, torch::Tensor> params() {
-    std::map<std::string, torch::Tensor> out;
-    for (auto& [name, t] : acc.get_state_dict(*model)) out[name] = t;
-    return out;
-  }
-};
 
 void expect_equals_reference(const Variant& v) {
   run_distributed(v.world, [&] {

@@ -22,6 +22,7 @@ using accel::OffloadDevice;
 using accel::ShardingConfig;
 using accel::ShardingConfigContext;
 using accel::ShardingStrategy;
+using accel::StateDictType;
 using accel::testing::expect_error;
 
 std::string fixture(const std::string& name) { return std::string(ACCEL_SOURCE_DIR) + "/tests/data/deepspeed/" + name; }
@@ -416,6 +417,34 @@ TEST(ShardingConfig, FsdpVariablesOfTheLauncher) {
   auto offload = accel::sharding_config_from_env(env(
       {{"ACCELERATE_USE_FSDP", "true"}, {"FSDP_SHARDING_STRATEGY", "SHARD_GRAD_OP"}, {"FSDP_OFFLOAD_PARAMS", "true"}}));
   EXPECT_EQ(offload.sharding->offload_optimizer().device(), OffloadDevice::cpu);
+}
+
+TEST(ShardingConfig, FsdpStateDictTypeFollowsAccelerate) {
+  auto type = [](std::map<std::string, std::string> vars) {
+    vars["ACCELERATE_USE_FSDP"] = "true";
+    return accel::sharding_config_from_env(env(vars)).sharding->state_dict_type();
+  };
+  // The default depends on the version, as in Accelerate's plugin.
+  EXPECT_EQ(type({}), StateDictType::full);
+  EXPECT_EQ(type({{"FSDP_VERSION", "2"}}), StateDictType::sharded);
+  EXPECT_EQ(type({{"FSDP_STATE_DICT_TYPE", "sharded_state_dict"}}), StateDictType::sharded);
+  EXPECT_EQ(type({{"FSDP_VERSION", "2"}, {"FSDP_STATE_DICT_TYPE", "FULL_STATE_DICT"}}), StateDictType::full);
+  EXPECT_EQ(type({{"FSDP_STATE_DICT_TYPE", "1"}}), StateDictType::full);
+  EXPECT_EQ(type({{"FSDP_STATE_DICT_TYPE", "3"}}), StateDictType::sharded);
+  // Version 1's per-rank LOCAL_STATE_DICT is written as the sharded one (which also reshards).
+  EXPECT_EQ(type({{"FSDP_STATE_DICT_TYPE", "LOCAL_STATE_DICT"}}), StateDictType::sharded);
+  expect_error<std::invalid_argument>(
+      [&] {
+        type({{"FSDP_VERSION", "2"}, {"FSDP_STATE_DICT_TYPE", "2"}});
+      },
+      {"FSDP_STATE_DICT_TYPE=2", "FSDP2 has no LOCAL_STATE_DICT"});
+  expect_error<std::invalid_argument>(
+      [&] {
+        type({{"FSDP_STATE_DICT_TYPE", "PARTIAL"}});
+      },
+      {"FSDP_STATE_DICT_TYPE=PARTIAL", "expected FULL_STATE_DICT"});
+  EXPECT_EQ(accel::parse_state_dict_type("sharded_state_dict"), StateDictType::sharded);
+  EXPECT_EQ(accel::to_string(StateDictType::full), "FULL_STATE_DICT");
 }
 
 TEST(ShardingConfig, FsdpFullShardAndWrapPolicyVariables) {

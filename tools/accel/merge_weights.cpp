@@ -1,5 +1,6 @@
 // `accel merge-weights <checkpoint_dir> <output_path> [--remove_checkpoint_dir]`:
-// turns a sharded (ZeRO) save_state folder's weights into one model
+// turns a sharded save_state folder's weights (ZeRO's, or full_shard's
+// under SHARDED_STATE_DICT) into one model
 // (<output_path>/model.safetensors, sharded with an index past
 // --max_shard_size), as `accelerate merge-weights` does for FSDP's sharded
 // state dicts. See checkpoint/merge_weights.h.
@@ -40,9 +41,11 @@ void run_merge(const MergeArgs& a) {
 void register_merge_weights(CLI::App& app) {
   auto args = std::make_shared<MergeArgs>();
   auto* cmd = app.add_subcommand(
-      "merge-weights", "Merge the weights of a sharded (ZeRO) checkpoint into <output_path>/model.safetensors");
+      "merge-weights",
+      "Merge the weights of a sharded (ZeRO or SHARDED_STATE_DICT) checkpoint into <output_path>/model.safetensors");
   cmd->add_option("checkpoint_directory", args->checkpoint_dir,
-                  "A save_state folder with zero_layout.json and zero_shard_rank<r>.safetensors")
+                  "A save_state folder with zero_layout.json and zero_shard_rank<r>.safetensors, or with "
+                  "model_fsdp_rank<r>.safetensors")
       ->required();
   cmd->add_option("output_path", args->output_path, "The folder to write model.safetensors into")->required();
   cmd->add_flag("--remove_checkpoint_dir,--remove-checkpoint-dir", args->remove_checkpoint_dir,

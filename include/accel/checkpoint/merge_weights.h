@@ -1,5 +1,6 @@
 #pragma once
-// Merging a sharded (ZeRO) checkpoint's weights into one model, what
+// Merging a sharded (ZeRO, or full_shard's SHARDED_STATE_DICT) checkpoint's
+// weights into one model, what
 // `accel merge-weights` runs (Accelerate's `accelerate merge-weights` does
 // the same for FSDP's sharded state dicts).
 //
@@ -28,7 +29,15 @@ namespace accel {
 /// or dtype (file, tensor and both sizes named).
 ACCEL_API safetensors::NamedTensors merged_zero_weights(const std::filesystem::path& checkpoint_dir);
 
-/// merged_zero_weights written to `output_dir` (made if missing) with
+/// The weights of a full_shard save_state folder written under
+/// SHARDED_STATE_DICT (model_fsdp_rank<r>.safetensors, slice files:
+/// checkpoint/tensor_slices.h), each tensor joined from every rank's slices
+/// in its model dtype, in the order of rank 0's file. Throws
+/// std::runtime_error naming missing rank files or elements no slice holds.
+ACCEL_API safetensors::NamedTensors merged_sliced_weights(const std::filesystem::path& checkpoint_dir);
+
+/// merged_sliced_weights (when the folder holds model_fsdp_rank0.safetensors)
+/// or merged_zero_weights, written to `output_dir` (made if missing) with
 /// write_model_files. With remove_checkpoint_dir, the checkpoint folder is
 /// removed after the weights are in place (refused when output_dir lies
 /// inside it).

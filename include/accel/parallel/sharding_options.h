@@ -91,6 +91,25 @@ ACCEL_API std::string to_string(WrapPolicy policy);
 /// The inverse of to_string, any case; throws std::invalid_argument naming `name`.
 ACCEL_API WrapPolicy parse_wrap_policy(const std::string& name);
 
+/// How save_state writes a model whose parameters are sharded
+/// (full_shard, hybrid_shard), as Accelerate's FSDP_STATE_DICT_TYPE names it.
+/// Under the other strategies every rank holds the whole model, which is
+/// written whole either way (the optimizer state is per rank there).
+enum class StateDictType {
+  /// FULL_STATE_DICT: model.safetensors, gathered unit by unit and written
+  /// by the main process; the optimizer state per rank.
+  full,
+  /// SHARDED_STATE_DICT: each rank writes its slices of the parameters and
+  /// of the optimizer state (checkpoint/tensor_slices.h); no rank ever
+  /// holds the whole model. load_state reads them back on any number of
+  /// processes; `accel merge-weights` joins them into model.safetensors.
+  sharded,
+};
+/// "FULL_STATE_DICT", "SHARDED_STATE_DICT" (Accelerate's names).
+ACCEL_API std::string to_string(StateDictType type);
+/// The inverse of to_string, any case; throws std::invalid_argument naming `name`.
+ACCEL_API StateDictType parse_state_dict_type(const std::string& name);
+
 struct ACCEL_API ShardingOptions {
   /// What is split across ranks.
   TORCH_ARG(ShardingStrategy, strategy) = ShardingStrategy::shard_grad_op;
@@ -132,6 +151,8 @@ struct ACCEL_API ShardingOptions {
   /// each recomputes its forward in backward, inside the gather its
   /// backward needs anyway (unit/checkpoint.h). The root unit is not.
   TORCH_ARG(bool, activation_checkpointing) = false;
+  /// What save_state writes of the model (FSDP_STATE_DICT_TYPE).
+  TORCH_ARG(StateDictType, state_dict_type) = StateDictType::full;
 };
 
 /// Whether `strategy` shards the parameters (full_shard, hybrid_shard).

@@ -52,6 +52,26 @@ void wrap_policy_from_env(const EnvLookup& env, ShardingOptions& o) {
   o.auto_wrap_policy(policy);
 }
 
+// Accelerate's FullyShardedDataParallelPlugin.set_state_dict_type: by name
+// (any case) or by torch's StateDictType value (1-3); FULL_STATE_DICT by
+// default under fsdp_version 1, SHARDED_STATE_DICT under 2, which refuses
+// LOCAL_STATE_DICT. Under version 1, LOCAL_STATE_DICT (each rank's flat
+// shard, read back by as many ranks) is written as SHARDED_STATE_DICT,
+// which holds the same and loads on any number of ranks.
+StateDictType state_dict_type_from_env(const EnvLookup& env, long version) {
+  const std::string variable = "FSDP_STATE_DICT_TYPE";
+  const std::string raw = env_string(env, variable).value_or(version == 1 ? "FULL_STATE_DICT" : "SHARDED_STATE_DICT");
+  static const std::vector<std::string> names = {"FULL_STATE_DICT", "LOCAL_STATE_DICT", "SHARDED_STATE_DICT"};
+  std::string name = upper(trim(raw));
+  if (name == "1" || name == "2" || name == "3") name = names[name[0] - '1'];
+  ACCEL_CHECK_ARG(std::find(names.begin(), names.end(), name) != names.end(), variable, "=", raw,
+                  ": expected FULL_STATE_DICT, LOCAL_STATE_DICT or SHARDED_STATE_DICT (or 1-3)");
+  ACCEL_CHECK_ARG(
+      !(version == 2 && name == "LOCAL_STATE_DICT"), variable, "=", raw,
+      " with FSDP_VERSION=2: FSDP2 has no LOCAL_STATE_DICT; expected FULL_STATE_DICT or SHARDED_STATE_DICT");
+  return name == "FULL_STATE_DICT" ? StateDictType::full : StateDictType::sharded;
+}
+
 ShardingConfig fsdp_from_env(const EnvLookup& env) {
   ShardingConfig out;
   out.source = "environment";
@@ -83,6 +103,7 @@ ShardingConfig fsdp_from_env(const EnvLookup& env) {
   }
   const bool offload = env_true(env, "FSDP_OFFLOAD_PARAMS");
   ShardingOptions o;
+  o.state_dict_type(state_dict_type_from_env(env, version));
   if (name == "FULL_SHARD" || name.rfind("HYBRID", 0) == 0) {
     // HYBRID_SHARD_ZERO2 keeps the parameters gathered from forward to backward.
     o.strategy(name == "FULL_SHARD" ? ShardingStrategy::full_shard : ShardingStrategy::hybrid_shard);

@@ -43,6 +43,16 @@ WrapPolicy parse_wrap_policy(const std::string& name) {
                               "': expected TRANSFORMER_BASED_WRAP, SIZE_BASED_WRAP or NO_WRAP");
 }
 
+std::string to_string(StateDictType type) {
+  return type == StateDictType::sharded ? "SHARDED_STATE_DICT" : "FULL_STATE_DICT";
+}
+
+StateDictType parse_state_dict_type(const std::string& name) {
+  for (auto t : {StateDictType::full, StateDictType::sharded})
+    if (to_string(t) == upper(name)) return t;
+  fail<std::invalid_argument>("unknown state dict type '", name, "': expected FULL_STATE_DICT or SHARDED_STATE_DICT");
+}
+
 std::string to_string(OffloadDevice device) {
   switch (device) {
     case OffloadDevice::none: return "none";

@@ -5,9 +5,10 @@
 // the models prepared before it (sharded_optimizer.h).
 //
 // save_state writes the model whole (gathered one unit at a time, by the
-// main process, as FSDP's FULL_STATE_DICT) and each rank's optimizer state
-// over its pieces (fsdp_optimizer_<i>_rank<r>.safetensors/.json); it loads
-// into as many processes as saved it.
+// main process, as FSDP's FULL_STATE_DICT) or, under SHARDED_STATE_DICT,
+// as each rank's slices (FullyShardedModel::save_slices); and each rank's
+// optimizer state over its pieces as slice files
+// (sharded_optimizer_checkpoint.h). Either loads on any number of processes.
 #include <memory>
 #include <vector>
 

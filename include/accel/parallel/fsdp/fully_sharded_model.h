@@ -76,6 +76,9 @@ class ACCEL_API FullyShardedModel : public ModelSharding {
   bool* sync_flag() override { return &sync_; }
   safetensors::NamedTensors full_state() override;
   void write_full_parameters(const std::function<void()>& write) override;
+  bool sharded_state_dict() const override { return options_.state_dict_type() == StateDictType::sharded; }
+  void save_slices(const std::filesystem::path& file, int rank, int world_size) const override;
+  void load_slices(const SliceSet& slices) override;
 
   /// The sharded units, then the root (last).
   const std::vector<std::unique_ptr<ShardedUnit>>& units() const { return units_; }

@@ -36,15 +36,22 @@ class ACCEL_API ShardedOptimizerTensors : public OptimizerTensors {
   void collect_gradients(const std::vector<torch::Tensor>& params, std::vector<bool>& claimed,
                          GradientSet& out) const override;
 
- private:
+  /// Where the optimizer's parameters come from, in its numbering (param
+  /// groups in order, then within each): the unit, the parameter's index
+  /// there, and the index of its model among those given at construction.
   struct Place {
     ShardedUnit* unit;
     size_t index;
+    size_t model = 0;
   };
+  const std::vector<Place>& places() const { return places_; }
+
+ private:
   Place place_of(const torch::Tensor& param) const;
 
   std::vector<std::shared_ptr<FullyShardedModel>> models_;
   std::vector<ShardedUnit*> units_;  // those holding this optimizer's parameters
+  std::vector<Place> places_;        // per optimizer parameter
   c10::intrusive_ptr<c10d::ProcessGroup> group_;
   bool offloaded_ = false;               // some unit's shards are in host memory
   bool copies_written_ = false;          // the last step wrote the offloaded copies itself

@@ -108,6 +108,12 @@ class ACCEL_API ShardedUnit {
 
   /// What the optimizer steps for parameters()[i].
   const torch::Tensor& piece(size_t i) const { return pieces_.at(i); }
+  /// Where piece(i) starts among parameters()[i]'s elements, flattened.
+  int64_t piece_begin(size_t i) const { return piece_begin_.at(i); }
+  /// Writes `values` (numel of piece(i), any dtype) into piece(i), the
+  /// unit resharded (a load); pieces_written() once every piece is written.
+  void write_piece(size_t i, const torch::Tensor& values);
+  void pieces_written();
   /// The gradient of piece(i) (valid after gradients_to_pieces()).
   torch::Tensor piece_grad(size_t i) const;
   /// Offloaded with a parameter dtype other than the shard's: where the
@@ -148,12 +154,14 @@ class ACCEL_API ShardedUnit {
   // The gathered buffers belong to the copy stream (offload_param on CUDA).
   bool gathers_on_copy_stream() const { return streams_ && placement_.host_params; }
   void copy_to_grad_shard(Kind& kind, const torch::Tensor& reduced);
+  void refresh_copies(bool copies_written, bool frozen_too);
 
   std::string path_;
   std::vector<torch::Tensor> params_;
   std::vector<std::string> names_;
   std::vector<torch::Tensor> pieces_;
   std::vector<std::pair<size_t, int64_t>> piece_place_;  // params_[i] -> (kind, offset of its piece in the shard)
+  std::vector<int64_t> piece_begin_;                     // params_[i] -> first element of its piece
   std::vector<Kind> kinds_;
   size_t num_trainable_ = 0;
   c10::intrusive_ptr<c10d::ProcessGroup> group_;

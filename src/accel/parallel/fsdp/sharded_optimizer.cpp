@@ -27,6 +27,7 @@ ShardedOptimizerTensors::ShardedOptimizerTensors(torch::optim::Optimizer& optimi
       if (std::find(units_.begin(), units_.end(), place.unit) == units_.end()) units_.push_back(place.unit);
       offloaded_ = offloaded_ || place.unit->placement().host_masters;
       if (p.is_cuda()) device_ = p.device();
+      places_.push_back(place);
       p = place.unit->piece(place.index);
     }
   }
@@ -34,9 +35,9 @@ ShardedOptimizerTensors::ShardedOptimizerTensors(torch::optim::Optimizer& optimi
 }
 
 ShardedOptimizerTensors::Place ShardedOptimizerTensors::place_of(const torch::Tensor& param) const {
-  for (const auto& model : models_) {
-    auto [unit, index] = model->find(param);
-    if (unit) return {unit, index};
+  for (size_t m = 0; m < models_.size(); ++m) {
+    auto [unit, index] = models_[m]->find(param);
+    if (unit) return {unit, index, m};
   }
   return {nullptr, 0};
 }

@@ -53,6 +53,7 @@ ShardedUnit::ShardedUnit(std::string path, const std::vector<std::pair<std::stri
   const auto dtype = shard_dtype(first.scalar_type());
   const bool pin = placement_.pin_memory && first.is_cuda();
   piece_place_.resize(params_.size());
+  piece_begin_.resize(params_.size());
   pieces_.resize(params_.size());
   size_t index = 0;
   for (const auto* kind_params : lists) {
@@ -96,6 +97,7 @@ ShardedUnit::ShardedUnit(std::string path, const std::vector<std::pair<std::stri
       piece.set_requires_grad(params_[member].requires_grad());
       pieces_[member] = piece;
       piece_place_[member] = {k, begin};
+      piece_begin_[member] = length > 0 ? lo - fp.offset : 0;
     }
     kinds_.push_back(std::move(kind));
   }
@@ -281,10 +283,23 @@ torch::Tensor ShardedUnit::piece_copy(size_t i) const {
   return kind.host_copy.narrow(0, begin, pieces_.at(i).numel());
 }
 
-void ShardedUnit::shards_updated(bool copies_written) {
+void ShardedUnit::shards_updated(bool copies_written) { refresh_copies(copies_written, /*frozen_too=*/false); }
+
+void ShardedUnit::write_piece(size_t i, const torch::Tensor& values) {
+  ACCEL_CHECK_STATE(!unsharded_, "ShardedUnit::write_piece: unit '", path_, "' is gathered; reshard it first");
+  ACCEL_CHECK_ARG(values.numel() == pieces_.at(i).numel(), "parameter '", names_.at(i), "': ", values.numel(),
+                  " values for a piece of ", pieces_.at(i).numel());
+  torch::NoGradGuard no_grad;
+  pieces_[i].copy_(values.reshape({-1}));
+}
+
+void ShardedUnit::pieces_written() { refresh_copies(/*copies_written=*/false, /*frozen_too=*/true); }
+
+void ShardedUnit::refresh_copies(bool copies_written, bool frozen_too) {
   torch::NoGradGuard no_grad;
   for (auto& kind : kinds_) {
-    if (!kind.host_copy.defined() || !kind.grad_shard.defined()) continue;  // not offloaded, or frozen
+    if (!kind.host_copy.defined()) continue;                  // not offloaded
+    if (!kind.grad_shard.defined() && !frozen_too) continue;  // frozen: no step changed it
     if (!copies_written && !kind.host_copy.is_same(kind.shard)) kind.host_copy.copy_(kind.shard);
     if (kind.device_copy.defined()) kind.device_copy.copy_(kind.host_copy, /*non_blocking=*/true);
   }

@@ -1,0 +1,130 @@
+#include "accel/checkpoint/tensor_slices.h"
+
+#include <algorithm>
+
+#include <nlohmann/json.hpp>
+
+#include "accel/checkpoint/safetensors_format.h"
+#include "accel/util/check.h"
+#include "accel/util/user_json.h"
+
+namespace accel {
+namespace {
+
+using json = nlohmann::json;
+namespace fs = std::filesystem;
+
+constexpr const char* kSlicesKey = "accel_slices";
+
+int64_t numel_of(const std::vector<int64_t>& shape) {
+  int64_t n = 1;
+  for (auto d : shape) n *= d;
+  return n;
+}
+
+}  // namespace
+
+void save_slices(const std::vector<Slice>& slices, const fs::path& file, const safetensors::Metadata& extra) {
+  safetensors::NamedTensors tensors;
+  json index = json::object();
+  for (const auto& s : slices) {
+    auto flat = s.data.detach().reshape({-1}).to(torch::kCPU, /*non_blocking=*/false, /*copy=*/true);
+    ACCEL_CHECK_ARG(s.begin >= 0 && s.begin + flat.numel() <= numel_of(s.shape), "save_slices: slice '", s.key,
+                    "' of '", s.whole, "' holds [", s.begin, ", ", s.begin + flat.numel(), "), past its ",
+                    numel_of(s.shape), " elements");
+    index[s.key] = {{"of", s.whole},
+                    {"shape", s.shape},
+                    {"dtype", std::string(safetensors::dtype_name(safetensors::from_scalar_type(s.dtype)))},
+                    {"begin", s.begin}};
+    tensors.emplace_back(s.key, std::move(flat));
+  }
+  safetensors::Metadata metadata = extra;
+  metadata[kSlicesKey] = index.dump();
+  safetensors::save_file(tensors, file, metadata);
+}
+
+SliceSet::SliceSet(const std::vector<fs::path>& files) {
+  for (size_t f = 0; f < files.size(); ++f) {
+    files_.push_back(std::make_unique<safetensors::File>(files[f]));
+    const auto& file = *files_.back();
+    auto it = file.metadata().find(kSlicesKey);
+    ACCEL_CHECK(it != file.metadata().end(), "'", files[f].string(), "' holds no slice index (metadata \"", kSlicesKey,
+                "\"): not a sharded checkpoint file of accel");
+    json index;
+    try {
+      index = parse_user_json(it->second);
+    } catch (const std::invalid_argument& e) {
+      fail<std::runtime_error>("'", files[f].string(), "': metadata \"", kSlicesKey, "\": ", e.what());
+    }
+    ACCEL_CHECK(index.is_object(), "'", files[f].string(), "': metadata \"", kSlicesKey, "\" is not a JSON object");
+    for (const auto& [key, entry] : index.items()) {
+      auto bad = [&](const auto&... what) {
+        fail<std::runtime_error>("'", files[f].string(), "': slice '", key, "': ", what...);
+      };
+      if (!file.contains(key)) bad("listed in the metadata but not in the file");
+      if (!entry.is_object() || !entry.contains("of") || !entry["of"].is_string()) bad("no \"of\" (the whole's name)");
+      Whole w;
+      if (!entry.contains("shape") || !entry["shape"].is_array()) bad("no \"shape\" array");
+      for (const auto& d : entry["shape"]) {
+        if (!d.is_number_integer() || d.get<int64_t>() < 0)
+          bad("shape ", json_excerpt(entry["shape"]), ": expected non-negative integers");
+        w.shape.push_back(d.get<int64_t>());
+      }
+      w.numel = numel_of(w.shape);
+      const auto dtype = entry.contains("dtype") && entry["dtype"].is_string()
+                             ? safetensors::dtype_from_name(entry["dtype"].get<std::string>())
+                             : std::nullopt;
+      if (!dtype) bad("dtype ", json_excerpt(entry.value("dtype", json())), ": expected a safetensors dtype name");
+      w.dtype = safetensors::to_scalar_type(*dtype);
+      if (!entry.contains("begin") || !entry["begin"].is_number_integer() || entry["begin"].get<int64_t>() < 0)
+        bad("begin ", json_excerpt(entry.value("begin", json())), ": expected an integer >= 0");
+      Part part{f, key, entry["begin"].get<int64_t>(), numel_of(file.info(key).shape)};
+      if (part.begin + part.numel > w.numel)
+        bad("holds elements [", part.begin, ", ", part.begin + part.numel, ") of a tensor of ", w.numel);
+      const std::string of = entry["of"].get<std::string>();
+      auto [known, added] = wholes_.emplace(of, w);
+      if (added) order_.push_back(of);
+      if (known->second.shape != w.shape || known->second.dtype != w.dtype)
+        bad("'", of, "' has shape ", json(w.shape).dump(), " here and ", json(known->second.shape).dump(),
+            " (or another dtype) in an earlier file");
+      parts_[of].push_back(std::move(part));
+    }
+  }
+  for (auto& [name, parts] : parts_)
+    std::stable_sort(parts.begin(), parts.end(), [](const Part& a, const Part& b) { return a.begin < b.begin; });
+}
+
+const SliceSet::Whole& SliceSet::whole(const std::string& name) const {
+  auto it = wholes_.find(name);
+  ACCEL_CHECK(it != wholes_.end(), "the checkpoint holds no slice of '", name, "'");
+  return it->second;
+}
+
+torch::Tensor SliceSet::read(const std::string& name, int64_t begin, int64_t numel, torch::ScalarType dtype) const {
+  const Whole& w = whole(name);
+  ACCEL_CHECK(begin >= 0 && numel >= 0 && begin + numel <= w.numel, "reading elements [", begin, ", ", begin + numel,
+              ") of '", name, "', which has ", w.numel);
+  auto out = torch::empty({numel}, torch::dtype(dtype));
+  int64_t at = begin;
+  const int64_t end = begin + numel;
+  for (const auto& part : parts_.at(name)) {
+    if (at >= end) break;
+    const int64_t part_end = part.begin + part.numel;
+    if (part_end <= at) continue;
+    if (part.begin > at) break;  // a gap
+    const int64_t stop = std::min(end, part_end);
+    auto src = files_[part.file]->get(part.key).reshape({-1}).narrow(0, at - part.begin, stop - at);
+    out.narrow(0, at - begin, stop - at).copy_(src);
+    at = stop;
+  }
+  ACCEL_CHECK(at >= end, "the checkpoint's slices of '", name, "' do not hold element ", at, " (of ", w.numel,
+              "): a rank's file is missing or was written by another model");
+  return out;
+}
+
+torch::Tensor SliceSet::read_whole(const std::string& name) const {
+  const Whole& w = whole(name);
+  return read(name, 0, w.numel, w.dtype).view(w.shape);
+}
+
+}  // namespace accel

@@ -1,0 +1,83 @@
+#pragma once
+// Slice files: tensors cut into 1-D slices spread over several safetensors
+// files, each slice described in its file's metadata, so that what N
+// processes wrote is read back by M (resharding) or merged into one tensor.
+// Parameter sharding's SHARDED_STATE_DICT and its optimizer state use them.
+//
+// A slice file is a plain safetensors file (Python reads it). Its metadata
+// entry "accel_slices" is a JSON object with, per sliced tensor of the file,
+//   "<key in the file>": {"of": "<whole tensor>", "shape": [4, 3], "dtype": "BF16", "begin": 5}
+// The tensor holds the elements [begin, begin + numel) of the whole tensor
+// flattened in row-major order, in the file's dtype (which may differ from
+// the whole's: fp32 masters of a bf16 parameter). Slices of one whole may
+// overlap (replicas under hybrid sharding write the same ones).
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <torch/types.h>
+
+#include "accel/checkpoint/safetensors.h"
+
+namespace accel {
+
+/// One slice to write.
+struct Slice {
+  std::string key;     // its name in the file
+  torch::Tensor data;  // flattened when written
+  std::string whole;   // the tensor it is part of
+  std::vector<int64_t> shape;
+  torch::ScalarType dtype = torch::kFloat;
+  int64_t begin = 0;
+};
+
+/// Writes `slices` (copied to the CPU) to `file` through a temporary name,
+/// with `extra` metadata besides "accel_slices".
+void save_slices(const std::vector<Slice>& slices, const std::filesystem::path& file,
+                 const safetensors::Metadata& extra = {});
+
+/// The slices of a set of files, read lazily (headers at construction).
+class SliceSet {
+ public:
+  struct Whole {
+    std::vector<int64_t> shape;
+    torch::ScalarType dtype = torch::kFloat;
+    int64_t numel = 0;
+  };
+
+  /// Throws std::runtime_error naming the file and key of malformed slice
+  /// metadata, a slice past the end of its whole, or two files that
+  /// disagree on a whole's shape or dtype.
+  explicit SliceSet(const std::vector<std::filesystem::path>& files);
+
+  /// The wholes, in the order first met (files in order, keys in their order).
+  const std::vector<std::string>& wholes() const { return order_; }
+  bool contains(const std::string& whole) const { return wholes_.count(whole) > 0; }
+  const Whole& whole(const std::string& name) const;
+  /// The metadata of the i-th file (as given to the constructor).
+  const safetensors::Metadata& metadata(size_t file) const { return files_.at(file)->metadata(); }
+  size_t num_files() const { return files_.size(); }
+
+  /// Elements [begin, begin + numel) of `whole`, flattened, in `dtype`,
+  /// from the slices covering them; throws naming the whole and the first
+  /// element no slice holds.
+  torch::Tensor read(const std::string& whole, int64_t begin, int64_t numel, torch::ScalarType dtype) const;
+  /// The whole tensor, shaped, in its own dtype.
+  torch::Tensor read_whole(const std::string& whole) const;
+
+ private:
+  struct Part {
+    size_t file;
+    std::string key;
+    int64_t begin = 0, numel = 0;
+  };
+  std::vector<std::unique_ptr<safetensors::File>> files_;
+  std::vector<std::string> order_;
+  std::map<std::string, Whole> wholes_;
+  std::map<std::string, std::vector<Part>> parts_;  // per whole, sorted by begin
+};
+
+}  // namespace accel
