@@ -22,8 +22,10 @@
 // optimizers for fp32 CPU parameters (same options, state and checkpoints).
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <tuple>
+#include <vector>
 
 #include <torch/arg.h>
 #include <torch/optim/adam.h>
@@ -87,6 +89,23 @@ ACCEL_API bool cpu_adam_step(torch::optim::Optimizer& optimizer);
 /// reads, parallel/fsdp) or grad_scale.
 using CpuAdamAdjust = std::function<void(const torch::Tensor& param, CpuAdamSlice& slice)>;
 ACCEL_API bool cpu_adam_step(torch::optim::Optimizer& optimizer, const CpuAdamAdjust& adjust);
+
+/// One parameter's update as cpu_adam_step(optimizer, adjust) runs it,
+/// planned but not run: its state found or made, its step counted, its
+/// group's options read. For a caller that runs the arithmetic later, on
+/// another thread or in another order (parallel/fsdp overlaps it with the
+/// next forward): cpu_adam_step(task.options, task.step, task.slice).
+struct ACCEL_API CpuAdamTask {
+  torch::Tensor param;  // the optimizer's parameter the slice updates
+  CpuAdamOptions options;
+  int64_t step = 1;
+  CpuAdamSlice slice;
+};
+/// The tasks of one step of a torch::optim::Adam or AdamW (or subclass),
+/// parameters without a gradient left out; nullopt, changing nothing, for
+/// any other optimizer. Throws like cpu_adam_step(optimizer).
+ACCEL_API std::optional<std::vector<CpuAdamTask>> plan_cpu_adam_step(torch::optim::Optimizer& optimizer,
+                                                                     const CpuAdamAdjust& adjust = {});
 
 /// The instruction set the update runs with here: "avx512", "avx2" or "baseline".
 ACCEL_API std::string cpu_adam_isa();

@@ -112,12 +112,13 @@ std::string cpu_adam_isa() { return detail::adam_isa(); }
 namespace {
 
 template <typename Options, typename State>
-void step_all(torch::optim::Optimizer& optimizer, bool adamw, const char* name, const CpuAdamAdjust& adjust = {}) {
+std::vector<CpuAdamTask> plan_all(torch::optim::Optimizer& optimizer, const char* name, const CpuAdamAdjust& adjust) {
   torch::NoGradGuard no_grad;
+  std::vector<CpuAdamTask> tasks;
   size_t index = 0;
   for (auto& group : optimizer.param_groups()) {
     auto& o = static_cast<Options&>(group.options());
-    CpuAdamOptions options = CpuAdamOptions::from(o);
+    const CpuAdamOptions options = CpuAdamOptions::from(o);
     for (auto& p : group.params()) {
       const size_t i = index++;
       if (!p.grad().defined()) continue;
@@ -130,26 +131,35 @@ void step_all(torch::optim::Optimizer& optimizer, bool adamw, const char* name, 
       CpuAdamSlice slice{p.view(-1), p.grad().contiguous().view(-1), st.exp_avg().view(-1), st.exp_avg_sq().view(-1)};
       if (o.amsgrad()) slice.max_exp_avg_sq = st.max_exp_avg_sq().view(-1);
       if (adjust) adjust(p, slice);
-      cpu_adam_step(options, st.step(), slice);
+      tasks.push_back({p, options, st.step(), std::move(slice)});
     }
   }
+  return tasks;
+}
+
+void run_all(const std::vector<CpuAdamTask>& tasks) {
+  for (const auto& t : tasks) cpu_adam_step(t.options, t.step, t.slice);
 }
 
 }  // namespace
 
+std::optional<std::vector<CpuAdamTask>> plan_cpu_adam_step(torch::optim::Optimizer& optimizer,
+                                                           const CpuAdamAdjust& adjust) {
+  if (dynamic_cast<torch::optim::AdamW*>(&optimizer))
+    return plan_all<torch::optim::AdamWOptions, torch::optim::AdamWParamState>(optimizer, "cpu_adam_step(AdamW)",
+                                                                               adjust);
+  if (dynamic_cast<torch::optim::Adam*>(&optimizer))
+    return plan_all<torch::optim::AdamOptions, torch::optim::AdamParamState>(optimizer, "cpu_adam_step(Adam)", adjust);
+  return std::nullopt;
+}
+
 bool cpu_adam_step(torch::optim::Optimizer& optimizer) { return cpu_adam_step(optimizer, {}); }
 
 bool cpu_adam_step(torch::optim::Optimizer& optimizer, const CpuAdamAdjust& adjust) {
-  if (dynamic_cast<torch::optim::AdamW*>(&optimizer)) {
-    step_all<torch::optim::AdamWOptions, torch::optim::AdamWParamState>(optimizer, true, "cpu_adam_step(AdamW)",
-                                                                        adjust);
-    return true;
-  }
-  if (dynamic_cast<torch::optim::Adam*>(&optimizer)) {
-    step_all<torch::optim::AdamOptions, torch::optim::AdamParamState>(optimizer, false, "cpu_adam_step(Adam)", adjust);
-    return true;
-  }
-  return false;
+  auto tasks = plan_cpu_adam_step(optimizer, adjust);
+  if (!tasks) return false;
+  run_all(*tasks);
+  return true;
 }
 
 torch::Tensor CpuAdamW::step(LossClosure closure) {
@@ -158,7 +168,7 @@ torch::Tensor CpuAdamW::step(LossClosure closure) {
     torch::AutoGradMode enable_grad(true);
     loss = closure();
   }
-  step_all<torch::optim::AdamWOptions, torch::optim::AdamWParamState>(*this, true, "CpuAdamW");
+  run_all(plan_all<torch::optim::AdamWOptions, torch::optim::AdamWParamState>(*this, "CpuAdamW", {}));
   return loss;
 }
 
@@ -168,7 +178,7 @@ torch::Tensor CpuAdam::step(LossClosure closure) {
     torch::AutoGradMode enable_grad(true);
     loss = closure();
   }
-  step_all<torch::optim::AdamOptions, torch::optim::AdamParamState>(*this, false, "CpuAdam");
+  run_all(plan_all<torch::optim::AdamOptions, torch::optim::AdamParamState>(*this, "CpuAdam", {}));
   return loss;
 }
 

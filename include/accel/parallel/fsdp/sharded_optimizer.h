@@ -9,8 +9,11 @@
 //
 // Offloaded shards (ShardPlacement::host_masters) are stepped in host
 // memory: Adam and AdamW (and subclasses) by CPU Adam on the optimizer's own
-// state, writing the parameters' bf16/fp16 copy in the same pass; any other
-// optimizer by its own step() on the CPU, the copy refreshed after.
+// state, writing the parameters' bf16/fp16 copy in the same pass, on a
+// thread of its own unit by unit while the next forward runs (each unit's
+// gather waits for its part); any other optimizer by its own step() on the
+// CPU, the copy refreshed after.
+#include <future>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -29,10 +32,15 @@ class ACCEL_API ShardedOptimizerTensors : public OptimizerTensors {
   /// std::invalid_argument), whose parameters must all belong to `models`.
   ShardedOptimizerTensors(torch::optim::Optimizer& optimizer, std::vector<std::shared_ptr<FullyShardedModel>> models);
 
+  ~ShardedOptimizerTensors() override;
+
   void gradients_to_optimizer() override;
   bool step_optimizer(torch::optim::Optimizer& optimizer) override;
   void parameters_to_model() override;
   void zero_model_grads(bool set_to_none) override;
+  /// Waits for the update of the last step (it runs in the background,
+  /// overlapping the next forward: step_optimizer).
+  void finish_pending() override;
   void collect_gradients(const std::vector<torch::Tensor>& params, std::vector<bool>& claimed,
                          GradientSet& out) const override;
 
@@ -56,6 +64,7 @@ class ACCEL_API ShardedOptimizerTensors : public OptimizerTensors {
   bool offloaded_ = false;               // some unit's shards are in host memory
   bool copies_written_ = false;          // the last step wrote the offloaded copies itself
   std::optional<torch::Device> device_;  // of the parameters, when CUDA
+  std::future<void> update_;             // the offloaded update still running
   void wait_for_device() const;
 };
 

@@ -29,6 +29,7 @@
 // copied over at each gather). The optimizer step refreshes that copy
 // (CPU Adam writes it in the same pass; shards_updated()).
 #include <cstdint>
+#include <future>
 #include <memory>
 #include <string>
 #include <utility>
@@ -122,8 +123,17 @@ class ACCEL_API ShardedUnit {
   torch::Tensor piece_copy(size_t i) const;
   /// After the optimizer wrote the shard: the copy the gathers read is
   /// refreshed (from the host copy, or from the shard unless the update
-  /// wrote the piece copies, `copies_written`).
+  /// wrote the piece copies, `copies_written`). Deferred while an update
+  /// is pending (below).
   void shards_updated(bool copies_written);
+  /// Offloaded: the optimizer's update of this unit's shard runs in the
+  /// background until `done`; the shard, its copies and its gradient shard
+  /// are not touched before then. Whatever reads or writes them first
+  /// (the next gather, a save, a load, the next reduction) waits for it
+  /// and then refreshes the copies (shards_updated(copies_written)).
+  void set_pending_update(std::shared_future<void> done, bool copies_written);
+  /// Waits for a pending update (rethrowing its error) and applies it.
+  void wait_for_update();
 
   const ShardPlacement& placement() const { return placement_; }
   /// Offloaded on CUDA: the host-to-device copies of the gathers and the
@@ -172,6 +182,8 @@ class ACCEL_API ShardedUnit {
   int64_t gathers_ = 0;
   torch::Tensor reduced_sq_;                  // grad_sq_norm() before the scale
   std::vector<int64_t> piece_grad_versions_;  // of the pieces' gradients when made
+  std::shared_future<void> pending_;          // set_pending_update
+  bool pending_copies_written_ = false;
   float grad_scale_ = 1.f;
   bool grad_zero_ = true;
 

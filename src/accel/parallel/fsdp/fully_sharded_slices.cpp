@@ -12,6 +12,7 @@ namespace accel::fsdp {
 void FullyShardedModel::save_slices(const std::filesystem::path& file, int rank, int world_size) const {
   std::vector<Slice> slices;
   for (const auto& unit : units_) {
+    unit->wait_for_update();
     for (size_t i = 0; i < unit->parameters().size(); ++i) {
       const auto& p = unit->parameters()[i];
       const auto& name = unit->names()[i];

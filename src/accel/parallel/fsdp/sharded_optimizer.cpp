@@ -1,6 +1,7 @@
 #include "accel/parallel/fsdp/sharded_optimizer.h"
 
 #include <algorithm>
+#include <future>
 #include <stdexcept>
 #include <unordered_map>
 
@@ -56,21 +57,74 @@ void ShardedOptimizerTensors::gradients_to_optimizer() {
 bool ShardedOptimizerTensors::step_optimizer(torch::optim::Optimizer& optimizer) {
   copies_written_ = false;
   if (!offloaded_) return false;
+  finish_pending();
   wait_for_device();
   // Each piece's copy (in the parameters' dtype) and its unit's deferred clipping factor.
-  std::unordered_map<const void*, std::pair<torch::Tensor, const ShardedUnit*>> pieces;
+  std::unordered_map<const void*, std::pair<torch::Tensor, ShardedUnit*>> pieces;
   for (auto* unit : units_)
     for (size_t i = 0; i < unit->parameters().size(); ++i)
       pieces.emplace(unit->piece(i).unsafeGetTensorImpl(), std::pair{unit->piece_copy(i), unit});
-  copies_written_ = cpu_adam_step(optimizer, [&](const torch::Tensor& piece, CpuAdamSlice& slice) {
+  auto tasks = plan_cpu_adam_step(optimizer, [&](const torch::Tensor& piece, CpuAdamSlice& slice) {
     auto it = pieces.find(piece.unsafeGetTensorImpl());
     if (it == pieces.end()) return;
     slice.param_copy = it->second.first;
     slice.grad_scale = it->second.second->grad_scale();
   });
-  if (!copies_written_)  // the optimizer's own step() reads the gradients as they are
+  if (!tasks) {  // the optimizer's own step() reads the gradients as they are
     for (auto* unit : units_) unit->apply_grad_scale();
-  return copies_written_;
+    return false;
+  }
+  copies_written_ = true;
+  // The tasks hold the gradients now; the pieces let go of theirs, so that
+  // nothing (a zero_grad that zeroes in place) writes them mid-update.
+  for (auto& group : optimizer.param_groups())
+    for (auto& p : group.params()) p.mutable_grad().reset();
+  // The update runs on a thread of its own, a unit at a time in the order
+  // the next forward gathers them (each model's root first, then its units),
+  // and each unit's gather waits only for its own part: the update
+  // overlaps the next forward instead of preceding it. Exact: nothing
+  // reads a unit's shard before its update is done.
+  std::unordered_map<const ShardedUnit*, std::vector<CpuAdamTask>> by_unit;
+  for (auto& task : *tasks) by_unit[pieces.at(task.param.unsafeGetTensorImpl()).second].push_back(std::move(task));
+  std::vector<std::pair<ShardedUnit*, std::vector<CpuAdamTask>>> work;
+  for (const auto& model : models_) {
+    const auto& units = model->units();
+    std::vector<ShardedUnit*> order{units.back().get()};  // the root
+    for (size_t k = 0; k + 1 < units.size(); ++k) order.push_back(units[k].get());
+    for (auto* unit : order) {
+      auto it = by_unit.find(unit);
+      if (it != by_unit.end()) work.emplace_back(unit, std::move(it->second));
+    }
+  }
+  auto promises = std::make_shared<std::vector<std::promise<void>>>(work.size());
+  std::vector<std::vector<CpuAdamTask>> jobs;
+  for (size_t w = 0; w < work.size(); ++w) {
+    work[w].first->set_pending_update((*promises)[w].get_future().share(), /*copies_written=*/true);
+    jobs.push_back(std::move(work[w].second));
+  }
+  update_ = std::async(std::launch::async, [promises, jobs = std::move(jobs)] {
+    for (size_t w = 0; w < jobs.size(); ++w) {
+      try {
+        for (const auto& t : jobs[w]) cpu_adam_step(t.options, t.step, t.slice);
+        (*promises)[w].set_value();
+      } catch (...) {  // this unit and every later one fail with the error
+        for (size_t v = w; v < jobs.size(); ++v) (*promises)[v].set_exception(std::current_exception());
+        return;
+      }
+    }
+  });
+  return true;
+}
+
+void ShardedOptimizerTensors::finish_pending() {
+  if (!update_.valid()) return;
+  update_.wait();
+  update_ = {};
+  for (auto* unit : units_) unit->wait_for_update();
+}
+
+ShardedOptimizerTensors::~ShardedOptimizerTensors() {
+  if (update_.valid()) update_.wait();
 }
 
 void ShardedOptimizerTensors::parameters_to_model() {

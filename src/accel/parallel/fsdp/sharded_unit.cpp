@@ -106,6 +106,7 @@ ShardedUnit::ShardedUnit(std::string path, const std::vector<std::pair<std::stri
 
 void ShardedUnit::unshard() {
   if (unsharded_) return;
+  wait_for_update();
   ++gathers_;
   torch::NoGradGuard no_grad;
   // Offloaded on CUDA, the gathered buffers are allocated and filled on the
@@ -169,6 +170,7 @@ void ShardedUnit::keep_written_shard() {
 
 void ShardedUnit::reduce_gradients() {
   if (num_trainable_ == 0) return;
+  wait_for_update();
   torch::NoGradGuard no_grad;
   auto& kind = kinds_.front();
   // Reduced on the device, in the shard's dtype (fp32 for bf16 gradients).
@@ -231,6 +233,7 @@ void ShardedUnit::zero_grad() {
 
 void ShardedUnit::gradients_to_pieces() {
   if (num_trainable_ == 0) return;
+  wait_for_update();
   if (grad_zero_) {  // no backward since zero_grad(): the step sees zeros
     kinds_.front().grad_shard.zero_();
     grad_zero_ = false;
@@ -283,10 +286,28 @@ torch::Tensor ShardedUnit::piece_copy(size_t i) const {
   return kind.host_copy.narrow(0, begin, pieces_.at(i).numel());
 }
 
-void ShardedUnit::shards_updated(bool copies_written) { refresh_copies(copies_written, /*frozen_too=*/false); }
+void ShardedUnit::shards_updated(bool copies_written) {
+  if (pending_.valid()) return;  // refreshed when the update is waited for
+  refresh_copies(copies_written, /*frozen_too=*/false);
+}
+
+void ShardedUnit::set_pending_update(std::shared_future<void> done, bool copies_written) {
+  wait_for_update();
+  pending_ = std::move(done);
+  pending_copies_written_ = copies_written;
+}
+
+void ShardedUnit::wait_for_update() {
+  if (!pending_.valid()) return;
+  const auto done = std::move(pending_);
+  pending_ = {};
+  done.get();
+  refresh_copies(pending_copies_written_, /*frozen_too=*/false);
+}
 
 void ShardedUnit::write_piece(size_t i, const torch::Tensor& values) {
   ACCEL_CHECK_STATE(!unsharded_, "ShardedUnit::write_piece: unit '", path_, "' is gathered; reshard it first");
+  wait_for_update();
   ACCEL_CHECK_ARG(values.numel() == pieces_.at(i).numel(), "parameter '", names_.at(i), "': ", values.numel(),
                   " values for a piece of ", pieces_.at(i).numel());
   torch::NoGradGuard no_grad;
