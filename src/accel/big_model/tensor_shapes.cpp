@@ -107,7 +107,8 @@ TensorShapes model_tensor_shapes(const std::filesystem::path& path, std::filesys
     config = from.filename() == "config.json";
   } else {
     ACCEL_CHECK_ARG(std::filesystem::is_regular_file(path), "no model at '", path.string(),
-                    "': no such file or directory; ", kExpected);
+                    "': no such file or directory; ", kExpected,
+                    " (a Hub model name is not looked up: download the model's folder first)");
     const bool is_index = path.filename().string().ends_with(".safetensors.index.json");
     from = path;
     config = !is_index && path.extension() == ".json";

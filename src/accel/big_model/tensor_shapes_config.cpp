@@ -2,7 +2,7 @@
 // config.json: the shapes of GPT2Model and LlamaModel as transformers 5
 // defines them (the version pinned in requirements.txt; the peer test
 // checks them against it).
-#include <cmath>
+#include <algorithm>
 #include <fstream>
 #include <functional>
 #include <initializer_list>
@@ -13,7 +13,6 @@
 
 #include "accel/big_model/tensor_shapes.h"
 #include "accel/util/check.h"
-#include "accel/util/format.h"
 #include "accel/util/strings.h"
 #include "accel/util/user_json.h"
 
