@@ -3,6 +3,9 @@
 // header brings in the whole public API.
 #include "accel/accelerator.h"
 #include "accel/amp/autocast.h"
+#include "accel/big_model/memory_estimate.h"
+#include "accel/big_model/model_size.h"
+#include "accel/big_model/tensor_shapes.h"
 #include "accel/checkpoint/model_files.h"
 #include "accel/checkpoint/safetensors.h"
 #include "accel/data/batch_sampler_shard.h"

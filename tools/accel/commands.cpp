@@ -16,6 +16,7 @@ void register_all(CLI::App& app) {
   register_config(app);
   register_env(app);
   register_test(app);
+  register_estimate_memory(app);
   register_merge_weights(app);
 }
 

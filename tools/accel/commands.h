@@ -22,6 +22,7 @@ void register_launch(CLI::App& app);
 void register_config(CLI::App& app);
 void register_test(CLI::App& app);
 void register_merge_weights(CLI::App& app);
+void register_estimate_memory(CLI::App& app);
 
 /// Adds every `accel launch` flag to `cmd`, storing into `args` (shared by launch and test).
 void add_launch_flags(CLI::App& cmd, launch::LaunchArgs& args);
