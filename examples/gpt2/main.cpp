@@ -252,7 +252,8 @@ int main(int argc, char** argv) try {
   accel::print("gpt2: ", net->num_parameters() / 1e6, "M parameters (", shape.n_layer(), " layers, ", shape.n_head(),
                " heads, ", shape.n_embd(), " wide), ", n, " process(es) on ", accelerator.device(),
                ", mixed precision ", accel::to_string(accelerator.mixed_precision()), ", ", tokens_per_step,
-               " tokens per step");
+               " tokens per step",
+               model.core().sharding() ? ", parameters sharded across " + std::to_string(n) + " processes" : "");
 
   // One batch: forward, loss, backward, clipping, optimizer step. With
   // --cuda-graph it is recorded once and replayed (the same code runs
