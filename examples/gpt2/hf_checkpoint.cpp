@@ -142,23 +142,50 @@ GPT2 from_pretrained(const fs::path& dir, double dropout) {
   return model;
 }
 
+namespace {
+
+// One weight in Hugging Face's layout (Conv1D weights transposed), fp32 on the CPU.
+torch::Tensor hf_layout(const std::string& name, const torch::Tensor& value) {
+  auto t = value.detach().to(torch::kCPU, torch::kFloat);
+  return is_conv1d_weight(name) ? t.t().contiguous() : t;
+}
+
+void write_pretrained(const GPT2Options& options, const st::NamedTensors& weights, const fs::path& dir,
+                      const std::string& max_shard_size) {
+  fs::create_directories(dir);
+  accel::write_model_files(weights, dir, accel::SaveModelOptions().max_shard_size(max_shard_size));
+  // config.json last: a folder with a config but no weights is never seen.
+  accel::AtomicFile config(dir / "config.json");
+  config.write(hf_config_json(options));
+  config.commit();
+}
+
+}  // namespace
+
 st::NamedTensors hf_state(const GPT2Impl& model) {
   st::NamedTensors out;
+  for (const auto& item : model.named_parameters()) out.emplace_back(item.key(), hf_layout(item.key(), item.value()));
+  return out;
+}
+
+st::NamedTensors hf_state(const GPT2Impl& model, const st::NamedTensors& state) {
+  std::map<std::string, torch::Tensor> by_name(state.begin(), state.end());
+  st::NamedTensors out;
   for (const auto& item : model.named_parameters()) {
-    auto t = item.value().detach().to(torch::kCPU, torch::kFloat);
-    if (is_conv1d_weight(item.key())) t = t.t().contiguous();
-    out.emplace_back(item.key(), t);
+    auto it = by_name.find(item.key());
+    ACCEL_CHECK(it != by_name.end(), "gpt2: the state to save has no '", item.key(), "'");
+    out.emplace_back(item.key(), hf_layout(item.key(), it->second));
   }
   return out;
 }
 
 void save_pretrained(const GPT2Impl& model, const fs::path& dir, const std::string& max_shard_size) {
-  fs::create_directories(dir);
-  accel::write_model_files(hf_state(model), dir, accel::SaveModelOptions().max_shard_size(max_shard_size));
-  // config.json last: a folder with a config but no weights is never seen.
-  accel::AtomicFile config(dir / "config.json");
-  config.write(hf_config_json(model.options()));
-  config.commit();
+  write_pretrained(model.options(), hf_state(model), dir, max_shard_size);
+}
+
+void save_pretrained(const GPT2Impl& model, const st::NamedTensors& state, const fs::path& dir,
+                     const std::string& max_shard_size) {
+  write_pretrained(model.options(), hf_state(model, state), dir, max_shard_size);
 }
 
 }  // namespace gpt2

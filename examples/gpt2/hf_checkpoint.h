@@ -45,11 +45,18 @@ GPT2 from_pretrained(const std::filesystem::path& dir, double dropout = 0.0);
 /// The model's weights by Hugging Face's names and in its layout
 /// (Conv1D weights transposed, no lm_head.weight), as fp32 CPU tensors.
 accel::safetensors::NamedTensors hf_state(const GPT2Impl& model);
+/// The same with the values taken from `state` by name (what
+/// Accelerator::get_state_dict gives for a model whose parameters are
+/// sharded and hold no data themselves); throws naming a missing one.
+accel::safetensors::NamedTensors hf_state(const GPT2Impl& model, const accel::safetensors::NamedTensors& state);
 
 /// Writes config.json and model.safetensors (fp32, sharded past
 /// `max_shard_size` as transformers shards) into `dir`, which is created if
 /// needed. Call it from one process (e.g. the main one).
 void save_pretrained(const GPT2Impl& model, const std::filesystem::path& dir,
                      const std::string& max_shard_size = "5GB");
+/// The same with the weights of hf_state(model, state).
+void save_pretrained(const GPT2Impl& model, const accel::safetensors::NamedTensors& state,
+                     const std::filesystem::path& dir, const std::string& max_shard_size = "5GB");
 
 }  // namespace gpt2

@@ -146,9 +146,6 @@ Flags parse(int argc, char** argv) {
   ACCEL_CHECK_ARG(!f.activation_checkpointing || f.zero_stage == 3,
                   "--activation-checkpointing needs --zero-stage 3 (the sharded blocks recompute), got ", f.zero_stage);
   ACCEL_CHECK_ARG(!(f.phase_timing && f.cuda_graph), "--phase-timing with --cuda-graph: a replayed step has no phases");
-  ACCEL_CHECK_ARG(f.zero_stage != 3 || f.save.empty(),
-                  "--save with --zero-stage 3: this example saves from the model's own parameters, which are "
-                  "sharded; save with Accelerator::save_model instead");
   ACCEL_CHECK_ARG(f.timing_skip < f.steps, "--timing-skip ", f.timing_skip, " leaves no timed step out of --steps ",
                   f.steps, ": expected fewer warm-up steps than steps");
   return f;
@@ -376,7 +373,9 @@ int main(int argc, char** argv) try {
   }
 
   if (!flags.save.empty()) {
-    if (accelerator.is_main_process()) gpt2::save_pretrained(*net, flags.save);
+    // Every process takes part: sharded parameters are gathered unit by unit.
+    const auto state = accelerator.get_state_dict(model);
+    if (accelerator.is_main_process()) gpt2::save_pretrained(*net, state, flags.save);
     accelerator.wait_for_everyone();
     accel::print("saved to ", flags.save);
   }

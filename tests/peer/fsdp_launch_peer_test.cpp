@@ -5,7 +5,7 @@
 // by Accelerate 1.15's config code (scripts/fsdp_train_configs.py), train
 // the GPT-2 example on two CPU processes with its parameters sharded, step
 // by step to the same losses as plain data parallelism (DDP) from the same
-// seed.
+// seed, and save the same model (gathered), which transformers loads.
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -16,6 +16,7 @@
 
 #include <gtest/gtest.h>
 
+#include "accel/checkpoint/safetensors.h"
 #include "accel/dist/launcher.h"
 #include "accel_test_paths.h"
 #include "support/files.h"
@@ -26,7 +27,9 @@
 namespace {
 
 namespace fs = std::filesystem;
+namespace st = accel::safetensors;
 using accel::testing::binary_path;
+using accel::testing::command_output;
 using accel::testing::Outcome;
 using accel::testing::peer_script;
 using accel::testing::run_program;
@@ -53,6 +56,8 @@ class FsdpLaunchPeer : public ::testing::Test {
       argv.emplace_back(a);
     argv.push_back("--data");
     argv.push_back((dir_ / "text.txt").string());
+    argv.push_back("--save");
+    argv.push_back((dir_ / (name + "_model")).string());
     argv.insert(argv.begin() + 2 + launch.size(), binary_path("examples/gpt2"));
     return run_program(argv, dir_ / (name + ".log"), {.env = {{"CUDA_VISIBLE_DEVICES", ""}}});
   }
@@ -78,6 +83,20 @@ class FsdpLaunchPeer : public ::testing::Test {
     ASSERT_EQ(got.size(), want.size()) << sharded.output;
     EXPECT_GT(want.front() - want.back(), 0.05) << "the model learns";
     for (size_t i = 0; i < want.size(); ++i) EXPECT_NEAR(got[i], want[i], 2e-4) << "step " << i + 1;
+    // The sharded run saved the whole model (gathered unit by unit), as DDP's, and transformers loads it.
+    const auto ddp_model = st::load_file(dir_ / "ddp_model" / "model.safetensors");
+    const auto sharded_model = st::load_file(dir_ / (name + "_model") / "model.safetensors");
+    ASSERT_EQ(sharded_model.size(), ddp_model.size());
+    for (const auto& item : ddp_model) {
+      const auto* t = sharded_model.find(item.key());
+      ASSERT_NE(t, nullptr) << item.key();
+      EXPECT_LT((*t - item.value()).abs().max().item<double>(), 1e-4) << item.key();
+    }
+    const std::string load = std::string(ACCEL_PYTHON) +
+                             " -c 'import sys; from transformers import GPT2LMHeadModel; "
+                             "GPT2LMHeadModel.from_pretrained(sys.argv[1]); print(\"loaded\")' " +
+                             (dir_ / (name + "_model")).string() + " 2>&1";
+    EXPECT_NE(command_output(load).find("loaded"), std::string::npos) << load;
   }
 
   TempDir dir_{"fsdp_launch"};
