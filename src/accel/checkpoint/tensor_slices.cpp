@@ -57,7 +57,10 @@ SliceSet::SliceSet(const std::vector<fs::path>& files) {
       fail<std::runtime_error>("'", files[f].string(), "': metadata \"", kSlicesKey, "\": ", e.what());
     }
     ACCEL_CHECK(index.is_object(), "'", files[f].string(), "': metadata \"", kSlicesKey, "\" is not a JSON object");
-    for (const auto& [key, entry] : index.items()) {
+    for (const auto& item : index.items()) {
+      // Named, not a structured binding: lambdas may not capture those (before C++20, and in clang 14).
+      const std::string key = item.key();
+      const json& entry = item.value();
       auto bad = [&](const auto&... what) {
         fail<std::runtime_error>("'", files[f].string(), "': slice '", key, "': ", what...);
       };
