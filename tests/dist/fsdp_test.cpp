@@ -94,6 +94,18 @@ TEST(FullShard, ActivationCheckpointingEqualsOneProcess) {
   expect_equals_reference({.world = 4, .reshard_after_forward = false, .hybrid_shard_size = 2, .checkpoint = true});
 }
 
+TEST(ShardGradOp, ActivationCheckpointingAtUnitsEqualsOneProcess) {
+  expect_equals_reference({.accumulation = 2, .clip = 0.05, .checkpoint = true, .zero2 = true});
+  run_distributed(2, [&] {
+    Trainer t({.checkpoint = true, .zero2 = true});
+    t.train(2);
+    for (const auto& block : t.net->blocks) EXPECT_EQ(block->forwards, 2 * 2);  // forward, then again in backward
+    Trainer plain({.zero2 = true});
+    plain.train(2);
+    for (const auto& block : plain.net->blocks) EXPECT_EQ(block->forwards, 2);
+  });
+}
+
 TEST(FullShard, CheckpointedBlocksGatherOncePerForwardAndBackward) {
   run_distributed(2, [&] {
     Trainer t({.checkpoint = true});

@@ -39,6 +39,7 @@ struct Variant {
   bool sgd = false;                // SGD with momentum instead of AdamW (stepped by its own step())
   bool checkpoint = false;         // activation checkpointing at the blocks
   bool sharded_state = false;      // save_state under SHARDED_STATE_DICT
+  bool zero2 = false;              // shard_grad_op (ZeRO-2) instead: nothing sharded at the units
 };
 
 inline const torch::Tensor& features() {
@@ -123,7 +124,9 @@ inline AcceleratorOptions sharded(const Variant& v) {
   return AcceleratorOptions()
       .gradient_accumulation_steps(v.accumulation)
       .sharding(ShardingOptions()
-                    .strategy(v.hybrid_shard_size > 0 ? ShardingStrategy::hybrid_shard : ShardingStrategy::full_shard)
+                    .strategy(v.zero2                   ? ShardingStrategy::shard_grad_op
+                              : v.hybrid_shard_size > 0 ? ShardingStrategy::hybrid_shard
+                                                        : ShardingStrategy::full_shard)
                     .hybrid_shard_size(v.hybrid_shard_size)
                     .reshard_after_forward(v.reshard_after_forward)
                     .auto_wrap_policy(v.policy)

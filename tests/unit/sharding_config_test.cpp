@@ -489,8 +489,14 @@ TEST(ShardingConfig, FsdpFullShardAndWrapPolicyVariables) {
   }
   EXPECT_TRUE(sharding({{"FSDP_ACTIVATION_CHECKPOINTING", "true"}}).activation_checkpointing());
   EXPECT_FALSE(sharding({}).activation_checkpointing());
-  error({{"FSDP_SHARDING_STRATEGY", "SHARD_GRAD_OP"}, {"FSDP_ACTIVATION_CHECKPOINTING", "true"}},
-        {"FSDP_SHARDING_STRATEGY=SHARD_GRAD_OP", "FSDP_ACTIVATION_CHECKPOINTING=true", "not supported"});
+  // As Accelerate does, checkpointing follows the wrap policy under SHARD_GRAD_OP and NO_SHARD too.
+  o = sharding({{"FSDP_SHARDING_STRATEGY", "SHARD_GRAD_OP"},
+                {"FSDP_ACTIVATION_CHECKPOINTING", "true"},
+                {"FSDP_AUTO_WRAP_POLICY", "TRANSFORMER_BASED_WRAP"},
+                {"FSDP_TRANSFORMER_CLS_TO_WRAP", "GPT2Block"}});
+  EXPECT_EQ(o.strategy(), ShardingStrategy::shard_grad_op);
+  EXPECT_TRUE(o.activation_checkpointing());
+  EXPECT_EQ(o.transformer_cls_to_wrap(), (std::vector<std::string>{"GPT2Block"}));
   error({{"FSDP_AUTO_WRAP_POLICY", "LAMBDA_WRAP"}}, {"FSDP_AUTO_WRAP_POLICY=LAMBDA_WRAP", "SIZE_BASED_WRAP"});
   error({{"FSDP_AUTO_WRAP_POLICY", "SIZE_BASED_WRAP"}, {"FSDP_MIN_NUM_PARAMS", "-5"}}, {"FSDP_MIN_NUM_PARAMS=-5"});
   error({{"FSDP_SHARDING_STRATEGY", "7"}}, {"FSDP_SHARDING_STRATEGY=7", "1-5"});

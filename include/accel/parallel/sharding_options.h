@@ -147,9 +147,11 @@ struct ACCEL_API ShardingOptions {
   /// hybrid_shard: ranks per shard group, consecutive ranks together; 0:
   /// the ranks of one node (LOCAL_WORLD_SIZE). Must divide the world size.
   TORCH_ARG(int, hybrid_shard_size) = 0;
-  /// Activation checkpointing at the sharded units (FSDP_ACTIVATION_CHECKPOINTING):
-  /// each recomputes its forward in backward, inside the gather its
-  /// backward needs anyway (unit/checkpoint.h). The root unit is not.
+  /// Activation checkpointing at the units the wrap policy picks
+  /// (FSDP_ACTIVATION_CHECKPOINTING): each recomputes its forward in
+  /// backward (unit/checkpoint.h); under full_shard / hybrid_shard inside
+  /// the gather its backward needs anyway. The root unit is not. Under the
+  /// other strategies too (the wrap policy then only picks the units).
   TORCH_ARG(bool, activation_checkpointing) = false;
   /// What save_state writes of the model (FSDP_STATE_DICT_TYPE).
   TORCH_ARG(StateDictType, state_dict_type) = StateDictType::full;

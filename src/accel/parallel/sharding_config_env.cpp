@@ -115,10 +115,10 @@ ShardingConfig fsdp_from_env(const EnvLookup& env) {
       o.offload_param(OffloadOptions().device(OffloadDevice::cpu))
           .offload_optimizer(OffloadOptions().device(OffloadDevice::cpu));
   } else {
-    ACCEL_CHECK_ARG(!env_true(env, "FSDP_ACTIVATION_CHECKPOINTING"), what,
-                    " with FSDP_ACTIVATION_CHECKPOINTING=true: activation checkpointing acts at the units of "
-                    "FULL_SHARD and HYBRID_SHARD and is not supported with this strategy yet; set "
-                    "fsdp_activation_checkpointing to false or use FULL_SHARD");
+    // Activation checkpointing acts at the units the wrap policy picks, as
+    // Accelerate applies it with the plugin's auto_wrap_policy whatever the strategy.
+    wrap_policy_from_env(env, o);
+    o.activation_checkpointing(env_true(env, "FSDP_ACTIVATION_CHECKPOINTING"));
     o.strategy(name == "NO_SHARD" ? ShardingStrategy::no_shard : ShardingStrategy::shard_grad_op);
     if (offload) o.offload_optimizer(OffloadOptions().device(OffloadDevice::cpu));
   }

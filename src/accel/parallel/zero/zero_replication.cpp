@@ -5,6 +5,7 @@
 #include <unordered_set>
 
 #include "accel/optim/accelerated_optimizer.h"
+#include "accel/parallel/fsdp/wrap_policy.h"
 #include "accel/parallel/zero/zero_engine.h"
 #include "accel/parallel/zero/zero_optimizer_checkpoint.h"
 #include "accel/prepared_model.h"
@@ -19,6 +20,11 @@ ZeroReplication::ZeroReplication(c10::intrusive_ptr<c10d::ProcessGroup> group, S
 
 ModelReplica ZeroReplication::prepare_model(const std::shared_ptr<torch::nn::Module>& module) {
   broadcast_module_states(*module, group_);
+  // The units the wrap policy picks recompute their forward in backward;
+  // nothing is sharded at them under these strategies.
+  if (options_.activation_checkpointing())
+    for (const auto& unit : fsdp::plan_units(*module, options_))
+      if (unit.slot) unit.slot->set_checkpoint(true);
   return {};
 }
 
