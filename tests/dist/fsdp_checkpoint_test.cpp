@@ -153,3 +153,26 @@ TEST(ShardedStateDict, MissingOrDamagedRankFilesAreNamed) {
   expect_error<std::runtime_error>([&] { merge_weights(copy, dir.path() / "merged2"); },
                                    {"model_fsdp_rank0.safetensors", "holds elements [100000"});
 }
+
+TEST(ShardedStateDict, ModelSlicesLoadIntoAModelThatIsNotSharded) {
+  TempDir dir;
+  run_distributed(2, [&] {
+    Accelerator acc(sharded({.sharded_state = true}));
+    seed_cpu(3);
+    unit_stack::Stack net;
+    auto model = acc.prepare(net);
+    acc.save_state(dir.path() / "ckpt");
+    acc.save_model(model, dir.path() / "want");
+  });
+  run_distributed(1, [&] {
+    Accelerator acc;  // one process, nothing sharded
+    seed_cpu(4);      // other initial weights
+    unit_stack::Stack net;
+    auto model = acc.prepare(net);
+    acc.load_state(dir.path() / "ckpt");
+    const auto want = as_map(safetensors::to_named(safetensors::load_file(dir.path() / "want" / "model.safetensors")));
+    std::map<std::string, torch::Tensor> got;
+    for (const auto& item : net->named_parameters()) got[item.key()] = item.value().detach();
+    EXPECT_EQ(max_diff(got, want), 0.0);
+  });
+}
