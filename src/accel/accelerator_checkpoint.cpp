@@ -34,11 +34,6 @@ constexpr const char* kStateFormat = "accel.state/1";
 
 std::string random_states_name(int rank) { return "random_states_" + std::to_string(rank) + ".safetensors"; }
 
-// SHARDED_STATE_DICT: model i as each rank's slices.
-std::string model_slices_name(size_t i, int rank) {
-  return numbered("model", i, "") + "_fsdp_rank" + std::to_string(rank) + ".safetensors";
-}
-
 // A sharded checkpoint's slices into a model every rank holds whole.
 void load_whole_from_slices(torch::nn::Module& module, const SliceSet& slices) {
   torch::NoGradGuard no_grad;
@@ -134,7 +129,7 @@ fs::path Accelerator::save_state(const std::optional<fs::path>& dir) {
   for (size_t i = 0; i < models_.size(); ++i) {
     auto* sharding = models_[i]->sharding();
     if (sharding && sharding->sharded_state_dict()) {
-      sharding->save_slices(staging / model_slices_name(i, process_index()), process_index(), num_processes());
+      sharding->save_slices(staging / sharded_model_file_name(i, process_index()), process_index(), num_processes());
       model_states.emplace_back();
     } else {
       model_states.emplace_back(models_[i]->state());
@@ -246,10 +241,10 @@ fs::path Accelerator::load_state(const std::optional<fs::path>& dir) {
     std::string missing;
     model_slices.assign(models_.size(), {});
     for (size_t i = 0; i < models_.size(); ++i) {
-      if (fs::exists(in / model_slices_name(i, 0))) {  // SHARDED_STATE_DICT: every rank's slices
+      if (fs::exists(in / sharded_model_file_name(i, 0))) {  // SHARDED_STATE_DICT: every rank's slices
         for (int r = 0; r < saved_processes; ++r) {
-          model_slices[i].push_back(in / model_slices_name(i, r));
-          if (!fs::exists(model_slices[i].back())) missing += "\n  " + model_slices_name(i, r);
+          model_slices[i].push_back(in / sharded_model_file_name(i, r));
+          if (!fs::exists(model_slices[i].back())) missing += "\n  " + sharded_model_file_name(i, r);
         }
         continue;
       }

@@ -227,37 +227,26 @@ safetensors::NamedTensors merged_zero_weights(const fs::path& dir) {
 }
 
 safetensors::NamedTensors merged_sliced_weights(const fs::path& dir) {
-  // model_fsdp_rank<r>.safetensors for r = 0, 1, ...: each a slice file.
-  std::set<int64_t> ranks;
-  const std::string stem = "model_fsdp_rank", ext = ".safetensors";
-  for (const auto& entry : fs::directory_iterator(dir)) {
-    const std::string name = entry.path().filename().string();
-    if (!name.starts_with(stem) || !name.ends_with(ext)) continue;
-    const std::string digits = name.substr(stem.size(), name.size() - stem.size() - ext.size());
-    int64_t r = -1;
-    auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), r);
-    if (ec == std::errc() && end == digits.data() + digits.size() && r >= 0) ranks.insert(r);
-  }
-  if (!ranks.count(0)) reject(dir, "no ", stem, "0", ext, " (the sharded model's file of rank 0)");
-  // Rank 0's file says how many ranks wrote the model.
-  const auto first = dir / (stem + "0" + ext);
-  const auto metadata = safetensors::load_metadata(first);
-  auto it = metadata.find("world_size");
-  int64_t n = 0;
-  if (it != metadata.end()) std::from_chars(it->second.data(), it->second.data() + it->second.size(), n);
-  if (n < 1) reject(first, "metadata world_size is missing or not a number of ranks");
-  if (*ranks.rbegin() >= n)
-    reject(dir, "world_size is ", n, " but there is a sharded model file of rank ", *ranks.rbegin(),
+  // model_fsdp_rank<r>.safetensors for r < the world_size rank 0's file records.
+  const auto first = dir / sharded_model_file_name(0, 0);
+  if (!fs::exists(first)) reject(dir, "no ", first.filename().string(), " (the sharded model's file of rank 0)");
+  const int n = slice_file_world_size(first);
+  if (fs::exists(dir / sharded_model_file_name(0, n)))
+    reject(dir, "world_size is ", n, " but there is a sharded model file of rank ", n,
            " (files of another save mixed in?)");
-  if (static_cast<int64_t>(ranks.size()) != n) {
-    std::string missing;
-    for (int64_t r = 0; r < n; ++r)
-      if (!ranks.count(r)) missing += (missing.empty() ? "" : ", ") + std::to_string(r);
-    reject(dir, "world_size is ", n, " but the sharded model's files of rank(s) ", missing, " are missing (", stem,
-           "<r>", ext, "; ", ranks.size(), " found)");
+  std::string missing;
+  int found = 0;
+  for (int r = 0; r < n; ++r) {
+    if (fs::exists(dir / sharded_model_file_name(0, r)))
+      ++found;
+    else if (missing.size() < 200)
+      missing += (missing.empty() ? "" : ", ") + std::to_string(r);
   }
+  if (found != n)
+    reject(dir, "world_size is ", n, " but the sharded model's files of rank(s) ", missing, " are missing (",
+           "model_fsdp_rank<r>.safetensors; ", found, " found)");
   std::vector<fs::path> files;
-  for (int64_t r = 0; r < n; ++r) files.push_back(dir / (stem + std::to_string(r) + ext));
+  for (int r = 0; r < n; ++r) files.push_back(dir / sharded_model_file_name(0, r));
   const SliceSet slices(files);
   safetensors::NamedTensors out;
   for (const auto& name : slices.wholes()) out.emplace_back(name, slices.read_whole(name));
@@ -273,7 +262,7 @@ SavedModel merge_weights(const fs::path& checkpoint_dir, const fs::path& output_
       reject(output_dir, "lies inside the checkpoint folder ", checkpoint_dir.string(),
              ", which --remove_checkpoint_dir would delete; write the merged weights elsewhere");
   }
-  const bool sliced = fs::exists(checkpoint_dir / "model_fsdp_rank0.safetensors");
+  const bool sliced = fs::exists(checkpoint_dir / sharded_model_file_name(0, 0));
   SavedModel saved = write_model_files(
       sliced ? merged_sliced_weights(checkpoint_dir) : merged_zero_weights(checkpoint_dir), output_dir, options);
   if (remove_checkpoint_dir) fs::remove_all(checkpoint_dir);

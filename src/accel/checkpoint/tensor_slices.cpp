@@ -1,6 +1,7 @@
 #include "accel/checkpoint/tensor_slices.h"
 
 #include <algorithm>
+#include <charconv>
 
 #include <nlohmann/json.hpp>
 
@@ -15,6 +16,7 @@ using json = nlohmann::json;
 namespace fs = std::filesystem;
 
 constexpr const char* kSlicesKey = "accel_slices";
+constexpr const char* kWorldSizeKey = "world_size";
 
 int64_t numel_of(const std::vector<int64_t>& shape) {
   int64_t n = 1;
@@ -24,7 +26,8 @@ int64_t numel_of(const std::vector<int64_t>& shape) {
 
 }  // namespace
 
-void save_slices(const std::vector<Slice>& slices, const fs::path& file, const safetensors::Metadata& extra) {
+void save_slices(const std::vector<Slice>& slices, const fs::path& file, int world_size,
+                 const safetensors::Metadata& extra) {
   safetensors::NamedTensors tensors;
   json index = json::object();
   for (const auto& s : slices) {
@@ -40,7 +43,28 @@ void save_slices(const std::vector<Slice>& slices, const fs::path& file, const s
   }
   safetensors::Metadata metadata = extra;
   metadata[kSlicesKey] = index.dump();
+  metadata[kWorldSizeKey] = std::to_string(world_size);
   safetensors::save_file(tensors, file, metadata);
+}
+
+int slice_file_world_size(const fs::path& file) {
+  const auto metadata = safetensors::load_metadata(file);
+  auto it = metadata.find(kWorldSizeKey);
+  int n = 0;
+  if (it != metadata.end()) {
+    auto [end, ec] = std::from_chars(it->second.data(), it->second.data() + it->second.size(), n);
+    if (ec != std::errc() || end != it->second.data() + it->second.size()) n = 0;
+  }
+  ACCEL_CHECK(n >= 1, "'", file.string(), "': metadata world_size ",
+              it == metadata.end() ? std::string("(missing)") : "\"" + it->second + "\"",
+              ": expected the number of ranks that wrote the checkpoint");
+  return n;
+}
+
+std::string sharded_model_file_name(size_t index, int rank) {
+  // numbered("model", index, "")'s rule, without its file (the fuzz targets link this one alone).
+  return (index == 0 ? std::string("model") : "model_" + std::to_string(index)) + "_fsdp_rank" + std::to_string(rank) +
+         ".safetensors";
 }
 
 SliceSet::SliceSet(const std::vector<fs::path>& files) {

@@ -35,9 +35,18 @@ struct Slice {
 };
 
 /// Writes `slices` (copied to the CPU) to `file` through a temporary name,
-/// with `extra` metadata besides "accel_slices".
-void save_slices(const std::vector<Slice>& slices, const std::filesystem::path& file,
+/// with the number of ranks writing such files ("world_size") and `extra`
+/// metadata besides "accel_slices".
+void save_slices(const std::vector<Slice>& slices, const std::filesystem::path& file, int world_size,
                  const safetensors::Metadata& extra = {});
+
+/// The "world_size" a slice file records (headers only); throws naming the
+/// file when it is missing or not a count of ranks.
+int slice_file_world_size(const std::filesystem::path& file);
+
+/// In a save_state folder, rank `rank`'s slices of model `index` under
+/// SHARDED_STATE_DICT: model_fsdp_rank<r>.safetensors, model_1_fsdp_rank<r>...
+std::string sharded_model_file_name(size_t index, int rank);
 
 /// The slices of a set of files, read lazily (headers at construction).
 class SliceSet {

@@ -25,7 +25,7 @@ void FullyShardedModel::save_slices(const std::filesystem::path& file, int rank,
       slices.push_back(Slice{name, t, name, t.sizes().vec(), t.scalar_type(), 0});
     }
   }
-  accel::save_slices(slices, file, {{"format", "accel.fsdp_model/1"}, {"world_size", std::to_string(world_size)}});
+  accel::save_slices(slices, file, world_size, {{"format", "accel.fsdp_model/1"}});
 }
 
 void FullyShardedModel::load_slices(const SliceSet& slices) {

@@ -60,8 +60,7 @@ class SlicedOptimizerCheckpoint : public OptimizerCheckpoint {
       slices.push_back(Slice{key, t, whole_name(place) + "/" + parsed->second, param.sizes().vec(), t.scalar_type(),
                              place.unit->piece_begin(place.index)});
     }
-    save_slices(slices, dir / rank_file(index, rank, ".safetensors"),
-                {{kPiecesKey, pieces.dump()}, {"world_size", std::to_string(world_size_)}});
+    save_slices(slices, dir / rank_file(index, rank, ".safetensors"), world_size_, {{kPiecesKey, pieces.dump()}});
     write_file_atomic(dir / rank_file(index, rank, ".json"), files.json);
   }
 
@@ -155,15 +154,7 @@ class SlicedOptimizerCheckpoint : public OptimizerCheckpoint {
     return fs::exists(file) && safetensors::load_metadata(file).count(kPiecesKey) > 0;
   }
   static int saved_world(const fs::path& dir, size_t index) {
-    const auto file = dir / rank_file(index, 0, ".safetensors");
-    const auto metadata = safetensors::load_metadata(file);
-    auto it = metadata.find("world_size");
-    int n = 0;
-    if (it != metadata.end()) std::from_chars(it->second.data(), it->second.data() + it->second.size(), n);
-    ACCEL_CHECK(n >= 1, "'", file.string(), "': metadata world_size ",
-                it == metadata.end() ? std::string("(missing)") : "\"" + it->second + "\"",
-                ": expected the number of ranks that saved it");
-    return n;
+    return slice_file_world_size(dir / rank_file(index, 0, ".safetensors"));
   }
 
   torch::optim::Optimizer& optimizer_;
