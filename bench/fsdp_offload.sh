@@ -60,6 +60,8 @@ for l in open(sys.argv[1]):
     n = t["params"]
     if "phase_ms" in t:
         print(f"<!-- {name} {r['side']} phases ms: {t['phase_ms']} -->")
+    if t.get("host_file_rss_gb", 0) > 0.5:
+        print(f"<!-- {name} {r['side']} resident pages of mapped files at the end: {t['host_file_rss_gb']:.1f} GiB -->")
     print(f"| {name} | {r['side']} | {n / 1e9:.2f}B | {t['tokens_per_s']:,.0f} | {6 * n * t['tokens_per_s'] / 1e12:.1f} | "
           f"{t['peak_mem_mb'] / 1024:.1f} | {t['host_rss_gb']:.1f} |")
 PYEOF

@@ -28,31 +28,6 @@ using namespace accel::testing::unit_stack;
 using namespace accel::testing::fsdp_training;
 namespace F = torch::nn::functional;
 
-namespace {
-
-void expect_equals_reference(const Variant& v) {
-  run_distributed(v.world, [&] {
-    const int64_t steps = 4;
-    const auto ref = reference(v, steps);
-    Trainer t(v);
-    t.train(steps);
-    const auto mine = t.params();
-    EXPECT_LT(max_diff(mine, ref.params), 1e-5);
-    std::vector<torch::Tensor> all;
-    for (const auto& [name, p] : mine) all.push_back(p);
-    expect_ranks_agree(all);
-    ASSERT_EQ(t.norms.size(), ref.norms.size());
-    for (size_t i = 0; i < ref.norms.size(); ++i) EXPECT_NEAR(t.norms[i], ref.norms[i], 1e-5) << "step " << i;
-    if (v.clip > 0) {
-      EXPECT_GT(ref.norms[0], v.clip);  // clipping really happened
-    }
-    if (v.freeze_block) {  // the frozen norm did not move
-      EXPECT_TRUE(torch::equal(mine.at("h.0.ln.weight"), torch::ones({8})));
-    }
-  });
-}
-
-}  // namespace
 
 TEST(FullShard, AdamWEqualsOneProcess) { expect_equals_reference({}); }
 

@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <filesystem>
 #include <map>
 #include <optional>
 
@@ -33,13 +34,14 @@ struct Variant {
   bool reshard_after_forward = true;
   bool freeze_block = false;
   WrapPolicy policy = WrapPolicy::transformer_based;
-  int hybrid_shard_size = 0;       // > 0: hybrid_shard in groups of that many ranks
-  bool offload_optimizer = false;  // shards and optimizer state in host memory
-  bool offload_param = false;      // and the gathers' copies too
-  bool sgd = false;                // SGD with momentum instead of AdamW (stepped by its own step())
-  bool checkpoint = false;         // activation checkpointing at the blocks
-  bool sharded_state = false;      // save_state under SHARDED_STATE_DICT
-  bool zero2 = false;              // shard_grad_op (ZeRO-2) instead: nothing sharded at the units
+  int hybrid_shard_size = 0;        // > 0: hybrid_shard in groups of that many ranks
+  bool offload_optimizer = false;   // shards and optimizer state in host memory
+  bool offload_param = false;       // and the gathers' copies too
+  bool sgd = false;                 // SGD with momentum instead of AdamW (stepped by its own step())
+  bool checkpoint = false;          // activation checkpointing at the blocks
+  bool sharded_state = false;       // save_state under SHARDED_STATE_DICT
+  bool zero2 = false;               // shard_grad_op (ZeRO-2) instead: nothing sharded at the units
+  std::filesystem::path nvme_path = {};  // not empty: the optimizer state in files there (offload_optimizer nvme)
 };
 
 inline const torch::Tensor& features() {
@@ -131,8 +133,11 @@ inline AcceleratorOptions sharded(const Variant& v) {
                     .reshard_after_forward(v.reshard_after_forward)
                     .auto_wrap_policy(v.policy)
                     .min_num_params(100)
-                    .offload_optimizer(OffloadOptions().device(
-                        v.offload_optimizer || v.offload_param ? OffloadDevice::cpu : OffloadDevice::none))
+                    .offload_optimizer(OffloadOptions()
+                                           .device(!v.nvme_path.empty()                     ? OffloadDevice::nvme
+                                                   : v.offload_optimizer || v.offload_param ? OffloadDevice::cpu
+                                                                                            : OffloadDevice::none)
+                                           .nvme_path(v.nvme_path))
                     .offload_param(OffloadOptions().device(v.offload_param ? OffloadDevice::cpu : OffloadDevice::none))
                     .activation_checkpointing(v.checkpoint)
                     .state_dict_type(v.sharded_state ? StateDictType::sharded : StateDictType::full));
@@ -179,5 +184,29 @@ struct Trainer {
     return out;
   }
 };
+
+// Trains `v` for 4 steps on its ranks: the same parameters (and clipped
+// norms) as the one-process reference, every rank the same.
+inline void expect_equals_reference(const Variant& v) {
+  run_distributed(v.world, [&] {
+    const int64_t steps = 4;
+    const auto ref = reference(v, steps);
+    Trainer t(v);
+    t.train(steps);
+    const auto mine = t.params();
+    EXPECT_LT(max_diff(mine, ref.params), 1e-5);
+    std::vector<torch::Tensor> all;
+    for (const auto& [name, p] : mine) all.push_back(p);
+    expect_ranks_agree(all);
+    ASSERT_EQ(t.norms.size(), ref.norms.size());
+    for (size_t i = 0; i < ref.norms.size(); ++i) EXPECT_NEAR(t.norms[i], ref.norms[i], 1e-5) << "step " << i;
+    if (v.clip > 0) {
+      EXPECT_GT(ref.norms[0], v.clip);  // clipping really happened
+    }
+    if (v.freeze_block) {  // the frozen norm did not move
+      EXPECT_TRUE(torch::equal(mine.at("h.0.ln.weight"), torch::ones({8})));
+    }
+  });
+}
 
 }  // namespace accel::testing::fsdp_training

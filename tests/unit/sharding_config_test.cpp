@@ -98,9 +98,12 @@ TEST(ShardingConfig, StagesAndOffload) {
       "offload_param": {"device": "cpu", "pin_memory": false}}})");
   EXPECT_EQ(offloaded.sharding->offload_param().device(), OffloadDevice::cpu);
   EXPECT_FALSE(offloaded.sharding->offload_param().pin_memory());
-  expect_parse_error(
-      R"({"zero_optimization": {"stage": 3, "offload_optimizer": {"device": "nvme", "nvme_path": "/n"}}})",
-      {"offload_optimizer.device = \"nvme\"", "stage 3", "not supported yet"});
+  // ZeRO-Infinity's optimizer state on NVMe under stage 3.
+  auto paged = parse(R"({"zero_optimization": {"stage": 3, "offload_optimizer": {"device": "nvme", "nvme_path": "/n"},
+      "offload_param": {"device": "cpu"}}})");
+  EXPECT_EQ(paged.sharding->strategy(), ShardingStrategy::full_shard);
+  EXPECT_EQ(paged.sharding->offload_optimizer().device(), OffloadDevice::nvme);
+  EXPECT_EQ(paged.sharding->offload_optimizer().nvme_path(), "/n");
   expect_parse_error(R"({"zero_optimization": {"stage": 3, "offload_param": {"device": "nvme", "nvme_path": "/n"}}})",
                      {"offload_param.device = \"nvme\"", "not supported yet"});
   expect_parse_error(R"({"zero_optimization": {"stage": 4}})", {"zero_optimization.stage = 4", "0, 1, 2 or 3"});

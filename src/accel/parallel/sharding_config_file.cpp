@@ -188,9 +188,6 @@ OffloadOptions parse_offload(const Reader& r, const json& off, int64_t stage, co
   } else {
     ACCEL_CHECK_ARG(oo.device() == OffloadDevice::none || stage != 0, r.entry(name + ".device", device),
                     ": expected none with stage 0 (offload needs stage 1 or 2)");
-    ACCEL_CHECK_ARG(oo.device() != OffloadDevice::nvme || stage != 3, r.entry(name + ".device", device),
-                    ": expected none or cpu with stage 3 (optimizer state paged to NVMe under parameter sharding is "
-                    "not supported yet)");
   }
   return oo;
 }

@@ -111,10 +111,6 @@ void check_sharding_options(const ShardingOptions& o) {
                   "ShardingOptions: offload_param.delayed_update is set; the delayed update exists for "
                   "offload_optimizer only");
   if (shards_parameters(o.strategy())) {
-    ACCEL_CHECK_ARG(off.device() != OffloadDevice::nvme,
-                    "ShardingOptions: offload_optimizer.device is nvme with strategy ", to_string(o.strategy()),
-                    "; under parameter sharding the optimizer state offloads to cpu only (not supported yet), "
-                    "expected none or cpu");
     ACCEL_CHECK_ARG(!off.delayed_update(), "ShardingOptions: offload_optimizer.delayed_update is set with strategy ",
                     to_string(o.strategy()),
                     "; the delayed update exists under shard_optimizer and shard_grad_op only");

@@ -89,6 +89,7 @@ class ACCEL_API FullyShardedModel : public ModelSharding {
   void zero_grad();
   ShardedMemory memory() const;
   const torch::nn::Module& module() const { return *model_; }
+  const ShardingOptions& options() const { return options_; }
   /// The ranks that split the parameters (a node's, under hybrid sharding).
   const c10::intrusive_ptr<c10d::ProcessGroup>& process_group() const { return group_; }
 

@@ -12,7 +12,8 @@
 // state, writing the parameters' bf16/fp16 copy in the same pass, on a
 // thread of its own unit by unit while the next forward runs (each unit's
 // gather waits for its part); any other optimizer by its own step() on the
-// CPU, the copy refreshed after.
+// CPU, the copy refreshed after. With offload_optimizer device nvme, the
+// Adam/AdamW state lives in files on the drive (paged_adam_state.h).
 #include <future>
 #include <memory>
 #include <optional>
@@ -25,6 +26,8 @@
 #include "accel/util/export.h"
 
 namespace accel::fsdp {
+
+class PagedAdamState;  // paged_adam_state.h
 
 class ACCEL_API ShardedOptimizerTensors : public OptimizerTensors {
  public:
@@ -61,10 +64,11 @@ class ACCEL_API ShardedOptimizerTensors : public OptimizerTensors {
   std::vector<ShardedUnit*> units_;  // those holding this optimizer's parameters
   std::vector<Place> places_;        // per optimizer parameter
   c10::intrusive_ptr<c10d::ProcessGroup> group_;
-  bool offloaded_ = false;               // some unit's shards are in host memory
-  bool copies_written_ = false;          // the last step wrote the offloaded copies itself
-  std::optional<torch::Device> device_;  // of the parameters, when CUDA
-  std::future<void> update_;             // the offloaded update still running
+  bool offloaded_ = false;                 // some unit's shards are in host memory
+  bool copies_written_ = false;            // the last step wrote the offloaded copies itself
+  std::optional<torch::Device> device_;    // of the parameters, when CUDA
+  std::future<void> update_;               // the offloaded update still running
+  std::shared_ptr<PagedAdamState> paged_;  // offload_optimizer nvme: the state's files
   void wait_for_device() const;
 };
 

@@ -40,7 +40,7 @@ FullyShardedModel::FullyShardedModel(std::shared_ptr<torch::nn::Module> model,
   ShardPlacement placement;
   const auto& param_offload = options_.offload_param();
   placement.host_params = param_offload.device() == OffloadDevice::cpu;
-  placement.host_masters = placement.host_params || options_.offload_optimizer().device() == OffloadDevice::cpu;
+  placement.host_masters = placement.host_params || options_.offload_optimizer().device() != OffloadDevice::none;
   placement.pin_memory = placement.host_params ? param_offload.pin_memory() : options_.offload_optimizer().pin_memory();
   for (auto& planned : plan) {
     if (planned.params.empty()) continue;  // a root with nothing left

@@ -8,6 +8,7 @@
 #include <torch/cuda.h>
 
 #include "accel/optim/cpu_adam.h"
+#include "accel/parallel/fsdp/paged_adam_state.h"
 #include "accel/parallel/zero/element_wise.h"
 #include "accel/util/check.h"
 
@@ -33,6 +34,13 @@ ShardedOptimizerTensors::ShardedOptimizerTensors(torch::optim::Optimizer& optimi
     }
   }
   if (!models_.empty()) group_ = models_.front()->process_group();
+  const auto& offload = models_.empty() ? OffloadOptions() : models_.front()->options().offload_optimizer();
+  if (offload.device() == OffloadDevice::nvme) {
+    ACCEL_CHECK_ARG(PagedAdamState::supports(optimizer),
+                    "parameter sharding: offload_optimizer device nvme pages the state of accel's CPU Adam, and this "
+                    "optimizer is neither Adam nor AdamW; expected device cpu, or Adam/AdamW");
+    paged_ = std::make_shared<PagedAdamState>(offload.nvme_path(), units_);
+  }
 }
 
 ShardedOptimizerTensors::Place ShardedOptimizerTensors::place_of(const torch::Tensor& param) const {
@@ -64,6 +72,7 @@ bool ShardedOptimizerTensors::step_optimizer(torch::optim::Optimizer& optimizer)
   for (auto* unit : units_)
     for (size_t i = 0; i < unit->parameters().size(); ++i)
       pieces.emplace(unit->piece(i).unsafeGetTensorImpl(), std::pair{unit->piece_copy(i), unit});
+  if (paged_) paged_->place(optimizer);  // before planning: the tasks take the state tensors
   auto tasks = plan_cpu_adam_step(optimizer, [&](const torch::Tensor& piece, CpuAdamSlice& slice) {
     auto it = pieces.find(piece.unsafeGetTensorImpl());
     if (it == pieces.end()) return;
@@ -98,14 +107,21 @@ bool ShardedOptimizerTensors::step_optimizer(torch::optim::Optimizer& optimizer)
   }
   auto promises = std::make_shared<std::vector<std::promise<void>>>(work.size());
   std::vector<std::vector<CpuAdamTask>> jobs;
+  std::vector<const ShardedUnit*> job_units;
   for (size_t w = 0; w < work.size(); ++w) {
     work[w].first->set_pending_update((*promises)[w].get_future().share(), /*copies_written=*/true);
     jobs.push_back(std::move(work[w].second));
+    job_units.push_back(work[w].first);
   }
-  update_ = std::async(std::launch::async, [promises, jobs = std::move(jobs)] {
+  if (paged_ && !job_units.empty()) paged_->prefetch(job_units.front());
+  update_ = std::async(std::launch::async, [promises, jobs = std::move(jobs), job_units, paged = paged_] {
     for (size_t w = 0; w < jobs.size(); ++w) {
       try {
+        // Paged state: the next unit's pages are read while this one is
+        // stepped, and this one's go to the drive as soon as it is done.
+        if (paged && w + 1 < jobs.size()) paged->prefetch(job_units[w + 1]);
         for (const auto& t : jobs[w]) cpu_adam_step(t.options, t.step, t.slice);
+        if (paged) paged->write_back(job_units[w]);
         (*promises)[w].set_value();
       } catch (...) {  // this unit and every later one fail with the error
         for (size_t v = w; v < jobs.size(); ++v) (*promises)[v].set_exception(std::current_exception());
