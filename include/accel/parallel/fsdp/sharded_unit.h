@@ -43,7 +43,8 @@
 
 namespace accel::fsdp {
 
-struct CopyStreams;  // copy_streams.h
+struct CopyStreams;      // copy_streams.h
+class FreedMemoryGuard;  // freed_memory_guard.h
 
 /// Where a unit's shards live (ShardingOptions' offload_optimizer and offload_param).
 struct ACCEL_API ShardPlacement {
@@ -65,6 +66,9 @@ class ACCEL_API ShardedUnit {
   ShardedUnit(std::string path, const std::vector<std::pair<std::string, torch::Tensor>>& params,
               c10::intrusive_ptr<c10d::ProcessGroup> group, c10::intrusive_ptr<c10d::ProcessGroup> replicas = nullptr,
               ShardPlacement placement = {});
+  ~ShardedUnit();
+  ShardedUnit(const ShardedUnit&) = delete;
+  ShardedUnit& operator=(const ShardedUnit&) = delete;
 
   /// The unit's module path ("" for the root).
   const std::string& path() const { return path_; }
@@ -151,10 +155,11 @@ class ACCEL_API ShardedUnit {
  private:
   struct Kind {
     zero::FlatGroup layout;
-    std::vector<size_t> members;  // indices into params_
-    torch::Tensor full;           // the flat buffer the parameters view
-    torch::Tensor shard;          // this rank's slice (the optimizer's)
-    torch::Tensor grad_shard;     // trainable only
+    std::vector<size_t> members;              // indices into params_
+    torch::Tensor full;                       // the flat buffer the parameters view
+    std::shared_ptr<FreedMemoryGuard> freed;  // CPU: where `full` points while freed
+    torch::Tensor shard;                      // this rank's slice (the optimizer's)
+    torch::Tensor grad_shard;                 // trainable only
     // Offloaded only: the shard in full's dtype in host memory (the shard
     // itself when the dtypes agree), and on the device unless host_params.
     torch::Tensor host_copy;

@@ -7,6 +7,7 @@
 #include <c10/core/StreamGuard.h>
 
 #include "accel/parallel/fsdp/copy_streams.h"
+#include "accel/parallel/fsdp/freed_memory_guard.h"
 #include "accel/parallel/fsdp/storage_memory.h"
 #include "accel/util/check.h"
 #include "accel/util/host_memory.h"
@@ -63,6 +64,10 @@ ShardedUnit::ShardedUnit(std::string path, const std::vector<std::pair<std::stri
     kind.layout = zero::FlatLayout::build({list}, n, ShardingStrategy::full_shard).groups.at(0);
     const int64_t slice = kind.layout.padded_numel / n;
     kind.full = torch::zeros({kind.layout.padded_numel}, first.options().requires_grad(false));
+    if (kind.full.is_cpu())
+      kind.freed = std::make_shared<FreedMemoryGuard>(
+          kind.full.nbytes(), path_.empty() ? std::string("the root unit (the parameters outside every sharded unit)")
+                                            : "sharded unit '" + path_ + "'");
     for (size_t i = 0; i < list.size(); ++i, ++index) {
       const auto& fp = kind.layout.params[i];
       auto view = kind.full.narrow(0, fp.offset, fp.numel).view(fp.shape);
@@ -151,9 +156,16 @@ void ShardedUnit::reshard() {
     // Allocated on the copy stream, read on the compute stream: the block
     // is reused only once the compute stream is past this point.
     if (gathers_on_copy_stream()) record_use(kind.full, current_stream(kind.full.device()));
-    free_storage(kind.full);
+    free_storage(kind.full, kind.freed.get());
   }
   unsharded_ = false;
+}
+
+ShardedUnit::~ShardedUnit() {
+  // Views of the buffers may outlive the unit (autograd's saved tensors):
+  // they must not point at addresses the guard gives back.
+  for (auto& kind : kinds_)
+    if (!unsharded_ && kind.freed) free_storage(kind.full);
 }
 
 void ShardedUnit::keep_written_shard() {

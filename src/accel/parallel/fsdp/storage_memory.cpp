@@ -2,6 +2,8 @@
 
 #include <c10/core/StorageImpl.h>
 
+#include "accel/parallel/fsdp/freed_memory_guard.h"
+
 namespace accel::fsdp {
 
 void allocate_storage(const torch::Tensor& t, size_t nbytes) {
@@ -10,9 +12,10 @@ void allocate_storage(const torch::Tensor& t, size_t nbytes) {
   storage->set_nbytes(nbytes);
 }
 
-void free_storage(const torch::Tensor& t) {
+void free_storage(const torch::Tensor& t, const FreedMemoryGuard* guard) {
   auto* storage = t.storage().unsafeGetStorageImpl();
-  storage->set_data_ptr_noswap(c10::DataPtr(nullptr, storage->device()));
+  void* at = guard && storage->device().is_cpu() ? guard->address() : nullptr;
+  storage->set_data_ptr_noswap(c10::DataPtr(at, storage->device()));  // not owned: nothing to release
   storage->set_nbytes(0);
 }
 

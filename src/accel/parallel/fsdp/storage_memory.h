@@ -9,9 +9,13 @@
 
 namespace accel::fsdp {
 
+class FreedMemoryGuard;  // freed_memory_guard.h
+
 /// `t`'s storage gets `nbytes` of new (uninitialised) memory from its own allocator.
 void allocate_storage(const torch::Tensor& t, size_t nbytes);
-/// `t`'s storage lets its memory go (0 bytes).
-void free_storage(const torch::Tensor& t);
+/// `t`'s storage lets its memory go (0 bytes). A CPU storage then points
+/// at `guard`'s reserved addresses when given (a read names the buffer),
+/// else at null.
+void free_storage(const torch::Tensor& t, const FreedMemoryGuard* guard = nullptr);
 
 }  // namespace accel::fsdp
