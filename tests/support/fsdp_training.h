@@ -34,13 +34,15 @@ struct Variant {
   bool reshard_after_forward = true;
   bool freeze_block = false;
   WrapPolicy policy = WrapPolicy::transformer_based;
-  int hybrid_shard_size = 0;        // > 0: hybrid_shard in groups of that many ranks
-  bool offload_optimizer = false;   // shards and optimizer state in host memory
-  bool offload_param = false;       // and the gathers' copies too
-  bool sgd = false;                 // SGD with momentum instead of AdamW (stepped by its own step())
-  bool checkpoint = false;          // activation checkpointing at the blocks
-  bool sharded_state = false;       // save_state under SHARDED_STATE_DICT
-  bool zero2 = false;               // shard_grad_op (ZeRO-2) instead: nothing sharded at the units
+  int hybrid_shard_size = 0;       // > 0: hybrid_shard in groups of that many ranks
+  bool offload_optimizer = false;  // shards and optimizer state in host memory
+  bool offload_param = false;      // and the gathers' copies too
+  bool sgd = false;                // SGD with momentum instead of AdamW (stepped by its own step())
+  bool checkpoint = false;         // activation checkpointing at the blocks
+  bool sharded_state = false;      // save_state under SHARDED_STATE_DICT
+  bool zero2 = false;              // shard_grad_op (ZeRO-2) instead: nothing sharded at the units
+  BackwardPrefetch backward_prefetch = BackwardPrefetch::none;
+  bool forward_prefetch = false;
   std::filesystem::path nvme_path = {};  // not empty: the optimizer state in files there (offload_optimizer nvme)
 };
 
@@ -140,6 +142,8 @@ inline AcceleratorOptions sharded(const Variant& v) {
                                            .nvme_path(v.nvme_path))
                     .offload_param(OffloadOptions().device(v.offload_param ? OffloadDevice::cpu : OffloadDevice::none))
                     .activation_checkpointing(v.checkpoint)
+                    .backward_prefetch(v.backward_prefetch)
+                    .forward_prefetch(v.forward_prefetch)
                     .state_dict_type(v.sharded_state ? StateDictType::sharded : StateDictType::full));
 }
 

@@ -6,6 +6,7 @@
 // model without units (the reference, plain LibTorch).
 #include <torch/torch.h>
 
+#include <functional>
 #include <vector>
 
 #include "accel/unit/unit.h"
@@ -21,10 +22,12 @@ class BlockImpl : public torch::nn::Module {
   }
   torch::Tensor forward(const torch::Tensor& x) {
     ++forwards;
+    if (probe) probe();
     return x + fc2(torch::gelu(fc1(ln(x))));
   }
 
-  int64_t forwards = 0;  // calls, recomputations included
+  int64_t forwards = 0;         // calls, recomputations included
+  std::function<void()> probe;  // a test's look at the moment this block's forward starts
   torch::nn::LayerNorm ln{nullptr};
   torch::nn::Linear fc1{nullptr}, fc2{nullptr};
 };

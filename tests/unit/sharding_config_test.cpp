@@ -450,6 +450,48 @@ TEST(ShardingConfig, FsdpStateDictTypeFollowsAccelerate) {
   EXPECT_EQ(accel::to_string(StateDictType::full), "FULL_STATE_DICT");
 }
 
+TEST(ShardingConfig, FsdpPrefetchFollowsAccelerate) {
+  auto options = [](std::map<std::string, std::string> vars) {
+    vars["ACCELERATE_USE_FSDP"] = "true";
+    return *accel::sharding_config_from_env(env(vars)).sharding;
+  };
+  // Version 1: none unless asked (Accelerate passes backward_prefetch=None).
+  EXPECT_EQ(options({}).backward_prefetch(), BackwardPrefetch::none);
+  EXPECT_FALSE(options({}).forward_prefetch());
+  EXPECT_EQ(options({{"FSDP_BACKWARD_PREFETCH", "BACKWARD_PRE"}}).backward_prefetch(), BackwardPrefetch::backward_pre);
+  EXPECT_EQ(options({{"FSDP_BACKWARD_PREFETCH", "backward_post"}}).backward_prefetch(),
+            BackwardPrefetch::backward_post);
+  EXPECT_EQ(options({{"FSDP_BACKWARD_PREFETCH", "1"}}).backward_prefetch(), BackwardPrefetch::backward_pre);
+  EXPECT_EQ(options({{"FSDP_BACKWARD_PREFETCH", "NO_PREFETCH"}}).backward_prefetch(), BackwardPrefetch::none);
+  EXPECT_TRUE(options({{"FSDP_FORWARD_PREFETCH", "true"}}).forward_prefetch());
+  // Version 2: FSDP2 prefetches backward itself; Accelerate drops the variable.
+  EXPECT_EQ(options({{"FSDP_VERSION", "2"}}).backward_prefetch(), BackwardPrefetch::backward_pre);
+  EXPECT_EQ(options({{"FSDP_VERSION", "2"}, {"FSDP_BACKWARD_PREFETCH", "NO_PREFETCH"}}).backward_prefetch(),
+            BackwardPrefetch::backward_pre);
+  expect_error<std::invalid_argument>(
+      [&] {
+        options({{"FSDP_VERSION", "2"}, {"FSDP_FORWARD_PREFETCH", "true"}});
+      },
+      {"FSDP_FORWARD_PREFETCH=true", "FSDP_VERSION=2"});
+  expect_error<std::invalid_argument>(
+      [&] {
+        options({{"FSDP_BACKWARD_PREFETCH", "BACKWARD_LATER"}});
+      },
+      {"FSDP_BACKWARD_PREFETCH=BACKWARD_LATER", "BACKWARD_PRE, BACKWARD_POST"});
+  expect_error<std::invalid_argument>(
+      [&] {
+        options({{"FSDP_BACKWARD_PREFETCH", "3"}});
+      },
+      {"FSDP_BACKWARD_PREFETCH=3"});
+  // Checked as booleans, whatever their effect.
+  expect_error<std::invalid_argument>(
+      [&] {
+        options({{"FSDP_SYNC_MODULE_STATES", "maybe"}});
+      },
+      {"FSDP_SYNC_MODULE_STATES", "maybe"});
+  EXPECT_EQ(accel::to_string(BackwardPrefetch::backward_post), "BACKWARD_POST");
+}
+
 TEST(ShardingConfig, FsdpFullShardAndWrapPolicyVariables) {
   auto sharding = [](std::map<std::string, std::string> vars) {
     vars["ACCELERATE_USE_FSDP"] = "true";

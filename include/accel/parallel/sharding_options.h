@@ -110,6 +110,20 @@ ACCEL_API std::string to_string(StateDictType type);
 /// The inverse of to_string, any case; throws std::invalid_argument naming `name`.
 ACCEL_API StateDictType parse_state_dict_type(const std::string& name);
 
+/// When a unit's gather for backward is issued ahead of its need
+/// (FSDP_BACKWARD_PREFETCH, torch's BackwardPrefetch): the unit whose
+/// backward comes next (the one that ran forward before the current one)
+/// is gathered when the current unit's backward starts (backward_pre) or
+/// once its gradients are computed, before they are reduced
+/// (backward_post), so that the gather overlaps compute; one more unit
+/// gathered at a time.
+enum class BackwardPrefetch { none, backward_pre, backward_post };
+/// "NO_PREFETCH", "BACKWARD_PRE", "BACKWARD_POST" (Accelerate's names).
+ACCEL_API std::string to_string(BackwardPrefetch prefetch);
+/// The inverse of to_string, any case, or torch's enum values 1 (BACKWARD_PRE)
+/// and 2 (BACKWARD_POST); throws std::invalid_argument naming `name`.
+ACCEL_API BackwardPrefetch parse_backward_prefetch(const std::string& name);
+
 struct ACCEL_API ShardingOptions {
   /// What is split across ranks.
   TORCH_ARG(ShardingStrategy, strategy) = ShardingStrategy::shard_grad_op;
@@ -155,6 +169,13 @@ struct ACCEL_API ShardingOptions {
   TORCH_ARG(bool, activation_checkpointing) = false;
   /// What save_state writes of the model (FSDP_STATE_DICT_TYPE).
   TORCH_ARG(StateDictType, state_dict_type) = StateDictType::full;
+  /// Gathers for backward issued ahead (BackwardPrefetch). Under the other
+  /// strategies nothing is freed, so there is nothing to prefetch.
+  TORCH_ARG(BackwardPrefetch, backward_prefetch) = BackwardPrefetch::none;
+  /// FSDP_FORWARD_PREFETCH: a unit's forward also gathers the unit that
+  /// ran after it in the previous forward (every rank predicts the same),
+  /// so that its gather overlaps this unit's compute.
+  TORCH_ARG(bool, forward_prefetch) = false;
 };
 
 /// Whether `strategy` shards the parameters (full_shard, hybrid_shard).

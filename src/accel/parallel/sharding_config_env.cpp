@@ -72,6 +72,37 @@ StateDictType state_dict_type_from_env(const EnvLookup& env, long version) {
   return name == "FULL_STATE_DICT" ? StateDictType::full : StateDictType::sharded;
 }
 
+// Accelerate's plugin: FSDP_BACKWARD_PREFETCH (a name or torch's value;
+// none when unset) and FSDP_FORWARD_PREFETCH are read under version 1.
+// Under 2 it drops backward_prefetch (FSDP2 always prefetches the next
+// unit of backward, which accel then does) and refuses forward_prefetch.
+// FSDP_USE_ORIG_PARAMS, FSDP_SYNC_MODULE_STATES and
+// FSDP_CPU_RAM_EFFICIENT_LOADING are checked as booleans: accel always keeps
+// the original parameters and broadcasts the main process's weights at
+// prepare; the last one is read by transformers' from_pretrained, not by
+// the Accelerator, here as in Accelerate.
+void prefetch_from_env(const EnvLookup& env, long version, ShardingOptions& o) {
+  for (const char* flag : {"FSDP_USE_ORIG_PARAMS", "FSDP_SYNC_MODULE_STATES", "FSDP_CPU_RAM_EFFICIENT_LOADING"})
+    env_bool(env, flag);
+  const bool forward = env_true(env, "FSDP_FORWARD_PREFETCH");
+  if (version == 2) {
+    ACCEL_CHECK_ARG(!forward, "FSDP_FORWARD_PREFETCH=", *env_string(env, "FSDP_FORWARD_PREFETCH"),
+                    " with FSDP_VERSION=2: Accelerate refuses forward_prefetch under FSDP2; expected false, or "
+                    "FSDP_VERSION=1");
+    o.backward_prefetch(BackwardPrefetch::backward_pre);
+    return;
+  }
+  o.forward_prefetch(forward);
+  if (auto raw = env_string(env, "FSDP_BACKWARD_PREFETCH")) {
+    try {
+      o.backward_prefetch(parse_backward_prefetch(trim(*raw)));
+    } catch (const std::invalid_argument&) {
+      fail<std::invalid_argument>("FSDP_BACKWARD_PREFETCH=", *raw,
+                                  ": expected BACKWARD_PRE, BACKWARD_POST or NO_PREFETCH (or 1-2)");
+    }
+  }
+}
+
 ShardingConfig fsdp_from_env(const EnvLookup& env) {
   ShardingConfig out;
   out.source = "environment";
@@ -122,6 +153,7 @@ ShardingConfig fsdp_from_env(const EnvLookup& env) {
     o.strategy(name == "NO_SHARD" ? ShardingStrategy::no_shard : ShardingStrategy::shard_grad_op);
     if (offload) o.offload_optimizer(OffloadOptions().device(OffloadDevice::cpu));
   }
+  prefetch_from_env(env, version, o);
   out.sharding = o;
   return out;
 }

@@ -53,6 +53,24 @@ StateDictType parse_state_dict_type(const std::string& name) {
   fail<std::invalid_argument>("unknown state dict type '", name, "': expected FULL_STATE_DICT or SHARDED_STATE_DICT");
 }
 
+std::string to_string(BackwardPrefetch prefetch) {
+  switch (prefetch) {
+    case BackwardPrefetch::backward_pre: return "BACKWARD_PRE";
+    case BackwardPrefetch::backward_post: return "BACKWARD_POST";
+    default: return "NO_PREFETCH";
+  }
+}
+
+BackwardPrefetch parse_backward_prefetch(const std::string& name) {
+  const std::string n = upper(name);
+  if (n == "1") return BackwardPrefetch::backward_pre;
+  if (n == "2") return BackwardPrefetch::backward_post;
+  for (auto p : {BackwardPrefetch::none, BackwardPrefetch::backward_pre, BackwardPrefetch::backward_post})
+    if (to_string(p) == n) return p;
+  fail<std::invalid_argument>("unknown backward prefetch '", name,
+                              "': expected BACKWARD_PRE, BACKWARD_POST or NO_PREFETCH (or 1-2)");
+}
+
 std::string to_string(OffloadDevice device) {
   switch (device) {
     case OffloadDevice::none: return "none";

@@ -108,11 +108,13 @@ class ACCEL_API FullyShardedModel : public ModelSharding {
   void on_gradient(size_t k);
   void on_input_gradient(size_t k);
   void maybe_post_backward(size_t k);
-  void post_backward(size_t k);
+  void post_backward(size_t k, bool prefetch = true);
   void end_backward();
   void queue_end_backward();
   void unshard(size_t k);
   void reshard(size_t k);
+  void prefetch_forward(size_t k);
+  void prefetch_backward(size_t k);
 
   std::shared_ptr<torch::nn::Module> model_;
   c10::intrusive_ptr<c10d::ProcessGroup> group_;
@@ -133,6 +135,9 @@ class ACCEL_API FullyShardedModel : public ModelSharding {
   std::deque<c10::Event> freed_;
   bool sync_ = true;
   bool end_queued_ = false;
+  bool in_backward_ = false;        // from the first backward hook to the end of backward
+  std::vector<size_t> order_;       // units in the order this forward ran them
+  std::vector<size_t> last_order_;  // and the previous forward's (forward_prefetch predicts from it)
   int64_t peak_unsharded_ = 0;
 };
 

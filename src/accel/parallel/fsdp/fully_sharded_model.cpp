@@ -1,5 +1,7 @@
 #include "accel/parallel/fsdp/fully_sharded_model.h"
 
+#include <algorithm>
+
 #include <torch/csrc/autograd/engine.h>
 #include <torch/csrc/autograd/function.h>
 #include <torch/csrc/autograd/utils/lambda_post_hook.h>
@@ -87,6 +89,8 @@ FullyShardedModel::~FullyShardedModel() {
 // The root is the last unit when the model has parameters outside every
 // sharded unit (plan_units puts it there).
 void FullyShardedModel::before_forward() {
+  if (!in_backward_ && !order_.empty()) last_order_ = std::move(order_);
+  order_.clear();
   // The model's inputs are not seen here: the root's backward ends with its
   // parameters' gradients (or at the end of backward).
   if (!units_.empty() && !slots_.back()) pre_forward(units_.size() - 1, {});
@@ -120,6 +124,10 @@ void FullyShardedModel::reshard(size_t k) {
 
 void FullyShardedModel::pre_forward(size_t k, const std::vector<torch::Tensor>& inputs) {
   unshard(k);
+  if (!in_backward_) {  // not a checkpointed unit's recompute
+    order_.push_back(k);
+    if (options_.forward_prefetch()) prefetch_forward(k);
+  }
   progress_[k].forward_ran = true;
   if (!torch::GradMode::is_enabled()) return;
   std::weak_ptr<char> alive = alive_;
@@ -150,6 +158,7 @@ void FullyShardedModel::post_forward(size_t k, std::vector<torch::Tensor>& outpu
 }
 
 void FullyShardedModel::queue_end_backward() {
+  in_backward_ = true;
   if (end_queued_) return;
   end_queued_ = true;
   std::weak_ptr<char> alive = alive_;
@@ -161,6 +170,29 @@ void FullyShardedModel::queue_end_backward() {
 void FullyShardedModel::pre_backward(size_t k) {
   queue_end_backward();
   unshard(k);
+  if (options_.backward_prefetch() == BackwardPrefetch::backward_pre) prefetch_backward(k);
+}
+
+// The unit after k in the previous forward, when it has not run in this one.
+void FullyShardedModel::prefetch_forward(size_t k) {
+  auto at = std::find(last_order_.begin(), last_order_.end(), k);
+  if (at == last_order_.end() || at + 1 == last_order_.end()) return;
+  const size_t next = *(at + 1);
+  if (std::find(order_.begin(), order_.end(), next) == order_.end()) unshard(next);
+}
+
+// The unit whose backward comes next: the last one before k in this
+// forward's order that ran forward and whose backward is still to come.
+// Every rank ran the same forward, so every rank gathers the same unit.
+void FullyShardedModel::prefetch_backward(size_t k) {
+  auto at = std::find(order_.begin(), order_.end(), k);
+  while (at != order_.begin()) {
+    const size_t before = *--at;
+    if (progress_[before].forward_ran && !progress_[before].backward_done) {
+      unshard(before);
+      return;
+    }
+  }
 }
 
 void FullyShardedModel::on_gradient(size_t k) {
@@ -180,9 +212,10 @@ void FullyShardedModel::maybe_post_backward(size_t k) {
   if (p.grads_ready >= units_[k]->num_trainable() && p.inputs_pending == 0) post_backward(k);
 }
 
-void FullyShardedModel::post_backward(size_t k) {
+void FullyShardedModel::post_backward(size_t k, bool prefetch) {
   if (progress_[k].backward_done) return;
   progress_[k].backward_done = true;
+  if (prefetch && options_.backward_prefetch() == BackwardPrefetch::backward_post) prefetch_backward(k);
   if (sync_) units_[k]->reduce_gradients();
   reshard(k);
 }
@@ -190,9 +223,10 @@ void FullyShardedModel::post_backward(size_t k) {
 void FullyShardedModel::end_backward() {
   // In unit order, the same on every rank: the collectives must match.
   for (size_t k = 0; k < units_.size(); ++k)
-    if (progress_[k].forward_ran || progress_[k].grads_ready > 0) post_backward(k);
+    if (progress_[k].forward_ran || progress_[k].grads_ready > 0) post_backward(k, /*prefetch=*/false);
   for (auto& p : progress_) p = Progress{};
   end_queued_ = false;
+  in_backward_ = false;
 }
 
 std::pair<ShardedUnit*, size_t> FullyShardedModel::find(const torch::Tensor& param) const {
