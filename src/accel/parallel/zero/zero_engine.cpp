@@ -120,6 +120,8 @@ ZeroEngine::ZeroEngine(std::shared_ptr<torch::nn::Module> module, torch::optim::
       reducer_ =
           std::make_unique<BucketedGradientReducer>(target_, options_.reduce_bucket_size(), options_.overlap_comm());
       break;
+    case ShardingStrategy::full_shard:
+    case ShardingStrategy::hybrid_shard: break;  // refused at the top: parallel/fsdp shards parameters
   }
 }
 
