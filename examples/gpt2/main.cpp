@@ -65,6 +65,7 @@ struct Flags {
   std::string offload = "none";
   bool offload_params = false;
   bool activation_checkpointing = false;
+  bool prefetch = false;
   int64_t n_layer = 0, n_embd = 0, n_head = 0;  // 0: the --config's
   std::string nvme_path;
   bool delayed_update = false;
@@ -115,6 +116,9 @@ Flags parse(int argc, char** argv) {
   app.add_flag("--offload-params", f.offload_params,
                "with --zero-stage 3: the parameter shards in host memory too (DeepSpeed offload_param cpu, FSDP's "
                "CPU offload); implies --offload cpu unless --offload nvme");
+  app.add_flag("--prefetch", f.prefetch,
+               "with --zero-stage 3: gather the next block ahead, in forward and in backward (FSDP's forward_prefetch "
+               "and BACKWARD_PRE)");
   app.add_flag("--activation-checkpointing", f.activation_checkpointing,
                "with --zero-stage 3: recompute each GPT2Block's forward in backward (FSDP_ACTIVATION_CHECKPOINTING)");
   app.add_option("--nvme-path", f.nvme_path, "with --offload nvme: folder of the optimizer state pages");
@@ -143,6 +147,7 @@ Flags parse(int argc, char** argv) {
   ACCEL_CHECK_ARG(!f.offload_params || f.zero_stage == 3, "--offload-params needs --zero-stage 3 (got ", f.zero_stage,
                   ")");
   if (f.offload_params && f.offload == "none") f.offload = "cpu";
+  ACCEL_CHECK_ARG(!f.prefetch || f.zero_stage == 3, "--prefetch needs --zero-stage 3, got ", f.zero_stage);
   ACCEL_CHECK_ARG(!f.activation_checkpointing || f.zero_stage == 3,
                   "--activation-checkpointing needs --zero-stage 3 (the sharded blocks recompute), got ", f.zero_stage);
   ACCEL_CHECK_ARG(!(f.phase_timing && f.cuda_graph), "--phase-timing with --cuda-graph: a replayed step has no phases");
@@ -202,17 +207,20 @@ int main(int argc, char** argv) try {
     const accel::ShardingStrategy stages[] = {
         accel::ShardingStrategy::no_shard, accel::ShardingStrategy::shard_optimizer,
         accel::ShardingStrategy::shard_grad_op, accel::ShardingStrategy::full_shard};
-    options.sharding(accel::ShardingOptions()
-                         .strategy(stages[flags.zero_stage])
-                         .reduce_bucket_size(flags.bucket_size)
-                         .transformer_cls_to_wrap({"GPT2Block"})
-                         .activation_checkpointing(flags.activation_checkpointing)
-                         .offload_optimizer(accel::OffloadOptions()
-                                                .device(accel::parse_offload_device(flags.offload))
-                                                .nvme_path(flags.nvme_path)
-                                                .delayed_update(flags.delayed_update))
-                         .offload_param(accel::OffloadOptions().device(
-                             flags.offload_params ? accel::OffloadDevice::cpu : accel::OffloadDevice::none)));
+    options.sharding(
+        accel::ShardingOptions()
+            .strategy(stages[flags.zero_stage])
+            .reduce_bucket_size(flags.bucket_size)
+            .transformer_cls_to_wrap({"GPT2Block"})
+            .activation_checkpointing(flags.activation_checkpointing)
+            .forward_prefetch(flags.prefetch)
+            .backward_prefetch(flags.prefetch ? accel::BackwardPrefetch::backward_pre : accel::BackwardPrefetch::none)
+            .offload_optimizer(accel::OffloadOptions()
+                                   .device(accel::parse_offload_device(flags.offload))
+                                   .nvme_path(flags.nvme_path)
+                                   .delayed_update(flags.delayed_update))
+            .offload_param(accel::OffloadOptions().device(flags.offload_params ? accel::OffloadDevice::cpu
+                                                                               : accel::OffloadDevice::none)));
   }
   accel::Accelerator accelerator(options);
 
@@ -355,6 +363,7 @@ int main(int argc, char** argv) try {
         {"offload", flags.offload + (flags.delayed_update ? "+delayed" : "") + (flags.offload_params ? "+params" : "")},
         {"params", net->num_parameters()},
         {"activation_checkpointing", flags.activation_checkpointing},
+        {"prefetch", flags.prefetch},
         {"host_rss_gb", host_status_gib("VmHWM")},  // the peak
         // Of the resident memory now, pages of mapped files (--offload nvme
         // under stage 3: the moments the kernel keeps cached).
