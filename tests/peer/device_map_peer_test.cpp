@@ -126,20 +126,20 @@ TEST(DeviceMapPeer, GptShapedModelUnderManyBudgets) {
   expect_same_maps(*model, cases);
 }
 
-// A plain stack of LibTorch modules (no units, no ties): class names are
+// A plain list of LibTorch modules (no units, no ties): class names are
 // the C++ ones, which the no-split list names.
-TEST(DeviceMapPeer, SequentialOfLibTorchModules) {
+TEST(DeviceMapPeer, ListOfLibTorchModules) {
   REQUIRE_PEERS("accelerate", "torch");
   auto model = accel::init_empty_weights([] {
-    torch::nn::Sequential seq;
+    torch::nn::ModuleList list;
     for (int i = 0; i < 3; ++i) {
-      seq->push_back(
-          torch::nn::Sequential(torch::nn::Linear(128, 256), torch::nn::ReLU(), torch::nn::Linear(256, 128)));
-      seq->push_back(torch::nn::BatchNorm1d(128));
+      list->push_back(
+          torch::nn::ModuleList(torch::nn::Linear(128, 256), torch::nn::ReLU(), torch::nn::Linear(256, 128)));
+      list->push_back(torch::nn::BatchNorm1d(128));
     }
-    return seq;
+    return list;
   });
-  const std::vector<std::string> no_split = {"torch::nn::SequentialImpl"};
+  const std::vector<std::string> no_split = {"torch::nn::ModuleListImpl"};
   expect_same_maps(*model, {{{{"0", 300'000}, {"1", 300'000}, {"cpu", 300'000}}, no_split, {}},
                             {{{"0", 300'000}, {"1", 300'000}, {"cpu", 300'000}}, {}, {}},
                             {{{"cpu", 500'000}}, {}, torch::kHalf}});
