@@ -3,6 +3,11 @@
 // header brings in the whole public API.
 #include "accel/accelerator.h"
 #include "accel/amp/autocast.h"
+#include "accel/big_model/auto_device_map.h"
+#include "accel/big_model/device_map.h"
+#include "accel/big_model/dispatch.h"
+#include "accel/big_model/empty_init.h"
+#include "accel/big_model/hooks.h"
 #include "accel/big_model/memory_estimate.h"
 #include "accel/big_model/model_size.h"
 #include "accel/big_model/tensor_shapes.h"

@@ -64,6 +64,15 @@ class ACCEL_API UnitHooks {
   /// Just after it; `outputs` are the tensors of its result (hooks may be
   /// registered on them, to act before the block's backward).
   virtual void post_forward(std::vector<torch::Tensor>& outputs) = 0;
+
+  /// A mode that replaces tensors (moves them to the block's device, say)
+  /// returns true: after pre_forward the unit calls replace_inputs and runs
+  /// the block on the tensors it leaves in `inputs`, and it returns the
+  /// tensors post_forward leaves in `outputs`. Tensors inside an argument
+  /// the block takes by non-const reference are replaced in place there.
+  /// Other modes (the default) leave arguments and result untouched.
+  virtual bool replaces_tensors() const { return false; }
+  virtual void replace_inputs(std::vector<torch::Tensor>& inputs) {}
 };
 
 /// What every copy of one Unit shares, and what find_units returns.
@@ -124,6 +133,8 @@ class Unit {
     std::vector<torch::Tensor> inputs;
     collect_argument_tensors(inputs, args...);
     if (hooks) hooks->pre_forward(inputs);
+    if (hooks && hooks->replaces_tensors())
+      return forward_replacing(*hooks, inputs, checkpoint, std::forward<Args>(args)...);
     using Out = decltype(module_->forward(std::forward<Args>(args)...));
     Out out =
         checkpoint ? forward_checkpointed<Out>(inputs.size(), args...) : module_->forward(std::forward<Args>(args)...);
@@ -141,6 +152,28 @@ class Unit {
   const std::shared_ptr<UnitSlot>& slot() const { return slot_; }
 
  private:
+  // The forward of a unit whose hooks replace tensors (UnitHooks::replaces_tensors).
+  template <class... Args>
+  auto forward_replacing(UnitHooks& hooks, std::vector<torch::Tensor>& inputs, bool checkpoint, Args&&... args) {
+    hooks.replace_inputs(inputs);
+    size_t next = 0;
+    // Braced initialisation: the arguments take their tensors left to right.
+    std::tuple<decltype(replace_argument_tensors(std::forward<Args>(args), inputs, next))...> call{
+        replace_argument_tensors(std::forward<Args>(args), inputs, next)...};
+    using Out = decltype(module_->forward(std::forward<Args>(args)...));
+    Out out = std::apply(
+        [&](auto&&... a) -> Out {
+          if (checkpoint) return forward_checkpointed<Out>(inputs.size(), a...);
+          return module_->forward(std::forward<decltype(a)>(a)...);
+        },
+        std::move(call));
+    std::vector<torch::Tensor> outputs;
+    collect_tensors(out, outputs);
+    hooks.post_forward(outputs);
+    size_t taken = 0;
+    return Out(replace_tensors(out, outputs, taken));
+  }
+
   // The forward under activation checkpointing: the tensor arguments are
   // what the recompute replaces (`tensors_in_args`: all tensors found in them).
   template <class Out, class... Args>

@@ -5,6 +5,8 @@
 // search, a unit's backward hooks.
 #include <map>
 #include <tuple>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include <torch/types.h>
@@ -34,6 +36,49 @@ void collect_argument_tensors(std::vector<torch::Tensor>& out, const Args&... ar
     if constexpr (requires { collect_tensors(arg, out); }) collect_tensors(arg, out);
   };
   (one(args), ...);
+}
+
+/// `value` with its tensors replaced, in collect_tensors' order, by
+/// `tensors[next]`, `tensors[next + 1]`, ... (`next` advances past them).
+inline torch::Tensor replace_tensors(const torch::Tensor&, const std::vector<torch::Tensor>& tensors, size_t& next) {
+  return tensors.at(next++);
+}
+template <class... Ts>
+std::tuple<Ts...> replace_tensors(const std::tuple<Ts...>& t, const std::vector<torch::Tensor>& tensors, size_t& next) {
+  // Braced initialisation: the elements are replaced left to right.
+  return std::apply([&](const auto&... x) { return std::tuple<Ts...>{replace_tensors(x, tensors, next)...}; }, t);
+}
+template <class T>
+std::vector<T> replace_tensors(const std::vector<T>& v, const std::vector<torch::Tensor>& tensors, size_t& next) {
+  std::vector<T> out;
+  out.reserve(v.size());
+  for (const auto& x : v) out.push_back(replace_tensors(x, tensors, next));
+  return out;
+}
+template <class K, class V>
+std::map<K, V> replace_tensors(const std::map<K, V>& m, const std::vector<torch::Tensor>& tensors, size_t& next) {
+  std::map<K, V> out;
+  for (const auto& [k, v] : m) out.emplace(k, replace_tensors(v, tensors, next));
+  return out;
+}
+
+/// One argument of a call with its tensors replaced (see replace_tensors):
+/// an argument holding tensors is passed as a new value, except one the
+/// callee takes by non-const reference, whose tensors are assigned in place
+/// (the caller sees them replaced); an argument holding none is forwarded
+/// as it is.
+template <class Arg>
+decltype(auto) replace_argument_tensors(Arg&& arg, const std::vector<torch::Tensor>& tensors, size_t& next) {
+  using T = std::remove_reference_t<Arg>;
+  std::vector<torch::Tensor> probe;
+  if constexpr (!requires { collect_tensors(arg, probe); }) {
+    return std::forward<Arg>(arg);
+  } else if constexpr (std::is_lvalue_reference_v<Arg> && !std::is_const_v<T>) {
+    arg = replace_tensors(arg, tensors, next);
+    return std::forward<Arg>(arg);
+  } else {
+    return replace_tensors(arg, tensors, next);
+  }
 }
 
 }  // namespace accel
