@@ -5,6 +5,7 @@
 #include <torch/cuda.h>
 
 #include "accel/checkpoint/safetensors.h"
+#include "accel/dist/collectives.h"
 #include "accel/dist/logging.h"
 #include "accel/optim/grad_norm.h"
 #include "accel/parallel/replication.h"
@@ -77,7 +78,33 @@ DistributedType Accelerator::distributed_type() const {
 
 std::shared_ptr<PreparedModelCore> Accelerator::prepare_model_core(std::shared_ptr<torch::nn::Module> module) {
   ACCEL_CHECK_ARG(module, "Accelerator::prepare: the model is empty (a null module holder)");
-  if (options_.device_placement()) module->to(device());
+  std::string meta;  // the first tensor on the meta device (a model built without memory)
+  for (const auto& item : module->named_parameters())
+    if (meta.empty() && item.value().is_meta()) meta = item.key();
+  for (const auto& item : module->named_buffers())
+    if (meta.empty() && item.value().is_meta()) meta = item.key();
+  if (!replication_->fills_meta_tensors()) {
+    // Every process learns which one holds meta tensors, so that all refuse
+    // (one process failing alone would leave the others in a collective).
+    std::vector<std::string> metas{meta};
+    if (const auto& group = state_->process_group()) metas = gather_object(meta, group);
+    for (size_t r = 0; r < metas.size(); ++r)
+      ACCEL_CHECK_ARG(metas[r].empty(), "Accelerator::prepare: '", metas[r], "' is on the meta device on process ", r,
+                      "; only parameter sharding (full_shard, hybrid_shard) gives a model built without memory its "
+                      "values from the main process; otherwise materialize it and load its weights first "
+                      "(big_model/empty_init.h)");
+  }
+  if (options_.device_placement()) {
+    if (meta.empty()) {
+      module->to(device());
+    } else {  // Module::to would copy out of the meta tensors: move the others only
+      torch::NoGradGuard no_grad;
+      for (auto& t : module->parameters())
+        if (!t.is_meta() && t.device() != device()) t.set_data(t.to(device()));
+      for (auto& t : module->buffers())
+        if (!t.is_meta() && t.device() != device()) t.set_data(t.to(device()));
+    }
+  }
   if (sharding_config_ && sharding_config_->reduce_bucket_size_from_model) {
     // The first model fills the DeepSpeed file's "auto" bucket size, as in
     // Accelerate's prepare(); nothing is replicated yet, so the replication

@@ -14,6 +14,7 @@
 #include <optional>
 
 #include "accel/accelerator.h"
+#include "accel/big_model/empty_init.h"
 #include "accel/parallel/fsdp/fully_sharded_model.h"
 #include "support/distributed.h"
 #include "support/tensors.h"
@@ -43,6 +44,7 @@ struct Variant {
   bool zero2 = false;              // shard_grad_op (ZeRO-2) instead: nothing sharded at the units
   BackwardPrefetch backward_prefetch = BackwardPrefetch::none;
   bool forward_prefetch = false;
+  bool meta_init = false;                // every rank but the main one builds the model on the meta device
   std::filesystem::path nvme_path = {};  // not empty: the optimizer state in files there (offload_optimizer nvme)
 };
 
@@ -159,7 +161,7 @@ struct Trainer {
 
   explicit Trainer(const Variant& variant) : acc(sharded(variant)), v(variant) {
     seed_cpu(7 + 100 * acc.process_index());  // prepare must broadcast rank 0's weights
-    net = Stack();
+    net = v.meta_init && acc.process_index() != 0 ? init_empty_weights([] { return Stack(); }) : Stack();
     if (v.freeze_block) freeze(net);
     auto [m, o] = acc.prepare(net, make_optimizer(net, v.sgd));
     model.emplace(std::move(m));

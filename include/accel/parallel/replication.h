@@ -38,6 +38,9 @@ class ACCEL_API Replication {
   virtual ~Replication() = default;
   /// For a model already on its device (and cast): what runs around its forward.
   virtual ModelReplica prepare_model(const std::shared_ptr<torch::nn::Module>& module) = 0;
+  /// Whether prepare_model gives parameters and buffers on the meta device
+  /// their values (from the main process); other modes refuse them.
+  virtual bool fills_meta_tensors() const { return false; }
   /// What `optimizer` updates in place of the model's parameters (null:
   /// the parameters themselves). `models`: those prepared so far.
   virtual std::shared_ptr<OptimizerTensors> prepare_optimizer(

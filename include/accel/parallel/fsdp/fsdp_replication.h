@@ -4,6 +4,13 @@
 // first), and each prepared optimizer steps the pieces of the shards of
 // the models prepared before it (sharded_optimizer.h).
 //
+// The processes other than the main one may build the model on the meta
+// device (big_model/empty_init.h: no memory), as FSDP's
+// sync_module_states with cpu_ram_efficient_loading: their buffers are
+// made and broadcast, and their parameters get their values unit by unit
+// from the main process (FromMainProcess), so that they never hold the
+// whole model. The main process must hold the weights.
+//
 // save_state writes the model whole (gathered one unit at a time, by the
 // main process, as FSDP's FULL_STATE_DICT) or, under SHARDED_STATE_DICT,
 // as each rank's slices (FullyShardedModel::save_slices); and each rank's
@@ -27,6 +34,7 @@ class ACCEL_API FullyShardedReplication : public Replication {
   FullyShardedReplication(const ProcessState& state, ShardingOptions options);
 
   ModelReplica prepare_model(const std::shared_ptr<torch::nn::Module>& module) override;
+  bool fills_meta_tensors() const override { return true; }
   std::shared_ptr<OptimizerTensors> prepare_optimizer(
       torch::optim::Optimizer& optimizer, const std::vector<std::shared_ptr<PreparedModelCore>>& models) override;
   std::unique_ptr<OptimizerCheckpoint> optimizer_checkpoint(AcceleratedOptimizer& optimizer) const override;
@@ -36,6 +44,7 @@ class ACCEL_API FullyShardedReplication : public Replication {
   c10::intrusive_ptr<c10d::ProcessGroup> group_;     // splits the parameters
   c10::intrusive_ptr<c10d::ProcessGroup> replicas_;  // hybrid: the same shard in the other groups
   ShardingOptions options_;
+  c10::Device device_;  // where meta parameters and buffers get their memory
   std::vector<std::shared_ptr<FullyShardedModel>> models_;
 };
 

@@ -64,8 +64,11 @@ class ACCEL_API FullyShardedModel : public ModelSharding {
   /// the Accelerator broadcasts rank 0's first) across `group` (null: one
   /// process); `replicas`: under hybrid sharding, the ranks of the other
   /// groups that hold the same shards (ShardedUnit).
+  /// `from_main`: parameters on the meta device get their values from the
+  /// main process (ShardedUnit); every rank passes it or none does.
   FullyShardedModel(std::shared_ptr<torch::nn::Module> model, c10::intrusive_ptr<c10d::ProcessGroup> group,
-                    ShardingOptions options, c10::intrusive_ptr<c10d::ProcessGroup> replicas = nullptr);
+                    ShardingOptions options, c10::intrusive_ptr<c10d::ProcessGroup> replicas = nullptr,
+                    const FromMainProcess* from_main = nullptr);
   ~FullyShardedModel() override;
   FullyShardedModel(const FullyShardedModel&) = delete;
   FullyShardedModel& operator=(const FullyShardedModel&) = delete;

@@ -56,6 +56,18 @@ struct ACCEL_API ShardPlacement {
   bool pin_memory = true;
 };
 
+/// Where a unit whose parameters are on the meta device gets its values: a
+/// model built without memory on every process but the main one
+/// (init_empty_weights; FSDP's sync_module_states with
+/// cpu_ram_efficient_loading). The unit's gathered buffer is made on
+/// `device` and broadcast from rank 0 of `group` (every rank of the job),
+/// and each rank keeps its shard: a rank other than the main one holds one
+/// unit of the whole model at a time, never more.
+struct ACCEL_API FromMainProcess {
+  c10::intrusive_ptr<c10d::ProcessGroup> group;
+  c10::Device device = c10::kCPU;
+};
+
 class ACCEL_API ShardedUnit {
  public:
   /// `params`: (name in the model, parameter), each once; all of one dtype
@@ -65,7 +77,7 @@ class ACCEL_API ShardedUnit {
   /// in the other groups (null: none). Leaves the unit resharded.
   ShardedUnit(std::string path, const std::vector<std::pair<std::string, torch::Tensor>>& params,
               c10::intrusive_ptr<c10d::ProcessGroup> group, c10::intrusive_ptr<c10d::ProcessGroup> replicas = nullptr,
-              ShardPlacement placement = {});
+              ShardPlacement placement = {}, const FromMainProcess* from_main = nullptr);
   ~ShardedUnit();
   ShardedUnit(const ShardedUnit&) = delete;
   ShardedUnit& operator=(const ShardedUnit&) = delete;

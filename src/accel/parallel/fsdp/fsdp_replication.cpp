@@ -1,7 +1,10 @@
 #include "accel/parallel/fsdp/fsdp_replication.h"
 
 #include <algorithm>
+#include <string>
 
+#include "accel/big_model/empty_init.h"
+#include "accel/dist/collectives.h"
 #include "accel/dist/process_group.h"
 #include "accel/optim/accelerated_optimizer.h"
 #include "accel/parallel/fsdp/sharded_optimizer.h"
@@ -27,7 +30,7 @@ c10::intrusive_ptr<c10d::ProcessGroup> subgroup(const ProcessState& state, const
 }  // namespace
 
 FullyShardedReplication::FullyShardedReplication(const ProcessState& state, ShardingOptions options)
-    : world_(state.process_group()), group_(world_), options_(std::move(options)) {
+    : world_(state.process_group()), group_(world_), options_(std::move(options)), device_(state.device()) {
   check_sharding_options(options_);
   if (options_.strategy() != ShardingStrategy::hybrid_shard || !world_) return;
   const int world = state.world_size();
@@ -47,8 +50,32 @@ FullyShardedReplication::FullyShardedReplication(const ProcessState& state, Shar
 }
 
 ModelReplica FullyShardedReplication::prepare_model(const std::shared_ptr<torch::nn::Module>& module) {
-  if (world_) broadcast_module_states(*module, world_);
-  auto model = std::make_shared<FullyShardedModel>(module, group_, options_, replicas_);
+  // Which processes built the model on the meta device: every rank must
+  // take the same path (the collectives must match).
+  std::string first_meta;
+  for (const auto& item : module->named_parameters())
+    if (item.value().is_meta() && first_meta.empty()) first_meta = item.key();
+  for (const auto& item : module->named_buffers())
+    if (item.value().is_meta() && first_meta.empty()) first_meta = item.key();
+  std::vector<std::string> metas{first_meta};
+  if (world_) metas = gather_object(first_meta, world_);
+  const bool any_meta = std::any_of(metas.begin(), metas.end(), [](const std::string& m) { return !m.empty(); });
+  ACCEL_CHECK_ARG(metas.front().empty(), "parameter sharding: '", metas.front(),
+                  "' is on the meta device on the main process; the main process must hold the weights (only the "
+                  "other processes may build the model without memory)");
+  FromMainProcess from_main{world_, device_};
+  if (any_meta) {
+    torch::NoGradGuard no_grad;
+    for (auto& b : module->buffers()) {  // few and small: one broadcast each
+      if (b.is_meta()) replace_tensor_data(b, torch::empty(b.sizes(), b.options().device(device_)));
+      std::vector<at::Tensor> one{b};
+      world_->broadcast(one)->wait();
+    }
+  } else if (world_) {
+    broadcast_module_states(*module, world_);
+  }
+  auto model =
+      std::make_shared<FullyShardedModel>(module, group_, options_, replicas_, any_meta ? &from_main : nullptr);
   models_.push_back(model);
   return {nullptr, model};
 }

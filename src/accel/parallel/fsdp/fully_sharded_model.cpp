@@ -31,7 +31,7 @@ class FullyShardedModel::UnitForward : public UnitHooks {
 
 FullyShardedModel::FullyShardedModel(std::shared_ptr<torch::nn::Module> model,
                                      c10::intrusive_ptr<c10d::ProcessGroup> group, ShardingOptions options,
-                                     c10::intrusive_ptr<c10d::ProcessGroup> replicas)
+                                     c10::intrusive_ptr<c10d::ProcessGroup> replicas, const FromMainProcess* from_main)
     : model_(std::move(model)),
       group_(std::move(group)),
       options_(std::move(options)),
@@ -46,7 +46,8 @@ FullyShardedModel::FullyShardedModel(std::shared_ptr<torch::nn::Module> model,
   placement.pin_memory = placement.host_params ? param_offload.pin_memory() : options_.offload_optimizer().pin_memory();
   for (auto& planned : plan) {
     if (planned.params.empty()) continue;  // a root with nothing left
-    units_.push_back(std::make_unique<ShardedUnit>(planned.path, planned.params, group_, replicas, placement));
+    units_.push_back(
+        std::make_unique<ShardedUnit>(planned.path, planned.params, group_, replicas, placement, from_main));
     slots_.push_back(planned.slot);
   }
   progress_.resize(units_.size());

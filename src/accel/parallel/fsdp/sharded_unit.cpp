@@ -6,6 +6,7 @@
 
 #include <c10/core/StreamGuard.h>
 
+#include "accel/big_model/empty_init.h"
 #include "accel/parallel/fsdp/copy_streams.h"
 #include "accel/parallel/fsdp/freed_memory_guard.h"
 #include "accel/parallel/fsdp/storage_memory.h"
@@ -25,7 +26,7 @@ torch::ScalarType shard_dtype(torch::ScalarType t) {
 
 ShardedUnit::ShardedUnit(std::string path, const std::vector<std::pair<std::string, torch::Tensor>>& params,
                          c10::intrusive_ptr<c10d::ProcessGroup> group, c10::intrusive_ptr<c10d::ProcessGroup> replicas,
-                         ShardPlacement placement)
+                         ShardPlacement placement, const FromMainProcess* from_main)
     : path_(std::move(path)), group_(std::move(group)), replicas_(std::move(replicas)), placement_(placement) {
   if (placement_.host_params) placement_.host_masters = true;
   const std::string where = path_.empty() ? "the root unit" : "unit " + path_;
@@ -49,6 +50,12 @@ ShardedUnit::ShardedUnit(std::string path, const std::vector<std::pair<std::stri
     }
   }
 
+  ACCEL_CHECK_ARG(!first.is_meta() || from_main, "parameter sharding: parameter '", names_.front(),
+                  "' is on the meta device, and no process holds its values; build the model with its weights "
+                  "on the main process");
+  // Meta parameters get their memory here, on the device the run uses.
+  const c10::Device device = first.is_meta() ? from_main->device : first.device();
+
   torch::NoGradGuard no_grad;
   const int n = world_size(), r = rank();
   const auto dtype = shard_dtype(first.scalar_type());
@@ -63,7 +70,7 @@ ShardedUnit::ShardedUnit(std::string path, const std::vector<std::pair<std::stri
     Kind kind;
     kind.layout = zero::FlatLayout::build({list}, n, ShardingStrategy::full_shard).groups.at(0);
     const int64_t slice = kind.layout.padded_numel / n;
-    kind.full = torch::zeros({kind.layout.padded_numel}, first.options().requires_grad(false));
+    kind.full = torch::zeros({kind.layout.padded_numel}, first.options().device(device).requires_grad(false));
     if (kind.full.is_cpu())
       kind.freed = std::make_shared<FreedMemoryGuard>(
           kind.full.nbytes(), path_.empty() ? std::string("the root unit (the parameters outside every sharded unit)")
@@ -71,9 +78,17 @@ ShardedUnit::ShardedUnit(std::string path, const std::vector<std::pair<std::stri
     for (size_t i = 0; i < list.size(); ++i, ++index) {
       const auto& fp = kind.layout.params[i];
       auto view = kind.full.narrow(0, fp.offset, fp.numel).view(fp.shape);
-      view.copy_(params_[index]);
-      params_[index].set_data(view);
+      if (params_[index].is_meta()) {
+        replace_tensor_data(params_[index], view);  // set_data refuses to leave the meta device
+      } else {
+        view.copy_(params_[index]);
+        params_[index].set_data(view);
+      }
       kind.members.push_back(index);
+    }
+    if (from_main) {  // the main process's values, on every rank
+      std::vector<at::Tensor> whole{kind.full};
+      from_main->group->broadcast(whole)->wait();
     }
     const auto mine = kind.full.narrow(0, r * slice, slice);
     const bool trainable_kind = kind_params == &trainable;
