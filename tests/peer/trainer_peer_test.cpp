@@ -1,6 +1,6 @@
 // accel::Trainer against transformers.Trainer (the .venv's 5.x) on the same
 // small MLP, the same initial weights and data (written by the peer script,
-// tests/peer/scripts/trainer_peer.py), one process on the CPU: warmup,
+// tests/peer/scripts/trainer_peer.py), on the CPU with 1 and 2 processes: warmup,
 // gradient accumulation 2 with a short last update per epoch, clipping,
 // weight decay (not on biases and the LayerNorm), evaluation every 2 steps,
 // saves every 4 with save_total_limit 2 and load_best_model_at_end. The
@@ -8,6 +8,7 @@
 // gradient norms, eval losses), as must the checkpoint folders left, the
 // best checkpoint and the final (best) weights.
 #include <filesystem>
+#include <fstream>
 #include <set>
 #include <string>
 #include <vector>
@@ -18,8 +19,11 @@
 
 #include "accel/checkpoint/model_files.h"
 #include "accel/checkpoint/safetensors.h"
+#include "accel/dist/launcher.h"
 #include "accel/trainer/trainer.h"
+#include "support/distributed.h"
 #include "support/peers.h"
+#include "support/programs.h"
 #include "support/temp_dir.h"
 #include "support/trainer_model.h"
 
@@ -62,20 +66,17 @@ std::vector<std::string> checkpoint_names(const fs::path& dir) {
   return {names.begin(), names.end()};
 }
 
-}  // namespace
-
-TEST(TrainerPeer, SameRunAsTransformersTrainer) {
-  REQUIRE_PEERS("torch", "transformers", "safetensors");
-  accel::testing::TempDir dir("trainer_peer");
-  const auto py = accel::testing::run_peer_script("trainer_peer.py", {dir.path().string()});
-
-  const auto data = safetensors::load_file(dir.path() / "data.safetensors");
+// Trains accel's Trainer on the peer script's files in `dir` (in this
+// process) and expects the run the script recorded in `py`.
+void expect_same_run(const nlohmann::json& py, const fs::path& dir, int64_t steps, int evaluations) {
+  const auto data = safetensors::load_file(dir / "data.safetensors");
   accel::testing::TrainerMlp model;
-  ASSERT_TRUE(load_model_weights(*model, dir.path() / "init.safetensors").ok());
-  const fs::path out = dir.path() / "cc_out";
+  ASSERT_TRUE(load_model_weights(*model, dir / "init.safetensors").ok());
+  const fs::path out = dir / "cc_out";
   Trainer trainer(model, peer_arguments(out), accel::testing::rows_dataset(data["train_x"], data["train_y"]),
                   accel::testing::rows_dataset(data["eval_x"], data["eval_y"]));
   trainer.train();
+  EXPECT_EQ(trainer.state().global_step, steps);
 
   // log_history, entry by entry.
   const auto& ours = trainer.state().log_history;
@@ -101,25 +102,57 @@ TEST(TrainerPeer, SameRunAsTransformersTrainer) {
       }
     }
   }
-  EXPECT_EQ(lrs, 15);  // every step logged its learning rate
-  EXPECT_EQ(eval_losses, 8);
+  EXPECT_EQ(lrs, steps);  // every step logged its learning rate
+  EXPECT_EQ(eval_losses, evaluations);
 
+  if (!trainer.accelerator().is_main_process()) return;
   // The folders left after rotation, and the best one.
-  const auto names = checkpoint_names(out);
-  EXPECT_EQ(names, py["checkpoints"].get<std::vector<std::string>>());
-  ASSERT_TRUE(trainer.state().best_model_checkpoint.has_value());
-  EXPECT_EQ(fs::path(*trainer.state().best_model_checkpoint).filename().string(),
-            py["best_model_checkpoint"].get<std::string>());
-  // The best is not the newest here, so rotation had to keep it.
-  EXPECT_EQ(trainer.state().global_step, 15);
-  EXPECT_NE(py["best_model_checkpoint"].get<std::string>(), "checkpoint-15");
-  EXPECT_EQ(names.size(), 2u);
+  EXPECT_EQ(checkpoint_names(out), py["checkpoints"].get<std::vector<std::string>>());
+  // The best checkpoint (none when the best evaluation fell on a step that
+  // was not saved: then both keep the last weights).
+  const auto& best = trainer.state().best_model_checkpoint;
+  EXPECT_EQ(best ? nlohmann::json(fs::path(*best).filename().string()) : nlohmann::json(nullptr),
+            py["best_model_checkpoint"]);
 
-  // Final weights: the best checkpoint's, loaded at the end.
+  // Final weights: the best checkpoint's, loaded at the end, or the last.
   const auto final_py = safetensors::load_file(py["final"].get<std::string>());
   for (const auto& p : model->named_parameters()) {
     ASSERT_TRUE(final_py.contains(p.key())) << p.key();
     EXPECT_TRUE(torch::allclose(p.value(), final_py[p.key()], 1e-4, 1e-5))
         << p.key() << " max diff " << (p.value() - final_py[p.key()]).abs().max().item<double>();
   }
+}
+
+}  // namespace
+
+TEST(TrainerPeer, SameRunAsTransformersTrainer) {
+  REQUIRE_PEERS("torch", "transformers", "safetensors");
+  accel::testing::TempDir dir("trainer_peer");
+  const auto py = accel::testing::run_peer_script("trainer_peer.py", {dir.path().string()});
+  // 9 batches an epoch, 5 updates, 3 epochs; evaluations at 2, 4, ..., 14 and 15.
+  expect_same_run(py, dir.path(), 15, 8);
+  // The best is not the newest here, so rotation had to keep it.
+  EXPECT_EQ(py["checkpoints"].size(), 2u);
+  EXPECT_EQ(py["best_model_checkpoint"], "checkpoint-4");
+}
+
+// Both Trainers with 2 processes (torchrun and DDP over Gloo for
+// Transformers; run_distributed's forked ranks for accel): each rank trains
+// on its share of every batch, the logged losses are averaged over ranks.
+TEST(TrainerPeer, TwoProcessesSameRunAsTransformersTrainer) {
+  REQUIRE_PEERS("torch", "transformers", "safetensors");
+  accel::testing::TempDir dir("trainer_peer2");
+  const std::string cmd = "cd " + dir.path().string() +
+                          " && env CUDA_VISIBLE_DEVICES= " + accel::testing::venv_program("torchrun") +
+                          " --nproc_per_node 2 --master_port " + std::to_string(accel::find_free_port()) + " " +
+                          accel::testing::peer_script("trainer_peer.py") + " " + dir.path().string();
+  const auto run = accel::testing::run_shell(cmd, dir.path() / "torchrun.log");
+  ASSERT_EQ(run.status, 0) << cmd << "\n" << run.output;
+  std::ifstream in(dir.path() / "result.json");
+  const auto py = nlohmann::json::parse(in);
+  // Per rank: 5 batches of the 9 (the last evened out), so 3 updates an
+  // epoch, 9 steps; evaluations at 2, 4, 6, 8 and 9.
+  accel::testing::run_distributed(2, [&] { expect_same_run(py, dir.path(), 9, 5); });
+  // The best evaluation (step 2) was not saved: no best checkpoint in either.
+  EXPECT_TRUE(py["best_model_checkpoint"].is_null());
 }

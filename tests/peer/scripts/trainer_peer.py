@@ -1,13 +1,15 @@
 """Transformers' Trainer on a small MLP, for accel's Trainer peer test
 (tests/peer/trainer_peer_test.cpp) to reproduce.
 
-Usage: trainer_peer.py WORK_DIR
+Usage: trainer_peer.py WORK_DIR, or under torchrun (every rank builds the
+same model and data; rank 0 writes the files and the result).
 
 Writes WORK_DIR/init.safetensors (the model's initial weights) and
 WORK_DIR/data.safetensors (train_x, train_y, eval_x, eval_y), trains with
 transformers.Trainer into WORK_DIR/py_out with the arguments below, and
-prints @@RESULT@@ and JSON: {"log_history", "checkpoints" (folder names
-left), "best_model_checkpoint" (folder name), "final" (final weights file)}.
+writes the result to WORK_DIR/result.json (and prints it after
+@@RESULT@@): {"log_history", "checkpoints" (folder names left),
+"best_model_checkpoint" (folder name), "final" (final weights file)}.
 The C++ test trains accel's Trainer with the same arguments on the same files.
 """
 import json
@@ -17,7 +19,7 @@ import warnings
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from transformers import Trainer, TrainingArguments
 
 warnings.filterwarnings("ignore")
@@ -70,6 +72,7 @@ class Rows(torch.utils.data.Dataset):
 
 def main():
     work = sys.argv[1]
+    main_process = int(os.environ.get("RANK", "0")) == 0
     torch.manual_seed(0)
     model = MLP()
     # A LayerNorm whose weights are not 1/0, so that (no) decay shows.
@@ -85,15 +88,16 @@ def main():
         "eval_x": eval_x,
         "eval_y": torch.sin(eval_x @ w) + 0.3 * torch.randn(10, 4),
     }
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, os.path.join(work, "init.safetensors"))
-    save_file(data, os.path.join(work, "data.safetensors"))
-
-    model.load_state_dict(load_file(os.path.join(work, "init.safetensors")))
+    if main_process:
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, os.path.join(work, "init.safetensors"))
+        save_file(data, os.path.join(work, "data.safetensors"))
     out = os.path.join(work, "py_out")
     args = TrainingArguments(output_dir=out, use_cpu=True, report_to="none", disable_tqdm=True, **ARGS)
     trainer = Trainer(model=model, args=args, train_dataset=Rows(data["train_x"], data["train_y"]),
                       eval_dataset=Rows(data["eval_x"], data["eval_y"]))
     trainer.train()
+    if not main_process:
+        return
     final = os.path.join(work, "py_final.safetensors")
     save_file({k: v.contiguous() for k, v in trainer.model.state_dict().items()}, final)
     best = trainer.state.best_model_checkpoint
@@ -103,6 +107,8 @@ def main():
         "best_model_checkpoint": os.path.basename(best) if best else None,
         "final": final,
     }
+    with open(os.path.join(work, "result.json"), "w") as f:
+        json.dump(result, f)
     sys.stdout.write("\n@@RESULT@@" + json.dumps(result) + "\n")
 
 
