@@ -9,6 +9,7 @@
 // best checkpoint and the final (best) weights.
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -68,12 +69,15 @@ std::vector<std::string> checkpoint_names(const fs::path& dir) {
 
 // Trains accel's Trainer on the peer script's files in `dir` (in this
 // process) and expects the run the script recorded in `py`.
-void expect_same_run(const nlohmann::json& py, const fs::path& dir, int64_t steps, int evaluations) {
+void expect_same_run(const nlohmann::json& py, const fs::path& dir, int64_t steps, int evaluations,
+                     std::optional<TrainingArguments> args = std::nullopt) {
   const auto data = safetensors::load_file(dir / "data.safetensors");
   accel::testing::TrainerMlp model;
   ASSERT_TRUE(load_model_weights(*model, dir / "init.safetensors").ok());
   const fs::path out = dir / "cc_out";
-  Trainer trainer(model, peer_arguments(out), accel::testing::rows_dataset(data["train_x"], data["train_y"]),
+  if (args) args->output_dir(out.string()).use_cpu(true);
+  Trainer trainer(model, args ? *args : peer_arguments(out),
+                  accel::testing::rows_dataset(data["train_x"], data["train_y"]),
                   accel::testing::rows_dataset(data["eval_x"], data["eval_y"]));
   trainer.train();
   EXPECT_EQ(trainer.state().global_step, steps);
@@ -102,7 +106,7 @@ void expect_same_run(const nlohmann::json& py, const fs::path& dir, int64_t step
       }
     }
   }
-  EXPECT_EQ(lrs, steps);  // every step logged its learning rate
+  if (!args) EXPECT_EQ(lrs, steps);  // every step logged its learning rate
   EXPECT_EQ(eval_losses, evaluations);
 
   if (!trainer.accelerator().is_main_process()) return;
@@ -155,4 +159,40 @@ TEST(TrainerPeer, TwoProcessesSameRunAsTransformersTrainer) {
   accel::testing::run_distributed(2, [&] { expect_same_run(py, dir.path(), 9, 5); });
   // The best evaluation (step 2) was not saved: no best checkpoint in either.
   EXPECT_TRUE(py["best_model_checkpoint"].is_null());
+}
+
+// The epoch strategies: log, evaluate (from epoch 2 on: eval_delay) and
+// save at each epoch's end, plus the first step's log; a fractional
+// num_train_epochs (2.5 epochs of 3 updates: 8 steps, the last epoch cut
+// short, where the end of training evaluates and saves); accumulation 4
+// (updates of 4, 4 and 1 batches); a cosine schedule with a warmup ratio; no
+// clipping (the norm is still logged); save_total_limit 1 with the best
+// model (only the best folder is left). The arguments reach both Trainers
+// as the same JSON.
+TEST(TrainerPeer, EpochStrategiesSameRunAsTransformersTrainer) {
+  REQUIRE_PEERS("torch", "transformers", "safetensors");
+  accel::testing::TempDir dir("trainer_peer_epochs");
+  const nlohmann::json args = {{"per_device_train_batch_size", 4},
+                               {"per_device_eval_batch_size", 3},
+                               {"gradient_accumulation_steps", 4},
+                               {"num_train_epochs", 2.5},
+                               {"learning_rate", 2e-2},
+                               {"weight_decay", 0.01},
+                               {"max_grad_norm", 0.0},
+                               {"warmup_steps", 0.2},
+                               {"lr_scheduler_type", "cosine"},
+                               {"logging_strategy", "epoch"},
+                               {"logging_first_step", true},
+                               {"eval_strategy", "epoch"},
+                               {"eval_delay", 2},
+                               {"save_strategy", "epoch"},
+                               {"save_total_limit", 1},
+                               {"load_best_model_at_end", true},
+                               {"seed", 7},
+                               {"optim", "adamw_torch"}};
+  const auto py = accel::testing::run_peer_script("trainer_peer.py", {dir.path().string(), args.dump()});
+  // Evaluations at the ends of epochs 2 and 3 (step 6, and step 8 where the
+  // cut epoch ends).
+  expect_same_run(py, dir.path(), 8, 2, TrainingArguments::from_json(args.dump()));
+  EXPECT_EQ(py["checkpoints"].size(), 1u);
 }

@@ -1,7 +1,7 @@
 """Transformers' Trainer on a small MLP, for accel's Trainer peer test
 (tests/peer/trainer_peer_test.cpp) to reproduce.
 
-Usage: trainer_peer.py WORK_DIR, or under torchrun (every rank builds the
+Usage: trainer_peer.py WORK_DIR [ARGS_JSON], or under torchrun (every rank builds the
 same model and data; rank 0 writes the files and the result).
 
 Writes WORK_DIR/init.safetensors (the model's initial weights) and
@@ -24,7 +24,8 @@ from transformers import Trainer, TrainingArguments
 
 warnings.filterwarnings("ignore")
 
-# The arguments both Trainers run with (the C++ test repeats them).
+# The arguments both Trainers run with unless ARGS_JSON replaces them (the
+# C++ test passes its own, the same it gives accel's TrainingArguments).
 ARGS = dict(
     per_device_train_batch_size=4,
     per_device_eval_batch_size=4,
@@ -92,7 +93,8 @@ def main():
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, os.path.join(work, "init.safetensors"))
         save_file(data, os.path.join(work, "data.safetensors"))
     out = os.path.join(work, "py_out")
-    args = TrainingArguments(output_dir=out, use_cpu=True, report_to="none", disable_tqdm=True, **ARGS)
+    run_args = json.loads(sys.argv[2]) if len(sys.argv) > 2 else ARGS
+    args = TrainingArguments(output_dir=out, use_cpu=True, report_to="none", disable_tqdm=True, **run_args)
     trainer = Trainer(model=model, args=args, train_dataset=Rows(data["train_x"], data["train_y"]),
                       eval_dataset=Rows(data["eval_x"], data["eval_y"]))
     trainer.train()
