@@ -118,6 +118,31 @@ void expect_same_run(const nlohmann::json& py, const fs::path& dir, int64_t step
   EXPECT_EQ(best ? nlohmann::json(fs::path(*best).filename().string()) : nlohmann::json(nullptr),
             py["best_model_checkpoint"]);
 
+  // Each checkpoint's trainer_state.json: Transformers' fields and values.
+  for (const auto& name : py["checkpoints"]) {
+    std::ifstream theirs_in(dir / "py_out" / name.get<std::string>() / "trainer_state.json");
+    std::ifstream ours_in(out / name.get<std::string>() / "trainer_state.json");
+    ASSERT_TRUE(ours_in.good()) << name;
+    const auto t = nlohmann::json::parse(theirs_in), o = nlohmann::json::parse(ours_in);
+    std::set<std::string> tk, ok;
+    for (const auto& [k, v] : t.items()) tk.insert(k);
+    for (const auto& [k, v] : o.items()) ok.insert(k);
+    EXPECT_EQ(ok, tk) << name;
+    for (const auto& [k, v] : t.items()) {
+      if (!o.contains(k)) continue;
+      const auto& mine = o[k];
+      if (k == "log_history") {
+        EXPECT_EQ(mine.size(), v.size()) << name;
+      } else if (k == "best_model_checkpoint" && v.is_string()) {
+        EXPECT_EQ(fs::path(mine.get<std::string>()).filename(), fs::path(v.get<std::string>()).filename());
+      } else if (v.is_number_float()) {
+        EXPECT_NEAR(mine.get<double>(), v.get<double>(), 1e-4) << name << " " << k;
+      } else {
+        EXPECT_EQ(mine, v) << name << " " << k;
+      }
+    }
+  }
+
   // Final weights: the best checkpoint's, loaded at the end, or the last.
   const auto final_py = safetensors::load_file(py["final"].get<std::string>());
   for (const auto& p : model->named_parameters()) {

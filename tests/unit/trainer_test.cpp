@@ -4,6 +4,7 @@
 // trainer_peer_test.cpp.)
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -12,6 +13,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "accel/checkpoint/model_files.h"
 #include "accel/trainer/trainer.h"
 #include "support/temp_dir.h"
 #include "support/trainer_model.h"
@@ -113,7 +115,7 @@ TEST(Trainer, ResumeContinuesExactly) {
   torch::manual_seed(99);
   auto resumed = fresh_model(4);
   Trainer c(resumed, base_args(dir.path() / "b"), data.train, data.eval);
-  c.train((dir.path() / "b" / "checkpoint-4").string());
+  c.train("last");  // the newest checkpoint of output_dir: checkpoint-4
   EXPECT_EQ(c.state().global_step, 8);
 
   for (const auto& p : straight->named_parameters())
@@ -246,4 +248,29 @@ TEST(Trainer, BadInputIsNamed) {
                 Trainer(model, base_args(dir.path()).eval_strategy(IntervalStrategy::steps), data.train, nullptr);
               }),
               HasSubstr("needs an eval dataset"));
+}
+
+TEST(Trainer, SaveOnlyModelCheckpointsHoldTheModelAndCannotBeResumed) {
+  accel::testing::TempDir dir("trainer_only_model");
+  const auto data = make_data();
+  auto model = fresh_model(1);
+  Trainer t(model, base_args(dir.path()).save_only_model(true), data.train);
+  t.train();
+  const fs::path c4 = dir.path() / "checkpoint-4";
+  EXPECT_TRUE(fs::exists(c4 / "model.safetensors"));
+  EXPECT_TRUE(fs::exists(c4 / "trainer_state.json"));
+  EXPECT_TRUE(fs::exists(c4 / "training_args.json"));
+  EXPECT_FALSE(fs::exists(c4 / "accel_state.json"));
+  // The saved arguments read back as the same arguments.
+  std::ifstream in(c4 / "training_args.json");
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(TrainingArguments::from_json(text).to_json_string(), t.args().to_json_string());
+  // checkpoint-8, the last, holds the final weights.
+  auto again = fresh_model(5);
+  ASSERT_TRUE(load_model_weights(*again, dir.path() / "checkpoint-8").ok());
+  for (const auto& p : model->named_parameters())
+    EXPECT_TRUE(torch::equal(p.value(), again->named_parameters()[p.key()])) << p.key();
+  auto other = fresh_model(1);
+  Trainer r(other, base_args(dir.path()), data.train);
+  EXPECT_THAT(error_of([&] { r.train(c4.string()); }), AllOf(HasSubstr("save_only_model"), HasSubstr("checkpoint-4")));
 }
