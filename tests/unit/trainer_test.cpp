@@ -2,6 +2,7 @@
 // or force saves, early stopping, the weight-decay rule, and bad input.
 // (The loop's numbers against Transformers' own Trainer: tests/peer/
 // trainer_peer_test.cpp.)
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -273,4 +274,55 @@ TEST(Trainer, SaveOnlyModelCheckpointsHoldTheModelAndCannotBeResumed) {
   auto other = fresh_model(1);
   Trainer r(other, base_args(dir.path()), data.train);
   EXPECT_THAT(error_of([&] { r.train(c4.string()); }), AllOf(HasSubstr("save_only_model"), HasSubstr("checkpoint-4")));
+}
+
+// logging_nan_inf_filter: a NaN micro-batch loss counts as the running mean
+// of the losses since the last log (0 at the window's start), as
+// Transformers does; unfiltered, the logged loss is NaN. The NaN is added to
+// the loss as a constant, so it leaves the gradients (and the training)
+// as they were.
+TEST(Trainer, NanLossesAreFilteredFromTheLog) {
+  accel::testing::TempDir dir("trainer_nan");
+  const auto data = make_data();
+  const auto run = [&](bool inject, bool filter, int64_t logging_steps) {
+    auto model = fresh_model(1);
+    auto calls = std::make_shared<int>(0);
+    auto fns = ModelFunctions<TrainerMlp>().compute_loss([inject, calls](auto& m, const TensorDict& b) {
+      auto loss = m(b);
+      return (inject && ++*calls == 3) ? loss + std::nan("") : loss;
+    });
+    auto args =
+        base_args(dir.path() / (std::to_string(inject) + std::to_string(filter) + std::to_string(logging_steps)))
+            .gradient_accumulation_steps(1)
+            .max_steps(4)
+            .save_strategy(IntervalStrategy::no)
+            .logging_steps(static_cast<double>(logging_steps))
+            .logging_nan_inf_filter(filter);
+    Trainer t(model, args, data.train, nullptr, fns);
+    t.train();
+    return t.state().log_history;
+  };
+  const auto reference = run(false, true, 1);  // each step's own loss
+  const double l4 = reference[3].at("loss");
+  const auto filtered = run(true, true, 2);
+  ASSERT_EQ(filtered[1].at("step"), 4);
+  EXPECT_NEAR(filtered[1].at("loss"), l4 / 2, 1e-6);  // (0 in place of NaN + l4) / 2 steps
+  EXPECT_NEAR(filtered[0].at("loss"), (reference[0].at("loss") + reference[1].at("loss")) / 2, 1e-6);
+  const auto unfiltered = run(true, false, 2);
+  EXPECT_TRUE(std::isnan(unfiltered[1].at("loss")));
+}
+
+// report_to: the Trainer's logs reach the Accelerator's trackers
+// (TensorBoard event files under logging_dir/run_name).
+TEST(Trainer, ReportToWritesTensorBoardEvents) {
+  accel::testing::TempDir dir("trainer_tb");
+  const auto data = make_data();
+  auto model = fresh_model(1);
+  Trainer t(model, base_args(dir.path()).save_strategy(IntervalStrategy::no).report_to({"tensorboard"}).run_name("mlp"),
+            data.train);
+  t.train();
+  int event_files = 0;
+  for (const auto& e : fs::recursive_directory_iterator(dir.path() / "runs" / "mlp"))
+    event_files += e.path().filename().string().starts_with("events.out.tfevents");
+  EXPECT_EQ(event_files, 1);
 }
