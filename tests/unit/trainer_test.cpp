@@ -326,3 +326,21 @@ TEST(Trainer, ReportToWritesTensorBoardEvents) {
     event_files += e.path().filename().string().starts_with("events.out.tfevents");
   EXPECT_EQ(event_files, 1);
 }
+
+// The progress bar over the steps (Transformers' default), off with
+// disable_tqdm.
+TEST(Trainer, ProgressBarUnlessDisabled) {
+  accel::testing::TempDir dir("trainer_bar");
+  const auto data = make_data();
+  unsetenv("ACCEL_DISABLE_PROGRESS_BARS");
+  unsetenv("TQDM_DISABLE");
+  const auto run = [&](bool disable) {
+    auto model = fresh_model(1);
+    Trainer t(model, base_args(dir.path()).save_strategy(IntervalStrategy::no).disable_tqdm(disable), data.train);
+    ::testing::internal::CaptureStderr();
+    t.train();
+    return ::testing::internal::GetCapturedStderr();
+  };
+  EXPECT_THAT(run(false), HasSubstr("8/8"));
+  EXPECT_THAT(run(true), ::testing::Not(HasSubstr("8/8")));
+}

@@ -87,6 +87,10 @@ struct ACCEL_API TrainingArguments {
   TORCH_ARG(std::optional<std::string>, logging_dir) = std::nullopt;
   /// The trackers' run name (default: "trainer").
   TORCH_ARG(std::optional<std::string>, run_name) = std::nullopt;
+  /// No progress bar. Transformers' default (None) shows one unless its
+  /// logging level is above WARN; here: shown unless this is set (or the
+  /// environment turns bars off, see tracking/progress.h).
+  TORCH_ARG(bool, disable_tqdm) = false;
 
   // --- evaluation --------------------------------------------------------
   TORCH_ARG(IntervalStrategy, eval_strategy) = IntervalStrategy::no;

@@ -35,7 +35,6 @@ const std::vector<std::pair<std::string, std::string>>& refused_training_argumen
       {"include_num_input_tokens_seen", R"("no")"},
       {"log_level", R"("passive")"},
       {"log_level_replica", R"("warning")"},
-      {"disable_tqdm", R"(null)"},
       {"project", R"("huggingface")"},
       {"trackio_space_id", R"(null)"},
       {"trackio_bucket_id", R"(null)"},

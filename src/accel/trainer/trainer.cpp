@@ -249,6 +249,13 @@ TrainOutput Trainer::train(std::optional<std::string> resume_from_checkpoint) {
   module.zero_grad();
   std::vector<torch::Tensor> params = module.parameters();
 
+  // Transformers' ProgressCallback: a bar over the steps, on the main process.
+  std::optional<ProgressBar> bar;
+  if (!a.disable_tqdm()) {
+    bar.emplace(m.accelerator->progress_bar(max_steps, ProgressOptions().unit("step")));
+    bar->update(m.state.global_step);
+  }
+
   m.control.should_training_stop = false;
   m.each([&](TrainerCallback& c) { c.on_train_begin(a, m.state, m.control); });
 
@@ -262,6 +269,7 @@ TrainOutput Trainer::train(std::optional<std::string> resume_from_checkpoint) {
       logs["learning_rate"] = lr ? *lr : m.scheduler->get_last_lr()[0];
       m.total_loss_scalar += tr;
       m.globalstep_last_logged = m.state.global_step;
+      if (bar) bar->set_postfix("loss=" + std::to_string(logs["loss"]));
       m.log(logs);
     }
     if (m.control.should_evaluate) m.update_best_metric(m.evaluate());
@@ -324,6 +332,7 @@ TrainOutput Trainer::train(std::optional<std::string> resume_from_checkpoint) {
           m.optimizer->zero_grad();
           m.state.global_step += 1;
           m.state.epoch = static_cast<double>(epoch) + static_cast<double>(step + 1) / static_cast<double>(len_dl);
+          if (bar) bar->update();
           m.each([&](TrainerCallback& c) { c.on_step_end(a, m.state, m.control); });
           maybe_log_save_evaluate(grad_norm, lr);
         } else {
@@ -340,6 +349,7 @@ TrainOutput Trainer::train(std::optional<std::string> resume_from_checkpoint) {
   }
 
   // --- _finalize_training -------------------------------------------------
+  if (bar) bar->close();
   m.total_loss_scalar += m.accelerator->gather(m.tr_loss.detach().reshape({1})).mean().item<double>();
   const int64_t steps_trained = m.state.global_step - initial_global_step;
   const double train_loss = m.total_loss_scalar / std::max<double>(static_cast<double>(steps_trained), 0.001);

@@ -172,6 +172,7 @@ const std::vector<Field>& fields() {
                   a.report_to()),
       ACCEL_OPT(Kind::text, logging_dir, as_text),
       ACCEL_OPT(Kind::text, run_name, as_text),
+      ACCEL_FIELD(Kind::boolean, false, disable_tqdm, !v.is_null() && as_bool("disable_tqdm", v), a.disable_tqdm()),
       ACCEL_STRATEGY(eval_strategy),
       ACCEL_OPT(Kind::real, eval_steps, as_real),
       ACCEL_PLAIN(Kind::real, eval_delay, as_real),
