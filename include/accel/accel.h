@@ -36,6 +36,7 @@
 #include "accel/tracking/tensorboard.h"
 #include "accel/tracking/tracker.h"
 #include "accel/tracking/trackers.h"
+#include "accel/trainer/trainer.h"
 #include "accel/unit/unit.h"
 #include "accel/util/checked_number.h"
 #include "accel/util/env.h"

@@ -1,0 +1,170 @@
+#pragma once
+// TrainingArguments: the settings of accel::Trainer under Transformers'
+// names and with its defaults (transformers 5.x TrainingArguments), settable
+// in code (chained setters), from command-line flags as Python scripts take
+// them, and from a JSON file:
+//
+//   auto args = accel::TrainingArguments().output_dir("out").learning_rate(3e-4).max_steps(1000);
+//   auto args = accel::TrainingArguments::from_flags({"--learning_rate", "3e-4", "--bf16"});
+//   auto args = accel::TrainingArguments::from_json_file("args.json");
+//
+// Every argument here works. Transformers' other arguments are known by
+// name: flags or JSON keys that set one of them to anything but
+// Transformers' default are refused, naming it (a JSON written by Python's
+// TrainingArguments.to_json_string() loads when it uses only what accel
+// implements). Unknown names and bad values throw std::invalid_argument
+// naming them.
+//
+// The interval arguments (logging_steps, eval_steps, save_steps) and
+// warmup_steps take a count, or a ratio of max_steps when below 1, as in
+// Transformers.
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <torch/arg.h>
+
+#include "accel/optim/schedules.h"
+#include "accel/util/export.h"
+
+namespace accel {
+
+/// When to log, evaluate or save: never, every N steps, or at each epoch end.
+enum class IntervalStrategy { no, steps, epoch };
+ACCEL_API IntervalStrategy parse_interval_strategy(const std::string& name, const std::string& argument);
+ACCEL_API std::string to_string(IntervalStrategy strategy);
+
+struct ACCEL_API TrainingArguments {
+  // --- where -----------------------------------------------------------
+  /// checkpoint-<step>/ folders and save_model() go here.
+  TORCH_ARG(std::string, output_dir) = "trainer_output";
+  /// A checkpoint folder that train() resumes from when its call names none.
+  TORCH_ARG(std::optional<std::string>, resume_from_checkpoint) = std::nullopt;
+
+  // --- batches and steps -------------------------------------------------
+  TORCH_ARG(int64_t, per_device_train_batch_size) = 8;
+  TORCH_ARG(int64_t, per_device_eval_batch_size) = 8;
+  /// Batches per optimizer step; the last step of an epoch takes what is left.
+  TORCH_ARG(int64_t, gradient_accumulation_steps) = 1;
+  /// Used when max_steps <= 0 (a fraction runs part of the last epoch).
+  TORCH_ARG(double, num_train_epochs) = 3.0;
+  /// Optimizer steps to train; > 0 overrides num_train_epochs.
+  TORCH_ARG(int64_t, max_steps) = -1;
+
+  // --- optimizer and schedule -------------------------------------------
+  /// "adamw_torch" or "adamw_torch_fused" (both AdamW; the fused one uses
+  /// ATen's fused kernel on CUDA).
+  TORCH_ARG(std::string, optim) = "adamw_torch_fused";
+  TORCH_ARG(double, learning_rate) = 5e-5;
+  /// Not applied to biases, LayerNorm parameters and parameters whose name
+  /// says norm (Transformers' rule, see decay_parameter_names).
+  TORCH_ARG(double, weight_decay) = 0.0;
+  TORCH_ARG(double, adam_beta1) = 0.9;
+  TORCH_ARG(double, adam_beta2) = 0.999;
+  TORCH_ARG(double, adam_epsilon) = 1e-8;
+  /// Clip the global gradient norm to this; 0 turns clipping off.
+  TORCH_ARG(double, max_grad_norm) = 1.0;
+  /// One of Transformers' LambdaLR schedules (optim/schedules.h).
+  TORCH_ARG(std::string, lr_scheduler_type) = "linear";
+  TORCH_ARG(SchedulerKwargs, lr_scheduler_kwargs) = {};
+  /// Warmup steps: a count, or below 1 a ratio of the training steps.
+  TORCH_ARG(double, warmup_steps) = 0;
+  /// Transformers 4.x's name for a warmup ratio (used when warmup_steps is 0).
+  TORCH_ARG(double, warmup_ratio) = 0;
+
+  // --- logging -----------------------------------------------------------
+  TORCH_ARG(IntervalStrategy, logging_strategy) = IntervalStrategy::steps;
+  TORCH_ARG(double, logging_steps) = 500;
+  TORCH_ARG(bool, logging_first_step) = false;
+  /// A NaN or inf micro-batch loss is logged as the running mean instead.
+  TORCH_ARG(bool, logging_nan_inf_filter) = true;
+  /// Trackers (Accelerator log_with names: "tensorboard", "all"); empty or
+  /// "none": no tracker.
+  TORCH_ARG(std::vector<std::string>, report_to) = {};
+  /// Where file trackers write (default: output_dir/runs).
+  TORCH_ARG(std::optional<std::string>, logging_dir) = std::nullopt;
+  /// The trackers' run name (default: "trainer").
+  TORCH_ARG(std::optional<std::string>, run_name) = std::nullopt;
+  /// No progress bar. Transformers' default (None) shows one unless its
+  /// logging level is above WARN; here: shown unless this is set (or the
+  /// environment turns bars off, see tracking/progress.h).
+  TORCH_ARG(bool, disable_tqdm) = false;
+
+  // --- evaluation --------------------------------------------------------
+  TORCH_ARG(IntervalStrategy, eval_strategy) = IntervalStrategy::no;
+  /// Default: logging_steps.
+  TORCH_ARG(std::optional<double>, eval_steps) = std::nullopt;
+  /// No evaluation before this step (or epoch, under the epoch strategy).
+  TORCH_ARG(double, eval_delay) = 0;
+  /// Names of the batch entries that hold labels (for compute_metrics).
+  TORCH_ARG(std::vector<std::string>, label_names) = {"labels"};
+  /// Evaluate only the loss even when compute_metrics is given.
+  TORCH_ARG(bool, prediction_loss_only) = false;
+
+  // --- checkpoints -------------------------------------------------------
+  TORCH_ARG(IntervalStrategy, save_strategy) = IntervalStrategy::steps;
+  TORCH_ARG(double, save_steps) = 500;
+  /// Keep at most this many checkpoint folders (the newest and the best
+  /// are never deleted).
+  TORCH_ARG(std::optional<int64_t>, save_total_limit) = std::nullopt;
+  /// Checkpoints hold the model and trainer_state.json only (no resume).
+  TORCH_ARG(bool, save_only_model) = false;
+  TORCH_ARG(bool, load_best_model_at_end) = false;
+  /// A key of the evaluation metrics ("eval_" is prefixed when missing);
+  /// "loss" when load_best_model_at_end is set.
+  TORCH_ARG(std::optional<std::string>, metric_for_best_model) = std::nullopt;
+  /// Default: false for a metric whose name ends in "loss", else true.
+  TORCH_ARG(std::optional<bool>, greater_is_better) = std::nullopt;
+  /// On resume, start the interrupted epoch from its first batch.
+  TORCH_ARG(bool, ignore_data_skip) = false;
+
+  // --- randomness, precision, data ----------------------------------------
+  TORCH_ARG(int64_t, seed) = 42;
+  /// The shuffling seed (default: seed).
+  TORCH_ARG(std::optional<int64_t>, data_seed) = std::nullopt;
+  /// LibTorch's deterministic algorithms (set_seed's deterministic).
+  TORCH_ARG(bool, full_determinism) = false;
+  TORCH_ARG(bool, bf16) = false;
+  TORCH_ARG(bool, fp16) = false;
+  TORCH_ARG(bool, use_cpu) = false;
+  TORCH_ARG(bool, dataloader_drop_last) = false;
+  TORCH_ARG(int64_t, dataloader_num_workers) = 0;
+  /// Only with workers (default then: the loader's 2).
+  TORCH_ARG(std::optional<int64_t>, dataloader_prefetch_factor) = std::nullopt;
+  TORCH_ARG(bool, dataloader_pin_memory) = true;
+  TORCH_ARG(bool, dataloader_persistent_workers) = false;
+
+ public:  // TORCH_ARG leaves the section private
+  /// `--name value`, `--name=value`, a bare `--flag` (true) and
+  /// `--no_flag` (false) for booleans, as HfArgumentParser reads them.
+  static TrainingArguments from_flags(const std::vector<std::string>& flags);
+  static TrainingArguments from_flags(int argc, const char* const* argv);
+  /// A JSON object of argument names to values.
+  static TrainingArguments from_json_file(const std::filesystem::path& path);
+  static TrainingArguments from_json(const std::string& text);
+  /// Every argument as a JSON object (what checkpoints store).
+  std::string to_json_string() const;
+
+  /// Transformers' __post_init__ rules: eval_steps defaults to
+  /// logging_steps, metric_for_best_model to "loss" under
+  /// load_best_model_at_end, greater_is_better from the metric's name; and
+  /// its checks (load_best_model_at_end needs matching eval and save
+  /// strategies and save_steps a multiple of eval_steps, fp16 and bf16
+  /// exclusive, counts positive, ...). Throws std::invalid_argument naming
+  /// the value. The Trainer works on the resolved copy.
+  TrainingArguments resolved() const;
+
+  /// warmup_steps, or a ratio of `num_training_steps` (ceil) when below 1;
+  /// else warmup_ratio of it.
+  int64_t get_warmup_steps(int64_t num_training_steps) const;
+  /// metric_for_best_model with the "eval_" prefix (resolved arguments).
+  std::string best_metric_key() const;
+};
+
+/// Transformers' argument names that accel's Trainer does not implement,
+/// each with Transformers' default as JSON text ("null", "false", "0", ...).
+ACCEL_API const std::vector<std::pair<std::string, std::string>>& refused_training_arguments();
+
+}  // namespace accel

@@ -1,0 +1,69 @@
+#pragma once
+// The Trainer's state and its parts, shared by trainer.cpp (the loop),
+// trainer_evaluate.cpp and trainer_checkpoint.cpp.
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "accel/trainer/trainer.h"
+
+namespace accel {
+
+struct Trainer::Impl {
+  TrainingArguments args;  // resolved
+  std::unique_ptr<Accelerator> accelerator;
+  Datasets train_dataset, eval_dataset;
+  std::optional<DataLoader<TensorDict>> train_loader, eval_loader;
+  Erased model;
+  std::vector<std::shared_ptr<TrainerCallback>> callbacks;  // DefaultFlowCallback first
+  TrainerState state;
+  TrainerControl control;
+  std::shared_ptr<AcceleratedOptimizer> optimizer;
+  std::shared_ptr<LRScheduler> scheduler;
+  bool trained = false;
+  bool trackers_started = false;
+
+  // Loss bookkeeping between logs (Transformers' _tr_loss, a float32 sum
+  // of the micro-batch losses on the device, and _total_loss_scalar).
+  torch::Tensor tr_loss;
+  double total_loss_scalar = 0;
+  int64_t globalstep_last_logged = 0;
+
+  // --- events -------------------------------------------------------------
+  template <class F>
+  void each(F f) {
+    for (auto& c : callbacks) f(*c);
+  }
+  void on_step_begin() {
+    control.should_log = control.should_evaluate = control.should_save = false;
+    each([&](TrainerCallback& c) { c.on_step_begin(args, state, control); });
+  }
+  void log(Metrics logs);
+
+  // --- trainer_evaluate.cpp ----------------------------------------------
+  Metrics evaluate();
+
+  // --- trainer_checkpoint.cpp ---------------------------------------------
+  /// Saves checkpoint-<global_step>, updates best_model_checkpoint, rotates.
+  void save_checkpoint();
+  /// Whether `metrics` hold a new best value (and records it).
+  bool update_best_metric(const Metrics& metrics);
+  /// The folder to resume from ("last": the newest), checked to be a
+  /// complete Trainer checkpoint.
+  std::filesystem::path resolve_checkpoint(const std::string& which) const;
+  void load_best_model();
+  void save_model(const std::filesystem::path& dir);
+};
+
+/// checkpoint-<n> folders of `dir`, oldest (lowest n) first; the best is
+/// moved just before the newest so that rotation keeps both.
+std::vector<std::filesystem::path> sorted_checkpoints(const std::filesystem::path& dir,
+                                                      const std::optional<std::string>& best);
+/// Deletes the oldest checkpoints beyond `limit`, never the newest or the best.
+void rotate_checkpoints(const std::filesystem::path& dir, std::optional<int64_t> limit,
+                        const std::optional<std::string>& best);
+
+}  // namespace accel
