@@ -456,18 +456,19 @@ TEST(ShardingConfig, FsdpPrefetchFollowsAccelerate) {
     return *accel::sharding_config_from_env(env(vars)).sharding;
   };
   // Version 1: none unless asked (Accelerate passes backward_prefetch=None).
-  EXPECT_EQ(options({}).backward_prefetch(), BackwardPrefetch::none);
+  EXPECT_EQ(options({}).backward_prefetch(), accel::BackwardPrefetch::none);
   EXPECT_FALSE(options({}).forward_prefetch());
-  EXPECT_EQ(options({{"FSDP_BACKWARD_PREFETCH", "BACKWARD_PRE"}}).backward_prefetch(), BackwardPrefetch::backward_pre);
+  EXPECT_EQ(options({{"FSDP_BACKWARD_PREFETCH", "BACKWARD_PRE"}}).backward_prefetch(),
+            accel::BackwardPrefetch::backward_pre);
   EXPECT_EQ(options({{"FSDP_BACKWARD_PREFETCH", "backward_post"}}).backward_prefetch(),
-            BackwardPrefetch::backward_post);
-  EXPECT_EQ(options({{"FSDP_BACKWARD_PREFETCH", "1"}}).backward_prefetch(), BackwardPrefetch::backward_pre);
-  EXPECT_EQ(options({{"FSDP_BACKWARD_PREFETCH", "NO_PREFETCH"}}).backward_prefetch(), BackwardPrefetch::none);
+            accel::BackwardPrefetch::backward_post);
+  EXPECT_EQ(options({{"FSDP_BACKWARD_PREFETCH", "1"}}).backward_prefetch(), accel::BackwardPrefetch::backward_pre);
+  EXPECT_EQ(options({{"FSDP_BACKWARD_PREFETCH", "NO_PREFETCH"}}).backward_prefetch(), accel::BackwardPrefetch::none);
   EXPECT_TRUE(options({{"FSDP_FORWARD_PREFETCH", "true"}}).forward_prefetch());
   // Version 2: FSDP2 prefetches backward itself; Accelerate drops the variable.
-  EXPECT_EQ(options({{"FSDP_VERSION", "2"}}).backward_prefetch(), BackwardPrefetch::backward_pre);
+  EXPECT_EQ(options({{"FSDP_VERSION", "2"}}).backward_prefetch(), accel::BackwardPrefetch::backward_pre);
   EXPECT_EQ(options({{"FSDP_VERSION", "2"}, {"FSDP_BACKWARD_PREFETCH", "NO_PREFETCH"}}).backward_prefetch(),
-            BackwardPrefetch::backward_pre);
+            accel::BackwardPrefetch::backward_pre);
   expect_error<std::invalid_argument>(
       [&] {
         options({{"FSDP_VERSION", "2"}, {"FSDP_FORWARD_PREFETCH", "true"}});
@@ -489,7 +490,7 @@ TEST(ShardingConfig, FsdpPrefetchFollowsAccelerate) {
         options({{"FSDP_SYNC_MODULE_STATES", "maybe"}});
       },
       {"FSDP_SYNC_MODULE_STATES", "maybe"});
-  EXPECT_EQ(accel::to_string(BackwardPrefetch::backward_post), "BACKWARD_POST");
+  EXPECT_EQ(accel::to_string(accel::BackwardPrefetch::backward_post), "BACKWARD_POST");
 }
 
 TEST(ShardingConfig, FsdpFullShardAndWrapPolicyVariables) {
