@@ -61,7 +61,9 @@ std::map<std::string, torch::Tensor> train(bool sharded, bool bf16, Offload offl
     EXPECT_LT(m.peak_unsharded, m.full);  // never every block gathered at once
     if (offload != Offload::none) {
       EXPECT_GT(m.host, 0);
-      if (offload == Offload::params) EXPECT_EQ(m.shards, 0);
+      if (offload == Offload::params) {
+        EXPECT_EQ(m.shards, 0);
+      }
       // The optimizer steps host tensors and keeps its state there.
       for (const auto& group : optimizer->optimizer().param_groups())
         for (const auto& p : group.params()) {

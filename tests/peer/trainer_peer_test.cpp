@@ -106,7 +106,9 @@ void expect_same_run(const nlohmann::json& py, const fs::path& dir, int64_t step
       }
     }
   }
-  if (!args) EXPECT_EQ(lrs, steps);  // every step logged its learning rate
+  if (!args) {
+    EXPECT_EQ(lrs, steps);  // every step logged its learning rate
+  }
   EXPECT_EQ(eval_losses, evaluations);
 
   if (!trainer.accelerator().is_main_process()) return;
