@@ -28,7 +28,6 @@ using namespace accel::testing::unit_stack;
 using namespace accel::testing::fsdp_training;
 namespace F = torch::nn::functional;
 
-
 TEST(FullShard, AdamWEqualsOneProcess) { expect_equals_reference({}); }
 
 TEST(FullShard, AccumulationAndClippingOnThreeRanksEqualOneProcess) {
