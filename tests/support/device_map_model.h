@@ -22,7 +22,7 @@ struct MapAttentionImpl : torch::nn::Module {
     const int64_t t = x.size(1);
     auto qkv = c_attn(x).chunk(3, -1);
     auto scores = torch::matmul(qkv[0], qkv[1].transpose(-1, -2)) / std::sqrt(static_cast<double>(x.size(-1)));
-    scores = scores.masked_fill(mask.slice(0, 0, t).slice(1, 0, t).logical_not(), -1e9);
+    scores = scores.masked_fill(mask.slice(0, 0, t).slice(1, 0, t).logical_not(), -1e4);
     return c_proj(torch::matmul(torch::softmax(scores, -1), qkv[2]));
   }
   torch::nn::Linear c_attn{nullptr}, c_proj{nullptr};

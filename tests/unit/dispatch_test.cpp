@@ -214,6 +214,29 @@ TEST(Dispatch, UserHooksRunInOrderAndComeOff) {
   expect_error<std::invalid_argument>([&] { accel::add_hook_to_unit(*unit.slot(), nullptr); }, {"null"});
 }
 
+// A hook that replaces the inputs (as a device move does) gives the block
+// the new tensors and leaves the caller's own variable as it was.
+struct InputNegating : accel::ModelHook {
+  void pre_forward(torch::nn::Module&, std::vector<torch::Tensor>& inputs) override {
+    for (auto& t : inputs) t = -t;
+  }
+  void post_forward(torch::nn::Module&, std::vector<torch::Tensor>&) override {}
+};
+
+TEST(Dispatch, ReplacedInputsReachTheBlockNotTheCallersVariable) {
+  torch::manual_seed(0);
+  accel::Unit<torch::nn::Linear> unit(torch::nn::Linear(3, 3));
+  auto x = torch::randn({2, 3});  // a non-const variable: the unit may bind it by reference
+  const auto before = x.clone();
+  const auto want = unit(-x);
+  accel::add_hook_to_unit(*unit.slot(), std::make_shared<InputNegating>());
+  for (int call = 0; call < 2; ++call) {
+    EXPECT_TRUE(torch::equal(unit(x), want)) << "call " << call;
+    EXPECT_TRUE(torch::equal(x, before)) << "call " << call;
+  }
+  accel::remove_hook_from_unit(*unit.slot());
+}
+
 // --- Host memory while loading -------------------------------------------
 
 int64_t status_bytes(const std::string& key) {

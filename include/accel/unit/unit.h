@@ -157,9 +157,12 @@ class Unit {
   auto forward_replacing(UnitHooks& hooks, std::vector<torch::Tensor>& inputs, bool checkpoint, Args&&... args) {
     hooks.replace_inputs(inputs);
     size_t next = 0;
+    // The caller's own tensor variables are theirs again after the call:
+    // the hooks' replacements (moved to a device, say) are the block's only.
+    ArgumentRestore restore;
     // Braced initialisation: the arguments take their tensors left to right.
-    std::tuple<decltype(replace_argument_tensors(std::forward<Args>(args), inputs, next))...> call{
-        replace_argument_tensors(std::forward<Args>(args), inputs, next)...};
+    std::tuple<decltype(replace_argument_tensors(std::forward<Args>(args), inputs, next, &restore.replaced))...> call{
+        replace_argument_tensors(std::forward<Args>(args), inputs, next, &restore.replaced)...};
     using Out = decltype(module_->forward(std::forward<Args>(args)...));
     Out out = std::apply(
         [&](auto&&... a) -> Out {

@@ -62,23 +62,44 @@ std::map<K, V> replace_tensors(const std::map<K, V>& m, const std::vector<torch:
   return out;
 }
 
+/// A caller's tensor variable that a call replaced in place, and its value
+/// before: put back once the call is over (ArgumentRestore).
+using ReplacedArgument = std::pair<torch::Tensor*, torch::Tensor>;
+
 /// One argument of a call with its tensors replaced (see replace_tensors):
-/// an argument holding tensors is passed as a new value, except one the
-/// callee takes by non-const reference, whose tensors are assigned in place
-/// (the caller sees them replaced); an argument holding none is forwarded
-/// as it is.
+/// an argument holding tensors is passed as a new value, except one passed
+/// as a non-const lvalue, whose tensors are assigned in place so that a
+/// callee taking it by non-const reference sees them (a container the
+/// callee fills, such as a cache, keeps what it wrote). A single tensor
+/// variable so replaced is recorded in `restore` (when given), for the
+/// caller to get its own tensor back after the call. An argument holding
+/// no tensor is forwarded as it is.
 template <class Arg>
-decltype(auto) replace_argument_tensors(Arg&& arg, const std::vector<torch::Tensor>& tensors, size_t& next) {
+decltype(auto) replace_argument_tensors(Arg&& arg, const std::vector<torch::Tensor>& tensors, size_t& next,
+                                        std::vector<ReplacedArgument>* restore = nullptr) {
   using T = std::remove_reference_t<Arg>;
   std::vector<torch::Tensor> probe;
   if constexpr (!requires { collect_tensors(arg, probe); }) {
     return std::forward<Arg>(arg);
   } else if constexpr (std::is_lvalue_reference_v<Arg> && !std::is_const_v<T>) {
+    if constexpr (std::is_same_v<T, torch::Tensor>)
+      if (restore) restore->emplace_back(&arg, arg);
     arg = replace_tensors(arg, tensors, next);
     return std::forward<Arg>(arg);
   } else {
     return replace_tensors(arg, tensors, next);
   }
 }
+
+/// Puts the recorded tensor variables back when it goes (the call returned or threw).
+struct ArgumentRestore {
+  std::vector<ReplacedArgument> replaced;
+  ArgumentRestore() = default;
+  ArgumentRestore(const ArgumentRestore&) = delete;
+  ArgumentRestore& operator=(const ArgumentRestore&) = delete;
+  ~ArgumentRestore() {
+    for (auto& [where, original] : replaced) *where = std::move(original);
+  }
+};
 
 }  // namespace accel
