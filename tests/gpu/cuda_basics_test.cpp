@@ -36,6 +36,9 @@ TEST(Gpu, AutocastBf16MatchesFp32WithinBf16Precision) {
 TEST(Gpu, ProcessStateChoosesNcclOnCuda) {
   REQUIRE_CUDA();
   // A single process: no group, but the device and default backend follow CUDA.
+  // Earlier tests of this binary leave the process state made from their
+  // options: start from none (init refuses to make a second).
+  accel::ProcessState::shutdown();
   auto& st = accel::ProcessState::init(accel::StateOptions().env(accel::env_from_map({})));
   EXPECT_TRUE(st.device().is_cuda());
   EXPECT_EQ(st.backend(), accel::Backend::nccl);
