@@ -44,6 +44,14 @@ std::vector<std::pair<uintptr_t, uintptr_t>> mappings_under(const std::filesyste
   return out;
 }
 
+// Whether `t`'s data lies in one of `maps`.
+bool in_a_mapping(const torch::Tensor& t, const std::vector<std::pair<uintptr_t, uintptr_t>>& maps) {
+  const auto at = reinterpret_cast<uintptr_t>(t.data_ptr());
+  for (const auto& [begin, end] : maps)
+    if (at >= begin && at < end) return true;
+  return false;
+}
+
 size_t files_in(const std::filesystem::path& folder) {
   size_t n = 0;
   if (std::filesystem::exists(folder))
@@ -95,10 +103,7 @@ TEST(FullShardNvme, StateLivesInItsFilesAndEqualsHostStateBitForBit) {
       for (size_t k = 0; k < got.size(); ++k) {
         EXPECT_TRUE(torch::equal(got[k], want[k])) << "state tensor " << k;
         if (got[k].numel() == 0) continue;
-        const auto at = reinterpret_cast<uintptr_t>(got[k].data_ptr());
-        bool mapped = false;
-        for (const auto& [begin, end] : maps) mapped = mapped || (at >= begin && at < end);
-        EXPECT_TRUE(mapped) << "state tensor " << k << " is not in a file under " << swap;
+        EXPECT_TRUE(in_a_mapping(got[k], maps)) << "state tensor " << k << " is not in a file under " << swap;
       }
     }
     EXPECT_TRUE(mappings_under(swap).empty());
@@ -128,10 +133,7 @@ TEST(FullShardNvme, SaveAndLoadStateResumeExactlyEitherWay) {
         const auto maps = mappings_under(swap);
         for (const auto& t : state_tensors(resumed.optimizer->optimizer())) {
           if (t.numel() == 0) continue;
-          const auto at = reinterpret_cast<uintptr_t>(t.data_ptr());
-          bool mapped = false;
-          for (const auto& [begin, end] : maps) mapped = mapped || (at >= begin && at < end);
-          EXPECT_TRUE(mapped) << "a loaded state tensor stayed in host memory";
+          EXPECT_TRUE(in_a_mapping(t, maps)) << "a loaded state tensor stayed in host memory";
         }
       }
     }
