@@ -40,10 +40,23 @@ ProcessState& state_for(const std::optional<bool>& cpu) {
 }
 
 // `master_weights`: the model is kept in the mixed-precision dtype and stepped through fp32 masters.
-std::shared_ptr<Replication> replication_for(const ProcessState& state, const std::optional<ShardingOptions>& sharding,
+// Under parameter sharding with autocast, the units are gathered in the
+// autocast dtype unless the policy says otherwise (Accelerate's FSDP plugin
+// sets param_dtype from mixed_precision the same way).
+std::shared_ptr<Replication> replication_for(const ProcessState& state, std::optional<ShardingOptions> sharding,
                                              const AcceleratorOptions& options, MixedPrecision mixed_precision) {
-  return make_replication(state, sharding, options.ddp(),
-                          options.master_weights() && mixed_precision != MixedPrecision::no);
+  const bool master_weights = options.master_weights() && mixed_precision != MixedPrecision::no;
+  if (sharding && shards_parameters(sharding->strategy())) {
+    auto& policy = sharding->mixed_precision_policy();
+    const auto param_dtype = policy.param_dtype();
+    ACCEL_CHECK_ARG(!param_dtype || *param_dtype == torch::kFloat || mixed_precision != MixedPrecision::no,
+                    "ShardingOptions: mixed_precision_policy.param_dtype is ", c10::toString(*param_dtype),
+                    " but mixed_precision is no; gathering in a lower precision needs autocast (mixed_precision "
+                    "fp16 or bf16) for what the root unit computes");
+    if (!param_dtype && !master_weights && mixed_precision != MixedPrecision::no)
+      policy.param_dtype(autocast_dtype(mixed_precision));
+  }
+  return make_replication(state, sharding, options.ddp(), master_weights);
 }
 }  // namespace
 

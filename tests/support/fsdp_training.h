@@ -46,6 +46,8 @@ struct Variant {
   bool forward_prefetch = false;
   bool meta_init = false;                // every rank but the main one builds the model on the meta device
   std::filesystem::path nvme_path = {};  // not empty: the optimizer state in files there (offload_optimizer nvme)
+  bool bf16 = false;                     // mixed_precision bf16: the units gathered in bf16 (MixedPrecisionPolicy)
+  bool reduce_bf16 = false;              // and their gradients reduced in bf16
 };
 
 inline const torch::Tensor& features() {
@@ -127,7 +129,10 @@ inline Result reference(const Variant& v, int64_t steps) {
 }
 
 inline AcceleratorOptions sharded(const Variant& v) {
+  MixedPrecisionPolicy policy;
+  if (v.reduce_bf16) policy.reduce_dtype(torch::kBFloat16);
   return AcceleratorOptions()
+      .mixed_precision(v.bf16 ? std::optional<MixedPrecision>(MixedPrecision::bf16) : std::nullopt)
       .gradient_accumulation_steps(v.accumulation)
       .sharding(ShardingOptions()
                     .strategy(v.zero2                   ? ShardingStrategy::shard_grad_op
@@ -146,7 +151,8 @@ inline AcceleratorOptions sharded(const Variant& v) {
                     .activation_checkpointing(v.checkpoint)
                     .backward_prefetch(v.backward_prefetch)
                     .forward_prefetch(v.forward_prefetch)
-                    .state_dict_type(v.sharded_state ? StateDictType::sharded : StateDictType::full));
+                    .state_dict_type(v.sharded_state ? StateDictType::sharded : StateDictType::full)
+                    .mixed_precision_policy(policy));
 }
 
 // Training through the Accelerator, as a user writes it.

@@ -13,10 +13,12 @@
 //
 // DeepSpeed's zero_optimization.stage 0/1/2 and FSDP's NO_SHARD /
 // SHARD_GRAD_OP / FULL_SHARD map onto the strategies below.
+#include <c10/core/ScalarType.h>
 #include <torch/arg.h>
 
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -124,6 +126,28 @@ ACCEL_API std::string to_string(BackwardPrefetch prefetch);
 /// and 2 (BACKWARD_POST); throws std::invalid_argument naming `name`.
 ACCEL_API BackwardPrefetch parse_backward_prefetch(const std::string& name);
 
+/// In which dtypes a sharded unit computes and reduces (FSDP2's
+/// MixedPrecisionPolicy), full_shard and hybrid_shard only. The shards, the
+/// optimizer's copy, stay in the parameters' own dtype (fp32 masters).
+/// Unset: the parameters' dtype and the shards' (fp32) respectively, except
+/// that the Accelerator's mixed_precision fp16 / bf16 (without
+/// master_weights) sets param_dtype to that dtype, as Accelerate's FSDP
+/// plugin does: the gathers then move half the bytes.
+struct ACCEL_API MixedPrecisionPolicy {
+  /// The gathered parameters' dtype: the model's parameters are views of
+  /// the gathered buffer, so they read as this dtype after prepare (their
+  /// state dict is still written in their own dtype, from the shards).
+  TORCH_ARG(std::optional<c10::ScalarType>, param_dtype) = std::nullopt;
+  /// The gradients' dtype in the reduce-scatter (and the all-reduce across
+  /// hybrid groups); the result is added to the shard's gradient in the
+  /// shard's dtype. bf16 halves the bytes, fp32 keeps the precision.
+  TORCH_ARG(std::optional<c10::ScalarType>, reduce_dtype) = std::nullopt;
+  /// A sharded unit casts its floating-point input tensors to param_dtype
+  /// (FSDP2's cast_forward_inputs). The root unit's inputs are the model's:
+  /// autocast (mixed_precision) covers what the root computes.
+  TORCH_ARG(bool, cast_forward_inputs) = true;
+};
+
 struct ACCEL_API ShardingOptions {
   /// What is split across ranks.
   TORCH_ARG(ShardingStrategy, strategy) = ShardingStrategy::shard_grad_op;
@@ -176,6 +200,8 @@ struct ACCEL_API ShardingOptions {
   /// ran after it in the previous forward (every rank predicts the same),
   /// so that its gather overlaps this unit's compute.
   TORCH_ARG(bool, forward_prefetch) = false;
+  /// The compute and reduction dtypes of the sharded units (MixedPrecisionPolicy).
+  TORCH_ARG(MixedPrecisionPolicy, mixed_precision_policy) = {};
 };
 
 /// Whether `strategy` shards the parameters (full_shard, hybrid_shard).

@@ -1,6 +1,7 @@
 #include "accel/parallel/sharding_options.h"
 
 #include <stdexcept>
+#include <utility>
 
 #include "accel/util/check.h"
 #include "accel/util/strings.h"
@@ -128,6 +129,17 @@ void check_sharding_options(const ShardingOptions& o) {
   ACCEL_CHECK_ARG(!param.delayed_update(),
                   "ShardingOptions: offload_param.delayed_update is set; the delayed update exists for "
                   "offload_optimizer only");
+  const auto& precision = o.mixed_precision_policy();
+  for (const auto& [what, dtype] :
+       {std::pair{"param_dtype", precision.param_dtype()}, std::pair{"reduce_dtype", precision.reduce_dtype()}}) {
+    if (!dtype) continue;
+    ACCEL_CHECK_ARG(*dtype == c10::kFloat || *dtype == c10::kHalf || *dtype == c10::kBFloat16,
+                    "ShardingOptions: mixed_precision_policy.", what, " is ", c10::toString(*dtype),
+                    ", expected Float, Half or BFloat16");
+    ACCEL_CHECK_ARG(shards_parameters(o.strategy()), "ShardingOptions: mixed_precision_policy.", what,
+                    " is set with strategy ", to_string(o.strategy()),
+                    "; the policy applies to sharded units (full_shard or hybrid_shard)");
+  }
   if (shards_parameters(o.strategy())) {
     ACCEL_CHECK_ARG(!off.delayed_update(), "ShardingOptions: offload_optimizer.delayed_update is set with strategy ",
                     to_string(o.strategy()),

@@ -28,9 +28,17 @@
 // on the device (offload_optimizer) or in host memory too (offload_param:
 // copied over at each gather). The optimizer step refreshes that copy
 // (CPU Adam writes it in the same pass; shards_updated()).
+//
+// Compute dtype (MixedPrecisionPolicy's param_dtype): the gathered buffer,
+// and so the parameters viewing it, may be in another dtype than the
+// parameters had (bf16 for an fp32 model: half the bytes gathered); the
+// shards keep the parameters' own dtype and values, and the full-precision
+// reads and writes (full_precision_parameters(), unshard_for_write()) go
+// through them.
 #include <cstdint>
 #include <future>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -38,6 +46,7 @@
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 #include <torch/types.h>
 
+#include "accel/parallel/sharding_options.h"
 #include "accel/parallel/zero/flat_layout.h"
 #include "accel/util/export.h"
 
@@ -74,10 +83,12 @@ class ACCEL_API ShardedUnit {
   /// and device (std::invalid_argument naming the first that is not).
   /// `group`: the ranks that split the parameters (null: one process);
   /// `replicas`: under hybrid sharding, the ranks holding the same shard
-  /// in the other groups (null: none). Leaves the unit resharded.
+  /// in the other groups (null: none). `policy`: the compute and reduction
+  /// dtypes (cast_forward_inputs is the caller's). Leaves the unit resharded.
   ShardedUnit(std::string path, const std::vector<std::pair<std::string, torch::Tensor>>& params,
               c10::intrusive_ptr<c10d::ProcessGroup> group, c10::intrusive_ptr<c10d::ProcessGroup> replicas = nullptr,
-              ShardPlacement placement = {}, const FromMainProcess* from_main = nullptr);
+              ShardPlacement placement = {}, const FromMainProcess* from_main = nullptr,
+              const MixedPrecisionPolicy& policy = {});
   ~ShardedUnit();
   ShardedUnit(const ShardedUnit&) = delete;
   ShardedUnit& operator=(const ShardedUnit&) = delete;
@@ -88,9 +99,23 @@ class ACCEL_API ShardedUnit {
   const std::vector<torch::Tensor>& parameters() const { return params_; }
   const std::vector<std::string>& names() const { return names_; }
   size_t num_trainable() const { return num_trainable_; }
+  /// The parameters' own dtype (what the state dict holds).
+  torch::ScalarType dtype() const { return dtype_; }
+  /// The dtype they are gathered and computed in (param_dtype, else dtype()).
+  torch::ScalarType compute_dtype() const;
+  bool casts() const { return compute_dtype() != dtype_; }
+
+  /// Every parameter's whole value in dtype(), on the unit's device, all-
+  /// gathered from the shards (collective); the unit's state is unchanged.
+  std::vector<torch::Tensor> full_precision_parameters();
 
   void unshard();
   void reshard();
+  /// unshard(), except that a unit that casts() gathers its shards in
+  /// dtype() and the parameters view those until reshard(), so that a
+  /// write (a load) reaches the shards at full precision. No forward or
+  /// backward may run in between.
+  void unshard_for_write();
   /// While unsharded: the shard takes this rank's slice of the gathered
   /// parameters (after something wrote them, such as a load).
   void keep_written_shard();
@@ -167,17 +192,21 @@ class ACCEL_API ShardedUnit {
  private:
   struct Kind {
     zero::FlatGroup layout;
-    std::vector<size_t> members;              // indices into params_
-    torch::Tensor full;                       // the flat buffer the parameters view
-    std::shared_ptr<FreedMemoryGuard> freed;  // CPU: where `full` points while freed
-    torch::Tensor shard;                      // this rank's slice (the optimizer's)
-    torch::Tensor grad_shard;                 // trainable only
+    std::vector<size_t> members;                // indices into params_
+    torch::Tensor full;                         // the flat buffer the parameters view
+    torch::Tensor written;                      // unshard_for_write's buffer in dtype_, while they view it
+    std::vector<torch::Tensor> gathered_views;  // meanwhile, their views of `full`
+    std::shared_ptr<FreedMemoryGuard> freed;    // CPU: where `full` points while freed
+    torch::Tensor shard;                        // this rank's slice (the optimizer's)
+    torch::Tensor grad_shard;                   // trainable only
     // Offloaded only: the shard in full's dtype in host memory (the shard
     // itself when the dtypes agree), and on the device unless host_params.
     torch::Tensor host_copy;
     torch::Tensor device_copy;
   };
   torch::Tensor gather_input(const Kind& kind) const;
+  torch::Tensor gather_full_precision(const Kind& kind);
+  void set_parameter_data(Kind& kind, const std::vector<torch::Tensor>& data);
   // The gathered buffers belong to the copy stream (offload_param on CUDA).
   bool gathers_on_copy_stream() const { return streams_ && placement_.host_params; }
   void copy_to_grad_shard(Kind& kind, const torch::Tensor& reduced);
@@ -191,6 +220,8 @@ class ACCEL_API ShardedUnit {
   std::vector<int64_t> piece_begin_;                     // params_[i] -> first element of its piece
   std::vector<Kind> kinds_;
   size_t num_trainable_ = 0;
+  torch::ScalarType dtype_ = torch::kFloat;
+  std::optional<torch::ScalarType> param_dtype_, reduce_dtype_;
   c10::intrusive_ptr<c10d::ProcessGroup> group_;
   c10::intrusive_ptr<c10d::ProcessGroup> replicas_;
   ShardPlacement placement_;

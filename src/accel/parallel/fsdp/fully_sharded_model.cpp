@@ -1,6 +1,7 @@
 #include "accel/parallel/fsdp/fully_sharded_model.h"
 
 #include <algorithm>
+#include <optional>
 
 #include <torch/csrc/autograd/engine.h>
 #include <torch/csrc/autograd/function.h>
@@ -20,13 +21,21 @@ namespace accel::fsdp {
 // What a sharded unit's accel::Unit calls around its block.
 class FullyShardedModel::UnitForward : public UnitHooks {
  public:
-  UnitForward(FullyShardedModel& model, size_t k) : model_(model), k_(k) {}
+  // `cast_inputs`: floating-point inputs are cast to this dtype (FSDP2's cast_forward_inputs).
+  UnitForward(FullyShardedModel& model, size_t k, std::optional<torch::ScalarType> cast_inputs)
+      : model_(model), k_(k), cast_inputs_(cast_inputs) {}
   void pre_forward(const std::vector<torch::Tensor>& inputs) override { model_.pre_forward(k_, inputs); }
   void post_forward(std::vector<torch::Tensor>& outputs) override { model_.post_forward(k_, outputs); }
+  bool replaces_tensors() const override { return cast_inputs_.has_value(); }
+  void replace_inputs(std::vector<torch::Tensor>& inputs) override {
+    for (auto& in : inputs)
+      if (in.defined() && in.is_floating_point() && in.scalar_type() != *cast_inputs_) in = in.to(*cast_inputs_);
+  }
 
  private:
   FullyShardedModel& model_;
   size_t k_;
+  std::optional<torch::ScalarType> cast_inputs_;
 };
 
 FullyShardedModel::FullyShardedModel(std::shared_ptr<torch::nn::Module> model,
@@ -46,8 +55,8 @@ FullyShardedModel::FullyShardedModel(std::shared_ptr<torch::nn::Module> model,
   placement.pin_memory = placement.host_params ? param_offload.pin_memory() : options_.offload_optimizer().pin_memory();
   for (auto& planned : plan) {
     if (planned.params.empty()) continue;  // a root with nothing left
-    units_.push_back(
-        std::make_unique<ShardedUnit>(planned.path, planned.params, group_, replicas, placement, from_main));
+    units_.push_back(std::make_unique<ShardedUnit>(planned.path, planned.params, group_, replicas, placement, from_main,
+                                                   options_.mixed_precision_policy()));
     slots_.push_back(planned.slot);
   }
   progress_.resize(units_.size());
@@ -62,7 +71,10 @@ FullyShardedModel::FullyShardedModel(std::shared_ptr<torch::nn::Module> model,
       places_.emplace(unit->parameters()[i].unsafeGetTensorImpl(), std::pair{unit.get(), i});
   for (size_t k = 0; k < units_.size(); ++k) {
     if (slots_[k]) {
-      slots_[k]->set_hooks(std::make_shared<UnitForward>(*this, k));
+      const auto& policy = options_.mixed_precision_policy();
+      std::optional<torch::ScalarType> cast_inputs;
+      if (policy.cast_forward_inputs() && policy.param_dtype()) cast_inputs = policy.param_dtype();
+      slots_[k]->set_hooks(std::make_shared<UnitForward>(*this, k, cast_inputs));
       if (options_.activation_checkpointing()) slots_[k]->set_checkpoint(true);
     }
     for (const auto& p : units_[k]->parameters()) {
@@ -260,6 +272,12 @@ safetensors::NamedTensors FullyShardedModel::full_state() {
   std::unordered_map<const void*, torch::Tensor> copies;
   torch::NoGradGuard no_grad;
   for (auto& unit : units_) {
+    if (unit->casts()) {  // the parameters' own dtype, from the shards
+      const auto values = unit->full_precision_parameters();
+      for (size_t i = 0; i < values.size(); ++i)
+        copies[unit->parameters()[i].unsafeGetTensorImpl()] = values[i].to(torch::kCPU);
+      continue;
+    }
     const bool was = unit->unsharded();
     unit->unshard();
     for (const auto& p : unit->parameters())
@@ -276,7 +294,7 @@ safetensors::NamedTensors FullyShardedModel::full_state() {
 
 void FullyShardedModel::write_full_parameters(const std::function<void()>& write) {
   // The whole model at once: write may touch any parameter.
-  for (auto& unit : units_) unit->unshard();
+  for (auto& unit : units_) unit->unshard_for_write();
   write();
   for (auto& unit : units_) {
     unit->keep_written_shard();

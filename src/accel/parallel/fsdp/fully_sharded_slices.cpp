@@ -16,7 +16,7 @@ void FullyShardedModel::save_slices(const std::filesystem::path& file, int rank,
     for (size_t i = 0; i < unit->parameters().size(); ++i) {
       const auto& p = unit->parameters()[i];
       const auto& name = unit->names()[i];
-      slices.push_back(Slice{name, unit->piece(i), name, p.sizes().vec(), p.scalar_type(), unit->piece_begin(i)});
+      slices.push_back(Slice{name, unit->piece(i), name, p.sizes().vec(), unit->dtype(), unit->piece_begin(i)});
     }
   }
   if (rank == 0) {

@@ -5,6 +5,9 @@
 #include <stdexcept>
 
 #include <c10/core/StreamGuard.h>
+#include <torch/csrc/autograd/variable.h>
+
+#include <mutex>
 
 #include "accel/big_model/empty_init.h"
 #include "accel/parallel/fsdp/copy_streams.h"
@@ -26,8 +29,13 @@ torch::ScalarType shard_dtype(torch::ScalarType t) {
 
 ShardedUnit::ShardedUnit(std::string path, const std::vector<std::pair<std::string, torch::Tensor>>& params,
                          c10::intrusive_ptr<c10d::ProcessGroup> group, c10::intrusive_ptr<c10d::ProcessGroup> replicas,
-                         ShardPlacement placement, const FromMainProcess* from_main)
-    : path_(std::move(path)), group_(std::move(group)), replicas_(std::move(replicas)), placement_(placement) {
+                         ShardPlacement placement, const FromMainProcess* from_main, const MixedPrecisionPolicy& policy)
+    : path_(std::move(path)),
+      param_dtype_(policy.param_dtype()),
+      reduce_dtype_(policy.reduce_dtype()),
+      group_(std::move(group)),
+      replicas_(std::move(replicas)),
+      placement_(placement) {
   if (placement_.host_params) placement_.host_masters = true;
   const std::string where = path_.empty() ? "the root unit" : "unit " + path_;
   ACCEL_CHECK_ARG(!params.empty(), "parameter sharding: ", where, " has no parameters");
@@ -58,7 +66,8 @@ ShardedUnit::ShardedUnit(std::string path, const std::vector<std::pair<std::stri
 
   torch::NoGradGuard no_grad;
   const int n = world_size(), r = rank();
-  const auto dtype = shard_dtype(first.scalar_type());
+  dtype_ = first.scalar_type();
+  const auto dtype = shard_dtype(dtype_), compute = compute_dtype();
   const bool pin = placement_.pin_memory && first.is_cuda();
   piece_place_.resize(params_.size());
   piece_begin_.resize(params_.size());
@@ -70,7 +79,13 @@ ShardedUnit::ShardedUnit(std::string path, const std::vector<std::pair<std::stri
     Kind kind;
     kind.layout = zero::FlatLayout::build({list}, n, ShardingStrategy::full_shard).groups.at(0);
     const int64_t slice = kind.layout.padded_numel / n;
-    kind.full = torch::zeros({kind.layout.padded_numel}, first.options().device(device).requires_grad(false));
+    kind.full =
+        torch::zeros({kind.layout.padded_numel}, first.options().dtype(compute).device(device).requires_grad(false));
+    // The parameters' values in their own dtype: the shards are cut from
+    // these, not from a cast copy.
+    auto values = casts()
+                      ? torch::zeros({kind.layout.padded_numel}, first.options().device(device).requires_grad(false))
+                      : kind.full;
     if (kind.full.is_cpu())
       kind.freed = std::make_shared<FreedMemoryGuard>(
           kind.full.nbytes(), path_.empty() ? std::string("the root unit (the parameters outside every sharded unit)")
@@ -81,28 +96,31 @@ ShardedUnit::ShardedUnit(std::string path, const std::vector<std::pair<std::stri
       if (params_[index].is_meta()) {
         replace_tensor_data(params_[index], view);  // set_data refuses to leave the meta device
       } else {
-        view.copy_(params_[index]);
+        values.narrow(0, fp.offset, fp.numel).view(fp.shape).copy_(params_[index]);
+        // A cast changes the dtype, which set_data allows: the gradient
+        // accumulator, made for the old dtype, is made again at first use.
         params_[index].set_data(view);
       }
       kind.members.push_back(index);
     }
     if (from_main) {  // the main process's values, on every rank
-      std::vector<at::Tensor> whole{kind.full};
+      std::vector<at::Tensor> whole{values};
       from_main->group->broadcast(whole)->wait();
     }
-    const auto mine = kind.full.narrow(0, r * slice, slice);
+    if (!values.is_same(kind.full)) kind.full.copy_(values);
+    const auto mine = values.narrow(0, r * slice, slice);
     const bool trainable_kind = kind_params == &trainable;
     if (placement_.host_masters) {
       kind.shard = host_empty(slice, dtype, pin);
       kind.shard.copy_(mine);
       if (trainable_kind) kind.grad_shard = host_empty(slice, dtype, pin).zero_();
-      if (dtype == first.scalar_type()) {
+      if (dtype == compute) {
         kind.host_copy = kind.shard;
       } else {
-        kind.host_copy = host_empty(slice, first.scalar_type(), pin);
+        kind.host_copy = host_empty(slice, compute, pin);
         kind.host_copy.copy_(mine);
       }
-      if (!placement_.host_params) kind.device_copy = mine.clone();
+      if (!placement_.host_params) kind.device_copy = mine.to(compute, /*non_blocking=*/false, /*copy=*/true);
     } else {
       kind.shard = mine.to(dtype, /*non_blocking=*/false, /*copy=*/true);
       if (trainable_kind) kind.grad_shard = torch::zeros_like(kind.shard);
@@ -159,6 +177,69 @@ void ShardedUnit::unshard() {
   unsharded_ = true;
 }
 
+torch::ScalarType ShardedUnit::compute_dtype() const { return param_dtype_.value_or(dtype_); }
+
+torch::Tensor ShardedUnit::gather_full_precision(const Kind& kind) {
+  wait_for_update();
+  auto values = torch::empty({kind.layout.padded_numel}, kind.full.options().dtype(dtype_));
+  auto input = kind.shard.to(values.device(), dtype_);
+  if (group_) {
+    group_->_allgather_base(values, input)->wait();
+  } else {
+    values.copy_(input);
+  }
+  return values;
+}
+
+std::vector<torch::Tensor> ShardedUnit::full_precision_parameters() {
+  torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> out(params_.size());
+  for (const auto& kind : kinds_) {
+    const auto values = gather_full_precision(kind);
+    for (size_t i = 0; i < kind.members.size(); ++i) {
+      const auto& fp = kind.layout.params[i];
+      out[kind.members[i]] = values.narrow(0, fp.offset, fp.numel).view(fp.shape);
+    }
+  }
+  return out;
+}
+
+// Gives the parameters of `kind` the data `data[i]` (same shapes), keeping
+// each one's gradient accumulator: FullyShardedModel's hooks sit on it,
+// and data of another dtype would drop it.
+void ShardedUnit::set_parameter_data(Kind& kind, const std::vector<torch::Tensor>& data) {
+  for (size_t i = 0; i < kind.members.size(); ++i) {
+    auto& p = params_[kind.members[i]];
+    std::shared_ptr<torch::autograd::Node> accumulator;
+    if (p.requires_grad()) accumulator = torch::autograd::impl::grad_accumulator(p);
+    replace_tensor_data(p, data[i]);
+    if (accumulator) {
+      auto* meta = torch::autograd::impl::get_autograd_meta(p);
+      std::lock_guard<std::mutex> lock(meta->mutex_);
+      meta->grad_accumulator_ = accumulator;
+    }
+  }
+}
+
+void ShardedUnit::unshard_for_write() {
+  if (!casts()) return unshard();
+  if (unsharded_) reshard();
+  torch::NoGradGuard no_grad;
+  for (auto& kind : kinds_) {
+    kind.written = gather_full_precision(kind);
+    std::vector<torch::Tensor> views;
+    kind.gathered_views.clear();
+    for (size_t i = 0; i < kind.members.size(); ++i) {
+      const auto& fp = kind.layout.params[i];
+      // The views of the (freed) gathered buffer, put back by reshard().
+      kind.gathered_views.push_back(params_[kind.members[i]].variable_data());
+      views.push_back(kind.written.narrow(0, fp.offset, fp.numel).view(fp.shape));
+    }
+    set_parameter_data(kind, views);
+  }
+  unsharded_ = true;
+}
+
 torch::Tensor ShardedUnit::gather_input(const Kind& kind) const {
   if (kind.device_copy.defined()) return kind.device_copy;
   if (kind.host_copy.defined()) return kind.host_copy;
@@ -168,6 +249,12 @@ torch::Tensor ShardedUnit::gather_input(const Kind& kind) const {
 void ShardedUnit::reshard() {
   if (!unsharded_) return;
   for (auto& kind : kinds_) {
+    if (kind.written.defined()) {  // unshard_for_write: the parameters view the gathered buffer again
+      set_parameter_data(kind, kind.gathered_views);
+      kind.gathered_views.clear();
+      kind.written = torch::Tensor();
+      continue;
+    }
     // Allocated on the copy stream, read on the compute stream: the block
     // is reused only once the compute stream is past this point.
     if (gathers_on_copy_stream()) record_use(kind.full, current_stream(kind.full.device()));
@@ -188,7 +275,7 @@ void ShardedUnit::keep_written_shard() {
   torch::NoGradGuard no_grad;
   for (auto& kind : kinds_) {
     const int64_t slice = kind.shard.numel();
-    const auto mine = kind.full.narrow(0, rank() * slice, slice);
+    const auto mine = (kind.written.defined() ? kind.written : kind.full).narrow(0, rank() * slice, slice);
     kind.shard.copy_(mine);
     if (kind.host_copy.defined() && !kind.host_copy.is_same(kind.shard)) kind.host_copy.copy_(mine);
     if (kind.device_copy.defined()) kind.device_copy.copy_(mine);
@@ -200,8 +287,9 @@ void ShardedUnit::reduce_gradients() {
   wait_for_update();
   torch::NoGradGuard no_grad;
   auto& kind = kinds_.front();
-  // Reduced on the device, in the shard's dtype (fp32 for bf16 gradients).
-  auto flat = torch::zeros({kind.layout.padded_numel}, kind.full.options().dtype(kind.grad_shard.scalar_type()));
+  // Reduced on the device, in reduce_dtype, else the shard's dtype (fp32 for bf16 gradients).
+  auto flat = torch::zeros({kind.layout.padded_numel},
+                           kind.full.options().dtype(reduce_dtype_.value_or(kind.grad_shard.scalar_type())));
   for (size_t i = 0; i < kind.members.size(); ++i) {
     auto& p = params_[kind.members[i]];
     if (!p.grad().defined()) continue;
@@ -222,7 +310,7 @@ void ShardedUnit::reduce_gradients() {
   }
   if (ranks > 1) mine.div_(ranks);
   if (grad_zero_) {
-    if (placement_.host_masters) reduced_sq_ = mine.square().sum();
+    if (placement_.host_masters) reduced_sq_ = mine.to(kind.grad_shard.scalar_type()).square().sum();
     copy_to_grad_shard(kind, mine);
     grad_zero_ = false;
   } else {
