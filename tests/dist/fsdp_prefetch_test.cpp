@@ -36,11 +36,30 @@ TEST(FullShardPrefetch, EqualsOneProcess) {
 
 // When block 0's forward starts, is block 1 gathered; when block 1's
 // fc2.weight gradient is ready (the start of its backward), is block 0?
+// With max_live_parameters just below the root and two blocks (what a
+// forward prefetch would hold), neither prefetch happens; with room for all
+// three blocks, both do (in backward, the later block's weight gradients may
+// still be accumulating, so it is live when the earlier one is fetched).
 TEST(FullShardPrefetch, TheNextUnitIsGatheredBeforeItsTurn) {
   run_distributed(2, [&] {
-    for (bool prefetch : {false, true}) {
-      Trainer t({.backward_prefetch = prefetch ? BackwardPrefetch::backward_pre : BackwardPrefetch::none,
-                 .forward_prefetch = prefetch});
+    int64_t all = 0, two_blocks = 0;  // the root's and three or two blocks' parameters
+    {
+      Stack net;
+      for (const auto& p : net->parameters()) all += p.numel();
+      two_blocks = all;
+      for (const auto& p : net->blocks[2]->parameters()) two_blocks -= p.numel();
+    }
+    struct Case {
+      bool prefetch;
+      int64_t max_live;
+      bool expect;
+    };
+    for (const Case c :
+         {Case{false, 0, false}, Case{true, 0, true}, Case{true, two_blocks - 1, false}, Case{true, all, true}}) {
+      const bool prefetch = c.expect;
+      Trainer t({.backward_prefetch = c.prefetch ? BackwardPrefetch::backward_pre : BackwardPrefetch::none,
+                 .forward_prefetch = c.prefetch,
+                 .max_live_parameters = c.max_live});
       const auto& units = t.sharding().units();
       std::vector<bool> next_in_forward, next_in_backward;
       t.net->blocks[0]->probe = [&] { next_in_forward.push_back(units[1]->unsharded()); };
@@ -49,15 +68,16 @@ TEST(FullShardPrefetch, TheNextUnitIsGatheredBeforeItsTurn) {
         return g;
       });
       t.train(3);
+      const std::string what = "prefetch " + std::to_string(c.prefetch) + ", bound " + std::to_string(c.max_live);
       // The first forward has no earlier order to predict from.
-      EXPECT_EQ(next_in_forward, (std::vector<bool>{false, prefetch, prefetch})) << "prefetch " << prefetch;
-      EXPECT_EQ(next_in_backward, (std::vector<bool>(3, prefetch))) << "prefetch " << prefetch;
+      EXPECT_EQ(next_in_forward, (std::vector<bool>{false, prefetch, prefetch})) << what;
+      EXPECT_EQ(next_in_backward, (std::vector<bool>(3, prefetch))) << what;
       // Ahead, not more: each block once for forward and once for backward per step.
       for (size_t k = 0; k + 1 < units.size(); ++k) EXPECT_EQ(units[k]->gathers(), 3 * 2) << units[k]->path();
       // The root and at most three blocks at once (two without prefetching).
       const auto m = t.sharding().memory();
       const int64_t block = units[0]->unsharded_bytes(), root = units.back()->unsharded_bytes();
-      EXPECT_LE(m.peak_unsharded, root + (prefetch ? 3 : 2) * block);
+      EXPECT_LE(m.peak_unsharded, root + (prefetch ? 3 : 2) * block) << what;
     }
   });
 }

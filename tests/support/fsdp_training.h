@@ -44,6 +44,7 @@ struct Variant {
   bool zero2 = false;              // shard_grad_op (ZeRO-2) instead: nothing sharded at the units
   BackwardPrefetch backward_prefetch = BackwardPrefetch::none;
   bool forward_prefetch = false;
+  int64_t max_live_parameters = 0;
   bool meta_init = false;                // every rank but the main one builds the model on the meta device
   std::filesystem::path nvme_path = {};  // not empty: the optimizer state in files there (offload_optimizer nvme)
   bool bf16 = false;                     // mixed_precision bf16: the units gathered in bf16 (MixedPrecisionPolicy)
@@ -151,6 +152,7 @@ inline AcceleratorOptions sharded(const Variant& v) {
                     .activation_checkpointing(v.checkpoint)
                     .backward_prefetch(v.backward_prefetch)
                     .forward_prefetch(v.forward_prefetch)
+                    .max_live_parameters(v.max_live_parameters)
                     .state_dict_type(v.sharded_state ? StateDictType::sharded : StateDictType::full)
                     .mixed_precision_policy(policy));
 }

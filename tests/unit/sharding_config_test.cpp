@@ -17,6 +17,7 @@
 
 namespace {
 
+using accel::BackwardPrefetch;
 using accel::MixedPrecision;
 using accel::OffloadDevice;
 using accel::ShardingConfig;
@@ -81,13 +82,29 @@ TEST(ShardingConfig, StagesAndOffload) {
   EXPECT_EQ(parse(R"({"zero_optimization": {"stage": 0}})").sharding->strategy(), ShardingStrategy::no_shard);
   EXPECT_EQ(parse(R"({"zero_optimization": {"stage": 1}})").sharding->strategy(), ShardingStrategy::shard_optimizer);
   EXPECT_EQ(parse(R"({"zero_optimization": {}})").sharding->strategy(), ShardingStrategy::no_shard);  // DeepSpeed's 0
-  // Stage 3: parameter sharding at every unit; its bounds on gathered
-  // parameters are read (and checked) but never reached.
+  // Stage 3: parameter sharding at every unit, prefetching the next unit
+  // (a prefetch bucket above 0) within the live bound.
   auto three = parse(R"({"zero_optimization": {"stage": 3, "stage3_prefetch_bucket_size": 5e7,
-      "stage3_param_persistence_threshold": "auto", "stage3_max_live_parameters": 1e9,
+      "stage3_param_persistence_threshold": "auto", "stage3_max_live_parameters": 3e8,
       "stage3_gather_16bit_weights_on_model_save": true}})");
   EXPECT_EQ(three.sharding->strategy(), ShardingStrategy::full_shard);
   EXPECT_TRUE(three.sharding->transformer_cls_to_wrap().empty());
+  EXPECT_TRUE(three.sharding->forward_prefetch());
+  EXPECT_EQ(three.sharding->backward_prefetch(), BackwardPrefetch::backward_pre);
+  EXPECT_EQ(three.sharding->max_live_parameters(), 300'000'000);
+  // DeepSpeed's defaults (bucket 5e7, live 1e9), "auto" (filled from the model, never 0), and a bucket of 0.
+  for (const char* config : {R"({"zero_optimization": {"stage": 3}})",
+                             R"({"zero_optimization": {"stage": 3, "stage3_prefetch_bucket_size": "auto"}})"}) {
+    auto d = parse(config);
+    EXPECT_TRUE(d.sharding->forward_prefetch()) << config;
+    EXPECT_EQ(d.sharding->backward_prefetch(), BackwardPrefetch::backward_pre) << config;
+    EXPECT_EQ(d.sharding->max_live_parameters(), 1'000'000'000) << config;
+  }
+  auto off = parse(R"({"zero_optimization": {"stage": 3, "stage3_prefetch_bucket_size": 0}})");
+  EXPECT_FALSE(off.sharding->forward_prefetch());
+  EXPECT_EQ(off.sharding->backward_prefetch(), BackwardPrefetch::none);
+  // Below stage 3 nothing is gathered, so nothing is prefetched.
+  EXPECT_FALSE(parse(R"({"zero_optimization": {"stage": 2}})").sharding->forward_prefetch());
   expect_parse_error(R"({"zero_optimization": {"stage": 3, "stage3_max_live_parameters": -1}})",
                      {"stage3_max_live_parameters = -1"});
   // ZeRO-3 with the optimizer offloaded, then the parameters too.

@@ -200,6 +200,11 @@ struct ACCEL_API ShardingOptions {
   /// ran after it in the previous forward (every rank predicts the same),
   /// so that its gather overlaps this unit's compute.
   TORCH_ARG(bool, forward_prefetch) = false;
+  /// A prefetch (either kind) is skipped when it would make the parameters
+  /// gathered at once exceed this many elements (DeepSpeed's
+  /// stage3_max_live_parameters); 0: no bound. The unit about to run is
+  /// always gathered.
+  TORCH_ARG(int64_t, max_live_parameters) = 0;
   /// The compute and reduction dtypes of the sharded units (MixedPrecisionPolicy).
   TORCH_ARG(MixedPrecisionPolicy, mixed_precision_policy) = {};
 };

@@ -209,15 +209,28 @@ void parse_zero(const Reader& r, const json& root, const ShardingConfigContext& 
   if (const json* off = r.find(*zero, "offload_optimizer"))
     o.offload_optimizer(parse_offload(r, *off, stage, "offload_optimizer"));
   if (const json* off = r.find(*zero, "offload_param")) o.offload_param(parse_offload(r, *off, stage, "offload_param"));
-  // Stage 3's bounds on gathered parameters (DeepSpeed's prefetch bucket,
-  // live parameters, reuse distance) are upper bounds: accel gathers a unit
-  // only when it runs and frees it when it leaves, so it stays within any
-  // of them. A persistence threshold asks to keep small parameters
-  // unsharded, for speed; sharding them too gives the same numbers.
+  // Stage 3's prefetch: DeepSpeed gathers ahead, along the recorded order
+  // of modules, up to stage3_prefetch_bucket_size elements (default 5e7;
+  // "auto" is filled from the model, never 0), never beyond
+  // stage3_max_live_parameters (default 1e9). accel prefetches whole units:
+  // the next unit in forward and in backward, unless that would exceed the
+  // live bound; a bucket of 0 turns prefetching off. The reuse distance
+  // bounds what stays gathered: accel frees a unit when it leaves. A
+  // persistence threshold asks to keep small parameters unsharded, for
+  // speed; sharding them too gives the same numbers.
   // gather_16bit_weights_on_model_save: save_model always gathers.
-  for (const std::string key : {"stage3_prefetch_bucket_size", "stage3_param_persistence_threshold",
-                                "stage3_max_live_parameters", "stage3_max_reuse_distance"})
+  int64_t prefetch_bucket = 50'000'000, max_live = 1'000'000'000;
+  if (const json* v = r.find(*zero, "stage3_prefetch_bucket_size"); v && !Reader::is_auto(*v))
+    prefetch_bucket = r.integer(*v, "zero_optimization.stage3_prefetch_bucket_size", 0);
+  if (const json* v = r.find(*zero, "stage3_max_live_parameters"); v && !Reader::is_auto(*v))
+    max_live = r.integer(*v, "zero_optimization.stage3_max_live_parameters", 0);
+  for (const std::string key : {"stage3_param_persistence_threshold", "stage3_max_reuse_distance"})
     if (const json* v = r.find(*zero, key); v && !Reader::is_auto(*v)) r.integer(*v, "zero_optimization." + key, 0);
+  if (stage == 3) {
+    o.forward_prefetch(prefetch_bucket > 0);
+    o.backward_prefetch(prefetch_bucket > 0 ? BackwardPrefetch::backward_pre : BackwardPrefetch::none);
+    o.max_live_parameters(max_live);
+  }
   if (const json* v = r.find(*zero, "stage3_gather_16bit_weights_on_model_save"); v && !Reader::is_auto(*v))
     r.boolean(*v, "zero_optimization.stage3_gather_16bit_weights_on_model_save");
   if (const json* v = r.find(*zero, "reduce_bucket_size")) {

@@ -129,6 +129,8 @@ void check_sharding_options(const ShardingOptions& o) {
   ACCEL_CHECK_ARG(!param.delayed_update(),
                   "ShardingOptions: offload_param.delayed_update is set; the delayed update exists for "
                   "offload_optimizer only");
+  ACCEL_CHECK_ARG(o.max_live_parameters() >= 0, "ShardingOptions: max_live_parameters is ", o.max_live_parameters(),
+                  ", expected >= 0 (0: no bound)");
   const auto& precision = o.mixed_precision_policy();
   for (const auto& [what, dtype] :
        {std::pair{"param_dtype", precision.param_dtype()}, std::pair{"reduce_dtype", precision.reduce_dtype()}}) {

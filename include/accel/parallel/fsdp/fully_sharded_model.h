@@ -118,6 +118,8 @@ class ACCEL_API FullyShardedModel : public ModelSharding {
   void reshard(size_t k);
   void prefetch_forward(size_t k);
   void prefetch_backward(size_t k);
+  // Gathers unit k ahead of its turn, unless that passes max_live_parameters.
+  void prefetch(size_t k);
 
   std::shared_ptr<torch::nn::Module> model_;
   c10::intrusive_ptr<c10d::ProcessGroup> group_;
@@ -142,6 +144,7 @@ class ACCEL_API FullyShardedModel : public ModelSharding {
   std::vector<size_t> order_;       // units in the order this forward ran them
   std::vector<size_t> last_order_;  // and the previous forward's (forward_prefetch predicts from it)
   int64_t peak_unsharded_ = 0;
+  std::vector<int64_t> numels_;  // of units_[k]'s parameters
 };
 
 }  // namespace accel::fsdp

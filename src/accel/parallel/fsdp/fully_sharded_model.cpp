@@ -60,6 +60,11 @@ FullyShardedModel::FullyShardedModel(std::shared_ptr<torch::nn::Module> model,
     slots_.push_back(planned.slot);
   }
   progress_.resize(units_.size());
+  for (const auto& unit : units_) {
+    int64_t numel = 0;
+    for (const auto& p : unit->parameters()) numel += p.numel();
+    numels_.push_back(numel);
+  }
   if (placement.host_masters && !units_.empty()) {
     if (auto streams = copy_streams_for(units_.front()->parameters().front().device())) {
       streams_ = std::make_shared<const CopyStreams>(*streams);
@@ -191,7 +196,18 @@ void FullyShardedModel::prefetch_forward(size_t k) {
   auto at = std::find(last_order_.begin(), last_order_.end(), k);
   if (at == last_order_.end() || at + 1 == last_order_.end()) return;
   const size_t next = *(at + 1);
-  if (std::find(order_.begin(), order_.end(), next) == order_.end()) unshard(next);
+  if (std::find(order_.begin(), order_.end(), next) == order_.end()) prefetch(next);
+}
+
+void FullyShardedModel::prefetch(size_t k) {
+  if (units_[k]->unsharded()) return;
+  if (const int64_t bound = options_.max_live_parameters(); bound > 0) {
+    int64_t live = numels_[k];
+    for (size_t u = 0; u < units_.size(); ++u)
+      if (units_[u]->unsharded()) live += numels_[u];
+    if (live > bound) return;
+  }
+  unshard(k);
 }
 
 // The unit whose backward comes next: the last one before k in this
@@ -202,7 +218,7 @@ void FullyShardedModel::prefetch_backward(size_t k) {
   while (at != order_.begin()) {
     const size_t before = *--at;
     if (progress_[before].forward_ran && !progress_[before].backward_done) {
-      unshard(before);
+      prefetch(before);
       return;
     }
   }
