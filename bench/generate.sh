@@ -26,7 +26,7 @@ if [[ $MODE == cpu ]]; then
   # The same steps on a CPU with a model small enough for seconds: "offload"
   # then puts what exceeds the CPU budget on the disk (the GPU case's
   # offload path aside, every flag and the table are exercised).
-  SIZE="${SIZE:-4x64x4}"; DTYPE="${DTYPE:-fp32}"; BUDGET="${BUDGET:-30MB}"; NEW="${NEW:-16}"
+  SIZE="${SIZE:-4x64x4}"; DTYPE="${DTYPE:-fp32}"; BUDGET="${BUDGET:-13.2MB}"; NEW="${NEW:-16}"
   DEVICE=cpu
 else
   SIZE="${SIZE:-48x1600x25}"; DTYPE="${DTYPE:-fp16}"; BUDGET="${BUDGET:-1GiB}"; NEW="${NEW:-128}"

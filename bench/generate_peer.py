@@ -53,11 +53,21 @@ def run(args):
     else:
         kwargs.update(device_map={"": args.device})
     model = GPT2LMHeadModel.from_pretrained(args.dir, **kwargs).eval()
-    placement = getattr(model, "hf_device_map", {})
-    on_device = sum(1 for name, where in placement.items()
-                    if name.startswith("transformer.h.") and str(where) in (str(device.index), str(device)))
+    # No map when the whole model went to one device.
+    placement = getattr(model, "hf_device_map", None) or {"": str(next(model.parameters()).device)}
+
+    def block_device(i):
+        # The map's entry for the block or its longest named ancestor ("" for all).
+        name = f"transformer.h.{i}"
+        while name not in placement and name:
+            name = name.rsplit(".", 1)[0] if "." in name else ""
+        return str(placement.get(name, ""))
+
+    on_device = sum(1 for i in range(model.config.n_layer)
+                    if block_device(i) in (str(device.index), str(device)))
     if args.max_memory:
-        print(f"transformers: {on_device} of {model.config.n_layer} blocks on {device}, the rest offloaded", flush=True)
+        print(f"transformers: {on_device} of {model.config.n_layer} blocks on {device}, the rest offloaded; "
+              f"device map {placement}", flush=True)
     # No end token: every sequence runs to --new tokens, as on the C++ side.
     model.generation_config.eos_token_id = None
     model.generation_config.pad_token_id = 0
