@@ -3,7 +3,7 @@
 # build, run the test suite (gpu tests included), then the benchmarks with
 # their Python peers. Full logs go to $OUT (default /tmp/accel_gpu_out).
 #   bench/gpu_run.sh [what...]   what: build tests bench data checkpoint startup (default: all), gpt2,
-#                                tracking, zero_offload and fsdp_offload (only when named: they take minutes; GPT2_BATCHES="8" runs
+#                                tracking, zero_offload, fsdp_offload and generate (only when named: they take minutes; GPT2_BATCHES="8" runs
 #                                one batch size; ZERO_OFFLOAD_ARGS="350M 8 20 8")
 # Needs .deps/libgloo-dev_*.deb carried along (the machine has no Gloo headers).
 set -uo pipefail
@@ -53,6 +53,9 @@ fi
 if want fsdp_offload; then
   BUILD_DIR="$ROOT/$B" PY="$(which python3)" OUT="$OUT/fsdp_offload" bench/fsdp_offload.sh ${FSDP_OFFLOAD_SIZES:-} 2>&1 \
     | tee "$OUT/fsdp_offload.log"
+fi
+if want generate; then
+  BUILD_DIR="$ROOT/$B" PY="$(which python3)" OUT="$OUT/generate" bench/generate.sh gpu 2>&1 | tee "$OUT/generate.log"
 fi
 if want startup; then
   BUILD_DIR="$ROOT/$B" PY="$(which python3)" bench/startup.sh gpu 1 2>&1

@@ -10,6 +10,8 @@
 //
 //   ./build/examples/gpt2 --config 124M --batch 8 --mixed-precision bf16 --cuda-graph --profile 3
 //
+//   ./build/examples/gpt2 generate --model <folder> --prompt-tokens 464,2068 --max-new-tokens 20   # generate_cli.cpp
+//
 // --timing prints one machine-readable line at the end (bench/gpt2.sh reads it):
 //   timing {"impl": "accel", "tokens_per_s": ..., "step_ms": ..., "peak_mem_mb": ..., ...}
 // tokens/s and step ms are over the steps after --timing-skip warm-up steps;
@@ -37,6 +39,7 @@
 #include "accel/util/check.h"
 #include "accel/util/kernel_profile.h"
 #include "batches.h"
+#include "generate_cli.h"
 #include "hf_checkpoint.h"
 #include "model.h"
 
@@ -197,6 +200,7 @@ double peak_memory_mb(torch::Device device) {
 }  // namespace
 
 int main(int argc, char** argv) try {
+  if (argc > 1 && std::string(argv[1]) == "generate") return gpt2::generate_main(argc - 1, argv + 1);
   const Flags flags = parse(argc, argv);
   accel::AcceleratorOptions options;
   if (!flags.mixed_precision.empty()) options.mixed_precision(flags.mixed_precision);

@@ -20,7 +20,7 @@ CausalSelfAttentionImpl::CausalSelfAttentionImpl(const GPT2Options& o) : n_head_
   resid_dropout_ = register_module("resid_dropout", torch::nn::Dropout(o.dropout()));
 }
 
-torch::Tensor CausalSelfAttentionImpl::forward(const torch::Tensor& x) {
+torch::Tensor CausalSelfAttentionImpl::forward(const torch::Tensor& x, LayerCache* cache) {
   const int64_t B = x.size(0), T = x.size(1), C = x.size(2);
   // c_attn's output holds all queries, then all keys, then all values, each
   // n_head slices of C / n_head (Hugging Face's split order), so one view
@@ -29,9 +29,36 @@ torch::Tensor CausalSelfAttentionImpl::forward(const torch::Tensor& x) {
   // gradients once, where three selects would each make a zero-filled
   // full-size gradient and add them up.
   auto qkv = c_attn(x).view({B, T, 3, n_head_, C / n_head_}).permute({2, 0, 3, 1, 4}).unbind(0);
-  auto y = torch::scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], /*attn_mask=*/{},
-                                               /*dropout_p=*/is_training() ? dropout_ : 0.0, /*is_causal=*/true);
+  torch::Tensor y;
+  if (!cache) {
+    y = torch::scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], /*attn_mask=*/{},
+                                            /*dropout_p=*/is_training() ? dropout_ : 0.0, /*is_causal=*/true);
+  } else {
+    y = attend_cached(qkv[0], qkv[1], qkv[2], *cache);
+  }
   return resid_dropout_(c_proj(y.transpose(1, 2).reshape({B, T, C})));
+}
+
+torch::Tensor CausalSelfAttentionImpl::attend_cached(const torch::Tensor& q, const torch::Tensor& k,
+                                                     const torch::Tensor& v, LayerCache& cache) {
+  const int64_t past = cache.length(), T = q.size(2);
+  if (past == 0) {
+    cache.keys = k.contiguous();
+    cache.values = v.contiguous();
+  } else {
+    cache.keys = torch::cat({cache.keys, k}, 2);
+    cache.values = torch::cat({cache.values, v}, 2);
+  }
+  const double p = is_training() ? dropout_ : 0.0;
+  // SDPA's is_causal aligns the mask to the top left (query i sees keys
+  // 0..i), right only without cached positions. One new token sees every
+  // key; several after cached ones (a prompt given in pieces) see the
+  // cached keys and the new ones up to their own position: query i sees
+  // key j when j <= past + i.
+  if (past == 0) return torch::scaled_dot_product_attention(q, cache.keys, cache.values, {}, p, /*is_causal=*/true);
+  if (T == 1) return torch::scaled_dot_product_attention(q, cache.keys, cache.values, {}, p, /*is_causal=*/false);
+  auto mask = torch::ones({T, past + T}, torch::TensorOptions().dtype(torch::kBool).device(q.device())).tril(past);
+  return torch::scaled_dot_product_attention(q, cache.keys, cache.values, mask, p, /*is_causal=*/false);
 }
 
 MlpImpl::MlpImpl(const GPT2Options& o) {
@@ -50,8 +77,8 @@ BlockImpl::BlockImpl(const GPT2Options& o) {
   mlp = register_module("mlp", Mlp(o));
 }
 
-torch::Tensor BlockImpl::forward(torch::Tensor x) {
-  x = x + attn(ln_1(x));
+torch::Tensor BlockImpl::forward(torch::Tensor x, LayerCache* cache) {
+  x = x + attn(ln_1(x), cache);
   return x + mlp(ln_2(x));
 }
 
@@ -68,13 +95,21 @@ TransformerImpl::TransformerImpl(const GPT2Options& o) {
                          torch::nn::LayerNorm(torch::nn::LayerNormOptions({o.n_embd()}).eps(o.layer_norm_epsilon())));
 }
 
-torch::Tensor TransformerImpl::forward(const torch::Tensor& tokens) {
+torch::Tensor TransformerImpl::forward(const torch::Tensor& tokens, KVCache* cache) {
   TORCH_CHECK(tokens.dim() == 2, "GPT-2 takes tokens of shape [batch, seq], got ", tokens.sizes());
   const int64_t T = tokens.size(1), n_positions = wpe->weight.size(0);
-  TORCH_CHECK(T <= n_positions, "GPT-2: a sequence of ", T, " tokens is longer than n_positions = ", n_positions);
-  auto positions = torch::arange(T, tokens.options().dtype(torch::kLong));
+  const int64_t past = cache ? cache->length() : 0;
+  TORCH_CHECK(!cache || cache->n_layer() == static_cast<int64_t>(blocks_.size()), "GPT-2: a KV cache of ",
+              cache ? cache->n_layer() : 0, " layers for a model of ", blocks_.size());
+  TORCH_CHECK(past + T <= n_positions, "GPT-2: a sequence of ", past + T, " tokens (", past, " cached + ", T,
+              " new) is longer than n_positions = ", n_positions);
+  auto positions = torch::arange(past, past + T, tokens.options().dtype(torch::kLong));
   auto x = drop_(wte(tokens) + wpe(positions));
-  for (auto& block : blocks_) x = block(x);
+  if (!cache) {
+    for (auto& block : blocks_) x = block(x);
+  } else {
+    for (size_t i = 0; i < blocks_.size(); ++i) x = blocks_[i](x, &cache->layer(static_cast<int64_t>(i)));
+  }
   return ln_f(x);
 }
 
@@ -84,9 +119,12 @@ GPT2Impl::GPT2Impl(const GPT2Options& options) : options_(options) {
   init_weights();
 }
 
-torch::Tensor GPT2Impl::forward(const torch::Tensor& tokens, const torch::Tensor& targets) {
+torch::Tensor GPT2Impl::forward(const torch::Tensor& tokens, const torch::Tensor& targets, KVCache* cache) {
+  TORCH_CHECK(!cache || !targets.defined(),
+              "GPT-2: targets with a KV cache: the cache is for generation, the loss "
+              "for training");
   // The tied output projection: logits against every token's embedding.
-  if (!targets.defined()) return F::linear(transformer(tokens), transformer->wte->weight);
+  if (!targets.defined()) return F::linear(transformer(tokens, cache), transformer->wte->weight);
   return accel::linear_cross_entropy(transformer(tokens), transformer->wte->weight, targets);
 }
 

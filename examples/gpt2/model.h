@@ -14,6 +14,10 @@
 //
 //   gpt2::GPT2 model(gpt2::named_config("124M"));
 //   auto logits = model(tokens);            // [batch, seq] int64 -> [batch, seq, vocab]
+//
+// Generation (generate.h) passes a KVCache (kv_cache.h): each forward then
+// runs only on the new tokens, attending over the cached ones as well.
+// Without a cache (training) the code path is the one it always was.
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/modulelist.h>
 #include <torch/nn/modules/dropout.h>
@@ -26,6 +30,7 @@
 
 #include "accel/unit/unit.h"
 #include "config.h"
+#include "kv_cache.h"
 
 namespace gpt2 {
 
@@ -36,11 +41,19 @@ namespace gpt2 {
 class CausalSelfAttentionImpl : public torch::nn::Module {
  public:
   explicit CausalSelfAttentionImpl(const GPT2Options& options);
-  torch::Tensor forward(const torch::Tensor& x);
+  /// x [batch, T, n_embd]. With `cache`, x holds the T tokens after the
+  /// cache's positions: their keys and values are appended to it and each
+  /// token attends over the cached positions and the new ones up to itself.
+  torch::Tensor forward(const torch::Tensor& x, LayerCache* cache = nullptr);
 
   torch::nn::Linear c_attn{nullptr}, c_proj{nullptr};
 
  private:
+  // q, k, v [batch, n_head, T, head_size]: k and v appended to `cache`,
+  // q attending over all it holds.
+  torch::Tensor attend_cached(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                              LayerCache& cache);
+
   int64_t n_head_;
   double dropout_;
   torch::nn::Dropout resid_dropout_{nullptr};
@@ -64,7 +77,8 @@ TORCH_MODULE(Mlp);
 class BlockImpl : public torch::nn::Module {
  public:
   explicit BlockImpl(const GPT2Options& options);
-  torch::Tensor forward(torch::Tensor x);
+  /// `cache`: this layer's keys and values (see the attention).
+  torch::Tensor forward(torch::Tensor x, LayerCache* cache = nullptr);
 
   torch::nn::LayerNorm ln_1{nullptr};
   CausalSelfAttention attn{nullptr};
@@ -82,8 +96,11 @@ TORCH_MODULE(Block);
 class TransformerImpl : public torch::nn::Module {
  public:
   explicit TransformerImpl(const GPT2Options& options);
-  /// tokens [batch, seq] (int64, seq <= n_positions) -> [batch, seq, n_embd].
-  torch::Tensor forward(const torch::Tensor& tokens);
+  /// tokens [batch, seq] (int64) -> [batch, seq, n_embd]. With `cache`,
+  /// the tokens come after its cached positions (their positions start at
+  /// cache->length()), and the cache grows by seq; the cached and new
+  /// positions together are at most n_positions.
+  torch::Tensor forward(const torch::Tensor& tokens, KVCache* cache = nullptr);
 
   torch::nn::Embedding wte{nullptr}, wpe{nullptr};
   torch::nn::ModuleList h{nullptr};
@@ -104,9 +121,10 @@ class GPT2Impl : public torch::nn::Module {
   /// `targets` (the next tokens, [batch, seq]) -> the mean cross-entropy
   /// instead, through accel::linear_cross_entropy: the value of
   /// cross_entropy over the logits, without materialising them. (One
-  /// forward with a default argument: LibTorch's module holders cannot
-  /// call an overloaded forward.)
-  torch::Tensor forward(const torch::Tensor& tokens, const torch::Tensor& targets = {});
+  /// forward with default arguments: LibTorch's module holders cannot
+  /// call an overloaded forward.) With `cache` (generation; no targets):
+  /// the logits of the tokens that follow the cached ones (TransformerImpl).
+  torch::Tensor forward(const torch::Tensor& tokens, const torch::Tensor& targets = {}, KVCache* cache = nullptr);
 
   const GPT2Options& options() const { return options_; }
   /// Parameters, with the tied embedding counted once.
