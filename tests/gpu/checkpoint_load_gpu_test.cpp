@@ -9,6 +9,7 @@
 #include "accel/big_model/dispatch.h"
 #include "accel/big_model/empty_init.h"
 #include "accel/checkpoint/model_files.h"
+#include "accel/unit/unit.h"
 #include "support/cuda.h"
 #include "support/temp_dir.h"
 

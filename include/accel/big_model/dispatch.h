@@ -27,8 +27,11 @@
 // called the unit (the enclosing unit's execution device, or, for the
 // model itself when it is a unit, the device the first input came from, as
 // Accelerate's io_same_device). On CUDA, when the order of the units is
-// known (after the first forward), the next unit's offloaded tensors are
-// copied in on a side stream while this one computes.
+// known (after the first forward), the offloaded tensors of the next unit
+// that has any in pinned memory are copied in on a side stream while the
+// units before it compute; the order is a cycle, so the last such unit
+// prefetches the first one of the next forward (a generation loop's next
+// token), whose copy then stays on the GPU until it runs.
 //
 // The model's own tensors: tensors outside every unit run in the model's
 // own forward, which accel cannot hook unless the model is itself a unit.
