@@ -19,6 +19,10 @@
 # means the cold runs read from the disk. The checkpoint is kept in DIR for
 # the next run (delete it to write a new one).
 #
+# To the CPU, safetensors' tensors share the files' mappings (the script
+# touches one byte a page), so its row measures mapping, not copying into
+# memory of one's own as accel and transformers do.
+#
 # Needs: build/bench/bench_load (ninja -C build bench_load; BENCH_BIN to
 # point elsewhere) and a Python with torch, safetensors and transformers
 # (ACCEL_PYTHON, default .venv/bin/python). Disk: the checkpoint's size;
