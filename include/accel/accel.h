@@ -4,6 +4,7 @@
 #include "accel/accelerator.h"
 #include "accel/amp/autocast.h"
 #include "accel/big_model/auto_device_map.h"
+#include "accel/big_model/cpu_offload_hook.h"
 #include "accel/big_model/device_map.h"
 #include "accel/big_model/dispatch.h"
 #include "accel/big_model/empty_init.h"

@@ -71,6 +71,30 @@ TEST(DispatchGpu, GpuCpuAndDiskEqualOneGpu) {
   accel::remove_hook_from_units(*model);
 }
 
+// The model is not a unit: the first and last blocks are offloaded, so the
+// last block prefetches the first one for the next call (the order taken
+// as a cycle); each call still equals the model on one GPU.
+TEST(DispatchGpu, LastUnitPrefetchesTheFirstForTheNextCall) {
+  REQUIRE_CUDA();
+  SavedModel saved;
+  torch::NoGradGuard no_grad;
+  saved.reference->to(torch::kCUDA);
+  const auto tokens = saved.tokens.cuda();
+  const auto expected = saved.reference->forward(tokens);
+  auto model = accel::init_empty_weights([] { return MapLM(1000, 64, 128, 6); });
+  model->eval();
+  accel::load_checkpoint_and_dispatch(
+      *model, saved.dir.path() / "model",
+      accel::DispatchOptions().device_map(
+          {{"", "cuda:0"}, {"transformer.h.0", "cpu"}, {"transformer.h.3", "cpu"}, {"transformer.h.5", "cpu"}}));
+  for (int call = 0; call < 4; ++call) {
+    const auto out = model->forward(tokens);
+    EXPECT_LT((out - expected).abs().max().item<double>(), 1e-5) << "call " << call;
+    EXPECT_TRUE(model->transformer->h[0]->as<MapBlock>()->mlp->c_fc->weight.is_meta());
+  }
+  accel::remove_hook_from_units(*model);
+}
+
 TEST(DispatchGpu, AutoMapWithASmallGpuBudget) {
   REQUIRE_CUDA();
   SavedModel saved;

@@ -65,6 +65,7 @@ struct Case {
   std::vector<std::pair<std::string, json>> max_memory;  // key -> int or string, as Accelerate takes it
   std::vector<std::string> no_split;
   std::optional<torch::ScalarType> dtype;
+  bool fallback = false;  // fallback_allocation
 };
 
 accel::DeviceMapOptions options_of(const Case& c) {
@@ -72,7 +73,11 @@ accel::DeviceMapOptions options_of(const Case& c) {
   for (const auto& [k, v] : c.max_memory)
     max_memory.emplace_back(
         k, v.is_string() ? accel::MemorySize(v.get<std::string>()) : accel::MemorySize(v.get<int64_t>()));
-  return accel::DeviceMapOptions().max_memory(max_memory).no_split_module_classes(c.no_split).dtype(c.dtype);
+  return accel::DeviceMapOptions()
+      .max_memory(max_memory)
+      .no_split_module_classes(c.no_split)
+      .dtype(c.dtype)
+      .fallback_allocation(c.fallback);
 }
 
 void expect_same_maps(torch::nn::Module& model, const std::vector<Case>& cases) {
@@ -81,8 +86,10 @@ void expect_same_maps(torch::nn::Module& model, const std::vector<Case>& cases) 
   for (const auto& c : cases) {
     json memory = json::object();
     for (const auto& [k, v] : c.max_memory) memory[k] = v;
-    spec["cases"].push_back(
-        {{"max_memory", memory}, {"no_split", c.no_split}, {"dtype", c.dtype ? json(torch_dtype(*c.dtype)) : json()}});
+    spec["cases"].push_back({{"max_memory", memory},
+                             {"no_split", c.no_split},
+                             {"dtype", c.dtype ? json(torch_dtype(*c.dtype)) : json()},
+                             {"fallback", c.fallback}});
   }
   const auto path = dir.path() / "cases.json";
   std::ofstream(path) << spec.dump();
@@ -122,6 +129,15 @@ TEST(DeviceMapPeer, GptShapedModelUnderManyBudgets) {
       // weight with the embedding.
       {{{"0", 520'000}, {"1", 2'000'000}, {"cpu", 1'000'000}}, blocks, {}},
       {{{"0", 520'000}, {"cpu", 1'000'000}}, {}, {}},
+      // fallback_allocation: a device the next module neither fits nor
+      // splits on takes the first later module that fits (the final norm,
+      // the first block's first norm) instead of staying empty; and maps
+      // where the filling leaves no device empty, which it does not change.
+      {{{"0", 300'000}, {"1", 40'000}, {"cpu", 300'000}}, blocks, {}, true},
+      {{{"0", 450'000}, {"1", 150'000}, {"cpu", 300'000}}, blocks, {}, true},
+      {{{"0", 300'000}, {"1", 20'000}, {"cpu", 290'000}}, {}, {}, true},
+      {{{"0", 480'000}, {"1", 70'000}, {"cpu", 900'000}}, {}, {}, true},
+      {{{"0", 300'000}, {"1", 50'000}, {"cpu", 500'000}}, blocks, {}, true},
   };
   expect_same_maps(*model, cases);
 }
@@ -142,7 +158,9 @@ TEST(DeviceMapPeer, ListOfLibTorchModules) {
   const std::vector<std::string> no_split = {"torch::nn::ModuleListImpl"};
   expect_same_maps(*model, {{{{"0", 300'000}, {"1", 300'000}, {"cpu", 300'000}}, no_split, {}},
                             {{{"0", 300'000}, {"1", 300'000}, {"cpu", 300'000}}, {}, {}},
-                            {{{"cpu", 500'000}}, {}, torch::kHalf}});
+                            {{{"cpu", 500'000}}, {}, torch::kHalf},
+                            {{{"0", 150'000}, {"1", 200'000}, {"cpu", 300'000}}, no_split, {}, true},
+                            {{{"0", 200'000}, {"1", 100'000}, {"cpu", 300'000}}, {}, {}, true}});
 }
 
 }  // namespace

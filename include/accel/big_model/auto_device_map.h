@@ -77,11 +77,22 @@ struct ACCEL_API DeviceMapOptions {
     return *this;
   }
 
+  /// Accelerate's fallback_allocation (default false): when the filling
+  /// would leave a device (not the disk) empty because the next module
+  /// neither fits nor splits, put there the first module still to place,
+  /// searched breadth first, that fits beside room for the largest layer
+  /// and that module, before moving on.
+  DeviceMapOptions& fallback_allocation(bool v) {
+    fallback_allocation_ = v;
+    return *this;
+  }
+
   const MaxMemory& max_memory() const { return max_memory_; }
   const std::vector<std::string>& no_split_module_classes() const { return no_split_module_classes_; }
   std::optional<torch::ScalarType> dtype() const { return dtype_; }
   const std::map<std::string, torch::ScalarType>& special_dtypes() const { return special_dtypes_; }
   bool clean_result() const { return clean_result_; }
+  bool fallback_allocation() const { return fallback_allocation_; }
 
  private:
   MaxMemory max_memory_;
@@ -89,6 +100,7 @@ struct ACCEL_API DeviceMapOptions {
   std::optional<torch::ScalarType> dtype_;
   std::map<std::string, torch::ScalarType> special_dtypes_;
   bool clean_result_ = true;
+  bool fallback_allocation_ = false;
 };
 
 /// Accelerate's compute_module_sizes: bytes of every module and tensor by

@@ -27,8 +27,11 @@
 // called the unit (the enclosing unit's execution device, or, for the
 // model itself when it is a unit, the device the first input came from, as
 // Accelerate's io_same_device). On CUDA, when the order of the units is
-// known (after the first forward), the next unit's offloaded tensors are
-// copied in on a side stream while this one computes.
+// known (after the first forward), the offloaded tensors of the next unit
+// that has any in pinned memory are copied in on a side stream while the
+// units before it compute; the order is a cycle, so the last such unit
+// prefetches the first one of the next forward (a generation loop's next
+// token), whose copy then stays on the GPU until it runs.
 //
 // The model's own tensors: tensors outside every unit run in the model's
 // own forward, which accel cannot hook unless the model is itself a unit.
@@ -93,6 +96,14 @@ struct ACCEL_API DispatchOptions {
     return *this;
   }
 
+  /// Threads reading the checkpoint in load_checkpoint_and_dispatch, each
+  /// with up to two 8 MiB staging buffers: several reads in flight keep a
+  /// fast disk busy, cold or cached.
+  DispatchOptions& read_threads(int v) {
+    read_threads_ = v;
+    return *this;
+  }
+
   const std::optional<DeviceMap>& device_map() const { return device_map_; }
   const MaxMemory& max_memory() const { return max_memory_; }
   const std::vector<std::string>& no_split_module_classes() const { return no_split_module_classes_; }
@@ -100,6 +111,7 @@ struct ACCEL_API DispatchOptions {
   std::optional<c10::Device> main_device() const { return main_device_; }
   const std::filesystem::path& offload_dir() const { return offload_dir_; }
   bool offload_buffers() const { return offload_buffers_; }
+  int read_threads() const { return read_threads_; }
 
  private:
   std::optional<DeviceMap> device_map_;
@@ -109,6 +121,7 @@ struct ACCEL_API DispatchOptions {
   std::optional<c10::Device> main_device_;
   std::filesystem::path offload_dir_;
   bool offload_buffers_ = false;
+  int read_threads_ = 8;
 };
 
 /// What a dispatch did.
@@ -125,11 +138,14 @@ struct ACCEL_API Dispatched {
 /// Loads the safetensors checkpoint at `checkpoint` (a file, an index, or a
 /// folder, single or sharded; model_files.h) into `model`, built on the
 /// meta device (init_empty_weights), placing each tensor by the map: each
-/// is read from its file straight to its device (GPU tensors through pinned
-/// staging buffers, the next read overlapping the copy), converted to its
-/// dtype on the way; disk-mapped tensors are not read at all. At no point
-/// is more than one tensor (plus staging) held in host memory beyond what
-/// the map puts there. Then hooks are attached as dispatch_model does.
+/// is read from its file straight to its device, in 8 MiB chunks by
+/// read_threads threads at once (CPU tensors read into directly, GPU ones
+/// through pinned staging buffers, each chunk's copy to the GPU
+/// overlapping the next reads), converted to its dtype on the way;
+/// disk-mapped tensors are not read at all. Host memory beyond what the
+/// map puts there: at most 2 x read_threads x 8 MiB of staging. Then hooks
+/// are attached as dispatch_model does. Throws std::invalid_argument for
+/// read_threads < 1.
 /// Throws std::invalid_argument naming the model tensors the checkpoint
 /// lacks, the checkpoint tensors the model lacks, or a shape that differs.
 ACCEL_API Dispatched load_checkpoint_and_dispatch(torch::nn::Module& model, const std::filesystem::path& checkpoint,

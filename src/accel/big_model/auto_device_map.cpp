@@ -61,7 +61,10 @@ struct Item {
 class Planner {
  public:
   Planner(torch::nn::Module& model, const DeviceMapOptions& options)
-      : model_(model), tree_(model), no_split_(options.no_split_module_classes()) {
+      : model_(model),
+        tree_(model),
+        no_split_(options.no_split_module_classes()),
+        fallback_(options.fallback_allocation()) {
     check_no_split();
     sizes_ = module_sizes_in_bits(model, tree_, options.dtype(), options.special_dtypes());
     tied_ = find_tied_parameters(model);
@@ -96,14 +99,7 @@ class Planner {
       if (max_layer_names.empty()) std::tie(max_layer, max_layer_names) = max_layer_size(modules_only(todo));
       const int64_t module_size = size(name);
 
-      // Tied parameters partly inside this item: the names outside it.
-      std::vector<std::string> tied_params;
-      for (const auto& group : tied_) {
-        const auto inside = [&](const std::string& k) { return (k + ".").find(name + ".") != std::string::npos; };
-        if (std::any_of(group.begin(), group.end(), inside) && !std::all_of(group.begin(), group.end(), inside))
-          for (const auto& p : group)
-            if (!inside(p)) tied_params.push_back(p);
-      }
+      const std::vector<std::string> tied_params = tied_outside(name);
 
       const std::string& device = devices_[current];
       const bool unlimited = device == "disk";
@@ -155,6 +151,18 @@ class Planner {
         }
       }
 
+      // Accelerate's fallback_allocation: a device that would get nothing
+      // takes the first module still to place (breadth first, splitting
+      // what does not fit) that fits beside the largest layer and this item.
+      if (fallback_ && used[device] == 0 && !unlimited) {
+        const int64_t limit = budget_bits_.at(device) - std::max(max_layer, size_with_ties) - used[device];
+        if (auto found = fallback_allocate(todo, limit)) {
+          todo.push_front(item);
+          todo.push_front(*found);
+          continue;
+        }
+      }
+
       used[device] += reserved;
       ++current;
       todo.push_front(item);
@@ -185,6 +193,56 @@ class Planner {
     for (const auto& i : items)
       if (i.module) out.push_back(i);
     return out;
+  }
+
+  // Parameters tied to ones inside `name` (the names outside it).
+  std::vector<std::string> tied_outside(const std::string& name) const {
+    std::vector<std::string> out;
+    for (const auto& group : tied_) {
+      const auto inside = [&](const std::string& k) { return (k + ".").find(name + ".") != std::string::npos; };
+      if (std::any_of(group.begin(), group.end(), inside) && !std::all_of(group.begin(), group.end(), inside))
+        for (const auto& p : group)
+          if (!inside(p)) out.push_back(p);
+    }
+    return out;
+  }
+
+  // Accelerate's fallback_allocate: the first item, searching `todo`
+  // breadth first and splitting items that do not fit (as the main loop
+  // would), whose size with its ties is at most `limit` (bits; negative:
+  // none). When found it is taken out of `todo`, its ancestors there
+  // replaced by their own parameters and children.
+  std::optional<Item> fallback_allocate(std::deque<Item>& todo, int64_t limit) const {
+    if (limit < 0) return std::nullopt;
+    std::deque<Item> search = todo;
+    std::optional<Item> found;
+    while (!search.empty()) {
+      Item item = search.front();
+      search.pop_front();
+      const auto [with_ties, names, modules] = size_with_tied(tied_outside(item.name), size(item.name), search);
+      if (with_ties <= limit) {
+        found = item;
+        break;
+      }
+      if (!splittable(item.module)) continue;
+      auto children = split_into(item.name, *item.module);
+      search.insert(search.begin(), children.begin(), children.end());
+    }
+    if (!found) return std::nullopt;
+    const std::string& name = found->name;
+    for (size_t dot = name.find('.'); dot != std::string::npos; dot = name.find('.', dot + 1)) {
+      const std::string parent = name.substr(0, dot);
+      auto at = std::find_if(todo.begin(), todo.end(), [&](const Item& i) { return i.name == parent; });
+      if (at == todo.end()) continue;
+      const Item held = *at;
+      auto children = split_into(parent, *held.module);
+      at = todo.erase(at);
+      todo.insert(at, children.begin(), children.end());
+    }
+    auto at = std::find_if(todo.begin(), todo.end(), [&](const Item& i) { return i.name == name; });
+    ACCEL_CHECK(at != todo.end(), "infer_auto_device_map: fallback module '", name, "' is not among those to place");
+    todo.erase(at);
+    return found;
   }
 
   // Accelerate's get_max_layer_size.
@@ -258,6 +316,7 @@ class Planner {
   torch::nn::Module& model_;
   ModuleTree tree_;
   std::vector<std::string> no_split_;
+  bool fallback_ = false;
   Sizes sizes_;
   std::vector<std::vector<std::string>> tied_;
   std::vector<std::string> devices_;

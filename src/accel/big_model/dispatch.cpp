@@ -74,6 +74,8 @@ void offload_to_disk(Placement& placement, const std::filesystem::path& dir) {
 
 Dispatched load_checkpoint_and_dispatch(torch::nn::Module& model, const std::filesystem::path& checkpoint,
                                         const DispatchOptions& options) {
+  ACCEL_CHECK_ARG(options.read_threads() >= 1, "load_checkpoint_and_dispatch: read_threads is ", options.read_threads(),
+                  "; expected at least 1");
   DeviceMap map = map_for(model, options);
   auto placement = placement_for(model, map, options);
   const auto files = find_checkpoint_files(checkpoint);
@@ -101,10 +103,15 @@ Dispatched load_checkpoint_and_dispatch(torch::nn::Module& model, const std::fil
                   "' does not match the model:", missing.empty() ? "" : " missing " + listed(missing) + ";",
                   unexpected.empty() ? "" : " unexpected " + listed(unexpected) + ";");
 
-  big_model::DeviceLoader loader;
+  // Every destination is allocated first (what the map puts on each
+  // device), then filled by the loader's threads.
+  std::vector<std::shared_ptr<safetensors::File>> open;
+  std::vector<big_model::LoadItem> items;
+  std::vector<PlacedTensor*> targets;
   std::set<const PlacedTensor*> done;
   for (const auto& path : files.files) {
     auto file = std::make_shared<safetensors::File>(path);
+    open.push_back(file);
     for (const auto& info : file->header().tensors) {
       PlacedTensor* t = by_name.at(info.name);
       if (!done.insert(t).second) continue;  // a tied tensor saved twice
@@ -114,34 +121,31 @@ Dispatched load_checkpoint_and_dispatch(torch::nn::Module& model, const std::fil
       const auto stored = safetensors::to_scalar_type(info.dtype);
       // Accelerate's rule: with a dtype, floating-point tensors take it and
       // others keep the file's; without, the model tensor's dtype.
-      const torch::ScalarType dtype =
-          options.dtype() ? (c10::isFloatingType(stored) ? *options.dtype() : stored) : t->handle.scalar_type();
-      t->dtype = dtype;
+      t->dtype = options.dtype() ? (c10::isFloatingType(stored) ? *options.dtype() : stored) : t->handle.scalar_type();
       if (t->mapped == "disk" && t->offloaded) {
         t->source = file->get(info.name);  // the file's mapping: nothing read now
-      } else if (t->offloaded) {
-        auto staged = host_tensor(info.shape, stored, t->exec);
-        file->read_into(info.name, staged);
-        if (dtype != stored) {
-          auto converted = host_tensor(info.shape, dtype, t->exec);
-          converted.copy_(staged);
-          staged = converted;
-        }
-        t->source = staged;
-      } else if (t->exec.is_cuda()) {
-        replace_tensor_data(t->handle, loader.load(*file, info, t->exec, dtype));
-        continue;
-      } else {
-        auto value = torch::empty(info.shape, torch::TensorOptions().dtype(stored).device(t->exec));
-        file->read_into(info.name, value);
-        replace_tensor_data(t->handle, dtype == stored ? value : value.to(dtype));
         continue;
       }
-      // Offloaded: the model's tensor stays on the meta device, in its dtype.
-      replace_tensor_data(t->handle, torch::empty(info.shape, torch::TensorOptions().dtype(dtype).device(c10::kMeta)));
+      items.push_back({file.get(), &info,
+                       t->offloaded
+                           ? host_tensor(info.shape, t->dtype, t->exec)
+                           : torch::empty(info.shape, torch::TensorOptions().dtype(t->dtype).device(t->exec))});
+      targets.push_back(t);
     }
   }
-  loader.finish();
+  big_model::load_tensors(items, options.read_threads());
+  for (size_t k = 0; k < items.size(); ++k) {
+    if (targets[k]->offloaded) {
+      targets[k]->source = items[k].dst;
+    } else {
+      replace_tensor_data(targets[k]->handle, items[k].dst);
+    }
+  }
+  // Offloaded: the model's tensor stays on the meta device, in its dtype.
+  for (auto& t : placement->tensors())
+    if (t->offloaded)
+      replace_tensor_data(t->handle,
+                          torch::empty(t->handle.sizes(), torch::TensorOptions().dtype(t->dtype).device(c10::kMeta)));
   return finish(model, placement, std::move(map));
 }
 

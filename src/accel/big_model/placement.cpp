@@ -201,19 +201,38 @@ void Placement::drop(Group& g) {
   }
 }
 
-// On CUDA, copies the offloaded tensors of the unit that runs after `group`
-// on a side stream now, so that the copies overlap this unit's compute.
+// On CUDA, copies the offloaded tensors of the next offloaded unit to run
+// after `group` on a side stream now, so that the copies overlap the
+// compute until then. The order is taken as a cycle: after the last unit
+// comes the first unit of the next forward (a generation loop's next
+// token). Units that enclose this one are skipped (still running, their
+// tensors in), as are units with nothing to copy (resident, or read from a
+// file's pageable mapping, which would make the copy synchronous).
 void Placement::prefetch_after(size_t group) {
   if (!order_known_) return;
   auto at = std::find(order_.begin(), order_.end(), group);
-  if (at == order_.end() || std::next(at) == order_.end()) return;
-  Group& next = groups_[*std::next(at)];
-  if (!next.exec.is_cuda()) return;
+  if (at == order_.end()) return;
+  auto encloses = [&](size_t outer) {
+    for (int g = groups_[group].parent; g >= 0; g = groups_[g].parent)
+      if (static_cast<size_t>(g) == outer) return true;
+    return false;
+  };
+  auto copies = [&](const Group& g) {
+    return g.exec.is_cuda() && std::any_of(g.tensors.begin(), g.tensors.end(),
+                                           [](const PlacedTensor* t) { return t->offloaded && t->source.is_pinned(); });
+  };
+  const size_t pos = static_cast<size_t>(at - order_.begin());
+  std::optional<size_t> following;
+  for (size_t step = 1; step < order_.size() && !following; ++step) {
+    const size_t g = order_[(pos + step) % order_.size()];
+    if (!encloses(g) && copies(groups_[g])) following = g;
+  }
+  if (!following) return;
+  Group& next = groups_[*following];
   if (!copy_stream_) copy_stream_ = fsdp::copy_streams_for(next.exec)->to_device;
   const c10::Stream compute = fsdp::current_stream(next.exec);
   bool waited = false;
   for (PlacedTensor* t : next.tensors) {
-    // Pageable sources (a file's mapping) would make the copy synchronous.
     if (!t->offloaded || t->loaded > 0 || t->prefetched.defined() || !t->source.is_pinned()) continue;
     if (!waited) {
       // Memory the compute stream freed may be handed out again here.

@@ -3,7 +3,7 @@
   device_map_peer.py CASES.json
 
 CASES.json: {"model": TREE, "cases": [{"max_memory": {...}, "no_split": [...],
-"dtype": "float16" or null}, ...]}. TREE lists the C++ model's modules, parents
+"dtype": "float16" or null, "fallback": bool}, ...]}. TREE lists the C++ model's modules, parents
 first: {"path", "class", "params": [{"name", "shape", "dtype", "tie"}],
 "buffers": [...]}; tensors with the same "tie" are one tensor. The script
 builds that tree as PyTorch modules on the meta device (one class per class
@@ -64,6 +64,7 @@ def main():
             max_memory=max_memory,
             no_split_module_classes=case["no_split"],
             dtype=getattr(torch, case["dtype"]) if case["dtype"] else None,
+            fallback_allocation=case["fallback"],
         )
         maps.append({k: (f"cuda:{v}" if isinstance(v, int) else v) for k, v in device_map.items()})
     print("@@RESULT@@")
