@@ -184,3 +184,19 @@ TEST(TrainingArguments, LossAndEvaluationExtras) {
   EXPECT_THAT(error_of([] { TrainingArguments().eval_accumulation_steps(0).resolved(); }),
               HasSubstr("eval_accumulation_steps"));
 }
+
+// gradient_checkpointing is Transformers' deprecated alias: it counts only
+// when activation_checkpointing is unset, and both agree once resolved.
+TEST(TrainingArguments, GradientCheckpointingIsAnAlias) {
+  const auto old_name = TrainingArguments::from_json(R"({"gradient_checkpointing": true})").resolved();
+  EXPECT_EQ(old_name.activation_checkpointing(), true);
+  EXPECT_EQ(old_name.gradient_checkpointing(), true);
+  const auto both =
+      TrainingArguments::from_json(R"({"activation_checkpointing": false, "gradient_checkpointing": true})").resolved();
+  EXPECT_EQ(both.activation_checkpointing(), false);
+  EXPECT_EQ(both.gradient_checkpointing(), false);
+  const auto neither = TrainingArguments().resolved();
+  EXPECT_EQ(neither.activation_checkpointing(), false);
+  EXPECT_THAT(error_of([] { TrainingArguments::from_json(R"({"gradient_checkpointing_kwargs": {"a": 1}})"); }),
+              HasSubstr("gradient_checkpointing_kwargs"));
+}

@@ -140,6 +140,15 @@ struct ACCEL_API TrainingArguments {
   /// On resume, start the interrupted epoch from its first batch.
   TORCH_ARG(bool, ignore_data_skip) = false;
 
+  // --- memory ------------------------------------------------------------
+  /// Recompute the forward of every accel::Unit of the model in backward
+  /// instead of keeping its activations (unit/unit.h); a model without
+  /// units is refused. Unset: gradient_checkpointing's value.
+  TORCH_ARG(std::optional<bool>, activation_checkpointing) = std::nullopt;
+  /// Transformers' deprecated alias of activation_checkpointing (resolved()
+  /// makes the two agree).
+  TORCH_ARG(std::optional<bool>, gradient_checkpointing) = std::nullopt;
+
   // --- randomness, precision, data ----------------------------------------
   TORCH_ARG(int64_t, seed) = 42;
   /// The shuffling seed (default: seed).

@@ -12,6 +12,7 @@
 #include "accel/optim/schedules.h"
 #include "accel/trainer/label_smoother.h"
 #include "accel/trainer/trainer_impl.h"
+#include "accel/unit/unit.h"
 #include "accel/util/check.h"
 #include "accel/util/seed.h"
 
@@ -145,6 +146,14 @@ void Trainer::set_model(Erased model) {
       if (labels == b.end()) return loss(b);
       return label_smoothed_loss(predict(b), labels->second, smoothing, shift);
     };
+  }
+  if (impl_->args.activation_checkpointing().value_or(false)) {
+    const auto units = find_units(*model.module);
+    ACCEL_CHECK_ARG(!units.empty(),
+                    "Trainer: activation_checkpointing (gradient_checkpointing) recomputes the model's accel::Unit "
+                    "blocks in backward, but the model has no units (wrap its layers in accel::Unit, unit/unit.h)");
+    for (const auto& unit : units)
+      if (unit.slot) unit.slot->set_checkpoint(true);
   }
   impl_->model = std::move(model);
   impl_->each([&](TrainerCallback& c) { c.on_init_end(impl_->args, impl_->state, impl_->control); });

@@ -198,6 +198,8 @@ const std::vector<Field>& fields() {
       ACCEL_OPT(Kind::text, metric_for_best_model, as_text),
       ACCEL_OPT(Kind::boolean, greater_is_better, as_bool),
       ACCEL_PLAIN(Kind::boolean, ignore_data_skip, as_bool),
+      ACCEL_OPT(Kind::boolean, activation_checkpointing, as_bool),
+      ACCEL_OPT(Kind::boolean, gradient_checkpointing, as_bool),
       ACCEL_PLAIN(Kind::integer, seed, as_int),
       ACCEL_OPT(Kind::integer, data_seed, as_int),
       ACCEL_PLAIN(Kind::boolean, full_determinism, as_bool),

@@ -69,6 +69,10 @@ TrainingArguments TrainingArguments::resolved() const {
   ACCEL_CHECK_ARG(tokens == "no" || tokens == "all" || tokens == "non_padding",
                   "TrainingArguments: include_num_input_tokens_seen = '", tokens,
                   "', expected one of no, all, non_padding");
+  // Transformers: the old name counts only when the new one is unset;
+  // afterwards both hold the same value.
+  if (!a.activation_checkpointing()) a.activation_checkpointing(a.gradient_checkpointing().value_or(false));
+  a.gradient_checkpointing(a.activation_checkpointing());
   for (const auto& r : a.report_to()) ACCEL_CHECK_ARG(!r.empty(), "TrainingArguments: report_to holds an empty name");
   if (a.report_to().size() == 1 && a.report_to()[0] == "none") a.report_to({});
 
