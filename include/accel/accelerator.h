@@ -154,6 +154,17 @@ class ACCEL_API Accelerator {
     loaders_.push_back(out.state_handle());
     return out;
   }
+  /// As prepare_data_loader, for a loader outside the saved state (a test
+  /// set's prediction pass): save_state/load_state do not hold its
+  /// position, so checkpoints are the same whether or not it was made, and
+  /// it is never taken as the DeepSpeed training loader. gather_for_metrics
+  /// drops its last batch's repeats as for any prepared loader.
+  template <class Batch>
+  DataLoader<Batch> prepare_unsaved_data_loader(const DataLoader<Batch>& loader) {
+    auto out = ::accel::prepare_data_loader(loader, loader_options());
+    out.set_observer(gradient_state_);
+    return out;
+  }
 
   // --- the training step ---------------------------------------------------
   /// loss / gradient_accumulation_steps, scaled under fp16, then backward.

@@ -6,7 +6,10 @@
 // saves every 4 with save_total_limit 2 and load_best_model_at_end. The
 // whole log_history must agree (learning rate at every step, losses,
 // gradient norms, eval losses), as must the checkpoint folders left, the
-// best checkpoint and the final (best) weights.
+// best checkpoint and the final (best) weights. compute_metrics (the mean
+// absolute error) runs at every evaluation; after training, predict() on a
+// test set of 11 rows (not a multiple of the batch, nor of 2 processes ×
+// batch) must return Transformers' predictions, labels and test_ metrics.
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -58,6 +61,18 @@ TrainingArguments peer_arguments(const fs::path& out) {
       .use_cpu(true);
 }
 
+// The peer script's compute_metrics.
+Metrics mean_absolute_error(const EvalPrediction& p) {
+  return {{"mae", (p.predictions - p.label_ids).abs().mean().item<double>()}};
+}
+
+ModelFunctions<accel::testing::TrainerMlp> mlp_functions() {
+  return ModelFunctions<accel::testing::TrainerMlp>()
+      .predict([](auto& model, const TensorDict& b) { return model->logits(b.at("x")); })
+      .compute_metrics(mean_absolute_error)
+      .main_input_name("x");
+}
+
 bool timing_key(const std::string& k) { return k.ends_with("_runtime") || k.ends_with("_per_second"); }
 
 std::vector<std::string> checkpoint_names(const fs::path& dir) {
@@ -78,9 +93,30 @@ void expect_same_run(const nlohmann::json& py, const fs::path& dir, int64_t step
   if (args) args->output_dir(out.string()).use_cpu(true);
   Trainer trainer(model, args ? *args : peer_arguments(out),
                   accel::testing::rows_dataset(data["train_x"], data["train_y"]),
-                  accel::testing::rows_dataset(data["eval_x"], data["eval_y"]));
+                  accel::testing::rows_dataset(data["eval_x"], data["eval_y"]), mlp_functions());
   trainer.train();
   EXPECT_EQ(trainer.state().global_step, steps);
+
+  // predict() with the final (best) weights, on every rank.
+  const auto predicted = trainer.predict(accel::testing::rows_dataset(data["test_x"], data["test_y"]));
+  const auto py_predicted = safetensors::load_file(dir / "predict.safetensors");
+  ASSERT_TRUE(predicted.predictions.defined());
+  ASSERT_EQ(predicted.predictions.sizes(), py_predicted["predictions"].sizes());
+  EXPECT_TRUE(torch::allclose(predicted.predictions, py_predicted["predictions"], 1e-4, 1e-5))
+      << (predicted.predictions - py_predicted["predictions"]).abs().max().item<double>();
+  EXPECT_TRUE(torch::equal(predicted.label_ids, data["test_y"]));
+  EXPECT_TRUE(torch::equal(py_predicted["label_ids"], data["test_y"]));
+  std::set<std::string> predict_keys;
+  for (const auto& [k, v] : predicted.metrics) predict_keys.insert(k);
+  std::set<std::string> py_predict_keys;
+  for (const auto& [k, v] : py["predict_metrics"].items()) {
+    py_predict_keys.insert(k);
+    if (!timing_key(k) && predicted.metrics.count(k)) {
+      EXPECT_NEAR(predicted.metrics.at(k), v.get<double>(), 1e-4) << k;
+    }
+  }
+  EXPECT_EQ(predict_keys, py_predict_keys);
+  EXPECT_TRUE(predicted.metrics.count("test_mae") && predicted.metrics.count("test_loss"));
 
   // log_history, entry by entry.
   const auto& ours = trainer.state().log_history;
@@ -222,4 +258,33 @@ TEST(TrainerPeer, EpochStrategiesSameRunAsTransformersTrainer) {
   // cut epoch ends).
   expect_same_run(py, dir.path(), 8, 2, TrainingArguments::from_json(args.dump()));
   EXPECT_EQ(py["checkpoints"].size(), 1u);
+}
+
+// eval_on_start (an evaluation at step 0, not a candidate for the best),
+// include_num_input_tokens_seen (true: "all"; the x entries' elements
+// summed over processes, logged with every entry, with the training logs'
+// token speed) and eval_accumulation_steps (accepted; no effect on the numbers).
+TEST(TrainerPeer, EvalOnStartAndTokensSeenSameRunAsTransformersTrainer) {
+  REQUIRE_PEERS("torch", "transformers", "safetensors");
+  accel::testing::TempDir dir("trainer_peer_extras");
+  const nlohmann::json args = {{"per_device_train_batch_size", 4},
+                               {"per_device_eval_batch_size", 4},
+                               {"gradient_accumulation_steps", 2},
+                               {"max_steps", 6},
+                               {"learning_rate", 2e-2},
+                               {"logging_steps", 2},
+                               {"eval_strategy", "steps"},
+                               {"eval_steps", 3},
+                               {"eval_on_start", true},
+                               {"eval_accumulation_steps", 2},
+                               {"include_num_input_tokens_seen", true},
+                               {"seed", 3},
+                               {"optim", "adamw_torch"}};
+  const auto py = accel::testing::run_peer_script("trainer_peer.py", {dir.path().string(), args.dump()});
+  // Evaluations at steps 0, 3 and 6. 11 micro-batches of 4 rows of 8: the
+  // first epoch's 9 (updates of 2, 2, 2, 2 and 1), then 2.
+  expect_same_run(py, dir.path(), 6, 3, TrainingArguments::from_json(args.dump()));
+  EXPECT_EQ(py["log_history"][0]["step"], 0);
+  EXPECT_TRUE(py["log_history"][0].contains("eval_loss"));
+  EXPECT_EQ(py["log_history"].back()["num_input_tokens_seen"], 11 * 4 * 8);
 }

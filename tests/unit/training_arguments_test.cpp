@@ -86,9 +86,9 @@ TEST(TrainingArguments, UnimplementedTransformersArgumentsAreRefusedByName) {
   EXPECT_THAT(error_of([] { TrainingArguments::from_flags({"--torch_compile"}); }),
               AllOf(HasSubstr("torch_compile"), HasSubstr("not supported")));
   EXPECT_THAT(error_of([] {
-                TrainingArguments::from_flags({"--label_smoothing_factor", "0.1"});
+                TrainingArguments::from_flags({"--neftune_noise_alpha", "5"});
               }),
-              AllOf(HasSubstr("label_smoothing_factor"), HasSubstr("0.1")));
+              AllOf(HasSubstr("neftune_noise_alpha"), HasSubstr("5")));
   EXPECT_THAT(error_of([] { TrainingArguments::from_json(R"({"deepspeed": "ds.json"})"); }), HasSubstr("deepspeed"));
   // Their defaults pass: a file written from Python's arguments names them all.
   EXPECT_NO_THROW(TrainingArguments::from_flags({"--torch_compile", "false", "--ddp_timeout", "1800"}));
@@ -158,4 +158,45 @@ TEST(TrainingArguments, WarmupStepsCountOrRatio) {
   EXPECT_EQ(TrainingArguments().warmup_steps(0.1).get_warmup_steps(95), 10);  // ceil(9.5)
   EXPECT_EQ(TrainingArguments().warmup_ratio(0.25).get_warmup_steps(10), 3);  // ceil(2.5)
   EXPECT_EQ(TrainingArguments().get_warmup_steps(10), 0);
+}
+
+// The loss and evaluation arguments that were refused before accel
+// implemented them: their values, Transformers' boolean spelling of
+// include_num_input_tokens_seen, and bad values named.
+TEST(TrainingArguments, LossAndEvaluationExtras) {
+  const auto a =
+      TrainingArguments::from_flags({"--label_smoothing_factor", "0.1", "--eval_on_start", "--eval_accumulation_steps",
+                                     "3", "--include_num_input_tokens_seen", "non_padding"})
+          .resolved();
+  EXPECT_DOUBLE_EQ(a.label_smoothing_factor(), 0.1);
+  EXPECT_TRUE(a.eval_on_start());
+  EXPECT_EQ(a.eval_accumulation_steps(), 3);
+  EXPECT_EQ(a.include_num_input_tokens_seen(), "non_padding");
+  EXPECT_EQ(TrainingArguments::from_json(R"({"include_num_input_tokens_seen": true})").include_num_input_tokens_seen(),
+            "all");
+  EXPECT_EQ(TrainingArguments::from_json(R"({"include_num_input_tokens_seen": false})").include_num_input_tokens_seen(),
+            "no");
+  EXPECT_EQ(TrainingArguments::from_json(a.to_json_string()).include_num_input_tokens_seen(), "non_padding");
+  EXPECT_THAT(error_of([] { TrainingArguments().include_num_input_tokens_seen("some").resolved(); }),
+              AllOf(HasSubstr("include_num_input_tokens_seen"), HasSubstr("some"), HasSubstr("non_padding")));
+  EXPECT_THAT(error_of([] { TrainingArguments().label_smoothing_factor(1.5).resolved(); }),
+              AllOf(HasSubstr("label_smoothing_factor"), HasSubstr("1.5")));
+  EXPECT_THAT(error_of([] { TrainingArguments().eval_accumulation_steps(0).resolved(); }),
+              HasSubstr("eval_accumulation_steps"));
+}
+
+// gradient_checkpointing is Transformers' deprecated alias: it counts only
+// when activation_checkpointing is unset, and both agree once resolved.
+TEST(TrainingArguments, GradientCheckpointingIsAnAlias) {
+  const auto old_name = TrainingArguments::from_json(R"({"gradient_checkpointing": true})").resolved();
+  EXPECT_EQ(old_name.activation_checkpointing(), true);
+  EXPECT_EQ(old_name.gradient_checkpointing(), true);
+  const auto both =
+      TrainingArguments::from_json(R"({"activation_checkpointing": false, "gradient_checkpointing": true})").resolved();
+  EXPECT_EQ(both.activation_checkpointing(), false);
+  EXPECT_EQ(both.gradient_checkpointing(), false);
+  const auto neither = TrainingArguments().resolved();
+  EXPECT_EQ(neither.activation_checkpointing(), false);
+  EXPECT_THAT(error_of([] { TrainingArguments::from_json(R"({"gradient_checkpointing_kwargs": {"a": 1}})"); }),
+              HasSubstr("gradient_checkpointing_kwargs"));
 }

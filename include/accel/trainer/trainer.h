@@ -55,6 +55,22 @@ struct ACCEL_API EvalPrediction {
 };
 using ComputeMetrics = std::function<Metrics(const EvalPrediction&)>;
 
+/// What predict() returns (Transformers' PredictionOutput): every example
+/// of the dataset once, in order, gathered from all processes, on the CPU.
+/// Predictions and labels longer on some processes or batches than others
+/// (dimension 1) are padded with -100 on the right.
+struct ACCEL_API PredictionOutput {
+  /// ModelFunctions::predict's output; undefined without one (or under
+  /// prediction_loss_only).
+  torch::Tensor predictions;
+  /// The label_names entries (stacked when several); undefined when the
+  /// dataset has none.
+  torch::Tensor label_ids;
+  /// test_loss (when the dataset has labels), compute_metrics' values,
+  /// test_runtime and speeds, all "test_"-prefixed.
+  Metrics metrics;
+};
+
 /// How the Trainer gets a loss and predictions out of the model.
 template <class Holder>
 struct ModelFunctions {
@@ -63,11 +79,19 @@ struct ModelFunctions {
   /// The batch's mean loss (a 0-dim tensor). Unset: the model's
   /// forward(const TensorDict&) must return it.
   TORCH_ARG(Function, compute_loss) = nullptr;
-  /// The batch's predictions (first dimension: the examples), for
-  /// compute_metrics; needed when compute_metrics is set.
+  /// The batch's predictions (first dimension: the examples; the logits
+  /// in Transformers' terms), for compute_metrics and predict(); needed
+  /// when compute_metrics is set.
   TORCH_ARG(Function, predict) = nullptr;
   /// Metrics over the whole eval set; their names get the "eval_" prefix.
   TORCH_ARG(ComputeMetrics, compute_metrics) = nullptr;
+  /// The batch entry whose elements include_num_input_tokens_seen counts
+  /// (Transformers' model.main_input_name).
+  TORCH_ARG(std::string, main_input_name) = "input_ids";
+  /// The predictions at position i are for the label at i + 1 (a causal
+  /// LM): label smoothing shifts the labels, as Transformers does for its
+  /// causal LM classes.
+  TORCH_ARG(bool, shift_labels) = false;
 };
 
 /// Transformers' rule: the parameters weight decay applies to are all but
@@ -109,6 +133,8 @@ class ACCEL_API Trainer {
     if (functions.predict())
       e.predict = [prepared, f = functions.predict()](const TensorDict& b) { return f(*prepared, b); };
     e.compute_metrics = functions.compute_metrics();
+    e.main_input_name = functions.main_input_name();
+    e.shift_labels = functions.shift_labels();
     set_model(std::move(e));
   }
   ~Trainer();
@@ -125,6 +151,14 @@ class ACCEL_API Trainer {
   /// metrics of compute_metrics, runtime and speed, all "eval_"-prefixed;
   /// logged and handed to the callbacks' on_evaluate.
   Metrics evaluate();
+  /// Runs the model over `test_dataset` (Transformers' predict): the
+  /// predictions, the labels and the metrics evaluate() would compute, with
+  /// the "test_" prefix; batches of per_device_eval_batch_size, split
+  /// across the processes. The loss needs every label_names entry in the
+  /// batches; without labels, ModelFunctions::predict must be given.
+  /// Not logged; handed to the callbacks' on_predict. The test loader is
+  /// not part of checkpoints.
+  PredictionOutput predict(Datasets test_dataset);
   /// Writes the model's weights (model.safetensors) into `dir` (default
   /// output_dir), from the main process.
   void save_model(const std::optional<std::string>& dir = std::nullopt);
@@ -145,6 +179,8 @@ class ACCEL_API Trainer {
     std::function<torch::Tensor(const TensorDict&)> loss;
     std::function<torch::Tensor(const TensorDict&)> predict;
     ComputeMetrics compute_metrics;
+    std::string main_input_name;
+    bool shift_labels = false;
   };
   struct Impl;
   std::unique_ptr<Impl> impl_;

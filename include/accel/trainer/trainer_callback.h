@@ -41,6 +41,10 @@ class ACCEL_API TrainerCallback {
   /// After an update; global_step counts it.
   virtual void on_step_end(const Args&, TrainerState&, TrainerControl&) {}
   virtual void on_evaluate(const Args&, TrainerState&, TrainerControl&, const Metrics& /*metrics*/) {}
+  /// After each batch of evaluate() and predict().
+  virtual void on_prediction_step(const Args&, TrainerState&, TrainerControl&) {}
+  /// At the end of predict(), with its "test_" metrics.
+  virtual void on_predict(const Args&, TrainerState&, TrainerControl&, const Metrics& /*metrics*/) {}
   virtual void on_save(const Args&, TrainerState&, TrainerControl&) {}
   virtual void on_log(const Args&, TrainerState&, TrainerControl&, const Metrics& /*logs*/) {}
 

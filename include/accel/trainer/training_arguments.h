@@ -102,6 +102,26 @@ struct ACCEL_API TrainingArguments {
   TORCH_ARG(std::vector<std::string>, label_names) = {"labels"};
   /// Evaluate only the loss even when compute_metrics is given.
   TORCH_ARG(bool, prediction_loss_only) = false;
+  /// Evaluate once before the first training step (not counted for the best model).
+  TORCH_ARG(bool, eval_on_start) = false;
+  /// Transformers moves the gathered predictions to the CPU every this
+  /// many batches; accel's evaluation moves them after every batch, which
+  /// honours any value (a count >= 1).
+  TORCH_ARG(std::optional<int64_t>, eval_accumulation_steps) = std::nullopt;
+
+  // --- loss --------------------------------------------------------------
+  /// Transformers' LabelSmoother in place of the model's loss, for batches
+  /// with "labels" (class indices, -100 ignored) in training and
+  /// evaluation: (1 - f) * NLL + f * the mean over classes of -log p.
+  /// Needs ModelFunctions::predict (the logits); see label_smoother.h.
+  TORCH_ARG(double, label_smoothing_factor) = 0.0;
+  /// Count the input tokens trained on (ModelFunctions::main_input_name,
+  /// summed over processes) into TrainerState::num_input_tokens_seen, and
+  /// log it with every entry (the training logs also get train_runtime and
+  /// train_tokens_per_second): "no", "all", or "non_padding" (the sum of
+  /// the batch's "attention_mask"; all tokens without one). JSON true and
+  /// false mean "all" and "no".
+  TORCH_ARG(std::string, include_num_input_tokens_seen) = "no";
 
   // --- checkpoints -------------------------------------------------------
   TORCH_ARG(IntervalStrategy, save_strategy) = IntervalStrategy::steps;
@@ -119,6 +139,15 @@ struct ACCEL_API TrainingArguments {
   TORCH_ARG(std::optional<bool>, greater_is_better) = std::nullopt;
   /// On resume, start the interrupted epoch from its first batch.
   TORCH_ARG(bool, ignore_data_skip) = false;
+
+  // --- memory ------------------------------------------------------------
+  /// Recompute the forward of every accel::Unit of the model in backward
+  /// instead of keeping its activations (unit/unit.h); a model without
+  /// units is refused. Unset: gradient_checkpointing's value.
+  TORCH_ARG(std::optional<bool>, activation_checkpointing) = std::nullopt;
+  /// Transformers' deprecated alias of activation_checkpointing (resolved()
+  /// makes the two agree).
+  TORCH_ARG(std::optional<bool>, gradient_checkpointing) = std::nullopt;
 
   // --- randomness, precision, data ----------------------------------------
   TORCH_ARG(int64_t, seed) = 42;

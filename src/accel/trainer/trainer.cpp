@@ -10,7 +10,9 @@
 #include <stdexcept>
 
 #include "accel/optim/schedules.h"
+#include "accel/trainer/label_smoother.h"
 #include "accel/trainer/trainer_impl.h"
+#include "accel/unit/unit.h"
 #include "accel/util/check.h"
 #include "accel/util/seed.h"
 
@@ -62,6 +64,8 @@ AcceleratorOptions accelerator_options(const TrainingArguments& a) {
   return o;
 }
 
+}  // namespace
+
 DataLoader<TensorDict> make_loader(const std::shared_ptr<Dataset<TensorDict>>& ds, const TrainingArguments& a,
                                    bool training, bool on_gpu) {
   auto o = DataLoaderOptions(training ? a.per_device_train_batch_size() : a.per_device_eval_batch_size())
@@ -74,8 +78,6 @@ DataLoader<TensorDict> make_loader(const std::shared_ptr<Dataset<TensorDict>>& d
   if (a.dataloader_prefetch_factor()) o.prefetch_factor(*a.dataloader_prefetch_factor());
   return make_data_loader(ds, o);
 }
-
-}  // namespace
 
 std::vector<std::string> decay_parameter_names(const torch::nn::Module& model) {
   static const std::regex forbidden("bias|layernorm|rmsnorm|(^|\\.)norm($|\\.)|_norm($|\\.)");
@@ -132,6 +134,27 @@ void Trainer::set_model(Erased model) {
                   "returning the loss");
   ACCEL_CHECK_ARG(!model.compute_metrics || model.predict,
                   "Trainer: compute_metrics needs ModelFunctions::predict (the predictions it is computed on)");
+  const double smoothing = impl_->args.label_smoothing_factor();
+  if (smoothing > 0) {
+    ACCEL_CHECK_ARG(model.predict, "Trainer: label_smoothing_factor = ", smoothing,
+                    " needs ModelFunctions::predict (the logits it smooths)");
+    // As Transformers: the smoothed loss on the logits wherever the batch
+    // has "labels" (training and evaluation), the model's own elsewhere.
+    model.loss = [loss = model.loss, predict = model.predict, smoothing,
+                  shift = model.shift_labels](const TensorDict& b) -> torch::Tensor {
+      auto labels = b.find("labels");
+      if (labels == b.end()) return loss(b);
+      return label_smoothed_loss(predict(b), labels->second, smoothing, shift);
+    };
+  }
+  if (impl_->args.activation_checkpointing().value_or(false)) {
+    const auto units = find_units(*model.module);
+    ACCEL_CHECK_ARG(!units.empty(),
+                    "Trainer: activation_checkpointing (gradient_checkpointing) recomputes the model's accel::Unit "
+                    "blocks in backward, but the model has no units (wrap its layers in accel::Unit, unit/unit.h)");
+    for (const auto& unit : units)
+      if (unit.slot) unit.slot->set_checkpoint(true);
+  }
   impl_->model = std::move(model);
   impl_->each([&](TrainerCallback& c) { c.on_init_end(impl_->args, impl_->state, impl_->control); });
 }
@@ -147,12 +170,23 @@ void Trainer::add_callback(std::shared_ptr<TrainerCallback> callback) {
   impl_->callbacks.push_back(std::move(callback));
 }
 Metrics Trainer::evaluate() { return impl_->evaluate(); }
+PredictionOutput Trainer::predict(Datasets test_dataset) { return impl_->predict(test_dataset); }
 void Trainer::save_model(const std::optional<std::string>& dir) {
   impl_->save_model(dir ? fs::path(*dir) : fs::path(impl_->args.output_dir()));
 }
 
-void Trainer::Impl::log(Metrics logs) {
+void Trainer::Impl::log(Metrics logs, std::optional<Clock::time_point> start) {
   logs["epoch"] = state.epoch;
+  if (args.include_num_input_tokens_seen() != "no") {
+    logs["num_input_tokens_seen"] = static_cast<double>(state.num_input_tokens_seen);
+    if (start) {  // Transformers' speed_metrics("train", start, num_tokens=...)
+      const double runtime = seconds_since(*start);
+      logs["train_runtime"] = round_to(runtime, 4);
+      if (runtime > 0)
+        logs["train_tokens_per_second"] =
+            round_to(static_cast<double>(state.num_input_tokens_seen - initial_tokens_seen) / runtime, 3);
+    }
+  }
   Metrics entry = logs;
   entry["step"] = static_cast<double>(state.global_step);
   state.log_history.push_back(entry);
@@ -163,6 +197,22 @@ void Trainer::Impl::log(Metrics logs) {
   }
   control.should_log = false;
   each([&](TrainerCallback& c) { c.on_log(args, state, control, logs); });
+}
+
+void Trainer::Impl::track_input_tokens(const TensorDict& batch) {
+  const auto& mode = args.include_num_input_tokens_seen();
+  if (mode == "no") return;
+  const auto input = batch.find(model.main_input_name);
+  ACCEL_CHECK_ARG(input != batch.end(), "Trainer: include_num_input_tokens_seen = ", mode, " counts the batch entry '",
+                  model.main_input_name, "' (ModelFunctions::main_input_name), which the training batch lacks");
+  // Without an attention mask, Transformers counts every token too (it
+  // would look for a tokenizer's pad id, which accel's Trainer has none of).
+  const auto mask = batch.find("attention_mask");
+  torch::Tensor tokens = mode == "non_padding" && mask != batch.end()
+                             ? mask->second.sum().to(torch::kInt64)
+                             : torch::tensor(input->second.numel(), torch::kInt64);
+  tokens = tokens.reshape({1}).to(accelerator->device());
+  state.num_input_tokens_seen += accelerator->gather(tokens).sum().item<int64_t>();
 }
 
 TrainOutput Trainer::train(std::optional<std::string> resume_from_checkpoint) {
@@ -242,6 +292,7 @@ TrainOutput Trainer::train(std::optional<std::string> resume_from_checkpoint) {
 
   const auto start = Clock::now();
   const int64_t initial_global_step = m.state.global_step;
+  m.initial_tokens_seen = m.state.num_input_tokens_seen;
   m.tr_loss = torch::zeros({}, torch::TensorOptions().device(m.accelerator->device()));
   m.total_loss_scalar = 0;
   m.globalstep_last_logged = m.state.global_step;
@@ -258,6 +309,8 @@ TrainOutput Trainer::train(std::optional<std::string> resume_from_checkpoint) {
 
   m.control.should_training_stop = false;
   m.each([&](TrainerCallback& c) { c.on_train_begin(a, m.state, m.control); });
+  // Not a candidate for the best model (Transformers' eval_on_start neither).
+  if (a.eval_on_start()) m.evaluate();
 
   const auto maybe_log_save_evaluate = [&](std::optional<double> grad_norm, std::optional<double> lr) {
     if (m.control.should_log && m.state.global_step > m.globalstep_last_logged) {
@@ -270,7 +323,7 @@ TrainOutput Trainer::train(std::optional<std::string> resume_from_checkpoint) {
       m.total_loss_scalar += tr;
       m.globalstep_last_logged = m.state.global_step;
       if (bar) bar->set_postfix("loss=" + std::to_string(logs["loss"]));
-      m.log(logs);
+      m.log(logs, start);
     }
     if (m.control.should_evaluate) m.update_best_metric(m.evaluate());
     if (m.control.should_save) {
@@ -316,6 +369,7 @@ TrainOutput Trainer::train(std::optional<std::string> resume_from_checkpoint) {
           m.accelerator->backward(loss);
           loss_step = loss.detach().to(torch::kFloat32);
         }
+        m.track_input_tokens(batches[i]);
         if (a.logging_nan_inf_filter() && !torch::isfinite(loss_step).item<bool>()) {
           m.tr_loss += m.tr_loss / static_cast<double>(1 + m.state.global_step - m.globalstep_last_logged);
         } else {

@@ -91,9 +91,10 @@ bool Trainer::Impl::update_best_metric(const Metrics& metrics) {
 }
 
 void Trainer::Impl::save_model(const fs::path& dir) {
-  accelerator->wait_for_everyone();
-  if (accelerator->is_main_process()) ::accel::save_model(model.core->state(), dir, SaveModelOptions());
-  accelerator->wait_for_everyone();
+  // Every process calls both: state() gathers under parameter sharding, and
+  // save_model writes from the main process, then waits for all (calling it
+  // from the main process alone left the others a barrier short).
+  ::accel::save_model(model.core->state(), dir, SaveModelOptions());
 }
 
 void Trainer::Impl::save_checkpoint() {

@@ -41,10 +41,25 @@ struct Trainer::Impl {
     control.should_log = control.should_evaluate = control.should_save = false;
     each([&](TrainerCallback& c) { c.on_step_begin(args, state, control); });
   }
-  void log(Metrics logs);
+  /// Records `logs` (with the epoch, and the tokens seen when counted; a
+  /// training log, given the training's `start`, also the token speed).
+  void log(Metrics logs, std::optional<std::chrono::steady_clock::time_point> start = std::nullopt);
+  /// include_num_input_tokens_seen: adds the batch's tokens, summed over processes.
+  void track_input_tokens(const TensorDict& batch);
+  int64_t initial_tokens_seen = 0;
 
   // --- trainer_evaluate.cpp ----------------------------------------------
+  struct LoopOutput {
+    torch::Tensor predictions, label_ids;
+    Metrics metrics;  // prefixed, without the speeds
+    int64_t num_samples = 0;
+  };
+  /// Transformers' evaluation_loop over a prepared loader: per-example
+  /// losses and (when `keep_predictions`) predictions and labels,
+  /// gathered without the last batch's repeats; compute_metrics on them.
+  LoopOutput evaluation_loop(DataLoader<TensorDict>& loader, const std::string& prefix, bool keep_predictions);
   Metrics evaluate();
+  PredictionOutput predict(const Datasets& test_dataset);
 
   // --- trainer_checkpoint.cpp ---------------------------------------------
   /// Saves checkpoint-<global_step>, updates best_model_checkpoint, rotates.
@@ -57,6 +72,11 @@ struct Trainer::Impl {
   void load_best_model();
   void save_model(const std::filesystem::path& dir);
 };
+
+/// The (unprepared) loader the Trainer uses for `ds`: training (shuffled
+/// with data_seed) or evaluation batches.
+DataLoader<TensorDict> make_loader(const std::shared_ptr<Dataset<TensorDict>>& ds, const TrainingArguments& a,
+                                   bool training, bool on_gpu);
 
 /// checkpoint-<n> folders of `dir`, oldest (lowest n) first; the best is
 /// moved just before the newest so that rotation keeps both.

@@ -77,6 +77,12 @@ std::vector<std::string> as_list(const std::string& n, const json& v) {
   return out;
 }
 
+// Transformers maps the booleans to "all" and "no".
+std::string as_tokens_seen(const json& v) {
+  if (v.is_boolean()) return v.get<bool>() ? "all" : "no";
+  return as_text("include_num_input_tokens_seen", v);
+}
+
 SchedulerKwargs as_kwargs(const std::string& n, json v) {
   if (v.is_string()) {  // flags give the dict as JSON text
     try {
@@ -179,6 +185,11 @@ const std::vector<Field>& fields() {
       ACCEL_FIELD(Kind::list, true, label_names,
                   v.is_null() ? std::vector<std::string>{"labels"} : as_list("label_names", v), a.label_names()),
       ACCEL_PLAIN(Kind::boolean, prediction_loss_only, as_bool),
+      ACCEL_PLAIN(Kind::boolean, eval_on_start, as_bool),
+      ACCEL_OPT(Kind::integer, eval_accumulation_steps, as_int),
+      ACCEL_PLAIN(Kind::real, label_smoothing_factor, as_real),
+      ACCEL_FIELD(Kind::text, false, include_num_input_tokens_seen, as_tokens_seen(v),
+                  a.include_num_input_tokens_seen()),
       ACCEL_STRATEGY(save_strategy),
       ACCEL_PLAIN(Kind::real, save_steps, as_real),
       ACCEL_OPT(Kind::integer, save_total_limit, as_int),
@@ -187,6 +198,8 @@ const std::vector<Field>& fields() {
       ACCEL_OPT(Kind::text, metric_for_best_model, as_text),
       ACCEL_OPT(Kind::boolean, greater_is_better, as_bool),
       ACCEL_PLAIN(Kind::boolean, ignore_data_skip, as_bool),
+      ACCEL_OPT(Kind::boolean, activation_checkpointing, as_bool),
+      ACCEL_OPT(Kind::boolean, gradient_checkpointing, as_bool),
       ACCEL_PLAIN(Kind::integer, seed, as_int),
       ACCEL_OPT(Kind::integer, data_seed, as_int),
       ACCEL_PLAIN(Kind::boolean, full_determinism, as_bool),

@@ -60,6 +60,19 @@ TrainingArguments TrainingArguments::resolved() const {
   ACCEL_CHECK_ARG(!a.save_total_limit() || *a.save_total_limit() >= 0,
                   "TrainingArguments: save_total_limit = ", a.save_total_limit().value_or(0), ", expected >= 0");
   ACCEL_CHECK_ARG(a.eval_delay() >= 0, "TrainingArguments: eval_delay = ", a.eval_delay(), ", expected >= 0");
+  ACCEL_CHECK_ARG(a.label_smoothing_factor() >= 0 && a.label_smoothing_factor() < 1,
+                  "TrainingArguments: label_smoothing_factor = ", a.label_smoothing_factor(), ", expected in [0, 1)");
+  ACCEL_CHECK_ARG(!a.eval_accumulation_steps() || *a.eval_accumulation_steps() >= 1,
+                  "TrainingArguments: eval_accumulation_steps = ", a.eval_accumulation_steps().value_or(0),
+                  ", expected >= 1");
+  const auto& tokens = a.include_num_input_tokens_seen();
+  ACCEL_CHECK_ARG(tokens == "no" || tokens == "all" || tokens == "non_padding",
+                  "TrainingArguments: include_num_input_tokens_seen = '", tokens,
+                  "', expected one of no, all, non_padding");
+  // Transformers: the old name counts only when the new one is unset;
+  // afterwards both hold the same value.
+  if (!a.activation_checkpointing()) a.activation_checkpointing(a.gradient_checkpointing().value_or(false));
+  a.gradient_checkpointing(a.activation_checkpointing());
   for (const auto& r : a.report_to()) ACCEL_CHECK_ARG(!r.empty(), "TrainingArguments: report_to holds an empty name");
   if (a.report_to().size() == 1 && a.report_to()[0] == "none") a.report_to({});
 

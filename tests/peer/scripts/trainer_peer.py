@@ -9,7 +9,11 @@ WORK_DIR/data.safetensors (train_x, train_y, eval_x, eval_y), trains with
 transformers.Trainer into WORK_DIR/py_out with the arguments below, and
 writes the result to WORK_DIR/result.json (and prints it after
 @@RESULT@@): {"log_history", "checkpoints" (folder names left),
-"best_model_checkpoint" (folder name), "final" (final weights file)}.
+"best_model_checkpoint" (folder name), "final" (final weights file),
+"predict_metrics"}. compute_metrics (the mean absolute error, "mae") is on
+for the whole run. After training, Trainer.predict on a test set of 11 rows
+(test_x, test_y in data.safetensors): its predictions and label_ids go to
+WORK_DIR/predict.safetensors, its metrics to "predict_metrics".
 The C++ test trains accel's Trainer with the same arguments on the same files.
 """
 import json
@@ -49,6 +53,9 @@ ARGS = dict(
 
 
 class MLP(torch.nn.Module):
+    # What include_num_input_tokens_seen counts.
+    main_input_name = "x"
+
     def __init__(self):
         super().__init__()
         self.fc1 = torch.nn.Linear(8, 16)
@@ -71,6 +78,10 @@ class Rows(torch.utils.data.Dataset):
         return {"x": self.x[i], "labels": self.y[i]}
 
 
+def mean_absolute_error(prediction):
+    return {"mae": float(abs(prediction.predictions - prediction.label_ids).mean())}
+
+
 def main():
     work = sys.argv[1]
     main_process = int(os.environ.get("RANK", "0")) == 0
@@ -89,6 +100,9 @@ def main():
         "eval_x": eval_x,
         "eval_y": torch.sin(eval_x @ w) + 0.3 * torch.randn(10, 4),
     }
+    # Drawn after the others, so that those stay what they were.
+    data["test_x"] = torch.randn(11, 8)
+    data["test_y"] = torch.sin(data["test_x"] @ w) + 0.3 * torch.randn(11, 4)
     if main_process:
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, os.path.join(work, "init.safetensors"))
         save_file(data, os.path.join(work, "data.safetensors"))
@@ -96,18 +110,23 @@ def main():
     run_args = json.loads(sys.argv[2]) if len(sys.argv) > 2 else ARGS
     args = TrainingArguments(output_dir=out, use_cpu=True, report_to="none", disable_tqdm=True, **run_args)
     trainer = Trainer(model=model, args=args, train_dataset=Rows(data["train_x"], data["train_y"]),
-                      eval_dataset=Rows(data["eval_x"], data["eval_y"]))
+                      eval_dataset=Rows(data["eval_x"], data["eval_y"]), compute_metrics=mean_absolute_error)
     trainer.train()
+    predicted = trainer.predict(Rows(data["test_x"], data["test_y"]))
     if not main_process:
         return
     final = os.path.join(work, "py_final.safetensors")
     save_file({k: v.contiguous() for k, v in trainer.model.state_dict().items()}, final)
     best = trainer.state.best_model_checkpoint
+    save_file({"predictions": torch.from_numpy(predicted.predictions).contiguous(),
+               "label_ids": torch.from_numpy(predicted.label_ids).contiguous()},
+              os.path.join(work, "predict.safetensors"))
     result = {
         "log_history": trainer.state.log_history,
         "checkpoints": sorted(d for d in os.listdir(out) if d.startswith("checkpoint-")),
         "best_model_checkpoint": os.path.basename(best) if best else None,
         "final": final,
+        "predict_metrics": predicted.metrics,
     }
     with open(os.path.join(work, "result.json"), "w") as f:
         json.dump(result, f)
