@@ -135,3 +135,11 @@ def main():
 
 if __name__ == "__main__":
     main()
+    # Under torchrun, leave together and close the process group before the
+    # interpreter exits: a rank that left while the other still wrote its
+    # results made the other's Gloo group abort in its destructor at exit
+    # ("terminate called without an active exception"), failing the run
+    # after its results were out.
+    if torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
