@@ -34,6 +34,8 @@ TEST(ParallelismConfig, SizeBelowOneIsRefusedNamingTheValue) {
 TEST(ParallelismConfig, UnknownCommStrategyIsRefused) {
   accel::ParallelismConfig c;
   c.cp_comm_strategy = "ring";
+  c.validate();  // as Accelerate: ignored while cp is off
+  c.cp_size = 2;
   EXPECT_NE(error_of<std::invalid_argument>([&] { c.validate(); }).find("'ring'"), std::string::npos);
 }
 

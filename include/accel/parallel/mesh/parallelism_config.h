@@ -26,7 +26,7 @@ struct ACCEL_API ParallelismConfig {
   std::string cp_comm_strategy = "allgather";
 
   /// Accelerate's __post_init__ checks: every size at least 1, a known
-  /// cp_comm_strategy, and tp/cp not composed with pure replication
+  /// cp_comm_strategy where cp_size > 1, and tp/cp not composed with pure replication
   /// (dp_replicate_size > 1 with dp_shard_size == 1). Throws
   /// std::invalid_argument naming the offending values.
   void validate() const;

@@ -38,7 +38,8 @@ void ParallelismConfig::validate() const {
   check_at_least_one("tp_size", tp_size);
   check_at_least_one("cp_size", cp_size);
   check_at_least_one("pp_size", pp_size);
-  if (cp_comm_strategy != "allgather" && cp_comm_strategy != "alltoall")
+  // Accelerate checks the strategy only where cp is on (its cp handler).
+  if (cp_size > 1 && cp_comm_strategy != "allgather" && cp_comm_strategy != "alltoall")
     fail<std::invalid_argument>("cp_comm_strategy must be 'allgather' or 'alltoall', but got '", cp_comm_strategy, "'");
   if ((tp_size > 1 || cp_size > 1) && dp_replicate_size > 1 && dp_shard_size == 1)
     fail<std::invalid_argument>("tensor/context parallelism (tp_size=", tp_size, ", cp_size=", cp_size,
