@@ -57,7 +57,8 @@ void check_mesh(const ParallelismConfig& config) {
     const int pos = static_cast<int>(std::find(expected.begin(), expected.end(), me) - expected.begin());
     EXPECT_EQ(mesh.coordinate(name), pos);
     if (members.size() == 1) {
-      const size_t i = std::find(names.begin(), names.end(), name) - names.begin();
+      // A flattened dim of one member ("dp" over dp_shard alone) is that dim.
+      const size_t i = std::find(names.begin(), names.end(), members[0]) - names.begin();
       EXPECT_EQ(mesh.coordinate(name), table[me][i]);
     }
     auto t = torch::tensor({static_cast<double>(me)}, torch::kFloat64);

@@ -65,7 +65,9 @@ TEST(ParallelismMeshPeer, SameLayoutAndRefusalsAsAccelerate) {
       EXPECT_FALSE(c) << "accel accepted what Accelerate refuses";
       const std::string msg = theirs[i]["error"];
       // The size checks read word for word as Accelerate's.
-      if (msg.find("must be at least 1") != std::string::npos) EXPECT_EQ(error, msg);
+      if (msg.find("must be at least 1") != std::string::npos) {
+        EXPECT_EQ(error, msg);
+      }
       ++refused;
       continue;
     }

@@ -3,6 +3,7 @@
 #include "accel/parallel/mesh/device_mesh.h"
 
 #include <algorithm>
+#include <atomic>
 #include <stdexcept>
 
 #include "accel/dist/process_group.h"
@@ -33,9 +34,17 @@ std::vector<int> mesh_slice(const std::vector<int>& shape, const std::vector<int
   return ranks;
 }
 
+namespace {
+// Meshes built so far by this process. Construction is collective, so every
+// rank counts alike; the count keeps a later mesh's groups off the store
+// keys of an earlier one's.
+std::atomic<int> meshes_built{0};
+}  // namespace
+
 DeviceMesh::DeviceMesh(const ProcessState& state, ParallelismConfig config) : config_(std::move(config)) {
   config_.validate();
   config_.check_world_size(state.world_size());
+  const std::string prefix = "mesh" + std::to_string(meshes_built++) + "_";
   const std::vector<std::string> names = config_.mesh_dim_names();
   const std::vector<int> shape = config_.mesh_shape();
   auto index_of = [&](const std::string& n) {
@@ -53,7 +62,7 @@ DeviceMesh::DeviceMesh(const ProcessState& state, ParallelismConfig config) : co
       // and no two slices of one dimension share it.
       d.group = new_process_group(state.store(), t, state.backend(), state.timeout(),
                                   state.device().is_cuda() ? state.device().index() : -1,
-                                  "mesh_" + name + "_" + std::to_string(d.ranks.front()));
+                                  prefix + name + "_" + std::to_string(d.ranks.front()));
     }
     order_.push_back(name);
     dims_.emplace(name, std::move(d));
