@@ -81,11 +81,14 @@ TEST(ParallelismMeshPeer, SameLayoutAndRefusalsAsAccelerate) {
       EXPECT_EQ(flat[k].name, theirs[i]["flattened"][k]["name"].get<std::string>());
       EXPECT_EQ(flat[k].members, theirs[i]["flattened"][k]["members"].get<std::vector<std::string>>());
     }
-    if (!c->mesh_shape().empty())
-      for (int r = 0; r < c->total_size(); ++r)
+    if (!c->mesh_shape().empty()) {
+      for (int r = 0; r < c->total_size(); ++r) {
         EXPECT_EQ(mesh_coordinates(c->mesh_shape(), r), theirs[i]["coords"][r].get<std::vector<int>>()) << "rank " << r;
-    if (!theirs[i]["cp_comm_strategy"].is_null())
+      }
+    }
+    if (!theirs[i]["cp_comm_strategy"].is_null()) {
       EXPECT_EQ(c->cp_comm_strategy, theirs[i]["cp_comm_strategy"].get<std::string>());
+    }
   }
   EXPECT_EQ(refused, 6);
 }
