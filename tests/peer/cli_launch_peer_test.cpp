@@ -191,6 +191,16 @@ TEST_F(CliPeer, Fsdp2ConfigWithFlagOverrides) {
   compare({"--config_file", cfg("fsdp2"), "--fsdp_offload_params", "true", "--mixed-precision", "fp16"}, 2);
 }
 
+// The YAML's parallelism_config section turns use_parallelism_config on and
+// reaches the workers as PARALLELISM_CONFIG_* (CP_COMM_STRATEGY with cp > 1).
+TEST_F(CliPeer, ParallelismConfigSection) { compare({"--config_file", cfg("fsdp2_nd")}, 2); }
+
+TEST_F(CliPeer, ParallelismConfigFlags) {
+  compare({"--use_fsdp", "--fsdp_version", "2", "--num_processes", "2", "--main_process_port", port_,
+           "--use_parallelism_config", "--parallelism_config_tp_size", "2"},
+          2);
+}
+
 TEST_F(CliPeer, DeepSpeedConfig) { compare({"--config_file", cfg("deepspeed")}, 2); }
 
 TEST_F(CliPeer, MultiGpuFlagsWithoutConfig) {

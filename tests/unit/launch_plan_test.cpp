@@ -155,6 +155,30 @@ TEST_F(PlanLaunch, FlagsOverrideTheFile) {
   EXPECT_EQ(e.count("ACCELERATE_USE_CPU"), 0u);  // Accelerate's multi-GPU launcher does not set it
 }
 
+TEST_F(PlanLaunch, ParallelismConfigReachesTheWorkersAsAccelerateSetsIt) {
+  auto cfg = write("nd.yaml",
+                   "distributed_type: FSDP\nnum_processes: 4\nmain_process_port: 29614\nfsdp_config:\n"
+                   "  fsdp_version: 2\nparallelism_config:\n  parallelism_config_dp_shard_size: 2\n"
+                   "  parallelism_config_cp_size: 2\n  parallelism_config_cp_comm_strategy: alltoall\n");
+  auto e = worker_env(plan({{"config_file", cfg}}), 0);
+  EXPECT_EQ(e.at("ACCELERATE_USE_PARALLELISM_CONFIG"), "true");
+  EXPECT_EQ(e.at("PARALLELISM_CONFIG_DP_REPLICATE_SIZE"), "1");  // flag default
+  EXPECT_EQ(e.at("PARALLELISM_CONFIG_DP_SHARD_SIZE"), "2");
+  EXPECT_EQ(e.at("PARALLELISM_CONFIG_CP_SIZE"), "2");
+  EXPECT_EQ(e.at("PARALLELISM_CONFIG_CP_COMM_STRATEGY"), "alltoall");
+  EXPECT_EQ(e.at("PARALLELISM_CONFIG_CP_BACKEND"), "torch");
+  EXPECT_EQ(e.count("PARALLELISM_CONFIG_SP_SEQ_LENGTH"), 0u);  // only with sp_size > 1
+  // Without the section, nothing of it.
+  auto plain = write("plain.yaml", "distributed_type: FSDP\nnum_processes: 2\nmain_process_port: 29615\n");
+  EXPECT_EQ(worker_env(plan({{"config_file", plain}}), 0).count("ACCELERATE_USE_PARALLELISM_CONFIG"), 0u);
+  // The flag without --use_fsdp is refused, as by Accelerate.
+  expect_error<std::invalid_argument>(
+      [&] {
+        plan({{"use_parallelism_config", ""}, {"multi_gpu", ""}});
+      },
+      {"--use_parallelism_config", "--use_fsdp"});
+}
+
 TEST_F(PlanLaunch, DefaultConfigFileIsReadUnlessCpu) {
   fs::create_directories(dir_ / "hf" / "accelerate");
   write("hf/accelerate/default_config.yaml",

@@ -82,6 +82,7 @@ void apply_config(LaunchArgs& a, const ClusterConfig& cfg) {
     a.set("tpu", Value::of_bool(dt == "XLA"));
     a.set("use_fsdp", Value::of_bool(dt == "FSDP"));
     a.set("use_megatron_lm", Value::of_bool(dt == "MEGATRON_LM"));
+    a.set("use_parallelism_config", Value::of_bool(!cfg.section("parallelism_config").empty()));
   }
   if (a.get("gpu_ids").is_none())
     a.set("gpu_ids", cfg.get("gpu_ids").is_none() ? Value::of_text("all") : cfg.get("gpu_ids"));
@@ -118,6 +119,11 @@ void check_exclusive_flags(const LaunchArgs& a) {
       a.flag("multi_gpu") + a.flag("cpu") + a.flag("tpu") + a.flag("use_deepspeed") + a.flag("use_fsdp");
   ACCEL_CHECK_ARG(paradigms <= 1,
                   "You can only use one of --cpu, --multi_gpu, --tpu, --use_deepspeed, --use_fsdp at a time.");
+  // Before the config file is read, as Accelerate checks it. Its test also
+  // names fsdp_version 1, but compares the flag's string with the number 1,
+  // so only a missing --use_fsdp is refused there, and here.
+  ACCEL_CHECK_ARG(!a.flag("use_parallelism_config") || a.flag("use_fsdp"),
+                  "You cannot use `--use_parallelism_config` without `--use_fsdp` and `--fsdp_version=2`.");
   const Value processes = a.get("num_processes");
   ACCEL_CHECK_ARG(!a.flag("multi_gpu") || processes.is_none() || processes.integer >= 2, "--num_processes ",
                   processes.str(), ": --multi_gpu needs at least 2 processes");

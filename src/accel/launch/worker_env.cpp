@@ -86,6 +86,20 @@ void add_fsdp_env(const LaunchArgs& a, Env& env) {
   optional("fsdp_ignored_modules", "FSDP_IGNORED_MODULES");
 }
 
+// Accelerate's prepare_extend_env_parallelism_config.
+void add_parallelism_env(const LaunchArgs& a, Env& env) {
+  const std::string prefix = "PARALLELISM_CONFIG_";
+  env["ACCELERATE_USE_PARALLELISM_CONFIG"] = "true";
+  for (const char* key :
+       {"dp_replicate_size", "dp_shard_size", "tp_size", "cp_size", "cp_backend", "sp_size", "sp_backend"})
+    env[prefix + upper(key)] = a.get(std::string("parallelism_config_") + key).str();
+  if (a.get("parallelism_config_cp_size").integer > 1)
+    env[prefix + "CP_COMM_STRATEGY"] = a.get("parallelism_config_cp_comm_strategy").str();
+  if (a.get("parallelism_config_sp_size").integer > 1)
+    for (const char* key : {"sp_seq_length", "sp_seq_length_is_variable", "sp_attn_implementation"})
+      env[prefix + upper(key)] = a.get(std::string("parallelism_config_") + key).str();
+}
+
 void add_deepspeed_env(const LaunchArgs& a, const std::vector<std::string>& ds_fields, const EnvLookup& parent,
                        Env& env) {
   // Accelerate puts the launch folder on PYTHONPATH for DeepSpeed's sake.
@@ -138,6 +152,7 @@ void build_worker_env(const LaunchArgs& a, const std::vector<std::string>& ds_fi
     add_precision_env(a, e);
     add_dynamo_env(a, e);
     if (plan.kind == LauncherKind::multi_gpu && a.flag("use_fsdp")) add_fsdp_env(a, e);
+    if (plan.kind == LauncherKind::multi_gpu && a.flag("use_parallelism_config")) add_parallelism_env(a, e);
     e["OMP_NUM_THREADS"] = a.get("num_cpu_threads_per_process").str();
     if (a.flag("enable_cpu_affinity")) e["ACCELERATE_CPU_AFFINITY"] = "1";
     add_accumulation_env(a, e);

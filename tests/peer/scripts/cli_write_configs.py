@@ -45,6 +45,11 @@ cluster("fsdp2", distributed_type="FSDP", num_processes=2,
                          fsdp_auto_wrap_policy="SIZE_BASED_WRAP", fsdp_min_num_params=1000,
                          fsdp_state_dict_type="SHARDED_STATE_DICT", fsdp_cpu_ram_efficient_loading=False,
                          fsdp_activation_checkpointing=False))
+cluster("fsdp2_nd", distributed_type="FSDP", num_processes=2,
+        fsdp_config=dict(fsdp_version=2, fsdp_auto_wrap_policy="SIZE_BASED_WRAP", fsdp_min_num_params=1000),
+        parallelism_config=dict(parallelism_config_dp_replicate_size=1, parallelism_config_dp_shard_size=1,
+                                parallelism_config_tp_size=1, parallelism_config_cp_size=2,
+                                parallelism_config_cp_comm_strategy="alltoall"))
 cluster("deepspeed", distributed_type="DEEPSPEED", num_processes=2, mixed_precision="bf16",
         deepspeed_config=dict(zero_stage=3, offload_optimizer_device="cpu", offload_param_device="none",
                               gradient_accumulation_steps=4, gradient_clipping=1.0, zero3_save_16bit_model=True,
