@@ -38,6 +38,47 @@ TEST(FullShard, WithoutReshardAfterForwardEqualsOneProcess) {
   expect_equals_reference({.accumulation = 2, .reshard_after_forward = false});
 }
 
+// reshard_after_forward as an int: after forward each rank keeps half of
+// each unit, gathered again before backward with its neighbour only.
+TEST(FullShard, SlicesKeptAfterForwardEqualOneProcess) {
+  expect_equals_reference({.world = 4, .accumulation = 2, .clip = 0.05, .reshard_slices = 2});
+  expect_equals_reference({.world = 4, .reshard_slices = 2, .offload_param = true, .checkpoint = true});
+  expect_equals_reference({.world = 4, .reshard_slices = 4});  // the whole group: as true
+  expect_equals_reference({.world = 4, .reshard_slices = 1});  // one rank: as false
+}
+
+TEST(FullShard, SlicesAreKeptBetweenForwardAndBackwardAndGatheredInsideTheirRun) {
+  run_distributed(4, [&] {
+    Trainer t({.world = 4, .reshard_slices = 2});
+    t.train(2);
+    const auto& units = t.sharding().units();
+    ASSERT_EQ(units.size(), 4u);  // three blocks and the root
+    for (size_t k = 0; k + 1 < units.size(); ++k) {
+      EXPECT_EQ(units[k]->gathers(), 2 * 2) << units[k]->path();    // before forward, before backward
+      EXPECT_EQ(units[k]->slice_gathers(), 2) << units[k]->path();  // that one from the slices
+      EXPECT_EQ(units[k]->kept_slice_bytes(), 0);                   // nothing left after backward
+    }
+    EXPECT_EQ(units.back()->slice_gathers(), 0);  // the root stays gathered from forward to backward
+    const int64_t mine = t.acc.process_index() * kRows;
+    auto loss = F::cross_entropy((*t.model)(features().narrow(0, mine, kRows)), labels().narrow(0, mine, kRows));
+    for (size_t k = 0; k + 1 < units.size(); ++k) {
+      EXPECT_FALSE(units[k]->unsharded());
+      EXPECT_EQ(units[k]->kept_slice_bytes() * 2, units[k]->unsharded_bytes()) << units[k]->path();
+    }
+    t.acc.backward(loss);
+    t.optimizer->zero_grad();
+    {  // Without gradients no backward follows: nothing is kept.
+      torch::NoGradGuard no_grad;
+      (*t.model)(features().narrow(0, mine, kRows));
+    }
+    for (size_t k = 0; k + 1 < units.size(); ++k) EXPECT_EQ(units[k]->kept_slice_bytes(), 0);
+  });
+  run_distributed(4, [&] {
+    expect_error<std::invalid_argument>([&] { Trainer t({.world = 4, .reshard_slices = 3}); },
+                                        {"reshard_after_forward is 3", "divisor of the 4 ranks"});
+  });
+}
+
 TEST(FullShard, FrozenBlockNormEqualsOneProcess) { expect_equals_reference({.world = 3, .freeze_block = true}); }
 
 TEST(FullShard, EverythingInTheRootUnitEqualsOneProcess) {

@@ -33,6 +33,7 @@ struct Variant {
   int64_t accumulation = 1;
   double clip = 0;
   bool reshard_after_forward = true;
+  int reshard_slices = 0;  // > 0: reshard_after_forward as this int (a slice kept across that many ranks)
   bool freeze_block = false;
   WrapPolicy policy = WrapPolicy::transformer_based;
   int hybrid_shard_size = 0;       // > 0: hybrid_shard in groups of that many ranks
@@ -140,7 +141,8 @@ inline AcceleratorOptions sharded(const Variant& v) {
                               : v.hybrid_shard_size > 0 ? ShardingStrategy::hybrid_shard
                                                         : ShardingStrategy::full_shard)
                     .hybrid_shard_size(v.hybrid_shard_size)
-                    .reshard_after_forward(v.reshard_after_forward)
+                    .reshard_after_forward(v.reshard_slices > 0 ? ReshardAfterForward(v.reshard_slices)
+                                                                : ReshardAfterForward(v.reshard_after_forward))
                     .auto_wrap_policy(v.policy)
                     .min_num_params(100)
                     .offload_optimizer(OffloadOptions()

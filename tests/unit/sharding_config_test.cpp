@@ -532,11 +532,11 @@ TEST(ShardingConfig, FsdpFullShardAndWrapPolicyVariables) {
   // Hybrid: shard in the node, replicate across nodes; _ZERO2 keeps the gathered parameters.
   o = sharding({{"FSDP_SHARDING_STRATEGY", "HYBRID_SHARD"}});
   EXPECT_EQ(o.strategy(), ShardingStrategy::hybrid_shard);
-  EXPECT_TRUE(o.reshard_after_forward());
+  EXPECT_FALSE(o.reshard_after_forward().keeps_everything());
   EXPECT_EQ(o.hybrid_shard_size(), 0);  // the node's ranks
   o = sharding({{"FSDP_SHARDING_STRATEGY", "5"}});
   EXPECT_EQ(o.strategy(), ShardingStrategy::hybrid_shard);
-  EXPECT_FALSE(o.reshard_after_forward());
+  EXPECT_TRUE(o.reshard_after_forward().keeps_everything());
   // As in Accelerate, a size policy without a positive minimum wraps nothing.
   EXPECT_EQ(sharding({{"FSDP_AUTO_WRAP_POLICY", "SIZE_BASED_WRAP"}}).auto_wrap_policy(), accel::WrapPolicy::no_wrap);
 

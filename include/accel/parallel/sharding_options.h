@@ -20,6 +20,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "accel/util/export.h"
@@ -56,6 +57,42 @@ enum class OffloadDevice { none, cpu, nvme };
 ACCEL_API std::string to_string(OffloadDevice device);
 /// The inverse of to_string; throws std::invalid_argument naming `name`.
 ACCEL_API OffloadDevice parse_offload_device(const std::string& name);
+
+/// FSDP2's reshard_after_forward: what a unit keeps of its gathered
+/// parameters between its forward and its backward.
+///   true         nothing: gathered again over the whole shard group before
+///                backward (FULL_SHARD);
+///   false        all of them (SHARD_GRAD_OP): no gather before backward;
+///   an int k     a 1/k slice, k a divisor of the shard group's size: the
+///                group's ranks in runs of k consecutive ones each keep
+///                their slice, and the gather before backward runs inside
+///                the run only (k = the ranks of one node keeps that gather
+///                off the network). k = 1 is false, k = the group's size is
+///                true, as in FSDP2.
+/// Accelerate's FSDP plugin takes only the bool (FSDP_RESHARD_AFTER_FORWARD);
+/// the int is set in code.
+class ACCEL_API ReshardAfterForward {
+ public:
+  ReshardAfterForward(bool reshard = true) : size_(reshard ? 0 : 1) {}  // NOLINT: a bool reads as FSDP2's
+  template <typename Int, std::enable_if_t<std::is_integral_v<Int> && !std::is_same_v<Int, bool>, int> = 0>
+  ReshardAfterForward(Int ranks) : size_(static_cast<int64_t>(ranks)), is_size_(true) {}  // NOLINT: as FSDP2's int
+
+  /// The ranks a slice is kept across, for a shard group of `group_size`
+  /// ranks: group_size for true, 1 for false. Throws std::invalid_argument
+  /// naming an int that does not divide group_size.
+  int64_t ranks(int64_t group_size) const;
+  /// false, or the int 1: the gathered parameters stay until backward.
+  bool keeps_everything() const { return size_ == 1; }
+  /// Whether an int was given (and which).
+  bool is_size() const { return is_size_; }
+  int64_t size() const { return size_; }
+  /// true, false, or the int.
+  std::string str() const;
+
+ private:
+  int64_t size_;  // 0: true; 1: false; else the int
+  bool is_size_ = false;
+};
 
 struct ACCEL_API OffloadOptions {
   /// Where optimizer state and fp32 master weights live.
@@ -179,9 +216,11 @@ struct ACCEL_API ShardingOptions {
   TORCH_ARG(int64_t, min_num_params) = 100'000'000;
   /// Free a unit's gathered parameters after its forward (FSDP2's
   /// reshard_after_forward; false keeps them until its backward: fewer
-  /// all-gathers, more memory, FSDP's SHARD_GRAD_OP). The root unit is
-  /// never freed between its forward and backward.
-  TORCH_ARG(bool, reshard_after_forward) = true;
+  /// all-gathers, more memory, FSDP's SHARD_GRAD_OP; an int keeps a slice,
+  /// ReshardAfterForward above). The root unit is never freed between its
+  /// forward and backward. With an int, a forward without gradients
+  /// (evaluation) frees the unit whole: no backward will gather it.
+  TORCH_ARG(ReshardAfterForward, reshard_after_forward) = true;
   /// hybrid_shard: ranks per shard group, consecutive ranks together; 0:
   /// the ranks of one node (LOCAL_WORLD_SIZE). Must divide the world size.
   TORCH_ARG(int, hybrid_shard_size) = 0;

@@ -87,6 +87,19 @@ OffloadDevice parse_offload_device(const std::string& name) {
   fail<std::invalid_argument>("unknown offload device '", name, "': expected 'none', 'cpu' or 'nvme'");
 }
 
+int64_t ReshardAfterForward::ranks(int64_t group_size) const {
+  if (!is_size_) return size_ == 0 ? group_size : 1;
+  ACCEL_CHECK_ARG(size_ >= 1 && size_ <= group_size && group_size % size_ == 0,
+                  "ShardingOptions: reshard_after_forward is ", size_, ", an int must be a divisor of the ", group_size,
+                  " ranks of the shard group (the ranks that keep each slice after forward)");
+  return size_;
+}
+
+std::string ReshardAfterForward::str() const {
+  if (is_size_) return std::to_string(size_);
+  return size_ == 0 ? "true" : "false";
+}
+
 void check_sharding_options(const ShardingOptions& o) {
   const int strategy = static_cast<int>(o.strategy());
   ACCEL_CHECK_ARG(strategy >= 0 && strategy <= static_cast<int>(ShardingStrategy::hybrid_shard),
@@ -98,6 +111,9 @@ void check_sharding_options(const ShardingOptions& o) {
   ACCEL_CHECK_ARG(policy >= 0 && policy <= static_cast<int>(WrapPolicy::no_wrap),
                   "ShardingOptions: auto_wrap_policy is ", policy,
                   ", expected transformer_based, size_based or no_wrap");
+  ACCEL_CHECK_ARG(!o.reshard_after_forward().is_size() || o.reshard_after_forward().size() >= 1,
+                  "ShardingOptions: reshard_after_forward is ", o.reshard_after_forward().size(),
+                  ", expected true, false or a number of ranks >= 1");
   ACCEL_CHECK_ARG(o.min_num_params() >= 1, "ShardingOptions: min_num_params is ", o.min_num_params(),
                   ", expected >= 1");
   ACCEL_CHECK_ARG(o.reduce_bucket_size() >= 1, "ShardingOptions: reduce_bucket_size is ", o.reduce_bucket_size(),

@@ -31,6 +31,9 @@ class ACCEL_API FullyShardedReplication : public Replication {
   /// hybrid_shard: across groups of hybrid_shard_size consecutive ranks
   /// (created here: every rank must construct it), replicated across the
   /// groups; std::invalid_argument when that size does not divide the world.
+  /// reshard_after_forward as an int k: groups of k consecutive ranks of
+  /// each shard group are made here too (std::invalid_argument when k does
+  /// not divide the shard group's size).
   FullyShardedReplication(const ProcessState& state, ShardingOptions options);
 
   ModelReplica prepare_model(const std::shared_ptr<torch::nn::Module>& module) override;
@@ -40,9 +43,13 @@ class ACCEL_API FullyShardedReplication : public Replication {
   std::unique_ptr<OptimizerCheckpoint> optimizer_checkpoint(AcceleratedOptimizer& optimizer) const override;
 
  private:
-  c10::intrusive_ptr<c10d::ProcessGroup> world_;     // rank 0's weights come from here
-  c10::intrusive_ptr<c10d::ProcessGroup> group_;     // splits the parameters
-  c10::intrusive_ptr<c10d::ProcessGroup> replicas_;  // hybrid: the same shard in the other groups
+  void make_shard_groups(const ProcessState& state);
+  void make_post_forward_group(const ProcessState& state);
+
+  c10::intrusive_ptr<c10d::ProcessGroup> world_;         // rank 0's weights come from here
+  c10::intrusive_ptr<c10d::ProcessGroup> group_;         // splits the parameters
+  c10::intrusive_ptr<c10d::ProcessGroup> replicas_;      // hybrid: the same shard in the other groups
+  c10::intrusive_ptr<c10d::ProcessGroup> post_forward_;  // reshard_after_forward as an int: keeps the slices
   ShardingOptions options_;
   c10::Device device_;  // where meta parameters and buffers get their memory
   std::vector<std::shared_ptr<FullyShardedModel>> models_;

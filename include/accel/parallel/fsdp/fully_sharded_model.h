@@ -66,9 +66,14 @@ class ACCEL_API FullyShardedModel : public ModelSharding {
   /// groups that hold the same shards (ShardedUnit).
   /// `from_main`: parameters on the meta device get their values from the
   /// main process (ShardedUnit); every rank passes it or none does.
+  /// `post_forward_ranks`: with reshard_after_forward an int k (1 < k <
+  /// the group's size), the k ranks of `group` this rank keeps slices with
+  /// (ShardedUnit::reshard_keeping_slice); std::invalid_argument when
+  /// missing or of another size.
   FullyShardedModel(std::shared_ptr<torch::nn::Module> model, c10::intrusive_ptr<c10d::ProcessGroup> group,
                     ShardingOptions options, c10::intrusive_ptr<c10d::ProcessGroup> replicas = nullptr,
-                    const FromMainProcess* from_main = nullptr);
+                    const FromMainProcess* from_main = nullptr,
+                    c10::intrusive_ptr<c10d::ProcessGroup> post_forward_ranks = nullptr);
   ~FullyShardedModel() override;
   FullyShardedModel(const FullyShardedModel&) = delete;
   FullyShardedModel& operator=(const FullyShardedModel&) = delete;
@@ -115,7 +120,8 @@ class ACCEL_API FullyShardedModel : public ModelSharding {
   void end_backward();
   void queue_end_backward();
   void unshard(size_t k);
-  void reshard(size_t k);
+  // keep_slice: reshard_after_forward's int (post_forward_).
+  void reshard(size_t k, bool keep_slice = false);
   void prefetch_forward(size_t k);
   void prefetch_backward(size_t k);
   // Gathers unit k ahead of its turn, unless that passes max_live_parameters.
@@ -124,6 +130,7 @@ class ACCEL_API FullyShardedModel : public ModelSharding {
   std::shared_ptr<torch::nn::Module> model_;
   c10::intrusive_ptr<c10d::ProcessGroup> group_;
   ShardingOptions options_;
+  c10::intrusive_ptr<c10d::ProcessGroup> post_forward_;  // null unless reshard_after_forward keeps slices
   std::vector<std::unique_ptr<ShardedUnit>> units_;
   std::vector<std::shared_ptr<UnitSlot>> slots_;  // of units_[k], except the root's
   std::vector<Progress> progress_;

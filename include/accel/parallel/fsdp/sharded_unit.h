@@ -110,7 +110,18 @@ class ACCEL_API ShardedUnit {
   std::vector<torch::Tensor> full_precision_parameters();
 
   void unshard();
+  /// Frees the gathered parameters, and a slice kept by the call below.
   void reshard();
+  /// Frees the gathered parameters but keeps this rank's 1/k of them, k
+  /// the size of `ranks` (reshard_after_forward as an int; its rank r
+  /// keeps the r-th of k equal parts): the next unshard() all-gathers
+  /// those slices inside `ranks` only. Just reshard() after
+  /// unshard_for_write().
+  void reshard_keeping_slice(c10::intrusive_ptr<c10d::ProcessGroup> ranks);
+  /// Bytes of the slice kept now (0 when none).
+  int64_t kept_slice_bytes() const;
+  /// How many of gathers() gathered from kept slices.
+  int64_t slice_gathers() const { return slice_gathers_; }
   /// unshard(), except that a unit that casts() gathers its shards in
   /// dtype() and the parameters view those until reshard(), so that a
   /// write (a load) reaches the shards at full precision. No forward or
@@ -203,6 +214,7 @@ class ACCEL_API ShardedUnit {
     // itself when the dtypes agree), and on the device unless host_params.
     torch::Tensor host_copy;
     torch::Tensor device_copy;
+    torch::Tensor kept;  // reshard_keeping_slice's part of `full`
   };
   torch::Tensor gather_input(const Kind& kind) const;
   torch::Tensor gather_full_precision(const Kind& kind);
@@ -228,9 +240,11 @@ class ACCEL_API ShardedUnit {
   std::shared_ptr<const CopyStreams> streams_;
   bool unsharded_ = true;
   int64_t gathers_ = 0;
-  torch::Tensor reduced_sq_;                  // grad_sq_norm() before the scale
-  std::vector<int64_t> piece_grad_versions_;  // of the pieces' gradients when made
-  std::shared_future<void> pending_;          // set_pending_update
+  int64_t slice_gathers_ = 0;
+  c10::intrusive_ptr<c10d::ProcessGroup> kept_group_;  // while slices are kept
+  torch::Tensor reduced_sq_;                           // grad_sq_norm() before the scale
+  std::vector<int64_t> piece_grad_versions_;           // of the pieces' gradients when made
+  std::shared_future<void> pending_;                   // set_pending_update
   bool pending_copies_written_ = false;
   float grad_scale_ = 1.f;
   bool grad_zero_ = true;

@@ -32,6 +32,11 @@ c10::intrusive_ptr<c10d::ProcessGroup> subgroup(const ProcessState& state, const
 FullyShardedReplication::FullyShardedReplication(const ProcessState& state, ShardingOptions options)
     : world_(state.process_group()), group_(world_), options_(std::move(options)), device_(state.device()) {
   check_sharding_options(options_);
+  make_shard_groups(state);
+  make_post_forward_group(state);
+}
+
+void FullyShardedReplication::make_shard_groups(const ProcessState& state) {
   if (options_.strategy() != ShardingStrategy::hybrid_shard || !world_) return;
   const int world = state.world_size();
   const int size = options_.hybrid_shard_size() > 0 ? options_.hybrid_shard_size() : state.local_world_size();
@@ -47,6 +52,18 @@ FullyShardedReplication::FullyShardedReplication(const ProcessState& state, Shar
   for (int g = 0; g < world / size; ++g) replicas.push_back(g * size + place);
   group_ = size > 1 ? subgroup(state, members, "hsdp_shard_" + std::to_string(group)) : nullptr;
   replicas_ = subgroup(state, replicas, "hsdp_replicate_" + std::to_string(place));
+}
+
+// reshard_after_forward as an int k: runs of k consecutive ranks of the
+// shard group (FSDP2 views its mesh as (-1, k)).
+void FullyShardedReplication::make_post_forward_group(const ProcessState& state) {
+  const int size = group_ ? group_->getSize() : 1;
+  const auto k = static_cast<int>(options_.reshard_after_forward().ranks(size));
+  if (k == 1 || k == size) return;
+  const int place = group_->getRank(), first = state.rank() - place;  // the shard group's ranks are consecutive
+  std::vector<int> members;
+  for (int i = 0; i < k; ++i) members.push_back(first + place / k * k + i);
+  post_forward_ = subgroup(state, members, "fsdp_post_forward_" + std::to_string(members.front()));
 }
 
 ModelReplica FullyShardedReplication::prepare_model(const std::shared_ptr<torch::nn::Module>& module) {
@@ -74,8 +91,8 @@ ModelReplica FullyShardedReplication::prepare_model(const std::shared_ptr<torch:
   } else if (world_) {
     broadcast_module_states(*module, world_);
   }
-  auto model =
-      std::make_shared<FullyShardedModel>(module, group_, options_, replicas_, any_meta ? &from_main : nullptr);
+  auto model = std::make_shared<FullyShardedModel>(module, group_, options_, replicas_, any_meta ? &from_main : nullptr,
+                                                   post_forward_);
   models_.push_back(model);
   return {nullptr, model};
 }

@@ -40,13 +40,21 @@ class FullyShardedModel::UnitForward : public UnitHooks {
 
 FullyShardedModel::FullyShardedModel(std::shared_ptr<torch::nn::Module> model,
                                      c10::intrusive_ptr<c10d::ProcessGroup> group, ShardingOptions options,
-                                     c10::intrusive_ptr<c10d::ProcessGroup> replicas, const FromMainProcess* from_main)
+                                     c10::intrusive_ptr<c10d::ProcessGroup> replicas, const FromMainProcess* from_main,
+                                     c10::intrusive_ptr<c10d::ProcessGroup> post_forward_ranks)
     : model_(std::move(model)),
       group_(std::move(group)),
       options_(std::move(options)),
       alive_(std::make_shared<char>()) {
   ACCEL_CHECK_ARG(model_, "parameter sharding: the model is null");
   check_sharding_options(options_);
+  const int64_t size = group_ ? group_->getSize() : 1, keep = options_.reshard_after_forward().ranks(size);
+  if (keep != 1 && keep != size) {
+    ACCEL_CHECK_ARG(post_forward_ranks && post_forward_ranks->getSize() == keep,
+                    "parameter sharding: reshard_after_forward is ", keep, " but the group of ranks keeping slices ",
+                    post_forward_ranks ? "has " + std::to_string(post_forward_ranks->getSize()) + " ranks" : "is null");
+    post_forward_ = std::move(post_forward_ranks);
+  }
   auto plan = plan_units(*model_, options_);
   ShardPlacement placement;
   const auto& param_offload = options_.offload_param();
@@ -131,9 +139,13 @@ void FullyShardedModel::unshard(size_t k) {
   peak_unsharded_ = std::max(peak_unsharded_, now);
 }
 
-void FullyShardedModel::reshard(size_t k) {
+void FullyShardedModel::reshard(size_t k, bool keep_slice) {
   if (!units_[k]->unsharded()) return;
-  units_[k]->reshard();
+  if (keep_slice) {
+    units_[k]->reshard_keeping_slice(post_forward_);
+  } else {
+    units_[k]->reshard();
+  }
   if (!streams_) return;
   c10::Event done(streams_->to_device.device_type());
   done.record(current_stream(streams_->to_device.device()));
@@ -161,8 +173,17 @@ void FullyShardedModel::pre_forward(size_t k, const std::vector<torch::Tensor>& 
 
 void FullyShardedModel::post_forward(size_t k, std::vector<torch::Tensor>& outputs) {
   const bool root = !slots_[k];
-  if (!root && options_.reshard_after_forward()) reshard(k);
-  if (!torch::GradMode::is_enabled()) {
+  const bool grad = torch::GradMode::is_enabled();
+  if (!root) {
+    // An int keeps a slice for the gather before backward; without
+    // gradients no backward follows, and the unit is freed whole.
+    if (post_forward_) {
+      reshard(k, /*keep_slice=*/grad);
+    } else if (!options_.reshard_after_forward().keeps_everything()) {
+      reshard(k);
+    }
+  }
+  if (!grad) {
     if (root) reshard(k);  // no backward follows (evaluation)
     return;
   }

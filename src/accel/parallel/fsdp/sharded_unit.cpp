@@ -147,6 +147,17 @@ void ShardedUnit::unshard() {
   wait_for_update();
   ++gathers_;
   torch::NoGradGuard no_grad;
+  if (kept_group_) {  // the slices kept after forward, on the compute stream where they were cut
+    for (auto& kind : kinds_) {
+      allocate_storage(kind.full, kind.full.numel() * kind.full.element_size());
+      kept_group_->_allgather_base(kind.full, kind.kept)->wait();
+      kind.kept = torch::Tensor();
+    }
+    kept_group_.reset();
+    ++slice_gathers_;
+    unsharded_ = true;
+    return;
+  }
   // Offloaded on CUDA, the gathered buffers are allocated and filled on the
   // copy stream, and the compute stream waits for them: the copy overlaps
   // whatever the compute stream still has queued (the previous unit's
@@ -246,7 +257,35 @@ torch::Tensor ShardedUnit::gather_input(const Kind& kind) const {
   return kind.shard.to(kind.full.scalar_type());  // the shard itself when the dtypes agree
 }
 
+void ShardedUnit::reshard_keeping_slice(c10::intrusive_ptr<c10d::ProcessGroup> ranks) {
+  ACCEL_CHECK_ARG(ranks, "ShardedUnit::reshard_keeping_slice: unit '", path_, "': the group is null");
+  if (!unsharded_) return;
+  for (const auto& kind : kinds_)
+    if (kind.written.defined()) return reshard();
+  torch::NoGradGuard no_grad;
+  const int64_t parts = ranks->getSize(), place = ranks->getRank();
+  std::vector<torch::Tensor> kept;
+  for (const auto& kind : kinds_) {
+    ACCEL_CHECK_ARG(kind.full.numel() % parts == 0, "ShardedUnit::reshard_keeping_slice: unit '", path_, "' holds ",
+                    kind.full.numel(), " elements, not a multiple of the ", parts, " ranks keeping its slices");
+    const int64_t slice = kind.full.numel() / parts;
+    kept.push_back(kind.full.narrow(0, place * slice, slice).clone());
+  }
+  reshard();
+  for (size_t i = 0; i < kinds_.size(); ++i) kinds_[i].kept = std::move(kept[i]);
+  kept_group_ = std::move(ranks);
+}
+
+int64_t ShardedUnit::kept_slice_bytes() const {
+  int64_t bytes = 0;
+  for (const auto& kind : kinds_)
+    if (kind.kept.defined()) bytes += kind.kept.nbytes();
+  return bytes;
+}
+
 void ShardedUnit::reshard() {
+  kept_group_.reset();
+  for (auto& kind : kinds_) kind.kept = torch::Tensor();
   if (!unsharded_) return;
   for (auto& kind : kinds_) {
     if (kind.written.defined()) {  // unshard_for_write: the parameters view the gathered buffer again
