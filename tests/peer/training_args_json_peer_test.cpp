@@ -1,8 +1,8 @@
-// A JSON written by Transformers' TrainingArguments.to_json_string() with
+// The entries Transformers' TrainingArguments.to_json_string() writes for
 // train_sampling_strategy, length_column_name, neftune_noise_alpha,
 // auto_find_batch_size and torch_compile set (and what Python's
-// __post_init__ adds for them: torch_compile_backend "inductor") loads into
-// accel's TrainingArguments with the same values, and resolves.
+// __post_init__ adds for them: torch_compile_backend "inductor") load into
+// accel's TrainingArguments with the same values, and resolve.
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -17,6 +17,7 @@ TEST(TrainingArgumentsPeer, PythonsJsonWithTheNewArgumentsLoads) {
   accel::testing::TempDir dir("training_args_json_peer");
   const auto py = accel::testing::run_peer_script("training_args_json.py", {dir.path().string()});
   ASSERT_EQ(py.at("torch_compile_backend"), "inductor");
+  ASSERT_EQ(py.size(), 6u) << py.dump();
   const auto a = TrainingArguments::from_json(py.dump());
   EXPECT_EQ(a.train_sampling_strategy(), "group_by_length");
   EXPECT_EQ(a.length_column_name(), "n_tokens");

