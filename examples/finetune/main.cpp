@@ -92,9 +92,14 @@ int main(int argc, char** argv) {
                          .n_positions(seq)
                          .vocab_size(256));
     using Functions = accel::ModelFunctions<gpt2::GPT2>;
-    auto functions = Functions().compute_loss([](Functions::Model& m, const accel::TensorDict& b) {
-      return m(b.at("input_ids"), b.at("labels"));  // the mean next-token cross-entropy
-    });
+    auto functions = Functions()
+                         .compute_loss([](Functions::Model& m, const accel::TensorDict& b) {
+                           return m(b.at("input_ids"), b.at("labels"));  // the mean next-token cross-entropy
+                         })
+                         // --neftune_noise_alpha's noise goes onto the token embeddings.
+                         .set_input_embeddings_hook([](gpt2::GPT2& m, accel::EmbeddingsHook hook) {
+                           m->transformer->embeddings_hook = std::move(hook);
+                         });
     accel::Trainer trainer(model, args, windows(own["--train_file"], seq), windows(own["--eval_file"], seq), functions);
     const auto before = trainer.evaluate();
     trainer.train();

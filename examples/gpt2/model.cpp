@@ -104,7 +104,9 @@ torch::Tensor TransformerImpl::forward(const torch::Tensor& tokens, KVCache* cac
   TORCH_CHECK(past + T <= n_positions, "GPT-2: a sequence of ", past + T, " tokens (", past, " cached + ", T,
               " new) is longer than n_positions = ", n_positions);
   auto positions = torch::arange(past, past + T, tokens.options().dtype(torch::kLong));
-  auto x = drop_(wte(tokens) + wpe(positions));
+  auto embeddings = wte(tokens);
+  if (embeddings_hook) embeddings = embeddings_hook(embeddings);
+  auto x = drop_(embeddings + wpe(positions));
   if (!cache) {
     for (auto& block : blocks_) x = block(x);
   } else {

@@ -28,6 +28,7 @@
 
 #include <vector>
 
+#include "accel/trainer/neftune.h"
 #include "accel/unit/unit.h"
 #include "config.h"
 #include "kv_cache.h"
@@ -104,6 +105,9 @@ class TransformerImpl : public torch::nn::Module {
 
   torch::nn::Embedding wte{nullptr}, wpe{nullptr};
   torch::nn::ModuleList h{nullptr};
+  /// Applied to wte's output when set (Hugging Face's input embeddings):
+  /// the Trainer's NEFTune noise (accel/trainer/neftune.h) comes in here.
+  accel::EmbeddingsHook embeddings_hook;
   torch::nn::LayerNorm ln_f{nullptr};
 
  private:

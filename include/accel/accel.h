@@ -18,6 +18,7 @@
 #include "accel/data/data_loader.h"
 #include "accel/data/dataset.h"
 #include "accel/data/iterable_dataset_shard.h"
+#include "accel/data/length_grouped_sampler.h"
 #include "accel/data/metrics.h"
 #include "accel/data/prepare.h"
 #include "accel/data/sampler.h"

@@ -28,10 +28,14 @@ torch::Tensor gelu_tanh(const torch::Tensor& x) {
 }
 
 // Weights are nn.Linear's [out, in]: y = x W^T + b.
-torch::Tensor reference_logits(const Weights& w, const torch::Tensor& tokens, int64_t n_layer, int64_t n_head) {
+// `embedding_shift` is added to the token embeddings (not to the tied
+// output projection).
+torch::Tensor reference_logits(const Weights& w, const torch::Tensor& tokens, int64_t n_layer, int64_t n_head,
+                               double embedding_shift = 0) {
   auto at = [&](const std::string& k) { return w.at(k); };
   const int64_t T = tokens.size(1);
-  auto x = at("transformer.wte.weight").index({tokens}) + at("transformer.wpe.weight").narrow(0, 0, T);
+  auto x =
+      at("transformer.wte.weight").index({tokens}) + embedding_shift + at("transformer.wpe.weight").narrow(0, 0, T);
   const int64_t C = x.size(-1), hs = C / n_head;
   auto mask = torch::ones({T, T}, torch::kBool).tril();
   for (int64_t l = 0; l < n_layer; ++l) {
@@ -103,4 +107,27 @@ TEST(Gpt2Model, FusedLossEqualsCrossEntropyOfTheLogits) {
     EXPECT_LT((item.value().grad() - gb).abs().max().item<double>(), 1e-5 + 1e-4 * gb.abs().max().item<double>())
         << item.key();
   }
+}
+
+// The embeddings hook (NEFTune's seam) sees the token embeddings, and what
+// it returns is what the model runs on: a hook adding c gives the logits of
+// a model whose token embeddings are shifted by c (the output projection,
+// tied to them, left as it was).
+TEST(Gpt2Model, EmbeddingsHookActsOnTheTokenEmbeddings) {
+  Fixture hooked;
+  torch::Tensor seen;
+  hooked.model->transformer->embeddings_hook = [&](const torch::Tensor& e) {
+    seen = e.detach().clone();
+    return e + 0.25;
+  };
+  torch::NoGradGuard no_grad;
+  const auto logits = hooked.model(hooked.tokens);
+  EXPECT_TRUE(torch::equal(seen, hooked.model->transformer->wte(hooked.tokens)));
+
+  Weights w;
+  for (auto& item : hooked.model->named_parameters()) w[item.key()] = item.value().detach().to(torch::kDouble);
+  const auto ref = reference_logits(w, hooked.tokens, 2, 4, 0.25);
+  EXPECT_LT((logits.to(torch::kDouble) - ref).abs().max().item<double>(), 1e-4);
+  // Unshifted, the logits differ: the hook's result was used.
+  EXPECT_GT((logits.to(torch::kDouble) - reference_logits(w, hooked.tokens, 2, 4)).abs().max().item<double>(), 1e-3);
 }

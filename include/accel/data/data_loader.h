@@ -300,7 +300,10 @@ auto make_data_loader(std::shared_ptr<D> dataset, DataLoaderOptions options, Col
     static_assert(std::is_base_of_v<Dataset<Example>, D>, "make_data_loader needs a Dataset or IterableDataset");
     options.validate(false);
     std::shared_ptr<const Dataset<Example>> ds = std::move(dataset);
-    return DataLoader<Batch>(detail::map_source(std::move(ds), options, std::move(fn)), std::move(options));
+    // The source first: an argument moved from `options` in the same call
+    // may be constructed before map_source reads its sampler.
+    auto source = detail::map_source(std::move(ds), options, std::move(fn));
+    return DataLoader<Batch>(std::move(source), std::move(options));
   }
 }
 

@@ -39,6 +39,7 @@
 
 #include "accel/accelerator.h"
 #include "accel/data/dataset.h"
+#include "accel/trainer/neftune.h"
 #include "accel/trainer/trainer_callback.h"
 #include "accel/trainer/trainer_state.h"
 #include "accel/trainer/training_arguments.h"
@@ -56,7 +57,8 @@ struct ACCEL_API EvalPrediction {
 using ComputeMetrics = std::function<Metrics(const EvalPrediction&)>;
 
 /// What predict() returns (Transformers' PredictionOutput): every example
-/// of the dataset once, in order, gathered from all processes, on the CPU.
+/// of the dataset once, in order (under group_by_length: the evaluation
+/// sampler's order), gathered from all processes, on the CPU.
 /// Predictions and labels longer on some processes or batches than others
 /// (dimension 1) are padded with -100 on the right.
 struct ACCEL_API PredictionOutput {
@@ -92,6 +94,12 @@ struct ModelFunctions {
   /// LM): label smoothing shifts the labels, as Transformers does for its
   /// causal LM classes.
   TORCH_ARG(bool, shift_labels) = false;
+  /// Stores a hook in the model that its forward applies to the input
+  /// embeddings' output (an empty hook: none); see neftune.h. Needed by
+  /// neftune_noise_alpha: train() sets neftune_hook there and clears it
+  /// when training ends, as Transformers adds and removes its forward hook.
+  using SetEmbeddingsHook = std::function<void(Holder&, EmbeddingsHook)>;
+  TORCH_ARG(SetEmbeddingsHook, set_input_embeddings_hook) = nullptr;
 };
 
 /// Transformers' rule: the parameters weight decay applies to are all but
@@ -118,11 +126,16 @@ class ACCEL_API Trainer {
   template <Module Holder>
   Trainer(Holder model, TrainingArguments args, Datasets train_dataset, Datasets eval_dataset = nullptr,
           ModelFunctions<Holder> functions = {}, Callbacks callbacks = {})
-      : Trainer(std::move(args), std::move(train_dataset), std::move(eval_dataset), std::move(callbacks)) {
+      : Trainer(std::move(args), std::move(train_dataset), std::move(eval_dataset), std::move(callbacks),
+                functions.main_input_name()) {
     auto prepared = std::make_shared<PreparedModel<Holder>>(accelerator().prepare_model(model));
     Erased e;
     e.module = model.ptr();
     e.core = prepared->core_ptr();
+    e.reprepare = [this, prepared, model] {
+      *prepared = accelerator().prepare_model(model);
+      return prepared->core_ptr();
+    };
     if (functions.compute_loss()) {
       e.loss = [prepared, f = functions.compute_loss()](const TensorDict& b) { return f(*prepared, b); };
     } else if constexpr (requires(typename Holder::ContainedType & m, const TensorDict& b) {
@@ -135,6 +148,10 @@ class ACCEL_API Trainer {
     e.compute_metrics = functions.compute_metrics();
     e.main_input_name = functions.main_input_name();
     e.shift_labels = functions.shift_labels();
+    if (functions.set_input_embeddings_hook())
+      e.set_embeddings_hook = [model, f = functions.set_input_embeddings_hook()](EmbeddingsHook hook) mutable {
+        f(model, std::move(hook));
+      };
     set_model(std::move(e));
   }
   ~Trainer();
@@ -181,11 +198,15 @@ class ACCEL_API Trainer {
     ComputeMetrics compute_metrics;
     std::string main_input_name;
     bool shift_labels = false;
+    std::function<void(EmbeddingsHook)> set_embeddings_hook;
+    /// Prepares the model again (after Accelerator::free_memory); returns the new core.
+    std::function<std::shared_ptr<PreparedModelCore>()> reprepare;
   };
   struct Impl;
   std::unique_ptr<Impl> impl_;
 
-  Trainer(TrainingArguments args, Datasets train_dataset, Datasets eval_dataset, Callbacks callbacks);
+  Trainer(TrainingArguments args, Datasets train_dataset, Datasets eval_dataset, Callbacks callbacks,
+          std::string main_input_name);
   void set_model(Erased model);
 };
 

@@ -122,6 +122,11 @@ struct ACCEL_API TrainingArguments {
   /// the batch's "attention_mask"; all tokens without one). JSON true and
   /// false mean "all" and "no".
   TORCH_ARG(std::string, include_num_input_tokens_seen) = "no";
+  /// NEFTune: uniform noise of bound alpha / sqrt(L * d) added to the
+  /// input embeddings' output in training (not in evaluation); the model
+  /// must take the hook (ModelFunctions::set_input_embeddings_hook,
+  /// neftune.h). Unset: no noise.
+  TORCH_ARG(std::optional<double>, neftune_noise_alpha) = std::nullopt;
 
   // --- checkpoints -------------------------------------------------------
   TORCH_ARG(IntervalStrategy, save_strategy) = IntervalStrategy::steps;
@@ -148,6 +153,24 @@ struct ACCEL_API TrainingArguments {
   /// Transformers' deprecated alias of activation_checkpointing (resolved()
   /// makes the two agree).
   TORCH_ARG(std::optional<bool>, gradient_checkpointing) = std::nullopt;
+  /// On an out-of-memory error (CUDA's, the CPU allocator's, cuDNN's
+  /// CUDNN_STATUS_NOT_SUPPORTED: accel::should_reduce_batch_size), restart
+  /// training from the beginning with int(0.9 * the batch size) per
+  /// process, until one fits (Transformers' and Accelerate's
+  /// find_executable_batch_size); at 0 it gives up with an error. The
+  /// batch found is TrainerState::train_batch_size, and a resumed run starts
+  /// from its checkpoint's. Other errors pass through unchanged. Every
+  /// process must fail alike (an error on one rank only leaves the others
+  /// waiting, as in Transformers).
+  TORCH_ARG(bool, auto_find_batch_size) = false;
+  /// The C++ counterpart of torch.compile: the whole training step
+  /// (forward, backward, clipping, the optimizer step) recorded once as a
+  /// CUDA graph and replayed (Accelerator::capture_step, graph/
+  /// captured_step.h). Needs gradient_accumulation_steps 1, optim
+  /// adamw_torch_fused, no fp16, one process on a GPU, and batches of one
+  /// shape (a short last batch is refused: set dataloader_drop_last). On
+  /// the CPU the same step runs eagerly, with the same results.
+  TORCH_ARG(bool, torch_compile) = false;
 
   // --- randomness, precision, data ----------------------------------------
   TORCH_ARG(int64_t, seed) = 42;
@@ -164,6 +187,17 @@ struct ACCEL_API TrainingArguments {
   TORCH_ARG(std::optional<int64_t>, dataloader_prefetch_factor) = std::nullopt;
   TORCH_ARG(bool, dataloader_pin_memory) = true;
   TORCH_ARG(bool, dataloader_persistent_workers) = false;
+  /// The training order: "random" (reshuffled each epoch from data_seed),
+  /// "sequential", or "group_by_length" (LengthGroupedSampler over batches
+  /// of per_device_train_batch_size * gradient_accumulation_steps; the
+  /// evaluation and test loaders are then grouped by length too, with
+  /// per_device_eval_batch_size and the same order at every evaluation).
+  /// Transformers' "batch_rebalance" is refused by name.
+  TORCH_ARG(std::string, train_sampling_strategy) = "random";
+  /// Under group_by_length, an example's length is its entry of this name
+  /// (one value), else the length (first dimension) of its
+  /// ModelFunctions::main_input_name entry ("input_ids").
+  TORCH_ARG(std::string, length_column_name) = "length";
 
  public:  // TORCH_ARG leaves the section private
   /// `--name value`, `--name=value`, a bare `--flag` (true) and

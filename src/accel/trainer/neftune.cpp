@@ -24,4 +24,12 @@ torch::Tensor neftune_noise(const torch::Tensor& embeddings, double alpha, std::
   return embeddings + torch::zeros_like(embeddings).uniform_(-m, m, generator);
 }
 
+EmbeddingsHook neftune_hook(std::shared_ptr<const torch::nn::Module> module, double alpha) {
+  ACCEL_CHECK_ARG(module, "neftune_hook: the module is null");
+  ACCEL_CHECK_ARG(alpha > 0, "neftune: neftune_noise_alpha ", alpha, ", expected a positive number");
+  return [module = std::move(module), alpha](const torch::Tensor& embeddings) {
+    return module->is_training() ? neftune_noise(embeddings, alpha) : embeddings;
+  };
+}
+
 }  // namespace accel

@@ -9,11 +9,14 @@
 #include <set>
 #include <stdexcept>
 
+#include "accel/data/length_grouped_sampler.h"
+#include "accel/graph/captured_step.h"
 #include "accel/optim/schedules.h"
 #include "accel/trainer/label_smoother.h"
 #include "accel/trainer/trainer_impl.h"
 #include "accel/unit/unit.h"
 #include "accel/util/check.h"
+#include "accel/util/memory.h"
 #include "accel/util/seed.h"
 
 namespace accel {
@@ -56,6 +59,7 @@ AcceleratorOptions accelerator_options(const TrainingArguments& a) {
   if (a.bf16()) o.mixed_precision(MixedPrecision::bf16);
   if (a.use_cpu()) o.cpu(true);
   o.fused_optimizer_step(a.optim() == "adamw_torch_fused");
+  o.cuda_graph(a.torch_compile());
   o.data_seed(static_cast<uint64_t>(a.data_seed().value_or(a.seed())));
   o.log_with(a.report_to());
   o.project_config(ProjectConfiguration()
@@ -66,15 +70,56 @@ AcceleratorOptions accelerator_options(const TrainingArguments& a) {
 
 }  // namespace
 
+namespace {
+
+std::vector<int64_t> example_lengths(const Dataset<TensorDict>& ds, const std::string& length_column,
+                                     const std::string& main_input_name) {
+  std::vector<int64_t> lengths;
+  lengths.reserve(static_cast<size_t>(ds.size()));
+  for (int64_t i = 0; i < ds.size(); ++i) {
+    const TensorDict example = ds.get(i);
+    if (auto l = example.find(length_column); l != example.end()) {
+      ACCEL_CHECK_ARG(l->second.numel() == 1, "Trainer: train_sampling_strategy = group_by_length: example ", i, "'s '",
+                      length_column, "' (length_column_name) has shape ", l->second.sizes(), ", expected one value");
+      lengths.push_back(l->second.item<int64_t>());
+    } else if (auto in = example.find(main_input_name); in != example.end()) {
+      ACCEL_CHECK_ARG(in->second.dim() >= 1, "Trainer: train_sampling_strategy = group_by_length: example ", i, "'s '",
+                      main_input_name, "' is a scalar, which has no length");
+      lengths.push_back(in->second.size(0));
+    } else {
+      fail<std::invalid_argument>(
+          "Trainer: train_sampling_strategy = group_by_length needs each example's length, "
+          "but example ",
+          i, " has neither '", length_column, "' (length_column_name) nor '", main_input_name,
+          "' (ModelFunctions::main_input_name)");
+    }
+  }
+  return lengths;
+}
+
+}  // namespace
+
 DataLoader<TensorDict> make_loader(const std::shared_ptr<Dataset<TensorDict>>& ds, const TrainingArguments& a,
-                                   bool training, bool on_gpu) {
-  auto o = DataLoaderOptions(training ? a.per_device_train_batch_size() : a.per_device_eval_batch_size())
-               .shuffle(training)
+                                   bool training, bool on_gpu, const std::string& main_input_name,
+                                   std::optional<int64_t> train_batch_size) {
+  const int64_t batch_size =
+      training ? train_batch_size.value_or(a.per_device_train_batch_size()) : a.per_device_eval_batch_size();
+  const auto seed = static_cast<uint64_t>(a.data_seed().value_or(a.seed()));
+  auto o = DataLoaderOptions(batch_size)
                .drop_last(a.dataloader_drop_last())
                .num_workers(a.dataloader_num_workers())
                .persistent_workers(a.dataloader_persistent_workers())
                .pin_memory(a.dataloader_pin_memory() && on_gpu);
-  if (training) o.seed(static_cast<uint64_t>(a.data_seed().value_or(a.seed())));
+  if (a.train_sampling_strategy() == "group_by_length") {
+    // Transformers groups training batches over the accumulated step of
+    // the arguments' batch size (also when auto_find_batch_size has found a
+    // smaller one), evaluation batches with a generator seeded alike each time.
+    const int64_t group = training ? a.per_device_train_batch_size() * a.gradient_accumulation_steps() : batch_size;
+    o.sampler(std::make_shared<LengthGroupedSampler>(example_lengths(*ds, a.length_column_name(), main_input_name),
+                                                     group, seed, /*reshuffle_each_epoch=*/training));
+  } else if (training && a.train_sampling_strategy() == "random") {
+    o.shuffle(true).seed(seed);
+  }
   if (a.dataloader_prefetch_factor()) o.prefetch_factor(*a.dataloader_prefetch_factor());
   return make_data_loader(ds, o);
 }
@@ -100,10 +145,12 @@ std::vector<std::string> decay_parameter_names(const torch::nn::Module& model) {
   return out;
 }
 
-Trainer::Trainer(TrainingArguments args, Datasets train_dataset, Datasets eval_dataset, Callbacks callbacks)
+Trainer::Trainer(TrainingArguments args, Datasets train_dataset, Datasets eval_dataset, Callbacks callbacks,
+                 std::string main_input_name)
     : impl_(std::make_unique<Impl>()) {
   auto& m = *impl_;
   m.args = args.resolved();
+  m.main_input_name = std::move(main_input_name);
   ACCEL_CHECK_ARG(train_dataset, "Trainer: the train dataset is null");
   ACCEL_CHECK_ARG(eval_dataset || m.args.eval_strategy() == IntervalStrategy::no,
                   "Trainer: eval_strategy = ", to_string(m.args.eval_strategy()), " needs an eval dataset");
@@ -112,11 +159,18 @@ Trainer::Trainer(TrainingArguments args, Datasets train_dataset, Datasets eval_d
   m.train_dataset = std::move(train_dataset);
   m.eval_dataset = std::move(eval_dataset);
   const bool on_gpu = m.accelerator->device().is_cuda();
+  ACCEL_CHECK_ARG(!m.args.torch_compile() || !on_gpu || m.accelerator->num_processes() == 1,
+                  "Trainer: torch_compile captures the training step as a CUDA graph, which accel does not yet do "
+                  "with several processes (DDP); this job has ",
+                  m.accelerator->num_processes());
   // Both loaders are prepared now, in this order, so that every checkpoint
   // holds the same objects whether or not it was taken after an evaluation.
-  m.train_loader.emplace(m.accelerator->prepare_data_loader(make_loader(m.train_dataset, m.args, true, on_gpu)));
+  m.train_loader.emplace(
+      m.accelerator->prepare_data_loader(make_loader(m.train_dataset, m.args, true, on_gpu, m.main_input_name)));
+  m.train_batch_size = m.args.per_device_train_batch_size();
   if (m.eval_dataset)
-    m.eval_loader.emplace(m.accelerator->prepare_data_loader(make_loader(m.eval_dataset, m.args, false, on_gpu)));
+    m.eval_loader.emplace(
+        m.accelerator->prepare_data_loader(make_loader(m.eval_dataset, m.args, false, on_gpu, m.main_input_name)));
   m.callbacks.push_back(std::make_shared<DefaultFlowCallback>());
   for (auto& c : callbacks) {
     ACCEL_CHECK_ARG(c, "Trainer: a callback is null");
@@ -146,6 +200,11 @@ void Trainer::set_model(Erased model) {
       if (labels == b.end()) return loss(b);
       return label_smoothed_loss(predict(b), labels->second, smoothing, shift);
     };
+  }
+  if (const auto alpha = impl_->args.neftune_noise_alpha()) {
+    ACCEL_CHECK_ARG(model.set_embeddings_hook, "Trainer: neftune_noise_alpha = ", *alpha,
+                    " adds noise to the model's input embeddings, which needs "
+                    "ModelFunctions::set_input_embeddings_hook (the model's seam for it, see trainer/neftune.h)");
   }
   if (impl_->args.activation_checkpointing().value_or(false)) {
     const auto units = find_units(*model.module);
@@ -224,6 +283,69 @@ TrainOutput Trainer::train(std::optional<std::string> resume_from_checkpoint) {
   std::optional<fs::path> resume;
   if (resume_from_checkpoint) resume = m.resolve_checkpoint(*resume_from_checkpoint);
 
+  // NEFTune's hook is in the model only while train() runs (Transformers'
+  // activate_neftune / deactivate_neftune), whichever way it ends.
+  struct ClearHook {
+    std::function<void(EmbeddingsHook)> set;
+    ~ClearHook() {
+      if (set) set(nullptr);
+    }
+  } neftune;
+  if (const auto alpha = a.neftune_noise_alpha()) {
+    m.model.set_embeddings_hook(neftune_hook(m.model.module, *alpha));
+    neftune.set = m.model.set_embeddings_hook;
+  }
+
+  if (!a.auto_find_batch_size()) return m.train_loop(resume, a.per_device_train_batch_size());
+  // Transformers' find_executable_batch_size around its inner loop: on an
+  // out-of-memory error, everything restarts from the beginning with 0.9
+  // times the batch. A resumed run starts from the batch its checkpoint
+  // was trained with.
+  int64_t start = a.per_device_train_batch_size();
+  if (resume) start = TrainerState::load(*resume / "trainer_state.json").train_batch_size.value_or(start);
+  const auto reduce = [start](int64_t batch_size) {
+    const auto next = static_cast<int64_t>(static_cast<double>(batch_size) * 0.9);
+    ACCEL_CHECK(next > 0, "Trainer: auto_find_batch_size ran out of memory at every batch size from ", start,
+                " down to ", batch_size, ": no executable batch size found, reached zero");
+    return next;
+  };
+  return find_executable_batch_size(
+      [&](int64_t batch_size) {
+        if (batch_size != m.train_batch_size) m.restart_with_batch_size(batch_size);
+        return m.train_loop(resume, batch_size);
+      },
+      start, reduce);
+}
+
+void Trainer::Impl::restart_with_batch_size(int64_t batch_size) {
+  ACCEL_CHECK(!model.core->sharding(), "Trainer: auto_find_batch_size cannot restart training with batch size ",
+              batch_size,
+              ": the model's parameters are sharded (ZeRO-3/FSDP), and a sharded model is not prepared again");
+  // What the failed attempt held: gradients, optimizer state, the prepared
+  // objects (free_memory also empties the CUDA cache).
+  model.module->zero_grad();
+  optimizer.reset();
+  scheduler.reset();
+  accelerator->free_memory();
+  model.core = model.reprepare();
+  const bool on_gpu = accelerator->device().is_cuda();
+  train_loader.emplace(
+      accelerator->prepare_data_loader(make_loader(train_dataset, args, true, on_gpu, main_input_name, batch_size)));
+  if (eval_dataset)
+    eval_loader.emplace(
+        accelerator->prepare_data_loader(make_loader(eval_dataset, args, false, on_gpu, main_input_name)));
+  train_batch_size = batch_size;
+  const bool local0 = state.is_local_process_zero, world0 = state.is_world_process_zero;
+  state = TrainerState();
+  state.is_local_process_zero = local0;
+  state.is_world_process_zero = world0;
+  control = TrainerControl();
+}
+
+TrainOutput Trainer::Impl::train_loop(const std::optional<fs::path>& resume, int64_t batch_size) {
+  auto& m = *this;
+  const auto& a = m.args;
+
   // --- the step counts (set_initial_training_values) ---------------------
   const int64_t len_dl = m.train_loader->size();
   ACCEL_CHECK_ARG(len_dl > 0, "Trainer: the training loader has ", len_dl, " batches on this process");
@@ -233,13 +355,20 @@ TrainOutput Trainer::train(std::optional<std::string> resume_from_checkpoint) {
       a.max_steps() > 0 ? a.max_steps() : static_cast<int64_t>(std::ceil(a.num_train_epochs() * nupe));
   const int64_t num_epochs = a.max_steps() > 0 ? max_steps / nupe + (max_steps % nupe > 0)
                                                : static_cast<int64_t>(std::ceil(a.num_train_epochs()));
-  const int64_t total_batch = a.per_device_train_batch_size() * ga * m.accelerator->num_processes();
+  const int64_t total_batch = batch_size * ga * m.accelerator->num_processes();
+  if (a.torch_compile()) {
+    const int64_t n = m.train_dataset->size();
+    ACCEL_CHECK_ARG(a.dataloader_drop_last() || n % (batch_size * m.accelerator->num_processes()) == 0,
+                    "Trainer: torch_compile replays one captured step, which needs every batch of one shape, but ", n,
+                    " examples in batches of ", batch_size, " on ", m.accelerator->num_processes(),
+                    " process(es) leave a short last batch; set dataloader_drop_last");
+  }
   const double num_train_samples = a.max_steps() > 0
                                        ? static_cast<double>(max_steps * total_batch)
                                        : static_cast<double>(m.train_dataset->size()) * a.num_train_epochs();
 
   // --- the state (_init_training_state) ----------------------------------
-  m.state.train_batch_size = a.per_device_train_batch_size();
+  m.state.train_batch_size = batch_size;
   const auto steps_of = [&](double v) {
     return v < 1 ? static_cast<int64_t>(std::ceil(max_steps * v)) : static_cast<int64_t>(v);
   };
@@ -333,6 +462,43 @@ TrainOutput Trainer::train(std::optional<std::string> resume_from_checkpoint) {
     }
   };
 
+  const double max_norm = a.max_grad_norm() > 0 ? a.max_grad_norm() : INFINITY;
+  const auto mean_loss = [&](const TensorDict& batch) {
+    torch::Tensor loss = m.model.loss(batch);
+    ACCEL_CHECK(loss.numel() == 1, "Trainer: compute_loss returned a tensor of shape ", loss.sizes(),
+                ", expected the batch's mean loss (one value)");
+    return loss.reshape({});
+  };
+  // torch_compile: the whole step through Accelerator::capture_step, which
+  // records it as a CUDA graph on a GPU and calls it eagerly elsewhere. Its
+  // inputs are the batch's tensors in key order.
+  const bool compiled = a.torch_compile();
+  std::vector<std::string> batch_keys;
+  std::optional<CapturedStep> captured;
+  const auto compiled_step = [&](const TensorDict& batch) {
+    if (!captured) {
+      for (const auto& kv : batch) batch_keys.push_back(kv.first);
+      captured.emplace(m.accelerator->capture_step([&](const std::vector<torch::Tensor>& in) {
+        TensorDict b;
+        for (size_t k = 0; k < in.size(); ++k) b[batch_keys[k]] = in[k];
+        torch::Tensor loss = mean_loss(b);
+        m.accelerator->backward(loss);
+        torch::Tensor norm = m.accelerator->clip_grad_norm_(params, max_norm);
+        m.optimizer->step();
+        m.optimizer->zero_grad();
+        return std::vector<torch::Tensor>{loss.detach().to(torch::kFloat32), norm.detach()};
+      }));
+    }
+    std::vector<torch::Tensor> in;
+    for (const auto& key : batch_keys) {
+      const auto found = batch.find(key);
+      ACCEL_CHECK(found != batch.end() && batch.size() == batch_keys.size(),
+                  "Trainer: torch_compile replays one captured step, but a batch's entries differ from the first's");
+      in.push_back(found->second);
+    }
+    return (*captured)(in);
+  };
+
   auto& loader = *m.train_loader;
   for (int64_t epoch = epochs_trained; epoch < num_epochs; ++epoch) {
     m.control.should_epoch_stop = false;
@@ -357,15 +523,21 @@ TrainOutput Trainer::train(std::optional<std::string> resume_from_checkpoint) {
         ++step;
         const bool sync = (step + 1) % ga == 0 || step + 1 == len_dl;
         if (step % ga == 0) m.on_step_begin();
-        torch::Tensor loss_step;
-        {
+        torch::Tensor loss_step, norm;
+        if (compiled) {
+          // torch_compile: forward, backward, clipping and the optimizer
+          // step are one captured graph (ga is 1: every batch syncs).
+          module.train();
+          m.each([&](TrainerCallback& c) { c.on_pre_optimizer_step(a, m.state, m.control); });
+          const auto out = compiled_step(batches[i]);
+          loss_step = out[0];
+          norm = out[1];
+          m.each([&](TrainerCallback& c) { c.on_optimizer_step(a, m.state, m.control); });
+        } else {
           std::optional<NoSyncGuard> no_sync;
           if (i + 1 != batches.size()) no_sync.emplace(m.model.core->sync_flag());
           module.train();
-          torch::Tensor loss = m.model.loss(batches[i]);
-          ACCEL_CHECK(loss.numel() == 1, "Trainer: compute_loss returned a tensor of shape ", loss.sizes(),
-                      ", expected the batch's mean loss (one value)");
-          loss = loss.reshape({}) / current_ga;
+          torch::Tensor loss = mean_loss(batches[i]) / current_ga;
           m.accelerator->backward(loss);
           loss_step = loss.detach().to(torch::kFloat32);
         }
@@ -376,14 +548,17 @@ TrainOutput Trainer::train(std::optional<std::string> resume_from_checkpoint) {
           m.tr_loss += loss_step;
         }
         if (sync) {
-          const double max_norm = a.max_grad_norm() > 0 ? a.max_grad_norm() : INFINITY;
-          grad_norm = m.accelerator->clip_grad_norm_(params, max_norm).item<double>();
-          m.each([&](TrainerCallback& c) { c.on_pre_optimizer_step(a, m.state, m.control); });
-          m.optimizer->step();
-          m.each([&](TrainerCallback& c) { c.on_optimizer_step(a, m.state, m.control); });
+          if (compiled) {
+            grad_norm = norm.item<double>();
+          } else {
+            grad_norm = m.accelerator->clip_grad_norm_(params, max_norm).item<double>();
+            m.each([&](TrainerCallback& c) { c.on_pre_optimizer_step(a, m.state, m.control); });
+            m.optimizer->step();
+            m.each([&](TrainerCallback& c) { c.on_optimizer_step(a, m.state, m.control); });
+          }
           lr = m.scheduler->get_last_lr()[0];
           if (!m.optimizer->step_was_skipped()) m.scheduler->step();
-          m.optimizer->zero_grad();
+          if (!compiled) m.optimizer->zero_grad();
           m.state.global_step += 1;
           m.state.epoch = static_cast<double>(epoch) + static_cast<double>(step + 1) / static_cast<double>(len_dl);
           if (bar) bar->update();

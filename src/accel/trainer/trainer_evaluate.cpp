@@ -130,8 +130,8 @@ Metrics Trainer::Impl::evaluate() {
 PredictionOutput Trainer::Impl::predict(const Datasets& test_dataset) {
   ACCEL_CHECK_ARG(test_dataset, "Trainer::predict: the test dataset is null");
   const auto start = std::chrono::steady_clock::now();
-  auto loader =
-      accelerator->prepare_unsaved_data_loader(make_loader(test_dataset, args, false, accelerator->device().is_cuda()));
+  auto loader = accelerator->prepare_unsaved_data_loader(
+      make_loader(test_dataset, args, false, accelerator->device().is_cuda(), main_input_name));
   auto out = evaluation_loop(loader, "test", true);
   const int64_t total = args.per_device_eval_batch_size() * accelerator->num_processes();
   add_speed_metrics(out.metrics, "test", start, out.num_samples, (out.num_samples + total - 1) / total);

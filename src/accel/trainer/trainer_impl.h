@@ -16,6 +16,7 @@ struct Trainer::Impl {
   TrainingArguments args;  // resolved
   std::unique_ptr<Accelerator> accelerator;
   Datasets train_dataset, eval_dataset;
+  std::string main_input_name;  // ModelFunctions', for group_by_length's lengths
   std::optional<DataLoader<TensorDict>> train_loader, eval_loader;
   Erased model;
   std::vector<std::shared_ptr<TrainerCallback>> callbacks;  // DefaultFlowCallback first
@@ -24,6 +25,8 @@ struct Trainer::Impl {
   std::shared_ptr<AcceleratedOptimizer> optimizer;
   std::shared_ptr<LRScheduler> scheduler;
   bool trained = false;
+  /// The batch size the training loader was built with.
+  int64_t train_batch_size = 0;
   bool trackers_started = false;
 
   // Loss bookkeeping between logs (Transformers' _tr_loss, a float32 sum
@@ -47,6 +50,14 @@ struct Trainer::Impl {
   /// include_num_input_tokens_seen: adds the batch's tokens, summed over processes.
   void track_input_tokens(const TensorDict& batch);
   int64_t initial_tokens_seen = 0;
+
+  /// The training loop (Transformers' _inner_training_loop) with batches
+  /// of `batch_size` per process, resuming from `resume` when given.
+  TrainOutput train_loop(const std::optional<std::filesystem::path>& resume, int64_t batch_size);
+  /// auto_find_batch_size after an out-of-memory error: frees what the
+  /// failed attempt held, prepares the model and loaders again (the
+  /// training loader with `batch_size`) and starts from a fresh state.
+  void restart_with_batch_size(int64_t batch_size);
 
   // --- trainer_evaluate.cpp ----------------------------------------------
   struct LoopOutput {
@@ -73,10 +84,12 @@ struct Trainer::Impl {
   void save_model(const std::filesystem::path& dir);
 };
 
-/// The (unprepared) loader the Trainer uses for `ds`: training (shuffled
-/// with data_seed) or evaluation batches.
+/// The (unprepared) loader the Trainer uses for `ds`: training batches
+/// (of `train_batch_size`, default per_device_train_batch_size) in the
+/// order train_sampling_strategy names, or evaluation batches.
 DataLoader<TensorDict> make_loader(const std::shared_ptr<Dataset<TensorDict>>& ds, const TrainingArguments& a,
-                                   bool training, bool on_gpu);
+                                   bool training, bool on_gpu, const std::string& main_input_name,
+                                   std::optional<int64_t> train_batch_size = std::nullopt);
 
 /// checkpoint-<n> folders of `dir`, oldest (lowest n) first; the best is
 /// moved just before the newest so that rotation keeps both.

@@ -190,6 +190,7 @@ const std::vector<Field>& fields() {
       ACCEL_PLAIN(Kind::real, label_smoothing_factor, as_real),
       ACCEL_FIELD(Kind::text, false, include_num_input_tokens_seen, as_tokens_seen(v),
                   a.include_num_input_tokens_seen()),
+      ACCEL_OPT(Kind::real, neftune_noise_alpha, as_real),
       ACCEL_STRATEGY(save_strategy),
       ACCEL_PLAIN(Kind::real, save_steps, as_real),
       ACCEL_OPT(Kind::integer, save_total_limit, as_int),
@@ -200,6 +201,8 @@ const std::vector<Field>& fields() {
       ACCEL_PLAIN(Kind::boolean, ignore_data_skip, as_bool),
       ACCEL_OPT(Kind::boolean, activation_checkpointing, as_bool),
       ACCEL_OPT(Kind::boolean, gradient_checkpointing, as_bool),
+      ACCEL_PLAIN(Kind::boolean, auto_find_batch_size, as_bool),
+      ACCEL_PLAIN(Kind::boolean, torch_compile, as_bool),
       ACCEL_PLAIN(Kind::integer, seed, as_int),
       ACCEL_OPT(Kind::integer, data_seed, as_int),
       ACCEL_PLAIN(Kind::boolean, full_determinism, as_bool),
@@ -211,6 +214,8 @@ const std::vector<Field>& fields() {
       ACCEL_OPT(Kind::integer, dataloader_prefetch_factor, as_int),
       ACCEL_PLAIN(Kind::boolean, dataloader_pin_memory, as_bool),
       ACCEL_PLAIN(Kind::boolean, dataloader_persistent_workers, as_bool),
+      ACCEL_PLAIN(Kind::text, train_sampling_strategy, as_text),
+      ACCEL_PLAIN(Kind::text, length_column_name, as_text),
   };
   return table;
 }
@@ -235,6 +240,9 @@ void apply(TrainingArguments& args, const std::string& name, const json& value) 
     f->set(args, value);
     return;
   }
+  // Python's __post_init__ writes this backend whenever torch_compile is
+  // on, so that a JSON it wrote with torch_compile loads.
+  if (name == "torch_compile_backend" && value == "inductor") return;
   for (const auto& [refused, dflt_text] : refused_training_arguments()) {
     if (refused != name) continue;
     const json dflt = json::parse(dflt_text);

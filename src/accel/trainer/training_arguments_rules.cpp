@@ -65,6 +65,30 @@ TrainingArguments TrainingArguments::resolved() const {
   ACCEL_CHECK_ARG(!a.eval_accumulation_steps() || *a.eval_accumulation_steps() >= 1,
                   "TrainingArguments: eval_accumulation_steps = ", a.eval_accumulation_steps().value_or(0),
                   ", expected >= 1");
+  ACCEL_CHECK_ARG(!a.neftune_noise_alpha() || *a.neftune_noise_alpha() > 0,
+                  "TrainingArguments: neftune_noise_alpha = ", a.neftune_noise_alpha().value_or(0),
+                  ", expected a positive number (or unset: no noise)");
+  if (a.torch_compile()) {
+    ACCEL_CHECK_ARG(a.gradient_accumulation_steps() == 1,
+                    "TrainingArguments: torch_compile captures one whole step "
+                    "as a CUDA graph, which needs gradient_accumulation_steps = 1 (got ",
+                    a.gradient_accumulation_steps(), ")");
+    ACCEL_CHECK_ARG(!a.fp16(),
+                    "TrainingArguments: torch_compile cannot capture fp16's loss scaling (it decides on "
+                    "the host); use bf16");
+    ACCEL_CHECK_ARG(a.optim() == "adamw_torch_fused",
+                    "TrainingArguments: torch_compile needs optim = "
+                    "adamw_torch_fused (a captured step runs the fused optimizer kernels), got '",
+                    a.optim(), "'");
+  }
+  const auto& sampling = a.train_sampling_strategy();
+  ACCEL_CHECK_ARG(sampling != "batch_rebalance",
+                  "TrainingArguments: train_sampling_strategy = 'batch_rebalance' is not supported by accel's Trainer "
+                  "(expected random, sequential or group_by_length)");
+  ACCEL_CHECK_ARG(sampling == "random" || sampling == "sequential" || sampling == "group_by_length",
+                  "TrainingArguments: train_sampling_strategy = '", sampling,
+                  "', expected one of random, sequential, group_by_length");
+  ACCEL_CHECK_ARG(!a.length_column_name().empty(), "TrainingArguments: length_column_name is empty");
   const auto& tokens = a.include_num_input_tokens_seen();
   ACCEL_CHECK_ARG(tokens == "no" || tokens == "all" || tokens == "non_padding",
                   "TrainingArguments: include_num_input_tokens_seen = '", tokens,
