@@ -56,9 +56,8 @@ struct Log {
 TEST(DVCLivePeer, TheSameRunGivesDvclivesFiles) {
   REQUIRE_PEERS("dvclive", "dvc", "accelerate");
   TempDir dir("dvclive");
-  const accel::TrackerConfig config = {{"lr", 0.003},      {"layers", int64_t{4}}, {"optimizer", "adamw"},
-                                       {"fused", true},    {"tiny", 1e-05},        {"note", "a: b"},
-                                       {"big_number", 1e16}, {"yes", "yes"}};
+  const accel::TrackerConfig config = {{"lr", 0.003},   {"layers", int64_t{4}}, {"optimizer", "adamw"}, {"fused", true},
+                                       {"tiny", 1e-05}, {"note", "a: b"},       {"big_number", 1e16},   {"yes", "yes"}};
   std::vector<Log> logs;
   for (int64_t step = 0; step < 20; ++step)
     logs.push_back({{{"loss", 1.0 / (step + 1)}, {"train/acc", step / 20.0}, {"epoch", step / 10}}, std::nullopt});
@@ -75,7 +74,8 @@ TEST(DVCLivePeer, TheSameRunGivesDvclivesFiles) {
   }
 
   json sequence = {{"project", "spirals"}, {"config", json::array()}, {"logs", json::array()}};
-  for (const auto& [key, value] : config) sequence["config"].push_back({key, std::visit([](const auto& v) { return value_json(v); }, value)});
+  for (const auto& [key, value] : config)
+    sequence["config"].push_back({key, std::visit([](const auto& v) { return value_json(v); }, value)});
   for (const auto& log : logs) {
     json values = json::array();
     for (const auto& [key, value] : log.values)
@@ -115,8 +115,8 @@ TEST(DVCLivePeer, AnEarlierRunsFilesGoAndAUsersDvcYamlStays) {
   std::filesystem::create_directories(dir / "live" / "plots" / "metrics");
   std::ofstream(dir / "live" / "plots" / "metrics" / "old.tsv") << "step\told\n0\t1\n";
   std::ofstream(dir / "dvc.yaml") << "stages:\n  train:\n    cmd: ./train\n";
-  auto tracker = std::make_shared<accel::DVCLiveTracker>(
-      accel::DVCLiveOptions().dir(dir / "live").dvcyaml(dir / "dvc.yaml"));
+  auto tracker =
+      std::make_shared<accel::DVCLiveTracker>(accel::DVCLiveOptions().dir(dir / "live").dvcyaml(dir / "dvc.yaml"));
   accel::Accelerator acc(accel::AcceleratorOptions().cpu(true).trackers({tracker}));
   acc.init_trackers("run");
   acc.log({{"loss", 0.5}});

@@ -59,7 +59,7 @@ struct Background {
   pid_t pid = -1;
   ~Background() {
     if (pid <= 0) return;
-    ::kill(-pid, SIGTERM);
+    ::kill(-pid, SIGKILL);
     accel::testing::wait_for_exit(pid);
   }
 };
@@ -126,15 +126,16 @@ TEST(MLflowPeer, MlflowsClientReadsBackEveryValue) {
   env.set("MLFLOW_EXPERIMENT_NAME", std::nullopt);
   env.set("MLFLOW_RUN_ID", std::nullopt);
 
-  accel::TrackerConfig config = {{"lr", 0.003}, {"layers", int64_t{4}}, {"optimizer", "adamw"},
-                                 {"fused", true}, {"tiny", 1e-05},      {"too_long", std::string(6001, 'x')}};
+  accel::TrackerConfig config = {{"lr", 0.003},   {"layers", int64_t{4}}, {"optimizer", "adamw"},
+                                 {"fused", true}, {"tiny", 1e-05},        {"too_long", std::string(6001, 'x')}};
   for (int i = 0; i < 150; ++i) config.emplace_back("p" + std::to_string(1000 + i), int64_t{i});  // two batches
   const int64_t before = now_ms();
   std::string run_id;
   {
     accel::Accelerator acc(accel::AcceleratorOptions().cpu(true).log_with({"mlflow"}));
     acc.init_trackers("spirals", config);
-    for (int64_t step = 0; step < 50; ++step) acc.log({{"loss", 1.0 / (step + 1)}, {"lr", 0.003 * (50 - step) / 50}}, step);
+    for (int64_t step = 0; step < 50; ++step)
+      acc.log({{"loss", 1.0 / (step + 1)}, {"lr", 0.003 * (50 - step) / 50}}, step);
     acc.log({{"bad", kNan}, {"big", kInf}, {"small", -kInf}, {"note", "text is left out"}}, 50);
     accel::LogValues many;  // more than one call's 1000 metrics
     for (int i = 0; i < 1200; ++i) many.emplace_back("m" + std::to_string(10000 + i), i * 0.5);
@@ -199,6 +200,44 @@ TEST(MLflowPeer, MlflowsClientReadsBackEveryValue) {
   EXPECT_EQ(metrics.size(), 2u + 3u + 1200u);
 }
 
+TEST(MLflowPeer, ARunLeftByAnExceptionIsFailedAndMLFLOW_RUN_IDResumesIt) {
+  REQUIRE_PEERS("mlflow");
+  const Server& s = server();
+  ASSERT_TRUE(answers(s.uri, "/health")) << "mlflow server did not start:\n" << read_text(s.log);
+  ScopedEnv env("MLFLOW_TRACKING_URI", s.uri);
+  env.set("MLFLOW_EXPERIMENT_NAME", "chosen-by-env");  // wins over the project name, as in Accelerate
+  env.set("MLFLOW_TAGS", std::nullopt);
+  env.set("MLFLOW_RUN_ID", std::nullopt);
+  std::string run_id;
+  try {
+    accel::Accelerator acc(accel::AcceleratorOptions().cpu(true).log_with({"mlflow"}));
+    acc.init_trackers("spirals");
+    acc.log({{"loss", 1.0}}, 0);
+    auto tracker = std::dynamic_pointer_cast<accel::MLflowTracker>(acc.get_tracker("mlflow"));
+    tracker->flush();
+    run_id = tracker->run_id();
+    throw std::runtime_error("the training step failed");  // no end_training: the run ends as the stack unwinds
+  } catch (const std::runtime_error&) {
+  }
+  ASSERT_FALSE(run_id.empty());
+  json run = accel::testing::run_peer_script("mlflow_peer.py", {"read", s.uri, run_id});
+  EXPECT_EQ(run["experiment"], "chosen-by-env");
+  EXPECT_EQ(run["status"], "FAILED");
+
+  // MLFLOW_RUN_ID: the same run goes on (RUNNING again, then FINISHED).
+  env.set("MLFLOW_RUN_ID", run_id);
+  {
+    accel::Accelerator acc(accel::AcceleratorOptions().cpu(true).log_with({"mlflow"}));
+    acc.init_trackers("spirals");
+    acc.log({{"loss", 0.5}}, 1);
+    acc.end_training();
+  }
+  run = accel::testing::run_peer_script("mlflow_peer.py", {"read", s.uri, run_id});
+  EXPECT_EQ(run["status"], "FINISHED");
+  ASSERT_EQ(run["metrics"]["loss"].size(), 2u);
+  EXPECT_EQ(run["metrics"]["loss"][1][1], 0.5);
+}
+
 TEST(MLflowPeer, AServerThatIsDownIsReportedOnceAndTrainingGoesOn) {
   const std::string uri = "http://127.0.0.1:" + std::to_string(free_port());  // nothing listens
   ScopedEnv env("MLFLOW_TRACKING_URI", uri);
@@ -222,11 +261,12 @@ TEST(MLflowPeer, AServerAnsweringErrorsIsReportedOnceAndTrainingGoesOn) {
   REQUIRE_PEERS("http.server");
   TempDir dir("mlflow_failing");
   Background failing;
-  failing.pid = accel::testing::start_program(
-      {"/usr/bin/setsid", ACCEL_PYTHON, accel::testing::peer_script("mlflow_peer.py"), "failing_server",
-       (dir / "port").string()},
-      dir / "server.log");
-  ASSERT_TRUE(accel::testing::wait_for_files({dir / "port"}, std::chrono::seconds(60))) << read_text(dir / "server.log");
+  failing.pid =
+      accel::testing::start_program({"/usr/bin/setsid", ACCEL_PYTHON, accel::testing::peer_script("mlflow_peer.py"),
+                                     "failing_server", (dir / "port").string()},
+                                    dir / "server.log");
+  ASSERT_TRUE(accel::testing::wait_for_files({dir / "port"}, std::chrono::seconds(60)))
+      << read_text(dir / "server.log");
   const std::string uri = "http://127.0.0.1:" + read_text(dir / "port");
   ScopedEnv env("MLFLOW_TRACKING_URI", uri);
   accel::Accelerator acc(accel::AcceleratorOptions().cpu(true).log_with({"mlflow"}));

@@ -82,8 +82,10 @@ TEST(MLflowRequests, ValuesAsThePythonClientSendsThem) {
 }
 
 TEST(MLflowRequests, NamesMlflowRefusesAreRefused) {
-  for (const std::string ok : {"loss", "train/loss", "a b.c-d:e_f", "ünï"}) EXPECT_FALSE(mlflow::invalid_name(ok)) << ok;
-  for (const std::string bad : {"", "a\"b", "a,b", "/abs", "a//b", "a/", "./a", "a/../b", "..", std::string(251, 'x')})
+  for (const std::string ok : {"loss", "train/loss", "a b.c-d:e_f", "ünï"})
+    EXPECT_FALSE(mlflow::invalid_name(ok)) << ok;
+  for (const std::string bad :
+       std::vector<std::string>{"", "a\"b", "a,b", "/abs", "a//b", "a/", "./a", "a/../b", "..", std::string(251, 'x')})
     EXPECT_TRUE(mlflow::invalid_name(bad)) << bad;
 }
 
@@ -114,7 +116,9 @@ TEST(HttpClient, AClosedPortIsUnreachableNamingTheAddress) {
   ::close(fd);
   const std::string uri = "http://127.0.0.1:" + std::to_string(ntohs(address.sin_port));
   expect_error<accel::HttpUnreachable>(
-      [&] { accel::http_request(accel::parse_http_uri(uri, "URI"), "GET", "/health", "", {}, std::chrono::seconds(5)); },
+      [&] {
+        accel::http_request(accel::parse_http_uri(uri, "URI"), "GET", "/health", "", {}, std::chrono::seconds(5));
+      },
       {uri, "refused"});
 }
 

@@ -27,7 +27,10 @@ void write_file(const fs::path& path, const std::string& text, std::ios::openmod
 
 // Python's os.path.relpath(abspath(path), abspath(start)), with '/'.
 std::string relative_to(const fs::path& path, const fs::path& start) {
-  return fs::absolute(path).lexically_normal().lexically_relative(fs::absolute(start).lexically_normal()).generic_string();
+  return fs::absolute(path)
+      .lexically_normal()
+      .lexically_relative(fs::absolute(start).lexically_normal())
+      .generic_string();
 }
 
 // Whether every entry of the dvc.yaml at `path` is one of DVCLive's for the
@@ -44,8 +47,10 @@ bool only_dvclive_entries(const fs::path& path, const std::string& prefix) {
       if (!section.second.IsSequence()) return false;
       for (const auto& entry : section.second) {
         std::string name;
-        if (entry.IsScalar()) name = entry.as<std::string>();
-        else if (entry.IsMap() && entry.size() == 1) name = entry.begin()->first.as<std::string>();
+        if (entry.IsScalar())
+          name = entry.as<std::string>();
+        else if (entry.IsMap() && entry.size() == 1)
+          name = entry.begin()->first.as<std::string>();
         if (name.rfind(prefix, 0) != 0) return false;
       }
     }
@@ -70,7 +75,8 @@ struct DVCLiveTracker::Files {
 
   void write_params() {
     std::string text;
-    for (const auto& [key, value] : params) text += dvclive::yaml_scalar(key) + ": " + dvclive::yaml_scalar(value) + "\n";
+    for (const auto& [key, value] : params)
+      text += dvclive::yaml_scalar(key) + ": " + dvclive::yaml_scalar(value) + "\n";
     write_file(dir / "params.yaml", text);
   }
 
@@ -121,8 +127,8 @@ void DVCLiveTracker::start() {
                   "DVCLIVE_RESUME is set: accel's DVCLive tracker does not resume a run (it starts one afresh, "
                   "as Live(resume=False)); unset it");
   if (options_.dvcyaml())
-    ACCEL_CHECK_ARG(options_.dvcyaml()->filename() == "dvc.yaml", "DVCLive's dvcyaml \"",
-                    options_.dvcyaml()->string(), "\" must be a file named dvc.yaml");
+    ACCEL_CHECK_ARG(options_.dvcyaml()->filename() == "dvc.yaml", "DVCLive's dvcyaml \"", options_.dvcyaml()->string(),
+                    "\" must be a file named dvc.yaml");
   auto files = std::make_shared<Files>();
   files->dir = options_.dir();
   files->dvcyaml = options_.dvcyaml();
@@ -130,8 +136,10 @@ void DVCLiveTracker::start() {
   fs::create_directories(files->dir, error);
   ACCEL_CHECK(!error, "DVCLive cannot create the folder ", files->dir.string(), ": ", error.message());
   // As Live(): an earlier run's files in the folder go.
-  for (const char* plots : {"metrics", "images", "custom", "sklearn"}) fs::remove_all(files->dir / "plots" / plots, error);
-  for (const char* name : {"metrics.json", "params.yaml", "report.html", "report.md"}) fs::remove(files->dir / name, error);
+  for (const char* plots : {"metrics", "images", "custom", "sklearn"})
+    fs::remove_all(files->dir / "plots" / plots, error);
+  for (const char* name : {"metrics.json", "params.yaml", "report.html", "report.md"})
+    fs::remove(files->dir / name, error);
   for (const auto& entry : fs::directory_iterator(files->dir, error)) {
     const std::string name = entry.path().filename().string();
     if (name.size() >= 8 && name.compare(name.size() - 8, 8, "dvc.yaml") == 0) fs::remove(entry.path(), error);
@@ -173,7 +181,8 @@ void DVCLiveTracker::log(const LogValues& values, std::optional<int64_t> step) {
     if (std::holds_alternative<std::map<std::string, double>>(value) || std::holds_alternative<at::Tensor>(value)) {
       if (!warned_dropped_)
         get_logger("accel.tracking")
-            .warning(str("DVCLive: \"", key, "\" is neither a number nor text and is left out, as Accelerate does "
+            .warning(str("DVCLive: \"", key,
+                         "\" is neither a number nor text and is left out, as Accelerate does "
                          "(later such values are left out without a word)"));
       warned_dropped_ = true;
       continue;

@@ -7,9 +7,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
-#include <cctype>
 #include <memory>
 #include <optional>
 
@@ -208,7 +208,8 @@ HttpAddress parse_http_uri(const std::string& uri, const std::string& what) {
   }
   ACCEL_CHECK_ARG(!address.host.empty(), what, ": \"", uri, "\" names no host; expected http://host:port");
   if (!port.empty()) {
-    const bool digits = port.size() <= 5 && std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; });
+    const bool digits =
+        port.size() <= 5 && std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; });
     const long number = digits ? std::stol(port) : -1;
     ACCEL_CHECK_ARG(number >= 1 && number <= 65535, what, ": \"", uri, "\" has the port \"", port,
                     "\"; expected a number from 1 to 65535");

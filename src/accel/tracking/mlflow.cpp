@@ -4,8 +4,8 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstdlib>
 #include <condition_variable>
+#include <cstdlib>
 #include <deque>
 #include <exception>
 #include <mutex>
@@ -192,8 +192,7 @@ struct MLflowTracker::Sender {
     }
   }
 
-  json call(const std::string& method, const std::string& endpoint, const json& body,
-            const std::string& query = "") {
+  json call(const std::string& method, const std::string& endpoint, const json& body, const std::string& query = "") {
     const std::string path = "/api/2.0/mlflow/" + endpoint + (query.empty() ? "" : "?" + query);
     HttpHeaders all = headers;
     if (method == "POST") all.emplace_back("Content-Type", "application/json");
@@ -287,8 +286,9 @@ MLflowTracker::~MLflowTracker() {
 void MLflowTracker::start() {
   const EnvLookup& env = options_.env();
   const auto uri = options_.tracking_uri() ? options_.tracking_uri() : env_string(env, "MLFLOW_TRACKING_URI");
-  ACCEL_CHECK_ARG(uri, "the MLflow tracker needs a tracking server: set MLFLOW_TRACKING_URI (or "
-                       "MLflowOptions::tracking_uri) to the http://host:port of an `mlflow server`");
+  ACCEL_CHECK_ARG(uri,
+                  "the MLflow tracker needs a tracking server: set MLFLOW_TRACKING_URI (or "
+                  "MLflowOptions::tracking_uri) to the http://host:port of an `mlflow server`");
   auto sender = std::make_unique<Sender>();
   sender->address = parse_http_uri(*uri, "MLflow tracking URI (MLFLOW_TRACKING_URI)");
   tracking_uri_ = *uri;
@@ -317,7 +317,8 @@ void MLflowTracker::start() {
     sender->timeout = std::chrono::seconds(s);
   }
 
-  experiment_name_ = env_string(env, "MLFLOW_EXPERIMENT_NAME").value_or(options_.experiment_name().value_or(project_name_));
+  experiment_name_ =
+      env_string(env, "MLFLOW_EXPERIMENT_NAME").value_or(options_.experiment_name().value_or(project_name_));
   ACCEL_CHECK_ARG(!experiment_name_.empty(), "the MLflow experiment name is empty; expected a name");
   sender->experiment_name = experiment_name_;
   sender->resume_run_id = env_string(env, "MLFLOW_RUN_ID");
@@ -335,8 +336,8 @@ void MLflowTracker::start() {
   for (const auto& [key, value] : tags) {
     const auto why = mlflow::invalid_name(key);
     ACCEL_CHECK_ARG(!why, "MLflow tag \"", key, "\": ", why.value_or(""));
-    ACCEL_CHECK_ARG(value.size() <= mlflow::kMaxTagValueLength, "MLflow tag \"", key, "\": its value is ",
-                    value.size(), " characters long; MLflow allows ", mlflow::kMaxTagValueLength);
+    ACCEL_CHECK_ARG(value.size() <= mlflow::kMaxTagValueLength, "MLflow tag \"", key, "\": its value is ", value.size(),
+                    " characters long; MLflow allows ", mlflow::kMaxTagValueLength);
     sender->user_tags.emplace_back(key, value);
   }
   // The tags mlflow's Python client adds to a new run (its context).
@@ -384,7 +385,8 @@ void MLflowTracker::log(const LogValues& values, std::optional<int64_t> step) {
     if (!number) {
       if (!warned_dropped_)
         get_logger("accel.tracking")
-            .warning(str("MLflow: \"", key, "\" is not a number and is left out (MLflow's metrics are numbers; "
+            .warning(str("MLflow: \"", key,
+                         "\" is not a number and is left out (MLflow's metrics are numbers; "
                          "later such values are left out without a word)"));
       warned_dropped_ = true;
       continue;

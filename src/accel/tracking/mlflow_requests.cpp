@@ -28,7 +28,8 @@ nlohmann::json metric_list(const std::vector<Metric>& metrics, size_t begin, siz
 }
 
 nlohmann::json body(const std::string& run_id, nlohmann::json metrics, nlohmann::json params, nlohmann::json tags) {
-  return {{"run_id", run_id}, {"metrics", std::move(metrics)}, {"params", std::move(params)}, {"tags", std::move(tags)}};
+  return {
+      {"run_id", run_id}, {"metrics", std::move(metrics)}, {"params", std::move(params)}, {"tags", std::move(tags)}};
 }
 
 // posixpath.normpath's answer differs from the name (or is ".", or leaves
@@ -60,8 +61,8 @@ std::vector<nlohmann::json> log_batch_bodies(const std::string& run_id, const st
     const size_t n_params = begin < params.size() ? std::min(end, params.size()) - begin : 0;
     const size_t n_tags = begin < tags.size() ? std::min(end, tags.size()) - begin : 0;
     const size_t room = std::min(kMaxEntitiesPerBatch - n_params - n_tags, kMaxMetricsPerBatch);
-    bodies.push_back(body(run_id, metric_list(metrics, next_metric, next_metric + room),
-                          key_values(params, begin, end), key_values(tags, begin, end)));
+    bodies.push_back(body(run_id, metric_list(metrics, next_metric, next_metric + room), key_values(params, begin, end),
+                          key_values(tags, begin, end)));
     next_metric = std::min(metrics.size(), next_metric + room);
   }
   for (; next_metric < metrics.size(); next_metric += kMaxMetricsPerBatch)
@@ -80,10 +81,14 @@ std::string param_text(const ConfigValue& value) {
   return std::visit(
       [](const auto& v) -> std::string {
         using T = std::decay_t<decltype(v)>;
-        if constexpr (std::is_same_v<T, bool>) return v ? "True" : "False";
-        else if constexpr (std::is_same_v<T, int64_t>) return std::to_string(v);
-        else if constexpr (std::is_same_v<T, double>) return launch::python_float(v);
-        else return v;
+        if constexpr (std::is_same_v<T, bool>)
+          return v ? "True" : "False";
+        else if constexpr (std::is_same_v<T, int64_t>)
+          return std::to_string(v);
+        else if constexpr (std::is_same_v<T, double>)
+          return launch::python_float(v);
+        else
+          return v;
       },
       value);
 }
@@ -92,7 +97,8 @@ std::optional<std::string> invalid_name(const std::string& name) {
   if (name.size() > kMaxKeyLength) return str("it is ", name.size(), " characters long; MLflow allows ", kMaxKeyLength);
   for (const unsigned char c : name) {
     // Python's \w also matches letters beyond ASCII: bytes of UTF-8 pass here.
-    const bool ok = std::isalnum(c) || c >= 0x80 || c == '_' || c == '-' || c == '.' || c == ' ' || c == ':' || c == '/';
+    const bool ok =
+        std::isalnum(c) || c >= 0x80 || c == '_' || c == '-' || c == '.' || c == ' ' || c == ':' || c == '/';
     if (!ok)
       return "names may only contain alphanumerics, underscores (_), dashes (-), periods (.), spaces ( ), "
              "colons (:) and slashes (/)";
@@ -106,7 +112,8 @@ std::optional<std::string> invalid_name(const std::string& name) {
 std::string error_text(const std::string& body) {
   const auto json = nlohmann::json::parse(body, nullptr, false);
   if (json.is_object() && json.contains("message"))
-    return str(json.value("error_code", std::string("ERROR")), ": ", json["message"].is_string() ? json["message"].get<std::string>() : json["message"].dump());
+    return str(json.value("error_code", std::string("ERROR")), ": ",
+               json["message"].is_string() ? json["message"].get<std::string>() : json["message"].dump());
   return body.substr(0, 200);
 }
 
