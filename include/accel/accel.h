@@ -34,6 +34,8 @@
 #include "accel/parallel/ddp.h"
 #include "accel/parallel/local_sgd.h"
 #include "accel/state.h"
+#include "accel/tracking/dvclive.h"
+#include "accel/tracking/mlflow.h"
 #include "accel/tracking/progress.h"
 #include "accel/tracking/tensorboard.h"
 #include "accel/tracking/tracker.h"

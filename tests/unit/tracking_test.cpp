@@ -13,6 +13,7 @@
 #include "accel/accelerator.h"
 #include "accel/tracking/tensorboard.h"
 #include "accel/tracking/trackers.h"
+#include "support/environment.h"
 #include "support/errors.h"
 #include "support/temp_dir.h"
 
@@ -49,8 +50,15 @@ struct FailingTracker : accel::GeneralTracker {
 };
 
 TEST(TrackerNames, AllExpandsAndUnknownOrAccelerateOnlyNamesAreRefused) {
-  EXPECT_EQ(accel::resolve_tracker_names({"all"}), accel::available_trackers());
-  EXPECT_EQ(accel::resolve_tracker_names({"TensorBoard", "all"}), std::vector<std::string>{"tensorboard"});
+  {
+    accel::testing::ScopedEnv env("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000");
+    EXPECT_EQ(accel::resolve_tracker_names({"all"}), accel::available_trackers());
+  }
+  {
+    accel::testing::ScopedEnv env("MLFLOW_TRACKING_URI", std::nullopt);  // no server: "all" leaves MLflow out
+    EXPECT_EQ(accel::resolve_tracker_names({"DVCLive", "all"}), (std::vector<std::string>{"dvclive", "tensorboard"}));
+  }
+  EXPECT_EQ(accel::resolve_tracker_names({"MLflow"}), std::vector<std::string>{"mlflow"});
   EXPECT_TRUE(accel::resolve_tracker_names({}).empty());
   expect_error<std::invalid_argument>([] { accel::resolve_tracker_names({"tensorbord"}); },
                                       {"\"tensorbord\"", "tensorboard", "\"all\""});
@@ -58,7 +66,7 @@ TEST(TrackerNames, AllExpandsAndUnknownOrAccelerateOnlyNamesAreRefused) {
                                       {"\"wandb\"", "Accelerate", "does not offer", "GeneralTracker"});
   // The Accelerator refuses at construction, before any training.
   expect_error<std::invalid_argument>(
-      [] { accel::Accelerator acc(accel::AcceleratorOptions().cpu(true).log_with({"mlflow"})); }, {"\"mlflow\""});
+      [] { accel::Accelerator acc(accel::AcceleratorOptions().cpu(true).log_with({"aim"})); }, {"\"aim\""});
 }
 
 TEST(Tracking, ATrackerOfOneOwnGetsStartConfigEveryLogAndFinish) {

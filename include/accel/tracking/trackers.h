@@ -2,8 +2,8 @@
 // The trackers accel offers by name, for AcceleratorOptions::log_with and
 // Accelerate's `log_with` spellings.
 //
-// Accelerate's other names (wandb, mlflow, comet_ml, aim, clearml, dvclive,
-// trackio, swanlab) are refused by name rather than accepted and ignored:
+// Accelerate's other names (wandb, comet_ml, aim, clearml, trackio,
+// swanlab) are refused by name rather than accepted and ignored:
 // accel offers only trackers whose output the tests read back with that
 // tool's own reader.
 #include <filesystem>
@@ -16,11 +16,12 @@
 
 namespace accel {
 
-/// The names make_tracker takes: {"tensorboard"}.
+/// The names make_tracker takes: {"tensorboard", "mlflow", "dvclive"}.
 ACCEL_API std::vector<std::string> available_trackers();
 
-/// The names of log_with with "all" replaced by every available tracker and
-/// repeats dropped; throws naming an unknown name, or one of Accelerate's
+/// The names of log_with with "all" replaced by every available tracker
+/// (mlflow only when MLFLOW_TRACKING_URI is set, as Accelerate's "all"
+/// takes only what can run) and repeats dropped; throws naming an unknown name, or one of Accelerate's
 /// that accel does not offer, with the names it does.
 ACCEL_API std::vector<std::string> resolve_tracker_names(const std::vector<std::string>& log_with);
 

@@ -2,8 +2,11 @@
 
 #include <algorithm>
 
+#include "accel/tracking/dvclive.h"
+#include "accel/tracking/mlflow.h"
 #include "accel/tracking/tensorboard.h"
 #include "accel/util/check.h"
+#include "accel/util/env.h"
 #include "accel/util/strings.h"
 
 namespace accel {
@@ -11,8 +14,7 @@ namespace {
 
 // Accelerate's LoggerType values that accel does not offer.
 const std::vector<std::string>& accelerate_only_trackers() {
-  static const std::vector<std::string> names = {"aim",    "wandb",   "trackio", "comet_ml",
-                                                 "mlflow", "clearml", "dvclive", "swanlab"};
+  static const std::vector<std::string> names = {"aim", "wandb", "trackio", "comet_ml", "clearml", "swanlab"};
   return names;
 }
 
@@ -20,9 +22,18 @@ bool contains(const std::vector<std::string>& names, const std::string& name) {
   return std::find(names.begin(), names.end(), name) != names.end();
 }
 
+// What "all" gives: as Accelerate's "all" takes only the trackers whose
+// package is installed, MLflow only where a server is named.
+std::vector<std::string> usable_trackers() {
+  std::vector<std::string> names;
+  for (const auto& name : available_trackers())
+    if (name != "mlflow" || env_string(process_env(), "MLFLOW_TRACKING_URI")) names.push_back(name);
+  return names;
+}
+
 }  // namespace
 
-std::vector<std::string> available_trackers() { return {"tensorboard"}; }
+std::vector<std::string> available_trackers() { return {"tensorboard", "mlflow", "dvclive"}; }
 
 std::vector<std::string> resolve_tracker_names(const std::vector<std::string>& log_with) {
   const auto offered = available_trackers();
@@ -34,7 +45,7 @@ std::vector<std::string> resolve_tracker_names(const std::vector<std::string>& l
                     " (or \"all\"), or implement accel::GeneralTracker and pass it to trackers()");
     ACCEL_CHECK_ARG(name == "all" || contains(offered, name), "log_with: unknown tracker \"", given,
                     "\"; expected one of ", join(offered, ", "), " or \"all\"");
-    for (const auto& one : name == "all" ? offered : std::vector<std::string>{name})
+    for (const auto& one : name == "all" ? usable_trackers() : std::vector<std::string>{name})
       if (!contains(names, one)) names.push_back(one);
   }
   return names;
@@ -45,6 +56,9 @@ bool tracker_requires_logging_directory(const std::string& name) { return name =
 std::shared_ptr<GeneralTracker> make_tracker(const std::string& name, const std::string& run_name,
                                              const std::filesystem::path& logging_dir) {
   if (name == "tensorboard") return std::make_shared<TensorBoardTracker>(run_name, logging_dir);
+  // As Accelerate's: the experiment is the project; DVCLive writes where Live() does by default.
+  if (name == "mlflow") return std::make_shared<MLflowTracker>(run_name);
+  if (name == "dvclive") return std::make_shared<DVCLiveTracker>();
   fail("make_tracker: unknown tracker \"", name, "\"; expected one of ", join(available_trackers(), ", "));
 }
 
