@@ -87,7 +87,7 @@ struct ACCEL_API AcceleratorOptions {
   TORCH_ARG(TransferProgressOptions, checkpoint_progress) = {};
 
   /// Experiment trackers that init_trackers starts, by Accelerate's names:
-  /// "tensorboard", or "all" for every tracker accel offers (see
+  /// "tensorboard", "wandb", or "all" for every tracker accel offers (see
   /// tracking/trackers.h). An unknown name is an error at construction.
   TORCH_ARG(std::vector<std::string>, log_with) = {};
   /// Trackers of your own (tracking/tracker.h), started with those.

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "accel/tracking/tensorboard.h"
+#include "accel/tracking/wandb.h"
 #include "accel/util/check.h"
 #include "accel/util/strings.h"
 
@@ -11,8 +12,8 @@ namespace {
 
 // Accelerate's LoggerType values that accel does not offer.
 const std::vector<std::string>& accelerate_only_trackers() {
-  static const std::vector<std::string> names = {"aim",    "wandb",   "trackio", "comet_ml",
-                                                 "mlflow", "clearml", "dvclive", "swanlab"};
+  static const std::vector<std::string> names = {"aim",     "trackio", "comet_ml", "mlflow",
+                                                 "clearml", "dvclive", "swanlab"};
   return names;
 }
 
@@ -22,7 +23,7 @@ bool contains(const std::vector<std::string>& names, const std::string& name) {
 
 }  // namespace
 
-std::vector<std::string> available_trackers() { return {"tensorboard"}; }
+std::vector<std::string> available_trackers() { return {"tensorboard", "wandb"}; }
 
 std::vector<std::string> resolve_tracker_names(const std::vector<std::string>& log_with) {
   const auto offered = available_trackers();
@@ -40,11 +41,12 @@ std::vector<std::string> resolve_tracker_names(const std::vector<std::string>& l
   return names;
 }
 
-bool tracker_requires_logging_directory(const std::string& name) { return name == "tensorboard"; }
+bool tracker_requires_logging_directory(const std::string& name) { return name == "tensorboard" || name == "wandb"; }
 
 std::shared_ptr<GeneralTracker> make_tracker(const std::string& name, const std::string& run_name,
                                              const std::filesystem::path& logging_dir) {
   if (name == "tensorboard") return std::make_shared<TensorBoardTracker>(run_name, logging_dir);
+  if (name == "wandb") return std::make_shared<WandbTracker>(run_name, logging_dir);
   fail("make_tracker: unknown tracker \"", name, "\"; expected one of ", join(available_trackers(), ", "));
 }
 
