@@ -28,20 +28,20 @@ struct TransferProgress::State {
 namespace {
 // The scope open on this thread: file code reports to it without being
 // handed it, so save_file and load_file keep their signatures.
-thread_local std::shared_ptr<TransferProgress::State>* current = nullptr;
+thread_local TransferProgress* current = nullptr;
 }  // namespace
 
 TransferProgress::TransferProgress(std::string desc, TransferProgressOptions options) {
   ACCEL_CHECK_ARG(options.min_bytes() >= 0, "TransferProgress: min_bytes is ", options.min_bytes(), ", expected >= 0");
   if (current) {
-    state_ = *current;
+    state_ = current->state_;
     return;
   }
   state_ = std::make_shared<State>();
   state_->desc = std::move(desc);
   state_->options = std::move(options);
   owner_ = true;
-  current = &state_;
+  current = this;
 }
 
 TransferProgress::~TransferProgress() {
@@ -52,7 +52,7 @@ TransferProgress::~TransferProgress() {
 
 void TransferProgress::expect(int64_t bytes) {
   if (!current) return;
-  auto& state = **current;
+  auto& state = *current->state_;
   state.expected += bytes;
   if (state.bar)
     state.bar->set_total(state.expected);
@@ -62,7 +62,7 @@ void TransferProgress::expect(int64_t bytes) {
 
 void TransferProgress::advance(int64_t bytes) {
   if (!current) return;
-  auto& state = **current;
+  auto& state = *current->state_;
   state.moved += bytes;
   if (state.bar) state.bar->update(bytes);
 }

@@ -47,7 +47,7 @@ std::string number_json(double x) {
 // the smallest and largest value (numpy's range when they are equal).
 std::string histogram_json(const at::Tensor& tensor) {
   auto values = tensor.detach().to(at::kCPU, at::kDouble).flatten();
-  values = values.index({values.isfinite()});
+  values = at::masked_select(values, at::isfinite(values));
   double lo = values.numel() ? values.min().item<double>() : 0, hi = values.numel() ? values.max().item<double>() : 1;
   if (lo == hi) lo -= 0.5, hi += 0.5;
   const auto counts = at::histc(values, kHistogramBins, lo, hi);
