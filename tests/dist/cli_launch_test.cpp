@@ -136,6 +136,8 @@ TEST_F(CliLaunch, ReportsRanksArrivingAtTheRendezvous) {
   const std::map<std::string, std::string> env = {{"LATE_RANK", "1"},
                                                   {"LATE_SECONDS", "8"},
                                                   {"OMP_NUM_THREADS", "1"},
+                                                  // rank 0's store stays up after all arrived
+                                                  {"ACCEL_PROBE_LINGER_MS", "2000"},
                                                   {"ACCEL_PROBE_OUT", (dir_ / "probe").string()}};
   auto r = accel(args, env);
   ASSERT_EQ(r.status, 0) << r.output;

@@ -72,7 +72,7 @@ TEST(TransferProgress, SaveAndLoadModelShowStartAndEndWithTheFilesTotals) {
   Big model;
   std::FILE* out = std::tmpfile();
   const auto saved = accel::save_model(
-      model, dir / "m", accel::SaveModelOptions().max_shard_size(int64_t{1} << 20).progress(small_threshold(out)));
+      *model, dir / "m", accel::SaveModelOptions().max_shard_size(int64_t{1} << 20).progress(small_threshold(out)));
   ASSERT_EQ(saved.files.size(), 3u);
   ASSERT_EQ(saved.total_size, kBytes);
   auto text = lines(contents(out));
@@ -87,7 +87,7 @@ TEST(TransferProgress, SaveAndLoadModelShowStartAndEndWithTheFilesTotals) {
   // Loading reads the same bytes back into a fresh model.
   Big fresh;
   out = std::tmpfile();
-  accel::load_model_weights(fresh, dir / "m", accel::LoadModelOptions().progress(small_threshold(out)));
+  accel::load_model_weights(*fresh, dir / "m", accel::LoadModelOptions().progress(small_threshold(out)));
   EXPECT_TRUE(torch::equal(fresh->b, model->b));
   text = lines(contents(out));
   ASSERT_EQ(text.size(), 2u) << contents(out);
@@ -98,7 +98,7 @@ TEST(TransferProgress, SaveAndLoadModelShowStartAndEndWithTheFilesTotals) {
 
   // Under the threshold: nothing at all.
   out = std::tmpfile();
-  accel::save_model(model, dir / "small",
+  accel::save_model(*model, dir / "small",
                     accel::SaveModelOptions().progress(small_threshold(out).min_bytes(kBytes + 1)));
   EXPECT_EQ(contents(out), "");
   std::fclose(out);

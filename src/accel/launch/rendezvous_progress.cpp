@@ -122,6 +122,9 @@ struct RendezvousProgress::Watch {
           o.timeout = std::chrono::seconds(2);
           store = c10::make_intrusive<c10d::TCPStore>(addr, o);
         }
+        // A store gone (rank 0 ended) is found by a plain connection first:
+        // c10d's client would log a warning with a stack trace instead.
+        if (store && !port_open(addr, port, std::chrono::milliseconds(500))) return finish(start, address, false);
         if (store) {
           if (store->check({kAllArrived})) return finish(start, address, true);
           for (int r = 0; r < world_size; ++r) {
