@@ -27,14 +27,18 @@ using nlohmann::json;
 // `wandb leet inspect ARGS` with what it printed on stdout.
 std::string inspect(const TempDir& dir, const std::string& args) {
   const auto out = dir / "inspect.out";
-  const std::string command = "WANDB_ERROR_REPORTING=false WANDB_CONFIG_DIR='" + (dir / "wandb-config").string() +
+  // In parentheses: run_shell sends the whole line's output to its log; the
+  // records go to their own file, the reader's messages to the log.
+  const std::string command = "(WANDB_ERROR_REPORTING=false WANDB_CONFIG_DIR='" + (dir / "wandb-config").string() +
                               "' '" + accel::testing::venv_program("wandb") + "' leet inspect " + args + " > '" +
-                              out.string() + "'";
+                              out.string() + "')";
   const auto r = accel::testing::run_shell(command, dir / "inspect.log");
   EXPECT_EQ(r.status, 0) << command << "\n" << r.output;
   // The reader checks every chunk's CRC and skips what fails, saying so.
   EXPECT_EQ(r.output.find("corrupt"), std::string::npos) << r.output;
-  return accel::testing::read_file(out);
+  auto text = accel::testing::read_file(out);
+  EXPECT_FALSE(text.empty()) << command << " printed nothing; its log:\n" << r.output;
+  return text;
 }
 
 TEST(WandbPeer, AnOfflineRunReadsBackWithWandbsReader) {
