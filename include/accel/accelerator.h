@@ -343,6 +343,9 @@ class ACCEL_API Accelerator {
   const std::vector<std::shared_ptr<AcceleratedOptimizer>>& optimizers() const { return optimizers_; }
 
  private:
+  // checkpoint_progress, drawn by the main process only.
+  TransferProgressOptions main_process_progress() const;
+
   AcceleratorOptions options_;
   ProcessState* state_;
   MixedPrecision mixed_precision_;

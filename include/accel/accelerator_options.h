@@ -21,6 +21,7 @@
 #include "accel/parallel/ddp_options.h"
 #include "accel/parallel/sharding_config.h"
 #include "accel/parallel/sharding_options.h"
+#include "accel/tracking/transfer_progress.h"
 #include "accel/util/env.h"
 #include "accel/util/export.h"
 
@@ -81,9 +82,12 @@ struct ACCEL_API AcceleratorOptions {
   /// Where save_state/load_state put checkpoints without a folder, and
   /// file trackers their runs (logging_dir).
   TORCH_ARG(ProjectConfiguration, project_config) = {};
+  /// The bar save_state and load_state show on the main process when a
+  /// checkpoint is large (tracking/transfer_progress.h).
+  TORCH_ARG(TransferProgressOptions, checkpoint_progress) = {};
 
   /// Experiment trackers that init_trackers starts, by Accelerate's names:
-  /// "tensorboard", or "all" for every tracker accel offers (see
+  /// "tensorboard", "wandb", or "all" for every tracker accel offers (see
   /// tracking/trackers.h). An unknown name is an error at construction.
   TORCH_ARG(std::vector<std::string>, log_with) = {};
   /// Trackers of your own (tracking/tracker.h), started with those.

@@ -99,6 +99,12 @@ struct Counts {
 
 }  // namespace
 
+TransferProgressOptions Accelerator::main_process_progress() const {
+  auto options = options_.checkpoint_progress();
+  if (!is_main_process()) options.bar().enabled(false);
+  return options;
+}
+
 fs::path Accelerator::save_state(const std::optional<fs::path>& dir) {
   fs::path out;
   if (dir) {
@@ -113,6 +119,7 @@ fs::path Accelerator::save_state(const std::optional<fs::path>& dir) {
   }
   for (auto& o : optimizers_) o->finish_pending_step();  // a delayed update belongs to this state
   const fs::path staging = staging_directory(out);
+  TransferProgress progress("save_state", main_process_progress());
   if (is_main_process()) begin_staging(out);
   wait_for_everyone();
 
@@ -293,6 +300,7 @@ fs::path Accelerator::load_state(const std::optional<fs::path>& dir) {
   ACCEL_CHECK(others.empty(), "load_state: not loading, other ranks refused the checkpoint:", others,
               "\nNothing was loaded on any rank.");
 
+  TransferProgress progress("load_state", main_process_progress());
   for (size_t i = 0; i < models_.size(); ++i) {
     if (!model_slices[i].empty()) {
       const SliceSet slices(model_slices[i]);

@@ -13,6 +13,7 @@
 
 #include "accel/dist/launcher.h"
 #include "support/files.h"
+#include "support/probe.h"
 #include "support/programs.h"
 #include "support/temp_dir.h"
 
@@ -118,6 +119,44 @@ TEST_F(CliLaunch, PrefixedOutputAndLogFiles) {
   EXPECT_NE(r.output.find("[rank1]:warning from 1\n"), std::string::npos) << r.output;
   EXPECT_EQ(read_file(dir_ / "logs" / "attempt_0" / "1" / "stdout.log"), "hello from 1\n");
   EXPECT_EQ(read_file(dir_ / "logs" / "attempt_0" / "0" / "stderr.log"), "warning from 0\n");
+}
+
+// A rank that reaches the rendezvous late: the launcher says how many have
+// arrived and which one it waits for, then that all have; not with the
+// environment variable that turns progress bars off.
+TEST_F(CliLaunch, ReportsRanksArrivingAtTheRendezvous) {
+  const std::vector<std::string> args = {"launch",
+                                         "--cpu",
+                                         "--num_processes",
+                                         "2",
+                                         "--main_process_port",
+                                         "0",
+                                         test_program("late_start.sh"),
+                                         accel::testing::probe_program()};
+  const std::map<std::string, std::string> env = {{"LATE_RANK", "1"},
+                                                  {"LATE_SECONDS", "8"},
+                                                  {"OMP_NUM_THREADS", "1"},
+                                                  // rank 0's store stays up after all arrived
+                                                  {"ACCEL_PROBE_LINGER_MS", "2000"},
+                                                  {"ACCEL_PROBE_OUT", (dir_ / "probe").string()}};
+  auto r = accel(args, env);
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_EQ(read_key_values(dir_ / "probe.1")["sum"], "3");  // the job itself ran
+  // Not a terminal (a log file): plain lines, no redraws.
+  EXPECT_EQ(r.output.find('\r'), std::string::npos) << r.output;
+  const auto waiting = r.output.find("accel launch: rendezvous at 127.0.0.1:");
+  ASSERT_NE(waiting, std::string::npos) << r.output;
+  EXPECT_NE(r.output.find(" 1/2 ranks arrived after ", waiting), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("(waiting for rank 1)\n", waiting), std::string::npos) << r.output;
+  const auto all = r.output.find(" 2/2 ranks arrived after ", waiting);
+  ASSERT_NE(all, std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("waiting for", all), std::string::npos) << "a line after all arrived:\n" << r.output;
+
+  auto env_off = env;
+  env_off["ACCEL_DISABLE_PROGRESS_BARS"] = "1";
+  auto quiet = accel(args, env_off);
+  ASSERT_EQ(quiet.status, 0) << quiet.output;
+  EXPECT_EQ(quiet.output.find("rendezvous at"), std::string::npos) << quiet.output;
 }
 
 TEST_F(CliLaunch, AFailingWorkerStopsTheOthers) {

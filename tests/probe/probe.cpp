@@ -1,9 +1,11 @@
 // A program built on accel that reports what it sees: started by other
 // launchers (torchrun, accelerate launch) in the peer tests. Each rank
 // writes "<key>=<value>" lines to $ACCEL_PROBE_OUT.<rank>.
+#include <chrono>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <thread>
 
 #include "accel/dist/collectives.h"
 #include "accel/state.h"
@@ -26,5 +28,8 @@ int main() {
       << "\nsource=" << t.source << "\ndevice=" << st.device() << "\nbackend=" << accel::to_string(st.backend())
       << "\nsum=" << sum.item<float>() << "\ngathered=" << gathered.sum().item<int64_t>()
       << "\nobjects=" << objects.size() << ":" << objects.back() << "\n";
+  // A job that goes on after its rendezvous, for tests that watch it.
+  if (const char* linger = std::getenv("ACCEL_PROBE_LINGER_MS"))
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::atoi(linger)));
   return 0;
 }

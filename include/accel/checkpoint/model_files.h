@@ -36,6 +36,7 @@
 #include <torch/types.h>
 
 #include "accel/checkpoint/safetensors.h"
+#include "accel/tracking/transfer_progress.h"
 #include "accel/util/export.h"
 
 namespace accel {
@@ -72,6 +73,8 @@ struct ACCEL_API SaveModelOptions {
   TORCH_ARG(std::string, weights_name) = "model.safetensors";
   /// Stored in every file's "__metadata__" (Accelerate writes format=pt).
   TORCH_ARG(safetensors::Metadata, metadata) = safetensors::Metadata{{"format", "pt"}};
+  /// The bar a large save shows (tracking/transfer_progress.h).
+  TORCH_ARG(TransferProgressOptions, progress) = {};
 
  private:
   int64_t max_shard_size_ = 10'000'000'000;
@@ -145,6 +148,8 @@ struct ACCEL_API LoadModelOptions {
   /// Copy tensors of another dtype with a cast instead of reporting them.
   TORCH_ARG(bool, allow_dtype_cast) = false;
   TORCH_ARG(std::string, weights_name) = "model.safetensors";
+  /// The bar a large load shows (tracking/transfer_progress.h).
+  TORCH_ARG(TransferProgressOptions, progress) = {};
 };
 
 /// What a load found.

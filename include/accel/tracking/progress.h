@@ -40,12 +40,17 @@ struct ACCEL_API ProgressOptions {
   TORCH_ARG(double, line_interval) = 30.0;
   /// A terminal's width is read from COLUMNS; this when unset.
   TORCH_ARG(int, width) = 100;
+  /// Counts and rates in binary multiples of the unit ("1.50GiB/4.00GiB",
+  /// "512.00MiB/s"): for bars that count bytes.
+  TORCH_ARG(bool, unit_scale) = false;
 };
 
 /// The bar's line for `done` of `total` (total <= 0: unknown, no bar or ETA)
-/// after `elapsed` seconds, at most `width` characters wide when it has a bar.
+/// after `elapsed` seconds, at most `width` characters wide when it has a bar;
+/// `unit_scale` as in ProgressOptions.
 ACCEL_API std::string format_progress(std::string_view desc, int64_t done, int64_t total, double elapsed,
-                                      std::string_view unit, std::string_view postfix, int width);
+                                      std::string_view unit, std::string_view postfix, int width,
+                                      bool unit_scale = false);
 
 class ACCEL_API ProgressBar {
  public:
@@ -61,6 +66,8 @@ class ACCEL_API ProgressBar {
   /// Shown after the rate ("loss=0.125"); Accelerator::log sets it from the
   /// values whose name holds "loss".
   void set_postfix(std::string postfix);
+  /// For work whose size becomes known as it goes (a checkpoint's files).
+  void set_total(int64_t total);
   /// Draws the last state and ends the line; later updates are ignored.
   void close();
 

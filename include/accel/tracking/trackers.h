@@ -2,8 +2,8 @@
 // The trackers accel offers by name, for AcceleratorOptions::log_with and
 // Accelerate's `log_with` spellings.
 //
-// Accelerate's other names (wandb, comet_ml, aim, clearml, trackio,
-// swanlab) are refused by name rather than accepted and ignored:
+// Accelerate's other names (comet_ml, aim, clearml, trackio, swanlab) are
+// refused by name rather than accepted and ignored:
 // accel offers only trackers whose output the tests read back with that
 // tool's own reader.
 #include <filesystem>
@@ -16,7 +16,7 @@
 
 namespace accel {
 
-/// The names make_tracker takes: {"tensorboard", "mlflow", "dvclive"}.
+/// The names make_tracker takes: {"tensorboard", "mlflow", "dvclive", "wandb"}.
 ACCEL_API std::vector<std::string> available_trackers();
 
 /// The names of log_with with "all" replaced by every available tracker

@@ -206,6 +206,11 @@ LoadReport load_model_weights(torch::nn::Module& model, const std::filesystem::p
   }
   ACCEL_CHECK(!options.strict() || report.ok(), "load_model_weights('", path.string(), "'): ", report.describe(),
               "\n  (nothing was loaded; strict(false) loads the tensors that match)");
+  TransferProgress progress("load_model", options.progress());
+  int64_t bytes = 0;
+  for (size_t i = 0; i < to_copy.size(); ++i)
+    bytes += static_cast<int64_t>(to_copy[i].second->info(report.loaded[i]).nbytes());
+  TransferProgress::expect(bytes);
   for (size_t i = 0; i < to_copy.size(); ++i) {
     to_copy[i].second->read_into(report.loaded[i], to_copy[i].first, options.allow_dtype_cast());
   }

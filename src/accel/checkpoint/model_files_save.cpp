@@ -203,6 +203,8 @@ SavedModel write_model_files(const safetensors::NamedTensors& tensors, const std
                  "} while saving (same tensor as an earlier name); loading fills it through the tie");
   }
   std::filesystem::create_directories(dir);
+  TransferProgress progress("save_model", options.progress());
+  TransferProgress::expect(plan.total_size);
 
   // Every file is complete on disk before any is renamed into place, and
   // the index goes last: a reader never finds an index naming missing data.

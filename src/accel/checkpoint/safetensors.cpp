@@ -16,6 +16,7 @@
 #include <c10/core/GradMode.h>
 
 #include "accel/checkpoint/atomic_file.h"
+#include "accel/tracking/transfer_progress.h"
 #include "accel/util/check.h"
 #include "accel/util/excerpt.h"
 
@@ -222,14 +223,17 @@ void File::read_into(std::string_view name, torch::Tensor& dst, bool allow_cast)
   } else {
     dst.copy_(view(i));
   }
+  TransferProgress::advance(static_cast<int64_t>(i.nbytes()));
 }
 
 OrderedTensors load_file(const std::filesystem::path& path, torch::Device device) {
   File file(path);
+  TransferProgress::expect(static_cast<int64_t>(file.header().data_size()));
   OrderedTensors out;
   out.reserve(file.header().tensors.size());
   for (const auto& t : file.header().tensors) {
     out.insert(t.name, device.is_cpu() ? file.get(t.name) : file.get(t.name, device));
+    TransferProgress::advance(static_cast<int64_t>(t.nbytes()));
   }
   return out;
 }
@@ -293,6 +297,7 @@ void write_tensors(AtomicFile& out, const NamedTensors& tensors, const Metadata&
     if (p.header.tensors[i].nbytes() == 0) continue;
     auto bytes = file_bytes(p.tensors[i]);
     out.write(bytes.data_ptr(), bytes.nbytes());
+    TransferProgress::advance(static_cast<int64_t>(bytes.nbytes()));
   }
 }
 
@@ -300,6 +305,10 @@ void save_file(const NamedTensors& tensors, const std::filesystem::path& path, c
   // On any error the AtomicFile removes its temporary file; `path` is
   // replaced only by commit().
   AtomicFile file(path);
+  int64_t bytes = 0;
+  for (const auto& [name, t] : tensors)
+    if (t.defined()) bytes += static_cast<int64_t>(t.numel()) * static_cast<int64_t>(t.element_size());
+  TransferProgress::expect(bytes);
   write_tensors(file, tensors, metadata);
   file.commit();
 }

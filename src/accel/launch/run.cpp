@@ -3,10 +3,12 @@
 #include <signal.h>
 
 #include <chrono>
+#include <optional>
 #include <ostream>
 
 #include "accel/dist/worker_group.h"
 #include "accel/launch/output_pump.h"
+#include "accel/launch/rendezvous_progress.h"
 
 namespace accel::launch {
 namespace {
@@ -57,7 +59,12 @@ int run_launch(const LaunchPlan& plan, std::ostream& log) {
       group.spawn(first_rank + local, cmd);
     }
     pump.start();
+    // Only where the launcher set the rendezvous up (not under mpirun/srun).
+    std::optional<RendezvousProgress> rendezvous;
+    if (plan.per_rank_env && plan.num_processes > 1 && plan.master_port > 0)
+      rendezvous.emplace(plan.master_addr, plan.master_port, plan.num_processes);
     GroupResult result = group.wait();
+    if (rendezvous) rendezvous->stop();
     pump.finish();
     if (result.ok()) return 0;
     log << "accel launch: " << result.describe() << std::endl;

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
+#include <iterator>
 #include <mutex>
 #include <optional>
 
@@ -28,7 +29,24 @@ std::string clock_text(double seconds) {
   return text;
 }
 
-std::string rate_text(double rate, std::string_view unit) {
+// 1536 B -> "1.50KiB": tqdm's unit_scale with a divisor of 1024.
+std::string scaled(double value, std::string_view unit) {
+  static const char* prefixes[] = {"", "Ki", "Mi", "Gi", "Ti", "Pi"};
+  size_t p = 0;
+  while (std::abs(value) >= 1024 && p + 1 < std::size(prefixes)) {
+    value /= 1024;
+    ++p;
+  }
+  char text[64];
+  if (p == 0)
+    std::snprintf(text, sizeof text, "%.0f%.*s", value, static_cast<int>(unit.size()), unit.data());
+  else
+    std::snprintf(text, sizeof text, "%.2f%s%.*s", value, prefixes[p], static_cast<int>(unit.size()), unit.data());
+  return text;
+}
+
+std::string rate_text(double rate, std::string_view unit, bool unit_scale) {
+  if (unit_scale) return scaled(rate, unit) + "/s";
   char text[64];
   if (rate >= 1 || rate == 0)
     std::snprintf(text, sizeof text, "%.2f%.*s/s", rate, static_cast<int>(unit.size()), unit.data());
@@ -44,13 +62,16 @@ bool progress_bars_disabled_by_environment(const EnvLookup& env) {
 }
 
 std::string format_progress(std::string_view desc, int64_t done, int64_t total, double elapsed, std::string_view unit,
-                            std::string_view postfix, int width) {
+                            std::string_view postfix, int width, bool unit_scale) {
   const double rate = elapsed > 0 ? done / elapsed : 0;
   std::string prefix = desc.empty() ? "" : std::string(desc) + " ";
-  std::string stats = total > 0 ? str(done, "/", total, " [", clock_text(elapsed), "<",
-                                      rate > 0 ? clock_text((total - done) / rate) : std::string("?"), ", ")
-                                : str(done, " ", unit, " [", clock_text(elapsed), ", ");
-  stats += elapsed > 0 ? rate_text(rate, unit) : str("?", unit, "/s");
+  const std::string done_text = unit_scale ? scaled(done, unit) : std::to_string(done);
+  const std::string total_text = unit_scale ? scaled(total, unit) : std::to_string(total);
+  std::string stats =
+      total > 0 ? str(done_text, "/", total_text, " [", clock_text(elapsed), "<",
+                      rate > 0 ? clock_text((total - done) / rate) : std::string("?"), ", ")
+                : str(done_text, unit_scale ? "" : " ", unit_scale ? "" : unit, " [", clock_text(elapsed), ", ");
+  stats += elapsed > 0 ? rate_text(rate, unit, unit_scale) : str("?", unit, "/s");
   if (!postfix.empty()) stats += str(", ", postfix);
   stats += "]";
   if (total <= 0) return prefix + stats;
@@ -92,7 +113,8 @@ struct ProgressBar::State {
   double elapsed() const { return std::chrono::duration<double>(Clock::now() - start).count(); }
 
   void draw(bool final) {
-    const auto line = format_progress(options.desc(), done, total, elapsed(), options.unit(), postfix, width);
+    const auto line =
+        format_progress(options.desc(), done, total, elapsed(), options.unit(), postfix, width, options.unit_scale());
     if (terminal)
       std::fprintf(options.out(), "\r%s\x1b[K%s", line.c_str(), final ? "\n" : "");
     else
@@ -144,6 +166,11 @@ void ProgressBar::set_postfix(std::string postfix) { set_postfix(state_, std::mo
 void ProgressBar::set_postfix(const std::shared_ptr<State>& state, std::string postfix) {
   std::lock_guard lock(state->mutex);
   state->postfix = std::move(postfix);
+}
+
+void ProgressBar::set_total(int64_t total) {
+  std::lock_guard lock(state_->mutex);
+  state_->total = total;
 }
 
 void ProgressBar::close() {

@@ -31,7 +31,7 @@ std::string frame_record(const std::string& data) {
 
 RecordWriter::RecordWriter(std::filesystem::path path) : path_(std::move(path)) {
   fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  ACCEL_CHECK(fd_ >= 0, "cannot create the event file ", path_.string(), ": ", std::strerror(errno));
+  ACCEL_CHECK(fd_ >= 0, "cannot create ", path_.string(), ": ", std::strerror(errno));
   thread_ = std::thread([this] { run(); });
 }
 
@@ -45,12 +45,11 @@ RecordWriter::~RecordWriter() {
   ::close(fd_);
 }
 
-void RecordWriter::throw_if_failed() {
-  ACCEL_CHECK(error_.empty(), "writing the event file ", path_.string(), " failed: ", error_);
-}
+void RecordWriter::throw_if_failed() { ACCEL_CHECK(error_.empty(), "writing ", path_.string(), " failed: ", error_); }
 
-void RecordWriter::write(std::string data) {
-  std::string framed = frame_record(data);
+void RecordWriter::write(std::string data) { write_framed(frame_record(data)); }
+
+void RecordWriter::write_framed(std::string framed) {
   {
     std::lock_guard lock(mutex_);
     throw_if_failed();

@@ -1,6 +1,6 @@
 #pragma once
 // RecordWriter: a file of TFRecord-framed records (TensorBoard's event
-// files), appended from a thread of its own so that a tracker's log() on
+// files; or records its caller frames), appended from a thread of its own so that a tracker's log() on
 // the training thread only encodes and queues.
 //
 // A record on disk: its length (uint64, little-endian), the masked CRC-32C
@@ -30,6 +30,9 @@ class RecordWriter {
   /// Queues one record. Throws the writer thread's first error (a full
   /// disk) instead, once it has met one: the records after it are lost.
   void write(std::string data);
+  /// Queues bytes already framed by the caller (formats other than
+  /// TFRecord: W&B's LevelDB-style log), with write()'s errors.
+  void write_framed(std::string bytes);
   /// Returns when every record queued so far is in the file (handed to
   /// the operating system, where TensorBoard reading it live sees it).
   /// Throws the writer's error as write() does.

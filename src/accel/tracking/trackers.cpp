@@ -5,6 +5,7 @@
 #include "accel/tracking/dvclive.h"
 #include "accel/tracking/mlflow.h"
 #include "accel/tracking/tensorboard.h"
+#include "accel/tracking/wandb.h"
 #include "accel/util/check.h"
 #include "accel/util/env.h"
 #include "accel/util/strings.h"
@@ -14,7 +15,7 @@ namespace {
 
 // Accelerate's LoggerType values that accel does not offer.
 const std::vector<std::string>& accelerate_only_trackers() {
-  static const std::vector<std::string> names = {"aim", "wandb", "trackio", "comet_ml", "clearml", "swanlab"};
+  static const std::vector<std::string> names = {"aim", "trackio", "comet_ml", "clearml", "swanlab"};
   return names;
 }
 
@@ -33,7 +34,7 @@ std::vector<std::string> usable_trackers() {
 
 }  // namespace
 
-std::vector<std::string> available_trackers() { return {"tensorboard", "mlflow", "dvclive"}; }
+std::vector<std::string> available_trackers() { return {"tensorboard", "mlflow", "dvclive", "wandb"}; }
 
 std::vector<std::string> resolve_tracker_names(const std::vector<std::string>& log_with) {
   const auto offered = available_trackers();
@@ -51,7 +52,7 @@ std::vector<std::string> resolve_tracker_names(const std::vector<std::string>& l
   return names;
 }
 
-bool tracker_requires_logging_directory(const std::string& name) { return name == "tensorboard"; }
+bool tracker_requires_logging_directory(const std::string& name) { return name == "tensorboard" || name == "wandb"; }
 
 std::shared_ptr<GeneralTracker> make_tracker(const std::string& name, const std::string& run_name,
                                              const std::filesystem::path& logging_dir) {
@@ -59,6 +60,7 @@ std::shared_ptr<GeneralTracker> make_tracker(const std::string& name, const std:
   // As Accelerate's: the experiment is the project; DVCLive writes where Live() does by default.
   if (name == "mlflow") return std::make_shared<MLflowTracker>(run_name);
   if (name == "dvclive") return std::make_shared<DVCLiveTracker>();
+  if (name == "wandb") return std::make_shared<WandbTracker>(run_name, logging_dir);
   fail("make_tracker: unknown tracker \"", name, "\"; expected one of ", join(available_trackers(), ", "));
 }
 
