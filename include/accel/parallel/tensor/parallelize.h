@@ -86,7 +86,7 @@ struct TensorParallelShard {
   ProcessGroupPtr group;
   /// embedding_rowwise: this rank's first row and the full vocabulary size.
   int64_t vocab_begin = 0, vocab_size = 0;
-  /// The full size of the split dimension and the rank's part of it.
+  /// The whole size of the split dimension (out-features, in-features or vocabulary).
   int64_t full_size = 0;
 };
 
