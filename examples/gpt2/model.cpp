@@ -9,6 +9,7 @@
 #include <torch/torch.h>
 
 #include "accel/ops/linear_cross_entropy.h"
+#include "accel/parallel/tensor/parallelize.h"
 
 namespace gpt2 {
 
@@ -28,7 +29,12 @@ torch::Tensor CausalSelfAttentionImpl::forward(const torch::Tensor& x, LayerCach
   // unbind, not qkv[0], qkv[1], qkv[2]: backward then stacks the three
   // gradients once, where three selects would each make a zero-filled
   // full-size gradient and add them up.
-  auto qkv = c_attn(x).view({B, T, 3, n_head_, C / n_head_}).permute({2, 0, 3, 1, 4}).unbind(0);
+  // Under tensor parallelism (tensor_parallel.h) c_attn yields this rank's
+  // heads only, of each of q, k and v: the head count comes from its width.
+  const int64_t head_size = C / n_head_;
+  auto qkv_all = accel::parallel_linear(c_attn, x);
+  const int64_t heads = qkv_all.size(-1) / (3 * head_size);
+  auto qkv = qkv_all.view({B, T, 3, heads, head_size}).permute({2, 0, 3, 1, 4}).unbind(0);
   torch::Tensor y;
   if (!cache) {
     y = torch::scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], /*attn_mask=*/{},
@@ -36,7 +42,7 @@ torch::Tensor CausalSelfAttentionImpl::forward(const torch::Tensor& x, LayerCach
   } else {
     y = attend_cached(qkv[0], qkv[1], qkv[2], *cache);
   }
-  return resid_dropout_(c_proj(y.transpose(1, 2).reshape({B, T, C})));
+  return resid_dropout_(accel::parallel_linear(c_proj, y.transpose(1, 2).reshape({B, T, heads * head_size})));
 }
 
 torch::Tensor CausalSelfAttentionImpl::attend_cached(const torch::Tensor& q, const torch::Tensor& k,
@@ -67,7 +73,9 @@ MlpImpl::MlpImpl(const GPT2Options& o) {
   dropout_ = register_module("dropout", torch::nn::Dropout(o.dropout()));
 }
 
-torch::Tensor MlpImpl::forward(const torch::Tensor& x) { return dropout_(c_proj(torch::gelu(c_fc(x), "tanh"))); }
+torch::Tensor MlpImpl::forward(const torch::Tensor& x) {
+  return dropout_(accel::parallel_linear(c_proj, torch::gelu(accel::parallel_linear(c_fc, x), "tanh")));
+}
 
 BlockImpl::BlockImpl(const GPT2Options& o) {
   const auto norm = torch::nn::LayerNormOptions({o.n_embd()}).eps(o.layer_norm_epsilon());
@@ -104,7 +112,7 @@ torch::Tensor TransformerImpl::forward(const torch::Tensor& tokens, KVCache* cac
   TORCH_CHECK(past + T <= n_positions, "GPT-2: a sequence of ", past + T, " tokens (", past, " cached + ", T,
               " new) is longer than n_positions = ", n_positions);
   auto positions = torch::arange(past, past + T, tokens.options().dtype(torch::kLong));
-  auto embeddings = wte(tokens);
+  auto embeddings = accel::parallel_embedding(wte, tokens);
   if (embeddings_hook) embeddings = embeddings_hook(embeddings);
   auto x = drop_(embeddings + wpe(positions));
   if (!cache) {
@@ -126,8 +134,10 @@ torch::Tensor GPT2Impl::forward(const torch::Tensor& tokens, const torch::Tensor
               "GPT-2: targets with a KV cache: the cache is for generation, the loss "
               "for training");
   // The tied output projection: logits against every token's embedding.
-  if (!targets.defined()) return F::linear(transformer(tokens, cache), transformer->wte->weight);
-  return accel::linear_cross_entropy(transformer(tokens), transformer->wte->weight, targets);
+  // (Under tensor parallelism the vocabulary may be split: the seams gather
+  // the logits, or compute the loss without gathering them.)
+  if (!targets.defined()) return accel::parallel_tied_logits(transformer(tokens, cache), transformer->wte);
+  return accel::parallel_tied_cross_entropy(transformer(tokens), transformer->wte, targets);
 }
 
 int64_t GPT2Impl::num_parameters() const {

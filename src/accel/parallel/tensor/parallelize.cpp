@@ -1,0 +1,290 @@
+#include "accel/parallel/tensor/parallelize.h"
+
+#include <algorithm>
+#include <map>
+#include <mutex>
+#include <sstream>
+
+#include <torch/nn/functional/linear.h>
+
+#include "accel/ops/linear_cross_entropy.h"
+#include "accel/parallel/mesh/device_mesh.h"
+#include "accel/parallel/tensor/parallel_linear.h"
+#include "accel/parallel/tensor/regions.h"
+#include "accel/parallel/tensor/shard.h"
+#include "accel/parallel/tensor/vocab_parallel.h"
+#include "accel/util/check.h"
+
+namespace accel {
+namespace {
+
+constexpr const char* kStyleNames =
+    "colwise, colwise_rep, packed_colwise, rowwise, rowwise_rep, embedding_rowwise (or vocab, embedding)";
+
+// What parallelize_tensor made, for the seams and for clipping. Keyed by
+// address; the weak references tell a live entry from one whose module or
+// tensor has died (and whose address may since hold another).
+struct ModuleEntry {
+  std::weak_ptr<torch::nn::Module> module;
+  TensorParallelShard shard;
+};
+struct SliceEntry {
+  c10::weak_intrusive_ptr<c10::TensorImpl> tensor;
+  ProcessGroupPtr group;
+};
+struct Registry {
+  std::mutex mutex;
+  std::map<const torch::nn::Module*, ModuleEntry> modules;
+  std::map<const c10::TensorImpl*, SliceEntry> slices;
+};
+Registry& registry() {
+  static Registry r;
+  return r;
+}
+
+const ModuleEntry* find_module(Registry& r, const torch::nn::Module* m) {
+  auto it = r.modules.find(m);
+  if (it == r.modules.end()) return nullptr;
+  if (it->second.module.expired()) {
+    r.modules.erase(it);
+    return nullptr;
+  }
+  return &it->second;
+}
+
+const SliceEntry* find_slice(Registry& r, const torch::Tensor& t) {
+  if (!t.defined()) return nullptr;
+  auto it = r.slices.find(t.unsafeGetTensorImpl());
+  if (it == r.slices.end()) return nullptr;
+  if (it->second.tensor.expired()) {
+    r.slices.erase(it);
+    return nullptr;
+  }
+  return &it->second;
+}
+
+std::vector<std::string> components(const std::string& name) {
+  std::vector<std::string> out;
+  std::stringstream in(name);
+  for (std::string part; std::getline(in, part, '.');) out.push_back(part);
+  return out;
+}
+
+bool matches(const std::vector<std::string>& pattern, const std::string& name) {
+  const auto parts = components(name);
+  if (parts.size() != pattern.size()) return false;
+  for (size_t i = 0; i < parts.size(); ++i)
+    if (pattern[i] != "*" && pattern[i] != parts[i]) return false;
+  return true;
+}
+
+// Replaces the tensor's data with its slice, keeping the tensor object (the
+// module's member and its registered parameter are the same tensor).
+void keep_slice(torch::Tensor& parameter, const torch::Tensor& slice, const ProcessGroupPtr& group,
+                std::vector<SliceEntry>& made) {
+  parameter.set_data(slice);
+  made.push_back({c10::weak_intrusive_ptr<c10::TensorImpl>(parameter.getIntrusivePtr()), group});
+}
+
+// "torch::nn::LayerNorm" for a torch::nn::LayerNormImpl: the name users write.
+std::string type_name(const torch::nn::Module& m) {
+  std::string name = m.name();
+  if (name.ends_with("Impl")) name.resize(name.size() - 4);
+  return name;
+}
+
+struct Planned {
+  std::string name;
+  std::shared_ptr<torch::nn::Module> module;
+  TensorParallelStyle style;
+};
+
+}  // namespace
+
+TensorParallelStyle::TensorParallelStyle(const std::string& name) {
+  if (name == "colwise") {
+  } else if (name == "colwise_rep") {
+    gather_output = true;
+  } else if (name == "packed_colwise") {
+    packed = 2;  // transformers' split_factor: a fused gate and up projection
+  } else if (name == "rowwise") {
+    kind = Kind::rowwise;
+  } else if (name == "rowwise_rep") {
+    kind = Kind::rowwise;
+    input_is_parallel = false;
+  } else if (name == "embedding_rowwise" || name == "vocab" || name == "embedding") {
+    kind = Kind::embedding_rowwise;
+  } else {
+    fail("unknown tensor-parallel style \"", name, "\" (known: ", kStyleNames, ")");
+  }
+}
+
+TensorParallelStyle TensorParallelStyle::packed_colwise(int64_t blocks) {
+  ACCEL_CHECK_ARG(blocks >= 1, "packed_colwise: the number of packed blocks must be at least 1, got ", blocks);
+  TensorParallelStyle s("colwise");
+  s.packed = blocks;
+  return s;
+}
+
+std::string TensorParallelStyle::name() const {
+  switch (kind) {
+    case Kind::colwise:
+      if (packed > 1) return str("packed_colwise(", packed, ")");
+      return gather_output ? "colwise_rep" : "colwise";
+    case Kind::rowwise: return input_is_parallel ? "rowwise" : "rowwise_rep";
+    case Kind::embedding_rowwise: return "embedding_rowwise";
+  }
+  return "?";
+}
+
+void parallelize_tensor(torch::nn::Module& model, const ProcessGroupPtr& group, const TensorParallelPlan& plan) {
+  ACCEL_CHECK_ARG(group, "parallelize_tensor: no process group");
+  const int rank = group->getRank(), size = group->getSize();
+  const auto modules = model.named_modules();
+  // Every check first: a refused plan leaves the model as it was.
+  std::vector<Planned> todo;
+  std::map<std::string, std::string> claimed;  // module -> the pattern that named it
+  auto& reg = registry();
+  std::unique_lock lock(reg.mutex);
+  for (const auto& [pattern, style] : plan) {
+    const auto parts = components(pattern);
+    bool any = false;
+    for (const auto& item : modules) {
+      if (item.key().empty() || !matches(parts, item.key())) continue;
+      any = true;
+      const std::string& name = item.key();
+      ACCEL_CHECK_ARG(!claimed.count(name), "tensor-parallel plan: module \"", name, "\" is named by \"", claimed[name],
+                      "\" and by \"", pattern, "\"");
+      claimed[name] = pattern;
+      ACCEL_CHECK_ARG(!find_module(reg, item.value().get()), "tensor-parallel plan: module \"", name,
+                      "\" is already split");
+      auto* linear = dynamic_cast<torch::nn::LinearImpl*>(item.value().get());
+      auto* embedding = dynamic_cast<torch::nn::EmbeddingImpl*>(item.value().get());
+      const std::string what = str("module \"", name, "\" (", style.name(), ")");
+      if (style.kind == TensorParallelStyle::Kind::embedding_rowwise) {
+        ACCEL_CHECK_ARG(embedding, "tensor-parallel plan: ", what, " is a ", type_name(*item.value()),
+                        ", expected a torch::nn::Embedding");
+        vocab_range(embedding->weight.size(0), rank, size);  // checks there is a row per rank
+      } else {
+        ACCEL_CHECK_ARG(linear, "tensor-parallel plan: ", what, " is a ", type_name(*item.value()),
+                        ", expected a torch::nn::Linear");
+        const bool col = style.kind == TensorParallelStyle::Kind::colwise;
+        const int64_t n = linear->weight.size(col ? 0 : 1), divisor = (col ? style.packed : 1) * size;
+        ACCEL_CHECK_ARG(n % divisor == 0, "tensor-parallel plan: ", what, " has ", n,
+                        col ? " out-features" : " in-features", ", not a multiple of ", divisor,
+                        style.packed > 1 && col
+                            ? str(" (", style.packed, " packed blocks x tensor-parallel size ", size, ")")
+                            : str(" (the tensor-parallel size)"));
+      }
+      todo.push_back({name, item.value(), style});
+    }
+    ACCEL_CHECK_ARG(any, "tensor-parallel plan: \"", pattern, "\" matches no module of the model");
+  }
+
+  torch::NoGradGuard no_grad;
+  for (auto& p : todo) {
+    std::vector<SliceEntry> made;
+    TensorParallelShard shard{p.style, group};
+    if (auto* linear = dynamic_cast<torch::nn::LinearImpl*>(p.module.get())) {
+      if (p.style.kind == TensorParallelStyle::Kind::colwise) {
+        shard.full_size = linear->weight.size(0);
+        keep_slice(linear->weight, shard_dim(linear->weight, 0, rank, size, p.style.packed, p.name), group, made);
+        if (linear->bias.defined())
+          keep_slice(linear->bias, shard_dim(linear->bias, 0, rank, size, p.style.packed, p.name), group, made);
+      } else {
+        shard.full_size = linear->weight.size(1);
+        keep_slice(linear->weight, shard_dim(linear->weight, 1, rank, size, 1, p.name), group, made);
+      }
+    } else {
+      auto* embedding = dynamic_cast<torch::nn::EmbeddingImpl*>(p.module.get());
+      shard.vocab_size = shard.full_size = embedding->weight.size(0);
+      const auto [begin, end] = vocab_range(shard.vocab_size, rank, size);
+      shard.vocab_begin = begin;
+      keep_slice(embedding->weight, embedding->weight.narrow(0, begin, end - begin).clone(), group, made);
+    }
+    reg.modules.insert_or_assign(p.module.get(), ModuleEntry{p.module, shard});
+    for (auto& s : made) {
+      auto impl = s.tensor.lock();
+      reg.slices.insert_or_assign(impl.get(), std::move(s));
+    }
+  }
+}
+
+void parallelize_tensor(torch::nn::Module& model, const DeviceMesh& mesh, const TensorParallelPlan& plan) {
+  const auto dims = mesh.dim_names();
+  if (std::find(dims.begin(), dims.end(), "tp") == dims.end()) return;
+  parallelize_tensor(model, mesh.group("tp"), plan);
+}
+
+std::optional<TensorParallelShard> tensor_parallel_shard(const torch::nn::Module& module) {
+  auto& reg = registry();
+  std::lock_guard lock(reg.mutex);
+  const auto* entry = find_module(reg, &module);
+  if (!entry) return std::nullopt;
+  return entry->shard;
+}
+
+bool is_tensor_parallel_slice(const torch::Tensor& parameter) {
+  auto& reg = registry();
+  std::lock_guard lock(reg.mutex);
+  return find_slice(reg, parameter) != nullptr;
+}
+
+torch::Tensor parallel_linear(const torch::nn::Linear& linear, const torch::Tensor& x) {
+  const auto& impl = linear.ptr();
+  const auto shard = tensor_parallel_shard(*impl);
+  if (!shard) return impl->forward(x);
+  if (shard->style.kind == TensorParallelStyle::Kind::colwise)
+    return column_parallel_linear(x, impl->weight, impl->bias, shard->group, shard->style.gather_output);
+  return row_parallel_linear(x, impl->weight, impl->bias, shard->group, shard->style.input_is_parallel);
+}
+
+torch::Tensor parallel_embedding(const torch::nn::Embedding& embedding, const torch::Tensor& ids) {
+  const auto& impl = embedding.ptr();
+  const auto shard = tensor_parallel_shard(*impl);
+  if (!shard) return impl->forward(ids);
+  return vocab_parallel_embedding(ids, impl->weight, shard->vocab_begin, shard->vocab_size, shard->group);
+}
+
+torch::Tensor parallel_tied_logits(const torch::Tensor& hidden, const torch::nn::Embedding& embedding) {
+  const auto& weight = embedding->weight;
+  const auto shard = tensor_parallel_shard(*embedding.ptr());
+  if (!shard) return torch::nn::functional::linear(hidden, weight);
+  auto local = torch::nn::functional::linear(copy_to_tensor_parallel_region(hidden, shard->group), weight);
+  std::vector<int64_t> sizes;
+  for (int r = 0; r < shard->group->getSize(); ++r) {
+    const auto [begin, end] = vocab_range(shard->vocab_size, r, shard->group->getSize());
+    sizes.push_back(end - begin);
+  }
+  return gather_from_tensor_parallel_region(local, shard->group, sizes);
+}
+
+torch::Tensor parallel_tied_cross_entropy(const torch::Tensor& hidden, const torch::nn::Embedding& embedding,
+                                          const torch::Tensor& targets) {
+  const auto& weight = embedding->weight;
+  const auto shard = tensor_parallel_shard(*embedding.ptr());
+  if (!shard) return linear_cross_entropy(hidden, weight, targets);
+  auto local = torch::nn::functional::linear(copy_to_tensor_parallel_region(hidden, shard->group), weight);
+  return vocab_parallel_cross_entropy(local, targets, shard->vocab_begin, shard->vocab_size, shard->group);
+}
+
+GradientSet tensor_parallel_gradients(const std::vector<torch::Tensor>& parameters) {
+  GradientSet out;
+  auto& reg = registry();
+  std::lock_guard lock(reg.mutex);
+  for (const auto& p : parameters) {
+    if (!p.grad().defined()) continue;
+    const auto* slice = find_slice(reg, p);
+    if (!slice) {
+      out.replicated.push_back(p.grad());
+      continue;
+    }
+    ACCEL_CHECK_ARG(!out.group || out.group == slice->group,
+                    "tensor_parallel_gradients: parameters split over different process groups");
+    out.group = slice->group;
+    out.sharded.push_back(p.grad());
+  }
+  return out;
+}
+
+}  // namespace accel
