@@ -102,15 +102,15 @@ Result compute(const torch::Tensor& hidden, const torch::Tensor& weight, const t
     auto vc = valid.narrow(0, r0, n);
     auto tc = safe_t.narrow(0, r0, n).unsqueeze(1);
     // Logits in float32 for the softmax: on CUDA the 16-bit GEMM writes
-    // them in float32 directly; elsewhere through a copy.
+    // them in float32 directly (unless float32_logits is off); elsewhere
+    // through a copy (the kernel reads 16-bit logits as they are).
     const bool low = cdt == torch::kBFloat16 || cdt == torch::kHalf;
-    auto logits = low && hc.is_cuda() ? at::mm(hc, w.t(), torch::kFloat) : at::mm(hc, w.t());
-    if (low && !hc.is_cuda()) logits = logits.to(torch::kFloat);
+    auto logits = low && hc.is_cuda() && o.float32_logits() ? at::mm(hc, w.t(), torch::kFloat) : at::mm(hc, w.t());
 #if ACCEL_CUDA_KERNELS
     if (o.fused_kernel() && fused_kernels_enabled() &&
         kernels::softmax_cross_entropy_supports(logits, torch::Tensor())) {
       // One kernel: the rows' losses and (softmax - one_hot) in the GEMMs'
-      // dtype, in place when that is float32. Ignored rows get a zero
+      // dtype, over the logits when they have that dtype. Ignored rows get a zero
       // gradient, so the masks of the ATen path below are not needed.
       auto row_loss = torch::empty({n}, logits.options().dtype(torch::kFloat));
       torch::Tensor grad_logits;
@@ -129,6 +129,7 @@ Result compute(const torch::Tensor& hidden, const torch::Tensor& weight, const t
       continue;
     }
 #endif
+    if (low) logits = logits.to(torch::kFloat);
     if (Vp != V) logits.narrow(1, V, Vp - V).fill_(-std::numeric_limits<double>::infinity());
     auto logp = at::_log_softmax(logits, 1, false);
     logits = torch::Tensor();
