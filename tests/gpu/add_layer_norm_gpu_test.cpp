@@ -27,7 +27,7 @@
 
 namespace {
 
-struct Setup {
+struct Types {
   torch::ScalarType x, r, w;
   bool autocast;
 };
@@ -36,7 +36,7 @@ struct Run {
   torch::Tensor sum, normed, gx, gr, gw, gb;
 };
 
-Run run(const Setup& s, int64_t rows, int64_t C, bool kernel, bool affine) {
+Run run(const Types& s, int64_t rows, int64_t C, bool kernel, bool affine) {
   auto gen = at::detail::createCPUGenerator(static_cast<uint64_t>(rows * 1000 + C));
   auto x = (torch::randn({rows, C}, gen) * 2 + 0.5).to(s.x).cuda().requires_grad_();
   auto r = torch::randn({rows, C}, gen).to(s.r).cuda().requires_grad_();
@@ -73,7 +73,7 @@ void expect_close(const torch::Tensor& got, const torch::Tensor& want, double re
   EXPECT_LE((g - w).abs().max().item<double>(), rel * scale) << what << " (largest reference value " << scale << ")";
 }
 
-void expect_kernel_matches_aten(const Setup& s, int64_t rows, int64_t C, bool affine = true) {
+void expect_kernel_matches_aten(const Types& s, int64_t rows, int64_t C, bool affine = true) {
   SCOPED_TRACE(::testing::Message() << "x " << s.x << " residual " << s.r << " weight " << s.w
                                     << (s.autocast ? " autocast" : "") << " rows " << rows << " C " << C
                                     << (affine ? "" : " no weight/bias"));
@@ -101,7 +101,7 @@ void expect_kernel_matches_aten(const Setup& s, int64_t rows, int64_t C, bool af
 
 TEST(AddLayerNormGpu, Float32MatchesTheAtenComposition) {
   REQUIRE_KERNELS();
-  const Setup f32{torch::kFloat, torch::kFloat, torch::kFloat, false};
+  const Types f32{torch::kFloat, torch::kFloat, torch::kFloat, false};
   for (int64_t rows : {1, 37, 8193})
     for (int64_t C : {7, 768, 1000}) expect_kernel_matches_aten(f32, rows, C);
   expect_kernel_matches_aten(f32, 37, 768 * 3 + 1);
@@ -110,11 +110,11 @@ TEST(AddLayerNormGpu, Float32MatchesTheAtenComposition) {
 
 TEST(AddLayerNormGpu, Float32StreamWithBf16ResidualUnderAutocast) {
   REQUIRE_KERNELS();
-  const Setup gpt2{torch::kFloat, torch::kBFloat16, torch::kFloat, true};
+  const Types gpt2{torch::kFloat, torch::kBFloat16, torch::kFloat, true};
   for (int64_t rows : {37, 8193})
     for (int64_t C : {768, 1000}) expect_kernel_matches_aten(gpt2, rows, C);
   // The bf16 operand first: the op puts the wider one first itself.
-  const Setup swapped{torch::kBFloat16, torch::kFloat, torch::kFloat, true};
+  const Types swapped{torch::kBFloat16, torch::kFloat, torch::kFloat, true};
   expect_kernel_matches_aten(swapped, 37, 768);
 }
 
@@ -122,7 +122,7 @@ TEST(AddLayerNormGpu, Bf16MatchesTheAtenComposition) {
   REQUIRE_KERNELS();
   for (auto w : {torch::kFloat, torch::kBFloat16})
     for (bool autocast : {false, true}) {
-      const Setup s{torch::kBFloat16, torch::kBFloat16, w, autocast};
+      const Types s{torch::kBFloat16, torch::kBFloat16, w, autocast};
       expect_kernel_matches_aten(s, 37, 1000);
       expect_kernel_matches_aten(s, 8193, 768);
     }
