@@ -55,7 +55,11 @@ Run run(const Types& s, int64_t rows, int64_t C, bool kernel, bool affine) {
   // A loss reaching the normalised output and the sum (the residual stream).
   auto loss = (out.normed.to(torch::kFloat) * gy).sum() + (out.sum.to(torch::kFloat) * gs).sum();
   loss.backward();
-  Run res{out.sum.detach(), out.normed.detach(), x.grad(), r.grad()};
+  Run res;
+  res.sum = out.sum.detach();
+  res.normed = out.normed.detach();
+  res.gx = x.grad();
+  res.gr = r.grad();
   if (affine) {
     res.gw = w.grad();
     res.gb = b.grad();

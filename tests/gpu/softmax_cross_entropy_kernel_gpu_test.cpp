@@ -83,7 +83,9 @@ void expect_kernel_matches(int64_t rows, int64_t V, int64_t cols, torch::ScalarT
     EXPECT_EQ(l[3].item<double>(), 0.0);
     EXPECT_EQ(gd[3].abs().max().item<double>(), 0.0);
   }
-  if (cols > V) EXPECT_EQ(gd.narrow(1, V, cols - V).abs().max().item<double>(), 0.0);
+  if (cols > V) {
+    EXPECT_EQ(gd.narrow(1, V, cols - V).abs().max().item<double>(), 0.0);
+  }
 }
 #endif
 
