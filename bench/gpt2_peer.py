@@ -4,7 +4,18 @@ GPT2LMHeadModel trained with Accelerate (run it under `accelerate launch
 logits, cross-entropy, backward, clip to 1.0, AdamW (decay on matrices only,
 betas 0.9/0.95), cosine schedule with warmup, zero_grad, loss.item().
 
-    accelerate launch --mixed_precision bf16 bench/gpt2_peer.py --config 124M --batch 8 --steps 30 [--compile] [--fused]
+    accelerate launch --mixed_precision bf16 bench/gpt2_peer.py --config 124M --batch 8 --steps 30 \
+        [--compile | --compile-step MODE] [--fused]
+
+--compile wraps the model alone in torch.compile: the cross-entropy then
+runs eagerly on full float32 logits (Accelerate's autocast wrapper returns
+them in float32). --compile-step MODE wraps model + loss as one function,
+the strongest form a Python user writes, so inductor fuses the loss with
+the output layer's epilogue; MODE is torch.compile's mode ("default",
+"max-autotune-no-cudagraphs", "reduce-overhead"). The optimizer, clipping
+and schedule stay outside, the same loop as every other row; compilation
+(minutes for max-autotune) happens in the warm-up steps, left out of the
+timing.
 
 Prints, like the C++ program's --timing, one line:
     timing {"impl": "accelerate", "tokens_per_s": ..., "step_ms": ..., "peak_mem_mb": ..., ...}
@@ -24,6 +35,7 @@ CONFIGS = {
     "350M": dict(n_layer=24, n_head=16, n_embd=1024, n_positions=1024, vocab_size=50257),
     "tiny": dict(n_layer=2, n_head=4, n_embd=64, n_positions=128, vocab_size=512),
 }
+COMPILE_MODES = ["default", "max-autotune-no-cudagraphs", "reduce-overhead"]
 
 
 def parse():
@@ -38,8 +50,12 @@ def parse():
     p.add_argument("--clip", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--compile-step", metavar="MODE", choices=COMPILE_MODES,
+                   help="torch.compile model + loss as one function with this mode")
     p.add_argument("--fused", action="store_true", help="AdamW(fused=True)")
     args = p.parse_args()
+    if args.compile and args.compile_step:
+        p.error("--compile and --compile-step exclude each other: the second compiles the model as well")
     if args.timing_skip >= args.steps:
         p.error(f"--timing-skip {args.timing_skip} leaves no timed step out of --steps {args.steps}")
     return args
@@ -64,6 +80,15 @@ def main():
     sched = get_cosine_schedule_with_warmup(opt, args.steps // 10 * n, args.steps * n)
     model, opt, sched = acc.prepare(net, opt, sched)
 
+    def forward_loss(inputs, targets):
+        logits = model(inputs).logits
+        return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1))
+
+    if args.compile_step:
+        # The prepared model (Accelerate's autocast wrapper included) is
+        # traced together with the loss.
+        forward_loss = torch.compile(forward_loss, mode=args.compile_step)
+
     gen = torch.Generator().manual_seed(args.seed + acc.process_index)
     vocab = shape["vocab_size"]
     tokens_per_step = args.batch * args.seq * acc.gradient_accumulation_steps * n
@@ -77,8 +102,7 @@ def main():
             with acc.accumulate(model):
                 window = torch.randint(0, vocab, (args.batch, args.seq + 1), generator=gen).to(acc.device)
                 inputs, targets = window[:, :-1], window[:, 1:]
-                logits = model(inputs).logits
-                loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1))
+                loss = forward_loss(inputs, targets)
                 acc.backward(loss)
                 if acc.sync_gradients and args.clip > 0:
                     acc.clip_grad_norm_(model.parameters(), args.clip)
@@ -95,7 +119,8 @@ def main():
 
     timed = args.steps - args.timing_skip
     step_ms = timed_ms / timed
-    impl = "accelerate" + ("+compile" if args.compile else "") + ("+fused" if args.fused else "")
+    impl = ("accelerate" + ("+compile" if args.compile else "")
+            + (f"+compile_step:{args.compile_step}" if args.compile_step else "") + ("+fused" if args.fused else ""))
     line = {
         "impl": impl, "optimizer": "fused" if args.fused else "adamw", "config": args.config,
         "batch": args.batch, "seq": args.seq, "processes": n, "mixed_precision": acc.mixed_precision,

@@ -2,7 +2,7 @@
 # One call on the GPU machine (see ../shared/device/README.md): configure and
 # build, run the test suite (gpu tests included), then the benchmarks with
 # their Python peers. Full logs go to $OUT (default /tmp/accel_gpu_out).
-#   bench/gpu_run.sh [what...]   what: build tests bench data checkpoint startup (default: all), gpt2,
+#   bench/gpu_run.sh [what...]   what: build tests bench data checkpoint startup (default: all), kernels, gpt2,
 #                                tracking, zero_offload, fsdp_offload and generate (only when named: they take minutes; GPT2_BATCHES="8" runs
 #                                one batch size; ZERO_OFFLOAD_ARGS="350M 8 20 8")
 # Needs .deps/libgloo-dev_*.deb carried along (the machine has no Gloo headers).
@@ -39,6 +39,9 @@ fi
 if want checkpoint; then
   BENCH_BIN="$ROOT/$B/bench/bench_checkpoint_io" ACCEL_PYTHON="$(which python3)" bench/checkpoint_io.sh 4 /tmp/accel_bench_io 2>&1 \
     | tee "$OUT/checkpoint_io.log" | tail -9
+fi
+if want kernels; then  # accel's CUDA kernels: tests and a GPT-2 loss curve with and without them
+  BUILD_DIR="$ROOT/$B" PY="$(which python3)" OUT="$OUT/kernels" bench/kernels_check.sh 2>&1 | tee "$OUT/kernels.log"
 fi
 if want gpt2; then
   BUILD_DIR="$ROOT/$B" PY="$(which python3)" OUT="$OUT/gpt2" bench/gpt2.sh gpu 2>&1 | tee "$OUT/gpt2.log"

@@ -8,6 +8,7 @@
 #include <torch/nn/init.h>
 #include <torch/torch.h>
 
+#include "accel/ops/add_layer_norm.h"
 #include "accel/ops/linear_cross_entropy.h"
 #include "accel/parallel/tensor/parallelize.h"
 
@@ -86,8 +87,11 @@ BlockImpl::BlockImpl(const GPT2Options& o) {
 }
 
 torch::Tensor BlockImpl::forward(torch::Tensor x, LayerCache* cache) {
-  x = x + attn(ln_1(x), cache);
-  return x + mlp(ln_2(x));
+  // x + attn(...) and ln_2 of it as one op: one CUDA kernel each way where
+  // accel's kernels are built, the same add and layer_norm elsewhere.
+  auto [residual, h] = accel::add_layer_norm(x, attn(ln_1(x), cache), ln_2->weight, ln_2->bias,
+                                             accel::AddLayerNormOptions().eps(ln_2->options.eps()));
+  return residual + mlp(h);
 }
 
 TransformerImpl::TransformerImpl(const GPT2Options& o) {

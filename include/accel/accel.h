@@ -28,6 +28,8 @@
 #include "accel/dist/logging.h"
 #include "accel/dist/process_group.h"
 #include "accel/dist/topology.h"
+#include "accel/ops/add_layer_norm.h"
+#include "accel/ops/fused_kernels.h"
 #include "accel/ops/linear_cross_entropy.h"
 #include "accel/optim/clip_grad.h"
 #include "accel/optim/schedules.h"

@@ -17,6 +17,14 @@
 //   auto loss = accel::linear_cross_entropy(h, wte->weight, targets); // mean over targets
 //   loss.backward();
 //
+// On CUDA, where accel's kernels are built (accel/ops/cuda_kernels.h), each
+// chunk's softmax, loss and logit gradient is one kernel that reads the
+// logits twice and writes the gradient once
+// (src/accel/ops/cuda/softmax_cross_entropy_kernel.cu); elsewhere, and with
+// fused_kernel(false) or ACCEL_FUSED_KERNELS=0 (accel/ops/fused_kernels.h),
+// the same math runs as ATen ops (log-softmax, exp, scatter), the
+// reference the kernel is tested against.
+//
 // Under autocast the GEMMs run in the autocast dtype and the softmax in
 // float32, like linear + cross_entropy under autocast. Targets equal to
 // ignore_index count neither in the loss nor in the mean. The gradients
@@ -39,6 +47,14 @@ struct ACCEL_API LinearCrossEntropyOptions {
   TORCH_ARG(int64_t, ignore_index) = -100;
   /// The vocab is padded to a multiple of this for the GEMMs (1: no padding).
   TORCH_ARG(int64_t, pad_to) = 64;
+  /// Use accel's one-pass CUDA kernel for each chunk's softmax and gradient
+  /// where it is built; false: the ATen ops on every device.
+  TORCH_ARG(bool, fused_kernel) = true;
+  /// Under 16-bit GEMMs on CUDA, have the GEMM write each chunk's logits in
+  /// float32 (true) or in the 16-bit type, rounded as linear() under
+  /// autocast rounds them (false: half the chunk's memory traffic, and the
+  /// kernel writes the gradient over them). The CPU always rounds.
+  TORCH_ARG(bool, float32_logits) = true;
 };
 
 /// hidden [..., C], weight [V, C], target [...] (int64, values in [0, V) or

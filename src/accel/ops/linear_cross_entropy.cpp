@@ -11,8 +11,13 @@
 #include <ATen/ops/mm.h>
 #include <torch/autograd.h>
 
+#include "accel/ops/cuda_kernels.h"
+#include "accel/ops/fused_kernels.h"
 #include "accel/util/check.h"
 #include "accel/util/format.h"
+#if ACCEL_CUDA_KERNELS
+#include "accel/ops/cuda/softmax_cross_entropy.h"
+#endif
 
 namespace accel {
 
@@ -89,16 +94,42 @@ Result compute(const torch::Tensor& hidden, const torch::Tensor& weight, const t
     // Summed over chunks in float32 at least (16-bit sums would drift).
     r.grad_weight = torch::zeros({Vp, C}, h.options().dtype(c10::promoteTypes(cdt, torch::kFloat)));
   }
+  // Targets as the kernel reads them (ignore_index included), contiguous.
+  const auto t_flat = t.contiguous();
   for (int64_t r0 = 0; r0 < N; r0 += chunk) {
     const int64_t n = std::min(chunk, N - r0);
     auto hc = h.narrow(0, r0, n);
     auto vc = valid.narrow(0, r0, n);
     auto tc = safe_t.narrow(0, r0, n).unsqueeze(1);
     // Logits in float32 for the softmax: on CUDA the 16-bit GEMM writes
-    // them in float32 directly; elsewhere through a copy.
+    // them in float32 directly (unless float32_logits is off); elsewhere
+    // through a copy (the kernel reads 16-bit logits as they are).
     const bool low = cdt == torch::kBFloat16 || cdt == torch::kHalf;
-    auto logits = low && hc.is_cuda() ? at::mm(hc, w.t(), torch::kFloat) : at::mm(hc, w.t());
-    if (low && !hc.is_cuda()) logits = logits.to(torch::kFloat);
+    auto logits = low && hc.is_cuda() && o.float32_logits() ? at::mm(hc, w.t(), torch::kFloat) : at::mm(hc, w.t());
+#if ACCEL_CUDA_KERNELS
+    if (o.fused_kernel() && fused_kernels_enabled() &&
+        kernels::softmax_cross_entropy_supports(logits, torch::Tensor())) {
+      // One kernel: the rows' losses and (softmax - one_hot) in the GEMMs'
+      // dtype, over the logits when they have that dtype. Ignored rows get a zero
+      // gradient, so the masks of the ATen path below are not needed.
+      auto row_loss = torch::empty({n}, logits.options().dtype(torch::kFloat));
+      torch::Tensor grad_logits;
+      if (want_grads)
+        grad_logits = cdt == logits.scalar_type() ? logits : torch::empty_like(logits, logits.options().dtype(cdt));
+      kernels::softmax_cross_entropy(logits, t_flat.narrow(0, r0, n), V, o.ignore_index(), row_loss, grad_logits);
+      loss_sum.add_(row_loss.sum());
+      if (!want_grads) continue;
+      logits = torch::Tensor();
+      auto gh = r.grad_hidden.narrow(0, r0, n);
+      at::mm_out(gh, grad_logits, w);
+      if (cdt == r.grad_weight.scalar_type())
+        r.grad_weight.addmm_(grad_logits.t(), hc);
+      else
+        at::addmm_out(r.grad_weight, r.grad_weight, grad_logits.t(), hc, torch::kFloat);
+      continue;
+    }
+#endif
+    if (low) logits = logits.to(torch::kFloat);
     if (Vp != V) logits.narrow(1, V, Vp - V).fill_(-std::numeric_limits<double>::infinity());
     auto logp = at::_log_softmax(logits, 1, false);
     logits = torch::Tensor();

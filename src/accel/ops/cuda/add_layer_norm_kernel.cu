@@ -1,0 +1,207 @@
+// Residual add + LayerNorm, forward and backward, each one kernel: ATen runs
+// the add, then LayerNorm's forward (and in backward its input-gradient
+// kernel, the weight/bias-gradient kernel and the add of the residual
+// branch's gradient), each reading and writing the [rows, cols] stream.
+#include <stdexcept>
+#include <string>
+
+#include "accel/ops/cuda/add_layer_norm_kernel.h"
+#include "accel/ops/cuda/convert.cuh"
+
+namespace accel::kernels {
+
+namespace {
+
+constexpr int kForwardThreads = 256;
+constexpr int kForwardWarps = kForwardThreads / 32;
+constexpr int kBackwardThreads = 256;
+constexpr int kBackwardWarps = kBackwardThreads / 32;
+
+__device__ __forceinline__ float warp_sum(float v) {
+  for (int offset = 16; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset);
+  return v;
+}
+
+template <typename S, typename R, typename W, typename Y>
+__global__ void __launch_bounds__(kForwardThreads) add_layer_norm_forward(AddLayerNormForwardArgs a) {
+  const int lane = threadIdx.x % 32;
+  const int64_t row = int64_t{blockIdx.x} * kForwardWarps + threadIdx.x / 32;
+  if (row >= a.rows) return;
+  const int64_t C = a.cols;
+  const S* x = static_cast<const S*>(a.x) + row * C;
+  const R* r = static_cast<const R*>(a.r) + row * C;
+  S* s = static_cast<S*>(a.sum) + row * C;
+  Y* y = static_cast<Y*>(a.out) + row * C;
+  const W* w = static_cast<const W*>(a.weight);
+  const W* b = static_cast<const W*>(a.bias);
+
+  // The statistics are those of the sum as stored (rounded to S), as
+  // LayerNorm would see it after a separate add.
+  float total = 0.0f;
+  for (int64_t j = lane; j < C; j += 32) {
+    const S v = from_float<S>(to_float(x[j]) + to_float(r[j]));
+    s[j] = v;
+    total += to_float(v);
+  }
+  const float mean = warp_sum(total) / static_cast<float>(C);
+  // Centred second pass (the row is in L1): no cancellation of E[s^2] - mean^2.
+  float squares = 0.0f;
+  for (int64_t j = lane; j < C; j += 32) {
+    const float d = to_float(s[j]) - mean;
+    squares += d * d;
+  }
+  const float rstd = rsqrtf(warp_sum(squares) / static_cast<float>(C) + a.eps);
+  for (int64_t j = lane; j < C; j += 32) {
+    float v = (to_float(s[j]) - mean) * rstd;
+    if (w) v *= to_float(w[j]);
+    if (b) v += to_float(b[j]);
+    y[j] = from_float<Y>(v);
+  }
+  if (lane == 0) {
+    a.mean[row] = mean;
+    a.rstd[row] = rstd;
+  }
+}
+
+// The two row sums of the backward, added in a fixed order (the same
+// result every run).
+__device__ __forceinline__ float2 block_sum(float2 v) {
+  __shared__ float2 partial[kBackwardWarps];
+  v.x = warp_sum(v.x);
+  v.y = warp_sum(v.y);
+  if (threadIdx.x % 32 == 0) partial[threadIdx.x / 32] = v;
+  __syncthreads();
+  float2 total{0.0f, 0.0f};
+#pragma unroll
+  for (int i = 0; i < kBackwardWarps; ++i) {
+    total.x += partial[i].x;
+    total.y += partial[i].y;
+  }
+  __syncthreads();  // `partial` is written again for the next row
+  return total;
+}
+
+template <typename S, typename W, typename Y>
+__global__ void __launch_bounds__(kBackwardThreads) add_layer_norm_backward(AddLayerNormBackwardArgs a) {
+  // This block's weight / bias gradient sums; thread t owns the columns
+  // t, t + kBackwardThreads, ... of both, so no atomics and no barrier.
+  extern __shared__ float column_sums[];
+  const int64_t C = a.cols;
+  float* dw = column_sums;
+  float* db = column_sums + C;
+  const bool partials = a.weight_grad_partial != nullptr;
+  if (partials)
+    for (int64_t j = threadIdx.x; j < C; j += kBackwardThreads) dw[j] = db[j] = 0.0f;
+  const W* w = static_cast<const W*>(a.weight);
+  const float inv_c = 1.0f / static_cast<float>(C);
+
+  for (int64_t row = blockIdx.x; row < a.rows; row += gridDim.x) {
+    const Y* dy = static_cast<const Y*>(a.grad_out) + row * C;
+    const S* s = static_cast<const S*>(a.sum) + row * C;
+    const S* gs = a.grad_sum ? static_cast<const S*>(a.grad_sum) + row * C : nullptr;
+    S* ds = static_cast<S*>(a.grad_input) + row * C;
+    const float mean = a.mean[row], rstd = a.rstd[row];
+    float2 sums{0.0f, 0.0f};  // sum of g = dy * w, sum of g * normalised
+    for (int64_t j = threadIdx.x; j < C; j += kBackwardThreads) {
+      const float xhat = (to_float(s[j]) - mean) * rstd;
+      const float d = to_float(dy[j]);
+      const float g = w ? d * to_float(w[j]) : d;
+      sums.x += g;
+      sums.y += g * xhat;
+      if (partials) {
+        dw[j] += d * xhat;
+        db[j] += d;
+      }
+    }
+    sums = block_sum(sums);
+    const float mean_g = sums.x * inv_c, mean_gx = sums.y * inv_c;
+    for (int64_t j = threadIdx.x; j < C; j += kBackwardThreads) {
+      const float xhat = (to_float(s[j]) - mean) * rstd;
+      const float d = to_float(dy[j]);
+      const float g = w ? d * to_float(w[j]) : d;
+      float v = rstd * (g - mean_g - xhat * mean_gx);
+      if (gs) v += to_float(gs[j]);
+      ds[j] = from_float<S>(v);
+    }
+  }
+  if (partials)
+    for (int64_t j = threadIdx.x; j < C; j += kBackwardThreads) {
+      a.weight_grad_partial[int64_t{blockIdx.x} * C + j] = dw[j];
+      a.bias_grad_partial[int64_t{blockIdx.x} * C + j] = db[j];
+    }
+}
+
+void check_launch(const char* what) {
+  const cudaError_t err = cudaGetLastError();
+  if (err != cudaSuccess)
+    throw std::runtime_error(std::string(what) + " kernel launch failed: " + cudaGetErrorString(err));
+}
+
+[[noreturn]] void unsupported(const char* what) {
+  throw std::invalid_argument(std::string(what) +
+                              ": unsupported element types (sum float32 or bfloat16; residual the sum's type or "
+                              "bfloat16; weight and output float32 or the sum's type)");
+}
+
+// Calls f(S{}, R{}, W{}, Y{}) with the types named at run time.
+template <typename F>
+void dispatch(DType sum, DType r, DType weight, DType out, const char* what, F&& f) {
+  using bf16 = __nv_bfloat16;
+  if (sum == DType::f32 && r == DType::f32 && weight == DType::f32 && out == DType::f32)
+    return f(float{}, float{}, float{}, float{});
+  if (sum == DType::f32 && r == DType::bf16 && weight == DType::f32 && out == DType::f32)
+    return f(float{}, bf16{}, float{}, float{});
+  if (sum == DType::bf16 && r == DType::bf16) {
+    if (weight == DType::f32 && out == DType::f32) return f(bf16{}, bf16{}, float{}, float{});
+    if (weight == DType::f32 && out == DType::bf16) return f(bf16{}, bf16{}, float{}, bf16{});
+    if (weight == DType::bf16 && out == DType::f32) return f(bf16{}, bf16{}, bf16{}, float{});
+    if (weight == DType::bf16 && out == DType::bf16) return f(bf16{}, bf16{}, bf16{}, bf16{});
+  }
+  unsupported(what);
+}
+
+}  // namespace
+
+bool add_layer_norm_kernel_supports(DType sum, DType r, DType weight, DType out) {
+  const auto f32 = DType::f32, bf16 = DType::bf16;
+  if (sum == f32) return (r == f32 || r == bf16) && weight == f32 && out == f32;
+  return sum == bf16 && r == bf16 && (weight == f32 || weight == bf16) && (out == f32 || out == bf16);
+}
+
+void launch_add_layer_norm_forward(const AddLayerNormForwardArgs& a, cudaStream_t stream) {
+  if (a.rows <= 0) return;
+  if (a.cols <= 0)
+    throw std::invalid_argument("add_layer_norm forward kernel: cols " + std::to_string(a.cols) + ", expected > 0");
+  const int64_t blocks = (a.rows + kForwardWarps - 1) / kForwardWarps;
+  dispatch(a.sum_dtype, a.r_dtype, a.weight_dtype, a.out_dtype, "add_layer_norm forward kernel",
+           [&](auto s, auto r, auto w, auto y) {
+             add_layer_norm_forward<decltype(s), decltype(r), decltype(w), decltype(y)>
+                 <<<static_cast<unsigned>(blocks), kForwardThreads, 0, stream>>>(a);
+           });
+  check_launch("add_layer_norm forward");
+}
+
+void launch_add_layer_norm_backward(const AddLayerNormBackwardArgs& a, cudaStream_t stream) {
+  if (a.rows <= 0) return;
+  if (a.cols <= 0 || a.blocks <= 0)
+    throw std::invalid_argument("add_layer_norm backward kernel: cols " + std::to_string(a.cols) + ", blocks " +
+                                std::to_string(a.blocks) + ", expected both > 0");
+  const size_t shared = a.weight_grad_partial ? 2 * sizeof(float) * static_cast<size_t>(a.cols) : 0;
+  dispatch(a.sum_dtype, a.sum_dtype == DType::f32 ? DType::f32 : DType::bf16, a.weight_dtype, a.out_dtype,
+           "add_layer_norm backward kernel", [&](auto s, auto, auto w, auto y) {
+             auto kernel = add_layer_norm_backward<decltype(s), decltype(w), decltype(y)>;
+             // Above 48 KiB of shared memory a kernel must ask for it.
+             if (shared > 48 * 1024) {
+               const cudaError_t err =
+                   cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared));
+               if (err != cudaSuccess)
+                 throw std::invalid_argument("add_layer_norm backward kernel: " + std::to_string(a.cols) +
+                                             " columns need " + std::to_string(shared) +
+                                             " bytes of shared memory: " + cudaGetErrorString(err));
+             }
+             kernel<<<static_cast<unsigned>(a.blocks), kBackwardThreads, shared, stream>>>(a);
+           });
+  check_launch("add_layer_norm backward");
+}
+
+}  // namespace accel::kernels
