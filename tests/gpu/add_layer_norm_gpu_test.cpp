@@ -74,6 +74,8 @@ void expect_close(const torch::Tensor& got, const torch::Tensor& want, double re
   EXPECT_EQ(got.sizes(), want.sizes()) << what;
   const auto g = got.cpu().to(torch::kDouble), w = want.cpu().to(torch::kDouble);
   const double scale = std::max(w.abs().max().item<double>(), 1e-30);
+  // A bfloat16 result may be one rounding step apart whatever its inputs were.
+  if (got.scalar_type() == torch::kBFloat16) rel = std::max(rel, std::ldexp(1.0, -7));
   EXPECT_LE((g - w).abs().max().item<double>(), rel * scale) << what << " (largest reference value " << scale << ")";
 }
 
@@ -126,6 +128,7 @@ TEST(AddLayerNormGpu, Bf16MatchesTheAtenComposition) {
   REQUIRE_KERNELS();
   for (auto w : {torch::kFloat, torch::kBFloat16})
     for (bool autocast : {false, true}) {
+      if (w == torch::kFloat && !autocast) continue;  // ATen's layer_norm refuses bf16 input with fp32 weights
       const Types s{torch::kBFloat16, torch::kBFloat16, w, autocast};
       expect_kernel_matches_aten(s, 37, 1000);
       expect_kernel_matches_aten(s, 8193, 768);

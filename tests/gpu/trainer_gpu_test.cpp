@@ -68,18 +68,28 @@ TEST(TrainerGpu, AutoFindBatchSizeRecoversFromCudaOutOfMemory) {
   accel::testing::TempDir dir("trainer_gpu_auto_batch");
   size_t free_bytes = 0, total = 0;
   ASSERT_EQ(cudaMemGetInfo(&free_bytes, &total), cudaSuccess);
-  // Batches of 4 and 3 ask for 1.6 and 1.2 times the free memory; 2 for 0.8.
+  // Batches of 4 and 3 ask for 1.6 and 1.2 times the free memory, 2 for
+  // 0.8 and 1 for 0.4. Whether one allocation of 0.8 of the free memory
+  // succeeds depends on the card (on an H200 it did not), so the test takes
+  // the first batch that fit, which must follow the last failure by the
+  // 0.9 shrink.
   const auto per_example = static_cast<int64_t>(static_cast<double>(free_bytes) / 2.5);
   torch::manual_seed(1);
   Greedy found(per_example);
   Trainer a(found, gpu_args(dir.path() / "auto", 4).auto_find_batch_size(true), rows());
   a.train();
-  EXPECT_EQ(*found->out_of_memory, (std::vector<int64_t>{4, 3}));
-  EXPECT_EQ(a.state().train_batch_size, 2);
+  const auto& oom = *found->out_of_memory;
+  ASSERT_GE(oom.size(), 2u);
+  ASSERT_LE(oom.size(), 3u);
+  EXPECT_EQ(oom[0], 4);
+  EXPECT_EQ(oom[1], 3);
+  if (oom.size() == 3) EXPECT_EQ(oom[2], 2);
+  const int64_t fit = static_cast<int64_t>(static_cast<double>(oom.back()) * 0.9);
+  EXPECT_EQ(a.state().train_batch_size, fit);
 
   torch::manual_seed(1);
   Greedy plain(per_example);
-  Trainer b(plain, gpu_args(dir.path() / "plain", 2), rows());
+  Trainer b(plain, gpu_args(dir.path() / "plain", fit), rows());
   b.train();
   EXPECT_TRUE(plain->out_of_memory->empty());
   for (const auto& p : plain->named_parameters())

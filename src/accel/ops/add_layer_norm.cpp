@@ -35,22 +35,30 @@ void check(const torch::Tensor& x, const torch::Tensor& residual, const torch::T
 }
 
 #if ACCEL_CUDA_KERNELS
+torch::Tensor present(const torch::Tensor& t) { return t.numel() > 0 ? t : torch::Tensor(); }
+torch::Tensor or_empty(const torch::Tensor& t, const torch::Tensor& like) {
+  return t.defined() ? t : torch::empty({0}, like.options().dtype(torch::kFloat));
+}
+
 // Forward and backward of the kernels as one autograd node with two outputs.
 struct AddLayerNormFunction : torch::autograd::Function<AddLayerNormFunction> {
   static tensor_list forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& residual,
                              const torch::Tensor& weight, const torch::Tensor& bias, double eps, int64_t out_dtype) {
-    auto f = kernels::add_layer_norm_forward(x, residual, weight, bias, eps, static_cast<c10::ScalarType>(out_dtype));
+    // Absent weight and bias come as empty tensors (autograd's inputs must be defined).
+    auto f = kernels::add_layer_norm_forward(x, residual, present(weight), present(bias), eps,
+                                             static_cast<c10::ScalarType>(out_dtype));
     ctx->save_for_backward({f.sum, f.mean, f.rstd, weight});
     ctx->saved_data["x_dtype"] = static_cast<int64_t>(x.scalar_type());
     ctx->saved_data["residual_dtype"] = static_cast<int64_t>(residual.scalar_type());
-    ctx->saved_data["has_bias"] = bias.defined();
-    ctx->saved_data["bias_dtype"] = static_cast<int64_t>(bias.defined() ? bias.scalar_type() : torch::kFloat);
+    ctx->saved_data["has_bias"] = present(bias).defined();
+    ctx->saved_data["bias_dtype"] = static_cast<int64_t>(bias.scalar_type());
     return {f.sum, f.out};
   }
 
   static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
     const auto saved = ctx->get_saved_variables();
-    const auto &sum = saved[0], &mean = saved[1], &rstd = saved[2], &weight = saved[3];
+    const auto &sum = saved[0], &mean = saved[1], &rstd = saved[2];
+    const auto weight = present(saved[3]);
     const auto& grad_sum_in = grads[0];
     const auto& grad_out = grads[1];
     const bool need_affine = ctx->needs_input_grad(2) || ctx->needs_input_grad(3);
@@ -89,7 +97,8 @@ AddLayerNormOutput add_layer_norm(const torch::Tensor& x, const torch::Tensor& r
     const auto& b = swap ? x : residual;
     const auto out_dtype = at::autocast::is_autocast_enabled(c10::DeviceType::CUDA) ? torch::kFloat : sum_dtype;
     if (sum_dtype == a.scalar_type() && kernels::add_layer_norm_supports(a, b, weight, bias, out_dtype)) {
-      auto outs = AddLayerNormFunction::apply(a, b, weight, bias, options.eps(), static_cast<int64_t>(out_dtype));
+      auto outs = AddLayerNormFunction::apply(a, b, or_empty(weight, a), or_empty(bias, a), options.eps(),
+                                              static_cast<int64_t>(out_dtype));
       return {outs[0], outs[1]};
     }
   }
