@@ -56,7 +56,8 @@ TEST(TrackerNames, AllExpandsAndUnknownOrAccelerateOnlyNamesAreRefused) {
   }
   {
     accel::testing::ScopedEnv env("MLFLOW_TRACKING_URI", std::nullopt);  // no server: "all" leaves MLflow out
-    EXPECT_EQ(accel::resolve_tracker_names({"DVCLive", "all"}), (std::vector<std::string>{"dvclive", "tensorboard", "wandb"}));
+    EXPECT_EQ(accel::resolve_tracker_names({"DVCLive", "all"}),
+              (std::vector<std::string>{"dvclive", "tensorboard", "wandb"}));
   }
   EXPECT_EQ(accel::resolve_tracker_names({"MLflow"}), std::vector<std::string>{"mlflow"});
   EXPECT_TRUE(accel::resolve_tracker_names({}).empty());
