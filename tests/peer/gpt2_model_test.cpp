@@ -28,14 +28,14 @@ torch::Tensor gelu_tanh(const torch::Tensor& x) {
 }
 
 // Weights are nn.Linear's [out, in]: y = x W^T + b.
-// `embedding_shift` is added to the token embeddings (not to the tied
+// The token embeddings are multiplied by `embedding_scale` (not the tied
 // output projection).
 torch::Tensor reference_logits(const Weights& w, const torch::Tensor& tokens, int64_t n_layer, int64_t n_head,
-                               double embedding_shift = 0) {
+                               double embedding_scale = 1) {
   auto at = [&](const std::string& k) { return w.at(k); };
   const int64_t T = tokens.size(1);
   auto x =
-      at("transformer.wte.weight").index({tokens}) + embedding_shift + at("transformer.wpe.weight").narrow(0, 0, T);
+      at("transformer.wte.weight").index({tokens}) * embedding_scale + at("transformer.wpe.weight").narrow(0, 0, T);
   const int64_t C = x.size(-1), hs = C / n_head;
   auto mask = torch::ones({T, T}, torch::kBool).tril();
   for (int64_t l = 0; l < n_layer; ++l) {
@@ -110,15 +110,16 @@ TEST(Gpt2Model, FusedLossEqualsCrossEntropyOfTheLogits) {
 }
 
 // The embeddings hook (NEFTune's seam) sees the token embeddings, and what
-// it returns is what the model runs on: a hook adding c gives the logits of
-// a model whose token embeddings are shifted by c (the output projection,
-// tied to them, left as it was).
+// it returns is what the model runs on: a hook scaling them by c gives the
+// logits of a model whose token embeddings are scaled by c (the output
+// projection, tied to them, left as it was). Not a constant shift: every
+// LayerNorm would remove it, and the logits would not change.
 TEST(Gpt2Model, EmbeddingsHookActsOnTheTokenEmbeddings) {
   Fixture hooked;
   torch::Tensor seen;
   hooked.model->transformer->embeddings_hook = [&](const torch::Tensor& e) {
     seen = e.detach().clone();
-    return e + 0.25;
+    return e * 1.5;
   };
   torch::NoGradGuard no_grad;
   const auto logits = hooked.model(hooked.tokens);
@@ -126,8 +127,8 @@ TEST(Gpt2Model, EmbeddingsHookActsOnTheTokenEmbeddings) {
 
   Weights w;
   for (auto& item : hooked.model->named_parameters()) w[item.key()] = item.value().detach().to(torch::kDouble);
-  const auto ref = reference_logits(w, hooked.tokens, 2, 4, 0.25);
+  const auto ref = reference_logits(w, hooked.tokens, 2, 4, 1.5);
   EXPECT_LT((logits.to(torch::kDouble) - ref).abs().max().item<double>(), 1e-4);
-  // Unshifted, the logits differ: the hook's result was used.
+  // Unscaled, the logits differ: the hook's result was used.
   EXPECT_GT((logits.to(torch::kDouble) - reference_logits(w, hooked.tokens, 2, 4)).abs().max().item<double>(), 1e-3);
 }
