@@ -441,13 +441,15 @@ TrainOutput Trainer::Impl::train_loop(const std::optional<fs::path>& resume, int
   // Not a candidate for the best model (Transformers' eval_on_start neither).
   if (a.eval_on_start()) m.evaluate();
 
-  const auto maybe_log_save_evaluate = [&](std::optional<double> grad_norm, std::optional<double> lr) {
+  // The clipped norm stays a tensor until it is logged (as Transformers
+  // keeps it): reading it every step would wait for the device every step.
+  const auto maybe_log_save_evaluate = [&](const torch::Tensor& grad_norm, std::optional<double> lr) {
     if (m.control.should_log && m.state.global_step > m.globalstep_last_logged) {
       const double tr = m.accelerator->gather(m.tr_loss.detach().reshape({1})).mean().item<double>();
       m.tr_loss.zero_();
       Metrics logs;
       logs["loss"] = tr / static_cast<double>(m.state.global_step - m.globalstep_last_logged);
-      if (grad_norm) logs["grad_norm"] = *grad_norm;
+      if (grad_norm.defined()) logs["grad_norm"] = grad_norm.item<double>();
       logs["learning_rate"] = lr ? *lr : m.scheduler->get_last_lr()[0];
       m.total_loss_scalar += tr;
       m.globalstep_last_logged = m.state.global_step;
@@ -512,7 +514,8 @@ TrainOutput Trainer::Impl::train_loop(const std::optional<fs::path>& resume, int
       updates_done = skip_batches / ga;
     }
     const int64_t remainder = len_dl % ga == 0 ? ga : len_dl % ga;
-    std::optional<double> grad_norm, lr;
+    torch::Tensor grad_norm;
+    std::optional<double> lr;
     auto it = loader.begin();
     for (int64_t update = updates_done; update < nupe; ++update) {
       const int64_t want = update != nupe - 1 ? ga : remainder;
@@ -549,9 +552,9 @@ TrainOutput Trainer::Impl::train_loop(const std::optional<fs::path>& resume, int
         }
         if (sync) {
           if (compiled) {
-            grad_norm = norm.item<double>();
+            grad_norm = norm.clone();  // the graph's output is overwritten by the next replay
           } else {
-            grad_norm = m.accelerator->clip_grad_norm_(params, max_norm).item<double>();
+            grad_norm = m.accelerator->clip_grad_norm_(params, max_norm);
             m.each([&](TrainerCallback& c) { c.on_pre_optimizer_step(a, m.state, m.control); });
             m.optimizer->step();
             m.each([&](TrainerCallback& c) { c.on_optimizer_step(a, m.state, m.control); });
