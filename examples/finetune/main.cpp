@@ -5,9 +5,10 @@
 // or under `accel launch`; every flag but the example's own goes to
 // TrainingArguments (Transformers' names):
 //
-//   ./build/accel launch --cpu --num_processes 2 ./build/examples/finetune \
-//       --train_file docs/trainer.md --eval_file docs/training.md \
+//   ./build/accel launch --cpu --num_processes 2 ./build/examples/finetune
+//       --train_file docs/trainer.md --eval_file docs/training.md
 //       --output_dir out --max_steps 40 --eval_strategy steps --eval_steps 20 --save_steps 20
+//   (one command line)
 //
 // The example's flags: --train_file, --eval_file (paths), --seq_len (tokens
 // per window, default 64), --n_layer, --n_head, --n_embd (the model's size,

@@ -36,12 +36,14 @@
 
 #include "accel/accel.h"
 #include "accel/optim/fused_adamw.h"
+#include "accel/parallel/mesh/device_mesh.h"
 #include "accel/util/check.h"
 #include "accel/util/kernel_profile.h"
 #include "batches.h"
 #include "generate_cli.h"
 #include "hf_checkpoint.h"
 #include "model.h"
+#include "tensor_parallel.h"
 
 namespace {
 
@@ -235,11 +237,17 @@ int main(int argc, char** argv) try {
   if (flags.n_head > 0) shape_options.n_head(flags.n_head);
   gpt2::GPT2 net = flags.from.empty() ? gpt2::GPT2(shape_options) : gpt2::from_pretrained(flags.from, flags.dropout);
   const auto& shape = net->options();
+  // A parallelism_config with tp_size > 1 (in code, or Accelerate's
+  // PARALLELISM_CONFIG_TP_SIZE) splits the model over the mesh's tp ranks;
+  // the ranks of one replica then read the same batches.
+  const auto* mesh = accelerator.device_mesh();
+  const int tp = mesh ? mesh->config().tp_size : 1;
+  if (tp > 1) gpt2::parallelize_tensor(net, mesh->group("tp"));
   ACCEL_CHECK_ARG(flags.seq <= shape.n_positions(), "--seq ", flags.seq, " is longer than the model's n_positions ",
                   shape.n_positions());
   auto batches = flags.data == "random"
-                     ? gpt2::TokenBatches::random(shape.vocab_size(), flags.seed + accelerator.process_index())
-                     : gpt2::TokenBatches::from_text(flags.data, flags.seed + accelerator.process_index());
+                     ? gpt2::TokenBatches::random(shape.vocab_size(), flags.seed + accelerator.data_parallel_index())
+                     : gpt2::TokenBatches::from_text(flags.data, flags.seed + accelerator.data_parallel_index());
   ACCEL_CHECK_ARG(batches.vocab_needed() <= shape.vocab_size(), "--data ", flags.data, " has ", batches.vocab_needed(),
                   " token values, more than the model's vocab_size ", shape.vocab_size());
 
@@ -251,19 +259,20 @@ int main(int argc, char** argv) try {
   } else {
     adamw = std::make_shared<torch::optim::AdamW>(param_groups(*net, adamw_options), adamw_options);
   }
-  // A prepared scheduler steps num_processes times per optimizer step
-  // (Accelerate's rule), so the schedule is counted in those steps.
-  const int64_t n = accelerator.num_processes();
+  // A prepared scheduler steps once per data-parallel rank per optimizer
+  // step (Accelerate's rule), so the schedule is counted in those steps.
+  const int64_t n = accelerator.data_parallel_size();
   auto schedule = accel::get_scheduler("cosine", *adamw, flags.warmup * n, flags.steps * n);
   auto [model, optimizer, scheduler] = accelerator.prepare(net, adamw, schedule);
 
   const int64_t accumulation = accelerator.gradient_accumulation_steps();
   const int64_t tokens_per_step = flags.batch * flags.seq * accumulation * n;
-  accel::print("gpt2: ", net->num_parameters() / 1e6, "M parameters (", shape.n_layer(), " layers, ", shape.n_head(),
-               " heads, ", shape.n_embd(), " wide), ", n, " process(es) on ", accelerator.device(),
-               ", mixed precision ", accel::to_string(accelerator.mixed_precision()), ", ", tokens_per_step,
-               " tokens per step",
-               model.core().sharding() ? ", parameters sharded across " + std::to_string(n) + " processes" : "");
+  accel::print(
+      "gpt2: ", net->num_parameters() / 1e6, "M parameters (", shape.n_layer(), " layers, ", shape.n_head(), " heads, ",
+      shape.n_embd(), " wide), ", accelerator.num_processes(), " process(es) on ", accelerator.device(),
+      ", mixed precision ", accel::to_string(accelerator.mixed_precision()), ", ", tokens_per_step, " tokens per step",
+      model.core().sharding() ? ", parameters sharded across " + std::to_string(n) + " processes" : "",
+      tp > 1 ? ", tensor parallel over " + std::to_string(tp) + " processes (parameters counted per rank)" : "");
 
   // One batch: forward, loss, backward, clipping, optimizer step. With
   // --cuda-graph it is recorded once and replayed (the same code runs

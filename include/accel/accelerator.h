@@ -50,6 +50,7 @@
 
 namespace accel {
 
+class DeviceMesh;
 class Replication;
 class TrackerSet;
 
@@ -100,6 +101,16 @@ class ACCEL_API Accelerator {
   int num_processes() const { return state_->world_size(); }
   int process_index() const { return state_->rank(); }
   int local_process_index() const { return state_->local_rank(); }
+  /// The mesh built from options.parallelism_config (Accelerate's
+  /// torch_device_mesh); null when none was configured.
+  const DeviceMesh* device_mesh() const { return mesh_.get(); }
+  /// The ranks that see different batches: num_processes() without a mesh,
+  /// else the mesh's dp_replicate x dp_shard size (tensor-parallel ranks of
+  /// one replica share their batches). Prepared loaders, the scheduler's
+  /// stepping and gather_for_metrics count these.
+  int data_parallel_size() const;
+  /// This process's index among them.
+  int data_parallel_index() const;
   bool is_main_process() const { return state_->is_main_process(); }
   bool is_local_main_process() const { return state_->is_local_main_process(); }
   bool use_distributed() const { return state_->distributed(); }
@@ -272,6 +283,7 @@ class ACCEL_API Accelerator {
   /// (what save_model writes; Accelerate's get_state_dict).
   template <class Holder>
   safetensors::NamedTensors get_state_dict(PreparedModel<Holder>& model) const {
+    check_whole_model_on_each_rank("get_state_dict");
     return model.core().state();
   }
   /// Writes the model's weights into `dir` as Hugging Face model files
@@ -281,6 +293,7 @@ class ACCEL_API Accelerator {
   template <class Holder>
   SavedModel save_model(PreparedModel<Holder>& model, const std::filesystem::path& dir,
                         const SaveModelOptions& options = {}) const {
+    check_whole_model_on_each_rank("save_model");
     wait_for_everyone();
     return ::accel::save_model(model.core().state(), dir, options);
   }
@@ -356,6 +369,7 @@ class ACCEL_API Accelerator {
   bool training_batch_checked_ = false;
   // How models and optimizers are replicated (parallel/replication.h).
   std::shared_ptr<Replication> replication_;
+  std::shared_ptr<DeviceMesh> mesh_;  // options.parallelism_config's, or null
   std::vector<std::shared_ptr<PreparedModelCore>> models_;
   std::vector<std::shared_ptr<AcceleratedOptimizer>> optimizers_;
   std::vector<std::shared_ptr<AcceleratedScheduler>> schedulers_;
@@ -371,6 +385,11 @@ class ACCEL_API Accelerator {
   std::shared_ptr<PreparedModelCore> prepare_model_core(std::shared_ptr<torch::nn::Module> module);
   GradientSet gradients_of(const std::vector<torch::Tensor>& parameters) const;
   PrepareOptions loader_options() const;
+  // The data-parallel ranks' group under a mesh that also splits the model
+  // (null: this rank alone); the process group otherwise.
+  ProcessGroupPtr data_parallel_group() const;
+  // Checkpoints hold whole models; a tensor-parallel rank holds slices.
+  void check_whole_model_on_each_rank(const char* what) const;
   void check_training_batch_size(int64_t total_batch_size);
 
   // Pass one prepares everything but schedulers; pass two the schedulers.

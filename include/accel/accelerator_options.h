@@ -19,6 +19,7 @@
 #include "accel/checkpoint/project_config.h"
 #include "accel/gradient_state.h"
 #include "accel/parallel/ddp_options.h"
+#include "accel/parallel/mesh/parallelism_config.h"
 #include "accel/parallel/sharding_config.h"
 #include "accel/parallel/sharding_options.h"
 #include "accel/tracking/transfer_progress.h"
@@ -65,6 +66,14 @@ struct ACCEL_API AcceleratorOptions {
   /// place of DDP when distributed: see parallel/sharding_options.h and
   /// docs/sharding.md. Unset: not sharded.
   TORCH_ARG(std::optional<ShardingOptions>, sharding) = std::nullopt;
+  /// How the world is split into data-parallel replication and sharding,
+  /// tensor and pipeline parallel (Accelerate's parallelism_config): the
+  /// Accelerator builds its DeviceMesh, replicates over the mesh's data-
+  /// parallel ranks only and gives each data-parallel rank its own batches
+  /// (docs/parallelism.md). Unset: ParallelismConfig::from_env
+  /// (ACCELERATE_USE_PARALLELISM_CONFIG and PARALLELISM_CONFIG_*), else
+  /// plain data parallel over every process.
+  TORCH_ARG(std::optional<ParallelismConfig>, parallelism_config) = std::nullopt;
   /// fp16's dynamic loss scaling.
   TORCH_ARG(GradScalerOptions, scaler) = {};
   /// Keep the model in the mixed-precision dtype with fp32 master weights
@@ -111,6 +120,8 @@ struct ACCEL_API ResolvedOptions {
   /// scaler, the batch sizes and optimizer checked at prepare(). nullopt
   /// when sharding was set in code or no such variable is set.
   std::optional<ShardingConfig> sharding_config;
+  /// Validated; nullopt: no mesh (data parallel over every process).
+  std::optional<ParallelismConfig> parallelism;
   /// Launcher settings that the code overrides (the code wins, as in
   /// Accelerate): said once by the main process, so a flag that has no
   /// effect does not pass silently.

@@ -1,5 +1,6 @@
 #include "accel/accelerator.h"
 
+#include <algorithm>
 #include <stdexcept>
 
 #include <torch/cuda.h>
@@ -8,7 +9,9 @@
 #include "accel/dist/collectives.h"
 #include "accel/dist/logging.h"
 #include "accel/optim/grad_norm.h"
+#include "accel/parallel/mesh/device_mesh.h"
 #include "accel/parallel/replication.h"
+#include "accel/parallel/tensor/parallelize.h"
 #include "accel/tracking/trackers.h"
 #include "accel/util/check.h"
 
@@ -39,13 +42,43 @@ ProcessState& state_for(const std::optional<bool>& cpu) {
   return st;
 }
 
+bool has_dim(const DeviceMesh& mesh, const std::string& dim) {
+  const auto names = mesh.dim_names();
+  return std::find(names.begin(), names.end(), dim) != names.end();
+}
+
+// Whether the mesh splits the model itself (tensor, pipeline or context
+// parallel) rather than only the data.
+bool splits_model(const ParallelismConfig& c) { return c.tp_size > 1 || c.pp_size > 1 || c.cp_size > 1; }
+
+// ZeRO/FSDP on a mesh of data-parallel dimensions only: FSDP2 shards over
+// dp_shard and replicates over dp_replicate (HSDP), which is hybrid_shard
+// with dp_shard_size ranks per shard group (the mesh puts dp_shard inside
+// dp_replicate, so those ranks are consecutive, as hybrid_shard's are).
+ShardingOptions sharding_on_mesh(const ParallelismConfig& c, ShardingOptions sharding) {
+  ACCEL_CHECK_ARG(!splits_model(c), "Accelerator: sharding (", to_string(sharding.strategy()),
+                  ") composed with tp_size ", c.tp_size, ", pp_size ", c.pp_size, ", cp_size ", c.cp_size,
+                  " is not built yet; expected no sharding (DDP over the mesh's data-parallel ranks) or a mesh of "
+                  "dp_replicate and dp_shard only");
+  if (!shards_parameters(sharding.strategy()) || c.dp_replicate_size == 1) return sharding;
+  ACCEL_CHECK_ARG(sharding.hybrid_shard_size() == 0 || sharding.hybrid_shard_size() == c.dp_shard_size,
+                  "Accelerator: sharding.hybrid_shard_size is ", sharding.hybrid_shard_size(),
+                  " but parallelism_config.dp_shard_size is ", c.dp_shard_size,
+                  "; expected them equal (or "
+                  "hybrid_shard_size unset)");
+  return sharding.strategy(ShardingStrategy::hybrid_shard).hybrid_shard_size(c.dp_shard_size);
+}
+
 // `master_weights`: the model is kept in the mixed-precision dtype and stepped through fp32 masters.
 // Under parameter sharding with autocast, the units are gathered in the
 // autocast dtype unless the policy says otherwise (Accelerate's FSDP plugin
-// sets param_dtype from mixed_precision the same way).
-std::shared_ptr<Replication> replication_for(const ProcessState& state, std::optional<ShardingOptions> sharding,
-                                             const AcceleratorOptions& options, MixedPrecision mixed_precision) {
+// sets param_dtype from mixed_precision the same way). On a mesh that
+// splits the model, DDP runs over the data-parallel ranks only.
+std::shared_ptr<Replication> replication_for(const ProcessState& state, const DeviceMesh* mesh,
+                                             std::optional<ShardingOptions> sharding, const AcceleratorOptions& options,
+                                             MixedPrecision mixed_precision) {
   const bool master_weights = options.master_weights() && mixed_precision != MixedPrecision::no;
+  if (mesh && sharding) sharding = sharding_on_mesh(mesh->config(), *sharding);
   if (sharding && shards_parameters(sharding->strategy())) {
     auto& policy = sharding->mixed_precision_policy();
     const auto param_dtype = policy.param_dtype();
@@ -56,6 +89,9 @@ std::shared_ptr<Replication> replication_for(const ProcessState& state, std::opt
     if (!param_dtype && !master_weights && mixed_precision != MixedPrecision::no)
       policy.param_dtype(autocast_dtype(mixed_precision));
   }
+  if (mesh && splits_model(mesh->config()))
+    return make_data_parallel_replication(has_dim(*mesh, "dp") ? mesh->group("dp") : ProcessGroupPtr{}, options.ddp(),
+                                          master_weights);
   return make_replication(state, sharding, options.ddp(), master_weights);
 }
 }  // namespace
@@ -72,6 +108,13 @@ Accelerator::Accelerator(AcceleratorOptions options)
     ACCEL_CHECK_ARG(tracker, "Accelerator: options.trackers holds an empty pointer");
   const auto resolved = resolve(options_);
   state_ = &state_for(resolved.cpu);
+  if (const auto& c = resolved.parallelism) {
+    ACCEL_CHECK_ARG(c->cp_size == 1, "Accelerator: parallelism_config.cp_size is ", c->cp_size,
+                    "; context parallel is not built yet, expected 1");
+    ACCEL_CHECK_ARG(c->pp_size == 1, "Accelerator: parallelism_config.pp_size is ", c->pp_size,
+                    "; the Accelerator does not run pipeline stages yet, expected 1");
+    mesh_ = std::make_shared<DeviceMesh>(*state_, *c);
+  }
   mixed_precision_ = resolved.mixed_precision;
   gradient_state_ = std::make_shared<GradientState>(resolved.accumulation);
   sharding_config_ = resolved.sharding_config;
@@ -81,7 +124,29 @@ Accelerator::Accelerator(AcceleratorOptions options)
         sharding_config_ && sharding_config_->scaler ? *sharding_config_->scaler : options_.scaler(),
         state_->process_group());
   for (const auto& line : resolved.overridden) get_logger("accel").warning(line);
-  replication_ = replication_for(*state_, resolved.sharding, options_, mixed_precision_);
+  replication_ = replication_for(*state_, mesh_.get(), resolved.sharding, options_, mixed_precision_);
+}
+
+int Accelerator::data_parallel_size() const {
+  if (!mesh_) return num_processes();
+  return has_dim(*mesh_, "dp") ? mesh_->size("dp") : 1;
+}
+
+int Accelerator::data_parallel_index() const {
+  if (!mesh_) return process_index();
+  return has_dim(*mesh_, "dp") ? mesh_->coordinate("dp") : 0;
+}
+
+ProcessGroupPtr Accelerator::data_parallel_group() const {
+  if (!mesh_ || !splits_model(mesh_->config())) return state_->process_group();
+  return has_dim(*mesh_, "dp") ? mesh_->group("dp") : ProcessGroupPtr{};
+}
+
+void Accelerator::check_whole_model_on_each_rank(const char* what) const {
+  if (!mesh_ || !splits_model(mesh_->config())) return;
+  fail<std::invalid_argument>("Accelerator::", what, ": with tp_size ", mesh_->config().tp_size,
+                              " each rank holds slices of the model, and checkpoints of split models are not built "
+                              "yet; expected tp_size 1");
 }
 
 DistributedType Accelerator::distributed_type() const {
@@ -123,7 +188,7 @@ std::shared_ptr<PreparedModelCore> Accelerator::prepare_model_core(std::shared_p
     // Accelerate's prepare(); nothing is replicated yet, so the replication
     // is made again with it.
     fill_from_model(*sharding_config_, *module);
-    replication_ = replication_for(*state_, sharding_config_->sharding, options_, mixed_precision_);
+    replication_ = replication_for(*state_, mesh_.get(), sharding_config_->sharding, options_, mixed_precision_);
   }
   if (options_.master_weights() && mixed_precision_ != MixedPrecision::no) {
     // Module::to(dtype) would also cast integer buffers; cast floating ones only.
@@ -166,7 +231,7 @@ SchedulerStepping stepping_of(const AcceleratorOptions& o, int num_processes) {
 
 std::shared_ptr<AcceleratedScheduler> Accelerator::prepare_scheduler(std::shared_ptr<LRScheduler> scheduler) {
   auto s = std::make_shared<AcceleratedScheduler>(std::move(scheduler), optimizers_, gradient_state_,
-                                                  stepping_of(options_, num_processes()));
+                                                  stepping_of(options_, data_parallel_size()));
   schedulers_.push_back(s);
   return s;
 }
@@ -174,7 +239,7 @@ std::shared_ptr<AcceleratedScheduler> Accelerator::prepare_scheduler(std::shared
 std::shared_ptr<AcceleratedScheduler> Accelerator::prepare_scheduler(
     std::shared_ptr<torch::optim::LRScheduler> scheduler) {
   auto s = std::make_shared<AcceleratedScheduler>(std::move(scheduler), optimizers_, gradient_state_,
-                                                  stepping_of(options_, num_processes()));
+                                                  stepping_of(options_, data_parallel_size()));
   schedulers_.push_back(s);
   return s;
 }
@@ -183,8 +248,8 @@ void Accelerator::check_training_batch_size(int64_t total_batch_size) {
   // The first loader with a fixed batch size is the training one (as in
   // Accelerate, DeepSpeed's batch sizes describe training only).
   if (!sharding_config_ || training_batch_checked_ || total_batch_size <= 0) return;
-  check_batch_sizes(*sharding_config_, total_batch_size / num_processes(), gradient_accumulation_steps(),
-                    num_processes());
+  check_batch_sizes(*sharding_config_, total_batch_size / data_parallel_size(), gradient_accumulation_steps(),
+                    data_parallel_size());
   training_batch_checked_ = true;
 }
 
@@ -196,6 +261,7 @@ PrepareOptions Accelerator::loader_options() const {
       .seed(options_.data_seed())
       .non_blocking(options_.non_blocking());
   if (options_.device_placement()) o.device(device());
+  if (mesh_) o.num_processes(data_parallel_size()).process_index(data_parallel_index()).every_process_prepares(true);
   return o;
 }
 
@@ -223,7 +289,15 @@ GradientSet Accelerator::gradients_of(const std::vector<torch::Tensor>& paramete
   std::vector<const OptimizerTensors*> holders;
   for (const auto& opt : optimizers_)
     if (auto* t = opt->tensors()) holders.push_back(t);
-  return ::accel::gradients_of(parameters, holders);
+  if (!mesh_ || mesh_->config().tp_size == 1) return ::accel::gradients_of(parameters, holders);
+  // A tensor-parallel slice's gradient is a piece of the whole parameter's:
+  // its squares are summed over the tp ranks; the rest is replicated there.
+  std::vector<torch::Tensor> slices, whole;
+  for (const auto& p : parameters) (is_tensor_parallel_slice(p) ? slices : whole).push_back(p);
+  auto out = ::accel::gradients_of(whole, holders);
+  out.sharded = ::accel::gradients_of(slices, holders).replicated;
+  out.group = mesh_->group("tp");
+  return out;
 }
 
 torch::Tensor Accelerator::clip_grad_norm_(const std::vector<torch::Tensor>& parameters, double max_norm,
@@ -261,12 +335,19 @@ void Accelerator::wait_for_everyone() const {
   ::accel::wait_for_everyone();
 }
 
+// On a mesh that splits the model, the ranks of one data-parallel replica
+// computed the same predictions: only the data-parallel ranks' are gathered.
 torch::Tensor Accelerator::gather_for_metrics(const torch::Tensor& tensor) const {
-  return ::accel::gather_for_metrics(tensor, gradient_state_->progress());
+  const auto group = data_parallel_group();
+  if (mesh_ && !group)
+    return drop_duplicates(tensor.dim() == 0 ? tensor.reshape({1}) : tensor, gradient_state_->progress());
+  return ::accel::gather_for_metrics(tensor, gradient_state_->progress(), group);
 }
 
 TensorDict Accelerator::gather_for_metrics(const TensorDict& tensors) const {
-  return ::accel::gather_for_metrics(tensors, gradient_state_->progress());
+  TensorDict out;
+  for (const auto& [name, t] : tensors) out.emplace(name, gather_for_metrics(t));
+  return out;
 }
 
 void Accelerator::set_trigger() { trigger_ = torch::ones({}, torch::TensorOptions(torch::kLong).device(device())); }

@@ -106,6 +106,7 @@ TransferProgressOptions Accelerator::main_process_progress() const {
 }
 
 fs::path Accelerator::save_state(const std::optional<fs::path>& dir) {
+  check_whole_model_on_each_rank("save_state");
   fs::path out;
   if (dir) {
     out = *dir;
@@ -185,6 +186,7 @@ fs::path Accelerator::save_state(const std::optional<fs::path>& dir) {
 }
 
 fs::path Accelerator::load_state(const std::optional<fs::path>& dir) {
+  check_whole_model_on_each_rank("load_state");
   for (auto& o : optimizers_) o->finish_pending_step();  // nothing may still write the model
   // Every rank checks what it will read, then all ranks compare their
   // findings before anything is loaded: a file missing on one rank (its

@@ -51,6 +51,12 @@ ResolvedOptions resolve(const AcceleratorOptions& options) {
                   r.accumulation.num_steps());
 
   r.cpu = options.cpu() ? options.cpu() : env_bool(env, "ACCELERATE_USE_CPU");
+  if (options.parallelism_config()) {
+    options.parallelism_config()->validate();
+    r.parallelism = options.parallelism_config();
+  } else {
+    r.parallelism = ParallelismConfig::from_env(env);
+  }
   // Sharding: what the code set, else what the launcher's variables (and a
   // DeepSpeed file they name) say; "auto" values there take the settings
   // given in code or by the launcher.

@@ -1,8 +1,9 @@
 // The entries Transformers' TrainingArguments.to_json_string() writes for
 // train_sampling_strategy, length_column_name, neftune_noise_alpha,
-// auto_find_batch_size and torch_compile set (and what Python's
-// __post_init__ adds for them: torch_compile_backend "inductor") load into
-// accel's TrainingArguments with the same values, and resolve.
+// auto_find_batch_size, torch_compile and accelerator_config set (and what
+// Python's __post_init__ adds for them: torch_compile_backend "inductor")
+// load into accel's TrainingArguments with the same values, and resolve;
+// and so does the whole JSON, every argument spelled out.
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -16,13 +17,19 @@ TEST(TrainingArgumentsPeer, PythonsJsonWithTheNewArgumentsLoads) {
   REQUIRE_PEERS("torch", "transformers");
   accel::testing::TempDir dir("training_args_json_peer");
   const auto py = accel::testing::run_peer_script("training_args_json.py", {dir.path().string()});
-  ASSERT_EQ(py.at("torch_compile_backend"), "inductor");
-  ASSERT_EQ(py.size(), 6u) << py.dump();
-  const auto a = TrainingArguments::from_json(py.dump());
-  EXPECT_EQ(a.train_sampling_strategy(), "group_by_length");
-  EXPECT_EQ(a.length_column_name(), "n_tokens");
-  EXPECT_EQ(a.neftune_noise_alpha(), 5.0);
-  EXPECT_TRUE(a.auto_find_batch_size());
-  EXPECT_TRUE(a.torch_compile());
-  EXPECT_NO_THROW(a.resolved());
+  const auto& changed = py.at("changed");
+  ASSERT_EQ(changed.at("torch_compile_backend"), "inductor");
+  ASSERT_EQ(changed.size(), 7u) << changed.dump();
+  for (const auto* json : {&changed, &py.at("whole")}) {
+    const auto a = TrainingArguments::from_json(json->dump());
+    EXPECT_EQ(a.train_sampling_strategy(), "group_by_length");
+    EXPECT_EQ(a.length_column_name(), "n_tokens");
+    EXPECT_EQ(a.neftune_noise_alpha(), 5.0);
+    EXPECT_TRUE(a.auto_find_batch_size());
+    EXPECT_TRUE(a.torch_compile());
+    EXPECT_TRUE(a.accelerator_config().split_batches());
+    EXPECT_FALSE(a.accelerator_config().even_batches());
+    EXPECT_TRUE(a.use_cpu());
+    EXPECT_NO_THROW(a.resolved());
+  }
 }

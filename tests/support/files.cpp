@@ -23,4 +23,13 @@ std::map<std::string, std::string> read_key_values(const std::filesystem::path& 
 std::string source_path(const std::string& relative) { return std::string(ACCEL_SOURCE_DIR) + "/" + relative; }
 std::string binary_path(const std::string& relative) { return std::string(ACCEL_BINARY_DIR) + "/" + relative; }
 
+std::string contents(std::FILE* file) {
+  std::fflush(file);
+  std::rewind(file);
+  std::string text;
+  char buffer[4096];
+  while (size_t n = std::fread(buffer, 1, sizeof buffer, file)) text.append(buffer, n);
+  return text;
+}
+
 }  // namespace accel::testing

@@ -36,13 +36,14 @@ struct Variant {
   int reshard_slices = 0;  // > 0: reshard_after_forward as this int (a slice kept across that many ranks)
   bool freeze_block = false;
   WrapPolicy policy = WrapPolicy::transformer_based;
-  int hybrid_shard_size = 0;       // > 0: hybrid_shard in groups of that many ranks
-  bool offload_optimizer = false;  // shards and optimizer state in host memory
-  bool offload_param = false;      // and the gathers' copies too
-  bool sgd = false;                // SGD with momentum instead of AdamW (stepped by its own step())
-  bool checkpoint = false;         // activation checkpointing at the blocks
-  bool sharded_state = false;      // save_state under SHARDED_STATE_DICT
-  bool zero2 = false;              // shard_grad_op (ZeRO-2) instead: nothing sharded at the units
+  int hybrid_shard_size = 0;                             // > 0: hybrid_shard in groups of that many ranks
+  std::optional<ParallelismConfig> mesh = std::nullopt;  // AcceleratorOptions::parallelism_config
+  bool offload_optimizer = false;                        // shards and optimizer state in host memory
+  bool offload_param = false;                            // and the gathers' copies too
+  bool sgd = false;            // SGD with momentum instead of AdamW (stepped by its own step())
+  bool checkpoint = false;     // activation checkpointing at the blocks
+  bool sharded_state = false;  // save_state under SHARDED_STATE_DICT
+  bool zero2 = false;          // shard_grad_op (ZeRO-2) instead: nothing sharded at the units
   BackwardPrefetch backward_prefetch = BackwardPrefetch::none;
   bool forward_prefetch = false;
   int64_t max_live_parameters = 0;
@@ -136,6 +137,7 @@ inline AcceleratorOptions sharded(const Variant& v) {
   return AcceleratorOptions()
       .mixed_precision(v.bf16 ? std::optional<MixedPrecision>(MixedPrecision::bf16) : std::nullopt)
       .gradient_accumulation_steps(v.accumulation)
+      .parallelism_config(v.mesh)
       .sharding(ShardingOptions()
                     .strategy(v.zero2                   ? ShardingStrategy::shard_grad_op
                               : v.hybrid_shard_size > 0 ? ShardingStrategy::hybrid_shard

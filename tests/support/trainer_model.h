@@ -3,6 +3,7 @@
 // tests/peer/scripts/trainer_peer.py's MLP: fc1, a LayerNorm "norm", fc2),
 // and datasets of rows {"x", "labels"} for it.
 #include <memory>
+#include <utility>
 
 #include <torch/torch.h>
 
@@ -23,6 +24,15 @@ struct TrainerMlpImpl : torch::nn::Module {
   torch::Tensor forward(const TensorDict& batch) { return torch::mse_loss(logits(batch.at("x")), batch.at("labels")); }
 };
 TORCH_MODULE(TrainerMlp);
+
+/// A smooth regression problem for the MLP, drawn from the default
+/// generator after manual_seed(seed): x ~ N(0, 1) of shape (n, 8) and labels
+/// sin(x W) of shape (n, 4), W ~ N(0, 1) drawn after x.
+inline std::pair<torch::Tensor, torch::Tensor> regression_data(int64_t n, uint64_t seed = 3) {
+  torch::manual_seed(seed);
+  auto x = torch::randn({n, 8});
+  return {x, torch::sin(x.mm(torch::randn({8, 4})))};
+}
 
 /// Rows i of x and y as {"x": x[i], "labels": y[i]}.
 inline std::shared_ptr<Dataset<TensorDict>> rows_dataset(torch::Tensor x, torch::Tensor y) {

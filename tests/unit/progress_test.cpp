@@ -9,21 +9,15 @@
 #include "accel/accelerator.h"
 #include "accel/tracking/progress.h"
 #include "support/errors.h"
+#include "support/files.h"
 
 namespace {
+
+using accel::testing::contents;
 
 using accel::format_progress;
 using accel::ProgressBar;
 using accel::ProgressOptions;
-
-std::string contents(std::FILE* file) {
-  std::fflush(file);
-  std::rewind(file);
-  std::string text;
-  char buffer[4096];
-  while (size_t n = std::fread(buffer, 1, sizeof buffer, file)) text.append(buffer, n);
-  return text;
-}
 
 // Columns on a terminal: UTF-8 continuation bytes take none (the bar's blocks are 3 bytes).
 int columns(const std::string& text) {

@@ -14,22 +14,16 @@
 #include "accel/dist/launcher.h"
 #include "accel/launch/rendezvous_progress.h"
 #include "support/errors.h"
+#include "support/files.h"
 
 namespace {
+
+using accel::testing::contents;
 
 using accel::launch::rendezvous_line;
 using accel::launch::RendezvousProgress;
 using accel::launch::RendezvousProgressOptions;
 using namespace std::chrono_literals;
-
-std::string contents(std::FILE* file) {
-  std::fflush(file);
-  std::rewind(file);
-  std::string text;
-  char buffer[4096];
-  while (size_t n = std::fread(buffer, 1, sizeof buffer, file)) text.append(buffer, n);
-  return text;
-}
 
 c10::intrusive_ptr<c10d::TCPStore> host_store(int port) {
   c10d::TCPStoreOptions o;

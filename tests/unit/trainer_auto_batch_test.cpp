@@ -17,9 +17,12 @@
 #include <torch/torch.h>
 
 #include "accel/trainer/trainer.h"
+#include "support/errors.h"
 #include "support/temp_dir.h"
+#include "support/trainer_model.h"
 
 using namespace accel;
+using accel::testing::error_of;
 using ::testing::HasSubstr;
 namespace fs = std::filesystem;
 
@@ -44,12 +47,8 @@ struct HungryImpl : torch::nn::Module {
 TORCH_MODULE(Hungry);
 
 std::shared_ptr<Dataset<TensorDict>> rows() {
-  torch::manual_seed(3);
-  auto x = torch::randn({40, 8});
-  auto y = torch::sin(x.mm(torch::randn({8, 4})));
-  return std::make_shared<LambdaDataset<TensorDict>>(40, [x, y](int64_t i) {
-    return TensorDict{{"x", x[i]}, {"labels", y[i]}};
-  });
+  auto [x, y] = accel::testing::regression_data(40);
+  return accel::testing::rows_dataset(x, y);
 }
 
 Hungry model(int64_t fits) {
@@ -68,15 +67,6 @@ TrainingArguments args_for(const fs::path& out, int64_t batch, bool auto_find) {
       .save_steps(4)
       .disable_tqdm(true)
       .use_cpu(true);
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "(no exception)";
 }
 
 }  // namespace

@@ -15,10 +15,12 @@
 #include <torch/torch.h>
 
 #include "accel/trainer/trainer.h"
+#include "support/errors.h"
 #include "support/temp_dir.h"
 #include "support/trainer_model.h"
 
 using namespace accel;
+using accel::testing::error_of;
 using accel::testing::TrainerMlp;
 using ::testing::HasSubstr;
 namespace fs = std::filesystem;
@@ -26,9 +28,7 @@ namespace fs = std::filesystem;
 namespace {
 
 std::shared_ptr<Dataset<TensorDict>> rows(int64_t n) {
-  torch::manual_seed(3);
-  auto x = torch::randn({n, 8});
-  auto y = torch::sin(x.mm(torch::randn({8, 4})));
+  auto [x, y] = accel::testing::regression_data(n);
   return accel::testing::rows_dataset(x, y);
 }
 
@@ -44,15 +44,6 @@ TrainingArguments args_for(const fs::path& out) {
       .save_strategy(IntervalStrategy::no)
       .disable_tqdm(true)
       .use_cpu(true);
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "(no exception)";
 }
 
 }  // namespace

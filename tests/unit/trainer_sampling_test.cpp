@@ -17,10 +17,12 @@
 
 #include "accel/data/length_grouped_sampler.h"
 #include "accel/trainer/trainer.h"
+#include "support/errors.h"
 #include "support/temp_dir.h"
 #include "support/trainer_model.h"
 
 using namespace accel;
+using accel::testing::error_of;
 using accel::testing::TrainerMlp;
 using ::testing::HasSubstr;
 
@@ -32,9 +34,8 @@ int64_t length_of(int64_t i) { return (i * 29) % 17 + 1; }
 
 // Rows {x, labels, idx, <length_column>}.
 std::shared_ptr<Dataset<TensorDict>> rows(const std::string& length_column = "length") {
-  torch::manual_seed(3);
-  auto x = torch::randn({kRows, 8});
-  auto y = torch::sin(x.mm(torch::randn({8, 4})));
+  const auto data = accel::testing::regression_data(kRows);
+  const auto x = data.first, y = data.second;
   return std::make_shared<LambdaDataset<TensorDict>>(kRows, [x, y, length_column](int64_t i) {
     TensorDict d{{"x", x[i]}, {"labels", y[i]}, {"idx", torch::tensor(i)}};
     if (!length_column.empty()) d[length_column] = torch::tensor(length_of(i));
@@ -73,15 +74,6 @@ ModelFunctions<TrainerMlp> recording(std::shared_ptr<std::vector<int64_t>> seen)
         return torch::mse_loss(model->logits(b.at("x")), b.at("labels"));
       })
       .predict([](auto&, const TensorDict& b) { return b.at("idx").to(torch::kFloat32).unsqueeze(1); });
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "(no exception)";
 }
 
 }  // namespace

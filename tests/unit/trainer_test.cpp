@@ -16,10 +16,12 @@
 
 #include "accel/checkpoint/model_files.h"
 #include "accel/trainer/trainer.h"
+#include "support/errors.h"
 #include "support/temp_dir.h"
 #include "support/trainer_model.h"
 
 using namespace accel;
+using accel::testing::error_of;
 using accel::testing::TrainerMlp;
 using ::testing::AllOf;
 using ::testing::HasSubstr;
@@ -73,15 +75,6 @@ struct StopAt : TrainerCallback {
     if (s.global_step == step) c.should_training_stop = true;
   }
 };
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "(no exception)";
-}
 
 std::set<std::string> checkpoints_in(const fs::path& dir) {
   std::set<std::string> out;

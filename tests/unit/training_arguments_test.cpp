@@ -1,6 +1,8 @@
 // TrainingArguments: flags as Python scripts pass them, JSON files, the
 // refusal of Transformers arguments accel does not implement, and
 // Transformers' __post_init__ rules.
+#include <fstream>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
@@ -8,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include "accel/trainer/training_arguments.h"
+#include "support/temp_dir.h"
 
 using namespace accel;
 using ::testing::AllOf;
@@ -199,4 +202,44 @@ TEST(TrainingArguments, GradientCheckpointingIsAnAlias) {
   EXPECT_EQ(neither.activation_checkpointing(), false);
   EXPECT_THAT(error_of([] { TrainingArguments::from_json(R"({"gradient_checkpointing_kwargs": {"a": 1}})"); }),
               HasSubstr("gradient_checkpointing_kwargs"));
+}
+
+TEST(TrainingArguments, AcceleratorConfigAsTransformersTakesIt) {
+  // As Python's to_json_string() writes it (every key), as a flag's JSON
+  // text, and as a flag naming a JSON file.
+  auto a = TrainingArguments::from_json(
+      R"({"accelerator_config": {"split_batches": true, "dispatch_batches": null, "even_batches": false,
+          "use_seedable_sampler": true, "non_blocking": true, "gradient_accumulation_kwargs": null}})");
+  EXPECT_TRUE(a.accelerator_config().split_batches());
+  EXPECT_FALSE(a.accelerator_config().dispatch_batches().has_value());
+  EXPECT_FALSE(a.accelerator_config().even_batches());
+  EXPECT_TRUE(a.accelerator_config().non_blocking());
+  EXPECT_EQ(TrainingArguments::from_json(a.to_json_string()).to_json_string(), a.to_json_string());
+  a = TrainingArguments::from_flags({"--accelerator_config", R"({"dispatch_batches": false})"});
+  EXPECT_EQ(a.accelerator_config().dispatch_batches(), std::optional<bool>(false));
+  EXPECT_TRUE(a.accelerator_config().even_batches());
+  const accel::testing::TempDir dir("accelerator_config");
+  std::ofstream(dir / "acc.json") << R"({"split_batches": true})";
+  a = TrainingArguments::from_flags({"--accelerator_config", (dir / "acc.json").string()});
+  EXPECT_TRUE(a.accelerator_config().split_batches());
+  EXPECT_FALSE(TrainingArguments::from_json(R"({"accelerator_config": null})").accelerator_config().split_batches());
+  // What accel cannot honour, and bad input, named.
+  EXPECT_THAT(
+      error_of([] { TrainingArguments::from_json(R"({"accelerator_config": {"use_seedable_sampler": false}})"); }),
+      AllOf(HasSubstr("accelerator_config.use_seedable_sampler"), HasSubstr("seed")));
+  EXPECT_THAT(error_of([] {
+                TrainingArguments::from_json(R"({"accelerator_config": {"gradient_accumulation_kwargs": {"x": 1}}})");
+              }),
+              HasSubstr("gradient_accumulation_kwargs"));
+  EXPECT_THAT(error_of([] { TrainingArguments::from_json(R"({"accelerator_config": {"split": true}})"); }),
+              AllOf(HasSubstr("'split'"), HasSubstr("split_batches")));
+  EXPECT_THAT(error_of([] { TrainingArguments::from_json(R"({"accelerator_config": {"even_batches": 1}})"); }),
+              HasSubstr("accelerator_config.even_batches"));
+  EXPECT_THAT(error_of([&] {
+                TrainingArguments::from_flags({"--accelerator_config", (dir / "none.json").string()});
+              }),
+              AllOf(HasSubstr("none.json"), HasSubstr("readable JSON file")));
+  // Python writes hub_token as a placeholder whether it is set or not.
+  EXPECT_NO_THROW(TrainingArguments::from_json(R"({"hub_token": "<HUB_TOKEN>"})"));
+  EXPECT_THAT(error_of([] { TrainingArguments::from_json(R"({"hub_token": "hf_abc"})"); }), HasSubstr("hub_token"));
 }

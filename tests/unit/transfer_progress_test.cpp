@@ -13,22 +13,16 @@
 #include "accel/tracking/transfer_progress.h"
 #include "support/environment.h"
 #include "support/errors.h"
+#include "support/files.h"
 #include "support/temp_dir.h"
 
 namespace {
 
+using accel::testing::contents;
+
 namespace fs = std::filesystem;
 using accel::ProgressOptions;
 using accel::TransferProgressOptions;
-
-std::string contents(std::FILE* file) {
-  std::fflush(file);
-  std::rewind(file);
-  std::string text;
-  char buffer[4096];
-  while (size_t n = std::fread(buffer, 1, sizeof buffer, file)) text.append(buffer, n);
-  return text;
-}
 
 std::vector<std::string> lines(const std::string& text) {
   std::vector<std::string> out;

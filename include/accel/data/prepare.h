@@ -40,13 +40,19 @@ struct ACCEL_API PrepareOptions {
   TORCH_ARG(bool, non_blocking) = false;
   /// The shuffle seed for every rank (Accelerate's data_seed).
   TORCH_ARG(std::optional<uint64_t>, seed) = std::nullopt;
+  /// Every process of the job prepares this loader at the same point (the
+  /// Accelerator's prepare does), so the shuffle seed is agreed over the
+  /// whole job even when num_processes counts only a mesh's data-parallel
+  /// ranks.
+  TORCH_ARG(bool, every_process_prepares) = false;
 };
 
 namespace detail {
 /// World size and rank: from the options, else from the process state.
 ACCEL_API std::pair<int, int> resolve_ranks(const PrepareOptions& options);
-/// Rank 0's seed on every rank when running distributed, else `seed`.
-ACCEL_API uint64_t agree_on_seed(uint64_t seed, int num_processes);
+/// Rank 0's seed on every rank when running distributed and every process
+/// calls (num_processes is the job's, or `every_process`), else `seed`.
+ACCEL_API uint64_t agree_on_seed(uint64_t seed, int num_processes, bool every_process = false);
 }  // namespace detail
 
 template <class Batch>
@@ -61,7 +67,9 @@ DataLoader<Batch> prepare_data_loader(const DataLoader<Batch>& loader, const Pre
                   ") must be a multiple of the number of processes (", world, ")");
 
   if (auto sampler = source->sampler(); sampler && sampler->seed())
-    sampler->set_seed(options.seed() ? *options.seed() : detail::agree_on_seed(*sampler->seed(), world));
+    sampler->set_seed(options.seed()
+                          ? *options.seed()
+                          : detail::agree_on_seed(*sampler->seed(), world, options.every_process_prepares()));
 
   typename DataLoader<Batch>::Distribution d;
   d.source = source;

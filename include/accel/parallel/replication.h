@@ -57,5 +57,10 @@ class ACCEL_API Replication {
 ACCEL_API std::shared_ptr<Replication> make_replication(const ProcessState& state,
                                                         const std::optional<ShardingOptions>& sharding,
                                                         const DDPOptions& ddp, bool master_weights);
+/// DDP over `group` alone (nothing when null): the data-parallel ranks of
+/// a mesh whose other dimensions split the model (tensor parallel), each
+/// rank replicating its own slice with the ranks that hold the same one.
+ACCEL_API std::shared_ptr<Replication> make_data_parallel_replication(c10::intrusive_ptr<c10d::ProcessGroup> group,
+                                                                      const DDPOptions& ddp, bool master_weights);
 
 }  // namespace accel

@@ -36,6 +36,20 @@ enum class IntervalStrategy { no, steps, epoch };
 ACCEL_API IntervalStrategy parse_interval_strategy(const std::string& name, const std::string& argument);
 ACCEL_API std::string to_string(IntervalStrategy strategy);
 
+/// Transformers' AcceleratorConfig: how the Trainer's Accelerator prepares
+/// its loaders (accelerator_options.h has each one). As JSON: an object of
+/// these names, or (from a flag) a JSON text or a path to a JSON file.
+/// Transformers' gradient_accumulation_kwargs and use_configured_state are
+/// accepted at their defaults (null, false) only.
+struct ACCEL_API AcceleratorConfig {
+  TORCH_ARG(bool, split_batches) = false;
+  TORCH_ARG(std::optional<bool>, dispatch_batches) = std::nullopt;
+  TORCH_ARG(bool, even_batches) = true;
+  /// accel's samplers always draw from a seed; false is refused.
+  TORCH_ARG(bool, use_seedable_sampler) = true;
+  TORCH_ARG(bool, non_blocking) = false;
+};
+
 struct ACCEL_API TrainingArguments {
   // --- where -----------------------------------------------------------
   /// checkpoint-<step>/ folders and save_model() go here.
@@ -187,6 +201,7 @@ struct ACCEL_API TrainingArguments {
   TORCH_ARG(std::optional<int64_t>, dataloader_prefetch_factor) = std::nullopt;
   TORCH_ARG(bool, dataloader_pin_memory) = true;
   TORCH_ARG(bool, dataloader_persistent_workers) = false;
+  TORCH_ARG(AcceleratorConfig, accelerator_config) = {};
   /// The training order: "random" (reshuffled each epoch from data_seed),
   /// "sequential", or "group_by_length" (LengthGroupedSampler over batches
   /// of per_device_train_batch_size * gradient_accumulation_steps; the

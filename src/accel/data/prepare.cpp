@@ -19,9 +19,9 @@ std::pair<int, int> resolve_ranks(const PrepareOptions& options) {
   return {world, rank};
 }
 
-uint64_t agree_on_seed(uint64_t seed, int num_processes) {
+uint64_t agree_on_seed(uint64_t seed, int num_processes, bool every_process) {
   auto& st = ProcessState::get();
-  if (!st.distributed() || st.world_size() != num_processes) return seed;
+  if (!st.distributed() || (st.world_size() != num_processes && !every_process)) return seed;
   const std::string mine = std::to_string(seed);
   return std::stoull(broadcast_object(mine, 0));
 }

@@ -51,4 +51,9 @@ std::shared_ptr<Replication> make_replication(const ProcessState& state, const s
   return std::make_shared<Replicated>(state.process_group(), ddp, master_weights);
 }
 
+std::shared_ptr<Replication> make_data_parallel_replication(c10::intrusive_ptr<c10d::ProcessGroup> group,
+                                                            const DDPOptions& ddp, bool master_weights) {
+  return std::make_shared<Replicated>(std::move(group), ddp, master_weights);
+}
+
 }  // namespace accel

@@ -46,7 +46,6 @@ const std::vector<std::pair<std::string, std::string>>& refused_training_argumen
       {"hub_always_push", R"(false)"},
       {"hub_revision", R"(null)"},
       {"restore_callback_states_from_checkpoint", R"(false)"},
-      {"accelerator_config", R"(null)"},
       {"parallelism_config", R"(null)"},
       {"dataloader_multiprocessing_context", R"(null)"},
       {"dataloader_in_order", R"(true)"},

@@ -60,6 +60,11 @@ AcceleratorOptions accelerator_options(const TrainingArguments& a) {
   if (a.use_cpu()) o.cpu(true);
   o.fused_optimizer_step(a.optim() == "adamw_torch_fused");
   o.cuda_graph(a.torch_compile());
+  const auto& loaders = a.accelerator_config();
+  o.split_batches(loaders.split_batches())
+      .dispatch_batches(loaders.dispatch_batches())
+      .even_batches(loaders.even_batches())
+      .non_blocking(loaders.non_blocking());
   o.data_seed(static_cast<uint64_t>(a.data_seed().value_or(a.seed())));
   o.log_with(a.report_to());
   o.project_config(ProjectConfiguration()

@@ -83,6 +83,71 @@ std::string as_tokens_seen(const json& v) {
   return as_text("include_num_input_tokens_seen", v);
 }
 
+// A dict field's value: an object, or from a flag its JSON text ("{...}")
+// or the path of a JSON file holding it (Transformers reads both).
+json as_object(const std::string& n, json v) {
+  if (v.is_string()) {
+    const auto text = v.get<std::string>();
+    if (text.rfind('{', 0) == 0) {
+      try {
+        v = json::parse(text);
+      } catch (const json::exception& e) {
+        fail<std::invalid_argument>("TrainingArguments: ", n, " is not valid JSON (", e.what(), ")");
+      }
+    } else {
+      std::ifstream in(text);
+      ACCEL_CHECK_ARG(in.good(), "TrainingArguments: ", n, " = '", text,
+                      "' is neither a JSON object nor a readable JSON file");
+      try {
+        v = json::parse(in);
+      } catch (const json::exception& e) {
+        fail<std::invalid_argument>("TrainingArguments: ", n, " file '", text, "' is not valid JSON (", e.what(), ")");
+      }
+    }
+  }
+  if (v.is_null()) return json::object();
+  if (!v.is_object()) bad_type(n, v, "a JSON object");
+  return v;
+}
+
+AcceleratorConfig as_accelerator_config(const json& value) {
+  const std::string n = "accelerator_config";
+  AcceleratorConfig c;
+  for (const auto& [key, v] : as_object(n, value).items()) {
+    const std::string where = n + "." + key;
+    if (key == "split_batches") {
+      c.split_batches(as_bool(where, v));
+    } else if (key == "dispatch_batches") {
+      c.dispatch_batches(v.is_null() ? std::nullopt : std::optional<bool>(as_bool(where, v)));
+    } else if (key == "even_batches") {
+      c.even_batches(as_bool(where, v));
+    } else if (key == "use_seedable_sampler") {
+      ACCEL_CHECK_ARG(as_bool(where, v), "TrainingArguments: ", where,
+                      " = false is not supported: accel's samplers always shuffle from a seed (data_seed)");
+    } else if (key == "non_blocking") {
+      c.non_blocking(as_bool(where, v));
+    } else if (key == "gradient_accumulation_kwargs" || key == "use_configured_state") {
+      ACCEL_CHECK_ARG(v.is_null() || v == false || (v.is_object() && v.empty()), "TrainingArguments: ", where, " = ",
+                      v.dump(), " is not supported by accel's Trainer (only Transformers' default is accepted)");
+    } else {
+      fail<std::invalid_argument>("TrainingArguments: ", n, " has '", key,
+                                  "', expected split_batches, dispatch_batches, even_batches, use_seedable_sampler, "
+                                  "non_blocking, gradient_accumulation_kwargs or use_configured_state");
+    }
+  }
+  return c;
+}
+
+// As Python's TrainingArguments.to_dict() writes it.
+json accelerator_config_json(const AcceleratorConfig& c) {
+  return {{"split_batches", c.split_batches()},
+          {"dispatch_batches", c.dispatch_batches() ? json(*c.dispatch_batches()) : json(nullptr)},
+          {"even_batches", c.even_batches()},
+          {"use_seedable_sampler", c.use_seedable_sampler()},
+          {"non_blocking", c.non_blocking()},
+          {"gradient_accumulation_kwargs", nullptr}};
+}
+
 SchedulerKwargs as_kwargs(const std::string& n, json v) {
   if (v.is_string()) {  // flags give the dict as JSON text
     try {
@@ -214,6 +279,8 @@ const std::vector<Field>& fields() {
       ACCEL_OPT(Kind::integer, dataloader_prefetch_factor, as_int),
       ACCEL_PLAIN(Kind::boolean, dataloader_pin_memory, as_bool),
       ACCEL_PLAIN(Kind::boolean, dataloader_persistent_workers, as_bool),
+      ACCEL_FIELD(Kind::object, true, accelerator_config, as_accelerator_config(v),
+                  accelerator_config_json(a.accelerator_config())),
       ACCEL_PLAIN(Kind::text, train_sampling_strategy, as_text),
       ACCEL_PLAIN(Kind::text, length_column_name, as_text),
   };
@@ -243,6 +310,8 @@ void apply(TrainingArguments& args, const std::string& name, const json& value) 
   // Python's __post_init__ writes this backend whenever torch_compile is
   // on, so that a JSON it wrote with torch_compile loads.
   if (name == "torch_compile_backend" && value == "inductor") return;
+  // to_dict() writes every *_token as a placeholder ("<HUB_TOKEN>"), set or not.
+  if (name == "hub_token" && value == "<HUB_TOKEN>") return;
   for (const auto& [refused, dflt_text] : refused_training_arguments()) {
     if (refused != name) continue;
     const json dflt = json::parse(dflt_text);
