@@ -48,12 +48,23 @@ Outcome run(const fs::path& dir, std::vector<std::string> argv, const std::map<s
 TEST(Gpt2TensorParallelExample, LaunchedWithTpSize2LogsTheLossesOfOneProcess) {
   const TempDir dir("gpt2_tp_example");
   fs::create_directories(dir / "hf");
-  const std::vector<std::string> train = {binary_path("examples/gpt2"), "--config", "tiny", "--steps", "4",
-                                          "--batch", "2", "--seq", "32", "--log-every", "1", "--warmup", "1"};
+  const std::vector<std::string> train = {binary_path("examples/gpt2"),
+                                          "--config",
+                                          "tiny",
+                                          "--steps",
+                                          "4",
+                                          "--batch",
+                                          "2",
+                                          "--seq",
+                                          "32",
+                                          "--log-every",
+                                          "1",
+                                          "--warmup",
+                                          "1"};
   const Outcome one = run(dir, train, {});
   ASSERT_EQ(one.status, 0) << one.output;
 
-  std::vector<std::string> launched = {binary_path("accel"), "launch", "--cpu", "--num_processes", "2",
+  std::vector<std::string> launched = {binary_path("accel"),  "launch", "--cpu", "--num_processes", "2",
                                        "--main_process_port", "0"};
   launched.insert(launched.end(), train.begin(), train.end());
   const Outcome two =
