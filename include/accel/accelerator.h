@@ -282,9 +282,10 @@ class ACCEL_API Accelerator {
   /// The model's parameters and buffers by their dotted names, unwrapped
   /// (what save_model writes; Accelerate's get_state_dict).
   template <class Holder>
+  /// A tensor-parallel model's slices are gathered into whole tensors (a
+  /// collective: every process calls it).
   safetensors::NamedTensors get_state_dict(PreparedModel<Holder>& model) const {
-    check_whole_model_on_each_rank("get_state_dict");
-    return model.core().state();
+    return whole_state(model.core());
   }
   /// Writes the model's weights into `dir` as Hugging Face model files
   /// (model.safetensors, or shards and an index past max_shard_size) from
@@ -293,9 +294,8 @@ class ACCEL_API Accelerator {
   template <class Holder>
   SavedModel save_model(PreparedModel<Holder>& model, const std::filesystem::path& dir,
                         const SaveModelOptions& options = {}) const {
-    check_whole_model_on_each_rank("save_model");
     wait_for_everyone();
-    return ::accel::save_model(model.core().state(), dir, options);
+    return ::accel::save_model(whole_state(model.core()), dir, options);
   }
   /// A copy of a prepared loader whose next pass starts after `num_batches`
   /// batches (resuming mid-epoch); later passes are whole.
@@ -388,8 +388,11 @@ class ACCEL_API Accelerator {
   // The data-parallel ranks' group under a mesh that also splits the model
   // (null: this rank alone); the process group otherwise.
   ProcessGroupPtr data_parallel_group() const;
-  // Checkpoints hold whole models; a tensor-parallel rank holds slices.
+  // save_state/load_state hold whole models and optimizers; a
+  // tensor-parallel rank holds slices of both.
   void check_whole_model_on_each_rank(const char* what) const;
+  // The model's state with tensor-parallel slices gathered whole.
+  safetensors::NamedTensors whole_state(const PreparedModelCore& core) const;
   void check_training_batch_size(int64_t total_batch_size);
 
   // Pass one prepares everything but schedulers; pass two the schedulers.

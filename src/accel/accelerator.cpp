@@ -145,8 +145,16 @@ ProcessGroupPtr Accelerator::data_parallel_group() const {
 void Accelerator::check_whole_model_on_each_rank(const char* what) const {
   if (!mesh_ || !splits_model(mesh_->config())) return;
   fail<std::invalid_argument>("Accelerator::", what, ": with tp_size ", mesh_->config().tp_size,
-                              " each rank holds slices of the model, and checkpoints of split models are not built "
-                              "yet; expected tp_size 1");
+                              " each rank holds slices of the model and its optimizer state, and save_state/load_state "
+                              "of split models are not built yet; save_model and get_state_dict give the whole "
+                              "weights");
+}
+
+safetensors::NamedTensors Accelerator::whole_state(const PreparedModelCore& core) const {
+  auto state = core.state();
+  if (!mesh_ || mesh_->config().tp_size == 1) return state;
+  for (auto& [name, tensor] : state) tensor = full_tensor_parallel_parameter(tensor);
+  return state;
 }
 
 DistributedType Accelerator::distributed_type() const {

@@ -3,7 +3,8 @@
 // data-parallel ranks only, each data-parallel rank's own batches (the
 // tensor-parallel ranks of a replica share theirs), clip_grad_norm_ over
 // the whole model's gradient with tensor-parallel slices counted once, and
-// gather_for_metrics without the replicas' duplicates.
+// gather_for_metrics without the replicas' duplicates; get_state_dict and
+// save_model with the slices gathered whole.
 //
 // The training test is the GPT-2 example's tiny model at tp=2 x dp_shard=2
 // on 4 ranks against one process: 3 AdamW steps with clipping active, the
@@ -13,7 +14,10 @@
 
 #include <torch/torch.h>
 
+#include <filesystem>
+
 #include "accel/accelerator.h"
+#include "accel/checkpoint/model_files.h"
 #include "accel/data/data_loader.h"
 #include "accel/optim/clip_grad.h"
 #include "accel/parallel/mesh/device_mesh.h"
@@ -92,8 +96,8 @@ torch::Tensor reassemble(const torch::Tensor& mine, int64_t dim, int64_t packed,
 }
 
 // The loop a user writes, unchanged from plain data parallel: only the
-// options and the model's split differ.
-Trace on_mesh(Accelerator& acc) {
+// options and the model's split differ. Then save_model into `out`.
+Trace on_mesh(Accelerator& acc, const std::filesystem::path& out) {
   const DeviceMesh* mesh = acc.device_mesh();
   EXPECT_NE(mesh, nullptr);
   seed_cpu(11);
@@ -120,7 +124,20 @@ Trace on_mesh(Accelerator& acc) {
     const auto [dim, packed] = split_of(p.key());
     t.params[p.key()] =
         dim < 0 ? p.value().detach().clone() : reassemble(p.value().detach(), dim, packed, mesh->group("tp"));
+    // Cutting the whole tensor again gives this rank's slice back.
+    EXPECT_TRUE(tensor_parallel_slice_of(p.value(), t.params[p.key()]).equal(p.value())) << p.key();
   }
+  // get_state_dict and save_model gather the slices whole: the file loads
+  // into the unsplit model with exactly the reassembled weights.
+  for (const auto& [name, tensor] : acc.get_state_dict(prepared))
+    if (t.params.count(name)) EXPECT_TRUE(tensor.equal(t.params.at(name))) << name;
+  acc.save_model(prepared, out);
+  acc.wait_for_everyone();
+  gpt2::GPT2 whole(gpt2::named_config("tiny"));
+  const auto report = load_model_weights(*whole, out);
+  EXPECT_TRUE(report.ok()) << report.describe();
+  for (const auto& p : whole->named_parameters())
+    EXPECT_TRUE(p.value().equal(t.params.at(p.key()))) << p.key() << " as save_model wrote it";
   return t;
 }
 
@@ -148,14 +165,15 @@ ParallelismConfig tp_times_dp() {
 }  // namespace
 
 TEST(AcceleratorMesh, TensorTimesDataParallelGPT2EqualsOneProcess) {
-  run_distributed(4, [] {
+  const accel::testing::TempDir dir("accelerator_mesh_model");
+  run_distributed(4, [&] {
     const auto ref = single_process();
     Accelerator acc(AcceleratorOptions().parallelism_config(tp_times_dp()));
     EXPECT_EQ(acc.num_processes(), 4);
     EXPECT_EQ(acc.data_parallel_size(), 2);
     // Mesh order dp_shard, tp: ranks 0,1 are replica 0 and ranks 2,3 replica 1.
     EXPECT_EQ(acc.data_parallel_index(), acc.process_index() / 2);
-    expect_matches(ref, on_mesh(acc));
+    expect_matches(ref, on_mesh(acc, dir.path()));
   });
 }
 

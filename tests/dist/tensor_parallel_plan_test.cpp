@@ -1,7 +1,8 @@
 // parallelize_tensor's plan: what it refuses (naming the pattern, the
 // module, the style or the sizes, and leaving the model as it was), and the
 // GPT-2 example split over a vocabulary that does not divide (509 tokens on
-// 2 ranks): its gathered logits equal the whole model's.
+// 2 ranks): its gathered logits equal the whole model's, and its slices
+// gather back into the whole model's tensors (full_tensor_parallel_parameter).
 #include <gtest/gtest.h>
 
 #include <torch/torch.h>
@@ -132,5 +133,18 @@ TEST(TensorParallelPlan, GPT2UnevenVocabularyGivesTheWholeLogits) {
     auto got = split(tokens);
     EXPECT_EQ(got.sizes(), want.sizes());
     EXPECT_LT(max_diff(got, want), 1e-5);
+    // Every slice, the uneven vocabulary's included, gathers back into the
+    // whole model's tensor, and that cuts back into the slice.
+    auto whole_params = whole->named_parameters();
+    for (const auto& p : split->named_parameters()) {
+      const auto full = full_tensor_parallel_parameter(p.value());
+      EXPECT_TRUE(full.equal(whole_params[p.key()])) << p.key();
+      EXPECT_TRUE(tensor_parallel_slice_of(p.value(), full).equal(p.value())) << p.key();
+    }
+    expect_refusal(
+        [&] {
+          tensor_parallel_slice_of(split->transformer->wte->weight, torch::zeros({508, 4}));
+        },
+        "vocabulary of 509 rows");
   });
 }

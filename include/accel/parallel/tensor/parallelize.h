@@ -97,6 +97,18 @@ ACCEL_API std::optional<TensorParallelShard> tensor_parallel_shard(const torch::
 /// gradient is too: norms sum over the group); false for replicated ones.
 ACCEL_API bool is_tensor_parallel_slice(const torch::Tensor& parameter);
 
+/// The whole tensor that `parameter` is this rank's slice of, gathered from
+/// every rank of its group (a collective: each rank of the group calls it
+/// for the same parameters in the same order); `parameter` itself when it
+/// is not a slice. What a checkpoint of a split model holds.
+ACCEL_API torch::Tensor full_tensor_parallel_parameter(const torch::Tensor& parameter);
+
+/// This rank's slice of `whole`, cut as parallelize_tensor cut `parameter`
+/// (the inverse, for loading whole weights into a split model); `whole`
+/// when `parameter` is not a slice. Throws naming the shapes when `whole`
+/// does not cut to `parameter`'s shape.
+ACCEL_API torch::Tensor tensor_parallel_slice_of(const torch::Tensor& parameter, const torch::Tensor& whole);
+
 // The seams: each runs the module as its plan split it, else as itself.
 
 /// linear(x), or its column- / row-parallel form.

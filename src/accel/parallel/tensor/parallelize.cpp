@@ -7,6 +7,7 @@
 
 #include <torch/nn/functional/linear.h>
 
+#include "accel/dist/collectives.h"
 #include "accel/ops/linear_cross_entropy.h"
 #include "accel/parallel/mesh/device_mesh.h"
 #include "accel/parallel/tensor/parallel_linear.h"
@@ -31,6 +32,9 @@ struct ModuleEntry {
 struct SliceEntry {
   c10::weak_intrusive_ptr<c10::TensorImpl> tensor;
   ProcessGroupPtr group;
+  // How it was cut from the whole tensor: shard_dim(whole, dim, rank, size,
+  // packed), or, when vocab_size > 0, vocab_range's rows of dim 0.
+  int64_t dim = 0, packed = 1, vocab_size = 0;
 };
 struct Registry {
   std::mutex mutex;
@@ -80,10 +84,15 @@ bool matches(const std::vector<std::string>& pattern, const std::string& name) {
 
 // Replaces the tensor's data with its slice, keeping the tensor object (the
 // module's member and its registered parameter are the same tensor).
-void keep_slice(torch::Tensor& parameter, const torch::Tensor& slice, const ProcessGroupPtr& group,
+// `cut` says how (SliceEntry's dim, packed, vocab_size).
+struct Cut {
+  int64_t dim = 0, packed = 1, vocab_size = 0;
+};
+void keep_slice(torch::Tensor& parameter, const torch::Tensor& slice, const ProcessGroupPtr& group, Cut cut,
                 std::vector<SliceEntry>& made) {
   parameter.set_data(slice);
-  made.push_back({c10::weak_intrusive_ptr<c10::TensorImpl>(parameter.getIntrusivePtr()), group});
+  made.push_back({c10::weak_intrusive_ptr<c10::TensorImpl>(parameter.getIntrusivePtr()), group, cut.dim, cut.packed,
+                  cut.vocab_size});
 }
 
 // "torch::nn::LayerNorm" for a torch::nn::LayerNormImpl: the name users write.
@@ -188,19 +197,21 @@ void parallelize_tensor(torch::nn::Module& model, const ProcessGroupPtr& group, 
     if (auto* linear = dynamic_cast<torch::nn::LinearImpl*>(p.module.get())) {
       if (p.style.kind == TensorParallelStyle::Kind::colwise) {
         shard.full_size = linear->weight.size(0);
-        keep_slice(linear->weight, shard_dim(linear->weight, 0, rank, size, p.style.packed, p.name), group, made);
+        const Cut rows{0, p.style.packed};
+        keep_slice(linear->weight, shard_dim(linear->weight, 0, rank, size, p.style.packed, p.name), group, rows, made);
         if (linear->bias.defined())
-          keep_slice(linear->bias, shard_dim(linear->bias, 0, rank, size, p.style.packed, p.name), group, made);
+          keep_slice(linear->bias, shard_dim(linear->bias, 0, rank, size, p.style.packed, p.name), group, rows, made);
       } else {
         shard.full_size = linear->weight.size(1);
-        keep_slice(linear->weight, shard_dim(linear->weight, 1, rank, size, 1, p.name), group, made);
+        keep_slice(linear->weight, shard_dim(linear->weight, 1, rank, size, 1, p.name), group, Cut{1, 1}, made);
       }
     } else {
       auto* embedding = dynamic_cast<torch::nn::EmbeddingImpl*>(p.module.get());
       shard.vocab_size = shard.full_size = embedding->weight.size(0);
       const auto [begin, end] = vocab_range(shard.vocab_size, rank, size);
       shard.vocab_begin = begin;
-      keep_slice(embedding->weight, embedding->weight.narrow(0, begin, end - begin).clone(), group, made);
+      keep_slice(embedding->weight, embedding->weight.narrow(0, begin, end - begin).clone(), group,
+                 Cut{0, 1, shard.vocab_size}, made);
     }
     reg.modules.insert_or_assign(p.module.get(), ModuleEntry{p.module, shard});
     for (auto& s : made) {
@@ -228,6 +239,62 @@ bool is_tensor_parallel_slice(const torch::Tensor& parameter) {
   auto& reg = registry();
   std::lock_guard lock(reg.mutex);
   return find_slice(reg, parameter) != nullptr;
+}
+
+namespace {
+std::optional<SliceEntry> slice_entry(const torch::Tensor& parameter) {
+  auto& reg = registry();
+  std::lock_guard lock(reg.mutex);
+  const auto* entry = find_slice(reg, parameter);
+  if (!entry) return std::nullopt;
+  return *entry;
+}
+}  // namespace
+
+torch::Tensor full_tensor_parallel_parameter(const torch::Tensor& parameter) {
+  const auto entry = slice_entry(parameter);
+  if (!entry) return parameter;
+  const int size = entry->group->getSize();
+  // The split dimension first, so that every rank's piece is whole rows;
+  // an uneven vocabulary is padded to the largest piece (rank 0's) for the
+  // gather and cut back after.
+  auto local = parameter.detach().movedim(entry->dim, 0).contiguous();
+  std::vector<int64_t> rows(static_cast<size_t>(size), local.size(0));
+  if (entry->vocab_size > 0)
+    for (int r = 0; r < size; ++r) {
+      const auto [begin, end] = vocab_range(entry->vocab_size, r, size);
+      rows[static_cast<size_t>(r)] = end - begin;
+    }
+  const int64_t most = *std::max_element(rows.begin(), rows.end());
+  if (local.size(0) < most) {
+    auto shape = local.sizes().vec();
+    shape[0] = most - local.size(0);
+    local = torch::cat({local, torch::zeros(shape, local.options())}, 0);
+  }
+  auto all = gather(local, entry->group).chunk(size, 0);
+  std::vector<torch::Tensor> pieces;
+  for (int r = 0; r < size; ++r)
+    pieces.push_back(all[r].narrow(0, 0, rows[static_cast<size_t>(r)]).movedim(0, entry->dim));
+  return unshard_dim(pieces, entry->dim, entry->packed);
+}
+
+torch::Tensor tensor_parallel_slice_of(const torch::Tensor& parameter, const torch::Tensor& whole) {
+  const auto entry = slice_entry(parameter);
+  if (!entry) return whole;
+  const int rank = entry->group->getRank(), size = entry->group->getSize();
+  torch::Tensor mine;
+  if (entry->vocab_size > 0) {
+    ACCEL_CHECK_ARG(whole.dim() >= 1 && whole.size(0) == entry->vocab_size, "tensor_parallel_slice_of: a tensor of ",
+                    whole.sizes(), " for a vocabulary of ", entry->vocab_size, " rows");
+    const auto [begin, end] = vocab_range(entry->vocab_size, rank, size);
+    mine = whole.narrow(0, begin, end - begin);
+  } else {
+    mine = shard_dim(whole, entry->dim, rank, size, entry->packed, "tensor_parallel_slice_of");
+  }
+  ACCEL_CHECK_ARG(mine.sizes() == parameter.sizes(), "tensor_parallel_slice_of: the whole tensor of ", whole.sizes(),
+                  " cuts to ", mine.sizes(), " on tensor-parallel rank ", rank, ", but the slice there is ",
+                  parameter.sizes());
+  return mine.contiguous();
 }
 
 torch::Tensor parallel_linear(const torch::nn::Linear& linear, const torch::Tensor& x) {
