@@ -92,8 +92,12 @@ TEST(TrainerGpu, AutoFindBatchSizeRecoversFromCudaOutOfMemory) {
   Trainer b(plain, gpu_args(dir.path() / "plain", fit), rows());
   b.train();
   EXPECT_TRUE(plain->out_of_memory->empty());
+  // Not bit for bit as on the CPU (trainer_auto_batch_test): the restarted
+  // run's cuBLAS calls need not pick the plain run's algorithms, so fp32
+  // sums may round differently. Another batch order or a step taken by a
+  // failed attempt moves these weights by about 1e-3.
   for (const auto& p : plain->named_parameters())
-    EXPECT_TRUE(torch::allclose(p.value(), found->named_parameters()[p.key()], 1e-6, 1e-7)) << p.key();
+    EXPECT_LT((p.value() - found->named_parameters()[p.key()]).abs().max().item<double>(), 1e-5) << p.key();
 }
 
 TEST(TrainerGpu, TorchCompileGivesTheEagerLosses) {
