@@ -64,8 +64,7 @@ ShardingOptions sharding_on_mesh(const ParallelismConfig& c, ShardingOptions sha
   ACCEL_CHECK_ARG(sharding.hybrid_shard_size() == 0 || sharding.hybrid_shard_size() == c.dp_shard_size,
                   "Accelerator: sharding.hybrid_shard_size is ", sharding.hybrid_shard_size(),
                   " but parallelism_config.dp_shard_size is ", c.dp_shard_size,
-                  "; expected them equal (or "
-                  "hybrid_shard_size unset)");
+                  "; expected them equal (or hybrid_shard_size unset)");
   return sharding.strategy(ShardingStrategy::hybrid_shard).hybrid_shard_size(c.dp_shard_size);
 }
 
