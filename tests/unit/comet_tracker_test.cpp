@@ -1,0 +1,105 @@
+// The comet_ml tracker's refusals (comet_ml's environment variables with
+// bad values, a folder it cannot write) and where its archive goes. What
+// the archive holds is read back by comet_ml itself in
+// tests/peer/comet_peer_test.cpp.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <regex>
+#include <string>
+
+#include "accel/accelerator.h"
+#include "accel/tracking/comet.h"
+#include "support/environment.h"
+#include "support/errors.h"
+#include "support/temp_dir.h"
+
+namespace {
+
+using accel::testing::expect_error;
+using accel::testing::TempDir;
+
+accel::CometTracker tracker_with(const std::filesystem::path& dir, std::map<std::string, std::string> env) {
+  return accel::CometTracker("run", dir, accel::env_from_map(std::move(env)));
+}
+
+TEST(CometTracker, BadEnvironmentValuesAreRefusedByName) {
+  TempDir dir("comet");
+  expect_error<std::invalid_argument>(
+      [&] {
+        tracker_with(dir, {{"COMET_START_ONLINE", "maybe"}}).start();
+      },
+      {"COMET_START_ONLINE=\"maybe\"", "not a boolean", "true", "off"});
+  expect_error<std::invalid_argument>(
+      [&] {
+        tracker_with(dir, {{"COMET_START_ONLINE", "True"}}).start();
+      },
+      {"COMET_START_ONLINE=\"True\"", "offline only", "comet upload"});
+  expect_error<std::invalid_argument>(
+      [&] {
+        tracker_with(dir, {{"COMET_START_MODE", "resume"}}).start();
+      },
+      {"COMET_START_MODE=\"resume\"", "get_or_create, create, get"});
+  expect_error<std::invalid_argument>(
+      [&] {
+        tracker_with(dir, {{"COMET_START_MODE", "get"}}).start();
+      },
+      {"COMET_START_MODE=get", "COMET_EXPERIMENT_KEY"});
+  expect_error<std::invalid_argument>(
+      [&] {
+        tracker_with(dir, {{"COMET_EXPERIMENT_KEY", "short"}}).start();
+      },
+      {"COMET_EXPERIMENT_KEY=\"short\"", "32 to 50 letters and digits"});
+  // Nothing was written by the refused starts.
+  EXPECT_TRUE(std::filesystem::is_empty(dir.path()));
+}
+
+TEST(CometTracker, AnUnwritableDirectoryStopsInitTrackersBeforeTraining) {
+  TempDir dir("comet");
+  std::ofstream(dir / "file") << "not a folder";
+  // Through logging_dir (project_dir), and through COMET_OFFLINE_DIRECTORY.
+  accel::Accelerator acc(accel::AcceleratorOptions()
+                             .cpu(true)
+                             .log_with({"comet_ml"})
+                             .project_config(accel::ProjectConfiguration().project_dir(dir / "file" / "runs")));
+  expect_error<std::runtime_error>([&] { acc.init_trackers("run"); },
+                                   {"\"comet_ml\" could not start", "offline directory", "file/runs"});
+  expect_error<std::runtime_error>(
+      [&] {
+        tracker_with(dir, {{"COMET_OFFLINE_DIRECTORY", (dir / "file" / "x").string()}}).start();
+      },
+      {"offline directory", "file/x"});
+}
+
+TEST(CometTracker, TheArchiveIsTemporaryUntilFinish) {
+  TempDir dir("comet");
+  auto tracker = tracker_with(dir / "logs", {{"COMET_OFFLINE_DIRECTORY", (dir / "offline").string()}});
+  tracker.start();
+  tracker.log({{"loss", 0.5}}, 0);
+  tracker.flush();
+  const auto archive = tracker.archive_path();
+  EXPECT_EQ(archive.parent_path(), dir / "offline");
+  // <key>-<6 letters>.zip, the key 32 hex digits as uuid4().hex.
+  EXPECT_TRUE(std::regex_match(archive.filename().string(),
+                               std::regex("[0-9a-f]{12}4[0-9a-f]{3}[89ab][0-9a-f]{15}-[A-Za-z]{6}\\.zip")))
+      << archive;
+  EXPECT_EQ(archive.filename().string().substr(0, 32), tracker.experiment_key());
+  EXPECT_FALSE(std::filesystem::exists(archive));
+  EXPECT_TRUE(std::filesystem::exists(archive.string() + ".tmp"));
+  tracker.finish();
+  EXPECT_TRUE(std::filesystem::exists(archive));
+  EXPECT_FALSE(std::filesystem::exists(archive.string() + ".tmp"));
+  EXPECT_FALSE(std::filesystem::exists(dir / "logs"));  // COMET_OFFLINE_DIRECTORY wins
+
+  // Mode create names the archive by the key alone; a given key is used.
+  const std::string key(40, 'a');
+  auto created = tracker_with(dir, {{"COMET_START_MODE", "create"}, {"COMET_EXPERIMENT_KEY", key}});
+  created.start();
+  created.finish();
+  EXPECT_EQ(created.archive_path(), dir / (key + ".zip"));
+  EXPECT_TRUE(std::filesystem::exists(dir / (key + ".zip")));
+}
+
+}  // namespace
