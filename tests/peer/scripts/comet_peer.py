@@ -9,7 +9,8 @@ run for comparison.
                                                `comet offline --csv` (its archive viewer)
                                                and the offline sender of `comet upload`,
                                                run up to the requests it would send
-  comet_peer.py zip <archive.zip>              Python's zipfile: testzip() and each entry
+  comet_peer.py zip <archive.zip>              Python's zipfile: testzip() (the first entry whose
+                                               CRC-32 fails, or null) and each entry's fields
   comet_peer.py floats <file>                  lines "<16 hex digits of a double> <text>":
                                                the lines whose text is not repr() of it
 
@@ -199,8 +200,7 @@ def check_zip(archive):
             bad = z.testzip()
             entries = {info.filename: {"size": info.file_size, "crc": info.CRC, "method": info.compress_type,
                                        "utf8": bool(info.flag_bits & 0x800)} for info in z.infolist()}
-            contents = {name: len(z.read(name)) for name in z.namelist()}
-        return {"bad": bad, "entries": entries, "read": contents}
+        return {"bad": bad, "entries": entries}
     except Exception as e:
         return {"error": repr(e)}
 
