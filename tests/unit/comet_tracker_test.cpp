@@ -3,6 +3,9 @@
 // the archive holds is read back by comet_ml itself in
 // tests/peer/comet_peer_test.cpp.
 #include <gtest/gtest.h>
+#include <sys/resource.h>
+
+#include <csignal>
 
 #include <filesystem>
 #include <fstream>
@@ -100,6 +103,37 @@ TEST(CometTracker, TheArchiveIsTemporaryUntilFinish) {
   created.finish();
   EXPECT_EQ(created.archive_path(), dir / (key + ".zip"));
   EXPECT_TRUE(std::filesystem::exists(dir / (key + ".zip")));
+}
+
+// A disk that fills up, played by a file size limit (writes past it fail
+// with EFBIG): log() reports the failure, and finish() leaves the archive
+// under its temporary name rather than completing a broken one.
+TEST(CometTracker, AFailedWriteLeavesTheArchiveIncomplete) {
+  TempDir dir("comet");
+  auto tracker = tracker_with(dir, {});
+  tracker.start();
+  tracker.flush();
+  rlimit before{};
+  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &before), 0);
+  const auto previous_handler = std::signal(SIGXFSZ, SIG_IGN);
+  rlimit small = before;
+  small.rlim_cur = 4096;
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &small), 0);
+  std::string message;
+  for (int64_t step = 0; step < 200 && message.empty(); ++step) {
+    try {
+      tracker.log({{"loss", 1.0 / (step + 1)}}, step);
+      tracker.flush();
+    } catch (const std::runtime_error& e) {
+      message = e.what();
+    }
+  }
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &before), 0);
+  std::signal(SIGXFSZ, previous_handler);
+  EXPECT_NE(message.find(".zip.tmp failed"), std::string::npos) << message;
+  expect_error<std::runtime_error>([&] { tracker.finish(); }, {"incomplete", "not renamed", ".zip.tmp"});
+  EXPECT_FALSE(std::filesystem::exists(tracker.archive_path()));
+  EXPECT_TRUE(std::filesystem::exists(tracker.archive_path().string() + ".tmp"));
 }
 
 }  // namespace

@@ -75,6 +75,20 @@ struct CometTracker::Archive {
   ZipWriter zip;
   fs::path destination;
   comet::ExperimentFile file;  // filled by start(), the stop time by finish()
+  bool failed = false;         // a write failed: the rest is not written, nor the archive renamed
+
+  // Runs `write` unless an earlier one failed, so that a broken archive
+  // stays under its temporary name instead of being completed.
+  template <class Write>
+  void guarded(Write&& write) {
+    if (failed) return;
+    try {
+      write();
+    } catch (...) {
+      failed = true;
+      throw;
+    }
+  }
   // Declared last: it goes first, running what is queued while the rest is here.
   TaskThread thread;
 };
@@ -143,7 +157,8 @@ void CometTracker::start() {
 
 void CometTracker::send(std::string line) {
   line += '\n';
-  archive_file_->thread.push([archive = archive_file_.get(), line = std::move(line)] { archive->zip.write(line); });
+  archive_file_->thread.push(
+      [archive = archive_file_.get(), line = std::move(line)] { archive->guarded([&] { archive->zip.write(line); }); });
 }
 
 void CometTracker::store_init_configuration(const TrackerConfig& config) {
@@ -188,6 +203,9 @@ void CometTracker::log(const LogValues& values, std::optional<int64_t> step) {
       warned_tensor_ = true;
     }
   }
+  const std::string error = archive_file_->thread.take_error();
+  ACCEL_CHECK(error.empty(), "comet_ml tracker: writing ", archive_.string(), ".tmp failed: ", error,
+              " (the archive stays incomplete there)");
 }
 
 void CometTracker::flush() {
@@ -201,15 +219,20 @@ void CometTracker::finish() {
   if (!archive_file_) return;
   archive_file_->file.stop_time_ms = now_ms();
   archive_file_->thread.push([archive = archive_file_.get(), json = comet::experiment_json(archive_file_->file)] {
-    archive->zip.end_entry();
-    archive->zip.add("experiment.json", json);
-    archive->zip.close();
-    fs::rename(archive->zip.path(), archive->destination);
+    archive->guarded([&] {
+      archive->zip.end_entry();
+      archive->zip.add("experiment.json", json);
+      archive->zip.close();
+      fs::rename(archive->zip.path(), archive->destination);
+    });
   });
   archive_file_->thread.wait_idle();
   const std::string error = archive_file_->thread.take_error();
+  const bool failed = archive_file_->failed;
   archive_file_.reset();
-  ACCEL_CHECK(error.empty(), "comet_ml tracker: writing ", archive_.string(), " failed: ", error);
+  ACCEL_CHECK(!failed, "comet_ml tracker: the archive ", archive_.string(),
+              ".tmp is incomplete and was not renamed to ", archive_.filename().string(), ": ",
+              error.empty() ? std::string("an earlier write failed") : error);
   get_logger("accel.tracking")
       .info(str("comet_ml: the offline experiment is in ", archive_.string(),
                 "; to send it to Comet, run: comet upload ", archive_.string()));
