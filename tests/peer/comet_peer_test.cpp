@@ -22,6 +22,7 @@
 #include "accel/tracking/comet.h"
 #include "accel/tracking/comet_messages.h"
 #include "accel/util/zip_writer.h"
+#include "support/environment.h"
 #include "support/files.h"
 #include "support/peers.h"
 #include "support/temp_dir.h"
@@ -109,6 +110,11 @@ std::vector<std::string> failures(const json& reader) {
 TEST(CometPeer, TheSameRunGivesCometMlsArchiveAndReadsBack) {
   REQUIRE_PEERS("comet_ml", "accelerate");
   TempDir dir("comet");
+  // comet_ml's settings as they are by default, for accel and for the Python run.
+  accel::testing::ScopedEnv env;
+  for (const char* name : {"COMET_OFFLINE_DIRECTORY", "COMET_START_ONLINE", "COMET_START_MODE", "COMET_EXPERIMENT_KEY",
+                           "COMET_WORKSPACE", "COMET_PROJECT_NAME"})
+    env.set(name, std::nullopt);
   const std::string long_text(1500, 'v');
   const std::string long_key = "k" + std::string(130, 'e') + "y";
   const accel::TrackerConfig config = {{"lr", 0.003},         {"layers", int64_t{4}}, {"optimizer", "adamw"},

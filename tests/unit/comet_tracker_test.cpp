@@ -62,6 +62,7 @@ TEST(CometTracker, BadEnvironmentValuesAreRefusedByName) {
 TEST(CometTracker, AnUnwritableDirectoryStopsInitTrackersBeforeTraining) {
   TempDir dir("comet");
   std::ofstream(dir / "file") << "not a folder";
+  accel::testing::ScopedEnv env("COMET_OFFLINE_DIRECTORY", std::nullopt);
   // Through logging_dir (project_dir), and through COMET_OFFLINE_DIRECTORY.
   accel::Accelerator acc(accel::AcceleratorOptions()
                              .cpu(true)

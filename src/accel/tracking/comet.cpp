@@ -111,7 +111,9 @@ void CometTracker::start() {
   const std::string mode = trim(env_string(env_, "COMET_START_MODE").value_or("get_or_create"));
   ACCEL_CHECK_ARG(one_of(kModes, mode), "COMET_START_MODE=\"", mode, "\" is not a mode of comet_ml.start; expected ",
                   join(kModes, ", "));
-  const auto given_key = env_string(env_, "COMET_EXPERIMENT_KEY");
+  // comet_ml strips its string settings.
+  std::optional<std::string> given_key = env_string(env_, "COMET_EXPERIMENT_KEY");
+  if (given_key) given_key = trim(*given_key);
   if (given_key) {
     const bool alnum = std::all_of(given_key->begin(), given_key->end(),
                                    [](char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0; });
