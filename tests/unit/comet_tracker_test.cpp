@@ -17,6 +17,7 @@
 #include "accel/tracking/comet.h"
 #include "support/environment.h"
 #include "support/errors.h"
+#include "support/files.h"
 #include "support/temp_dir.h"
 
 namespace {
@@ -97,13 +98,24 @@ TEST(CometTracker, TheArchiveIsTemporaryUntilFinish) {
   EXPECT_FALSE(std::filesystem::exists(archive.string() + ".tmp"));
   EXPECT_FALSE(std::filesystem::exists(dir / "logs"));  // COMET_OFFLINE_DIRECTORY wins
 
-  // Mode create names the archive by the key alone; a given key is used.
+  // Mode create names the archive by the key alone; a given key is used;
+  // '~' is the home folder, as comet_ml expands it.
   const std::string key(40, 'a');
-  auto created = tracker_with(dir, {{"COMET_START_MODE", "create"}, {"COMET_EXPERIMENT_KEY", key}});
+  auto created = tracker_with(dir, {{"COMET_START_MODE", "create"},
+                                    {"COMET_EXPERIMENT_KEY", " " + key + " "},
+                                    {"COMET_WORKSPACE", "team"},
+                                    {"HOME", dir.path().string()},
+                                    {"COMET_OFFLINE_DIRECTORY", "~/home-runs"}});
   created.start();
   created.finish();
-  EXPECT_EQ(created.archive_path(), dir / (key + ".zip"));
-  EXPECT_TRUE(std::filesystem::exists(dir / (key + ".zip")));
+  EXPECT_EQ(created.archive_path(), dir / "home-runs" / (key + ".zip"));
+  // experiment.json is stored uncompressed: its text is in the archive as it is.
+  const std::string bytes = accel::testing::read_file(created.archive_path());
+  for (const std::string& field :
+       {"\"offline_id\": \"" + key + "\"", std::string("\"workspace\": \"team\""),
+        std::string("\"resume_strategy\": \"create\""), std::string("\"user_provided_experiment_key\": true"),
+        std::string("\"project_name\": \"run\"")})
+    EXPECT_NE(bytes.find(field), std::string::npos) << field;
 }
 
 // A disk that fills up, played by a file size limit (writes past it fail
