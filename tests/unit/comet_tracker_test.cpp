@@ -98,6 +98,17 @@ TEST(CometTracker, TheArchiveIsTemporaryUntilFinish) {
   EXPECT_FALSE(std::filesystem::exists(archive.string() + ".tmp"));
   EXPECT_FALSE(std::filesystem::exists(dir / "logs"));  // COMET_OFFLINE_DIRECTORY wins
 
+  // A tracker that goes unfinished completes its archive, as comet_ml does at exit.
+  std::filesystem::path unfinished;
+  {
+    auto dropped = tracker_with(dir, {});
+    dropped.start();
+    dropped.log({{"loss", 0.25}}, 0);
+    unfinished = dropped.archive_path();
+  }
+  EXPECT_TRUE(std::filesystem::exists(unfinished));
+  EXPECT_FALSE(std::filesystem::exists(unfinished.string() + ".tmp"));
+
   // Mode create names the archive by the key alone; a given key is used;
   // '~' is the home folder, as comet_ml expands it.
   const std::string key(40, 'a');

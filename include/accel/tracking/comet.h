@@ -45,6 +45,7 @@
 // needs a Comet account, which the tests do not have.
 //
 // The file is written on a thread of the tracker's own: log() encodes and queues.
+// A tracker that goes unfinished completes its archive, as comet_ml's exit hook does.
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -61,6 +62,8 @@ class ACCEL_API CometTracker : public GeneralTracker {
  public:
   /// `run_name` is the Comet project, as in Accelerate's CometMLTracker.
   CometTracker(std::string run_name, std::filesystem::path logging_dir, EnvLookup env = process_env());
+  /// Finishes the experiment if finish() was not called (a write error is
+  /// logged as a warning).
   ~CometTracker() override;
 
   std::string name() const override { return "comet_ml"; }

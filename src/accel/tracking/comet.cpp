@@ -96,7 +96,14 @@ struct CometTracker::Archive {
 CometTracker::CometTracker(std::string run_name, std::filesystem::path logging_dir, EnvLookup env)
     : project_(std::move(run_name)), logging_dir_(std::move(logging_dir)), env_(std::move(env)) {}
 
-CometTracker::~CometTracker() = default;  // the thread writes what is queued; the archive stays temporary
+// As comet_ml's exit hook: an experiment not finished is archived when the tracker goes.
+CometTracker::~CometTracker() {
+  try {
+    finish();
+  } catch (const std::exception& error) {
+    get_logger("accel.tracking").warning(error.what());
+  }
+}
 
 void CometTracker::start() {
   if (const auto online = env_string(env_, "COMET_START_ONLINE")) {
