@@ -216,6 +216,7 @@ TEST(CometPeer, TheSameRunGivesCometMlsArchiveAndReadsBack) {
   EXPECT_EQ(sender["experiment"]["project"], "accel-comet");
   EXPECT_EQ(sender["experiment"]["workspace"], nullptr);
   EXPECT_EQ(sender["experiment"]["resume_strategy"], "get_or_create");
+  EXPECT_EQ(sender["experiment"]["customer_error_reported"], false);
   EXPECT_LE(sender["experiment"]["start_time"].get<int64_t>(), sender["experiment"]["stop_time"].get<int64_t>());
   EXPECT_EQ(sender_metrics(mine), sender_metrics(theirs));
   const json metrics = sender_metrics(mine);
@@ -274,6 +275,21 @@ TEST(CometPeer, ACorruptedArchiveIsRejectedByCometMl) {
     EXPECT_FALSE(failures(read["comet_offline"]).empty()) << name << ": comet offline read it";
     EXPECT_FALSE(failures(read["offline_sender"]).empty()) << name << ": the offline sender took it";
   }
+  // A tracker that goes while an exception unwinds: the sender reads the error it will report.
+  std::filesystem::path crashed;
+  try {
+    accel::CometTracker dropped("crashed", dir.path(), accel::env_from_map({}));
+    dropped.start();
+    crashed = dropped.archive_path();
+    throw std::runtime_error("training failed");
+  } catch (const std::runtime_error&) {
+  }
+  const json crashed_read = run_peer_script("comet_peer.py", {"read", crashed.string()});
+  EXPECT_EQ(crashed_read["offline_sender"]["experiment"]["customer_error_reported"], true);
+  EXPECT_NE(crashed_read["offline_sender"]["experiment"]["customer_error_message"].get<std::string>().find(
+                "Unexpected error"),
+            std::string::npos);
+
   // The archive as written reads clean.
   const json good = run_peer_script("comet_peer.py", {"read", tracker.archive_path().string()});
   EXPECT_TRUE(failures(good["comet_offline"]).empty()) << good["comet_offline"]["errors"].dump();

@@ -129,9 +129,12 @@ TEST(CometMessages, ExperimentFileAsCometMlWritesIt) {
             R"("customer_error_message": null, "user_provided_experiment_key": false, "comet_start_sourced": true})");
   file.workspace = "team";
   file.user_provided_experiment_key = true;
+  file.customer_error_message = "failed: \"x\"";
   const json parsed = json::parse(comet::experiment_json(file));
   EXPECT_EQ(parsed["workspace"], "team");
   EXPECT_EQ(parsed["user_provided_experiment_key"], true);
+  EXPECT_EQ(parsed["customer_error_reported"], true);
+  EXPECT_EQ(parsed["customer_error_message"], "failed: \"x\"");
 }
 
 }  // namespace

@@ -108,6 +108,19 @@ TEST(CometTracker, TheArchiveIsTemporaryUntilFinish) {
   }
   EXPECT_TRUE(std::filesystem::exists(unfinished));
   EXPECT_FALSE(std::filesystem::exists(unfinished.string() + ".tmp"));
+  EXPECT_NE(accel::testing::read_file(unfinished).find("\"customer_error_reported\": false"), std::string::npos);
+  // One that goes while an exception unwinds records the error, for `comet upload` to report.
+  std::filesystem::path crashed;
+  try {
+    auto dropped = tracker_with(dir, {});
+    dropped.start();
+    crashed = dropped.archive_path();
+    throw std::runtime_error("training failed");
+  } catch (const std::runtime_error&) {
+  }
+  const std::string crashed_bytes = accel::testing::read_file(crashed);
+  EXPECT_NE(crashed_bytes.find("\"customer_error_reported\": true, \"customer_error_message\": \"Unexpected error"),
+            std::string::npos);
 
   // Mode create names the archive by the key alone; a given key is used;
   // '~' is the home folder, as comet_ml expands it.

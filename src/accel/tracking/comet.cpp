@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <exception>
 #include <random>
 #include <system_error>
 #include <utility>
@@ -96,8 +97,12 @@ struct CometTracker::Archive {
 CometTracker::CometTracker(std::string run_name, std::filesystem::path logging_dir, EnvLookup env)
     : project_(std::move(run_name)), logging_dir_(std::move(logging_dir)), env_(std::move(env)) {}
 
-// As comet_ml's exit hook: an experiment not finished is archived when the tracker goes.
+// As comet_ml's exit hook: an experiment not finished is archived when the
+// tracker goes, marked as having met an error when an exception is on its
+// way out (comet_ml's exception hook does the same for Python's).
 CometTracker::~CometTracker() {
+  if (archive_file_ && std::uncaught_exceptions() > 0)
+    archive_file_->file.customer_error_message = "Unexpected error detected in the user script: an exception ended it";
   try {
     finish();
   } catch (const std::exception& error) {

@@ -179,9 +179,11 @@ std::string experiment_json(const ExperimentFile& file) {
          ", \"stop_time\": " + std::to_string(file.stop_time_ms) +
          ", \"tags\": [], \"workspace\": " + (file.workspace ? string_json(*file.workspace) : "null") +
          ", \"resume_strategy\": " + string_json(file.resume_strategy) +
-         ", \"customer_error_reported\": false, \"customer_error_message\": null"
-         ", \"user_provided_experiment_key\": " +
-         (file.user_provided_experiment_key ? "true" : "false") + ", \"comet_start_sourced\": true}";
+         ", \"customer_error_reported\": " + (file.customer_error_message ? "true" : "false") +
+         ", \"customer_error_message\": " +
+         (file.customer_error_message ? string_json(*file.customer_error_message) : "null") +
+         ", \"user_provided_experiment_key\": " + (file.user_provided_experiment_key ? "true" : "false") +
+         ", \"comet_start_sourced\": true}";
 }
 
 }  // namespace accel::comet

@@ -67,10 +67,13 @@ struct ExperimentFile {
   int64_t start_time_ms = 0, stop_time_ms = 0;
   std::string resume_strategy;  // comet_ml.start's mode: get_or_create, create or get
   bool user_provided_experiment_key = false;
+  /// Set when the program failed: `comet upload` then marks the experiment
+  /// as having met an error, with this message.
+  std::optional<std::string> customer_error_message;
 };
 /// As comet_ml's write_experiment_meta_file: json.dump's default
-/// separators, its fields in its order, no tags, no error reported,
-/// comet_start_sourced (Accelerate starts runs through comet_ml.start).
+/// separators, its fields in its order, no tags, comet_start_sourced
+/// (Accelerate starts runs through comet_ml.start).
 std::string experiment_json(const ExperimentFile& file);
 
 }  // namespace accel::comet

@@ -148,6 +148,8 @@ def read_with_offline_sender(archive):
             "tags": sender.tags,
             "resume_strategy": sender.resume_strategy,
             "user_provided_experiment_key": sender.user_provided_experiment_key,
+            "customer_error_reported": sender.customer_error_reported,
+            "customer_error_message": sender.customer_error_message,
         }
         sender._send_messages()
     except Exception as e:
