@@ -2,7 +2,7 @@
 // The trackers accel offers by name, for AcceleratorOptions::log_with and
 // Accelerate's `log_with` spellings.
 //
-// Accelerate's other names (comet_ml, aim, clearml, trackio, swanlab) are
+// Accelerate's other names (aim, clearml, trackio, swanlab) are
 // refused by name rather than accepted and ignored:
 // accel offers only trackers whose output the tests read back with that
 // tool's own reader.
@@ -16,7 +16,7 @@
 
 namespace accel {
 
-/// The names make_tracker takes: {"tensorboard", "mlflow", "dvclive", "wandb"}.
+/// The names make_tracker takes: {"tensorboard", "mlflow", "dvclive", "wandb", "comet_ml"}.
 ACCEL_API std::vector<std::string> available_trackers();
 
 /// The names of log_with with "all" replaced by every available tracker

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "accel/tracking/comet.h"
 #include "accel/tracking/dvclive.h"
 #include "accel/tracking/mlflow.h"
 #include "accel/tracking/tensorboard.h"
@@ -15,7 +16,7 @@ namespace {
 
 // Accelerate's LoggerType values that accel does not offer.
 const std::vector<std::string>& accelerate_only_trackers() {
-  static const std::vector<std::string> names = {"aim", "trackio", "comet_ml", "clearml", "swanlab"};
+  static const std::vector<std::string> names = {"aim", "trackio", "clearml", "swanlab"};
   return names;
 }
 
@@ -34,7 +35,7 @@ std::vector<std::string> usable_trackers() {
 
 }  // namespace
 
-std::vector<std::string> available_trackers() { return {"tensorboard", "mlflow", "dvclive", "wandb"}; }
+std::vector<std::string> available_trackers() { return {"tensorboard", "mlflow", "dvclive", "wandb", "comet_ml"}; }
 
 std::vector<std::string> resolve_tracker_names(const std::vector<std::string>& log_with) {
   const auto offered = available_trackers();
@@ -52,7 +53,9 @@ std::vector<std::string> resolve_tracker_names(const std::vector<std::string>& l
   return names;
 }
 
-bool tracker_requires_logging_directory(const std::string& name) { return name == "tensorboard" || name == "wandb"; }
+bool tracker_requires_logging_directory(const std::string& name) {
+  return name == "tensorboard" || name == "wandb" || name == "comet_ml";
+}
 
 std::shared_ptr<GeneralTracker> make_tracker(const std::string& name, const std::string& run_name,
                                              const std::filesystem::path& logging_dir) {
@@ -61,6 +64,8 @@ std::shared_ptr<GeneralTracker> make_tracker(const std::string& name, const std:
   if (name == "mlflow") return std::make_shared<MLflowTracker>(run_name);
   if (name == "dvclive") return std::make_shared<DVCLiveTracker>();
   if (name == "wandb") return std::make_shared<WandbTracker>(run_name, logging_dir);
+  // Offline, in COMET_OFFLINE_DIRECTORY or else logging_dir.
+  if (name == "comet_ml") return std::make_shared<CometTracker>(run_name, logging_dir);
   fail("make_tracker: unknown tracker \"", name, "\"; expected one of ", join(available_trackers(), ", "));
 }
 
