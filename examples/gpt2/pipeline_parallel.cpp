@@ -37,13 +37,13 @@ accel::PipelineStage pipeline_stage(GPT2& model, const accel::ProcessGroupPtr& p
   const bool first = stage.is_first(), last = stage.is_last();
   auto transformer = model->transformer;
   stage.device = transformer->wte->weight.device();
-  stage.forward = [transformer, span, first, last](const torch::Tensor& input) {
+  stage.forward = [transformer, span, first, last](const torch::Tensor& input) mutable {
     auto x = first ? transformer->embed(input) : input;
     x = transformer->run_blocks(x, span.begin, span.end);
     return last ? transformer->ln_f(x) : x;
   };
   if (last) {
-    stage.loss = [transformer](const torch::Tensor& hidden, const torch::Tensor& targets) {
+    stage.loss = [transformer](const torch::Tensor& hidden, const torch::Tensor& targets) mutable {
       return accel::parallel_tied_cross_entropy(hidden, transformer->wte, targets);
     };
   }

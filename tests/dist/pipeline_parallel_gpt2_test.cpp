@@ -11,6 +11,7 @@
 //   half the batch (2 micro-batches); the gradients are averaged over the
 //   mesh's dp_replicate group by hand (the Accelerator does not take a
 //   mesh yet), as the TP x DP test does with DDP.
+//   PP=2 x DP=2 x TP=2 on 8 ranks (dp over dp_shard).
 //
 // Each rank checks the parameters of its own stage (reassembled from the tp
 // slices where split); all ranks' names together must be every parameter.
@@ -187,6 +188,7 @@ void run_layout(const ParallelismConfig& config, PipelineScheduleKind schedule, 
   l.pp = mesh.group("pp");
   if (config.tp_size > 1) l.tp = mesh.group("tp");
   if (config.dp_replicate_size > 1) l.dp = mesh.group("dp_replicate");
+  if (config.dp_shard_size > 1) l.dp = mesh.group("dp_shard");
   l.schedule = schedule;
   l.layers = layers;
   l.microbatches = l.dp ? kBatch / l.dp->getSize() : 4;
@@ -225,6 +227,17 @@ TEST(PipelineParallelGPT2, TwoStagesByTwoDataParallelEqualsOneProcess) {
   run_distributed(4, [] {
     auto c = pp(2);
     c.dp_replicate_size = 2;
+    run_layout(c, PipelineScheduleKind::one_f_one_b);
+  });
+}
+
+TEST(PipelineParallelGPT2, ThreeDimensionsOnEightRanksEqualOneProcess) {
+  // pp x dp x tp: tensor parallel composes with dp_shard, not with pure
+  // replication (Accelerate's rule), so the data-parallel dimension is dp_shard.
+  run_distributed(8, [] {
+    auto c = pp(2);
+    c.dp_shard_size = 2;
+    c.tp_size = 2;
     run_layout(c, PipelineScheduleKind::one_f_one_b);
   });
 }
