@@ -108,23 +108,31 @@ TransformerImpl::TransformerImpl(const GPT2Options& o) {
 }
 
 torch::Tensor TransformerImpl::forward(const torch::Tensor& tokens, KVCache* cache) {
-  TORCH_CHECK(tokens.dim() == 2, "GPT-2 takes tokens of shape [batch, seq], got ", tokens.sizes());
-  const int64_t T = tokens.size(1), n_positions = wpe->weight.size(0);
   const int64_t past = cache ? cache->length() : 0;
   TORCH_CHECK(!cache || cache->n_layer() == static_cast<int64_t>(blocks_.size()), "GPT-2: a KV cache of ",
               cache ? cache->n_layer() : 0, " layers for a model of ", blocks_.size());
+  if (!cache) return ln_f(run_blocks(embed(tokens), 0, num_blocks()));
+  auto x = embed(tokens, past);
+  for (size_t i = 0; i < blocks_.size(); ++i) x = blocks_[i](x, &cache->layer(static_cast<int64_t>(i)));
+  return ln_f(x);
+}
+
+torch::Tensor TransformerImpl::embed(const torch::Tensor& tokens, int64_t past) {
+  TORCH_CHECK(tokens.dim() == 2, "GPT-2 takes tokens of shape [batch, seq], got ", tokens.sizes());
+  const int64_t T = tokens.size(1), n_positions = wpe->weight.size(0);
   TORCH_CHECK(past + T <= n_positions, "GPT-2: a sequence of ", past + T, " tokens (", past, " cached + ", T,
               " new) is longer than n_positions = ", n_positions);
   auto positions = torch::arange(past, past + T, tokens.options().dtype(torch::kLong));
   auto embeddings = accel::parallel_embedding(wte, tokens);
   if (embeddings_hook) embeddings = embeddings_hook(embeddings);
-  auto x = drop_(embeddings + wpe(positions));
-  if (!cache) {
-    for (auto& block : blocks_) x = block(x);
-  } else {
-    for (size_t i = 0; i < blocks_.size(); ++i) x = blocks_[i](x, &cache->layer(static_cast<int64_t>(i)));
-  }
-  return ln_f(x);
+  return drop_(embeddings + wpe(positions));
+}
+
+torch::Tensor TransformerImpl::run_blocks(torch::Tensor x, int64_t begin, int64_t end) {
+  TORCH_CHECK(0 <= begin && begin <= end && end <= num_blocks(), "GPT-2: blocks [", begin, ", ", end,
+              ") are not a range of its ", num_blocks(), " blocks");
+  for (int64_t i = begin; i < end; ++i) x = blocks_[static_cast<size_t>(i)](x);
+  return x;
 }
 
 GPT2Impl::GPT2Impl(const GPT2Options& options) : options_(options) {

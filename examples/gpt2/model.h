@@ -103,6 +103,17 @@ class TransformerImpl : public torch::nn::Module {
   /// positions together are at most n_positions.
   torch::Tensor forward(const torch::Tensor& tokens, KVCache* cache = nullptr);
 
+  // forward without a cache in three pieces, for a pipeline stage
+  // (pipeline_parallel.h) that runs only some of them: forward(tokens) is
+  // ln_f(run_blocks(embed(tokens), 0, num_blocks())).
+
+  /// tokens [batch, seq] -> the first block's input (embeddings, hook,
+  /// dropout); positions start at `past` (the cached ones, in generation).
+  torch::Tensor embed(const torch::Tensor& tokens, int64_t past = 0);
+  /// Blocks [begin, end) in order, each through its unit.
+  torch::Tensor run_blocks(torch::Tensor x, int64_t begin, int64_t end);
+  int64_t num_blocks() const { return static_cast<int64_t>(blocks_.size()); }
+
   torch::nn::Embedding wte{nullptr}, wpe{nullptr};
   torch::nn::ModuleList h{nullptr};
   /// Applied to wte's output when set (Hugging Face's input embeddings):
