@@ -11,7 +11,6 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -19,6 +18,7 @@
 #include "support/distributed.h"
 #include "support/errors.h"
 #include "support/fsdp_training.h"
+#include "support/mapped_files.h"
 #include "support/temp_dir.h"
 #include "support/unit_stack.h"
 
@@ -28,36 +28,6 @@ using namespace accel::testing::unit_stack;
 using namespace accel::testing::fsdp_training;
 
 namespace {
-
-// The address ranges of this process's mappings of files under `folder`.
-std::vector<std::pair<uintptr_t, uintptr_t>> mappings_under(const std::filesystem::path& folder) {
-  std::vector<std::pair<uintptr_t, uintptr_t>> out;
-  std::ifstream maps("/proc/self/maps");
-  for (std::string line; std::getline(maps, line);) {
-    if (line.find(folder.string()) == std::string::npos) continue;
-    std::istringstream in(line);
-    std::string range;
-    in >> range;
-    const auto dash = range.find('-');
-    out.emplace_back(std::stoull(range.substr(0, dash), nullptr, 16), std::stoull(range.substr(dash + 1), nullptr, 16));
-  }
-  return out;
-}
-
-// Whether `t`'s data lies in one of `maps`.
-bool in_a_mapping(const torch::Tensor& t, const std::vector<std::pair<uintptr_t, uintptr_t>>& maps) {
-  const auto at = reinterpret_cast<uintptr_t>(t.data_ptr());
-  for (const auto& [begin, end] : maps)
-    if (at >= begin && at < end) return true;
-  return false;
-}
-
-size_t files_in(const std::filesystem::path& folder) {
-  size_t n = 0;
-  if (std::filesystem::exists(folder))
-    for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator(folder)) ++n;
-  return n;
-}
 
 // The optimizer's state tensors, parameter by parameter, field by field.
 std::vector<torch::Tensor> state_tensors(torch::optim::Optimizer& optimizer) {

@@ -51,6 +51,10 @@ struct Variant {
   std::filesystem::path nvme_path = {};  // not empty: the optimizer state in files there (offload_optimizer nvme)
   bool bf16 = false;                     // mixed_precision bf16: the units gathered in bf16 (MixedPrecisionPolicy)
   bool reduce_bf16 = false;              // and their gradients reduced in bf16
+  // Not empty: the parameter shards in files there (offload_param nvme), the
+  // units past the first max_in_cpu shard elements.
+  std::filesystem::path param_nvme_path = {};
+  int64_t max_in_cpu = 0;
 };
 
 inline const torch::Tensor& features() {
@@ -134,6 +138,10 @@ inline Result reference(const Variant& v, int64_t steps) {
 inline AcceleratorOptions sharded(const Variant& v) {
   MixedPrecisionPolicy policy;
   if (v.reduce_bf16) policy.reduce_dtype(torch::kBFloat16);
+  auto param = OffloadOptions().device(v.offload_param ? OffloadDevice::cpu : OffloadDevice::none);
+  if (!v.param_nvme_path.empty())
+    param = OffloadOptions().device(OffloadDevice::nvme).nvme_path(v.param_nvme_path).max_in_cpu(v.max_in_cpu);
+  const bool host = v.offload_optimizer || param.device() != OffloadDevice::none;
   return AcceleratorOptions()
       .mixed_precision(v.bf16 ? std::optional<MixedPrecision>(MixedPrecision::bf16) : std::nullopt)
       .gradient_accumulation_steps(v.accumulation)
@@ -148,11 +156,11 @@ inline AcceleratorOptions sharded(const Variant& v) {
                     .auto_wrap_policy(v.policy)
                     .min_num_params(100)
                     .offload_optimizer(OffloadOptions()
-                                           .device(!v.nvme_path.empty()                     ? OffloadDevice::nvme
-                                                   : v.offload_optimizer || v.offload_param ? OffloadDevice::cpu
-                                                                                            : OffloadDevice::none)
+                                           .device(!v.nvme_path.empty() ? OffloadDevice::nvme
+                                                   : host               ? OffloadDevice::cpu
+                                                                        : OffloadDevice::none)
                                            .nvme_path(v.nvme_path))
-                    .offload_param(OffloadOptions().device(v.offload_param ? OffloadDevice::cpu : OffloadDevice::none))
+                    .offload_param(param)
                     .activation_checkpointing(v.checkpoint)
                     .backward_prefetch(v.backward_prefetch)
                     .forward_prefetch(v.forward_prefetch)
@@ -171,7 +179,10 @@ struct Trainer {
   int64_t first = 0;
   Variant v;
 
-  explicit Trainer(const Variant& variant) : acc(sharded(variant)), v(variant) {
+  explicit Trainer(const Variant& variant) : Trainer(variant, sharded(variant)) {}
+  // `options` in place of sharded(variant) (sharding from a config); the
+  // variant still says how to train.
+  Trainer(const Variant& variant, AcceleratorOptions options) : acc(std::move(options)), v(variant) {
     seed_cpu(7 + 100 * acc.process_index());  // prepare must broadcast rank 0's weights
     net = v.meta_init && acc.process_index() != 0 ? init_empty_weights([] { return Stack(); }) : Stack();
     if (v.freeze_block) freeze(net);

@@ -45,18 +45,34 @@ TEST(ShardingOptions, BadValuesAreNamed) {
   expect_error<std::invalid_argument>(
       [] { check_sharding_options(ShardingOptions().offload_optimizer(OffloadOptions().device(OffloadDevice::nvme))); },
       {"nvme_path"});
-  // Parameter offload: only with parameter sharding, only to the CPU.
+  // Parameter offload: only with parameter sharding; to NVMe with a folder.
   const auto cpu = OffloadOptions().device(OffloadDevice::cpu);
   expect_error<std::invalid_argument>([&] { check_sharding_options(ShardingOptions().offload_param(cpu)); },
                                       {"offload_param.device is cpu", "shard_grad_op", "full_shard"});
   const auto full = ShardingOptions().strategy(ShardingStrategy::full_shard);
   EXPECT_NO_THROW(check_sharding_options(ShardingOptions(full).offload_param(cpu)));
+  const auto nvme = OffloadOptions().device(OffloadDevice::nvme);
+  EXPECT_NO_THROW(check_sharding_options(ShardingOptions(full).offload_param(OffloadOptions(nvme).nvme_path("/n"))));
+  EXPECT_NO_THROW(
+      check_sharding_options(ShardingOptions(full).offload_param(OffloadOptions(nvme).nvme_path("/n").max_in_cpu(0))));
+  expect_error<std::invalid_argument>([&] { check_sharding_options(ShardingOptions(full).offload_param(nvme)); },
+                                      {"offload_param.device is nvme", "offload_param.nvme_path is empty"});
+  expect_error<std::invalid_argument>(
+      [&] { check_sharding_options(ShardingOptions().offload_param(OffloadOptions(nvme).nvme_path("/n"))); },
+      {"offload_param.device is nvme", "shard_grad_op", "full_shard or hybrid_shard"});
   expect_error<std::invalid_argument>(
       [&] {
         check_sharding_options(
-            ShardingOptions(full).offload_param(OffloadOptions().device(OffloadDevice::nvme).nvme_path("/n")));
+            ShardingOptions(full).offload_param(OffloadOptions(nvme).nvme_path("/n").max_in_cpu(-1)));
       },
-      {"offload_param.device is nvme", "not supported yet"});
+      {"offload_param.max_in_cpu is -1", ">= 0"});
+  // max_in_cpu splits shards between memory and files: nothing to split elsewhere.
+  expect_error<std::invalid_argument>(
+      [&] { check_sharding_options(ShardingOptions(full).offload_param(OffloadOptions(cpu).max_in_cpu(10))); },
+      {"offload_param.max_in_cpu is 10", "offload_param.device cpu"});
+  expect_error<std::invalid_argument>(
+      [&] { check_sharding_options(ShardingOptions(full).offload_optimizer(OffloadOptions(cpu).max_in_cpu(10))); },
+      {"offload_optimizer.max_in_cpu is 10", "offload_param's"});
   expect_error<std::invalid_argument>(
       [&] {
         check_sharding_options(ShardingOptions(full).offload_optimizer(OffloadOptions(cpu).delayed_update(true)));

@@ -121,8 +121,36 @@ TEST(ShardingConfig, StagesAndOffload) {
   EXPECT_EQ(paged.sharding->strategy(), ShardingStrategy::full_shard);
   EXPECT_EQ(paged.sharding->offload_optimizer().device(), OffloadDevice::nvme);
   EXPECT_EQ(paged.sharding->offload_optimizer().nvme_path(), "/n");
-  expect_parse_error(R"({"zero_optimization": {"stage": 3, "offload_param": {"device": "nvme", "nvme_path": "/n"}}})",
-                     {"offload_param.device = \"nvme\"", "not supported yet"});
+  // ZeRO-Infinity's parameter offload: max_in_cpu honoured, DeepSpeed's
+  // swap buffer sizes accepted at their defaults only (accel has no such pool).
+  auto params = parse(R"({"zero_optimization": {"stage": 3, "offload_param": {"device": "nvme", "nvme_path": "/n",
+      "buffer_count": 5, "buffer_size": 1e8, "max_in_cpu": 1e6, "pin_memory": false}}})");
+  EXPECT_EQ(params.sharding->offload_param().device(), OffloadDevice::nvme);
+  EXPECT_EQ(params.sharding->offload_param().nvme_path(), "/n");
+  EXPECT_EQ(params.sharding->offload_param().max_in_cpu(), 1'000'000);
+  EXPECT_FALSE(params.sharding->offload_param().pin_memory());
+  EXPECT_EQ(parse(R"({"zero_optimization": {"stage": 3, "offload_param": {"device": "nvme", "nvme_path": "/n"}}})")
+                .sharding->offload_param()
+                .max_in_cpu(),
+            1'000'000'000);  // DeepSpeed's default
+  expect_parse_error(R"({"zero_optimization": {"stage": 3, "offload_param": {"device": "nvme"}}})",
+                     {"offload_param.device is \"nvme\" but no nvme_path"});
+  expect_parse_error(
+      R"({"zero_optimization": {"stage": 3, "offload_param": {"device": "nvme", "nvme_path": "/n", "buffer_count": 8}}})",
+      {"offload_param.buffer_count = 8", "expected 5", "no pool of swap buffers"});
+  expect_parse_error(
+      R"({"zero_optimization": {"stage": 3, "offload_param": {"device": "nvme", "nvme_path": "/n", "buffer_size": 2e8}}})",
+      {"offload_param.buffer_size = 2", "expected 100000000"});
+  expect_parse_error(
+      R"({"zero_optimization": {"stage": 3, "offload_param": {"device": "nvme", "nvme_path": "/n", "max_in_cpu": -1}}})",
+      {"offload_param.max_in_cpu = -1", "integer >= 0"});
+  expect_parse_error(R"({"zero_optimization": {"stage": 2, "offload_param": {"device": "nvme", "nvme_path": "/n"}}})",
+                     {"offload_param.device = \"nvme\"", "parameter offload needs stage 3"});
+  // DeepSpeed reads the buffers for nvme only: with cpu they mean nothing there either.
+  EXPECT_EQ(parse(R"({"zero_optimization": {"stage": 3, "offload_param": {"device": "cpu", "buffer_count": 8}}})")
+                .sharding->offload_param()
+                .device(),
+            OffloadDevice::cpu);
   expect_parse_error(R"({"zero_optimization": {"stage": 4}})", {"zero_optimization.stage = 4", "0, 1, 2 or 3"});
   expect_parse_error(R"({"zero_optimization": {"stage": "two"}})", {"zero_optimization.stage = \"two\"", "integer"});
   expect_parse_error(R"({"train_batch_size": 8})", {"no zero_optimization section"});
@@ -368,7 +396,22 @@ TEST(ShardingConfig, DeepSpeedVariablesOfTheLauncher) {
         accel::sharding_config_from_env(
             env({{"ACCELERATE_USE_DEEPSPEED", "true"}, {"ACCELERATE_DEEPSPEED_OFFLOAD_PARAM_DEVICE", "nvme"}}));
       },
-      {"ACCELERATE_DEEPSPEED_OFFLOAD_PARAM_DEVICE=nvme", "not supported yet"});
+      {"ACCELERATE_DEEPSPEED_OFFLOAD_PARAM_DEVICE=nvme", "needs ACCELERATE_DEEPSPEED_OFFLOAD_PARAM_NVME_PATH"});
+  expect_error<std::invalid_argument>(
+      [] {
+        accel::sharding_config_from_env(
+            env({{"ACCELERATE_USE_DEEPSPEED", "true"}, {"ACCELERATE_DEEPSPEED_OFFLOAD_PARAM_DEVICE", "disk"}}));
+      },
+      {"ACCELERATE_DEEPSPEED_OFFLOAD_PARAM_DEVICE=disk", "none, cpu or nvme"});
+  const auto infinity = accel::sharding_config_from_env(env({{"ACCELERATE_USE_DEEPSPEED", "true"},
+                                                             {"ACCELERATE_DEEPSPEED_ZERO_STAGE", "3"},
+                                                             {"ACCELERATE_DEEPSPEED_OFFLOAD_OPTIMIZER_DEVICE", "nvme"},
+                                                             {"ACCELERATE_DEEPSPEED_OFFLOAD_OPTIMIZER_NVME_PATH", "/o"},
+                                                             {"ACCELERATE_DEEPSPEED_OFFLOAD_PARAM_DEVICE", "nvme"},
+                                                             {"ACCELERATE_DEEPSPEED_OFFLOAD_PARAM_NVME_PATH", "/p"}}));
+  EXPECT_EQ(infinity.sharding->offload_param().device(), OffloadDevice::nvme);
+  EXPECT_EQ(infinity.sharding->offload_param().nvme_path(), "/p");
+  EXPECT_EQ(infinity.sharding->offload_optimizer().nvme_path(), "/o");
   // Accelerate's default stage is 2: parameter offload needs 3.
   expect_error<std::invalid_argument>(
       [] {

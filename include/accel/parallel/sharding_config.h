@@ -113,7 +113,7 @@ ACCEL_API ShardingConfig load_deepspeed_config(const std::filesystem::path& path
 /// accelerate config must then not also set the file's keys is kept, via
 /// ACCELERATE_CONFIG_DS_FIELDS) or ACCELERATE_DEEPSPEED_ZERO_STAGE (default 2),
 /// ACCELERATE_DEEPSPEED_OFFLOAD_OPTIMIZER_DEVICE, ..._OFFLOAD_OPTIMIZER_NVME_PATH,
-/// ..._OFFLOAD_PARAM_DEVICE (must be none), ACCELERATE_GRADIENT_CLIPPING;
+/// ..._OFFLOAD_PARAM_DEVICE, ..._OFFLOAD_PARAM_NVME_PATH, ACCELERATE_GRADIENT_CLIPPING;
 /// or ACCELERATE_USE_FSDP with FSDP_VERSION, FSDP_SHARDING_STRATEGY (v1) /
 /// FSDP_RESHARD_AFTER_FORWARD (v2), FSDP_OFFLOAD_PARAMS (true: optimizer state
 /// and master weights offloaded to the CPU; parameters stay on the device,

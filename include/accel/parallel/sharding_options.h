@@ -99,10 +99,18 @@ struct ACCEL_API OffloadOptions {
   TORCH_ARG(OffloadDevice, device) = OffloadDevice::none;
   /// Folder of the NVMe pages; required when device == nvme.
   TORCH_ARG(std::filesystem::path, nvme_path);
-  /// Page-locked host memory for the offloaded tensors (faster copies).
+  /// Page-locked host memory for the offloaded tensors (faster copies;
+  /// never the pages of files, which the kernel must be free to evict).
   TORCH_ARG(bool, pin_memory) = true;
-  /// NVMe page I/O threads. >= 1.
+  /// NVMe page I/O threads (ZeRO-1/2's optimizer pages). >= 1.
   TORCH_ARG(int, io_threads) = 4;
+  /// offload_param with device nvme only (DeepSpeed's offload_param.max_in_cpu
+  /// and its default): elements of parameter shards each rank keeps in host
+  /// memory rather than in files. The units are taken in the order they are
+  /// made (the model's sharded units, then the root) and their shards laid
+  /// end to end: the units within the first max_in_cpu elements stay in
+  /// memory, the rest go to files. 0: every unit in files. >= 0.
+  TORCH_ARG(int64_t, max_in_cpu) = 1'000'000'000;
   /// ZeRO-Offload's one-step delayed parameter update (Adam/AdamW): the CPU
   /// update of step t runs while the device computes step t+1's forward and
   /// backward, and reaches the model at step t+1's optimizer step. So the
@@ -197,7 +205,13 @@ struct ACCEL_API ShardingOptions {
   /// full_shard / hybrid_shard only (DeepSpeed's offload_param, FSDP's
   /// offload_params): cpu also keeps the shards the gathers read in host
   /// memory, copied to the device unit by unit, so the device holds only
-  /// the units in flight. Implies offload_optimizer cpu. nvme is not supported yet.
+  /// the units in flight. Implies offload_optimizer cpu (unless that says
+  /// nvme). nvme (ZeRO-Infinity; nvme_path required) keeps each unit's
+  /// shards, the fp32 masters and the copy the gathers read, in a file of
+  /// its own, mapped, under a folder of the process's own in nvme_path
+  /// (except the first max_in_cpu elements' units); the optimizer (CPU
+  /// Adam) steps them in place there. The files and the folder are removed
+  /// when the model and optimizer are gone.
   TORCH_ARG(OffloadOptions, offload_param) = {};
   /// Elements per gradient bucket (DeepSpeed's reduce_bucket_size default). >= 1.
   TORCH_ARG(int64_t, reduce_bucket_size) = 500'000'000;
@@ -254,7 +268,8 @@ inline bool shards_parameters(ShardingStrategy strategy) {
 }
 
 /// Throws std::invalid_argument naming the option and its bad value
-/// (reduce_bucket_size < 1, io_threads < 1, nvme without nvme_path).
+/// (reduce_bucket_size < 1, io_threads < 1, nvme without nvme_path,
+/// max_in_cpu < 0 or set where it means nothing).
 ACCEL_API void check_sharding_options(const ShardingOptions& options);
 
 }  // namespace accel

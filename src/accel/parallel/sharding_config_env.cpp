@@ -184,9 +184,16 @@ json deepspeed_json_from_env(const EnvLookup& env) {
   }
   const std::string param_var = "ACCELERATE_DEEPSPEED_OFFLOAD_PARAM_DEVICE";
   const std::string param_device = lower(env_string(env, param_var).value_or("none"));
-  ACCEL_CHECK_ARG(param_device == "none" || param_device == "cpu", param_var, "=", param_device,
-                  ": expected none or cpu (parameter offload to NVMe is not supported yet)");
+  ACCEL_CHECK_ARG(param_device == "none" || param_device == "cpu" || param_device == "nvme", param_var, "=",
+                  param_device, ": expected none, cpu or nvme");
   if (param_device != "none") zero["offload_param"]["device"] = param_device;
+  if (param_device == "nvme") {
+    const std::string path_var = "ACCELERATE_DEEPSPEED_OFFLOAD_PARAM_NVME_PATH";
+    const auto path = env_string(env, path_var);
+    ACCEL_CHECK_ARG(path && *path != "none", param_var, "=nvme needs ", path_var,
+                    " (the folder for the parameter files)");
+    zero["offload_param"]["nvme_path"] = *path;
+  }
   j["zero_optimization"] = zero;
   if (auto clip = env_string(env, "ACCELERATE_GRADIENT_CLIPPING"); clip && *clip != "auto")
     j["gradient_clipping"] = "auto";

@@ -183,8 +183,24 @@ OffloadOptions parse_offload(const Reader& r, const json& off, int64_t stage, co
   if (key == "offload_param") {
     ACCEL_CHECK_ARG(oo.device() == OffloadDevice::none || stage == 3, r.entry(name + ".device", device),
                     ": expected none with stage ", stage, " (parameter offload needs stage 3)");
-    ACCEL_CHECK_ARG(oo.device() != OffloadDevice::nvme, r.entry(name + ".device", device),
-                    ": expected none or cpu (parameter offload to NVMe is not supported yet)");
+    // DeepSpeed reads the rest for device nvme only. max_in_cpu is
+    // honoured; buffer_count and buffer_size size DeepSpeed's pool of
+    // page-locked swap buffers, and accel has none (the files are mapped,
+    // and the kernel's page cache is the buffer): their defaults are what
+    // accel does, and another value is refused rather than ignored.
+    if (oo.device() == OffloadDevice::nvme) {
+      if (const json* v = r.find(off, "max_in_cpu"); v && !Reader::is_auto(*v))
+        oo.max_in_cpu(r.integer(*v, name + ".max_in_cpu", 0));
+      for (const auto& [field, standard] : {std::pair<std::string, int64_t>{"buffer_count", 5},
+                                            std::pair<std::string, int64_t>{"buffer_size", 100'000'000}}) {
+        const json* v = r.find(off, field);
+        if (!v || Reader::is_auto(*v)) continue;
+        ACCEL_CHECK_ARG(r.integer(*v, name + "." + field, 0) == standard, r.entry(name + "." + field, *v),
+                        ": expected ", standard,
+                        " (DeepSpeed's default): accel maps the parameter files and lets the kernel's page cache "
+                        "buffer them, so there is no pool of swap buffers to size");
+      }
+    }
   } else {
     ACCEL_CHECK_ARG(oo.device() == OffloadDevice::none || stage != 0, r.entry(name + ".device", device),
                     ": expected none with stage 0 (offload needs stage 1 or 2)");

@@ -134,14 +134,24 @@ void check_sharding_options(const ShardingOptions& o) {
   const auto& param = o.offload_param();
   const int param_device = static_cast<int>(param.device());
   ACCEL_CHECK_ARG(param_device >= 0 && param_device <= static_cast<int>(OffloadDevice::nvme),
-                  "ShardingOptions: offload_param.device is ", param_device, ", expected none or cpu");
+                  "ShardingOptions: offload_param.device is ", param_device, ", expected none, cpu or nvme");
   if (param.device() != OffloadDevice::none)
     ACCEL_CHECK_ARG(shards_parameters(o.strategy()), "ShardingOptions: offload_param.device is ",
                     to_string(param.device()), " with strategy ", to_string(o.strategy()),
                     "; parameter offload needs full_shard or hybrid_shard");
-  ACCEL_CHECK_ARG(param.device() != OffloadDevice::nvme,
-                  "ShardingOptions: offload_param.device is nvme; parameter offload to NVMe is not supported yet, "
-                  "expected none or cpu");
+  ACCEL_CHECK_ARG(param.device() != OffloadDevice::nvme || !param.nvme_path().empty(),
+                  "ShardingOptions: offload_param.device is nvme but offload_param.nvme_path is empty; give the "
+                  "folder for the parameter files");
+  ACCEL_CHECK_ARG(param.max_in_cpu() >= 0, "ShardingOptions: offload_param.max_in_cpu is ", param.max_in_cpu(),
+                  ", expected >= 0 (elements of parameter shards kept in host memory)");
+  const int64_t default_in_cpu = OffloadOptions().max_in_cpu();
+  ACCEL_CHECK_ARG(param.max_in_cpu() == default_in_cpu || param.device() == OffloadDevice::nvme,
+                  "ShardingOptions: offload_param.max_in_cpu is ", param.max_in_cpu(), " with offload_param.device ",
+                  to_string(param.device()),
+                  "; it splits the parameter shards between host memory and files "
+                  "(device nvme)");
+  ACCEL_CHECK_ARG(off.max_in_cpu() == default_in_cpu, "ShardingOptions: offload_optimizer.max_in_cpu is ",
+                  off.max_in_cpu(), "; it is offload_param's (device nvme), expected the default ", default_in_cpu);
   ACCEL_CHECK_ARG(!param.delayed_update(),
                   "ShardingOptions: offload_param.delayed_update is set; the delayed update exists for "
                   "offload_optimizer only");

@@ -53,6 +53,7 @@ namespace accel::fsdp {
 struct ACCEL_API ShardedMemory {
   int64_t shards = 0;          // parameter and gradient shards on the device, kept all along
   int64_t host = 0;            // offloaded shards in host memory (optimizer state not counted)
+  int64_t files = 0;           // offloaded shards in files on the drive (offload_param nvme)
   int64_t unsharded = 0;       // gathered parameters alive now
   int64_t peak_unsharded = 0;  // the most gathered at once since construction
   int64_t full = 0;            // every unit's gathered size (what an unsharded model holds)
@@ -124,6 +125,7 @@ class ACCEL_API FullyShardedModel : public ModelSharding {
   void reshard(size_t k, bool keep_slice = false);
   void prefetch_forward(size_t k);
   void prefetch_backward(size_t k);
+  void read_ahead_after(size_t k);
   // Gathers unit k ahead of its turn, unless that passes max_live_parameters.
   void prefetch(size_t k);
 

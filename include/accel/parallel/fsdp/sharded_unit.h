@@ -27,7 +27,14 @@
 // dtype (bf16 for a bf16 model: half the bytes of the fp32 masters), kept
 // on the device (offload_optimizer) or in host memory too (offload_param:
 // copied over at each gather). The optimizer step refreshes that copy
-// (CPU Adam writes it in the same pass; shards_updated()).
+// (CPU Adam writes it in the same pass; shards_updated()). With
+// offload_param device nvme both the shard and that copy are instead
+// tensors mapped from a file of the unit's own (ShardPlacement::nvme_folder):
+// every reader (the gathers, CPU Adam stepping them in place, checkpoints)
+// sees ordinary CPU tensors, and the kernel pages them between the drive
+// and its cache; the unit starts the reads before each gather (read_ahead())
+// and the write-back after each update. The gradient shard stays in host
+// memory: it is written by every backward and read once per step.
 //
 // Compute dtype (MixedPrecisionPolicy's param_dtype): the gathered buffer,
 // and so the parameters viewing it, may be in another dtype than the
@@ -36,6 +43,7 @@
 // reads and writes (full_precision_parameters(), unshard_for_write()) go
 // through them.
 #include <cstdint>
+#include <filesystem>
 #include <future>
 #include <memory>
 #include <optional>
@@ -54,6 +62,8 @@ namespace accel::fsdp {
 
 struct CopyStreams;      // copy_streams.h
 class FreedMemoryGuard;  // freed_memory_guard.h
+class ScratchFolder;     // state_file.h
+class StateFile;         // state_file.h
 
 /// Where a unit's shards live (ShardingOptions' offload_optimizer and offload_param).
 struct ACCEL_API ShardPlacement {
@@ -61,8 +71,11 @@ struct ACCEL_API ShardPlacement {
   bool host_masters = false;
   /// The copy the gathers read in host memory too (implies host_masters).
   bool host_params = false;
-  /// Page-locked host memory (ignored without CUDA).
+  /// Page-locked host memory (ignored without CUDA; never the files below).
   bool pin_memory = true;
+  /// Set: the shard and the copy the gathers read live in a file made in
+  /// this folder, mapped (offload_param nvme; implies host_params).
+  std::shared_ptr<const ScratchFolder> nvme_folder;
 };
 
 /// Where a unit whose parameters are on the meta device gets its values: a
@@ -91,6 +104,10 @@ class ACCEL_API ShardedUnit {
               const MixedPrecisionPolicy& policy = {});
   ~ShardedUnit();
   ShardedUnit(const ShardedUnit&) = delete;
+
+  /// The elements of the shards one rank of `world_size` keeps for these
+  /// parameters, padding included (what the constructor allocates per rank).
+  static int64_t shard_numel(const std::vector<std::pair<std::string, torch::Tensor>>& params, int world_size);
   ShardedUnit& operator=(const ShardedUnit&) = delete;
 
   /// The unit's module path ("" for the root).
@@ -197,6 +214,15 @@ class ACCEL_API ShardedUnit {
   int64_t shard_bytes() const;
   /// Bytes this rank keeps in host memory (offload; the optimizer's state not counted).
   int64_t host_bytes() const;
+  /// Bytes of shards this rank keeps in its file (offload_param nvme).
+  int64_t file_bytes() const;
+  /// offload_param nvme: the file holding the shards (empty when none).
+  std::filesystem::path file_path() const;
+  /// offload_param nvme: starts reading the file's pages that are not in
+  /// memory (a gather's prefetch), or writing its dirty ones back (after
+  /// an update). Hints that return at once; no-ops without a file.
+  void read_ahead() const;
+  void write_back() const;
   /// Bytes the gathered parameters take while unsharded.
   int64_t unsharded_bytes() const;
 
@@ -237,6 +263,7 @@ class ACCEL_API ShardedUnit {
   c10::intrusive_ptr<c10d::ProcessGroup> group_;
   c10::intrusive_ptr<c10d::ProcessGroup> replicas_;
   ShardPlacement placement_;
+  std::shared_ptr<StateFile> file_;  // offload_param nvme: where the shards and host copies are
   std::shared_ptr<const CopyStreams> streams_;
   bool unsharded_ = true;
   int64_t gathers_ = 0;

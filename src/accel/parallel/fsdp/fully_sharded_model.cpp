@@ -1,6 +1,7 @@
 #include "accel/parallel/fsdp/fully_sharded_model.h"
 
 #include <algorithm>
+#include <atomic>
 #include <optional>
 
 #include <torch/csrc/autograd/engine.h>
@@ -13,6 +14,7 @@
 
 #include "accel/checkpoint/model_files.h"
 #include "accel/parallel/fsdp/copy_streams.h"
+#include "accel/parallel/fsdp/state_file.h"
 #include "accel/parallel/fsdp/wrap_policy.h"
 #include "accel/util/check.h"
 
@@ -58,12 +60,31 @@ FullyShardedModel::FullyShardedModel(std::shared_ptr<torch::nn::Module> model,
   auto plan = plan_units(*model_, options_);
   ShardPlacement placement;
   const auto& param_offload = options_.offload_param();
-  placement.host_params = param_offload.device() == OffloadDevice::cpu;
+  placement.host_params = param_offload.device() != OffloadDevice::none;
   placement.host_masters = placement.host_params || options_.offload_optimizer().device() != OffloadDevice::none;
   placement.pin_memory = placement.host_params ? param_offload.pin_memory() : options_.offload_optimizer().pin_memory();
+  // offload_param nvme: a folder of this process's own under nvme_path
+  // (made now, so that a path that cannot take it fails at prepare), and in
+  // it a file per unit, except for the units whose shards lie within the
+  // first max_in_cpu elements, the units taken in the order they are made
+  // (as DeepSpeed keeps the parameter partitions of its sub-groups in host
+  // memory up to max_in_cpu elements, and the rest on NVMe).
+  std::shared_ptr<const ScratchFolder> folder;
+  if (param_offload.device() == OffloadDevice::nvme) {
+    static std::atomic<int> models{0};
+    folder = ScratchFolder::create(param_offload.nvme_path(),
+                                   "accel_params_" + process_scratch_name() + "_" + std::to_string(models++));
+  }
+  int64_t offset = 0;  // shard elements of the units before this one
   for (auto& planned : plan) {
     if (planned.params.empty()) continue;  // a root with nothing left
-    units_.push_back(std::make_unique<ShardedUnit>(planned.path, planned.params, group_, replicas, placement, from_main,
+    ShardPlacement here = placement;
+    if (folder) {
+      const int64_t numel = ShardedUnit::shard_numel(planned.params, static_cast<int>(size));
+      if (offset + numel > param_offload.max_in_cpu()) here.nvme_folder = folder;
+      offset += numel;
+    }
+    units_.push_back(std::make_unique<ShardedUnit>(planned.path, planned.params, group_, replicas, here, from_main,
                                                    options_.mixed_precision_policy()));
     slots_.push_back(planned.slot);
   }
@@ -133,10 +154,32 @@ void FullyShardedModel::unshard(size_t k) {
     freed_.pop_front();
   }
   units_[k]->unshard();
+  read_ahead_after(k);
   int64_t now = 0;
   for (const auto& u : units_)
     if (u->unsharded()) now += u->unsharded_bytes();
   peak_unsharded_ = std::max(peak_unsharded_, now);
+}
+
+// offload_param nvme: the file of the unit predicted to be gathered after
+// k (as the prefetches predict it: in forward the one that followed k in
+// the previous forward, in backward the one before k in this forward)
+// starts for memory while k computes.
+void FullyShardedModel::read_ahead_after(size_t k) {
+  if (options_.offload_param().device() != OffloadDevice::nvme) return;
+  if (in_backward_) {
+    auto at = std::find(order_.begin(), order_.end(), k);
+    while (at != order_.begin() && at != order_.end()) {
+      const size_t before = *--at;
+      if (progress_[before].forward_ran && !progress_[before].backward_done) {
+        units_[before]->read_ahead();
+        return;
+      }
+    }
+    return;
+  }
+  auto at = std::find(last_order_.begin(), last_order_.end(), k);
+  if (at != last_order_.end() && at + 1 != last_order_.end()) units_[*(at + 1)]->read_ahead();
 }
 
 void FullyShardedModel::reshard(size_t k, bool keep_slice) {
@@ -297,6 +340,7 @@ ShardedMemory FullyShardedModel::memory() const {
   for (const auto& unit : units_) {
     m.shards += unit->shard_bytes();
     m.host += unit->host_bytes();
+    m.files += unit->file_bytes();
     m.full += unit->unsharded_bytes();
     if (unit->unsharded()) m.unsharded += unit->unsharded_bytes();
   }

@@ -1,7 +1,5 @@
 #include "accel/parallel/fsdp/paged_adam_state.h"
 
-#include <unistd.h>
-
 #include <string>
 
 #include <torch/optim/adam.h>
@@ -13,19 +11,11 @@ namespace accel::fsdp {
 
 namespace {
 
-std::string host_name() {
-  char name[256] = {};
-  if (::gethostname(name, sizeof(name) - 1) != 0) return "host";
-  return name;
-}
-
-// Page-aligned elements per piece (StateFile's allocation unit), three fields.
+// Page-aligned bytes per piece (StateFile's allocation unit), three fields.
 int64_t capacity_of(const ShardedUnit& unit) {
-  const int64_t per_page = ::sysconf(_SC_PAGESIZE) / static_cast<int64_t>(sizeof(float));
-  int64_t n = 0;
-  for (size_t i = 0; i < unit.parameters().size(); ++i)
-    n += (unit.piece(i).numel() + per_page - 1) / per_page * per_page;
-  return 3 * n;
+  int64_t bytes = 0;
+  for (size_t i = 0; i < unit.parameters().size(); ++i) bytes += StateFile::room_for(unit.piece(i).numel());
+  return 3 * bytes;
 }
 
 }  // namespace
@@ -37,8 +27,7 @@ bool PagedAdamState::supports(const torch::optim::Optimizer& optimizer) {
 PagedAdamState::PagedAdamState(const std::filesystem::path& folder, const std::vector<ShardedUnit*>& units) {
   // Names no other process (another rank, another job on the same drive) gives.
   static int instance = 0;
-  const std::string prefix =
-      host_name() + "_" + std::to_string(::getpid()) + "_" + std::to_string(instance++) + "_unit";
+  const std::string prefix = process_scratch_name() + "_" + std::to_string(instance++) + "_unit";
   for (size_t k = 0; k < units.size(); ++k) {
     auto file = StateFile::create(folder / (prefix + std::to_string(k) + ".state"), capacity_of(*units[k]));
     for (size_t i = 0; i < units[k]->parameters().size(); ++i)

@@ -114,14 +114,20 @@ bool ShardedOptimizerTensors::step_optimizer(torch::optim::Optimizer& optimizer)
     job_units.push_back(work[w].first);
   }
   if (paged_ && !job_units.empty()) paged_->prefetch(job_units.front());
+  if (!job_units.empty()) job_units.front()->read_ahead();
   update_ = std::async(std::launch::async, [promises, jobs = std::move(jobs), job_units, paged = paged_] {
     for (size_t w = 0; w < jobs.size(); ++w) {
       try {
-        // Paged state: the next unit's pages are read while this one is
-        // stepped, and this one's go to the drive as soon as it is done.
-        if (paged && w + 1 < jobs.size()) paged->prefetch(job_units[w + 1]);
+        // Paged state and shards in files (offload_param nvme): the next
+        // unit's pages are read while this one is stepped in place, and
+        // this one's go to the drive as soon as it is done.
+        if (w + 1 < jobs.size()) {
+          if (paged) paged->prefetch(job_units[w + 1]);
+          job_units[w + 1]->read_ahead();
+        }
         for (const auto& t : jobs[w]) cpu_adam_step(t.options, t.step, t.slice);
         if (paged) paged->write_back(job_units[w]);
+        job_units[w]->write_back();
         (*promises)[w].set_value();
       } catch (...) {  // this unit and every later one fail with the error
         for (size_t v = w; v < jobs.size(); ++v) (*promises)[v].set_exception(std::current_exception());

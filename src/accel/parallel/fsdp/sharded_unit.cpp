@@ -12,6 +12,7 @@
 #include "accel/big_model/empty_init.h"
 #include "accel/parallel/fsdp/copy_streams.h"
 #include "accel/parallel/fsdp/freed_memory_guard.h"
+#include "accel/parallel/fsdp/state_file.h"
 #include "accel/parallel/fsdp/storage_memory.h"
 #include "accel/util/check.h"
 #include "accel/util/host_memory.h"
@@ -25,7 +26,26 @@ torch::ScalarType shard_dtype(torch::ScalarType t) {
   return t == torch::kHalf || t == torch::kBFloat16 ? torch::kFloat : t;
 }
 
+using NamedParams = std::vector<std::pair<std::string, torch::Tensor>>;
+
+// Trainable parameters first: their kind is the one gradients flow through.
+std::pair<NamedParams, NamedParams> by_kind(const NamedParams& params) {
+  std::pair<NamedParams, NamedParams> out;
+  for (const auto& item : params) (item.second.requires_grad() ? out.first : out.second).push_back(item);
+  return out;
+}
+
 }  // namespace
+
+int64_t ShardedUnit::shard_numel(const std::vector<std::pair<std::string, torch::Tensor>>& params, int world_size) {
+  const auto [trainable, frozen] = by_kind(params);
+  int64_t numel = 0;
+  for (const auto* list : {&trainable, &frozen})
+    if (!list->empty())
+      numel += zero::FlatLayout::build({*list}, world_size, ShardingStrategy::full_shard).groups.at(0).padded_numel /
+               world_size;
+  return numel;
+}
 
 ShardedUnit::ShardedUnit(std::string path, const std::vector<std::pair<std::string, torch::Tensor>>& params,
                          c10::intrusive_ptr<c10d::ProcessGroup> group, c10::intrusive_ptr<c10d::ProcessGroup> replicas,
@@ -36,12 +56,11 @@ ShardedUnit::ShardedUnit(std::string path, const std::vector<std::pair<std::stri
       group_(std::move(group)),
       replicas_(std::move(replicas)),
       placement_(placement) {
+  if (placement_.nvme_folder) placement_.host_params = true;
   if (placement_.host_params) placement_.host_masters = true;
   const std::string where = path_.empty() ? "the root unit" : "unit " + path_;
   ACCEL_CHECK_ARG(!params.empty(), "parameter sharding: ", where, " has no parameters");
-  // Trainable parameters first: their kind is the one gradients flow through.
-  std::vector<std::pair<std::string, torch::Tensor>> trainable, frozen;
-  for (const auto& item : params) (item.second.requires_grad() ? trainable : frozen).push_back(item);
+  const auto [trainable, frozen] = by_kind(params);
   num_trainable_ = trainable.size();
   const auto& first = params.front().second;
   const std::vector<std::pair<std::string, torch::Tensor>>* lists[] = {&trainable, &frozen};
@@ -69,6 +88,23 @@ ShardedUnit::ShardedUnit(std::string path, const std::vector<std::pair<std::stri
   dtype_ = first.scalar_type();
   const auto dtype = shard_dtype(dtype_), compute = compute_dtype();
   const bool pin = placement_.pin_memory && first.is_cuda();
+  std::vector<zero::FlatGroup> layouts;
+  for (const auto* list : lists)
+    if (!list->empty())
+      layouts.push_back(zero::FlatLayout::build({*list}, n, ShardingStrategy::full_shard).groups.at(0));
+  if (placement_.nvme_folder) {  // room for each kind's shard and, if another dtype, its copy
+    int64_t bytes = 0;
+    for (const auto& layout : layouts) {
+      bytes += StateFile::room_for(layout.padded_numel / n, dtype);
+      if (dtype != compute) bytes += StateFile::room_for(layout.padded_numel / n, compute);
+    }
+    file_ = StateFile::create(placement_.nvme_folder->path() / ((path_.empty() ? "root" : path_) + ".params"), bytes,
+                              placement_.nvme_folder);
+  }
+  // Host memory for an offloaded shard: page-locked, or pages of the file.
+  auto host_tensor = [&](int64_t numel, torch::ScalarType type) {
+    return file_ ? file_->allocate(numel, type) : host_empty(numel, type, pin);
+  };
   piece_place_.resize(params_.size());
   piece_begin_.resize(params_.size());
   pieces_.resize(params_.size());
@@ -77,7 +113,7 @@ ShardedUnit::ShardedUnit(std::string path, const std::vector<std::pair<std::stri
     const auto& list = *kind_params;
     if (list.empty()) continue;
     Kind kind;
-    kind.layout = zero::FlatLayout::build({list}, n, ShardingStrategy::full_shard).groups.at(0);
+    kind.layout = layouts.at(kinds_.size());
     const int64_t slice = kind.layout.padded_numel / n;
     kind.full =
         torch::zeros({kind.layout.padded_numel}, first.options().dtype(compute).device(device).requires_grad(false));
@@ -111,13 +147,13 @@ ShardedUnit::ShardedUnit(std::string path, const std::vector<std::pair<std::stri
     const auto mine = values.narrow(0, r * slice, slice);
     const bool trainable_kind = kind_params == &trainable;
     if (placement_.host_masters) {
-      kind.shard = host_empty(slice, dtype, pin);
+      kind.shard = host_tensor(slice, dtype);
       kind.shard.copy_(mine);
       if (trainable_kind) kind.grad_shard = host_empty(slice, dtype, pin).zero_();
       if (dtype == compute) {
         kind.host_copy = kind.shard;
       } else {
-        kind.host_copy = host_empty(slice, compute, pin);
+        kind.host_copy = host_tensor(slice, compute);
         kind.host_copy.copy_(mine);
       }
       if (!placement_.host_params) kind.device_copy = mine.to(compute, /*non_blocking=*/false, /*copy=*/true);
@@ -145,6 +181,7 @@ ShardedUnit::ShardedUnit(std::string path, const std::vector<std::pair<std::stri
 void ShardedUnit::unshard() {
   if (unsharded_) return;
   wait_for_update();
+  read_ahead();  // the whole copy at once, rather than a page per fault
   ++gathers_;
   torch::NoGradGuard no_grad;
   if (kept_group_) {  // the slices kept after forward, on the compute stream where they were cut
@@ -319,6 +356,7 @@ void ShardedUnit::keep_written_shard() {
     if (kind.host_copy.defined() && !kind.host_copy.is_same(kind.shard)) kind.host_copy.copy_(mine);
     if (kind.device_copy.defined()) kind.device_copy.copy_(mine);
   }
+  write_back();
 }
 
 void ShardedUnit::reduce_gradients() {
@@ -478,6 +516,17 @@ void ShardedUnit::refresh_copies(bool copies_written, bool frozen_too) {
     if (!copies_written && !kind.host_copy.is_same(kind.shard)) kind.host_copy.copy_(kind.shard);
     if (kind.device_copy.defined()) kind.device_copy.copy_(kind.host_copy, /*non_blocking=*/true);
   }
+  write_back();  // the update is in the file's pages: start them for the drive
+}
+
+std::filesystem::path ShardedUnit::file_path() const { return file_ ? file_->path() : std::filesystem::path(); }
+
+void ShardedUnit::read_ahead() const {
+  if (file_) file_->prefetch();
+}
+
+void ShardedUnit::write_back() const {
+  if (file_) file_->write_back();
 }
 
 int64_t ShardedUnit::shard_bytes() const {
@@ -496,8 +545,19 @@ int64_t ShardedUnit::host_bytes() const {
   int64_t bytes = 0;
   for (const auto& kind : kinds_) {
     if (!placement_.host_masters) continue;
-    bytes += kind.shard.nbytes();
     if (kind.grad_shard.defined()) bytes += kind.grad_shard.nbytes();
+    if (file_) continue;  // the shard and its copy are the file's
+    bytes += kind.shard.nbytes();
+    if (!kind.host_copy.is_same(kind.shard)) bytes += kind.host_copy.nbytes();
+  }
+  return bytes;
+}
+
+int64_t ShardedUnit::file_bytes() const {
+  int64_t bytes = 0;
+  if (!file_) return bytes;
+  for (const auto& kind : kinds_) {
+    bytes += kind.shard.nbytes();
     if (!kind.host_copy.is_same(kind.shard)) bytes += kind.host_copy.nbytes();
   }
   return bytes;
