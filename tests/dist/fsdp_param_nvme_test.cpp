@@ -199,6 +199,7 @@ TEST(FullShardParamNvme, SaveAndLoadStateResumeExactlyEitherWay) {
     run_distributed(2, [&] {
       const Variant in_files{.accumulation = 2, .clip = 0.05, .sharded_state = sharded_state, .param_nvme_path = swap};
       Trainer straight(in_files);
+      ASSERT_GT(straight.sharding().memory().files, 0);
       straight.train(2);
       const auto ckpt = dir.path() / (sharded_state ? "sharded" : "full");
       straight.acc.save_state(ckpt);
@@ -209,6 +210,7 @@ TEST(FullShardParamNvme, SaveAndLoadStateResumeExactlyEitherWay) {
       on_host.offload_param = true;
       for (const Variant& v : {in_files, on_host}) {
         Trainer resumed(v);
+        EXPECT_EQ(resumed.sharding().memory().files > 0, !v.param_nvme_path.empty());
         resumed.acc.load_state(ckpt);
         resumed.first = straight.first / 2;  // the same rows as the second half
         resumed.train(2);
