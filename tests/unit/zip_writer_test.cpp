@@ -10,7 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "accel/util/zip_writer.h"
+#include "accel/tracking/leveldb_log.h"
+#include "accel/tracking/zip_writer.h"
 #include "support/errors.h"
 #include "support/files.h"
 #include "support/temp_dir.h"

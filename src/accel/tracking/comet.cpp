@@ -11,9 +11,9 @@
 #include "accel/dist/logging.h"
 #include "accel/tracking/comet_messages.h"
 #include "accel/tracking/task_thread.h"
+#include "accel/tracking/zip_writer.h"
 #include "accel/util/check.h"
 #include "accel/util/strings.h"
-#include "accel/util/zip_writer.h"
 
 namespace accel {
 namespace {

@@ -8,7 +8,8 @@
 //
 // No ZIP64: an entry or an archive past 4 GiB, or more than 65535 entries,
 // is refused by name rather than written in a form readers misread.
-// Private to the library.
+// Private to the library. Its CRC-32 is W&B's (leveldb_log.h: the same
+// zlib polynomial).
 #include <cstdint>
 #include <filesystem>
 #include <string>
@@ -16,9 +17,6 @@
 #include <vector>
 
 namespace accel {
-
-/// CRC-32 (ISO-HDLC, zlib's and ZIP's), continuing from `crc` (0 to start).
-uint32_t crc32(std::string_view data, uint32_t crc = 0);
 
 class ZipWriter {
  public:

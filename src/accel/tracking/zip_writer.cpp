@@ -1,34 +1,20 @@
-#include "accel/util/zip_writer.h"
+#include "accel/tracking/zip_writer.h"
 
 #include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <array>
 #include <cerrno>
 #include <cstring>
 #include <ctime>
 #include <limits>
 #include <utility>
 
+#include "accel/tracking/leveldb_log.h"
 #include "accel/util/check.h"
 
 namespace accel {
 namespace {
-
-// The reflected polynomial of CRC-32 as zlib and PKZIP use it.
-constexpr uint32_t kPolynomial = 0xEDB88320u;
-
-constexpr std::array<uint32_t, 256> make_table() {
-  std::array<uint32_t, 256> table{};
-  for (uint32_t i = 0; i < 256; ++i) {
-    uint32_t c = i;
-    for (int bit = 0; bit < 8; ++bit) c = (c & 1) ? (c >> 1) ^ kPolynomial : c >> 1;
-    table[i] = c;
-  }
-  return table;
-}
-constexpr std::array<uint32_t, 256> kTable = make_table();
 
 // Signatures and fixed fields of the ZIP format (PKWARE's APPNOTE.TXT).
 constexpr uint32_t kLocalHeader = 0x04034b50u, kCentralHeader = 0x02014b50u, kEndRecord = 0x06054b50u;
@@ -55,12 +41,6 @@ bool is_ascii(const std::string& text) {
 }
 
 }  // namespace
-
-uint32_t crc32(std::string_view data, uint32_t crc) {
-  crc = ~crc;
-  for (unsigned char byte : data) crc = kTable[(crc ^ byte) & 0xFF] ^ (crc >> 8);
-  return ~crc;
-}
 
 ZipWriter::ZipWriter(std::filesystem::path path) : path_(std::move(path)) {
   fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
