@@ -129,8 +129,9 @@ Trace on_mesh(Accelerator& acc, const std::filesystem::path& out) {
   }
   // get_state_dict and save_model gather the slices whole: the file loads
   // into the unsplit model with exactly the reassembled weights.
-  for (const auto& [name, tensor] : acc.get_state_dict(prepared))
+  for (const auto& [name, tensor] : acc.get_state_dict(prepared)) {
     if (t.params.count(name)) EXPECT_TRUE(tensor.equal(t.params.at(name))) << name;
+  }
   acc.save_model(prepared, out);
   acc.wait_for_everyone();
   gpt2::GPT2 whole(gpt2::named_config("tiny"));

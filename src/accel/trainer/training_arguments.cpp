@@ -113,7 +113,8 @@ json as_object(const std::string& n, json v) {
 AcceleratorConfig as_accelerator_config(const json& value) {
   const std::string n = "accelerator_config";
   AcceleratorConfig c;
-  for (const auto& [key, v] : as_object(n, value).items()) {
+  const json object = as_object(n, value);  // items() would not keep a temporary alive
+  for (const auto& [key, v] : object.items()) {
     const std::string where = n + "." + key;
     if (key == "split_batches") {
       c.split_batches(as_bool(where, v));
