@@ -27,6 +27,7 @@
 #include "support/distributed.h"
 #include "support/errors.h"
 #include "support/fsdp_training.h"
+#include "support/gpt2_split.h"
 #include "support/temp_dir.h"
 #include "support/tensors.h"
 
@@ -76,25 +77,6 @@ Trace single_process() {
   return t;
 }
 
-// Which dimension of a GPT-2 parameter the example's plan splits, and into
-// how many packed blocks (c_attn holds q, k and v); -1: replicated.
-std::pair<int64_t, int64_t> split_of(const std::string& name) {
-  auto ends = [&](const char* s) { return name.ends_with(s); };
-  if (ends("wte.weight")) return {0, 1};
-  if (ends("c_attn.weight") || ends("c_attn.bias")) return {0, 3};
-  if (ends("c_fc.weight") || ends("c_fc.bias")) return {0, 1};
-  if (ends("c_proj.weight")) return {1, 1};
-  return {-1, 1};
-}
-
-torch::Tensor reassemble(const torch::Tensor& mine, int64_t dim, int64_t packed, const ProcessGroupPtr& tp) {
-  auto all = gather(mine.movedim(dim, 0).contiguous(), tp).chunk(tp->getSize(), 0);
-  std::vector<torch::Tensor> parts;
-  for (int64_t b = 0; b < packed; ++b)
-    for (auto& piece : all) parts.push_back(piece.chunk(packed, 0)[b]);
-  return torch::cat(parts, 0).movedim(0, dim);
-}
-
 // The loop a user writes, unchanged from plain data parallel: only the
 // options and the model's split differ. Then save_model into `out`.
 Trace on_mesh(Accelerator& acc, const std::filesystem::path& out) {
@@ -121,9 +103,9 @@ Trace on_mesh(Accelerator& acc, const std::filesystem::path& out) {
     t.losses.push_back(acc.gather_for_metrics(loss.detach()).mean().item<double>());
   }
   for (const auto& p : model->named_parameters()) {
-    const auto [dim, packed] = split_of(p.key());
-    t.params[p.key()] =
-        dim < 0 ? p.value().detach().clone() : reassemble(p.value().detach(), dim, packed, mesh->group("tp"));
+    const auto [dim, packed] = accel::testing::gpt2_split_of(p.key());
+    t.params[p.key()] = dim < 0 ? p.value().detach().clone()
+                                : accel::testing::reassemble(p.value().detach(), dim, packed, mesh->group("tp"));
     // Cutting the whole tensor again gives this rank's slice back.
     EXPECT_TRUE(tensor_parallel_slice_of(p.value(), t.params[p.key()]).equal(p.value())) << p.key();
   }

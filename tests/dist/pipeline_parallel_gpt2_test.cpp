@@ -34,6 +34,7 @@
 #include "gpt2/pipeline_parallel.h"
 #include "gpt2/tensor_parallel.h"
 #include "support/distributed.h"
+#include "support/gpt2_split.h"
 #include "support/tensors.h"
 
 using namespace accel;
@@ -78,25 +79,6 @@ Trace single_process(int64_t layers) {
   return t;
 }
 
-// Which dimension of a parameter the GPT-2 tensor-parallel plan splits, and
-// into how many packed blocks; -1 for a replicated one.
-std::pair<int64_t, int64_t> split_of(const std::string& name) {
-  auto ends = [&](const char* s) { return name.ends_with(s); };
-  if (ends("wte.weight")) return {0, 1};
-  if (ends("c_attn.weight") || ends("c_attn.bias")) return {0, 3};
-  if (ends("c_fc.weight") || ends("c_fc.bias")) return {0, 1};
-  if (ends("c_proj.weight")) return {1, 1};
-  return {-1, 1};
-}
-
-torch::Tensor reassemble(const torch::Tensor& mine, int64_t dim, int64_t packed, const ProcessGroupPtr& tp) {
-  auto all = gather(mine.movedim(dim, 0).contiguous(), tp).chunk(tp->getSize(), 0);
-  std::vector<torch::Tensor> parts;
-  for (int64_t b = 0; b < packed; ++b)
-    for (auto& piece : all) parts.push_back(piece.chunk(packed, 0)[b]);
-  return torch::cat(parts, 0).movedim(0, dim);
-}
-
 struct Layout {
   ProcessGroupPtr pp, tp, dp;  // tp, dp may be null
   PipelineScheduleKind schedule = PipelineScheduleKind::one_f_one_b;
@@ -139,10 +121,11 @@ Trace pipeline_parallel(const Layout& l) {
       EXPECT_EQ(p.value().numel(), 0) << p.key() << ": another stage's parameter is not released";
       continue;
     }
-    const auto [dim, packed] = split_of(p.key());
+    const auto [dim, packed] = accel::testing::gpt2_split_of(p.key());
     const bool split = l.tp && dim >= 0;
     EXPECT_EQ(is_tensor_parallel_slice(p.value()), split) << p.key();
-    t.params[p.key()] = split ? reassemble(p.value().detach(), dim, packed, l.tp) : p.value().detach().clone();
+    t.params[p.key()] =
+        split ? accel::testing::reassemble(p.value().detach(), dim, packed, l.tp) : p.value().detach().clone();
   }
   // The tied embedding's two copies (first and last stage) are identical to the bit.
   if (stage.num_stages > 1 && (stage.is_first() || stage.is_last())) {

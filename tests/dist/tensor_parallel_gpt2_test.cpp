@@ -27,6 +27,7 @@
 #include "gpt2/model.h"
 #include "gpt2/tensor_parallel.h"
 #include "support/distributed.h"
+#include "support/gpt2_split.h"
 #include "support/tensors.h"
 
 using namespace accel;
@@ -73,27 +74,6 @@ Trace single_process() {
   return t;
 }
 
-// Which dimension of a parameter the GPT-2 plan splits, and into how many
-// packed blocks; -1 for a replicated one.
-std::pair<int64_t, int64_t> split_of(const std::string& name) {
-  auto ends = [&](const char* s) { return name.ends_with(s); };
-  if (ends("wte.weight")) return {0, 1};
-  if (ends("c_attn.weight") || ends("c_attn.bias")) return {0, 3};
-  if (ends("c_fc.weight") || ends("c_fc.bias")) return {0, 1};
-  if (ends("c_proj.weight")) return {1, 1};
-  return {-1, 1};
-}
-
-// The full tensor from every tp rank's slice: gathered along `dim`, then
-// each packed block's pieces put back together.
-torch::Tensor reassemble(const torch::Tensor& mine, int64_t dim, int64_t packed, const ProcessGroupPtr& tp) {
-  auto all = gather(mine.movedim(dim, 0).contiguous(), tp).chunk(tp->getSize(), 0);
-  std::vector<torch::Tensor> parts;
-  for (int64_t b = 0; b < packed; ++b)
-    for (auto& piece : all) parts.push_back(piece.chunk(packed, 0)[b]);
-  return torch::cat(parts, 0).movedim(0, dim);
-}
-
 void expect_matches(const Trace& ref, const Trace& got) {
   ASSERT_EQ(got.losses.size(), ref.losses.size());
   for (int s = 0; s < kSteps; ++s) {
@@ -136,9 +116,10 @@ Trace tensor_parallel(const ProcessGroupPtr& tp, const ProcessGroupPtr& dp) {
     t.losses.push_back(dp ? reduce(loss.detach(), ReduceOp::mean, dp).item<double>() : loss.item<double>());
   }
   for (const auto& p : model->named_parameters()) {
-    const auto [dim, packed] = split_of(p.key());
+    const auto [dim, packed] = accel::testing::gpt2_split_of(p.key());
     EXPECT_EQ(is_tensor_parallel_slice(p.value()), dim >= 0) << p.key();
-    t.params[p.key()] = dim < 0 ? p.value().detach().clone() : reassemble(p.value().detach(), dim, packed, tp);
+    t.params[p.key()] =
+        dim < 0 ? p.value().detach().clone() : accel::testing::reassemble(p.value().detach(), dim, packed, tp);
   }
   return t;
 }
