@@ -3,12 +3,16 @@
 // GPT-2 example's model, random tokens, the same batches, AdamW with
 // Transformers' decay groups, clipping at 1.0, a linear schedule, one
 // process. Prints one line "timing {json}" with the mean step time after
-// the first --timing-skip steps.
+// the first --timing-skip steps. --compile is the Trainer's torch_compile
+// (the step captured as a CUDA graph and replayed) and, for the loop, the
+// same capture written by hand with Accelerator::capture_step.
 //
 //   bench_trainer --mode trainer|loop --config 124M --seq 1024 --batch 8 --steps 30 --timing-skip 10 [--bf16]
+//                 [--compile]
 #include <chrono>
 #include <cstdio>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 
@@ -44,11 +48,13 @@ struct StepClock : accel::TrainerCallback {
 int main(int argc, char** argv) try {
   std::map<std::string, std::string> o = {{"--mode", "trainer"}, {"--config", "tiny"}, {"--seq", "64"},
                                           {"--batch", "4"},      {"--steps", "6"},     {"--timing-skip", "2"}};
-  bool bf16 = false;
+  bool bf16 = false, compile = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--bf16") {
       bf16 = true;
+    } else if (a == "--compile") {
+      compile = true;
     } else if (o.count(a) && i + 1 < argc) {
       o[a] = argv[++i];
     } else {
@@ -79,7 +85,8 @@ int main(int argc, char** argv) try {
                         .save_strategy(accel::IntervalStrategy::no)
                         .logging_steps(steps)
                         .disable_tqdm(true)
-                        .bf16(bf16);
+                        .bf16(bf16)
+                        .torch_compile(compile);
 
   double step_ms = 0;
   std::string device;
@@ -98,7 +105,8 @@ int main(int argc, char** argv) try {
     // schedule, clipping and batches as the Trainer's.
     accel::Accelerator accelerator(accel::AcceleratorOptions()
                                        .mixed_precision(bf16 ? accel::MixedPrecision::bf16 : accel::MixedPrecision::no)
-                                       .fused_optimizer_step(true));
+                                       .fused_optimizer_step(true)
+                                       .cuda_graph(compile));
     auto prepared = accelerator.prepare_model(model);
     const auto decay_names = accel::decay_parameter_names(*model);
     const std::set<std::string> decay(decay_names.begin(), decay_names.end());
@@ -117,13 +125,24 @@ int main(int argc, char** argv) try {
     const auto params = model->parameters();
     Clock::time_point first;
     int64_t step = 0;
-    for (auto& b : loader) {
-      auto loss = prepared(b.at("input_ids"), b.at("labels"));
+    const auto step_fn = [&](const std::vector<torch::Tensor>& in) {
+      auto loss = prepared(in[0], in[1]);
       accelerator.backward(loss);
-      accelerator.clip_grad_norm_(params, 1.0);
+      auto norm = accelerator.clip_grad_norm_(params, 1.0);
       optimizer->step();
-      scheduler->step();
       optimizer->zero_grad();
+      return std::vector<torch::Tensor>{loss.detach(), norm.detach()};
+    };
+    std::optional<accel::CapturedStep> captured;
+    for (auto& b : loader) {
+      const std::vector<torch::Tensor> in{b.at("input_ids"), b.at("labels")};
+      if (compile) {
+        if (!captured) captured.emplace(accelerator.capture_step(step_fn));
+        (*captured)(in);
+      } else {
+        step_fn(in);
+      }
+      scheduler->step();
       if (++step == skip) {
         sync(accelerator.device());
         first = Clock::now();
@@ -134,10 +153,11 @@ int main(int argc, char** argv) try {
     device = accelerator.device().str();
   }
   std::printf(
-      "timing {\"mode\": \"%s\", \"config\": \"%s\", \"seq\": %lld, \"batch\": %lld, \"timed_steps\": %lld, "
+      "timing {\"mode\": \"%s%s\", \"config\": \"%s\", \"seq\": %lld, \"batch\": %lld, \"timed_steps\": %lld, "
       "\"step_ms\": %.3f, \"tokens_per_s\": %.1f, \"device\": \"%s\"}\n",
-      mode.c_str(), o["--config"].c_str(), static_cast<long long>(seq), static_cast<long long>(batch),
-      static_cast<long long>(steps - skip), step_ms, 1000.0 * batch * seq / step_ms, device.c_str());
+      mode.c_str(), compile ? " + graph" : "", o["--config"].c_str(), static_cast<long long>(seq),
+      static_cast<long long>(batch), static_cast<long long>(steps - skip), step_ms, 1000.0 * batch * seq / step_ms,
+      device.c_str());
   return 0;
 } catch (const std::exception& e) {
   std::fprintf(stderr, "bench_trainer: error: %s\n", e.what());

@@ -3,7 +3,7 @@ GPT2LMHeadModel from the same named configuration, random tokens, the
 same batch and steps, AdamW (adamw_torch_fused on CUDA), weight decay 0.1,
 clipping at 1.0, a linear schedule, bf16, torch_compile when asked.
 
-    python bench/trainer_peer.py --config 124M --seq 1024 --batch 8 --steps 30 --timing-skip 10 [--bf16] [--compile]
+    python bench/trainer_peer.py --config 124M --seq 1024 --batch 8 --steps 30 --timing-skip 10 [--bf16] [--compile [--compile-mode reduce-overhead]]
 
 Prints one line like bench_trainer's: timing {"mode": "transformers", "step_ms": ..., ...}
 """
@@ -63,6 +63,8 @@ def main():
     p.add_argument("--timing-skip", type=int, default=2)
     p.add_argument("--bf16", action="store_true")
     p.add_argument("--compile", action="store_true")
+    p.add_argument("--compile-mode", default=None,
+                   help="TrainingArguments.torch_compile_mode (torch.compile's mode; unset: its default)")
     a = p.parse_args()
     if not 1 <= a.timing_skip < a.steps:
         p.error("--timing-skip must be in [1, --steps)")
@@ -76,11 +78,13 @@ def main():
         args = TrainingArguments(
             output_dir=out, per_device_train_batch_size=a.batch, max_steps=a.steps, learning_rate=3e-4,
             weight_decay=0.1, save_strategy="no", logging_steps=a.steps, disable_tqdm=True, report_to="none",
-            bf16=a.bf16, torch_compile=a.compile, use_cpu=not torch.cuda.is_available(),
+            bf16=a.bf16, torch_compile=a.compile, torch_compile_mode=a.compile_mode,
+            use_cpu=not torch.cuda.is_available(),
             optim="adamw_torch_fused" if torch.cuda.is_available() else "adamw_torch")
         Trainer(model=model, args=args, train_dataset=Rows(tokens), callbacks=[clock]).train()
     step_ms = (clock.last - clock.first) * 1000 / (a.steps - a.timing_skip)
-    line = {"mode": "transformers" + (" + torch_compile" if a.compile else ""), "config": a.config, "seq": a.seq,
+    mode = "transformers" + (" + torch_compile" if a.compile else "") + (f" {a.compile_mode}" if a.compile_mode else "")
+    line = {"mode": mode, "config": a.config, "seq": a.seq,
             "batch": a.batch, "timed_steps": a.steps - a.timing_skip, "step_ms": round(step_ms, 3),
             "tokens_per_s": round(1000 * a.batch * a.seq / step_ms, 1),
             "device": "cuda" if torch.cuda.is_available() else "cpu"}

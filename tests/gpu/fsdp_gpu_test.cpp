@@ -6,7 +6,9 @@
 // parameters hold no device memory. Offloaded (optimizer, then parameters
 // too): the shards and the optimizer state are in page-locked host memory,
 // CPU Adam steps them (writing the bf16 copies the gathers read, under
-// master weights) and training still equals the unsharded run.
+// master weights) and training still equals the unsharded run. With the
+// parameters offloaded to NVMe (max_in_cpu 0: every unit in its file) the
+// shards are pages of mapped files, copied to the device from there.
 #include <iostream>
 
 #include <gtest/gtest.h>
@@ -16,6 +18,7 @@
 #include "accel/accelerator.h"
 #include "accel/parallel/fsdp/fully_sharded_model.h"
 #include "support/cuda.h"
+#include "support/temp_dir.h"
 #include "support/tensors.h"
 #include "support/unit_stack.h"
 
@@ -25,7 +28,7 @@ namespace F = torch::nn::functional;
 
 namespace {
 
-enum class Offload { none, optimizer, params };
+enum class Offload { none, optimizer, params, params_nvme };
 
 std::map<std::string, torch::Tensor> train(bool sharded, bool bf16, Offload offload = Offload::none,
                                            bool master_weights = false,
@@ -33,12 +36,17 @@ std::map<std::string, torch::Tensor> train(bool sharded, bool bf16, Offload offl
   AcceleratorOptions options;
   options.mixed_precision(bf16 ? "bf16" : "no").master_weights(master_weights);
   const auto cpu = OffloadOptions().device(OffloadDevice::cpu);
+  const accel::testing::TempDir swap("fsdp_gpu_nvme");
+  const auto params = offload == Offload::params_nvme
+                          ? OffloadOptions().device(OffloadDevice::nvme).nvme_path(swap.path()).max_in_cpu(0)
+                          : cpu;
   if (sharded)
-    options.sharding(ShardingOptions()
-                         .strategy(ShardingStrategy::full_shard)
-                         .offload_optimizer(offload != Offload::none ? cpu : OffloadOptions())
-                         .offload_param(offload == Offload::params ? cpu : OffloadOptions())
-                         .mixed_precision_policy(policy.value_or(MixedPrecisionPolicy())));
+    options.sharding(
+        ShardingOptions()
+            .strategy(ShardingStrategy::full_shard)
+            .offload_optimizer(offload != Offload::none ? cpu : OffloadOptions())
+            .offload_param(offload == Offload::params || offload == Offload::params_nvme ? params : OffloadOptions())
+            .mixed_precision_policy(policy.value_or(MixedPrecisionPolicy())));
   Accelerator acc(options);
   torch::manual_seed(0);
   Stack net(StackOptions{.in = 32, .width = 256, .classes = 10, .blocks = 4});
@@ -64,9 +72,12 @@ std::map<std::string, torch::Tensor> train(bool sharded, bool bf16, Offload offl
     EXPECT_EQ(m.unsharded, 0);
     EXPECT_LT(m.peak_unsharded, m.full);  // never every block gathered at once
     if (offload != Offload::none) {
-      EXPECT_GT(m.host, 0);
-      if (offload == Offload::params) {
+      EXPECT_GT(m.host, 0);  // gradient shards stay in host memory with the parameters in files
+      if (offload == Offload::params || offload == Offload::params_nvme) {
         EXPECT_EQ(m.shards, 0);
+      }
+      if (offload == Offload::params_nvme) {
+        EXPECT_GT(m.files, 0);
       }
       // The optimizer steps host tensors and keeps its state there.
       for (const auto& group : optimizer->optimizer().param_groups())
@@ -117,10 +128,15 @@ TEST(FullShardGpu, OffloadedEqualsUnshardedTraining) {
   // In fp32: CPU Adam and the device's fused AdamW differ by float rounding
   // only (under bf16 autocast such differences flip bf16 roundings of the
   // weights and grow, so that comparison is left to the mean below).
-  for (auto offload : {Offload::optimizer, Offload::params}) {
+  for (auto offload : {Offload::optimizer, Offload::params, Offload::params_nvme}) {
     const auto plain = train(false, false), sharded = train(true, false, offload);
-    for (const auto& [name, t] : plain) EXPECT_LT(accel::testing::max_diff(sharded.at(name), t), 1e-5) << name;
+    for (const auto& [name, t] : plain)
+      EXPECT_LT(accel::testing::max_diff(sharded.at(name), t), 1e-5)
+          << name << " offload " << static_cast<int>(offload);
   }
+  // The shards in files or in host memory: the same arithmetic, bit for bit.
+  const auto host = train(true, false, Offload::params), files = train(true, false, Offload::params_nvme);
+  for (const auto& [name, t] : host) EXPECT_TRUE(torch::equal(files.at(name), t)) << name;
   // A bf16 model with fp32 masters: the gathers read bf16 copies that CPU
   // Adam writes while it steps the masters. Masters that agree to float
   // rounding may round to neighbouring bf16 values, rarely: the mean

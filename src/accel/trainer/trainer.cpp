@@ -550,8 +550,12 @@ TrainOutput Trainer::Impl::train_loop(const std::optional<fs::path>& resume, int
           loss_step = loss.detach().to(torch::kFloat32);
         }
         m.track_input_tokens(batches[i]);
-        if (a.logging_nan_inf_filter() && !torch::isfinite(loss_step).item<bool>()) {
-          m.tr_loss += m.tr_loss / static_cast<double>(1 + m.state.global_step - m.globalstep_last_logged);
+        if (a.logging_nan_inf_filter()) {
+          // Transformers' rule (a NaN/inf loss counts as the mean so far),
+          // chosen on the device: asking the host whether the loss is finite
+          // would wait for every step to finish before the next is queued.
+          const auto mean_so_far = m.tr_loss / static_cast<double>(1 + m.state.global_step - m.globalstep_last_logged);
+          m.tr_loss.copy_(torch::where(torch::isfinite(loss_step), m.tr_loss + loss_step, m.tr_loss + mean_so_far));
         } else {
           m.tr_loss += loss_step;
         }
