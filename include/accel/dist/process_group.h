@@ -31,7 +31,10 @@ ACCEL_API c10::intrusive_ptr<c10d::Store> connect_store(const Topology& topology
 
 /// Builds the process group over `store`. Gloo always serves CPU tensors (so
 /// object collectives work everywhere); with Backend::nccl, NCCL serves CUDA
-/// tensors on `cuda_device` and is the default backend.
+/// tensors on `cuda_device` and is the default backend. `name` keys the
+/// group's rendezvous in the store; building a second group of the same
+/// name in one process keys it apart from the first (members must build
+/// their groups of one name in the same order).
 ACCEL_API c10::intrusive_ptr<c10d::ProcessGroup> new_process_group(const c10::intrusive_ptr<c10d::Store>& store,
                                                                    const Topology& topology, Backend backend,
                                                                    std::chrono::milliseconds timeout,

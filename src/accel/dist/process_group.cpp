@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <map>
+#include <mutex>
+#include <string>
 #include <thread>
 
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
@@ -106,11 +109,30 @@ c10::intrusive_ptr<c10d::Store> connect_store(const Topology& t, std::chrono::mi
   return store;
 }
 
+namespace {
+
+// The store keys of a group's rendezvous live under its name. A second
+// group of the same name over the same store (a second Accelerator with
+// hybrid sharding in one process) would meet the first one's keys and
+// connect to ranks that no longer listen: it hangs. So the k-th group of a
+// name in this process is keyed "<name>#k" (the first keeps the bare
+// name). Every member builds a group's uses in the same order, so they
+// agree on k.
+std::string unique_group_key(const std::string& name) {
+  static std::mutex mutex;
+  static std::map<std::string, int> uses;
+  std::lock_guard<std::mutex> lock(mutex);
+  const int k = uses[name]++;
+  return k == 0 ? name : name + "#" + std::to_string(k);
+}
+
+}  // namespace
+
 c10::intrusive_ptr<c10d::ProcessGroup> new_process_group(const c10::intrusive_ptr<c10d::Store>& store,
                                                          const Topology& t, Backend backend,
                                                          std::chrono::milliseconds timeout, int cuda_device,
                                                          const std::string& name) {
-  auto prefixed = c10::make_intrusive<c10d::PrefixStore>(name, store);
+  auto prefixed = c10::make_intrusive<c10d::PrefixStore>(unique_group_key(name), store);
   auto pg = c10::make_intrusive<c10d::ProcessGroup>(prefixed, t.rank, t.world_size);
 
   auto gloo_opts = c10d::ProcessGroupGloo::Options::create(timeout);
