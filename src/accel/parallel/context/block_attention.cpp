@@ -1,6 +1,7 @@
 #include "block_attention.h"
 
 #include <limits>
+#include <optional>
 
 #include <torch/autograd.h>
 #include <torch/torch.h>
@@ -30,13 +31,17 @@ std::vector<int64_t> out_shape(const torch::Tensor& q, const torch::Tensor& v) {
 //   dS = P * (dout v^T - rowsum(dout * out) + dlse).
 // P is recomputed from q, k and lse rather than kept.
 struct BlockAttention : torch::autograd::Function<BlockAttention> {
+  // `visible` travels as an optional: autograd records every tensor input,
+  // and an undefined one has no device to record.
   static variable_list forward(AutogradContext* ctx, const torch::Tensor& q, const torch::Tensor& k,
-                               const torch::Tensor& v, const torch::Tensor& visible, double scale) {
+                               const torch::Tensor& v, const std::optional<torch::Tensor>& mask, double scale) {
+    const torch::Tensor visible = mask.value_or(torch::Tensor());
     // A block no query sees (under a causal mask, a later rank's keys) costs
     // nothing; it still returns, so the K/V it came with stays in the graph.
     const bool hidden = visible.defined() && !visible.any().item<bool>();
     ctx->saved_data["hidden"] = hidden;
     ctx->saved_data["scale"] = scale;
+    ctx->saved_data["visible"] = visible;
     if (hidden) {
       auto lse = torch::full(q.sizes().slice(0, q.dim() - 1), -kInf, q.options());
       auto out = torch::zeros(out_shape(q, v), q.options());
@@ -51,7 +56,7 @@ struct BlockAttention : torch::autograd::Function<BlockAttention> {
     auto sum = p.sum(-1, /*keepdim=*/true);
     auto lse = (max + sum.log()).squeeze(-1);
     auto out = torch::matmul(p / sum.masked_fill(sum == 0, 1.0), v);
-    ctx->save_for_backward({q, k, v, visible, out, lse});
+    ctx->save_for_backward({q, k, v, out, lse});
     return {out, lse};
   }
 
@@ -60,7 +65,8 @@ struct BlockAttention : torch::autograd::Function<BlockAttention> {
     if (ctx->saved_data["hidden"].toBool())
       return {torch::zeros_like(saved[0]), torch::zeros_like(saved[1]), torch::zeros_like(saved[2]), torch::Tensor(),
               torch::Tensor()};
-    const auto &q = saved[0], &k = saved[1], &v = saved[2], &visible = saved[3], &out = saved[4], &lse = saved[5];
+    const auto &q = saved[0], &k = saved[1], &v = saved[2], &out = saved[3], &lse = saved[4];
+    const auto visible = ctx->saved_data["visible"].toTensor();
     const double scale = ctx->saved_data["scale"].toDouble();
     auto dout = grads[0].defined() ? grads[0] : torch::zeros_like(out);
     // exp(-inf - +inf) = 0: rows that saw nothing get P = 0.
@@ -80,7 +86,8 @@ struct BlockAttention : torch::autograd::Function<BlockAttention> {
 std::pair<torch::Tensor, torch::Tensor> block_attention(const torch::Tensor& q, const torch::Tensor& k,
                                                         const torch::Tensor& v, const torch::Tensor& visible,
                                                         double scale) {
-  auto outs = BlockAttention::apply(q, k, v, visible, scale);
+  auto outs = BlockAttention::apply(
+      q, k, v, visible.defined() ? std::optional<torch::Tensor>(visible) : std::optional<torch::Tensor>(), scale);
   return {outs[0], outs[1]};
 }
 

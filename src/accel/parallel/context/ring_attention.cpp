@@ -102,7 +102,7 @@ torch::Tensor ring_pass_attention(const torch::Tensor& q, const torch::Tensor& k
     const int source = (rank - step + size) % size;
     auto visible = causal_visibility(query_positions, context_parallel_positions(length, size, source, load_balance));
     auto [out, lse] = context_detail::block_attention(q, kv.narrow(-1, 0, dk), kv.narrow(-1, dk, v.size(-1)),
-                                                      mask_or_none(visible).to(q.device()), scale);
+                                                      mask_or_none(visible.to(q.device())), scale);
     outs.push_back(out);
     lses.push_back(lse);
   }
