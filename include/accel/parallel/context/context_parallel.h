@@ -19,8 +19,8 @@
 //   auto loss = model(parts[0], parts[1]);                        // attention across the ranks
 //   loss.backward();                                              // also collective (any thread, any scope)
 //
-// With no scope open, the seams are plain causal SDPA and positions
-// 0..len-1, so one model serves cp=1 and cp>1.
+// With no scope open, or one over a single rank, the seams are plain
+// causal SDPA and positions 0..len-1, so one model serves cp=1 and cp>1.
 #include <cstdint>
 #include <optional>
 #include <string>

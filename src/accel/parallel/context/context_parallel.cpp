@@ -12,6 +12,10 @@ namespace {
 
 thread_local const ContextParallel* active = nullptr;
 
+// The active context parallelism when it spans more than one rank; a scope
+// over one rank (cp_size 1) leaves the seams plain.
+const ContextParallel* spanning() { return active && active->size() > 1 ? active : nullptr; }
+
 ProcessGroupPtr cp_group_of(const DeviceMesh& mesh) {
   const auto names = mesh.dim_names();
   return std::find(names.begin(), names.end(), "cp") != names.end() ? mesh.group("cp") : ProcessGroupPtr{};
@@ -62,20 +66,25 @@ const ContextParallel* active_context_parallel() { return active; }
 
 torch::Tensor context_parallel_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                          double dropout_p) {
-  if (!active) return at::scaled_dot_product_attention(q, k, v, {}, dropout_p, /*is_causal=*/true);
+  const ContextParallel* cp = spanning();
+  if (!cp) return at::scaled_dot_product_attention(q, k, v, {}, dropout_p, /*is_causal=*/true);
   ACCEL_CHECK_ARG(dropout_p == 0.0, "context-parallel attention has no attention dropout, but dropout_p is ", dropout_p,
                   " (set the attention dropout to 0 or train in eval mode)");
-  return active->attention(q, k, v);
+  return cp->attention(q, k, v);
 }
 
 torch::Tensor context_parallel_positions(int64_t length, int64_t past, const torch::TensorOptions& options) {
-  if (!active) return torch::arange(past, past + length, options.dtype(torch::kLong));
+  const ContextParallel* cp = spanning();
+  if (!cp) return torch::arange(past, past + length, options.dtype(torch::kLong));
   ACCEL_CHECK_ARG(past == 0, "context parallel: ", past,
                   " cached positions; a KV cache is for generation, which does not run across cp ranks");
-  return active->positions(length, options);
+  return cp->positions(length, options);
 }
 
-int64_t context_parallel_sequence_length(int64_t length) { return active ? length * active->size() : length; }
+int64_t context_parallel_sequence_length(int64_t length) {
+  const ContextParallel* cp = spanning();
+  return cp ? length * cp->size() : length;
+}
 
 std::vector<torch::Tensor> context_parallel_shard(const DeviceMesh& mesh, const std::vector<torch::Tensor>& tensors,
                                                   int64_t seq_dim, bool load_balance) {
