@@ -91,7 +91,7 @@ TEST(Gpt2ContextParallelExample, RefusesASequenceTheSplitCannotHold) {
   const Outcome two =
       run(dir,
           {binary_path("accel"), "launch", "--cpu", "--num_processes", "2", "--main_process_port", "0",
-           binary_path("examples/gpt2"), "--config", "tiny", "--steps", "1", "--batch", "2", "--seq", "30"},
+           binary_path("examples/gpt2"), "--config", "tiny", "--steps", "4", "--batch", "2", "--seq", "30"},
           {{"ACCELERATE_USE_PARALLELISM_CONFIG", "true"}, {"PARALLELISM_CONFIG_CP_SIZE", "2"}});
   EXPECT_NE(two.status, 0);
   EXPECT_NE(two.output.find("--seq 30 does not divide by 2 * cp_size = 4"), std::string::npos) << two.output;
