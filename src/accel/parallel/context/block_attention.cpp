@@ -35,10 +35,13 @@ struct BlockAttention : torch::autograd::Function<BlockAttention> {
   // and an undefined one has no device to record.
   static variable_list forward(AutogradContext* ctx, const torch::Tensor& q, const torch::Tensor& k,
                                const torch::Tensor& v, const std::optional<torch::Tensor>& mask, double scale) {
-    const torch::Tensor visible = mask.value_or(torch::Tensor());
+    const torch::Tensor host_mask = mask.value_or(torch::Tensor());
     // A block no query sees (under a causal mask, a later rank's keys) costs
     // nothing; it still returns, so the K/V it came with stays in the graph.
-    const bool hidden = visible.defined() && !visible.any().item<bool>();
+    // The mask is built from positions on the host: deciding here costs no
+    // device synchronisation; the device gets its copy below.
+    const bool hidden = host_mask.defined() && !host_mask.any().item<bool>();
+    const torch::Tensor visible = host_mask.defined() ? host_mask.to(q.device()) : host_mask;
     ctx->saved_data["hidden"] = hidden;
     ctx->saved_data["scale"] = scale;
     ctx->saved_data["visible"] = visible;

@@ -10,8 +10,8 @@ namespace accel::context_detail {
 
 /// out = softmax(q k^T * scale, masked) v and lse = logsumexp of the masked
 /// scores per query, differentiable in q, k and v through both outputs.
-/// `visible` is a bool [q_len, k_len] (true: the query sees the key) or
-/// undefined (every key visible). A query that sees no key of the block
+/// `visible` is a bool [q_len, k_len] on the CPU (true: the query sees the
+/// key) or undefined (every key visible). A query that sees no key of the block
 /// gets out = 0 and lse = -inf, and contributes nothing to any gradient.
 std::pair<torch::Tensor, torch::Tensor> block_attention(const torch::Tensor& q, const torch::Tensor& k,
                                                         const torch::Tensor& v, const torch::Tensor& visible,

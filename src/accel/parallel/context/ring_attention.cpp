@@ -84,8 +84,7 @@ torch::Tensor all_gather_attention(const torch::Tensor& q, const torch::Tensor& 
   std::vector<torch::Tensor> key_positions;
   for (int r = 0; r < size; ++r) key_positions.push_back(context_parallel_positions(length, size, r, load_balance));
   auto visible =
-      causal_visibility(context_parallel_positions(length, size, rank, load_balance), torch::cat(key_positions))
-          .to(q.device());
+      causal_visibility(context_parallel_positions(length, size, rank, load_balance), torch::cat(key_positions));
   return context_detail::block_attention(q, kv.narrow(-1, 0, dk), kv.narrow(-1, dk, v.size(-1)), visible, scale).first;
 }
 
@@ -102,7 +101,7 @@ torch::Tensor ring_pass_attention(const torch::Tensor& q, const torch::Tensor& k
     const int source = (rank - step + size) % size;
     auto visible = causal_visibility(query_positions, context_parallel_positions(length, size, source, load_balance));
     auto [out, lse] = context_detail::block_attention(q, kv.narrow(-1, 0, dk), kv.narrow(-1, dk, v.size(-1)),
-                                                      mask_or_none(visible.to(q.device())), scale);
+                                                      mask_or_none(visible), scale);
     outs.push_back(out);
     lses.push_back(lse);
   }
