@@ -15,12 +15,19 @@
 //   "alltoall"   ring attention: K/V blocks travel around the ring, one hop
 //                per step (send to the next rank, receive from the
 //                previous; backward sends gradients the other way). Each
-//                step attends the local queries over the block in hand and
-//                the partial results are merged by their log-sum-exp
-//                (online softmax), so no rank ever holds more than two
-//                blocks. Blocks a query cannot see are skipped.
+//                step attends the local queries over the block in hand,
+//                keeping each query's log-sum-exp, and the partial results
+//                are merged by those (the online-softmax merge). Blocks no
+//                local query can see are skipped.
 //                (torch rotates with all_to_all_single under this name;
 //                here the hop is a send/receive pair, the same transfers.)
+//
+// Memory and overlap, as built: autograd keeps every block a rank received
+// for its backward, so in training each rank ends up holding the whole
+// sequence's K/V under either strategy (torch's ring re-rotates in backward
+// instead); hops are not overlapped with the attention of the block in hand.
+// Scores are plain matmuls in the inputs' dtype, [batch, heads, local_len,
+// block_len] at a time, not a fused attention kernel.
 //
 // Shapes are SDPA's: q [batch, heads, local_len, head_dim], k likewise,
 // v [batch, heads, local_len, value_dim]; local_len is the same on every
