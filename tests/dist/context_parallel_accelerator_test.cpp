@@ -5,7 +5,8 @@
 // every parameter within 1e-5). What the Accelerator contributes: the cp
 // ranks of a replica read the same batches (data_parallel_size() is the dp
 // size), and DDP averages the gradients over "dp_cp", so each replica's cp
-// ranks end with the whole sequence's gradient.
+// ranks end with the whole sequence's gradient. Also cp=2 x tp=2 (the GPT-2
+// example's tensor-parallel plan), parameters reassembled from the slices.
 #include <gtest/gtest.h>
 
 #include <torch/torch.h>
@@ -15,9 +16,12 @@
 #include "accel/optim/clip_grad.h"
 #include "accel/parallel/context/context_parallel.h"
 #include "accel/parallel/mesh/device_mesh.h"
+#include "accel/parallel/tensor/parallelize.h"
 #include "gpt2/model.h"
+#include "gpt2/tensor_parallel.h"
 #include "support/distributed.h"
 #include "support/errors.h"
+#include "support/gpt2_split.h"
 #include "support/tensors.h"
 
 using namespace accel;
@@ -69,6 +73,8 @@ Trace through_accelerator(Accelerator& acc) {
   EXPECT_NE(mesh, nullptr);
   seed_cpu(17);
   gpt2::GPT2 model(gpt2::named_config("tiny"));
+  const bool tp = mesh->config().tp_size > 1;
+  if (tp) gpt2::parallelize_tensor(model, mesh->group("tp"));
   const auto rows = all_rows(model->options().vocab_size());
   const int64_t per_rank = kRowsPerStep / acc.data_parallel_size();
   auto data =
@@ -95,7 +101,11 @@ Trace through_accelerator(Accelerator& acc) {
     auto replica_loss = reduce(loss.detach(), ReduceOp::mean, mesh->group("cp"));
     t.losses.push_back(acc.gather_for_metrics(replica_loss).mean().item<double>());
   }
-  for (const auto& p : model->named_parameters()) t.params[p.key()] = p.value().detach().clone();
+  for (const auto& p : model->named_parameters()) {
+    const auto [dim, packed] = accel::testing::gpt2_split_of(p.key());
+    t.params[p.key()] = !tp || dim < 0 ? p.value().detach().clone()
+                                       : accel::testing::reassemble(p.value().detach(), dim, packed, mesh->group("tp"));
+  }
   return t;
 }
 
@@ -126,6 +136,21 @@ TEST(ContextParallelAccelerator, ContextTimesDataParallelGPT2EqualsOneProcess) {
     EXPECT_EQ(acc.data_parallel_size(), 2);
     // Mesh order dp_shard, cp: ranks 0,1 are replica 0 and ranks 2,3 replica 1.
     EXPECT_EQ(acc.data_parallel_index(), acc.process_index() / 2);
+    expect_matches(ref, through_accelerator(acc));
+  });
+}
+
+TEST(ContextParallelAccelerator, ContextTimesTensorParallelGPT2EqualsOneProcess) {
+  // cp=2 x tp=2: each rank holds half of the heads (tp) for half of every
+  // sequence (cp); the ring runs between the two cp ranks of one tp slice,
+  // DDP averages over "dp_cp" (those two ranks), clipping sums the slices.
+  run_distributed(4, [] {
+    const auto ref = single_process();
+    ParallelismConfig c;
+    c.cp_size = 2;
+    c.tp_size = 2;
+    Accelerator acc(AcceleratorOptions().parallelism_config(c));
+    EXPECT_EQ(acc.data_parallel_size(), 1);
     expect_matches(ref, through_accelerator(acc));
   });
 }
