@@ -36,6 +36,7 @@
 
 #include "accel/accel.h"
 #include "accel/optim/fused_adamw.h"
+#include "accel/parallel/context/context_parallel.h"
 #include "accel/parallel/mesh/device_mesh.h"
 #include "accel/util/check.h"
 #include "accel/util/kernel_profile.h"
@@ -243,6 +244,15 @@ int main(int argc, char** argv) try {
   const auto* mesh = accelerator.device_mesh();
   const int tp = mesh ? mesh->config().tp_size : 1;
   if (tp > 1) gpt2::parallelize_tensor(net, mesh->group("tp"));
+  // cp_size > 1 (PARALLELISM_CONFIG_CP_SIZE): each rank of a replica trains on
+  // its part of every sequence, attention running across them (the model's
+  // seams, inside the scope in micro_step).
+  const accel::ContextParallel cp = mesh ? accel::ContextParallel(*mesh) : accel::ContextParallel(nullptr);
+  ACCEL_CHECK_ARG(cp.size() == 1 || !flags.cuda_graph, "--cuda-graph with context parallel (cp_size ", cp.size(),
+                  ") is not supported: the ring's transfers are not captured; expected one of them");
+  ACCEL_CHECK_ARG(cp.size() == 1 || flags.seq % (2 * cp.size()) == 0, "--seq ", flags.seq,
+                  " does not divide by 2 * cp_size = ", 2 * cp.size(),
+                  " (each context-parallel rank takes two equal chunks of every sequence)");
   ACCEL_CHECK_ARG(flags.seq <= shape.n_positions(), "--seq ", flags.seq, " is longer than the model's n_positions ",
                   shape.n_positions());
   auto batches = flags.data == "random"
@@ -272,7 +282,10 @@ int main(int argc, char** argv) try {
       shape.n_embd(), " wide), ", accelerator.num_processes(), " process(es) on ", accelerator.device(),
       ", mixed precision ", accel::to_string(accelerator.mixed_precision()), ", ", tokens_per_step, " tokens per step",
       model.core().sharding() ? ", parameters sharded across " + std::to_string(n) + " processes" : "",
-      tp > 1 ? ", tensor parallel over " + std::to_string(tp) + " processes (parameters counted per rank)" : "");
+      tp > 1 ? ", tensor parallel over " + std::to_string(tp) + " processes (parameters counted per rank)" : "",
+      cp.size() > 1 ? ", context parallel over " + std::to_string(cp.size()) + " processes (" +
+                          accel::to_string(cp.strategy()) + ")"
+                    : "");
 
   // One batch: forward, loss, backward, clipping, optimizer step. With
   // --cuda-graph it is recorded once and replayed (the same code runs
@@ -291,14 +304,18 @@ int main(int argc, char** argv) try {
       phase_ms[static_cast<size_t>(phase)] += std::chrono::duration<double, std::milli>(now - phase_clock).count();
     phase_clock = now;
   };
-  auto micro_step = [&](const std::vector<torch::Tensor>& in) {
+  auto micro_step = [&](const std::vector<torch::Tensor>& batch) {
     end_phase(-1);
     torch::Tensor loss;
-    if (flags.fused_loss) {
-      loss = model(in[0], in[1]);
-    } else {
-      auto logits = model(in[0]);
-      loss = torch::nn::functional::cross_entropy(logits.view({-1, logits.size(-1)}), in[1].reshape(-1));
+    {
+      const auto in = cp.shard(batch, /*seq_dim=*/1);  // this rank's positions (all of them without cp)
+      accel::ContextParallelScope scope(cp);
+      if (flags.fused_loss) {
+        loss = model(in[0], in[1]);
+      } else {
+        auto logits = model(in[0]);
+        loss = torch::nn::functional::cross_entropy(logits.view({-1, logits.size(-1)}), in[1].reshape(-1));
+      }
     }
     accelerator.backward(loss);
     end_phase(0);
@@ -307,6 +324,9 @@ int main(int argc, char** argv) try {
     optimizer->step();
     optimizer->zero_grad();
     end_phase(2);
+    // Under cp each rank's loss is its part's; the parts are equal, so their mean is the sequences'.
+    if (cp.size() > 1)
+      return std::vector<torch::Tensor>{accel::reduce(loss.detach(), accel::ReduceOp::mean, cp.group())};
     return std::vector<torch::Tensor>{loss.detach()};
   };
   auto captured = accelerator.capture_step(micro_step);

@@ -10,6 +10,7 @@
 
 #include "accel/ops/add_layer_norm.h"
 #include "accel/ops/linear_cross_entropy.h"
+#include "accel/parallel/context/context_parallel.h"
 #include "accel/parallel/tensor/parallelize.h"
 
 namespace gpt2 {
@@ -38,8 +39,9 @@ torch::Tensor CausalSelfAttentionImpl::forward(const torch::Tensor& x, LayerCach
   auto qkv = qkv_all.view({B, T, 3, heads, head_size}).permute({2, 0, 3, 1, 4}).unbind(0);
   torch::Tensor y;
   if (!cache) {
-    y = torch::scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], /*attn_mask=*/{},
-                                            /*dropout_p=*/is_training() ? dropout_ : 0.0, /*is_causal=*/true);
+    // Causal SDPA, or attention across the context-parallel ranks when a
+    // ContextParallelScope is open (each rank then holds part of the sequence).
+    y = accel::context_parallel_attention(qkv[0], qkv[1], qkv[2], /*dropout_p=*/is_training() ? dropout_ : 0.0);
   } else {
     y = attend_cached(qkv[0], qkv[1], qkv[2], *cache);
   }
@@ -119,10 +121,13 @@ torch::Tensor TransformerImpl::forward(const torch::Tensor& tokens, KVCache* cac
 
 torch::Tensor TransformerImpl::embed(const torch::Tensor& tokens, int64_t past) {
   TORCH_CHECK(tokens.dim() == 2, "GPT-2 takes tokens of shape [batch, seq], got ", tokens.sizes());
+  // Under context parallelism the tokens are this rank's part of a longer
+  // sequence: the positions are their global ones, the length the whole one.
   const int64_t T = tokens.size(1), n_positions = wpe->weight.size(0);
-  TORCH_CHECK(past + T <= n_positions, "GPT-2: a sequence of ", past + T, " tokens (", past, " cached + ", T,
-              " new) is longer than n_positions = ", n_positions);
-  auto positions = torch::arange(past, past + T, tokens.options().dtype(torch::kLong));
+  const int64_t whole = accel::context_parallel_sequence_length(T);
+  TORCH_CHECK(past + whole <= n_positions, "GPT-2: a sequence of ", past + whole, " tokens (", past, " cached + ",
+              whole, " new) is longer than n_positions = ", n_positions);
+  auto positions = accel::context_parallel_positions(T, past, tokens.options());
   auto embeddings = accel::parallel_embedding(wte, tokens);
   if (embeddings_hook) embeddings = embeddings_hook(embeddings);
   return drop_(embeddings + wpe(positions));

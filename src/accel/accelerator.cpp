@@ -47,16 +47,20 @@ bool has_dim(const DeviceMesh& mesh, const std::string& dim) {
   return std::find(names.begin(), names.end(), dim) != names.end();
 }
 
-// Whether the mesh splits the model itself (tensor, pipeline or context
-// parallel) rather than only the data.
-bool splits_model(const ParallelismConfig& c) { return c.tp_size > 1 || c.pp_size > 1 || c.cp_size > 1; }
+// Whether the mesh splits the model itself (tensor or pipeline parallel)
+// rather than only the data.
+bool splits_model(const ParallelismConfig& c) { return c.tp_size > 1 || c.pp_size > 1; }
+
+// Whether ranks of one data-parallel replica share its batches: tp and pp
+// ranks hold parts of the model, cp ranks parts of each sequence.
+bool shares_batches(const ParallelismConfig& c) { return splits_model(c) || c.cp_size > 1; }
 
 // ZeRO/FSDP on a mesh of data-parallel dimensions only: FSDP2 shards over
 // dp_shard and replicates over dp_replicate (HSDP), which is hybrid_shard
 // with dp_shard_size ranks per shard group (the mesh puts dp_shard inside
 // dp_replicate, so those ranks are consecutive, as hybrid_shard's are).
 ShardingOptions sharding_on_mesh(const ParallelismConfig& c, ShardingOptions sharding) {
-  ACCEL_CHECK_ARG(!splits_model(c), "Accelerator: sharding (", to_string(sharding.strategy()),
+  ACCEL_CHECK_ARG(!shares_batches(c), "Accelerator: sharding (", to_string(sharding.strategy()),
                   ") composed with tp_size ", c.tp_size, ", pp_size ", c.pp_size, ", cp_size ", c.cp_size,
                   " is not built yet; expected no sharding (DDP over the mesh's data-parallel ranks) or a mesh of "
                   "dp_replicate and dp_shard only");
@@ -72,7 +76,8 @@ ShardingOptions sharding_on_mesh(const ParallelismConfig& c, ShardingOptions sha
 // Under parameter sharding with autocast, the units are gathered in the
 // autocast dtype unless the policy says otherwise (Accelerate's FSDP plugin
 // sets param_dtype from mixed_precision the same way). On a mesh that
-// splits the model, DDP runs over the data-parallel ranks only.
+// splits the model, DDP runs over the data-parallel ranks only; with context
+// parallel over "dp_cp", since each cp rank's gradient is its part's.
 std::shared_ptr<Replication> replication_for(const ProcessState& state, const DeviceMesh* mesh,
                                              std::optional<ShardingOptions> sharding, const AcceleratorOptions& options,
                                              MixedPrecision mixed_precision) {
@@ -88,9 +93,11 @@ std::shared_ptr<Replication> replication_for(const ProcessState& state, const De
     if (!param_dtype && !master_weights && mixed_precision != MixedPrecision::no)
       policy.param_dtype(autocast_dtype(mixed_precision));
   }
-  if (mesh && splits_model(mesh->config()))
-    return make_data_parallel_replication(has_dim(*mesh, "dp") ? mesh->group("dp") : ProcessGroupPtr{}, options.ddp(),
+  if (mesh && shares_batches(mesh->config())) {
+    const std::string dim = mesh->config().cp_size > 1 ? "dp_cp" : "dp";
+    return make_data_parallel_replication(has_dim(*mesh, dim) ? mesh->group(dim) : ProcessGroupPtr{}, options.ddp(),
                                           master_weights);
+  }
   return make_replication(state, sharding, options.ddp(), master_weights);
 }
 }  // namespace
@@ -108,8 +115,6 @@ Accelerator::Accelerator(AcceleratorOptions options)
   const auto resolved = resolve(options_);
   state_ = &state_for(resolved.cpu);
   if (const auto& c = resolved.parallelism) {
-    ACCEL_CHECK_ARG(c->cp_size == 1, "Accelerator: parallelism_config.cp_size is ", c->cp_size,
-                    "; context parallel is not built yet, expected 1");
     ACCEL_CHECK_ARG(c->pp_size == 1, "Accelerator: parallelism_config.pp_size is ", c->pp_size,
                     "; the Accelerator does not run pipeline stages yet, expected 1");
     mesh_ = std::make_shared<DeviceMesh>(*state_, *c);
@@ -137,7 +142,7 @@ int Accelerator::data_parallel_index() const {
 }
 
 ProcessGroupPtr Accelerator::data_parallel_group() const {
-  if (!mesh_ || !splits_model(mesh_->config())) return state_->process_group();
+  if (!mesh_ || !shares_batches(mesh_->config())) return state_->process_group();
   return has_dim(*mesh_, "dp") ? mesh_->group("dp") : ProcessGroupPtr{};
 }
 

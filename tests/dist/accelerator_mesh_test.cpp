@@ -193,13 +193,8 @@ TEST(AcceleratorMesh, RefusesWhatItCannotComposeYet) {
   run_distributed(2, [] {
     ParallelismConfig tp;
     tp.tp_size = 2;
-    ParallelismConfig cp;
-    cp.cp_size = 2;
-    cp.dp_shard_size = 1;
     ParallelismConfig too_big;
     too_big.tp_size = 4;
-    accel::testing::expect_error([&] { Accelerator acc(AcceleratorOptions().parallelism_config(cp)); },
-                                 {"cp_size is 2", "context parallel"});
     accel::testing::expect_error([&] { Accelerator acc(AcceleratorOptions().parallelism_config(too_big)); },
                                  {"tp_size 4", "world size (2)"});
     accel::testing::expect_error(
