@@ -34,6 +34,17 @@ namespace {
 
 gpt2::GPT2Options options() { return gpt2::named_config("tiny").vocab_size(501); }
 
+// The same model on every rank and in the reference: seeded, with random
+// biases and gains too (they start at 0 and 1, where misplaced slices hide).
+gpt2::GPT2 make_model() {
+  seed_cpu(3);
+  gpt2::GPT2 model(options());
+  torch::NoGradGuard no_grad;
+  for (auto& p : model->parameters())
+    if (p.dim() == 1) p.add_(torch::randn_like(p) * 0.1);
+  return model;
+}
+
 // A copy of the folder `from` to break.
 fs::path copy_of(const fs::path& from, const fs::path& to) {
   fs::copy(from, to, fs::copy_options::recursive);
@@ -50,8 +61,7 @@ TEST(PipelineCheckpoint, TensorTimesPipelineSlicesMergeIntoTheWholeModel) {
     config.pp_size = 2;
     config.tp_size = 2;
     DeviceMesh mesh(state(), config);
-    seed_cpu(3);
-    gpt2::GPT2 model(options());
+    auto model = make_model();
     gpt2::parallelize_tensor(model, mesh.group("tp"));
     auto stage = gpt2::pipeline_stage(model, mesh.group("pp"));
     save_model_slices(*model, mesh, ckpt);
@@ -61,8 +71,7 @@ TEST(PipelineCheckpoint, TensorTimesPipelineSlicesMergeIntoTheWholeModel) {
   });
 
   merge_weights(ckpt, dir / "merged");
-  seed_cpu(3);
-  gpt2::GPT2 reference(options());
+  auto reference = make_model();
   seed_cpu(4);
   gpt2::GPT2 loaded(options());
   const auto report = load_model_weights(*loaded, dir / "merged");
