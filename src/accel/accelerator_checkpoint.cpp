@@ -204,10 +204,13 @@ fs::path Accelerator::load_state(const std::optional<fs::path>& dir) {
   std::vector<std::vector<fs::path>> model_slices;  // per model: its slice files, or none (model.safetensors)
   const bool has_scaler = scaler_ && scaler_->enabled();
   // A folder of tensor-parallel slices restores its optimizers on any
-  // layout, whatever mode prepared them here.
+  // layout, whatever mode prepared them here; a tensor-parallel run cuts
+  // its part out of a whole optimizer state.
+  const bool split = splits_model(mesh_.get());
   auto optimizer_checkpoint = [&](size_t i) {
-    return has_tensor_parallel_optimizer_files(in, i) ? tensor_parallel_optimizer_checkpoint(*optimizers_[i], {})
-                                                      : replication_->optimizer_checkpoint(*optimizers_[i]);
+    if (has_tensor_parallel_optimizer_files(in, i)) return tensor_parallel_optimizer_checkpoint(*optimizers_[i], {});
+    if (split) return tensor_parallel_optimizer_checkpoint(*optimizers_[i], {}, /*from_whole=*/true);
+    return replication_->optimizer_checkpoint(*optimizers_[i]);
   };
   auto preflight = [&] {
     if (dir) {
@@ -270,13 +273,6 @@ fs::path Accelerator::load_state(const std::optional<fs::path>& dir) {
         }
         continue;
       }
-      ACCEL_CHECK(!splits_model(mesh_.get()), "load_state: '", in.string(), "' holds model ", i, " whole (",
-                  numbered("model", i, ".safetensors"),
-                  "), and loading a whole checkpoint into a model "
-                  "split with tp_size ",
-                  mesh_->config().tp_size,
-                  " is not built yet; save it from a run with the "
-                  "same tp_size, or load the weights into the unsplit model");
       try {
         find_checkpoint_files(in, numbered("model", i, ".safetensors"));  // either layout
       } catch (const std::exception&) {
@@ -328,6 +324,13 @@ fs::path Accelerator::load_state(const std::optional<fs::path>& dir) {
         sharding->load_slices(SliceSet(model_slices[i]));
       else
         models_[i]->write_parameters([&] { load_model_slices(models_[i]->module(), model_slices[i]); });
+      continue;
+    }
+    if (split) {  // a whole model: each rank cuts its slices out
+      const auto found = find_checkpoint_files(in, numbered("model", i, ".safetensors"));
+      const auto& path = found.index_file.empty() ? found.files.front() : found.index_file;
+      models_[i]->write_parameters(
+          [&] { load_model_parts(models_[i]->module(), load_checkpoint(path), "'" + path.string() + "'"); });
       continue;
     }
     models_[i]->write_parameters([&] {

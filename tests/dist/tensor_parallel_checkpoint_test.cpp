@@ -9,7 +9,9 @@
 // - the files join into exactly the whole weights and exp_avg the ranks hold;
 // - on the same layout, load_state then 2 steps equals 4 steps straight, bit for bit;
 // - in one process without tensor parallelism, load_state then 2 steps
-//   equals the 4 steps within 1e-6 (model and optimizer state resliced).
+//   equals the 4 steps within 1e-6 (model and optimizer state resliced);
+// - that process's own (unsplit) checkpoint loads back into tp=2 on 2
+//   ranks, which then also equal the 4 steps within 1e-6.
 #include <gtest/gtest.h>
 
 #include <torch/torch.h>
@@ -82,7 +84,7 @@ ParallelismConfig tp_times_dp() {
 
 }  // namespace
 
-TEST(TensorParallelCheckpoint, ResumesOnTheSameLayoutExactlyAndInOneProcess) {
+TEST(TensorParallelCheckpoint, ResumesOnTheSameLayoutExactlyAndOnOthers) {
   const accel::testing::TempDir dir("tp_checkpoint");
   const fs::path ckpt = dir / "ckpt";
   run_distributed(4, [&] {
@@ -146,8 +148,26 @@ TEST(TensorParallelCheckpoint, ResumesOnTheSameLayoutExactlyAndInOneProcess) {
     gpt2::GPT2 model(options());
     auto [prepared, opt] = acc.prepare(model, adamw(model));
     acc.load_state(ckpt);
+    acc.save_state(dir / "whole");  // the same state, saved unsplit (model.safetensors, optimizer.*)
     for (int s = kSaveAt; s < kSteps; ++s) train_step(acc, prepared, *opt, s);
     for (const auto& p : model->named_parameters())
       EXPECT_LT(max_diff(p.value(), straight[p.key()]), 1e-6) << p.key() << " resumed at tp=1 in one process";
+  });
+
+  // And back: that unsplit checkpoint into tp=2 on 2 ranks, each cutting its slices.
+  run_distributed(2, [&] {
+    const auto straight = safetensors::load_file(dir / "straight.safetensors");
+    ParallelismConfig tp;
+    tp.tp_size = 2;
+    Accelerator acc(AcceleratorOptions().parallelism_config(tp));
+    seed_cpu(98);
+    gpt2::GPT2 model(options());
+    gpt2::parallelize_tensor(model, acc.device_mesh()->group("tp"));
+    auto [prepared, opt] = acc.prepare(model, adamw(model));
+    acc.load_state(dir / "whole");
+    for (int s = kSaveAt; s < kSteps; ++s) train_step(acc, prepared, *opt, s);
+    for (const auto& p : model->named_parameters())
+      EXPECT_LT(max_diff(full_tensor_parallel_parameter(p.value()), straight[p.key()]), 1e-6)
+          << p.key() << " resumed at tp=2 from a checkpoint saved at tp=1";
   });
 }

@@ -26,6 +26,7 @@
 
 #include <torch/nn/module.h>
 
+#include "accel/checkpoint/safetensors.h"
 #include "accel/util/export.h"
 
 namespace accel {
@@ -76,5 +77,11 @@ ACCEL_API std::vector<std::filesystem::path> model_slice_files(const std::filesy
 /// Checks every tensor first (present, whole shape) and throws
 /// std::runtime_error naming the tensor, leaving `model` as it was.
 ACCEL_API void load_model_slices(torch::nn::Module& model, const std::vector<std::filesystem::path>& files);
+
+/// The same from whole weights (a checkpoint saved unsplit, read with
+/// load_checkpoint): each tensor of `model` takes its part of the tensor of
+/// its name. `source` names the checkpoint in errors.
+ACCEL_API void load_model_parts(torch::nn::Module& model, const safetensors::OrderedTensors& whole,
+                                const std::string& source);
 
 }  // namespace accel

@@ -79,4 +79,18 @@ void load_model_slices(torch::nn::Module& model, const std::vector<fs::path>& fi
   for (auto& [name, t] : state) t.copy_(local_part_of(t, slices.read_whole(name)));
 }
 
+void load_model_parts(torch::nn::Module& model, const safetensors::OrderedTensors& whole, const std::string& source) {
+  auto state = model_state(model);
+  for (const auto& [name, t] : state) {
+    const auto* saved = whole.find(name);
+    ACCEL_CHECK(saved, "load_model_parts: ", source, " holds no '", name, "'");
+    const auto placement = tensor_parallel_placement(t);
+    const auto want = placement ? placement->whole_shape : t.sizes().vec();
+    ACCEL_CHECK(saved->sizes().vec() == want, "load_model_parts: '", name, "' is ", c10::IntArrayRef(want),
+                " whole here and ", saved->sizes(), " in ", source);
+  }
+  torch::NoGradGuard no_grad;
+  for (auto& [name, t] : state) t.copy_(local_part_of(t, *whole.find(name)));
+}
+
 }  // namespace accel

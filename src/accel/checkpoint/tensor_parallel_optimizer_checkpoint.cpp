@@ -40,8 +40,9 @@ std::optional<size_t> parameter_number(const std::string& key) {
 
 class TensorParallelOptimizerCheckpoint : public OptimizerCheckpoint {
  public:
-  TensorParallelOptimizerCheckpoint(AcceleratedOptimizer& optimizer, std::optional<ModelSliceWriter> writer)
-      : optimizer_(optimizer), writer_(writer) {}
+  TensorParallelOptimizerCheckpoint(AcceleratedOptimizer& optimizer, std::optional<ModelSliceWriter> writer,
+                                    bool from_whole)
+      : optimizer_(optimizer), writer_(writer), from_whole_(from_whole) {}
 
   void save(const fs::path& dir, size_t index, int rank) override {
     ACCEL_CHECK_ARG(!optimizer_.master_weights(), "save_state: optimizer ", index,
@@ -63,6 +64,8 @@ class TensorParallelOptimizerCheckpoint : public OptimizerCheckpoint {
   }
 
   std::vector<fs::path> files_to_load(const fs::path& dir, size_t index, int, bool) const override {
+    if (from_whole_)
+      return {dir / numbered("optimizer", index, ".json"), dir / numbered("optimizer", index, ".safetensors")};
     std::vector<fs::path> files{dir / json_file(index), dir / rank_file(index, 0)};
     if (!fs::exists(files.back())) return files;  // reported missing as it is
     const int n = slice_file_world_size(files.back());
@@ -74,14 +77,20 @@ class TensorParallelOptimizerCheckpoint : public OptimizerCheckpoint {
     auto files = files_to_load(dir, index, rank, same_world);
     const auto json_path = files.front();
     files.erase(files.begin());
-    const SliceSet slices(files);
     const auto params = numbered_parameters(optimizer_.optimizer());
     safetensors::OrderedTensors tensors;
-    for (const auto& key : slices.wholes()) {
+    auto add = [&](const std::string& key, const torch::Tensor& whole) {
       const auto n = parameter_number(key);
       ACCEL_CHECK(n && *n < params.size(), "load_state: '", files.front().string(), "' holds '", key,
-                  "', not the state of one of the optimizer's ", params.size(), " parameters");
-      tensors.insert(key, local_part_of(params[*n], slices.read_whole(key)));
+                  "', not the state of one of the optimizer's ", params.size(),
+                  " parameters (master weights are not cut into tensor-parallel slices yet)");
+      tensors.insert(key, local_part_of(params[*n], whole));
+    };
+    if (from_whole_) {
+      for (const auto& item : safetensors::load_file(files.front())) add(item.key(), item.value());
+    } else {
+      const SliceSet slices(files);
+      for (const auto& key : slices.wholes()) add(key, slices.read_whole(key));
     }
     load_optimizer_state(optimizer_.optimizer(), tensors, read_checkpoint_text(json_path),
                          "'" + files.front().string() + "'");
@@ -90,13 +99,15 @@ class TensorParallelOptimizerCheckpoint : public OptimizerCheckpoint {
  private:
   AcceleratedOptimizer& optimizer_;
   std::optional<ModelSliceWriter> writer_;
+  bool from_whole_;
 };
 
 }  // namespace
 
 std::unique_ptr<OptimizerCheckpoint> tensor_parallel_optimizer_checkpoint(AcceleratedOptimizer& optimizer,
-                                                                          std::optional<ModelSliceWriter> writer) {
-  return std::make_unique<TensorParallelOptimizerCheckpoint>(optimizer, writer);
+                                                                          std::optional<ModelSliceWriter> writer,
+                                                                          bool from_whole) {
+  return std::make_unique<TensorParallelOptimizerCheckpoint>(optimizer, writer, from_whole);
 }
 
 bool has_tensor_parallel_optimizer_files(const fs::path& dir, size_t index) {

@@ -21,9 +21,12 @@ namespace accel {
 
 /// `writer`: the file this rank writes, nullopt on a replica that writes
 /// none. Saving refuses an optimizer stepped through fp32 master weights
-/// (not sliced yet), naming it.
+/// (not sliced yet), naming it. With `from_whole`, it loads instead the
+/// whole state of a run without tensor parallelism (optimizer[_i].safetensors
+/// and .json, full_optimizer_checkpoint's files), each rank cutting its part.
 std::unique_ptr<OptimizerCheckpoint> tensor_parallel_optimizer_checkpoint(AcceleratedOptimizer& optimizer,
-                                                                          std::optional<ModelSliceWriter> writer);
+                                                                          std::optional<ModelSliceWriter> writer,
+                                                                          bool from_whole = false);
 
 /// Whether `dir` holds optimizer `index`'s state in this form.
 bool has_tensor_parallel_optimizer_files(const std::filesystem::path& dir, size_t index);
