@@ -55,7 +55,7 @@ std::shared_ptr<torch::optim::AdamW> adamw(gpt2::GPT2& model) {
 }
 
 // One step on this data-parallel rank's share of the step's rows.
-void train_step(Accelerator& acc, gpt2::GPT2& prepared, AcceleratedOptimizer& opt, int step) {
+void train_step(Accelerator& acc, PreparedModel<gpt2::GPT2>& prepared, AcceleratedOptimizer& opt, int step) {
   const int64_t per_rank = kRowsPerStep / acc.data_parallel_size();
   auto rows = all_rows().narrow(0, step * kRowsPerStep + acc.data_parallel_index() * per_rank, per_rank);
   auto loss = prepared(rows.narrow(1, 0, kSeq).contiguous(), rows.narrow(1, 1, kSeq).contiguous());
