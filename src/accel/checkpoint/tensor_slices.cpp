@@ -166,7 +166,7 @@ SliceSet::SliceSet(const std::vector<fs::path>& files) {
         Part part{f, key, entry["begin"].get<int64_t>(), numel_of(file.info(key).shape)};
         if (part.begin + part.numel > w.numel)
           bad("holds elements [", part.begin, ", ", part.begin + part.numel, ") of a tensor of ", w.numel);
-        runs.push_back(std::move(part));
+        if (part.numel > 0) runs.push_back(std::move(part));  // an empty one places nothing
       }
       const std::string of = entry["of"].get<std::string>();
       auto [known, added] = wholes_.emplace(of, w);
