@@ -1,10 +1,9 @@
 // save_model_slices of a model split by tensor and pipeline parallelism
 // (checkpoint/model_slices.h): GPT-2 tiny (vocabulary 501, not divisible by
 // tp) at tp=2 x pp=2 on 4 ranks, each rank writing its stage's slices under
-// the whole model's names; merge_weights (what `accel merge-weights` runs)
-// joins the folder into one model.safetensors that loads into the unsplit
-// model with exactly the weights a single process made from the same seed.
-// Then the folder broken three ways is refused, naming what is wrong.
+// the whole model's names; `accel merge-weights` joins the folder into one model.safetensors that loads into the
+// unsplit model with exactly the weights a single process made from the same seed. Then the folder broken three ways is
+// refused, naming what is wrong.
 #include <gtest/gtest.h>
 
 #include <torch/torch.h>
@@ -23,6 +22,8 @@
 #include "gpt2/tensor_parallel.h"
 #include "support/distributed.h"
 #include "support/errors.h"
+#include "support/files.h"
+#include "support/programs.h"
 #include "support/temp_dir.h"
 
 namespace fs = std::filesystem;
@@ -70,7 +71,11 @@ TEST(PipelineCheckpoint, TensorTimesPipelineSlicesMergeIntoTheWholeModel) {
     EXPECT_EQ(slice_file_world_size(ckpt / "model_fsdp_rank3.safetensors"), 4);
   });
 
-  merge_weights(ckpt, dir / "merged");
+  // The command line joins them.
+  const auto cli = accel::testing::run_program(
+      {accel::testing::binary_path("accel"), "merge-weights", ckpt.string(), (dir / "merged").string()},
+      dir / "merge.log");
+  ASSERT_EQ(cli.status, 0) << cli.output;
   auto reference = make_model();
   seed_cpu(4);
   gpt2::GPT2 loaded(options());
