@@ -1,9 +1,11 @@
 // save_model_slices of a model split by tensor and pipeline parallelism
 // (checkpoint/model_slices.h): GPT-2 tiny (vocabulary 501, not divisible by
 // tp) at tp=2 x pp=2 on 4 ranks, each rank writing its stage's slices under
-// the whole model's names; `accel merge-weights` joins the folder into one model.safetensors that loads into the
-// unsplit model with exactly the weights a single process made from the same seed. Then the folder broken three ways is
-// refused, naming what is wrong.
+// the whole model's names; `accel merge-weights` joins the folder into one
+// model.safetensors that loads into the unsplit model with exactly the
+// weights a single process made from the same seed. Then the folder broken
+// three ways is refused by merge_weights (what the command runs), naming
+// what is wrong.
 #include <gtest/gtest.h>
 
 #include <torch/torch.h>
