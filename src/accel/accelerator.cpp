@@ -146,12 +146,15 @@ ProcessGroupPtr Accelerator::data_parallel_group() const {
   return has_dim(*mesh_, "dp") ? mesh_->group("dp") : ProcessGroupPtr{};
 }
 
+// A tensor-parallel model is saved as each rank's slices (checkpoint/
+// model_slices.h); what those files cannot hold yet is refused here, before
+// anything is written or read.
 void Accelerator::check_whole_model_on_each_rank(const char* what) const {
   if (!mesh_ || !splits_model(mesh_->config())) return;
-  fail<std::invalid_argument>("Accelerator::", what, ": with tp_size ", mesh_->config().tp_size,
-                              " each rank holds slices of the model and its optimizer state, and save_state/load_state "
-                              "of split models are not built yet; save_model and get_state_dict give the whole "
-                              "weights");
+  ACCEL_CHECK_ARG(!(options_.master_weights() && mixed_precision_ != MixedPrecision::no), "Accelerator::", what,
+                  ": tp_size ", mesh_->config().tp_size,
+                  " with master_weights: the fp32 master weights of a tensor-parallel model are not saved per rank "
+                  "yet; turn master_weights off, or use save_model and get_state_dict for the whole weights");
 }
 
 safetensors::NamedTensors Accelerator::whole_state(const PreparedModelCore& core) const {

@@ -13,10 +13,13 @@
 #include "accel/accelerator.h"
 #include "accel/checkpoint/atomic_file.h"
 #include "accel/checkpoint/model_files.h"
+#include "accel/checkpoint/model_slices.h"
 #include "accel/checkpoint/optimizer_checkpoint.h"
 #include "accel/checkpoint/random_state.h"
 #include "accel/checkpoint/staged_directory.h"
+#include "accel/checkpoint/tensor_parallel_optimizer_checkpoint.h"
 #include "accel/checkpoint/tensor_slices.h"
+#include "accel/parallel/mesh/device_mesh.h"
 #include "accel/parallel/model_sharding.h"
 #include "accel/parallel/replication.h"
 #include "accel/util/check.h"
@@ -34,17 +37,10 @@ constexpr const char* kStateFormat = "accel.state/1";
 
 std::string random_states_name(int rank) { return "random_states_" + std::to_string(rank) + ".safetensors"; }
 
-// A sharded checkpoint's slices into a model every rank holds whole.
-void load_whole_from_slices(torch::nn::Module& module, const SliceSet& slices) {
-  torch::NoGradGuard no_grad;
-  auto state = model_state(module);
-  for (auto& [name, t] : state) {
-    ACCEL_CHECK(slices.contains(name), "load_state: the sharded model holds no '", name, "'");
-    ACCEL_CHECK(slices.whole(name).shape == t.sizes().vec(), "load_state: '", name, "' has shape ", t.sizes(),
-                " here and ", c10::IntArrayRef(slices.whole(name).shape), " in the checkpoint");
-  }
-  for (auto& [name, t] : state) t.copy_(slices.read_whole(name));
-}
+// Whether the mesh splits the model over ranks (tensor parallel): then each
+// rank saves its slices (checkpoint/model_slices.h) instead of one process
+// the whole model.
+bool splits_model(const DeviceMesh* mesh) { return mesh && mesh->config().tp_size > 1; }
 
 json read_json(const fs::path& path) {
   try {
@@ -129,14 +125,23 @@ fs::path Accelerator::save_state(const std::optional<fs::path>& dir) {
   const Counts counts{models_.size(), optimizers_.size(), schedulers_.size(), loaders_.size(), custom_.size()};
   // Optimizers: each as the mode that prepared it keeps it (ZeRO: every
   // rank's shard, and a collective for the consolidated state).
+  // A tensor-parallel model: its slices and its optimizer state sliced
+  // alike, from one rank of each group of replicas.
+  const bool split = splits_model(mesh_.get());
+  const auto writer = split ? model_slice_writer(*mesh_) : std::nullopt;
   for (size_t i = 0; i < optimizers_.size(); ++i)
-    replication_->optimizer_checkpoint(*optimizers_[i])->save(staging, i, process_index());
+    (split ? tensor_parallel_optimizer_checkpoint(*optimizers_[i], writer)
+           : replication_->optimizer_checkpoint(*optimizers_[i]))
+        ->save(staging, i, process_index());
   // Each model's tensors: every rank takes part (sharded ones are gathered,
   // or under SHARDED_STATE_DICT written by each rank as its slices).
   std::vector<std::optional<safetensors::NamedTensors>> model_states;
   for (size_t i = 0; i < models_.size(); ++i) {
     auto* sharding = models_[i]->sharding();
-    if (sharding && sharding->sharded_state_dict()) {
+    if (split) {
+      if (writer) save_model_slices(models_[i]->module(), staging / sharded_model_file_name(i, writer->index), *writer);
+      model_states.emplace_back();
+    } else if (sharding && sharding->sharded_state_dict()) {
       sharding->save_slices(staging / sharded_model_file_name(i, process_index()), process_index(), num_processes());
       model_states.emplace_back();
     } else {
@@ -198,6 +203,15 @@ fs::path Accelerator::load_state(const std::optional<fs::path>& dir) {
   fs::path random_file;
   std::vector<std::vector<fs::path>> model_slices;  // per model: its slice files, or none (model.safetensors)
   const bool has_scaler = scaler_ && scaler_->enabled();
+  // A folder of tensor-parallel slices restores its optimizers on any
+  // layout, whatever mode prepared them here; a tensor-parallel run cuts
+  // its part out of a whole optimizer state.
+  const bool split = splits_model(mesh_.get());
+  auto optimizer_checkpoint = [&](size_t i) {
+    if (has_tensor_parallel_optimizer_files(in, i)) return tensor_parallel_optimizer_checkpoint(*optimizers_[i], {});
+    if (split) return tensor_parallel_optimizer_checkpoint(*optimizers_[i], {}, /*from_whole=*/true);
+    return replication_->optimizer_checkpoint(*optimizers_[i]);
+  };
   auto preflight = [&] {
     if (dir) {
       in = *dir;
@@ -231,7 +245,7 @@ fs::path Accelerator::load_state(const std::optional<fs::path>& dir) {
       std::string why;
       if (!loaders_.empty()) why = "the loader positions are per process";
       for (size_t i = 0; i < optimizers_.size() && why.empty(); ++i)
-        why = replication_->optimizer_checkpoint(*optimizers_[i])->other_world_refusal(in, i);
+        why = optimizer_checkpoint(i)->other_world_refusal(in, i);
       ACCEL_CHECK(why.empty(), "load_state: '", in.string(), "' was saved by ", saved_processes,
                   " processes and this run has ", num_processes(), ": ", why, ". Resume with --num_processes ",
                   saved_processes, ", or load only the weights with accel::load_model_weights(model, \"",
@@ -250,8 +264,10 @@ fs::path Accelerator::load_state(const std::optional<fs::path>& dir) {
     std::string missing;
     model_slices.assign(models_.size(), {});
     for (size_t i = 0; i < models_.size(); ++i) {
-      if (fs::exists(in / sharded_model_file_name(i, 0))) {  // SHARDED_STATE_DICT: every rank's slices
-        for (int r = 0; r < saved_processes; ++r) {
+      // Slices (SHARDED_STATE_DICT, tensor parallel): every file the first counts.
+      if (fs::exists(in / sharded_model_file_name(i, 0))) {
+        const int files = slice_file_world_size(in / sharded_model_file_name(i, 0));
+        for (int r = 0; r < files; ++r) {
           model_slices[i].push_back(in / sharded_model_file_name(i, r));
           if (!fs::exists(model_slices[i].back())) missing += "\n  " + sharded_model_file_name(i, r);
         }
@@ -265,8 +281,7 @@ fs::path Accelerator::load_state(const std::optional<fs::path>& dir) {
     }
     std::vector<fs::path> expected;
     for (size_t i = 0; i < optimizers_.size(); ++i)
-      for (auto& file :
-           replication_->optimizer_checkpoint(*optimizers_[i])->files_to_load(in, i, process_index(), same_world))
+      for (auto& file : optimizer_checkpoint(i)->files_to_load(in, i, process_index(), same_world))
         expected.push_back(std::move(file));
     for (size_t i = 0; i < schedulers_.size(); ++i) expected.push_back(in / numbered("scheduler", i, ".json"));
     for (size_t i = 0; i < loaders_.size(); ++i) expected.push_back(in / numbered("dataloader", i, ".json"));
@@ -305,11 +320,17 @@ fs::path Accelerator::load_state(const std::optional<fs::path>& dir) {
   TransferProgress progress("load_state", main_process_progress());
   for (size_t i = 0; i < models_.size(); ++i) {
     if (!model_slices[i].empty()) {
-      const SliceSet slices(model_slices[i]);
       if (auto* sharding = models_[i]->sharding())
-        sharding->load_slices(slices);
+        sharding->load_slices(SliceSet(model_slices[i]));
       else
-        models_[i]->write_parameters([&] { load_whole_from_slices(models_[i]->module(), slices); });
+        models_[i]->write_parameters([&] { load_model_slices(models_[i]->module(), model_slices[i]); });
+      continue;
+    }
+    if (split) {  // a whole model: each rank cuts its slices out
+      const auto found = find_checkpoint_files(in, numbered("model", i, ".safetensors"));
+      const auto& path = found.index_file.empty() ? found.files.front() : found.index_file;
+      models_[i]->write_parameters(
+          [&] { load_model_parts(models_[i]->module(), load_checkpoint(path), "'" + path.string() + "'"); });
       continue;
     }
     models_[i]->write_parameters([&] {
@@ -317,8 +338,7 @@ fs::path Accelerator::load_state(const std::optional<fs::path>& dir) {
                          LoadModelOptions().weights_name(numbered("model", i, ".safetensors")));
     });
   }
-  for (size_t i = 0; i < optimizers_.size(); ++i)
-    replication_->optimizer_checkpoint(*optimizers_[i])->load(in, i, process_index(), same_world);
+  for (size_t i = 0; i < optimizers_.size(); ++i) optimizer_checkpoint(i)->load(in, i, process_index(), same_world);
   for (size_t i = 0; i < schedulers_.size(); ++i) {
     const auto file = in / numbered("scheduler", i, ".json");
     load_scheduler_json(*schedulers_[i], read_json(file), file);

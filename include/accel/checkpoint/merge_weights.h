@@ -29,11 +29,13 @@ namespace accel {
 /// or dtype (file, tensor and both sizes named).
 ACCEL_API safetensors::NamedTensors merged_zero_weights(const std::filesystem::path& checkpoint_dir);
 
-/// The weights of a full_shard save_state folder written under
-/// SHARDED_STATE_DICT (model_fsdp_rank<r>.safetensors, slice files:
-/// checkpoint/tensor_slices.h), each tensor joined from every rank's slices
-/// in its model dtype, in the order of rank 0's file. Throws
-/// std::runtime_error naming missing rank files or elements no slice holds.
+/// The weights of a folder of slice files (model_fsdp_rank<r>.safetensors,
+/// src/accel/checkpoint/tensor_slices.h): full_shard's SHARDED_STATE_DICT,
+/// a tensor-parallel save_state, or save_model_slices of pipeline stages
+/// (checkpoint/model_slices.h). Each tensor is joined from every file's
+/// slices in its model dtype, in the order first met (files in rank order).
+/// Throws std::runtime_error naming missing rank files, elements no slice
+/// holds, or slices that overlap without repeating each other exactly.
 ACCEL_API safetensors::NamedTensors merged_sliced_weights(const std::filesystem::path& checkpoint_dir);
 
 /// merged_sliced_weights (when the folder holds model_fsdp_rank0.safetensors)

@@ -26,11 +26,56 @@ int64_t numel_of(const std::vector<int64_t>& shape) {
 
 }  // namespace
 
+// The runs of consecutive whole elements that a block at `offset` covers,
+// in the block's row-major order: the trailing dimensions the block spans
+// fully join its innermost partial one into each run.
+std::vector<SliceSet::Part> SliceSet::block_runs(size_t file, const std::string& key, const std::vector<int64_t>& whole,
+                                                 const std::vector<int64_t>& offset,
+                                                 const std::vector<int64_t>& block) {
+  const auto n = whole.size();
+  if (numel_of(block) == 0) return {};
+  if (n == 0) return {{file, key, 0, 1, 0}};
+  std::vector<int64_t> stride(n, 1);
+  for (size_t d = n - 1; d > 0; --d) stride[d - 1] = stride[d] * whole[d];
+  size_t inner = n - 1;  // the outermost dimension of the contiguous run
+  while (inner > 0 && block[inner] == whole[inner]) --inner;
+  const int64_t run = numel_of(std::vector<int64_t>(block.begin() + static_cast<std::ptrdiff_t>(inner), block.end()));
+  const int64_t count = numel_of(block) / run;
+  std::vector<Part> out;
+  out.reserve(static_cast<size_t>(count));
+  std::vector<int64_t> index(inner, 0);  // over the dimensions before `inner`
+  for (int64_t r = 0; r < count; ++r) {
+    int64_t begin = 0;
+    for (size_t d = 0; d < inner; ++d) begin += (offset[d] + index[d]) * stride[d];
+    begin += offset[inner] * stride[inner];
+    out.push_back({file, key, begin, run, r * run});
+    for (size_t d = inner; d-- > 0;) {  // the next index, row-major
+      if (++index[d] < block[d]) break;
+      index[d] = 0;
+    }
+  }
+  return out;
+}
+
 void save_slices(const std::vector<Slice>& slices, const fs::path& file, int world_size,
                  const safetensors::Metadata& extra) {
   safetensors::NamedTensors tensors;
   json index = json::object();
   for (const auto& s : slices) {
+    if (!s.offset.empty()) {
+      auto block = s.data.detach().to(torch::kCPU, /*non_blocking=*/false, /*copy=*/true).contiguous();
+      bool fits = s.offset.size() == s.shape.size() && block.dim() == static_cast<int64_t>(s.shape.size());
+      for (size_t d = 0; fits && d < s.shape.size(); ++d)
+        fits = s.offset[d] >= 0 && s.offset[d] + block.size(static_cast<int64_t>(d)) <= s.shape[d];
+      ACCEL_CHECK_ARG(fits, "save_slices: slice '", s.key, "' of '", s.whole, "' is a block of ", block.sizes(),
+                      " at offset ", c10::IntArrayRef(s.offset), ", which does not fit in ", c10::IntArrayRef(s.shape));
+      index[s.key] = {{"of", s.whole},
+                      {"shape", s.shape},
+                      {"dtype", std::string(safetensors::dtype_name(safetensors::from_scalar_type(s.dtype)))},
+                      {"offset", s.offset}};
+      tensors.emplace_back(s.key, std::move(block));
+      continue;
+    }
     auto flat = s.data.detach().reshape({-1}).to(torch::kCPU, /*non_blocking=*/false, /*copy=*/true);
     ACCEL_CHECK_ARG(s.begin >= 0 && s.begin + flat.numel() <= numel_of(s.shape), "save_slices: slice '", s.key,
                     "' of '", s.whole, "' holds [", s.begin, ", ", s.begin + flat.numel(), "), past its ",
@@ -103,22 +148,51 @@ SliceSet::SliceSet(const std::vector<fs::path>& files) {
                              : std::nullopt;
       if (!dtype) bad("dtype ", json_excerpt(entry.value("dtype", json())), ": expected a safetensors dtype name");
       w.dtype = safetensors::to_scalar_type(*dtype);
-      if (!entry.contains("begin") || !entry["begin"].is_number_integer() || entry["begin"].get<int64_t>() < 0)
-        bad("begin ", json_excerpt(entry.value("begin", json())), ": expected an integer >= 0");
-      Part part{f, key, entry["begin"].get<int64_t>(), numel_of(file.info(key).shape)};
-      if (part.begin + part.numel > w.numel)
-        bad("holds elements [", part.begin, ", ", part.begin + part.numel, ") of a tensor of ", w.numel);
+      std::vector<Part> runs;
+      if (entry.contains("offset")) {
+        const std::vector<int64_t> block = file.info(key).shape;
+        std::vector<int64_t> offset;
+        if (entry["offset"].is_array())
+          for (const auto& o : entry["offset"]) offset.push_back(o.is_number_integer() ? o.get<int64_t>() : -1);
+        bool fits = entry["offset"].is_array() && offset.size() == w.shape.size() && block.size() == w.shape.size();
+        for (size_t d = 0; fits && d < offset.size(); ++d) fits = offset[d] >= 0 && offset[d] + block[d] <= w.shape[d];
+        if (!fits)
+          bad("a block of ", json(block).dump(), " at offset ", json_excerpt(entry["offset"]),
+              ": expected non-negative integers placing it inside ", json(w.shape).dump());
+        runs = block_runs(f, key, w.shape, offset, block);
+      } else {
+        if (!entry.contains("begin") || !entry["begin"].is_number_integer() || entry["begin"].get<int64_t>() < 0)
+          bad("begin ", json_excerpt(entry.value("begin", json())), ": expected an integer >= 0");
+        Part part{f, key, entry["begin"].get<int64_t>(), numel_of(file.info(key).shape)};
+        if (part.begin + part.numel > w.numel)
+          bad("holds elements [", part.begin, ", ", part.begin + part.numel, ") of a tensor of ", w.numel);
+        if (part.numel > 0) runs.push_back(std::move(part));  // an empty one places nothing
+      }
       const std::string of = entry["of"].get<std::string>();
       auto [known, added] = wholes_.emplace(of, w);
       if (added) order_.push_back(of);
       if (known->second.shape != w.shape || known->second.dtype != w.dtype)
         bad("'", of, "' has shape ", json(w.shape).dump(), " here and ", json(known->second.shape).dump(),
             " (or another dtype) in an earlier file");
-      parts_[of].push_back(std::move(part));
+      auto& parts = parts_[of];
+      parts.insert(parts.end(), std::make_move_iterator(runs.begin()), std::make_move_iterator(runs.end()));
     }
   }
-  for (auto& [name, parts] : parts_)
+  for (auto& [name, parts] : parts_) {
     std::stable_sort(parts.begin(), parts.end(), [](const Part& a, const Part& b) { return a.begin < b.begin; });
+    // Exact repeats are replicas; any other overlap means two writers
+    // claimed some of the same elements (a mislabelled rank, mixed saves).
+    const Part* reach = nullptr;  // the part that reaches furthest so far
+    for (const auto& part : parts) {
+      if (reach && part.begin < reach->begin + reach->numel &&
+          !(part.begin == reach->begin && part.numel == reach->numel))
+        fail<std::runtime_error>("the slices of '", name, "' overlap: '", files[reach->file].string(), "' (",
+                                 reach->key, ") holds elements [", reach->begin, ", ", reach->begin + reach->numel,
+                                 ") and '", files[part.file].string(), "' (", part.key, ") holds [", part.begin, ", ",
+                                 part.begin + part.numel, "): files of different saves or layouts mixed?");
+      if (!reach || part.begin + part.numel > reach->begin + reach->numel) reach = &part;
+    }
+  }
 }
 
 const SliceSet::Whole& SliceSet::whole(const std::string& name) const {
@@ -134,13 +208,17 @@ torch::Tensor SliceSet::read(const std::string& name, int64_t begin, int64_t num
   auto out = torch::empty({numel}, torch::dtype(dtype));
   int64_t at = begin;
   const int64_t end = begin + numel;
+  // A block is many runs of one tensor: read each tensor once.
+  std::map<std::pair<size_t, std::string>, torch::Tensor> loaded;
   for (const auto& part : parts_.at(name)) {
     if (at >= end) break;
     const int64_t part_end = part.begin + part.numel;
     if (part_end <= at) continue;
     if (part.begin > at) break;  // a gap
     const int64_t stop = std::min(end, part_end);
-    auto src = files_[part.file]->get(part.key).reshape({-1}).narrow(0, at - part.begin, stop - at);
+    auto& tensor = loaded[{part.file, part.key}];
+    if (!tensor.defined()) tensor = files_[part.file]->get(part.key).reshape({-1});
+    auto src = tensor.narrow(0, part.source + at - part.begin, stop - at);
     out.narrow(0, at - begin, stop - at).copy_(src);
     at = stop;
   }

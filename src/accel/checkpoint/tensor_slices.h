@@ -9,8 +9,18 @@
 //   "<key in the file>": {"of": "<whole tensor>", "shape": [4, 3], "dtype": "BF16", "begin": 5}
 // The tensor holds the elements [begin, begin + numel) of the whole tensor
 // flattened in row-major order, in the file's dtype (which may differ from
-// the whole's: fp32 masters of a bf16 parameter). Slices of one whole may
-// overlap (replicas under hybrid sharding write the same ones).
+// the whole's: fp32 masters of a bf16 parameter).
+//
+// A slice may instead be a block of the whole (what a tensor-parallel rank
+// holds: a rowwise weight's columns, one of q/k/v's pieces, a range of
+// vocabulary rows), recorded with "offset" in place of "begin":
+//   "<key>": {"of": "<whole>", "shape": [8, 6], "dtype": "F32", "offset": [0, 3]}
+// The tensor in the file has the block's shape, and sits at `offset` in
+// the whole (here [8, 3]: columns 3..5 of every row).
+//
+// Slices of one whole may repeat each other exactly (replicas under hybrid
+// sharding write the same ones; a pipeline's tied copies), but may not
+// overlap otherwise: SliceSet refuses that, naming both.
 #include <cstdint>
 #include <filesystem>
 #include <map>
@@ -32,6 +42,9 @@ struct Slice {
   std::vector<int64_t> shape;
   torch::ScalarType dtype = torch::kFloat;
   int64_t begin = 0;
+  /// When set: the slice is a block of the whole at this offset (one per
+  /// dimension of `shape`), `data` of the block's shape; `begin` unused.
+  std::vector<int64_t> offset;
 };
 
 /// Writes `slices` (copied to the CPU) to `file` through a temporary name,
@@ -58,8 +71,9 @@ class SliceSet {
   };
 
   /// Throws std::runtime_error naming the file and key of malformed slice
-  /// metadata, a slice past the end of its whole, or two files that
-  /// disagree on a whole's shape or dtype.
+  /// metadata, a slice past the end of its whole, two files that disagree
+  /// on a whole's shape or dtype, or two slices that overlap without being
+  /// the same elements.
   explicit SliceSet(const std::vector<std::filesystem::path>& files);
 
   /// The wholes, in the order first met (files in order, keys in their order).
@@ -78,11 +92,16 @@ class SliceSet {
   torch::Tensor read_whole(const std::string& whole) const;
 
  private:
+  // A run of consecutive elements of the whole: `numel` elements from
+  // `begin`, stored in the file's tensor `key` (flattened) from `source`.
   struct Part {
     size_t file;
     std::string key;
-    int64_t begin = 0, numel = 0;
+    int64_t begin = 0, numel = 0, source = 0;
   };
+  static std::vector<Part> block_runs(size_t file, const std::string& key, const std::vector<int64_t>& whole,
+                                      const std::vector<int64_t>& offset, const std::vector<int64_t>& block);
+
   std::vector<std::unique_ptr<safetensors::File>> files_;
   std::vector<std::string> order_;
   std::map<std::string, Whole> wholes_;

@@ -109,6 +109,24 @@ ACCEL_API torch::Tensor full_tensor_parallel_parameter(const torch::Tensor& para
 /// does not cut to `parameter`'s shape.
 ACCEL_API torch::Tensor tensor_parallel_slice_of(const torch::Tensor& parameter, const torch::Tensor& whole);
 
+/// Where a tensor-parallel slice sits in its whole tensor, for checkpoints
+/// that keep each rank's slice as it is (checkpoint/model_slices.h). The
+/// slice is the concatenation along `dim` of `boxes`, each a block of the
+/// whole: one box for a plain or vocabulary split, `packed` boxes for a
+/// packed one (q, k and v each contribute a piece).
+struct ACCEL_API TensorParallelPlacement {
+  struct Box {
+    std::vector<int64_t> offset, size;  // per dimension of the whole
+  };
+  std::vector<int64_t> whole_shape;
+  int64_t dim = 0;
+  std::vector<Box> boxes;
+};
+
+/// The placement of `parameter` in its whole tensor, or nullopt when it is
+/// not a slice made by parallelize_tensor.
+ACCEL_API std::optional<TensorParallelPlacement> tensor_parallel_placement(const torch::Tensor& parameter);
+
 // The seams: each runs the module as its plan split it, else as itself.
 
 /// linear(x), or its column- / row-parallel form.

@@ -297,6 +297,35 @@ torch::Tensor tensor_parallel_slice_of(const torch::Tensor& parameter, const tor
   return mine.contiguous();
 }
 
+std::optional<TensorParallelPlacement> tensor_parallel_placement(const torch::Tensor& parameter) {
+  const auto entry = slice_entry(parameter);
+  if (!entry) return std::nullopt;
+  const int rank = entry->group->getRank(), size = entry->group->getSize();
+  TensorParallelPlacement out;
+  out.dim = entry->dim;
+  out.whole_shape = parameter.sizes().vec();
+  TensorParallelPlacement::Box box{std::vector<int64_t>(out.whole_shape.size(), 0), out.whole_shape};
+  if (entry->vocab_size > 0) {
+    const auto [begin, end] = vocab_range(entry->vocab_size, rank, size);
+    out.whole_shape[0] = entry->vocab_size;
+    box.offset[0] = begin;
+    box.size[0] = end - begin;
+    out.boxes.push_back(box);
+    return out;
+  }
+  // shard_dim's cut: each of the `packed` blocks of the whole split in
+  // `size` pieces, this rank's piece of every block.
+  const auto d = static_cast<size_t>(entry->dim);
+  const int64_t piece = parameter.size(entry->dim) / entry->packed;
+  out.whole_shape[d] = piece * size * entry->packed;
+  box.size[d] = piece;
+  for (int64_t b = 0; b < entry->packed; ++b) {
+    box.offset[d] = (b * size + rank) * piece;
+    out.boxes.push_back(box);
+  }
+  return out;
+}
+
 torch::Tensor parallel_linear(const torch::nn::Linear& linear, const torch::Tensor& x) {
   const auto& impl = linear.ptr();
   const auto shard = tensor_parallel_shard(*impl);
