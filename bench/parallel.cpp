@@ -1,6 +1,6 @@
 // What each model-parallel dimension costs against data parallelism on the
 // same ranks (issue 25): the GPT-2 example's model trained by a mesh of
-// dp x tp x pp ranks (accel/parallel/mesh), the same global batch and
+// dp x cp x tp x pp ranks (accel/parallel/mesh), the same global batch and
 // steps for every layout, AdamW with clipping at 1.0 (the true global norm).
 // Prints one line "parallel {json}" from rank 0 with the layout, global
 // tokens/s, step ms and, per rank, the bytes of training state it holds
@@ -8,13 +8,16 @@
 //
 //   accel launch --cpu --num_processes 4 build/bench/bench_parallel --dp 2 --tp 2
 //   accel launch --cpu --num_processes 4 build/bench/bench_parallel --pp 4 --microbatches 8
+//   accel launch --cpu --num_processes 2 build/bench/bench_parallel --cp 2 --cp-strategy alltoall
 //     [--layers 4 --width 256 --heads 8 --vocab 8192 --seq 256 --batch 8 --steps 8 --timing-skip 3] [--gpu 1]
 //
 // On the CPU over Gloo by default; --gpu 1 runs each rank on its GPU over
 // NCCL (launched with one process per GPU), the same layouts unchanged.
 //
 // The whole batch of --batch sequences is cut over the dp replicas; a
-// pipeline runs each replica's part as --microbatches micro-batches (1F1B).
+// pipeline runs each replica's part as --microbatches micro-batches (1F1B);
+// context parallel gives each cp rank its part of every sequence (the
+// load-balanced split) and averages gradients over dp x cp.
 // Data-parallel gradients are averaged in one flat all-reduce per step (as
 // DDP's buckets do, without its overlap with backward, for every layout
 // alike); bench/parallel.sh runs the layouts one after the other.
@@ -30,6 +33,7 @@
 
 #include "accel/accel.h"
 #include "accel/optim/grad_norm.h"
+#include "accel/parallel/context/context_parallel.h"
 #include "accel/parallel/mesh/device_mesh.h"
 #include "accel/parallel/pipeline/clip.h"
 #include "accel/parallel/pipeline/runner.h"
@@ -70,22 +74,29 @@ int64_t bytes_of(const torch::Tensor& t) { return t.defined() ? t.numel() * t.el
 }  // namespace
 
 int main(int argc, char** argv) try {
-  std::map<std::string, int64_t> o = {{"--dp", 1},     {"--tp", 1},      {"--pp", 1},    {"--microbatches", 4},
-                                      {"--layers", 4}, {"--width", 256}, {"--heads", 8}, {"--vocab", 8192},
-                                      {"--seq", 256},  {"--batch", 8},   {"--steps", 8}, {"--timing-skip", 3},
-                                      {"--gpu", 0}};
+  std::string cp_strategy = "allgather";
+  std::map<std::string, int64_t> o = {{"--cp", 1},           {"--dp", 1},     {"--tp", 1},      {"--pp", 1},
+                                      {"--microbatches", 4}, {"--layers", 4}, {"--width", 256}, {"--heads", 8},
+                                      {"--vocab", 8192},     {"--seq", 256},  {"--batch", 8},   {"--steps", 8},
+                                      {"--timing-skip", 3},  {"--gpu", 0}};
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
+    if (a == "--cp-strategy" && i + 1 < argc) {
+      cp_strategy = argv[++i];
+      continue;
+    }
     if (!o.count(a) || i + 1 == argc) throw std::invalid_argument("unknown or incomplete flag '" + a + "'");
     o[a] = std::stoll(argv[++i]);
   }
-  const int64_t dp = o["--dp"], tp = o["--tp"], pp = o["--pp"], steps = o["--steps"], skip = o["--timing-skip"];
+  const int64_t dp = o["--dp"], cp = o["--cp"], tp = o["--tp"], pp = o["--pp"], steps = o["--steps"],
+                skip = o["--timing-skip"];
   const int64_t batch = o["--batch"], seq = o["--seq"];
   if (skip < 1 || skip >= steps) throw std::invalid_argument("--timing-skip must be in [1, --steps)");
   if (batch % dp != 0)
     throw std::invalid_argument("--batch " + std::to_string(batch) + " does not divide over --dp " +
                                 std::to_string(dp));
   const int64_t rows = batch / dp;
+  if (cp > 1 && pp > 1) throw std::invalid_argument("--cp with --pp: this benchmark composes cp with dp and tp only");
   const int64_t microbatches = pp > 1 ? o["--microbatches"] : 1;
 
   // On the CPU (Gloo) unless --gpu: even where a GPU exists.
@@ -96,15 +107,22 @@ int main(int argc, char** argv) try {
     accel::wait_for_everyone();
   };
   accel::ParallelismConfig config;
-  config.dp_replicate_size = static_cast<int>(dp);
+  // The data-parallel ranks as dp_shard (Accelerate refuses tp/cp beside
+  // pure dp_replicate); nothing is sharded here, gradients are averaged.
+  config.dp_shard_size = static_cast<int>(dp);
   config.tp_size = static_cast<int>(tp);
   config.pp_size = static_cast<int>(pp);
+  config.cp_size = static_cast<int>(cp);
+  config.cp_comm_strategy = cp_strategy;
   accel::DeviceMesh mesh(state, config);  // throws naming the sizes when dp*tp*pp is not the world size
   const auto group_of = [&](const char* dim, int64_t size) {
     return size > 1 ? mesh.group(dim) : accel::ProcessGroupPtr{};
   };
-  const auto dp_group = group_of("dp_replicate", dp), tp_group = group_of("tp", tp), pp_group = group_of("pp", pp);
-  const int64_t replica = dp > 1 ? mesh.coordinate("dp_replicate") : 0;
+  // Gradients are averaged over every rank that holds the same parameters
+  // and saw different tokens: the dp replicas, and with cp the cp ranks too.
+  const auto dp_group = cp > 1 ? mesh.group("dp_cp") : group_of("dp", dp), tp_group = group_of("tp", tp),
+             pp_group = group_of("pp", pp);
+  const int64_t replica = dp > 1 ? mesh.coordinate("dp") : 0;
 
   torch::manual_seed(0);  // the same model on every rank, then split
   gpt2::GPT2 model(gpt2::GPT2Options()
@@ -119,13 +137,15 @@ int main(int argc, char** argv) try {
   if (pp_group) stage.emplace(gpt2::pipeline_stage(model, pp_group));
   const auto params = stage ? stage->parameters : model->parameters();
   torch::optim::AdamW optimizer(params, torch::optim::AdamWOptions(3e-4).weight_decay(0.1));
+  const accel::ContextParallel context(mesh);  // off without a cp dimension
 
   Clock::time_point first;
   double last_loss = 0;
   for (int64_t step = 0; step < steps; ++step) {
     auto g = at::detail::createCPUGenerator(1000 + step);
     const auto tokens = torch::randint(0, o["--vocab"], {batch, seq + 1}, g).narrow(0, replica * rows, rows).to(device);
-    const auto inputs = tokens.narrow(1, 0, seq).contiguous(), targets = tokens.narrow(1, 1, seq).contiguous();
+    const auto parts = context.shard({tokens.narrow(1, 0, seq), tokens.narrow(1, 1, seq)}, /*seq_dim=*/1);
+    const auto inputs = parts[0].contiguous(), targets = parts[1].contiguous();
     optimizer.zero_grad();
     torch::Tensor loss;
     if (stage) {
@@ -134,6 +154,7 @@ int main(int argc, char** argv) try {
           stage->is_first() ? accel::split_microbatches(inputs, microbatches) : std::vector<torch::Tensor>{},
           stage->is_last() ? accel::split_microbatches(targets, microbatches) : std::vector<torch::Tensor>{});
     } else {
+      const accel::ContextParallelScope scope(context);
       loss = model(inputs, targets);
       loss.backward();
     }
@@ -170,6 +191,8 @@ int main(int argc, char** argv) try {
     nlohmann::json per_rank = nlohmann::json::array();
     for (const auto& r : ranks) per_rank.push_back(nlohmann::json::parse(r));
     const nlohmann::json line = {{"dp", dp},
+                                 {"cp", cp},
+                                 {"cp_strategy", cp > 1 ? cp_strategy : ""},
                                  {"tp", tp},
                                  {"pp", pp},
                                  {"microbatches", microbatches},
