@@ -202,12 +202,6 @@ TEST(AcceleratorMesh, RefusesWhatItCannotComposeYet) {
                                  {"cp_size is 2", "context parallel"});
     accel::testing::expect_error([&] { Accelerator acc(AcceleratorOptions().parallelism_config(too_big)); },
                                  {"tp_size 4", "world size (2)"});
-    accel::testing::expect_error(
-        [&] {
-          Accelerator acc(AcceleratorOptions().parallelism_config(tp).sharding(
-              ShardingOptions().strategy(ShardingStrategy::shard_optimizer)));
-        },
-        {"tp_size 2", "not built yet"});
     Accelerator acc(AcceleratorOptions().parallelism_config(tp));
     const accel::testing::TempDir dir("accelerator_mesh");
     accel::testing::expect_error([&] { acc.save_state(dir.path() / "state"); }, {"save_state", "tp_size 2"});

@@ -102,6 +102,12 @@ ACCEL_API bool is_tensor_parallel_slice(const torch::Tensor& parameter);
 /// for the same parameters in the same order); `parameter` itself when it
 /// is not a slice. What a checkpoint of a split model holds.
 ACCEL_API torch::Tensor full_tensor_parallel_parameter(const torch::Tensor& parameter);
+/// The same for `value`, a copy of this rank's slice that `parameter` no
+/// longer is (FSDP's full_state gathers a sharded slice into a new tensor):
+/// the whole of it, cut back together as `parameter` was cut; `value`
+/// itself when `parameter` is not a slice. Throws naming the shapes when
+/// `value` is not shaped as `parameter`.
+ACCEL_API torch::Tensor full_tensor_parallel_parameter(const torch::Tensor& parameter, const torch::Tensor& value);
 
 /// This rank's slice of `whole`, cut as parallelize_tensor cut `parameter`
 /// (the inverse, for loading whole weights into a split model); `whole`

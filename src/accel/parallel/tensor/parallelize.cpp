@@ -252,13 +252,21 @@ std::optional<SliceEntry> slice_entry(const torch::Tensor& parameter) {
 }  // namespace
 
 torch::Tensor full_tensor_parallel_parameter(const torch::Tensor& parameter) {
+  return full_tensor_parallel_parameter(parameter, parameter);
+}
+
+torch::Tensor full_tensor_parallel_parameter(const torch::Tensor& parameter, const torch::Tensor& value) {
   const auto entry = slice_entry(parameter);
-  if (!entry) return parameter;
+  if (!entry) return value;
+  ACCEL_CHECK_ARG(value.sizes() == parameter.sizes(), "full_tensor_parallel_parameter: a value of ", value.sizes(),
+                  " for a tensor-parallel slice of ", parameter.sizes());
   const int size = entry->group->getSize();
   // The split dimension first, so that every rank's piece is whole rows;
   // an uneven vocabulary is padded to the largest piece (rank 0's) for the
   // gather and cut back after.
-  auto local = parameter.detach().movedim(entry->dim, 0).contiguous();
+  // Gathered where the parameter lives (a copy in host memory cannot go
+  // through NCCL), returned where `value` was.
+  auto local = value.detach().to(parameter.device()).movedim(entry->dim, 0).contiguous();
   std::vector<int64_t> rows(static_cast<size_t>(size), local.size(0));
   if (entry->vocab_size > 0)
     for (int r = 0; r < size; ++r) {
@@ -275,7 +283,7 @@ torch::Tensor full_tensor_parallel_parameter(const torch::Tensor& parameter) {
   std::vector<torch::Tensor> pieces;
   for (int r = 0; r < size; ++r)
     pieces.push_back(all[r].narrow(0, 0, rows[static_cast<size_t>(r)]).movedim(0, entry->dim));
-  return unshard_dim(pieces, entry->dim, entry->packed);
+  return unshard_dim(pieces, entry->dim, entry->packed).to(value.device());
 }
 
 torch::Tensor tensor_parallel_slice_of(const torch::Tensor& parameter, const torch::Tensor& whole) {
