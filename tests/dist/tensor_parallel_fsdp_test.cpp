@@ -19,6 +19,7 @@
 #include <map>
 
 #include "accel/accelerator.h"
+#include "accel/big_model/empty_init.h"
 #include "accel/checkpoint/model_files.h"
 #include "accel/data/data_loader.h"
 #include "accel/optim/clip_grad.h"
@@ -86,16 +87,19 @@ ParallelismConfig tp_times_dp_shard() {
   return c;
 }
 
-AcceleratorOptions options(ShardingStrategy strategy) {
+AcceleratorOptions options(ShardingStrategy strategy, ParallelismConfig mesh = tp_times_dp_shard()) {
   return AcceleratorOptions()
-      .parallelism_config(tp_times_dp_shard())
+      .parallelism_config(mesh)
       .gradient_accumulation_steps(kAccumulation)
       .sharding(ShardingOptions().strategy(strategy).transformer_cls_to_wrap({"GPT2Block"}));
 }
 
-gpt2::GPT2 split_model(const Accelerator& acc) {
+// `meta`: every data-parallel rank but the first builds it without memory
+// (init_empty_weights) and gets its slices' values from that rank.
+gpt2::GPT2 split_model(const Accelerator& acc, bool meta = false) {
   seed_cpu(11);
-  gpt2::GPT2 model(gpt2::named_config("tiny"));
+  auto build = [] { return gpt2::GPT2(gpt2::named_config("tiny")); };
+  gpt2::GPT2 model = meta && acc.data_parallel_index() != 0 ? init_empty_weights(build) : build();
   gpt2::parallelize_tensor(model, acc.device_mesh()->group("tp"));
   return model;
 }
@@ -120,8 +124,9 @@ std::map<std::string, torch::Tensor> reassembled(PreparedModelCore& core, gpt2::
 }
 
 // The loop a user writes for data parallel with accumulation, unchanged.
-Trace train_2d(Accelerator& acc, const std::filesystem::path& out) {
-  auto model = split_model(acc);
+Trace train_2d(Accelerator& acc, const std::filesystem::path& out, bool meta = false) {
+  auto model = split_model(acc, meta);
+  EXPECT_EQ(model->parameters().front().is_meta(), meta && acc.data_parallel_index() != 0);
   const auto rows = all_rows(model->options().vocab_size());
   const int64_t per_rank = kRowsPerMicroBatch / acc.data_parallel_size();
   auto data =
@@ -182,6 +187,29 @@ TEST(TensorParallelFSDP, TpTimesFullShardGPT2EqualsOneProcess) {
     Accelerator acc(options(ShardingStrategy::full_shard));
     EXPECT_EQ(acc.data_parallel_size(), 2);
     expect_matches(ref, train_2d(acc, dir.path()));
+  });
+}
+
+TEST(TensorParallelFSDP, TpTimesHybridShardOnEightRanksEqualsOneProcess) {
+  // HSDP x TP: dp_replicate=2 x dp_shard=2 x tp=2, the slices sharded over
+  // 2 ranks and replicated over 2 more.
+  ParallelismConfig mesh = tp_times_dp_shard();
+  mesh.dp_replicate_size = 2;
+  const accel::testing::TempDir dir("tp_hsdp_model");
+  run_distributed(8, [&] {
+    const auto ref = single_process();
+    Accelerator acc(options(ShardingStrategy::full_shard, mesh));
+    EXPECT_EQ(acc.data_parallel_size(), 4);
+    expect_matches(ref, train_2d(acc, dir.path()));
+  });
+}
+
+TEST(TensorParallelFSDP, SlicesBuiltWithoutMemoryGetTheFirstDataParallelRanksValues) {
+  const accel::testing::TempDir dir("tp_fsdp_meta_model");
+  run_distributed(4, [&] {
+    const auto ref = single_process();
+    Accelerator acc(options(ShardingStrategy::full_shard));
+    expect_matches(ref, train_2d(acc, dir.path(), /*meta=*/true));
   });
 }
 
