@@ -240,6 +240,14 @@ std::shared_ptr<AcceleratedOptimizer> Accelerator::prepare_optimizer(
     std::shared_ptr<torch::optim::Optimizer> optimizer) {
   ACCEL_CHECK_ARG(optimizer, "Accelerator::prepare: the optimizer is null");
   if (sharding_config_) check_optimizer(*sharding_config_, *optimizer);
+  // The engine's own clipping knows no mesh: it would take each tensor-
+  // parallel slice's gradient for the whole parameter's.
+  ACCEL_CHECK_ARG(!sharding_config_ || !sharding_config_->gradient_clipping || !mesh_ || mesh_->config().tp_size == 1,
+                  "Accelerator::prepare: the DeepSpeed config's gradient_clipping (",
+                  sharding_config_ && sharding_config_->gradient_clipping ? *sharding_config_->gradient_clipping : 0.0,
+                  ") with tp_size ", mesh_ ? mesh_->config().tp_size : 1,
+                  " is not built yet; expected no gradient_clipping in the config, and clip_grad_norm_ called in the "
+                  "training loop (it sums the slices over the tp ranks)");
   // The model's parameters, before master weights or ZeRO stand in for them.
   std::vector<torch::Tensor> model_parameters;
   for (const auto& group : optimizer->param_groups())

@@ -16,6 +16,7 @@
 #include <torch/torch.h>
 
 #include <filesystem>
+#include <fstream>
 #include <map>
 
 #include "accel/accelerator.h"
@@ -26,6 +27,7 @@
 #include "accel/parallel/fsdp/fully_sharded_model.h"
 #include "accel/parallel/mesh/device_mesh.h"
 #include "accel/parallel/tensor/parallelize.h"
+#include "accel/util/env.h"
 #include "gpt2/model.h"
 #include "gpt2/tensor_parallel.h"
 #include "support/distributed.h"
@@ -274,5 +276,15 @@ TEST(TensorParallelFSDP, RefusesWhatIsNotBuilt) {
     auto [prepared, opt] = acc.prepare(model, adamw(model));
     accel::testing::expect_error([&] { acc.save_state(dir.path() / "state"); }, {"save_state", "tp_size 2"});
     accel::testing::expect_error([&] { acc.load_state(dir.path() / "state"); }, {"load_state", "tp_size 2"});
+    // A DeepSpeed config's gradient_clipping: the engine's clip knows no tp.
+    const auto config = dir.path() / "ds.json";
+    std::ofstream(config) << R"({"zero_optimization": {"stage": 2}, "gradient_clipping": 0.5})";
+    Accelerator ds(AcceleratorOptions()
+                       .parallelism_config(tp_times_dp_shard())
+                       .env(env_from_map({{"ACCELERATE_USE_DEEPSPEED", "true"},
+                                          {"ACCELERATE_DEEPSPEED_CONFIG_FILE", config.string()}})));
+    auto ds_model = split_model(ds);
+    accel::testing::expect_error([&] { ds.prepare(ds_model, adamw(ds_model)); },
+                                 {"gradient_clipping (0.5)", "tp_size 2"});
   });
 }
