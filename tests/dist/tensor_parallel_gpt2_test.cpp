@@ -91,10 +91,17 @@ void expect_matches(const Trace& ref, const Trace& got) {
 }
 
 // Trains the tp-split model; `dp` (may be null) is the data-parallel group.
-Trace tensor_parallel(const ProcessGroupPtr& tp, const ProcessGroupPtr& dp) {
+// `sequence_parallel`: the plan's sequence-parallel form.
+Trace tensor_parallel(const ProcessGroupPtr& tp, const ProcessGroupPtr& dp, bool sequence_parallel = false) {
   seed_cpu(11);
   gpt2::GPT2 model(gpt2::named_config("tiny"));
-  gpt2::parallelize_tensor(model, tp);
+  gpt2::parallelize_tensor(model, tp, sequence_parallel);
+  if (sequence_parallel) {
+    // The LayerNorms run on half the sequence: the region is entered at h.0.ln_1.
+    auto& block = *model->transformer->h[0]->as<gpt2::BlockImpl>();
+    EXPECT_EQ(accel::enter_sequence_parallel(*block.ln_1, torch::zeros({kBatch, kSeq, 64})).size(1),
+              kSeq / tp->getSize());
+  }
   std::optional<DistributedDataParallel<gpt2::GPT2>> ddp;
   if (dp) ddp.emplace(model, dp);
   auto opt = adamw(model);
@@ -144,5 +151,29 @@ TEST(TensorParallelGPT2, TwoByTwoWithDataParallelEqualsOneProcess) {
     config.tp_size = 2;
     DeviceMesh mesh(state(), config);
     expect_matches(ref, tensor_parallel(mesh.group("tp"), mesh.group("dp_shard")));
+  });
+}
+
+// Megatron-LM's sequence parallel on top: the LayerNorms, residual dropouts
+// and residual stream hold half the sequence on each rank; the norms'
+// weights and the row-parallel biases sum their gradients over tp.
+TEST(TensorParallelGPT2, TwoRanksWithSequenceParallelEqualOneProcess) {
+  run_distributed(2, [] {
+    const auto ref = single_process();
+    ParallelismConfig config;
+    config.tp_size = 2;
+    DeviceMesh mesh(state(), config);
+    expect_matches(ref, tensor_parallel(mesh.group("tp"), nullptr, /*sequence_parallel=*/true));
+  });
+}
+
+TEST(TensorParallelGPT2, SequenceParallelWithDataParallelEqualsOneProcess) {
+  run_distributed(4, [] {
+    const auto ref = single_process();
+    ParallelismConfig config;
+    config.dp_shard_size = 2;
+    config.tp_size = 2;
+    DeviceMesh mesh(state(), config);
+    expect_matches(ref, tensor_parallel(mesh.group("tp"), mesh.group("dp_shard"), /*sequence_parallel=*/true));
   });
 }
