@@ -96,13 +96,18 @@ AcceleratorOptions options(ShardingStrategy strategy, ParallelismConfig mesh = t
       .sharding(ShardingOptions().strategy(strategy).transformer_cls_to_wrap({"GPT2Block"}));
 }
 
-// `meta`: every data-parallel rank but the first builds it without memory
-// (init_empty_weights) and gets its slices' values from that rank.
-gpt2::GPT2 split_model(const Accelerator& acc, bool meta = false) {
+// How train_2d makes its model.
+struct Split {
+  bool meta = false;  // every data-parallel rank but the first builds it without memory (init_empty_weights)
+                      // and gets its slices' values from that rank
+  bool sequence_parallel = false;  // the GPT-2 plan's sequence-parallel form
+};
+
+gpt2::GPT2 split_model(const Accelerator& acc, Split split = {}) {
   seed_cpu(11);
   auto build = [] { return gpt2::GPT2(gpt2::named_config("tiny")); };
-  gpt2::GPT2 model = meta && acc.data_parallel_index() != 0 ? init_empty_weights(build) : build();
-  gpt2::parallelize_tensor(model, acc.device_mesh()->group("tp"));
+  gpt2::GPT2 model = split.meta && acc.data_parallel_index() != 0 ? init_empty_weights(build) : build();
+  gpt2::parallelize_tensor(model, acc.device_mesh()->group("tp"), split.sequence_parallel);
   return model;
 }
 
@@ -126,9 +131,9 @@ std::map<std::string, torch::Tensor> reassembled(PreparedModelCore& core, gpt2::
 }
 
 // The loop a user writes for data parallel with accumulation, unchanged.
-Trace train_2d(Accelerator& acc, const std::filesystem::path& out, bool meta = false) {
-  auto model = split_model(acc, meta);
-  EXPECT_EQ(model->parameters().front().is_meta(), meta && acc.data_parallel_index() != 0);
+Trace train_2d(Accelerator& acc, const std::filesystem::path& out, Split split = {}) {
+  auto model = split_model(acc, split);
+  EXPECT_EQ(model->parameters().front().is_meta(), split.meta && acc.data_parallel_index() != 0);
   const auto rows = all_rows(model->options().vocab_size());
   const int64_t per_rank = kRowsPerMicroBatch / acc.data_parallel_size();
   auto data =
@@ -211,7 +216,17 @@ TEST(TensorParallelFSDP, SlicesBuiltWithoutMemoryGetTheFirstDataParallelRanksVal
   run_distributed(4, [&] {
     const auto ref = single_process();
     Accelerator acc(options(ShardingStrategy::full_shard));
-    expect_matches(ref, train_2d(acc, dir.path(), /*meta=*/true));
+    expect_matches(ref, train_2d(acc, dir.path(), {.meta = true}));
+  });
+}
+
+TEST(TensorParallelFSDP, WithSequenceParallelEqualsOneProcess) {
+  // The norms' gradients, summed over tp by their hooks, then reduce-scattered over dp_shard.
+  const accel::testing::TempDir dir("tp_fsdp_sp_model");
+  run_distributed(4, [&] {
+    const auto ref = single_process();
+    Accelerator acc(options(ShardingStrategy::full_shard));
+    expect_matches(ref, train_2d(acc, dir.path(), {.sequence_parallel = true}));
   });
 }
 
