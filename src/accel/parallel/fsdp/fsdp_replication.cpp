@@ -33,7 +33,11 @@ c10::intrusive_ptr<c10d::ProcessGroup> subgroup(const ProcessState& state, const
 FullyShardedReplication::FullyShardedReplication(const ProcessState& state, ShardingOptions options)
     : world_(state.process_group()), group_(world_), options_(std::move(options)), device_(state.device()) {
   check_sharding_options(options_);
-  for (int r = 0; r < (world_ ? state.world_size() : 1); ++r) shard_ranks_.push_back(world_ ? r : state.rank());
+  shard_ranks_ = {state.rank()};
+  if (world_) {
+    shard_ranks_.clear();
+    for (int r = 0; r < state.world_size(); ++r) shard_ranks_.push_back(r);
+  }
   make_shard_groups(state);
   make_post_forward_group(state);
 }
