@@ -17,6 +17,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
 
 #include "accel/accelerator.h"
@@ -236,6 +237,28 @@ TEST(TensorParallelFSDP, TpTimesZero2GPT2EqualsOneProcess) {
     const auto ref = single_process();
     Accelerator acc(options(ShardingStrategy::shard_grad_op));
     expect_matches(ref, train_2d(acc, dir.path()));
+  });
+}
+
+TEST(TensorParallelFSDP, NormsOfEveryTypeAreTheWholeModels) {
+  // One backward on the first micro-batch's rows; norms too large to clip.
+  run_distributed(4, [] {
+    const std::vector<double> types{1.0, 2.0, 3.0, std::numeric_limits<double>::infinity()};
+    seed_cpu(11);
+    gpt2::GPT2 whole(gpt2::named_config("tiny"));
+    const auto rows = all_rows(whole->options().vocab_size()).narrow(0, 0, kRowsPerMicroBatch);
+    whole(rows.narrow(1, 0, kSeq).contiguous(), rows.narrow(1, 1, kSeq).contiguous()).backward();
+    Accelerator acc(options(ShardingStrategy::full_shard).gradient_accumulation_steps(1));
+    auto model = split_model(acc);
+    auto [prepared, opt] = acc.prepare(model, adamw(model));
+    const int64_t per_rank = kRowsPerMicroBatch / acc.data_parallel_size();
+    const auto mine = rows.narrow(0, acc.data_parallel_index() * per_rank, per_rank);
+    acc.backward(prepared(mine.narrow(1, 0, kSeq).contiguous(), mine.narrow(1, 1, kSeq).contiguous()));
+    for (double type : types) {
+      const double want = torch::nn::utils::clip_grad_norm_(whole->parameters(), 1e9, type);
+      EXPECT_NEAR(acc.clip_grad_norm_(model->parameters(), 1e9, type).item<double>(), want, 1e-5 * want)
+          << "norm type " << type;
+    }
   });
 }
 
