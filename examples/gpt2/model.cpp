@@ -24,7 +24,7 @@ CausalSelfAttentionImpl::CausalSelfAttentionImpl(const GPT2Options& o) : n_head_
 }
 
 torch::Tensor CausalSelfAttentionImpl::forward(const torch::Tensor& x, LayerCache* cache) {
-  const int64_t B = x.size(0), T = x.size(1), C = x.size(2);
+  const int64_t B = x.size(0), C = x.size(2);
   // c_attn's output holds all queries, then all keys, then all values, each
   // n_head slices of C / n_head (Hugging Face's split order), so one view
   // and permute give [3, B, n_head, T, head_size] without a copy.
@@ -35,6 +35,9 @@ torch::Tensor CausalSelfAttentionImpl::forward(const torch::Tensor& x, LayerCach
   // heads only, of each of q, k and v: the head count comes from its width.
   const int64_t head_size = C / n_head_;
   auto qkv_all = accel::parallel_linear(c_attn, x);
+  // Under sequence parallel x is this rank's slice of the sequence and
+  // c_attn gathers it whole: the length comes from its output.
+  const int64_t T = qkv_all.size(1);
   const int64_t heads = qkv_all.size(-1) / (3 * head_size);
   auto qkv = qkv_all.view({B, T, 3, heads, head_size}).permute({2, 0, 3, 1, 4}).unbind(0);
   torch::Tensor y;
@@ -113,7 +116,15 @@ torch::Tensor TransformerImpl::forward(const torch::Tensor& tokens, KVCache* cac
   const int64_t past = cache ? cache->length() : 0;
   TORCH_CHECK(!cache || cache->n_layer() == static_cast<int64_t>(blocks_.size()), "GPT-2: a KV cache of ",
               cache ? cache->n_layer() : 0, " layers for a model of ", blocks_.size());
-  if (!cache) return ln_f(run_blocks(embed(tokens), 0, num_blocks()));
+  // Under sequence parallel (tensor_parallel.h) the blocks and ln_f see this
+  // rank's slice of the sequence: the whole one comes back after ln_f.
+  if (!cache) {
+    auto x = accel::enter_sequence_parallel(*blocks_.front().module()->ln_1, embed(tokens));
+    return accel::leave_sequence_parallel(*ln_f, ln_f(run_blocks(x, 0, num_blocks())));
+  }
+  TORCH_CHECK(!accel::tensor_parallel_shard(*ln_f),
+              "GPT-2: generation with a KV cache is not built for a model split with sequence_parallel (a new "
+              "token cannot be split over the ranks); split it without sequence_parallel to generate");
   auto x = embed(tokens, past);
   for (size_t i = 0; i < blocks_.size(); ++i) x = blocks_[i](x, &cache->layer(static_cast<int64_t>(i)));
   return ln_f(x);

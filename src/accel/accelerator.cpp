@@ -2,16 +2,20 @@
 
 #include <algorithm>
 #include <stdexcept>
+#include <unordered_map>
 
 #include <torch/cuda.h>
 
+#include "accel/checkpoint/model_files.h"
 #include "accel/checkpoint/safetensors.h"
 #include "accel/dist/collectives.h"
 #include "accel/dist/logging.h"
 #include "accel/optim/grad_norm.h"
+#include "accel/parallel/fsdp/fsdp_replication.h"
 #include "accel/parallel/mesh/device_mesh.h"
 #include "accel/parallel/replication.h"
 #include "accel/parallel/tensor/parallelize.h"
+#include "accel/parallel/zero/zero_replication.h"
 #include "accel/tracking/trackers.h"
 #include "accel/util/check.h"
 
@@ -59,17 +63,34 @@ bool shares_batches(const ParallelismConfig& c) { return splits_model(c) || c.cp
 // dp_shard and replicates over dp_replicate (HSDP), which is hybrid_shard
 // with dp_shard_size ranks per shard group (the mesh puts dp_shard inside
 // dp_replicate, so those ranks are consecutive, as hybrid_shard's are).
+// With tensor parallel the ranks of a shard group are not consecutive (tp
+// is innermost): the sharding takes the mesh's groups instead
+// (replication_on_mesh), so the options stay as given. Pipeline parallel
+// never gets here (the constructor refuses it); sharding with context
+// parallel is refused.
 ShardingOptions sharding_on_mesh(const ParallelismConfig& c, ShardingOptions sharding) {
-  ACCEL_CHECK_ARG(!shares_batches(c), "Accelerator: sharding (", to_string(sharding.strategy()),
-                  ") composed with tp_size ", c.tp_size, ", pp_size ", c.pp_size, ", cp_size ", c.cp_size,
-                  " is not built yet; expected no sharding (DDP over the mesh's data-parallel ranks) or a mesh of "
-                  "dp_replicate and dp_shard only");
-  if (!shards_parameters(sharding.strategy()) || c.dp_replicate_size == 1) return sharding;
+  ACCEL_CHECK_ARG(c.cp_size == 1, "Accelerator: sharding (", to_string(sharding.strategy()), ") composed with cp_size ",
+                  c.cp_size,
+                  " is not built yet; expected no sharding with context parallel (DDP over the mesh's dp_cp ranks)");
+  if (!shards_parameters(sharding.strategy()) || c.dp_replicate_size == 1 || splits_model(c)) return sharding;
   ACCEL_CHECK_ARG(sharding.hybrid_shard_size() == 0 || sharding.hybrid_shard_size() == c.dp_shard_size,
                   "Accelerator: sharding.hybrid_shard_size is ", sharding.hybrid_shard_size(),
                   " but parallelism_config.dp_shard_size is ", c.dp_shard_size,
                   "; expected them equal (or hybrid_shard_size unset)");
   return sharding.strategy(ShardingStrategy::hybrid_shard).hybrid_shard_size(c.dp_shard_size);
+}
+
+// On a mesh that splits the model (tensor parallel), each rank replicates
+// its own slices with the data-parallel ranks holding the same ones: DDP
+// over "dp", ZeRO-1/2 over "dp", or FSDP over dp_shard (x dp_replicate).
+std::shared_ptr<Replication> replication_on_mesh(const ProcessState& state, const DeviceMesh& mesh,
+                                                 const std::optional<ShardingOptions>& sharding,
+                                                 const AcceleratorOptions& options, bool master_weights) {
+  const auto dp = has_dim(mesh, "dp") ? mesh.group("dp") : ProcessGroupPtr{};
+  if (sharding && shards_parameters(sharding->strategy()))
+    return std::make_shared<fsdp::FullyShardedReplication>(state, *sharding, mesh);
+  if (sharding) return std::make_shared<zero::ZeroReplication>(dp, *sharding);
+  return make_data_parallel_replication(dp, options.ddp(), master_weights);
 }
 
 // `master_weights`: the model is kept in the mixed-precision dtype and stepped through fp32 masters.
@@ -93,11 +114,13 @@ std::shared_ptr<Replication> replication_for(const ProcessState& state, const De
     if (!param_dtype && !master_weights && mixed_precision != MixedPrecision::no)
       policy.param_dtype(autocast_dtype(mixed_precision));
   }
-  if (mesh && shares_batches(mesh->config())) {
-    const std::string dim = mesh->config().cp_size > 1 ? "dp_cp" : "dp";
-    return make_data_parallel_replication(has_dim(*mesh, dim) ? mesh->group(dim) : ProcessGroupPtr{}, options.ddp(),
-                                          master_weights);
-  }
+  // Context parallel: parameters are whole on every cp rank and each rank's
+  // gradient is its part's, so DDP averages over dp x cp (sharding with cp
+  // is refused above).
+  if (mesh && mesh->config().cp_size > 1)
+    return make_data_parallel_replication(has_dim(*mesh, "dp_cp") ? mesh->group("dp_cp") : ProcessGroupPtr{},
+                                          options.ddp(), master_weights);
+  if (mesh && splits_model(mesh->config())) return replication_on_mesh(state, *mesh, sharding, options, master_weights);
   return make_replication(state, sharding, options.ddp(), master_weights);
 }
 }  // namespace
@@ -151,6 +174,13 @@ ProcessGroupPtr Accelerator::data_parallel_group() const {
 // anything is written or read.
 void Accelerator::check_whole_model_on_each_rank(const char* what) const {
   if (!mesh_ || !splits_model(mesh_->config())) return;
+  // The slice files hold each rank's whole slices; under ZeRO/FSDP each rank
+  // holds a shard of its slices, which those files do not describe yet.
+  const bool sharded = std::dynamic_pointer_cast<fsdp::FullyShardedReplication>(replication_) ||
+                       std::dynamic_pointer_cast<zero::ZeroReplication>(replication_);
+  ACCEL_CHECK_ARG(!sharded, "Accelerator::", what, ": tp_size ", mesh_->config().tp_size,
+                  " with ZeRO/FSDP sharding (2D): checkpoints of a sharded tensor-parallel model are not built yet; "
+                  "use save_model and get_state_dict for the whole weights, or DDP on the data-parallel ranks");
   ACCEL_CHECK_ARG(!(options_.master_weights() && mixed_precision_ != MixedPrecision::no), "Accelerator::", what,
                   ": tp_size ", mesh_->config().tp_size,
                   " with master_weights: the fp32 master weights of a tensor-parallel model are not saved per rank "
@@ -160,7 +190,15 @@ void Accelerator::check_whole_model_on_each_rank(const char* what) const {
 safetensors::NamedTensors Accelerator::whole_state(const PreparedModelCore& core) const {
   auto state = core.state();
   if (!mesh_ || mesh_->config().tp_size == 1) return state;
-  for (auto& [name, tensor] : state) tensor = full_tensor_parallel_parameter(tensor);
+  // Under parameter sharding state() holds gathered copies of the slices:
+  // the model's own tensors, by name, say how each was cut.
+  std::unordered_map<std::string, torch::Tensor> own;
+  for (auto& [name, tensor] : model_state(*core.module_ptr())) own.emplace(name, tensor);
+  for (auto& [name, tensor] : state) {
+    auto it = own.find(name);
+    ACCEL_CHECK_STATE(it != own.end(), "Accelerator: '", name, "' is in the model's state but not among its tensors");
+    tensor = full_tensor_parallel_parameter(it->second, tensor);
+  }
   return state;
 }
 
@@ -225,6 +263,14 @@ std::shared_ptr<AcceleratedOptimizer> Accelerator::prepare_optimizer(
     std::shared_ptr<torch::optim::Optimizer> optimizer) {
   ACCEL_CHECK_ARG(optimizer, "Accelerator::prepare: the optimizer is null");
   if (sharding_config_) check_optimizer(*sharding_config_, *optimizer);
+  // The engine's own clipping knows no mesh: it would take each tensor-
+  // parallel slice's gradient for the whole parameter's.
+  ACCEL_CHECK_ARG(!sharding_config_ || !sharding_config_->gradient_clipping || !mesh_ || mesh_->config().tp_size == 1,
+                  "Accelerator::prepare: the DeepSpeed config's gradient_clipping (",
+                  sharding_config_ && sharding_config_->gradient_clipping ? *sharding_config_->gradient_clipping : 0.0,
+                  ") with tp_size ", mesh_ ? mesh_->config().tp_size : 1,
+                  " is not built yet; expected no gradient_clipping in the config, and clip_grad_norm_ called in the "
+                  "training loop (it sums the slices over the tp ranks)");
   // The model's parameters, before master weights or ZeRO stand in for them.
   std::vector<torch::Tensor> model_parameters;
   for (const auto& group : optimizer->param_groups())
@@ -298,31 +344,62 @@ void Accelerator::unscale_gradients(AcceleratedOptimizer* optimizer) {
   for (auto& opt : optimizers_) opt->unscale_gradients();
 }
 
+namespace {
+std::vector<const OptimizerTensors*> holders_of(const std::vector<std::shared_ptr<AcceleratedOptimizer>>& optimizers) {
+  std::vector<const OptimizerTensors*> holders;
+  for (const auto& opt : optimizers)
+    if (auto* t = opt->tensors()) holders.push_back(t);
+  return holders;
+}
+
+// The gradients of `parameters` on a mesh with tensor parallel, as two
+// parts: the tp slices' (their sums summed over the tp ranks) and the
+// rest's (equal on every tp rank). Within each, the gradient holders give
+// what is sharded over the data-parallel ranks (ZeRO's or FSDP's pieces).
+std::vector<GradientPart> tensor_parallel_parts(const std::vector<torch::Tensor>& parameters,
+                                                const std::vector<const OptimizerTensors*>& holders,
+                                                const DeviceMesh& mesh) {
+  std::vector<torch::Tensor> slices, whole;
+  for (const auto& p : parameters) (is_tensor_parallel_slice(p) ? slices : whole).push_back(p);
+  std::vector<GradientPart> parts(2);
+  parts[0].grads = ::accel::gradients_of(whole, holders);
+  parts[1].grads = ::accel::gradients_of(slices, holders);
+  parts[1].split_over = mesh.group("tp");
+  return parts;
+}
+}  // namespace
+
 GradientSet Accelerator::gradients_of(const std::vector<torch::Tensor>& parameters) const {
   // Each parameter's gradient as the optimizer that owns it holds it (an
   // fp32 master's, a ZeRO slice's piece), else its own.
-  std::vector<const OptimizerTensors*> holders;
-  for (const auto& opt : optimizers_)
-    if (auto* t = opt->tensors()) holders.push_back(t);
+  const auto holders = holders_of(optimizers_);
   if (!mesh_ || mesh_->config().tp_size == 1) return ::accel::gradients_of(parameters, holders);
-  // A tensor-parallel slice's gradient is a piece of the whole parameter's:
-  // its squares are summed over the tp ranks; the rest is replicated there.
-  std::vector<torch::Tensor> slices, whole;
-  for (const auto& p : parameters) (is_tensor_parallel_slice(p) ? slices : whole).push_back(p);
-  auto out = ::accel::gradients_of(whole, holders);
-  out.sharded = ::accel::gradients_of(slices, holders).replicated;
-  out.group = mesh_->group("tp");
+  // Every gradient, for uses that take them one element at a time (value
+  // clipping); norms take the parts above.
+  auto parts = tensor_parallel_parts(parameters, holders, *mesh_);
+  GradientSet out;
+  for (auto& part : parts) {
+    part.grads.expand_summaries();
+    for (auto* list : {&part.grads.replicated, &part.grads.sharded})
+      out.replicated.insert(out.replicated.end(), list->begin(), list->end());
+  }
   return out;
 }
 
 torch::Tensor Accelerator::clip_grad_norm_(const std::vector<torch::Tensor>& parameters, double max_norm,
                                            double norm_type) {
   unscale_gradients();
-  auto grads = gradients_of(parameters);
   // Clipped for this step: an optimizer that clips at each step leaves these.
   if (sync_gradients())
     for (auto& opt : optimizers_) opt->note_user_clip(parameters);
-  return ::accel::clip_grad_norm_(grads, max_norm, norm_type);
+  if (!mesh_ || mesh_->config().tp_size == 1) {
+    auto grads = gradients_of(parameters);
+    return ::accel::clip_grad_norm_(grads, max_norm, norm_type);
+  }
+  // A tensor-parallel slice's gradient is a piece of the whole parameter's:
+  // its sums are added over the tp ranks; the rest is replicated there.
+  auto parts = tensor_parallel_parts(parameters, holders_of(optimizers_), *mesh_);
+  return ::accel::clip_grad_norm_(parts, max_norm, norm_type);
 }
 
 void Accelerator::clip_grad_value_(const std::vector<torch::Tensor>& parameters, double clip_value) {

@@ -197,12 +197,6 @@ TEST(AcceleratorMesh, RefusesWhatItCannotComposeYet) {
     too_big.tp_size = 4;
     accel::testing::expect_error([&] { Accelerator acc(AcceleratorOptions().parallelism_config(too_big)); },
                                  {"tp_size 4", "world size (2)"});
-    accel::testing::expect_error(
-        [&] {
-          Accelerator acc(AcceleratorOptions().parallelism_config(tp).sharding(
-              ShardingOptions().strategy(ShardingStrategy::shard_optimizer)));
-        },
-        {"tp_size 2", "not built yet"});
     // Checkpoints of a tensor-parallel model hold each rank's slices
     // (tensor_parallel_checkpoint_test.cpp), but not yet fp32 master weights.
     Accelerator acc(AcceleratorOptions().parallelism_config(tp).mixed_precision("bf16").master_weights(true));

@@ -7,8 +7,10 @@
 //   TP=2 x DP=2 on 4 ranks: a mesh of dp_shard=2 x tp=2 (Accelerate refuses
 //   tensor parallel over dp_replicate alone); the two halves of the batch go
 //   to the two data-parallel ranks, whose gradients accel's DDP averages
-//   over the mesh's dp_shard group. (The Accelerator does not take a mesh
-//   yet, so the loop is written out here.)
+//   over the mesh's dp_shard group. (The loop is written out here, without
+//   the Accelerator.)
+//   Both again with sequence parallel (the plan's sequence-parallel form):
+//   the LayerNorms and the residual stream on half the sequence.
 //
 // The reference runs in each rank (autograd must not run in the parent
 // before the fork). The reassembly is the test's own: it knows from the
@@ -24,9 +26,12 @@
 #include "accel/parallel/mesh/device_mesh.h"
 #include "accel/parallel/tensor/parallelize.h"
 #include "accel/state.h"
+#include "gpt2/kv_cache.h"
 #include "gpt2/model.h"
+#include "gpt2/pipeline_parallel.h"
 #include "gpt2/tensor_parallel.h"
 #include "support/distributed.h"
+#include "support/errors.h"
 #include "support/gpt2_split.h"
 #include "support/tensors.h"
 
@@ -91,10 +96,17 @@ void expect_matches(const Trace& ref, const Trace& got) {
 }
 
 // Trains the tp-split model; `dp` (may be null) is the data-parallel group.
-Trace tensor_parallel(const ProcessGroupPtr& tp, const ProcessGroupPtr& dp) {
+// `sequence_parallel`: the plan's sequence-parallel form.
+Trace tensor_parallel(const ProcessGroupPtr& tp, const ProcessGroupPtr& dp, bool sequence_parallel = false) {
   seed_cpu(11);
   gpt2::GPT2 model(gpt2::named_config("tiny"));
-  gpt2::parallelize_tensor(model, tp);
+  gpt2::parallelize_tensor(model, tp, sequence_parallel);
+  if (sequence_parallel) {
+    // The LayerNorms run on half the sequence: the region is entered at h.0.ln_1.
+    auto& block = *model->transformer->h[0]->as<gpt2::BlockImpl>();
+    EXPECT_EQ(accel::enter_sequence_parallel(*block.ln_1, torch::zeros({kBatch, kSeq, 64})).size(1),
+              kSeq / tp->getSize());
+  }
   std::optional<DistributedDataParallel<gpt2::GPT2>> ddp;
   if (dp) ddp.emplace(model, dp);
   auto opt = adamw(model);
@@ -144,5 +156,48 @@ TEST(TensorParallelGPT2, TwoByTwoWithDataParallelEqualsOneProcess) {
     config.tp_size = 2;
     DeviceMesh mesh(state(), config);
     expect_matches(ref, tensor_parallel(mesh.group("tp"), mesh.group("dp_shard")));
+  });
+}
+
+// Megatron-LM's sequence parallel on top: the LayerNorms, residual dropouts
+// and residual stream hold half the sequence on each rank; the norms'
+// weights and the row-parallel biases sum their gradients over tp.
+TEST(TensorParallelGPT2, TwoRanksWithSequenceParallelEqualOneProcess) {
+  run_distributed(2, [] {
+    const auto ref = single_process();
+    ParallelismConfig config;
+    config.tp_size = 2;
+    DeviceMesh mesh(state(), config);
+    expect_matches(ref, tensor_parallel(mesh.group("tp"), nullptr, /*sequence_parallel=*/true));
+  });
+}
+
+TEST(TensorParallelGPT2, SequenceParallelWithDataParallelEqualsOneProcess) {
+  run_distributed(4, [] {
+    const auto ref = single_process();
+    ParallelismConfig config;
+    config.dp_shard_size = 2;
+    config.tp_size = 2;
+    DeviceMesh mesh(state(), config);
+    expect_matches(ref, tensor_parallel(mesh.group("tp"), mesh.group("dp_shard"), /*sequence_parallel=*/true));
+  });
+}
+
+TEST(TensorParallelGPT2, SequenceParallelRefusesGenerationAndPipelineStages) {
+  run_distributed(2, [] {
+    ParallelismConfig config;
+    config.tp_size = 2;
+    DeviceMesh mesh(state(), config);
+    seed_cpu(11);
+    gpt2::GPT2 model(gpt2::named_config("tiny"));
+    gpt2::parallelize_tensor(model, mesh.group("tp"), /*sequence_parallel=*/true);
+    gpt2::KVCache cache(model->options().n_layer());
+    accel::testing::expect_error<c10::Error>(
+        [&] {
+          model->forward(torch::zeros({1, 4}, torch::kLong), torch::Tensor(), &cache);
+        },
+        {"KV cache", "sequence_parallel"});
+    accel::testing::expect_error([&] { gpt2::pipeline_stage(model, mesh.group("tp")); },
+                                 {"pipeline stages", "sequence_parallel"});
   });
 }

@@ -100,6 +100,46 @@ TEST(TensorParallelRegions, GatherAndScatterAlongTheLastDim) {
   });
 }
 
+TEST(TensorParallelRegions, SequenceCrossingsMoveAlongTheSequenceDim) {
+  run_distributed(3, [] {
+    const double rank = state().rank();
+    auto full = same_randn({2, 6, 4}, 20);  // [batch, seq, features], seq split in 3
+    auto weights = same_randn({2, 6, 4}, 21);
+    // scatter: own third of the sequence; backward gathers every rank's third.
+    auto x = full.clone().requires_grad_();
+    auto mine = scatter_to_sequence_parallel_region(x, world(), 1);
+    EXPECT_EQ(max_diff(mine, my_slice(full, 1)), 0.0);
+    (mine * my_slice(weights, 1)).sum().backward();
+    EXPECT_EQ(max_diff(x.grad(), weights), 0.0);
+    // gather: the whole sequence. A partial gradient (rank + 1 times the
+    // weights) is summed over the ranks and cut (1 + 2 + 3 = 6); a whole one
+    // is only cut.
+    for (bool partial : {true, false}) {
+      auto part = my_slice(full, 1).clone().requires_grad_();
+      auto whole = gather_from_sequence_parallel_region(part, world(), 1, partial);
+      EXPECT_EQ(max_diff(whole, full), 0.0);
+      (whole * weights * (partial ? rank + 1 : 1.0)).sum().backward();
+      EXPECT_LT(max_diff(part.grad(), my_slice(weights, 1) * (partial ? 6.0 : 1.0)), kTol) << partial;
+    }
+    // reduce-scatter: the sum over the ranks (1 + 2 + 3 times), own third
+    // kept; backward gathers every rank's gradient of its third.
+    auto a = (full * (rank + 1)).detach().requires_grad_();
+    auto reduced = reduce_scatter_to_sequence_parallel_region(a, world(), 1);
+    EXPECT_LT(max_diff(reduced, my_slice(full, 1) * 6.0), kTol);
+    (reduced * my_slice(weights, 1)).sum().backward();
+    EXPECT_EQ(max_diff(a.grad(), weights), 0.0);
+    // A sequence that does not divide is refused, naming both sizes.
+    try {
+      scatter_to_sequence_parallel_region(same_randn({2, 7, 4}, 22), world(), 1);
+      ADD_FAILURE() << "no exception";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find("has 7 positions, not a multiple of the tensor-parallel size 3"),
+                std::string::npos)
+          << e.what();
+    }
+  });
+}
+
 TEST(TensorParallelLinear, ColumnParallelEqualsTheWholeLayer) {
   run_distributed(2, [] {
     for (bool gather : {false, true}) {

@@ -24,6 +24,23 @@ ACCEL_API GradientSet gradients_of(const std::vector<torch::Tensor>& parameters,
 /// grads.sharded may be non-empty on any rank (it all-reduces).
 ACCEL_API torch::Tensor clip_grad_norm_(GradientSet& grads, double max_norm, double norm_type = 2.0);
 
+/// A part of a model's gradients that is itself split across `split_over`
+/// (tensor-parallel slices: each tp rank holds its slice's gradient, or
+/// its ZeRO/FSDP piece of that slice). Its |g|^p sums, replicated and
+/// sharded alike, are summed over `split_over` too; null: not split.
+struct ACCEL_API GradientPart {
+  GradientSet grads;
+  c10::intrusive_ptr<c10d::ProcessGroup> split_over;
+};
+
+/// clip_grad_norm_ over several parts with one norm, that of all of them
+/// together: sum over the parts of (replicated sum + sharded sum over
+/// grads.group), each then summed over split_over (max for the inf-norm).
+/// The true norm of a TP x FSDP model: sliced squares summed over tp and
+/// dp_shard, the replicated parameters' over dp_shard. Every rank of every
+/// group named must call it with the same groups in the same order.
+ACCEL_API torch::Tensor clip_grad_norm_(std::vector<GradientPart>& parts, double max_norm, double norm_type = 2.0);
+
 /// Clamps every gradient element to [-clip_value, clip_value] in place.
 ACCEL_API void clip_grad_value_(GradientSet& grads, double clip_value);
 

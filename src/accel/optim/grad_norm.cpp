@@ -111,6 +111,47 @@ torch::Tensor clip_grad_norm_(GradientSet& grads, double max_norm, double norm_t
   return total;
 }
 
+torch::Tensor clip_grad_norm_(std::vector<GradientPart>& parts, double max_norm, double norm_type) {
+  const bool inf = norm_type == std::numeric_limits<double>::infinity();
+  ACCEL_CHECK_ARG(inf || norm_type > 0, "clip_grad_norm_: norm_type is ", std::to_string(norm_type),
+                  ", expected > 0 or infinity");
+  ACCEL_CHECK_ARG(max_norm >= 0, "clip_grad_norm_: max_norm is ", std::to_string(max_norm), ", expected >= 0");
+  c10d::AllreduceOptions reduce;
+  reduce.reduceOp = inf ? c10d::ReduceOp::MAX : c10d::ReduceOp::SUM;
+  auto all_reduce = [&](torch::Tensor& t, const c10::intrusive_ptr<c10d::ProcessGroup>& group) {
+    if (!group || group->getSize() <= 1) return;
+    std::vector<torch::Tensor> one{t};
+    group->allreduce(one, reduce)->wait();
+  };
+  // One float per part, on the device of the first gradient seen; every
+  // rank reduces every group even when it holds nothing there (zero).
+  torch::Device device(torch::kCPU);
+  for (const auto& part : parts)
+    for (const auto* list : {&part.grads.replicated, &part.grads.sharded})
+      if (!list->empty()) device = list->front().device();
+  const auto opts = torch::TensorOptions().dtype(torch::kFloat).device(device);
+  auto local = [&](const std::vector<torch::Tensor>& grads) {
+    if (grads.empty()) return torch::zeros({1}, opts);
+    const auto n = stacked_norm(grads, norm_type, inf).to(opts);
+    return (inf ? n : n.pow(norm_type)).reshape({1});
+  };
+  auto total = torch::zeros({1}, opts);
+  for (auto& part : parts) {
+    part.grads.expand_summaries();  // their tensors, read as plain gradients
+    auto sharded = local(part.grads.sharded);
+    all_reduce(sharded, part.grads.group);
+    auto sum = inf ? torch::max(local(part.grads.replicated), sharded) : local(part.grads.replicated) + sharded;
+    all_reduce(sum, part.split_over);
+    total = inf ? torch::max(total, sum) : total + sum;
+  }
+  const auto norm = (inf ? total : total.pow(1.0 / norm_type))[0];
+  const auto coef = torch::clamp(max_norm / (norm + 1e-6), std::nullopt, 1.0);
+  for (auto& part : parts)
+    for (auto* list : {&part.grads.replicated, &part.grads.sharded})
+      for (auto& g : *list) g.detach().mul_(coef.to(g.device()));
+  return norm;
+}
+
 void clip_grad_value_(GradientSet& grads, double clip_value) {
   grads.expand_summaries();
   for (auto* list : {&grads.replicated, &grads.sharded})

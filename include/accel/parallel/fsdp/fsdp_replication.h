@@ -23,6 +23,10 @@
 #include "accel/parallel/replication.h"
 #include "accel/util/export.h"
 
+namespace accel {
+class DeviceMesh;
+}  // namespace accel
+
 namespace accel::fsdp {
 
 class ACCEL_API FullyShardedReplication : public Replication {
@@ -35,6 +39,15 @@ class ACCEL_API FullyShardedReplication : public Replication {
   /// each shard group are made here too (std::invalid_argument when k does
   /// not divide the shard group's size).
   FullyShardedReplication(const ProcessState& state, ShardingOptions options);
+  /// On a device mesh whose other dimensions split the model (tensor
+  /// parallel), as FSDP2 composes with TP (TorchTitan): each rank's own
+  /// parameters, tp slices and replicated ones alike, split across the
+  /// mesh's dp_shard ranks and replicated across its dp_replicate ranks
+  /// (HSDP); the weights come from the first rank of the data-parallel
+  /// ranks ("dp"), which hold the same slices. No data-parallel dimension:
+  /// nothing to split (one process's shards, on every rank). The groups
+  /// are the mesh's, except reshard_after_forward's as an int (made here).
+  FullyShardedReplication(const ProcessState& state, ShardingOptions options, const DeviceMesh& mesh);
 
   ModelReplica prepare_model(const std::shared_ptr<torch::nn::Module>& module) override;
   bool fills_meta_tensors() const override { return true; }
@@ -45,6 +58,8 @@ class ACCEL_API FullyShardedReplication : public Replication {
  private:
   void make_shard_groups(const ProcessState& state);
   void make_post_forward_group(const ProcessState& state);
+  // The global ranks of group_, in its rank order (one: this rank alone).
+  std::vector<int> shard_ranks_;
 
   c10::intrusive_ptr<c10d::ProcessGroup> world_;         // rank 0's weights come from here
   c10::intrusive_ptr<c10d::ProcessGroup> group_;         // splits the parameters

@@ -33,17 +33,22 @@ namespace accel {
 
 /// x [.., in] replicated -> [.., out / tp] (or [.., out] with gather_output).
 /// `weight` [out / tp, in] and `bias` [out / tp] (or undefined) are this
-/// rank's slices.
+/// rank's slices. `sequence_dim` >= 0 (sequence parallel): x arrives as
+/// this rank's slice of that dimension and is all-gathered first
+/// (regions.h's gather_from_sequence_parallel_region).
 ACCEL_API torch::Tensor column_parallel_linear(const torch::Tensor& x, const torch::Tensor& weight,
                                                const torch::Tensor& bias, const ProcessGroupPtr& group,
-                                               bool gather_output = false);
+                                               bool gather_output = false, int64_t sequence_dim = -1);
 
 /// x [.., in / tp] split (or [.., in] replicated when !input_is_parallel:
 /// this rank takes its slice) -> [.., out] replicated. `weight` [out, in / tp]
 /// is this rank's slice, `bias` [out] the whole bias (or undefined).
+/// `sequence_dim` >= 0 (sequence parallel): the output is reduce-scattered
+/// along that dimension instead of all-reduced, and the bias added to this
+/// rank's slice (its gradient is then partial: sum it over the group).
 ACCEL_API torch::Tensor row_parallel_linear(const torch::Tensor& x, const torch::Tensor& weight,
                                             const torch::Tensor& bias, const ProcessGroupPtr& group,
-                                            bool input_is_parallel = true);
+                                            bool input_is_parallel = true, int64_t sequence_dim = -1);
 
 class ACCEL_API ColumnParallelLinearImpl : public torch::nn::Module {
  public:

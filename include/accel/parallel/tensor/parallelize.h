@@ -32,6 +32,19 @@
 //   rowwise_rep        rowwise with a replicated input (each rank takes its slice)
 //   embedding_rowwise  Embedding: vocabulary rows split (also "vocab", "embedding");
 //                      any vocabulary size (the first ranks hold one row more)
+//   sequence_parallel  any module (LayerNorm, Dropout): runs on this rank's slice of
+//                      the sequence (Megatron-LM's sequence parallel); its parameters
+//                      stay whole and their gradients are summed over the group
+//                      (each rank saw part of the sequence)
+//
+// Sequence parallel: colwise and rowwise styles made .on_sequence(dim) take
+// their input as / leave their output as this rank's slice of dimension dim
+// (all-gather before a column-parallel layer, reduce-scatter after a
+// row-parallel one, whose bias gradient is then summed over the group too),
+// so that the modules between them (planned sequence_parallel) see a slice
+// of the sequence. The model enters and leaves that region through the seams
+// enter_sequence_parallel / leave_sequence_parallel below. The sequence
+// must divide by the group size (an error names both).
 #include <optional>
 #include <string>
 #include <utility>
@@ -50,7 +63,7 @@ namespace accel {
 class DeviceMesh;
 
 struct ACCEL_API TensorParallelStyle {
-  enum class Kind { colwise, rowwise, embedding_rowwise };
+  enum class Kind { colwise, rowwise, embedding_rowwise, sequence_parallel };
 
   /// One of the names above; anything else throws std::invalid_argument
   /// naming it and listing the known ones.
@@ -59,13 +72,21 @@ struct ACCEL_API TensorParallelStyle {
   /// Column-parallel over a fused projection of `blocks` equal blocks.
   static TensorParallelStyle packed_colwise(int64_t blocks);
 
-  /// The name it was made from ("packed_colwise(3)" for a packed one).
+  /// The same colwise / rowwise style under sequence parallel along `dim`
+  /// (see above); std::invalid_argument for another kind or a negative dim.
+  TensorParallelStyle on_sequence(int64_t dim = 1) const;
+
+  /// The name it was made from ("packed_colwise(3)" for a packed one;
+  /// "colwise on sequence dim 1" after on_sequence(1)).
   std::string name() const;
 
   Kind kind = Kind::colwise;
   int64_t packed = 1;
   bool gather_output = false;     // colwise_rep
   bool input_is_parallel = true;  // rowwise; false for rowwise_rep
+  /// >= 0: sequence parallel along this dimension (on_sequence; 1 for a
+  /// sequence_parallel module, the [batch, seq, ...] layout); -1: off.
+  int64_t sequence_dim = -1;
 };
 
 using TensorParallelPlan = std::vector<std::pair<std::string, TensorParallelStyle>>;
@@ -102,6 +123,12 @@ ACCEL_API bool is_tensor_parallel_slice(const torch::Tensor& parameter);
 /// for the same parameters in the same order); `parameter` itself when it
 /// is not a slice. What a checkpoint of a split model holds.
 ACCEL_API torch::Tensor full_tensor_parallel_parameter(const torch::Tensor& parameter);
+/// The same for `value`, a copy of this rank's slice that `parameter` no
+/// longer is (FSDP's full_state gathers a sharded slice into a new tensor):
+/// the whole of it, cut back together as `parameter` was cut; `value`
+/// itself when `parameter` is not a slice. Throws naming the shapes when
+/// `value` is not shaped as `parameter`.
+ACCEL_API torch::Tensor full_tensor_parallel_parameter(const torch::Tensor& parameter, const torch::Tensor& value);
 
 /// This rank's slice of `whole`, cut as parallelize_tensor cut `parameter`
 /// (the inverse, for loading whole weights into a split model); `whole`
@@ -128,6 +155,16 @@ struct ACCEL_API TensorParallelPlacement {
 ACCEL_API std::optional<TensorParallelPlacement> tensor_parallel_placement(const torch::Tensor& parameter);
 
 // The seams: each runs the module as its plan split it, else as itself.
+
+/// `x` (replicated) made this rank's slice of the sequence when the plan
+/// made `module` sequence_parallel (the first module of the sequence-
+/// parallel region, such as the embeddings' dropout), else `x` itself.
+ACCEL_API torch::Tensor enter_sequence_parallel(const torch::nn::Module& module, const torch::Tensor& x);
+/// `x` (this rank's slice) gathered into the whole sequence when the plan
+/// made `module` sequence_parallel (the last module of the region, such as
+/// the final norm), else `x` itself. What follows is computed alike on every
+/// rank, so each keeps its slice of the gradient in backward.
+ACCEL_API torch::Tensor leave_sequence_parallel(const torch::nn::Module& module, const torch::Tensor& x);
 
 /// linear(x), or its column- / row-parallel form.
 ACCEL_API torch::Tensor parallel_linear(const torch::nn::Linear& linear, const torch::Tensor& x);

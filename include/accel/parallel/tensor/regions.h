@@ -10,6 +10,17 @@
 //   gather_from last-dim slices -> replicated           fwd: all-gather   bwd: own slice
 //   scatter_to  replicated -> last-dim slices           fwd: own slice    bwd: all-gather
 //
+// Sequence parallel (Megatron-LM's): between the tensor-parallel regions
+// (LayerNorms, dropouts, residual adds) each rank holds a slice of the
+// sequence instead of the whole activation; the crossings then move along
+// the sequence dimension `dim`:
+//
+//   scatter_to_sequence   replicated -> sequence slices            fwd: own slice       bwd: all-gather
+//   gather_from_sequence  sequence slices -> whole, used by        fwd: all-gather      bwd: reduce-scatter
+//                         sharded weights (column-parallel input)       (own slice when the gradient is whole)
+//   reduce_scatter_to_sequence  partial sums -> sequence slices    fwd: reduce-scatter  bwd: all-gather
+//                               (row-parallel output)
+//
 // All reduce with a sum over `group`. With no group, or a group of one
 // rank, each is the identity. Every rank of the group must call them in
 // the same order (they are collectives, in forward and in backward).
@@ -41,5 +52,24 @@ ACCEL_API torch::Tensor gather_from_tensor_parallel_region(const torch::Tensor& 
 /// This rank's slice of the last dimension, which must divide by the group
 /// size (an error names both); backward gathers the gradient's slices.
 ACCEL_API torch::Tensor scatter_to_tensor_parallel_region(const torch::Tensor& x, const ProcessGroupPtr& group);
+
+/// This rank's slice of dimension `dim` of `x` (the sequence; it must
+/// divide by the group size: an error names both); backward all-gathers the
+/// gradient's slices.
+ACCEL_API torch::Tensor scatter_to_sequence_parallel_region(const torch::Tensor& x, const ProcessGroupPtr& group,
+                                                            int64_t dim);
+
+/// Every rank's slice concatenated along `dim` in group-rank order. In
+/// backward `grad_is_partial` (the whole activation feeds column-parallel
+/// weights, so each rank's gradient of it is a partial sum): the gradient
+/// is summed over the group and this rank keeps its slice (reduce-scatter);
+/// otherwise (every rank holds the whole gradient) it keeps its slice alone.
+ACCEL_API torch::Tensor gather_from_sequence_parallel_region(const torch::Tensor& x, const ProcessGroupPtr& group,
+                                                             int64_t dim, bool grad_is_partial = true);
+
+/// The sum over `group` of `x` (row-parallel partial outputs), of which
+/// this rank keeps its slice of `dim`; backward all-gathers the gradient.
+ACCEL_API torch::Tensor reduce_scatter_to_sequence_parallel_region(const torch::Tensor& x, const ProcessGroupPtr& group,
+                                                                   int64_t dim);
 
 }  // namespace accel

@@ -9,6 +9,7 @@
 #include "accel/optim/accelerated_optimizer.h"
 #include "accel/parallel/fsdp/sharded_optimizer.h"
 #include "accel/parallel/fsdp/sharded_optimizer_checkpoint.h"
+#include "accel/parallel/mesh/device_mesh.h"
 #include "accel/state.h"
 #include "accel/util/check.h"
 
@@ -32,7 +33,40 @@ c10::intrusive_ptr<c10d::ProcessGroup> subgroup(const ProcessState& state, const
 FullyShardedReplication::FullyShardedReplication(const ProcessState& state, ShardingOptions options)
     : world_(state.process_group()), group_(world_), options_(std::move(options)), device_(state.device()) {
   check_sharding_options(options_);
+  shard_ranks_ = {state.rank()};
+  if (world_) {
+    shard_ranks_.clear();
+    for (int r = 0; r < state.world_size(); ++r) shard_ranks_.push_back(r);
+  }
   make_shard_groups(state);
+  make_post_forward_group(state);
+}
+
+namespace {
+bool has_dim(const DeviceMesh& mesh, const std::string& dim) {
+  const auto names = mesh.dim_names();
+  return std::find(names.begin(), names.end(), dim) != names.end();
+}
+}  // namespace
+
+FullyShardedReplication::FullyShardedReplication(const ProcessState& state, ShardingOptions options,
+                                                 const DeviceMesh& mesh)
+    : options_(std::move(options)), device_(state.device()) {
+  check_sharding_options(options_);
+  const auto& c = mesh.config();
+  ACCEL_CHECK_ARG(options_.strategy() != ShardingStrategy::hybrid_shard || options_.hybrid_shard_size() == 0 ||
+                      options_.hybrid_shard_size() == c.dp_shard_size,
+                  "parameter sharding on a device mesh: hybrid_shard_size is ", options_.hybrid_shard_size(),
+                  " but the mesh's dp_shard_size is ", c.dp_shard_size,
+                  "; expected them equal (or hybrid_shard_size unset: the mesh decides)");
+  if (has_dim(mesh, "dp")) world_ = mesh.group("dp");
+  if (has_dim(mesh, "dp_shard")) {
+    group_ = mesh.group("dp_shard");
+    shard_ranks_ = mesh.slice("dp_shard");
+  } else {
+    shard_ranks_ = {state.rank()};
+  }
+  if (has_dim(mesh, "dp_replicate")) replicas_ = mesh.group("dp_replicate");
   make_post_forward_group(state);
 }
 
@@ -51,6 +85,7 @@ void FullyShardedReplication::make_shard_groups(const ProcessState& state) {
   for (int i = 0; i < size; ++i) members.push_back(group * size + i);
   for (int g = 0; g < world / size; ++g) replicas.push_back(g * size + place);
   group_ = size > 1 ? subgroup(state, members, "hsdp_shard_" + std::to_string(group)) : nullptr;
+  shard_ranks_ = members;
   replicas_ = subgroup(state, replicas, "hsdp_replicate_" + std::to_string(place));
 }
 
@@ -60,9 +95,9 @@ void FullyShardedReplication::make_post_forward_group(const ProcessState& state)
   const int size = group_ ? group_->getSize() : 1;
   const auto k = static_cast<int>(options_.reshard_after_forward().ranks(size));
   if (k == 1 || k == size) return;
-  const int place = group_->getRank(), first = state.rank() - place;  // the shard group's ranks are consecutive
+  const int place = group_->getRank();
   std::vector<int> members;
-  for (int i = 0; i < k; ++i) members.push_back(first + place / k * k + i);
+  for (int i = 0; i < k; ++i) members.push_back(shard_ranks_.at(static_cast<size_t>(place / k * k + i)));
   post_forward_ = subgroup(state, members, "fsdp_post_forward_" + std::to_string(members.front()));
 }
 

@@ -14,16 +14,21 @@ int size_of(const ProcessGroupPtr& g) { return g ? g->getSize() : 1; }
 }  // namespace
 
 torch::Tensor column_parallel_linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias,
-                                     const ProcessGroupPtr& group, bool gather_output) {
-  auto y = torch::nn::functional::linear(copy_to_tensor_parallel_region(x, group), weight, bias);
+                                     const ProcessGroupPtr& group, bool gather_output, int64_t sequence_dim) {
+  // The gathered sequence's backward sums the partial gradients, as copy_to's does.
+  auto input = sequence_dim >= 0 ? gather_from_sequence_parallel_region(x, group, sequence_dim)
+                                 : copy_to_tensor_parallel_region(x, group);
+  auto y = torch::nn::functional::linear(input, weight, bias);
   return gather_output ? gather_from_tensor_parallel_region(y, group) : y;
 }
 
 torch::Tensor row_parallel_linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias,
-                                  const ProcessGroupPtr& group, bool input_is_parallel) {
+                                  const ProcessGroupPtr& group, bool input_is_parallel, int64_t sequence_dim) {
   auto local = input_is_parallel ? x : scatter_to_tensor_parallel_region(x, group);
   // The bias after the reduce: added before it, it would count tp times.
-  auto y = reduce_from_tensor_parallel_region(torch::nn::functional::linear(local, weight), group);
+  auto partial = torch::nn::functional::linear(local, weight);
+  auto y = sequence_dim >= 0 ? reduce_scatter_to_sequence_parallel_region(partial, group, sequence_dim)
+                             : reduce_from_tensor_parallel_region(partial, group);
   return bias.defined() ? y + bias : y;
 }
 

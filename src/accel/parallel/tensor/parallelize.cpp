@@ -20,7 +20,8 @@ namespace accel {
 namespace {
 
 constexpr const char* kStyleNames =
-    "colwise, colwise_rep, packed_colwise, rowwise, rowwise_rep, embedding_rowwise (or vocab, embedding)";
+    "colwise, colwise_rep, packed_colwise, rowwise, rowwise_rep, embedding_rowwise (or vocab, embedding), "
+    "sequence_parallel";
 
 // What parallelize_tensor made, for the seams and for clipping. Keyed by
 // address; the weak references tell a live entry from one whose module or
@@ -95,6 +96,18 @@ void keep_slice(torch::Tensor& parameter, const torch::Tensor& slice, const Proc
                   cut.vocab_size});
 }
 
+// Sequence parallel: a whole parameter used on this rank's slice of the
+// sequence gets a partial gradient; the hook sums it over the group before
+// it is accumulated, so every rank holds the single-process gradient.
+void sum_gradient_over(torch::Tensor& parameter, const ProcessGroupPtr& group) {
+  if (!parameter.requires_grad()) return;
+  parameter.register_hook([group](const torch::Tensor& grad) {
+    auto sum = grad.clone();
+    all_reduce_(sum, ReduceOp::sum, group);
+    return sum;
+  });
+}
+
 // "torch::nn::LayerNorm" for a torch::nn::LayerNormImpl: the name users write.
 std::string type_name(const torch::nn::Module& m) {
   std::string name = m.name();
@@ -123,6 +136,9 @@ TensorParallelStyle::TensorParallelStyle(const std::string& name) {
     input_is_parallel = false;
   } else if (name == "embedding_rowwise" || name == "vocab" || name == "embedding") {
     kind = Kind::embedding_rowwise;
+  } else if (name == "sequence_parallel") {
+    kind = Kind::sequence_parallel;
+    sequence_dim = 1;
   } else {
     fail("unknown tensor-parallel style \"", name, "\" (known: ", kStyleNames, ")");
   }
@@ -135,13 +151,24 @@ TensorParallelStyle TensorParallelStyle::packed_colwise(int64_t blocks) {
   return s;
 }
 
+TensorParallelStyle TensorParallelStyle::on_sequence(int64_t dim) const {
+  ACCEL_CHECK_ARG(kind == Kind::colwise || kind == Kind::rowwise, "on_sequence: the style ", name(),
+                  " has no sequence-parallel form (expected a colwise or rowwise style)");
+  ACCEL_CHECK_ARG(dim >= 0, "on_sequence: the sequence dimension is ", dim, ", expected >= 0");
+  TensorParallelStyle s = *this;
+  s.sequence_dim = dim;
+  return s;
+}
+
 std::string TensorParallelStyle::name() const {
+  const std::string seq = sequence_dim >= 0 ? str(" on sequence dim ", sequence_dim) : "";
   switch (kind) {
     case Kind::colwise:
-      if (packed > 1) return str("packed_colwise(", packed, ")");
-      return gather_output ? "colwise_rep" : "colwise";
-    case Kind::rowwise: return input_is_parallel ? "rowwise" : "rowwise_rep";
+      if (packed > 1) return str("packed_colwise(", packed, ")", seq);
+      return (gather_output ? "colwise_rep" : "colwise") + seq;
+    case Kind::rowwise: return (input_is_parallel ? "rowwise" : "rowwise_rep") + seq;
     case Kind::embedding_rowwise: return "embedding_rowwise";
+    case Kind::sequence_parallel: return "sequence_parallel";
   }
   return "?";
 }
@@ -170,7 +197,9 @@ void parallelize_tensor(torch::nn::Module& model, const ProcessGroupPtr& group, 
       auto* linear = dynamic_cast<torch::nn::LinearImpl*>(item.value().get());
       auto* embedding = dynamic_cast<torch::nn::EmbeddingImpl*>(item.value().get());
       const std::string what = str("module \"", name, "\" (", style.name(), ")");
-      if (style.kind == TensorParallelStyle::Kind::embedding_rowwise) {
+      if (style.kind == TensorParallelStyle::Kind::sequence_parallel) {
+        // Any module: it runs on a slice of the sequence as it is.
+      } else if (style.kind == TensorParallelStyle::Kind::embedding_rowwise) {
         ACCEL_CHECK_ARG(embedding, "tensor-parallel plan: ", what, " is a ", type_name(*item.value()),
                         ", expected a torch::nn::Embedding");
         vocab_range(embedding->weight.size(0), rank, size);  // checks there is a row per rank
@@ -194,7 +223,9 @@ void parallelize_tensor(torch::nn::Module& model, const ProcessGroupPtr& group, 
   for (auto& p : todo) {
     std::vector<SliceEntry> made;
     TensorParallelShard shard{p.style, group};
-    if (auto* linear = dynamic_cast<torch::nn::LinearImpl*>(p.module.get())) {
+    if (p.style.kind == TensorParallelStyle::Kind::sequence_parallel) {
+      for (auto& t : p.module->parameters()) sum_gradient_over(t, group);
+    } else if (auto* linear = dynamic_cast<torch::nn::LinearImpl*>(p.module.get())) {
       if (p.style.kind == TensorParallelStyle::Kind::colwise) {
         shard.full_size = linear->weight.size(0);
         const Cut rows{0, p.style.packed};
@@ -204,6 +235,8 @@ void parallelize_tensor(torch::nn::Module& model, const ProcessGroupPtr& group, 
       } else {
         shard.full_size = linear->weight.size(1);
         keep_slice(linear->weight, shard_dim(linear->weight, 1, rank, size, 1, p.name), group, Cut{1, 1}, made);
+        // Added to this rank's slice of the sequence: a partial gradient.
+        if (p.style.sequence_dim >= 0 && linear->bias.defined()) sum_gradient_over(linear->bias, group);
       }
     } else {
       auto* embedding = dynamic_cast<torch::nn::EmbeddingImpl*>(p.module.get());
@@ -252,13 +285,21 @@ std::optional<SliceEntry> slice_entry(const torch::Tensor& parameter) {
 }  // namespace
 
 torch::Tensor full_tensor_parallel_parameter(const torch::Tensor& parameter) {
+  return full_tensor_parallel_parameter(parameter, parameter);
+}
+
+torch::Tensor full_tensor_parallel_parameter(const torch::Tensor& parameter, const torch::Tensor& value) {
   const auto entry = slice_entry(parameter);
-  if (!entry) return parameter;
+  if (!entry) return value;
+  ACCEL_CHECK_ARG(value.sizes() == parameter.sizes(), "full_tensor_parallel_parameter: a value of ", value.sizes(),
+                  " for a tensor-parallel slice of ", parameter.sizes());
   const int size = entry->group->getSize();
   // The split dimension first, so that every rank's piece is whole rows;
   // an uneven vocabulary is padded to the largest piece (rank 0's) for the
   // gather and cut back after.
-  auto local = parameter.detach().movedim(entry->dim, 0).contiguous();
+  // Gathered where the parameter lives (a copy in host memory cannot go
+  // through NCCL), returned where `value` was.
+  auto local = value.detach().to(parameter.device()).movedim(entry->dim, 0).contiguous();
   std::vector<int64_t> rows(static_cast<size_t>(size), local.size(0));
   if (entry->vocab_size > 0)
     for (int r = 0; r < size; ++r) {
@@ -275,7 +316,7 @@ torch::Tensor full_tensor_parallel_parameter(const torch::Tensor& parameter) {
   std::vector<torch::Tensor> pieces;
   for (int r = 0; r < size; ++r)
     pieces.push_back(all[r].narrow(0, 0, rows[static_cast<size_t>(r)]).movedim(0, entry->dim));
-  return unshard_dim(pieces, entry->dim, entry->packed);
+  return unshard_dim(pieces, entry->dim, entry->packed).to(value.device());
 }
 
 torch::Tensor tensor_parallel_slice_of(const torch::Tensor& parameter, const torch::Tensor& whole) {
@@ -326,25 +367,48 @@ std::optional<TensorParallelPlacement> tensor_parallel_placement(const torch::Te
   return out;
 }
 
+namespace {
+// The module's split when it is of `kind` (a sequence_parallel module runs as itself).
+std::optional<TensorParallelShard> split_as(const torch::nn::Module& module,
+                                            std::initializer_list<TensorParallelStyle::Kind> kinds) {
+  auto shard = tensor_parallel_shard(module);
+  if (shard && std::find(kinds.begin(), kinds.end(), shard->style.kind) == kinds.end()) return std::nullopt;
+  return shard;
+}
+}  // namespace
+
 torch::Tensor parallel_linear(const torch::nn::Linear& linear, const torch::Tensor& x) {
   const auto& impl = linear.ptr();
-  const auto shard = tensor_parallel_shard(*impl);
+  const auto shard = split_as(*impl, {TensorParallelStyle::Kind::colwise, TensorParallelStyle::Kind::rowwise});
   if (!shard) return impl->forward(x);
-  if (shard->style.kind == TensorParallelStyle::Kind::colwise)
-    return column_parallel_linear(x, impl->weight, impl->bias, shard->group, shard->style.gather_output);
-  return row_parallel_linear(x, impl->weight, impl->bias, shard->group, shard->style.input_is_parallel);
+  const auto& style = shard->style;
+  if (style.kind == TensorParallelStyle::Kind::colwise)
+    return column_parallel_linear(x, impl->weight, impl->bias, shard->group, style.gather_output, style.sequence_dim);
+  return row_parallel_linear(x, impl->weight, impl->bias, shard->group, style.input_is_parallel, style.sequence_dim);
+}
+
+torch::Tensor enter_sequence_parallel(const torch::nn::Module& module, const torch::Tensor& x) {
+  const auto shard = split_as(module, {TensorParallelStyle::Kind::sequence_parallel});
+  if (!shard) return x;
+  return scatter_to_sequence_parallel_region(x, shard->group, shard->style.sequence_dim);
+}
+
+torch::Tensor leave_sequence_parallel(const torch::nn::Module& module, const torch::Tensor& x) {
+  const auto shard = split_as(module, {TensorParallelStyle::Kind::sequence_parallel});
+  if (!shard) return x;
+  return gather_from_sequence_parallel_region(x, shard->group, shard->style.sequence_dim, /*grad_is_partial=*/false);
 }
 
 torch::Tensor parallel_embedding(const torch::nn::Embedding& embedding, const torch::Tensor& ids) {
   const auto& impl = embedding.ptr();
-  const auto shard = tensor_parallel_shard(*impl);
+  const auto shard = split_as(*impl, {TensorParallelStyle::Kind::embedding_rowwise});
   if (!shard) return impl->forward(ids);
   return vocab_parallel_embedding(ids, impl->weight, shard->vocab_begin, shard->vocab_size, shard->group);
 }
 
 torch::Tensor parallel_tied_logits(const torch::Tensor& hidden, const torch::nn::Embedding& embedding) {
   const auto& weight = embedding->weight;
-  const auto shard = tensor_parallel_shard(*embedding.ptr());
+  const auto shard = split_as(*embedding.ptr(), {TensorParallelStyle::Kind::embedding_rowwise});
   if (!shard) return torch::nn::functional::linear(hidden, weight);
   auto local = torch::nn::functional::linear(copy_to_tensor_parallel_region(hidden, shard->group), weight);
   std::vector<int64_t> sizes;
@@ -358,7 +422,7 @@ torch::Tensor parallel_tied_logits(const torch::Tensor& hidden, const torch::nn:
 torch::Tensor parallel_tied_cross_entropy(const torch::Tensor& hidden, const torch::nn::Embedding& embedding,
                                           const torch::Tensor& targets) {
   const auto& weight = embedding->weight;
-  const auto shard = tensor_parallel_shard(*embedding.ptr());
+  const auto shard = split_as(*embedding.ptr(), {TensorParallelStyle::Kind::embedding_rowwise});
   if (!shard) return linear_cross_entropy(hidden, weight, targets);
   auto local = torch::nn::functional::linear(copy_to_tensor_parallel_region(hidden, shard->group), weight);
   return vocab_parallel_cross_entropy(local, targets, shard->vocab_begin, shard->vocab_size, shard->group);

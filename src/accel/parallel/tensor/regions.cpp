@@ -97,7 +97,103 @@ struct ScatterTo : torch::autograd::Function<ScatterTo> {
   }
 };
 
+// The sequence crossings work on `dim` moved to the front, so that each
+// rank's slice is one contiguous block for the flat collectives.
+void check_sequence(const torch::Tensor& x, const ProcessGroupPtr& group, int64_t dim, const char* what) {
+  ACCEL_CHECK_ARG(dim >= 0 && dim < x.dim(), what, ": no sequence dimension ", dim, " in a tensor of shape ",
+                  x.sizes());
+  ACCEL_CHECK_ARG(x.size(dim) % group->getSize() == 0, what, ": the sequence dimension ", dim, " has ", x.size(dim),
+                  " positions, not a multiple of the tensor-parallel size ", group->getSize());
+}
+
+torch::Tensor own_sequence_slice(const torch::Tensor& x, const ProcessGroupPtr& group, int64_t dim) {
+  const int64_t n = x.size(dim) / group->getSize();
+  return x.narrow(dim, group->getRank() * n, n).contiguous();
+}
+
+torch::Tensor all_gather_sequence(const torch::Tensor& x, const ProcessGroupPtr& group, int64_t dim) {
+  auto in = x.movedim(dim, 0).contiguous();
+  auto sizes = in.sizes().vec();
+  sizes[0] *= group->getSize();
+  auto out = torch::empty(sizes, in.options());
+  group->_allgather_base(out, in)->wait();
+  return out.movedim(0, dim).contiguous();
+}
+
+torch::Tensor reduce_scatter_sequence(const torch::Tensor& x, const ProcessGroupPtr& group, int64_t dim) {
+  auto in = x.movedim(dim, 0).contiguous();
+  auto sizes = in.sizes().vec();
+  sizes[0] /= group->getSize();
+  auto out = torch::empty(sizes, in.options());
+  group->_reduce_scatter_base(out, in)->wait();
+  return out.movedim(0, dim).contiguous();
+}
+
+struct ScatterToSequence : torch::autograd::Function<ScatterToSequence> {
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const ProcessGroupPtr& group,
+                               int64_t dim) {
+    ctx->saved_data["group"] = group;
+    ctx->saved_data["dim"] = dim;
+    return own_sequence_slice(x, group, dim);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    return {all_gather_sequence(grads[0], group_of(ctx), ctx->saved_data.at("dim").toInt()), torch::Tensor(),
+            torch::Tensor()};
+  }
+};
+
+struct GatherFromSequence : torch::autograd::Function<GatherFromSequence> {
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const ProcessGroupPtr& group, int64_t dim,
+                               bool grad_is_partial) {
+    ctx->saved_data["group"] = group;
+    ctx->saved_data["dim"] = dim;
+    ctx->saved_data["partial"] = grad_is_partial;
+    return all_gather_sequence(x, group, dim);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto group = group_of(ctx);
+    const int64_t dim = ctx->saved_data.at("dim").toInt();
+    auto grad = ctx->saved_data.at("partial").toBool() ? reduce_scatter_sequence(grads[0], group, dim)
+                                                       : own_sequence_slice(grads[0], group, dim);
+    return {grad, torch::Tensor(), torch::Tensor(), torch::Tensor()};
+  }
+};
+
+struct ReduceScatterToSequence : torch::autograd::Function<ReduceScatterToSequence> {
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const ProcessGroupPtr& group,
+                               int64_t dim) {
+    ctx->saved_data["group"] = group;
+    ctx->saved_data["dim"] = dim;
+    return reduce_scatter_sequence(x, group, dim);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    return {all_gather_sequence(grads[0], group_of(ctx), ctx->saved_data.at("dim").toInt()), torch::Tensor(),
+            torch::Tensor()};
+  }
+};
+
 }  // namespace
+
+torch::Tensor scatter_to_sequence_parallel_region(const torch::Tensor& x, const ProcessGroupPtr& group, int64_t dim) {
+  if (alone(group)) return x;
+  check_sequence(x, group, dim, "sequence-parallel scatter");
+  return ScatterToSequence::apply(x, group, dim);
+}
+
+torch::Tensor gather_from_sequence_parallel_region(const torch::Tensor& x, const ProcessGroupPtr& group, int64_t dim,
+                                                   bool grad_is_partial) {
+  if (alone(group)) return x;
+  ACCEL_CHECK_ARG(dim >= 0 && dim < x.dim(), "sequence-parallel gather: no sequence dimension ", dim,
+                  " in a tensor of shape ", x.sizes());
+  return GatherFromSequence::apply(x, group, dim, grad_is_partial);
+}
+
+torch::Tensor reduce_scatter_to_sequence_parallel_region(const torch::Tensor& x, const ProcessGroupPtr& group,
+                                                         int64_t dim) {
+  if (alone(group)) return x;
+  check_sequence(x, group, dim, "sequence-parallel reduce-scatter");
+  return ReduceScatterToSequence::apply(x, group, dim);
+}
 
 torch::Tensor copy_to_tensor_parallel_region(const torch::Tensor& x, const ProcessGroupPtr& group) {
   if (alone(group)) return x;
