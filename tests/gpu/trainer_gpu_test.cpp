@@ -4,9 +4,11 @@
 // plain run at the batch it found; torch_compile (the step captured as a
 // CUDA graph and replayed) gives the eager run's losses and weights, and
 // its host code runs only for the warm-up and the capture.
+#include <algorithm>
 #include <memory>
 #include <vector>
 
+#include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAFunctions.h>
 #include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
@@ -31,14 +33,26 @@ std::shared_ptr<Dataset<TensorDict>> rows() {
   });
 }
 
-// A forward that needs `per_example` bytes of device scratch per example.
+// A forward that asks for `share` of the device's free memory per example,
+// measured at each forward with the allocator's cache emptied: a batch size
+// then fails at its first forward or at none. (A fixed number of bytes
+// could fit at the first step and fail at a later one, after cuBLAS's
+// workspace or the optimizer state split the cached block: the attempt
+// would have stepped the weights before the restart, as Transformers'
+// would.)
 struct GreedyImpl : torch::nn::Module {
   torch::nn::Linear fc{nullptr};
-  int64_t per_example;
+  double share;
   std::shared_ptr<std::vector<int64_t>> out_of_memory = std::make_shared<std::vector<int64_t>>();
-  explicit GreedyImpl(int64_t bytes) : per_example(bytes) { fc = register_module("fc", torch::nn::Linear(8, 4)); }
+  std::shared_ptr<std::vector<int64_t>> calls = std::make_shared<std::vector<int64_t>>();  // each forward's batch
+  explicit GreedyImpl(double s) : share(s) { fc = register_module("fc", torch::nn::Linear(8, 4)); }
   torch::Tensor forward(const TensorDict& b) {
     const int64_t batch = b.at("x").size(0);
+    calls->push_back(batch);
+    c10::cuda::CUDACachingAllocator::emptyCache();
+    size_t free_bytes = 0, total = 0;
+    TORCH_CHECK(cudaMemGetInfo(&free_bytes, &total) == cudaSuccess, "cudaMemGetInfo failed");
+    const auto per_example = static_cast<int64_t>(static_cast<double>(free_bytes) * share);
     try {
       auto scratch = torch::empty({batch * per_example}, b.at("x").options().dtype(torch::kUInt8));
     } catch (const c10::OutOfMemoryError&) {
@@ -66,16 +80,14 @@ TrainingArguments gpu_args(const fs::path& out, int64_t batch) {
 TEST(TrainerGpu, AutoFindBatchSizeRecoversFromCudaOutOfMemory) {
   REQUIRE_CUDA();
   accel::testing::TempDir dir("trainer_gpu_auto_batch");
-  size_t free_bytes = 0, total = 0;
-  ASSERT_EQ(cudaMemGetInfo(&free_bytes, &total), cudaSuccess);
   // Batches of 4 and 3 ask for 1.6 and 1.2 times the free memory, 2 for
   // 0.8 and 1 for 0.4. Whether one allocation of 0.8 of the free memory
   // succeeds depends on the card (on an H200 it did not), so the test takes
   // the first batch that fit, which must follow the last failure by the
   // 0.9 shrink.
-  const auto per_example = static_cast<int64_t>(static_cast<double>(free_bytes) / 2.5);
+  const double share = 1 / 2.5;
   torch::manual_seed(1);
-  Greedy found(per_example);
+  Greedy found(share);
   Trainer a(found, gpu_args(dir.path() / "auto", 4).auto_find_batch_size(true), rows());
   a.train();
   const auto& oom = *found->out_of_memory;
@@ -84,11 +96,14 @@ TEST(TrainerGpu, AutoFindBatchSizeRecoversFromCudaOutOfMemory) {
   EXPECT_EQ(oom[0], 4);
   EXPECT_EQ(oom[1], 3);
   if (oom.size() == 3) EXPECT_EQ(oom[2], 2);
+  // Each failing batch size failed at its attempt's first forward: no
+  // attempt stepped the weights before its restart.
+  for (const auto failed : oom) EXPECT_EQ(std::count(found->calls->begin(), found->calls->end(), failed), 1) << failed;
   const int64_t fit = static_cast<int64_t>(static_cast<double>(oom.back()) * 0.9);
   EXPECT_EQ(a.state().train_batch_size, fit);
 
   torch::manual_seed(1);
-  Greedy plain(per_example);
+  Greedy plain(share);
   Trainer b(plain, gpu_args(dir.path() / "plain", fit), rows());
   b.train();
   EXPECT_TRUE(plain->out_of_memory->empty());
@@ -96,8 +111,11 @@ TEST(TrainerGpu, AutoFindBatchSizeRecoversFromCudaOutOfMemory) {
   // run's cuBLAS calls need not pick the plain run's algorithms, so fp32
   // sums may round differently; another batch order, or a step taken by a
   // failed attempt, would move them far more (1e-2 learning rate, 9 steps).
+  std::string forwards;
+  for (auto c : *found->calls) forwards += std::to_string(c) + " ";
   for (const auto& p : plain->named_parameters())
-    EXPECT_LT((p.value() - found->named_parameters()[p.key()]).abs().max().item<double>(), 1e-5) << p.key();
+    EXPECT_LT((p.value() - found->named_parameters()[p.key()]).abs().max().item<double>(), 1e-5)
+        << p.key() << "; the found run's forwards, by batch: " << forwards;
 }
 
 TEST(TrainerGpu, TorchCompileGivesTheEagerLosses) {
