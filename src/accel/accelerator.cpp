@@ -65,14 +65,11 @@ bool shares_batches(const ParallelismConfig& c) { return splits_model(c) || c.cp
 // dp_replicate, so those ranks are consecutive, as hybrid_shard's are).
 // With tensor parallel the ranks of a shard group are not consecutive (tp
 // is innermost): the sharding takes the mesh's groups instead
-// (replication_on_mesh), so the options stay as given. Pipeline parallel
-// never gets here (the constructor refuses it); sharding with context
-// parallel is refused.
+// (replication_on_mesh), so the options stay as given; so with context
+// parallel, whose cp ranks join the shard groups. Pipeline parallel never
+// gets here (the constructor refuses it).
 ShardingOptions sharding_on_mesh(const ParallelismConfig& c, ShardingOptions sharding) {
-  ACCEL_CHECK_ARG(c.cp_size == 1, "Accelerator: sharding (", to_string(sharding.strategy()), ") composed with cp_size ",
-                  c.cp_size,
-                  " is not built yet; expected no sharding with context parallel (DDP over the mesh's dp_cp ranks)");
-  if (!shards_parameters(sharding.strategy()) || c.dp_replicate_size == 1 || splits_model(c)) return sharding;
+  if (!shards_parameters(sharding.strategy()) || c.dp_replicate_size == 1 || shares_batches(c)) return sharding;
   ACCEL_CHECK_ARG(sharding.hybrid_shard_size() == 0 || sharding.hybrid_shard_size() == c.dp_shard_size,
                   "Accelerator: sharding.hybrid_shard_size is ", sharding.hybrid_shard_size(),
                   " but parallelism_config.dp_shard_size is ", c.dp_shard_size,
@@ -80,13 +77,17 @@ ShardingOptions sharding_on_mesh(const ParallelismConfig& c, ShardingOptions sha
   return sharding.strategy(ShardingStrategy::hybrid_shard).hybrid_shard_size(c.dp_shard_size);
 }
 
-// On a mesh that splits the model (tensor parallel), each rank replicates
-// its own slices with the data-parallel ranks holding the same ones: DDP
-// over "dp", ZeRO-1/2 over "dp", or FSDP over dp_shard (x dp_replicate).
+// On a mesh that splits the model (tensor parallel) or the sequences
+// (context parallel), each rank replicates what it holds with the ranks
+// holding the same: the data-parallel ranks, and with context parallel the
+// cp ranks too ("dp_cp": each cp rank's gradient is its part's, so their
+// average is the whole sequence's). DDP or ZeRO-1/2 over those, or FSDP
+// over dp_shard (x cp) and dp_replicate.
 std::shared_ptr<Replication> replication_on_mesh(const ProcessState& state, const DeviceMesh& mesh,
                                                  const std::optional<ShardingOptions>& sharding,
                                                  const AcceleratorOptions& options, bool master_weights) {
-  const auto dp = has_dim(mesh, "dp") ? mesh.group("dp") : ProcessGroupPtr{};
+  const std::string holders = mesh.config().cp_size > 1 ? "dp_cp" : "dp";
+  const auto dp = has_dim(mesh, holders) ? mesh.group(holders) : ProcessGroupPtr{};
   if (sharding && shards_parameters(sharding->strategy()))
     return std::make_shared<fsdp::FullyShardedReplication>(state, *sharding, mesh);
   if (sharding) return std::make_shared<zero::ZeroReplication>(dp, *sharding);
@@ -114,13 +115,8 @@ std::shared_ptr<Replication> replication_for(const ProcessState& state, const De
     if (!param_dtype && !master_weights && mixed_precision != MixedPrecision::no)
       policy.param_dtype(autocast_dtype(mixed_precision));
   }
-  // Context parallel: parameters are whole on every cp rank and each rank's
-  // gradient is its part's, so DDP averages over dp x cp (sharding with cp
-  // is refused above).
-  if (mesh && mesh->config().cp_size > 1)
-    return make_data_parallel_replication(has_dim(*mesh, "dp_cp") ? mesh->group("dp_cp") : ProcessGroupPtr{},
-                                          options.ddp(), master_weights);
-  if (mesh && splits_model(mesh->config())) return replication_on_mesh(state, *mesh, sharding, options, master_weights);
+  if (mesh && shares_batches(mesh->config()))
+    return replication_on_mesh(state, *mesh, sharding, options, master_weights);
   return make_replication(state, sharding, options.ddp(), master_weights);
 }
 }  // namespace
@@ -173,14 +169,17 @@ ProcessGroupPtr Accelerator::data_parallel_group() const {
 // model_slices.h); what those files cannot hold yet is refused here, before
 // anything is written or read.
 void Accelerator::check_whole_model_on_each_rank(const char* what) const {
-  if (!mesh_ || !splits_model(mesh_->config())) return;
-  // The slice files hold each rank's whole slices; under ZeRO/FSDP each rank
-  // holds a shard of its slices, which those files do not describe yet.
+  if (!mesh_ || !shares_batches(mesh_->config())) return;
+  // ZeRO/FSDP on a mesh shard over the mesh's groups (dp_shard, with cp
+  // dp_shard x cp), which the sharded checkpoint files do not describe yet;
+  // under tensor parallel the slice files hold whole slices, not shards.
   const bool sharded = std::dynamic_pointer_cast<fsdp::FullyShardedReplication>(replication_) ||
                        std::dynamic_pointer_cast<zero::ZeroReplication>(replication_);
-  ACCEL_CHECK_ARG(!sharded, "Accelerator::", what, ": tp_size ", mesh_->config().tp_size,
-                  " with ZeRO/FSDP sharding (2D): checkpoints of a sharded tensor-parallel model are not built yet; "
+  ACCEL_CHECK_ARG(!sharded, "Accelerator::", what, ": tp_size ", mesh_->config().tp_size, ", cp_size ",
+                  mesh_->config().cp_size,
+                  " with ZeRO/FSDP sharding: checkpoints of a model sharded over a mesh's groups are not built yet; "
                   "use save_model and get_state_dict for the whole weights, or DDP on the data-parallel ranks");
+  if (!splits_model(mesh_->config())) return;  // context parallel alone: the whole model on each rank
   ACCEL_CHECK_ARG(!(options_.master_weights() && mixed_precision_ != MixedPrecision::no), "Accelerator::", what,
                   ": tp_size ", mesh_->config().tp_size,
                   " with master_weights: the fp32 master weights of a tensor-parallel model are not saved per rank "

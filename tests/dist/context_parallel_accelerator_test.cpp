@@ -6,7 +6,9 @@
 // ranks of a replica read the same batches (data_parallel_size() is the dp
 // size), and DDP averages the gradients over "dp_cp", so each replica's cp
 // ranks end with the whole sequence's gradient. Also cp=2 x tp=2 (the GPT-2
-// example's tensor-parallel plan), parameters reassembled from the slices.
+// example's tensor-parallel plan), parameters reassembled from the slices;
+// full_shard and shard_grad_op over dp_shard x cp (FSDP2's dp_shard_cp),
+// weights from get_state_dict; save_state of those refused by name.
 #include <gtest/gtest.h>
 
 #include <torch/torch.h>
@@ -22,6 +24,7 @@
 #include "support/distributed.h"
 #include "support/errors.h"
 #include "support/gpt2_split.h"
+#include "support/temp_dir.h"
 #include "support/tensors.h"
 
 using namespace accel;
@@ -101,6 +104,12 @@ Trace through_accelerator(Accelerator& acc) {
     auto replica_loss = reduce(loss.detach(), ReduceOp::mean, mesh->group("cp"));
     t.losses.push_back(acc.gather_for_metrics(replica_loss).mean().item<double>());
   }
+  if (prepared.core().sharding()) {
+    // The whole weights as the Accelerator gives them (gathered from the
+    // shards under FSDP, where the parameters themselves hold nothing).
+    for (auto& [name, value] : acc.get_state_dict(prepared)) t.params[name] = value.detach().clone();
+    return t;
+  }
   for (const auto& p : model->named_parameters()) {
     const auto [dim, packed] = accel::testing::gpt2_split_of(p.key());
     t.params[p.key()] = !tp || dim < 0 ? p.value().detach().clone()
@@ -155,15 +164,31 @@ TEST(ContextParallelAccelerator, ContextTimesTensorParallelGPT2EqualsOneProcess)
   });
 }
 
-TEST(ContextParallelAccelerator, RefusesShardingWithContextParallel) {
+// FSDP2's layout with context parallel: each parameter sharded over
+// dp_shard x cp (4 ranks hold a quarter each), the cp ranks of a replica
+// reading the same batches; ZeRO-2 over dp x cp the same way.
+TEST(ContextParallelAccelerator, ContextTimesFullShardGPT2EqualsOneProcess) {
+  run_distributed(4, [] {
+    const auto ref = single_process();
+    ParallelismConfig c;
+    c.dp_shard_size = 2;
+    c.cp_size = 2;
+    for (const auto strategy : {ShardingStrategy::full_shard, ShardingStrategy::shard_grad_op}) {
+      Accelerator acc(AcceleratorOptions().parallelism_config(c).sharding(ShardingOptions().strategy(strategy)));
+      EXPECT_EQ(acc.data_parallel_size(), 2);
+      expect_matches(ref, through_accelerator(acc));
+    }
+  });
+}
+
+TEST(ContextParallelAccelerator, RefusesCheckpointsOfShardingWithContextParallel) {
   run_distributed(2, [] {
     ParallelismConfig c;
     c.cp_size = 2;
-    accel::testing::expect_error(
-        [&] {
-          Accelerator acc(AcceleratorOptions().parallelism_config(c).sharding(
-              ShardingOptions().strategy(ShardingStrategy::shard_optimizer)));
-        },
-        {"cp_size 2", "not built yet"});
+    Accelerator acc(
+        AcceleratorOptions().parallelism_config(c).sharding(ShardingOptions().strategy(ShardingStrategy::full_shard)));
+    const accel::testing::TempDir dir("cp_fsdp_refusal");
+    accel::testing::expect_error([&] { acc.save_state(dir.path() / "state"); },
+                                 {"save_state", "cp_size 2", "ZeRO/FSDP sharding"});
   });
 }

@@ -44,7 +44,9 @@ class ACCEL_API FullyShardedReplication : public Replication {
   /// parameters, tp slices and replicated ones alike, split across the
   /// mesh's dp_shard ranks and replicated across its dp_replicate ranks
   /// (HSDP); the weights come from the first rank of the data-parallel
-  /// ranks ("dp"), which hold the same slices. No data-parallel dimension:
+  /// ranks ("dp"), which hold the same slices. With context parallel the
+  /// cp ranks join both: shards over dp_shard x cp ("dp_shard_cp"), weights
+  /// from the first of "dp_cp". No data-parallel dimension:
   /// nothing to split (one process's shards, on every rank). The groups
   /// are the mesh's, except reshard_after_forward's as an int (made here).
   FullyShardedReplication(const ProcessState& state, ShardingOptions options, const DeviceMesh& mesh);

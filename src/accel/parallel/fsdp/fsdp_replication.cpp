@@ -59,10 +59,14 @@ FullyShardedReplication::FullyShardedReplication(const ProcessState& state, Shar
                   "parameter sharding on a device mesh: hybrid_shard_size is ", options_.hybrid_shard_size(),
                   " but the mesh's dp_shard_size is ", c.dp_shard_size,
                   "; expected them equal (or hybrid_shard_size unset: the mesh decides)");
-  if (has_dim(mesh, "dp")) world_ = mesh.group("dp");
-  if (has_dim(mesh, "dp_shard")) {
-    group_ = mesh.group("dp_shard");
-    shard_ranks_ = mesh.slice("dp_shard");
+  // With context parallel the cp ranks hold the same parameters too (each
+  // its part of every sequence): FSDP2 shards over dp_shard x cp.
+  const bool cp = c.cp_size > 1;
+  const std::string holders = cp ? "dp_cp" : "dp", shard = cp ? "dp_shard_cp" : "dp_shard";
+  if (has_dim(mesh, holders)) world_ = mesh.group(holders);
+  if (has_dim(mesh, shard)) {
+    group_ = mesh.group(shard);
+    shard_ranks_ = mesh.slice(shard);
   } else {
     shard_ranks_ = {state.rank()};
   }
