@@ -72,7 +72,7 @@ class FsdpLaunchPeer : public ::testing::Test {
   }
 
   void expect_like_ddp(const std::string& name) {
-    const Outcome ddp = train("ddp", {"--cpu", "--num_processes", "2"});
+    const Outcome ddp = train("ddp", {"--cpu", "--num_processes", "2", "--main_process_port", "0"});
     ASSERT_EQ(ddp.status, 0) << ddp.output;
     EXPECT_EQ(ddp.output.find("parameters sharded"), std::string::npos) << ddp.output;
     const Outcome sharded = train(name, {"--config_file", (dir_ / (name + ".yaml")).string()});
