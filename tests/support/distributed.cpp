@@ -6,6 +6,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include "accel/dist/collectives.h"
+#include "accel/state.h"
 
 namespace accel::testing {
 
@@ -15,6 +16,10 @@ void run_distributed(int n, const std::function<void()>& body, LaunchOptions opt
       [&] {
         body();
         if (::testing::Test::HasFailure()) throw std::runtime_error("a test assertion failed in this rank");
+        // Rank 0 hosts the rendezvous store: had it finished first (a body
+        // with no collective after the group was built), a rank still
+        // connecting its Gloo pairs through the store would lose it.
+        if (ProcessState::initialized() && ProcessState::get().distributed()) wait_for_everyone();
       },
       options);
   EXPECT_TRUE(result.ok()) << result.describe();
