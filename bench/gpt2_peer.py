@@ -53,6 +53,8 @@ def parse():
     p.add_argument("--compile-step", metavar="MODE", choices=COMPILE_MODES,
                    help="torch.compile model + loss as one function with this mode")
     p.add_argument("--fused", action="store_true", help="AdamW(fused=True)")
+    p.add_argument("--profile", type=int, default=0, metavar="N",
+                   help="after the timed steps, profile N more and print the kernels by GPU time")
     args = p.parse_args()
     if args.compile and args.compile_step:
         p.error("--compile and --compile-step exclude each other: the second compiles the model as well")
@@ -94,10 +96,7 @@ def main():
     tokens_per_step = args.batch * args.seq * acc.gradient_accumulation_steps * n
     cuda = acc.device.type == "cuda"
     timed_ms = 0.0
-    for step in range(args.steps):
-        if cuda:
-            torch.cuda.synchronize()
-        start = time.perf_counter()
+    def train_step():
         for _ in range(acc.gradient_accumulation_steps):
             with acc.accumulate(model):
                 window = torch.randint(0, vocab, (args.batch, args.seq + 1), generator=gen).to(acc.device)
@@ -109,7 +108,13 @@ def main():
                 opt.step()
                 sched.step()
                 opt.zero_grad()
-        loss_value = loss.item()
+        return loss.item()
+
+    for step in range(args.steps):
+        if cuda:
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        loss_value = train_step()
         if cuda:
             torch.cuda.synchronize()
         ms = (time.perf_counter() - start) * 1e3
@@ -129,6 +134,16 @@ def main():
     }
     if acc.is_main_process:
         print("timing " + json.dumps(line), flush=True)
+    if args.profile > 0:
+        activities = [torch.profiler.ProfilerActivity.CUDA if cuda else torch.profiler.ProfilerActivity.CPU]
+        with torch.profiler.profile(activities=activities) as prof:
+            for _ in range(args.profile):
+                train_step()
+            if cuda:
+                torch.cuda.synchronize()
+        sort = "self_cuda_time_total" if cuda else "self_cpu_time_total"
+        acc.print(f"profile of {args.profile} steps:")
+        acc.print(prof.key_averages().table(sort_by=sort, row_limit=40, max_name_column_width=90))
 
 
 if __name__ == "__main__":
