@@ -10,6 +10,7 @@
 
 #include "accel/ops/add_layer_norm.h"
 #include "accel/ops/linear_cross_entropy.h"
+#include "accel/ops/split_heads.h"
 #include "accel/parallel/context/context_parallel.h"
 #include "accel/parallel/tensor/parallelize.h"
 
@@ -26,11 +27,10 @@ CausalSelfAttentionImpl::CausalSelfAttentionImpl(const GPT2Options& o) : n_head_
 torch::Tensor CausalSelfAttentionImpl::forward(const torch::Tensor& x, LayerCache* cache) {
   const int64_t B = x.size(0), C = x.size(2);
   // c_attn's output holds all queries, then all keys, then all values, each
-  // n_head slices of C / n_head (Hugging Face's split order), so one view
-  // and permute give [3, B, n_head, T, head_size] without a copy.
-  // unbind, not qkv[0], qkv[1], qkv[2]: backward then stacks the three
-  // gradients once, where three selects would each make a zero-filled
-  // full-size gradient and add them up.
+  // n_head slices of C / n_head (Hugging Face's split order):
+  // split_qkv_heads views them as [B, n_head, T, head_size] each without a
+  // copy, and its backward writes the three gradients straight into one
+  // tensor of c_attn's output layout.
   // Under tensor parallelism (tensor_parallel.h) c_attn yields this rank's
   // heads only, of each of q, k and v: the head count comes from its width.
   const int64_t head_size = C / n_head_;
@@ -39,7 +39,7 @@ torch::Tensor CausalSelfAttentionImpl::forward(const torch::Tensor& x, LayerCach
   // c_attn gathers it whole: the length comes from its output.
   const int64_t T = qkv_all.size(1);
   const int64_t heads = qkv_all.size(-1) / (3 * head_size);
-  auto qkv = qkv_all.view({B, T, 3, heads, head_size}).permute({2, 0, 3, 1, 4}).unbind(0);
+  auto qkv = accel::split_qkv_heads(qkv_all, head_size);
   torch::Tensor y;
   if (!cache) {
     // Causal SDPA, or attention across the context-parallel ranks when a

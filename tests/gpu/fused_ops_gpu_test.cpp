@@ -1,6 +1,7 @@
 // accel::linear_cross_entropy on the GPU (label gpu) under bf16 autocast,
 // against linear + cross_entropy under the same autocast: the loss and the
-// gradients agree within bf16 rounding, at a vocab that needs padding.
+// gradients agree within bf16 rounding, at a vocab that needs padding; and
+// accel::split_qkv_heads on CUDA tensors (the same check as on the CPU).
 #include <gtest/gtest.h>
 
 #include <torch/torch.h>
@@ -8,6 +9,7 @@
 #include "accel/amp/autocast.h"
 #include "accel/ops/linear_cross_entropy.h"
 #include "support/cuda.h"
+#include "support/split_heads_check.h"
 
 namespace F = torch::nn::functional;
 
@@ -41,4 +43,10 @@ TEST(FusedOpsGpu, LinearCrossEntropyUnderBf16AutocastMatchesTheUnfusedPath) {
     const double scale = plain[i].abs().max().item<double>();
     EXPECT_LT((fused[i] - plain[i]).abs().max().item<double>(), 2e-2 * scale) << "gradient " << i;
   }
+}
+
+TEST(FusedOpsGpu, SplitQkvHeadsEqualsTheHandWrittenViewsOnCuda) {
+  REQUIRE_CUDA();
+  accel::testing::expect_split_heads_equal_hand_written(torch::kCUDA, torch::kBFloat16);
+  accel::testing::expect_split_heads_equal_hand_written(torch::kCUDA, torch::kFloat);
 }

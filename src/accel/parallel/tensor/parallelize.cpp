@@ -5,6 +5,7 @@
 #include <mutex>
 #include <sstream>
 
+#include <ATen/ops/linear.h>
 #include <torch/nn/functional/linear.h>
 
 #include "accel/dist/collectives.h"
@@ -380,7 +381,11 @@ std::optional<TensorParallelShard> split_as(const torch::nn::Module& module,
 torch::Tensor parallel_linear(const torch::nn::Linear& linear, const torch::Tensor& x) {
   const auto& impl = linear.ptr();
   const auto shard = split_as(*impl, {TensorParallelStyle::Kind::colwise, TensorParallelStyle::Kind::rowwise});
-  if (!shard) return impl->forward(x);
+  // at::linear, not the module's forward: LibTorch's functional linear runs
+  // a [B, T, C] input as matmul + a broadcast add of the bias (and sums the
+  // bias gradient apart in backward), where at::linear folds it to 2-D and
+  // addmm puts the bias in the GEMM's epilogue. Same values.
+  if (!shard) return at::linear(x, impl->weight, impl->bias);
   const auto& style = shard->style;
   if (style.kind == TensorParallelStyle::Kind::colwise)
     return column_parallel_linear(x, impl->weight, impl->bias, shard->group, style.gather_output, style.sequence_dim);
