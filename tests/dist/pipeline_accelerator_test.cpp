@@ -23,6 +23,9 @@
 #include <set>
 
 #include "accel/accelerator.h"
+#include "accel/amp/autocast.h"
+
+#include <ATen/autocast_mode.h>
 #include "accel/data/data_loader.h"
 #include "accel/optim/clip_grad.h"
 #include "accel/parallel/mesh/device_mesh.h"
@@ -65,7 +68,7 @@ std::shared_ptr<torch::optim::AdamW> adamw(const std::vector<torch::Tensor>& par
   return std::make_shared<torch::optim::AdamW>(params, torch::optim::AdamWOptions(kLr).weight_decay(0.1).eps(kEps));
 }
 
-Trace single_process() {
+Trace single_process(MixedPrecision mp = MixedPrecision::no) {
   seed_cpu(17);
   gpt2::GPT2 model(gpt2::named_config("tiny"));
   auto opt = adamw(model->parameters());
@@ -74,7 +77,11 @@ Trace single_process() {
   for (int step = 0; step < kSteps; ++step) {
     auto batch = rows.narrow(0, step * kRowsPerStep, kRowsPerStep);
     opt->zero_grad();
-    auto loss = model(batch.narrow(1, 0, kSeq).contiguous(), batch.narrow(1, 1, kSeq).contiguous());
+    torch::Tensor loss;
+    {
+      AutocastGuard autocast(torch::kCPU, mp);
+      loss = model(batch.narrow(1, 0, kSeq).contiguous(), batch.narrow(1, 1, kSeq).contiguous());
+    }
     loss.backward();
     t.norms.push_back(clip_grad_norm(model->parameters(), kMaxNorm).item<double>());
     opt->step();
@@ -84,15 +91,32 @@ Trace single_process() {
   return t;
 }
 
+// Whether each stage's forward and the last stage's loss ran under autocast.
+struct AutocastSeen {
+  bool forward = false, loss = false;
+};
+
 // The loop a user writes: cut the model, prepare the stage, step it.
-Trace through_accelerator(Accelerator& acc) {
+Trace through_accelerator(Accelerator& acc, AutocastSeen* seen = nullptr) {
   const DeviceMesh* mesh = acc.device_mesh();
   EXPECT_NE(mesh, nullptr);
   const bool tp = mesh->config().tp_size > 1;
   seed_cpu(17);
   gpt2::GPT2 model(gpt2::named_config("tiny"));
   if (tp) gpt2::parallelize_tensor(model, mesh->group("tp"));
-  auto stage = StageModule(*model, gpt2::pipeline_stage(model, mesh->group("pp")));
+  auto cut = gpt2::pipeline_stage(model, mesh->group("pp"));
+  if (seen) {
+    cut.forward = [seen, f = cut.forward](const torch::Tensor& x) {
+      seen->forward = at::autocast::is_autocast_enabled(torch::kCPU);
+      return f(x);
+    };
+    if (cut.loss)
+      cut.loss = [seen, f = cut.loss](const torch::Tensor& out, const torch::Tensor& target) {
+        seen->loss = at::autocast::is_autocast_enabled(torch::kCPU);
+        return f(out, target);
+      };
+  }
+  auto stage = StageModule(*model, std::move(cut));
   const auto rows = all_rows(model->options().vocab_size());
   const int64_t per_replica = kRowsPerStep / acc.data_parallel_size();
   auto data =
@@ -166,15 +190,18 @@ TEST(PipelineAccelerator, TwoStagesByTwoDataParallelDdpEqualsOneProcess) {
   });
 }
 
-TEST(PipelineAccelerator, TwoStagesByTwoDataParallelZero2EqualsOneProcess) {
+TEST(PipelineAccelerator, TwoStagesByTwoDataParallelZeroEqualsOneProcess) {
+  // ZeRO-2 reduces in every backward; ZeRO-1 once, at the optimizer step.
   run_distributed(4, [] {
     const auto ref = single_process();
     auto c = pp2();
     c.dp_shard_size = 2;
-    Accelerator acc(AcceleratorOptions().parallelism_config(c).sharding(
-        ShardingOptions().strategy(ShardingStrategy::shard_grad_op)));
-    EXPECT_EQ(acc.data_parallel_size(), 2);
-    expect_matches(ref, through_accelerator(acc));
+    for (const auto strategy : {ShardingStrategy::shard_grad_op, ShardingStrategy::shard_optimizer}) {
+      SCOPED_TRACE(to_string(strategy));
+      Accelerator acc(AcceleratorOptions().parallelism_config(c).sharding(ShardingOptions().strategy(strategy)));
+      EXPECT_EQ(acc.data_parallel_size(), 2);
+      expect_matches(ref, through_accelerator(acc));
+    }
   });
 }
 
@@ -199,6 +226,31 @@ TEST(PipelineAccelerator, ThreeDimensionsOnEightRanksEqualOneProcess) {
     Accelerator acc(AcceleratorOptions().parallelism_config(c));
     EXPECT_EQ(acc.data_parallel_size(), 2);
     expect_matches(ref, through_accelerator(acc));
+  });
+}
+
+TEST(PipelineAccelerator, BFloat16AutocastRunsInEveryStage) {
+  // Each micro-batch runs through the prepared stage, so under
+  // mixed_precision bf16 its forward and the loss run under autocast, as
+  // one process's forward does (the flags are the check: bf16 and fp32
+  // losses differ by less than bf16's rounding noise here). The losses and
+  // norms stay close to one process's bf16 run; the parameters are not
+  // compared: Adam turns bf16 gradient noise on near-zero elements into
+  // whole-step differences.
+  run_distributed(4, [] {
+    const auto ref = single_process(MixedPrecision::bf16);
+    auto c = pp2();
+    c.dp_replicate_size = 2;
+    Accelerator acc(AcceleratorOptions().parallelism_config(c).mixed_precision("bf16"));
+    AutocastSeen seen;
+    const auto got = through_accelerator(acc, &seen);
+    EXPECT_TRUE(seen.forward);
+    if (acc.device_mesh()->coordinate("pp") == 1) EXPECT_TRUE(seen.loss);
+    ASSERT_EQ(got.losses.size(), ref.losses.size());
+    for (size_t s = 0; s < ref.losses.size(); ++s) {
+      EXPECT_NEAR(got.losses[s], ref.losses[s], 1e-3) << "loss at step " << s;
+      EXPECT_NEAR(got.norms[s], ref.norms[s], 1e-2 * ref.norms[s]) << "gradient norm at step " << s;
+    }
   });
 }
 
