@@ -2,7 +2,7 @@
 // accelerated_step.h): the GPT-2 example's tiny model cut into 2 stages,
 // each rank preparing its StageModule and the stage's AdamW, the batches
 // from a prepared loader, 3 steps of pipeline_step (1F1B, 4 micro-batches
-// per replica) with clip_pipeline_grad_norm_ active. Each layout equals
+// per replica; GPipe too with DDP) with clip_pipeline_grad_norm_ active. Each layout equals
 // the same model trained in one process: the same losses (the replicas'
 // mean) and clipped norms each step, every parameter within 1e-5.
 //
@@ -97,7 +97,8 @@ struct AutocastSeen {
 };
 
 // The loop a user writes: cut the model, prepare the stage, step it.
-Trace through_accelerator(Accelerator& acc, AutocastSeen* seen = nullptr) {
+Trace through_accelerator(Accelerator& acc, AutocastSeen* seen = nullptr,
+                          PipelineScheduleKind schedule = PipelineScheduleKind::one_f_one_b) {
   const DeviceMesh* mesh = acc.device_mesh();
   EXPECT_NE(mesh, nullptr);
   const bool tp = mesh->config().tp_size > 1;
@@ -126,8 +127,8 @@ Trace through_accelerator(Accelerator& acc, AutocastSeen* seen = nullptr) {
   for (auto& batch : loader) {
     const auto& tokens = batch["tokens"];
     EXPECT_EQ(tokens.size(0), per_replica);
-    auto loss = pipeline_step(acc, prepared, PipelineScheduleKind::one_f_one_b, kMicro,
-                              tokens.narrow(1, 0, kSeq).contiguous(), tokens.narrow(1, 1, kSeq).contiguous());
+    auto loss = pipeline_step(acc, prepared, schedule, kMicro, tokens.narrow(1, 0, kSeq).contiguous(),
+                              tokens.narrow(1, 1, kSeq).contiguous());
     t.norms.push_back(clip_pipeline_grad_norm_(acc, prepared, kMaxNorm).item<double>());
     opt->step();
     opt->zero_grad();
@@ -182,11 +183,15 @@ TEST(PipelineAccelerator, TwoStagesByTwoDataParallelDdpEqualsOneProcess) {
     const auto ref = single_process();
     auto c = pp2();
     c.dp_replicate_size = 2;
-    Accelerator acc(AcceleratorOptions().parallelism_config(c));
-    EXPECT_EQ(acc.data_parallel_size(), 2);
-    // Mesh order pp, dp_replicate: ranks 0,1 are stage 0, ranks 2,3 stage 1.
-    EXPECT_EQ(acc.data_parallel_index(), acc.process_index() % 2);
-    expect_matches(ref, through_accelerator(acc));
+    // GPipe too: its last backward comes after every forward, 1F1B's not.
+    for (const auto schedule : {PipelineScheduleKind::one_f_one_b, PipelineScheduleKind::gpipe}) {
+      SCOPED_TRACE(to_string(schedule));
+      Accelerator acc(AcceleratorOptions().parallelism_config(c));
+      EXPECT_EQ(acc.data_parallel_size(), 2);
+      // Mesh order pp, dp_replicate: ranks 0,1 are stage 0, ranks 2,3 stage 1.
+      EXPECT_EQ(acc.data_parallel_index(), acc.process_index() % 2);
+      expect_matches(ref, through_accelerator(acc, nullptr, schedule));
+    }
   });
 }
 
