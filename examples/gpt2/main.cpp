@@ -10,6 +10,10 @@
 //
 //   ./build/examples/gpt2 --config 124M --batch 8 --mixed-precision bf16 --cuda-graph --profile 3
 //
+//   PARALLELISM_CONFIG_PP_SIZE=2 ACCELERATE_USE_PARALLELISM_CONFIG=true \
+//     ./build/accel launch --cpu --num_processes 2 ./build/examples/gpt2 --config tiny --batch 8 --microbatches 4
+//                                                # two pipeline stages (with _TP_SIZE / _DP_*: 3D)
+//
 //   ./build/examples/gpt2 generate --model <folder> --prompt-tokens 464,2068 --max-new-tokens 20   # generate_cli.cpp
 //
 // --timing prints one machine-readable line at the end (bench/gpt2.sh reads it):
@@ -23,6 +27,7 @@
 #include <fstream>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -38,12 +43,14 @@
 #include "accel/optim/fused_adamw.h"
 #include "accel/parallel/context/context_parallel.h"
 #include "accel/parallel/mesh/device_mesh.h"
+#include "accel/parallel/pipeline/accelerated_step.h"
 #include "accel/util/check.h"
 #include "accel/util/kernel_profile.h"
 #include "batches.h"
 #include "generate_cli.h"
 #include "hf_checkpoint.h"
 #include "model.h"
+#include "pipeline_parallel.h"
 #include "tensor_parallel.h"
 
 namespace {
@@ -76,6 +83,9 @@ struct Flags {
   std::string nvme_path;
   bool delayed_update = false;
   int64_t bucket_size = 500'000'000;
+  // Pipeline parallel (pp_size > 1 from the launcher): micro-batches per step and their schedule.
+  int64_t microbatches = 4;
+  std::string pp_schedule = "1f1b";
 };
 
 Flags parse(int argc, char** argv) {
@@ -131,6 +141,12 @@ Flags parse(int argc, char** argv) {
   app.add_flag("--delayed-update", f.delayed_update,
                "with --offload: ZeRO-Offload's one-step delayed parameter update (the CPU update overlaps the next "
                "forward/backward)");
+  app.add_option("--microbatches", f.microbatches,
+                 "under pipeline parallel (PARALLELISM_CONFIG_PP_SIZE > 1): micro-batches per step (must divide "
+                 "--batch)")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--pp-schedule", f.pp_schedule, "under pipeline parallel: 1f1b or gpipe")
+      ->check(CLI::IsMember({"1f1b", "gpipe"}));
   app.add_option("--bucket-size", f.bucket_size, "with --zero-stage 2: elements per gradient bucket")
       ->check(CLI::PositiveNumber);
   app.add_option("--log_with", f.log_with, "record the run with this tracker (tensorboard) under --project_dir/gpt2");
@@ -166,7 +182,7 @@ Flags parse(int argc, char** argv) {
 // embeddings, not the biases and LayerNorm gains (decaying those towards 0
 // only hurts). A group's options replace the defaults, so each is a copy
 // of `options` with its own weight decay.
-std::vector<torch::optim::OptimizerParamGroup> param_groups(gpt2::GPT2Impl& net,
+std::vector<torch::optim::OptimizerParamGroup> param_groups(torch::nn::Module& net,
                                                             const torch::optim::AdamWOptions& options) {
   std::vector<torch::Tensor> decay, no_decay;
   for (auto& p : net.parameters()) (p.dim() >= 2 ? decay : no_decay).push_back(p);
@@ -253,6 +269,19 @@ int main(int argc, char** argv) try {
   ACCEL_CHECK_ARG(cp.size() == 1 || flags.seq % (2 * cp.size()) == 0, "--seq ", flags.seq,
                   " does not divide by 2 * cp_size = ", 2 * cp.size(),
                   " (each context-parallel rank takes two equal chunks of every sequence)");
+  // pp_size > 1 (PARALLELISM_CONFIG_PP_SIZE): each rank trains one stage, a
+  // run of blocks (the first also the embeddings, the last the head); the
+  // micro-batches of each step pass through the stages (micro_step).
+  const int pp = mesh ? mesh->config().pp_size : 1;
+  ACCEL_CHECK_ARG(pp == 1 || (cp.size() == 1 && !flags.cuda_graph && flags.save.empty()), "pp_size ", pp, " with",
+                  cp.size() > 1 ? " cp_size " + std::to_string(cp.size()) : "", flags.cuda_graph ? " --cuda-graph" : "",
+                  flags.save.empty() ? "" : " --save",
+                  " is not supported by this example; expected pipeline parallel with tp and dp only");
+  ACCEL_CHECK_ARG(pp == 1 || flags.batch % flags.microbatches == 0, "--batch ", flags.batch,
+                  " does not divide into --microbatches ", flags.microbatches, " (pp_size ", pp, ")");
+  std::optional<accel::StageModule> stage;
+  if (pp > 1) stage = accel::StageModule(*net, gpt2::pipeline_stage(net, mesh->group("pp")));
+  torch::nn::Module& trained = stage ? static_cast<torch::nn::Module&>(**stage) : *net;
   ACCEL_CHECK_ARG(flags.seq <= shape.n_positions(), "--seq ", flags.seq, " is longer than the model's n_positions ",
                   shape.n_positions());
   auto batches = flags.data == "random"
@@ -265,15 +294,26 @@ int main(int argc, char** argv) try {
       torch::optim::AdamWOptions(flags.lr).betas({0.9, 0.95}).eps(1e-8).weight_decay(flags.weight_decay);
   std::shared_ptr<torch::optim::AdamW> adamw;
   if (flags.optimizer == "fused") {
-    adamw = std::make_shared<accel::FusedAdamW>(param_groups(*net, adamw_options), adamw_options);
+    adamw = std::make_shared<accel::FusedAdamW>(param_groups(trained, adamw_options), adamw_options);
   } else {
-    adamw = std::make_shared<torch::optim::AdamW>(param_groups(*net, adamw_options), adamw_options);
+    adamw = std::make_shared<torch::optim::AdamW>(param_groups(trained, adamw_options), adamw_options);
   }
   // A prepared scheduler steps once per data-parallel rank per optimizer
   // step (Accelerate's rule), so the schedule is counted in those steps.
   const int64_t n = accelerator.data_parallel_size();
   auto schedule = accel::get_scheduler("cosine", *adamw, flags.warmup * n, flags.steps * n);
-  auto [model, optimizer, scheduler] = accelerator.prepare(net, adamw, schedule);
+  // Under pp the stage is the model this rank trains.
+  std::optional<accel::PreparedModel<gpt2::GPT2>> model;
+  std::optional<accel::PreparedModel<accel::StageModule>> staged;
+  if (stage) {
+    staged = accelerator.prepare(*stage);
+  } else {
+    model = accelerator.prepare(net);
+  }
+  auto [optimizer, scheduler] = accelerator.prepare(adamw, schedule);
+  ACCEL_CHECK_ARG(!staged || accelerator.gradient_accumulation_steps() == 1, "gradient_accumulation_steps ",
+                  accelerator.gradient_accumulation_steps(), " with pp_size ", pp,
+                  ": expected 1 (the micro-batches are the accumulation: raise --batch)");
 
   const int64_t accumulation = accelerator.gradient_accumulation_steps();
   const int64_t tokens_per_step = flags.batch * flags.seq * accumulation * n;
@@ -281,11 +321,14 @@ int main(int argc, char** argv) try {
       "gpt2: ", net->num_parameters() / 1e6, "M parameters (", shape.n_layer(), " layers, ", shape.n_head(), " heads, ",
       shape.n_embd(), " wide), ", accelerator.num_processes(), " process(es) on ", accelerator.device(),
       ", mixed precision ", accel::to_string(accelerator.mixed_precision()), ", ", tokens_per_step, " tokens per step",
-      model.core().sharding() ? ", parameters sharded across " + std::to_string(n) + " processes" : "",
+      model && model->core().sharding() ? ", parameters sharded across " + std::to_string(n) + " processes" : "",
       tp > 1 ? ", tensor parallel over " + std::to_string(tp) + " processes (parameters counted per rank)" : "",
       cp.size() > 1 ? ", context parallel over " + std::to_string(cp.size()) + " processes (" +
                           accel::to_string(cp.strategy()) + ")"
-                    : "");
+                    : "",
+      pp > 1 ? ", pipeline parallel over " + std::to_string(pp) + " stages (" + flags.pp_schedule + ", " +
+                   std::to_string(flags.microbatches) + " micro-batches; parameters counted per stage)"
+             : "");
 
   // One batch: forward, loss, backward, clipping, optimizer step. With
   // --cuda-graph it is recorded once and replayed (the same code runs
@@ -307,19 +350,29 @@ int main(int argc, char** argv) try {
   auto micro_step = [&](const std::vector<torch::Tensor>& batch) {
     end_phase(-1);
     torch::Tensor loss;
-    {
+    if (staged) {
+      // Forward and backward of every micro-batch, through the stages.
+      loss = accel::pipeline_step(accelerator, *staged, accel::pipeline_schedule_kind(flags.pp_schedule),
+                                  flags.microbatches, batch[0], batch[1]);
+    } else {
       const auto in = cp.shard(batch, /*seq_dim=*/1);  // this rank's positions (all of them without cp)
       accel::ContextParallelScope scope(cp);
       if (flags.fused_loss) {
-        loss = model(in[0], in[1]);
+        loss = (*model)(in[0], in[1]);
       } else {
-        auto logits = model(in[0]);
+        auto logits = (*model)(in[0]);
         loss = torch::nn::functional::cross_entropy(logits.view({-1, logits.size(-1)}), in[1].reshape(-1));
       }
+      accelerator.backward(loss);
     }
-    accelerator.backward(loss);
     end_phase(0);
-    if (accelerator.sync_gradients() && flags.clip > 0) accelerator.clip_grad_norm_(net->parameters(), flags.clip);
+    if (accelerator.sync_gradients() && flags.clip > 0) {
+      if (staged) {
+        accel::clip_pipeline_grad_norm_(accelerator, *staged, flags.clip);  // the norm over every stage
+      } else {
+        accelerator.clip_grad_norm_(net->parameters(), flags.clip);
+      }
+    }
     end_phase(1);
     optimizer->step();
     optimizer->zero_grad();
@@ -338,7 +391,7 @@ int main(int argc, char** argv) try {
       scheduler->step();
     } else {
       for (int64_t micro = 0; micro < accumulation; ++micro) {
-        auto scope = accelerator.accumulate(model);
+        auto scope = accelerator.accumulate(*model);
         auto batch = batches.next(flags.batch, flags.seq, accelerator.device());
         loss = micro_step({batch.inputs, batch.targets})[0];
         scheduler->step();
@@ -420,7 +473,7 @@ int main(int argc, char** argv) try {
 
   if (!flags.save.empty()) {
     // Every process takes part: sharded parameters are gathered unit by unit.
-    const auto state = accelerator.get_state_dict(model);
+    const auto state = accelerator.get_state_dict(*model);
     if (accelerator.is_main_process()) gpt2::save_pretrained(*net, state, flags.save);
     accelerator.wait_for_everyone();
     accel::print("saved to ", flags.save);

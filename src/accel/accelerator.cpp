@@ -66,8 +66,8 @@ bool shares_batches(const ParallelismConfig& c) { return splits_model(c) || c.cp
 // With tensor parallel the ranks of a shard group are not consecutive (tp
 // is innermost): the sharding takes the mesh's groups instead
 // (replication_on_mesh), so the options stay as given; so with context
-// parallel, whose cp ranks join the shard groups. Pipeline parallel never
-// gets here (the constructor refuses it).
+// parallel, whose cp ranks join the shard groups; so with pipeline
+// parallel, whose stages replicate over "dp" (replication_on_mesh).
 ShardingOptions sharding_on_mesh(const ParallelismConfig& c, ShardingOptions sharding) {
   if (!shards_parameters(sharding.strategy()) || c.dp_replicate_size == 1 || shares_batches(c)) return sharding;
   ACCEL_CHECK_ARG(sharding.hybrid_shard_size() == 0 || sharding.hybrid_shard_size() == c.dp_shard_size,
@@ -105,6 +105,14 @@ std::shared_ptr<Replication> replication_for(const ProcessState& state, const De
                                              MixedPrecision mixed_precision) {
   const bool master_weights = options.master_weights() && mixed_precision != MixedPrecision::no;
   if (mesh && sharding) sharding = sharding_on_mesh(mesh->config(), *sharding);
+  // A pipeline stage is a part of the model with no units of the whole
+  // (pipeline/stage_module.h): parameter sharding would need them gathered
+  // per stage, which is not built. ZeRO-1/2 and DDP replicate stages.
+  ACCEL_CHECK_ARG(!mesh || mesh->config().pp_size == 1 || !sharding || !shards_parameters(sharding->strategy()),
+                  "Accelerator: parallelism_config.pp_size is ", mesh ? mesh->config().pp_size : 1,
+                  " with sharding strategy ", sharding ? to_string(sharding->strategy()) : std::string(),
+                  ": parameter sharding of pipeline stages is not built; expected shard_grad_op or shard_optimizer "
+                  "(ZeRO-2/1, DeepSpeed stages 2/1), no_shard, or DDP on the data-parallel ranks");
   if (sharding && shards_parameters(sharding->strategy())) {
     auto& policy = sharding->mixed_precision_policy();
     const auto param_dtype = policy.param_dtype();
@@ -134,8 +142,6 @@ Accelerator::Accelerator(AcceleratorOptions options)
   const auto resolved = resolve(options_);
   state_ = &state_for(resolved.cpu);
   if (const auto& c = resolved.parallelism) {
-    ACCEL_CHECK_ARG(c->pp_size == 1, "Accelerator: parallelism_config.pp_size is ", c->pp_size,
-                    "; the Accelerator does not run pipeline stages yet, expected 1");
     mesh_ = std::make_shared<DeviceMesh>(*state_, *c);
   }
   mixed_precision_ = resolved.mixed_precision;
@@ -170,6 +176,11 @@ ProcessGroupPtr Accelerator::data_parallel_group() const {
 // anything is written or read.
 void Accelerator::check_whole_model_on_each_rank(const char* what) const {
   if (!mesh_ || !shares_batches(mesh_->config())) return;
+  // Each rank holds one stage, under the whole model's names: the files
+  // would hold only the main process's stage.
+  ACCEL_CHECK_ARG(mesh_->config().pp_size == 1, "Accelerator::", what, ": pp_size ", mesh_->config().pp_size,
+                  ": checkpoints of pipeline stages are not built yet (each rank holds only its stage); expected "
+                  "pp_size 1");
   // ZeRO/FSDP on a mesh shard over the mesh's groups (dp_shard, with cp
   // dp_shard x cp), which the sharded checkpoint files do not describe yet;
   // under tensor parallel the slice files hold whole slices, not shards.
@@ -264,12 +275,13 @@ std::shared_ptr<AcceleratedOptimizer> Accelerator::prepare_optimizer(
   if (sharding_config_) check_optimizer(*sharding_config_, *optimizer);
   // The engine's own clipping knows no mesh: it would take each tensor-
   // parallel slice's gradient for the whole parameter's.
-  ACCEL_CHECK_ARG(!sharding_config_ || !sharding_config_->gradient_clipping || !mesh_ || mesh_->config().tp_size == 1,
+  ACCEL_CHECK_ARG(!sharding_config_ || !sharding_config_->gradient_clipping || !mesh_ || !splits_model(mesh_->config()),
                   "Accelerator::prepare: the DeepSpeed config's gradient_clipping (",
                   sharding_config_ && sharding_config_->gradient_clipping ? *sharding_config_->gradient_clipping : 0.0,
-                  ") with tp_size ", mesh_ ? mesh_->config().tp_size : 1,
-                  " is not built yet; expected no gradient_clipping in the config, and clip_grad_norm_ called in the "
-                  "training loop (it sums the slices over the tp ranks)");
+                  ") with tp_size ", mesh_ ? mesh_->config().tp_size : 1, " and pp_size ",
+                  mesh_ ? mesh_->config().pp_size : 1,
+                  " is not built yet; expected no gradient_clipping in the config, and clip_grad_norm_ (under pp: "
+                  "clip_pipeline_grad_norm_) called in the training loop (it sums the slices over the tp ranks)");
   // The model's parameters, before master weights or ZeRO stand in for them.
   std::vector<torch::Tensor> model_parameters;
   for (const auto& group : optimizer->param_groups())
@@ -387,6 +399,11 @@ GradientSet Accelerator::gradients_of(const std::vector<torch::Tensor>& paramete
 
 torch::Tensor Accelerator::clip_grad_norm_(const std::vector<torch::Tensor>& parameters, double max_norm,
                                            double norm_type) {
+  // Each rank holds one stage's gradients: the norm needs the stages'.
+  ACCEL_CHECK_ARG(!mesh_ || mesh_->config().pp_size == 1, "Accelerator::clip_grad_norm_: pp_size is ",
+                  mesh_ ? mesh_->config().pp_size : 1,
+                  "; each rank holds one stage's gradients, expected accel::clip_pipeline_grad_norm_ "
+                  "(parallel/pipeline/accelerated_step.h), which sums the norm over the stages");
   unscale_gradients();
   // Clipped for this step: an optimizer that clips at each step leaves these.
   if (sync_gradients())

@@ -9,6 +9,7 @@
 // model would. Data-parallel replicas hold equal (already averaged)
 // gradients, so nothing is reduced over the data-parallel group.
 #include "accel/dist/collectives.h"
+#include "accel/optim/grad_norm.h"
 #include "accel/parallel/pipeline/stage.h"
 #include "accel/util/export.h"
 
@@ -21,5 +22,13 @@ namespace accel {
 /// Throws std::invalid_argument for a negative max_norm or a norm_type <= 0.
 ACCEL_API torch::Tensor clip_grad_norm_across_stages(StageGradients& grads, const ProcessGroupPtr& pp_group,
                                                      double max_norm, double norm_type = 2.0);
+
+/// The same over gradients as the Accelerator's optimizers hold them
+/// (optim/grad_norm.h's parts: ZeRO's pieces summed over their group, tp
+/// slices over split_over), the stage's sum then over `pp_group`.
+/// `uncounted` (a tied copy counted on another stage) is scaled only.
+ACCEL_API torch::Tensor clip_grad_norm_across_stages(std::vector<GradientPart>& parts, GradientSet& uncounted,
+                                                     const ProcessGroupPtr& pp_group, double max_norm,
+                                                     double norm_type = 2.0);
 
 }  // namespace accel

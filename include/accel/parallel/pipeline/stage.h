@@ -52,6 +52,13 @@ struct ACCEL_API PipelineStage {
   /// Last stage: the micro-batch's loss (a scalar, the mean over its
   /// items) from the stage's output and the micro-batch's target.
   std::function<torch::Tensor(const torch::Tensor& output, const torch::Tensor& target)> loss;
+  /// Optional: called before each micro-batch's backward with the tensor
+  /// backward starts from (the scaled loss on the last stage, the sent
+  /// output elsewhere) and whether it is the step's last backward on this
+  /// stage. Data parallelism reduces the accumulated gradients once, in
+  /// that last backward (pipeline/accelerated_step.h arms DDP's reducer
+  /// there, as torch.distributed.pipelining does).
+  std::function<void(const torch::Tensor& output, bool last)> before_backward;
 
   /// Every parameter this stage trains (what its optimizer takes), tied
   /// copies included.

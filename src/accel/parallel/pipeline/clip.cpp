@@ -37,6 +37,44 @@ void all_reduce(torch::Tensor& t, bool inf, const ProcessGroupPtr& group) {
 
 }  // namespace
 
+torch::Tensor clip_grad_norm_across_stages(std::vector<GradientPart>& parts, GradientSet& uncounted,
+                                           const ProcessGroupPtr& pp_group, double max_norm, double norm_type) {
+  ACCEL_CHECK_ARG(max_norm >= 0, "clip_grad_norm_across_stages: max_norm is ", format_double(max_norm),
+                  ", expected >= 0");
+  const bool inf = std::isinf(norm_type) && norm_type > 0;
+  ACCEL_CHECK_ARG(inf || norm_type > 0, "clip_grad_norm_across_stages: norm_type is ", format_double(norm_type),
+                  ", expected > 0 or infinity");
+  uncounted.expand_summaries();
+  torch::Device device = torch::kCPU;
+  for (auto& part : parts) {
+    part.grads.expand_summaries();
+    for (auto* list : {&part.grads.replicated, &part.grads.sharded})
+      if (!list->empty()) device = list->front().device();
+  }
+  const auto opts = torch::TensorOptions().dtype(torch::kFloat).device(device);
+  // Each part: its pieces over their group, plus the replicated ones, then
+  // over the ranks it is split across; the parts add up to the stage's
+  // sum, which adds up over the pipeline. Every rank joins every reduction.
+  auto stage = torch::zeros({1}, opts);
+  for (auto& part : parts) {
+    auto shards = local_power_sum(part.grads.sharded, norm_type, inf, opts);
+    all_reduce(shards, inf, part.grads.group);
+    const auto replicated = local_power_sum(part.grads.replicated, norm_type, inf, opts);
+    auto sum = inf ? torch::maximum(shards, replicated) : shards + replicated;
+    all_reduce(sum, inf, part.split_over);
+    stage = inf ? torch::maximum(stage, sum) : stage + sum;
+  }
+  all_reduce(stage, inf, pp_group);
+  const auto total = (inf ? stage : stage.pow(1.0 / norm_type))[0];
+  const auto coef = torch::clamp(max_norm / (total + 1e-6), std::nullopt, 1.0);
+  for (auto& part : parts)
+    for (auto* list : {&part.grads.replicated, &part.grads.sharded})
+      for (auto& g : *list) g.detach().mul_(coef.to(g.device()));
+  for (auto* list : {&uncounted.replicated, &uncounted.sharded})
+    for (auto& g : *list) g.detach().mul_(coef.to(g.device()));
+  return total;
+}
+
 torch::Tensor clip_grad_norm_across_stages(StageGradients& grads, const ProcessGroupPtr& pp_group, double max_norm,
                                            double norm_type) {
   ACCEL_CHECK_ARG(max_norm >= 0, "clip_grad_norm_across_stages: max_norm is ", format_double(max_norm),

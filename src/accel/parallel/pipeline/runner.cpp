@@ -64,6 +64,7 @@ torch::Tensor run_pipeline(PipelineStage& stage, const std::vector<PipelineActio
   // Summed in float64 and sent as such: stages before the last do not know the loss's dtype.
   auto losses = torch::zeros({}, torch::TensorOptions().dtype(torch::kDouble).device(stage.device));
   PendingSends sends;
+  int64_t backwards = 0;
   for (const auto& a : actions) {
     auto& f = flight[static_cast<size_t>(a.microbatch)];
     if (a.kind == PipelineAction::Kind::forward) {
@@ -90,6 +91,7 @@ torch::Tensor run_pipeline(PipelineStage& stage, const std::vector<PipelineActio
         f.output = y;
       }
     } else {
+      if (stage.before_backward) stage.before_backward(f.output, ++backwards == micro);
       if (stage.is_last()) {
         f.output.backward();
       } else if (f.output.is_floating_point()) {

@@ -1,0 +1,179 @@
+#include "accel/parallel/pipeline/accelerated_step.h"
+
+#include <algorithm>
+#include <deque>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "accel/optim/grad_norm.h"
+#include "accel/parallel/mesh/device_mesh.h"
+#include "accel/parallel/pipeline/clip.h"
+#include "accel/parallel/pipeline/runner.h"
+#include "accel/parallel/tensor/parallelize.h"
+#include "accel/parallel/zero/zero_engine.h"
+#include "accel/util/check.h"
+#include "p2p.h"
+
+namespace accel {
+
+namespace {
+
+void check_prepared(const Accelerator& accelerator, PreparedModel<StageModule>& stage, const char* what) {
+  const auto& models = accelerator.models();
+  ACCEL_CHECK_ARG(std::any_of(models.begin(), models.end(), [&](const auto& m) { return m == stage.core_ptr(); }), what,
+                  ": the stage was not prepared by this Accelerator (expected accelerator.prepare(stage, ...))");
+}
+
+std::vector<const OptimizerTensors*> holders(const Accelerator& accelerator) {
+  std::vector<const OptimizerTensors*> out;
+  for (const auto& opt : accelerator.optimizers())
+    if (auto* t = opt->tensors()) out.push_back(t);
+  return out;
+}
+
+// Whether a prepared optimizer's ZeRO-2 engine takes the gradients away
+// while backward runs (into its reduced slices): then the tied copies'
+// gradients cannot be summed after the step, only before their reduction.
+bool gradients_leave_in_backward(const Accelerator& accelerator) {
+  for (const auto& opt : accelerator.optimizers())
+    if (auto* engine = dynamic_cast<const zero::ZeroEngine*>(opt->tensors()))
+      if (engine->options().strategy() == ShardingStrategy::shard_grad_op) return true;
+  return false;
+}
+
+// The tied copies' gradient sums under ZeRO-2. Each stage records the
+// gradients its own backwards give its copies (tensor hooks run before the
+// engine's post-accumulate hooks take them), then the two stages exchange
+// those sums and each feeds the other's through one more backward into its
+// copies, which the engine reduces like any other: the slices then hold
+// the dp average of (own + other), as sum_tied_gradients gives under DDP.
+class TiedGradientRecorder {
+ public:
+  explicit TiedGradientRecorder(PipelineStage& stage) : stage_(stage) {
+    for (size_t i = 0; i < stage_.tied.size(); ++i) {
+      auto& p = stage_.tied[i];
+      sums_.push_back(torch::zeros_like(p));
+      auto* sum = &sums_.back();
+      hooks_.push_back(p.register_hook([sum](const torch::Tensor& g) { sum->add_(g); }));
+    }
+  }
+  ~TiedGradientRecorder() { remove_hooks(); }
+
+  void exchange_and_feed() {
+    remove_hooks();
+    if (stage_.tied.empty()) return;
+    pipeline_detail::PendingSends sends;
+    for (size_t i = 0; i < sums_.size(); ++i)
+      sends.send(stage_.group, sums_[i], stage_.tied_stage, static_cast<int>(i));
+    std::vector<torch::Tensor> theirs;
+    for (size_t i = 0; i < sums_.size(); ++i)
+      theirs.push_back(pipeline_detail::recv_like(stage_.group, sums_[i], stage_.tied_stage, static_cast<int>(i)));
+    sends.wait_all();
+    torch::autograd::backward(stage_.tied, theirs);
+  }
+
+ private:
+  void remove_hooks() {
+    for (size_t i = 0; i < hooks_.size(); ++i) stage_.tied[i].remove_hook(hooks_[i]);
+    hooks_.clear();
+  }
+
+  PipelineStage& stage_;
+  std::deque<torch::Tensor> sums_;  // stable addresses for the hooks
+  std::vector<unsigned> hooks_;
+};
+
+}  // namespace
+
+torch::Tensor pipeline_step(Accelerator& accelerator, PreparedModel<StageModule>& stage, PipelineScheduleKind schedule,
+                            int64_t microbatches, const torch::Tensor& inputs, const torch::Tensor& targets) {
+  check_prepared(accelerator, stage, "pipeline_step");
+  ACCEL_CHECK_ARG(accelerator.gradient_accumulation_steps() == 1, "pipeline_step: gradient_accumulation_steps is ",
+                  accelerator.gradient_accumulation_steps(),
+                  ", expected 1 (the micro-batches are the step's accumulation: give each step the larger batch)");
+  ACCEL_CHECK_ARG(accelerator.mixed_precision() != MixedPrecision::fp16,
+                  "pipeline_step: mixed_precision is fp16, whose loss scaling of pipeline stages is not built; "
+                  "expected bf16 or no");
+  PipelineStage run = stage->stage();
+  ACCEL_CHECK_ARG(!run.is_first() || inputs.defined(), "pipeline_step: stage ", run.index,
+                  " is the first and got no inputs");
+  ACCEL_CHECK_ARG(!run.is_last() || targets.defined(), "pipeline_step: stage ", run.index,
+                  " is the last and got no targets");
+  auto& core = stage.core();
+  run.device = accelerator.device();
+  // Through the prepared model: autocast, and what DDP does around a forward.
+  run.forward = [&stage](const torch::Tensor& x) { return stage(x); };
+  if (run.is_last()) {
+    run.loss = [&accelerator, loss = run.loss](const torch::Tensor& out, const torch::Tensor& target) {
+      auto autocast = accelerator.autocast();
+      return loss(out, target);
+    };
+  }
+  // DDP: every backward but the step's last accumulates locally; the last
+  // one, armed as a forward would arm it, all-reduces the sums. A batch
+  // inside no_sync (accumulate) does not reduce at all.
+  bool* flag = core.sync_flag();
+  const bool sync = flag ? *flag : true;
+  struct Restore {
+    bool* flag;
+    bool value;
+    ~Restore() {
+      if (flag) *flag = value;
+    }
+  } restore{flag, sync};
+  if (flag) *flag = false;
+  run.before_backward = [&core, flag, sync](const torch::Tensor& output, bool last) {
+    if (flag) *flag = last && sync;
+    // 1F1B runs two backwards in a row at its end, which a prepared
+    // model's forward check (one forward per backward under DDP) would
+    // refuse: each backward counts as following its micro-batch's forward.
+    core.before_forward();
+    if (flag && *flag) {
+      std::vector<torch::Tensor> outputs{output};
+      core.after_forward(outputs);
+    }
+  };
+  const bool zero2 = gradients_leave_in_backward(accelerator);
+  std::optional<TiedGradientRecorder> tied;
+  if (zero2) tied.emplace(run);
+  auto loss = run_pipeline(run, schedule, microbatches,
+                           run.is_first() ? split_microbatches(inputs, microbatches) : std::vector<torch::Tensor>{},
+                           run.is_last() ? split_microbatches(targets, microbatches) : std::vector<torch::Tensor>{});
+  if (zero2) {
+    tied->exchange_and_feed();
+  } else {
+    sum_tied_gradients(run);
+  }
+  return loss;
+}
+
+torch::Tensor clip_pipeline_grad_norm_(Accelerator& accelerator, PreparedModel<StageModule>& stage, double max_norm,
+                                       double norm_type) {
+  check_prepared(accelerator, stage, "clip_pipeline_grad_norm_");
+  accelerator.unscale_gradients();
+  const auto& s = stage->stage();
+  const auto* mesh = accelerator.device_mesh();
+  const bool tp = mesh && mesh->config().tp_size > 1;
+  // The later stage's tied copies are counted on the earlier stage.
+  const bool later = !s.tied.empty() && s.index > s.tied_stage;
+  std::vector<torch::Tensor> whole, slices, tied;
+  for (const auto& p : s.parameters) {
+    const bool is_tied =
+        std::any_of(s.tied.begin(), s.tied.end(), [&](const torch::Tensor& t) { return t.is_same(p); });
+    if (later && is_tied) {
+      tied.push_back(p);
+    } else {
+      (tp && is_tensor_parallel_slice(p) ? slices : whole).push_back(p);
+    }
+  }
+  const auto held = holders(accelerator);
+  std::vector<GradientPart> parts(2);
+  parts[0].grads = gradients_of(whole, held);
+  parts[1].grads = gradients_of(slices, held);
+  if (tp) parts[1].split_over = mesh->group("tp");
+  auto uncounted = gradients_of(tied, held);
+  return clip_grad_norm_across_stages(parts, uncounted, s.group, max_norm, norm_type);
+}
+
+}  // namespace accel

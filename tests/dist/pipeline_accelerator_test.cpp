@@ -1,0 +1,290 @@
+// Pipeline parallelism through the Accelerator (parallel/pipeline/
+// accelerated_step.h): the GPT-2 example's tiny model cut into 2 stages,
+// each rank preparing its StageModule and the stage's AdamW, the batches
+// from a prepared loader, 3 steps of pipeline_step (1F1B, 4 micro-batches
+// per replica; GPipe too with DDP) with clip_pipeline_grad_norm_ active. Each layout equals
+// the same model trained in one process: the same losses (the replicas'
+// mean) and clipped norms each step, every parameter within 1e-5.
+//
+//   pp=2 x dp=2 with DDP: the stages' gradients averaged over "dp" once,
+//     in each step's last backward.
+//   pp=2 x dp=2 with ZeRO-2 (shard_grad_op): reduced in every backward,
+//     the tied embedding's two copies summed before their reduction.
+//   pp=2 x tp=2 (4 ranks), pp=2 x tp=2 x dp=2 with DDP (8 ranks).
+//
+// Each rank checks its own stage's parameters (reassembled from tp slices
+// where split), under the whole model's names; all ranks together check
+// every parameter. The reference runs in each rank (autograd must not run
+// in the parent before the fork).
+#include <gtest/gtest.h>
+
+#include <torch/torch.h>
+
+#include <set>
+
+#include "accel/accelerator.h"
+#include "accel/amp/autocast.h"
+
+#include <ATen/autocast_mode.h>
+#include "accel/data/data_loader.h"
+#include "accel/optim/clip_grad.h"
+#include "accel/parallel/mesh/device_mesh.h"
+#include "accel/parallel/pipeline/accelerated_step.h"
+#include "accel/parallel/tensor/parallelize.h"
+#include "gpt2/model.h"
+#include "gpt2/pipeline_parallel.h"
+#include "gpt2/tensor_parallel.h"
+#include "support/distributed.h"
+#include "support/errors.h"
+#include "support/gpt2_split.h"
+#include "support/temp_dir.h"
+#include "support/tensors.h"
+
+using namespace accel;
+using accel::testing::max_diff;
+using accel::testing::run_distributed;
+using accel::testing::seed_cpu;
+
+namespace {
+
+constexpr int kSteps = 3;
+constexpr int64_t kRowsPerStep = 8, kSeq = 32, kMicro = 4;
+constexpr double kMaxNorm = 0.5, kLr = 1e-3;
+// Adam divides by sqrt(v) + eps: with the default 1e-8 a gradient element near 0
+// turns summation-order noise (1e-10) into 1e-5 of update, more than the tolerance.
+constexpr double kEps = 1e-6;
+
+torch::Tensor all_rows(int64_t vocab) {
+  auto g = at::detail::createCPUGenerator(900);
+  return torch::randint(0, vocab, {kSteps * kRowsPerStep, kSeq + 1}, g);
+}
+
+struct Trace {
+  std::vector<double> losses, norms;
+  std::map<std::string, torch::Tensor> params;
+};
+
+std::shared_ptr<torch::optim::AdamW> adamw(const std::vector<torch::Tensor>& params) {
+  return std::make_shared<torch::optim::AdamW>(params, torch::optim::AdamWOptions(kLr).weight_decay(0.1).eps(kEps));
+}
+
+Trace single_process(MixedPrecision mp = MixedPrecision::no) {
+  seed_cpu(17);
+  gpt2::GPT2 model(gpt2::named_config("tiny"));
+  auto opt = adamw(model->parameters());
+  const auto rows = all_rows(model->options().vocab_size());
+  Trace t;
+  for (int step = 0; step < kSteps; ++step) {
+    auto batch = rows.narrow(0, step * kRowsPerStep, kRowsPerStep);
+    opt->zero_grad();
+    torch::Tensor loss;
+    {
+      AutocastGuard autocast(torch::kCPU, mp);
+      loss = model(batch.narrow(1, 0, kSeq).contiguous(), batch.narrow(1, 1, kSeq).contiguous());
+    }
+    loss.backward();
+    t.norms.push_back(clip_grad_norm(model->parameters(), kMaxNorm).item<double>());
+    opt->step();
+    t.losses.push_back(loss.item<double>());
+  }
+  for (const auto& p : model->named_parameters()) t.params[p.key()] = p.value().detach().clone();
+  return t;
+}
+
+// Whether each stage's forward and the last stage's loss ran under autocast.
+struct AutocastSeen {
+  bool forward = false, loss = false;
+};
+
+// The loop a user writes: cut the model, prepare the stage, step it.
+Trace through_accelerator(Accelerator& acc, AutocastSeen* seen = nullptr,
+                          PipelineScheduleKind schedule = PipelineScheduleKind::one_f_one_b) {
+  const DeviceMesh* mesh = acc.device_mesh();
+  EXPECT_NE(mesh, nullptr);
+  const bool tp = mesh->config().tp_size > 1;
+  seed_cpu(17);
+  gpt2::GPT2 model(gpt2::named_config("tiny"));
+  if (tp) gpt2::parallelize_tensor(model, mesh->group("tp"));
+  auto cut = gpt2::pipeline_stage(model, mesh->group("pp"));
+  if (seen) {
+    cut.forward = [seen, f = cut.forward](const torch::Tensor& x) {
+      seen->forward = at::autocast::is_autocast_enabled(torch::kCPU);
+      return f(x);
+    };
+    if (cut.loss)
+      cut.loss = [seen, f = cut.loss](const torch::Tensor& out, const torch::Tensor& target) {
+        seen->loss = at::autocast::is_autocast_enabled(torch::kCPU);
+        return f(out, target);
+      };
+  }
+  auto stage = StageModule(*model, std::move(cut));
+  const auto rows = all_rows(model->options().vocab_size());
+  const int64_t per_replica = kRowsPerStep / acc.data_parallel_size();
+  auto data =
+      make_data_loader(std::make_shared<TensorDataset>(TensorDict{{"tokens", rows}}), DataLoaderOptions(per_replica));
+  auto [prepared, opt, loader] = acc.prepare(stage, adamw(stage->parameters()), data);
+  Trace t;
+  for (auto& batch : loader) {
+    const auto& tokens = batch["tokens"];
+    EXPECT_EQ(tokens.size(0), per_replica);
+    auto loss = pipeline_step(acc, prepared, schedule, kMicro, tokens.narrow(1, 0, kSeq).contiguous(),
+                              tokens.narrow(1, 1, kSeq).contiguous());
+    t.norms.push_back(clip_pipeline_grad_norm_(acc, prepared, kMaxNorm).item<double>());
+    opt->step();
+    opt->zero_grad();
+    // The whole batch's loss: the mean of the replicas' equal parts.
+    t.losses.push_back(acc.gather_for_metrics(loss.reshape({1})).mean().item<double>());
+  }
+  acc.wait_for_everyone();
+  for (const auto& p : prepared.module()->named_parameters()) {
+    const auto [dim, packed] = accel::testing::gpt2_split_of(p.key());
+    const bool split = tp && dim >= 0;
+    EXPECT_EQ(is_tensor_parallel_slice(p.value()), split) << p.key();
+    t.params[p.key()] = split ? accel::testing::reassemble(p.value().detach(), dim, packed, mesh->group("tp"))
+                              : p.value().detach().clone();
+  }
+  return t;
+}
+
+void expect_matches(const Trace& ref, const Trace& got) {
+  ASSERT_EQ(got.losses.size(), ref.losses.size());
+  for (size_t s = 0; s < ref.losses.size(); ++s) {
+    EXPECT_NEAR(got.losses[s], ref.losses[s], 1e-5) << "loss at step " << s;
+    EXPECT_NEAR(got.norms[s], ref.norms[s], 1e-5) << "gradient norm at step " << s;
+  }
+  EXPECT_GT(ref.norms[0], kMaxNorm) << "clipping must act, or the global norm is untested";
+  for (const auto& [name, value] : got.params) {
+    ASSERT_TRUE(ref.params.count(name)) << name;
+    EXPECT_EQ(value.sizes(), ref.params.at(name).sizes()) << name;
+    EXPECT_LT(max_diff(value, ref.params.at(name)), 1e-5) << name;
+  }
+  // Together the ranks checked every parameter.
+  std::string names;
+  for (const auto& [name, value] : got.params) names += name + "\n";
+  std::set<std::string> seen;
+  for (const auto& part : gather_object(names)) {
+    size_t begin = 0;
+    for (size_t end; (end = part.find('\n', begin)) != std::string::npos; begin = end + 1)
+      seen.insert(part.substr(begin, end - begin));
+  }
+  for (const auto& [name, value] : ref.params) EXPECT_TRUE(seen.count(name)) << name << " is on no stage";
+}
+
+ParallelismConfig pp2() {
+  ParallelismConfig c;
+  c.pp_size = 2;
+  return c;
+}
+
+}  // namespace
+
+TEST(PipelineAccelerator, TwoStagesByTwoDataParallelDdpEqualsOneProcess) {
+  run_distributed(4, [] {
+    const auto ref = single_process();
+    auto c = pp2();
+    c.dp_replicate_size = 2;
+    // GPipe too: its last backward comes after every forward, 1F1B's not.
+    for (const auto schedule : {PipelineScheduleKind::one_f_one_b, PipelineScheduleKind::gpipe}) {
+      SCOPED_TRACE(to_string(schedule));
+      Accelerator acc(AcceleratorOptions().parallelism_config(c));
+      EXPECT_EQ(acc.data_parallel_size(), 2);
+      // Mesh order pp, dp_replicate: ranks 0,1 are stage 0, ranks 2,3 stage 1.
+      EXPECT_EQ(acc.data_parallel_index(), acc.process_index() % 2);
+      expect_matches(ref, through_accelerator(acc, nullptr, schedule));
+    }
+  });
+}
+
+TEST(PipelineAccelerator, TwoStagesByTwoDataParallelZeroEqualsOneProcess) {
+  // ZeRO-2 reduces in every backward; ZeRO-1 once, at the optimizer step.
+  run_distributed(4, [] {
+    const auto ref = single_process();
+    auto c = pp2();
+    c.dp_shard_size = 2;
+    for (const auto strategy : {ShardingStrategy::shard_grad_op, ShardingStrategy::shard_optimizer}) {
+      SCOPED_TRACE(to_string(strategy));
+      Accelerator acc(AcceleratorOptions().parallelism_config(c).sharding(ShardingOptions().strategy(strategy)));
+      EXPECT_EQ(acc.data_parallel_size(), 2);
+      expect_matches(ref, through_accelerator(acc));
+    }
+  });
+}
+
+TEST(PipelineAccelerator, TwoStagesByTwoTensorParallelEqualsOneProcess) {
+  run_distributed(4, [] {
+    const auto ref = single_process();
+    auto c = pp2();
+    c.tp_size = 2;
+    Accelerator acc(AcceleratorOptions().parallelism_config(c));
+    EXPECT_EQ(acc.data_parallel_size(), 1);
+    expect_matches(ref, through_accelerator(acc));
+  });
+}
+
+TEST(PipelineAccelerator, ThreeDimensionsOnEightRanksEqualOneProcess) {
+  // pp x dp x tp: tensor parallel composes with dp_shard (Accelerate's rule).
+  run_distributed(8, [] {
+    const auto ref = single_process();
+    auto c = pp2();
+    c.dp_shard_size = 2;
+    c.tp_size = 2;
+    Accelerator acc(AcceleratorOptions().parallelism_config(c));
+    EXPECT_EQ(acc.data_parallel_size(), 2);
+    expect_matches(ref, through_accelerator(acc));
+  });
+}
+
+TEST(PipelineAccelerator, BFloat16AutocastRunsInEveryStage) {
+  // Each micro-batch runs through the prepared stage, so under
+  // mixed_precision bf16 its forward and the loss run under autocast, as
+  // one process's forward does (the flags are the check: bf16 and fp32
+  // losses differ by less than bf16's rounding noise here). The losses and
+  // norms stay close to one process's bf16 run; the parameters are not
+  // compared: Adam turns bf16 gradient noise on near-zero elements into
+  // whole-step differences.
+  run_distributed(4, [] {
+    const auto ref = single_process(MixedPrecision::bf16);
+    auto c = pp2();
+    c.dp_replicate_size = 2;
+    Accelerator acc(AcceleratorOptions().parallelism_config(c).mixed_precision("bf16"));
+    AutocastSeen seen;
+    const auto got = through_accelerator(acc, &seen);
+    EXPECT_TRUE(seen.forward);
+    if (acc.device_mesh()->coordinate("pp") == 1) EXPECT_TRUE(seen.loss);
+    ASSERT_EQ(got.losses.size(), ref.losses.size());
+    for (size_t s = 0; s < ref.losses.size(); ++s) {
+      EXPECT_NEAR(got.losses[s], ref.losses[s], 1e-3) << "loss at step " << s;
+      EXPECT_NEAR(got.norms[s], ref.norms[s], 1e-2 * ref.norms[s]) << "gradient norm at step " << s;
+    }
+  });
+}
+
+TEST(PipelineAccelerator, RefusesWhatItDoesNotBuild) {
+  run_distributed(2, [] {
+    // Parameter sharding of stages.
+    accel::testing::expect_error(
+        [&] {
+          Accelerator acc(AcceleratorOptions().parallelism_config(pp2()).sharding(
+              ShardingOptions().strategy(ShardingStrategy::full_shard)));
+        },
+        {"pp_size is 2", "full_shard", "shard_grad_op"});
+    Accelerator acc(AcceleratorOptions().parallelism_config(pp2()).gradient_accumulation_steps(2));
+    seed_cpu(17);
+    gpt2::GPT2 model(gpt2::named_config("tiny"));
+    auto stage = StageModule(*model, gpt2::pipeline_stage(model, acc.device_mesh()->group("pp")));
+    // A stage cut from another model.
+    gpt2::GPT2 other(gpt2::named_config("tiny"));
+    accel::testing::expect_error([&] { StageModule(*other, stage->stage()); },
+                                 {"stage " + std::to_string(acc.process_index()), "not a parameter of the model"});
+    auto [prepared, opt] = acc.prepare(stage, adamw(stage->parameters()));
+    auto tokens = torch::randint(0, model->options().vocab_size(), {4, kSeq});
+    accel::testing::expect_error(
+        [&] { (void)pipeline_step(acc, prepared, PipelineScheduleKind::one_f_one_b, 4, tokens, tokens); },
+        {"gradient_accumulation_steps is 2", "expected 1"});
+    // The Accelerator's own clip would take one stage's norm for the model's.
+    accel::testing::expect_error([&] { (void)acc.clip_grad_norm_(stage->parameters(), 1.0); },
+                                 {"pp_size is 2", "clip_pipeline_grad_norm_"});
+    const accel::testing::TempDir dir("pp_state_refusal");
+    accel::testing::expect_error([&] { acc.save_state(dir.path() / "state"); }, {"save_state", "pp_size 2"});
+  });
+}
