@@ -170,20 +170,15 @@ ProcessGroupPtr Accelerator::data_parallel_group() const {
 // anything is written or read.
 void Accelerator::check_whole_model_on_each_rank(const char* what) const {
   if (!mesh_ || !shares_batches(mesh_->config())) return;
-  // ZeRO/FSDP on a mesh shard over the mesh's groups (dp_shard, with cp
-  // dp_shard x cp), which the sharded checkpoint files do not describe yet;
-  // under tensor parallel the slice files hold whole slices, not shards.
-  const bool sharded = std::dynamic_pointer_cast<fsdp::FullyShardedReplication>(replication_) ||
-                       std::dynamic_pointer_cast<zero::ZeroReplication>(replication_);
-  ACCEL_CHECK_ARG(!sharded, "Accelerator::", what, ": tp_size ", mesh_->config().tp_size, ", cp_size ",
-                  mesh_->config().cp_size,
-                  " with ZeRO/FSDP sharding: checkpoints of a model sharded over a mesh's groups are not built yet; "
-                  "use save_model and get_state_dict for the whole weights, or DDP on the data-parallel ranks");
-  if (!splits_model(mesh_->config())) return;  // context parallel alone: the whole model on each rank
-  ACCEL_CHECK_ARG(!(options_.master_weights() && mixed_precision_ != MixedPrecision::no), "Accelerator::", what,
-                  ": tp_size ", mesh_->config().tp_size,
-                  " with master_weights: the fp32 master weights of a tensor-parallel model are not saved per rank "
-                  "yet; turn master_weights off, or use save_model and get_state_dict for the whole weights");
+  // FSDP on any mesh, ZeRO under tensor parallel, and fp32 master weights
+  // of a tensor-parallel model save per rank (accelerator_checkpoint.cpp).
+  // ZeRO over dp x cp alone shards over a group whose ranks the shard
+  // files, numbered by process, do not follow.
+  const auto& c = mesh_->config();
+  ACCEL_CHECK_ARG(!(std::dynamic_pointer_cast<zero::ZeroReplication>(replication_) && c.cp_size > 1 && c.tp_size == 1),
+                  "Accelerator::", what, ": cp_size ", c.cp_size,
+                  " with ZeRO sharding (tp_size 1): checkpoints of ZeRO shards over the dp x cp ranks are not built "
+                  "yet; use full_shard (FSDP), or save_model and get_state_dict for the whole weights");
 }
 
 safetensors::NamedTensors Accelerator::whole_state(const PreparedModelCore& core) const {

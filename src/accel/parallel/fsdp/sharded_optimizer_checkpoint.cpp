@@ -7,6 +7,7 @@
 
 #include "accel/checkpoint/atomic_file.h"
 #include "accel/checkpoint/optimizer_state.h"
+#include "accel/checkpoint/tensor_parallel_slices.h"
 #include "accel/checkpoint/tensor_slices.h"
 #include "accel/parallel/fsdp/sharded_optimizer.h"
 #include "accel/util/check.h"
@@ -38,8 +39,13 @@ std::optional<std::pair<size_t, std::string>> state_key(const std::string& key) 
 
 class SlicedOptimizerCheckpoint : public OptimizerCheckpoint {
  public:
-  SlicedOptimizerCheckpoint(torch::optim::Optimizer& optimizer, const ShardedOptimizerTensors& tensors, int world_size)
-      : optimizer_(optimizer), tensors_(tensors), world_size_(world_size) {}
+  SlicedOptimizerCheckpoint(torch::optim::Optimizer& optimizer, const ShardedOptimizerTensors& tensors, int world_size,
+                            int file, bool unsplit_parameters)
+      : optimizer_(optimizer),
+        tensors_(tensors),
+        world_size_(world_size),
+        file_(file),
+        unsplit_parameters_(unsplit_parameters) {}
 
   void save(const fs::path& dir, size_t index, int rank) override {
     const auto files = optimizer_state(optimizer_);
@@ -56,12 +62,13 @@ class SlicedOptimizerCheckpoint : public OptimizerCheckpoint {
       ACCEL_CHECK(t.numel() == piece.numel(), "saving the sharded optimizer state: '", key, "' has ", t.numel(),
                   " elements, its parameter's piece ", piece.numel(),
                   "; only element-wise state (one value per parameter element) can be sharded");
-      const auto& param = place.unit->parameters()[place.index];
-      slices.push_back(Slice{key, t, whole_name(place) + "/" + parsed->second, param.sizes().vec(), t.scalar_type(),
-                             place.unit->piece_begin(place.index)});
+      append_piece_slices(slices, key, whole_name(place) + "/" + parsed->second, t,
+                          place.unit->parameters()[place.index], place.unit->piece_begin(place.index), t.scalar_type(),
+                          unsplit_parameters_);
     }
-    save_slices(slices, dir / rank_file(index, rank, ".safetensors"), world_size_, {{kPiecesKey, pieces.dump()}});
-    write_file_atomic(dir / rank_file(index, rank, ".json"), files.json);
+    const int file = file_ < 0 ? rank : file_;
+    save_slices(slices, dir / rank_file(index, file, ".safetensors"), world_size_, {{kPiecesKey, pieces.dump()}});
+    write_file_atomic(dir / rank_file(index, file, ".json"), files.json);
   }
 
   std::string other_world_refusal(const fs::path& dir, size_t index) const override {
@@ -131,11 +138,12 @@ class SlicedOptimizerCheckpoint : public OptimizerCheckpoint {
       if (it == saved_state.end()) continue;  // never stepped
       state[std::to_string(n)] = it->second;
       const auto& piece = places[n].unit->piece(places[n].index);
+      const auto& param = places[n].unit->parameters()[places[n].index];
       const int64_t begin = places[n].unit->piece_begin(places[n].index);
       for (const auto& field : fields[whole]) {
         const auto name = whole + "/" + field;
         tensors.insert("state." + std::to_string(n) + "." + field,
-                       set.read(name, begin, piece.numel(), set.whole(name).dtype));
+                       read_piece(set, name, param, begin, piece.numel(), set.whole(name).dtype));
       }
     }
     first["state"] = state;
@@ -160,14 +168,16 @@ class SlicedOptimizerCheckpoint : public OptimizerCheckpoint {
   torch::optim::Optimizer& optimizer_;
   const ShardedOptimizerTensors& tensors_;
   int world_size_;
+  int file_;                 // this rank's file number, or -1: its rank
+  bool unsplit_parameters_;  // whether it writes the state of parameters no tensor-parallel plan split
 };
 
 }  // namespace
 
 std::unique_ptr<OptimizerCheckpoint> sharded_optimizer_checkpoint(torch::optim::Optimizer& optimizer,
                                                                   const ShardedOptimizerTensors& tensors,
-                                                                  int world_size) {
-  return std::make_unique<SlicedOptimizerCheckpoint>(optimizer, tensors, world_size);
+                                                                  int world_size, int file, bool unsplit_parameters) {
+  return std::make_unique<SlicedOptimizerCheckpoint>(optimizer, tensors, world_size, file, unsplit_parameters);
 }
 
 }  // namespace accel::fsdp
