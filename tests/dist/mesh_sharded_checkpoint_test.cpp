@@ -233,8 +233,9 @@ TEST(MeshShardedCheckpoint, TensorParallelMasterWeightsResumeAndLoadInOneProcess
       const auto& master = masters->masters()[m];
       auto& st = static_cast<torch::optim::AdamWParamState&>(*opt.optimizer().state().at(master.unsafeGetTensorImpl()));
       const auto key = std::to_string(m);
-      out["master." + key] = gather ? full_tensor_parallel_parameter(param, master) : master.clone();
-      out["exp_avg." + key] = gather ? full_tensor_parallel_parameter(param, st.exp_avg()) : st.exp_avg().clone();
+      // Copies: a replicated tensor "gathers" into itself, which later steps change.
+      out["master." + key] = (gather ? full_tensor_parallel_parameter(param, master) : master).clone();
+      out["exp_avg." + key] = (gather ? full_tensor_parallel_parameter(param, st.exp_avg()) : st.exp_avg()).clone();
     }
     return out;
   };
