@@ -6,6 +6,8 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -249,9 +251,34 @@ fs::path Accelerator::load_state(const std::optional<fs::path>& dir) {
   // layout, whatever mode prepared them here; a tensor-parallel run cuts
   // its part out of a whole optimizer state.
   const bool split = splits_model(mesh_.get());
+  // The optimizer's parameters as full_shard's slice files name them ("<model>/<name>").
+  auto sliced_names = [&](AcceleratedOptimizer& optimizer) {
+    std::unordered_map<const void*, std::pair<std::string, torch::Tensor>> known;
+    for (size_t m = 0; m < models_.size(); ++m)
+      for (const auto& item : models_[m]->module().named_parameters())
+        known.emplace(item.value().unsafeGetTensorImpl(),
+                      std::pair{std::to_string(m) + "/" + item.key(), item.value()});
+    std::vector<std::pair<std::string, torch::Tensor>> out;
+    for (const auto& group : optimizer.optimizer().param_groups())
+      for (const auto& p : group.params()) {
+        auto it = known.find(p.unsafeGetTensorImpl());
+        ACCEL_CHECK(it != known.end(), "load_state: an optimizer parameter of shape ", p.sizes(),
+                    " is in no prepared model; the optimizer's state in '", in.string(),
+                    "' is by the models' parameter names");
+        out.push_back(it->second);
+      }
+    return out;
+  };
   auto optimizer_checkpoint = [&](size_t i) {
     if (auto checkpoint = mesh_optimizer_checkpoint(*optimizers_[i], mesh_.get(), num_processes(), process_index()))
       return checkpoint;
+    // full_shard's slices into a run that does not shard: each parameter's
+    // state whole, or as its tensor-parallel slice.
+    auto* tensors = optimizers_[i]->tensors();
+    if (fsdp::has_sliced_optimizer_files(in, i) && !dynamic_cast<fsdp::ShardedOptimizerTensors*>(tensors) &&
+        !dynamic_cast<zero::ZeroEngine*>(tensors))
+      return fsdp::optimizer_checkpoint_from_slices(optimizers_[i]->optimizer(), sliced_names(*optimizers_[i]),
+                                                    optimizers_[i]->master_weights() != nullptr);
     if (has_tensor_parallel_optimizer_files(in, i)) return tensor_parallel_optimizer_checkpoint(*optimizers_[i], {});
     if (split) return tensor_parallel_optimizer_checkpoint(*optimizers_[i], {}, /*from_whole=*/true);
     return replication_->optimizer_checkpoint(*optimizers_[i]);

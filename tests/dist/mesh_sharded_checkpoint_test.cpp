@@ -7,11 +7,14 @@
 // and its packed q/k/v projection, saved after 2 AdamW steps:
 // - tp=2 x full_shard (dp_shard=2): every rank writes its FSDP pieces of
 //   its tp slices as blocks of the whole tensors; merge-weights joins them
-//   into exactly the gathered weights; the same layout resumes bit for bit
-//   (load_state then 2 steps == 4 steps straight); one process loads them
-//   exactly and its 2 more steps equal the 4 within 1e-6;
+//   into exactly the gathered weights (`accel merge-weights`); the same
+//   layout resumes bit for bit (load_state then 2 steps == 4 steps
+//   straight); one process (with and without full_shard) and tp=2 without
+//   sharding load model and AdamW state exactly, and their 2 more steps
+//   equal the 4 within 1e-6;
 // - tp=2 x ZeRO-2 (dp=2): the same layout resumes bit for bit;
-// - cp=2 x full_shard (dp_shard=2): the same, and one process loads it;
+// - cp=2 x full_shard (dp_shard=2): the same, and one process without
+//   sharding loads it;
 // - tp=2 with bf16 mixed precision and fp32 master weights: the same
 //   layout resumes bit for bit; one process loads exactly the masters and
 //   AdamW moments the two ranks held.
@@ -22,6 +25,8 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <optional>
+#include <string>
 
 #include "accel/accelerator.h"
 #include "accel/amp/master_weights.h"
@@ -33,6 +38,8 @@
 #include "gpt2/model.h"
 #include "gpt2/tensor_parallel.h"
 #include "support/distributed.h"
+#include "support/files.h"
+#include "support/programs.h"
 #include "support/temp_dir.h"
 #include "support/tensors.h"
 
@@ -159,18 +166,30 @@ void save_and_resume(const AcceleratorOptions& options, const fs::path& dir,
   });
 }
 
-// One process, full_shard over itself: loads the checkpoint exactly, and
-// its 2 more steps equal the 4 straight within 1e-6.
-void resume_in_one_process(const fs::path& dir) {
-  run_distributed(1, [&] {
-    Accelerator acc(AcceleratorOptions().sharding(sharding(ShardingStrategy::full_shard)));
+// Another layout: `processes` ranks with tensor parallel over all of them
+// (1: one process), sharding with `strategy` or none. Loads the checkpoint
+// exactly, and its 2 more steps equal the 4 straight within 1e-6.
+void resume_elsewhere(const fs::path& dir, int processes, std::optional<ShardingStrategy> strategy) {
+  run_distributed(processes, [&] {
+    AcceleratorOptions options;
+    if (processes > 1) {
+      ParallelismConfig tp;
+      tp.tp_size = processes;
+      options.parallelism_config(tp);
+    }
+    if (strategy) options.sharding(sharding(*strategy));
+    Accelerator acc(options);
     seed_cpu(99);  // other initial weights: load_state must replace them all
     gpt2::GPT2 model(config());
+    if (processes > 1) gpt2::parallelize_tensor(model, acc.device_mesh()->group("tp"));
     auto [prepared, opt] = acc.prepare(model, adamw(model));
+    train_step(acc, prepared, *opt, 0);  // AdamW moments of its own, which the load must replace
+    const std::string where = std::to_string(processes) + " process(es), " + (strategy ? "full_shard" : "no sharding") +
+                              (processes > 1 ? ", tp" : "");
     acc.load_state(dir / "ckpt");
-    expect_equal(whole(acc, prepared), read(dir / "at_save.safetensors"), "loaded in one process");
+    expect_equal(whole(acc, prepared), read(dir / "at_save.safetensors"), "loaded on " + where);
     for (int s = kSaveAt; s < kSteps; ++s) train_step(acc, prepared, *opt, s);
-    expect_near(whole(acc, prepared), read(dir / "straight.safetensors"), 1e-6, "resumed in one process");
+    expect_near(whole(acc, prepared), read(dir / "straight.safetensors"), 1e-6, "resumed on " + where);
   });
 }
 
@@ -190,9 +209,17 @@ TEST(MeshShardedCheckpoint, TpTimesFullShardResumesAndLoadsOnOtherLayouts) {
   // `accel merge-weights`: the pieces, each placed as blocks of its whole
   // (c_attn's q/k/v pieces, the uneven vocabulary rows), join into exactly
   // the weights the ranks held.
-  merge_weights(dir / "ckpt", dir / "merged");
+  const auto cli = accel::testing::run_program(
+      {accel::testing::binary_path("accel"), "merge-weights", (dir / "ckpt").string(), (dir / "merged").string()},
+      dir / "merge.log");
+  ASSERT_EQ(cli.status, 0) << cli.output;
   expect_equal(read(dir / "merged" / "model.safetensors"), read(dir / "at_save.safetensors"), "as merged");
-  resume_in_one_process(dir.path());
+  // Model and AdamW state on other layouts: one process without sharding,
+  // one process under full_shard, tp=2 without sharding (each rank cuts
+  // its slice of the state out of the pieces).
+  resume_elsewhere(dir.path(), 1, std::nullopt);
+  resume_elsewhere(dir.path(), 1, ShardingStrategy::full_shard);
+  resume_elsewhere(dir.path(), 2, std::nullopt);
 }
 
 TEST(MeshShardedCheckpoint, TpTimesZero2ResumesOnTheSameLayout) {
@@ -217,7 +244,7 @@ TEST(MeshShardedCheckpoint, ContextTimesFullShardResumesAndLoadsInOneProcess) {
   save_and_resume(
       AcceleratorOptions().parallelism_config(mesh_of(1, 2)).sharding(sharding(ShardingStrategy::full_shard)),
       dir.path());
-  resume_in_one_process(dir.path());
+  resume_elsewhere(dir.path(), 1, std::nullopt);
 }
 
 TEST(MeshShardedCheckpoint, TensorParallelMasterWeightsResumeAndLoadInOneProcess) {

@@ -12,7 +12,13 @@
 //                                           "<model>/<parameter>", and "world_size"
 //   fsdp_optimizer[_i]_rank<r>.json         the rest of the state (groups, step counts)
 // Folders written before the slices existed load only on as many processes.
+#include <filesystem>
 #include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <torch/types.h>
 
 #include "accel/checkpoint/optimizer_checkpoint.h"
 
@@ -35,5 +41,20 @@ std::unique_ptr<OptimizerCheckpoint> sharded_optimizer_checkpoint(torch::optim::
                                                                   const ShardedOptimizerTensors& tensors,
                                                                   int world_size, int file = -1,
                                                                   bool unsplit_parameters = true);
+
+/// Whether `dir` holds optimizer `index`'s state in the sliced form above.
+bool has_sliced_optimizer_files(const std::filesystem::path& dir, size_t index);
+
+/// For a run whose parameters are not sharded (one process, DDP, tensor
+/// parallel without ZeRO/FSDP): loads the sliced form into `optimizer`,
+/// each parameter's state whole or cut as its tensor-parallel slice.
+/// `parameters`: per parameter of the optimizer (optimizer_state.h's
+/// numbering), its name in the files ("<model>/<parameter name>") and the
+/// model's parameter (which says how it is cut). With `master_weights`
+/// files_to_load refuses, naming the folder (the files hold no masters).
+/// Loading only: save() throws std::logic_error.
+std::unique_ptr<OptimizerCheckpoint> optimizer_checkpoint_from_slices(
+    torch::optim::Optimizer& optimizer, const std::vector<std::pair<std::string, torch::Tensor>>& parameters,
+    bool master_weights);
 
 }  // namespace accel::fsdp
