@@ -272,6 +272,9 @@ fs::path Accelerator::load_state(const std::optional<fs::path>& dir) {
   auto optimizer_checkpoint = [&](size_t i) {
     if (auto checkpoint = mesh_optimizer_checkpoint(*optimizers_[i], mesh_.get(), num_processes(), process_index()))
       return checkpoint;
+    ACCEL_CHECK(!zero::has_zero_mesh_optimizer_files(in, i), "load_state: '", in.string(), "' holds optimizer ", i,
+                "'s state as ZeRO shards per tensor-parallel group (zero_tp<t>/), which only the layout that saved "
+                "it loads (ZeRO with the same tp_size and data-parallel size)");
     // full_shard's slices into a run that does not shard: each parameter's
     // state whole, or as its tensor-parallel slice.
     auto* tensors = optimizers_[i]->tensors();

@@ -12,7 +12,8 @@
 //   straight); one process (with and without full_shard) and tp=2 without
 //   sharding load model and AdamW state exactly, and their 2 more steps
 //   equal the 4 within 1e-6;
-// - tp=2 x ZeRO-2 (dp=2): the same layout resumes bit for bit;
+// - tp=2 x ZeRO-2 (dp=2): the same layout resumes bit for bit, another is
+//   refused by name;
 // - cp=2 x full_shard (dp_shard=2): the same, and one process without
 //   sharding loads it;
 // - tp=2 with bf16 mixed precision and fp32 master weights: the same
@@ -38,6 +39,7 @@
 #include "gpt2/model.h"
 #include "gpt2/tensor_parallel.h"
 #include "support/distributed.h"
+#include "support/errors.h"
 #include "support/files.h"
 #include "support/programs.h"
 #include "support/temp_dir.h"
@@ -237,6 +239,14 @@ TEST(MeshShardedCheckpoint, TpTimesZero2ResumesOnTheSameLayout) {
   Weights merged;
   for (const auto& [name, t] : merged_sliced_weights(dir / "ckpt")) merged[name] = t;
   expect_equal(merged, read(dir / "at_save.safetensors"), "as merged");
+  // The optimizer's shards fit only the layout that saved them: another is refused by name.
+  run_distributed(1, [&] {
+    Accelerator acc;
+    gpt2::GPT2 model(config());
+    auto [prepared, opt] = acc.prepare(model, adamw(model));
+    accel::testing::expect_error([&] { acc.load_state(dir / "ckpt"); },
+                                 {"load_state", "ZeRO shards per tensor-parallel group", "only the layout that saved"});
+  });
 }
 
 TEST(MeshShardedCheckpoint, ContextTimesFullShardResumesAndLoadsInOneProcess) {
