@@ -313,3 +313,16 @@ TEST(MeshShardedCheckpoint, TensorParallelMasterWeightsResumeAndLoadInOneProcess
     expect_equal(optimizer_state(*opt, false), read(dir / "at_save.safetensors"), "loaded in one process");
   });
 }
+
+TEST(MeshShardedCheckpoint, TpTimesShardingWithBf16MasterWeightsResumesOnTheSameLayout) {
+  // ZeRO keeps the fp32 masters in its shards, full_shard keeps fp32 pieces.
+  for (const auto strategy : {ShardingStrategy::shard_grad_op, ShardingStrategy::full_shard}) {
+    const accel::testing::TempDir dir("mesh_ckpt_tp_bf16");
+    save_and_resume(AcceleratorOptions()
+                        .parallelism_config(mesh_of(2, 1))
+                        .mixed_precision("bf16")
+                        .master_weights(true)
+                        .sharding(sharding(strategy)),
+                    dir.path());
+  }
+}
