@@ -170,15 +170,17 @@ ProcessGroupPtr Accelerator::data_parallel_group() const {
 // anything is written or read.
 void Accelerator::check_whole_model_on_each_rank(const char* what) const {
   if (!mesh_ || !shares_batches(mesh_->config())) return;
-  // FSDP on any mesh, ZeRO under tensor parallel, and fp32 master weights
+  // FSDP on any mesh, ZeRO's shards under tp or cp, and fp32 master weights
   // of a tensor-parallel model save per rank (accelerator_checkpoint.cpp).
-  // ZeRO over dp x cp alone shards over a group whose ranks the shard
-  // files, numbered by process, do not follow.
+  // ZeRO's consolidated state there (gathered over its dp group: a tp
+  // rank's slices only) is not built.
   const auto& c = mesh_->config();
-  ACCEL_CHECK_ARG(!(std::dynamic_pointer_cast<zero::ZeroReplication>(replication_) && c.cp_size > 1 && c.tp_size == 1),
-                  "Accelerator::", what, ": cp_size ", c.cp_size,
-                  " with ZeRO sharding (tp_size 1): checkpoints of ZeRO shards over the dp x cp ranks are not built "
-                  "yet; use full_shard (FSDP), or save_model and get_state_dict for the whole weights");
+  const auto zero_mode = std::dynamic_pointer_cast<zero::ZeroReplication>(replication_);
+  ACCEL_CHECK_ARG(!(zero_mode && zero_mode->options().consolidated_checkpoint()), "Accelerator::", what, ": tp_size ",
+                  c.tp_size, ", cp_size ", c.cp_size,
+                  " with ZeRO and consolidated_checkpoint: a consolidated optimizer state over a mesh is not built "
+                  "yet; turn consolidated_checkpoint off (each group's shards are saved), or use full_shard, whose "
+                  "checkpoint any layout loads");
 }
 
 safetensors::NamedTensors Accelerator::whole_state(const PreparedModelCore& core) const {

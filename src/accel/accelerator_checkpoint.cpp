@@ -114,9 +114,11 @@ std::unique_ptr<OptimizerCheckpoint> mesh_optimizer_checkpoint(AcceleratedOptimi
   if (auto* tensors = dynamic_cast<fsdp::ShardedOptimizerTensors*>(optimizer.tensors()))
     return fsdp::sharded_optimizer_checkpoint(optimizer.optimizer(), *tensors, num_processes, process_index,
                                               tp_coordinate(*mesh) == 0);
-  // ZeRO under tensor parallel: each group's shards in a folder of their own.
+  // ZeRO under tensor or context parallel: the shards of each tp group in
+  // a folder of their own, numbered by the rank in ZeRO's group (dp or
+  // dp x cp), not in the job.
   auto* engine = dynamic_cast<zero::ZeroEngine*>(optimizer.tensors());
-  if (engine && splits_model(mesh))
+  if (engine && (splits_model(mesh) || mesh->config().cp_size > 1))
     return zero::zero_mesh_optimizer_checkpoint(*engine, tp_coordinate(*mesh), mesh->config().tp_size);
   return nullptr;
 }

@@ -15,7 +15,7 @@
 // - tp=2 x ZeRO-2 (dp=2): the same layout resumes bit for bit, another is
 //   refused by name;
 // - cp=2 x full_shard (dp_shard=2): the same, and one process without
-//   sharding loads it;
+//   sharding loads it; cp=2 x ZeRO-2 resumes bit for bit;
 // - tp=2 with bf16 mixed precision and fp32 master weights: the same
 //   layout resumes bit for bit; one process loads exactly the masters and
 //   AdamW moments the two ranks held.
@@ -255,6 +255,17 @@ TEST(MeshShardedCheckpoint, ContextTimesFullShardResumesAndLoadsInOneProcess) {
       AcceleratorOptions().parallelism_config(mesh_of(1, 2)).sharding(sharding(ShardingStrategy::full_shard)),
       dir.path());
   resume_elsewhere(dir.path(), 1, std::nullopt);
+}
+
+TEST(MeshShardedCheckpoint, ContextTimesZero2ResumesOnTheSameLayout) {
+  // ZeRO's group is dp x cp (4 ranks): its shards numbered in that group.
+  const accel::testing::TempDir dir("mesh_ckpt_cp_zero");
+  save_and_resume(
+      AcceleratorOptions().parallelism_config(mesh_of(1, 2)).sharding(sharding(ShardingStrategy::shard_grad_op)),
+      dir.path(), [](const fs::path& ckpt) {
+        for (int d = 0; d < 4; ++d)
+          EXPECT_TRUE(fs::exists(ckpt / "zero_tp0" / ("zero_shard_rank" + std::to_string(d) + ".safetensors"))) << d;
+      });
 }
 
 TEST(MeshShardedCheckpoint, TensorParallelMasterWeightsResumeAndLoadInOneProcess) {
