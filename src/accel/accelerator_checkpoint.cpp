@@ -281,9 +281,12 @@ fs::path Accelerator::load_state(const std::optional<fs::path>& dir) {
     // state whole, or as its tensor-parallel slice.
     auto* tensors = optimizers_[i]->tensors();
     if (fsdp::has_sliced_optimizer_files(in, i) && !dynamic_cast<fsdp::ShardedOptimizerTensors*>(tensors) &&
-        !dynamic_cast<zero::ZeroEngine*>(tensors))
-      return fsdp::optimizer_checkpoint_from_slices(optimizers_[i]->optimizer(), sliced_names(*optimizers_[i]),
-                                                    optimizers_[i]->master_weights() != nullptr);
+        !dynamic_cast<zero::ZeroEngine*>(tensors)) {
+      ACCEL_CHECK(!optimizers_[i]->master_weights(), "load_state: '", in.string(), "' holds optimizer ", i,
+                  "'s state as full_shard's slices, which keep no separate fp32 master weights; load it without "
+                  "master_weights, or under full_shard");
+      return fsdp::optimizer_checkpoint_from_slices(optimizers_[i]->optimizer(), sliced_names(*optimizers_[i]));
+    }
     if (has_tensor_parallel_optimizer_files(in, i)) return tensor_parallel_optimizer_checkpoint(*optimizers_[i], {});
     if (split) return tensor_parallel_optimizer_checkpoint(*optimizers_[i], {}, /*from_whole=*/true);
     return replication_->optimizer_checkpoint(*optimizers_[i]);

@@ -222,6 +222,15 @@ TEST(MeshShardedCheckpoint, TpTimesFullShardResumesAndLoadsOnOtherLayouts) {
   resume_elsewhere(dir.path(), 1, std::nullopt);
   resume_elsewhere(dir.path(), 1, ShardingStrategy::full_shard);
   resume_elsewhere(dir.path(), 2, std::nullopt);
+  // The pieces are fp32 parameters, no separate masters: a run stepping
+  // masters without sharding is refused by name rather than left stale.
+  run_distributed(1, [&] {
+    Accelerator acc(AcceleratorOptions().mixed_precision("bf16").master_weights(true));
+    gpt2::GPT2 model(config());
+    auto [prepared, opt] = acc.prepare(model, adamw(model));
+    accel::testing::expect_error([&] { acc.load_state(dir / "ckpt"); },
+                                 {"load_state", "full_shard's slices", "master_weights"});
+  });
 }
 
 TEST(MeshShardedCheckpoint, TpTimesZero2ResumesOnTheSameLayout) {

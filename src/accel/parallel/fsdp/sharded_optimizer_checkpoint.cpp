@@ -207,8 +207,8 @@ class SlicedOptimizerCheckpoint : public OptimizerCheckpoint {
 // parameter's state whole, or cut to its tensor-parallel slice.
 class FromSlicesCheckpoint : public OptimizerCheckpoint {
  public:
-  FromSlicesCheckpoint(torch::optim::Optimizer& optimizer, std::vector<Target> targets, bool master_weights)
-      : optimizer_(optimizer), targets_(std::move(targets)), master_weights_(master_weights) {}
+  FromSlicesCheckpoint(torch::optim::Optimizer& optimizer, std::vector<Target> targets)
+      : optimizer_(optimizer), targets_(std::move(targets)) {}
 
   void save(const fs::path&, size_t index, int) override {
     fail<std::logic_error>("optimizer ", index,
@@ -217,9 +217,6 @@ class FromSlicesCheckpoint : public OptimizerCheckpoint {
   }
 
   std::vector<fs::path> files_to_load(const fs::path& dir, size_t index, int, bool) const override {
-    ACCEL_CHECK(!master_weights_, "load_state: '", dir.string(), "' holds optimizer ", index,
-                "'s state as full_shard's slices, which keep no separate fp32 master weights; load it without "
-                "master_weights, or under full_shard");
     return sliced_files(dir, index);
   }
 
@@ -230,7 +227,6 @@ class FromSlicesCheckpoint : public OptimizerCheckpoint {
  private:
   torch::optim::Optimizer& optimizer_;
   std::vector<Target> targets_;
-  bool master_weights_;
 };
 
 }  // namespace
@@ -238,12 +234,11 @@ class FromSlicesCheckpoint : public OptimizerCheckpoint {
 bool has_sliced_optimizer_files(const fs::path& dir, size_t index) { return sliced(dir, index); }
 
 std::unique_ptr<OptimizerCheckpoint> optimizer_checkpoint_from_slices(
-    torch::optim::Optimizer& optimizer, const std::vector<std::pair<std::string, torch::Tensor>>& parameters,
-    bool master_weights) {
+    torch::optim::Optimizer& optimizer, const std::vector<std::pair<std::string, torch::Tensor>>& parameters) {
   std::vector<Target> targets;
   for (const auto& [whole, parameter] : parameters)
     targets.push_back({whole, parameter, 0, parameter.numel(), parameter.sizes().vec()});
-  return std::make_unique<FromSlicesCheckpoint>(optimizer, std::move(targets), master_weights);
+  return std::make_unique<FromSlicesCheckpoint>(optimizer, std::move(targets));
 }
 
 std::unique_ptr<OptimizerCheckpoint> sharded_optimizer_checkpoint(torch::optim::Optimizer& optimizer,

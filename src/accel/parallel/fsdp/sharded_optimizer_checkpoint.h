@@ -50,11 +50,10 @@ bool has_sliced_optimizer_files(const std::filesystem::path& dir, size_t index);
 /// each parameter's state whole or cut as its tensor-parallel slice.
 /// `parameters`: per parameter of the optimizer (optimizer_state.h's
 /// numbering), its name in the files ("<model>/<parameter name>") and the
-/// model's parameter (which says how it is cut). With `master_weights`
-/// files_to_load refuses, naming the folder (the files hold no masters).
-/// Loading only: save() throws std::logic_error.
+/// model's parameter (which says how it is cut); an optimizer stepping
+/// fp32 master copies has none such (the caller refuses it). Loading only:
+/// save() throws std::logic_error.
 std::unique_ptr<OptimizerCheckpoint> optimizer_checkpoint_from_slices(
-    torch::optim::Optimizer& optimizer, const std::vector<std::pair<std::string, torch::Tensor>>& parameters,
-    bool master_weights);
+    torch::optim::Optimizer& optimizer, const std::vector<std::pair<std::string, torch::Tensor>>& parameters);
 
 }  // namespace accel::fsdp
