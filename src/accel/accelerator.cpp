@@ -181,20 +181,17 @@ void Accelerator::check_whole_model_on_each_rank(const char* what) const {
   ACCEL_CHECK_ARG(mesh_->config().pp_size == 1, "Accelerator::", what, ": pp_size ", mesh_->config().pp_size,
                   ": checkpoints of pipeline stages are not built yet (each rank holds only its stage); expected "
                   "pp_size 1");
-  // ZeRO/FSDP on a mesh shard over the mesh's groups (dp_shard, with cp
-  // dp_shard x cp), which the sharded checkpoint files do not describe yet;
-  // under tensor parallel the slice files hold whole slices, not shards.
-  const bool sharded = std::dynamic_pointer_cast<fsdp::FullyShardedReplication>(replication_) ||
-                       std::dynamic_pointer_cast<zero::ZeroReplication>(replication_);
-  ACCEL_CHECK_ARG(!sharded, "Accelerator::", what, ": tp_size ", mesh_->config().tp_size, ", cp_size ",
-                  mesh_->config().cp_size,
-                  " with ZeRO/FSDP sharding: checkpoints of a model sharded over a mesh's groups are not built yet; "
-                  "use save_model and get_state_dict for the whole weights, or DDP on the data-parallel ranks");
-  if (!splits_model(mesh_->config())) return;  // context parallel alone: the whole model on each rank
-  ACCEL_CHECK_ARG(!(options_.master_weights() && mixed_precision_ != MixedPrecision::no), "Accelerator::", what,
-                  ": tp_size ", mesh_->config().tp_size,
-                  " with master_weights: the fp32 master weights of a tensor-parallel model are not saved per rank "
-                  "yet; turn master_weights off, or use save_model and get_state_dict for the whole weights");
+  // FSDP on any mesh, ZeRO's shards under tp or cp, and fp32 master weights
+  // of a tensor-parallel model save per rank (accelerator_checkpoint.cpp).
+  // ZeRO's consolidated state there (gathered over its dp group: a tp
+  // rank's slices only) is not built.
+  const auto& c = mesh_->config();
+  const auto zero_mode = std::dynamic_pointer_cast<zero::ZeroReplication>(replication_);
+  ACCEL_CHECK_ARG(!(zero_mode && zero_mode->options().consolidated_checkpoint()), "Accelerator::", what, ": tp_size ",
+                  c.tp_size, ", cp_size ", c.cp_size,
+                  " with ZeRO and consolidated_checkpoint: a consolidated optimizer state over a mesh is not built "
+                  "yet; turn consolidated_checkpoint off (each group's shards are saved), or use full_shard, whose "
+                  "checkpoint any layout loads");
 }
 
 safetensors::NamedTensors Accelerator::whole_state(const PreparedModelCore& core) const {

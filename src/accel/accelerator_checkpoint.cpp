@@ -6,6 +6,8 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -19,9 +21,15 @@
 #include "accel/checkpoint/staged_directory.h"
 #include "accel/checkpoint/tensor_parallel_optimizer_checkpoint.h"
 #include "accel/checkpoint/tensor_slices.h"
+#include "accel/parallel/fsdp/fully_sharded_model.h"
+#include "accel/parallel/fsdp/fully_sharded_slices.h"
+#include "accel/parallel/fsdp/sharded_optimizer.h"
+#include "accel/parallel/fsdp/sharded_optimizer_checkpoint.h"
 #include "accel/parallel/mesh/device_mesh.h"
 #include "accel/parallel/model_sharding.h"
 #include "accel/parallel/replication.h"
+#include "accel/parallel/zero/zero_engine.h"
+#include "accel/parallel/zero/zero_mesh_checkpoint.h"
 #include "accel/util/check.h"
 #include "accel/util/user_json.h"
 
@@ -41,6 +49,8 @@ std::string random_states_name(int rank) { return "random_states_" + std::to_str
 // rank saves its slices (checkpoint/model_slices.h) instead of one process
 // the whole model.
 bool splits_model(const DeviceMesh* mesh) { return mesh && mesh->config().tp_size > 1; }
+
+int tp_coordinate(const DeviceMesh& mesh) { return splits_model(&mesh) ? mesh.coordinate("tp") : 0; }
 
 json read_json(const fs::path& path) {
   try {
@@ -93,6 +103,26 @@ struct Counts {
   }
 };
 
+// The checkpoint of an optimizer that ZeRO or FSDP prepared on a device
+// mesh; nullptr for any other (the mode's own, or tensor parallel's).
+std::unique_ptr<OptimizerCheckpoint> mesh_optimizer_checkpoint(AcceleratedOptimizer& optimizer, const DeviceMesh* mesh,
+                                                               int num_processes, int process_index) {
+  if (!mesh) return nullptr;
+  // FSDP: every process writes its pieces (its file numbered by its rank
+  // in the job, not in its shard group), tensor-parallel ones as blocks of
+  // their wholes; the parameters no plan split from tp coordinate 0.
+  if (auto* tensors = dynamic_cast<fsdp::ShardedOptimizerTensors*>(optimizer.tensors()))
+    return fsdp::sharded_optimizer_checkpoint(optimizer.optimizer(), *tensors, num_processes, process_index,
+                                              tp_coordinate(*mesh) == 0);
+  // ZeRO under tensor or context parallel: the shards of each tp group in
+  // a folder of their own, numbered by the rank in ZeRO's group (dp or
+  // dp x cp), not in the job.
+  auto* engine = dynamic_cast<zero::ZeroEngine*>(optimizer.tensors());
+  if (engine && (splits_model(mesh) || mesh->config().cp_size > 1))
+    return zero::zero_mesh_optimizer_checkpoint(*engine, tp_coordinate(*mesh), mesh->config().tp_size);
+  return nullptr;
+}
+
 }  // namespace
 
 TransferProgressOptions Accelerator::main_process_progress() const {
@@ -127,18 +157,34 @@ fs::path Accelerator::save_state(const std::optional<fs::path>& dir) {
   // rank's shard, and a collective for the consolidated state).
   // A tensor-parallel model: its slices and its optimizer state sliced
   // alike, from one rank of each group of replicas.
+  // ZeRO/FSDP on a mesh: see mesh_optimizer_checkpoint.
   const bool split = splits_model(mesh_.get());
   const auto writer = split ? model_slice_writer(*mesh_) : std::nullopt;
-  for (size_t i = 0; i < optimizers_.size(); ++i)
-    (split ? tensor_parallel_optimizer_checkpoint(*optimizers_[i], writer)
-           : replication_->optimizer_checkpoint(*optimizers_[i]))
-        ->save(staging, i, process_index());
+  for (size_t i = 0; i < optimizers_.size(); ++i) {
+    auto checkpoint = mesh_optimizer_checkpoint(*optimizers_[i], mesh_.get(), num_processes(), process_index());
+    if (!checkpoint)
+      checkpoint = split ? tensor_parallel_optimizer_checkpoint(*optimizers_[i], writer)
+                         : replication_->optimizer_checkpoint(*optimizers_[i]);
+    checkpoint->save(staging, i, process_index());
+  }
   // Each model's tensors: every rank takes part (sharded ones are gathered,
   // or under SHARDED_STATE_DICT written by each rank as its slices).
   std::vector<std::optional<safetensors::NamedTensors>> model_states;
   for (size_t i = 0; i < models_.size(); ++i) {
     auto* sharding = models_[i]->sharding();
-    if (split) {
+    if (split && sharding) {
+      // Fully sharded tensor-parallel slices: every rank writes its pieces
+      // (whatever state_dict_type: no rank holds a whole tensor), each as
+      // the blocks of the whole it covers; the tensors no plan split from
+      // tp coordinate 0, the buffers from the data-parallel first ranks.
+      const auto* fully_sharded = dynamic_cast<const fsdp::FullyShardedModel*>(sharding);
+      ACCEL_CHECK(fully_sharded, "save_state: model ", i,
+                  " is sharded by a mode that cannot write tensor-parallel slices (only full_shard can)");
+      fsdp::save_fully_sharded_slices(
+          *fully_sharded, staging / sharded_model_file_name(i, process_index()),
+          {process_index(), num_processes(), tp_coordinate(*mesh_) == 0, /*buffers=*/writer.has_value()});
+      model_states.emplace_back();
+    } else if (split) {
       if (writer) save_model_slices(models_[i]->module(), staging / sharded_model_file_name(i, writer->index), *writer);
       model_states.emplace_back();
     } else if (sharding && sharding->sharded_state_dict()) {
@@ -207,7 +253,40 @@ fs::path Accelerator::load_state(const std::optional<fs::path>& dir) {
   // layout, whatever mode prepared them here; a tensor-parallel run cuts
   // its part out of a whole optimizer state.
   const bool split = splits_model(mesh_.get());
+  // The optimizer's parameters as full_shard's slice files name them ("<model>/<name>").
+  auto sliced_names = [&](AcceleratedOptimizer& optimizer) {
+    std::unordered_map<const void*, std::pair<std::string, torch::Tensor>> known;
+    for (size_t m = 0; m < models_.size(); ++m)
+      for (const auto& item : models_[m]->module().named_parameters())
+        known.emplace(item.value().unsafeGetTensorImpl(),
+                      std::pair{std::to_string(m) + "/" + item.key(), item.value()});
+    std::vector<std::pair<std::string, torch::Tensor>> out;
+    for (const auto& group : optimizer.optimizer().param_groups())
+      for (const auto& p : group.params()) {
+        auto it = known.find(p.unsafeGetTensorImpl());
+        ACCEL_CHECK(it != known.end(), "load_state: an optimizer parameter of shape ", p.sizes(),
+                    " is in no prepared model; the optimizer's state in '", in.string(),
+                    "' is by the models' parameter names");
+        out.push_back(it->second);
+      }
+    return out;
+  };
   auto optimizer_checkpoint = [&](size_t i) {
+    if (auto checkpoint = mesh_optimizer_checkpoint(*optimizers_[i], mesh_.get(), num_processes(), process_index()))
+      return checkpoint;
+    ACCEL_CHECK(!zero::has_zero_mesh_optimizer_files(in, i), "load_state: '", in.string(), "' holds optimizer ", i,
+                "'s state as ZeRO shards per tensor-parallel group (zero_tp<t>/), which only the layout that saved "
+                "it loads (ZeRO with the same tp_size and data-parallel size)");
+    // full_shard's slices into a run that does not shard: each parameter's
+    // state whole, or as its tensor-parallel slice.
+    auto* tensors = optimizers_[i]->tensors();
+    if (fsdp::has_sliced_optimizer_files(in, i) && !dynamic_cast<fsdp::ShardedOptimizerTensors*>(tensors) &&
+        !dynamic_cast<zero::ZeroEngine*>(tensors)) {
+      ACCEL_CHECK(!optimizers_[i]->master_weights(), "load_state: '", in.string(), "' holds optimizer ", i,
+                  "'s state as full_shard's slices, which keep no separate fp32 master weights; load it without "
+                  "master_weights, or under full_shard");
+      return fsdp::optimizer_checkpoint_from_slices(optimizers_[i]->optimizer(), sliced_names(*optimizers_[i]));
+    }
     if (has_tensor_parallel_optimizer_files(in, i)) return tensor_parallel_optimizer_checkpoint(*optimizers_[i], {});
     if (split) return tensor_parallel_optimizer_checkpoint(*optimizers_[i], {}, /*from_whole=*/true);
     return replication_->optimizer_checkpoint(*optimizers_[i]);

@@ -191,18 +191,12 @@ TEST(AcceleratorMesh, AccelerateVariablesBuildTheMeshAndTensorRanksShareBatches)
 
 TEST(AcceleratorMesh, RefusesWhatItCannotComposeYet) {
   run_distributed(2, [] {
-    ParallelismConfig tp;
-    tp.tp_size = 2;
     ParallelismConfig too_big;
     too_big.tp_size = 4;
     accel::testing::expect_error([&] { Accelerator acc(AcceleratorOptions().parallelism_config(too_big)); },
                                  {"tp_size 4", "world size (2)"});
-    // Checkpoints of a tensor-parallel model hold each rank's slices
-    // (tensor_parallel_checkpoint_test.cpp), but not yet fp32 master weights.
-    Accelerator acc(AcceleratorOptions().parallelism_config(tp).mixed_precision("bf16").master_weights(true));
-    const accel::testing::TempDir dir("accelerator_mesh");
-    accel::testing::expect_error([&] { acc.save_state(dir.path() / "state"); },
-                                 {"save_state", "tp_size 2", "master_weights"});
+    // (Checkpoints of a tensor-parallel model with fp32 master weights:
+    // mesh_sharded_checkpoint_test.cpp.)
   });
 }
 

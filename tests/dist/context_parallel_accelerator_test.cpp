@@ -8,7 +8,7 @@
 // ranks end with the whole sequence's gradient. Also cp=2 x tp=2 (the GPT-2
 // example's tensor-parallel plan), parameters reassembled from the slices;
 // full_shard and shard_grad_op over dp_shard x cp (FSDP2's dp_shard_cp),
-// weights from get_state_dict; save_state of those refused by name.
+// weights from get_state_dict; save_state of ZeRO's consolidated state refused by name.
 #include <gtest/gtest.h>
 
 #include <torch/torch.h>
@@ -185,10 +185,12 @@ TEST(ContextParallelAccelerator, RefusesCheckpointsOfShardingWithContextParallel
   run_distributed(2, [] {
     ParallelismConfig c;
     c.cp_size = 2;
-    Accelerator acc(
-        AcceleratorOptions().parallelism_config(c).sharding(ShardingOptions().strategy(ShardingStrategy::full_shard)));
-    const accel::testing::TempDir dir("cp_fsdp_refusal");
+    // ZeRO's and full_shard's checkpoints are built (mesh_sharded_checkpoint_test.cpp);
+    // ZeRO's consolidated state over a mesh not yet.
+    Accelerator acc(AcceleratorOptions().parallelism_config(c).sharding(
+        ShardingOptions().strategy(ShardingStrategy::shard_grad_op).consolidated_checkpoint(true)));
+    const accel::testing::TempDir dir("cp_zero_refusal");
     accel::testing::expect_error([&] { acc.save_state(dir.path() / "state"); },
-                                 {"save_state", "cp_size 2", "ZeRO/FSDP sharding"});
+                                 {"save_state", "cp_size 2", "consolidated_checkpoint"});
   });
 }

@@ -1,7 +1,9 @@
 #include "accel/checkpoint/tensor_parallel_optimizer_checkpoint.h"
 
 #include <charconv>
+#include <map>
 
+#include "accel/amp/master_weights.h"
 #include "accel/checkpoint/atomic_file.h"
 #include "accel/checkpoint/optimizer_state.h"
 #include "accel/checkpoint/tensor_parallel_slices.h"
@@ -27,6 +29,19 @@ std::vector<torch::Tensor> numbered_parameters(const torch::optim::Optimizer& op
   return out;
 }
 
+// The model's parameter that optimizer parameter `p` stands for: under
+// master weights the optimizer steps fp32 copies, whose tensor-parallel
+// placement is their model parameter's.
+torch::Tensor model_parameter(const AcceleratedOptimizer& optimizer, const torch::Tensor& p) {
+  const auto* masters = optimizer.master_weights();
+  if (!masters) return p;
+  for (size_t m = 0; m < masters->masters().size(); ++m)
+    if (masters->masters()[m].unsafeGetTensorImpl() == p.unsafeGetTensorImpl()) return masters->model_params()[m];
+  return p;
+}
+
+std::string master_key(size_t m) { return "master." + std::to_string(m); }
+
 // n of "state.<n>.<field>", or nullopt.
 std::optional<size_t> parameter_number(const std::string& key) {
   if (!key.starts_with("state.")) return std::nullopt;
@@ -45,9 +60,6 @@ class TensorParallelOptimizerCheckpoint : public OptimizerCheckpoint {
       : optimizer_(optimizer), writer_(writer), from_whole_(from_whole) {}
 
   void save(const fs::path& dir, size_t index, int rank) override {
-    ACCEL_CHECK_ARG(!optimizer_.master_weights(), "save_state: optimizer ", index,
-                    " steps fp32 master weights of a tensor-parallel model; saving those per rank is not built "
-                    "yet (turn master_weights off, or use save_model for the weights)");
     const auto params = numbered_parameters(optimizer_.optimizer());
     const auto state = optimizer_state(optimizer_.optimizer());
     if (writer_) {
@@ -56,8 +68,14 @@ class TensorParallelOptimizerCheckpoint : public OptimizerCheckpoint {
         const auto n = parameter_number(key);
         ACCEL_CHECK(n && *n < params.size(), "save_state: optimizer state tensor '", key,
                     "' is not a parameter's state");
-        append_tensor_slices(slices, key, t, params[*n], writer_->replicated);
+        append_tensor_slices(slices, key, t, model_parameter(optimizer_, params[*n]), writer_->replicated);
       }
+      // The fp32 masters are what the optimizer steps (the model holds
+      // them rounded): each as the slice of its model parameter.
+      if (const auto* masters = optimizer_.master_weights())
+        for (size_t m = 0; m < masters->masters().size(); ++m)
+          append_tensor_slices(slices, master_key(m), masters->masters()[m], masters->model_params()[m],
+                               writer_->replicated);
       save_slices(slices, dir / rank_file(index, writer_->index), writer_->count);
     }
     if (rank == 0) write_file_atomic(dir / json_file(index), state.json);
@@ -78,13 +96,20 @@ class TensorParallelOptimizerCheckpoint : public OptimizerCheckpoint {
     const auto json_path = files.front();
     files.erase(files.begin());
     const auto params = numbered_parameters(optimizer_.optimizer());
+    const auto* masters = optimizer_.master_weights();
     safetensors::OrderedTensors tensors;
+    std::map<size_t, torch::Tensor> saved_masters;  // this rank's part of each "master.<m>"
     auto add = [&](const std::string& key, const torch::Tensor& whole) {
+      if (key.starts_with("master.")) {
+        if (!masters) return;  // a run without masters takes the model's weights
+        for (size_t m = 0; m < masters->masters().size(); ++m)
+          if (key == master_key(m)) saved_masters[m] = local_part_of(masters->model_params()[m], whole);
+        return;
+      }
       const auto n = parameter_number(key);
       ACCEL_CHECK(n && *n < params.size(), "load_state: '", files.front().string(), "' holds '", key,
-                  "', not the state of one of the optimizer's ", params.size(),
-                  " parameters (master weights are not cut into tensor-parallel slices yet)");
-      tensors.insert(key, local_part_of(params[*n], whole));
+                  "', not the state of one of the optimizer's ", params.size(), " parameters");
+      tensors.insert(key, local_part_of(model_parameter(optimizer_, params[*n]), whole));
     };
     if (from_whole_) {
       for (const auto& item : safetensors::load_file(files.front())) add(item.key(), item.value());
@@ -92,8 +117,20 @@ class TensorParallelOptimizerCheckpoint : public OptimizerCheckpoint {
       const SliceSet slices(files);
       for (const auto& key : slices.wholes()) add(key, slices.read_whole(key));
     }
+    if (masters)  // all checked before the optimizer state changes
+      for (size_t m = 0; m < masters->masters().size(); ++m) {
+        auto it = saved_masters.find(m);
+        const auto& target = masters->masters()[m];
+        ACCEL_CHECK(it != saved_masters.end() && it->second.sizes() == target.sizes() &&
+                        it->second.scalar_type() == target.scalar_type(),
+                    "load_state: '", files.front().string(), "' lacks master weight ", m, " (", target.sizes(), " ",
+                    target.scalar_type(), " here): was it saved without master_weights?");
+      }
     load_optimizer_state(optimizer_.optimizer(), tensors, read_checkpoint_text(json_path),
                          "'" + files.front().string() + "'");
+    if (!masters) return;
+    torch::NoGradGuard no_grad;
+    for (size_t m = 0; m < masters->masters().size(); ++m) masters->masters()[m].copy_(saved_masters[m]);
   }
 
  private:

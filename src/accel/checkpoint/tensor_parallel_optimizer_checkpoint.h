@@ -7,6 +7,7 @@
 // their parameter is, so that a run on any layout cuts its own part back:
 //   tp_optimizer[_i]_rank<w>.safetensors  "state.<n>.<field>" slices of the wholes of
 //                                         the same names (optimizer_state.h's numbering)
+//                                         and "master.<m>" the fp32 master weights, if any
 //   tp_optimizer[_i].json                 the rest (groups, step counts), from the main process
 // load_state takes this checkpoint whenever a folder holds these files,
 // whatever the mode of the loading run (one process included).
@@ -20,8 +21,9 @@
 namespace accel {
 
 /// `writer`: the file this rank writes, nullopt on a replica that writes
-/// none. Saving refuses an optimizer stepped through fp32 master weights
-/// (not sliced yet), naming it. With `from_whole`, it loads instead the
+/// none. An optimizer stepped through fp32 master weights saves them too,
+/// "master.<m>" sliced as model parameter m (a run without masters skips
+/// them on load; one with masters needs them). With `from_whole`, it loads instead the
 /// whole state of a run without tensor parallelism (optimizer[_i].safetensors
 /// and .json, full_optimizer_checkpoint's files), each rank cutting its part.
 std::unique_ptr<OptimizerCheckpoint> tensor_parallel_optimizer_checkpoint(AcceleratedOptimizer& optimizer,

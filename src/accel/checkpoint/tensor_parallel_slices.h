@@ -20,6 +20,30 @@ namespace accel {
 void append_tensor_slices(std::vector<Slice>& out, const std::string& whole, const torch::Tensor& value,
                           const torch::Tensor& parameter, bool replicated);
 
+/// Appends this rank's `piece` of `parameter` (parameter sharding's: the
+/// elements [begin, begin + piece.numel()) of `parameter` flattened) as
+/// slices of `whole` stored in `dtype`, keys `key`, `key`:1, ... When
+/// `parameter` is a tensor-parallel slice the piece goes as the blocks of
+/// the whole tensor it covers, each at the offset that composes the
+/// piece's place in the slice with the slice's place in the whole (a flat
+/// range of a slice is up to a few blocks per dimension, and a slice of a
+/// packed q/k/v or a column split is not one range of the whole). Any
+/// other parameter's piece goes as elements [begin, ...) of the whole, and
+/// only when `replicated` (one tensor-parallel rank writes those, its
+/// flat layout being its own under an uneven vocabulary).
+void append_piece_slices(std::vector<Slice>& out, const std::string& key, const std::string& whole,
+                         const torch::Tensor& piece, const torch::Tensor& parameter, int64_t begin,
+                         torch::ScalarType dtype, bool replicated);
+
+/// The piece back: elements [begin, begin + numel) of this rank's part of
+/// `whole` (its tensor-parallel slice when `parameter` is one, else the
+/// whole), flattened, in `dtype`, read from slices of any layout.
+torch::Tensor read_piece(const SliceSet& slices, const std::string& whole, const torch::Tensor& parameter,
+                         int64_t begin, int64_t numel, torch::ScalarType dtype);
+
+/// The whole shape `parameter` is part of: its tensor-parallel whole, or its own.
+std::vector<int64_t> whole_shape_of(const torch::Tensor& parameter);
+
 /// What this rank holds of `whole` (read from a checkpoint of any layout)
 /// for `parameter`: its tensor-parallel slice when `whole` has the shape
 /// of the whole parameter, else `whole` itself.

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <iterator>
 
 #include <nlohmann/json.hpp>
 
@@ -201,16 +202,18 @@ const SliceSet::Whole& SliceSet::whole(const std::string& name) const {
   return it->second;
 }
 
-torch::Tensor SliceSet::read(const std::string& name, int64_t begin, int64_t numel, torch::ScalarType dtype) const {
-  const Whole& w = whole(name);
-  ACCEL_CHECK(begin >= 0 && numel >= 0 && begin + numel <= w.numel, "reading elements [", begin, ", ", begin + numel,
-              ") of '", name, "', which has ", w.numel);
-  auto out = torch::empty({numel}, torch::dtype(dtype));
+int64_t SliceSet::copy_run(const std::string& name, int64_t begin, torch::Tensor& out,
+                           std::map<std::pair<size_t, std::string>, torch::Tensor>& loaded) const {
   int64_t at = begin;
-  const int64_t end = begin + numel;
-  // A block is many runs of one tensor: read each tensor once.
-  std::map<std::pair<size_t, std::string>, torch::Tensor> loaded;
-  for (const auto& part : parts_.at(name)) {
+  const int64_t end = begin + out.numel();
+  const auto& parts = parts_.at(name);
+  // The last part starting at or before `begin`, then forward.
+  auto it = std::upper_bound(parts.begin(), parts.end(), begin,
+                             [](int64_t value, const Part& part) { return value < part.begin; });
+  // Exact repeats and shorter runs may precede it: step back over every part reaching past `begin`.
+  while (it != parts.begin() && std::prev(it)->begin + std::prev(it)->numel > begin) --it;
+  for (; it != parts.end(); ++it) {
+    const auto& part = *it;
     if (at >= end) break;
     const int64_t part_end = part.begin + part.numel;
     if (part_end <= at) continue;
@@ -222,9 +225,39 @@ torch::Tensor SliceSet::read(const std::string& name, int64_t begin, int64_t num
     out.narrow(0, at - begin, stop - at).copy_(src);
     at = stop;
   }
-  ACCEL_CHECK(at >= end, "the checkpoint's slices of '", name, "' do not hold element ", at, " (of ", w.numel,
+  return at;
+}
+
+torch::Tensor SliceSet::read(const std::string& name, int64_t begin, int64_t numel, torch::ScalarType dtype) const {
+  const Whole& w = whole(name);
+  ACCEL_CHECK(begin >= 0 && numel >= 0 && begin + numel <= w.numel, "reading elements [", begin, ", ", begin + numel,
+              ") of '", name, "', which has ", w.numel);
+  auto out = torch::empty({numel}, torch::dtype(dtype));
+  // A block is many runs of one tensor: read each tensor once.
+  std::map<std::pair<size_t, std::string>, torch::Tensor> loaded;
+  const int64_t at = copy_run(name, begin, out, loaded);
+  ACCEL_CHECK(at >= begin + numel, "the checkpoint's slices of '", name, "' do not hold element ", at, " (of ", w.numel,
               "): a rank's file is missing or was written by another model");
   return out;
+}
+
+torch::Tensor SliceSet::read_block(const std::string& name, const std::vector<int64_t>& offset,
+                                   const std::vector<int64_t>& size, torch::ScalarType dtype) const {
+  const Whole& w = whole(name);
+  bool fits = offset.size() == w.shape.size() && size.size() == w.shape.size();
+  for (size_t d = 0; fits && d < size.size(); ++d)
+    fits = offset[d] >= 0 && size[d] >= 0 && offset[d] + size[d] <= w.shape[d];
+  ACCEL_CHECK(fits, "reading a block of ", c10::IntArrayRef(size), " at ", c10::IntArrayRef(offset), " of '", name,
+              "', which is ", c10::IntArrayRef(w.shape));
+  auto out = torch::empty({numel_of(size)}, torch::dtype(dtype));
+  std::map<std::pair<size_t, std::string>, torch::Tensor> loaded;
+  for (const auto& run : block_runs(0, "", w.shape, offset, size)) {
+    auto into = out.narrow(0, run.source, run.numel);
+    const int64_t at = copy_run(name, run.begin, into, loaded);
+    ACCEL_CHECK(at >= run.begin + run.numel, "the checkpoint's slices of '", name, "' do not hold element ", at,
+                " (of ", w.numel, "): a rank's file is missing or was written by another model");
+  }
+  return out.view(size);
 }
 
 torch::Tensor SliceSet::read_whole(const std::string& name) const {

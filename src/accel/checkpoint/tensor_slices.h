@@ -90,6 +90,12 @@ class SliceSet {
   torch::Tensor read(const std::string& whole, int64_t begin, int64_t numel, torch::ScalarType dtype) const;
   /// The whole tensor, shaped, in its own dtype.
   torch::Tensor read_whole(const std::string& whole) const;
+  /// The block of `whole` of shape `size` at `offset` (one per dimension),
+  /// in `dtype`: a tensor-parallel rank's part, read without the rest.
+  /// Throws naming the whole when the block does not fit in it or an
+  /// element of it is in no slice.
+  torch::Tensor read_block(const std::string& whole, const std::vector<int64_t>& offset,
+                           const std::vector<int64_t>& size, torch::ScalarType dtype) const;
 
  private:
   // A run of consecutive elements of the whole: `numel` elements from
@@ -99,6 +105,11 @@ class SliceSet {
     std::string key;
     int64_t begin = 0, numel = 0, source = 0;
   };
+  // Copies elements [begin, begin + out.numel()) of `whole` into `out`
+  // (flat); `loaded` keeps the file tensors read so far. Returns the first
+  // element no slice holds, or begin + out.numel().
+  int64_t copy_run(const std::string& whole, int64_t begin, torch::Tensor& out,
+                   std::map<std::pair<size_t, std::string>, torch::Tensor>& loaded) const;
   static std::vector<Part> block_runs(size_t file, const std::string& key, const std::vector<int64_t>& whole,
                                       const std::vector<int64_t>& offset, const std::vector<int64_t>& block);
 

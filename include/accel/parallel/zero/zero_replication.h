@@ -18,6 +18,7 @@ class ACCEL_API ZeroReplication : public Replication {
       torch::optim::Optimizer& optimizer, const std::vector<std::shared_ptr<PreparedModelCore>>& models) override;
   /// ZeRO's shards (and consolidated state) for the optimizers it prepared.
   std::unique_ptr<OptimizerCheckpoint> optimizer_checkpoint(AcceleratedOptimizer& optimizer) const override;
+  const ShardingOptions& options() const { return options_; }
 
  private:
   c10::intrusive_ptr<c10d::ProcessGroup> group_;

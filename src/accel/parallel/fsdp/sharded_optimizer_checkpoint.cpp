@@ -7,6 +7,7 @@
 
 #include "accel/checkpoint/atomic_file.h"
 #include "accel/checkpoint/optimizer_state.h"
+#include "accel/checkpoint/tensor_parallel_slices.h"
 #include "accel/checkpoint/tensor_slices.h"
 #include "accel/parallel/fsdp/sharded_optimizer.h"
 #include "accel/util/check.h"
@@ -36,10 +37,102 @@ std::optional<std::pair<size_t, std::string>> state_key(const std::string& key) 
   return std::pair{n, key.substr(dot + 1)};
 }
 
+// Whether the folder holds the sliced form (not the per-process form of before).
+bool sliced(const fs::path& dir, size_t index) {
+  const auto file = dir / rank_file(index, 0, ".safetensors");
+  return fs::exists(file) && safetensors::load_metadata(file).count(kPiecesKey) > 0;
+}
+
+int saved_world(const fs::path& dir, size_t index) {
+  return slice_file_world_size(dir / rank_file(index, 0, ".safetensors"));
+}
+
+// Every rank's files of the sliced form.
+std::vector<fs::path> sliced_files(const fs::path& dir, size_t index) {
+  std::vector<fs::path> all;
+  for (int r = 0; r < saved_world(dir, index); ++r) {
+    all.push_back(dir / rank_file(index, r, ".safetensors"));
+    all.push_back(dir / rank_file(index, r, ".json"));
+  }
+  return all;
+}
+
+// What optimizer parameter n holds of the saved state: the elements
+// [begin, begin + numel) of this rank's part (its tensor-parallel slice, or
+// the whole) of `parameter`'s whole, "<model>/<name>" in the files.
+struct Target {
+  std::string whole;
+  torch::Tensor parameter;
+  int64_t begin = 0, numel = 0;
+  std::vector<int64_t> shape;  // of the optimizer's tensors for it
+};
+
+// Loads every rank's sliced state in `dir` into `optimizer`, each
+// parameter's part as `targets` (in optimizer_state's numbering) says.
+void load_from_slices(torch::optim::Optimizer& optimizer, const fs::path& dir, size_t index,
+                      const std::vector<Target>& targets) {
+  const int saved = saved_world(dir, index);
+  std::vector<fs::path> files;
+  for (int r = 0; r < saved; ++r) files.push_back(dir / rank_file(index, r, ".safetensors"));
+  const SliceSet set(files);
+  // Per whole parameter, the saved non-tensor state (step counts) of any
+  // rank that has one, and the state tensors' fields.
+  std::map<std::string, json> saved_state;
+  json groups, first;
+  for (int r = 0; r < saved; ++r) {
+    const auto text_file = dir / rank_file(index, r, ".json");
+    json j;
+    try {
+      j = parse_user_json(read_checkpoint_text(text_file));
+    } catch (const std::invalid_argument& e) {
+      fail<std::runtime_error>("cannot load the optimizer state from '", text_file.string(), "': ", e.what());
+    }
+    ACCEL_CHECK(j.is_object() && j.contains("state") && j["state"].is_object(),
+                "cannot load the optimizer state from '", text_file.string(), "': no \"state\" object");
+    if (r == 0) first = j;
+    const json names = parse_user_json(set.metadata(r).at(kPiecesKey));
+    for (const auto& [n, entry] : j["state"].items()) {
+      size_t k = 0;
+      auto [end, ec] = std::from_chars(n.data(), n.data() + n.size(), k);
+      ACCEL_CHECK(ec == std::errc() && end == n.data() + n.size() && names.is_array() && k < names.size(),
+                  "cannot load the optimizer state from '", text_file.string(), "': state \"", n,
+                  "\" names no parameter of ", files[r].string());
+      saved_state.emplace(names[k].get<std::string>(), entry);
+    }
+  }
+  std::map<std::string, std::vector<std::string>> fields;
+  for (const auto& whole : set.wholes()) {
+    const auto slash = whole.rfind('/');
+    fields[whole.substr(0, slash)].push_back(whole.substr(slash + 1));
+  }
+  safetensors::OrderedTensors tensors;
+  json state = json::object();
+  for (size_t n = 0; n < targets.size(); ++n) {
+    const auto& target = targets[n];
+    auto it = saved_state.find(target.whole);
+    if (it == saved_state.end()) continue;  // never stepped
+    state[std::to_string(n)] = it->second;
+    for (const auto& field : fields[target.whole]) {
+      const auto name = target.whole + "/" + field;
+      tensors.insert("state." + std::to_string(n) + "." + field,
+                     read_piece(set, name, target.parameter, target.begin, target.numel, set.whole(name).dtype)
+                         .view(target.shape));
+    }
+  }
+  first["state"] = state;
+  load_optimizer_state(optimizer, tensors, first.dump(),
+                       "'" + dir.string() + "' (" + std::to_string(saved) + " ranks' optimizer files)");
+}
+
 class SlicedOptimizerCheckpoint : public OptimizerCheckpoint {
  public:
-  SlicedOptimizerCheckpoint(torch::optim::Optimizer& optimizer, const ShardedOptimizerTensors& tensors, int world_size)
-      : optimizer_(optimizer), tensors_(tensors), world_size_(world_size) {}
+  SlicedOptimizerCheckpoint(torch::optim::Optimizer& optimizer, const ShardedOptimizerTensors& tensors, int world_size,
+                            int file, bool unsplit_parameters)
+      : optimizer_(optimizer),
+        tensors_(tensors),
+        world_size_(world_size),
+        file_(file),
+        unsplit_parameters_(unsplit_parameters) {}
 
   void save(const fs::path& dir, size_t index, int rank) override {
     const auto files = optimizer_state(optimizer_);
@@ -56,12 +149,13 @@ class SlicedOptimizerCheckpoint : public OptimizerCheckpoint {
       ACCEL_CHECK(t.numel() == piece.numel(), "saving the sharded optimizer state: '", key, "' has ", t.numel(),
                   " elements, its parameter's piece ", piece.numel(),
                   "; only element-wise state (one value per parameter element) can be sharded");
-      const auto& param = place.unit->parameters()[place.index];
-      slices.push_back(Slice{key, t, whole_name(place) + "/" + parsed->second, param.sizes().vec(), t.scalar_type(),
-                             place.unit->piece_begin(place.index)});
+      append_piece_slices(slices, key, whole_name(place) + "/" + parsed->second, t,
+                          place.unit->parameters()[place.index], place.unit->piece_begin(place.index), t.scalar_type(),
+                          unsplit_parameters_);
     }
-    save_slices(slices, dir / rank_file(index, rank, ".safetensors"), world_size_, {{kPiecesKey, pieces.dump()}});
-    write_file_atomic(dir / rank_file(index, rank, ".json"), files.json);
+    const int file = file_ < 0 ? rank : file_;
+    save_slices(slices, dir / rank_file(index, file, ".safetensors"), world_size_, {{kPiecesKey, pieces.dump()}});
+    write_file_atomic(dir / rank_file(index, file, ".json"), files.json);
   }
 
   std::string other_world_refusal(const fs::path& dir, size_t index) const override {
@@ -73,12 +167,7 @@ class SlicedOptimizerCheckpoint : public OptimizerCheckpoint {
   std::vector<fs::path> files_to_load(const fs::path& dir, size_t index, int rank, bool) const override {
     if (!sliced(dir, index))
       return {dir / rank_file(index, rank, ".safetensors"), dir / rank_file(index, rank, ".json")};
-    std::vector<fs::path> all;
-    for (int r = 0; r < saved_world(dir, index); ++r) {
-      all.push_back(dir / rank_file(index, r, ".safetensors"));
-      all.push_back(dir / rank_file(index, r, ".json"));
-    }
-    return all;
+    return sliced_files(dir, index);
   }
 
   void load(const fs::path& dir, size_t index, int rank, bool) override {
@@ -88,59 +177,16 @@ class SlicedOptimizerCheckpoint : public OptimizerCheckpoint {
                            read_checkpoint_text(dir / rank_file(index, rank, ".json")), "'" + file.string() + "'");
       return;
     }
-    const int saved = saved_world(dir, index);
-    std::vector<fs::path> files;
-    for (int r = 0; r < saved; ++r) files.push_back(dir / rank_file(index, r, ".safetensors"));
-    const SliceSet set(files);
-    // Per whole parameter, the saved non-tensor state (step counts) of any
-    // rank that has one, and the state tensors' fields.
-    std::map<std::string, json> saved_state;
-    json groups, first;
-    for (int r = 0; r < saved; ++r) {
-      const auto text_file = dir / rank_file(index, r, ".json");
-      json j;
-      try {
-        j = parse_user_json(read_checkpoint_text(text_file));
-      } catch (const std::invalid_argument& e) {
-        fail<std::runtime_error>("cannot load the optimizer state from '", text_file.string(), "': ", e.what());
-      }
-      ACCEL_CHECK(j.is_object() && j.contains("state") && j["state"].is_object(),
-                  "cannot load the optimizer state from '", text_file.string(), "': no \"state\" object");
-      if (r == 0) first = j;
-      const json names = parse_user_json(set.metadata(r).at(kPiecesKey));
-      for (const auto& [n, entry] : j["state"].items()) {
-        size_t k = 0;
-        auto [end, ec] = std::from_chars(n.data(), n.data() + n.size(), k);
-        ACCEL_CHECK(ec == std::errc() && end == n.data() + n.size() && names.is_array() && k < names.size(),
-                    "cannot load the optimizer state from '", text_file.string(), "': state \"", n,
-                    "\" names no parameter of ", files[r].string());
-        saved_state.emplace(names[k].get<std::string>(), entry);
-      }
+    std::vector<Target> targets;
+    for (const auto& place : tensors_.places()) {
+      const auto& piece = place.unit->piece(place.index);
+      targets.push_back({whole_name(place),
+                         place.unit->parameters()[place.index],
+                         place.unit->piece_begin(place.index),
+                         piece.numel(),
+                         {piece.numel()}});
     }
-    std::map<std::string, std::vector<std::string>> fields;
-    for (const auto& whole : set.wholes()) {
-      const auto slash = whole.rfind('/');
-      fields[whole.substr(0, slash)].push_back(whole.substr(slash + 1));
-    }
-    safetensors::OrderedTensors tensors;
-    json state = json::object();
-    const auto& places = tensors_.places();
-    for (size_t n = 0; n < places.size(); ++n) {
-      const std::string whole = whole_name(places[n]);
-      auto it = saved_state.find(whole);
-      if (it == saved_state.end()) continue;  // never stepped
-      state[std::to_string(n)] = it->second;
-      const auto& piece = places[n].unit->piece(places[n].index);
-      const int64_t begin = places[n].unit->piece_begin(places[n].index);
-      for (const auto& field : fields[whole]) {
-        const auto name = whole + "/" + field;
-        tensors.insert("state." + std::to_string(n) + "." + field,
-                       set.read(name, begin, piece.numel(), set.whole(name).dtype));
-      }
-    }
-    first["state"] = state;
-    load_optimizer_state(optimizer_, tensors, first.dump(),
-                         "'" + dir.string() + "' (" + std::to_string(saved) + " ranks' optimizer files)");
+    load_from_slices(optimizer_, dir, index, targets);
   }
 
  private:
@@ -149,25 +195,56 @@ class SlicedOptimizerCheckpoint : public OptimizerCheckpoint {
   static std::string whole_name(const Place& place) {
     return std::to_string(place.model) + "/" + place.unit->names()[place.index];
   }
-  static bool sliced(const fs::path& dir, size_t index) {
-    const auto file = dir / rank_file(index, 0, ".safetensors");
-    return fs::exists(file) && safetensors::load_metadata(file).count(kPiecesKey) > 0;
-  }
-  static int saved_world(const fs::path& dir, size_t index) {
-    return slice_file_world_size(dir / rank_file(index, 0, ".safetensors"));
-  }
 
   torch::optim::Optimizer& optimizer_;
   const ShardedOptimizerTensors& tensors_;
   int world_size_;
+  int file_;                 // this rank's file number, or -1: its rank
+  bool unsplit_parameters_;  // whether it writes the state of parameters no tensor-parallel plan split
+};
+
+// A run whose parameters are not sharded reading the sliced form: each
+// parameter's state whole, or cut to its tensor-parallel slice.
+class FromSlicesCheckpoint : public OptimizerCheckpoint {
+ public:
+  FromSlicesCheckpoint(torch::optim::Optimizer& optimizer, std::vector<Target> targets)
+      : optimizer_(optimizer), targets_(std::move(targets)) {}
+
+  void save(const fs::path&, size_t index, int) override {
+    fail<std::logic_error>("optimizer ", index,
+                           ": the checkpoint of full_shard's slices loads into a run without sharding, it is not "
+                           "how such a run saves (save_state uses the mode's own checkpoint)");
+  }
+
+  std::vector<fs::path> files_to_load(const fs::path& dir, size_t index, int, bool) const override {
+    return sliced_files(dir, index);
+  }
+
+  void load(const fs::path& dir, size_t index, int, bool) override {
+    load_from_slices(optimizer_, dir, index, targets_);
+  }
+
+ private:
+  torch::optim::Optimizer& optimizer_;
+  std::vector<Target> targets_;
 };
 
 }  // namespace
 
+bool has_sliced_optimizer_files(const fs::path& dir, size_t index) { return sliced(dir, index); }
+
+std::unique_ptr<OptimizerCheckpoint> optimizer_checkpoint_from_slices(
+    torch::optim::Optimizer& optimizer, const std::vector<std::pair<std::string, torch::Tensor>>& parameters) {
+  std::vector<Target> targets;
+  for (const auto& [whole, parameter] : parameters)
+    targets.push_back({whole, parameter, 0, parameter.numel(), parameter.sizes().vec()});
+  return std::make_unique<FromSlicesCheckpoint>(optimizer, std::move(targets));
+}
+
 std::unique_ptr<OptimizerCheckpoint> sharded_optimizer_checkpoint(torch::optim::Optimizer& optimizer,
                                                                   const ShardedOptimizerTensors& tensors,
-                                                                  int world_size) {
-  return std::make_unique<SlicedOptimizerCheckpoint>(optimizer, tensors, world_size);
+                                                                  int world_size, int file, bool unsplit_parameters) {
+  return std::make_unique<SlicedOptimizerCheckpoint>(optimizer, tensors, world_size, file, unsplit_parameters);
 }
 
 }  // namespace accel::fsdp

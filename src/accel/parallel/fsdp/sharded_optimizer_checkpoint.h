@@ -5,12 +5,20 @@
 // resumes it, each rank cutting its own pieces out of all ranks' files:
 //   fsdp_optimizer[_i]_rank<r>.safetensors  the state tensors ("state.<n>.<field>", as
 //                                           optimizer_state.h names them), each the slice
-//                                           [begin, begin + numel) of "<model>/<parameter>/<field>";
+//                                           [begin, begin + numel) of "<model>/<parameter>/<field>"
+//                                           (under tensor parallel, the blocks of that whole
+//                                           the piece of the rank's slice covers);
 //                                           metadata "accel_pieces": per optimizer parameter n,
 //                                           "<model>/<parameter>", and "world_size"
 //   fsdp_optimizer[_i]_rank<r>.json         the rest of the state (groups, step counts)
 // Folders written before the slices existed load only on as many processes.
+#include <filesystem>
 #include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <torch/types.h>
 
 #include "accel/checkpoint/optimizer_checkpoint.h"
 
@@ -22,9 +30,30 @@ namespace accel::fsdp {
 
 class ShardedOptimizerTensors;
 
-/// `world_size`: the processes of the job (every one writes its files).
+/// `world_size`: the files written together (every process of the job
+/// writes its own); `file`: this process's file number, -1 for the rank
+/// save() is given. On a device mesh with tensor parallel, the state of a
+/// tensor-parallel slice's piece goes as the blocks of the whole it covers
+/// (checkpoint/tensor_parallel_slices.h), and the state of the parameters
+/// no plan split only where `unsplit_parameters` (tensor-parallel
+/// coordinate 0), so that any layout reloads it.
 std::unique_ptr<OptimizerCheckpoint> sharded_optimizer_checkpoint(torch::optim::Optimizer& optimizer,
                                                                   const ShardedOptimizerTensors& tensors,
-                                                                  int world_size);
+                                                                  int world_size, int file = -1,
+                                                                  bool unsplit_parameters = true);
+
+/// Whether `dir` holds optimizer `index`'s state in the sliced form above.
+bool has_sliced_optimizer_files(const std::filesystem::path& dir, size_t index);
+
+/// For a run whose parameters are not sharded (one process, DDP, tensor
+/// parallel without ZeRO/FSDP): loads the sliced form into `optimizer`,
+/// each parameter's state whole or cut as its tensor-parallel slice.
+/// `parameters`: per parameter of the optimizer (optimizer_state.h's
+/// numbering), its name in the files ("<model>/<parameter name>") and the
+/// model's parameter (which says how it is cut); an optimizer stepping
+/// fp32 master copies has none such (the caller refuses it). Loading only:
+/// save() throws std::logic_error.
+std::unique_ptr<OptimizerCheckpoint> optimizer_checkpoint_from_slices(
+    torch::optim::Optimizer& optimizer, const std::vector<std::pair<std::string, torch::Tensor>>& parameters);
 
 }  // namespace accel::fsdp
