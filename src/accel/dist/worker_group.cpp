@@ -8,14 +8,12 @@
 
 #include <fcntl.h>
 
-#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <cstring>
 #include <exception>
 #include <filesystem>
 #include <iostream>
-#include <optional>
 #include <thread>
 
 #include "accel/util/check.h"
@@ -24,9 +22,6 @@ namespace accel {
 namespace {
 std::atomic<int> g_stop_signal{0};
 constexpr size_t kMaxTimedRanks = 4096;
-// How long the other workers are given, after the first failure is seen,
-// to end on their own before they are stopped (see wait()).
-constexpr std::chrono::milliseconds kSettle{250};
 
 int64_t now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
@@ -230,13 +225,13 @@ GroupResult WorkerGroup::wait() {
   // bound (not the reap time) keeps a SIGKILLed rank ahead of the peers that
   // fail later only because its connections were reset.
   int64_t previous_check = now_ns();
-  // Set once the first failure is seen: the previous check's time then. A
-  // rank killed by a signal (SIGKILL, the OOM killer) becomes a zombie only
-  // after its teardown, which on a loaded machine can take longer than its
-  // peers take to see its sockets reset and fail on their own: so before
-  // stopping anyone the launcher gives the others a short settling time,
-  // and a signal death found then may have come before the first failure.
-  std::optional<int64_t> first_failure_floor;
+  // SIGKILL is the one signal the launcher sends only at the end (after the
+  // grace period); a worker ended by it before then was killed from outside
+  // (the OOM killer, kill -9, a preemption), never as a reaction to a peer.
+  // Its teardown can outlast its peers' reaction to its reset sockets on a
+  // loaded machine, so it may be found after them, even after the stop has
+  // begun: it is still the first failure, and not one the launcher caused.
+  bool escalated = false;
   // An exited worker is left a zombie (WNOWAIT) until wait() returns: its
   // pid, the id of its process group, cannot be reused meanwhile, so
   // signalling the group of a worker that already exited reaches only the
@@ -258,15 +253,12 @@ GroupResult WorkerGroup::wait() {
       } else {
         e.signal = info.si_status;
       }
-      e.stopped_by_us = stopping;
-      failed_at[i] = previous_check;
-      if (e.signal && first_failure_floor && !stopping) failed_at[i] = *first_failure_floor;
+      const bool killed_from_outside = e.signal == SIGKILL && !escalated;
+      e.stopped_by_us = stopping && !killed_from_outside;
+      failed_at[i] = killed_from_outside ? 0 : previous_check;
       if (failure_times_ && e.rank >= 0 && static_cast<size_t>(e.rank) < kMaxTimedRanks && failure_times_[e.rank])
         failed_at[i] = failure_times_[e.rank];
-      if (!e.ok() && !stopping && !result.first_failure) {
-        result.first_failure = e;
-        first_failure_floor = previous_check;
-      }
+      if (!e.ok() && !e.stopped_by_us && !result.first_failure) result.first_failure = e;
     }
     previous_check = this_check;
   };
@@ -283,15 +275,6 @@ GroupResult WorkerGroup::wait() {
       break;
     }
     bool timed_out = options_.timeout.count() > 0 && std::chrono::steady_clock::now() - start > options_.timeout;
-    if (result.first_failure && !sig && !timed_out) {
-      const auto settle_until = std::chrono::steady_clock::now() + std::min(options_.grace, kSettle);
-      bool all_ended = false;
-      while (!all_ended && std::chrono::steady_clock::now() < settle_until) {
-        std::this_thread::sleep_for(options_.poll);
-        reap(false);
-        all_ended = std::all_of(reaped_.begin(), reaped_.end(), [](bool r) { return r; });
-      }
-    }
     if (result.first_failure || sig || timed_out) {
       result.stop_requested = sig != 0;
       result.stop_signal = sig;
@@ -317,6 +300,7 @@ GroupResult WorkerGroup::wait() {
       }
       // Also the groups of workers that exited in the grace period: their
       // children may ignore SIGTERM.
+      escalated = true;
       for (size_t i = 0; i < workers_.size(); ++i)
         if (signalled[i]) signal(i, SIGKILL);
       reap(true);
