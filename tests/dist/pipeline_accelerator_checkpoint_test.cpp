@@ -27,6 +27,7 @@
 #include "accel/accelerator.h"
 #include "accel/checkpoint/safetensors.h"
 #include "accel/checkpoint/tensor_slices.h"
+#include "accel/optim/schedules.h"
 #include "accel/parallel/mesh/device_mesh.h"
 #include "accel/parallel/pipeline/accelerated_step.h"
 #include "accel/parallel/tensor/parallelize.h"
@@ -95,17 +96,27 @@ void expect_equal(const Weights& got, const Weights& want, const std::string& wh
   }
 }
 
+// A linear decay over the steps: the learning rate differs at each step,
+// so a resume that lost the scheduler's state would step differently.
+// split_batches: the scheduler steps once per step whatever the number of
+// data-parallel ranks, as in the one-process run.
+std::shared_ptr<LRScheduler> schedule(torch::optim::Optimizer& opt) { return get_scheduler("linear", opt, 0, 6); }
+
+AcceleratorOptions with_schedule(AcceleratorOptions options) { return options.split_batches(true); }
+
 // One pipeline rank's run: its stage of the model made from `seed`, prepared.
 struct StageRun {
-  explicit StageRun(const AcceleratorOptions& options, uint64_t seed) : acc(options) {
+  explicit StageRun(const AcceleratorOptions& options, uint64_t seed) : acc(with_schedule(options)) {
     const DeviceMesh* mesh = acc.device_mesh();
     seed_cpu(seed);
     model = gpt2::GPT2(config());
     if (mesh->config().tp_size > 1) gpt2::parallelize_tensor(model, mesh->group("tp"));
     stage = StageModule(*model, gpt2::pipeline_stage(model, mesh->group("pp")));
-    auto [p, o] = acc.prepare(stage, adamw(stage->parameters()));
+    auto optimizer = adamw(stage->parameters());
+    auto [p, o, sc] = acc.prepare(stage, optimizer, schedule(*optimizer));
     prepared.emplace(std::move(p));
     opt = o;
+    scheduler = sc;
   }
 
   void step(int s) {
@@ -114,6 +125,7 @@ struct StageRun {
     pipeline_step(acc, *prepared, PipelineScheduleKind::one_f_one_b, kMicro, inputs, targets);
     clip_pipeline_grad_norm_(acc, *prepared, kMaxNorm);
     opt->step();
+    scheduler->step();
     opt->zero_grad();
   }
 
@@ -135,6 +147,7 @@ struct StageRun {
   StageModule stage{nullptr};
   std::optional<PreparedModel<StageModule>> prepared;
   std::shared_ptr<AcceleratedOptimizer> opt;
+  std::shared_ptr<AcceleratedScheduler> scheduler;
 };
 
 fs::path rank_file(const fs::path& dir, const std::string& what, int rank) {
@@ -226,15 +239,17 @@ bool holds(const fs::path& file, const std::string& whole) {
 // and with its AdamW state its 2 more steps match the 4 straight.
 void resume_in_one_process(const fs::path& dir) {
   run_distributed(1, [&] {
-    Accelerator acc;
+    Accelerator acc(with_schedule(AcceleratorOptions()));
     seed_cpu(99);
     gpt2::GPT2 model(config());
-    auto [prepared, opt] = acc.prepare(model, adamw(model->parameters()));
+    auto optimizer = adamw(model->parameters());
+    auto [prepared, opt, scheduler] = acc.prepare(model, optimizer, schedule(*optimizer));
     auto one_step = [&](int s) {
       const auto [inputs, targets] = batch_of(s, kRowsPerStep, 0);
       acc.backward(prepared(inputs, targets));
       acc.clip_grad_norm_(prepared.module()->parameters(), kMaxNorm);
       opt->step();
+      scheduler->step();
       opt->zero_grad();
     };
     one_step(0);
