@@ -14,7 +14,9 @@
 //     and its 2 more steps equal the 4 straight within 1e-6.
 //   pp=2 x tp=2: the same with tensor-parallel slices (4 writers).
 //   pp=2 x dp=2 with ZeRO-2: each stage's shards in a folder of their own.
-//   pp=2 with fp32 master weights: refused by name (not built).
+//   Refused by name: pp=2 with fp32 master weights (not built), and a
+//     whole model's optimizer state (numbered over all its parameters)
+//     loaded into stages.
 #include <gtest/gtest.h>
 
 #include <torch/torch.h>
@@ -322,11 +324,27 @@ TEST(PipelineAcceleratorCheckpoint, TwoStagesByTwoZeroResumesOnTheSameLayout) {
   }
 }
 
-TEST(PipelineAcceleratorCheckpoint, MasterWeightsOfStagesAreRefusedByName) {
-  const accel::testing::TempDir dir("pp_ckpt_masters");
+TEST(PipelineAcceleratorCheckpoint, RefusesWhatItDoesNotBuildByName) {
+  const accel::testing::TempDir dir("pp_ckpt_refusals");
+  // A whole model's optimizer state, numbered over all its parameters,
+  // saved by one process.
+  run_distributed(1, [&] {
+    Accelerator acc(with_schedule(AcceleratorOptions()));
+    gpt2::GPT2 model(config());
+    auto optimizer = adamw(model->parameters());
+    auto [prepared, opt, scheduler] = acc.prepare(model, optimizer, schedule(*optimizer));
+    acc.save_state(dir / "whole");
+  });
   run_distributed(2, [&] {
-    StageRun run(AcceleratorOptions().parallelism_config(pp2(1, 1)).mixed_precision("bf16").master_weights(true), 17);
-    accel::testing::expect_error([&] { run.acc.save_state(dir / "ckpt"); },
-                                 {"save_state", "pp_size 2", "master weights", "not built"});
+    // Stages' fp32 master weights: the sliced form holds none.
+    {
+      StageRun run(AcceleratorOptions().parallelism_config(pp2(1, 1)).mixed_precision("bf16").master_weights(true), 17);
+      accel::testing::expect_error([&] { run.acc.save_state(dir / "ckpt"); },
+                                   {"save_state", "pp_size 2", "master weights", "not built"});
+    }
+    StageRun run(AcceleratorOptions().parallelism_config(pp2(1, 1)), 17);
+    accel::testing::expect_error([&] { run.acc.load_state(dir / "whole"); },
+                                 {"load_state", "pp_size 2", "numbered by one optimizer of the whole model",
+                                  "by parameter name", "Nothing was loaded"});
   });
 }
