@@ -88,21 +88,35 @@ void save_split_model(const torch::nn::Module& model, const fs::path& file, cons
 }
 
 // The optimizer's parameters as the sliced optimizer files name them
-// ("<model>/<name>"), in optimizer_state's numbering.
-std::vector<std::pair<std::string, torch::Tensor>> optimizer_parameter_names(
-    const std::vector<std::shared_ptr<PreparedModelCore>>& models, AcceleratedOptimizer& optimizer,
-    const std::string& what) {
+// ("<model>/<name>", with the model's parameter), in optimizer_state's
+// numbering; under master weights the optimizer steps fp32 copies, each
+// named as its model parameter and listed in `masters`.
+struct NamedParameters {
+  std::vector<std::pair<std::string, torch::Tensor>> names;
+  std::vector<torch::Tensor> masters;  // per parameter, or none
+};
+
+NamedParameters optimizer_parameter_names(const std::vector<std::shared_ptr<PreparedModelCore>>& models,
+                                          AcceleratedOptimizer& optimizer, const std::string& what) {
   std::unordered_map<const void*, std::pair<std::string, torch::Tensor>> known;
   for (size_t m = 0; m < models.size(); ++m)
     for (const auto& item : models[m]->module().named_parameters())
       known.emplace(item.value().unsafeGetTensorImpl(), std::pair{std::to_string(m) + "/" + item.key(), item.value()});
-  std::vector<std::pair<std::string, torch::Tensor>> out;
+  std::unordered_map<const void*, torch::Tensor> model_of_master;
+  const auto* masters = optimizer.master_weights();
+  if (masters)
+    for (size_t m = 0; m < masters->masters().size(); ++m)
+      model_of_master.emplace(masters->masters()[m].unsafeGetTensorImpl(), masters->model_params()[m]);
+  NamedParameters out;
   for (const auto& group : optimizer.optimizer().param_groups())
     for (const auto& p : group.params()) {
-      auto it = known.find(p.unsafeGetTensorImpl());
+      auto master = model_of_master.find(p.unsafeGetTensorImpl());
+      const auto& param = master == model_of_master.end() ? p : master->second;
+      auto it = known.find(param.unsafeGetTensorImpl());
       ACCEL_CHECK(it != known.end(), what, ": an optimizer parameter of shape ", p.sizes(),
                   " is in no prepared model; the optimizer's state is saved by the models' parameter names");
-      out.push_back(it->second);
+      out.names.push_back(it->second);
+      if (masters) out.masters.push_back(p);
     }
   return out;
 }
@@ -231,9 +245,9 @@ fs::path Accelerator::save_state(const std::optional<fs::path>& dir) {
           writer ? writer->index : -1, writer ? writer->count : 1, writer && writer->replicated, {}};
       for (size_t m = 0; m < models_.size(); ++m)
         for (const auto& name : left_out[m]) named.left_out.insert(std::to_string(m) + "/" + name);
-      checkpoint = fsdp::optimizer_checkpoint_by_names(
-          optimizers_[i]->optimizer(), optimizer_parameter_names(models_, *optimizers_[i], "save_state"),
-          std::move(named));
+      auto parameters = optimizer_parameter_names(models_, *optimizers_[i], "save_state");
+      checkpoint = fsdp::optimizer_checkpoint_by_names(optimizers_[i]->optimizer(), parameters.names,
+                                                       std::move(parameters.masters), std::move(named));
     }
     if (!checkpoint)
       checkpoint = split ? tensor_parallel_optimizer_checkpoint(*optimizers_[i], writer)
@@ -339,11 +353,16 @@ fs::path Accelerator::load_state(const std::optional<fs::path>& dir) {
     auto* tensors = optimizers_[i]->tensors();
     if (fsdp::has_sliced_optimizer_files(in, i) && !dynamic_cast<fsdp::ShardedOptimizerTensors*>(tensors) &&
         !dynamic_cast<zero::ZeroEngine*>(tensors)) {
-      ACCEL_CHECK(!optimizers_[i]->master_weights(), "load_state: '", in.string(), "' holds optimizer ", i,
-                  "'s state as full_shard's slices, which keep no separate fp32 master weights; load it without "
-                  "master_weights, or under full_shard");
-      return fsdp::optimizer_checkpoint_from_slices(optimizers_[i]->optimizer(),
-                                                    optimizer_parameter_names(models_, *optimizers_[i], "load_state"));
+      // A pipeline's slices hold the fp32 masters (save_state under pp).
+      auto parameters = optimizer_parameter_names(models_, *optimizers_[i], "load_state");
+      if (!parameters.masters.empty()) {
+        ACCEL_CHECK(fsdp::has_sliced_master_weights(in, i), "load_state: '", in.string(), "' holds optimizer ", i,
+                    "'s state as full_shard's slices, which keep no separate fp32 master weights; load it without "
+                    "master_weights, or under full_shard");
+        return fsdp::optimizer_checkpoint_by_names(optimizers_[i]->optimizer(), parameters.names,
+                                                   std::move(parameters.masters), {});
+      }
+      return fsdp::optimizer_checkpoint_from_slices(optimizers_[i]->optimizer(), parameters.names);
     }
     // Other forms number the parameters of the whole model's optimizer,
     // which a stage's optimizer (its own parameters only) does not share.

@@ -22,6 +22,7 @@ namespace {
 using json = nlohmann::json;
 
 constexpr const char* kPiecesKey = "accel_pieces";
+constexpr const char* kMastersPrefix = "masters/";
 
 std::string rank_file(size_t index, int rank, const std::string& extension) {
   return numbered("fsdp_optimizer", index, "") + "_rank" + std::to_string(rank) + extension;
@@ -234,11 +235,15 @@ class SlicedOptimizerCheckpoint : public OptimizerCheckpoint {
 // state whole or cut to its tensor-parallel slice; and, given a writer,
 // writing it: each state tensor as the whole parameter's (or the blocks
 // of the whole its slice is), keyed by the parameter's name.
+// With fp32 master weights (one per parameter, what the optimizer steps)
+// each is saved too, as "masters/<model>/<name>" sliced like its
+// parameter; the state fields of a parameter ("<model>/<name>/<field>")
+// never take that name.
 class NamedSlicesCheckpoint : public OptimizerCheckpoint {
  public:
   NamedSlicesCheckpoint(torch::optim::Optimizer& optimizer, std::vector<Target> targets,
-                        std::optional<NamedSlicesWriter> writer)
-      : optimizer_(optimizer), targets_(std::move(targets)), writer_(std::move(writer)) {}
+                        std::vector<torch::Tensor> masters, std::optional<NamedSlicesWriter> writer)
+      : optimizer_(optimizer), targets_(std::move(targets)), masters_(std::move(masters)), writer_(std::move(writer)) {}
 
   void save(const fs::path& dir, size_t index, int) override {
     if (!writer_)
@@ -262,6 +267,10 @@ class NamedSlicesCheckpoint : public OptimizerCheckpoint {
       append_piece_slices(slices, key, target.whole + "/" + parsed->second, t, target.parameter, 0, t.scalar_type(),
                           writer_->replicated);
     }
+    for (size_t n = 0; n < masters_.size(); ++n)
+      if (!writer_->left_out.count(targets_[n].whole))
+        append_piece_slices(slices, "master." + std::to_string(n), master_name(targets_[n].whole), masters_[n],
+                            targets_[n].parameter, 0, masters_[n].scalar_type(), writer_->replicated);
     // The step counts of the left-out parameters go with their tensors.
     json text = json::parse(files.json);
     for (size_t n = 0; n < targets_.size(); ++n)
@@ -276,12 +285,31 @@ class NamedSlicesCheckpoint : public OptimizerCheckpoint {
   }
 
   void load(const fs::path& dir, size_t index, int, bool) override {
+    // The masters read (and checked) before the optimizer state changes.
+    std::vector<torch::Tensor> saved;
+    if (!masters_.empty()) {
+      std::vector<fs::path> files;
+      for (int r = 0; r < saved_world(dir, index); ++r) files.push_back(dir / rank_file(index, r, ".safetensors"));
+      const SliceSet set(files);
+      for (size_t n = 0; n < masters_.size(); ++n) {
+        const auto name = master_name(targets_[n].whole);
+        ACCEL_CHECK(set.contains(name), "load_state: '", dir.string(), "' holds no fp32 master weight of '",
+                    targets_[n].whole, "' (", name, "): was it saved without master_weights?");
+        saved.push_back(read_piece(set, name, targets_[n].parameter, 0, masters_[n].numel(), masters_[n].scalar_type())
+                            .view(masters_[n].sizes()));
+      }
+    }
     load_from_slices(optimizer_, dir, index, targets_);
+    torch::NoGradGuard no_grad;
+    for (size_t n = 0; n < saved.size(); ++n) masters_[n].copy_(saved[n]);
   }
 
  private:
+  static std::string master_name(const std::string& whole) { return kMastersPrefix + whole; }
+
   torch::optim::Optimizer& optimizer_;
   std::vector<Target> targets_;
+  std::vector<torch::Tensor> masters_;       // per target, or none
   std::optional<NamedSlicesWriter> writer_;  // none: loading only
 };
 
@@ -296,18 +324,31 @@ std::vector<Target> whole_targets(const std::vector<std::pair<std::string, torch
 
 bool has_sliced_optimizer_files(const fs::path& dir, size_t index) { return sliced(dir, index); }
 
+bool has_sliced_master_weights(const fs::path& dir, size_t index) {
+  if (!sliced(dir, index)) return false;
+  const SliceSet first({dir / rank_file(index, 0, ".safetensors")});  // kept alive: wholes() refers into it
+  for (const auto& whole : first.wholes())
+    if (whole.starts_with(kMastersPrefix)) return true;
+  return false;
+}
+
 std::unique_ptr<OptimizerCheckpoint> optimizer_checkpoint_from_slices(
     torch::optim::Optimizer& optimizer, const std::vector<std::pair<std::string, torch::Tensor>>& parameters) {
-  return std::make_unique<NamedSlicesCheckpoint>(optimizer, whole_targets(parameters), std::nullopt);
+  return std::make_unique<NamedSlicesCheckpoint>(optimizer, whole_targets(parameters), std::vector<torch::Tensor>{},
+                                                 std::nullopt);
 }
 
 std::unique_ptr<OptimizerCheckpoint> optimizer_checkpoint_by_names(
     torch::optim::Optimizer& optimizer, const std::vector<std::pair<std::string, torch::Tensor>>& parameters,
-    NamedSlicesWriter writer) {
+    std::vector<torch::Tensor> masters, NamedSlicesWriter writer) {
+  ACCEL_CHECK_ARG(masters.empty() || masters.size() == parameters.size(),
+                  "optimizer_checkpoint_by_names: ", masters.size(), " master weights for ", parameters.size(),
+                  " parameters, expected none or one each");
   ACCEL_CHECK_ARG(writer.file < 0 || (writer.file < writer.files && writer.files >= 1),
                   "optimizer_checkpoint_by_names: file ", writer.file, " of ", writer.files,
                   ", expected 0 <= file < files (or -1: a replica writing nothing)");
-  return std::make_unique<NamedSlicesCheckpoint>(optimizer, whole_targets(parameters), std::move(writer));
+  return std::make_unique<NamedSlicesCheckpoint>(optimizer, whole_targets(parameters), std::move(masters),
+                                                 std::move(writer));
 }
 
 std::unique_ptr<OptimizerCheckpoint> sharded_optimizer_checkpoint(torch::optim::Optimizer& optimizer,

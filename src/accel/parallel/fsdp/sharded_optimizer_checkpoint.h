@@ -79,10 +79,18 @@ struct NamedSlicesWriter {
 /// parameter's, or as the blocks of the whole its slice is, the rest of
 /// the state in the writer's .json. It loads back as
 /// optimizer_checkpoint_from_slices does, so any layout whose parameters
-/// are not sharded, or full_shard, reads what it writes. Throws
-/// std::invalid_argument naming a bad writer.
+/// are not sharded, or full_shard, reads what it writes. `masters`: for an
+/// optimizer stepping fp32 master weights, the master of each of
+/// `parameters` (`parameters` then name the model's parameters, which say
+/// how each is cut), saved as "masters/<model>/<name>" and loaded back
+/// (a folder without them refused by name); empty otherwise. Throws
+/// std::invalid_argument naming a bad writer or master count.
 std::unique_ptr<OptimizerCheckpoint> optimizer_checkpoint_by_names(
     torch::optim::Optimizer& optimizer, const std::vector<std::pair<std::string, torch::Tensor>>& parameters,
-    NamedSlicesWriter writer);
+    std::vector<torch::Tensor> masters, NamedSlicesWriter writer);
+
+/// Whether the sliced form in `dir` holds fp32 master weights (written by
+/// optimizer_checkpoint_by_names; full_shard's own holds none).
+bool has_sliced_master_weights(const std::filesystem::path& dir, size_t index);
 
 }  // namespace accel::fsdp
