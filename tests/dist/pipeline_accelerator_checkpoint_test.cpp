@@ -12,7 +12,8 @@
 //     `accel merge-weights` joins the folder into exactly the weights the
 //     stages held; one process (pp=1) loads model and AdamW state exactly,
 //     and its 2 more steps equal the 4 straight within 1e-6.
-//   pp=2 x tp=2: the same with tensor-parallel slices (4 writers).
+//   pp=2 x tp=2: the same with tensor-parallel slices (4 writers); pp=2
+//     without tp loads it too (exactly) and resumes within 1e-6.
 //   pp=2 x dp_shard=2 with ZeRO-1 (bit for bit) and ZeRO-2 (within 1e-5:
 //     its tied copies drift by rounding, see TiedDrift): each stage's
 //     shards in a folder of their own.
@@ -307,6 +308,18 @@ TEST(PipelineAcceleratorCheckpoint, TwoStagesByTwoTensorParallelResumesAndMerges
     EXPECT_TRUE(fs::exists(dir / "ckpt" / ("fsdp_optimizer_rank" + std::to_string(w) + ".safetensors"))) << w;
   expect_merges(dir.path());
   resume_in_one_process(dir.path());
+  // The same 2 stages without tp (2 processes): each cuts nothing, takes
+  // its stage's whole tensors and AdamW state out of the tp ranks' blocks.
+  const auto at_save = read(dir / "at_save.safetensors"), straight = read(dir / "straight.safetensors");
+  run_distributed(2, [&] {
+    StageRun run(AcceleratorOptions().parallelism_config(pp2(1, 1)), 99);
+    run.step(0);
+    run.acc.load_state(dir / "ckpt");
+    for (const auto& [name, t] : run.weights()) EXPECT_TRUE(t.equal(at_save.at(name))) << name << " loaded without tp";
+    for (int s = kSaveAt; s < kSteps; ++s) run.step(s);
+    for (const auto& [name, t] : run.weights())
+      EXPECT_LT(max_diff(t, straight.at(name)), 1e-6) << name << " resumed without tp";
+  });
 }
 
 // ZeRO-1 (shard_optimizer) keeps the tied copies identical: bit for bit;
