@@ -366,11 +366,12 @@ fs::path Accelerator::load_state(const std::optional<fs::path>& dir) {
     }
     // Other forms number the parameters of the whole model's optimizer,
     // which a stage's optimizer (its own parameters only) does not share.
-    ACCEL_CHECK(!staged, "load_state: '", in.string(), "' holds optimizer ", i,
-                "'s state numbered by one optimizer of the whole model (", numbered("optimizer", i, ".safetensors"),
-                " or tp_optimizer files), which pp_size ", mesh_->config().pp_size,
-                " cannot cut into stages; expected the state by parameter name (",
-                numbered("fsdp_optimizer", i, "_rank0.safetensors"), "), as save_state writes under pp_size > 1");
+    ACCEL_CHECK(!staged, "load_state: '", in.string(), "' holds no state of optimizer ", i, " by parameter name (",
+                numbered("fsdp_optimizer", i, "_rank0.safetensors"),
+                "), as save_state writes under pp_size > 1; a whole model's optimizer state (",
+                numbered("optimizer", i, ".safetensors"),
+                ", tp_optimizer files) is numbered over all its parameters, which pp_size ", mesh_->config().pp_size,
+                " cannot cut into stages");
     if (has_tensor_parallel_optimizer_files(in, i)) return tensor_parallel_optimizer_checkpoint(*optimizers_[i], {});
     if (split) return tensor_parallel_optimizer_checkpoint(*optimizers_[i], {}, /*from_whole=*/true);
     return replication_->optimizer_checkpoint(*optimizers_[i]);

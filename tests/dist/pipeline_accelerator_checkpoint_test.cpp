@@ -414,7 +414,7 @@ TEST(PipelineAcceleratorCheckpoint, RefusesWhatItDoesNotBuildByName) {
   run_distributed(2, [&] {
     StageRun run(AcceleratorOptions().parallelism_config(pp2(1, 1)), 17);
     accel::testing::expect_error([&] { run.acc.load_state(dir / "whole"); },
-                                 {"load_state", "pp_size 2", "numbered by one optimizer of the whole model",
-                                  "by parameter name", "Nothing was loaded"});
+                                 {"load_state", "holds no state of optimizer 0 by parameter name",
+                                  "numbered over all its parameters", "pp_size 2", "Nothing was loaded"});
   });
 }
