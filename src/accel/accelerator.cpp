@@ -176,11 +176,14 @@ ProcessGroupPtr Accelerator::data_parallel_group() const {
 // anything is written or read.
 void Accelerator::check_whole_model_on_each_rank(const char* what) const {
   if (!mesh_ || !shares_batches(mesh_->config())) return;
-  // Each rank holds one stage, under the whole model's names: the files
-  // would hold only the main process's stage.
-  ACCEL_CHECK_ARG(mesh_->config().pp_size == 1, "Accelerator::", what, ": pp_size ", mesh_->config().pp_size,
-                  ": checkpoints of pipeline stages are not built yet (each rank holds only its stage); expected "
-                  "pp_size 1");
+  // Pipeline stages save as slices, their optimizer state (and fp32
+  // masters) by parameter name (accelerator_checkpoint.cpp); fully sharded
+  // stages' pieces are not written yet.
+  const int pp = mesh_->config().pp_size;
+  for (size_t i = 0; i < models_.size() && pp > 1; ++i)
+    ACCEL_CHECK_ARG(!models_[i]->sharding(), "Accelerator::", what, ": pp_size ", pp, " with model ", i,
+                    " sharded by parameter (full_shard): checkpoints of fully sharded pipeline stages are not "
+                    "built yet; expected DDP or ZeRO-1/2 (shard_optimizer, shard_grad_op) on the data-parallel ranks");
   // FSDP on any mesh, ZeRO's shards under tp or cp, and fp32 master weights
   // of a tensor-parallel model save per rank (accelerator_checkpoint.cpp).
   // ZeRO's consolidated state there (gathered over its dp group: a tp

@@ -4,6 +4,7 @@
 #include <limits>
 #include <map>
 #include <optional>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <unordered_map>
@@ -20,6 +21,7 @@
 #include "accel/checkpoint/random_state.h"
 #include "accel/checkpoint/staged_directory.h"
 #include "accel/checkpoint/tensor_parallel_optimizer_checkpoint.h"
+#include "accel/checkpoint/tensor_parallel_slices.h"
 #include "accel/checkpoint/tensor_slices.h"
 #include "accel/parallel/fsdp/fully_sharded_model.h"
 #include "accel/parallel/fsdp/fully_sharded_slices.h"
@@ -27,6 +29,7 @@
 #include "accel/parallel/fsdp/sharded_optimizer_checkpoint.h"
 #include "accel/parallel/mesh/device_mesh.h"
 #include "accel/parallel/model_sharding.h"
+#include "accel/parallel/pipeline/stage_module.h"
 #include "accel/parallel/replication.h"
 #include "accel/parallel/zero/zero_engine.h"
 #include "accel/parallel/zero/zero_mesh_checkpoint.h"
@@ -51,6 +54,72 @@ std::string random_states_name(int rank) { return "random_states_" + std::to_str
 bool splits_model(const DeviceMesh* mesh) { return mesh && mesh->config().tp_size > 1; }
 
 int tp_coordinate(const DeviceMesh& mesh) { return splits_model(&mesh) ? mesh.coordinate("tp") : 0; }
+
+// Whether each rank holds one pipeline stage: then the stages' writers
+// save their stage's slices, and the optimizer state goes by parameter name
+// (each stage's optimizer numbers only its own parameters).
+bool pipelined(const DeviceMesh* mesh) { return mesh && mesh->config().pp_size > 1; }
+
+int pp_coordinate(const DeviceMesh& mesh) { return pipelined(&mesh) ? mesh.coordinate("pp") : 0; }
+
+// The names of a stage's tied copies that the earlier stage holding the
+// same weight writes (GPT-2's wte on the last stage): the folder holds each
+// weight once, and on load both copies take that value by name.
+std::set<std::string> tied_copies_written_elsewhere(const torch::nn::Module& module) {
+  std::set<std::string> out;
+  const auto* stage_module = dynamic_cast<const StageModuleImpl*>(&module);
+  if (!stage_module) return out;
+  const auto& stage = stage_module->stage();
+  if (stage.tied_stage < 0 || stage.tied_stage > stage.index) return out;
+  for (const auto& item : module.named_parameters())
+    for (const auto& t : stage.tied)
+      if (t.is_same(item.value())) out.insert(item.key());
+  return out;
+}
+
+// save_model_slices (checkpoint/model_slices.h), less the tensors `left_out`.
+void save_split_model(const torch::nn::Module& model, const fs::path& file, const ModelSliceWriter& writer,
+                      const std::set<std::string>& left_out) {
+  std::vector<Slice> slices;
+  for (const auto& [name, tensor] : model_state(model))
+    if (tensor.numel() > 0 && !left_out.count(name))  // empty: another pipeline stage's
+      append_tensor_slices(slices, name, tensor, tensor, writer.replicated);
+  save_slices(slices, file, writer.count);
+}
+
+// The optimizer's parameters as the sliced optimizer files name them
+// ("<model>/<name>", with the model's parameter), in optimizer_state's
+// numbering; under master weights the optimizer steps fp32 copies, each
+// named as its model parameter and listed in `masters`.
+struct NamedParameters {
+  std::vector<std::pair<std::string, torch::Tensor>> names;
+  std::vector<torch::Tensor> masters;  // per parameter, or none
+};
+
+NamedParameters optimizer_parameter_names(const std::vector<std::shared_ptr<PreparedModelCore>>& models,
+                                          AcceleratedOptimizer& optimizer, const std::string& what) {
+  std::unordered_map<const void*, std::pair<std::string, torch::Tensor>> known;
+  for (size_t m = 0; m < models.size(); ++m)
+    for (const auto& item : models[m]->module().named_parameters())
+      known.emplace(item.value().unsafeGetTensorImpl(), std::pair{std::to_string(m) + "/" + item.key(), item.value()});
+  std::unordered_map<const void*, torch::Tensor> model_of_master;
+  const auto* masters = optimizer.master_weights();
+  if (masters)
+    for (size_t m = 0; m < masters->masters().size(); ++m)
+      model_of_master.emplace(masters->masters()[m].unsafeGetTensorImpl(), masters->model_params()[m]);
+  NamedParameters out;
+  for (const auto& group : optimizer.optimizer().param_groups())
+    for (const auto& p : group.params()) {
+      auto master = model_of_master.find(p.unsafeGetTensorImpl());
+      const auto& param = master == model_of_master.end() ? p : master->second;
+      auto it = known.find(param.unsafeGetTensorImpl());
+      ACCEL_CHECK(it != known.end(), what, ": an optimizer parameter of shape ", p.sizes(),
+                  " is in no prepared model; the optimizer's state is saved by the models' parameter names");
+      out.names.push_back(it->second);
+      if (masters) out.masters.push_back(p);
+    }
+  return out;
+}
 
 json read_json(const fs::path& path) {
   try {
@@ -117,9 +186,12 @@ std::unique_ptr<OptimizerCheckpoint> mesh_optimizer_checkpoint(AcceleratedOptimi
   // ZeRO under tensor or context parallel: the shards of each tp group in
   // a folder of their own, numbered by the rank in ZeRO's group (dp or
   // dp x cp), not in the job.
+  // Under pp, each stage's groups in folders of their own too.
   auto* engine = dynamic_cast<zero::ZeroEngine*>(optimizer.tensors());
-  if (engine && (splits_model(mesh) || mesh->config().cp_size > 1))
-    return zero::zero_mesh_optimizer_checkpoint(*engine, tp_coordinate(*mesh), mesh->config().tp_size);
+  const auto& c = mesh->config();
+  if (engine && (splits_model(mesh) || c.cp_size > 1 || pipelined(mesh)))
+    return zero::zero_mesh_optimizer_checkpoint(*engine, pp_coordinate(*mesh) * c.tp_size + tp_coordinate(*mesh),
+                                                c.pp_size * c.tp_size);
   return nullptr;
 }
 
@@ -158,10 +230,25 @@ fs::path Accelerator::save_state(const std::optional<fs::path>& dir) {
   // A tensor-parallel model: its slices and its optimizer state sliced
   // alike, from one rank of each group of replicas.
   // ZeRO/FSDP on a mesh: see mesh_optimizer_checkpoint.
-  const bool split = splits_model(mesh_.get());
-  const auto writer = split ? model_slice_writer(*mesh_) : std::nullopt;
+  // Pipeline stages: each stage's writers its slices, and its optimizer
+  // state by parameter name in full_shard's sliced form (which any layout
+  // whose parameters are not sharded loads, one process included); a tied
+  // copy from the earlier stage only.
+  const bool split = splits_model(mesh_.get()), staged = pipelined(mesh_.get());
+  const auto writer = split || staged ? model_slice_writer(*mesh_) : std::nullopt;
+  std::vector<std::set<std::string>> left_out;  // per model
+  for (const auto& model : models_) left_out.push_back(tied_copies_written_elsewhere(model->module()));
   for (size_t i = 0; i < optimizers_.size(); ++i) {
     auto checkpoint = mesh_optimizer_checkpoint(*optimizers_[i], mesh_.get(), num_processes(), process_index());
+    if (!checkpoint && staged) {
+      fsdp::NamedSlicesWriter named{
+          writer ? writer->index : -1, writer ? writer->count : 1, writer && writer->replicated, {}};
+      for (size_t m = 0; m < models_.size(); ++m)
+        for (const auto& name : left_out[m]) named.left_out.insert(std::to_string(m) + "/" + name);
+      auto parameters = optimizer_parameter_names(models_, *optimizers_[i], "save_state");
+      checkpoint = fsdp::optimizer_checkpoint_by_names(optimizers_[i]->optimizer(), parameters.names,
+                                                       std::move(parameters.masters), std::move(named));
+    }
     if (!checkpoint)
       checkpoint = split ? tensor_parallel_optimizer_checkpoint(*optimizers_[i], writer)
                          : replication_->optimizer_checkpoint(*optimizers_[i]);
@@ -184,8 +271,10 @@ fs::path Accelerator::save_state(const std::optional<fs::path>& dir) {
           *fully_sharded, staging / sharded_model_file_name(i, process_index()),
           {process_index(), num_processes(), tp_coordinate(*mesh_) == 0, /*buffers=*/writer.has_value()});
       model_states.emplace_back();
-    } else if (split) {
-      if (writer) save_model_slices(models_[i]->module(), staging / sharded_model_file_name(i, writer->index), *writer);
+    } else if (split || staged) {
+      if (writer)
+        save_split_model(models_[i]->module(), staging / sharded_model_file_name(i, writer->index), *writer,
+                         left_out[i]);
       model_states.emplace_back();
     } else if (sharding && sharding->sharded_state_dict()) {
       sharding->save_slices(staging / sharded_model_file_name(i, process_index()), process_index(), num_processes());
@@ -252,25 +341,7 @@ fs::path Accelerator::load_state(const std::optional<fs::path>& dir) {
   // A folder of tensor-parallel slices restores its optimizers on any
   // layout, whatever mode prepared them here; a tensor-parallel run cuts
   // its part out of a whole optimizer state.
-  const bool split = splits_model(mesh_.get());
-  // The optimizer's parameters as full_shard's slice files name them ("<model>/<name>").
-  auto sliced_names = [&](AcceleratedOptimizer& optimizer) {
-    std::unordered_map<const void*, std::pair<std::string, torch::Tensor>> known;
-    for (size_t m = 0; m < models_.size(); ++m)
-      for (const auto& item : models_[m]->module().named_parameters())
-        known.emplace(item.value().unsafeGetTensorImpl(),
-                      std::pair{std::to_string(m) + "/" + item.key(), item.value()});
-    std::vector<std::pair<std::string, torch::Tensor>> out;
-    for (const auto& group : optimizer.optimizer().param_groups())
-      for (const auto& p : group.params()) {
-        auto it = known.find(p.unsafeGetTensorImpl());
-        ACCEL_CHECK(it != known.end(), "load_state: an optimizer parameter of shape ", p.sizes(),
-                    " is in no prepared model; the optimizer's state in '", in.string(),
-                    "' is by the models' parameter names");
-        out.push_back(it->second);
-      }
-    return out;
-  };
+  const bool split = splits_model(mesh_.get()), staged = pipelined(mesh_.get());
   auto optimizer_checkpoint = [&](size_t i) {
     if (auto checkpoint = mesh_optimizer_checkpoint(*optimizers_[i], mesh_.get(), num_processes(), process_index()))
       return checkpoint;
@@ -282,11 +353,25 @@ fs::path Accelerator::load_state(const std::optional<fs::path>& dir) {
     auto* tensors = optimizers_[i]->tensors();
     if (fsdp::has_sliced_optimizer_files(in, i) && !dynamic_cast<fsdp::ShardedOptimizerTensors*>(tensors) &&
         !dynamic_cast<zero::ZeroEngine*>(tensors)) {
-      ACCEL_CHECK(!optimizers_[i]->master_weights(), "load_state: '", in.string(), "' holds optimizer ", i,
-                  "'s state as full_shard's slices, which keep no separate fp32 master weights; load it without "
-                  "master_weights, or under full_shard");
-      return fsdp::optimizer_checkpoint_from_slices(optimizers_[i]->optimizer(), sliced_names(*optimizers_[i]));
+      // A pipeline's slices hold the fp32 masters (save_state under pp).
+      auto parameters = optimizer_parameter_names(models_, *optimizers_[i], "load_state");
+      if (!parameters.masters.empty()) {
+        ACCEL_CHECK(fsdp::has_sliced_master_weights(in, i), "load_state: '", in.string(), "' holds optimizer ", i,
+                    "'s state as full_shard's slices, which keep no separate fp32 master weights; load it without "
+                    "master_weights, or under full_shard");
+        return fsdp::optimizer_checkpoint_by_names(optimizers_[i]->optimizer(), parameters.names,
+                                                   std::move(parameters.masters), {});
+      }
+      return fsdp::optimizer_checkpoint_from_slices(optimizers_[i]->optimizer(), parameters.names);
     }
+    // Other forms number the parameters of the whole model's optimizer,
+    // which a stage's optimizer (its own parameters only) does not share.
+    ACCEL_CHECK(!staged, "load_state: '", in.string(), "' holds no state of optimizer ", i, " by parameter name (",
+                numbered("fsdp_optimizer", i, "_rank0.safetensors"),
+                "), as save_state writes under pp_size > 1; a whole model's optimizer state (",
+                numbered("optimizer", i, ".safetensors"),
+                ", tp_optimizer files) is numbered over all its parameters, which pp_size ", mesh_->config().pp_size,
+                " cannot cut into stages");
     if (has_tensor_parallel_optimizer_files(in, i)) return tensor_parallel_optimizer_checkpoint(*optimizers_[i], {});
     if (split) return tensor_parallel_optimizer_checkpoint(*optimizers_[i], {}, /*from_whole=*/true);
     return replication_->optimizer_checkpoint(*optimizers_[i]);
@@ -405,7 +490,7 @@ fs::path Accelerator::load_state(const std::optional<fs::path>& dir) {
         models_[i]->write_parameters([&] { load_model_slices(models_[i]->module(), model_slices[i]); });
       continue;
     }
-    if (split) {  // a whole model: each rank cuts its slices out
+    if (split || staged) {  // a whole model: each rank cuts its slices (its stage's) out
       const auto found = find_checkpoint_files(in, numbered("model", i, ".safetensors"));
       const auto& path = found.index_file.empty() ? found.files.front() : found.index_file;
       models_[i]->write_parameters(

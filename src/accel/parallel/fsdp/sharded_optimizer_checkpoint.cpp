@@ -2,6 +2,7 @@
 
 #include <charconv>
 #include <map>
+#include <optional>
 
 #include <nlohmann/json.hpp>
 
@@ -21,6 +22,7 @@ namespace {
 using json = nlohmann::json;
 
 constexpr const char* kPiecesKey = "accel_pieces";
+constexpr const char* kMastersPrefix = "masters/";
 
 std::string rank_file(size_t index, int rank, const std::string& extension) {
   return numbered("fsdp_optimizer", index, "") + "_rank" + std::to_string(rank) + extension;
@@ -78,7 +80,14 @@ void load_from_slices(torch::optim::Optimizer& optimizer, const fs::path& dir, s
   // Per whole parameter, the saved non-tensor state (step counts) of any
   // rank that has one, and the state tensors' fields.
   std::map<std::string, json> saved_state;
-  json groups, first;
+  // The groups (hyper-parameters) come from the first file of a rank that
+  // held the same parameters (under full_shard: every rank; a pipeline:
+  // this stage's), else from file 0, renumbered to this optimizer's groups
+  // (a pipeline's stages loading into one process).
+  json ours = json::array();
+  for (const auto& target : targets) ours.push_back(target.whole);
+  json first;
+  bool same_parameters = false;
   for (int r = 0; r < saved; ++r) {
     const auto text_file = dir / rank_file(index, r, ".json");
     json j;
@@ -89,8 +98,11 @@ void load_from_slices(torch::optim::Optimizer& optimizer, const fs::path& dir, s
     }
     ACCEL_CHECK(j.is_object() && j.contains("state") && j["state"].is_object(),
                 "cannot load the optimizer state from '", text_file.string(), "': no \"state\" object");
-    if (r == 0) first = j;
     const json names = parse_user_json(set.metadata(r).at(kPiecesKey));
+    if (r == 0 || (!same_parameters && names == ours)) {
+      first = j;
+      same_parameters = names == ours;
+    }
     for (const auto& [n, entry] : j["state"].items()) {
       size_t k = 0;
       auto [end, ec] = std::from_chars(n.data(), n.data() + n.size(), k);
@@ -120,6 +132,21 @@ void load_from_slices(torch::optim::Optimizer& optimizer, const fs::path& dir, s
     }
   }
   first["state"] = state;
+  if (!same_parameters) {
+    const auto& own = optimizer.param_groups();
+    ACCEL_CHECK(first.contains("param_groups") && first["param_groups"].is_array() &&
+                    first["param_groups"].size() == own.size(),
+                "cannot load the optimizer state from '", dir.string(),
+                "': its first rank's optimizer has parameter groups ",
+                first.contains("param_groups") ? json_excerpt(first["param_groups"], 200) : std::string("no"),
+                ", this one ", own.size(), " groups (no rank saved the same parameters as this one)");
+    size_t n = 0;
+    for (size_t g = 0; g < own.size(); ++g) {
+      json ids = json::array();
+      for (size_t k = 0; k < own[g].params().size(); ++k) ids.push_back(n++);
+      first["param_groups"][g]["params"] = ids;
+    }
+  }
   load_optimizer_state(optimizer, tensors, first.dump(),
                        "'" + dir.string() + "' (" + std::to_string(saved) + " ranks' optimizer files)");
 }
@@ -203,17 +230,54 @@ class SlicedOptimizerCheckpoint : public OptimizerCheckpoint {
   bool unsplit_parameters_;  // whether it writes the state of parameters no tensor-parallel plan split
 };
 
-// A run whose parameters are not sharded reading the sliced form: each
-// parameter's state whole, or cut to its tensor-parallel slice.
-class FromSlicesCheckpoint : public OptimizerCheckpoint {
+// An optimizer whose parameters are not sharded (one process, DDP, tensor
+// parallel, a pipeline stage) reading the sliced form, each parameter's
+// state whole or cut to its tensor-parallel slice; and, given a writer,
+// writing it: each state tensor as the whole parameter's (or the blocks
+// of the whole its slice is), keyed by the parameter's name.
+// With fp32 master weights (one per parameter, what the optimizer steps)
+// each is saved too, as "masters/<model>/<name>" sliced like its
+// parameter; the state fields of a parameter ("<model>/<name>/<field>")
+// never take that name.
+class NamedSlicesCheckpoint : public OptimizerCheckpoint {
  public:
-  FromSlicesCheckpoint(torch::optim::Optimizer& optimizer, std::vector<Target> targets)
-      : optimizer_(optimizer), targets_(std::move(targets)) {}
+  NamedSlicesCheckpoint(torch::optim::Optimizer& optimizer, std::vector<Target> targets,
+                        std::vector<torch::Tensor> masters, std::optional<NamedSlicesWriter> writer)
+      : optimizer_(optimizer), targets_(std::move(targets)), masters_(std::move(masters)), writer_(std::move(writer)) {}
 
-  void save(const fs::path&, size_t index, int) override {
-    fail<std::logic_error>("optimizer ", index,
-                           ": the checkpoint of full_shard's slices loads into a run without sharding, it is not "
-                           "how such a run saves (save_state uses the mode's own checkpoint)");
+  void save(const fs::path& dir, size_t index, int) override {
+    if (!writer_)
+      fail<std::logic_error>("optimizer ", index,
+                             ": the checkpoint of full_shard's slices loads into a run without sharding, it is not "
+                             "how such a run saves (save_state uses the mode's own checkpoint)");
+    if (writer_->file < 0) return;  // a replica: another rank writes the same state
+    const auto files = optimizer_state(optimizer_);
+    json pieces = json::array();
+    for (const auto& target : targets_) pieces.push_back(target.whole);
+    std::vector<Slice> slices;
+    for (const auto& [key, t] : files.tensors) {
+      const auto parsed = state_key(key);
+      ACCEL_CHECK(parsed && parsed->first < targets_.size(), "saving the optimizer state by parameter names: tensor '",
+                  key, "' is not the state of one of the optimizer's ", targets_.size(), " parameters");
+      const auto& target = targets_[parsed->first];
+      if (writer_->left_out.count(target.whole)) continue;
+      ACCEL_CHECK(t.numel() == target.parameter.numel(), "saving the optimizer state by parameter names: '", key,
+                  "' has ", t.numel(), " elements, its parameter '", target.whole, "' ", target.parameter.numel(),
+                  "; only element-wise state (one value per parameter element) is saved as slices");
+      append_piece_slices(slices, key, target.whole + "/" + parsed->second, t, target.parameter, 0, t.scalar_type(),
+                          writer_->replicated);
+    }
+    for (size_t n = 0; n < masters_.size(); ++n)
+      if (!writer_->left_out.count(targets_[n].whole))
+        append_piece_slices(slices, "master." + std::to_string(n), master_name(targets_[n].whole), masters_[n],
+                            targets_[n].parameter, 0, masters_[n].scalar_type(), writer_->replicated);
+    // The step counts of the left-out parameters go with their tensors.
+    json text = json::parse(files.json);
+    for (size_t n = 0; n < targets_.size(); ++n)
+      if (writer_->left_out.count(targets_[n].whole)) text["state"].erase(std::to_string(n));
+    save_slices(slices, dir / rank_file(index, writer_->file, ".safetensors"), writer_->files,
+                {{kPiecesKey, pieces.dump()}});
+    write_file_atomic(dir / rank_file(index, writer_->file, ".json"), text.dump());
   }
 
   std::vector<fs::path> files_to_load(const fs::path& dir, size_t index, int, bool) const override {
@@ -221,24 +285,70 @@ class FromSlicesCheckpoint : public OptimizerCheckpoint {
   }
 
   void load(const fs::path& dir, size_t index, int, bool) override {
+    // The masters read (and checked) before the optimizer state changes.
+    std::vector<torch::Tensor> saved;
+    if (!masters_.empty()) {
+      std::vector<fs::path> files;
+      for (int r = 0; r < saved_world(dir, index); ++r) files.push_back(dir / rank_file(index, r, ".safetensors"));
+      const SliceSet set(files);
+      for (size_t n = 0; n < masters_.size(); ++n) {
+        const auto name = master_name(targets_[n].whole);
+        ACCEL_CHECK(set.contains(name), "load_state: '", dir.string(), "' holds no fp32 master weight of '",
+                    targets_[n].whole, "' (", name, "): was it saved without master_weights?");
+        saved.push_back(read_piece(set, name, targets_[n].parameter, 0, masters_[n].numel(), masters_[n].scalar_type())
+                            .view(masters_[n].sizes()));
+      }
+    }
     load_from_slices(optimizer_, dir, index, targets_);
+    torch::NoGradGuard no_grad;
+    for (size_t n = 0; n < saved.size(); ++n) masters_[n].copy_(saved[n]);
   }
 
  private:
+  static std::string master_name(const std::string& whole) { return kMastersPrefix + whole; }
+
   torch::optim::Optimizer& optimizer_;
   std::vector<Target> targets_;
+  std::vector<torch::Tensor> masters_;       // per target, or none
+  std::optional<NamedSlicesWriter> writer_;  // none: loading only
 };
+
+std::vector<Target> whole_targets(const std::vector<std::pair<std::string, torch::Tensor>>& parameters) {
+  std::vector<Target> targets;
+  for (const auto& [whole, parameter] : parameters)
+    targets.push_back({whole, parameter, 0, parameter.numel(), parameter.sizes().vec()});
+  return targets;
+}
 
 }  // namespace
 
 bool has_sliced_optimizer_files(const fs::path& dir, size_t index) { return sliced(dir, index); }
 
+bool has_sliced_master_weights(const fs::path& dir, size_t index) {
+  if (!sliced(dir, index)) return false;
+  const SliceSet first({dir / rank_file(index, 0, ".safetensors")});  // kept alive: wholes() refers into it
+  for (const auto& whole : first.wholes())
+    if (whole.starts_with(kMastersPrefix)) return true;
+  return false;
+}
+
 std::unique_ptr<OptimizerCheckpoint> optimizer_checkpoint_from_slices(
     torch::optim::Optimizer& optimizer, const std::vector<std::pair<std::string, torch::Tensor>>& parameters) {
-  std::vector<Target> targets;
-  for (const auto& [whole, parameter] : parameters)
-    targets.push_back({whole, parameter, 0, parameter.numel(), parameter.sizes().vec()});
-  return std::make_unique<FromSlicesCheckpoint>(optimizer, std::move(targets));
+  return std::make_unique<NamedSlicesCheckpoint>(optimizer, whole_targets(parameters), std::vector<torch::Tensor>{},
+                                                 std::nullopt);
+}
+
+std::unique_ptr<OptimizerCheckpoint> optimizer_checkpoint_by_names(
+    torch::optim::Optimizer& optimizer, const std::vector<std::pair<std::string, torch::Tensor>>& parameters,
+    std::vector<torch::Tensor> masters, NamedSlicesWriter writer) {
+  ACCEL_CHECK_ARG(masters.empty() || masters.size() == parameters.size(),
+                  "optimizer_checkpoint_by_names: ", masters.size(), " master weights for ", parameters.size(),
+                  " parameters, expected none or one each");
+  ACCEL_CHECK_ARG(writer.file < 0 || (writer.file < writer.files && writer.files >= 1),
+                  "optimizer_checkpoint_by_names: file ", writer.file, " of ", writer.files,
+                  ", expected 0 <= file < files (or -1: a replica writing nothing)");
+  return std::make_unique<NamedSlicesCheckpoint>(optimizer, whole_targets(parameters), std::move(masters),
+                                                 std::move(writer));
 }
 
 std::unique_ptr<OptimizerCheckpoint> sharded_optimizer_checkpoint(torch::optim::Optimizer& optimizer,

@@ -14,6 +14,7 @@
 // Folders written before the slices existed load only on as many processes.
 #include <filesystem>
 #include <memory>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -55,5 +56,41 @@ bool has_sliced_optimizer_files(const std::filesystem::path& dir, size_t index);
 /// save() throws std::logic_error.
 std::unique_ptr<OptimizerCheckpoint> optimizer_checkpoint_from_slices(
     torch::optim::Optimizer& optimizer, const std::vector<std::pair<std::string, torch::Tensor>>& parameters);
+
+/// Which file of the sliced form a rank writes for an optimizer whose
+/// parameters are not sharded: pipeline stages (each stage's optimizer
+/// numbers its own parameters, so the state goes by name).
+struct NamedSlicesWriter {
+  /// Its file's number, 0 .. files - 1; -1 on a replica, which writes nothing.
+  int file = -1;
+  /// How many files the writers write together.
+  int files = 1;
+  /// Whether it writes the state of parameters no tensor-parallel plan
+  /// split (one writer of each group holding the same ones does).
+  bool replicated = true;
+  /// Parameters ("<model>/<name>") whose state another writer saves: a
+  /// tied copy on the later of its stages, equal to the earlier one's.
+  std::set<std::string> left_out;
+};
+
+/// The sliced form above written from an optimizer whose parameters are
+/// whole or tensor-parallel slices (`parameters` as for
+/// optimizer_checkpoint_from_slices): each state tensor as the whole
+/// parameter's, or as the blocks of the whole its slice is, the rest of
+/// the state in the writer's .json. It loads back as
+/// optimizer_checkpoint_from_slices does, so any layout whose parameters
+/// are not sharded, or full_shard, reads what it writes. `masters`: for an
+/// optimizer stepping fp32 master weights, the master of each of
+/// `parameters` (`parameters` then name the model's parameters, which say
+/// how each is cut), saved as "masters/<model>/<name>" and loaded back
+/// (a folder without them refused by name); empty otherwise. Throws
+/// std::invalid_argument naming a bad writer or master count.
+std::unique_ptr<OptimizerCheckpoint> optimizer_checkpoint_by_names(
+    torch::optim::Optimizer& optimizer, const std::vector<std::pair<std::string, torch::Tensor>>& parameters,
+    std::vector<torch::Tensor> masters, NamedSlicesWriter writer);
+
+/// Whether the sliced form in `dir` holds fp32 master weights (written by
+/// optimizer_checkpoint_by_names; full_shard's own holds none).
+bool has_sliced_master_weights(const std::filesystem::path& dir, size_t index);
 
 }  // namespace accel::fsdp

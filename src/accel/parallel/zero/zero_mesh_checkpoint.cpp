@@ -26,15 +26,15 @@ class ZeroMeshOptimizerCheckpoint : public OptimizerCheckpoint {
   }
 
   std::string other_world_refusal(const fs::path&, size_t) const override {
-    return "its ZeRO optimizer state is sharded per tensor-parallel group (zero_tp<t>/...); resume on the same "
-           "layout";
+    return "its ZeRO optimizer state is sharded per tensor-parallel group and pipeline stage (zero_tp<g>/...); "
+           "resume on the same layout";
   }
 
   std::vector<fs::path> files_to_load(const fs::path& dir, size_t index, int, bool) const override {
     // Checked here, before load_state loads anything on any rank.
     ACCEL_CHECK(!fs::exists(group_dir(dir, tp_size_)), "load_state: '", dir.string(), "' holds ",
-                group_dir(dir, tp_size_).filename().string(), ": it was saved with more than tp_size ", tp_size_,
-                "; resume on the layout that saved it");
+                group_dir(dir, tp_size_).filename().string(), ": it was saved with more than ", tp_size_,
+                " groups (tp_size x pp_size); resume on the layout that saved it");
     const auto sub = group_dir(dir, tp_);
     std::vector<fs::path> files{sub / layout_file_name(index)};
     for (int r = 0; r < engine_.world_size(); ++r) files.push_back(sub / shard_file_name(index, r));

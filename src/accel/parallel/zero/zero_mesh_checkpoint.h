@@ -4,8 +4,9 @@
 // own slices over its data-parallel group (dp, or dp x cp), in a flat
 // layout of its own (an uneven vocabulary makes the tp ranks' layouts
 // differ), its ranks numbered in that group, not in the job. Each group's
-// shards and layout go in a folder of their own, named by the tp
-// coordinate (0 without tensor parallel):
+// shards and layout go in a folder of their own, numbered
+// pp_coordinate * tp_size + tp_coordinate (0 without tensor or pipeline
+// parallel: under pp each stage's ranks hold another part of the model):
 //   zero_tp<t>/zero_layout[_i].json             data-parallel rank 0 of the group
 //   zero_tp<t>/zero_shard[_i]_rank<d>.safetensors  data-parallel rank d
 // (parallel/zero/zero_checkpoint.h's files), which the same layout loads back.
@@ -16,8 +17,9 @@
 
 namespace accel::zero {
 
-/// `tp_coordinate`: this rank's coordinate on the mesh's "tp" dimension
-/// (0 without one); `tp_size`: that dimension's size (1 without one).
+/// `tp_coordinate`: this rank's group, pp_coordinate * tp_size +
+/// tp_coordinate (0 without tp or pp); `tp_size`: how many groups there
+/// are, pp_size * tp_size.
 std::unique_ptr<OptimizerCheckpoint> zero_mesh_optimizer_checkpoint(ZeroEngine& engine, int tp_coordinate, int tp_size);
 
 /// Whether `dir` holds optimizer `index`'s state in this form.
