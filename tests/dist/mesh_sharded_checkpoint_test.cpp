@@ -42,6 +42,7 @@
 #include "support/errors.h"
 #include "support/files.h"
 #include "support/programs.h"
+#include "support/resume_run.h"
 #include "support/temp_dir.h"
 #include "support/tensors.h"
 
@@ -59,17 +60,10 @@ using Weights = std::map<std::string, torch::Tensor>;
 
 gpt2::GPT2Options config() { return gpt2::named_config("tiny").vocab_size(kVocab); }
 
-torch::Tensor all_rows() {
-  auto g = at::detail::createCPUGenerator(42);
-  return torch::randint(0, kVocab, {kSteps * kRowsPerStep, kSeq + 1}, g);
-}
+torch::Tensor all_rows() { return accel::testing::resume_rows(kSteps, kRowsPerStep, kSeq, kVocab); }
 
-// eps 1e-6 as in tensor_parallel_checkpoint_test.cpp: Adam would otherwise
-// blow the key bias's rounding noise (it has no true gradient) up to steps
-// of ~1e-5 that differ between layouts.
 std::shared_ptr<torch::optim::AdamW> adamw(gpt2::GPT2& model) {
-  return std::make_shared<torch::optim::AdamW>(model->parameters(),
-                                               torch::optim::AdamWOptions(1e-2).weight_decay(0.1).eps(1e-6));
+  return accel::testing::resume_adamw(model->parameters());
 }
 
 // One step on this data-parallel rank's rows (under context parallel, on

@@ -47,6 +47,7 @@
 #include "support/files.h"
 #include "support/gpt2_split.h"
 #include "support/programs.h"
+#include "support/resume_run.h"
 #include "support/temp_dir.h"
 #include "support/tensors.h"
 
@@ -67,13 +68,11 @@ const std::string kWte = "transformer.wte.weight";
 gpt2::GPT2Options config() { return gpt2::named_config("tiny"); }
 
 torch::Tensor all_rows() {
-  auto g = at::detail::createCPUGenerator(77);
-  return torch::randint(0, config().vocab_size(), {kSteps * kRowsPerStep, kSeq + 1}, g);
+  return accel::testing::resume_rows(kSteps, kRowsPerStep, kSeq, config().vocab_size(), /*seed=*/77);
 }
 
-// eps 1e-6: see pipeline_accelerator_test.cpp (summation-order noise).
 std::shared_ptr<torch::optim::AdamW> adamw(const std::vector<torch::Tensor>& params) {
-  return std::make_shared<torch::optim::AdamW>(params, torch::optim::AdamWOptions(1e-2).weight_decay(0.1).eps(1e-6));
+  return accel::testing::resume_adamw(params);
 }
 
 std::pair<torch::Tensor, torch::Tensor> batch_of(int step, int64_t rows, int64_t index) {

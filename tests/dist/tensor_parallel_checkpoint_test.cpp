@@ -29,6 +29,7 @@
 #include "gpt2/tensor_parallel.h"
 #include "support/distributed.h"
 #include "support/errors.h"
+#include "support/resume_run.h"
 #include "support/temp_dir.h"
 #include "support/tensors.h"
 
@@ -45,18 +46,10 @@ constexpr int64_t kRowsPerStep = 4, kSeq = 16, kVocab = 501;
 
 gpt2::GPT2Options options() { return gpt2::named_config("tiny").vocab_size(kVocab); }
 
-torch::Tensor all_rows() {
-  auto g = at::detail::createCPUGenerator(42);
-  return torch::randint(0, kVocab, {kSteps * kRowsPerStep, kSeq + 1}, g);
-}
+torch::Tensor all_rows() { return accel::testing::resume_rows(kSteps, kRowsPerStep, kSeq, kVocab); }
 
-// eps 1e-6: the attention's key bias has no true gradient (softmax ignores
-// a shift shared by all keys), only rounding noise of ~1e-9 that differs
-// between layouts; with the default eps (1e-8) Adam would scale that noise
-// up to steps of ~1e-5, and compare the layouts' rounding, not the checkpoint.
 std::shared_ptr<torch::optim::AdamW> adamw(gpt2::GPT2& model) {
-  return std::make_shared<torch::optim::AdamW>(model->parameters(),
-                                               torch::optim::AdamWOptions(1e-2).weight_decay(0.1).eps(1e-6));
+  return accel::testing::resume_adamw(model->parameters());
 }
 
 // One step on this data-parallel rank's share of the step's rows.
