@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "accel/optim/grad_norm.h"
+#include "accel/parallel/fsdp/fully_sharded_model.h"
 #include "accel/parallel/mesh/device_mesh.h"
 #include "accel/parallel/pipeline/clip.h"
 #include "accel/parallel/pipeline/runner.h"
@@ -84,6 +85,23 @@ class TiedGradientRecorder {
   std::vector<unsigned> hooks_;
 };
 
+// Parameter sharding of the stage (full_shard, hybrid_shard): null otherwise.
+fsdp::FullyShardedModel* fully_sharded(PreparedModelCore& core) {
+  return dynamic_cast<fsdp::FullyShardedModel*>(core.sharding());
+}
+
+// Under parameter sharding every micro-batch's backward keeps its full
+// gradients (no_sync: they accumulate in the parameters' .grad), so that
+// the tied copies' full sums can be exchanged first; then each unit's
+// accumulated gradients are reduce-scattered (and, hybrid, all-reduced
+// over the replicas) once for the step, in unit order as the end of a
+// backward reduces them: the same on every rank of the shard group, which
+// holds the same stage.
+void reduce_sharded_step(fsdp::FullyShardedModel& model, PipelineStage& stage) {
+  sum_tied_gradients(stage);
+  for (const auto& unit : model.units()) unit->reduce_gradients();
+}
+
 }  // namespace
 
 torch::Tensor pipeline_step(Accelerator& accelerator, PreparedModel<StageModule>& stage, PipelineScheduleKind schedule,
@@ -111,8 +129,11 @@ torch::Tensor pipeline_step(Accelerator& accelerator, PreparedModel<StageModule>
     };
   }
   // DDP: every backward but the step's last accumulates locally; the last
-  // one, armed as a forward would arm it, all-reduces the sums. A batch
-  // inside no_sync (accumulate) does not reduce at all.
+  // one, armed as a forward would arm it, all-reduces the sums. Parameter
+  // sharding: every backward accumulates, and the step reduces after the
+  // tied copies are summed (reduce_sharded_step). A batch inside no_sync
+  // (accumulate) does not reduce at all.
+  auto* sharded = fully_sharded(core);
   bool* flag = core.sync_flag();
   const bool sync = flag ? *flag : true;
   struct Restore {
@@ -123,11 +144,14 @@ torch::Tensor pipeline_step(Accelerator& accelerator, PreparedModel<StageModule>
     }
   } restore{flag, sync};
   if (flag) *flag = false;
-  run.before_backward = [&core, flag, sync](const torch::Tensor& output, bool last) {
-    if (flag) *flag = last && sync;
+  run.before_backward = [&core, flag, sync, sharded](const torch::Tensor& output, bool last) {
+    if (flag) *flag = last && sync && !sharded;
     // 1F1B runs two backwards in a row at its end, which a prepared
     // model's forward check (one forward per backward under DDP) would
     // refuse: each backward counts as following its micro-batch's forward.
+    // Under parameter sharding this also gathers the stage again where an
+    // earlier micro-batch's backward freed it: the last stage's loss reads
+    // the tied projection before any hook of the stage's output runs.
     core.before_forward();
     if (flag && *flag) {
       std::vector<torch::Tensor> outputs{output};
@@ -142,6 +166,8 @@ torch::Tensor pipeline_step(Accelerator& accelerator, PreparedModel<StageModule>
                            run.is_last() ? split_microbatches(targets, microbatches) : std::vector<torch::Tensor>{});
   if (zero2) {
     tied->exchange_and_feed();
+  } else if (sharded) {
+    if (sync) reduce_sharded_step(*sharded, run);
   } else {
     sum_tied_gradients(run);
   }
