@@ -107,7 +107,20 @@ std::shared_ptr<Replication> replication_for(const ProcessState& state, const De
   if (mesh && sharding) sharding = sharding_on_mesh(mesh->config(), *sharding);
   // Under pp each rank prepares its stage (pipeline/stage_module.h), which
   // the sharding splits over the dp_shard ranks of its pp slice like any
-  // model on a mesh (replication_on_mesh): one unit, the stage.
+  // model on a mesh (replication_on_mesh): one unit, the stage, as the
+  // stage holds none of the model's units. What acts on those units would
+  // silently do nothing, so it is refused.
+  const bool stages = mesh && mesh->config().pp_size > 1 && sharding && shards_parameters(sharding->strategy());
+  ACCEL_CHECK_ARG(!stages || sharding->transformer_cls_to_wrap().empty(), "Accelerator: parallelism_config.pp_size is ",
+                  mesh ? mesh->config().pp_size : 1, " with sharding.transformer_cls_to_wrap '",
+                  sharding && !sharding->transformer_cls_to_wrap().empty() ? sharding->transformer_cls_to_wrap().front()
+                                                                           : std::string(),
+                  "': each pipeline stage shards as one unit (the units inside a stage are not wrapped yet); "
+                  "expected transformer_cls_to_wrap empty (FSDP_TRANSFORMER_CLS_TO_WRAP unset)");
+  ACCEL_CHECK_ARG(!stages || !sharding->activation_checkpointing(), "Accelerator: parallelism_config.pp_size is ",
+                  mesh ? mesh->config().pp_size : 1,
+                  " with sharding.activation_checkpointing: it recomputes the sharded units, and a pipeline stage "
+                  "shards as one unit whose blocks are not wrapped; expected activation_checkpointing false");
   if (sharding && shards_parameters(sharding->strategy())) {
     auto& policy = sharding->mixed_precision_policy();
     const auto param_dtype = policy.param_dtype();

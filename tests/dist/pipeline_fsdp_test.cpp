@@ -36,6 +36,7 @@
 #include "gpt2/pipeline_parallel.h"
 #include "gpt2/tensor_parallel.h"
 #include "support/distributed.h"
+#include "support/errors.h"
 #include "support/gpt2_split.h"
 #include "support/tensors.h"
 
@@ -222,5 +223,24 @@ TEST(PipelineFsdp, ThreeDimensionsOnEightRanksEqualOneProcess) {
     Accelerator acc(sharded(c));
     EXPECT_EQ(acc.data_parallel_size(), 2);
     expect_matches(ref, through_accelerator(acc));
+  });
+}
+
+TEST(PipelineFsdp, RefusesWhatActsOnUnitsInsideAStage) {
+  // A stage shards as one unit: a wrap policy naming the blocks, or their
+  // recomputation, would silently do nothing.
+  run_distributed(2, [] {
+    accel::testing::expect_error(
+        [&] {
+          Accelerator acc(AcceleratorOptions().parallelism_config(pp2()).sharding(
+              ShardingOptions().strategy(ShardingStrategy::full_shard).transformer_cls_to_wrap({"GPT2Block"})));
+        },
+        {"pp_size is 2", "transformer_cls_to_wrap 'GPT2Block'", "one unit"});
+    accel::testing::expect_error(
+        [&] {
+          Accelerator acc(AcceleratorOptions().parallelism_config(pp2()).sharding(
+              ShardingOptions().strategy(ShardingStrategy::hybrid_shard).activation_checkpointing(true)));
+        },
+        {"pp_size is 2", "activation_checkpointing", "one unit"});
   });
 }
