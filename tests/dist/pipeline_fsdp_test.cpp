@@ -26,6 +26,7 @@
 #include <set>
 
 #include "accel/accelerator.h"
+#include "accel/amp/autocast.h"
 #include "accel/data/data_loader.h"
 #include "accel/optim/clip_grad.h"
 #include "accel/parallel/fsdp/fully_sharded_model.h"
@@ -62,6 +63,7 @@ torch::Tensor all_rows(int64_t vocab) {
 struct Trace {
   std::vector<double> losses, norms;
   std::map<std::string, torch::Tensor> params;
+  torch::ScalarType gathered = torch::kFloat;  // the dtype the stage was gathered in
 };
 
 std::shared_ptr<torch::optim::AdamW> adamw(const std::vector<torch::Tensor>& params) {
@@ -69,7 +71,7 @@ std::shared_ptr<torch::optim::AdamW> adamw(const std::vector<torch::Tensor>& par
 }
 
 // Plain LibTorch, one process, the whole batch each step.
-Trace single_process() {
+Trace single_process(MixedPrecision mp = MixedPrecision::no) {
   seed_cpu(19);
   gpt2::GPT2 model(gpt2::named_config("tiny"));
   auto opt = adamw(model->parameters());
@@ -78,7 +80,11 @@ Trace single_process() {
   for (int step = 0; step < kSteps; ++step) {
     auto batch = rows.narrow(0, step * kRowsPerStep, kRowsPerStep);
     opt->zero_grad();
-    auto loss = model(batch.narrow(1, 0, kSeq).contiguous(), batch.narrow(1, 1, kSeq).contiguous());
+    torch::Tensor loss;
+    {
+      AutocastGuard autocast(torch::kCPU, mp);
+      loss = model(batch.narrow(1, 0, kSeq).contiguous(), batch.narrow(1, 1, kSeq).contiguous());
+    }
     loss.backward();
     t.norms.push_back(clip_grad_norm(model->parameters(), kMaxNorm).item<double>());
     opt->step();
@@ -90,14 +96,16 @@ Trace single_process() {
 
 // What full_shard made of this rank's stage: one unit (the stage), whose
 // every parameter this rank holds only its piece of, the pieces of the
-// shard group's ranks together covering it once; and nothing gathered
-// between steps.
+// shard group's ranks together covering it once; gathered once a step,
+// and not between steps.
 void expect_stage_sharded(PreparedModelCore& core, const ProcessGroupPtr& shard_group) {
   auto* model = dynamic_cast<fsdp::FullyShardedModel*>(core.sharding());
   ASSERT_NE(model, nullptr) << "the stage is not sharded";
   ASSERT_EQ(model->units().size(), 1u);
   const auto& unit = *model->units().front();
   EXPECT_FALSE(unit.unsharded()) << "the stage stays gathered after the step";
+  // Gathered once for each step's micro-batches, not once per micro-batch.
+  EXPECT_EQ(unit.gathers(), kSteps);
   int64_t whole = 0, mine = 0;
   for (size_t i = 0; i < unit.parameters().size(); ++i) {
     whole += unit.parameters()[i].numel();
@@ -138,6 +146,8 @@ Trace through_accelerator(Accelerator& acc, PipelineScheduleKind schedule = Pipe
   }
   acc.wait_for_everyone();
   expect_stage_sharded(prepared.core(), mesh->group("dp_shard"));
+  if (auto* model = dynamic_cast<fsdp::FullyShardedModel*>(prepared.core().sharding()))
+    t.gathered = model->units().front()->compute_dtype();
   // The stage's parameters gathered from the shards (its tp slices under tp).
   for (const auto& [name, value] : prepared.core().sharding()->full_state()) {
     const auto [dim, packed] = accel::testing::gpt2_split_of(name);
@@ -223,6 +233,28 @@ TEST(PipelineFsdp, ThreeDimensionsOnEightRanksEqualOneProcess) {
     Accelerator acc(sharded(c));
     EXPECT_EQ(acc.data_parallel_size(), 2);
     expect_matches(ref, through_accelerator(acc));
+  });
+}
+
+TEST(PipelineFsdp, BFloat16GathersTheStageInBFloat16) {
+  // Under mixed_precision bf16 the stage is gathered in bf16 (param_dtype
+  // from mixed_precision, as Accelerate's FSDP plugin sets it) and its
+  // shards stay fp32. The losses and norms stay close to one process's
+  // bf16 run; the parameters are not compared: Adam turns bf16 gradient
+  // noise on near-zero elements into whole-step differences.
+  run_distributed(4, [] {
+    const auto ref = single_process(MixedPrecision::bf16);
+    auto c = pp2();
+    c.dp_shard_size = 2;
+    Accelerator acc(sharded(c).mixed_precision("bf16"));
+    const auto got = through_accelerator(acc);
+    ASSERT_EQ(got.losses.size(), ref.losses.size());
+    for (size_t s = 0; s < ref.losses.size(); ++s) {
+      EXPECT_NEAR(got.losses[s], ref.losses[s], 1e-3) << "loss at step " << s;
+      EXPECT_NEAR(got.norms[s], ref.norms[s], 1e-2 * ref.norms[s]) << "gradient norm at step " << s;
+    }
+    EXPECT_EQ(got.gathered, torch::kBFloat16);
+    for (const auto& [name, value] : got.params) EXPECT_EQ(value.scalar_type(), torch::kFloat) << name;
   });
 }
 
