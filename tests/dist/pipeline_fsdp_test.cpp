@@ -9,10 +9,12 @@
 //
 //   pp=2 x dp_shard=2 full_shard, 1F1B and GPipe (4 ranks): the micro-
 //     batches' gradients accumulate whole, the tied embedding's two copies
-//     are summed, then reduce-scattered once per step.
+//     are summed, then reduce-scattered once per step; each rank holds
+//     its half of its stage, gathered once a step and freed after it.
 //   pp=2 x dp_replicate=2 x dp_shard=2 hybrid_shard (8 ranks).
 //   pp=2 x tp=2 x dp_shard=2 full_shard (8 ranks): each rank's tp slices
 //     and replicated parameters of its stage sharded over dp_shard.
+//   bf16: the stage gathered in bf16, close to one process's bf16 run.
 //
 // Each rank reads its stage's parameters gathered from the shards
 // (full_state, reassembled from tp slices where split), under the whole

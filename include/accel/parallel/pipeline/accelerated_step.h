@@ -27,8 +27,8 @@
 // ZeRO-2 reduces in every backward, as DeepSpeed does under accumulation;
 // FSDP keeps every backward's full gradients (no_sync) and reduce-scatters
 // their sums once, after the step's last backward and the tied copies'
-// exchange (the stage is gathered for each micro-batch, freed after each
-// backward).
+// exchange (the stage is gathered once for the step's micro-batches and
+// freed by its last backward, as torch.distributed.pipelining runs FSDP).
 // Each micro-batch runs through the prepared stage, so mixed precision
 // (bf16 autocast) applies as to any prepared model.
 #include <cstdint>
