@@ -157,6 +157,13 @@ Trace through_accelerator(Accelerator& acc, PipelineScheduleKind schedule = Pipe
     t.params[name] = split ? accel::testing::reassemble(value, dim, packed, mesh->group("tp")) : value;
   }
   EXPECT_EQ(t.params.size(), stage->parameters().size());
+  // get_state_dict gives the same: the stage's parameters whole (the
+  // library's own gathers over dp_shard, then tp).
+  const auto state = acc.get_state_dict(prepared);
+  EXPECT_EQ(state.size(), t.params.size());
+  for (const auto& [name, tensor] : state) {
+    EXPECT_TRUE(t.params.count(name) && torch::equal(tensor, t.params.at(name))) << name;
+  }
   return t;
 }
 
