@@ -245,6 +245,70 @@ TEST(PipelineFsdp, ThreeDimensionsOnEightRanksEqualOneProcess) {
   });
 }
 
+TEST(PipelineFsdp, NoSyncAccumulatesAcrossStepsAndReducesOnce) {
+  // Each step's batch in two halves, the first pipeline_step inside
+  // no_sync: its full gradients stay, and the second one sums the tied
+  // copies of both halves' gradients once and reduces them. Equals one
+  // process running both halves' backwards before clipping.
+  run_distributed(4, [] {
+    seed_cpu(19);
+    gpt2::GPT2 whole(gpt2::named_config("tiny"));
+    auto ref_opt = adamw(whole->parameters());
+    const auto rows = all_rows(whole->options().vocab_size());
+    const int64_t half = kRowsPerStep / 2;
+    Trace ref;
+    for (int step = 0; step < kSteps; ++step) {
+      ref_opt->zero_grad();
+      double loss = 0;
+      for (int h = 0; h < 2; ++h) {
+        auto b = rows.narrow(0, step * kRowsPerStep + h * half, half);
+        auto l = whole(b.narrow(1, 0, kSeq).contiguous(), b.narrow(1, 1, kSeq).contiguous());
+        l.backward();
+        loss += l.item<double>() / 2;
+      }
+      ref.norms.push_back(clip_grad_norm(whole->parameters(), kMaxNorm).item<double>());
+      ref_opt->step();
+      ref.losses.push_back(loss);
+    }
+    for (const auto& p : whole->named_parameters()) ref.params[p.key()] = p.value().detach().clone();
+
+    auto c = pp2();
+    c.dp_shard_size = 2;
+    Accelerator acc(sharded(c));
+    const auto* mesh = acc.device_mesh();
+    seed_cpu(19);
+    gpt2::GPT2 model(gpt2::named_config("tiny"));
+    auto stage = StageModule(*model, gpt2::pipeline_stage(model, mesh->group("pp")));
+    auto [prepared, opt] = acc.prepare(stage, adamw(stage->parameters()));
+    const int64_t per_replica = half / acc.data_parallel_size();
+    Trace got;
+    for (int step = 0; step < kSteps; ++step) {
+      double loss = 0;
+      for (int h = 0; h < 2; ++h) {
+        auto b = rows.narrow(0, step * kRowsPerStep + h * half + acc.data_parallel_index() * per_replica, per_replica);
+        auto run = [&] {
+          return pipeline_step(acc, prepared, PipelineScheduleKind::one_f_one_b, kMicro,
+                               b.narrow(1, 0, kSeq).contiguous(), b.narrow(1, 1, kSeq).contiguous());
+        };
+        torch::Tensor l;
+        if (h == 0) {
+          auto no_sync = prepared.no_sync();
+          l = run();
+        } else {
+          l = run();
+        }
+        loss += acc.gather_for_metrics(l.reshape({1})).mean().item<double>() / 2;
+      }
+      got.norms.push_back(clip_pipeline_grad_norm_(acc, prepared, kMaxNorm).item<double>());
+      opt->step();
+      opt->zero_grad();
+      got.losses.push_back(loss);
+    }
+    for (const auto& [name, value] : prepared.core().sharding()->full_state()) got.params[name] = value;
+    expect_matches(ref, got);
+  });
+}
+
 TEST(PipelineFsdp, BFloat16GathersTheStageInBFloat16) {
   // Under mixed_precision bf16 the stage is gathered in bf16 (param_dtype
   // from mixed_precision, as Accelerate's FSDP plugin sets it) and its
