@@ -245,12 +245,14 @@ TEST(PipelineFsdp, ThreeDimensionsOnEightRanksEqualOneProcess) {
   });
 }
 
-TEST(PipelineFsdp, NoSyncAccumulatesAcrossStepsAndReducesOnce) {
-  // Each step's batch in two halves, the first pipeline_step inside
-  // no_sync: its full gradients stay, and the second one sums the tied
-  // copies of both halves' gradients once and reduces them. Equals one
-  // process running both halves' backwards before clipping.
-  run_distributed(4, [] {
+namespace {
+
+// Each step's batch in two halves, the first pipeline_step inside no_sync:
+// its gradients stay local (FSDP: whole), and the second one sums the tied
+// copies of both halves' gradients once and reduces them. Equals one
+// process running both halves' backwards before clipping.
+void no_sync_across_steps(bool ddp) {
+  run_distributed(4, [ddp] {
     seed_cpu(19);
     gpt2::GPT2 whole(gpt2::named_config("tiny"));
     auto ref_opt = adamw(whole->parameters());
@@ -274,7 +276,7 @@ TEST(PipelineFsdp, NoSyncAccumulatesAcrossStepsAndReducesOnce) {
 
     auto c = pp2();
     c.dp_shard_size = 2;
-    Accelerator acc(sharded(c));
+    Accelerator acc(ddp ? AcceleratorOptions().parallelism_config(c) : sharded(c));
     const auto* mesh = acc.device_mesh();
     seed_cpu(19);
     gpt2::GPT2 model(gpt2::named_config("tiny"));
@@ -304,10 +306,23 @@ TEST(PipelineFsdp, NoSyncAccumulatesAcrossStepsAndReducesOnce) {
       opt->zero_grad();
       got.losses.push_back(loss);
     }
-    for (const auto& [name, value] : prepared.core().sharding()->full_state()) got.params[name] = value;
+    if (ddp) {
+      for (const auto& p : prepared.module()->named_parameters()) got.params[p.key()] = p.value().detach().clone();
+    } else {
+      for (const auto& [name, value] : prepared.core().sharding()->full_state()) got.params[name] = value;
+    }
     expect_matches(ref, got);
   });
 }
+
+}  // namespace
+
+TEST(PipelineNoSync, FullShardReducesOnceAfterTheTiedSum) { no_sync_across_steps(/*ddp=*/false); }
+
+// The same path under DDP: the tied copies are summed only when the
+// gradients are reduced, not also inside no_sync (which would count the
+// first half's tied gradients twice).
+TEST(PipelineNoSync, DdpSumsTheTiedCopiesOnce) { no_sync_across_steps(/*ddp=*/true); }
 
 TEST(PipelineFsdp, BFloat16GathersTheStageInBFloat16) {
   // Under mixed_precision bf16 the stage is gathered in bf16 (param_dtype

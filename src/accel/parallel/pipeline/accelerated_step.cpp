@@ -191,7 +191,9 @@ torch::Tensor pipeline_step(Accelerator& accelerator, PreparedModel<StageModule>
     tied->exchange_and_feed();
   } else if (sharded) {
     if (sync) reduce_sharded_step(*sharded, run);
-  } else {
+  } else if (sync) {
+    // Inside no_sync the sums wait for the step that reduces: summing the
+    // local gradients now would count this part's tied gradients twice.
     sum_tied_gradients(run);
   }
   return loss;
