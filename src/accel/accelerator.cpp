@@ -105,14 +105,22 @@ std::shared_ptr<Replication> replication_for(const ProcessState& state, const De
                                              MixedPrecision mixed_precision) {
   const bool master_weights = options.master_weights() && mixed_precision != MixedPrecision::no;
   if (mesh && sharding) sharding = sharding_on_mesh(mesh->config(), *sharding);
-  // A pipeline stage is a part of the model with no units of the whole
-  // (pipeline/stage_module.h): parameter sharding would need them gathered
-  // per stage, which is not built. ZeRO-1/2 and DDP replicate stages.
-  ACCEL_CHECK_ARG(!mesh || mesh->config().pp_size == 1 || !sharding || !shards_parameters(sharding->strategy()),
-                  "Accelerator: parallelism_config.pp_size is ", mesh ? mesh->config().pp_size : 1,
-                  " with sharding strategy ", sharding ? to_string(sharding->strategy()) : std::string(),
-                  ": parameter sharding of pipeline stages is not built; expected shard_grad_op or shard_optimizer "
-                  "(ZeRO-2/1, DeepSpeed stages 2/1), no_shard, or DDP on the data-parallel ranks");
+  // Under pp each rank prepares its stage (pipeline/stage_module.h), which
+  // the sharding splits over the dp_shard ranks of its pp slice like any
+  // model on a mesh (replication_on_mesh): one unit, the stage, as the
+  // stage holds none of the model's units. What acts on those units would
+  // silently do nothing, so it is refused.
+  const bool stages = mesh && mesh->config().pp_size > 1 && sharding && shards_parameters(sharding->strategy());
+  ACCEL_CHECK_ARG(!stages || sharding->transformer_cls_to_wrap().empty(), "Accelerator: parallelism_config.pp_size is ",
+                  mesh ? mesh->config().pp_size : 1, " with sharding.transformer_cls_to_wrap '",
+                  sharding && !sharding->transformer_cls_to_wrap().empty() ? sharding->transformer_cls_to_wrap().front()
+                                                                           : std::string(),
+                  "': each pipeline stage shards as one unit (the units inside a stage are not wrapped yet); "
+                  "expected transformer_cls_to_wrap empty (FSDP_TRANSFORMER_CLS_TO_WRAP unset)");
+  ACCEL_CHECK_ARG(!stages || !sharding->activation_checkpointing(), "Accelerator: parallelism_config.pp_size is ",
+                  mesh ? mesh->config().pp_size : 1,
+                  " with sharding.activation_checkpointing: it recomputes the sharded units, and a pipeline stage "
+                  "shards as one unit whose blocks are not wrapped; expected activation_checkpointing false");
   if (sharding && shards_parameters(sharding->strategy())) {
     auto& policy = sharding->mixed_precision_policy();
     const auto param_dtype = policy.param_dtype();

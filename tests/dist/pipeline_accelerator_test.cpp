@@ -260,13 +260,6 @@ TEST(PipelineAccelerator, BFloat16AutocastRunsInEveryStage) {
 
 TEST(PipelineAccelerator, RefusesWhatItDoesNotBuild) {
   run_distributed(2, [] {
-    // Parameter sharding of stages.
-    accel::testing::expect_error(
-        [&] {
-          Accelerator acc(AcceleratorOptions().parallelism_config(pp2()).sharding(
-              ShardingOptions().strategy(ShardingStrategy::full_shard)));
-        },
-        {"pp_size is 2", "full_shard", "shard_grad_op"});
     Accelerator acc(AcceleratorOptions().parallelism_config(pp2()).gradient_accumulation_steps(2));
     seed_cpu(17);
     gpt2::GPT2 model(gpt2::named_config("tiny"));

@@ -95,6 +95,13 @@ class ACCEL_API FullyShardedModel : public ModelSharding {
   std::pair<ShardedUnit*, size_t> find(const torch::Tensor& param) const;
   /// Frees every gathered unit (after an optimizer step their copies are stale).
   void reshard_all();
+  /// Whether a unit's backward frees its gathered parameters (true, the
+  /// default). False keeps them for the forwards and backwards that
+  /// follow, as FSDP2's set_reshard_after_backward: a pipeline stage runs
+  /// several micro-batches per step and is gathered once for all of them
+  /// (pipeline/accelerated_step.h). reshard_all() and the optimizer step
+  /// free them still.
+  void set_reshard_after_backward(bool value) { reshard_after_backward_ = value; }
   void zero_grad();
   ShardedMemory memory() const;
   const torch::nn::Module& module() const { return *model_; }
@@ -148,6 +155,7 @@ class ACCEL_API FullyShardedModel : public ModelSharding {
   std::shared_ptr<const CopyStreams> streams_;
   std::deque<c10::Event> freed_;
   bool sync_ = true;
+  bool reshard_after_backward_ = true;
   bool end_queued_ = false;
   bool in_backward_ = false;        // from the first backward hook to the end of backward
   std::vector<size_t> order_;       // units in the order this forward ran them

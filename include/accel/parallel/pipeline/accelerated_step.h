@@ -4,7 +4,9 @@
 // (pipeline/stage_module.h) and the stage's optimizer like any model; the
 // Accelerator replicates the stage over the mesh's data-parallel ranks
 // (DDP, or ZeRO-1/2: shard_optimizer, shard_grad_op), which hold the same
-// part of the model, as it does for tensor-parallel slices. A step is:
+// part of the model, as it does for tensor-parallel slices, or shards it
+// over them (FSDP: full_shard over dp_shard, hybrid_shard replicated over
+// dp_replicate; the stage is one unit). A step is:
 //
 //   accel::Accelerator acc(accel::AcceleratorOptions().parallelism_config(config));  // pp_size 2, ...
 //   gpt2::GPT2 model(gpt2::named_config("tiny"));                     // same seed on every rank
@@ -22,7 +24,11 @@
 // under DDP the first ones accumulate locally (no_sync) and the last one
 // all-reduces the sums, once per step (torch.distributed.pipelining's
 // backward_maybe_with_nosync); ZeRO-1 reduces once at the optimizer step;
-// ZeRO-2 reduces in every backward, as DeepSpeed does under accumulation.
+// ZeRO-2 reduces in every backward, as DeepSpeed does under accumulation;
+// FSDP keeps every backward's full gradients (no_sync) and reduce-scatters
+// their sums once, after the step's last backward and the tied copies'
+// exchange (the stage is gathered once for the step's micro-batches and
+// freed by its last backward, as torch.distributed.pipelining runs FSDP).
 // Each micro-batch runs through the prepared stage, so mixed precision
 // (bf16 autocast) applies as to any prepared model.
 #include <cstdint>

@@ -310,7 +310,7 @@ void FullyShardedModel::post_backward(size_t k, bool prefetch) {
   progress_[k].backward_done = true;
   if (prefetch && options_.backward_prefetch() == BackwardPrefetch::backward_post) prefetch_backward(k);
   if (sync_) units_[k]->reduce_gradients();
-  reshard(k);
+  if (reshard_after_backward_) reshard(k);
 }
 
 void FullyShardedModel::end_backward() {

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "accel/optim/grad_norm.h"
+#include "accel/parallel/fsdp/fully_sharded_model.h"
 #include "accel/parallel/mesh/device_mesh.h"
 #include "accel/parallel/pipeline/clip.h"
 #include "accel/parallel/pipeline/runner.h"
@@ -84,6 +85,23 @@ class TiedGradientRecorder {
   std::vector<unsigned> hooks_;
 };
 
+// Parameter sharding of the stage (full_shard, hybrid_shard): null otherwise.
+fsdp::FullyShardedModel* fully_sharded(PreparedModelCore& core) {
+  return dynamic_cast<fsdp::FullyShardedModel*>(core.sharding());
+}
+
+// Under parameter sharding every micro-batch's backward keeps its full
+// gradients (no_sync: they accumulate in the parameters' .grad), so that
+// the tied copies' full sums can be exchanged first; then each unit's
+// accumulated gradients are reduce-scattered (and, hybrid, all-reduced
+// over the replicas) once for the step, in unit order as the end of a
+// backward reduces them: the same on every rank of the shard group, which
+// holds the same stage.
+void reduce_sharded_step(fsdp::FullyShardedModel& model, PipelineStage& stage) {
+  sum_tied_gradients(stage);
+  for (const auto& unit : model.units()) unit->reduce_gradients();
+}
+
 }  // namespace
 
 torch::Tensor pipeline_step(Accelerator& accelerator, PreparedModel<StageModule>& stage, PipelineScheduleKind schedule,
@@ -103,7 +121,20 @@ torch::Tensor pipeline_step(Accelerator& accelerator, PreparedModel<StageModule>
   auto& core = stage.core();
   run.device = accelerator.device();
   // Through the prepared model: autocast, and what DDP does around a forward.
-  run.forward = [&stage](const torch::Tensor& x) { return stage(x); };
+  // A stage gathered in a lower precision (param_dtype) takes its floating
+  // input in that dtype, as FSDP2's cast_forward_inputs casts a module's:
+  // a received activation comes in fp32 (the previous stage's output as
+  // the prepared model returns it), and CPU layer norms refuse fp32 input
+  // with bf16 weights.
+  auto* sharded = fully_sharded(core);
+  std::optional<torch::ScalarType> cast_inputs;
+  if (sharded) {
+    const auto& policy = sharded->options().mixed_precision_policy();
+    if (policy.cast_forward_inputs() && policy.param_dtype()) cast_inputs = policy.param_dtype();
+  }
+  run.forward = [&stage, cast_inputs](const torch::Tensor& x) {
+    return stage(cast_inputs && x.is_floating_point() && x.scalar_type() != *cast_inputs ? x.to(*cast_inputs) : x);
+  };
   if (run.is_last()) {
     run.loss = [&accelerator, loss = run.loss](const torch::Tensor& out, const torch::Tensor& target) {
       auto autocast = accelerator.autocast();
@@ -111,8 +142,10 @@ torch::Tensor pipeline_step(Accelerator& accelerator, PreparedModel<StageModule>
     };
   }
   // DDP: every backward but the step's last accumulates locally; the last
-  // one, armed as a forward would arm it, all-reduces the sums. A batch
-  // inside no_sync (accumulate) does not reduce at all.
+  // one, armed as a forward would arm it, all-reduces the sums. Parameter
+  // sharding: every backward accumulates, and the step reduces after the
+  // tied copies are summed (reduce_sharded_step). A batch inside no_sync
+  // (accumulate) does not reduce at all.
   bool* flag = core.sync_flag();
   const bool sync = flag ? *flag : true;
   struct Restore {
@@ -123,11 +156,25 @@ torch::Tensor pipeline_step(Accelerator& accelerator, PreparedModel<StageModule>
     }
   } restore{flag, sync};
   if (flag) *flag = false;
-  run.before_backward = [&core, flag, sync](const torch::Tensor& output, bool last) {
-    if (flag) *flag = last && sync;
+  // Parameter sharding: the stage is gathered once for all the step's
+  // micro-batches and freed by its last backward (torch.distributed.
+  // pipelining sets FSDP's reshard_after_backward for the last one only).
+  struct KeepGathered {
+    fsdp::FullyShardedModel* model;
+    ~KeepGathered() {
+      if (model) model->set_reshard_after_backward(true);
+    }
+  } keep{sharded};
+  if (sharded) sharded->set_reshard_after_backward(false);
+  run.before_backward = [&core, flag, sync, sharded](const torch::Tensor& output, bool last) {
+    if (flag) *flag = last && sync && !sharded;
+    if (sharded) sharded->set_reshard_after_backward(last);
     // 1F1B runs two backwards in a row at its end, which a prepared
     // model's forward check (one forward per backward under DDP) would
     // refuse: each backward counts as following its micro-batch's forward.
+    // Under parameter sharding this also gathers the stage where it is not
+    // (the last stage's loss reads the tied projection before any hook of
+    // the stage's output runs).
     core.before_forward();
     if (flag && *flag) {
       std::vector<torch::Tensor> outputs{output};
@@ -142,7 +189,11 @@ torch::Tensor pipeline_step(Accelerator& accelerator, PreparedModel<StageModule>
                            run.is_last() ? split_microbatches(targets, microbatches) : std::vector<torch::Tensor>{});
   if (zero2) {
     tied->exchange_and_feed();
-  } else {
+  } else if (sharded) {
+    if (sync) reduce_sharded_step(*sharded, run);
+  } else if (sync) {
+    // Inside no_sync the sums wait for the step that reduces: summing the
+    // local gradients now would count this part's tied gradients twice.
     sum_tied_gradients(run);
   }
   return loss;
