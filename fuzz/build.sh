@@ -25,7 +25,7 @@ declare -A SOURCES=(
   [safetensors_header]="src/accel/checkpoint/safetensors_format.cpp src/accel/util/excerpt.cpp"
   [yaml_config]="src/accel/launch/cluster_config.cpp src/accel/launch/value.cpp src/accel/checkpoint/atomic_file.cpp src/accel/util/excerpt.cpp src/accel/util/strings.cpp"
   [deepspeed_config]="src/accel/parallel/sharding_config_file.cpp src/accel/util/env.cpp src/accel/util/strings.cpp $UTIL"
-  [state_json]="src/accel/accelerator_checkpoint.cpp src/accel/checkpoint/tensor_parallel_optimizer_checkpoint.cpp src/accel/checkpoint/tensor_parallel_slices.cpp src/accel/checkpoint/tensor_slices.cpp src/accel/checkpoint/optimizer_checkpoint.cpp src/accel/checkpoint/optimizer_state.cpp src/accel/data/loader_state.cpp $UTIL"
+  [state_json]="src/accel/accelerator_checkpoint.cpp src/accel/parallel/fsdp/sharded_optimizer_checkpoint.cpp src/accel/parallel/fsdp/fully_sharded_slices.cpp src/accel/parallel/zero/zero_mesh_checkpoint.cpp src/accel/checkpoint/tensor_parallel_optimizer_checkpoint.cpp src/accel/checkpoint/tensor_parallel_slices.cpp src/accel/checkpoint/tensor_slices.cpp src/accel/checkpoint/optimizer_checkpoint.cpp src/accel/checkpoint/optimizer_state.cpp src/accel/data/loader_state.cpp $UTIL"
   [zero_layout]="src/accel/parallel/zero/flat_layout.cpp src/accel/checkpoint/merge_weights.cpp src/accel/checkpoint/tensor_slices.cpp $UTIL"
   [hf_config]="examples/gpt2/config.cpp $UTIL"
 )
