@@ -20,7 +20,6 @@
 
 #include <torch/torch.h>
 
-
 #include "accel/accelerator.h"
 #include "accel/amp/autocast.h"
 
