@@ -10,6 +10,7 @@
 
 #include "accel/ops/add_layer_norm.h"
 #include "accel/ops/linear_cross_entropy.h"
+#include "accel/ops/linear_gelu_linear.h"
 #include "accel/ops/split_heads.h"
 #include "accel/parallel/context/context_parallel.h"
 #include "accel/parallel/tensor/parallelize.h"
@@ -80,7 +81,12 @@ MlpImpl::MlpImpl(const GPT2Options& o) {
 }
 
 torch::Tensor MlpImpl::forward(const torch::Tensor& x) {
-  return dropout_(accel::parallel_linear(c_proj, torch::gelu(accel::parallel_linear(c_fc, x), "tanh")));
+  // Split by tensor parallelism, each layer goes through its seam; whole,
+  // the MLP is one op (the GELU and the bias gradients ride in the GEMMs on
+  // CUDA; at::linear + gelu elsewhere).
+  if (accel::tensor_parallel_shard(*c_fc) || accel::tensor_parallel_shard(*c_proj))
+    return dropout_(accel::parallel_linear(c_proj, torch::gelu(accel::parallel_linear(c_fc, x), "tanh")));
+  return dropout_(accel::linear_gelu_linear(x, c_fc->weight, c_fc->bias, c_proj->weight, c_proj->bias));
 }
 
 BlockImpl::BlockImpl(const GPT2Options& o) {

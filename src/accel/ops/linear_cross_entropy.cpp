@@ -11,6 +11,7 @@
 #include <ATen/ops/mm.h>
 #include <torch/autograd.h>
 
+#include "accel/ops/autocast_gemm.h"
 #include "accel/ops/cuda_kernels.h"
 #include "accel/ops/fused_kernels.h"
 #include "accel/util/check.h"
@@ -64,12 +65,7 @@ Result compute(const torch::Tensor& hidden, const torch::Tensor& weight, const t
   // The dtypes below are explicit: autocast would turn the log-softmax
   // into a float32 copy of the whole chunk first.
   const auto cdt = compute_dtype(hidden, weight);
-  struct AutocastOff {
-    c10::DeviceType device;
-    bool was = at::autocast::is_autocast_enabled(device);
-    explicit AutocastOff(c10::DeviceType d) : device(d) { at::autocast::set_autocast_enabled(device, false); }
-    ~AutocastOff() { at::autocast::set_autocast_enabled(device, was); }
-  } autocast_off(hidden.device().type());
+  const detail::AutocastOff autocast_off(hidden.device().type());
 
   const int64_t C = hidden.size(-1), V = weight.size(0);
   const int64_t N = hidden.numel() / std::max<int64_t>(C, 1);

@@ -1,8 +1,8 @@
 #include "accel/parallel/tensor/parallel_linear.h"
 
-#include <ATen/ops/linear.h>
 #include <torch/nn/functional/linear.h>
 
+#include "accel/ops/linear.h"
 #include "accel/parallel/tensor/regions.h"
 #include "accel/parallel/tensor/shard.h"
 
@@ -19,8 +19,9 @@ torch::Tensor column_parallel_linear(const torch::Tensor& x, const torch::Tensor
   // The gathered sequence's backward sums the partial gradients, as copy_to's does.
   auto input = sequence_dim >= 0 ? gather_from_sequence_parallel_region(x, group, sequence_dim)
                                  : copy_to_tensor_parallel_region(x, group);
-  // at::linear puts the bias in the GEMM (see parallel_linear, parallelize.h).
-  auto y = at::linear(input, weight, bias);
+  // The bias in the GEMM, its gradient in the weight-gradient GEMM (see
+  // parallel_linear, parallelize.cpp).
+  auto y = accel::linear(input, weight, bias);
   return gather_output ? gather_from_tensor_parallel_region(y, group) : y;
 }
 

@@ -9,6 +9,7 @@
 #include <torch/nn/functional/linear.h>
 
 #include "accel/dist/collectives.h"
+#include "accel/ops/linear.h"
 #include "accel/ops/linear_cross_entropy.h"
 #include "accel/parallel/mesh/device_mesh.h"
 #include "accel/parallel/tensor/parallel_linear.h"
@@ -381,11 +382,13 @@ std::optional<TensorParallelShard> split_as(const torch::nn::Module& module,
 torch::Tensor parallel_linear(const torch::nn::Linear& linear, const torch::Tensor& x) {
   const auto& impl = linear.ptr();
   const auto shard = split_as(*impl, {TensorParallelStyle::Kind::colwise, TensorParallelStyle::Kind::rowwise});
-  // at::linear, not the module's forward: LibTorch's functional linear runs
-  // a [B, T, C] input as matmul + a broadcast add of the bias (and sums the
-  // bias gradient apart in backward), where at::linear folds it to 2-D and
-  // addmm puts the bias in the GEMM's epilogue. Same values.
-  if (!shard) return at::linear(x, impl->weight, impl->bias);
+  // accel::linear, not the module's forward: LibTorch's functional linear
+  // runs a [B, T, C] input as matmul + a broadcast add of the bias (and sums
+  // the bias gradient apart in backward), where at::linear folds it to 2-D
+  // and addmm puts the bias in the GEMM's epilogue; accel::linear is
+  // at::linear with the bias gradient in the weight-gradient GEMM on CUDA.
+  // Same values.
+  if (!shard) return accel::linear(x, impl->weight, impl->bias);
   const auto& style = shard->style;
   if (style.kind == TensorParallelStyle::Kind::colwise)
     return column_parallel_linear(x, impl->weight, impl->bias, shard->group, style.gather_output, style.sequence_dim);

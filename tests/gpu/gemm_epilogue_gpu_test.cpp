@@ -1,0 +1,143 @@
+// The cuBLASLt GEMM epilogues (src/accel/ops/cuda/gemm_epilogue.h) and the
+// ops built on them, accel::linear and accel::linear_gelu_linear, on CUDA
+// (label gpu): each epilogue in float32 (TF32 off) against float64 on the
+// CPU, at sizes that are multiples of 8 but no power of two and an odd row
+// count; the ops under bf16 autocast against the ATen composition under the
+// same autocast (within bf16 rounding); sizes the epilogues do not take
+// (a width of 771) run the ATen path, bit for bit.
+#include <cmath>
+
+#include <gtest/gtest.h>
+
+#include <ATen/Context.h>
+#include <torch/torch.h>
+
+#include "accel/amp/autocast.h"
+#include "accel/ops/cuda/gemm_epilogue.h"
+#include "accel/ops/linear.h"
+#include "accel/ops/linear_gelu_linear.h"
+#include "support/cuda.h"
+
+namespace {
+
+torch::Tensor gelu_tanh(const torch::Tensor& v) {
+  const double k = std::sqrt(2.0 / M_PI);
+  return 0.5 * v * (1.0 + torch::tanh(k * (v + 0.044715 * v * v * v)));
+}
+
+// d gelu_tanh / dv, written out.
+torch::Tensor gelu_tanh_grad(const torch::Tensor& v) {
+  const double k = std::sqrt(2.0 / M_PI);
+  auto t = torch::tanh(k * (v + 0.044715 * v * v * v));
+  return 0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * k * (1.0 + 3.0 * 0.044715 * v * v);
+}
+
+double max_rel(const torch::Tensor& got, const torch::Tensor& want) {
+  return ((got.cpu().to(torch::kDouble) - want).abs().max() / want.abs().max().clamp_min(1e-30)).item<double>();
+}
+
+// float32 without TF32, for the duration of a test.
+struct NoTf32 {
+  bool was = at::globalContext().allowTF32CuBLAS();
+  NoTf32() { at::globalContext().setAllowTF32CuBLAS(false); }
+  ~NoTf32() { at::globalContext().setAllowTF32CuBLAS(was); }
+};
+
+}  // namespace
+
+TEST(GemmEpilogueGpu, BiasGeluWritesGeluAndItsInput) {
+  REQUIRE_CUDA();
+  NoTf32 exact;
+  auto g = at::detail::createCPUGenerator(1);
+  const int64_t N = 37, K = 72, M = 104;
+  auto x = torch::randn({N, K}, g, torch::kDouble);
+  auto w = torch::randn({M, K}, g, torch::kDouble) * 0.3;
+  auto b = torch::randn({M}, g, torch::kDouble);
+  auto f = [](const torch::Tensor& t) { return t.to(torch::kFloat).cuda(); };
+  auto out = torch::empty({N, M}, torch::dtype(torch::kFloat).device(torch::kCUDA));
+  auto pre = torch::empty_like(out);
+  ASSERT_TRUE(accel::kernels::linear_bias_gelu(f(x), f(w), f(b), out, pre));
+  auto ref_pre = x.mm(w.t()) + b;
+  EXPECT_LT(max_rel(pre, ref_pre), 1e-5);
+  // Tight enough to tell the tanh approximation from the erf GELU (up to
+  // ~5e-4 apart where the pre-activations reach 2-3).
+  EXPECT_LT((out.cpu().to(torch::kDouble) - gelu_tanh(ref_pre)).abs().max().item<double>(), 5e-5);
+}
+
+TEST(GemmEpilogueGpu, WeightGradientWithBiasGradientInOneGemm) {
+  REQUIRE_CUDA();
+  NoTf32 exact;
+  auto g = at::detail::createCPUGenerator(2);
+  const int64_t N = 45, K = 56, M = 24;
+  auto grad_out = torch::randn({N, M}, g, torch::kDouble);
+  auto x = torch::randn({N, K}, g, torch::kDouble);
+  auto f = [](const torch::Tensor& t) { return t.to(torch::kFloat).cuda(); };
+  auto grad_w = torch::empty({M, K}, torch::dtype(torch::kFloat).device(torch::kCUDA));
+  auto grad_b = torch::empty({M}, grad_w.options());
+  ASSERT_TRUE(accel::kernels::linear_weight_and_bias_grad(f(grad_out), f(x), grad_w, grad_b));
+  EXPECT_LT(max_rel(grad_w, grad_out.t().mm(x)), 1e-5);
+  EXPECT_LT(max_rel(grad_b, grad_out.sum(0)), 1e-5);
+}
+
+TEST(GemmEpilogueGpu, GeluInputGradientWithTheBiasGradient) {
+  REQUIRE_CUDA();
+  NoTf32 exact;
+  auto g = at::detail::createCPUGenerator(3);
+  const int64_t N = 37, K = 104, M = 40;
+  auto grad_out = torch::randn({N, M}, g, torch::kDouble);
+  auto w = torch::randn({M, K}, g, torch::kDouble) * 0.3;
+  auto pre = torch::randn({N, K}, g, torch::kDouble) * 2.0;
+  auto f = [](const torch::Tensor& t) { return t.to(torch::kFloat).cuda(); };
+  auto grad_pre = torch::empty({N, K}, torch::dtype(torch::kFloat).device(torch::kCUDA));
+  auto grad_b = torch::empty({K}, grad_pre.options());
+  // pre as the GPU holds it (float32), so both sides see the same input.
+  auto pre32 = f(pre);
+  ASSERT_TRUE(accel::kernels::gelu_input_grad(f(grad_out), f(w), pre32, grad_pre, grad_b));
+  auto ref = grad_out.mm(w) * gelu_tanh_grad(pre32.cpu().to(torch::kDouble));
+  EXPECT_LT(max_rel(grad_pre, ref), 1e-4);
+  EXPECT_LT(max_rel(grad_b, ref.sum(0)), 1e-4);
+}
+
+TEST(GemmEpilogueGpu, OpsUnderBf16AutocastTrackTheAtenComposition) {
+  REQUIRE_CUDA();
+  auto g = at::detail::createCPUGenerator(4);
+  const int64_t C = 64, H = 256;
+  auto x0 = torch::randn({3, 37, C}, g);
+  auto w10 = torch::randn({H, C}, g) * 0.1, b10 = torch::randn({H}, g) * 0.1;
+  auto w20 = torch::randn({C, H}, g) * 0.05, b20 = torch::randn({C}, g) * 0.1;
+  auto run = [&](bool fused) {
+    auto p = [](const torch::Tensor& t) { return t.cuda().requires_grad_(); };
+    auto x = p(x0), w1 = p(w10), b1 = p(b10), w2 = p(w20), b2 = p(b20);
+    torch::Tensor y, z;
+    {
+      accel::AutocastGuard autocast(torch::kCUDA, torch::kBFloat16);
+      y = accel::linear_gelu_linear(x, w1, b1, w2, b2, accel::LinearGeluLinearOptions().fused_kernel(fused));
+      z = accel::linear(y, w20.t().contiguous().cuda(), b10.cuda(), accel::LinearOptions().fused_kernel(fused));
+    }
+    EXPECT_EQ(y.scalar_type(), torch::kBFloat16);
+    auto weights = torch::linspace(-1.0, 1.0, z.numel(), z.options().dtype(torch::kFloat)).view(z.sizes());
+    (z.to(torch::kFloat) * weights).sum().backward();
+    std::vector<torch::Tensor> out{y.detach().to(torch::kFloat).cpu()};
+    for (const auto& t : {x, w1, b1, w2, b2}) out.push_back(t.grad().cpu());
+    return out;
+  };
+  const auto fused = run(true), plain = run(false);
+  const char* names[] = {"y", "grad x", "grad fc_w", "grad fc_b", "grad proj_w", "grad proj_b"};
+  for (size_t i = 0; i < fused.size(); ++i) {
+    EXPECT_EQ(fused[i].scalar_type(), plain[i].scalar_type()) << names[i];
+    EXPECT_LT(max_rel(fused[i], plain[i].to(torch::kDouble)), 3e-2) << names[i];
+  }
+}
+
+TEST(GemmEpilogueGpu, SizesTheEpiloguesDoNotTakeRunTheAtenPath) {
+  REQUIRE_CUDA();
+  auto g = at::detail::createCPUGenerator(6);
+  auto x = torch::randn({5, 771}, g).cuda();  // rows of 771 elements: not 16-byte multiples
+  auto w1 = torch::randn({96, 771}, g).cuda() * 0.05, b1 = torch::randn({96}, g).cuda();
+  auto w2 = torch::randn({24, 96}, g).cuda() * 0.1, b2 = torch::randn({24}, g).cuda();
+  EXPECT_FALSE(accel::kernels::gemm_epilogue_supports(x));
+  auto y = accel::linear_gelu_linear(x, w1, b1, w2, b2);
+  auto ref = at::linear(torch::gelu(at::linear(x, w1, b1), "tanh"), w2, b2);
+  EXPECT_TRUE(y.equal(ref));
+  EXPECT_TRUE(accel::linear(x, w1, b1).equal(at::linear(x, w1, b1)));
+}
