@@ -237,6 +237,27 @@ TEST(PipelineAccelerator, BFloat16AutocastRunsInEveryStage) {
   });
 }
 
+TEST(PipelineAccelerator, BFloat16MasterWeightsTrainEveryStage) {
+  // master_weights keeps each stage's parameters in bf16 (fp32 masters in
+  // the optimizer), as it keeps the whole model's. The second stage
+  // receives the first one's output converted to fp32 as the prepared model
+  // returns it, and takes it back in bf16, as the whole model's next block
+  // would see it (CPU LayerNorms refuse fp32 input with bf16 weights). The
+  // losses and norms stay close to one process's bf16 autocast run (fp32
+  // weights: within bf16's rounding of the weights).
+  run_distributed(2, [] {
+    const auto ref = single_process(MixedPrecision::bf16);
+    Accelerator acc(AcceleratorOptions().parallelism_config(pp2()).mixed_precision("bf16").master_weights(true));
+    const auto got = through_accelerator(acc);
+    for (const auto& [name, p] : got.params) EXPECT_EQ(p.scalar_type(), torch::kBFloat16) << name;
+    ASSERT_EQ(got.losses.size(), ref.losses.size());
+    for (size_t s = 0; s < ref.losses.size(); ++s) {
+      EXPECT_NEAR(got.losses[s], ref.losses[s], 1e-2) << "loss at step " << s;
+      EXPECT_NEAR(got.norms[s], ref.norms[s], 5e-2 * ref.norms[s]) << "gradient norm at step " << s;
+    }
+  });
+}
+
 TEST(PipelineAccelerator, RefusesWhatItDoesNotBuild) {
   run_distributed(2, [] {
     Accelerator acc(AcceleratorOptions().parallelism_config(pp2()).gradient_accumulation_steps(2));

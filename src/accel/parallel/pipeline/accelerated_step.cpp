@@ -131,6 +131,15 @@ torch::Tensor pipeline_step(Accelerator& accelerator, PreparedModel<StageModule>
   if (sharded) {
     const auto& policy = sharded->options().mixed_precision_policy();
     if (policy.cast_forward_inputs() && policy.param_dtype()) cast_inputs = policy.param_dtype();
+  } else if (accelerator.options().master_weights() && accelerator.mixed_precision() != MixedPrecision::no) {
+    // Master weights hold the stage's parameters in bf16, as the whole
+    // model's: its next block would see the previous one's bf16 output, so
+    // the received (fp32-converted: exact) activation goes back to bf16.
+    for (const auto& p : stage->parameters())
+      if (p.is_floating_point()) {
+        cast_inputs = p.scalar_type();
+        break;
+      }
   }
   run.forward = [&stage, cast_inputs](const torch::Tensor& x) {
     return stage(cast_inputs && x.is_floating_point() && x.scalar_type() != *cast_inputs ? x.to(*cast_inputs) : x);
