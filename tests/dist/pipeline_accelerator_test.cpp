@@ -258,6 +258,33 @@ TEST(PipelineAccelerator, BFloat16MasterWeightsTrainEveryStage) {
   });
 }
 
+TEST(PipelineAccelerator, RefusesToSumTheTiedGradientsTwiceIntoOneAccumulation) {
+  // Two pipeline_steps before one zero_grad: the first summed the tied
+  // copies' gradients over both stages; the second would add its own
+  // backward to those sums and sum again, counting the other stage's part
+  // of the first twice. Both stages refuse, before any backward; after
+  // zero_grad the step runs.
+  run_distributed(2, [] {
+    Accelerator acc(AcceleratorOptions().parallelism_config(pp2()));
+    seed_cpu(17);
+    gpt2::GPT2 model(gpt2::named_config("tiny"));
+    auto stage = StageModule(*model, gpt2::pipeline_stage(model, acc.device_mesh()->group("pp")));
+    auto [prepared, opt] = acc.prepare(stage, adamw(stage->parameters()));
+    const auto rows = all_rows(model->options().vocab_size());
+    auto step = [&](int64_t i) {
+      auto batch = rows.narrow(0, i * kRowsPerStep, kRowsPerStep);
+      return pipeline_step(acc, prepared, PipelineScheduleKind::one_f_one_b, kMicro,
+                           batch.narrow(1, 0, kSeq).contiguous(), batch.narrow(1, 1, kSeq).contiguous());
+    };
+    (void)step(0);
+    accel::testing::expect_error<std::logic_error>(
+        [&] { (void)step(1); },
+        {"stage " + std::to_string(acc.process_index()), "count the other stage's part twice", "no_sync"});
+    opt->zero_grad();
+    EXPECT_TRUE(std::isfinite(step(1).item<double>()));
+  });
+}
+
 TEST(PipelineAccelerator, RefusesWhatItDoesNotBuild) {
   run_distributed(2, [] {
     Accelerator acc(AcceleratorOptions().parallelism_config(pp2()).gradient_accumulation_steps(2));

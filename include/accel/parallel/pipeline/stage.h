@@ -67,6 +67,10 @@ struct ACCEL_API PipelineStage {
   /// same order there.
   std::vector<torch::Tensor> tied;
   int tied_stage = -1;
+
+  /// Written by sum_tied_gradients: each tied gradient it wrote and that
+  /// tensor's version then (see tied_gradients_hold_a_sum).
+  std::vector<std::pair<c10::weak_intrusive_ptr<c10::TensorImpl, c10::UndefinedTensorImpl>, uint32_t>> summed_tied;
 };
 
 /// Sums the gradients of `stage.tied` with those of the copies on
@@ -75,6 +79,12 @@ struct ACCEL_API PipelineStage {
 /// Nothing to do when stage.tied is empty. The sum is exact to the bit on
 /// both (a + b == b + a), so copies stepped alike stay identical.
 ACCEL_API void sum_tied_gradients(PipelineStage& stage);
+
+/// Whether the tied copies' gradients still hold the sum sum_tied_gradients
+/// last wrote, untouched since (no zero_grad). More backward into them and
+/// another sum would add the other stage's part twice: a step accumulating
+/// over several pipeline runs sums once, after the last.
+ACCEL_API bool tied_gradients_hold_a_sum(const PipelineStage& stage);
 
 /// The gradients of the stage's parameters for clipping, as
 /// clip_grad_norm_across_stages (pipeline/clip.h) counts them: a slice

@@ -118,6 +118,13 @@ torch::Tensor pipeline_step(Accelerator& accelerator, PreparedModel<StageModule>
                   " is the first and got no inputs");
   ACCEL_CHECK_ARG(!run.is_last() || targets.defined(), "pipeline_step: stage ", run.index,
                   " is the last and got no targets");
+  const bool zero2 = gradients_leave_in_backward(accelerator);
+  auto* sharded = fully_sharded(stage.core());
+  ACCEL_CHECK_STATE(zero2 || sharded || !tied_gradients_hold_a_sum(run), "pipeline_step: stage ", run.index,
+                    "'s tied gradients still hold their sum over both stages from an earlier pipeline_step (no "
+                    "zero_grad since): another step into them would count the other stage's part twice. Accumulate "
+                    "in one call (more micro-batches), or, under DDP, run the earlier calls inside "
+                    "accelerator.no_sync(model)");
   auto& core = stage.core();
   run.device = accelerator.device();
   // Through the prepared model: autocast, and what DDP does around a forward.
@@ -126,7 +133,6 @@ torch::Tensor pipeline_step(Accelerator& accelerator, PreparedModel<StageModule>
   // a received activation comes in fp32 (the previous stage's output as
   // the prepared model returns it), and CPU layer norms refuse fp32 input
   // with bf16 weights.
-  auto* sharded = fully_sharded(core);
   std::optional<torch::ScalarType> cast_inputs;
   if (sharded) {
     const auto& policy = sharded->options().mixed_precision_policy();
@@ -190,7 +196,6 @@ torch::Tensor pipeline_step(Accelerator& accelerator, PreparedModel<StageModule>
       core.after_forward(outputs);
     }
   };
-  const bool zero2 = gradients_leave_in_backward(accelerator);
   std::optional<TiedGradientRecorder> tied;
   if (zero2) tied.emplace(run);
   auto loss = run_pipeline(run, schedule, microbatches,
@@ -204,6 +209,7 @@ torch::Tensor pipeline_step(Accelerator& accelerator, PreparedModel<StageModule>
     // Inside no_sync the sums wait for the step that reduces: summing the
     // local gradients now would count this part's tied gradients twice.
     sum_tied_gradients(run);
+    stage->stage().summed_tied = run.summed_tied;
   }
   return loss;
 }

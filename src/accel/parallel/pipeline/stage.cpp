@@ -59,6 +59,21 @@ void sum_tied_gradients(PipelineStage& stage) {
     }
   }
   sends.wait_all();
+  stage.summed_tied.clear();
+  for (auto& p : stage.tied) stage.summed_tied.emplace_back(p.grad().getIntrusivePtr(), p.grad()._version());
+}
+
+bool tied_gradients_hold_a_sum(const PipelineStage& stage) {
+  if (stage.summed_tied.size() != stage.tied.size()) return false;
+  for (size_t i = 0; i < stage.tied.size(); ++i) {
+    const auto& grad = stage.tied[i].grad();
+    const auto& [written, version] = stage.summed_tied[i];
+    // zero_grad sets the gradient to none (another tensor next time) or
+    // zeroes it in place (a new version).
+    auto held = written.lock();
+    if (!grad.defined() || held.get() != grad.unsafeGetTensorImpl() || grad._version() != version) return false;
+  }
+  return true;
 }
 
 StageGradients stage_gradients(const PipelineStage& stage) {
