@@ -36,6 +36,9 @@ double max_rel(const torch::Tensor& got, const torch::Tensor& want) {
   return ((got.cpu().to(torch::kDouble) - want).abs().max() / want.abs().max().clamp_min(1e-30)).item<double>();
 }
 
+// A float64 reference tensor as the GPU side takes it.
+torch::Tensor f(const torch::Tensor& t) { return t.to(torch::kFloat).cuda(); }
+
 // float32 without TF32, for the duration of a test.
 struct NoTf32 {
   bool was = at::globalContext().allowTF32CuBLAS();
@@ -53,7 +56,6 @@ TEST(GemmEpilogueGpu, BiasGeluWritesGeluAndItsInput) {
   auto x = torch::randn({N, K}, g, torch::kDouble);
   auto w = torch::randn({M, K}, g, torch::kDouble) * 0.3;
   auto b = torch::randn({M}, g, torch::kDouble);
-  auto f = [](const torch::Tensor& t) { return t.to(torch::kFloat).cuda(); };
   auto out = torch::empty({N, M}, torch::dtype(torch::kFloat).device(torch::kCUDA));
   auto pre = torch::empty_like(out);
   ASSERT_TRUE(accel::kernels::linear_bias_gelu(f(x), f(w), f(b), out, pre));
@@ -71,7 +73,6 @@ TEST(GemmEpilogueGpu, WeightGradientWithBiasGradientInOneGemm) {
   const int64_t N = 45, K = 56, M = 24;
   auto grad_out = torch::randn({N, M}, g, torch::kDouble);
   auto x = torch::randn({N, K}, g, torch::kDouble);
-  auto f = [](const torch::Tensor& t) { return t.to(torch::kFloat).cuda(); };
   auto grad_w = torch::empty({M, K}, torch::dtype(torch::kFloat).device(torch::kCUDA));
   auto grad_b = torch::empty({M}, grad_w.options());
   ASSERT_TRUE(accel::kernels::linear_weight_and_bias_grad(f(grad_out), f(x), grad_w, grad_b));
@@ -87,7 +88,6 @@ TEST(GemmEpilogueGpu, GeluInputGradientWithTheBiasGradient) {
   auto grad_out = torch::randn({N, M}, g, torch::kDouble);
   auto w = torch::randn({M, K}, g, torch::kDouble) * 0.3;
   auto pre = torch::randn({N, K}, g, torch::kDouble) * 2.0;
-  auto f = [](const torch::Tensor& t) { return t.to(torch::kFloat).cuda(); };
   auto grad_pre = torch::empty({N, K}, torch::dtype(torch::kFloat).device(torch::kCUDA));
   auto grad_b = torch::empty({K}, grad_pre.options());
   // pre as the GPU holds it (float32), so both sides see the same input.
