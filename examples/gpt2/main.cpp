@@ -311,9 +311,6 @@ int main(int argc, char** argv) try {
     model = accelerator.prepare(net);
   }
   auto [optimizer, scheduler] = accelerator.prepare(adamw, schedule);
-  ACCEL_CHECK_ARG(!staged || accelerator.gradient_accumulation_steps() == 1, "gradient_accumulation_steps ",
-                  accelerator.gradient_accumulation_steps(), " with pp_size ", pp,
-                  ": expected 1 (the micro-batches are the accumulation: raise --batch)");
 
   const int64_t accumulation = accelerator.gradient_accumulation_steps();
   const int64_t tokens_per_step = flags.batch * flags.seq * accumulation * n;
@@ -391,7 +388,7 @@ int main(int argc, char** argv) try {
       scheduler->step();
     } else {
       for (int64_t micro = 0; micro < accumulation; ++micro) {
-        auto scope = accelerator.accumulate(*model);
+        auto scope = staged ? accelerator.accumulate(*staged) : accelerator.accumulate(*model);
         auto batch = batches.next(flags.batch, flags.seq, accelerator.device());
         loss = micro_step({batch.inputs, batch.targets})[0];
         scheduler->step();

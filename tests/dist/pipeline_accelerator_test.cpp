@@ -95,6 +95,9 @@ struct AutocastSeen {
 };
 
 // The loop a user writes: cut the model, prepare the stage, step it.
+// Under gradient accumulation each optimizer step takes the same rows in
+// acc.gradient_accumulation_steps() loader batches, each one pipeline_step
+// inside accumulate() with as many fewer micro-batches.
 Trace through_accelerator(Accelerator& acc, AutocastSeen* seen = nullptr,
                           PipelineScheduleKind schedule = PipelineScheduleKind::one_f_one_b) {
   const DeviceMesh* mesh = acc.device_mesh();
@@ -117,21 +120,29 @@ Trace through_accelerator(Accelerator& acc, AutocastSeen* seen = nullptr,
   }
   auto stage = StageModule(*model, std::move(cut));
   const auto rows = all_rows(model->options().vocab_size());
-  const int64_t per_replica = kRowsPerStep / acc.data_parallel_size();
+  const int64_t accumulation = acc.gradient_accumulation_steps();
+  const int64_t per_replica = kRowsPerStep / acc.data_parallel_size() / accumulation;
   auto data =
       make_data_loader(std::make_shared<TensorDataset>(TensorDict{{"tokens", rows}}), DataLoaderOptions(per_replica));
   auto [prepared, opt, loader] = acc.prepare(stage, adamw(stage->parameters()), data);
   Trace t;
+  double loss_sum = 0;
   for (auto& batch : loader) {
     const auto& tokens = batch["tokens"];
     EXPECT_EQ(tokens.size(0), per_replica);
-    auto loss = pipeline_step(acc, prepared, schedule, kMicro, tokens.narrow(1, 0, kSeq).contiguous(),
+    auto scope = acc.accumulate(prepared);
+    auto loss = pipeline_step(acc, prepared, schedule, kMicro / accumulation, tokens.narrow(1, 0, kSeq).contiguous(),
                               tokens.narrow(1, 1, kSeq).contiguous());
-    t.norms.push_back(clip_pipeline_grad_norm_(acc, prepared, kMaxNorm).item<double>());
+    // The whole batch's loss: the mean of the replicas' and the
+    // accumulation's equal parts.
+    loss_sum += acc.gather_for_metrics(loss.reshape({1})).mean().item<double>();
+    if (acc.sync_gradients()) {
+      t.norms.push_back(clip_pipeline_grad_norm_(acc, prepared, kMaxNorm).item<double>());
+      t.losses.push_back(loss_sum / static_cast<double>(accumulation));
+      loss_sum = 0;
+    }
     opt->step();
     opt->zero_grad();
-    // The whole batch's loss: the mean of the replicas' equal parts.
-    t.losses.push_back(acc.gather_for_metrics(loss.reshape({1})).mean().item<double>());
   }
   acc.wait_for_everyone();
   for (const auto& p : prepared.module()->named_parameters()) {
@@ -185,6 +196,32 @@ TEST(PipelineAccelerator, TwoStagesByTwoDataParallelZeroEqualsOneProcess) {
       EXPECT_EQ(acc.data_parallel_size(), 2);
       expect_matches(ref, through_accelerator(acc));
     }
+  });
+}
+
+TEST(PipelineAccelerator, GradientAccumulationEqualsOneProcess) {
+  // gradient_accumulation_steps 2: each optimizer step's rows in two
+  // pipeline_steps of half the micro-batches inside accumulate(). Only the
+  // second reduces and sums the tied copies; each counts half. Under DDP
+  // (no_sync on the first), ZeRO-1, ZeRO-2 (reduces in both), and with no
+  // data parallelism: equal to one process's whole batches.
+  run_distributed(4, [] {
+    const auto ref = single_process();
+    for (const auto strategy : {std::optional<ShardingStrategy>(), std::optional(ShardingStrategy::shard_optimizer),
+                                std::optional(ShardingStrategy::shard_grad_op)}) {
+      SCOPED_TRACE(strategy ? to_string(*strategy) : "DDP");
+      auto c = pp2();
+      (strategy ? c.dp_shard_size : c.dp_replicate_size) = 2;
+      auto options = AcceleratorOptions().parallelism_config(c).gradient_accumulation_steps(2);
+      if (strategy) options.sharding(ShardingOptions().strategy(*strategy));
+      Accelerator acc(options);
+      expect_matches(ref, through_accelerator(acc));
+    }
+  });
+  run_distributed(2, [] {
+    const auto ref = single_process();
+    Accelerator acc(AcceleratorOptions().parallelism_config(pp2()).gradient_accumulation_steps(2));
+    expect_matches(ref, through_accelerator(acc));
   });
 }
 
@@ -278,8 +315,8 @@ TEST(PipelineAccelerator, RefusesToSumTheTiedGradientsTwiceIntoOneAccumulation) 
     };
     (void)step(0);
     accel::testing::expect_error<std::logic_error>(
-        [&] { (void)step(1); },
-        {"stage " + std::to_string(acc.process_index()), "count the other stage's part twice", "no_sync"});
+        [&] { (void)step(1); }, {"stage " + std::to_string(acc.process_index()), "count the other stage's part twice",
+                                 "accelerator.accumulate"});
     opt->zero_grad();
     EXPECT_TRUE(std::isfinite(step(1).item<double>()));
   });
@@ -287,7 +324,7 @@ TEST(PipelineAccelerator, RefusesToSumTheTiedGradientsTwiceIntoOneAccumulation) 
 
 TEST(PipelineAccelerator, RefusesWhatItDoesNotBuild) {
   run_distributed(2, [] {
-    Accelerator acc(AcceleratorOptions().parallelism_config(pp2()).gradient_accumulation_steps(2));
+    Accelerator acc(AcceleratorOptions().parallelism_config(pp2()).mixed_precision("fp16"));
     seed_cpu(17);
     gpt2::GPT2 model(gpt2::named_config("tiny"));
     auto stage = StageModule(*model, gpt2::pipeline_stage(model, acc.device_mesh()->group("pp")));
@@ -299,7 +336,7 @@ TEST(PipelineAccelerator, RefusesWhatItDoesNotBuild) {
     auto tokens = torch::randint(0, model->options().vocab_size(), {4, kSeq});
     accel::testing::expect_error(
         [&] { (void)pipeline_step(acc, prepared, PipelineScheduleKind::one_f_one_b, 4, tokens, tokens); },
-        {"gradient_accumulation_steps is 2", "expected 1"});
+        {"mixed_precision is fp16", "expected bf16 or no"});
     // The Accelerator's own clip would take one stage's norm for the model's.
     accel::testing::expect_error([&] { (void)acc.clip_grad_norm_(stage->parameters(), 1.0); },
                                  {"pp_size is 2", "clip_pipeline_grad_norm_"});

@@ -15,7 +15,7 @@
 //   for (auto& batch : loader) {                                      // this replica's batch
 //     auto loss = accel::pipeline_step(acc, prepared, accel::PipelineScheduleKind::one_f_one_b, 4,
 //                                      batch["tokens"], batch["targets"]);
-//     accel::clip_pipeline_grad_norm_(acc, prepared, 1.0);
+//     accel::clip_pipeline_grad_norm_(acc, prepared, 1.0);   // under accumulation: if (acc.sync_gradients())
 //     optimizer->step();
 //     optimizer->zero_grad();
 //   }
@@ -51,10 +51,16 @@ namespace accel {
 /// parameter summed. Returns the replica's mean loss (0-dim float64, on
 /// every stage). Zero the gradients before it, as before any backward.
 /// Throws std::invalid_argument naming the value for a model that is no
-/// prepared StageModule of this Accelerator, gradient_accumulation_steps >
-/// 1 (the micro-batches are the accumulation: give a larger batch),
-/// fp16 (loss scaling of stages is not built: use bf16), and what
-/// run_pipeline refuses (split_microbatches: a batch that does not divide).
+/// prepared StageModule of this Accelerator, fp16 (loss scaling of stages
+/// is not built: use bf16), and what run_pipeline refuses
+/// (split_microbatches: a batch that does not divide); std::logic_error
+/// for a second step into tied gradients that already hold the stages' sum
+/// (no zero_grad since, outside an accumulation).
+///
+/// Under gradient_accumulation_steps > 1, inside accelerator.accumulate
+/// (prepared) as any backward: each run's gradients count 1/steps; only the
+/// batch that completes the accumulation reduces over the data-parallel
+/// ranks and sums the tied copies (ZeRO-2 still reduces in every backward).
 ACCEL_API torch::Tensor pipeline_step(Accelerator& accelerator, PreparedModel<StageModule>& stage,
                                       PipelineScheduleKind schedule, int64_t microbatches, const torch::Tensor& inputs,
                                       const torch::Tensor& targets);

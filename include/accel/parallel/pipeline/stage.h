@@ -59,6 +59,11 @@ struct ACCEL_API PipelineStage {
   /// that last backward (pipeline/accelerated_step.h arms DDP's reducer
   /// there, as torch.distributed.pipelining does).
   std::function<void(const torch::Tensor& output, bool last)> before_backward;
+  /// Each micro-batch's loss is divided by (micro-batches x this) for its
+  /// backward (the returned loss is not): the number of pipeline runs a
+  /// gradient accumulation sums (pipeline_step sets it to
+  /// gradient_accumulation_steps).
+  double loss_divisor = 1.0;
 
   /// Every parameter this stage trains (what its optimizer takes), tied
   /// copies included.

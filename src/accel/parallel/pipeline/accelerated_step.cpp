@@ -107,9 +107,6 @@ void reduce_sharded_step(fsdp::FullyShardedModel& model, PipelineStage& stage) {
 torch::Tensor pipeline_step(Accelerator& accelerator, PreparedModel<StageModule>& stage, PipelineScheduleKind schedule,
                             int64_t microbatches, const torch::Tensor& inputs, const torch::Tensor& targets) {
   check_prepared(accelerator, stage, "pipeline_step");
-  ACCEL_CHECK_ARG(accelerator.gradient_accumulation_steps() == 1, "pipeline_step: gradient_accumulation_steps is ",
-                  accelerator.gradient_accumulation_steps(),
-                  ", expected 1 (the micro-batches are the step's accumulation: give each step the larger batch)");
   ACCEL_CHECK_ARG(accelerator.mixed_precision() != MixedPrecision::fp16,
                   "pipeline_step: mixed_precision is fp16, whose loss scaling of pipeline stages is not built; "
                   "expected bf16 or no");
@@ -123,10 +120,13 @@ torch::Tensor pipeline_step(Accelerator& accelerator, PreparedModel<StageModule>
   ACCEL_CHECK_STATE(zero2 || sharded || !tied_gradients_hold_a_sum(run), "pipeline_step: stage ", run.index,
                     "'s tied gradients still hold their sum over both stages from an earlier pipeline_step (no "
                     "zero_grad since): another step into them would count the other stage's part twice. Accumulate "
-                    "in one call (more micro-batches), or, under DDP, run the earlier calls inside "
-                    "accelerator.no_sync(model)");
+                    "with gradient_accumulation_steps, each pipeline_step inside accelerator.accumulate(stage), or "
+                    "in one call (more micro-batches)");
   auto& core = stage.core();
   run.device = accelerator.device();
+  // Under gradient accumulation each run's gradient is 1/steps of its own,
+  // as Accelerator::backward divides a loss.
+  run.loss_divisor = static_cast<double>(accelerator.gradient_accumulation_steps());
   // Through the prepared model: autocast, and what DDP does around a forward.
   // A stage gathered in a lower precision (param_dtype) takes its floating
   // input in that dtype, as FSDP2's cast_forward_inputs casts a module's:
@@ -161,8 +161,11 @@ torch::Tensor pipeline_step(Accelerator& accelerator, PreparedModel<StageModule>
   // sharding: every backward accumulates, and the step reduces after the
   // tied copies are summed (reduce_sharded_step). A batch inside no_sync
   // (accumulate) does not reduce at all.
+  // Under accumulate() a batch that does not complete the accumulation
+  // neither reduces nor sums the tied copies (DDP's flag says so too; ZeRO
+  // and a stage without data parallelism have no flag).
   bool* flag = core.sync_flag();
-  const bool sync = flag ? *flag : true;
+  const bool sync = (flag ? *flag : true) && accelerator.sync_gradients();
   struct Restore {
     bool* flag;
     bool value;

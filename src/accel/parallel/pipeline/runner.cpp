@@ -84,8 +84,9 @@ torch::Tensor run_pipeline(PipelineStage& stage, const std::vector<PipelineActio
                         loss.sizes(), ", expected a scalar");
         losses += loss.detach().reshape({}).to(losses.options());
         // Each micro-batch's gradient is 1/m of its own, so the
-        // accumulated gradient is that of the mean over the batch.
-        f.output = loss.reshape({}) / static_cast<double>(micro);
+        // accumulated gradient is that of the mean over the batch (and
+        // over the runs of an accumulation, with loss_divisor).
+        f.output = loss.reshape({}) / (static_cast<double>(micro) * stage.loss_divisor);
       } else {
         pipeline_detail::send_with_header(sends, stage.group, y, next, activation_tag(a.microbatch));
         f.output = y;
