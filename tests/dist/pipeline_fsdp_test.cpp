@@ -100,14 +100,15 @@ Trace single_process(MixedPrecision mp = MixedPrecision::no) {
 // every parameter this rank holds only its piece of, the pieces of the
 // shard group's ranks together covering it once; gathered once a step,
 // and not between steps.
-void expect_stage_sharded(PreparedModelCore& core, const ProcessGroupPtr& shard_group) {
+void expect_stage_sharded(PreparedModelCore& core, const ProcessGroupPtr& shard_group, int64_t accumulation) {
   auto* model = dynamic_cast<fsdp::FullyShardedModel*>(core.sharding());
   ASSERT_NE(model, nullptr) << "the stage is not sharded";
   ASSERT_EQ(model->units().size(), 1u);
   const auto& unit = *model->units().front();
   EXPECT_FALSE(unit.unsharded()) << "the stage stays gathered after the step";
-  // Gathered once for each step's micro-batches, not once per micro-batch.
-  EXPECT_EQ(unit.gathers(), kSteps);
+  // Gathered once for each pipeline_step's micro-batches, not once per
+  // micro-batch (under accumulation, once per pipeline_step).
+  EXPECT_EQ(unit.gathers(), kSteps * accumulation);
   int64_t whole = 0, mine = 0;
   for (size_t i = 0; i < unit.parameters().size(); ++i) {
     whole += unit.parameters()[i].numel();
@@ -121,7 +122,9 @@ void expect_stage_sharded(PreparedModelCore& core, const ProcessGroupPtr& shard_
   EXPECT_EQ(held.item<int64_t>(), whole) << "the shard group's pieces do not cover the stage once";
 }
 
-// The loop a user writes: cut the model, prepare the stage, step it.
+// The loop a user writes: cut the model, prepare the stage, step it (under
+// gradient accumulation, each step's rows in that many pipeline_steps of as
+// many fewer micro-batches, inside accumulate()).
 Trace through_accelerator(Accelerator& acc, PipelineScheduleKind schedule = PipelineScheduleKind::one_f_one_b) {
   const DeviceMesh* mesh = acc.device_mesh();
   EXPECT_NE(mesh, nullptr);
@@ -131,23 +134,30 @@ Trace through_accelerator(Accelerator& acc, PipelineScheduleKind schedule = Pipe
   if (tp) gpt2::parallelize_tensor(model, mesh->group("tp"));
   auto stage = StageModule(*model, gpt2::pipeline_stage(model, mesh->group("pp")));
   const auto rows = all_rows(model->options().vocab_size());
-  const int64_t per_replica = kRowsPerStep / acc.data_parallel_size();
+  const int64_t accumulation = acc.gradient_accumulation_steps();
+  const int64_t per_replica = kRowsPerStep / acc.data_parallel_size() / accumulation;
   auto data =
       make_data_loader(std::make_shared<TensorDataset>(TensorDict{{"tokens", rows}}), DataLoaderOptions(per_replica));
   auto [prepared, opt, loader] = acc.prepare(stage, adamw(stage->parameters()), data);
   Trace t;
+  double loss_sum = 0;
   for (auto& batch : loader) {
     const auto& tokens = batch["tokens"];
     EXPECT_EQ(tokens.size(0), per_replica);
-    auto loss = pipeline_step(acc, prepared, schedule, kMicro, tokens.narrow(1, 0, kSeq).contiguous(),
+    auto scope = acc.accumulate(prepared);
+    auto loss = pipeline_step(acc, prepared, schedule, kMicro / accumulation, tokens.narrow(1, 0, kSeq).contiguous(),
                               tokens.narrow(1, 1, kSeq).contiguous());
-    t.norms.push_back(clip_pipeline_grad_norm_(acc, prepared, kMaxNorm).item<double>());
+    loss_sum += acc.gather_for_metrics(loss.reshape({1})).mean().item<double>();
+    if (acc.sync_gradients()) {
+      t.norms.push_back(clip_pipeline_grad_norm_(acc, prepared, kMaxNorm).item<double>());
+      t.losses.push_back(loss_sum / static_cast<double>(accumulation));
+      loss_sum = 0;
+    }
     opt->step();
     opt->zero_grad();
-    t.losses.push_back(acc.gather_for_metrics(loss.reshape({1})).mean().item<double>());
   }
   acc.wait_for_everyone();
-  expect_stage_sharded(prepared.core(), mesh->group("dp_shard"));
+  expect_stage_sharded(prepared.core(), mesh->group("dp_shard"), accumulation);
   if (auto* model = dynamic_cast<fsdp::FullyShardedModel*>(prepared.core().sharding()))
     t.gathered = model->units().front()->compute_dtype();
   // The stage's parameters gathered from the shards (its tp slices under tp).
@@ -196,6 +206,19 @@ TEST(PipelineFsdp, TwoStagesByTwoShardsEqualOneProcess) {
       EXPECT_EQ(acc.data_parallel_size(), 2);
       expect_matches(ref, through_accelerator(acc, schedule));
     }
+  });
+}
+
+TEST(PipelineFsdp, GradientAccumulationEqualsOneProcess) {
+  // gradient_accumulation_steps 2: the first pipeline_step of each step
+  // keeps its full gradients, the second reduce-scatters the sums once,
+  // after the tied copies' exchange.
+  run_distributed(4, [] {
+    const auto ref = single_process();
+    auto c = pp2();
+    c.dp_shard_size = 2;
+    Accelerator acc(sharded(c).gradient_accumulation_steps(2));
+    expect_matches(ref, through_accelerator(acc));
   });
 }
 
