@@ -28,31 +28,39 @@ __global__ void __launch_bounds__(kForwardThreads) add_layer_norm_forward(AddLay
   const int64_t row = int64_t{blockIdx.x} * kForwardWarps + threadIdx.x / 32;
   if (row >= a.rows) return;
   const int64_t C = a.cols;
+  // Without a residual (accel::layer_norm) the "sum" is x itself: nothing
+  // is written for it and the later passes read x.
+  const bool add = a.r != nullptr;
   const S* x = static_cast<const S*>(a.x) + row * C;
-  const R* r = static_cast<const R*>(a.r) + row * C;
-  S* s = static_cast<S*>(a.sum) + row * C;
+  const R* r = add ? static_cast<const R*>(a.r) + row * C : nullptr;
+  S* s = add ? static_cast<S*>(a.sum) + row * C : nullptr;
+  const S* stored = add ? s : x;  // the sum as stored, read by the second and third passes
   Y* y = static_cast<Y*>(a.out) + row * C;
   const W* w = static_cast<const W*>(a.weight);
   const W* b = static_cast<const W*>(a.bias);
 
   // The statistics are those of the sum as stored (rounded to S), as
-  // LayerNorm would see it after a separate add.
+  // LayerNorm would see it after a separate add. Each lane reads back only
+  // the elements it wrote itself.
   float total = 0.0f;
   for (int64_t j = lane; j < C; j += 32) {
-    const S v = from_float<S>(to_float(x[j]) + to_float(r[j]));
-    s[j] = v;
+    S v = x[j];
+    if (add) {
+      v = from_float<S>(to_float(v) + to_float(r[j]));
+      s[j] = v;
+    }
     total += to_float(v);
   }
   const float mean = warp_sum(total) / static_cast<float>(C);
   // Centred second pass (the row is in L1): no cancellation of E[s^2] - mean^2.
   float squares = 0.0f;
   for (int64_t j = lane; j < C; j += 32) {
-    const float d = to_float(s[j]) - mean;
+    const float d = to_float(stored[j]) - mean;
     squares += d * d;
   }
   const float rstd = rsqrtf(warp_sum(squares) / static_cast<float>(C) + a.eps);
   for (int64_t j = lane; j < C; j += 32) {
-    float v = (to_float(s[j]) - mean) * rstd;
+    float v = (to_float(stored[j]) - mean) * rstd;
     if (w) v *= to_float(w[j]);
     if (b) v += to_float(b[j]);
     y[j] = from_float<Y>(v);
@@ -140,17 +148,19 @@ void check_launch(const char* what) {
 [[noreturn]] void unsupported(const char* what) {
   throw std::invalid_argument(std::string(what) +
                               ": unsupported element types (sum float32 or bfloat16; residual the sum's type or "
-                              "bfloat16; weight and output float32 or the sum's type)");
+                              "bfloat16; weight float32 or the sum's type; output float32 or bfloat16)");
 }
 
 // Calls f(S{}, R{}, W{}, Y{}) with the types named at run time.
 template <typename F>
 void dispatch(DType sum, DType r, DType weight, DType out, const char* what, F&& f) {
   using bf16 = __nv_bfloat16;
-  if (sum == DType::f32 && r == DType::f32 && weight == DType::f32 && out == DType::f32)
-    return f(float{}, float{}, float{}, float{});
-  if (sum == DType::f32 && r == DType::bf16 && weight == DType::f32 && out == DType::f32)
-    return f(float{}, bf16{}, float{}, float{});
+  if (sum == DType::f32 && weight == DType::f32) {
+    if (r == DType::f32 && out == DType::f32) return f(float{}, float{}, float{}, float{});
+    if (r == DType::f32 && out == DType::bf16) return f(float{}, float{}, float{}, bf16{});
+    if (r == DType::bf16 && out == DType::f32) return f(float{}, bf16{}, float{}, float{});
+    if (r == DType::bf16 && out == DType::bf16) return f(float{}, bf16{}, float{}, bf16{});
+  }
   if (sum == DType::bf16 && r == DType::bf16) {
     if (weight == DType::f32 && out == DType::f32) return f(bf16{}, bf16{}, float{}, float{});
     if (weight == DType::f32 && out == DType::bf16) return f(bf16{}, bf16{}, float{}, bf16{});
@@ -164,16 +174,19 @@ void dispatch(DType sum, DType r, DType weight, DType out, const char* what, F&&
 
 bool add_layer_norm_kernel_supports(DType sum, DType r, DType weight, DType out) {
   const auto f32 = DType::f32, bf16 = DType::bf16;
-  if (sum == f32) return (r == f32 || r == bf16) && weight == f32 && out == f32;
-  return sum == bf16 && r == bf16 && (weight == f32 || weight == bf16) && (out == f32 || out == bf16);
+  if (out != f32 && out != bf16) return false;
+  if (sum == f32) return (r == f32 || r == bf16) && weight == f32;
+  return sum == bf16 && r == bf16 && (weight == f32 || weight == bf16);
 }
 
 void launch_add_layer_norm_forward(const AddLayerNormForwardArgs& a, cudaStream_t stream) {
   if (a.rows <= 0) return;
   if (a.cols <= 0)
     throw std::invalid_argument("add_layer_norm forward kernel: cols " + std::to_string(a.cols) + ", expected > 0");
+  if (a.r && !a.sum) throw std::invalid_argument("add_layer_norm forward kernel: a residual but no sum to write");
   const int64_t blocks = (a.rows + kForwardWarps - 1) / kForwardWarps;
-  dispatch(a.sum_dtype, a.r_dtype, a.weight_dtype, a.out_dtype, "add_layer_norm forward kernel",
+  // Without a residual r_dtype is not read: the sum's type stands for it.
+  dispatch(a.sum_dtype, a.r ? a.r_dtype : a.sum_dtype, a.weight_dtype, a.out_dtype, "add_layer_norm forward kernel",
            [&](auto s, auto r, auto w, auto y) {
              add_layer_norm_forward<decltype(s), decltype(r), decltype(w), decltype(y)>
                  <<<static_cast<unsigned>(blocks), kForwardThreads, 0, stream>>>(a);
