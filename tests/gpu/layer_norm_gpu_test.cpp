@@ -3,7 +3,9 @@
 // kernel writes bf16 from a float32 or bf16 stream) against the ATen
 // composition (fused_kernel(false): torch::layer_norm, then .to(dtype)),
 // forward and backward, label gpu. Rows not a multiple of a block's 8 (1,
-// 37, 8193) and widths that are not a power of two (7, 771, 1000).
+// 37, 8193) and widths that are not a power of two (7, 771, 1000); the
+// backward's packed loads (widths dividing by 4, aligned rows) against its
+// one-element loop (a misaligned gradient).
 // Tolerances, relative to the largest reference value of each tensor:
 // float32 1e-5 forward and 1e-4 backward (the weight and bias gradients sum
 // thousands of rows in another order); a bfloat16 result 2^-7 (one rounding
@@ -163,5 +165,31 @@ TEST(LayerNormGpu, KernelWithoutResidualWritesNoSumAndNormalisesX) {
   // One rounding to bf16 of values below 2^3 (half a step: at most 2^-6)
   // of a float32 result (1e-5).
   EXPECT_LE((f.out.to(torch::kDouble) - want).abs().max().item<double>(), std::ldexp(1.0, -6) + 1e-5);
+#endif
+}
+
+TEST(LayerNormGpu, BackwardOfMisalignedGradientsEqualsTheAlignedOnes) {
+  REQUIRE_KERNELS();
+#if ACCEL_CUDA_KERNELS
+  // The backward moves 4 elements at a time where the rows allow it; a
+  // gradient one element past an aligned address takes the one-at-a-time
+  // loop. Both give the same gradients up to float32 summation order.
+  for (auto dtype : {torch::kFloat, torch::kBFloat16}) {
+    SCOPED_TRACE(::testing::Message() << dtype);
+    auto gen = at::detail::createCPUGenerator(12);
+    const int64_t rows = 37, C = 768;
+    auto x = (torch::randn({rows, C}, gen) * 2 + 1).to(dtype).cuda();
+    auto w = (1 + 0.1 * torch::randn({C}, gen)).cuda();
+    auto f = accel::kernels::add_layer_norm_forward(x, torch::Tensor(), w, torch::Tensor(), 1e-5, dtype);
+    auto flat = torch::randn({rows * C + 1}, gen).to(dtype).cuda();
+    auto misaligned = flat.narrow(0, 1, rows * C).view({rows, C});
+    ASSERT_TRUE(misaligned.is_contiguous());
+    auto aligned = misaligned.clone();
+    auto a = accel::kernels::add_layer_norm_backward(aligned, torch::Tensor(), f.sum, f.mean, f.rstd, w, true);
+    auto m = accel::kernels::add_layer_norm_backward(misaligned, torch::Tensor(), f.sum, f.mean, f.rstd, w, true);
+    expect_close(m.grad_sum, a.grad_sum, 1e-5, "grad x");
+    expect_close(m.grad_weight, a.grad_weight, 1e-5, "grad weight");
+    expect_close(m.grad_bias, a.grad_bias, 1e-5, "grad bias");
+  }
 #endif
 }

@@ -16,6 +16,10 @@ constexpr int kForwardThreads = 256;
 constexpr int kForwardWarps = kForwardThreads / 32;
 constexpr int kBackwardThreads = 256;
 constexpr int kBackwardWarps = kBackwardThreads / 32;
+// Elements per load and store in the backward where the rows allow it:
+// 16 bytes of float32 (8 of bf16), and 192 of the 256 threads busy on
+// GPT-2's 768 columns.
+constexpr int kBackwardPack = 4;
 
 __device__ __forceinline__ float warp_sum(float v) {
   for (int offset = 16; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset);
@@ -89,17 +93,40 @@ __device__ __forceinline__ float2 block_sum(float2 v) {
   return total;
 }
 
-template <typename S, typename W, typename Y>
+// V consecutive elements from p (aligned to V of them), as float32.
+template <int V, typename T>
+__device__ __forceinline__ void load(const T* p, float (&out)[V]) {
+  const Pack<T, V> pack = *reinterpret_cast<const Pack<T, V>*>(p);
+#pragma unroll
+  for (int i = 0; i < V; ++i) out[i] = to_float(pack.v[i]);
+}
+
+template <int V, typename T>
+__device__ __forceinline__ void store(T* p, const float (&in)[V]) {
+  Pack<T, V> pack;
+#pragma unroll
+  for (int i = 0; i < V; ++i) pack.v[i] = from_float<T>(in[i]);
+  *reinterpret_cast<Pack<T, V>*>(p) = pack;
+}
+
+// V elements a thread moves with one load or store: 1, or (where the row
+// width divides by it and every pointer is aligned to it) kBackwardPack.
+template <typename S, typename W, typename Y, int V>
 __global__ void __launch_bounds__(kBackwardThreads) add_layer_norm_backward(AddLayerNormBackwardArgs a) {
   // This block's weight / bias gradient sums; thread t owns the columns
-  // t, t + kBackwardThreads, ... of both, so no atomics and no barrier.
-  extern __shared__ float column_sums[];
+  // [t * V, t * V + V), then kBackwardThreads * V further, ... of both (the
+  // same in every loop below), so no atomics and no barrier.
+  extern __shared__ __align__(16) float column_sums[];
   const int64_t C = a.cols;
   float* dw = column_sums;
   float* db = column_sums + C;
   const bool partials = a.weight_grad_partial != nullptr;
+  constexpr int64_t kStep = int64_t{kBackwardThreads} * V;
+  const int64_t first = int64_t{threadIdx.x} * V;
   if (partials)
-    for (int64_t j = threadIdx.x; j < C; j += kBackwardThreads) dw[j] = db[j] = 0.0f;
+    for (int64_t j = first; j < C; j += kStep)
+#pragma unroll
+      for (int i = 0; i < V; ++i) dw[j + i] = db[j + i] = 0.0f;
   const W* w = static_cast<const W*>(a.weight);
   const float inv_c = 1.0f / static_cast<float>(C);
 
@@ -110,33 +137,56 @@ __global__ void __launch_bounds__(kBackwardThreads) add_layer_norm_backward(AddL
     S* ds = static_cast<S*>(a.grad_input) + row * C;
     const float mean = a.mean[row], rstd = a.rstd[row];
     float2 sums{0.0f, 0.0f};  // sum of g = dy * w, sum of g * normalised
-    for (int64_t j = threadIdx.x; j < C; j += kBackwardThreads) {
-      const float xhat = (to_float(s[j]) - mean) * rstd;
-      const float d = to_float(dy[j]);
-      const float g = w ? d * to_float(w[j]) : d;
-      sums.x += g;
-      sums.y += g * xhat;
+    for (int64_t j = first; j < C; j += kStep) {
+      float sv[V], d[V], wv[V], pw[V], pb[V];
+      load<V>(s + j, sv);
+      load<V>(dy + j, d);
+      if (w) load<V>(w + j, wv);
       if (partials) {
-        dw[j] += d * xhat;
-        db[j] += d;
+        load<V>(dw + j, pw);
+        load<V>(db + j, pb);
+      }
+#pragma unroll
+      for (int i = 0; i < V; ++i) {
+        const float xhat = (sv[i] - mean) * rstd;
+        const float g = w ? d[i] * wv[i] : d[i];
+        sums.x += g;
+        sums.y += g * xhat;
+        if (partials) {
+          pw[i] += d[i] * xhat;
+          pb[i] += d[i];
+        }
+      }
+      if (partials) {
+        store<V>(dw + j, pw);
+        store<V>(db + j, pb);
       }
     }
     sums = block_sum(sums);
     const float mean_g = sums.x * inv_c, mean_gx = sums.y * inv_c;
-    for (int64_t j = threadIdx.x; j < C; j += kBackwardThreads) {
-      const float xhat = (to_float(s[j]) - mean) * rstd;
-      const float d = to_float(dy[j]);
-      const float g = w ? d * to_float(w[j]) : d;
-      float v = rstd * (g - mean_g - xhat * mean_gx);
-      if (gs) v += to_float(gs[j]);
-      ds[j] = from_float<S>(v);
+    for (int64_t j = first; j < C; j += kStep) {
+      float sv[V], d[V], wv[V], gv[V], out[V];
+      load<V>(s + j, sv);
+      load<V>(dy + j, d);
+      if (w) load<V>(w + j, wv);
+      if (gs) load<V>(gs + j, gv);
+#pragma unroll
+      for (int i = 0; i < V; ++i) {
+        const float xhat = (sv[i] - mean) * rstd;
+        const float g = w ? d[i] * wv[i] : d[i];
+        out[i] = rstd * (g - mean_g - xhat * mean_gx);
+        if (gs) out[i] += gv[i];
+      }
+      store<V>(ds + j, out);
     }
   }
   if (partials)
-    for (int64_t j = threadIdx.x; j < C; j += kBackwardThreads) {
-      a.weight_grad_partial[int64_t{blockIdx.x} * C + j] = dw[j];
-      a.bias_grad_partial[int64_t{blockIdx.x} * C + j] = db[j];
-    }
+    for (int64_t j = first; j < C; j += kStep)
+#pragma unroll
+      for (int i = 0; i < V; ++i) {
+        a.weight_grad_partial[int64_t{blockIdx.x} * C + j + i] = dw[j + i];
+        a.bias_grad_partial[int64_t{blockIdx.x} * C + j + i] = db[j + i];
+      }
 }
 
 void check_launch(const char* what) {
@@ -200,20 +250,29 @@ void launch_add_layer_norm_backward(const AddLayerNormBackwardArgs& a, cudaStrea
     throw std::invalid_argument("add_layer_norm backward kernel: cols " + std::to_string(a.cols) + ", blocks " +
                                 std::to_string(a.blocks) + ", expected both > 0");
   const size_t shared = a.weight_grad_partial ? 2 * sizeof(float) * static_cast<size_t>(a.cols) : 0;
-  dispatch(a.sum_dtype, a.sum_dtype == DType::f32 ? DType::f32 : DType::bf16, a.weight_dtype, a.out_dtype,
-           "add_layer_norm backward kernel", [&](auto s, auto, auto w, auto y) {
-             auto kernel = add_layer_norm_backward<decltype(s), decltype(w), decltype(y)>;
-             // Above 48 KiB of shared memory a kernel must ask for it.
-             if (shared > 48 * 1024) {
-               const cudaError_t err =
-                   cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared));
-               if (err != cudaSuccess)
-                 throw std::invalid_argument("add_layer_norm backward kernel: " + std::to_string(a.cols) +
-                                             " columns need " + std::to_string(shared) +
-                                             " bytes of shared memory: " + cudaGetErrorString(err));
-             }
-             kernel<<<static_cast<unsigned>(a.blocks), kBackwardThreads, shared, stream>>>(a);
-           });
+  dispatch(
+      a.sum_dtype, a.sum_dtype == DType::f32 ? DType::f32 : DType::bf16, a.weight_dtype, a.out_dtype,
+      "add_layer_norm backward kernel", [&](auto s, auto, auto w, auto y) {
+        using S = decltype(s);
+        using W = decltype(w);
+        using Y = decltype(y);
+        // Packs where the row width divides by them and every row
+        // array starts aligned to one (then every row does).
+        constexpr int V = kBackwardPack;
+        const bool packed = a.cols % V == 0 && packable(a.grad_out, a.cols, V, sizeof(Y)) &&
+                            packable(a.sum, a.cols, V, sizeof(S)) && packable(a.grad_sum, a.cols, V, sizeof(S)) &&
+                            packable(a.grad_input, a.cols, V, sizeof(S)) && packable(a.weight, a.cols, V, sizeof(W));
+        auto kernel = packed ? add_layer_norm_backward<S, W, Y, V> : add_layer_norm_backward<S, W, Y, 1>;
+        // Above 48 KiB of shared memory a kernel must ask for it.
+        if (shared > 48 * 1024) {
+          const cudaError_t err =
+              cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared));
+          if (err != cudaSuccess)
+            throw std::invalid_argument("add_layer_norm backward kernel: " + std::to_string(a.cols) + " columns need " +
+                                        std::to_string(shared) + " bytes of shared memory: " + cudaGetErrorString(err));
+        }
+        kernel<<<static_cast<unsigned>(a.blocks), kBackwardThreads, shared, stream>>>(a);
+      });
   check_launch("add_layer_norm backward");
 }
 
