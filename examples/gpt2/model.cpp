@@ -1,14 +1,17 @@
 #include "model.h"
 
 #include <cmath>
+#include <optional>
 #include <string>
 
+#include <ATen/autocast_mode.h>
 #include <c10/util/Exception.h>
 #include <torch/nn/functional/linear.h>
 #include <torch/nn/init.h>
 #include <torch/torch.h>
 
 #include "accel/ops/add_layer_norm.h"
+#include "accel/ops/layer_norm.h"
 #include "accel/ops/linear_cross_entropy.h"
 #include "accel/ops/linear_gelu_linear.h"
 #include "accel/ops/split_heads.h"
@@ -18,6 +21,28 @@
 namespace gpt2 {
 
 namespace F = torch::nn::functional;
+
+namespace {
+
+// The type the LayerNorms write. Each one's output feeds a Linear (ln_f's
+// the tied output projection), which under autocast casts it to autocast's
+// type: writing that type in the LayerNorm's kernel gives the same values
+// with half the bytes and no cast (accel/ops/layer_norm.h). Without
+// autocast, ATen's type (unset).
+std::optional<c10::ScalarType> norm_output_dtype(const torch::Tensor& x) {
+  const auto device = x.device().type();
+  if (!at::autocast::is_autocast_enabled(device)) return std::nullopt;
+  return at::autocast::get_autocast_dtype(device);
+}
+
+// The module's LayerNorm through accel::layer_norm (one kernel each way on
+// CUDA), with its own parameters and eps.
+torch::Tensor layer_norm(const torch::nn::LayerNorm& ln, const torch::Tensor& x) {
+  return accel::layer_norm(x, ln->weight, ln->bias,
+                           accel::LayerNormOptions().eps(ln->options.eps()).output_dtype(norm_output_dtype(x)));
+}
+
+}  // namespace
 
 CausalSelfAttentionImpl::CausalSelfAttentionImpl(const GPT2Options& o) : n_head_(o.n_head()), dropout_(o.dropout()) {
   c_attn = register_module("c_attn", torch::nn::Linear(o.n_embd(), 3 * o.n_embd()));
@@ -100,8 +125,9 @@ BlockImpl::BlockImpl(const GPT2Options& o) {
 torch::Tensor BlockImpl::forward(torch::Tensor x, LayerCache* cache) {
   // x + attn(...) and ln_2 of it as one op: one CUDA kernel each way where
   // accel's kernels are built, the same add and layer_norm elsewhere.
-  auto [residual, h] = accel::add_layer_norm(x, attn(ln_1(x), cache), ln_2->weight, ln_2->bias,
-                                             accel::AddLayerNormOptions().eps(ln_2->options.eps()));
+  auto [residual, h] =
+      accel::add_layer_norm(x, attn(layer_norm(ln_1, x), cache), ln_2->weight, ln_2->bias,
+                            accel::AddLayerNormOptions().eps(ln_2->options.eps()).output_dtype(norm_output_dtype(x)));
   return residual + mlp(h);
 }
 
@@ -126,14 +152,14 @@ torch::Tensor TransformerImpl::forward(const torch::Tensor& tokens, KVCache* cac
   // rank's slice of the sequence: the whole one comes back after ln_f.
   if (!cache) {
     auto x = accel::enter_sequence_parallel(*blocks_.front().module()->ln_1, embed(tokens));
-    return accel::leave_sequence_parallel(*ln_f, ln_f(run_blocks(x, 0, num_blocks())));
+    return accel::leave_sequence_parallel(*ln_f, layer_norm(ln_f, run_blocks(x, 0, num_blocks())));
   }
   TORCH_CHECK(!accel::tensor_parallel_shard(*ln_f),
               "GPT-2: generation with a KV cache is not built for a model split with sequence_parallel (a new "
               "token cannot be split over the ranks); split it without sequence_parallel to generate");
   auto x = embed(tokens, past);
   for (size_t i = 0; i < blocks_.size(); ++i) x = blocks_[i](x, &cache->layer(static_cast<int64_t>(i)));
-  return ln_f(x);
+  return layer_norm(ln_f, x);
 }
 
 torch::Tensor TransformerImpl::embed(const torch::Tensor& tokens, int64_t past) {

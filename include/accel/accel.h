@@ -30,6 +30,7 @@
 #include "accel/dist/topology.h"
 #include "accel/ops/add_layer_norm.h"
 #include "accel/ops/fused_kernels.h"
+#include "accel/ops/layer_norm.h"
 #include "accel/ops/linear.h"
 #include "accel/ops/linear_cross_entropy.h"
 #include "accel/ops/linear_gelu_linear.h"

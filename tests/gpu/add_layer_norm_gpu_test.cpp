@@ -18,14 +18,14 @@
 
 #include "accel/amp/autocast.h"
 #include "accel/ops/add_layer_norm.h"
-#include "accel/ops/cuda_kernels.h"
-#include "accel/ops/fused_kernels.h"
-#include "support/cuda.h"
+#include "gpu/kernel_compare.h"
 #if ACCEL_CUDA_KERNELS
 #include "accel/ops/cuda/add_layer_norm.h"
 #endif
 
 namespace {
+
+using accel::testing::expect_close;
 
 struct Types {
   torch::ScalarType x, r, w;
@@ -67,18 +67,6 @@ Run run(const Types& s, int64_t rows, int64_t C, bool kernel, bool affine) {
   return res;
 }
 
-void expect_close(const torch::Tensor& got, const torch::Tensor& want, double rel, const char* what) {
-  ASSERT_EQ(got.defined(), want.defined()) << what;
-  if (!want.defined()) return;
-  EXPECT_EQ(got.scalar_type(), want.scalar_type()) << what;
-  EXPECT_EQ(got.sizes(), want.sizes()) << what;
-  const auto g = got.cpu().to(torch::kDouble), w = want.cpu().to(torch::kDouble);
-  const double scale = std::max(w.abs().max().item<double>(), 1e-30);
-  // A bfloat16 result may be one rounding step apart whatever its inputs were.
-  if (got.scalar_type() == torch::kBFloat16) rel = std::max(rel, std::ldexp(1.0, -7));
-  EXPECT_LE((g - w).abs().max().item<double>(), rel * scale) << what << " (largest reference value " << scale << ")";
-}
-
 void expect_kernel_matches_aten(const Types& s, int64_t rows, int64_t C, bool affine = true) {
   SCOPED_TRACE(::testing::Message() << "x " << s.x << " residual " << s.r << " weight " << s.w
                                     << (s.autocast ? " autocast" : "") << " rows " << rows << " C " << C
@@ -94,14 +82,6 @@ void expect_kernel_matches_aten(const Types& s, int64_t rows, int64_t C, bool af
   expect_close(k.gw, a.gw, low ? 2e-2 : 1e-4, "grad weight");
   expect_close(k.gb, a.gb, low ? 2e-2 : 1e-4, "grad bias");
 }
-
-#if ACCEL_CUDA_KERNELS
-#define REQUIRE_KERNELS() \
-  REQUIRE_CUDA();         \
-  if (!accel::fused_kernels_enabled()) GTEST_SKIP() << "ACCEL_FUSED_KERNELS=0"
-#else
-#define REQUIRE_KERNELS() GTEST_SKIP() << "built without accel's CUDA kernels (no CUDA compiler at configure time)"
-#endif
 
 }  // namespace
 

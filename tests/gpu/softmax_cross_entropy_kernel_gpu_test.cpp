@@ -16,23 +16,13 @@
 #include <torch/torch.h>
 
 #include "accel/amp/autocast.h"
-#include "accel/ops/cuda_kernels.h"
-#include "accel/ops/fused_kernels.h"
 #include "accel/ops/linear_cross_entropy.h"
-#include "support/cuda.h"
+#include "gpu/kernel_compare.h"
 #if ACCEL_CUDA_KERNELS
 #include "accel/ops/cuda/softmax_cross_entropy.h"
 #endif
 
 namespace {
-
-#if ACCEL_CUDA_KERNELS
-#define REQUIRE_KERNELS() \
-  REQUIRE_CUDA();         \
-  if (!accel::fused_kernels_enabled()) GTEST_SKIP() << "ACCEL_FUSED_KERNELS=0"
-#else
-#define REQUIRE_KERNELS() GTEST_SKIP() << "built without accel's CUDA kernels (no CUDA compiler at configure time)"
-#endif
 
 struct Reference {
   torch::Tensor loss;  // [rows] float64

@@ -20,9 +20,14 @@
 //
 // Types are those of the ATen composition: the sum has the promoted type of
 // x and residual; the output has the sum's type, or float32 under autocast
-// (LayerNorm is one of autocast's float32 ops). The kernels take a float32
-// or bfloat16 sum (a float32 stream may add a bf16 residual), float32 or
-// the sum's type for weight and bias, and rows of up to 16384.
+// (LayerNorm is one of autocast's float32 ops), or output_dtype when set.
+// The kernels take a float32 or bfloat16 sum (a float32 stream may add a
+// bf16 residual), float32 or the sum's type for weight and bias, a float32
+// or bfloat16 output, and rows of up to 16384.
+//
+// A LayerNorm without the add is accel::layer_norm (accel/ops/layer_norm.h).
+#include <optional>
+
 #include <torch/arg.h>
 #include <torch/types.h>
 
@@ -33,6 +38,14 @@ namespace accel {
 struct ACCEL_API AddLayerNormOptions {
   /// Added to the variance, as torch::nn::LayerNormOptions::eps.
   TORCH_ARG(double, eps) = 1e-5;
+  /// The type of `normed`; unset: ATen's (above). Set it to autocast's
+  /// type (bf16) when `normed` feeds a Linear under autocast: the Linear
+  /// casts it to bf16 anyway, so the kernel writes bf16 directly (it
+  /// computes in float32 and rounds once, the cast's values) and its
+  /// backward reads the bf16 gradient (the cast's backward only widens it):
+  /// half the bytes each way and no cast kernels. Elsewhere exactly
+  /// `layer_norm(...).to(output_dtype)`. A floating-point type.
+  TORCH_ARG(std::optional<c10::ScalarType>, output_dtype) = std::nullopt;
   /// Use accel's CUDA kernels where they are built and take the tensors;
   /// false: the ATen composition on every device.
   TORCH_ARG(bool, fused_kernel) = true;

@@ -1,6 +1,7 @@
 #include "accel/ops/cuda/add_layer_norm.h"
 
 #include <algorithm>
+#include <string>
 
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -28,7 +29,8 @@ DType weight_dtype(const torch::Tensor& weight, const torch::Tensor& bias) {
 
 bool add_layer_norm_supports(const torch::Tensor& x, const torch::Tensor& r, const torch::Tensor& weight,
                              const torch::Tensor& bias, c10::ScalarType out_dtype) {
-  if (!x.defined() || !r.defined() || !x.is_cuda() || x.dim() < 1 || !x.sizes().equals(r.sizes())) return false;
+  // An undefined r: no residual, the sum is x.
+  if (!x.defined() || !x.is_cuda() || x.dim() < 1 || (r.defined() && !x.sizes().equals(r.sizes()))) return false;
   const int64_t C = x.size(-1);
   if (C < 1 || C > kAddLayerNormMaxCols) return false;
   const auto device = x.device();
@@ -36,7 +38,8 @@ bool add_layer_norm_supports(const torch::Tensor& x, const torch::Tensor& r, con
   for (const auto& p : {weight, bias})
     if (p.defined() && (p.dim() != 1 || p.size(0) != C)) return false;
   if (weight.defined() && bias.defined() && weight.scalar_type() != bias.scalar_type()) return false;
-  const auto s = dtype_of(x.scalar_type()), rd = dtype_of(r.scalar_type()), o = dtype_of(out_dtype);
+  const auto s = dtype_of(x.scalar_type()), o = dtype_of(out_dtype);
+  const auto rd = r.defined() ? dtype_of(r.scalar_type()) : s;
   const auto wd = weight.defined() ? dtype_of(weight.scalar_type())
                                    : (bias.defined() ? dtype_of(bias.scalar_type()) : std::optional<DType>(DType::f32));
   return s && rd && o && wd && add_layer_norm_kernel_supports(*s, *rd, *wd, *o);
@@ -47,27 +50,29 @@ AddLayerNormForward add_layer_norm_forward(const torch::Tensor& x_in, const torc
                                            c10::ScalarType out_dtype) {
   ACCEL_CHECK_ARG(add_layer_norm_supports(x_in, r_in, weight_in, bias_in, out_dtype), kWho, "x ",
                   describe_tensor(x_in.sizes(), x_in.scalar_type()), ", r ",
-                  describe_tensor(r_in.sizes(), r_in.scalar_type()), " on ", x_in.device(), ", output ", out_dtype,
+                  r_in.defined() ? describe_tensor(r_in.sizes(), r_in.scalar_type()) : std::string("none"), " on ",
+                  x_in.device(), ", output ", out_dtype,
                   ": not a combination the kernel takes (add_layer_norm_kernel.h)");
   const c10::cuda::CUDAGuard device(x_in.device());
-  auto x = x_in.contiguous(), r = r_in.contiguous();
+  auto x = x_in.contiguous();
+  auto r = r_in.defined() ? r_in.contiguous() : r_in;
   auto weight = weight_in.defined() ? weight_in.contiguous() : weight_in;
   auto bias = bias_in.defined() ? bias_in.contiguous() : bias_in;
   const int64_t C = x.size(-1), rows = x.numel() / C;
   AddLayerNormForward f;
-  f.sum = torch::empty_like(x);
+  f.sum = r.defined() ? torch::empty_like(x) : x;
   f.out = torch::empty_like(x, x.options().dtype(out_dtype));
   f.mean = torch::empty({rows}, x.options().dtype(torch::kFloat));
   f.rstd = torch::empty({rows}, x.options().dtype(torch::kFloat));
   AddLayerNormForwardArgs a;
   a.x = x.data_ptr();
-  a.r = r.data_ptr();
+  a.r = r.defined() ? r.data_ptr() : nullptr;
   a.sum_dtype = *dtype_of(x.scalar_type());
-  a.r_dtype = *dtype_of(r.scalar_type());
+  a.r_dtype = r.defined() ? *dtype_of(r.scalar_type()) : a.sum_dtype;
   a.weight = weight.defined() ? weight.data_ptr() : nullptr;
   a.bias = bias.defined() ? bias.data_ptr() : nullptr;
   a.weight_dtype = weight_dtype(weight, bias);
-  a.sum = f.sum.data_ptr();
+  a.sum = r.defined() ? f.sum.data_ptr() : nullptr;
   a.out = f.out.data_ptr();
   a.out_dtype = *dtype_of(out_dtype);
   a.mean = f.mean.data_ptr<float>();

@@ -16,18 +16,20 @@ constexpr int64_t kAddLayerNormMaxCols = 16384;
 /// Whether the kernels take x + r normalised with weight / bias (each may
 /// be undefined) into `out_dtype`: CUDA tensors on one device, the types
 /// of add_layer_norm_kernel.h, x and r of one shape, at most
-/// kAddLayerNormMaxCols columns.
+/// kAddLayerNormMaxCols columns. An undefined r: x alone normalised (a
+/// plain LayerNorm).
 bool add_layer_norm_supports(const torch::Tensor& x, const torch::Tensor& r, const torch::Tensor& weight,
                              const torch::Tensor& bias, c10::ScalarType out_dtype);
 
 struct AddLayerNormForward {
-  torch::Tensor sum;   // x + r, x's dtype and shape
+  torch::Tensor sum;   // x + r, x's dtype and shape; without r, x itself (contiguous)
   torch::Tensor out;   // layer_norm(sum), out_dtype
   torch::Tensor mean;  // [rows] float32
   torch::Tensor rstd;  // [rows] float32
 };
 
-/// x, r [..., C] (made contiguous), weight / bias [C] or undefined.
+/// x, r [..., C] (made contiguous), weight / bias [C] or undefined; r
+/// undefined: no add (no sum is written; the backward takes `sum` = x).
 AddLayerNormForward add_layer_norm_forward(const torch::Tensor& x, const torch::Tensor& r, const torch::Tensor& weight,
                                            const torch::Tensor& bias, double eps, c10::ScalarType out_dtype);
 

@@ -5,7 +5,13 @@
 // Element types: the sum s = x + r is in x's type S (float32 or bfloat16);
 // r is S, or bfloat16 when S is float32 (autocast: a float32 residual
 // stream plus a bf16 layer output); weight and bias are float32 or S; the
-// normalised output is float32 or S. All arithmetic is float32.
+// normalised output is float32 or bfloat16 (a float32 stream may be
+// normalised straight into the bf16 a Linear under autocast reads). All
+// arithmetic is float32; each output is rounded once.
+//
+// Without a residual (r null: a plain LayerNorm, accel::layer_norm) the
+// forward normalises x and writes no sum; the backward then takes x as
+// `sum` and no grad_sum.
 #include <cstdint>
 
 #include <cuda_runtime_api.h>
@@ -16,13 +22,13 @@ namespace accel::kernels {
 
 struct AddLayerNormForwardArgs {
   const void* x = nullptr;  // [rows, cols], contiguous, type sum_dtype
-  const void* r = nullptr;  // [rows, cols], contiguous, type r_dtype
+  const void* r = nullptr;  // [rows, cols], contiguous, type r_dtype; or null: no add, sum is x
   DType sum_dtype = DType::f32;
   DType r_dtype = DType::f32;
   const void* weight = nullptr;  // [cols] or null (1)
   const void* bias = nullptr;    // [cols] or null (0)
   DType weight_dtype = DType::f32;
-  void* sum = nullptr;  // [rows, cols] = x + r rounded to sum_dtype
+  void* sum = nullptr;  // [rows, cols] = x + r rounded to sum_dtype; null (unused) when r is null
   void* out = nullptr;  // [rows, cols] = (sum - mean) * rstd * weight + bias
   DType out_dtype = DType::f32;
   float* mean = nullptr;  // [rows]
@@ -36,7 +42,7 @@ struct AddLayerNormBackwardArgs {
   const void* grad_out = nullptr;  // [rows, cols], type out_dtype
   DType out_dtype = DType::f32;
   const void* grad_sum = nullptr;  // [rows, cols] or null: the gradient reaching `sum` directly, type sum_dtype
-  const void* sum = nullptr;       // [rows, cols] from the forward
+  const void* sum = nullptr;       // [rows, cols] from the forward (x when it had no residual)
   DType sum_dtype = DType::f32;
   const float* mean = nullptr;
   const float* rstd = nullptr;
