@@ -152,15 +152,17 @@ torch::Tensor TransformerImpl::forward(const torch::Tensor& tokens, KVCache* cac
   // rank's slice of the sequence: the whole one comes back after ln_f.
   if (!cache) {
     auto x = accel::enter_sequence_parallel(*blocks_.front().module()->ln_1, embed(tokens));
-    return accel::leave_sequence_parallel(*ln_f, layer_norm(ln_f, run_blocks(x, 0, num_blocks())));
+    return accel::leave_sequence_parallel(*ln_f, final_norm(run_blocks(x, 0, num_blocks())));
   }
   TORCH_CHECK(!accel::tensor_parallel_shard(*ln_f),
               "GPT-2: generation with a KV cache is not built for a model split with sequence_parallel (a new "
               "token cannot be split over the ranks); split it without sequence_parallel to generate");
   auto x = embed(tokens, past);
   for (size_t i = 0; i < blocks_.size(); ++i) x = blocks_[i](x, &cache->layer(static_cast<int64_t>(i)));
-  return layer_norm(ln_f, x);
+  return final_norm(x);
 }
+
+torch::Tensor TransformerImpl::final_norm(const torch::Tensor& x) { return layer_norm(ln_f, x); }
 
 torch::Tensor TransformerImpl::embed(const torch::Tensor& tokens, int64_t past) {
   TORCH_CHECK(tokens.dim() == 2, "GPT-2 takes tokens of shape [batch, seq], got ", tokens.sizes());

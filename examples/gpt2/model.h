@@ -105,7 +105,7 @@ class TransformerImpl : public torch::nn::Module {
 
   // forward without a cache in three pieces, for a pipeline stage
   // (pipeline_parallel.h) that runs only some of them: forward(tokens) is
-  // ln_f(run_blocks(embed(tokens), 0, num_blocks())).
+  // final_norm(run_blocks(embed(tokens), 0, num_blocks())).
 
   /// tokens [batch, seq] -> the first block's input (embeddings, hook,
   /// dropout); positions start at `past` (the cached ones, in generation).
@@ -113,6 +113,9 @@ class TransformerImpl : public torch::nn::Module {
   /// Blocks [begin, end) in order, each through its unit.
   torch::Tensor run_blocks(torch::Tensor x, int64_t begin, int64_t end);
   int64_t num_blocks() const { return static_cast<int64_t>(blocks_.size()); }
+  /// ln_f, as forward applies it (accel::layer_norm; under autocast its
+  /// output comes in autocast's type, which the output projection takes).
+  torch::Tensor final_norm(const torch::Tensor& x);
 
   torch::nn::Embedding wte{nullptr}, wpe{nullptr};
   torch::nn::ModuleList h{nullptr};

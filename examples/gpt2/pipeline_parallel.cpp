@@ -43,7 +43,7 @@ accel::PipelineStage pipeline_stage(GPT2& model, const accel::ProcessGroupPtr& p
   stage.forward = [transformer, span, first, last](const torch::Tensor& input) mutable {
     auto x = first ? transformer->embed(input) : input;
     x = transformer->run_blocks(x, span.begin, span.end);
-    return last ? transformer->ln_f(x) : x;
+    return last ? transformer->final_norm(x) : x;
   };
   if (last) {
     stage.loss = [transformer](const torch::Tensor& hidden, const torch::Tensor& targets) mutable {
