@@ -151,8 +151,7 @@ torch::Tensor TransformerImpl::forward(const torch::Tensor& tokens, KVCache* cac
   // Under sequence parallel (tensor_parallel.h) the blocks and ln_f see this
   // rank's slice of the sequence: the whole one comes back after ln_f.
   if (!cache) {
-    auto x = accel::enter_sequence_parallel(*blocks_.front().module()->ln_1, embed(tokens));
-    return accel::leave_sequence_parallel(*ln_f, final_norm(run_blocks(x, 0, num_blocks())));
+    return final_norm(run_blocks(embed(tokens), 0, num_blocks()));
   }
   TORCH_CHECK(!accel::tensor_parallel_shard(*ln_f),
               "GPT-2: generation with a KV cache is not built for a model split with sequence_parallel (a new "
@@ -162,7 +161,9 @@ torch::Tensor TransformerImpl::forward(const torch::Tensor& tokens, KVCache* cac
   return final_norm(x);
 }
 
-torch::Tensor TransformerImpl::final_norm(const torch::Tensor& x) { return layer_norm(ln_f, x); }
+torch::Tensor TransformerImpl::final_norm(const torch::Tensor& x) {
+  return accel::leave_sequence_parallel(*ln_f, layer_norm(ln_f, x));
+}
 
 torch::Tensor TransformerImpl::embed(const torch::Tensor& tokens, int64_t past) {
   TORCH_CHECK(tokens.dim() == 2, "GPT-2 takes tokens of shape [batch, seq], got ", tokens.sizes());
@@ -175,7 +176,7 @@ torch::Tensor TransformerImpl::embed(const torch::Tensor& tokens, int64_t past) 
   auto positions = accel::context_parallel_positions(T, past, tokens.options());
   auto embeddings = accel::parallel_embedding(wte, tokens);
   if (embeddings_hook) embeddings = embeddings_hook(embeddings);
-  return drop_(embeddings + wpe(positions));
+  return accel::enter_sequence_parallel(*blocks_.front().module()->ln_1, drop_(embeddings + wpe(positions)));
 }
 
 torch::Tensor TransformerImpl::run_blocks(torch::Tensor x, int64_t begin, int64_t end) {

@@ -108,13 +108,15 @@ class TransformerImpl : public torch::nn::Module {
   // final_norm(run_blocks(embed(tokens), 0, num_blocks())).
 
   /// tokens [batch, seq] -> the first block's input (embeddings, hook,
-  /// dropout); positions start at `past` (the cached ones, in generation).
+  /// dropout; under sequence parallel this rank's slice of the sequence);
+  /// positions start at `past` (the cached ones, in generation).
   torch::Tensor embed(const torch::Tensor& tokens, int64_t past = 0);
   /// Blocks [begin, end) in order, each through its unit.
   torch::Tensor run_blocks(torch::Tensor x, int64_t begin, int64_t end);
   int64_t num_blocks() const { return static_cast<int64_t>(blocks_.size()); }
   /// ln_f, as forward applies it (accel::layer_norm; under autocast its
-  /// output comes in autocast's type, which the output projection takes).
+  /// output comes in autocast's type, which the output projection takes),
+  /// then under sequence parallel the whole sequence gathered back.
   torch::Tensor final_norm(const torch::Tensor& x);
 
   torch::nn::Embedding wte{nullptr}, wpe{nullptr};

@@ -32,9 +32,6 @@ bool on_stage(const std::string& name, const accel::UnitSpan& span, bool first, 
 
 accel::PipelineStage pipeline_stage(GPT2& model, const accel::ProcessGroupPtr& pp,
                                     const std::vector<std::string>& split_points) {
-  ACCEL_CHECK_ARG(!accel::tensor_parallel_shard(*model->transformer->ln_f),
-                  "GPT-2 pipeline stages: the model was split with sequence_parallel, which the stages do not run "
-                  "yet; split it by tensor_parallel_plan() without sequence_parallel");
   accel::PipelineStage stage(pp);
   const auto span = pipeline_blocks(model, stage.index, stage.num_stages, split_points);
   const bool first = stage.is_first(), last = stage.is_last();

@@ -98,14 +98,16 @@ struct AutocastSeen {
 // Under gradient accumulation each optimizer step takes the same rows in
 // acc.gradient_accumulation_steps() loader batches, each one pipeline_step
 // inside accumulate() with as many fewer micro-batches.
+// `sequence_parallel`: the tp plan's sequence-parallel form.
 Trace through_accelerator(Accelerator& acc, AutocastSeen* seen = nullptr,
-                          PipelineScheduleKind schedule = PipelineScheduleKind::one_f_one_b) {
+                          PipelineScheduleKind schedule = PipelineScheduleKind::one_f_one_b,
+                          bool sequence_parallel = false) {
   const DeviceMesh* mesh = acc.device_mesh();
   EXPECT_NE(mesh, nullptr);
   const bool tp = mesh->config().tp_size > 1;
   seed_cpu(17);
   gpt2::GPT2 model(gpt2::named_config("tiny"));
-  if (tp) gpt2::parallelize_tensor(model, mesh->group("tp"));
+  if (tp) gpt2::parallelize_tensor(model, mesh->group("tp"), sequence_parallel);
   auto cut = gpt2::pipeline_stage(model, mesh->group("pp"));
   if (seen) {
     cut.forward = [seen, f = cut.forward](const torch::Tensor& x) {
@@ -233,6 +235,20 @@ TEST(PipelineAccelerator, TwoStagesByTwoTensorParallelEqualsOneProcess) {
     Accelerator acc(AcceleratorOptions().parallelism_config(c));
     EXPECT_EQ(acc.data_parallel_size(), 1);
     expect_matches(ref, through_accelerator(acc));
+  });
+}
+
+TEST(PipelineAccelerator, TwoStagesByTwoTensorParallelWithSequenceParallelEqualsOneProcess) {
+  // Sequence parallel inside the stages: the first stage scatters the
+  // embeddings' sequence over the tp ranks, the stages send each other
+  // their tp rank's slice of it, and the last gathers it back after ln_f.
+  run_distributed(4, [] {
+    const auto ref = single_process();
+    auto c = pp2();
+    c.tp_size = 2;
+    Accelerator acc(AcceleratorOptions().parallelism_config(c));
+    expect_matches(ref, through_accelerator(acc, nullptr, PipelineScheduleKind::one_f_one_b,
+                                            /*sequence_parallel=*/true));
   });
 }
 
