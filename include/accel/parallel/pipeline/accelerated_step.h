@@ -50,9 +50,11 @@ namespace accel {
 /// ranks, i.e. of the whole batch's mean loss, the two copies of a tied
 /// parameter summed. Returns the replica's mean loss (0-dim float64, on
 /// every stage). Zero the gradients before it, as before any backward.
+/// Under fp16 the last stage's losses are scaled by the Accelerator's
+/// GradScaler for backward; the optimizers unscale (clip_pipeline_grad_norm_
+/// first, when it runs), and an inf/nan on any rank skips the step on all.
 /// Throws std::invalid_argument naming the value for a model that is no
-/// prepared StageModule of this Accelerator, fp16 (loss scaling of stages
-/// is not built: use bf16), and what run_pipeline refuses
+/// prepared StageModule of this Accelerator, and what run_pipeline refuses
 /// (split_microbatches: a batch that does not divide); std::logic_error
 /// for a second step into tied gradients that already hold the stages' sum
 /// (no zero_grad since, outside an accumulation).

@@ -64,6 +64,10 @@ struct ACCEL_API PipelineStage {
   /// gradient accumulation sums (pipeline_step sets it to
   /// gradient_accumulation_steps).
   double loss_divisor = 1.0;
+  /// Last stage: each micro-batch's loss is multiplied by this 0-dim tensor
+  /// for its backward (fp16 loss scaling: GradScaler's scale; the returned
+  /// loss is not scaled). Undefined: 1.
+  torch::Tensor loss_scale;
 
   /// Every parameter this stage trains (what its optimizer takes), tied
   /// copies included.

@@ -107,9 +107,6 @@ void reduce_sharded_step(fsdp::FullyShardedModel& model, PipelineStage& stage) {
 torch::Tensor pipeline_step(Accelerator& accelerator, PreparedModel<StageModule>& stage, PipelineScheduleKind schedule,
                             int64_t microbatches, const torch::Tensor& inputs, const torch::Tensor& targets) {
   check_prepared(accelerator, stage, "pipeline_step");
-  ACCEL_CHECK_ARG(accelerator.mixed_precision() != MixedPrecision::fp16,
-                  "pipeline_step: mixed_precision is fp16, whose loss scaling of pipeline stages is not built; "
-                  "expected bf16 or no");
   PipelineStage run = stage->stage();
   ACCEL_CHECK_ARG(!run.is_first() || inputs.defined(), "pipeline_step: stage ", run.index,
                   " is the first and got no inputs");
@@ -127,6 +124,12 @@ torch::Tensor pipeline_step(Accelerator& accelerator, PreparedModel<StageModule>
   // Under gradient accumulation each run's gradient is 1/steps of its own,
   // as Accelerator::backward divides a loss.
   run.loss_divisor = static_cast<double>(accelerator.gradient_accumulation_steps());
+  // fp16: the last stage scales each loss as Accelerator::backward does;
+  // the earlier stages receive scaled gradients. The optimizers unscale,
+  // and the scaler's inf check is reduced over every rank, so all stages
+  // skip an overflowing step together.
+  if (auto* scaler = accelerator.scaler(); scaler && run.is_last())
+    run.loss_scale = scaler->scale(torch::ones({}, torch::TensorOptions().device(run.device)));
   // Through the prepared model: autocast, and what DDP does around a forward.
   // A stage gathered in a lower precision (param_dtype) takes its floating
   // input in that dtype, as FSDP2's cast_forward_inputs casts a module's:

@@ -86,7 +86,8 @@ torch::Tensor run_pipeline(PipelineStage& stage, const std::vector<PipelineActio
         // Each micro-batch's gradient is 1/m of its own, so the
         // accumulated gradient is that of the mean over the batch (and
         // over the runs of an accumulation, with loss_divisor).
-        f.output = loss.reshape({}) / (static_cast<double>(micro) * stage.loss_divisor);
+        auto scaled = stage.loss_scale.defined() ? loss.reshape({}) * stage.loss_scale : loss.reshape({});
+        f.output = scaled / (static_cast<double>(micro) * stage.loss_divisor);
       } else {
         pipeline_detail::send_with_header(sends, stage.group, y, next, activation_tag(a.microbatch));
         f.output = y;
