@@ -341,24 +341,9 @@ TEST(PipelineAcceleratorCheckpoint, TwoStagesByTwoZeroResumesOnTheSameLayout) {
   }
 }
 
-// bf16 stages stepped through fp32 master weights. The bf16 pipeline does
-// not run forward on the CPU with master weights yet (LayerNorm refuses
-// its mixed dtypes), so each step's gradients are made up here, the same
-// for a parameter on every rank (its name and the step seed them): the
-// optimizer steps the masters from them as from real ones. The masters
-// are saved with the AdamW state (sliced like their parameters, the tied
-// one once) and restored, so bf16 weights and fp32 masters resume bit for
-// bit.
-void made_up_step(StageRun& run, int step) {
-  for (const auto& p : (*run.prepared).module()->named_parameters()) {
-    auto g = at::detail::createCPUGenerator(std::hash<std::string>{}(p.key()) + static_cast<uint64_t>(step));
-    p.value().mutable_grad() = torch::randn(p.value().sizes(), g).to(p.value().scalar_type());
-  }
-  run.opt->step();
-  run.scheduler->step();
-  run.opt->zero_grad();
-}
-
+// bf16 stages trained through fp32 master weights: the masters are saved
+// with the AdamW state (sliced like their parameters, the tied one once)
+// and restored, so bf16 weights and fp32 masters resume bit for bit.
 // The stage's weights and its fp32 masters ("master/<name>").
 Weights with_masters(StageRun& run) {
   auto out = run.weights();
@@ -375,22 +360,22 @@ TEST(PipelineAcceleratorCheckpoint, TwoStagesWithBf16MasterWeightsResumeBitForBi
   const auto options = AcceleratorOptions().parallelism_config(pp2(2, 1)).mixed_precision("bf16").master_weights(true);
   run_distributed(4, [&] {
     StageRun run(options, 17);
-    for (int s = 0; s < kSaveAt; ++s) made_up_step(run, s);
+    for (int s = 0; s < kSaveAt; ++s) run.step(s);
     const auto at_save = with_masters(run);
     EXPECT_EQ(at_save.at("master/transformer.wte.weight").scalar_type(), torch::kFloat);
     EXPECT_EQ(run.weights().begin()->second.scalar_type(), torch::kBFloat16);
     write(at_save, rank_file(dir, "at_save", run.acc.process_index()));
     run.acc.save_state(dir / "ckpt");
-    for (int s = kSaveAt; s < kSteps; ++s) made_up_step(run, s);
+    for (int s = kSaveAt; s < kSteps; ++s) run.step(s);
     write(with_masters(run), rank_file(dir, "straight", run.acc.process_index()));
   });
   run_distributed(4, [&] {
     StageRun run(options, 99);
-    made_up_step(run, 0);
+    run.step(0);
     run.acc.load_state(dir / "ckpt");
     const int rank = run.acc.process_index();
     expect_equal(with_masters(run), read(rank_file(dir, "at_save", rank)), "loaded");
-    for (int s = kSaveAt; s < kSteps; ++s) made_up_step(run, s);
+    for (int s = kSaveAt; s < kSteps; ++s) run.step(s);
     expect_equal(with_masters(run), read(rank_file(dir, "straight", rank)), "after resuming on the same layout");
   });
   const auto ckpt = dir / "ckpt";
