@@ -23,6 +23,7 @@
 #include "gpt2/tensor_parallel.h"
 #include "support/distributed.h"
 #include "support/errors.h"
+#include "support/gpt2_one_process.h"
 #include "support/gpt2_split.h"
 #include "support/temp_dir.h"
 #include "support/tensors.h"
@@ -34,42 +35,16 @@ using accel::testing::seed_cpu;
 
 namespace {
 
-constexpr int kSteps = 3;
-constexpr int64_t kRowsPerStep = 4, kSeq = 32;
-constexpr double kMaxNorm = 0.5, kLr = 1e-3;
+constexpr accel::testing::Gpt2Run kRun{.rows_per_step = 4, .rows_seed = 900, .model_seed = 17};
+constexpr int64_t kRowsPerStep = kRun.rows_per_step, kSeq = kRun.seq;
+constexpr double kMaxNorm = kRun.max_norm;
 
-torch::Tensor all_rows(int64_t vocab) {
-  auto g = at::detail::createCPUGenerator(900);
-  return torch::randint(0, vocab, {kSteps * kRowsPerStep, kSeq + 1}, g);
-}
-
-struct Trace {
-  std::vector<double> losses, norms;
-  std::map<std::string, torch::Tensor> params;
-};
-
+using Trace = accel::testing::Gpt2Trace;
+torch::Tensor all_rows(int64_t vocab) { return accel::testing::token_rows(kRun, vocab); }
 std::shared_ptr<torch::optim::AdamW> adamw(gpt2::GPT2& model) {
-  return std::make_shared<torch::optim::AdamW>(model->parameters(), torch::optim::AdamWOptions(kLr).weight_decay(0.1));
+  return accel::testing::adamw(kRun, model->parameters());
 }
-
-Trace single_process() {
-  seed_cpu(17);
-  gpt2::GPT2 model(gpt2::named_config("tiny"));
-  auto opt = adamw(model);
-  const auto rows = all_rows(model->options().vocab_size());
-  Trace t;
-  for (int step = 0; step < kSteps; ++step) {
-    auto batch = rows.narrow(0, step * kRowsPerStep, kRowsPerStep);
-    opt->zero_grad();
-    auto loss = model(batch.narrow(1, 0, kSeq).contiguous(), batch.narrow(1, 1, kSeq).contiguous());
-    loss.backward();
-    t.norms.push_back(clip_grad_norm(model->parameters(), kMaxNorm).item<double>());
-    opt->step();
-    t.losses.push_back(loss.item<double>());
-  }
-  for (const auto& p : model->named_parameters()) t.params[p.key()] = p.value().detach().clone();
-  return t;
-}
+Trace single_process() { return accel::testing::one_process(kRun); }
 
 Trace through_accelerator(Accelerator& acc) {
   const DeviceMesh* mesh = acc.device_mesh();

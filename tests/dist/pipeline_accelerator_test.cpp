@@ -36,6 +36,7 @@
 #include "gpt2/tensor_parallel.h"
 #include "support/distributed.h"
 #include "support/errors.h"
+#include "support/gpt2_one_process.h"
 #include "support/gpt2_split.h"
 #include "support/split_run_check.h"
 #include "support/tensors.h"
@@ -47,49 +48,16 @@ using accel::testing::seed_cpu;
 
 namespace {
 
-constexpr int kSteps = 3;
-constexpr int64_t kRowsPerStep = 8, kSeq = 32, kMicro = 4;
-constexpr double kMaxNorm = 0.5, kLr = 1e-3;
-// Adam divides by sqrt(v) + eps: with the default 1e-8 a gradient element near 0
-// turns summation-order noise (1e-10) into 1e-5 of update, more than the tolerance.
-constexpr double kEps = 1e-6;
-
-torch::Tensor all_rows(int64_t vocab) {
-  auto g = at::detail::createCPUGenerator(900);
-  return torch::randint(0, vocab, {kSteps * kRowsPerStep, kSeq + 1}, g);
-}
-
-struct Trace {
-  std::vector<double> losses, norms;
-  std::map<std::string, torch::Tensor> params;
-};
-
+// eps 1e-6: the comparisons are within 1e-5 (see Gpt2Run).
+constexpr accel::testing::Gpt2Run kRun{.rows_per_step = 8, .rows_seed = 900, .model_seed = 17, .eps = 1e-6};
+constexpr int64_t kRowsPerStep = kRun.rows_per_step, kSeq = kRun.seq, kMicro = 4;
+constexpr double kMaxNorm = kRun.max_norm;
+using Trace = accel::testing::Gpt2Trace;
+torch::Tensor all_rows(int64_t vocab) { return accel::testing::token_rows(kRun, vocab); }
 std::shared_ptr<torch::optim::AdamW> adamw(const std::vector<torch::Tensor>& params) {
-  return std::make_shared<torch::optim::AdamW>(params, torch::optim::AdamWOptions(kLr).weight_decay(0.1).eps(kEps));
+  return accel::testing::adamw(kRun, params);
 }
-
-Trace single_process(MixedPrecision mp = MixedPrecision::no) {
-  seed_cpu(17);
-  gpt2::GPT2 model(gpt2::named_config("tiny"));
-  auto opt = adamw(model->parameters());
-  const auto rows = all_rows(model->options().vocab_size());
-  Trace t;
-  for (int step = 0; step < kSteps; ++step) {
-    auto batch = rows.narrow(0, step * kRowsPerStep, kRowsPerStep);
-    opt->zero_grad();
-    torch::Tensor loss;
-    {
-      AutocastGuard autocast(torch::kCPU, mp);
-      loss = model(batch.narrow(1, 0, kSeq).contiguous(), batch.narrow(1, 1, kSeq).contiguous());
-    }
-    loss.backward();
-    t.norms.push_back(clip_grad_norm(model->parameters(), kMaxNorm).item<double>());
-    opt->step();
-    t.losses.push_back(loss.item<double>());
-  }
-  for (const auto& p : model->named_parameters()) t.params[p.key()] = p.value().detach().clone();
-  return t;
-}
+Trace single_process(MixedPrecision mp = MixedPrecision::no) { return accel::testing::one_process(kRun, mp); }
 
 // Whether each stage's forward and the last stage's loss ran under autocast.
 struct AutocastSeen {

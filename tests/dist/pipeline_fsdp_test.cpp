@@ -39,6 +39,7 @@
 #include "gpt2/tensor_parallel.h"
 #include "support/distributed.h"
 #include "support/errors.h"
+#include "support/gpt2_one_process.h"
 #include "support/gpt2_split.h"
 #include "support/split_run_check.h"
 #include "support/tensors.h"
@@ -50,51 +51,23 @@ using accel::testing::seed_cpu;
 
 namespace {
 
-constexpr int kSteps = 3;
-constexpr int64_t kRowsPerStep = 16, kSeq = 32, kMicro = 4;  // 4 replicas under hybrid_shard
-constexpr double kMaxNorm = 0.5, kLr = 1e-3;
-// Adam divides by sqrt(v) + eps: with the default 1e-8 a gradient element near 0
-// turns summation-order noise (1e-10) into 1e-5 of update, more than the tolerance.
-constexpr double kEps = 1e-6;
+// eps 1e-6: the comparisons are within 1e-5 (see Gpt2Run).
+constexpr accel::testing::Gpt2Run kRun{.rows_per_step = 16, .rows_seed = 901, .model_seed = 19, .eps = 1e-6};
+constexpr int kSteps = kRun.steps;
+constexpr int64_t kRowsPerStep = kRun.rows_per_step, kSeq = kRun.seq, kMicro = 4;  // 4 replicas under hybrid_shard
+constexpr double kMaxNorm = kRun.max_norm;
 
-torch::Tensor all_rows(int64_t vocab) {
-  auto g = at::detail::createCPUGenerator(901);
-  return torch::randint(0, vocab, {kSteps * kRowsPerStep, kSeq + 1}, g);
-}
-
-struct Trace {
-  std::vector<double> losses, norms;
-  std::map<std::string, torch::Tensor> params;
+struct Trace : accel::testing::Gpt2Trace {
   torch::ScalarType gathered = torch::kFloat;  // the dtype the stage was gathered in
 };
 
+torch::Tensor all_rows(int64_t vocab) { return accel::testing::token_rows(kRun, vocab); }
 std::shared_ptr<torch::optim::AdamW> adamw(const std::vector<torch::Tensor>& params) {
-  return std::make_shared<torch::optim::AdamW>(params, torch::optim::AdamWOptions(kLr).weight_decay(0.1).eps(kEps));
+  return accel::testing::adamw(kRun, params);
 }
 
 // Plain LibTorch, one process, the whole batch each step.
-Trace single_process(MixedPrecision mp = MixedPrecision::no) {
-  seed_cpu(19);
-  gpt2::GPT2 model(gpt2::named_config("tiny"));
-  auto opt = adamw(model->parameters());
-  const auto rows = all_rows(model->options().vocab_size());
-  Trace t;
-  for (int step = 0; step < kSteps; ++step) {
-    auto batch = rows.narrow(0, step * kRowsPerStep, kRowsPerStep);
-    opt->zero_grad();
-    torch::Tensor loss;
-    {
-      AutocastGuard autocast(torch::kCPU, mp);
-      loss = model(batch.narrow(1, 0, kSeq).contiguous(), batch.narrow(1, 1, kSeq).contiguous());
-    }
-    loss.backward();
-    t.norms.push_back(clip_grad_norm(model->parameters(), kMaxNorm).item<double>());
-    opt->step();
-    t.losses.push_back(loss.item<double>());
-  }
-  for (const auto& p : model->named_parameters()) t.params[p.key()] = p.value().detach().clone();
-  return t;
-}
+Trace single_process(MixedPrecision mp = MixedPrecision::no) { return Trace{accel::testing::one_process(kRun, mp)}; }
 
 // What full_shard made of this rank's stage: one unit (the stage), whose
 // every parameter this rank holds only its piece of, the pieces of the
