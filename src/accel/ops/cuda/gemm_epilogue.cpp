@@ -1,5 +1,6 @@
 #include "accel/ops/cuda/gemm_epilogue.h"
 
+#include <algorithm>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -94,9 +95,14 @@ bool matmul(cublasOperation_t op_a, const torch::Tensor& a, cublasOperation_t op
   }
   Layout la(a), lb(b), ld(d);
   const c10::cuda::CUDAGuard device(d.device());
-  const size_t workspace_size = at::cuda::getCUDABlasLtWorkspaceSize();
-  Preference pref(workspace_size);
+  // LibTorch's own handle and workspace for this stream (its GEMMs use
+  // them the same way, stream-ordered). The workspace is cuBLAS's when
+  // TORCH_CUBLASLT_UNIFIED_WORKSPACE is set: no larger than either size.
+  (void)at::cuda::getCurrentCUDABlasHandle();  // sets up the stream's cuBLAS workspace
   cublasLtHandle_t handle = at::cuda::getCurrentCUDABlasLtHandle();
+  void* workspace = at::cuda::getCUDABlasLtWorkspace();
+  const size_t workspace_size = std::min(at::cuda::getCUDABlasLtWorkspaceSize(), at::cuda::getChosenWorkspaceSize());
+  Preference pref(workspace_size);
   cublasLtMatmulHeuristicResult_t heuristic{};
   int found = 0;
   const cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(handle, desc.desc, la.layout, lb.layout, ld.layout,
@@ -105,8 +111,8 @@ bool matmul(cublasOperation_t op_a, const torch::Tensor& a, cublasOperation_t op
   check_status(status, "heuristic");
   const float alpha = 1.0f, beta = 0.0f;
   check_status(cublasLtMatmul(handle, desc.desc, &alpha, a.data_ptr(), la.layout, b.data_ptr(), lb.layout, &beta,
-                              d.data_ptr(), ld.layout, d.data_ptr(), ld.layout, &heuristic.algo,
-                              at::cuda::getCUDABlasLtWorkspace(), workspace_size, at::cuda::getCurrentCUDAStream()),
+                              d.data_ptr(), ld.layout, d.data_ptr(), ld.layout, &heuristic.algo, workspace,
+                              workspace_size, at::cuda::getCurrentCUDAStream()),
                "matmul");
   return true;
 }
