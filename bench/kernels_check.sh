@@ -26,10 +26,10 @@ if ! grep -q "define ACCEL_CUDA_KERNELS 1" "$B/include/accel/ops/cuda_kernels.h"
 fi
 echo "build: accel's CUDA kernels compiled in"
 
-"$B/tests/test_gpu" --gtest_filter='SoftmaxCrossEntropyKernelGpu.*:AddLayerNormGpu.*:FusedOpsGpu.*:GemmEpilogueGpu.*' >"$OUT/test_gpu.log" 2>&1 \
+"$B/tests/test_gpu" --gtest_filter='SoftmaxCrossEntropyKernelGpu.*:AddLayerNormGpu.*:LayerNormGpu.*:FusedOpsGpu.*:GemmEpilogueGpu.*' >"$OUT/test_gpu.log" 2>&1 \
   || status=1
 grep -E "^\[  (PASSED|FAILED|SKIPPED) |^\[       OK|^\[  FAILED" "$OUT/test_gpu.log"
-"$B/tests/test_unit" --gtest_filter='AddLayerNorm.*:LinearCrossEntropy.*:LinearGeluLinear.*:Linear.*' >"$OUT/test_unit.log" 2>&1 || status=1
+"$B/tests/test_unit" --gtest_filter='AddLayerNorm.*:LayerNorm.*:LinearCrossEntropy.*:LinearGeluLinear.*:Linear.*' >"$OUT/test_unit.log" 2>&1 || status=1
 grep -E "^\[  (PASSED|FAILED|SKIPPED) |^\[  FAILED" "$OUT/test_unit.log"
 
 train() {  # name ACCEL_FUSED_KERNELS
