@@ -21,8 +21,6 @@
 
 #include <torch/torch.h>
 
-#include <set>
-
 #include "accel/dist/collectives.h"
 #include "accel/optim/clip_grad.h"
 #include "accel/parallel/mesh/device_mesh.h"
@@ -35,6 +33,7 @@
 #include "gpt2/tensor_parallel.h"
 #include "support/distributed.h"
 #include "support/gpt2_split.h"
+#include "support/split_run_check.h"
 #include "support/tensors.h"
 
 using namespace accel;
@@ -141,27 +140,7 @@ Trace pipeline_parallel(const Layout& l) {
 }
 
 void expect_matches(const Trace& ref, const Trace& got) {
-  ASSERT_EQ(got.losses.size(), ref.losses.size());
-  for (int s = 0; s < kSteps; ++s) {
-    EXPECT_NEAR(got.losses[s], ref.losses[s], 1e-5) << "loss at step " << s;
-    EXPECT_NEAR(got.norms[s], ref.norms[s], 1e-5) << "gradient norm at step " << s;
-  }
-  EXPECT_GT(ref.norms[0], kMaxNorm) << "clipping must act, or the global norm is untested";
-  for (const auto& [name, value] : got.params) {
-    ASSERT_TRUE(ref.params.count(name)) << name;
-    EXPECT_EQ(value.sizes(), ref.params.at(name).sizes()) << name;
-    EXPECT_LT(max_diff(value, ref.params.at(name)), 1e-5) << name;
-  }
-  // Together the ranks checked every parameter.
-  std::string names;
-  for (const auto& [name, value] : got.params) names += name + "\n";
-  std::set<std::string> seen;
-  for (const auto& part : gather_object(names)) {
-    size_t begin = 0;
-    for (size_t end; (end = part.find('\n', begin)) != std::string::npos; begin = end + 1)
-      seen.insert(part.substr(begin, end - begin));
-  }
-  for (const auto& [name, value] : ref.params) EXPECT_TRUE(seen.count(name)) << name << " is on no stage";
+  accel::testing::expect_split_run_matches(ref, got, kMaxNorm);
 }
 
 void run_layout(const ParallelismConfig& config, PipelineScheduleKind schedule, int64_t layers = 2) {
