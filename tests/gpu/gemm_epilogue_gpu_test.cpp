@@ -4,8 +4,10 @@
 // float32 without TF32 against float64 on the CPU, at sizes that are
 // multiples of 8 but no power of two and an odd row count; the ops under bf16 autocast against the ATen composition
 // under the same autocast (within bf16 rounding); sizes the epilogues do not take (a width of 771) run the ATen path,
-// bit for bit.
+// bit for bit; matrices aligned to only 16 bytes.
 #include <cmath>
+#include <cstdint>
+#include <utility>
 
 #include <gtest/gtest.h>
 
@@ -192,4 +194,35 @@ TEST(GemmEpilogueGpu, SizesTheEpiloguesDoNotTakeRunTheAtenPath) {
   auto ref = at::linear(torch::gelu(at::linear(x, w1, b1), "tanh"), w2, b2);
   EXPECT_TRUE(y.equal(ref));
   EXPECT_TRUE(accel::linear(x, w1, b1).equal(at::linear(x, w1, b1)));
+}
+
+// cuBLASLt's heuristic assumes 256-byte aligned matrices unless told: a view
+// starting 16 bytes into its buffer (a slice of a flat buffer) must get an
+// algorithm that takes it, also after the same shapes ran aligned (the
+// chosen algorithms are cached by shape and alignment).
+TEST(GemmEpilogueGpu, MatricesAlignedToOnly16BytesAfterAlignedOnesOfTheSameShape) {
+  REQUIRE_CUDA();
+  auto g = at::detail::createCPUGenerator(7);
+  const int64_t N = 64, K = 96, M = 128;
+  auto offset_view = [](const torch::Tensor& t) {  // the same values, 16 bytes into a larger buffer
+    auto flat = torch::empty({t.numel() + 8}, t.options());
+    auto v = flat.narrow(0, 8, t.numel()).view(t.sizes());
+    v.copy_(t);
+    return v;
+  };
+  auto grad_out = torch::randn({N, M}, g).to(torch::kBFloat16).cuda();
+  auto x = torch::randn({N, K}, g).to(torch::kBFloat16).cuda();
+  auto run = [](const torch::Tensor& go, const torch::Tensor& xs, const torch::Tensor& gw) {
+    auto gb = torch::empty({go.size(1)}, go.options());
+    EXPECT_TRUE(accel::kernels::linear_weight_and_bias_grad(go, xs, gw, gb));
+    return std::make_pair(gw.clone(), gb);
+  };
+  auto [w_aligned, b_aligned] = run(grad_out, x, torch::empty({M, K}, x.options()));
+  auto grad_out_16 = offset_view(grad_out), x_16 = offset_view(x);
+  ASSERT_NE(reinterpret_cast<uintptr_t>(x_16.data_ptr()) % 256, 0u);
+  auto [w_offset, b_offset] = run(grad_out_16, x_16, offset_view(torch::zeros({M, K}, x.options())));
+  auto ref_w = grad_out.cpu().to(torch::kDouble).t().mm(x.cpu().to(torch::kDouble));
+  EXPECT_LT(max_rel(w_offset, ref_w), 1e-2);
+  EXPECT_LT(max_rel(w_aligned, ref_w), 1e-2);
+  EXPECT_LT(max_rel(b_offset, grad_out.cpu().to(torch::kDouble).sum(0)), 1e-2);
 }

@@ -1,9 +1,12 @@
 #include "accel/ops/cuda/gemm_epilogue.h"
 
 #include <algorithm>
-#include <memory>
+#include <functional>
+#include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <string>
+#include <unordered_map>
 
 #include <ATen/Context.h>
 #include <ATen/cuda/CUDAContext.h>
@@ -60,18 +63,78 @@ struct Layout {
   Layout& operator=(const Layout&) = delete;
 };
 
+// The largest power of two, up to 256, dividing the address: cuBLASLt's
+// heuristic assumes 256-byte aligned matrices unless told otherwise, and an
+// algorithm chosen on that assumption refuses a view that starts mid-block.
+uint32_t alignment(const torch::Tensor& t) {
+  const auto address = reinterpret_cast<uintptr_t>(t.data_ptr());
+  uint32_t bytes = 256;
+  while (bytes > 1 && address % bytes != 0) bytes /= 2;
+  return bytes;
+}
+
 struct Preference {
   cublasLtMatmulPreference_t pref = nullptr;
-  explicit Preference(size_t workspace) {
+  Preference(uint64_t workspace, uint32_t align_a, uint32_t align_b, uint32_t align_d) {
     check_status(cublasLtMatmulPreferenceCreate(&pref), "preference");
-    check_status(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace,
-                                                      sizeof(workspace)),
-                 "workspace preference");
+    set(CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, workspace);
+    set(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, align_a);
+    set(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, align_b);
+    set(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, align_d);
+    set(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, align_d);
   }
   ~Preference() { cublasLtMatmulPreferenceDestroy(pref); }
   Preference(const Preference&) = delete;
   Preference& operator=(const Preference&) = delete;
+  template <typename T>
+  void set(cublasLtMatmulPreferenceAttributes_t attribute, const T& value) {
+    check_status(cublasLtMatmulPreferenceSetAttribute(pref, attribute, &value, sizeof(value)), "preference");
+  }
 };
+
+// What cuBLASLt's heuristic depends on for one call. Its answer is cached:
+// asking it costs tens of microseconds of host time, five times a
+// transformer block in every eager step.
+struct AlgoKey {
+  int device;
+  int op_a, op_b, epilogue;
+  c10::ScalarType type;
+  bool tf32, has_bias, has_aux;
+  int64_t a_rows, a_cols, b_rows, b_cols, d_rows, d_cols, ld_aux;
+  uint64_t workspace;
+  uint32_t align_a, align_b, align_d;
+  bool operator==(const AlgoKey&) const = default;
+};
+
+struct AlgoKeyHash {
+  size_t operator()(const AlgoKey& k) const {
+    size_t h = 0;
+    auto mix = [&h](uint64_t v) { h ^= std::hash<uint64_t>()(v) + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2); };
+    for (int64_t v : {k.a_rows, k.a_cols, k.b_rows, k.b_cols, k.d_rows, k.d_cols, k.ld_aux})
+      mix(static_cast<uint64_t>(v));
+    mix(static_cast<uint64_t>(k.device) << 48 | static_cast<uint64_t>(k.op_a) << 40 |
+        static_cast<uint64_t>(k.op_b) << 32 | static_cast<uint64_t>(k.epilogue) << 8 | static_cast<uint64_t>(k.type));
+    mix(k.workspace);
+    mix(static_cast<uint64_t>(k.align_a) << 32 | k.align_b << 16 | k.align_d << 3 | static_cast<uint64_t>(k.tf32) << 2 |
+        static_cast<uint64_t>(k.has_bias) << 1 | k.has_aux);
+    return h;
+  }
+};
+
+// The heuristic's first algorithm for `key`, or nullopt when it has none.
+// Process-wide, for the process's life: the shapes of a training run are few.
+std::optional<cublasLtMatmulAlgo_t> cached_algo(const AlgoKey& key,
+                                                const std::function<std::optional<cublasLtMatmulAlgo_t>()>& ask) {
+  static std::mutex mutex;
+  static std::unordered_map<AlgoKey, std::optional<cublasLtMatmulAlgo_t>, AlgoKeyHash> cache;
+  {
+    const std::lock_guard<std::mutex> lock(mutex);
+    if (auto it = cache.find(key); it != cache.end()) return it->second;
+  }
+  auto algo = ask();
+  const std::lock_guard<std::mutex> lock(mutex);
+  return cache.emplace(key, algo).first->second;
+}
 
 struct Epilogue {
   cublasLtEpilogue_t kind = CUBLASLT_EPILOGUE_DEFAULT;
@@ -101,18 +164,41 @@ bool matmul(cublasOperation_t op_a, const torch::Tensor& a, cublasOperation_t op
   (void)at::cuda::getCurrentCUDABlasHandle();  // sets up the stream's cuBLAS workspace
   cublasLtHandle_t handle = at::cuda::getCurrentCUDABlasLtHandle();
   void* workspace = at::cuda::getCUDABlasLtWorkspace();
-  const size_t workspace_size = std::min(at::cuda::getCUDABlasLtWorkspaceSize(), at::cuda::getChosenWorkspaceSize());
-  Preference pref(workspace_size);
-  cublasLtMatmulHeuristicResult_t heuristic{};
-  int found = 0;
-  const cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(handle, desc.desc, la.layout, lb.layout, ld.layout,
-                                                               ld.layout, pref.pref, 1, &heuristic, &found);
-  if (status == CUBLAS_STATUS_NOT_SUPPORTED || found == 0) return false;
-  check_status(status, "heuristic");
+  const uint64_t workspace_size = std::min(at::cuda::getCUDABlasLtWorkspaceSize(), at::cuda::getChosenWorkspaceSize());
+  const AlgoKey key{d.get_device(),
+                    op_a,
+                    op_b,
+                    epilogue.kind,
+                    d.scalar_type(),
+                    tf32,
+                    epilogue.bias != nullptr,
+                    epilogue.aux != nullptr,
+                    a.size(0),
+                    a.size(1),
+                    b.size(0),
+                    b.size(1),
+                    d.size(0),
+                    d.size(1),
+                    epilogue.ld_aux,
+                    workspace_size,
+                    alignment(a),
+                    alignment(b),
+                    alignment(d)};
+  const auto algo = cached_algo(key, [&]() -> std::optional<cublasLtMatmulAlgo_t> {
+    Preference pref(workspace_size, key.align_a, key.align_b, key.align_d);
+    cublasLtMatmulHeuristicResult_t heuristic{};
+    int found = 0;
+    const cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(handle, desc.desc, la.layout, lb.layout, ld.layout,
+                                                                 ld.layout, pref.pref, 1, &heuristic, &found);
+    if (status == CUBLAS_STATUS_NOT_SUPPORTED || found == 0) return std::nullopt;
+    check_status(status, "heuristic");
+    return heuristic.algo;
+  });
+  if (!algo) return false;
   const float alpha = 1.0f, beta = 0.0f;
   check_status(cublasLtMatmul(handle, desc.desc, &alpha, a.data_ptr(), la.layout, b.data_ptr(), lb.layout, &beta,
-                              d.data_ptr(), ld.layout, d.data_ptr(), ld.layout, &heuristic.algo, workspace,
-                              workspace_size, at::cuda::getCurrentCUDAStream()),
+                              d.data_ptr(), ld.layout, d.data_ptr(), ld.layout, &*algo, workspace, workspace_size,
+                              at::cuda::getCurrentCUDAStream()),
                "matmul");
   return true;
 }
