@@ -29,8 +29,12 @@ echo "build: accel's CUDA kernels compiled in"
 "$B/tests/test_gpu" --gtest_filter='SoftmaxCrossEntropyKernelGpu.*:AddLayerNormGpu.*:LayerNormGpu.*:FusedOpsGpu.*:GemmEpilogueGpu.*' >"$OUT/test_gpu.log" 2>&1 \
   || status=1
 grep -E "^\[  (PASSED|FAILED|SKIPPED) |^\[       OK|^\[  FAILED" "$OUT/test_gpu.log"
-"$B/tests/test_unit" --gtest_filter='AddLayerNorm.*:LayerNorm.*:LinearCrossEntropy.*:LinearGeluLinear.*:Linear.*' >"$OUT/test_unit.log" 2>&1 || status=1
-grep -E "^\[  (PASSED|FAILED|SKIPPED) |^\[  FAILED" "$OUT/test_unit.log"
+if [[ -x "$B/tests/test_unit" ]]; then
+  "$B/tests/test_unit" --gtest_filter='AddLayerNorm.*:LayerNorm.*:LinearCrossEntropy.*:LinearGeluLinear.*:Linear.*' >"$OUT/test_unit.log" 2>&1 || status=1
+  grep -E "^\[  (PASSED|FAILED|SKIPPED) |^\[  FAILED" "$OUT/test_unit.log"
+else  # a build of the GPU targets only: the CPU paths are CI's (test_unit there)
+  echo "test_unit not built in $B: the CPU paths' tests did not run here"
+fi
 
 train() {  # name ACCEL_FUSED_KERNELS
   ACCEL_FUSED_KERNELS="$2" "$B/examples/gpt2" --config 124M --data "$ROOT/README.md" --seq 1024 --batch "$BATCH" \
