@@ -8,11 +8,15 @@
 //   ./build/examples/gpt2 --config 124M --batch 8 --mixed-precision bf16 --timing
 //   ./build/examples/gpt2 --from <hugging face gpt2 folder> --save out/   # fine-tune, save for transformers
 //
-//   ./build/examples/gpt2 --config 124M --batch 8 --mixed-precision bf16 --cuda-graph --profile 3
+//   ./build/examples/gpt2 --config 124M --batch 8 --mixed-precision bf16 --profile 3
 //
-//   PARALLELISM_CONFIG_PP_SIZE=2 ACCELERATE_USE_PARALLELISM_CONFIG=true \
-//     ./build/accel launch --cpu --num_processes 2 ./build/examples/gpt2 --config tiny --batch 8 --microbatches 4
-//                                                # two pipeline stages (with _TP_SIZE / _DP_*: 3D)
+// On a GPU the defaults are the fast path: the fused loss, and the step
+// recorded as a CUDA graph where the setup allows it (--no-fused-loss and
+// --no-cuda-graph turn them off).
+//
+// Two pipeline stages (with _TP_SIZE / _DP_*: 3D), in the environment
+// PARALLELISM_CONFIG_PP_SIZE=2 ACCELERATE_USE_PARALLELISM_CONFIG=true:
+//   ./build/accel launch --cpu --num_processes 2 ./build/examples/gpt2 --config tiny --batch 8 --microbatches 4
 //
 //   ./build/examples/gpt2 generate --model <folder> --prompt-tokens 464,2068 --max-new-tokens 20   # generate_cli.cpp
 //
@@ -67,8 +71,9 @@ struct Flags {
   uint64_t seed = 1337;
   bool timing = false;
   bool phase_timing = false;
-  bool cuda_graph = false;
-  bool fused_loss = false;
+  bool cuda_graph = false;     // --cuda-graph: capture, or fail saying why
+  bool no_cuda_graph = false;  // neither: capture where the setup allows it
+  bool fused_loss = true;
   bool master_weights = false;
   std::string trace;
   std::string log_with;  // a tracker (tensorboard), recording every step
@@ -113,13 +118,17 @@ Flags parse(int argc, char** argv) {
       ->check(CLI::IsMember({"adamw", "fused"}));
   app.add_option("--seed", f.seed, "initial weights and data");
   app.add_option("--save", f.save, "save the trained model here in Hugging Face's layout");
-  app.add_flag("--cuda-graph", f.cuda_graph,
-               "record the training step as a CUDA graph once and replay it (AcceleratorOptions::cuda_graph)");
+  auto* graph_on = app.add_flag("--cuda-graph", f.cuda_graph,
+                                "record the training step as a CUDA graph once and replay it, or fail saying why "
+                                "(default: recorded where the setup allows it: one process on a GPU, no gradient "
+                                "accumulation, no fp16, no ZeRO, context or pipeline parallel)");
+  app.add_flag("--no-cuda-graph", f.no_cuda_graph, "run every step eagerly")->excludes(graph_on);
   app.add_flag(
       "--master-weights", f.master_weights,
       "keep the model in bf16/fp16 with fp32 master weights in the optimizer (AcceleratorOptions::master_weights)");
-  app.add_flag("--fused-loss", f.fused_loss,
-               "compute the loss with accel::linear_cross_entropy (no full logits; padded, chunked GEMMs)");
+  app.add_flag("--fused-loss,!--no-fused-loss", f.fused_loss,
+               "compute the loss with accel::linear_cross_entropy (no full logits; padded, chunked GEMMs); "
+               "--no-fused-loss: full logits, then cross_entropy");
   app.add_option("--n-layer", f.n_layer, "blocks (overrides --config's)")->check(CLI::PositiveNumber);
   app.add_option("--n-embd", f.n_embd, "width (overrides --config's)")->check(CLI::PositiveNumber);
   app.add_option("--n-head", f.n_head, "attention heads (overrides --config's)")->check(CLI::PositiveNumber);
@@ -379,7 +388,16 @@ int main(int argc, char** argv) try {
       return std::vector<torch::Tensor>{accel::reduce(loss.detach(), accel::ReduceOp::mean, cp.group())};
     return std::vector<torch::Tensor>{loss.detach()};
   };
-  auto captured = accelerator.capture_step(micro_step);
+  // Neither --cuda-graph nor --no-cuda-graph: the step (graph-safe: nothing
+  // in it reads a value on the host) is recorded where the setup allows it.
+  const bool sharded = model && model->core().sharding();
+  const bool cuda_graph = flags.cuda_graph || (!flags.no_cuda_graph && accelerator.can_capture_step() && !sharded &&
+                                               cp.size() == 1 && !staged && !flags.phase_timing);
+  const auto capture_options = accel::CaptureOptions().cuda_graph(cuda_graph);
+  auto captured = accelerator.capture_step(micro_step, capture_options);
+  if (cuda_graph && accelerator.device().is_cuda())
+    accel::print("gpt2: the step is recorded as a CUDA graph after ", capture_options.warmup_steps(),
+                 " eager steps (--no-cuda-graph: every step eager)");
   auto train_step = [&]() {
     torch::Tensor loss;
     if (accumulation == 1) {
@@ -431,6 +449,9 @@ int main(int argc, char** argv) try {
     const nlohmann::json line = {
         {"impl", "accel"},
         {"optimizer", flags.optimizer},
+        {"cuda_graph", cuda_graph},
+        {"fused_loss", flags.fused_loss},
+        {"master_weights", flags.master_weights},
         {"config", flags.from.empty() ? flags.config : flags.from},
         {"n_layer", shape.n_layer()},  // the --config's shape unless --n-layer/--n-embd/--n-head changed it
         {"n_embd", shape.n_embd()},

@@ -222,6 +222,11 @@ class ACCEL_API Accelerator {
   /// accumulate() inside. Throws when capture is asked for and the setup
   /// cannot be captured (gradient accumulation, DDP, fp16 scaling).
   CapturedStep capture_step(CapturedStep::Function fn, CaptureOptions capture_options = {});
+  /// Whether capture_step can record a step with this setup: a CUDA
+  /// device, one process, no gradient accumulation, no fp16 loss scaling,
+  /// and every optimizer prepared so far stepped by ATen's fused kernels on
+  /// that device.
+  bool can_capture_step() const;
 
   /// Autocast for code outside the prepared model (no-op without mixed precision).
   AutocastGuard autocast() const { return AutocastGuard(device(), mixed_precision_); }

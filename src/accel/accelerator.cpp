@@ -433,7 +433,7 @@ void Accelerator::clip_grad_value_(const std::vector<torch::Tensor>& parameters,
 }
 
 CapturedStep Accelerator::capture_step(CapturedStep::Function fn, CaptureOptions capture_options) {
-  const bool capture = options_.cuda_graph() && device().is_cuda();
+  const bool capture = capture_options.cuda_graph().value_or(options_.cuda_graph()) && device().is_cuda();
   if (capture) {
     ACCEL_CHECK_ARG(gradient_state_->num_steps() <= 1, "Accelerator::capture_step: gradient_accumulation_steps is ",
                     gradient_state_->num_steps(),
@@ -444,6 +444,12 @@ CapturedStep Accelerator::capture_step(CapturedStep::Function fn, CaptureOptions
                     "GPUs); expected one process, or cuda_graph off");
   }
   return CapturedStep(std::move(fn), optimizers_, gradient_state_, capture, capture_options);
+}
+
+bool Accelerator::can_capture_step() const {
+  return device().is_cuda() && gradient_state_->num_steps() <= 1 && !use_distributed() &&
+         mixed_precision() != MixedPrecision::fp16 &&
+         std::all_of(optimizers_.begin(), optimizers_.end(), [](const auto& o) { return o->steps_on_device(nullptr); });
 }
 
 void Accelerator::wait_for_everyone() const {

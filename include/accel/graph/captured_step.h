@@ -39,6 +39,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include <torch/arg.h>
@@ -53,6 +54,11 @@ namespace accel {
 struct ACCEL_API CaptureOptions {
   /// Eager calls before capture (at least 1: optimizer state must exist).
   TORCH_ARG(int64_t, warmup_steps) = 3;
+  /// For Accelerator::capture_step: whether to record this step, in place
+  /// of AcceleratorOptions::cuda_graph (nullopt: that option decides). A
+  /// program that knows its step is graph-safe turns capture on where the
+  /// accelerator allows it, and leaves it off elsewhere.
+  TORCH_ARG(std::optional<bool>, cuda_graph) = std::nullopt;
 };
 
 class ACCEL_API CapturedStep {
