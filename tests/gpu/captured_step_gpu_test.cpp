@@ -2,6 +2,8 @@
 // equals the eager step over 10 steps (fp32 within 1e-6, the lr following
 // a schedule, clipping on), the host's step counts keep up with the
 // replays, and what cannot be captured is refused with the reason.
+#include <optional>
+
 #include <gtest/gtest.h>
 
 #include <torch/torch.h>
@@ -116,4 +118,41 @@ TEST(CapturedStepGpu, WhatCannotBeCapturedIsRefusedWithTheReason) {
             .capture_step([](const std::vector<torch::Tensor>& in) { return in; });
       },
       {"gradient_accumulation_steps is 2"});
+}
+
+// Accelerator::can_capture_step says where capture_step can record, and
+// CaptureOptions::cuda_graph turns recording on or off for one step in
+// place of AcceleratorOptions::cuda_graph (the GPT-2 example's default).
+TEST(CapturedStepGpu, CaptureOptionsDecideInPlaceOfTheAcceleratorOption) {
+  REQUIRE_CUDA();
+  auto train = [](Accelerator& acc, std::optional<bool> cuda_graph) {
+    auto net = make_net();
+    auto [model, optimizer] = acc.prepare(net, std::make_shared<torch::optim::AdamW>(net->parameters()));
+    EXPECT_TRUE(acc.can_capture_step());
+    auto step = acc.capture_step(
+        [&](const std::vector<torch::Tensor>& in) {
+          auto loss = model(in[0]).pow(2).mean();
+          acc.backward(loss);
+          optimizer->step();
+          optimizer->zero_grad();
+          return std::vector<torch::Tensor>{loss.detach()};
+        },
+        CaptureOptions().warmup_steps(1).cuda_graph(cuda_graph));
+    for (int i = 0; i < 3; ++i) step({torch::randn({4, 16}, torch::kCUDA)});
+    return step.captured();
+  };
+  {
+    Accelerator acc(AcceleratorOptions().cuda_graph(false));
+    EXPECT_TRUE(train(acc, true));
+  }
+  {
+    Accelerator acc(AcceleratorOptions().cuda_graph(true));
+    EXPECT_FALSE(train(acc, false));
+  }
+  {
+    Accelerator acc(AcceleratorOptions().cuda_graph(true));
+    EXPECT_TRUE(train(acc, std::nullopt));
+  }
+  EXPECT_FALSE(Accelerator(AcceleratorOptions().mixed_precision("fp16")).can_capture_step());
+  EXPECT_FALSE(Accelerator(AcceleratorOptions().gradient_accumulation_steps(2)).can_capture_step());
 }

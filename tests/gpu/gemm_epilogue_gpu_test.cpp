@@ -27,13 +27,6 @@ torch::Tensor gelu_tanh(const torch::Tensor& v) {
   return 0.5 * v * (1.0 + torch::tanh(k * (v + 0.044715 * v * v * v)));
 }
 
-// d gelu_tanh / dv, written out.
-torch::Tensor gelu_tanh_grad(const torch::Tensor& v) {
-  const double k = std::sqrt(2.0 / M_PI);
-  auto t = torch::tanh(k * (v + 0.044715 * v * v * v));
-  return 0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * k * (1.0 + 3.0 * 0.044715 * v * v);
-}
-
 double max_rel(const torch::Tensor& got, const torch::Tensor& want) {
   return ((got.cpu().to(torch::kDouble) - want).abs().max() / want.abs().max().clamp_min(1e-30)).item<double>();
 }
@@ -108,27 +101,6 @@ void weight_and_bias_grad(torch::ScalarType type) {
   EXPECT_LT(max_rel(grad_b, grad_out64.sum(0)), of(type).relative);
 }
 
-void gelu_input_grad(torch::ScalarType type) {
-  SCOPED_TRACE(c10::toString(type));
-  auto g = at::detail::createCPUGenerator(3);
-  const int64_t N = 37, K = 104, M = 40;
-  auto [grad_out, grad_out64] = on_gpu(torch::randn({N, M}, g, torch::kDouble), type);
-  auto [w, w64] = on_gpu(torch::randn({M, K}, g, torch::kDouble) * 0.3, type);
-  auto [pre, pre64] = on_gpu(torch::randn({N, K}, g, torch::kDouble) * 2.0, type);
-  auto grad_pre = torch::empty({N, K}, pre.options());
-  auto grad_b = torch::empty({K}, pre.options());
-  const bool taken = accel::kernels::gelu_input_grad(grad_out, w, pre, grad_pre, grad_b);
-  if (type == torch::kFloat && !taken) {
-    GTEST_LOG_(INFO) << "cuBLASLt offers no float32 DGELU_BGRAD here";
-    return;
-  }
-  ASSERT_TRUE(taken);
-  auto ref = grad_out64.mm(w64) * gelu_tanh_grad(pre64);
-  const double tolerance = type == torch::kFloat ? 1e-4 : 1e-2;
-  EXPECT_LT(max_rel(grad_pre, ref), tolerance);
-  EXPECT_LT(max_rel(grad_b, ref.sum(0)), tolerance);
-}
-
 }  // namespace
 
 TEST(GemmEpilogueGpu, BiasGeluWritesGeluAndItsInput) {
@@ -143,13 +115,6 @@ TEST(GemmEpilogueGpu, WeightGradientWithBiasGradientInOneGemm) {
   NoTf32 exact;
   weight_and_bias_grad(torch::kBFloat16);
   weight_and_bias_grad(torch::kFloat);
-}
-
-TEST(GemmEpilogueGpu, GeluInputGradientWithTheBiasGradient) {
-  REQUIRE_CUDA();
-  NoTf32 exact;
-  gelu_input_grad(torch::kBFloat16);
-  gelu_input_grad(torch::kFloat);
 }
 
 TEST(GemmEpilogueGpu, OpsUnderBf16AutocastTrackTheAtenComposition) {

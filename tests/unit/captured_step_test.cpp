@@ -7,6 +7,7 @@
 
 #include <torch/torch.h>
 
+#include "accel/accelerator.h"
 #include "accel/graph/captured_step.h"
 #include "support/errors.h"
 
@@ -47,4 +48,22 @@ TEST(CapturedStep, ArgumentsAreChecked) {
   EXPECT_THROW(CapturedStep(fn, {}, nullptr, false), std::invalid_argument);
   expect_error<std::invalid_argument>(
       [&] { CapturedStep(fn, {}, state, false, accel::CaptureOptions().warmup_steps(0)); }, {"warmup_steps is 0"});
+}
+
+// Accelerator::can_capture_step and CaptureOptions::cuda_graph on a CPU:
+// nothing can be captured there, and asking for it per step still runs the
+// step eagerly (the program does not change without a GPU).
+TEST(CapturedStep, OnACpuNothingCanBeCapturedAndAskingRunsEagerly) {
+  accel::Accelerator acc(accel::AcceleratorOptions().cpu(true));
+  EXPECT_FALSE(acc.can_capture_step());
+  int calls = 0;
+  auto step = acc.capture_step(
+      [&](const std::vector<torch::Tensor>& in) {
+        ++calls;
+        return in;
+      },
+      accel::CaptureOptions().cuda_graph(true).warmup_steps(1));
+  for (int i = 0; i < 3; ++i) step({torch::ones({2})});
+  EXPECT_EQ(calls, 3);
+  EXPECT_FALSE(step.captured());
 }

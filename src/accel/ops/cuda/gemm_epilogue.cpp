@@ -139,7 +139,7 @@ std::optional<cublasLtMatmulAlgo_t> cached_algo(const AlgoKey& key,
 struct Epilogue {
   cublasLtEpilogue_t kind = CUBLASLT_EPILOGUE_DEFAULT;
   void* bias = nullptr;  // the bias (read) or the bias gradient (written)
-  void* aux = nullptr;   // GELU's input: written by GELU_AUX_BIAS, read by DGELU_BGRAD
+  void* aux = nullptr;   // GELU's input, written by GELU_AUX_BIAS
   int64_t ld_aux = 0;
 };
 
@@ -269,20 +269,6 @@ bool linear_weight_and_bias_grad(const torch::Tensor& grad_out, const torch::Ten
   if (N == 0) return false;
   Epilogue e{CUBLASLT_EPILOGUE_BGRADB, grad_bias.data_ptr(), nullptr, 0};
   return matmul(CUBLAS_OP_N, x, CUBLAS_OP_T, grad_out, grad_weight, e);
-}
-
-bool gelu_input_grad(const torch::Tensor& grad_out, const torch::Tensor& weight, const torch::Tensor& pre,
-                     const torch::Tensor& grad_pre, const torch::Tensor& grad_bias) {
-  expect(grad_out, "grad_out", grad_out);
-  const int64_t N = grad_out.size(0), M = grad_out.size(1);
-  expect(weight, "weight", grad_out, M);
-  const int64_t K = weight.size(1);
-  expect(pre, "pre", grad_out, N, K);
-  expect(grad_pre, "grad_pre", grad_out, N, K);
-  expect_vector(grad_bias, "grad_bias", K, grad_out);
-  if (N == 0) return false;
-  Epilogue e{CUBLASLT_EPILOGUE_DGELU_BGRAD, grad_bias.data_ptr(), pre.data_ptr(), K};
-  return matmul(CUBLAS_OP_N, weight, CUBLAS_OP_N, grad_out, grad_pre, e);
 }
 
 }  // namespace accel::kernels

@@ -1,9 +1,9 @@
 #pragma once
 // Row-major GEMMs with cuBLASLt epilogues: the work that would otherwise run
 // as separate element-wise or reduction kernels around a GEMM, done while
-// the GEMM writes its tile (a bias and GELU, GELU's derivative, the bias
-// gradient). Built only with ACCEL_CUDA_KERNELS (accel/ops/cuda_kernels.h);
-// accel::linear and accel::linear_gelu_linear call them.
+// the GEMM writes its tile (a bias and GELU, the bias gradient). Built only
+// with ACCEL_CUDA_KERNELS (accel/ops/cuda_kernels.h); accel::linear and
+// accel::linear_gelu_linear call them.
 //
 // Every tensor is a CUDA matrix with contiguous rows, all of one type
 // (float32, bfloat16 or float16), on one device. Each function returns false
@@ -35,12 +35,5 @@ bool linear_bias_gelu(const torch::Tensor& x, const torch::Tensor& weight, const
 /// one GEMM: grad_out [N, M], x [N, K]; grad_weight [M, K], grad_bias [M].
 bool linear_weight_and_bias_grad(const torch::Tensor& grad_out, const torch::Tensor& x,
                                  const torch::Tensor& grad_weight, const torch::Tensor& grad_bias);
-
-/// The gradient reaching GELU's input through the following linear layer:
-/// grad_pre = (grad_out @ weight) * gelu'(pre), and grad_bias = grad_pre
-/// summed over rows (the bias gradient of the layer before the GELU):
-/// grad_out [N, M], weight [M, K], pre [N, K]; grad_pre [N, K], grad_bias [K].
-bool gelu_input_grad(const torch::Tensor& grad_out, const torch::Tensor& weight, const torch::Tensor& pre,
-                     const torch::Tensor& grad_pre, const torch::Tensor& grad_bias);
 
 }  // namespace accel::kernels
