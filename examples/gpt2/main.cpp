@@ -75,6 +75,7 @@ struct Flags {
   bool no_cuda_graph = false;  // neither: capture where the setup allows it
   bool fused_loss = true;
   bool master_weights = false;
+  bool bf16_logits = false;
   std::string trace;
   std::string log_with;  // a tracker (tensorboard), recording every step
   std::string project_dir = ".";
@@ -126,6 +127,10 @@ Flags parse(int argc, char** argv) {
   app.add_flag(
       "--master-weights", f.master_weights,
       "keep the model in bf16/fp16 with fp32 master weights in the optimizer (AcceleratorOptions::master_weights)");
+  app.add_flag("--bf16-logits", f.bf16_logits,
+               "with the fused loss under bf16/fp16 on a GPU: the output layer writes its logits in the 16-bit type "
+               "(as linear() under autocast, and transformers' GPT2LMHeadModel, round them), which the loss kernel "
+               "reads and overwrites with the gradient: half its memory traffic (default: float32 logits)");
   app.add_flag("--fused-loss,!--no-fused-loss", f.fused_loss,
                "compute the loss with accel::linear_cross_entropy (no full logits; padded, chunked GEMMs); "
                "--no-fused-loss: full logits, then cross_entropy");
@@ -181,6 +186,8 @@ Flags parse(int argc, char** argv) {
   ACCEL_CHECK_ARG(!f.prefetch || f.zero_stage == 3, "--prefetch needs --zero-stage 3, got ", f.zero_stage);
   ACCEL_CHECK_ARG(!f.activation_checkpointing || f.zero_stage == 3,
                   "--activation-checkpointing needs --zero-stage 3 (the sharded blocks recompute), got ", f.zero_stage);
+  ACCEL_CHECK_ARG(!f.bf16_logits || f.fused_loss,
+                  "--bf16-logits with --no-fused-loss: the 16-bit logits are the fused loss's; expected one of them");
   ACCEL_CHECK_ARG(!(f.phase_timing && f.cuda_graph), "--phase-timing with --cuda-graph: a replayed step has no phases");
   ACCEL_CHECK_ARG(f.timing_skip < f.steps, "--timing-skip ", f.timing_skip, " leaves no timed step out of --steps ",
                   f.steps, ": expected fewer warm-up steps than steps");
@@ -262,6 +269,7 @@ int main(int argc, char** argv) try {
   if (flags.n_embd > 0) shape_options.n_embd(flags.n_embd);
   if (flags.n_head > 0) shape_options.n_head(flags.n_head);
   gpt2::GPT2 net = flags.from.empty() ? gpt2::GPT2(shape_options) : gpt2::from_pretrained(flags.from, flags.dropout);
+  net->loss_options.float32_logits(!flags.bf16_logits);
   const auto& shape = net->options();
   // A parallelism_config with tp_size > 1 (in code, or Accelerate's
   // PARALLELISM_CONFIG_TP_SIZE) splits the model over the mesh's tp ranks;
@@ -452,6 +460,7 @@ int main(int argc, char** argv) try {
         {"cuda_graph", cuda_graph},
         {"fused_loss", flags.fused_loss},
         {"master_weights", flags.master_weights},
+        {"bf16_logits", flags.bf16_logits},
         {"config", flags.from.empty() ? flags.config : flags.from},
         {"n_layer", shape.n_layer()},  // the --config's shape unless --n-layer/--n-embd/--n-head changed it
         {"n_embd", shape.n_embd()},

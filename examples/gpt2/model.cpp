@@ -200,7 +200,7 @@ torch::Tensor GPT2Impl::forward(const torch::Tensor& tokens, const torch::Tensor
   // (Under tensor parallelism the vocabulary may be split: the seams gather
   // the logits, or compute the loss without gathering them.)
   if (!targets.defined()) return accel::parallel_tied_logits(transformer(tokens, cache), transformer->wte);
-  return accel::parallel_tied_cross_entropy(transformer(tokens), transformer->wte, targets);
+  return accel::parallel_tied_cross_entropy(transformer(tokens), transformer->wte, targets, loss_options);
 }
 
 int64_t GPT2Impl::num_parameters() const {

@@ -28,6 +28,7 @@
 
 #include <vector>
 
+#include "accel/ops/linear_cross_entropy.h"
 #include "accel/trainer/neftune.h"
 #include "accel/unit/unit.h"
 #include "config.h"
@@ -151,6 +152,10 @@ class GPT2Impl : public torch::nn::Module {
   int64_t num_parameters() const;
 
   Transformer transformer{nullptr};
+  /// How forward computes the loss (accel::linear_cross_entropy's options:
+  /// chunks, the CUDA kernel, float32 or 16-bit logits under autocast);
+  /// pipeline stages made after setting it take it too.
+  accel::LinearCrossEntropyOptions loss_options;
 
  private:
   void init_weights();

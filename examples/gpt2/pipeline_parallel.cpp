@@ -43,8 +43,9 @@ accel::PipelineStage pipeline_stage(GPT2& model, const accel::ProcessGroupPtr& p
     return last ? transformer->final_norm(x) : x;
   };
   if (last) {
-    stage.loss = [transformer](const torch::Tensor& hidden, const torch::Tensor& targets) mutable {
-      return accel::parallel_tied_cross_entropy(hidden, transformer->wte, targets);
+    stage.loss = [transformer, loss_options = model->loss_options](const torch::Tensor& hidden,
+                                                                   const torch::Tensor& targets) mutable {
+      return accel::parallel_tied_cross_entropy(hidden, transformer->wte, targets, loss_options);
     };
   }
   torch::NoGradGuard no_grad;

@@ -3,12 +3,15 @@
 // (float64, so the only differences are summation order): the region
 // crossings, column- and row-parallel Linear, the vocabulary-parallel
 // embedding and cross-entropy (torch's cross_entropy, ignore_index
-// included), forward values and every gradient.
+// included), forward values and every gradient; the tied loss with its
+// options, whole and split.
 #include <gtest/gtest.h>
 
 #include <torch/torch.h>
 
+#include "accel/ops/linear_cross_entropy.h"
 #include "accel/parallel/tensor/parallel_linear.h"
+#include "accel/parallel/tensor/parallelize.h"
 #include "accel/parallel/tensor/regions.h"
 #include "accel/parallel/tensor/shard.h"
 #include "accel/parallel/tensor/vocab_parallel.h"
@@ -272,5 +275,45 @@ TEST(TensorParallelVocab, CrossEntropyEqualsTorchsWithoutGatheringLogits) {
       EXPECT_NE(std::string(e.what()).find("token id 12 is outside the vocabulary [0, 11)"), std::string::npos)
           << e.what();
     }
+  });
+}
+
+// parallel_tied_cross_entropy passes its options on: the same ignore_index
+// (here 3, not torch's -100) counts whether the vocabulary is whole
+// (accel::linear_cross_entropy) or split over 2 ranks (the
+// vocabulary-parallel loss), both equal to torch's cross_entropy over the
+// full logits.
+TEST(TensorParallelVocab, TiedCrossEntropyTakesItsOptionsWholeOrSplit) {
+  run_distributed(2, [] {
+    const int64_t V = 12, C = 5;
+    auto make = [&] {
+      auto m = std::make_shared<torch::nn::Module>();
+      auto emb = m->register_module("wte", torch::nn::Embedding(V, C));
+      emb->to(torch::kFloat64);
+      torch::NoGradGuard no_grad;
+      emb->weight.copy_(same_randn({V, C}, 50));
+      return std::make_pair(m, emb);
+    };
+    auto hidden = same_randn({3, 4, C}, 51);
+    auto g = at::detail::createCPUGenerator(52);
+    auto targets = torch::randint(0, V, {3, 4}, g);
+    targets.index_put_({0, torch::indexing::Slice(0, 2)}, 3);
+    const auto options = LinearCrossEntropyOptions().ignore_index(3);
+    auto ref = torch::nn::functional::cross_entropy(torch::matmul(hidden, same_randn({V, C}, 50).t()).reshape({-1, V}),
+                                                    targets.reshape({-1}),
+                                                    torch::nn::functional::CrossEntropyFuncOptions().ignore_index(3));
+
+    auto [whole_model, whole] = make();
+    // (linear_cross_entropy sums the loss in float32.)
+    EXPECT_LT(
+        std::abs(parallel_tied_cross_entropy(hidden, whole, targets, options).item<double>() - ref.item<double>()),
+        1e-6);
+    auto [split_model, split] = make();
+    parallelize_tensor(*split_model, world(), {{"wte", "embedding_rowwise"}});
+    EXPECT_LT(
+        std::abs(parallel_tied_cross_entropy(hidden, split, targets, options).item<double>() - ref.item<double>()),
+        1e-12);
+    // Without the option the 3s count as targets: another value.
+    EXPECT_GT(std::abs(parallel_tied_cross_entropy(hidden, split, targets).item<double>() - ref.item<double>()), 1e-6);
   });
 }

@@ -55,6 +55,7 @@
 #include <torch/nn/modules/linear.h>
 
 #include "accel/dist/collectives.h"
+#include "accel/ops/linear_cross_entropy.h"
 #include "accel/optim/optimizer_tensors.h"
 #include "accel/util/export.h"
 
@@ -173,11 +174,13 @@ ACCEL_API torch::Tensor parallel_embedding(const torch::nn::Embedding& embedding
 /// The logits of an output projection tied to `embedding`: hidden @ weight^T,
 /// full [.., vocab] (gathered when the vocabulary is split).
 ACCEL_API torch::Tensor parallel_tied_logits(const torch::Tensor& hidden, const torch::nn::Embedding& embedding);
-/// The mean cross-entropy of those logits against `targets` (ignore_index
-/// -100): accel::linear_cross_entropy when the vocabulary is whole, the
-/// vocabulary-parallel loss (logits never gathered) when it is split.
+/// The mean cross-entropy of those logits against `targets`:
+/// accel::linear_cross_entropy with `options` when the vocabulary is whole,
+/// the vocabulary-parallel loss (logits never gathered; of the options it
+/// takes ignore_index) when it is split.
 ACCEL_API torch::Tensor parallel_tied_cross_entropy(const torch::Tensor& hidden, const torch::nn::Embedding& embedding,
-                                                    const torch::Tensor& targets);
+                                                    const torch::Tensor& targets,
+                                                    const LinearCrossEntropyOptions& options = {});
 
 /// The gradients of `parameters` for clipping (optim/grad_norm.h's
 /// clip_grad_norm_): slices made by parallelize_tensor as `sharded` over

@@ -428,12 +428,13 @@ torch::Tensor parallel_tied_logits(const torch::Tensor& hidden, const torch::nn:
 }
 
 torch::Tensor parallel_tied_cross_entropy(const torch::Tensor& hidden, const torch::nn::Embedding& embedding,
-                                          const torch::Tensor& targets) {
+                                          const torch::Tensor& targets, const LinearCrossEntropyOptions& options) {
   const auto& weight = embedding->weight;
   const auto shard = split_as(*embedding.ptr(), {TensorParallelStyle::Kind::embedding_rowwise});
-  if (!shard) return linear_cross_entropy(hidden, weight, targets);
+  if (!shard) return linear_cross_entropy(hidden, weight, targets, options);
   auto local = torch::nn::functional::linear(copy_to_tensor_parallel_region(hidden, shard->group), weight);
-  return vocab_parallel_cross_entropy(local, targets, shard->vocab_begin, shard->vocab_size, shard->group);
+  return vocab_parallel_cross_entropy(local, targets, shard->vocab_begin, shard->vocab_size, shard->group,
+                                      options.ignore_index());
 }
 
 GradientSet tensor_parallel_gradients(const std::vector<torch::Tensor>& parameters) {
