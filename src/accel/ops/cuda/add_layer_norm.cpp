@@ -4,6 +4,7 @@
 #include <string>
 
 #include <ATen/cuda/CUDAContext.h>
+#include <ATen/ops/sum.h>
 #include <c10/cuda/CUDAGuard.h>
 
 #include "accel/ops/cuda/add_layer_norm_kernel.h"
@@ -109,10 +110,13 @@ AddLayerNormBackward add_layer_norm_backward(const torch::Tensor& grad_out_in, c
   const int blocks = static_cast<int>(std::min<int64_t>(rows, int64_t{sms} * 4));
   AddLayerNormBackward g;
   g.grad_sum = torch::empty_like(sum);
-  torch::Tensor partial_w, partial_b;
+  // The weight's partial sums, then the bias's: one tensor, so that one
+  // reduction (one kernel, not two) finishes both.
+  torch::Tensor partials, partial_w, partial_b;
   if (weight_and_bias_grads && rows > 0) {
-    partial_w = torch::empty({blocks, C}, sum.options().dtype(torch::kFloat));
-    partial_b = torch::empty({blocks, C}, sum.options().dtype(torch::kFloat));
+    partials = torch::empty({2, blocks, C}, sum.options().dtype(torch::kFloat));
+    partial_w = partials[0];
+    partial_b = partials[1];
   }
   AddLayerNormBackwardArgs a;
   a.grad_out = grad_out.data_ptr();
@@ -132,8 +136,15 @@ AddLayerNormBackward add_layer_norm_backward(const torch::Tensor& grad_out_in, c
   a.blocks = std::max(blocks, 1);
   launch_add_layer_norm_backward(a, at::cuda::getCurrentCUDAStream());
   if (weight_and_bias_grads) {
-    g.grad_weight = rows > 0 ? partial_w.sum(0) : torch::zeros({C}, sum.options().dtype(torch::kFloat));
-    g.grad_bias = rows > 0 ? partial_b.sum(0) : torch::zeros({C}, sum.options().dtype(torch::kFloat));
+    // Rows of 16-byte multiples, so that the bias gradient (a view of the
+    // second row, as the weight's of the first) is as aligned as a tensor of
+    // its own for the optimizers' vectorised kernels.
+    const int64_t row = (C + 3) / 4 * 4;
+    const auto type = sum.options().dtype(torch::kFloat);
+    auto sums = (rows > 0 ? torch::empty({2, row}, type) : torch::zeros({2, row}, type)).narrow(1, 0, C);
+    if (rows > 0) at::sum_out(sums, partials, {1});
+    g.grad_weight = sums[0];
+    g.grad_bias = sums[1];
   }
   return g;
 }
