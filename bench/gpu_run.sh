@@ -2,7 +2,7 @@
 # One call on the GPU machine (see ../shared/device/README.md): configure and
 # build, run the test suite (gpu tests included), then the benchmarks with
 # their Python peers. Full logs go to $OUT (default /tmp/accel_gpu_out).
-#   bench/gpu_run.sh [what...]   what: build tests bench data checkpoint startup (default: all), kernels, gpt2,
+#   bench/gpu_run.sh [what...]   what: build tests bench data checkpoint startup (default: all), kernels, gpt2, options,
 #                                tracking, zero_offload, fsdp_offload and generate (only when named: they take minutes; GPT2_BATCHES="8" runs
 #                                one batch size; ZERO_OFFLOAD_ARGS="350M 8 20 8")
 # Needs .deps/libgloo-dev_*.deb carried along (the machine has no Gloo headers).
@@ -45,6 +45,10 @@ if want kernels; then  # accel's CUDA kernels: tests and a GPT-2 loss curve with
 fi
 if want gpt2; then
   BUILD_DIR="$ROOT/$B" PY="$(which python3)" OUT="$OUT/gpt2" bench/gpt2.sh gpu 2>&1 | tee "$OUT/gpt2.log"
+fi
+if want options; then  # what each of the GPT-2 example's speed options is worth
+  BUILD_DIR="$ROOT/$B" PY="$(which python3)" OUT="$OUT/options" bench/gpt2_options.sh ${GPT2_OPTIONS_BATCH:-16} 2>&1 \
+    | tee "$OUT/options.log"
 fi
 if want tracking; then
   BUILD_DIR="$ROOT/$B" OUT="$OUT/tracking" bench/tracking.sh gpu 2>&1 | tee "$OUT/tracking.log"
