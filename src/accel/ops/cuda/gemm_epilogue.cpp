@@ -122,7 +122,8 @@ struct AlgoKeyHash {
 };
 
 // The heuristic's first algorithm for `key`, or nullopt when it has none.
-// Process-wide, for the process's life: the shapes of a training run are few.
+// Process-wide: the shapes of a training run are few; a run of ever new
+// shapes (variable lengths) starts the cache over past 4096 of them.
 std::optional<cublasLtMatmulAlgo_t> cached_algo(const AlgoKey& key,
                                                 const std::function<std::optional<cublasLtMatmulAlgo_t>()>& ask) {
   static std::mutex mutex;
@@ -133,6 +134,7 @@ std::optional<cublasLtMatmulAlgo_t> cached_algo(const AlgoKey& key,
   }
   auto algo = ask();
   const std::lock_guard<std::mutex> lock(mutex);
+  if (cache.size() >= 4096) cache.clear();
   return cache.emplace(key, algo).first->second;
 }
 
